@@ -1,0 +1,19 @@
+// `npm run cluster`: starts the embedded local control plane and keeps it running until Ctrl-C,
+// printing how to reach it with kubectl.
+import { startControlPlane } from './control-plane.ts';
+import { toolPath } from '../tools/build.ts';
+
+const cluster = await startControlPlane();
+process.stdout.write(
+  [
+    '',
+    'The local control plane is running (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok),',
+    `  pids: ${cluster.pids.join(' ')}`,
+    `  export KUBECONFIG=${cluster.kubeconfigPath}`,
+    `  ${toolPath('kubectl')} get nodes`,
+    'Press Ctrl-C to stop it; everything it started is stopped and its directory removed.',
+    '',
+  ].join('\n') + '\n',
+);
+// Stay alive until a signal arrives; the control plane's own handlers stop it and re-raise.
+setInterval(() => {}, 1 << 30);

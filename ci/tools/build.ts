@@ -1,0 +1,261 @@
+// Builds the pinned Go tools the project tests against (helm 4 and 3, helm-unittest, the Kubernetes
+// control plane, etcd, kwok) and extracts the Istio and Gateway API CRDs from their Go modules.
+// Each tool is a small Go module under ci/tools/<tool>/ whose go.mod pins the version; the result is
+// cached outside the repository under a key made of the pin, so a fresh clone reuses it and only a
+// changed pin rebuilds. Run directly (`npm run tools`) or through ensureTools().
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments, stringify } from 'yaml';
+import { cacheRoot } from '../cache.mjs';
+import { log } from '../log.ts';
+
+const toolsDir = dirname(fileURLToPath(import.meta.url));
+
+interface GoTool {
+  /** Directory under ci/tools/ holding the tool's go.mod and go.sum. */
+  module: string;
+  /** The module whose pinned version names the tool. */
+  pinned: string;
+  /** Main packages to build; each becomes a binary named after the last path element (or `binary`). */
+  packages: { pkg: string; binary?: string }[];
+  ldflags: (version: string) => string[];
+}
+
+function kubernetesLdflags(version: string): string[] {
+  const [major, minor] = version.replace(/^v/, '').split('.');
+  const values = { gitVersion: version, gitMajor: major, gitMinor: minor, gitTreeState: 'clean', buildDate: '1970-01-01T00:00:00Z' };
+  return Object.entries(values).flatMap(([key, value]) => [
+    `-X k8s.io/component-base/version.${key}=${value}`,
+    `-X k8s.io/client-go/pkg/version.${key}=${value}`,
+  ]);
+}
+
+const goTools: Record<string, GoTool> = {
+  helm4: {
+    module: 'helm4',
+    pinned: 'helm.sh/helm/v4',
+    packages: [{ pkg: 'helm.sh/helm/v4/cmd/helm' }],
+    ldflags: (v) => [`-X helm.sh/helm/v4/internal/version.version=${v}`, '-X helm.sh/helm/v4/internal/version.metadata='],
+  },
+  helm3: {
+    module: 'helm3',
+    pinned: 'helm.sh/helm/v3',
+    packages: [{ pkg: 'helm.sh/helm/v3/cmd/helm' }],
+    ldflags: (v) => {
+      // Helm 3 reports the Kubernetes version it was built against as its default (helm template's
+      // .Capabilities.KubeVersion); its Makefile derives it from client-go's version v0.X.Y -> 1.X.
+      const clientGo = modVersion('helm3', 'k8s.io/client-go');
+      const minor = clientGo.split('.')[1];
+      return [
+        `-X helm.sh/helm/v3/internal/version.version=${v}`,
+        '-X helm.sh/helm/v3/internal/version.metadata=',
+        ...['pkg/lint/rules', 'pkg/chartutil'].flatMap((p) => [
+          `-X helm.sh/helm/v3/${p}.k8sVersionMajor=1`,
+          `-X helm.sh/helm/v3/${p}.k8sVersionMinor=${minor}`,
+        ]),
+      ];
+    },
+  },
+  'helm-unittest': {
+    module: 'helm-unittest',
+    pinned: 'github.com/helm-unittest/helm-unittest',
+    packages: [{ pkg: 'github.com/helm-unittest/helm-unittest/cmd/helm-unittest' }],
+    ldflags: (v) => [`-X github.com/helm-unittest/helm-unittest/internal/build.version=${v}`],
+  },
+  kubernetes: {
+    module: 'kubernetes',
+    pinned: 'k8s.io/kubernetes',
+    packages: ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map((c) => ({ pkg: `k8s.io/kubernetes/cmd/${c}` })),
+    ldflags: kubernetesLdflags,
+  },
+  etcd: {
+    module: 'etcd',
+    pinned: 'go.etcd.io/etcd/server/v3',
+    packages: [{ pkg: 'go.etcd.io/etcd/server/v3', binary: 'etcd' }],
+    ldflags: () => [],
+  },
+  kwok: {
+    module: 'kwok',
+    pinned: 'sigs.k8s.io/kwok',
+    packages: [{ pkg: 'sigs.k8s.io/kwok/cmd/kwok' }],
+    ldflags: (v) => [`-X sigs.k8s.io/kwok/pkg/consts.Version=${v}`],
+  },
+};
+
+/** Binaries the rest of the project asks for, and the Go tool that provides each. */
+const binaries = {
+  helm: 'helm4',
+  helm3: 'helm3',
+  'helm-unittest': 'helm-unittest',
+  'kube-apiserver': 'kubernetes',
+  'kube-controller-manager': 'kubernetes',
+  'kube-scheduler': 'kubernetes',
+  kubectl: 'kubernetes',
+  etcd: 'etcd',
+  kwok: 'kwok',
+} as const satisfies Record<string, keyof typeof goTools>;
+
+export type Binary = keyof typeof binaries;
+
+function modVersion(module: string, path: string): string {
+  const goMod = readFileSync(join(toolsDir, module, 'go.mod'), 'utf8');
+  const match = goMod.match(new RegExp(`^\\s*(?:require\\s+)?${path.replaceAll('.', '\\.')}\\s+(v\\S+)`, 'm'));
+  if (!match) throw new Error(`ci/tools/${module}/go.mod does not require ${path}`);
+  return match[1];
+}
+
+function goToolDir(name: string, tool: GoTool): { dir: string; version: string; ldflags: string[] } {
+  const version = modVersion(tool.module, tool.pinned);
+  const ldflags = ['-s', '-w', ...tool.ldflags(version)];
+  const hash = createHash('sha256');
+  for (const file of ['go.mod', 'go.sum']) hash.update(readFileSync(join(toolsDir, tool.module, file)));
+  hash.update(ldflags.join(' '));
+  return { dir: join(cacheRoot(), 'tools', `${name}-${version}-${hash.digest('hex').slice(0, 10)}`), version, ldflags };
+}
+
+/** Absolute path of a built tool binary (call ensureTools() first). */
+export function toolPath(binary: Binary): string {
+  const name = binaries[binary];
+  // Both helm majors build a binary named helm; they live in separate directories.
+  return join(goToolDir(name, goTools[name]).dir, binary === 'helm3' ? 'helm' : binary);
+}
+
+function run(cmd: string, args: string[], cwd: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, GOTOOLCHAIN: 'local' } });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} (in ${cwd}) exited with ${code}:\n${stderr}`)),
+    );
+  });
+}
+
+async function withProgress<T>(what: string, work: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  log(`tools: ${what} ...`);
+  const timer = setInterval(() => log(`tools: still ${what} (${Math.round((Date.now() - started) / 1000)}s)`), 30_000);
+  try {
+    const result = await work();
+    log(`tools: ${what}: done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    return result;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Removes half-built directories left by a build that was killed. */
+function removeStaleTemporaries(): void {
+  const root = join(cacheRoot(), 'tools');
+  if (!existsSync(root)) return;
+  for (const entry of readdirSync(root)) {
+    const pid = Number(entry.match(/\.tmp-(\d+)$/)?.[1]);
+    if (!pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      rmSync(join(root, entry), { recursive: true, force: true });
+    }
+  }
+}
+
+async function buildGoTool(name: string, tool: GoTool): Promise<void> {
+  const { dir, version, ldflags } = goToolDir(name, tool);
+  if (existsSync(join(dir, '.complete'))) return;
+  const binaryNames = tool.packages.map((p) => p.binary ?? p.pkg.split('/').at(-1)!);
+  await withProgress(`building ${binaryNames.join(', ')} ${version} with go build`, async () => {
+    const tmp = `${dir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    const cwd = join(toolsDir, tool.module);
+    // One `go build` per binary when names must be chosen; one for all when the names already fit.
+    if (tool.packages.some((p) => p.binary)) {
+      for (const [i, p] of tool.packages.entries()) {
+        await run('go', ['build', '-trimpath', '-ldflags', ldflags.join(' '), '-o', join(tmp, binaryNames[i]), p.pkg], cwd);
+      }
+    } else {
+      await run('go', ['build', '-trimpath', '-ldflags', ldflags.join(' '), '-o', `${tmp}/`, ...tool.packages.map((p) => p.pkg)], cwd);
+    }
+    writeFileSync(join(tmp, '.complete'), `${version}\n`);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  });
+}
+
+function crdsDir(): string {
+  const key = createHash('sha256')
+    .update(readFileSync(join(toolsDir, 'crds', 'go.sum')))
+    .update(readFileSync(join(toolsDir, 'kwok', 'go.mod'))).update(readFileSync(fileURLToPath(import.meta.url))).digest('hex').slice(0, 10);
+  return join(cacheRoot(), 'tools', `crds-${key}`);
+}
+
+/** Files of CRDs that the local control plane installs: Istio networking and Gateway API standard. */
+export function crdFiles(): string[] {
+  return ['istio-networking.yaml', 'gateway-api-standard.yaml'].map((f) => join(crdsDir(), f));
+}
+
+/** kwok's own stages (node initialise + heartbeat with lease, pod ready/complete/delete). */
+export function kwokStagesFile(): string {
+  return join(crdsDir(), 'kwok-stages.yaml');
+}
+
+async function goModDir(module: string, path: string): Promise<string> {
+  const cwd = join(toolsDir, module);
+  await run('go', ['mod', 'download', path], cwd);
+  return new Promise((resolve, reject) => {
+    const child = spawn('go', ['list', '-m', '-f', '{{.Dir}}', path], { cwd, env: { ...process.env, GOTOOLCHAIN: 'local' } });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 && out.trim() ? resolve(out.trim()) : reject(new Error(`go list -m ${path} failed in ${cwd}`))));
+  });
+}
+
+const istioKinds = new Set(['VirtualService', 'Gateway', 'DestinationRule']);
+
+async function extractCrds(): Promise<void> {
+  const dir = crdsDir();
+  if (existsSync(join(dir, '.complete'))) return;
+  await withProgress('extracting the Istio and Gateway API CRDs and kwok stages from their Go modules', async () => {
+    const istio = await goModDir('crds', 'istio.io/api');
+    const gatewayApi = await goModDir('crds', 'sigs.k8s.io/gateway-api');
+    const kwok = await goModDir('kwok', 'sigs.k8s.io/kwok');
+    const tmp = `${dir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    const istioCrds = parseAllDocuments(readFileSync(join(istio, 'kubernetes', 'customresourcedefinitions.gen.yaml'), 'utf8'))
+      .map((d) => d.toJS())
+      .filter((crd) => crd?.kind === 'CustomResourceDefinition' && crd.spec.group === 'networking.istio.io' && istioKinds.has(crd.spec.names.kind));
+    if (istioCrds.length !== istioKinds.size) throw new Error(`expected ${istioKinds.size} Istio networking CRDs in ${istio}, found ${istioCrds.length}`);
+    writeFileSync(join(tmp, 'istio-networking.yaml'), istioCrds.map((c) => stringify(c)).join('---\n'));
+    const standard = join(gatewayApi, 'config', 'crd', 'standard');
+    const gatewayCrds = readdirSync(standard)
+      .filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => parseAllDocuments(readFileSync(join(standard, f), 'utf8')).map((d) => d.toJS()))
+      .filter((doc) => doc?.kind === 'CustomResourceDefinition');
+    writeFileSync(join(tmp, 'gateway-api-standard.yaml'), gatewayCrds.map((c) => stringify(c)).join('---\n'));
+    const stages = join(kwok, 'kustomize', 'stage');
+    const stageFiles = ['node/fast/node-initialize.yaml', 'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml', 'pod/fast/pod-ready.yaml', 'pod/fast/pod-complete.yaml', 'pod/fast/pod-delete.yaml'];
+    writeFileSync(join(tmp, 'kwok-stages.yaml'), stageFiles.map((f) => readFileSync(join(stages, f), 'utf8').trim()).join('\n---\n') + '\n');
+    writeFileSync(join(tmp, '.complete'), '');
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  });
+}
+
+/** Builds every tool that is not in the cache yet. */
+export async function ensureTools(): Promise<void> {
+  removeStaleTemporaries();
+  for (const [name, tool] of Object.entries(goTools)) await buildGoTool(name, tool);
+  await extractCrds();
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const started = Date.now();
+  await ensureTools();
+  log(`tools: all ready in ${join(cacheRoot(), 'tools')} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
+}
