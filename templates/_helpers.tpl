@@ -1,0 +1,111 @@
+{{/*
+Name of the chart, overridable with nameOverride. Truncated to 63 characters: some Kubernetes name
+fields are limited to that (DNS labels).
+*/}}
+{{- define "ml-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name: the release name, followed by the chart name unless the release name
+already contains it. Truncated to 63 characters.
+*/}}
+{{- define "ml-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "ml-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels: only name and instance, because selectors are immutable and must not change when
+the chart or app version does.
+*/}}
+{{- define "ml-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ml-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Standard labels of every object the chart creates (the CRD templates use them too).
+*/}}
+{{- define "ml-operator.labels" -}}
+{{ include "ml-operator.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ml-operator
+helm.sh/chart: {{ include "ml-operator.chart" . }}
+{{- with .Values.global.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the controller's ServiceAccount. Shared with the controller subchart, which computes it with
+the same rule (charts/controller/templates/_helpers.tpl, "controller.serviceAccountName"):
+global.serviceAccountName when set, else "<release name>-controller".
+*/}}
+{{- define "ml-operator.serviceAccountName" -}}
+{{- if .Values.global.serviceAccountName }}
+{{- .Values.global.serviceAccountName }}
+{{- else }}
+{{- printf "%s-controller" .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Storage mode of the controller (the subchart's config.storage.mode): hostPath needs cluster rights on
+PersistentVolumes.
+*/}}
+{{- define "ml-operator.storageMode" -}}
+{{- dig "config" "storage" "mode" "pvc" (.Values.controller | default dict) }}
+{{- end }}
+
+{{/*
+Rules of the controller on namespaced objects, exactly the verbs of docs/controller-interface.md.
+Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
+*/}}
+{{- define "ml-operator.namespacedRules" -}}
+- apiGroups: ["ml-operator.dev"]
+  resources:
+    - machinelearningmodels
+    - machinelearningendpointconfigs
+    - machinelearningendpoints
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["ml-operator.dev"]
+  resources:
+    - machinelearningmodels/status
+    - machinelearningendpointconfigs/status
+    - machinelearningendpoints/status
+  verbs: ["get", "patch"]
+- apiGroups: ["ml-operator.dev"]
+  resources: ["machinelearningendpoints/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.istio.io"]
+  resources: ["virtualservices", "gateways"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
