@@ -73,7 +73,7 @@ Storage mode of the controller (the subchart's config.storage.mode): hostPath ne
 PersistentVolumes.
 */}}
 {{- define "ml-operator.storageMode" -}}
-{{- dig "config" "storage" "mode" "pvc" (.Values.controller | default dict) }}
+{{- dig "config" "storage" "mode" "emptyDir" (.Values.controller | default dict) }}
 {{- end }}
 
 {{/*

@@ -1,6 +1,9 @@
-// One local control plane for the integration run. Tests get its kubeconfig through inject().
+// One local control plane for the integration run, with the chart installed from the working tree.
+// Tests get its kubeconfig through inject().
 import type { TestProject } from 'vitest/node';
 import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
+import { installChart } from '../../ci/cluster/operator.ts';
+import { log } from '../../ci/log.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -13,6 +16,9 @@ let cluster: ControlPlane | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   cluster = await startControlPlane();
+  const started = Date.now();
+  await installChart(cluster.kubeconfigPath);
+  log(`cluster: chart installed with helm in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   project.provide('kubeconfigPath', cluster.kubeconfigPath);
   project.provide('auditLogPath', cluster.auditLogPath);
 }

@@ -1,0 +1,146 @@
+// Installs the chart from the working tree into a local control plane and runs the controller as a
+// local process under the chart's ServiceAccount (a TokenRequest token), so that what it may do is
+// exactly what the chart's RBAC grants. Used by the integration tests, the benchmark and the demo.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as k8s from '@kubernetes/client-node';
+import { toolPath } from '../tools/build.ts';
+import { waitFor } from '../wait.ts';
+
+const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
+export const release = { name: 'ml-operator', namespace: 'ml-operator' };
+export const serviceAccount = `${release.name}-controller`;
+
+export function helm(kubeconfig: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(toolPath('helm'), [`--kubeconfig=${kubeconfig}`, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`helm ${args.join(' ')} failed (exit ${code}):\n${out}`))));
+  });
+}
+
+/** `helm install` of the working tree, the controller's own Deployment scaled to zero (it runs locally). */
+export async function installChart(kubeconfig: string, values: string[] = []): Promise<void> {
+  await helm(kubeconfig, [
+    'upgrade', '--install', release.name, '.',
+    '--namespace', release.namespace, '--create-namespace',
+    '--set', 'controller.replicaCount=0',
+    '--set', 'controller.podDisruptionBudget.enabled=false',
+    ...values.flatMap((v) => ['--set', v]),
+    '--wait', '--timeout', '2m',
+  ]);
+}
+
+/** A kubeconfig that authenticates as the chart's ServiceAccount. */
+export async function serviceAccountKubeconfig(admin: k8s.KubeConfig, dir: string): Promise<string> {
+  const core = admin.makeApiClient(k8s.CoreV1Api);
+  const token = await core.createNamespacedServiceAccountToken({
+    name: serviceAccount,
+    namespace: release.namespace,
+    body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
+  });
+  const cluster = admin.getCurrentCluster()!;
+  const path = join(dir, 'controller.kubeconfig');
+  writeFileSync(
+    path,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'local', cluster: { server: cluster.server, 'certificate-authority-data': cluster.caData } }],
+      users: [{ name: serviceAccount, user: { token: token.status!.token } }],
+      contexts: [{ name: 'local', context: { cluster: 'local', user: serviceAccount } }],
+      'current-context': 'local',
+    }),
+  );
+  return path;
+}
+
+/** The config file the chart rendered for the controller (its ConfigMap), with overrides. */
+export async function chartConfig(admin: k8s.KubeConfig, overrides: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  const cm = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedConfigMap({ name: `${release.name}-controller`, namespace: release.namespace });
+  return { ...JSON.parse(cm.data!['config.json']), ...overrides };
+}
+
+export interface ControllerProcess {
+  readonly child: ChildProcess;
+  readonly healthPort: number;
+  readonly metricsPort: number;
+  logs(): string;
+  /** SIGTERM and wait for the exit. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait for the exit: a crash. */
+  kill(): Promise<void>;
+  metrics(): Promise<string>;
+}
+
+export interface ControllerOptions {
+  kubeconfig: string;
+  config: Record<string, unknown>;
+  namespaces?: string[];
+  leaderElect?: boolean;
+  identity?: string;
+  logLevel?: string;
+  /** Copy the controller's log lines to stderr. */
+  echo?: boolean;
+}
+
+/** Starts `node controller/src/main.ts` and waits until it serves /healthz. */
+export async function startControllerProcess(o: ControllerOptions): Promise<ControllerProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'ml-operator-controller-'));
+  const configPath = join(dir, 'config.json');
+  writeFileSync(configPath, JSON.stringify(o.config));
+  const args = [
+    join(root, 'controller', 'src', 'main.ts'),
+    `--config=${configPath}`,
+    `--leader-elect=${o.leaderElect ?? false}`,
+    `--leader-election-namespace=${release.namespace}`,
+    `--leader-election-id=${release.name}-controller`,
+    `--log-level=${o.logLevel ?? 'info'}`,
+    '--metrics-port=0',
+    '--health-port=0',
+    ...(o.namespaces?.length ? [`--watch-namespaces=${o.namespaces.join(',')}`] : []),
+  ];
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, KUBECONFIG: o.kubeconfig, POD_NAMESPACE: release.namespace, POD_NAME: o.identity ?? `local-${process.pid}` },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const collect = (c: Buffer) => {
+    output += c.toString();
+    if (o.echo) process.stderr.write(c);
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ports = await waitFor(
+    'the controller to serve /healthz',
+    30_000,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`the controller exited with ${child.exitCode}`);
+      const line = output.split('\n').find((l) => l.includes('"healthPort"'));
+      if (!line) return undefined;
+      const parsed = JSON.parse(line) as { healthPort: number; metricsPort: number };
+      return { health: parsed.healthPort, metrics: parsed.metricsPort };
+    },
+    () => output.slice(-3000),
+  );
+  const end = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  return {
+    child,
+    healthPort: ports.health,
+    metricsPort: ports.metrics,
+    logs: () => output,
+    stop: () => end('SIGTERM'),
+    kill: () => end('SIGKILL'),
+    metrics: async () => (await fetch(`http://127.0.0.1:${ports.metrics}/metrics`)).text(),
+  };
+}

@@ -1,0 +1,28 @@
+// Label and annotation keys the controller puts on what it creates.
+export const labels = {
+  managedBy: 'app.kubernetes.io/managed-by',
+  partOf: 'app.kubernetes.io/part-of',
+  name: 'app.kubernetes.io/name',
+  instance: 'app.kubernetes.io/instance',
+  component: 'app.kubernetes.io/component',
+  version: 'ml-operator.dev/version',
+  /** Name of the endpoint an object belongs to. */
+  endpoint: 'ml-operator.dev/endpoint',
+  /** Namespace of that endpoint (on cluster-scoped objects). */
+  endpointNamespace: 'ml-operator.dev/endpoint-namespace',
+  /** Marks a config or model object as a snapshot made by the controller, not a user's template. */
+  snapshot: 'ml-operator.dev/instance',
+  /** Template a snapshot was taken from. */
+  template: 'ml-operator.dev/template',
+  /** Model instance a Deployment, Service or volume serves. */
+  modelInstance: 'ml-operator.dev/model-instance',
+} as const;
+
+export const managerName = 'ml-operator';
+export const managedBySelector = `${labels.managedBy}=${managerName}`;
+
+/** Hash of the body the controller last applied: a differing hash means the object must be written. */
+export const desiredHashAnnotation = 'ml-operator.dev/desired-hash';
+
+/** Finalizer that removes cluster-scoped PersistentVolumes (hostPath storage), which owner references cannot reach. */
+export const storageFinalizer = 'ml-operator.dev/storage';

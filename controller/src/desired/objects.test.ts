@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest';
+import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../api/generated.ts';
+import { defaultConfig, type OperatorConfig } from '../options.ts';
+import { labels } from './labels.ts';
+import * as desired from './objects.ts';
+import { planFromSnapshot, planFromTemplates, type VersionPlan } from './plan.ts';
+
+const endpoint: MachineLearningEndpoint = {
+  metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 },
+  spec: { config: 'titanic' },
+};
+const operatorConfig: OperatorConfig = { ...defaultConfig, fetcher: { image: 'ml-operator/controller:1' } };
+const model: MachineLearningModelSpec = { image: 'acme/titanic:1', artifact: 'https://models.example.com/titanic.tar.gz', port: 8080, readinessPath: '/ping' };
+const config: MachineLearningEndpointConfigSpec = {
+  models: [
+    { model: 'titanic', weight: 80, instances: 2, cpus: '1', memory: '2Gi' },
+    { model: 'titanic-v2', weight: 20, instances: 1, cpus: '500m', memory: '1Gi', gpus: 1 },
+  ],
+};
+const models = new Map([
+  ['titanic', model],
+  ['titanic-v2', { ...model, image: 'acme/titanic:2' }],
+]);
+
+function plan(cfg = config, ms = models, name = 'titanic'): VersionPlan {
+  const r = planFromTemplates(name, 'titanic', cfg, ms);
+  if (!r.ok) throw new Error('unresolved');
+  return r.plan;
+}
+
+describe('versions', () => {
+  it('stay the same for models when only weights or instances change, so nothing is redeployed', () => {
+    const before = plan();
+    const after = plan({ models: [{ ...config.models[0], weight: 50, instances: 5 }, { ...config.models[1], weight: 50 }] });
+    expect(after.variants.map((v) => v.instance)).toEqual(before.variants.map((v) => v.instance));
+    expect(after.version).not.toBe(before.version);
+  });
+  it('change for a model whose image or resources change, and only for it', () => {
+    const before = plan();
+    const image = plan(config, new Map([...models, ['titanic', { ...model, image: 'acme/titanic:1.1' }]]));
+    expect(image.variants[0].instance).not.toBe(before.variants[0].instance);
+    expect(image.variants[1].instance).toBe(before.variants[1].instance);
+    const cpus = plan({ models: [{ ...config.models[0], cpus: '2' }, config.models[1]] });
+    expect(cpus.variants[0].version).not.toBe(before.variants[0].version);
+  });
+  it('differ between endpoints that share a config, so each has its own instances', () => {
+    expect(plan(config, models, 'a').variants[0].instance).not.toBe(plan(config, models, 'b').variants[0].instance);
+  });
+  it('name instances <template>-<version>', () => {
+    const p = plan();
+    expect(p.instance).toBe(`titanic-${p.version}`);
+    expect(p.variants[1].instance).toBe(`titanic-v2-${p.variants[1].version}`);
+  });
+  it('report the models that are missing', () => {
+    expect(planFromTemplates('e', 'c', config, new Map([['titanic', model]]))).toEqual({ ok: false, reason: 'ModelNotFound', missing: ['titanic-v2'] });
+  });
+  it('are rebuilt identically from the snapshots', () => {
+    const p = plan();
+    const ctx = { endpoint, config: operatorConfig };
+    const configInstance = { ...(desired.configInstance(ctx, p).object as never as { metadata: never; spec: never }), status: desired.configInstanceStatus(p) };
+    const modelInstances = new Map(p.variants.map((v) => [v.instance, desired.modelInstance(ctx, v).object as never]));
+    expect(planFromSnapshot(configInstance as never, modelInstances)).toEqual(p);
+  });
+});
+
+describe('the VirtualService', () => {
+  it('routes one HTTP route to every variant, weights summing to 100, through the Gateway', () => {
+    const vs = desired.virtualService({ endpoint, config: operatorConfig }, plan()).object as any;
+    expect(vs.metadata.name).toBe('titanic');
+    expect(vs.spec.hosts).toEqual(['titanic.ml.models.example.com']);
+    expect(vs.spec.gateways).toEqual(['titanic-gw']);
+    expect(vs.spec.http).toHaveLength(1);
+    expect(vs.spec.http[0].route.map((r: any) => r.weight)).toEqual([80, 20]);
+    expect(vs.spec.http[0].route[0].destination.host).toMatch(/^titanic-[0-9a-f]{10}\.ml\.svc\.cluster\.local$/);
+    expect(vs.metadata.ownerReferences[0]).toMatchObject({ kind: 'MachineLearningEndpoint', uid: 'uid-1', controller: true });
+  });
+  it('serves spec.host when given', () => {
+    const vs = desired.virtualService({ endpoint: { ...endpoint, spec: { ...endpoint.spec, host: 'api.acme.io' } }, config: operatorConfig }, plan()).object as any;
+    expect(vs.spec.hosts).toEqual(['api.acme.io']);
+  });
+});
+
+describe('the Gateway', () => {
+  it('selects the ingress gateway and serves the host over HTTP, and HTTPS when TLS is on', () => {
+    const plain = desired.gateway({ endpoint, config: operatorConfig }).object as any;
+    expect(plain.spec.selector).toEqual({ istio: 'ingressgateway' });
+    expect(plain.spec.servers).toEqual([{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['titanic.ml.models.example.com'] }]);
+    const tls = { ...operatorConfig.gateway.tls, enabled: true, credentialName: 'cert', httpsRedirect: true };
+    const secure = desired.gateway({ endpoint, config: { ...operatorConfig, gateway: { ...operatorConfig.gateway, tls } } }).object as any;
+    expect(secure.spec.servers[0].tls).toEqual({ httpsRedirect: true });
+    expect(secure.spec.servers[1]).toMatchObject({ port: { number: 443, protocol: 'HTTPS' }, tls: { mode: 'SIMPLE', credentialName: 'cert' } });
+  });
+});
+
+describe('the Deployment of a variant', () => {
+  const ctx = { endpoint, config: operatorConfig };
+  const p = plan();
+  const d = desired.deployment(ctx, p.variants[1], 600).object as any;
+  const pod = d.spec.template.spec;
+  const server = pod.containers[0];
+
+  it('runs the wanted replicas with requests equal to limits', () => {
+    expect(d.spec.replicas).toBe(1);
+    expect(server.resources).toEqual({
+      requests: { cpu: '500m', memory: '1Gi', 'nvidia.com/gpu': '1' },
+      limits: { cpu: '500m', memory: '1Gi', 'nvidia.com/gpu': '1' },
+    });
+  });
+  it('probes readiness on the model path and exposes the port as http', () => {
+    expect(server.readinessProbe.httpGet).toEqual({ path: '/ping', port: 'http' });
+    expect(server.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+    expect(server.env).toEqual(expect.arrayContaining([{ name: 'MODEL_PATH', value: '/opt/ml/model' }, { name: 'PORT', value: '8080' }]));
+  });
+  it('fetches the artifact in an init container into the model volume, mounted read-only in the server', () => {
+    expect(pod.initContainers[0]).toMatchObject({ image: 'ml-operator/controller:1', args: ['https://models.example.com/titanic.tar.gz', '/opt/ml/model'] });
+    expect(server.volumeMounts).toEqual([{ name: 'model', mountPath: '/opt/ml/model', readOnly: true }]);
+    expect(pod.volumes[0]).toEqual({ name: 'model', emptyDir: { sizeLimit: '1Gi' } });
+  });
+  it('runs restricted: non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp', () => {
+    expect(pod.securityContext).toEqual({ runAsNonRoot: true, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } });
+    for (const c of [server, pod.initContainers[0]]) {
+      expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, runAsNonRoot: true });
+    }
+    expect(pod.automountServiceAccountToken).toBe(false);
+  });
+  it('selects its pods by endpoint and model instance, and its Service does the same', () => {
+    const svc = desired.service(ctx, p.variants[1]).object as any;
+    expect(d.spec.selector.matchLabels).toEqual(svc.spec.selector);
+    expect(svc.spec.ports).toEqual([{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }]);
+    expect(d.metadata.labels[labels.managedBy]).toBe('ml-operator');
+  });
+});
+
+describe('storage', () => {
+  const p = plan();
+  it('is a claim in pvc mode', () => {
+    const objects = desired.storage({ endpoint, config: { ...operatorConfig, storage: { ...operatorConfig.storage, mode: 'pvc', storageClassName: 'fast' } } }, p.variants[0]);
+    expect(objects.map((o) => o.object.kind)).toEqual(['PersistentVolumeClaim']);
+    expect((objects[0].object.spec as any).storageClassName).toBe('fast');
+  });
+  it('is a hostPath volume bound to its claim in hostPath mode', () => {
+    const objects = desired.storage({ endpoint, config: { ...operatorConfig, storage: { ...operatorConfig.storage, mode: 'hostPath' } } }, p.variants[0]);
+    const [pv, pvc] = objects.map((o) => o.object as any);
+    expect(pv.kind).toBe('PersistentVolume');
+    expect(pv.metadata.ownerReferences).toBeUndefined();
+    expect(pv.spec.hostPath.path).toBe(`/mnt/ml-operator/ml/${p.variants[0].instance}`);
+    expect(pv.spec.claimRef).toMatchObject({ namespace: 'ml', name: p.variants[0].instance });
+    expect(pvc.spec.volumeName).toBe(pv.metadata.name);
+  });
+  it('is nothing to create in emptyDir mode', () => {
+    expect(desired.storage({ endpoint, config: operatorConfig }, p.variants[0])).toEqual([]);
+  });
+});

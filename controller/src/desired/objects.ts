@@ -1,0 +1,286 @@
+// Every object the controller wants for an endpoint, computed from the endpoint, the version plans
+// and the operator config. Pure: the runtime decides whether and how to write them.
+import type { MachineLearningEndpoint } from '../api/generated.ts';
+import { apiVersionOf, resources, type KubeObject, type Resource } from '../kube/resources.ts';
+import type { OperatorConfig } from '../options.ts';
+import { desiredHashAnnotation, labels, managerName } from './labels.ts';
+import { contentVersion } from './names.ts';
+import type { VariantPlan, VersionPlan } from './plan.ts';
+import { percentages } from './weights.ts';
+
+export const modelMountPath = '/opt/ml/model';
+export const artifactSourceRoot = '/mnt/artifact-source';
+export const fetcherEntrypoint = ['node', '/app/dist/fetcher/main.js'];
+export const servicePort = 80;
+/** Numeric user of the controller image, which the fetcher runs as. */
+export const fetcherUser = 65532;
+
+export interface Desired {
+  resource: Resource;
+  object: KubeObject;
+}
+
+export interface EndpointContext {
+  endpoint: MachineLearningEndpoint;
+  config: OperatorConfig;
+}
+
+export function hostOf({ endpoint, config }: EndpointContext): string {
+  return endpoint.spec.host || `${endpoint.metadata.name}.${endpoint.metadata.namespace}.${config.defaultDomain}`;
+}
+
+export function urlOf(ctx: EndpointContext): string {
+  const { tls } = ctx.config.gateway;
+  return tls.enabled ? `https://${hostOf(ctx)}${tls.port === 443 ? '' : `:${tls.port}`}` : `http://${hostOf(ctx)}${ctx.config.gateway.port === 80 ? '' : `:${ctx.config.gateway.port}`}`;
+}
+
+export const gatewayName = (endpoint: string) => `${endpoint}-gw`;
+
+function ownerReference(endpoint: MachineLearningEndpoint) {
+  return {
+    apiVersion: apiVersionOf(resources.endpoint),
+    kind: resources.endpoint.kind,
+    name: endpoint.metadata.name!,
+    uid: endpoint.metadata.uid!,
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+function commonLabels(endpoint: MachineLearningEndpoint, component: string, name: string): Record<string, string> {
+  return {
+    [labels.managedBy]: managerName,
+    [labels.partOf]: managerName,
+    [labels.name]: name,
+    [labels.instance]: endpoint.metadata.name!,
+    [labels.component]: component,
+    [labels.endpoint]: endpoint.metadata.name!,
+  };
+}
+
+/** Stamps the hash of the object's content so an unchanged object is never written again. */
+function withHash(resource: Resource, object: KubeObject): Desired {
+  const hash = contentVersion(object);
+  object.metadata.annotations = { ...object.metadata.annotations, [desiredHashAnnotation]: hash };
+  return { resource, object };
+}
+
+function namespaced(resource: Resource, endpoint: MachineLearningEndpoint, name: string, objectLabels: Record<string, string>, rest: Omit<KubeObject, 'metadata' | 'apiVersion' | 'kind'>): Desired {
+  return withHash(resource, {
+    apiVersion: apiVersionOf(resource),
+    kind: resource.kind,
+    metadata: { name, namespace: endpoint.metadata.namespace, labels: objectLabels, ownerReferences: [ownerReference(endpoint)] },
+    ...rest,
+  });
+}
+
+export function gateway(ctx: EndpointContext): Desired {
+  const { endpoint, config } = ctx;
+  const host = hostOf(ctx);
+  const { tls } = config.gateway;
+  const servers: unknown[] = [
+    {
+      port: { number: config.gateway.port, name: 'http', protocol: 'HTTP' },
+      hosts: [host],
+      ...(tls.enabled && tls.httpsRedirect ? { tls: { httpsRedirect: true } } : {}),
+    },
+  ];
+  if (tls.enabled) {
+    servers.push({ port: { number: tls.port, name: 'https', protocol: 'HTTPS' }, hosts: [host], tls: { mode: 'SIMPLE', credentialName: tls.credentialName } });
+  }
+  return namespaced(resources.gateway, endpoint, gatewayName(endpoint.metadata.name!), commonLabels(endpoint, 'gateway', 'ml-endpoint'), {
+    spec: { selector: config.gateway.selector, servers },
+  });
+}
+
+export interface Route {
+  variant: string;
+  modelVersion: string;
+  service: string;
+  weight: number;
+}
+
+/** The routed traffic table of a version: weights as integer percentages summing to 100. */
+export function routes(plan: VersionPlan): Route[] {
+  const shares = percentages(plan.variants.map((v) => v.variant.weight ?? 1));
+  return plan.variants.map((v, i) => ({ variant: v.variant.model, modelVersion: v.version, service: v.instance, weight: shares[i] }));
+}
+
+/** One VirtualService per endpoint, one HTTP route with a weighted destination per variant. */
+export function virtualService(ctx: EndpointContext, plan: VersionPlan): Desired {
+  const { endpoint } = ctx;
+  const namespace = endpoint.metadata.namespace;
+  return namespaced(resources.virtualService, endpoint, endpoint.metadata.name!, { ...commonLabels(endpoint, 'routing', 'ml-endpoint'), [labels.version]: plan.version }, {
+    spec: {
+      hosts: [hostOf(ctx)],
+      gateways: [gatewayName(endpoint.metadata.name!)],
+      http: [
+        {
+          name: 'variants',
+          route: routes(plan).map((r) => ({
+            destination: { host: `${r.service}.${namespace}.svc.cluster.local`, port: { number: servicePort } },
+            weight: r.weight,
+          })),
+        },
+      ],
+    },
+  });
+}
+
+function snapshotLabels(endpoint: MachineLearningEndpoint, template: string, version: string): Record<string, string> {
+  return { ...commonLabels(endpoint, 'snapshot', template), [labels.snapshot]: 'true', [labels.template]: template, [labels.version]: version };
+}
+
+/** The immutable snapshot of the config a version was built from. */
+export function configInstance(ctx: EndpointContext, plan: VersionPlan): Desired {
+  return namespaced(resources.endpointConfig, ctx.endpoint, plan.instance, snapshotLabels(ctx.endpoint, plan.config, plan.version), { spec: plan.spec });
+}
+
+export function configInstanceStatus(plan: VersionPlan) {
+  return { modelVersions: plan.variants.map((v) => ({ model: v.variant.model, version: v.version, instance: v.instance })) };
+}
+
+/** The immutable snapshot of a model as one variant of a version runs it. */
+export function modelInstance(ctx: EndpointContext, v: VariantPlan): Desired {
+  return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model });
+}
+
+function workloadLabels(endpoint: MachineLearningEndpoint, v: VariantPlan): Record<string, string> {
+  return { ...commonLabels(endpoint, 'model-server', v.variant.model), [labels.modelInstance]: v.instance, [labels.version]: v.version };
+}
+
+const restrictedContainer = {
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+  runAsNonRoot: true,
+  seccompProfile: { type: 'RuntimeDefault' },
+};
+
+/** Name of the cluster-scoped PersistentVolume of a model instance (hostPath mode). */
+export const persistentVolumeName = (namespace: string, instance: string) => `ml-${namespace}-${instance}`;
+
+/** Storage objects of a variant: a claim (pvc, hostPath) and its volume (hostPath only). */
+export function storage(ctx: EndpointContext, v: VariantPlan): Desired[] {
+  const { endpoint, config } = ctx;
+  const { mode } = config.storage;
+  if (mode === 'emptyDir' || !v.model.artifact) return [];
+  const size = String(v.variant.size ?? config.storage.defaultSize);
+  const namespace = endpoint.metadata.namespace!;
+  const claim = namespaced(resources.persistentVolumeClaim, endpoint, v.instance, workloadLabels(endpoint, v), {
+    spec: {
+      accessModes: ['ReadWriteOnce'],
+      resources: { requests: { storage: size } },
+      ...(mode === 'hostPath' ? { storageClassName: '', volumeName: persistentVolumeName(namespace, v.instance) } : {}),
+      ...(mode === 'pvc' && config.storage.storageClassName ? { storageClassName: config.storage.storageClassName } : {}),
+    },
+  });
+  if (mode !== 'hostPath') return [claim];
+  const root = v.variant.path ?? config.storage.hostPathRoot;
+  const volume = withHash(resources.persistentVolume, {
+    apiVersion: 'v1',
+    kind: 'PersistentVolume',
+    metadata: {
+      name: persistentVolumeName(namespace, v.instance),
+      labels: { ...workloadLabels(endpoint, v), [labels.endpointNamespace]: namespace },
+    },
+    spec: {
+      capacity: { storage: size },
+      accessModes: ['ReadWriteOnce'],
+      persistentVolumeReclaimPolicy: 'Retain',
+      storageClassName: '',
+      hostPath: { path: `${root.replace(/\/+$/, '')}/${namespace}/${v.instance}`, type: 'DirectoryOrCreate' },
+      claimRef: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace, name: v.instance },
+    },
+  });
+  return [volume, claim];
+}
+
+function quantityResources(v: VariantPlan) {
+  const values: Record<string, string> = {};
+  if (v.variant.cpus !== undefined) values.cpu = String(v.variant.cpus);
+  if (v.variant.memory !== undefined) values.memory = String(v.variant.memory);
+  if (v.variant.gpus) values['nvidia.com/gpu'] = String(v.variant.gpus);
+  return Object.keys(values).length ? { requests: values, limits: values } : {};
+}
+
+export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number): Desired {
+  const { endpoint, config } = ctx;
+  const model = v.model;
+  const podLabels = workloadLabels(endpoint, v);
+  const port = model.port ?? 8080;
+  const artifact = model.artifact;
+  const volumes: unknown[] = [];
+  const initContainers: unknown[] = [];
+  if (artifact) {
+    const size = String(v.variant.size ?? config.storage.defaultSize);
+    volumes.push(config.storage.mode === 'emptyDir' ? { name: 'model', emptyDir: { sizeLimit: size } } : { name: 'model', persistentVolumeClaim: { claimName: v.instance } });
+    volumes.push({ name: 'fetch-tmp', emptyDir: {} });
+    const fetcherMounts: unknown[] = [
+      { name: 'model', mountPath: modelMountPath },
+      { name: 'fetch-tmp', mountPath: '/tmp' },
+    ];
+    const source = artifact.match(/^pvc:\/\/([^/]+)\//)?.[1];
+    if (source) {
+      volumes.push({ name: 'artifact-source', persistentVolumeClaim: { claimName: source, readOnly: true } });
+      fetcherMounts.push({ name: 'artifact-source', mountPath: `${artifactSourceRoot}/${source}`, readOnly: true });
+    }
+    initContainers.push({
+      name: 'fetch-artifact',
+      image: config.fetcher.image,
+      command: fetcherEntrypoint,
+      args: [artifact, modelMountPath],
+      ...(model.artifactSecret ? { envFrom: [{ secretRef: { name: model.artifactSecret } }] } : {}),
+      resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
+      securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true },
+      volumeMounts: fetcherMounts,
+    });
+  }
+  const server = {
+    name: 'server',
+    image: model.image,
+    ...(model.command?.length ? { command: model.command } : {}),
+    ...(model.args?.length ? { args: model.args } : {}),
+    env: [...(model.env ?? []), { name: 'MODEL_PATH', value: modelMountPath }, { name: 'PORT', value: String(port) }],
+    ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
+    readinessProbe: { httpGet: { path: model.readinessPath ?? '/', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
+    resources: quantityResources(v),
+    securityContext: restrictedContainer,
+    ...(artifact ? { volumeMounts: [{ name: 'model', mountPath: modelMountPath, readOnly: true }] } : {}),
+  };
+  return namespaced(resources.deployment, endpoint, v.instance, podLabels, {
+    spec: {
+      replicas: v.variant.instances ?? 1,
+      progressDeadlineSeconds,
+      revisionHistoryLimit: 2,
+      selector: { matchLabels: { [labels.endpoint]: endpoint.metadata.name!, [labels.modelInstance]: v.instance } },
+      template: {
+        metadata: { labels: podLabels },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          // fsGroup makes a fresh volume writable by the fetcher, which runs as a non-root user.
+          securityContext: { runAsNonRoot: true, fsGroup: fetcherUser, seccompProfile: { type: 'RuntimeDefault' } },
+          ...(initContainers.length ? { initContainers } : {}),
+          containers: [server],
+          ...(volumes.length ? { volumes } : {}),
+        },
+      },
+    },
+  });
+}
+
+export function service(ctx: EndpointContext, v: VariantPlan): Desired {
+  const { endpoint } = ctx;
+  return namespaced(resources.service, endpoint, v.instance, workloadLabels(endpoint, v), {
+    spec: {
+      type: 'ClusterIP',
+      selector: { [labels.endpoint]: endpoint.metadata.name!, [labels.modelInstance]: v.instance },
+      ports: [{ name: 'http', port: servicePort, targetPort: 'http', protocol: 'TCP' }],
+    },
+  });
+}
+
+/** Everything that runs one variant: storage, Deployment, Service. */
+export function workloads(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number): Desired[] {
+  return [...storage(ctx, v), deployment(ctx, v, progressDeadlineSeconds), service(ctx, v)];
+}

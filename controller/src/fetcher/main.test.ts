@@ -1,0 +1,498 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { archiveKind, main, markerName, parseArtifactUri, redactUri, safeEntries, signS3Request, type Env } from './main.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: temp dirs, loopback servers, running main with captured logs
+
+let dir: string;
+let servers: http.Server[] = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fetcher-test-'));
+});
+afterEach(async () => {
+  for (const s of servers) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+  servers = [];
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface TestServer {
+  url: string;
+  port: number;
+  hits: http.IncomingMessage[];
+}
+
+async function serve(handler: (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void): Promise<TestServer> {
+  const hits: http.IncomingMessage[] = [];
+  const server = http.createServer((req, res) => {
+    hits.push(req);
+    handler(req, res, hits.length);
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, port, hits };
+}
+
+const sendFile = (res: http.ServerResponse, file: string) => {
+  const body = readFileSync(file);
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+  res.end(body);
+};
+
+async function run(uri: string, target: string, env: Env = {}) {
+  const lines: string[] = [];
+  const code = await main([uri, target], env, { retryDelaysMs: [5, 10], timeoutMs: 5000, log: (l) => lines.push(l) });
+  return { code, lines, logs: lines.map((l) => JSON.parse(l) as Record<string, unknown>), text: lines.join('\n') };
+}
+
+/** A model directory with a nested file, packed as .tar.gz and .zip. */
+function makeModel(): { src: string; tgz: string; zip: string } {
+  const src = join(dir, 'model-src');
+  mkdirSync(join(src, 'sub'), { recursive: true });
+  writeFileSync(join(src, 'model.bin'), 'weights-123');
+  writeFileSync(join(src, 'sub', 'config.json'), '{"layers":2}');
+  const tgz = join(dir, 'model.tar.gz');
+  execFileSync('tar', ['-czf', tgz, '-C', src, '.']);
+  const zip = join(dir, 'model.zip');
+  execFileSync('zip', ['-qr', zip, '.'], { cwd: src });
+  return { src, tgz, zip };
+}
+
+const userFiles = (target: string) => readdirSync(target).filter((n) => !n.startsWith('.')).sort();
+const marker = (target: string) => JSON.parse(readFileSync(join(target, markerName), 'utf8')) as { uri: string; sha256: string | null };
+const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+// ---------------------------------------------------------------------------------------------
+// Pure pieces
+
+describe('parseArtifactUri', () => {
+  it('parses every supported scheme', () => {
+    expect(parseArtifactUri('https://example.com/models/m%20v1.tar.gz?x=1')).toMatchObject({ scheme: 'https', path: '/models/m v1.tar.gz' });
+    expect(parseArtifactUri('s3://my-bucket/dir/model.tar.gz')).toMatchObject({ scheme: 's3', bucket: 'my-bucket', key: 'dir/model.tar.gz' });
+    expect(parseArtifactUri('gs://bkt/a/b.zip')).toMatchObject({ scheme: 'gs', bucket: 'bkt', object: 'a/b.zip' });
+    expect(parseArtifactUri('pvc://models/bert/')).toMatchObject({ scheme: 'pvc', claim: 'models', path: 'bert' });
+    expect(parseArtifactUri('pvc://models/')).toMatchObject({ scheme: 'pvc', claim: 'models', path: '' });
+  });
+  it('refuses what it cannot fetch', () => {
+    for (const bad of ['', 'ftp://x/y', '/local/path', 's3://', 's3://bucket', 's3://bucket/prefix/', 'gs://b', 'pvc://claim', 'pvc://Bad_Claim/x', 'pvc://c/../etc', 'pvc://c/a/../../b', 'http://']) {
+      expect(() => parseArtifactUri(bad), bad).toThrow();
+    }
+  });
+});
+
+describe('redactUri', () => {
+  it('removes user info and query values', () => {
+    expect(redactUri('https://u:p@h/x.bin?X-Amz-Signature=abc&y=2')).toBe('https://REDACTED@h/x.bin?X-Amz-Signature=REDACTED&y=REDACTED');
+    expect(redactUri('s3://b/k.tar.gz')).toBe('s3://b/k.tar.gz');
+  });
+});
+
+describe('archiveKind', () => {
+  it('decides by suffix', () => {
+    expect(archiveKind('/a/model.tar.gz')).toBe('tar.gz');
+    expect(archiveKind('model.TGZ')).toBe('tar.gz');
+    expect(archiveKind('x/model.zip')).toBe('zip');
+    expect(archiveKind('model.bin')).toBeNull();
+    expect(archiveKind('model.tar')).toBeNull();
+    expect(archiveKind('model.gz')).toBeNull();
+  });
+});
+
+describe('safeEntries', () => {
+  it('accepts relative members', () => {
+    expect(safeEntries(['./', './model.bin', 'sub/', 'sub/a..b', ''])).toEqual(['./', './model.bin', 'sub/', 'sub/a..b']);
+  });
+  it('refuses members that escape the target or hit the fetcher files', () => {
+    for (const bad of ['../evil', '/etc/passwd', 'a/../../b', './..', 'a\\..\\..\\b', 'C:/x', '.ml-operator-artifact', './.fetch-x/y']) {
+      expect(() => safeEntries(['ok', bad]), bad).toThrow(/unsafe archive/);
+    }
+  });
+});
+
+describe('signS3Request', () => {
+  it("matches AWS's published GET Object example", () => {
+    const headers = signS3Request({
+      method: 'GET',
+      host: 'examplebucket.s3.amazonaws.com',
+      path: '/test.txt',
+      headers: { Range: 'bytes=0-9' },
+      region: 'us-east-1',
+      accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
+      secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+      payloadHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+      date: '20130524T000000Z',
+    });
+    expect(headers.authorization).toBe(
+      'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41',
+    );
+    expect(headers['x-amz-date']).toBe('20130524T000000Z');
+    expect(headers.range).toBe('bytes=0-9');
+  });
+  it('signs UNSIGNED-PAYLOAD and the session token by default', () => {
+    const h = signS3Request({ host: 'b.s3.us-east-1.amazonaws.com', path: '/k', region: 'us-east-1', accessKeyId: 'AK', secretAccessKey: 'SK', sessionToken: 'TOK', date: new Date(Date.UTC(2024, 0, 2, 3, 4, 5)) });
+    expect(h['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
+    expect(h['x-amz-date']).toBe('20240102T030405Z');
+    expect(h['x-amz-security-token']).toBe('TOK');
+    expect(h.authorization).toMatch(/SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,Signature=[0-9a-f]{64}$/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// http(s)://
+
+describe('http', () => {
+  it('unpacks a .tar.gz, writes the marker, and a second run does not fetch again', async () => {
+    const { tgz } = makeModel();
+    const server = await serve((_req, res) => sendFile(res, tgz));
+    const target = join(dir, 'target');
+    const uri = `${server.url}/models/model.tar.gz`;
+    const first = await run(uri, target);
+    expect(first.code, first.text).toBe(0);
+    expect(userFiles(target)).toEqual(['model.bin', 'sub']);
+    expect(readFileSync(join(target, 'sub', 'config.json'), 'utf8')).toBe('{"layers":2}');
+    expect(marker(target)).toMatchObject({ uri, sha256: sha256(tgz) });
+    expect(readdirSync(target).filter((n) => n.startsWith('.fetch-'))).toEqual([]);
+    expect(first.logs.find((l) => l.msg === 'fetching')).toMatchObject({ level: 'info', uri, bytes: statSync(tgz).size });
+    expect(statSync(join(target, 'model.bin')).mode & 0o777).toBe(0o644);
+
+    const second = await run(uri, target);
+    expect(second.code).toBe(0);
+    expect(server.hits).toHaveLength(1);
+    expect(second.logs.some((l) => l.msg === 'already fetched')).toBe(true);
+  });
+
+  it('saves a plain file under its basename and replaces an earlier artifact', async () => {
+    const server = await serve((req, res) => res.end(req.url === '/a/weights.bin' ? 'W' : 'other'));
+    const target = join(dir, 'target');
+    mkdirSync(target);
+    writeFileSync(join(target, 'old.bin'), 'old');
+    writeFileSync(join(target, markerName), JSON.stringify({ uri: 'http://elsewhere/old.bin' }));
+    const r = await run(`${server.url}/a/weights.bin`, target);
+    expect(r.code, r.text).toBe(0);
+    expect(userFiles(target)).toEqual(['weights.bin']);
+    expect(readFileSync(join(target, 'weights.bin'), 'utf8')).toBe('W');
+    expect(marker(target).uri).toBe(`${server.url}/a/weights.bin`);
+  });
+
+  it('sends HTTP_AUTHORIZATION to the first host only, never to another host on redirect', async () => {
+    const other = await serve((_req, res) => res.end('payload'));
+    const first = await serve((req, res) => {
+      if (req.url === '/start.bin') res.writeHead(302, { location: '/hop.bin' }).end();
+      else res.writeHead(307, { location: `${other.url}/final.bin` }).end();
+    });
+    const target = join(dir, 'target');
+    const r = await run(`${first.url}/start.bin`, target, { HTTP_AUTHORIZATION: 'Bearer s3cr3t-token' });
+    expect(r.code, r.text).toBe(0);
+    expect(first.hits.map((h) => h.headers.authorization)).toEqual(['Bearer s3cr3t-token', 'Bearer s3cr3t-token']);
+    expect(other.hits).toHaveLength(1);
+    expect(other.hits[0].headers.authorization).toBeUndefined();
+    expect(readFileSync(join(target, 'start.bin'), 'utf8')).toBe('payload');
+    expect(r.text).not.toContain('s3cr3t');
+  });
+
+  it('gives up after 5 redirects', async () => {
+    const server = await serve((_req, res) => res.writeHead(302, { location: '/again' }).end());
+    const r = await run(`${server.url}/loop.bin`, join(dir, 'target'));
+    expect(r.code).toBe(1);
+    expect(r.text).toMatch(/too many redirects/);
+    expect(server.hits).toHaveLength(6);
+  });
+
+  it('fails at once on 404 with a clear message', async () => {
+    const server = await serve((_req, res) => res.writeHead(404).end('nope'));
+    const target = join(dir, 'target');
+    const r = await run(`${server.url}/missing.tar.gz`, target);
+    expect(r.code).toBe(1);
+    expect(server.hits).toHaveLength(1);
+    const error = r.logs.find((l) => l.level === 'error');
+    expect(error?.msg).toBe(`404 Not Found fetching ${server.url}/missing.tar.gz: check spec.artifact`);
+    expect(existsSync(join(target, markerName))).toBe(false);
+    expect(readdirSync(target)).toEqual([]);
+  });
+
+  it('retries a 503 and succeeds', async () => {
+    const server = await serve((_req, res, hit) => (hit === 1 ? res.writeHead(503).end() : res.end('ok')));
+    const target = join(dir, 'target');
+    const r = await run(`${server.url}/m.bin`, target);
+    expect(r.code, r.text).toBe(0);
+    expect(server.hits).toHaveLength(2);
+    expect(r.logs.some((l) => l.msg === 'retrying' && l.level === 'warn')).toBe(true);
+    expect(readFileSync(join(target, 'm.bin'), 'utf8')).toBe('ok');
+  });
+
+  it('fails after 3 attempts when the server keeps failing', async () => {
+    const server = await serve((_req, res) => res.writeHead(500).end());
+    const r = await run(`${server.url}/m.bin`, join(dir, 'target'));
+    expect(r.code).toBe(1);
+    expect(server.hits).toHaveLength(3);
+    expect(r.text).toMatch(/500 Internal Server Error fetching .*after 3 attempts/);
+  });
+
+  it('retries a truncated body', async () => {
+    const server = await serve((_req, res, hit) => {
+      if (hit === 1) {
+        res.writeHead(200, { 'content-length': 100 });
+        res.write('short');
+        setTimeout(() => res.socket?.destroy(), 10);
+      } else res.end('complete');
+    });
+    const r = await run(`${server.url}/m.bin`, join(dir, 'target'));
+    expect(r.code, r.text).toBe(0);
+    expect(server.hits).toHaveLength(2);
+    expect(readFileSync(join(dir, 'target', 'm.bin'), 'utf8')).toBe('complete');
+  });
+
+  it('reports a refused connection as a network error', async () => {
+    const server = await serve(() => {});
+    const url = server.url;
+    for (const s of servers) {
+      s.closeAllConnections();
+      await new Promise((r) => s.close(r));
+    }
+    servers = [];
+    const r = await run(`${url}/m.bin`, join(dir, 'target'));
+    expect(r.code).toBe(1);
+    expect(r.text).toMatch(/network error fetching .*ECONNREFUSED.*after 3 attempts/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// s3:// and gs://
+
+describe('s3', () => {
+  it('signs a path-style GET to AWS_ENDPOINT_URL', async () => {
+    const server = await serve((req, res) => {
+      const auth = req.headers.authorization ?? '';
+      const ok =
+        /^AWS4-HMAC-SHA256 Credential=AKIDTEST\/\d{8}\/eu-west-1\/s3\/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,Signature=[0-9a-f]{64}$/.test(auth) &&
+        req.headers['x-amz-content-sha256'] === 'UNSIGNED-PAYLOAD' &&
+        req.headers['x-amz-security-token'] === 'SESSIONTOK';
+      // Recompute the signature from what arrived, as S3 does.
+      const expected = signS3Request({
+        host: req.headers.host!,
+        path: req.url!,
+        region: 'eu-west-1',
+        accessKeyId: 'AKIDTEST',
+        secretAccessKey: 'SECRETKEYTEST',
+        sessionToken: 'SESSIONTOK',
+        date: req.headers['x-amz-date'] as string,
+      }).authorization;
+      if (!ok || auth !== expected || req.url !== '/my-bucket/dir/my%20model.bin') return res.writeHead(403).end('<Error><Code>SignatureDoesNotMatch</Code><Message>bad</Message></Error>');
+      res.end('s3-object');
+    });
+    const target = join(dir, 'target');
+    const env = { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'SECRETKEYTEST', AWS_SESSION_TOKEN: 'SESSIONTOK', AWS_REGION: 'eu-west-1', AWS_ENDPOINT_URL: server.url };
+    const r = await run('s3://my-bucket/dir/my model.bin', target, env);
+    expect(r.code, r.text).toBe(0);
+    expect(readFileSync(join(target, 'my model.bin'), 'utf8')).toBe('s3-object');
+    expect(r.text).not.toMatch(/SECRETKEYTEST|SESSIONTOK|AKIDTEST/);
+  });
+
+  it('explains a 403', async () => {
+    const server = await serve((_req, res) => res.writeHead(403).end('<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>'));
+    const env = { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'SECRETKEYTEST', AWS_ENDPOINT_URL: server.url };
+    const r = await run('s3://bkt1/k.tar.gz', join(dir, 'target'), env);
+    expect(r.code).toBe(1);
+    expect(server.hits).toHaveLength(1);
+    expect(r.logs.find((l) => l.level === 'error')?.msg).toMatch(/^403 Forbidden fetching s3:\/\/bkt1\/k\.tar\.gz \(AccessDenied: Access Denied\): check the artifactSecret's AWS_\* keys/);
+  });
+
+  it('is anonymous without keys', async () => {
+    const server = await serve((req, res) => res.end(req.headers.authorization ? 'signed' : 'anonymous'));
+    const target = join(dir, 'target');
+    const r = await run('s3://public-bucket/m.bin', target, { AWS_ENDPOINT_URL: server.url });
+    expect(r.code, r.text).toBe(0);
+    expect(readFileSync(join(target, 'm.bin'), 'utf8')).toBe('anonymous');
+  });
+
+  it('refuses half a key pair', async () => {
+    const r = await run('s3://bkt1/m.bin', join(dir, 'target'), { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_ENDPOINT_URL: 'http://127.0.0.1:9' });
+    expect(r.code).toBe(1);
+    expect(r.text).toMatch(/AWS_SECRET_ACCESS_KEY is missing/);
+  });
+});
+
+describe('gs', () => {
+  it('GETs the object with the bearer token', async () => {
+    const { tgz } = makeModel();
+    const server = await serve((req, res) => {
+      if (req.headers.authorization !== 'Bearer ya29.test-token') return res.writeHead(401).end('{"error":{"message":"Invalid Credentials"}}');
+      if (req.url !== '/storage/v1/b/my-bucket/o/models%2Fv1%2Fmodel.tgz?alt=media') return res.writeHead(404).end();
+      sendFile(res, tgz);
+    });
+    const target = join(dir, 'target');
+    const r = await run('gs://my-bucket/models/v1/model.tgz', target, { GOOGLE_OAUTH_ACCESS_TOKEN: 'ya29.test-token', GCS_ENDPOINT_URL: server.url });
+    expect(r.code, r.text).toBe(0);
+    expect(userFiles(target)).toEqual(['model.bin', 'sub']);
+    expect(r.text).not.toContain('ya29');
+  });
+
+  it('explains a 401', async () => {
+    const server = await serve((_req, res) => res.writeHead(401).end('{"error":{"message":"Invalid Credentials"}}'));
+    const r = await run('gs://bkt/m.bin', join(dir, 'target'), { GOOGLE_OAUTH_ACCESS_TOKEN: 'expired-token', GCS_ENDPOINT_URL: server.url });
+    expect(r.code).toBe(1);
+    expect(r.text).toMatch(/401 Unauthorized fetching gs:\/\/bkt\/m\.bin \(Invalid Credentials\): check the artifactSecret's GOOGLE_OAUTH_ACCESS_TOKEN/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// pvc://
+
+describe('pvc', () => {
+  it('copies a directory recursively', async () => {
+    const root = join(dir, 'sources');
+    const model = join(root, 'models', 'bert');
+    mkdirSync(join(model, 'tokenizer'), { recursive: true });
+    writeFileSync(join(model, 'weights.bin'), 'bert-weights');
+    writeFileSync(join(model, 'tokenizer', 'vocab.txt'), 'a b c');
+    symlinkSync('weights.bin', join(model, 'latest.bin'));
+    const target = join(dir, 'target');
+    const r = await run('pvc://models/bert', target, { ARTIFACT_SOURCE_ROOT: root });
+    expect(r.code, r.text).toBe(0);
+    expect(userFiles(target)).toEqual(['latest.bin', 'tokenizer', 'weights.bin']);
+    expect(readFileSync(join(target, 'tokenizer', 'vocab.txt'), 'utf8')).toBe('a b c');
+    expect(readFileSync(join(target, 'latest.bin'), 'utf8')).toBe('bert-weights');
+    expect(marker(target)).toMatchObject({ uri: 'pvc://models/bert', sha256: null });
+    expect((await run('pvc://models/bert', target, { ARTIFACT_SOURCE_ROOT: root })).logs.some((l) => l.msg === 'already fetched')).toBe(true);
+  });
+
+  it('unpacks an archive from the claim', async () => {
+    const { tgz } = makeModel();
+    const root = join(dir, 'sources');
+    mkdirSync(join(root, 'models'), { recursive: true });
+    execFileSync('cp', [tgz, join(root, 'models', 'm.tar.gz')]);
+    const target = join(dir, 'target');
+    const r = await run('pvc://models/m.tar.gz', target, { ARTIFACT_SOURCE_ROOT: root });
+    expect(r.code, r.text).toBe(0);
+    expect(userFiles(target)).toEqual(['model.bin', 'sub']);
+    expect(marker(target).sha256).toBe(sha256(tgz));
+  });
+
+  it('says what is missing', async () => {
+    const root = join(dir, 'sources');
+    mkdirSync(join(root, 'models'), { recursive: true });
+    const missing = await run('pvc://models/nope', join(dir, 'target'), { ARTIFACT_SOURCE_ROOT: root });
+    expect(missing.code).toBe(1);
+    expect(missing.text).toMatch(/nope not found in claim models/);
+    const unmounted = await run('pvc://other/x', join(dir, 'target'), { ARTIFACT_SOURCE_ROOT: root });
+    expect(unmounted.code).toBe(1);
+    expect(unmounted.text).toMatch(/claim other is not mounted/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Archives, safety, housekeeping, usage
+
+describe('archives', () => {
+  it('unpacks a zip', async () => {
+    const { zip } = makeModel();
+    const server = await serve((_req, res) => sendFile(res, zip));
+    const target = join(dir, 'target');
+    const r = await run(`${server.url}/model.zip`, target);
+    expect(r.code, r.text).toBe(0);
+    expect(userFiles(target)).toEqual(['model.bin', 'sub']);
+    expect(readFileSync(join(target, 'model.bin'), 'utf8')).toBe('weights-123');
+  });
+
+  it('refuses a tar with ../evil and writes nothing outside the target', async () => {
+    const work = join(dir, 'work', 'inner');
+    mkdirSync(work, { recursive: true });
+    writeFileSync(join(dir, 'work', 'evil'), 'pwned');
+    writeFileSync(join(work, 'good.bin'), 'good');
+    const evil = join(dir, 'evil.tar.gz');
+    execFileSync('tar', ['-czPf', evil, 'good.bin', '../evil'], { cwd: work });
+    expect(execFileSync('tar', ['-tzf', evil], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).toContain('../evil');
+    const server = await serve((_req, res) => sendFile(res, evil));
+    const holder = join(dir, 'holder');
+    const target = join(holder, 'target');
+    const r = await run(`${server.url}/evil.tar.gz`, target);
+    expect(r.code).toBe(1);
+    expect(r.logs.find((l) => l.level === 'error')?.msg).toMatch(/^unsafe archive: .*"\.\.\/evil".*nothing was extracted/);
+    expect(readdirSync(holder)).toEqual(['target']);
+    expect(readdirSync(target)).toEqual([]);
+  });
+
+  it('refuses a symbolic link that points outside the artifact', async () => {
+    const src = join(dir, 'link-src');
+    mkdirSync(src);
+    symlinkSync('/etc/passwd', join(src, 'passwd'));
+    const tgz = join(dir, 'links.tar.gz');
+    execFileSync('tar', ['-czf', tgz, '-C', src, '.']);
+    const server = await serve((_req, res) => sendFile(res, tgz));
+    const target = join(dir, 'target');
+    const r = await run(`${server.url}/links.tar.gz`, target);
+    expect(r.code).toBe(1);
+    expect(r.text).toMatch(/symbolic link passwd points outside/);
+    expect(readdirSync(target)).toEqual([]);
+  });
+
+  it('reports a file that is not the archive its suffix says', async () => {
+    const server = await serve((_req, res) => res.end('not a tarball'));
+    const r = await run(`${server.url}/model.tar.gz`, join(dir, 'target'));
+    expect(r.code).toBe(1);
+    expect(r.text).toMatch(/is not a valid gzip-compressed tar archive/);
+  });
+});
+
+describe('housekeeping and usage', () => {
+  it('lets several replicas fetch into one shared volume at once', async () => {
+    const { tgz } = makeModel();
+    const server = await serve((_req, res) => setTimeout(() => sendFile(res, tgz), 20));
+    const target = join(dir, 'shared');
+    const uri = `${server.url}/model.tar.gz`;
+    const results = await Promise.all([run(uri, target), run(uri, target), run(uri, target)]);
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0]);
+    expect(userFiles(target)).toEqual(['model.bin', 'sub']);
+    expect(readFileSync(join(target, 'sub', 'config.json'), 'utf8')).toBe('{"layers":2}');
+    expect(marker(target).uri).toBe(uri);
+    expect(readdirSync(target).filter((n) => n.startsWith('.fetch-'))).toEqual([]);
+  });
+
+  it('runs as a command', () => {
+    const root = join(dir, 'sources');
+    mkdirSync(join(root, 'models'), { recursive: true });
+    writeFileSync(join(root, 'models', 'w.bin'), 'w');
+    const script = join(import.meta.dirname, 'main.ts');
+    const target = join(dir, 'target');
+    const ok = spawnSync(process.execPath, [script, 'pvc://models/w.bin', target], { env: { ...process.env, ARTIFACT_SOURCE_ROOT: root }, encoding: 'utf8' });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toBe('');
+    expect(ok.stderr.trim().split('\n').map((l) => JSON.parse(l).msg)).toContain('done');
+    expect(readFileSync(join(target, 'w.bin'), 'utf8')).toBe('w');
+    expect(spawnSync(process.execPath, [script], { encoding: 'utf8' }).status).toBe(2);
+    expect(spawnSync(process.execPath, [script, 'pvc://models/missing', target], { env: { ...process.env, ARTIFACT_SOURCE_ROOT: root }, encoding: 'utf8' }).status).toBe(1);
+  });
+
+  it('removes stale .fetch-* directories and keeps fresh ones', async () => {
+    const server = await serve((_req, res) => res.end('x'));
+    const target = join(dir, 'target');
+    mkdirSync(join(target, '.fetch-old', 'content'), { recursive: true });
+    mkdirSync(join(target, '.fetch-busy'), { recursive: true });
+    const old = new Date(Date.now() - 2 * 60 * 60 * 1000);
+    utimesSync(join(target, '.fetch-old'), old, old);
+    const r = await run(`${server.url}/m.bin`, target);
+    expect(r.code, r.text).toBe(0);
+    expect(existsSync(join(target, '.fetch-old'))).toBe(false);
+    expect(lstatSync(join(target, '.fetch-busy')).isDirectory()).toBe(true);
+  });
+
+  it('exits 2 on bad usage', async () => {
+    const lines: string[] = [];
+    expect(await main([], {}, { log: (l) => lines.push(l) })).toBe(2);
+    expect(await main(['only-one'], {}, { log: (l) => lines.push(l) })).toBe(2);
+    expect(await main(['ftp://x/y', join(dir, 't')], {}, { log: (l) => lines.push(l) })).toBe(2);
+    expect(lines.join('\n')).toMatch(/usage: fetcher <artifact-uri> <target-dir>/);
+    expect(lines.join('\n')).toMatch(/unsupported artifact URI ftp:\/\/x\/y/);
+  });
+});

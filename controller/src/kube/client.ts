@@ -1,0 +1,398 @@
+// A small client for the raw Kubernetes HTTP API: objects go out and come back as plain JSON, never
+// through @kubernetes/client-node's typed serializers (which drop or reshape fields they do not know).
+// client-node is used only to load the kubeconfig and to produce credentials.
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { apiVersionOf, type KubeObject, type Resource } from './resources.ts';
+
+/** A failed API call: the HTTP status code and the `reason` of the Status the server returned. */
+export class KubeError extends Error {
+  readonly code: number;
+  /** Status.reason (NotFound, Conflict, Invalid, Expired, ...), or the HTTP status text. */
+  readonly reason: string;
+  readonly details?: unknown;
+
+  constructor(message: string, code: number, reason: string, details?: unknown) {
+    super(message);
+    this.name = 'KubeError';
+    this.code = code;
+    this.reason = reason;
+    this.details = details;
+  }
+}
+
+export interface WriteCounter {
+  (verb: 'apply' | 'create' | 'update' | 'delete', resource: Resource): void;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+
+export interface WatchOptions {
+  resourceVersion: string;
+  labelSelector?: string;
+  timeoutSeconds: number;
+  signal: AbortSignal;
+}
+
+interface Credentials {
+  headers: Record<string, string>;
+  /** user:password for basic auth. */
+  auth?: string;
+  tls: https.AgentOptions;
+}
+
+interface RequestSpec {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** "PATCH deployments default/foo": the prefix of every error message about this call. */
+  what: string;
+  path: string;
+  query?: Record<string, string | undefined>;
+  body?: unknown;
+  contentType?: string;
+  /** Set on writes, which are counted once sent. */
+  write?: { verb: 'apply' | 'create' | 'update' | 'delete'; resource: Resource };
+}
+
+const pageSize = 500;
+/** Bounds every call but watches, so that a dead connection cannot hang a reconcile forever. */
+const requestTimeoutMs = 60_000;
+/** Credentials are re-read this often: tokens rotate, and client-node re-reads token files itself. */
+const credentialsTtlMs = 5_000;
+
+/** Drops metadata.managedFields (large, and nothing here reads it) and fills in apiVersion/kind. */
+function trimmed<T extends KubeObject>(obj: T, r: Resource): T {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  obj.apiVersion ??= apiVersionOf(r);
+  obj.kind ??= r.kind;
+  return obj;
+}
+
+function collectionPath(r: Resource, namespace: string | undefined): string {
+  const base = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
+  const ns = r.namespaced && namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
+  return `${base}${ns}/${r.plural}`;
+}
+
+function objectPath(r: Resource, namespace: string | undefined, name: string): string {
+  if (r.namespaced && !namespace) throw new Error(`${r.plural} ${name}: a namespace is required`);
+  if (!name) throw new Error(`${r.plural}: a name is required`);
+  return `${collectionPath(r, namespace)}/${encodeURIComponent(name)}`;
+}
+
+function describe(r: Resource, namespace: string | undefined, name?: string, subresource?: string): string {
+  const resource = subresource ? `${r.plural}/${subresource}` : r.plural;
+  const target = r.namespaced ? [namespace ?? '(all namespaces)', name].filter(Boolean).join('/') : (name ?? '');
+  return target ? `${resource} ${target}` : resource;
+}
+
+function errorFromResponse(what: string, code: number, statusText: string, body: string): KubeError {
+  let status: { kind?: string; message?: string; reason?: string; details?: unknown } | undefined;
+  try {
+    status = JSON.parse(body);
+  } catch {
+    status = undefined;
+  }
+  const reason = status?.reason || statusText || 'Unknown';
+  const message = status?.message || body.trim().slice(0, 500) || statusText;
+  return new KubeError(`${what}: ${code} ${reason}: ${message}`, code, reason, status?.details);
+}
+
+export class KubeClient {
+  private readonly kc: KubeConfig;
+  private readonly server: URL;
+  private readonly fieldManager: string;
+  private readonly onWrite: WriteCounter | undefined;
+  private readonly userAgent: string;
+  private agent: http.Agent | undefined;
+  private credentials: { value: Promise<Credentials>; expires: number } | undefined;
+
+  constructor(kc: KubeConfig, options: { fieldManager?: string; onWrite?: WriteCounter; userAgent?: string } = {}) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    this.kc = kc;
+    this.server = new URL(cluster.server);
+    this.fieldManager = options.fieldManager ?? 'ml-operator';
+    this.onWrite = options.onWrite;
+    this.userAgent = options.userAgent ?? 'ml-operator';
+  }
+
+  async get<T extends KubeObject>(r: Resource, namespace: string | undefined, name: string): Promise<T | undefined> {
+    try {
+      const obj = await this.call<T>({ method: 'GET', what: `GET ${describe(r, namespace, name)}`, path: objectPath(r, namespace, name) });
+      return trimmed(obj, r);
+    } catch (err) {
+      if (err instanceof KubeError && err.code === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** Lists in pages; the items all come from one snapshot, whose resourceVersion is returned. */
+  async list<T extends KubeObject>(r: Resource, namespace: string | undefined, opts: { labelSelector?: string } = {}): Promise<{ items: T[]; resourceVersion: string }> {
+    const what = `GET ${describe(r, namespace)}`;
+    const path = collectionPath(r, namespace);
+    const items: T[] = [];
+    let continueToken: string | undefined;
+    for (;;) {
+      type Page = { items: T[] | null; metadata: { resourceVersion: string; continue?: string } };
+      let page: Page;
+      try {
+        page = await this.call<Page>({ method: 'GET', what, path, query: { labelSelector: opts.labelSelector, limit: String(pageSize), continue: continueToken } });
+      } catch (err) {
+        // The snapshot behind a continue token expired mid-way: list everything at once, as client-go's pager does.
+        if (!(continueToken && err instanceof KubeError && err.code === 410)) throw err;
+        const full = await this.call<Page>({ method: 'GET', what, path, query: { labelSelector: opts.labelSelector } });
+        return { items: (full.items ?? []).map((o) => trimmed(o, r)), resourceVersion: full.metadata.resourceVersion };
+      }
+      for (const obj of page.items ?? []) items.push(trimmed(obj, r));
+      continueToken = page.metadata.continue;
+      if (!continueToken) return { items, resourceVersion: page.metadata.resourceVersion };
+    }
+  }
+
+  /** Server-side apply (PATCH application/apply-patch+yaml with a JSON body), force=true, fieldValidation=Strict. */
+  apply<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
+    return this.serverSideApply<T>(r, obj);
+  }
+
+  /** Server-side apply on the /status subresource. */
+  applyStatus<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
+    return this.serverSideApply<T>(r, obj, 'status');
+  }
+
+  async create<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
+    const namespace = obj.metadata.namespace;
+    const created = await this.call<T>({
+      method: 'POST',
+      what: `POST ${describe(r, namespace, obj.metadata.name)}`,
+      write: { verb: 'create', resource: r },
+      path: collectionPath(r, namespace),
+      query: { fieldManager: this.fieldManager, fieldValidation: 'Strict' },
+      body: { apiVersion: apiVersionOf(r), kind: r.kind, ...obj },
+    });
+    return trimmed(created, r);
+  }
+
+  /** PUT with optimistic concurrency on metadata.resourceVersion: a stale one fails with code 409. */
+  async update<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
+    const { name, namespace } = obj.metadata;
+    const path = objectPath(r, namespace, name);
+    const updated = await this.call<T>({
+      method: 'PUT',
+      what: `PUT ${describe(r, namespace, name)}`,
+      write: { verb: 'update', resource: r },
+      path,
+      query: { fieldManager: this.fieldManager, fieldValidation: 'Strict' },
+      body: { apiVersion: apiVersionOf(r), kind: r.kind, ...obj },
+    });
+    return trimmed(updated, r);
+  }
+
+  /** Returns false when the object did not exist. */
+  async delete(r: Resource, namespace: string | undefined, name: string, opts: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'; uid?: string } = {}): Promise<boolean> {
+    const path = objectPath(r, namespace, name);
+    try {
+      await this.call({
+        method: 'DELETE',
+        what: `DELETE ${describe(r, namespace, name)}`,
+        write: { verb: 'delete', resource: r },
+        path,
+        body: {
+          apiVersion: 'v1',
+          kind: 'DeleteOptions',
+          ...(opts.propagationPolicy && { propagationPolicy: opts.propagationPolicy }),
+          ...(opts.uid && { preconditions: { uid: opts.uid } }),
+        },
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof KubeError && err.code === 404) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Raw watch stream (with bookmarks): calls onEvent per decoded line; resolves when the server ends
+   * the stream; rejects on error, when onEvent throws, and with the signal's reason when it aborts.
+   */
+  async watch(r: Resource, namespace: string | undefined, opts: WatchOptions, onEvent: (type: WatchEventType, object: any) => void): Promise<void> {
+    const what = `WATCH ${describe(r, namespace)}`;
+    const query = {
+      watch: 'true',
+      allowWatchBookmarks: 'true',
+      resourceVersion: opts.resourceVersion,
+      labelSelector: opts.labelSelector,
+      timeoutSeconds: String(opts.timeoutSeconds),
+    };
+    const res = await this.send({ method: 'GET', what, path: collectionPath(r, namespace), query }, opts.signal);
+    if (res.statusCode !== 200) {
+      const body = await readBody(what, res, opts.signal);
+      throw errorFromResponse(what, res.statusCode ?? 0, res.statusMessage ?? '', body);
+    }
+    await new Promise<void>((resolve, reject) => {
+      let buffered = '';
+      let settled = false;
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        res.destroy();
+        reject(err);
+      };
+      const deliver = (line: string) => {
+        if (!line.trim()) return;
+        const event = JSON.parse(line) as { type: WatchEventType; object: any };
+        const object = event.object;
+        if (event.type !== 'ERROR' && object?.metadata) trimmed(object, r);
+        onEvent(event.type, object);
+      };
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        if (settled) return;
+        buffered += chunk;
+        let newline: number;
+        try {
+          while ((newline = buffered.indexOf('\n')) >= 0) {
+            const line = buffered.slice(0, newline);
+            buffered = buffered.slice(newline + 1);
+            deliver(line);
+          }
+        } catch (err) {
+          fail(err);
+        }
+      });
+      res.on('end', () => {
+        if (settled) return;
+        try {
+          deliver(buffered);
+        } catch (err) {
+          fail(err);
+          return;
+        }
+        settled = true;
+        resolve();
+      });
+      res.on('error', (err) => fail(opts.signal.aborted ? opts.signal.reason : networkError(what, err)));
+      const onClose = () => {
+        if (opts.signal.aborted) fail(opts.signal.reason);
+        else if (!res.complete) fail(new Error(`${what}: the connection closed mid-stream`));
+      };
+      res.on('close', onClose);
+      // Aborted or cut before these listeners were attached.
+      if (res.destroyed) onClose();
+    });
+  }
+
+  private async serverSideApply<T extends KubeObject>(r: Resource, obj: KubeObject, subresource?: 'status'): Promise<T> {
+    const { name, namespace } = obj.metadata;
+    const path = objectPath(r, namespace, name) + (subresource ? `/${subresource}` : '');
+    const applied = await this.call<T>({
+      method: 'PATCH',
+      what: `PATCH ${describe(r, namespace, name, subresource)}`,
+      write: { verb: 'apply', resource: r },
+      path,
+      query: { fieldManager: this.fieldManager, force: 'true', fieldValidation: 'Strict' },
+      body: { apiVersion: apiVersionOf(r), kind: r.kind, ...obj },
+      contentType: 'application/apply-patch+yaml',
+    });
+    return trimmed(applied, r);
+  }
+
+  private async call<T>(spec: RequestSpec): Promise<T> {
+    const signal = AbortSignal.timeout(requestTimeoutMs);
+    const res = await this.send(spec, signal);
+    const body = await readBody(spec.what, res, signal);
+    const code = res.statusCode ?? 0;
+    if (code < 200 || code >= 300) throw errorFromResponse(spec.what, code, res.statusMessage ?? '', body);
+    try {
+      return JSON.parse(body) as T;
+    } catch {
+      throw new Error(`${spec.what}: ${code} but the body is not JSON: ${body.slice(0, 200)}`);
+    }
+  }
+
+  /** Sends the request and resolves with the response once its headers arrive. */
+  private async send(spec: RequestSpec, signal: AbortSignal): Promise<http.IncomingMessage> {
+    const credentials = await this.currentCredentials();
+    const agent = (this.agent ??= this.server.protocol === 'https:' ? new https.Agent({ ...credentials.tls, keepAlive: true }) : new http.Agent({ keepAlive: true }));
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(spec.query ?? {})) if (value !== undefined && value !== '') query.set(key, value);
+    const basePath = this.server.pathname.replace(/\/$/, '');
+    const search = query.size > 0 ? `?${query}` : '';
+    const body = spec.body === undefined ? undefined : JSON.stringify(spec.body);
+    const headers: Record<string, string> = { ...credentials.headers, Accept: 'application/json', 'User-Agent': this.userAgent };
+    if (body !== undefined) {
+      headers['Content-Type'] = spec.contentType ?? 'application/json';
+      headers['Content-Length'] = String(Buffer.byteLength(body));
+    }
+    const options: https.RequestOptions = {
+      protocol: this.server.protocol,
+      hostname: this.server.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: this.server.port || undefined,
+      method: spec.method,
+      path: `${basePath}${spec.path}${search}`,
+      headers,
+      agent,
+      auth: credentials.auth,
+      signal,
+    };
+    const request = this.server.protocol === 'https:' ? https.request : http.request;
+    if (spec.write) this.onWrite?.(spec.write.verb, spec.write.resource);
+    return new Promise((resolve, reject) => {
+      const req = request(options, (res) => {
+        if (res.statusCode === 401) this.credentials = undefined;
+        resolve(res);
+      });
+      req.on('error', (err) => reject(signal.aborted ? signalError(spec.what, signal) : networkError(spec.what, err)));
+      req.end(body);
+    });
+  }
+
+  private currentCredentials(): Promise<Credentials> {
+    const now = Date.now();
+    if (this.credentials && this.credentials.expires > now) return this.credentials.value;
+    const value = this.loadCredentials();
+    this.credentials = { value, expires: now + credentialsTtlMs };
+    value.catch(() => (this.credentials = undefined));
+    return value;
+  }
+
+  private async loadCredentials(): Promise<Credentials> {
+    const opts: https.RequestOptions = {};
+    await this.kc.applyToHTTPSOptions(opts);
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(opts.headers ?? {})) if (value !== undefined) headers[key] = String(value);
+    const tls: https.AgentOptions = {};
+    for (const key of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername'] as const) {
+      if (opts[key] !== undefined) Object.assign(tls, { [key]: opts[key] });
+    }
+    return { headers, auth: opts.auth ?? undefined, tls };
+  }
+}
+
+/**
+ * A connection failure, saying what failed; the socket error's message is in it and its code (say
+ * ECONNREFUSED) kept, but not the error itself as `cause`, which logs would print a second time.
+ */
+function networkError(what: string, err: Error & { code?: string }): Error {
+  return Object.assign(new Error(`${what}: ${err.message}`), err.code ? { code: err.code } : {});
+}
+
+/** A request timeout reads as such; a caller's own abort keeps the reason the caller gave. */
+function signalError(what: string, signal: AbortSignal): unknown {
+  const reason = signal.reason;
+  if (reason instanceof DOMException && reason.name === 'TimeoutError') return new Error(`${what}: no response within ${requestTimeoutMs / 1000}s`);
+  return reason;
+}
+
+function readBody(what: string, res: http.IncomingMessage, signal: AbortSignal): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (chunk: Buffer) => chunks.push(chunk));
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', (err) => reject(signal.aborted ? signalError(what, signal) : networkError(what, err)));
+    res.on('close', () => {
+      if (!res.complete) reject(signal.aborted ? signalError(what, signal) : new Error(`${what}: the connection closed mid-response`));
+    });
+    if (res.destroyed && !res.complete) reject(signal.aborted ? signalError(what, signal) : new Error(`${what}: the connection closed mid-response`));
+  });
+}

@@ -1,0 +1,28 @@
+// The controller process: flags and config, then the manager until SIGTERM.
+import { KubeConfig } from '@kubernetes/client-node';
+import { createLogger } from './log.ts';
+import { startController } from './manager.ts';
+import { parseOptions, UsageError } from './options.ts';
+
+let options;
+try {
+  options = parseOptions(process.argv.slice(2), process.env);
+} catch (err) {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`ml-operator: ${err.message}\n`);
+  process.exit(2);
+}
+
+const logger = createLogger(options.logLevel);
+const kc = new KubeConfig();
+kc.loadFromDefault();
+logger.info({ server: kc.getCurrentCluster()?.server, identity: options.identity, namespaces: options.watchNamespaces.length ? options.watchNamespaces : 'all', leaderElect: options.leaderElect }, 'starting');
+
+const controller = await startController(options, kc, logger);
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    logger.info({ signal }, 'shutting down');
+    void controller.stop().then(() => process.exit(0));
+  });
+}
+process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));

@@ -1,0 +1,197 @@
+// The controller's command line and config file (docs/controller-interface.md). Every mistake is
+// reported at start-up with the flag or key that is wrong, before anything touches the cluster.
+import { readFileSync } from 'node:fs';
+
+export type StorageMode = 'pvc' | 'hostPath' | 'emptyDir';
+
+/** Operator settings from the chart's ConfigMap: what every endpoint's objects are built with. */
+export interface OperatorConfig {
+  defaultDomain: string;
+  gateway: {
+    selector: Record<string, string>;
+    port: number;
+    tls: { enabled: boolean; port: number; credentialName: string; httpsRedirect: boolean };
+  };
+  storage: { mode: StorageMode; storageClassName: string; defaultSize: string; hostPathRoot: string };
+  fetcher: { image: string };
+}
+
+export interface Options {
+  configPath: string;
+  config: OperatorConfig;
+  watchNamespaces: string[];
+  leaderElect: boolean;
+  leaderElectionNamespace: string;
+  leaderElectionId: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  metricsPort: number;
+  healthPort: number;
+  concurrency: number;
+  identity: string;
+}
+
+export class UsageError extends Error {}
+
+export const defaultConfig: OperatorConfig = {
+  defaultDomain: 'models.example.com',
+  gateway: { selector: { istio: 'ingressgateway' }, port: 80, tls: { enabled: false, port: 443, credentialName: '', httpsRedirect: false } },
+  storage: { mode: 'emptyDir', storageClassName: '', defaultSize: '1Gi', hostPathRoot: '/mnt/ml-operator' },
+  fetcher: { image: '' },
+};
+
+const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const hostName = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const quantity = /^([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kMGTPE])?$/;
+
+function port(flag: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${flag}=${value}: expected a port number 0-65535`);
+  return n;
+}
+
+/** Validates a parsed config file, naming the first key that is wrong. */
+export function parseConfig(raw: unknown, source: string): OperatorConfig {
+  const fail = (key: string, want: string, got: unknown): never => {
+    throw new UsageError(`${source}: ${key} must be ${want}, got ${JSON.stringify(got)}`);
+  };
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(raw)) fail('the config', 'a JSON object', raw);
+  const c = raw as Record<string, any>;
+  const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher']);
+  for (const key of Object.keys(c)) if (!known.has(key)) fail(key, `one of ${[...known].join(', ')} (unknown key)`, c[key]);
+  const config = structuredClone(defaultConfig);
+  if (c.defaultDomain !== undefined) {
+    if (typeof c.defaultDomain !== 'string' || !hostName.test(c.defaultDomain)) fail('defaultDomain', 'a DNS name such as models.example.com', c.defaultDomain);
+    config.defaultDomain = c.defaultDomain;
+  }
+  if (c.gateway !== undefined) {
+    const g = c.gateway;
+    if (!isObject(g)) fail('gateway', 'an object', g);
+    if (g.selector !== undefined) {
+      if (!isObject(g.selector) || Object.values(g.selector).some((v) => typeof v !== 'string') || Object.keys(g.selector).length === 0) fail('gateway.selector', 'a non-empty map of label names to strings', g.selector);
+      config.gateway.selector = g.selector as Record<string, string>;
+    }
+    if (g.port !== undefined) {
+      if (!Number.isInteger(g.port) || g.port < 1 || g.port > 65535) fail('gateway.port', 'a port number 1-65535', g.port);
+      config.gateway.port = g.port as number;
+    }
+    if (g.tls !== undefined) {
+      const t = g.tls;
+      if (!isObject(t)) fail('gateway.tls', 'an object', t);
+      for (const key of ['enabled', 'httpsRedirect'] as const) {
+        if (t[key] !== undefined) {
+          if (typeof t[key] !== 'boolean') fail(`gateway.tls.${key}`, 'true or false', t[key]);
+          config.gateway.tls[key] = t[key] as boolean;
+        }
+      }
+      if (t.port !== undefined) {
+        if (!Number.isInteger(t.port) || (t.port as number) < 1 || (t.port as number) > 65535) fail('gateway.tls.port', 'a port number 1-65535', t.port);
+        config.gateway.tls.port = t.port as number;
+      }
+      if (t.credentialName !== undefined) {
+        if (typeof t.credentialName !== 'string') fail('gateway.tls.credentialName', 'a Secret name', t.credentialName);
+        config.gateway.tls.credentialName = t.credentialName as string;
+      }
+      if (config.gateway.tls.enabled && !config.gateway.tls.credentialName) fail('gateway.tls.credentialName', 'set when gateway.tls.enabled is true', '');
+    }
+  }
+  if (c.storage !== undefined) {
+    const s = c.storage;
+    if (!isObject(s)) fail('storage', 'an object', s);
+    if (s.mode !== undefined) {
+      if (!['pvc', 'hostPath', 'emptyDir'].includes(s.mode as string)) fail('storage.mode', 'one of pvc, hostPath, emptyDir', s.mode);
+      config.storage.mode = s.mode as StorageMode;
+    }
+    if (s.storageClassName !== undefined) {
+      if (typeof s.storageClassName !== 'string') fail('storage.storageClassName', 'a StorageClass name', s.storageClassName);
+      config.storage.storageClassName = s.storageClassName as string;
+    }
+    if (s.defaultSize !== undefined) {
+      if (typeof s.defaultSize !== 'string' || !quantity.test(s.defaultSize)) fail('storage.defaultSize', 'a quantity such as 1Gi', s.defaultSize);
+      config.storage.defaultSize = s.defaultSize as string;
+    }
+    if (s.hostPathRoot !== undefined) {
+      if (typeof s.hostPathRoot !== 'string' || !s.hostPathRoot.startsWith('/')) fail('storage.hostPathRoot', 'an absolute path', s.hostPathRoot);
+      config.storage.hostPathRoot = s.hostPathRoot as string;
+    }
+  }
+  if (c.fetcher !== undefined) {
+    if (!isObject(c.fetcher) || (c.fetcher.image !== undefined && typeof c.fetcher.image !== 'string')) fail('fetcher.image', 'an image reference', c.fetcher);
+    config.fetcher.image = (c.fetcher.image as string | undefined) ?? '';
+  }
+  return config;
+}
+
+export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
+  const options: Omit<Options, 'config'> & { config?: OperatorConfig } = {
+    configPath: '/etc/ml-operator/config.json',
+    watchNamespaces: [],
+    leaderElect: true,
+    leaderElectionNamespace: env.POD_NAMESPACE ?? '',
+    leaderElectionId: 'ml-operator',
+    logLevel: 'info',
+    metricsPort: 8080,
+    healthPort: 8081,
+    concurrency: 4,
+    identity: env.POD_NAME ?? `${env.HOSTNAME ?? 'ml-operator'}-${process.pid}`,
+  };
+  for (const arg of argv) {
+    const match = arg.match(/^--([a-z-]+)(?:=(.*))?$/);
+    if (!match) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}: flags take the form --name=value`);
+    const [, name, value = ''] = match;
+    switch (name) {
+      case 'config':
+        options.configPath = value;
+        break;
+      case 'watch-namespaces':
+        options.watchNamespaces = value.split(',').map((n) => n.trim()).filter(Boolean);
+        for (const ns of options.watchNamespaces) if (!dnsLabel.test(ns)) throw new UsageError(`--watch-namespaces: ${JSON.stringify(ns)} is not a namespace name`);
+        break;
+      case 'leader-elect':
+        if (value !== 'true' && value !== 'false' && value !== '') throw new UsageError(`--leader-elect=${value}: expected true or false`);
+        options.leaderElect = value !== 'false';
+        break;
+      case 'leader-election-namespace':
+        options.leaderElectionNamespace = value;
+        break;
+      case 'leader-election-id':
+        if (!dnsLabel.test(value)) throw new UsageError(`--leader-election-id=${value}: expected a DNS label`);
+        options.leaderElectionId = value;
+        break;
+      case 'log-level':
+        if (!['debug', 'info', 'warn', 'error'].includes(value)) throw new UsageError(`--log-level=${value}: expected debug, info, warn or error`);
+        options.logLevel = value as Options['logLevel'];
+        break;
+      case 'metrics-port':
+        options.metricsPort = port('--metrics-port', value);
+        break;
+      case 'health-port':
+        options.healthPort = port('--health-port', value);
+        break;
+      case 'concurrency': {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--concurrency=${value}: expected an integer 1-64`);
+        options.concurrency = n;
+        break;
+      }
+      default:
+        throw new UsageError(`unknown flag --${name}; known flags: --config, --watch-namespaces, --leader-elect, --leader-election-namespace, --leader-election-id, --log-level, --metrics-port, --health-port, --concurrency`);
+    }
+  }
+  if (options.leaderElect && !options.leaderElectionNamespace) {
+    throw new UsageError('--leader-elect needs --leader-election-namespace (or the POD_NAMESPACE environment variable)');
+  }
+  let text: string;
+  try {
+    text = readFileSync(options.configPath, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read the config file ${options.configPath} (--config): ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${options.configPath} is not valid JSON: ${(err as Error).message}`);
+  }
+  return { ...options, config: parseConfig(raw, options.configPath) };
+}

@@ -1,0 +1,66 @@
+// The controller's Prometheus metrics, in a registry of its own (with the default process metrics),
+// so that tests can create as many as they like.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { WriteCounter } from '../kube/client.ts';
+
+export type ReconcileOutcome = 'success' | 'error' | 'requeue';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly reconcileTotal = new Counter({
+    name: 'ml_operator_reconcile_total',
+    help: 'Reconciles, by result: success, error (retried with backoff) or requeue (asked to look again later).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly reconcileDuration = new Histogram({
+    name: 'ml_operator_reconcile_duration_seconds',
+    help: 'How long one reconcile takes.',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly reconcileErrors = new Counter({
+    name: 'ml_operator_reconcile_errors_total',
+    help: 'Reconciles that failed.',
+    registers: [this.registry],
+  });
+  readonly workqueueDepth = new Gauge({
+    name: 'ml_operator_workqueue_depth',
+    help: 'Keys waiting in the work queue.',
+    registers: [this.registry],
+  });
+  readonly workqueueAdds = new Counter({
+    name: 'ml_operator_workqueue_adds_total',
+    help: 'Keys added to the work queue.',
+    registers: [this.registry],
+  });
+  readonly apiWrites = new Counter({
+    name: 'ml_operator_api_writes_total',
+    help: 'Write requests sent to the Kubernetes API, by verb (apply, create, update, delete) and resource.',
+    labelNames: ['verb', 'resource'] as const,
+    registers: [this.registry],
+  });
+  readonly leader = new Gauge({
+    name: 'ml_operator_leader',
+    help: '1 while this replica holds the leader lease (or runs without leader election), else 0.',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    // Present from the start, so that rate() and absent() queries see zeros rather than nothing.
+    for (const result of ['success', 'error', 'requeue'] as const) this.reconcileTotal.inc({ result }, 0);
+    this.reconcileErrors.inc(0);
+    this.workqueueAdds.inc(0);
+    this.leader.set(0);
+  }
+
+  /** A KubeClient `onWrite` that counts writes. */
+  readonly countWrite: WriteCounter = (verb, resource) => this.apiWrites.inc({ verb, resource: resource.plural });
+
+  observeReconcile(result: ReconcileOutcome, seconds: number): void {
+    this.reconcileTotal.inc({ result });
+    if (result === 'error') this.reconcileErrors.inc();
+    this.reconcileDuration.observe(seconds);
+  }
+}

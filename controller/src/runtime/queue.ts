@@ -1,0 +1,160 @@
+// The work queue, like client-go's rate-limited queue: a key is queued at most once however many
+// events name it, is never processed twice at once, is retried with per-key exponential backoff when
+// its handler throws, and at most `concurrency` keys are processed together.
+import type { Logger } from '../log.ts';
+
+/** What a reconcile returns: done, or "look again after this long". Throwing means "retry with backoff". */
+export type ReconcileResult = { requeueAfterMs?: number } | void;
+
+/** A failure that retrying cannot fix (invalid spec, say): the key is not requeued. */
+export class TerminalError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'TerminalError';
+  }
+}
+
+export interface WorkQueueOptions {
+  concurrency: number;
+  /** First retry delay; doubles with each consecutive failure of the key. Default 5 ms. */
+  baseDelayMs?: number;
+  /** Cap of the retry delay. Default 5 minutes. */
+  maxDelayMs?: number;
+  logger: Logger;
+  /** Called whenever the number of keys waiting to be processed changes. */
+  onDepth?(depth: number): void;
+  /** Called for every key that enters the queue (after deduplication). */
+  onAdd?(key: string): void;
+}
+
+export class WorkQueue {
+  private readonly concurrency: number;
+  private readonly baseDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly log: Logger;
+  private readonly onDepth: ((depth: number) => void) | undefined;
+  private readonly onAdd: ((key: string) => void) | undefined;
+  /** Keys ready to be processed, in order. */
+  private readonly ready: string[] = [];
+  /** Keys that must be processed (again): those in `ready`, and those processing that were added meanwhile. */
+  private readonly dirty = new Set<string>();
+  private readonly processing = new Set<string>();
+  /** addAfter timers, one per key: the earliest wins. */
+  private readonly delayed = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly failures = new Map<string, number>();
+  private handler: ((key: string) => Promise<ReconcileResult>) | undefined;
+  private shuttingDown = false;
+  private drained: (() => void) | undefined;
+
+  constructor(options: WorkQueueOptions) {
+    if (!(options.concurrency >= 1)) throw new Error(`concurrency must be at least 1, not ${options.concurrency}`);
+    this.concurrency = options.concurrency;
+    this.baseDelayMs = options.baseDelayMs ?? 5;
+    this.maxDelayMs = options.maxDelayMs ?? 300_000;
+    this.log = options.logger;
+    this.onDepth = options.onDepth;
+    this.onAdd = options.onAdd;
+  }
+
+  /** Keys waiting to be processed. */
+  get depth(): number {
+    return this.ready.length;
+  }
+
+  add(key: string): void {
+    if (this.shuttingDown || this.dirty.has(key)) return;
+    this.dirty.add(key);
+    this.onAdd?.(key);
+    // A key being processed goes back in line when its handler finishes.
+    if (this.processing.has(key)) return;
+    this.ready.push(key);
+    this.depthChanged();
+    this.pump();
+  }
+
+  addAfter(key: string, delayMs: number): void {
+    if (this.shuttingDown) return;
+    if (delayMs <= 0) return this.add(key);
+    const at = Date.now() + delayMs;
+    const pending = this.delayed.get(key);
+    if (pending) {
+      if (pending.at <= at) return;
+      clearTimeout(pending.timer);
+    }
+    const timer = setTimeout(() => {
+      this.delayed.delete(key);
+      this.add(key);
+    }, delayMs);
+    this.delayed.set(key, { at, timer });
+  }
+
+  /** Starts processing: up to `concurrency` keys at once, never the same key twice at once. */
+  start(handler: (key: string) => Promise<ReconcileResult>): void {
+    if (this.handler) throw new Error('work queue already started');
+    this.handler = handler;
+    this.pump();
+  }
+
+  /** Stops taking new keys; resolves when in-flight handlers finish, or after timeoutMs. */
+  async shutdown(timeoutMs = 30_000): Promise<void> {
+    this.shuttingDown = true;
+    for (const { timer } of this.delayed.values()) clearTimeout(timer);
+    this.delayed.clear();
+    this.ready.length = 0;
+    this.dirty.clear();
+    this.depthChanged();
+    if (this.processing.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const finished = new Promise<void>((resolve) => (this.drained = resolve));
+    const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    await Promise.race([finished, timedOut]);
+    clearTimeout(timer);
+    if (this.processing.size > 0) this.log.warn({ inFlight: [...this.processing] }, 'work queue shutdown timed out with reconciles still running');
+  }
+
+  private pump(): void {
+    const handler = this.handler;
+    if (!handler) return;
+    while (!this.shuttingDown && this.processing.size < this.concurrency && this.ready.length > 0) {
+      const key = this.ready.shift()!;
+      this.dirty.delete(key);
+      this.processing.add(key);
+      this.depthChanged();
+      void this.process(key, handler);
+    }
+  }
+
+  private async process(key: string, handler: (key: string) => Promise<ReconcileResult>): Promise<void> {
+    try {
+      const result = await handler(key);
+      this.failures.delete(key);
+      if (result?.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
+    } catch (err) {
+      if (err instanceof TerminalError) {
+        this.failures.delete(key);
+        this.log.error({ err, key }, 'reconcile failed for good; not retrying');
+      } else {
+        const failures = this.failures.get(key) ?? 0;
+        this.failures.set(key, failures + 1);
+        const delayMs = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.min(failures, 52));
+        this.log.error({ err, key, failures: failures + 1, retryInMs: delayMs }, 'reconcile failed; retrying after backoff');
+        this.addAfter(key, delayMs);
+      }
+    } finally {
+      this.processing.delete(key);
+      if (this.shuttingDown) {
+        if (this.processing.size === 0) this.drained?.();
+      } else {
+        if (this.dirty.has(key)) {
+          this.ready.push(key);
+          this.depthChanged();
+        }
+        this.pump();
+      }
+    }
+  }
+
+  private depthChanged(): void {
+    this.onDepth?.(this.ready.length);
+  }
+}
