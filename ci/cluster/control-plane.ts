@@ -166,7 +166,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   function startComponent(name: Binary, args: string[]): Component {
     const logFile = join(dir, `${name}.log`);
     const fd = openSync(logFile, 'a');
-    const child = spawn(toolPath(name), args, { cwd: dir, stdio: ['ignore', fd, fd] });
+    // A process group of its own: a terminal's Ctrl-C or a parent's group kill reaches this
+    // process only, which then stops the components in order (clients before the API server).
+    const child = spawn(toolPath(name), args, { cwd: dir, stdio: ['ignore', fd, fd], detached: true });
     closeSync(fd);
     const component = { name, child, logFile };
     components.push(component);
