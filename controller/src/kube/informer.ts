@@ -3,6 +3,7 @@
 // error with backoff, bounds each watch so that a silently stalled one cannot last, and never lets a
 // handler's exception into the watch loop.
 import type { Logger } from '../log.ts';
+import { pause } from '../runtime/pause.ts';
 import { KubeError, type KubeClient, type WatchEventType } from './client.ts';
 import type { KubeObject, Resource } from './resources.ts';
 
@@ -35,19 +36,6 @@ class StalledError extends Error {}
 
 function isGone(err: unknown): boolean {
   return err instanceof GoneError || (err instanceof KubeError && err.code === 410);
-}
-
-/** Waits `ms`, or less if `signal` aborts; resolves either way. */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 function namespaceOf(obj: KubeObject): string {

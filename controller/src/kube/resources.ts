@@ -26,6 +26,7 @@ export const resources = {
   virtualService: { group: 'networking.istio.io', version: 'v1', kind: 'VirtualService', plural: 'virtualservices', namespaced: true },
   lease: { group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true },
   event: { group: '', version: 'v1', kind: 'Event', plural: 'events', namespaced: true },
+  namespace: { group: '', version: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false },
 } as const satisfies Record<string, Resource>;
 
 /** The shape every Kubernetes object shares; `unknown` elsewhere keeps callers honest. */

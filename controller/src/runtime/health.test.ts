@@ -35,9 +35,12 @@ describe('the health server', () => {
     expect(await get(server.port, '/readyz')).toMatchObject({ status: 503, body: 'not ready: caches not synced\n' });
     ready = true;
     expect(await get(server.port, '/readyz')).toMatchObject({ status: 200 });
-    metrics.observeReconcile('success', 0.02);
-    metrics.observeReconcile('error', 0.5);
-    metrics.countWrite('apply', { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments', namespaced: true });
+    metrics.reconcileTotal.inc({ result: 'success' });
+    metrics.reconcileTotal.inc({ result: 'error' });
+    metrics.reconcileErrors.inc();
+    metrics.reconcileDuration.observe(0.02);
+    metrics.reconcileDuration.observe(0.5);
+    metrics.apiWrites.inc({ verb: 'apply', resource: 'deployments' });
     metrics.workqueueDepth.set(3);
     metrics.leader.set(1);
     const scrape = await get(server.port, '/metrics');

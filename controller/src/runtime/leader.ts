@@ -2,10 +2,10 @@
 // or renew with a resourceVersion-guarded update every retryPeriod; judge another holder's lease
 // expired by the local time at which this process last saw the lease record change (never by
 // comparing clocks with the holder); give up leadership when renewals keep failing for renewDeadline.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeError, type KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
+import { pause } from './pause.ts';
 
 interface LeaseSpec {
   holderIdentity?: string;
@@ -82,7 +82,7 @@ export class LeaderElector {
     for (;;) {
       if (signal.aborted) return new Promise<never>(() => {});
       if (await this.attempt()) break;
-      await sleep(this.retryPeriodMs, undefined, { signal }).catch(() => undefined);
+      await pause(this.retryPeriodMs, signal);
     }
     if (signal.aborted) {
       // release() came while the winning attempt was in flight.
@@ -132,11 +132,8 @@ export class LeaderElector {
     const signal = this.stopController.signal;
     let lastRenewal = Date.now();
     while (!signal.aborted) {
-      try {
-        await sleep(this.retryPeriodMs, undefined, { signal });
-      } catch {
-        return;
-      }
+      await pause(this.retryPeriodMs, signal);
+      if (signal.aborted) return;
       const deadline = lastRenewal + this.renewDeadlineMs;
       // A hung request must not keep this process leading past renewDeadline.
       let timer: NodeJS.Timeout | undefined;
@@ -187,7 +184,8 @@ export class LeaderElector {
       this.observe(created);
       return true;
     }
-    if (lease.metadata.resourceVersion !== this.observed?.metadata.resourceVersion) this.observe(lease);
+    if (lease.metadata.resourceVersion !== this.observed?.metadata.resourceVersion) this.observedAt = Date.now();
+    this.observed = lease;
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? '';
     const durationMs = (spec.leaseDurationSeconds ?? this.leaseDurationMs / 1000) * 1000;

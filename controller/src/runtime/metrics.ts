@@ -1,9 +1,6 @@
 // The controller's Prometheus metrics, in a registry of its own (with the default process metrics),
 // so that tests can create as many as they like.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { WriteCounter } from '../kube/client.ts';
-
-export type ReconcileOutcome = 'success' | 'error' | 'requeue';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -53,14 +50,5 @@ export class Metrics {
     this.reconcileErrors.inc(0);
     this.workqueueAdds.inc(0);
     this.leader.set(0);
-  }
-
-  /** A KubeClient `onWrite` that counts writes. */
-  readonly countWrite: WriteCounter = (verb, resource) => this.apiWrites.inc({ verb, resource: resource.plural });
-
-  observeReconcile(result: ReconcileOutcome, seconds: number): void {
-    this.reconcileTotal.inc({ result });
-    if (result === 'error') this.reconcileErrors.inc();
-    this.reconcileDuration.observe(seconds);
   }
 }

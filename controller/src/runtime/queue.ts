@@ -23,8 +23,6 @@ export interface WorkQueueOptions {
   logger: Logger;
   /** Called whenever the number of keys waiting to be processed changes. */
   onDepth?(depth: number): void;
-  /** Called for every key that enters the queue (after deduplication). */
-  onAdd?(key: string): void;
 }
 
 export class WorkQueue {
@@ -33,7 +31,6 @@ export class WorkQueue {
   private readonly maxDelayMs: number;
   private readonly log: Logger;
   private readonly onDepth: ((depth: number) => void) | undefined;
-  private readonly onAdd: ((key: string) => void) | undefined;
   /** Keys ready to be processed, in order. */
   private readonly ready: string[] = [];
   /** Keys that must be processed (again): those in `ready`, and those processing that were added meanwhile. */
@@ -53,7 +50,6 @@ export class WorkQueue {
     this.maxDelayMs = options.maxDelayMs ?? 300_000;
     this.log = options.logger;
     this.onDepth = options.onDepth;
-    this.onAdd = options.onAdd;
   }
 
   /** Keys waiting to be processed. */
@@ -64,7 +60,6 @@ export class WorkQueue {
   add(key: string): void {
     if (this.shuttingDown || this.dirty.has(key)) return;
     this.dirty.add(key);
-    this.onAdd?.(key);
     // A key being processed goes back in line when its handler finishes.
     if (this.processing.has(key)) return;
     this.ready.push(key);
