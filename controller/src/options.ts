@@ -193,5 +193,9 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   } catch (err) {
     throw new UsageError(`${options.configPath} is not valid JSON: ${(err as Error).message}`);
   }
-  return { ...options, config: parseConfig(raw, options.configPath) };
+  const config = parseConfig(raw, options.configPath);
+  if (!config.fetcher.image) {
+    throw new UsageError(`${options.configPath}: fetcher.image must be set: the image of the init container that fetches model artifacts (the chart sets the controller's own image)`);
+  }
+  return { ...options, config };
 }

@@ -1,0 +1,65 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseConfig, parseOptions } from './options.ts';
+
+function configFile(content: unknown): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'options-')), 'config.json');
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+  return path;
+}
+const good = { defaultDomain: 'models.acme.io', fetcher: { image: 'ml-operator/controller:1' } };
+
+describe('parseOptions', () => {
+  it('reads the flags the chart sets', () => {
+    const o = parseOptions(
+      [`--config=${configFile(good)}`, '--watch-namespaces=team-a,team-b', '--leader-elect=true', '--leader-election-namespace=ops', '--leader-election-id=mlop', '--log-level=debug', '--metrics-port=9090', '--health-port=9091', '--concurrency=8'],
+      { POD_NAME: 'pod-1' },
+    );
+    expect(o).toMatchObject({ watchNamespaces: ['team-a', 'team-b'], leaderElect: true, leaderElectionNamespace: 'ops', leaderElectionId: 'mlop', logLevel: 'debug', metricsPort: 9090, healthPort: 9091, concurrency: 8, identity: 'pod-1' });
+    expect(o.config.defaultDomain).toBe('models.acme.io');
+    expect(o.config.storage.mode).toBe('emptyDir');
+  });
+  it('takes the Lease namespace from POD_NAMESPACE', () => {
+    expect(parseOptions([`--config=${configFile(good)}`], { POD_NAMESPACE: 'ml-operator' }).leaderElectionNamespace).toBe('ml-operator');
+  });
+  it.each([
+    [['--colour=red'], /unknown flag --colour/],
+    [['--log-level=loud'], /--log-level=loud: expected debug, info, warn or error/],
+    [['--metrics-port=http'], /--metrics-port=http: expected a port number/],
+    [['--concurrency=0'], /--concurrency=0: expected an integer 1-64/],
+    [['--watch-namespaces=Team_A'], /"Team_A" is not a namespace name/],
+    [['--leader-elect=maybe'], /--leader-elect=maybe: expected true or false/],
+    [['verbose'], /unexpected argument "verbose"/],
+  ])('rejects %j with a message naming the flag', (argv, message) => {
+    expect(() => parseOptions([`--config=${configFile(good)}`, ...argv], { POD_NAMESPACE: 'x' })).toThrow(message);
+  });
+  it('needs a Lease namespace when leader election is on', () => {
+    expect(() => parseOptions([`--config=${configFile(good)}`], {})).toThrow(/--leader-elect needs --leader-election-namespace/);
+  });
+  it('needs the fetcher image', () => {
+    expect(() => parseOptions([`--config=${configFile({})}`, '--leader-elect=false'], {})).toThrow(/fetcher.image must be set/);
+  });
+  it('says which config file cannot be read or parsed', () => {
+    expect(() => parseOptions(['--config=/nonexistent/config.json', '--leader-elect=false'], {})).toThrow(/cannot read the config file \/nonexistent\/config.json/);
+    expect(() => parseOptions([`--config=${configFile('{oops')}`, '--leader-elect=false'], {})).toThrow(/is not valid JSON/);
+  });
+});
+
+describe('parseConfig', () => {
+  it.each([
+    [{ defaultDomain: 'Not A Domain' }, /defaultDomain must be a DNS name/],
+    [{ storage: { mode: 'nfs' } }, /storage.mode must be one of pvc, hostPath, emptyDir, got "nfs"/],
+    [{ storage: { defaultSize: 'big' } }, /storage.defaultSize must be a quantity/],
+    [{ gateway: { port: 0 } }, /gateway.port must be a port number/],
+    [{ gateway: { tls: { enabled: true } } }, /gateway.tls.credentialName must be set when gateway.tls.enabled is true/],
+    [{ gateway: { selector: {} } }, /gateway.selector must be a non-empty map/],
+    [{ stroage: {} }, /stroage must be one of defaultDomain, gateway, storage, fetcher \(unknown key\)/],
+  ])('rejects %j, naming the key', (config, message) => {
+    expect(() => parseConfig(config, 'config.json')).toThrow(message);
+  });
+  it('fills defaults for what is not given', () => {
+    expect(parseConfig({}, 'config.json').gateway).toEqual({ selector: { istio: 'ingressgateway' }, port: 80, tls: { enabled: false, port: 443, credentialName: '', httpsRedirect: false } });
+  });
+});
