@@ -398,6 +398,7 @@ export class EndpointReconciler {
   /** Owner references delete everything namespaced; cluster-scoped volumes are ours to remove. */
   private async finalize(endpoint: MachineLearningEndpoint): Promise<ReconcileResult> {
     if (!endpoint.metadata.finalizers?.includes(storageFinalizer)) return;
+    if (endpoint.status?.state !== 'Deleting') await this.writeStatus(endpoint, { ...endpoint.status, state: 'Deleting' });
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
     const volumes = (this.deps.caches.volumes?.list() ?? []).filter((v) => v.metadata.labels?.[labels.endpoint] === name && v.metadata.labels?.[labels.endpointNamespace] === namespace);
