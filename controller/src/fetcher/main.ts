@@ -793,5 +793,9 @@ export async function main(argv: readonly string[], env: Env, options: Options =
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  // As a container's first process, node gets no default SIGTERM handling: end at once so a pod
+  // deleted mid-fetch does not wait out its grace period. A half-done fetch leaves only a .fetch-*
+  // directory, which the next run removes.
+  process.once('SIGTERM', () => process.exit(143));
   process.exitCode = await main(process.argv.slice(2), process.env);
 }

@@ -1,0 +1,103 @@
+// A real OCI registry on loopback for the publishing tests: the `registry` server of Debian's
+// docker-registry package (distribution), with its storage in a temporary directory.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { waitFor } from '../../ci/wait.ts';
+
+export const registryBinary = '/usr/bin/docker-registry';
+
+export interface Registry {
+  /** `127.0.0.1:PORT` */
+  host: string;
+  pid: number;
+  logs(): string;
+  /** SIGTERM, wait for the exit, and make sure the process is gone. */
+  stop(): Promise<void>;
+}
+
+/** Fails with the command that installs the registry when it is missing (never skips). */
+export function requireRegistryBinary(): void {
+  if (!existsSync(registryBinary)) {
+    throw new Error(
+      `${registryBinary} is missing: the publishing tests need a local OCI registry. ` +
+        'Install it with `apt-get update && apt-get install -y docker-registry` (Debian; .ci/run does this in CI).',
+    );
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts a registry storing into `dir`. With `htpasswd` (lines `user:bcrypt-hash`), it requires
+ * HTTP basic authentication.
+ */
+export async function startRegistry(dir: string, { htpasswd }: { htpasswd?: string } = {}): Promise<Registry> {
+  requireRegistryBinary();
+  mkdirSync(join(dir, 'storage'), { recursive: true });
+  const host = `127.0.0.1:${await freePort()}`;
+  const auth = htpasswd ? `auth:\n  htpasswd:\n    realm: ml-operator-test\n    path: ${join(dir, 'htpasswd')}\n` : '';
+  if (htpasswd) writeFileSync(join(dir, 'htpasswd'), htpasswd);
+  writeFileSync(
+    join(dir, 'config.yml'),
+    `version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'storage')}\n` +
+      `http:\n  addr: ${host}\n  secret: ml-operator-test\n${auth}`,
+  );
+  const child: ChildProcess = spawn(registryBinary, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const pid = child.pid!;
+  const registry: Registry = {
+    host,
+    pid,
+    logs: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const ended = async () => (child.exitCode !== null || child.signalCode !== null ? true : undefined);
+        await waitFor(`the registry (pid ${pid}) to exit on SIGTERM`, 10_000, ended).catch(async () => {
+          child.kill('SIGKILL');
+          await exited;
+        });
+      }
+      if (alive(pid)) throw new Error(`the registry (pid ${pid}) is still running`);
+    },
+  };
+  try {
+    await waitFor(
+      `the registry to answer on ${host}`,
+      15_000,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`the registry exited with ${child.exitCode}`);
+        const response = await fetch(`http://${host}/v2/`);
+        return response.status === 200 || response.status === 401 ? true : undefined;
+      },
+      () => output,
+    );
+  } catch (err) {
+    await registry.stop();
+    throw err;
+  }
+  return registry;
+}
