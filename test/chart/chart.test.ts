@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isMap, isScalar, parse, parseAllDocuments, parseDocument, type YAMLMap } from 'yaml';
 import { toolPath } from '../../ci/tools/build.ts';
-import { expectedPackageFiles } from './checkout.ts';
+import { expectedPackageFiles, isolatedHelmEnv } from './checkout.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const subchart = join(root, 'charts', 'controller');
@@ -77,12 +77,7 @@ beforeAll(() => {
   }
   scratch = mkdtempSync(join(tmpdir(), 'ml-operator-chart-'));
   // Helm reads and writes its own config, cache and data: keep them out of the user's home.
-  helmEnv = {
-    ...process.env,
-    HELM_CACHE_HOME: join(scratch, 'helm', 'cache'),
-    HELM_CONFIG_HOME: join(scratch, 'helm', 'config'),
-    HELM_DATA_HOME: join(scratch, 'helm', 'data'),
-  };
+  helmEnv = isolatedHelmEnv(scratch);
 });
 
 afterAll(() => {

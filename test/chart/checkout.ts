@@ -52,3 +52,13 @@ export function expectedPackageFiles(root: string): string[] {
   ];
   return [...chartFiles('.'), 'Chart.lock', ...chartFiles(join('charts', 'controller'))].map((f) => join(name, f)).sort();
 }
+
+/** Environment that keeps Helm's config, cache and data inside `scratch`, out of the user's home. */
+export function isolatedHelmEnv(scratch: string): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    HELM_CACHE_HOME: join(scratch, 'helm', 'cache'),
+    HELM_CONFIG_HOME: join(scratch, 'helm', 'config'),
+    HELM_DATA_HOME: join(scratch, 'helm', 'data'),
+  };
+}

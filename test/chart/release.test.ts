@@ -12,7 +12,7 @@ import { docs } from '../../ci/release/docs.ts';
 import { exec, type ExecResult } from '../../ci/release/exec.ts';
 import { invalidVersion, releaseVersion, versionFields, versionProblems } from '../../ci/release/versions.ts';
 import { toolPath } from '../../ci/tools/build.ts';
-import { copyCheckout, expectedPackageFiles, repositoryRoot as root } from './checkout.ts';
+import { copyCheckout, expectedPackageFiles, isolatedHelmEnv, repositoryRoot as root } from './checkout.ts';
 
 const helm = toolPath('helm');
 let scratch: string;
@@ -20,12 +20,7 @@ let helmEnv: NodeJS.ProcessEnv;
 
 beforeAll(() => {
   scratch = mkdtempSync(join(tmpdir(), 'ml-operator-release-'));
-  helmEnv = {
-    ...process.env,
-    HELM_CACHE_HOME: join(scratch, 'helm', 'cache'),
-    HELM_CONFIG_HOME: join(scratch, 'helm', 'config'),
-    HELM_DATA_HOME: join(scratch, 'helm', 'data'),
-  };
+  helmEnv = isolatedHelmEnv(scratch);
 });
 
 afterAll(() => {

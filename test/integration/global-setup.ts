@@ -4,6 +4,7 @@ import type { TestProject } from 'vitest/node';
 import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
 import { installChart } from '../../ci/cluster/operator.ts';
 import { log } from '../../ci/log.ts';
+import { alive } from '../../ci/processes.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -27,13 +28,6 @@ export async function teardown(): Promise<void> {
   if (!cluster) return;
   const { pids } = cluster;
   await cluster.stop();
-  const left = pids.filter((pid) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  const left = pids.filter(alive);
   if (left.length > 0) throw new Error(`control plane processes still running after stop: ${left.join(', ')}`);
 }

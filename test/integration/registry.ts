@@ -2,8 +2,8 @@
 // docker-registry package (distribution), with its storage in a temporary directory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { alive, freePort } from '../../ci/processes.ts';
 import { waitFor } from '../../ci/wait.ts';
 
 export const registryBinary = '/usr/bin/docker-registry';
@@ -24,26 +24,6 @@ export function requireRegistryBinary(): void {
       `${registryBinary} is missing: the publishing tests need a local OCI registry. ` +
         'Install it with `apt-get update && apt-get install -y docker-registry` (Debian; .ci/run does this in CI).',
     );
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
