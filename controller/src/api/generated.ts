@@ -31,7 +31,7 @@ export interface MachineLearningEndpoint {
  */
 export interface MachineLearningEndpointSpec {
   /**
-   * Name of the MachineLearningEndpointConfig in the same namespace.
+   * Name of the MachineLearningEndpointConfig in the same namespace (at most 63 characters).
    */
   config: string;
   /**
