@@ -1,5 +1,5 @@
 // The controller process: flags and config, then the manager until SIGTERM.
-import { KubeConfig } from '@kubernetes/client-node';
+import { loadClusterAccess } from './kube/access.ts';
 import { createLogger } from './log.ts';
 import { startController } from './manager.ts';
 import { parseOptions, UsageError } from './options.ts';
@@ -14,8 +14,13 @@ try {
 }
 
 const logger = createLogger(options.logLevel);
-const kc = new KubeConfig();
-kc.loadFromDefault();
+let kc;
+try {
+  kc = await loadClusterAccess();
+} catch (err) {
+  logger.fatal({ err }, 'cannot reach the cluster: no in-cluster ServiceAccount and no usable kubeconfig (set KUBECONFIG)');
+  process.exit(1);
+}
 logger.info({ server: kc.getCurrentCluster()?.server, identity: options.identity, namespaces: options.watchNamespaces.length ? options.watchNamespaces : 'all', leaderElect: options.leaderElect }, 'starting');
 
 const controller = await startController(options, kc, logger);

@@ -1,9 +1,9 @@
 // How the controller gets there: informers on the three kinds and on everything it owns, events
 // mapped to endpoint keys, one work queue, the reconciler, leader election, health and metrics.
 import { randomBytes } from 'node:crypto';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningModel } from './api/generated.ts';
 import { labels, managedBySelector } from './desired/labels.ts';
+import type { ClusterAccess } from './kube/access.ts';
 import { KubeClient } from './kube/client.ts';
 import { Informer } from './kube/informer.ts';
 import { resources, type KubeObject, type Resource } from './kube/resources.ts';
@@ -62,7 +62,7 @@ export interface RunningController {
   stop(): Promise<void>;
 }
 
-export async function startController(options: Options, kc: KubeConfig, logger: Logger): Promise<RunningController> {
+export async function startController(options: Options, kc: ClusterAccess, logger: Logger): Promise<RunningController> {
   const metrics = new Metrics();
   const client = new KubeClient(kc, { fieldManager: 'ml-operator', onWrite: (verb, r) => metrics.apiWrites.inc({ verb, resource: r.plural }) });
   const events = new EventRecorder(client, { component: 'ml-operator', host: options.identity, logger });

@@ -3,7 +3,7 @@
 // client-node is used only to load the kubeconfig and to produce credentials.
 import * as http from 'node:http';
 import * as https from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { ClusterAccess } from './access.ts';
 import { apiVersionOf, type KubeObject, type Resource } from './resources.ts';
 
 /** A failed API call: the HTTP status code and the `reason` of the Status the server returned. */
@@ -99,7 +99,7 @@ function errorFromResponse(what: string, code: number, statusText: string, body:
 }
 
 export class KubeClient {
-  private readonly kc: KubeConfig;
+  private readonly kc: ClusterAccess;
   private readonly server: URL;
   private readonly fieldManager: string;
   private readonly onWrite: WriteCounter | undefined;
@@ -107,7 +107,7 @@ export class KubeClient {
   private agent: http.Agent | undefined;
   private credentials: { value: Promise<Credentials>; expires: number } | undefined;
 
-  constructor(kc: KubeConfig, options: { fieldManager?: string; onWrite?: WriteCounter; userAgent?: string } = {}) {
+  constructor(kc: ClusterAccess, options: { fieldManager?: string; onWrite?: WriteCounter; userAgent?: string } = {}) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('the kubeconfig has no current cluster');
     this.kc = kc;
