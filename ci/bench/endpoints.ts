@@ -2,7 +2,7 @@
 // Reports the time until all are InService, the controller's write requests per endpoint and its
 // peak RSS, against the lower bound: the same objects applied directly by a minimal client, timed
 // until every Deployment is Available. Figures are printed, never asserted.
-// Usage: npm run bench [-- --endpoints=200 --concurrency=8]
+// Usage: npm run bench [-- --endpoints=200 --concurrency=8 --controller-concurrency=8]
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ import { waitFor } from '../wait.ts';
 const arg = (name: string, fallback: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
 const endpoints = arg('endpoints', 200);
 const concurrency = arg('concurrency', 8);
+const controllerConcurrency = arg('controller-concurrency', 8);
 const apiVersion = 'ml-operator.dev/v1alpha1';
 
 const models: Record<string, MachineLearningModelSpec> = {
@@ -83,6 +84,7 @@ try {
     kubeconfig: await serviceAccountKubeconfig(admin, work),
     config: await chartConfig(admin),
     namespaces: [ns],
+    concurrency: controllerConcurrency,
   });
   for (const [name, spec] of Object.entries(models)) await client.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name, namespace: ns }, spec });
   await client.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name: 'ab', namespace: ns }, spec: config });
@@ -112,7 +114,7 @@ try {
   process.stdout.write(
     [
       '',
-      `ml-operator benchmark: ${endpoints} endpoints x 2 variants, created at once (client concurrency ${concurrency})`,
+      `ml-operator benchmark: ${endpoints} endpoints x 2 variants, created at once (client concurrency ${concurrency}, controller --concurrency=${controllerConcurrency})`,
       `  controller: all InService in ${seconds.toFixed(1)}s; ${(controllerWriteCount / endpoints).toFixed(1)} write requests per endpoint (objects it creates: ${objectsPerEndpoint}, plus status updates); peak RSS ${(peakRss / 1024).toFixed(0)} MiB`,
       `  lower bound (same Deployments, Services, Gateway, VirtualService applied directly): ${directSeconds.toFixed(1)}s; ${(directWrites / endpoints).toFixed(1)} writes per endpoint`,
       `  ratio controller / lower bound: ${(seconds / directSeconds).toFixed(2)}x (target <= 1.5x)`,

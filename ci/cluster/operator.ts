@@ -86,6 +86,8 @@ export interface ControllerOptions {
   leaderElect?: boolean;
   identity?: string;
   logLevel?: string;
+  /** Endpoints reconciled at once (the controller's --concurrency). */
+  concurrency?: number;
   /** Copy the controller's log lines to stderr. */
   echo?: boolean;
 }
@@ -104,6 +106,7 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
     `--log-level=${o.logLevel ?? 'info'}`,
     '--metrics-port=0',
     '--health-port=0',
+    ...(o.concurrency ? [`--concurrency=${o.concurrency}`] : []),
     ...(o.namespaces?.length ? [`--watch-namespaces=${o.namespaces.join(',')}`] : []),
   ];
   const child = spawn(process.execPath, args, {

@@ -132,7 +132,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     logLevel: 'info',
     metricsPort: 8080,
     healthPort: 8081,
-    concurrency: 4,
+    concurrency: 8,
     identity: env.POD_NAME ?? `${env.HOSTNAME ?? 'ml-operator'}-${process.pid}`,
   };
   for (const arg of argv) {
