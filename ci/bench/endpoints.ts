@@ -3,9 +3,7 @@
 // peak RSS, against the lower bound: the same objects applied directly by a minimal client, timed
 // until every Deployment is Available. Figures are printed, never asserted.
 // Usage: npm run bench [-- --endpoints=200 --concurrency=8 --controller-concurrency=8]
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
 import * as desired from '../../controller/src/desired/objects.ts';
 import { planFromTemplates } from '../../controller/src/desired/plan.ts';
@@ -79,9 +77,8 @@ try {
   // The controller: templates first, then N endpoints at once.
   const ns = 'bench-controller';
   await client.create(resources.namespace, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
-  const work = mkdtempSync(join(tmpdir(), 'ml-operator-bench-'));
   const controller = await startControllerProcess({
-    kubeconfig: await serviceAccountKubeconfig(admin, work),
+    kubeconfig: await serviceAccountKubeconfig(admin),
     config: await chartConfig(admin),
     namespaces: [ns],
     concurrency: controllerConcurrency,

@@ -2,8 +2,7 @@
 // chart from the working tree with helm, runs the controller under the chart's ServiceAccount,
 // applies examples/, waits until every endpoint is InService and prints what serves where.
 // Ctrl-C stops everything.
-import { mkdtempSync, openSync, readdirSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { openSync, readdirSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MachineLearningEndpoint } from '../../controller/src/api/generated.ts';
@@ -25,10 +24,9 @@ log('demo: installing the chart from the working tree (helm upgrade --install ml
 await installChart(cluster.kubeconfigPath);
 
 log('demo: starting the controller as the chart\'s ServiceAccount');
-const work = mkdtempSync(join(tmpdir(), 'ml-operator-demo-'));
 const logPath = join(cluster.dir, 'controller.log');
 const controller = await startControllerProcess({
-  kubeconfig: await serviceAccountKubeconfig(admin, work),
+  kubeconfig: await serviceAccountKubeconfig(admin),
   config: await chartConfig(admin),
 });
 // Keep the controller's JSON logs in a file; the terminal shows progress and the result.

@@ -2,7 +2,7 @@
 // local process under the chart's ServiceAccount (a TokenRequest token), so that what it may do is
 // exactly what the chart's RBAC grants. Used by the integration tests, the benchmark and the demo.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,8 +37,8 @@ export async function installChart(kubeconfig: string, values: string[] = []): P
   ]);
 }
 
-/** A kubeconfig that authenticates as the chart's ServiceAccount. */
-export async function serviceAccountKubeconfig(admin: k8s.KubeConfig, dir: string): Promise<string> {
+/** A kubeconfig (its text) that authenticates as the chart's ServiceAccount. */
+export async function serviceAccountKubeconfig(admin: k8s.KubeConfig): Promise<string> {
   const core = admin.makeApiClient(k8s.CoreV1Api);
   const token = await core.createNamespacedServiceAccountToken({
     name: serviceAccount,
@@ -46,19 +46,14 @@ export async function serviceAccountKubeconfig(admin: k8s.KubeConfig, dir: strin
     body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
   });
   const cluster = admin.getCurrentCluster()!;
-  const path = join(dir, 'controller.kubeconfig');
-  writeFileSync(
-    path,
-    JSON.stringify({
+  return JSON.stringify({
       apiVersion: 'v1',
       kind: 'Config',
       clusters: [{ name: 'local', cluster: { server: cluster.server, 'certificate-authority-data': cluster.caData } }],
       users: [{ name: serviceAccount, user: { token: token.status!.token } }],
       contexts: [{ name: 'local', context: { cluster: 'local', user: serviceAccount } }],
       'current-context': 'local',
-    }),
-  );
-  return path;
+    });
 }
 
 /** The config file the chart rendered for the controller (its ConfigMap), with overrides. */
@@ -80,6 +75,7 @@ export interface ControllerProcess {
 }
 
 export interface ControllerOptions {
+  /** Kubeconfig text the controller authenticates with. */
   kubeconfig: string;
   config: Record<string, unknown>;
   namespaces?: string[];
@@ -96,7 +92,9 @@ export interface ControllerOptions {
 export async function startControllerProcess(o: ControllerOptions): Promise<ControllerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'ml-operator-controller-'));
   const configPath = join(dir, 'config.json');
+  const kubeconfigPath = join(dir, 'kubeconfig');
   writeFileSync(configPath, JSON.stringify(o.config));
+  writeFileSync(kubeconfigPath, o.kubeconfig, { mode: 0o600 });
   const args = [
     join(root, 'controller', 'src', 'main.ts'),
     `--config=${configPath}`,
@@ -110,7 +108,7 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
     ...(o.namespaces?.length ? [`--watch-namespaces=${o.namespaces.join(',')}`] : []),
   ];
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, KUBECONFIG: o.kubeconfig, POD_NAMESPACE: release.namespace, POD_NAME: o.identity ?? `local-${process.pid}` },
+    env: { ...process.env, KUBECONFIG: kubeconfigPath, POD_NAMESPACE: release.namespace, POD_NAME: o.identity ?? `local-${process.pid}` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -120,7 +118,16 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
   };
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // The controller never outlives this process, whatever ends it; its files go with it.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      process.off('exit', killOnExit);
+      rmSync(dir, { recursive: true, force: true });
+      resolve();
+    }),
+  );
   const ports = await waitFor(
     'the controller to serve /healthz',
     30_000,

@@ -1,8 +1,5 @@
 // Test helpers for the product's objects: write models, configs and endpoints as a user would
 // (server-side apply as the cluster admin), and wait for what the controller should make of them.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { inject } from 'vitest';
 import { chartConfig, serviceAccountKubeconfig, startControllerProcess, type ControllerProcess } from '../../ci/cluster/operator.ts';
@@ -55,8 +52,7 @@ export const inService = (e: MachineLearningEndpoint) => e.status?.state === 'In
 
 /** Runs the controller locally as the chart's ServiceAccount, watching only the given namespaces. */
 export async function runController(namespaces: string[], options: { leaderElect?: boolean; identity?: string; echo?: boolean } = {}): Promise<ControllerProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'ml-operator-test-'));
-  const kubeconfig = await serviceAccountKubeconfig(admin, dir);
+  const kubeconfig = await serviceAccountKubeconfig(admin);
   const config = await chartConfig(admin);
   return startControllerProcess({ kubeconfig, config, namespaces, leaderElect: options.leaderElect, identity: options.identity, echo: options.echo ?? process.env.ML_OPERATOR_TEST_LOGS === '1' });
 }
