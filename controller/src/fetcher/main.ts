@@ -287,6 +287,20 @@ interface DownloadContext {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Downloads to `file` with up to 3 attempts: retries network errors, 5xx and 429; other failures are final. */
+/** A pass-through stream that counts and hashes what flows through it. */
+function digestingStream(): { stream: Transform; result(): DownloadResult } {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  return { stream, result: () => ({ bytes, sha256: hash.digest('hex') }) };
+}
+
 export async function downloadWithRetries(req: DownloadRequest, file: string, ctx: DownloadContext): Promise<DownloadResult> {
   const attempts = ctx.retryDelaysMs.length + 1;
   for (let attempt = 1; ; attempt++) {
@@ -416,20 +430,13 @@ async function downloadOnce(req: DownloadRequest, file: string, ctx: DownloadCon
     const header = res.headers['content-length'];
     const expected = header !== undefined && /^\d+$/.test(header) ? Number(header) : undefined;
     log('info', 'fetching', { uri: redactUri(source.uri), attempt, bytes: expected ?? null });
-    const hash = createHash('sha256');
-    let bytes = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        cb(null, chunk);
-      },
-    });
-    await pipeline(res, counter, createWriteStream(file));
-    if (expected !== undefined && bytes !== expected) {
-      throw new FetchError(`network error fetching ${redactUri(source.uri)}: got ${bytes} of ${expected} bytes`, true);
+    const counter = digestingStream();
+    await pipeline(res, counter.stream, createWriteStream(file));
+    const result = counter.result();
+    if (expected !== undefined && result.bytes !== expected) {
+      throw new FetchError(`network error fetching ${redactUri(source.uri)}: got ${result.bytes} of ${expected} bytes`, true);
     }
-    return { bytes, sha256: hash.digest('hex') };
+    return result;
   }
 }
 
@@ -508,17 +515,9 @@ async function copyFromClaim(source: Extract<ArtifactSource, { scheme: 'pvc' }>,
   if (!st.isFile()) throw new FetchError(`${source.uri} is neither a file nor a directory`);
   log('info', 'copying', { uri: source.uri, kind: 'file', bytes: st.size });
   const file = join(download, safeBasename(source.path));
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  await pipeline(createReadStream(real), counter, createWriteStream(file));
-  return { file, result: { bytes, sha256: hash.digest('hex') } };
+  const counter = digestingStream();
+  await pipeline(createReadStream(real), counter.stream, createWriteStream(file));
+  return { file, result: counter.result() };
 }
 
 // ---------------------------------------------------------------------------------------------
