@@ -8,6 +8,7 @@ import { resources } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, auditLogPath, getEndpoint, inService, list, runController, user, waitForEndpoint, writesSince } from './ml.ts';
 
+const gcTimeoutMs = 90_000;
 let namespace: string;
 let controller: ControllerProcess;
 
@@ -72,7 +73,9 @@ describe('a config shared by two endpoints', () => {
         .sort();
     const before = await twoObjects();
     await user.delete(resources.endpoint, namespace, 'one');
-    await waitFor("endpoint one's objects to be collected", 60_000, async () => ((await names(resources.deployment)).includes(one.status!.traffic![0].service) ? undefined : true));
+    // kube-controller-manager's garbage collector learns of CRDs installed after it started only at its
+    // 30 s discovery resync, so right after start-up collection can take that long.
+    await waitFor("endpoint one's objects to be collected", gcTimeoutMs, async () => ((await names(resources.deployment)).includes(one.status!.traffic![0].service) ? undefined : true));
     expect(await twoObjects()).toEqual(before);
     expect((await getEndpoint(namespace, 'two')).status!.state).toBe('InService');
   });

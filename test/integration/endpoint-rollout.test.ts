@@ -7,6 +7,7 @@ import { resources, type KubeObject } from '../../controller/src/kube/resources.
 import { createNamespace, deleteNamespace } from './kube.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, getEndpoint, inService, k8s, list, runController, user, waitForEndpoint } from './ml.ts';
 
+const gcTimeoutMs = 90_000;
 let namespace: string;
 let controller: ControllerProcess;
 
@@ -123,7 +124,9 @@ describe('an endpoint with two variants', () => {
 
   it('is removed with everything it created when deleted', async () => {
     await user.delete(resources.endpoint, namespace, 'titanic');
-    await waitFor('garbage collection of the endpoint objects', 60_000, async () => {
+    // kube-controller-manager's garbage collector learns of CRDs installed after it started only at its
+    // 30 s discovery resync, so right after start-up collection can take that long.
+    await waitFor('garbage collection of the endpoint objects', gcTimeoutMs, async () => {
       const left = [];
       for (const r of [resources.deployment, resources.service, resources.gateway, resources.virtualService]) left.push(...(await list(r, namespace)));
       left.push(...(await list(resources.model, namespace)).filter((m) => m.metadata.ownerReferences));

@@ -153,7 +153,9 @@ export class EndpointReconciler {
     }
     if (target) await this.collectGarbage(endpoint, active, pending, history);
 
-    const nextStatus = this.status(ctx, { active, pending, pendingSince, expired, problem, history, deadlineSeconds, now });
+    // A version that still routes traffic but whose snapshots are gone cannot be rebuilt; status keeps naming it.
+    const unreadable = !active && servingVersion !== undefined && serving === undefined ? servingVersion : undefined;
+    const nextStatus = this.status(ctx, { active, unreadable, pending, pendingSince, expired, problem, history, deadlineSeconds, now });
     await this.writeStatus(endpoint, nextStatus);
     return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
   }
@@ -298,7 +300,7 @@ export class EndpointReconciler {
 
   private status(
     ctx: desired.EndpointContext,
-    s: { active?: VersionPlan; pending?: VersionPlan; pendingSince?: string; expired: boolean; problem?: ConditionInput; history: string[]; deadlineSeconds: number; now: Date },
+    s: { active?: VersionPlan; unreadable?: string; pending?: VersionPlan; pendingSince?: string; expired: boolean; problem?: ConditionInput; history: string[]; deadlineSeconds: number; now: Date },
   ): MachineLearningEndpointStatus {
     const { endpoint } = ctx;
     const namespace = endpoint.metadata.namespace!;
@@ -310,7 +312,10 @@ export class EndpointReconciler {
           readyReplicas: readiness(caches.deployments.get(namespace, r.service)),
           replicas: s.active!.variants[i].variant.instances ?? 1,
         }))
-      : [];
+      : s.unreadable
+        ? (previous?.traffic ?? []).map((t) => ({ ...t, readyReplicas: readiness(caches.deployments.get(namespace, t.service)) }))
+        : [];
+    const servingVersion = s.active?.version ?? s.unreadable;
     const conditions: ConditionInput[] = [];
     const waitingFor = (plan: VersionPlan) =>
       plan.variants
@@ -318,6 +323,13 @@ export class EndpointReconciler {
         .join(', ');
     if (s.active) {
       conditions.push({ type: 'Ready', status: 'True', reason: 'Serving', message: `serving config version ${s.active.version} (${s.active.instance}) at ${desired.urlOf(ctx)}` });
+    } else if (s.unreadable) {
+      conditions.push({
+        type: 'Ready',
+        status: 'True',
+        reason: 'Serving',
+        message: `serving config version ${s.unreadable} at ${desired.urlOf(ctx)}; its snapshots are missing, so its objects are left as they are until a new version replaces it`,
+      });
     } else if (s.problem) {
       conditions.push({ type: 'Ready', status: 'False', reason: s.problem.reason, message: s.problem.message });
     } else if (s.expired) {
@@ -330,27 +342,27 @@ export class EndpointReconciler {
         type: 'Progressing',
         status: 'False',
         reason: 'ProgressDeadlineExceeded',
-        message: `config version ${s.pending.version} did not become Available within ${s.deadlineSeconds}s (${waitingFor(s.pending)}); ${s.active ? `traffic stays on version ${s.active.version}` : 'nothing serves'}. Check the model's pods and events, fix the model or config, and apply it again.`,
+        message: `config version ${s.pending.version} did not become Available within ${s.deadlineSeconds}s (${waitingFor(s.pending)}); ${servingVersion ? `traffic stays on version ${servingVersion}` : 'nothing serves'}. Check the model's pods and events, fix the model or config, and apply it again.`,
       });
     } else if (s.pending) {
       conditions.push({ type: 'Progressing', status: 'True', reason: 'NewVersionDeploying', message: `deploying config version ${s.pending.version}: ${waitingFor(s.pending)}` });
-    } else if (s.active) {
-      conditions.push({ type: 'Progressing', status: 'True', reason: 'NewVersionAvailable', message: `config version ${s.active.version} is serving` });
+    } else if (servingVersion) {
+      conditions.push({ type: 'Progressing', status: 'True', reason: 'NewVersionAvailable', message: `config version ${servingVersion} is serving` });
     }
     conditions.push(
       s.problem
-        ? { ...s.problem, message: s.active ? `${s.problem.message}; serving from the snapshots of config version ${s.active.version}` : s.problem.message }
+        ? { ...s.problem, message: servingVersion ? `${s.problem.message}; serving from the snapshots of config version ${servingVersion}` : s.problem.message }
         : { type: 'TemplatesAvailable', status: 'True', reason: 'Resolved', message: 'the config and every model it names exist' },
     );
     const wanted = traffic.reduce((n, t) => n + (t.replicas ?? 0), 0);
     const ready = traffic.reduce((n, t) => n + Math.min(t.readyReplicas ?? 0, t.replicas ?? 0), 0);
     let state: MachineLearningEndpointStatus['state'];
-    if (s.active) state = s.pending && !s.expired ? (s.history.includes(s.pending.version) ? 'RollingBack' : 'Updating') : 'InService';
+    if (servingVersion) state = s.pending && !s.expired ? (s.history.includes(s.pending.version) ? 'RollingBack' : 'Updating') : 'InService';
     else state = s.expired ? 'Failed' : 'Creating';
     return {
       observedGeneration: endpoint.metadata.generation,
       state,
-      ...(s.active ? { endpointConfigVersion: s.active.version } : {}),
+      ...(servingVersion ? { endpointConfigVersion: servingVersion } : {}),
       ...(s.pending ? { pendingEndpointConfigVersion: s.pending.version, pendingSince: s.pendingSince } : {}),
       host: desired.hostOf(ctx),
       url: desired.urlOf(ctx),
