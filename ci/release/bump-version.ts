@@ -11,7 +11,7 @@ import { parseDocument, type Document } from 'yaml';
 import { ensureTools, toolPath } from '../tools/build.ts';
 import { releaseUnreleased } from './changelog.ts';
 import { docs } from './docs.ts';
-import { execOk } from './exec.ts';
+import { execOk, runMain } from './exec.ts';
 import { invalidVersion, subchartDir, versionProblems } from './versions.ts';
 
 function editJson(path: string, edit: (json: Record<string, any>) => void): void {
@@ -106,12 +106,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => (process.exitCode = code),
-    (err) => {
-      process.stderr.write(`version:bump: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runMain(import.meta.url, 'version:bump', main);

@@ -1,5 +1,6 @@
 // Runs a command (helm, mostly) and captures what it says, for the release scripts and their tests.
 import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 export interface ExecResult {
   code: number | null;
@@ -35,4 +36,19 @@ export async function execOk(command: string, args: string[], options: ExecOptio
     throw new Error(`${command} ${shown} exited with ${result.code}:\n${(result.stderr || result.stdout).trim()}`);
   }
   return result;
+}
+
+/**
+ * Runs a script's `main` when the file is executed directly (not imported by a test): its result
+ * is the exit code, and an error becomes one line on stderr prefixed with the command's name.
+ */
+export function runMain(moduleUrl: string, command: string, main: (argv: string[]) => Promise<number>): void {
+  if (process.argv[1] !== fileURLToPath(moduleUrl)) return;
+  main(process.argv.slice(2)).then(
+    (code) => (process.exitCode = code),
+    (err) => {
+      process.stderr.write(`${command}: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureTools, toolPath } from '../tools/build.ts';
 import { docs } from './docs.ts';
-import { execOk } from './exec.ts';
+import { execOk, runMain } from './exec.ts';
 import { versionProblems } from './versions.ts';
 
 export const repositoryRoot = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
@@ -54,12 +54,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => (process.exitCode = code),
-    (err) => {
-      process.stderr.write(`chart:package: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runMain(import.meta.url, 'chart:package', main);

@@ -4,10 +4,9 @@
 // apply), refuses to replace a version the registry already has unless --force, pushes, and prints
 // the pushed reference with its digest.
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { ensureTools, toolPath } from '../tools/build.ts';
-import { exec, execOk } from './exec.ts';
+import { exec, execOk, runMain } from './exec.ts';
 import { packageChart, repositoryRoot } from './package.ts';
 
 export interface PublishOptions {
@@ -103,12 +102,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => (process.exitCode = code),
-    (err) => {
-      process.stderr.write(`chart:publish: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runMain(import.meta.url, 'chart:publish', main);
