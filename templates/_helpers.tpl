@@ -77,6 +77,14 @@ PersistentVolumes.
 {{- end }}
 
 {{/*
+Routing provider of the controller (the subchart's config.routing.provider): the controller gets the
+rights of that provider only.
+*/}}
+{{- define "ml-operator.routingProvider" -}}
+{{- dig "config" "routing" "provider" "istio" (.Values.controller | default dict) }}
+{{- end }}
+
+{{/*
 Rules of the controller on namespaced objects, exactly the verbs of docs/controller-interface.md.
 Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
 */}}
@@ -102,9 +110,19 @@ Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- if eq (include "ml-operator.routingProvider" .) "gatewayAPI" }}
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources:
+    - httproutes
+    {{- if not (dig "config" "routing" "gatewayAPI" "sharedGateway" "name" "" (.Values.controller | default dict)) }}
+    - gateways
+    {{- end }}
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- else }}
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices", "gateways"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -10,6 +10,8 @@ import { planFromTemplates } from '../../controller/src/desired/plan.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { parseConfig } from '../../controller/src/options.ts';
+import { routingProvider } from '../../controller/src/routing/providers.ts';
+import { backends } from '../../controller/src/routing/route.ts';
 import { startControlPlane } from '../cluster/control-plane.ts';
 import { chartConfig, installChart, serviceAccountKubeconfig, startControllerProcess } from '../cluster/operator.ts';
 import { log } from '../log.ts';
@@ -60,7 +62,9 @@ try {
     const resolution = planFromTemplates(endpointName(i), 'ab', config, new Map(Object.entries(models)));
     if (!resolution.ok) throw new Error('unresolved');
     const ctx = { endpoint, config: operatorConfig };
-    const objects = [desired.gateway(ctx), ...resolution.plan.variants.flatMap((v) => desired.workloads(ctx, v, 600)), desired.virtualService(ctx, resolution.plan)];
+    const provider = routingProvider(operatorConfig);
+    const route = { host: desired.hostOf(ctx), backends: backends([{ plan: resolution.plan, percent: 100 }]) };
+    const objects = [...provider.gateways(ctx), ...resolution.plan.variants.flatMap((v) => desired.workloads(ctx, v, 600)), ...provider.routes(ctx, route)];
     for (const d of objects) {
       delete d.object.metadata.ownerReferences;
       await client.apply(d.resource, d.object);

@@ -1,21 +1,30 @@
-// The embedded local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler
-// and kwok (fake nodes whose pods really become Running and Ready), all real binaries built from
-// their Go modules. Tests and the demo start one, use the generated kubeconfig, and stop it; every
-// process it started is stopped and its directory removed on normal exit, on error and on Ctrl-C.
+// The embedded local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok
+// (fake nodes), a pod runtime that really serves every pod of those nodes on its own address, and
+// Traefik routing Gateway API routes to them; all real binaries built from their Go modules, all
+// in a network namespace of the cluster's own (netns.ts) that the host reaches over a veth pair.
+// Tests and the demo start one, use the generated kubeconfig, and stop it; every process it started
+// is stopped, its network namespace and its directory removed, on normal exit, on error and on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as k8s from '@kubernetes/client-node';
 import { crdFiles, ensureTools, kwokStagesFile, toolPath, type Binary } from '../tools/build.ts';
 import { log } from '../log.ts';
-import { alive, freePort } from '../processes.ts';
+import { alive } from '../processes.ts';
 import { waitFor } from '../wait.ts';
+import { KubeClient } from '../../controller/src/kube/client.ts';
+import { artifactHost, seedArtifacts } from './artifacts.ts';
+import { nodeResource } from './pod-runtime/runtime.ts';
+import { createCertificateAuthority } from './certs.ts';
+import { createNetworkNamespace, reapOrphanNamespaces, type NetworkNamespace } from './netns.ts';
 
 const dirPrefix = 'ml-operator-cluster-';
+const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 
 export interface ControlPlaneOptions {
   /** Fake nodes to create (kwok). */
@@ -24,8 +33,20 @@ export interface ControlPlaneOptions {
   verbose?: boolean;
 }
 
+/** Where the cluster's gateway (Traefik) takes traffic: from the host, `http://address:port` with the endpoint's Host header. */
+export interface GatewayInfo {
+  address: string;
+  port: number;
+  /** The GatewayClass Traefik implements. */
+  className: string;
+  /** A Gateway for every namespace's routes, as platform teams run one. */
+  shared: { name: string; namespace: string; sectionName: string };
+  /** Traefik's Prometheus metrics, reachable from the host. */
+  metricsUrl: string;
+}
+
 export interface ControlPlane {
-  /** Working directory: kubeconfig, logs, audit log, certificates. Removed by stop(). */
+  /** Working directory: kubeconfig, logs, audit log, certificates, pod volumes. Removed by stop(). */
   readonly dir: string;
   readonly server: string;
   /** Kubeconfig of the cluster administrator (group system:masters). */
@@ -34,12 +55,17 @@ export interface ControlPlane {
   readonly auditLogPath: string;
   /** Process ids of the components, for checks that nothing is left behind. */
   readonly pids: number[];
+  /** The cluster's network namespace, and the addresses of its veth pair. */
+  readonly network: { namespace: string; address: string; hostAddress: string };
+  readonly gateway: GatewayInfo;
+  /** Directory the artifact server serves at https://models.example.com/ inside the cluster. */
+  readonly artifactsDir: string;
   kubeConfig(): k8s.KubeConfig;
   stop(): Promise<void>;
 }
 
 interface Component {
-  name: Binary;
+  name: string;
   child: ChildProcess;
   logFile: string;
 }
@@ -49,6 +75,7 @@ interface Component {
  * chance to clean up): directories whose owner process is gone, and the components they list.
  */
 function reapOrphans(): void {
+  reapOrphanNamespaces();
   for (const entry of readdirSync(tmpdir())) {
     if (!entry.startsWith(dirPrefix)) continue;
     const dir = join(tmpdir(), entry);
@@ -77,12 +104,13 @@ function httpsGet(url: string, token: string, ca: Buffer | undefined): Promise<{
 }
 
 /** Runs the cluster's own kubectl; rejects with its output when it fails. */
-export function kubectl(kubeconfig: string, args: string[]): Promise<string> {
+export function kubectl(kubeconfig: string, args: string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(toolPath('kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(toolPath('kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (input !== undefined) child.stdin!.end(input);
     let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
     child.on('error', reject);
     child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`kubectl ${args.join(' ')} failed (exit ${code}):\n${out}`))));
   });
@@ -106,6 +134,17 @@ const auditPolicy = JSON.stringify({
   rules: [{ level: 'Metadata', verbs: ['create', 'update', 'patch', 'delete', 'deletecollection'] }, { level: 'None' }],
 });
 
+/** Addresses of the cluster's own services, in a /24 of the pod range that no node gets. */
+const servicesNet = '198.18.255';
+const artifactsAddress = `${servicesNet}.254`;
+const apiPort = 6443;
+const gatewayPort = 80;
+const gatewayMetricsPort = 9100;
+export const gatewayClassName = 'traefik';
+const sharedGateway = { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' };
+/** Label of the nodes the pod runtime serves. */
+const fakeNodeLabel = 'type=kwok';
+
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const verbose = options.verbose ?? true;
   const progress = (message: string) => verbose && log(`cluster: ${message}`);
@@ -117,10 +156,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   writeFileSync(join(dir, 'owner.pid'), String(process.pid));
   const components: Component[] = [];
   let stopped = false;
+  let netns: NetworkNamespace | undefined;
 
   const recordPids = () => writeFileSync(join(dir, 'components.pid'), components.map((c) => c.child.pid).join('\n'));
   const killAllNow = () => {
     for (const c of components) if (c.child.exitCode === null && c.child.pid) process.kill(c.child.pid, 'SIGKILL');
+    netns?.remove();
     rmSync(dir, { recursive: true, force: true });
   };
   // Last resort when the owner exits without calling stop(): 'exit' handlers must be synchronous.
@@ -142,12 +183,15 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     return `last lines of ${c.name} log (${c.logFile}):\n${lines.slice(-15).join('\n')}`;
   };
 
-  function startComponent(name: Binary, args: string[]): Component {
+  /** Starts a program inside the cluster's network namespace, its output in `<dir>/<name>.log`. */
+  function startComponent(name: string, program: string, args: string[], env: NodeJS.ProcessEnv = process.env): Component {
     const logFile = join(dir, `${name}.log`);
     const fd = openSync(logFile, 'a');
     // A process group of its own: a terminal's Ctrl-C or a parent's group kill reaches this
     // process only, which then stops the components in order (clients before the API server).
-    const child = spawn(toolPath(name), args, { cwd: dir, stdio: ['ignore', fd, fd], detached: true });
+    // `ip netns exec` execs the program, so the pid is the program's own.
+    const [command, argv] = netns!.command(program, args);
+    const child = spawn(command, argv, { cwd: dir, stdio: ['ignore', fd, fd], detached: true, env });
     closeSync(fd);
     const component = { name, child, logFile };
     components.push(component);
@@ -157,6 +201,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     });
     return component;
   }
+  const startTool = (name: Binary, args: string[]) => startComponent(name, toolPath(name), args);
 
   let stopping: Promise<void> | undefined;
   function stop(): Promise<void> {
@@ -176,13 +221,26 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         await exited;
       }
     }
+    netns?.remove();
     rmSync(dir, { recursive: true, force: true });
     process.off('exit', killAllNow);
     progress('stopped');
   }
 
   try {
-    const [etcdPort, etcdPeerPort, apiPort] = [await freePort(), await freePort(), await freePort()];
+    netns = createNetworkNamespace();
+    progress(`network namespace ${netns.name}: pods in 198.18.0.0/16, reachable from the host at ${netns.address} (veth, host side ${netns.hostAddress})`);
+    const pki = join(dir, 'pki');
+    mkdirSync(pki);
+    const ca = createCertificateAuthority(pki);
+    const artifactCert = ca.issue('artifacts', [artifactHost, artifactsAddress]);
+    // The API server's certificate, from the same CA: valid for the host's view (the veth address),
+    // for loopback inside the namespace, and for the kubernetes Service's names.
+    const apiCert = ca.issue('apiserver', [netns.address, '127.0.0.1', 'localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local', '10.96.0.1']);
+    const artifactsDir = join(dir, 'artifacts');
+    seedArtifacts(artifactsDir);
+    netns.setHosts({ [artifactHost]: artifactsAddress });
+
     const tokens = { admin: randomBytes(16).toString('hex'), system: randomBytes(16).toString('hex') };
     writeFileSync(
       join(dir, 'tokens.csv'),
@@ -193,34 +251,31 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
     writeFileSync(join(dir, 'audit-policy.json'), auditPolicy);
 
-    progress(`starting etcd on 127.0.0.1:${etcdPort}`);
-    const etcd = startComponent('etcd', [
+    // The namespace is the cluster's own: its loopback and its ports belong to nobody else.
+    progress('starting etcd');
+    const etcd = startTool('etcd', [
       '--name=default',
       `--data-dir=${join(dir, 'etcd')}`,
-      `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
-      `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
-      `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
-      `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
-      `--initial-cluster=default=http://127.0.0.1:${etcdPeerPort}`,
+      `--listen-client-urls=http://127.0.0.1:2379,http://${netns.address}:2379`,
+      '--advertise-client-urls=http://127.0.0.1:2379',
+      '--listen-peer-urls=http://127.0.0.1:2380',
+      '--initial-advertise-peer-urls=http://127.0.0.1:2380',
+      '--initial-cluster=default=http://127.0.0.1:2380',
       // A throwaway test cluster: durability is not wanted, speed is.
       '--unsafe-no-fsync',
       '--log-level=warn',
     ]);
-    await waitFor('etcd /health', 30_000, async () => {
-      const res = await fetch(`http://127.0.0.1:${etcdPort}/health`);
-      return res.ok ? true : undefined;
-    }, () => logTail(etcd));
+    const server = `https://${netns.address}:${apiPort}`;
+    await waitFor('etcd /health', 30_000, async () => ((await fetch(`http://${netns!.address}:2379/health`)).ok ? true : undefined), () => logTail(etcd));
 
-    progress(`starting kube-apiserver on https://127.0.0.1:${apiPort}`);
-    const server = `https://127.0.0.1:${apiPort}`;
-    const apiserver = startComponent('kube-apiserver', [
-      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
-      // Loopback may not be published as the kubernetes Service's endpoint; nothing here needs it.
-      '--endpoint-reconciler-type=none',
+    progress(`starting kube-apiserver on ${server}`);
+    const apiserver = startTool('kube-apiserver', [
+      '--etcd-servers=http://127.0.0.1:2379',
+      '--bind-address=0.0.0.0',
+      `--advertise-address=${netns.address}`,
       `--secure-port=${apiPort}`,
-      `--cert-dir=${join(dir, 'pki')}`,
+      `--tls-cert-file=${apiCert.certFile}`,
+      `--tls-private-key-file=${apiCert.keyFile}`,
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
       '--authorization-mode=RBAC',
       '--enable-admission-plugins=PodSecurity',
@@ -235,9 +290,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       '--max-mutating-requests-inflight=500',
       '--profiling=false',
     ]);
-    const certFile = join(dir, 'pki', 'apiserver.crt');
+    const certFile = ca.certFile;
     await waitFor('kube-apiserver /readyz', 60_000, async () => {
-      if (!existsSync(certFile)) return undefined;
       const res = await httpsGet(`${server}/readyz`, tokens.admin, readFileSync(certFile));
       return res.status === 200 ? true : undefined;
     }, () => logTail(apiserver));
@@ -248,8 +302,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const componentsKubeconfig = join(dir, 'components.kubeconfig');
     writeFileSync(componentsKubeconfig, kubeconfigYaml(server, caData, 'components', tokens.system));
 
-    progress('starting kube-controller-manager, kube-scheduler and kwok');
-    startComponent('kube-controller-manager', [
+    progress('starting kube-controller-manager, kube-scheduler, kwok and the pod runtime');
+    startTool('kube-controller-manager', [
       `--kubeconfig=${componentsKubeconfig}`,
       '--leader-elect=false',
       '--bind-address=127.0.0.1',
@@ -263,30 +317,43 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       '--concurrent-replicaset-syncs=10',
       '--concurrent-gc-syncs=50',
     ]);
-    startComponent('kube-scheduler', [`--kubeconfig=${componentsKubeconfig}`, '--leader-elect=false', '--secure-port=0']);
-    startComponent('kwok', [
+    startTool('kube-scheduler', [`--kubeconfig=${componentsKubeconfig}`, '--leader-elect=false', '--secure-port=0']);
+    startTool('kwok', [
       `--kubeconfig=${componentsKubeconfig}`,
       `--config=${kwokStagesFile()}`,
       '--manage-all-nodes=false',
       '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
       '--node-lease-duration-seconds=40',
-      '--cidr=10.244.0.1/16',
-      '--node-ip=10.244.0.1',
       '--server-address=127.0.0.1:0',
+    ]);
+    const runtime = startComponent('pod-runtime', process.execPath, [
+      join(root, 'ci', 'cluster', 'pod-runtime', 'main.ts'),
+      `--kubeconfig=${componentsKubeconfig}`,
+      `--data-dir=${join(dir, 'data')}`,
+      `--artifacts-dir=${artifactsDir}`,
+      `--artifacts-address=${artifactsAddress}`,
+      `--cert=${artifactCert.certFile}`,
+      `--key=${artifactCert.keyFile}`,
+      `--ca=${ca.certFile}`,
+      `--node-selector=${fakeNodeLabel}`,
     ]);
 
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(kubeconfigPath);
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const nodes = options.nodes ?? 2;
+    if (nodes > 250) throw new Error(`at most 250 fake nodes fit the pod range (one /24 each), not ${nodes}`);
+    const [labelKey, labelValue] = fakeNodeLabel.split('=');
     for (let i = 0; i < nodes; i++) {
       await core.createNode({
         body: {
           metadata: {
             name: `kwok-node-${i}`,
             annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
-            labels: { 'kubernetes.io/hostname': `kwok-node-${i}`, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', type: 'kwok' },
+            labels: { 'kubernetes.io/hostname': `kwok-node-${i}`, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', [labelKey]: labelValue },
           },
+          // Each node's pods get addresses of its own /24 of the pod range; .1 is the node's.
+          spec: { podCIDR: `198.18.${i}.0/24`, podCIDRs: [`198.18.${i}.0/24`] },
           status: {
             allocatable: { cpu: '32', memory: '128Gi', pods: '250' },
             capacity: { cpu: '32', memory: '128Gi', pods: '250' },
@@ -299,15 +366,52 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     await kubectl(kubeconfigPath, ['apply', '--server-side', ...crdFiles().flatMap((f) => ['-f', f])]);
     await kubectl(kubeconfigPath, ['wait', '--for=condition=Established', '--timeout=60s', ...crdFiles().flatMap((f) => ['-f', f])]);
 
+    progress(`starting Traefik (Gateway API) on ${netns.address}:${gatewayPort}`);
+    writeFileSync(join(dir, 'gateway.token'), tokens.system);
+    const traefik = startTool('traefik', [
+      // Its own address: the artifact server holds :80 and :443 of another address of the namespace.
+      `--entryPoints.web.address=${netns.address}:${gatewayPort}`,
+      `--entryPoints.metrics.address=${netns.address}:${gatewayMetricsPort}`,
+      '--global.checkNewVersion=false',
+      '--global.sendAnonymousUsage=false',
+      '--providers.kubernetesgateway=true',
+      `--providers.kubernetesgateway.endpoint=${server}`,
+      `--providers.kubernetesgateway.token=${join(dir, 'gateway.token')}`,
+      `--providers.kubernetesgateway.certAuthFilePath=${certFile}`,
+      `--providers.kubernetesgateway.statusAddress.ip=${netns.address}`,
+      '--metrics.prometheus=true',
+      '--metrics.prometheus.entryPoint=metrics',
+      '--metrics.prometheus.addServicesLabels=true',
+      '--metrics.prometheus.addRoutersLabels=true',
+      '--ping=true',
+      '--ping.entryPoint=metrics',
+      '--log.level=INFO',
+      '--log.format=json',
+    ]);
+    await kubectl(kubeconfigPath, ['apply', '--server-side', '-f', '-'], gatewayObjects());
+
     await waitFor('the fake nodes to be Ready', 30_000, async () => {
       const list = await core.listNode();
       const ready = list.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
       return ready.length >= nodes ? true : undefined;
     }, () => logTail(components.find((c) => c.name === 'kwok')!));
+    // Each node's address is the first of its /24 (kwok's initialisation replaces the status a node is created with).
+    const nodeClient = new KubeClient(kc, { fieldManager: 'ml-operator-local-cluster' });
+    for (let i = 0; i < nodes; i++) {
+      await nodeClient.applyStatus(nodeResource, { apiVersion: 'v1', kind: 'Node', metadata: { name: `kwok-node-${i}` }, status: { addresses: [{ type: 'InternalIP', address: `198.18.${i}.1` }, { type: 'Hostname', address: `kwok-node-${i}` }] } });
+    }
     await waitFor('the default ServiceAccount', 30_000, async () => {
       await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
       return true;
     }, () => logTail(components.find((c) => c.name === 'kube-controller-manager')!));
+    await waitFor('the pod runtime', 30_000, async () => (readFileSync(runtime.logFile, 'utf8').includes('pod runtime ready') ? true : undefined), () => logTail(runtime));
+    const metricsUrl = `http://${netns.address}:${gatewayMetricsPort}/metrics`;
+    await waitFor('Traefik to accept the shared Gateway', 60_000, async () => {
+      const ping = await fetch(`http://${netns!.address}:${gatewayMetricsPort}/ping`);
+      if (!ping.ok) return undefined;
+      const out = await kubectl(kubeconfigPath, ['get', 'gateway', sharedGateway.name, '-n', sharedGateway.namespace, '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
+      return out.trim() === 'True' ? true : undefined;
+    }, () => logTail(traefik));
 
     progress(`ready in ${((Date.now() - started) / 1000).toFixed(1)}s (kubeconfig: ${kubeconfigPath})`);
     return {
@@ -316,6 +420,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       kubeconfigPath,
       auditLogPath: join(dir, 'audit.log'),
       pids: components.map((c) => c.child.pid!),
+      network: { namespace: netns.name, address: netns.address, hostAddress: netns.hostAddress },
+      gateway: { address: netns.address, port: gatewayPort, className: gatewayClassName, shared: sharedGateway, metricsUrl },
+      artifactsDir,
       kubeConfig() {
         const config = new k8s.KubeConfig();
         config.loadFromFile(kubeconfigPath);
@@ -327,4 +434,25 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     await stop();
     throw err;
   }
+}
+
+/** The GatewayClass Traefik implements and the shared Gateway, in its own namespace, open to routes of every namespace. */
+function gatewayObjects(): string {
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: gatewayClassName }, spec: { controllerName: 'traefik.io/gateway-controller' } },
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: sharedGateway.namespace } },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'Gateway',
+        metadata: { name: sharedGateway.name, namespace: sharedGateway.namespace },
+        spec: {
+          gatewayClassName,
+          listeners: [{ name: sharedGateway.sectionName, protocol: 'HTTP', port: gatewayPort, allowedRoutes: { namespaces: { from: 'All' } } }],
+        },
+      },
+    ],
+  });
 }

@@ -1,8 +1,10 @@
-// `npm start`: the product on the embedded local cluster. Starts the control plane, installs the
-// chart from the working tree with helm, runs the controller under the chart's ServiceAccount,
-// applies examples/, waits until every endpoint is InService and prints what serves where.
-// Ctrl-C stops everything.
-import { openSync, readdirSync, writeSync } from 'node:fs';
+// `npm start`: the product on the embedded local cluster. Starts the cluster (control plane, pod
+// runtime, Traefik as the Gateway API data plane), installs the chart from the working tree with
+// helm (routing with the Gateway API provider on the cluster's shared Gateway), runs the controller
+// under the chart's ServiceAccount, applies examples/, waits until every endpoint is InService,
+// sends real requests through the gateway to each one and prints the split it observed beside the
+// configured weights. Ctrl-C stops everything.
+import { openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MachineLearningEndpoint } from '../../controller/src/api/generated.ts';
@@ -10,20 +12,29 @@ import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { log } from '../log.ts';
 import { toolPath } from '../tools/build.ts';
+import { startLoad } from '../traffic/load.ts';
 import { waitFor } from '../wait.ts';
 import { startControlPlane, kubectl } from './control-plane.ts';
 import { chartConfig, installChart, serviceAccountKubeconfig, startControllerProcess } from './operator.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 const namespace = 'machine-learning';
+const requestsPerEndpoint = 1000;
 
 const cluster = await startControlPlane();
 const admin = cluster.kubeConfig();
+const { gateway, network } = cluster;
+const gatewayAddress = `${gateway.address}${gateway.port === 80 ? '' : `:${gateway.port}`}`;
+writeFileSync(join(cluster.dir, 'gateway.address'), gatewayAddress);
 
-log('demo: installing the chart from the working tree (helm upgrade --install ml-operator .)');
-await installChart(cluster.kubeconfigPath);
+log('demo: installing the chart from the working tree (helm upgrade --install ml-operator .), routing with the Gateway API provider');
+await installChart(cluster.kubeconfigPath, [
+  'controller.config.routing.provider=gatewayAPI',
+  `controller.config.routing.gatewayAPI.sharedGateway.name=${gateway.shared.name}`,
+  `controller.config.routing.gatewayAPI.sharedGateway.namespace=${gateway.shared.namespace}`,
+]);
 
-log('demo: starting the controller as the chart\'s ServiceAccount');
+log("demo: starting the controller as the chart's ServiceAccount");
 const logPath = join(cluster.dir, 'controller.log');
 const controller = await startControllerProcess({
   kubeconfig: await serviceAccountKubeconfig(admin),
@@ -59,17 +70,37 @@ const table = (rows: string[][]) => {
 const out: string[] = [''];
 for (const e of endpoints) {
   const s = e.status!;
+  log(`demo: sending ${requestsPerEndpoint} requests to ${s.host} through the gateway at ${gatewayAddress}`);
+  const run = startLoad({ url: `http://${gatewayAddress}/predict`, host: s.host!, requests: requestsPerEndpoint, concurrency: 16, maxDurationMs: 60_000 });
+  const r = await run.done;
+  const answered = Object.values(r.byInstance).reduce((a, b) => a + b, 0);
   out.push(`endpoint ${namespace}/${e.metadata.name}: ${s.state}, host ${s.host}, serving config version ${s.endpointConfigVersion}, ${s.ready} replicas ready`);
-  out.push(table([['VARIANT', 'MODEL VERSION', 'WEIGHT', 'READY', 'SERVICE'], ...s.traffic!.map((t) => [t.variant, t.modelVersion, `${t.weight}%`, `${t.readyReplicas}/${t.replicas}`, t.service])]));
+  out.push(
+    table([
+      ['VARIANT', 'MODEL VERSION', 'WEIGHT', 'OBSERVED', 'READY', 'SERVICE'],
+      ...s.traffic!.map((t) => [t.variant, t.modelVersion, `${t.weight}%`, `${((100 * (r.byInstance[t.service] ?? 0)) / Math.max(1, answered)).toFixed(1)}%`, `${t.readyReplicas}/${t.replicas}`, t.service]),
+    ]),
+  );
+  out.push(`  ${r.sent} requests: ${answered} answered by a model, ${r.failed} failed; latency p50 ${r.latency.p50.toFixed(1)} ms, p99 ${r.latency.p99.toFixed(1)} ms`);
   out.push('');
 }
+const example = endpoints.find((e) => e.metadata.name === 'titanic-ab') ?? endpoints[0];
 out.push(
-  'The cluster keeps running. Try:',
+  'The cluster keeps running. Its network namespace is ' + network.namespace + '; the API server and the gateway listen at ' + gateway.address + '.',
+  'Send a request of your own (from this shell, or entering the namespace):',
+  `  curl -s -H 'Host: ${example.status!.host}' http://${gatewayAddress}/predict -d '{"passenger": {"age": 29, "class": 1}}'`,
+  `  ip netns exec ${network.namespace} curl -s -H 'Host: ${example.status!.host}' http://${gatewayAddress}/predict`,
+  'Use kubectl:',
   `  export KUBECONFIG=${cluster.kubeconfigPath}`,
   `  alias kubectl=${toolPath('kubectl')}`,
   `  kubectl get ml -n ${namespace}`,
-  `  kubectl get virtualservice,gateway,deployment,service -n ${namespace}`,
+  `  kubectl get httproute,deployment,service,pod -n ${namespace} -o wide`,
+  'Watch a rollout while it happens: in one shell, a steady load that prints who answers each second,',
+  `  npm run traffic -- --host=${example.status!.host}`,
+  'and in another, change a weight (in place) or a model image (a new version, switched blue/green):',
   `  kubectl patch mlec titanic-ab -n ${namespace} --type=json -p '[{"op":"replace","path":"/spec/models/0/weight","value":50},{"op":"replace","path":"/spec/models/1/weight","value":50}]'`,
+  `  kubectl patch mlm titanic-b -n ${namespace} --type=merge -p '{"spec":{"image":"ghcr.io/acme/titanic-server:1.2.0"}}'`,
+  `  kubectl get mle -n ${namespace} -w`,
   `Controller logs: ${logPath}`,
   'Press Ctrl-C to stop the controller and the cluster.',
   '',

@@ -7,10 +7,12 @@ const cluster = await startControlPlane();
 process.stdout.write(
   [
     '',
-    'The local control plane is running (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok),',
+    'The local cluster is running (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the pod runtime, Traefik),',
     `  pids: ${cluster.pids.join(' ')}`,
+    `  network namespace: ${cluster.network.namespace}; API server and gateway at ${cluster.network.address}`,
     `  export KUBECONFIG=${cluster.kubeconfigPath}`,
     `  ${toolPath('kubectl')} get nodes`,
+    `  curl -H 'Host: <an HTTPRoute host>' http://${cluster.gateway.address}:${cluster.gateway.port}/`,
     'Press Ctrl-C to stop it; everything it started is stopped and its directory removed.',
     '',
   ].join('\n') + '\n',

@@ -11,8 +11,15 @@ import { toolPath } from '../tools/build.ts';
 import { waitFor } from '../wait.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
-export const release = { name: 'ml-operator', namespace: 'ml-operator' };
-export const serviceAccount = `${release.name}-controller`;
+
+/** A Helm release of the chart: its name and namespace name the ServiceAccount and the config. */
+export interface Release {
+  name: string;
+  namespace: string;
+}
+export const release: Release = { name: 'ml-operator', namespace: 'ml-operator' };
+export const serviceAccountOf = (r: Release) => `${r.name}-controller`;
+export const serviceAccount = serviceAccountOf(release);
 
 export function helm(kubeconfig: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -26,10 +33,10 @@ export function helm(kubeconfig: string, args: string[]): Promise<string> {
 }
 
 /** `helm install` of the working tree, the controller's own Deployment scaled to zero (it runs locally). */
-export async function installChart(kubeconfig: string, values: string[] = []): Promise<void> {
+export async function installChart(kubeconfig: string, values: string[] = [], into: Release = release): Promise<void> {
   await helm(kubeconfig, [
-    'upgrade', '--install', release.name, '.',
-    '--namespace', release.namespace, '--create-namespace',
+    'upgrade', '--install', into.name, '.',
+    '--namespace', into.namespace, '--create-namespace',
     '--set', 'controller.replicaCount=0',
     '--set', 'controller.podDisruptionBudget.enabled=false',
     ...values.flatMap((v) => ['--set', v]),
@@ -38,11 +45,12 @@ export async function installChart(kubeconfig: string, values: string[] = []): P
 }
 
 /** A kubeconfig (its text) that authenticates as the chart's ServiceAccount. */
-export async function serviceAccountKubeconfig(admin: k8s.KubeConfig): Promise<string> {
+export async function serviceAccountKubeconfig(admin: k8s.KubeConfig, of: Release = release): Promise<string> {
   const core = admin.makeApiClient(k8s.CoreV1Api);
+  const serviceAccount = serviceAccountOf(of);
   const token = await core.createNamespacedServiceAccountToken({
     name: serviceAccount,
-    namespace: release.namespace,
+    namespace: of.namespace,
     body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
   });
   const cluster = admin.getCurrentCluster()!;
@@ -57,8 +65,8 @@ export async function serviceAccountKubeconfig(admin: k8s.KubeConfig): Promise<s
 }
 
 /** The config file the chart rendered for the controller (its ConfigMap), with overrides. */
-export async function chartConfig(admin: k8s.KubeConfig, overrides: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
-  const cm = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedConfigMap({ name: `${release.name}-controller`, namespace: release.namespace });
+export async function chartConfig(admin: k8s.KubeConfig, overrides: Record<string, unknown> = {}, of: Release = release): Promise<Record<string, unknown>> {
+  const cm = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedConfigMap({ name: `${of.name}-controller`, namespace: of.namespace });
   return { ...JSON.parse(cm.data!['config.json']), ...overrides };
 }
 
@@ -84,6 +92,8 @@ export interface ControllerOptions {
   logLevel?: string;
   /** Endpoints reconciled at once (the controller's --concurrency). */
   concurrency?: number;
+  /** The release whose Lease the controller takes (leader election). */
+  release?: Release;
   /** Copy the controller's log lines to stderr. */
   echo?: boolean;
 }
@@ -99,8 +109,8 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
     join(root, 'controller', 'src', 'main.ts'),
     `--config=${configPath}`,
     `--leader-elect=${o.leaderElect ?? false}`,
-    `--leader-election-namespace=${release.namespace}`,
-    `--leader-election-id=${release.name}-controller`,
+    `--leader-election-namespace=${(o.release ?? release).namespace}`,
+    `--leader-election-id=${(o.release ?? release).name}-controller`,
     `--log-level=${o.logLevel ?? 'info'}`,
     '--metrics-port=0',
     '--health-port=0',
@@ -108,7 +118,7 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
     ...(o.namespaces?.length ? [`--watch-namespaces=${o.namespaces.join(',')}`] : []),
   ];
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, KUBECONFIG: kubeconfigPath, POD_NAMESPACE: release.namespace, POD_NAME: o.identity ?? `local-${process.pid}` },
+    env: { ...process.env, KUBECONFIG: kubeconfigPath, POD_NAMESPACE: (o.release ?? release).namespace, POD_NAME: o.identity ?? `local-${process.pid}` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

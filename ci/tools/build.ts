@@ -1,5 +1,6 @@
 // Builds the pinned Go tools the project tests against (helm 4 and 3, helm-unittest, the Kubernetes
-// control plane, etcd, kwok) and extracts the Istio and Gateway API CRDs from their Go modules.
+// control plane, etcd, kwok, and the data plane and observability of the local cluster: Traefik,
+// istioctl, Prometheus) and extracts the Istio and Gateway API CRDs from their Go modules.
 // Each tool is a small Go module under ci/tools/<tool>/ whose go.mod pins the version; the result is
 // cached outside the repository under a key made of the pin, so a fresh clone reuses it and only a
 // changed pin rebuilds. Run directly (`npm run tools`) or through ensureTools().
@@ -22,6 +23,8 @@ interface GoTool {
   /** Main packages to build; each becomes a binary named after the last path element (or `binary`). */
   packages: { pkg: string; binary?: string }[];
   ldflags: (version: string) => string[];
+  /** Build tags (-tags). */
+  tags?: string[];
 }
 
 function kubernetesLdflags(version: string): string[] {
@@ -83,6 +86,28 @@ const goTools: Record<string, GoTool> = {
     packages: [{ pkg: 'sigs.k8s.io/kwok/cmd/kwok' }],
     ldflags: (v) => [`-X sigs.k8s.io/kwok/pkg/consts.Version=${v}`],
   },
+  // The local cluster's data plane: a Gateway API implementation that really routes.
+  traefik: {
+    module: 'traefik',
+    pinned: 'github.com/traefik/traefik/v3',
+    packages: [{ pkg: 'github.com/traefik/traefik/v3/cmd/traefik' }],
+    ldflags: (v) => [`-X github.com/traefik/traefik/v3/pkg/version.Version=${v}`],
+  },
+  // Istio's own analyzers check the objects of the Istio provider (Envoy cannot be built here).
+  istioctl: {
+    module: 'istioctl',
+    pinned: 'istio.io/istio',
+    packages: [{ pkg: 'istio.io/istio/istioctl/cmd/istioctl' }],
+    ldflags: (v) => [`-X istio.io/istio/pkg/version.buildVersion=${v}`],
+  },
+  // Metric gates query it; it scrapes the gateway. Service discovery plugins are left out (static targets only).
+  prometheus: {
+    module: 'prometheus',
+    pinned: 'github.com/prometheus/prometheus',
+    packages: [{ pkg: 'github.com/prometheus/prometheus/cmd/prometheus' }],
+    ldflags: (v) => [`-X github.com/prometheus/common/version.Version=${v}`],
+    tags: ['remove_all_sd'],
+  },
 };
 
 /** Binaries the rest of the project asks for, and the Go tool that provides each. */
@@ -96,6 +121,9 @@ const binaries = {
   kubectl: 'kubernetes',
   etcd: 'etcd',
   kwok: 'kwok',
+  traefik: 'traefik',
+  istioctl: 'istioctl',
+  prometheus: 'prometheus',
 } as const satisfies Record<string, keyof typeof goTools>;
 
 export type Binary = keyof typeof binaries;
@@ -113,6 +141,7 @@ function goToolDir(name: string, tool: GoTool): { dir: string; version: string; 
   const hash = createHash('sha256');
   for (const file of ['go.mod', 'go.sum']) hash.update(readFileSync(join(toolsDir, tool.module, file)));
   hash.update(ldflags.join(' '));
+  if (tool.tags) hash.update(`tags ${tool.tags.join(',')}`);
   return { dir: join(cacheRoot(), 'tools', `${name}-${version}-${hash.digest('hex').slice(0, 10)}`), version, ldflags };
 }
 
@@ -163,6 +192,17 @@ function removeStaleTemporaries(): void {
   }
 }
 
+function built(name: string, tool: GoTool): boolean {
+  return existsSync(join(goToolDir(name, tool).dir, '.complete'));
+}
+
+const tagFlags = (tool: GoTool) => (tool.tags ? ['-tags', tool.tags.join(',')] : []);
+
+/** Downloads the modules a tool's build needs (resolving its packages, compiling nothing). */
+function downloadGoTool(tool: GoTool): Promise<void> {
+  return run('go', ['list', '-deps', ...tagFlags(tool), '-f', '{{if false}}{{end}}', ...tool.packages.map((p) => p.pkg)], join(toolsDir, tool.module));
+}
+
 async function buildGoTool(name: string, tool: GoTool): Promise<void> {
   const { dir, version, ldflags } = goToolDir(name, tool);
   if (existsSync(join(dir, '.complete'))) return;
@@ -175,10 +215,10 @@ async function buildGoTool(name: string, tool: GoTool): Promise<void> {
     // One `go build` per binary when names must be chosen; one for all when the names already fit.
     if (tool.packages.some((p) => p.binary)) {
       for (const [i, p] of tool.packages.entries()) {
-        await run('go', ['build', '-trimpath', '-ldflags', ldflags.join(' '), '-o', join(tmp, binaryNames[i]), p.pkg], cwd);
+        await run('go', ['build', '-trimpath', ...tagFlags(tool), '-ldflags', ldflags.join(' '), '-o', join(tmp, binaryNames[i]), p.pkg], cwd);
       }
     } else {
-      await run('go', ['build', '-trimpath', '-ldflags', ldflags.join(' '), '-o', `${tmp}/`, ...tool.packages.map((p) => p.pkg)], cwd);
+      await run('go', ['build', '-trimpath', ...tagFlags(tool), '-ldflags', ldflags.join(' '), '-o', `${tmp}/`, ...tool.packages.map((p) => p.pkg)], cwd);
     }
     writeFileSync(join(tmp, '.complete'), `${version}\n`);
     rmSync(dir, { recursive: true, force: true });
@@ -198,7 +238,7 @@ export function crdFiles(): string[] {
   return ['istio-networking.yaml', 'gateway-api-standard.yaml'].map((f) => join(crdsDir(), f));
 }
 
-/** kwok's own stages (node initialise + heartbeat with lease, pod ready/complete/delete). */
+/** kwok's own node stages (initialise, heartbeat with lease). */
 export function kwokStagesFile(): string {
   return join(crdsDir(), 'kwok-stages.yaml');
 }
@@ -239,7 +279,8 @@ async function extractCrds(): Promise<void> {
       .filter((doc) => doc?.kind === 'CustomResourceDefinition');
     writeFileSync(join(tmp, 'gateway-api-standard.yaml'), gatewayCrds.map((c) => stringify(c)).join('---\n'));
     const stages = join(kwok, 'kustomize', 'stage');
-    const stageFiles = ['node/fast/node-initialize.yaml', 'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml', 'pod/fast/pod-ready.yaml', 'pod/fast/pod-complete.yaml', 'pod/fast/pod-delete.yaml'];
+    // Node stages only: kwok keeps the fake nodes alive, and the local cluster's pod runtime runs their pods.
+    const stageFiles = ['node/fast/node-initialize.yaml', 'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml'];
     writeFileSync(join(tmp, 'kwok-stages.yaml'), stageFiles.map((f) => readFileSync(join(stages, f), 'utf8').trim()).join('\n---\n') + '\n');
     writeFileSync(join(tmp, '.complete'), '');
     rmSync(dir, { recursive: true, force: true });
@@ -250,7 +291,13 @@ async function extractCrds(): Promise<void> {
 /** Builds every tool that is not in the cache yet. */
 export async function ensureTools(): Promise<void> {
   removeStaleTemporaries();
-  for (const [name, tool] of Object.entries(goTools)) await buildGoTool(name, tool);
+  const missing = Object.entries(goTools).filter(([name, tool]) => !built(name, tool));
+  if (missing.length > 1) {
+    // Downloads wait on the network and builds on the CPUs: fetch every missing tool's modules at
+    // once, then build one tool at a time (each go build already uses every core).
+    await withProgress(`downloading the Go modules of ${missing.map(([name]) => name).join(', ')}`, () => Promise.all(missing.map(([, tool]) => downloadGoTool(tool))));
+  }
+  for (const [name, tool] of missing) await buildGoTool(name, tool);
   await extractCrds();
 }
 

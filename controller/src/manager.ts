@@ -10,6 +10,7 @@ import { resources, type KubeObject, type Resource } from './kube/resources.ts';
 import type { Logger } from './log.ts';
 import type { Options } from './options.ts';
 import { EndpointReconciler, type Caches, type Store } from './reconcile/endpoint.ts';
+import { routingProvider } from './routing/providers.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { startHealthServer } from './runtime/health.ts';
 import { LeaderElector } from './runtime/leader.ts';
@@ -68,6 +69,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
   const events = new EventRecorder(client, { component: 'ml-operator', host: options.identity, logger });
   const namespaces = options.watchNamespaces.length ? options.watchNamespaces : undefined;
   const queue = new WorkQueue({ concurrency: options.concurrency, logger, onDepth: (d) => metrics.workqueueDepth.set(d) });
+  const provider = routingProvider(options.config);
 
   let synced = false;
   let caches: (Caches & { all: Watched<KubeObject>[] }) | undefined;
@@ -95,8 +97,8 @@ export async function startController(options: Options, kc: ClusterAccess, logge
       deployments: owned(resources.deployment),
       services: owned(resources.service),
       claims: owned(resources.persistentVolumeClaim),
-      gateways: owned(resources.gateway),
-      virtualServices: owned(resources.virtualService),
+      gateways: provider.gatewayResource ? owned(provider.gatewayResource) : undefined,
+      routes: owned(provider.routeResource),
       volumes:
         options.config.storage.mode === 'hostPath'
           ? new Watched<KubeObject>(

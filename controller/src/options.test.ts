@@ -55,9 +55,17 @@ describe('parseConfig', () => {
     [{ gateway: { port: 0 } }, /gateway.port must be a port number/],
     [{ gateway: { tls: { enabled: true } } }, /gateway.tls.credentialName must be set when gateway.tls.enabled is true/],
     [{ gateway: { selector: {} } }, /gateway.selector must be a non-empty map/],
-    [{ stroage: {} }, /stroage must be one of defaultDomain, gateway, storage, fetcher \(unknown key\)/],
+    [{ stroage: {} }, /stroage must be one of defaultDomain, gateway, storage, fetcher, routing \(unknown key\)/],
+    [{ routing: { provider: 'envoy' } }, /routing.provider must be istio or gatewayAPI, got "envoy"/],
+    [{ routing: { provider: 'gatewayAPI' } }, /routing.gatewayAPI must be a sharedGateway.name .* or a gatewayClassName/],
+    [{ routing: { provider: 'gatewayAPI', gatewayAPI: { gatewayClassName: 'a', sharedGateway: { name: 'b' } } } }, /either sharedGateway.name or gatewayClassName, not both/],
+    [{ routing: { gatewayAPI: { sharedGateway: { namespace: 'Gateway_System' } } } }, /routing.gatewayAPI.sharedGateway.namespace must be a namespace name/],
   ])('rejects %j, naming the key', (config, message) => {
     expect(() => parseConfig(config, 'config.json')).toThrow(message);
+  });
+  it('takes a shared Gateway for the Gateway API provider', () => {
+    const routing = { provider: 'gatewayAPI', gatewayAPI: { sharedGateway: { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' } } };
+    expect(parseConfig({ routing }, 'config.json').routing).toEqual({ provider: 'gatewayAPI', gatewayAPI: { gatewayClassName: '', sharedGateway: { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' } } });
   });
   it('fills defaults for what is not given', () => {
     expect(parseConfig({}, 'config.json').gateway).toEqual({ selector: { istio: 'ingressgateway' }, port: 80, tls: { enabled: false, port: 443, credentialName: '', httpsRedirect: false } });

@@ -14,6 +14,16 @@ export interface OperatorConfig {
   };
   storage: { mode: StorageMode; storageClassName: string; defaultSize: string; hostPathRoot: string };
   fetcher: { image: string };
+  routing: {
+    /** Who routes the endpoints' traffic: Istio (Gateway + VirtualService) or a Gateway API implementation (HTTPRoute). */
+    provider: 'istio' | 'gatewayAPI';
+    gatewayAPI: {
+      /** Class of the per-endpoint Gateways, when routes do not attach to a shared Gateway. */
+      gatewayClassName: string;
+      /** One Gateway that every endpoint's HTTPRoute attaches to (name empty: per-endpoint Gateways). */
+      sharedGateway: { name: string; namespace: string; sectionName: string };
+    };
+  };
 }
 
 export interface Options {
@@ -37,9 +47,11 @@ export const defaultConfig: OperatorConfig = {
   gateway: { selector: { istio: 'ingressgateway' }, port: 80, tls: { enabled: false, port: 443, credentialName: '', httpsRedirect: false } },
   storage: { mode: 'emptyDir', storageClassName: '', defaultSize: '1Gi', hostPathRoot: '/mnt/ml-operator' },
   fetcher: { image: '' },
+  routing: { provider: 'istio', gatewayAPI: { gatewayClassName: '', sharedGateway: { name: '', namespace: '', sectionName: '' } } },
 };
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const dnsSubdomain = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const hostName = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const quantity = /^([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[kMGTPE])?$/;
 
@@ -57,7 +69,7 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(raw)) fail('the config', 'a JSON object', raw);
   const c = raw as Record<string, any>;
-  const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher']);
+  const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher', 'routing']);
   for (const key of Object.keys(c)) if (!known.has(key)) fail(key, `one of ${[...known].join(', ')} (unknown key)`, c[key]);
   const config = structuredClone(defaultConfig);
   if (c.defaultDomain !== undefined) {
@@ -118,6 +130,39 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
   if (c.fetcher !== undefined) {
     if (!isObject(c.fetcher) || (c.fetcher.image !== undefined && typeof c.fetcher.image !== 'string')) fail('fetcher.image', 'an image reference', c.fetcher);
     config.fetcher.image = (c.fetcher.image as string | undefined) ?? '';
+  }
+  if (c.routing !== undefined) {
+    const r = c.routing;
+    if (!isObject(r)) fail('routing', 'an object', r);
+    if (r.provider !== undefined) {
+      if (r.provider !== 'istio' && r.provider !== 'gatewayAPI') fail('routing.provider', 'istio or gatewayAPI', r.provider);
+      config.routing.provider = r.provider as 'istio' | 'gatewayAPI';
+    }
+    if (r.gatewayAPI !== undefined) {
+      const g = r.gatewayAPI;
+      if (!isObject(g)) fail('routing.gatewayAPI', 'an object', g);
+      if (g.gatewayClassName !== undefined) {
+        if (typeof g.gatewayClassName !== 'string' || (g.gatewayClassName !== '' && !dnsSubdomain.test(g.gatewayClassName))) fail('routing.gatewayAPI.gatewayClassName', 'a GatewayClass name', g.gatewayClassName);
+        config.routing.gatewayAPI.gatewayClassName = g.gatewayClassName as string;
+      }
+      if (g.sharedGateway !== undefined) {
+        const sg = g.sharedGateway;
+        if (!isObject(sg)) fail('routing.gatewayAPI.sharedGateway', 'an object', sg);
+        for (const key of ['name', 'namespace', 'sectionName'] as const) {
+          if (sg[key] === undefined) continue;
+          const pattern = key === 'name' ? dnsSubdomain : dnsLabel;
+          if (typeof sg[key] !== 'string' || (sg[key] !== '' && !pattern.test(sg[key] as string))) fail(`routing.gatewayAPI.sharedGateway.${key}`, key === 'name' ? 'a Gateway name' : key === 'namespace' ? 'a namespace name' : 'a listener name', sg[key]);
+          config.routing.gatewayAPI.sharedGateway[key] = sg[key] as string;
+        }
+      }
+    }
+    const { gatewayAPI } = config.routing;
+    if (config.routing.provider === 'gatewayAPI' && !gatewayAPI.gatewayClassName && !gatewayAPI.sharedGateway.name) {
+      fail('routing.gatewayAPI', 'a sharedGateway.name (routes attach to that Gateway) or a gatewayClassName (each endpoint gets a Gateway of that class) when routing.provider is gatewayAPI', gatewayAPI);
+    }
+    if (gatewayAPI.gatewayClassName && gatewayAPI.sharedGateway.name) {
+      fail('routing.gatewayAPI', 'either sharedGateway.name or gatewayClassName, not both', gatewayAPI);
+    }
   }
   return config;
 }

@@ -219,6 +219,17 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
       expect(pdb.spec).toMatchObject({ minAvailable: 1 });
     });
 
+    it('gateway-api and gateway-class: the rights of the Gateway API provider, and none on Istio', async () => {
+      const rules = async (scenario: string) => find(await render(scenario), 'ClusterRole').find((o) => o.metadata.name === 'ml-operator-controller')!.rules as { apiGroups: string[]; resources: string[] }[];
+      const groups = (r: { apiGroups: string[] }[]) => r.flatMap((x) => x.apiGroups);
+      const shared = await rules('gateway-api-values.yaml');
+      expect(groups(shared)).not.toContain('networking.istio.io');
+      expect(shared.find((r) => r.apiGroups.includes('gateway.networking.k8s.io'))!.resources).toEqual(['httproutes']);
+      const perEndpoint = await rules('gateway-class-values.yaml');
+      expect(perEndpoint.find((r) => r.apiGroups.includes('gateway.networking.k8s.io'))!.resources).toEqual(['httproutes', 'gateways']);
+      expect(groups(await rules('default-values.yaml'))).not.toContain('gateway.networking.k8s.io');
+    });
+
     it('examples: the titanic model, config and endpoint in the models namespace', async () => {
       const examples = (await render('examples-values.yaml')).filter((o) => o.apiVersion === 'ml-operator.dev/v1alpha1');
       expect(examples.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`).sort()).toEqual([
@@ -244,6 +255,12 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
       { what: 'a bad log level', values: 'controller:\n  logLevel: verbose\n', message: /at '\/logLevel': value must be one of 'debug', 'info', 'warn', 'error'/ },
       { what: 'a port out of range', values: 'controller:\n  metrics:\n    port: 70000\n', message: /at '\/metrics\/port': maximum: got 70,?000, want 65,?535/ },
       { what: 'a digest that is not one', values: 'controller:\n  image:\n    digest: latest\n', message: /at '\/image\/digest': 'latest' does not match pattern/ },
+      { what: 'an unknown routing provider', values: 'controller:\n  config:\n    routing:\n      provider: envoy\n', message: /at '\/config\/routing\/provider': value must be one of 'istio', 'gatewayAPI'/ },
+      {
+        what: 'the Gateway API provider without a Gateway to attach to',
+        values: 'controller:\n  config:\n    routing:\n      provider: gatewayAPI\n',
+        message: /at '\/config\/routing\/gatewayAPI\/gatewayClassName': minLength: got 0, want 1[\s\S]*at '\/config\/routing\/gatewayAPI\/sharedGateway\/name': minLength: got 0, want 1/,
+      },
     ];
 
     it.each(rejections)('rejects $what', async ({ what, values, message }) => {

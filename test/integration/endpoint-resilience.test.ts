@@ -6,7 +6,7 @@ import { serviceAccount, release, type ControllerProcess } from '../../ci/cluste
 import { waitFor } from '../../ci/wait.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, auditLogPath, getEndpoint, inService, list, runController, user, waitForEndpoint, writesSince } from './ml.ts';
+import { admin, applyConfig, applyEndpoint, applyModel, auditLogPath, getEndpoint, inService, list, runController, user, waitForEndpoint, writesSince, artifact } from './ml.ts';
 
 const gcTimeoutMs = 90_000;
 let namespace: string;
@@ -21,7 +21,7 @@ afterAll(async () => {
   await deleteNamespace(admin, namespace);
 });
 
-const model = (image: string) => ({ image, artifact: 'https://models.example.com/m.tar.gz' });
+const model = (image: string) => ({ image, artifact: artifact('m') });
 const reason = (e: { status?: { conditions?: { type: string; reason: string }[] } }, type: string) => e.status?.conditions?.find((c) => c.type === type)?.reason;
 const names = async (r: (typeof resources)[keyof typeof resources]) => (await list(r, namespace)).map((o) => o.metadata.name).sort();
 

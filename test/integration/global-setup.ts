@@ -1,7 +1,7 @@
 // One local control plane for the integration run, with the chart installed from the working tree.
 // Tests get its kubeconfig through inject().
 import type { TestProject } from 'vitest/node';
-import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
+import { startControlPlane, type ControlPlane, type GatewayInfo } from '../../ci/cluster/control-plane.ts';
 import { installChart } from '../../ci/cluster/operator.ts';
 import { log } from '../../ci/log.ts';
 import { alive } from '../../ci/processes.ts';
@@ -10,6 +10,9 @@ declare module 'vitest' {
   export interface ProvidedContext {
     kubeconfigPath: string;
     auditLogPath: string;
+    gateway: GatewayInfo;
+    artifactsDir: string;
+    network: { namespace: string; address: string; hostAddress: string };
   }
 }
 
@@ -22,6 +25,9 @@ export async function setup(project: TestProject): Promise<void> {
   log(`cluster: chart installed with helm in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   project.provide('kubeconfigPath', cluster.kubeconfigPath);
   project.provide('auditLogPath', cluster.auditLogPath);
+  project.provide('gateway', cluster.gateway);
+  project.provide('artifactsDir', cluster.artifactsDir);
+  project.provide('network', cluster.network);
 }
 
 export async function teardown(): Promise<void> {

@@ -2,7 +2,8 @@
 // (server-side apply as the cluster admin), and wait for what the controller should make of them.
 import * as k8s from '@kubernetes/client-node';
 import { inject } from 'vitest';
-import { chartConfig, serviceAccountKubeconfig, startControllerProcess, type ControllerProcess } from '../../ci/cluster/operator.ts';
+import { publishArtifact } from '../../ci/cluster/artifacts.ts';
+import { chartConfig, serviceAccountKubeconfig, startControllerProcess, type ControllerProcess, type Release } from '../../ci/cluster/operator.ts';
 import { waitFor } from '../../ci/wait.ts';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningEndpointSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
@@ -51,13 +52,28 @@ export async function waitForEndpoint(namespace: string, name: string, what: str
 export const inService = (e: MachineLearningEndpoint) => e.status?.state === 'InService' && e.status.observedGeneration === e.metadata.generation && e.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
 
 /** Runs the controller locally as the chart's ServiceAccount, watching only the given namespaces. */
-export async function runController(namespaces: string[], options: { leaderElect?: boolean; identity?: string; echo?: boolean } = {}): Promise<ControllerProcess> {
-  const kubeconfig = await serviceAccountKubeconfig(admin);
-  const config = await chartConfig(admin);
-  return startControllerProcess({ kubeconfig, config, namespaces, leaderElect: options.leaderElect, identity: options.identity, echo: options.echo ?? process.env.ML_OPERATOR_TEST_LOGS === '1' });
+export async function runController(namespaces: string[], options: { leaderElect?: boolean; identity?: string; echo?: boolean; release?: Release } = {}): Promise<ControllerProcess> {
+  const kubeconfig = await serviceAccountKubeconfig(admin, options.release);
+  const config = await chartConfig(admin, {}, options.release);
+  return startControllerProcess({
+    kubeconfig,
+    config,
+    namespaces,
+    leaderElect: options.leaderElect,
+    identity: options.identity,
+    release: options.release,
+    echo: options.echo ?? process.env.ML_OPERATOR_TEST_LOGS === '1',
+  });
 }
 
 export const auditLogPath = () => inject('auditLogPath');
+
+/** Publishes `<name>.tar.gz` on the cluster's artifact server (https://models.example.com/) and returns its URL. */
+export function artifact(name: string): string {
+  const path = `/${name}.tar.gz`;
+  publishArtifact(inject('artifactsDir'), path, { name, format: 'demo' });
+  return `https://models.example.com${path}`;
+}
 
 /** Write requests in the audit log made by `user` in `namespace` since byte `offset`. */
 export async function writesSince(offset: number, username: string, namespace: string): Promise<{ verb: string; uri: string }[]> {

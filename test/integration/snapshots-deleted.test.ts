@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControllerProcess } from '../../ci/cluster/operator.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, inService, k8s, list, runController, user, waitForEndpoint } from './ml.ts';
+import { admin, applyConfig, applyEndpoint, applyModel, inService, k8s, list, runController, user, waitForEndpoint, artifact } from './ml.ts';
 
 let namespace: string;
 let controller: ControllerProcess;
@@ -19,7 +19,7 @@ afterAll(async () => {
   await deleteNamespace(admin, namespace);
 });
 
-const model = (image: string) => ({ image, artifact: 'https://models.example.com/m.tar.gz' });
+const model = (image: string) => ({ image, artifact: artifact('m') });
 const names = async (r: (typeof resources)[keyof typeof resources]) => (await list(r, namespace)).map((o) => o.metadata.name).sort();
 
 describe('snapshots deleted by hand', () => {

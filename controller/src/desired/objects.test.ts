@@ -63,35 +63,6 @@ describe('versions', () => {
   });
 });
 
-describe('the VirtualService', () => {
-  it('routes one HTTP route to every variant, weights summing to 100, through the Gateway', () => {
-    const vs = desired.virtualService({ endpoint, config: operatorConfig }, plan()).object as any;
-    expect(vs.metadata.name).toBe('titanic');
-    expect(vs.spec.hosts).toEqual(['titanic.ml.models.example.com']);
-    expect(vs.spec.gateways).toEqual(['titanic-gw']);
-    expect(vs.spec.http).toHaveLength(1);
-    expect(vs.spec.http[0].route.map((r: any) => r.weight)).toEqual([80, 20]);
-    expect(vs.spec.http[0].route[0].destination.host).toMatch(/^titanic-[0-9a-f]{10}\.ml\.svc\.cluster\.local$/);
-    expect(vs.metadata.ownerReferences[0]).toMatchObject({ kind: 'MachineLearningEndpoint', uid: 'uid-1', controller: true });
-  });
-  it('serves spec.host when given', () => {
-    const vs = desired.virtualService({ endpoint: { ...endpoint, spec: { ...endpoint.spec, host: 'api.acme.io' } }, config: operatorConfig }, plan()).object as any;
-    expect(vs.spec.hosts).toEqual(['api.acme.io']);
-  });
-});
-
-describe('the Gateway', () => {
-  it('selects the ingress gateway and serves the host over HTTP, and HTTPS when TLS is on', () => {
-    const plain = desired.gateway({ endpoint, config: operatorConfig }).object as any;
-    expect(plain.spec.selector).toEqual({ istio: 'ingressgateway' });
-    expect(plain.spec.servers).toEqual([{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['titanic.ml.models.example.com'] }]);
-    const tls = { ...operatorConfig.gateway.tls, enabled: true, credentialName: 'cert', httpsRedirect: true };
-    const secure = desired.gateway({ endpoint, config: { ...operatorConfig, gateway: { ...operatorConfig.gateway, tls } } }).object as any;
-    expect(secure.spec.servers[0].tls).toEqual({ httpsRedirect: true });
-    expect(secure.spec.servers[1]).toMatchObject({ port: { number: 443, protocol: 'HTTPS' }, tls: { mode: 'SIMPLE', credentialName: 'cert' } });
-  });
-});
-
 describe('the Deployment of a variant', () => {
   const ctx = { endpoint, config: operatorConfig };
   const p = plan();

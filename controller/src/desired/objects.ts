@@ -6,11 +6,11 @@ import type { OperatorConfig } from '../options.ts';
 import { desiredHashAnnotation, labels, managerName } from './labels.ts';
 import { contentVersion } from './names.ts';
 import type { VariantPlan, VersionPlan } from './plan.ts';
-import { percentages } from './weights.ts';
 
 export const modelMountPath = '/opt/ml/model';
 export const artifactSourceRoot = '/mnt/artifact-source';
 export const fetcherEntrypoint = ['node', '/app/dist/fetcher/main.js'];
+/** Port of every model Service (its target is the container's port named http). */
 export const servicePort = 80;
 /** Numeric user of the controller image, which the fetcher runs as. */
 export const fetcherUser = 65532;
@@ -34,8 +34,6 @@ export function urlOf(ctx: EndpointContext): string {
   return tls.enabled ? `https://${hostOf(ctx)}${tls.port === 443 ? '' : `:${tls.port}`}` : `http://${hostOf(ctx)}${ctx.config.gateway.port === 80 ? '' : `:${ctx.config.gateway.port}`}`;
 }
 
-export const gatewayName = (endpoint: string) => `${endpoint}-gw`;
-
 function ownerReference(endpoint: MachineLearningEndpoint) {
   return {
     apiVersion: apiVersionOf(resources.endpoint),
@@ -47,7 +45,10 @@ function ownerReference(endpoint: MachineLearningEndpoint) {
   };
 }
 
-function commonLabels(endpoint: MachineLearningEndpoint, component: string, name: string): Record<string, string> {
+/** Name of the per-endpoint gateway (Istio Gateway or Gateway API Gateway). */
+export const gatewayName = (endpoint: string) => `${endpoint}-gw`;
+
+export function commonLabels(endpoint: MachineLearningEndpoint, component: string, name: string): Record<string, string> {
   return {
     [labels.managedBy]: managerName,
     [labels.partOf]: managerName,
@@ -65,65 +66,19 @@ function withHash(resource: Resource, object: KubeObject): Desired {
   return { resource, object };
 }
 
-function namespaced(resource: Resource, endpoint: MachineLearningEndpoint, name: string, objectLabels: Record<string, string>, rest: Omit<KubeObject, 'metadata' | 'apiVersion' | 'kind'>): Desired {
+export function namespaced(
+  resource: Resource,
+  endpoint: MachineLearningEndpoint,
+  name: string,
+  objectLabels: Record<string, string>,
+  rest: Omit<KubeObject, 'metadata' | 'apiVersion' | 'kind'>,
+  annotations?: Record<string, string>,
+): Desired {
   return withHash(resource, {
     apiVersion: apiVersionOf(resource),
     kind: resource.kind,
-    metadata: { name, namespace: endpoint.metadata.namespace, labels: objectLabels, ownerReferences: [ownerReference(endpoint)] },
+    metadata: { name, namespace: endpoint.metadata.namespace, labels: objectLabels, ...(annotations ? { annotations } : {}), ownerReferences: [ownerReference(endpoint)] },
     ...rest,
-  });
-}
-
-export function gateway(ctx: EndpointContext): Desired {
-  const { endpoint, config } = ctx;
-  const host = hostOf(ctx);
-  const { tls } = config.gateway;
-  const servers: unknown[] = [
-    {
-      port: { number: config.gateway.port, name: 'http', protocol: 'HTTP' },
-      hosts: [host],
-      ...(tls.enabled && tls.httpsRedirect ? { tls: { httpsRedirect: true } } : {}),
-    },
-  ];
-  if (tls.enabled) {
-    servers.push({ port: { number: tls.port, name: 'https', protocol: 'HTTPS' }, hosts: [host], tls: { mode: 'SIMPLE', credentialName: tls.credentialName } });
-  }
-  return namespaced(resources.gateway, endpoint, gatewayName(endpoint.metadata.name!), commonLabels(endpoint, 'gateway', 'ml-endpoint'), {
-    spec: { selector: config.gateway.selector, servers },
-  });
-}
-
-export interface Route {
-  variant: string;
-  modelVersion: string;
-  service: string;
-  weight: number;
-}
-
-/** The routed traffic table of a version: weights as integer percentages summing to 100. */
-export function routes(plan: VersionPlan): Route[] {
-  const shares = percentages(plan.variants.map((v) => v.variant.weight ?? 1));
-  return plan.variants.map((v, i) => ({ variant: v.variant.model, modelVersion: v.version, service: v.instance, weight: shares[i] }));
-}
-
-/** One VirtualService per endpoint, one HTTP route with a weighted destination per variant. */
-export function virtualService(ctx: EndpointContext, plan: VersionPlan): Desired {
-  const { endpoint } = ctx;
-  const namespace = endpoint.metadata.namespace;
-  return namespaced(resources.virtualService, endpoint, endpoint.metadata.name!, { ...commonLabels(endpoint, 'routing', 'ml-endpoint'), [labels.version]: plan.version }, {
-    spec: {
-      hosts: [hostOf(ctx)],
-      gateways: [gatewayName(endpoint.metadata.name!)],
-      http: [
-        {
-          name: 'variants',
-          route: routes(plan).map((r) => ({
-            destination: { host: `${r.service}.${namespace}.svc.cluster.local`, port: { number: servicePort } },
-            weight: r.weight,
-          })),
-        },
-      ],
-    },
   });
 }
 

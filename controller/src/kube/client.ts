@@ -189,7 +189,7 @@ export class KubeClient {
   }
 
   /** Returns false when the object did not exist. */
-  async delete(r: Resource, namespace: string | undefined, name: string, opts: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'; uid?: string } = {}): Promise<boolean> {
+  async delete(r: Resource, namespace: string | undefined, name: string, opts: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'; uid?: string; gracePeriodSeconds?: number } = {}): Promise<boolean> {
     const path = objectPath(r, namespace, name);
     try {
       await this.call({
@@ -202,6 +202,7 @@ export class KubeClient {
           kind: 'DeleteOptions',
           ...(opts.propagationPolicy && { propagationPolicy: opts.propagationPolicy }),
           ...(opts.uid && { preconditions: { uid: opts.uid } }),
+          ...(opts.gracePeriodSeconds !== undefined && { gracePeriodSeconds: opts.gracePeriodSeconds }),
         },
       });
       return true;

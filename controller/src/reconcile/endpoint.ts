@@ -10,6 +10,9 @@ import { planFromSnapshot, planFromTemplates, type VersionPlan } from '../desire
 import { findCondition, setConditions, type ConditionInput } from '../desired/status.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
+import type { RoutingProvider } from '../routing/provider.ts';
+import { routingProvider } from '../routing/providers.ts';
+import { backends, type RouteBackend } from '../routing/route.ts';
 import type { Logger } from '../log.ts';
 import type { OperatorConfig } from '../options.ts';
 import type { EventRecorder } from '../runtime/events.ts';
@@ -29,8 +32,10 @@ export interface Caches {
   services: Store<KubeObject>;
   claims: Store<KubeObject>;
   volumes?: Store<KubeObject>;
-  gateways: Store<KubeObject>;
-  virtualServices: Store<KubeObject>;
+  /** Gateways of the routing provider (none when routes attach to a shared gateway). */
+  gateways?: Store<KubeObject>;
+  /** Route objects of the routing provider (VirtualServices, HTTPRoutes). */
+  routes: Store<KubeObject>;
 }
 
 export interface ReconcilerDeps {
@@ -74,10 +79,12 @@ function readiness(live: KubeObject | undefined): number {
 export class EndpointReconciler {
   private readonly deps: ReconcilerDeps;
   private readonly now: () => Date;
+  private readonly provider: RoutingProvider;
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
     this.now = deps.now ?? (() => new Date());
+    this.provider = routingProvider(deps.config);
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -135,7 +142,7 @@ export class EndpointReconciler {
     const wanted = new Map<string, desired.Desired>();
     const want = (d: desired.Desired) => wanted.set(`${d.resource.plural}/${d.object.metadata.name}`, d);
     // Nothing resolvable and nothing serving: record why in status and create nothing.
-    if (active || pending) want(desired.gateway(ctx));
+    if (active || pending) for (const g of this.provider.gateways(ctx)) want(g);
     for (const plan of [active, pending]) {
       if (!plan) continue;
       want(desired.configInstance(ctx, plan));
@@ -144,7 +151,7 @@ export class EndpointReconciler {
         for (const d of desired.workloads(ctx, v, deadlineSeconds)) want(d);
       }
     }
-    if (active) want(desired.virtualService(ctx, active));
+    if (active) for (const r of this.provider.routes(ctx, { host: desired.hostOf(ctx), backends: backends([{ plan: active, percent: 100 }]) })) want(r);
     await Promise.all([...wanted.values()].map((d) => this.ensure(d)));
     await this.ensureSnapshotStatuses(namespace, active, pending);
 
@@ -212,17 +219,17 @@ export class EndpointReconciler {
 
   private storeFor(resource: Resource): Store<KubeObject> | undefined {
     const { caches } = this.deps;
-    const byPlural: Record<string, Store<KubeObject> | undefined> = {
-      [resources.deployment.plural]: caches.deployments,
-      [resources.service.plural]: caches.services,
-      [resources.persistentVolumeClaim.plural]: caches.claims,
-      [resources.persistentVolume.plural]: caches.volumes,
-      [resources.gateway.plural]: caches.gateways,
-      [resources.virtualService.plural]: caches.virtualServices,
-      [resources.endpointConfig.plural]: caches.configs as Store<KubeObject>,
-      [resources.model.plural]: caches.models as Store<KubeObject>,
-    };
-    return byPlural[resource.plural];
+    const stores: [Resource | undefined, Store<KubeObject> | undefined][] = [
+      [resources.deployment, caches.deployments],
+      [resources.service, caches.services],
+      [resources.persistentVolumeClaim, caches.claims],
+      [resources.persistentVolume, caches.volumes],
+      [this.provider.gatewayResource, caches.gateways],
+      [this.provider.routeResource, caches.routes],
+      [resources.endpointConfig, caches.configs as Store<KubeObject>],
+      [resources.model, caches.models as Store<KubeObject>],
+    ];
+    return stores.find(([r]) => r?.plural === resource.plural && r.group === resource.group)?.[1];
   }
 
   /** Applies a desired object unless the live one already matches. */
@@ -307,8 +314,11 @@ export class EndpointReconciler {
     const previous = endpoint.status;
     const { caches } = this.deps;
     const traffic: TrafficEntry[] = s.active
-      ? desired.routes(s.active).map((r, i) => ({
-          ...r,
+      ? backends([{ plan: s.active, percent: 100 }]).map((r: RouteBackend, i) => ({
+          variant: r.variant,
+          modelVersion: r.modelVersion,
+          service: r.service,
+          weight: r.weight,
           readyReplicas: readiness(caches.deployments.get(namespace, r.service)),
           replicas: s.active!.variants[i].variant.instances ?? 1,
         }))
@@ -354,6 +364,10 @@ export class EndpointReconciler {
         ? { ...s.problem, message: servingVersion ? `${s.problem.message}; serving from the snapshots of config version ${servingVersion}` : s.problem.message }
         : { type: 'TemplatesAvailable', status: 'True', reason: 'Resolved', message: 'the config and every model it names exist' },
     );
+    // What the data plane says of the route, for providers that report it (Gateway API).
+    const liveRoute = caches.routes.get(namespace, this.provider.routeName(ctx));
+    const routeStatus = liveRoute ? this.provider.status(ctx, liveRoute) : undefined;
+    for (const c of routeStatus?.conditions ?? []) conditions.push({ ...c, type: `Route${c.type}` });
     const wanted = traffic.reduce((n, t) => n + (t.replicas ?? 0), 0);
     const ready = traffic.reduce((n, t) => n + Math.min(t.readyReplicas ?? 0, t.replicas ?? 0), 0);
     let state: MachineLearningEndpointStatus['state'];

@@ -1,0 +1,42 @@
+// A certificate authority of the local cluster's own and server certificates signed by it (openssl),
+// for the servers inside the cluster's network that clients reach over TLS (the artifact server).
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface CertificateAuthority {
+  certFile: string;
+  keyFile: string;
+  /** Issues a server certificate for these names and addresses; returns its files. */
+  issue(name: string, hosts: string[]): { certFile: string; keyFile: string };
+}
+
+function openssl(args: string[]): void {
+  try {
+    execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
+    throw new Error(`openssl ${args[0]} failed: ${stderr || (err as Error).message} (the local cluster needs the openssl command: apt-get install openssl)`);
+  }
+}
+
+export function createCertificateAuthority(dir: string): CertificateAuthority {
+  const certFile = join(dir, 'ca.crt');
+  const keyFile = join(dir, 'ca.key');
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30', '-subj', '/CN=ml-operator local cluster CA', '-keyout', keyFile, '-out', certFile]);
+  return {
+    certFile,
+    keyFile,
+    issue(name, hosts) {
+      const key = join(dir, `${name}.key`);
+      const csr = join(dir, `${name}.csr`);
+      const cert = join(dir, `${name}.crt`);
+      const ext = join(dir, `${name}.ext`);
+      const san = hosts.map((h) => (/^\d+\.\d+\.\d+\.\d+$/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
+      writeFileSync(ext, `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`);
+      openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${hosts[0]}`, '-keyout', key, '-out', csr]);
+      openssl(['x509', '-req', '-in', csr, '-CA', certFile, '-CAkey', keyFile, '-CAcreateserial', '-days', '30', '-extfile', ext, '-out', cert]);
+      return { certFile: cert, keyFile: key };
+    },
+  };
+}

@@ -1,0 +1,44 @@
+// The local cluster's pod runtime and artifact server, one process inside the cluster's network
+// namespace (started by control-plane.ts). JSON logs on stdout.
+//   node main.ts --kubeconfig=PATH --data-dir=DIR --artifacts-dir=DIR --artifacts-address=IP
+//                --cert=PEM --key=PEM --ca=PEM --node-selector=LABEL=VALUE
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadClusterAccess } from '../../../controller/src/kube/access.ts';
+import { KubeClient } from '../../../controller/src/kube/client.ts';
+import { createLogger } from '../../../controller/src/log.ts';
+import { startArtifactServer } from './artifact-server.ts';
+import { PodRuntime } from './runtime.ts';
+
+const root = dirname(dirname(dirname(dirname(fileURLToPath(import.meta.url)))));
+const flags = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split(/=(.*)/s).slice(0, 2) as [string, string]));
+for (const required of ['kubeconfig', 'data-dir', 'artifacts-dir', 'artifacts-address', 'cert', 'key', 'ca', 'node-selector']) {
+  if (!flags[required]) {
+    process.stderr.write(`pod runtime: --${required} is required\n`);
+    process.exit(2);
+  }
+}
+
+const logger = createLogger('info').child({ component: 'pod-runtime' });
+const access = await loadClusterAccess({ KUBECONFIG: flags.kubeconfig });
+const client = new KubeClient(access, { fieldManager: 'ml-operator-local-kubelet', userAgent: 'ml-operator-local-kubelet' });
+const artifacts = await startArtifactServer({ dir: flags['artifacts-dir'], address: flags['artifacts-address'], httpPort: 80, httpsPort: 443, certFile: flags.cert, keyFile: flags.key });
+const runtime = new PodRuntime({
+  client,
+  logger,
+  nodeSelector: flags['node-selector'],
+  dataDir: flags['data-dir'],
+  node: process.execPath,
+  fetcherScript: join(root, 'controller', 'src', 'fetcher', 'main.ts'),
+  fetcherEnv: { NODE_EXTRA_CA_CERTS: flags.ca },
+});
+await runtime.start();
+logger.info({ artifacts: flags['artifacts-address'] }, 'pod runtime ready');
+
+const shutdown = () => {
+  runtime.stop();
+  artifacts.close();
+  process.exit(0);
+};
+process.once('SIGTERM', shutdown);
+process.once('SIGINT', shutdown);

@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../api/generated.ts';
+import { planFromTemplates, type VersionPlan } from '../desired/plan.ts';
+import { defaultConfig, type OperatorConfig } from '../options.ts';
+import { gatewayApi } from './gateway-api.ts';
+import { istio } from './istio.ts';
+import { backends, decodeVersions, routeVersionsAnnotation, type RouteSpec } from './route.ts';
+
+const endpoint: MachineLearningEndpoint = { metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 }, spec: { config: 'titanic' } };
+const base: OperatorConfig = { ...defaultConfig, fetcher: { image: 'ml-operator/controller:1' } };
+const model: MachineLearningModelSpec = { image: 'acme/titanic:1', port: 8080 };
+const config: MachineLearningEndpointConfigSpec = { models: [{ model: 'titanic', weight: 80 }, { model: 'titanic-v2', weight: 20 }] };
+const models = new Map([
+  ['titanic', model],
+  ['titanic-v2', { ...model, image: 'acme/titanic:2' }],
+]);
+
+function plan(cfg = config): VersionPlan {
+  const r = planFromTemplates('titanic', 'titanic', cfg, models);
+  if (!r.ok) throw new Error('unresolved');
+  return r.plan;
+}
+const route = (p = plan()): RouteSpec => ({ host: 'titanic.ml.models.example.com', backends: backends([{ plan: p, percent: 100 }]) });
+const gatewayConfig = (gatewayAPI: Partial<OperatorConfig['routing']['gatewayAPI']>, gateway = base.gateway): OperatorConfig => ({
+  ...base,
+  gateway,
+  routing: { provider: 'gatewayAPI', gatewayAPI: { ...base.routing.gatewayAPI, ...gatewayAPI } },
+});
+const shared = gatewayConfig({ sharedGateway: { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' } });
+const perEndpoint = gatewayConfig({ gatewayClassName: 'traefik' });
+
+describe('the route as data', () => {
+  it('keeps the variants relative weights inside each version, and sums to exactly 100', () => {
+    const old = plan();
+    const next = plan({ models: [{ model: 'titanic', weight: 1 }, { model: 'titanic-v2', weight: 1 }] });
+    const b = backends([{ plan: old, percent: 75 }, { plan: next, percent: 25 }]);
+    expect(b.map((x) => x.weight)).toEqual([60, 15, 13, 12]);
+    expect(b.reduce((s, x) => s + x.weight, 0)).toBe(100);
+  });
+  it('names the versions it routes to in an annotation of the route object', () => {
+    const vs = istio.routes({ endpoint, config: base }, route())[0].object;
+    expect(decodeVersions(vs.metadata.annotations?.[routeVersionsAnnotation])).toEqual(new Map([[plan().version, 100]]));
+  });
+});
+
+describe('the Istio provider', () => {
+  it('routes one HTTP route to every variant, weights summing to 100, through the Gateway', () => {
+    const vs = istio.routes({ endpoint, config: base }, route())[0].object as any;
+    expect(vs.metadata.name).toBe('titanic');
+    expect(vs.spec.hosts).toEqual(['titanic.ml.models.example.com']);
+    expect(vs.spec.gateways).toEqual(['titanic-gw']);
+    expect(vs.spec.http).toHaveLength(1);
+    expect(vs.spec.http[0].route.map((r: any) => r.weight)).toEqual([80, 20]);
+    expect(vs.spec.http[0].route[0].destination.host).toMatch(/^titanic-[0-9a-f]{10}\.ml\.svc\.cluster\.local$/);
+    expect(vs.metadata.ownerReferences[0]).toMatchObject({ kind: 'MachineLearningEndpoint', uid: 'uid-1', controller: true });
+    expect(istio.referencedServices(vs)).toEqual(route().backends.map((b) => b.service));
+  });
+  it('selects the ingress gateway and serves the host over HTTP, and HTTPS when TLS is on', () => {
+    const plain = istio.gateways({ endpoint, config: base })[0].object as any;
+    expect(plain.spec.selector).toEqual({ istio: 'ingressgateway' });
+    expect(plain.spec.servers).toEqual([{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['titanic.ml.models.example.com'] }]);
+    const tls = { ...base.gateway.tls, enabled: true, credentialName: 'cert', httpsRedirect: true };
+    const secure = istio.gateways({ endpoint, config: { ...base, gateway: { ...base.gateway, tls } } })[0].object as any;
+    expect(secure.spec.servers[0].tls).toEqual({ httpsRedirect: true });
+    expect(secure.spec.servers[1]).toMatchObject({ port: { number: 443, protocol: 'HTTPS' }, tls: { mode: 'SIMPLE', credentialName: 'cert' } });
+  });
+  it('reports nothing back: time alone tells when a change reached the proxies', () => {
+    expect(istio.status({ endpoint, config: base }, istio.routes({ endpoint, config: base }, route())[0].object)).toBeUndefined();
+  });
+});
+
+describe('the Gateway API provider', () => {
+  it('attaches one HTTPRoute with weighted Service backendRefs to the shared Gateway, and writes no Gateway', () => {
+    const ctx = { endpoint, config: shared };
+    expect(gatewayApi(ctx.config).gateways(ctx)).toEqual([]);
+    expect(gatewayApi(ctx.config).gatewayResource).toBeUndefined();
+    const [hr] = gatewayApi(ctx.config).routes(ctx, route());
+    const r = hr.object as any;
+    expect(hr.resource).toMatchObject({ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute' });
+    expect(r.spec.parentRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' }]);
+    expect(r.spec.hostnames).toEqual(['titanic.ml.models.example.com']);
+    expect(r.spec.rules).toHaveLength(1);
+    expect(r.spec.rules[0].backendRefs.map((b: any) => [b.kind, b.port, b.weight])).toEqual([['Service', 80, 80], ['Service', 80, 20]]);
+    expect(gatewayApi(shared).referencedServices(r)).toEqual(route().backends.map((b) => b.service));
+  });
+  it('gives each endpoint a Gateway of the configured class when no shared Gateway is named', () => {
+    const ctx = { endpoint, config: perEndpoint };
+    const gw = gatewayApi(ctx.config).gateways(ctx)[0].object as any;
+    expect(gw.metadata.name).toBe('titanic-gw');
+    expect(gw.spec).toEqual({
+      gatewayClassName: 'traefik',
+      listeners: [{ name: 'http', protocol: 'HTTP', port: 80, hostname: 'titanic.ml.models.example.com', allowedRoutes: { namespaces: { from: 'Same' } } }],
+    });
+    const r = gatewayApi(ctx.config).routes(ctx, route())[0].object as any;
+    expect(r.spec.parentRefs).toEqual([{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'titanic-gw', sectionName: 'http' }]);
+  });
+  it('with TLS and a redirect, serves on HTTPS and redirects plain HTTP with a second route', () => {
+    const tls = { ...base.gateway.tls, enabled: true, credentialName: 'cert', httpsRedirect: true };
+    const ctx = { endpoint, config: gatewayConfig({ gatewayClassName: 'traefik' }, { ...base.gateway, tls }) };
+    const gw = gatewayApi(ctx.config).gateways(ctx)[0].object as any;
+    expect(gw.spec.listeners[1]).toMatchObject({ name: 'https', protocol: 'HTTPS', port: 443, tls: { mode: 'Terminate', certificateRefs: [{ kind: 'Secret', name: 'cert' }] } });
+    const [split, redirect] = gatewayApi(ctx.config).routes(ctx, route()).map((d) => d.object as any);
+    expect(split.spec.parentRefs.map((p: any) => p.sectionName)).toEqual(['https']);
+    expect(redirect.spec.parentRefs.map((p: any) => p.sectionName)).toEqual(['http']);
+    expect(redirect.spec.rules[0].filters).toEqual([{ type: 'RequestRedirect', requestRedirect: { scheme: 'https', statusCode: 301 } }]);
+  });
+  it("reflects the route's Accepted and ResolvedRefs conditions, and whether the gateway saw the latest generation", () => {
+    const ctx = { endpoint, config: shared };
+    const r = gatewayApi(ctx.config).routes(ctx, route())[0].object as any;
+    const live = { ...r, metadata: { ...r.metadata, generation: 3 } };
+    expect(gatewayApi(ctx.config).status(ctx, live)).toEqual({
+      observed: false,
+      conditions: [
+        expect.objectContaining({ type: 'Accepted', status: 'Unknown', reason: 'Pending' }),
+        expect.objectContaining({ type: 'ResolvedRefs', status: 'Unknown', reason: 'Pending' }),
+      ],
+    });
+    const parentRef = { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' };
+    const reported = (generation: number, resolved: string) => ({
+      ...live,
+      status: {
+        parents: [
+          {
+            parentRef,
+            controllerName: 'traefik.io/gateway-controller',
+            conditions: [
+              { type: 'Accepted', status: 'True', reason: 'Accepted', message: '', observedGeneration: generation },
+              { type: 'ResolvedRefs', status: resolved, reason: resolved === 'True' ? 'ResolvedRefs' : 'BackendNotFound', message: 'service "x" not found', observedGeneration: generation },
+            ],
+          },
+        ],
+      },
+    });
+    expect(gatewayApi(ctx.config).status(ctx, reported(2, 'True'))!.observed).toBe(false);
+    const fine = gatewayApi(ctx.config).status(ctx, reported(3, 'True'))!;
+    expect(fine.observed).toBe(true);
+    expect(fine.conditions.map((c) => c.status)).toEqual(['True', 'True']);
+    const broken = gatewayApi(ctx.config).status(ctx, reported(3, 'False'))!;
+    expect(broken.conditions[1]).toMatchObject({ status: 'False', reason: 'BackendNotFound', message: 'Gateway gateway-system/ml-gateway (listener http): service "x" not found' });
+  });
+});
