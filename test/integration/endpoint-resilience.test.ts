@@ -85,7 +85,7 @@ describe('the controller', () => {
   it('killed mid-rollout and restarted converges on the same names with no duplicates or orphans', async () => {
     await applyModel(namespace, 'crash-model', model('acme/crash:1'));
     await applyConfig(namespace, 'crash', { models: [{ model: 'crash-model', instances: 2 }] });
-    await applyEndpoint(namespace, 'crash', { config: 'crash' });
+    await applyEndpoint(namespace, 'crash', { config: 'crash', rollout: { drainSeconds: 2 } });
     const v1 = await waitForEndpoint(namespace, 'crash', 'InService', inService);
     await applyModel(namespace, 'crash-model', model('acme/crash:2'));
     await waitForEndpoint(namespace, 'crash', 'rolling out', (x) => x.status?.state === 'Updating' || x.status?.endpointConfigVersion !== v1.status!.endpointConfigVersion, 30_000);

@@ -32,7 +32,7 @@ describe('an endpoint with two variants', () => {
     await applyModel(namespace, 'titanic', model('acme/titanic:1'));
     await applyModel(namespace, 'titanic-v2', model('acme/titanic:2'));
     await applyConfig(namespace, 'titanic', { models: [{ model: 'titanic', weight: 80, cpus: '1', memory: '1Gi' }, { model: 'titanic-v2', weight: 20, cpus: '500m', memory: '512Mi' }] });
-    await applyEndpoint(namespace, 'titanic', { config: 'titanic' });
+    await applyEndpoint(namespace, 'titanic', { config: 'titanic', rollout: { drainSeconds: 2 } });
     const e = await waitForEndpoint(namespace, 'titanic', 'InService', inService);
 
     const status = e.status!;
@@ -106,7 +106,7 @@ describe('an endpoint with two variants', () => {
   });
 
   it('keeps traffic on the serving version when the new one never becomes Available', async () => {
-    await applyEndpoint(namespace, 'titanic', { config: 'titanic', rollout: { progressDeadlineSeconds: 10 } });
+    await applyEndpoint(namespace, 'titanic', { config: 'titanic', rollout: { drainSeconds: 2, progressDeadlineSeconds: 10 } });
     const serving = await waitForEndpoint(namespace, 'titanic', 'InService', inService);
     const before = await deployments();
     // 1000 CPUs per replica: no node can ever run it.

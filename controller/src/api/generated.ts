@@ -8,7 +8,7 @@ import type { V1ObjectMeta } from '@kubernetes/client-node';
 export type MlOperatorObject = MachineLearningEndpoint | MachineLearningEndpointConfig | MachineLearningModel;
 
 /**
- * A stable HTTP endpoint (a host name) that serves the variants of one endpoint config through Istio. Changing the config rolls out a new version blue/green: traffic moves in one step once every variant of the new version is Available.
+ * A stable HTTP endpoint (a host name) that serves the variants of one endpoint config through Istio or a Gateway API implementation. Changing the config rolls out a new version: the serving version keeps all traffic until the new one is Available, then traffic moves in one write (BlueGreen), and the previous version keeps running for a drain period before it is removed.
  */
 export interface MachineLearningEndpoint {
   /**
@@ -59,11 +59,21 @@ export interface MachineLearningEndpointRollout {
    */
   strategy?: 'BlueGreen';
   /**
-   * How long a new version may take to become Available. Past it, traffic stays on the serving version and the endpoint reports ProgressDeadlineExceeded; a new spec change starts a new attempt.
+   * How long a new version may take to become Available. Past it, traffic stays on the serving version, the endpoint reports ProgressDeadlineExceeded, and the failed version's Deployments are scaled to zero (its snapshots stay). A new config version, any change of the endpoint's spec, or a new spec.rollout.attempt starts a new attempt.
    *
    * @default 600
    */
   progressDeadlineSeconds?: number;
+  /**
+   * How long the previous version keeps running after traffic has moved off it, so that gateways that pick the change up late and requests in flight still find it. With the Gateway API provider, the previous version also waits until the gateway reports that it has processed the new route.
+   *
+   * @default 30
+   */
+  drainSeconds?: number;
+  /**
+   * Bump this number to retry a version that failed (its progress deadline passed). Any other change of the endpoint's spec, or a new config version, retries as well.
+   */
+  attempt?: number;
 }
 /**
  * Observed state: what is serving, where, and why not when it is not.
@@ -102,9 +112,9 @@ export interface MachineLearningEndpointStatus {
    */
   ready?: string;
   /**
-   * The traffic table actually routed by the VirtualService.
+   * The traffic table actually routed: one entry per Service the route sends traffic to.
    *
-   * @maxItems 10
+   * @maxItems 20
    */
   traffic?: TrafficEntry[];
   /**
@@ -115,6 +125,12 @@ export interface MachineLearningEndpointStatus {
    * Items: A config version.
    */
   history?: string[];
+  /**
+   * Versions that traffic has moved off, kept running until their drain period ends (and, where the gateway reports it, until it has processed the new route). The controller honours them after a restart.
+   *
+   * @maxItems 20
+   */
+  draining?: DrainingVersion[];
   /**
    * Latest observations of the endpoint's state. `Ready` is always present.
    *
@@ -135,11 +151,11 @@ export interface TrafficEntry {
    */
   modelVersion: string;
   /**
-   * Service the traffic goes to.
+   * Service the traffic goes to (the model instance).
    */
   service: string;
   /**
-   * Share of the traffic in percent; the weights sum to 100.
+   * Share of the endpoint's traffic in percent; the weights of the table sum to 100.
    */
   weight: number;
   /**
@@ -150,6 +166,31 @@ export interface TrafficEntry {
    * Wanted replicas of the variant.
    */
   replicas?: number;
+  /**
+   * Config version (ec_version) the entry belongs to.
+   */
+  version?: string;
+}
+/**
+ * A version being drained.
+ */
+export interface DrainingVersion {
+  /**
+   * Config version (ec_version).
+   */
+  version: string;
+  /**
+   * Services (model instances) of the version that keep running while it drains.
+   *
+   * @maxItems 10
+   *
+   * Items: A Service name.
+   */
+  services: string[];
+  /**
+   * When its drain period ends.
+   */
+  until: string;
 }
 /**
  * One aspect of the current state, in the shape of Kubernetes' metav1.Condition.

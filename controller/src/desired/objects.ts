@@ -158,7 +158,8 @@ function quantityResources(v: VariantPlan) {
   return Object.keys(values).length ? { requests: values, limits: values } : {};
 }
 
-export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number): Desired {
+/** The Deployment of a variant; `replicas` when the rollout wants another count than the variant's `instances`. */
+export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas = v.variant.instances ?? 1): Desired {
   const { endpoint, config } = ctx;
   const model = v.model;
   const podLabels = workloadLabels(endpoint, v);
@@ -204,7 +205,7 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
   };
   return namespaced(resources.deployment, endpoint, v.instance, podLabels, {
     spec: {
-      replicas: v.variant.instances ?? 1,
+      replicas,
       progressDeadlineSeconds,
       revisionHistoryLimit: 2,
       selector: { matchLabels: { [labels.endpoint]: endpoint.metadata.name!, [labels.modelInstance]: v.instance } },
@@ -236,6 +237,6 @@ export function service(ctx: EndpointContext, v: VariantPlan): Desired {
 }
 
 /** Everything that runs one variant: storage, Deployment, Service. */
-export function workloads(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number): Desired[] {
-  return [...storage(ctx, v), deployment(ctx, v, progressDeadlineSeconds), service(ctx, v)];
+export function workloads(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas?: number): Desired[] {
+  return [...storage(ctx, v), deployment(ctx, v, progressDeadlineSeconds, replicas), service(ctx, v)];
 }

@@ -1,20 +1,23 @@
-// Reconciles one endpoint: reads the world from the caches, computes what it should be, and makes it
-// so, whatever event woke it. Traffic moves blue/green: the VirtualService switches to a new version
-// in one write, and only once every model instance of that version is Available.
-import type { Condition, MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningEndpointStatus, MachineLearningModel, TrafficEntry } from '../api/generated.ts';
+// Reconciles one endpoint: reads the world from the caches, asks the rollout decision (rollout/,
+// pure) what should run and route, and makes it so, whatever event woke it. The order of the writes
+// is what keeps traffic safe: workloads first, then the route (which only ever names Available
+// workloads), then the status (which records what drains), and removals last.
+import type { Condition, MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningEndpointStatus, MachineLearningModel } from '../api/generated.ts';
 import { upToDate } from '../desired/compare.ts';
 import { labels, storageFinalizer } from '../desired/labels.ts';
 import { canonicalJson } from '../desired/names.ts';
 import * as desired from '../desired/objects.ts';
 import { planFromSnapshot, planFromTemplates, type VersionPlan } from '../desired/plan.ts';
-import { findCondition, setConditions, type ConditionInput } from '../desired/status.ts';
+import type { ConditionInput } from '../desired/status.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
-import type { RoutingProvider } from '../routing/provider.ts';
-import { routingProvider } from '../routing/providers.ts';
-import { backends, type RouteBackend } from '../routing/route.ts';
 import type { Logger } from '../log.ts';
 import type { OperatorConfig } from '../options.ts';
+import { decide, defaults, type LiveRoute } from '../rollout/decide.ts';
+import { renderStatus } from '../rollout/status.ts';
+import type { RoutingProvider } from '../routing/provider.ts';
+import { routingProvider } from '../routing/providers.ts';
+import { decodeVersions, routeVersionsAnnotation } from '../routing/route.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
 
@@ -56,8 +59,6 @@ interface DeploymentStatus {
 }
 
 const isSnapshot = (o: KubeObject | undefined) => o?.metadata.labels?.[labels.snapshot] === 'true';
-const defaultDeadlineSeconds = 600;
-const defaultHistoryLimit = 3;
 
 /** A model instance is Available when its Deployment runs our latest spec with every wanted replica ready. */
 export function deploymentAvailable(live: KubeObject | undefined, wanted: desired.Desired): boolean {
@@ -98,73 +99,79 @@ export class EndpointReconciler {
     }
 
     const ctx: desired.EndpointContext = { endpoint, config };
-    const status: MachineLearningEndpointStatus = endpoint.status ?? {};
-    const generation = endpoint.metadata.generation;
     const now = this.now();
-
+    const deadlineSeconds = endpoint.spec.rollout?.progressDeadlineSeconds ?? defaults.progressDeadlineSeconds;
     const { target, problem } = this.resolveTarget(endpoint);
-    const servingVersion = status.endpointConfigVersion;
-    const serving = servingVersion === undefined ? undefined : servingVersion === target?.version ? target : this.snapshotPlan(namespace, name, servingVersion);
-    const deadlineSeconds = endpoint.spec.rollout?.progressDeadlineSeconds ?? defaultDeadlineSeconds;
+    const liveRoute = caches.routes.get(namespace, this.provider.routeName(ctx));
+    const decision = decide({
+      generation: endpoint.metadata.generation ?? 0,
+      spec: endpoint.spec,
+      status: endpoint.status ?? {},
+      target,
+      problem,
+      snapshot: (version) => this.snapshotPlan(namespace, name, version),
+      route: liveRoute ? this.readRoute(ctx, liveRoute) : undefined,
+      workload: (v, replicas) => {
+        const live = caches.deployments.get(namespace, v.instance);
+        return { ready: readiness(live), available: deploymentAvailable(live, desired.deployment(ctx, v, deadlineSeconds, replicas)) };
+      },
+      now,
+    });
 
-    // Decide the switch from what the caches show before this round's writes.
-    const previousProgressing = findCondition(status.conditions, 'Progressing');
-    let active = serving;
-    let pending: VersionPlan | undefined;
-    let pendingSince: string | undefined;
-    let expired = false;
-    let requeueAfterMs: number | undefined;
-    let switchedFrom: string | undefined;
-    let history = [...(status.history ?? [])];
-    if (target && target.version !== serving?.version) {
-      const failedBefore =
-        previousProgressing?.reason === 'ProgressDeadlineExceeded' && status.pendingEndpointConfigVersion === target.version && previousProgressing.observedGeneration === generation;
-      const available = target.variants.every((v) => deploymentAvailable(caches.deployments.get(namespace, v.instance), desired.deployment(ctx, v, deadlineSeconds)));
-      if (available && !failedBefore) {
-        switchedFrom = serving?.version;
-        if (servingVersion) history = [servingVersion, ...history];
-        active = target;
-      } else {
-        pending = target;
-        const samePending = status.pendingEndpointConfigVersion === target.version && status.pendingSince && (previousProgressing?.reason !== 'ProgressDeadlineExceeded' || failedBefore);
-        pendingSince = samePending ? status.pendingSince : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
-        const elapsedMs = now.getTime() - Date.parse(pendingSince!);
-        expired = failedBefore || elapsedMs >= deadlineSeconds * 1000;
-        if (!expired) requeueAfterMs = deadlineSeconds * 1000 - elapsedMs + 1000;
-      }
-    }
-    const historyLimit = endpoint.spec.historyLimit ?? defaultHistoryLimit;
-    history = [...new Set(history)].filter((v) => v !== active?.version && v !== pending?.version).slice(0, historyLimit);
-
-    // Everything that should exist: the Gateway, the snapshots and workloads of the serving and the
-    // pending version (a model instance both share is built from the pending one, the newest), and
-    // the VirtualService of the serving version.
+    // Everything that should run, then the route: it only ever names workloads that are Available.
     const wanted = new Map<string, desired.Desired>();
-    const want = (d: desired.Desired) => wanted.set(`${d.resource.plural}/${d.object.metadata.name}`, d);
-    // Nothing resolvable and nothing serving: record why in status and create nothing.
-    if (active || pending) for (const g of this.provider.gateways(ctx)) want(g);
-    for (const plan of [active, pending]) {
-      if (!plan) continue;
+    const want = (d: desired.Desired) => wanted.set(`${d.resource.plural}.${d.resource.group}/${d.object.metadata.name}`, d);
+    if (decision.deploy.length > 0 || liveRoute) for (const g of this.provider.gateways(ctx)) want(g);
+    for (const { plan, replicas } of decision.deploy) {
       want(desired.configInstance(ctx, plan));
       for (const v of plan.variants) {
         want(desired.modelInstance(ctx, v));
-        for (const d of desired.workloads(ctx, v, deadlineSeconds)) want(d);
+        for (const d of desired.workloads(ctx, v, deadlineSeconds, replicas.get(v.instance))) want(d);
       }
     }
-    if (active) for (const r of this.provider.routes(ctx, { host: desired.hostOf(ctx), backends: backends([{ plan: active, percent: 100 }]) })) want(r);
     await Promise.all([...wanted.values()].map((d) => this.ensure(d)));
-    await this.ensureSnapshotStatuses(namespace, active, pending);
-
-    if (switchedFrom !== undefined || (active && !serving)) {
-      this.deps.events.record(this.involved(endpoint), 'Normal', 'VersionSwitched', switchedFrom ? `traffic switched from config version ${switchedFrom} to ${active!.version} (${active!.instance})` : `serving config version ${active!.version} (${active!.instance})`);
+    await this.ensureSnapshotStatuses(namespace, decision.deploy.map((d) => d.plan));
+    if (decision.route) {
+      for (const r of this.provider.routes(ctx, { host: desired.hostOf(ctx), backends: decision.route })) await this.ensure(r);
     }
-    if (target) await this.collectGarbage(endpoint, active, pending, history);
 
-    // A version that still routes traffic but whose snapshots are gone cannot be rebuilt; status keeps naming it.
-    const unreadable = !active && servingVersion !== undefined && serving === undefined ? servingVersion : undefined;
-    const nextStatus = this.status(ctx, { active, unreadable, pending, pendingSince, expired, problem, history, deadlineSeconds, now });
-    await this.writeStatus(endpoint, nextStatus);
-    return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
+    const { switched, serving } = decision.outcome;
+    if (switched && serving) {
+      this.deps.events.record(
+        this.involved(endpoint),
+        'Normal',
+        'VersionSwitched',
+        switched.from ? `traffic switched from config version ${switched.from} to ${serving.version} (${serving.instance})` : `serving config version ${serving.version} (${serving.instance})`,
+      );
+    }
+    const routeStatus = liveRoute ? this.provider.status(ctx, liveRoute) : undefined;
+    await this.writeStatus(
+      endpoint,
+      renderStatus({
+        decision,
+        previous: endpoint.status,
+        generation: endpoint.metadata.generation,
+        host: desired.hostOf(ctx),
+        url: desired.urlOf(ctx),
+        readyOf: (instance) => readiness(caches.deployments.get(namespace, instance)),
+        routeConditions: (routeStatus?.conditions ?? []).map((c) => ({ ...c, type: `Route${c.type}` })),
+        now,
+      }),
+    );
+    // Removals come last, once the status records what drains: a restart in between keeps it running.
+    await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions);
+    return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
+  }
+
+  /** The live route as the rollout sees it: the versions it names, the Services it sends to, what the data plane reports. */
+  private readRoute(ctx: desired.EndpointContext, live: KubeObject): LiveRoute {
+    const annotated = decodeVersions(live.metadata.annotations?.[routeVersionsAnnotation]);
+    const labelled = live.metadata.labels?.[labels.version];
+    return {
+      versions: annotated ?? new Map(labelled ? [[labelled, 100]] : []),
+      services: this.provider.referencedServices(live),
+      observed: this.provider.status(ctx, live)?.observed,
+    };
   }
 
   private resolveTarget(endpoint: MachineLearningEndpoint): { target?: VersionPlan; problem?: ConditionInput } {
@@ -240,12 +247,11 @@ export class EndpointReconciler {
   }
 
   /** Records the model versions in each config snapshot and the config version in each model snapshot. */
-  private async ensureSnapshotStatuses(namespace: string, active: VersionPlan | undefined, pending: VersionPlan | undefined): Promise<void> {
+  private async ensureSnapshotStatuses(namespace: string, plans: VersionPlan[]): Promise<void> {
     const { caches, client } = this.deps;
     const writes: Promise<unknown>[] = [];
     const modelVersion = new Map<string, string>();
-    for (const plan of [active, pending]) {
-      if (!plan) continue;
+    for (const plan of plans) {
       const status = desired.configInstanceStatus(plan);
       const live = caches.configs.get(namespace, plan.instance);
       if (!live || canonicalJson(live.status?.modelVersions) !== canonicalJson(status.modelVersions)) {
@@ -261,18 +267,14 @@ export class EndpointReconciler {
   }
 
   /**
-   * Deletes what no version in use needs: workloads of versions that neither serve nor roll out,
-   * and snapshots outside the serving, pending and retained versions.
+   * Deletes the endpoint's workloads of instances the rollout no longer keeps, and its snapshots of
+   * versions it no longer keeps. What the live route references is always among the kept.
    */
-  private async collectGarbage(endpoint: MachineLearningEndpoint, active: VersionPlan | undefined, pending: VersionPlan | undefined, history: string[]): Promise<void> {
+  private async collectGarbage(endpoint: MachineLearningEndpoint, keepInstances: Set<string>, keepVersions: Set<string>): Promise<void> {
     const { caches, client } = this.deps;
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
     const uid = endpoint.metadata.uid!;
-    // A version serves but its snapshots could not be read: keep everything until they can.
-    if (endpoint.status?.endpointConfigVersion && !active) return;
-    const plans = [active, pending].filter((p): p is VersionPlan => p !== undefined);
-    const runningInstances = new Set(plans.flatMap((p) => p.variants.map((v) => v.instance)));
     const ours = (o: KubeObject) => o.metadata.labels?.[labels.endpoint] === name && o.metadata.ownerReferences?.some((r) => r.uid === uid);
     const deletions: Promise<unknown>[] = [];
     const remove = (r: Resource, o: KubeObject) => deletions.push(client.delete(r, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background', uid: o.metadata.uid }));
@@ -283,108 +285,25 @@ export class EndpointReconciler {
       [resources.persistentVolumeClaim, caches.claims],
     ] as const) {
       for (const o of store.list(namespace)) {
-        if (ours(o) && !runningInstances.has(o.metadata.labels?.[labels.modelInstance] ?? '')) remove(resource, o);
+        if (ours(o) && !keepInstances.has(o.metadata.labels?.[labels.modelInstance] ?? '')) remove(resource, o);
       }
     }
     for (const o of caches.volumes?.list() ?? []) {
       const l = o.metadata.labels ?? {};
-      if (l[labels.endpoint] === name && l[labels.endpointNamespace] === namespace && !runningInstances.has(l[labels.modelInstance] ?? '')) remove(resources.persistentVolume, o);
+      if (l[labels.endpoint] === name && l[labels.endpointNamespace] === namespace && !keepInstances.has(l[labels.modelInstance] ?? '')) remove(resources.persistentVolume, o);
     }
 
-    const keptVersions = new Set([...plans.map((p) => p.version), ...history]);
     const configSnapshots = caches.configs.list(namespace).filter((c) => isSnapshot(c) && ours(c));
-    const keptConfigs = configSnapshots.filter((c) => keptVersions.has(c.metadata.labels?.[labels.version] ?? ''));
+    const keptConfigs = configSnapshots.filter((c) => keepVersions.has(c.metadata.labels?.[labels.version] ?? ''));
     for (const c of configSnapshots) if (!keptConfigs.includes(c)) remove(resources.endpointConfig, c);
     // Model snapshots are shared between config versions: keep every one a kept config refers to.
     if (keptConfigs.every((c) => c.status?.modelVersions)) {
-      const keptModels = new Set([...runningInstances, ...keptConfigs.flatMap((c) => c.status!.modelVersions!.map((m) => m.instance ?? ''))]);
+      const keptModels = new Set([...keepInstances, ...keptConfigs.flatMap((c) => c.status!.modelVersions!.map((m) => m.instance ?? ''))]);
       for (const m of caches.models.list(namespace)) {
         if (isSnapshot(m) && ours(m) && !keptModels.has(m.metadata.name!)) remove(resources.model, m);
       }
     }
     await Promise.all(deletions);
-  }
-
-  private status(
-    ctx: desired.EndpointContext,
-    s: { active?: VersionPlan; unreadable?: string; pending?: VersionPlan; pendingSince?: string; expired: boolean; problem?: ConditionInput; history: string[]; deadlineSeconds: number; now: Date },
-  ): MachineLearningEndpointStatus {
-    const { endpoint } = ctx;
-    const namespace = endpoint.metadata.namespace!;
-    const previous = endpoint.status;
-    const { caches } = this.deps;
-    const traffic: TrafficEntry[] = s.active
-      ? backends([{ plan: s.active, percent: 100 }]).map((r: RouteBackend, i) => ({
-          variant: r.variant,
-          modelVersion: r.modelVersion,
-          service: r.service,
-          weight: r.weight,
-          readyReplicas: readiness(caches.deployments.get(namespace, r.service)),
-          replicas: s.active!.variants[i].variant.instances ?? 1,
-        }))
-      : s.unreadable
-        ? (previous?.traffic ?? []).map((t) => ({ ...t, readyReplicas: readiness(caches.deployments.get(namespace, t.service)) }))
-        : [];
-    const servingVersion = s.active?.version ?? s.unreadable;
-    const conditions: ConditionInput[] = [];
-    const waitingFor = (plan: VersionPlan) =>
-      plan.variants
-        .map((v) => `${v.instance} ${readiness(caches.deployments.get(namespace, v.instance))}/${v.variant.instances ?? 1} ready`)
-        .join(', ');
-    if (s.active) {
-      conditions.push({ type: 'Ready', status: 'True', reason: 'Serving', message: `serving config version ${s.active.version} (${s.active.instance}) at ${desired.urlOf(ctx)}` });
-    } else if (s.unreadable) {
-      conditions.push({
-        type: 'Ready',
-        status: 'True',
-        reason: 'Serving',
-        message: `serving config version ${s.unreadable} at ${desired.urlOf(ctx)}; its snapshots are missing, so its objects are left as they are until a new version replaces it`,
-      });
-    } else if (s.problem) {
-      conditions.push({ type: 'Ready', status: 'False', reason: s.problem.reason, message: s.problem.message });
-    } else if (s.expired) {
-      conditions.push({ type: 'Ready', status: 'False', reason: 'ProgressDeadlineExceeded', message: `the first version did not become Available within ${s.deadlineSeconds}s: ${waitingFor(s.pending!)}` });
-    } else {
-      conditions.push({ type: 'Ready', status: 'False', reason: 'Creating', message: s.pending ? `waiting for the first version to become Available: ${waitingFor(s.pending)}` : 'nothing to serve yet' });
-    }
-    if (s.pending && s.expired) {
-      conditions.push({
-        type: 'Progressing',
-        status: 'False',
-        reason: 'ProgressDeadlineExceeded',
-        message: `config version ${s.pending.version} did not become Available within ${s.deadlineSeconds}s (${waitingFor(s.pending)}); ${servingVersion ? `traffic stays on version ${servingVersion}` : 'nothing serves'}. Check the model's pods and events, fix the model or config, and apply it again.`,
-      });
-    } else if (s.pending) {
-      conditions.push({ type: 'Progressing', status: 'True', reason: 'NewVersionDeploying', message: `deploying config version ${s.pending.version}: ${waitingFor(s.pending)}` });
-    } else if (servingVersion) {
-      conditions.push({ type: 'Progressing', status: 'True', reason: 'NewVersionAvailable', message: `config version ${servingVersion} is serving` });
-    }
-    conditions.push(
-      s.problem
-        ? { ...s.problem, message: servingVersion ? `${s.problem.message}; serving from the snapshots of config version ${servingVersion}` : s.problem.message }
-        : { type: 'TemplatesAvailable', status: 'True', reason: 'Resolved', message: 'the config and every model it names exist' },
-    );
-    // What the data plane says of the route, for providers that report it (Gateway API).
-    const liveRoute = caches.routes.get(namespace, this.provider.routeName(ctx));
-    const routeStatus = liveRoute ? this.provider.status(ctx, liveRoute) : undefined;
-    for (const c of routeStatus?.conditions ?? []) conditions.push({ ...c, type: `Route${c.type}` });
-    const wanted = traffic.reduce((n, t) => n + (t.replicas ?? 0), 0);
-    const ready = traffic.reduce((n, t) => n + Math.min(t.readyReplicas ?? 0, t.replicas ?? 0), 0);
-    let state: MachineLearningEndpointStatus['state'];
-    if (servingVersion) state = s.pending && !s.expired ? (s.history.includes(s.pending.version) ? 'RollingBack' : 'Updating') : 'InService';
-    else state = s.expired ? 'Failed' : 'Creating';
-    return {
-      observedGeneration: endpoint.metadata.generation,
-      state,
-      ...(servingVersion ? { endpointConfigVersion: servingVersion } : {}),
-      ...(s.pending ? { pendingEndpointConfigVersion: s.pending.version, pendingSince: s.pendingSince } : {}),
-      host: desired.hostOf(ctx),
-      url: desired.urlOf(ctx),
-      ready: `${ready}/${wanted}`,
-      traffic,
-      history: s.history,
-      conditions: setConditions(previous?.conditions, conditions, endpoint.metadata.generation, s.now),
-    };
   }
 
   private involved(endpoint: MachineLearningEndpoint) {

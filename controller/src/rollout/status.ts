@@ -1,0 +1,125 @@
+// The endpoint's status from a rollout decision: state, the routed traffic table with ready
+// replicas, and conditions that tell the truth. Ready means the serving version has every wanted
+// replica ready; fewer is Degraded, a variant with none is Unavailable (its share of the traffic has
+// no backend). Pure: no I/O.
+import type { MachineLearningEndpointStatus, TrafficEntry } from '../api/generated.ts';
+import { setConditions, type ConditionInput } from '../desired/status.ts';
+import type { VersionPlan } from '../desired/plan.ts';
+import type { RouteBackend } from '../routing/route.ts';
+import type { RolloutDecision } from './decide.ts';
+
+export interface StatusInput {
+  decision: RolloutDecision;
+  previous: MachineLearningEndpointStatus | undefined;
+  generation: number | undefined;
+  host: string;
+  url: string;
+  /** Ready replicas of a model instance's Deployment. */
+  readyOf(instance: string): number;
+  /** Conditions the data plane reports on the route, already named for the endpoint (RouteAccepted...). */
+  routeConditions: ConditionInput[];
+  now: Date;
+}
+
+function replicasOf(decision: RolloutDecision): Map<string, number> {
+  const replicas = new Map<string, number>();
+  for (const d of decision.deploy) for (const [instance, n] of d.replicas) replicas.set(instance, n);
+  return replicas;
+}
+
+function table(route: readonly RouteBackend[], replicas: Map<string, number>, readyOf: (instance: string) => number): TrafficEntry[] {
+  return route.map((b) => ({
+    variant: b.variant,
+    version: b.version,
+    modelVersion: b.modelVersion,
+    service: b.service,
+    weight: b.weight,
+    readyReplicas: readyOf(b.service),
+    replicas: replicas.get(b.service) ?? 0,
+  }));
+}
+
+function waitingFor(plan: VersionPlan, replicas: Map<string, number>, readyOf: (instance: string) => number): string {
+  return plan.variants.map((v) => `${v.instance} ${readyOf(v.instance)}/${replicas.get(v.instance) ?? v.variant.instances ?? 1} ready`).join(', ');
+}
+
+export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
+  const { decision, previous, readyOf } = s;
+  const o = decision.outcome;
+  const replicas = replicasOf(decision);
+  const traffic = decision.route
+    ? table(decision.route, replicas, readyOf)
+    : o.unreadable
+      ? (previous?.traffic ?? []).map((t) => ({ ...t, readyReplicas: readyOf(t.service) }))
+      : [];
+  const servingVersion = o.serving?.version ?? o.unreadable;
+  const conditions: ConditionInput[] = [];
+
+  const short = traffic.filter((t) => (t.readyReplicas ?? 0) < (t.replicas ?? 0));
+  const empty = traffic.filter((t) => t.weight > 0 && (t.readyReplicas ?? 0) === 0);
+  if (servingVersion) {
+    const missing = o.unreadable ? '; its snapshots are missing, so its objects are left as they are until a new version replaces it' : '';
+    if (empty.length > 0) {
+      conditions.push({
+        type: 'Ready',
+        status: 'False',
+        reason: 'Unavailable',
+        message: `config version ${servingVersion} serves at ${s.url}, but ${empty.map((t) => `${t.variant} (${t.service}, ${t.weight}% of the traffic) has 0/${t.replicas} replicas ready`).join(', ')}: requests routed there fail. Check its pods and events${missing}`,
+      });
+    } else if (short.length > 0) {
+      conditions.push({
+        type: 'Ready',
+        status: 'False',
+        reason: 'Degraded',
+        message: `config version ${servingVersion} serves at ${s.url} with fewer replicas than wanted: ${short.map((t) => `${t.variant} ${t.readyReplicas}/${t.replicas} ready`).join(', ')}${missing}`,
+      });
+    } else {
+      conditions.push({ type: 'Ready', status: 'True', reason: 'Serving', message: `serving config version ${servingVersion}${o.serving ? ` (${o.serving.instance})` : ''} at ${s.url}${missing}` });
+    }
+  } else if (o.problem) {
+    conditions.push({ type: 'Ready', status: 'False', reason: o.problem.reason, message: o.problem.message });
+  } else if (o.expired) {
+    conditions.push({ type: 'Ready', status: 'False', reason: 'ProgressDeadlineExceeded', message: `the first version did not become Available within ${o.deadlineSeconds}s: ${waitingFor(o.pending!, replicas, readyOf)}` });
+  } else {
+    conditions.push({ type: 'Ready', status: 'False', reason: 'Creating', message: o.pending ? `waiting for the first version to become Available: ${waitingFor(o.pending, replicas, readyOf)}` : 'nothing to serve yet' });
+  }
+
+  if (o.pending && o.expired) {
+    conditions.push({
+      type: 'Progressing',
+      status: 'False',
+      reason: 'ProgressDeadlineExceeded',
+      message: `config version ${o.pending.version} did not become Available within ${o.deadlineSeconds}s; ${servingVersion ? `traffic stays on version ${servingVersion}` : 'nothing serves'}, and its Deployments are scaled to zero (its snapshots stay). Check the model's pods and events, fix the model or config and apply it, or bump spec.rollout.attempt to try the same version again.`,
+    });
+  } else if (o.pending) {
+    conditions.push({ type: 'Progressing', status: 'True', reason: 'NewVersionDeploying', message: `deploying config version ${o.pending.version}: ${waitingFor(o.pending, replicas, readyOf)}` });
+  } else if (servingVersion) {
+    const drain = o.draining.length ? `; draining ${o.draining.map((d) => `${d.version} until ${d.until}`).join(', ')}` : '';
+    conditions.push({ type: 'Progressing', status: 'True', reason: 'NewVersionAvailable', message: `config version ${servingVersion} is serving${drain}` });
+  }
+  conditions.push(
+    o.problem
+      ? { ...o.problem, message: servingVersion ? `${o.problem.message}; serving from the snapshots of config version ${servingVersion}` : o.problem.message }
+      : { type: 'TemplatesAvailable', status: 'True', reason: 'Resolved', message: 'the config and every model it names exist' },
+  );
+  conditions.push(...s.routeConditions);
+
+  const wanted = traffic.reduce((n, t) => n + (t.replicas ?? 0), 0);
+  const ready = traffic.reduce((n, t) => n + Math.min(t.readyReplicas ?? 0, t.replicas ?? 0), 0);
+  let state: MachineLearningEndpointStatus['state'];
+  if (servingVersion) state = o.pending && !o.expired ? (o.rollingBack ? 'RollingBack' : 'Updating') : 'InService';
+  else state = o.expired ? 'Failed' : 'Creating';
+  return {
+    observedGeneration: s.generation,
+    state,
+    ...(servingVersion ? { endpointConfigVersion: servingVersion } : {}),
+    ...(o.pending ? { pendingEndpointConfigVersion: o.pending.version, pendingSince: o.pendingSince } : {}),
+    host: s.host,
+    url: s.url,
+    ready: `${ready}/${wanted}`,
+    traffic,
+    history: o.history,
+    ...(o.draining.length ? { draining: o.draining } : {}),
+    conditions: setConditions(previous?.conditions, conditions, s.generation, s.now),
+  };
+}

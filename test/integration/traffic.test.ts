@@ -1,0 +1,132 @@
+// Real requests through the local cluster's gateway (Traefik, Gateway API) to model servers on the
+// pods' own addresses: what users of an endpoint see while it is created, re-weighted and switched
+// blue/green, and while a version that never gets ready sits past its deadline.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
+import type { Sample } from '../../ci/traffic/load.ts';
+import { waitFor } from '../../ci/wait.ts';
+import { createNamespace, deleteNamespace } from './kube.ts';
+import { applyConfig, applyEndpoint, applyModel, admin, getEndpoint, inService, k8s, runController, waitForEndpoint } from './ml.ts';
+import { artifact, installGatewayRelease, load, printReport, share, uninstallRelease, type RoutingMode } from './traffic.ts';
+
+const failedOf = (samples: readonly Sample[]) => samples.filter((s) => s.status === 0 || s.status >= 500);
+
+for (const mode of ['shared', 'perEndpoint'] as RoutingMode[]) {
+  describe(`traffic through the gateway (Gateway API provider, ${mode === 'shared' ? 'a shared Gateway' : 'a Gateway per endpoint'})`, () => {
+    let namespace: string;
+    let release: Release;
+    let controller: ControllerProcess;
+    const host = (name: string) => `${name}.${namespace}.models.example.com`;
+
+    beforeAll(async () => {
+      namespace = await createNamespace(admin, `traffic-${mode === 'shared' ? 'shared' : 'own'}`, { 'pod-security.kubernetes.io/enforce': 'restricted' });
+      release = await installGatewayRelease(namespace, mode);
+      controller = await runController([namespace], { release });
+    });
+    afterAll(async () => {
+      await controller?.stop();
+      await deleteNamespace(admin, namespace);
+      if (release) await uninstallRelease(release);
+    });
+
+    const model = (image: string, env: Record<string, string> = {}) => ({
+      image,
+      artifact: artifact('titanic'),
+      readinessPath: '/healthz',
+      ...(Object.keys(env).length ? { env: Object.entries(env).map(([name, value]) => ({ name, value })) } : {}),
+    });
+
+    if (mode === 'shared') {
+      it('splits 2,000 requests 80/20 within the 99.9% binomial interval of the weights', async () => {
+        await applyModel(namespace, 'champion', model('acme/champion:1'));
+        await applyModel(namespace, 'challenger', model('acme/challenger:1'));
+        await applyConfig(namespace, 'ab', { models: [{ model: 'champion', weight: 80 }, { model: 'challenger', weight: 20 }] });
+        await applyEndpoint(namespace, 'ab', { config: 'ab' });
+        const e = await waitForEndpoint(namespace, 'ab', 'InService', inService, 90_000);
+        expect(e.status!.conditions!.find((c) => c.type === 'RouteAccepted')).toMatchObject({ status: 'True' });
+        const [champion, challenger] = e.status!.traffic!.map((t) => t.service);
+        const run = load(host('ab'), { requests: 2000, concurrency: 16, maxDurationMs: 60_000 });
+        const r = await run.done;
+        printReport('80/20 split', r);
+        expect(failedOf(run.samples)).toEqual([]);
+        for (const [instance, weight] of [[champion, 0.8], [challenger, 0.2]] as const) {
+          const s = share(run.samples, instance, weight);
+          process.stdout.write(`[traffic] ${instance}: ${(s.observed * 100).toFixed(2)}% of ${s.n}, interval ${(s.interval[0] * 100).toFixed(2)}..${(s.interval[1] * 100).toFixed(2)}%\n`);
+          expect(s.observed).toBeGreaterThanOrEqual(s.interval[0]);
+          expect(s.observed).toBeLessThanOrEqual(s.interval[1]);
+        }
+      });
+
+      it('follows a weight change in place within 10 s, with 0 failed requests', async () => {
+        const before = await getEndpoint(namespace, 'ab');
+        const run = load(host('ab'), { requests: 4000, rate: 100, concurrency: 32, maxDurationMs: 40_000 });
+        await waitFor('some load before the change', 10_000, async () => (run.samples.length > 200 ? true : undefined));
+        const changedAt = performance.now();
+        const runStart = changedAt - run.samples.at(-1)!.start;
+        await applyConfig(namespace, 'ab', { models: [{ model: 'champion', weight: 50 }, { model: 'challenger', weight: 50 }] });
+        const e = await waitForEndpoint(namespace, 'ab', 'weights 50/50', (x) => inService(x) && x.status!.traffic!.every((t) => t.weight === 50));
+        expect(e.status!.traffic!.map((t) => t.service)).toEqual(before.status!.traffic!.map((t) => t.service));
+        const r = await run.done;
+        printReport('weight change 80/20 -> 50/50', r);
+        expect(failedOf(run.samples)).toEqual([]);
+        const after = run.samples.filter((s) => s.start >= changedAt - runStart + 10_000);
+        expect(after.length).toBeGreaterThan(1000);
+        const s = share(after, e.status!.traffic![0].service, 0.5);
+        process.stdout.write(`[traffic] 10 s after the change: champion ${(s.observed * 100).toFixed(2)}% of ${s.n}, interval ${(s.interval[0] * 100).toFixed(2)}..${(s.interval[1] * 100).toFixed(2)}%\n`);
+        expect(s.observed).toBeGreaterThanOrEqual(s.interval[0]);
+        expect(s.observed).toBeLessThanOrEqual(s.interval[1]);
+      });
+    }
+
+    it('switches blue/green under load: old answers before, new after, 0 failed requests', async () => {
+      await applyModel(namespace, 'bg', model('acme/bg:1'));
+      await applyConfig(namespace, 'bg', { models: [{ model: 'bg' }] });
+      await applyEndpoint(namespace, 'bg', { config: 'bg', rollout: { drainSeconds: 5 } });
+      const v1 = await waitForEndpoint(namespace, 'bg', 'InService', inService, 90_000);
+      const oldInstance = v1.status!.traffic![0].service;
+      // 60 requests a second, one in ten lasting 2 s, through the whole switch.
+      const run = load(host('bg'), { requests: 6000, rate: 60, concurrency: 64, maxDurationMs: 90_000, sleepMs: (i) => (i % 10 === 0 ? 2000 : 0) });
+      await waitFor('load before the change', 10_000, async () => (run.samples.length > 120 ? true : undefined));
+      await applyModel(namespace, 'bg', model('acme/bg:2'));
+      const v2 = await waitForEndpoint(namespace, 'bg', 'switched', (x) => inService(x) && x.status!.endpointConfigVersion !== v1.status!.endpointConfigVersion, 90_000);
+      const newInstance = v2.status!.traffic![0].service;
+      // Keep the load on until the old version is gone, and a little longer.
+      await waitFor('the old version removed', 60_000, async () => {
+        const pods = await admin.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace, labelSelector: `ml-operator.dev/model-instance=${oldInstance}` });
+        return pods.items.length === 0 ? true : undefined;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      run.stop();
+      const r = await run.done;
+      printReport('blue/green switch', r);
+      const answered = [...run.samples].filter((s) => s.status === 200).sort((a, b) => a.start - b.start);
+      const firstNew = answered.find((s) => s.backend?.instance === newInstance)!;
+      const lastOld = answered.filter((s) => s.backend?.instance === oldInstance).at(-1)!;
+      process.stdout.write(`[traffic] switch: last request answered by the old version started at ${lastOld.start.toFixed(0)} ms, first answered by the new at ${firstNew.start.toFixed(0)} ms\n`);
+      expect(failedOf(run.samples)).toEqual([]);
+      expect(answered.every((s) => s.backend?.instance === oldInstance || s.backend?.instance === newInstance)).toBe(true);
+      // Requests the gateway took before its switch went to the old version, after it to the new; in
+      // between lies only the moment the gateway swaps its configuration.
+      expect(lastOld.start).toBeLessThan(firstNew.start + 50);
+    });
+
+    if (mode === 'shared') {
+      it('keeps 100% of the load on the serving version while a new one never gets ready, past its deadline', async () => {
+        await applyEndpoint(namespace, 'bg', { config: 'bg', rollout: { drainSeconds: 5, progressDeadlineSeconds: 10 } });
+        const serving = await waitForEndpoint(namespace, 'bg', 'InService', inService);
+        const servingInstance = serving.status!.traffic![0].service;
+        const run = load(host('bg'), { requests: 3000, rate: 60, concurrency: 32, maxDurationMs: 60_000 });
+        await applyModel(namespace, 'bg', model('acme/bg:3', { DEMO_READY: 'false' }));
+        await waitForEndpoint(namespace, 'bg', 'ProgressDeadlineExceeded', (x) => x.status?.conditions?.find((c) => c.type === 'Progressing')?.reason === 'ProgressDeadlineExceeded', 60_000);
+        // And for a while after the deadline.
+        await new Promise((resolve) => setTimeout(resolve, 5000));
+        run.stop();
+        const r = await run.done;
+        printReport('a version that never gets ready', r);
+        expect(failedOf(run.samples)).toEqual([]);
+        expect(Object.keys(r.byInstance)).toEqual([servingInstance]);
+        expect((await getEndpoint(namespace, 'bg')).status!.endpointConfigVersion).toBe(serving.status!.endpointConfigVersion);
+      });
+    }
+  });
+}

@@ -1,0 +1,58 @@
+// Helpers for tests that send real requests: the cluster's gateway, releases of the chart with the
+// Gateway API provider, model artifacts on the artifact server, and load through the gateway.
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+import { installChart, type Release } from '../../ci/cluster/operator.ts';
+import { binomialInterval, describeReport, startLoad, type LoadOptions, type LoadReport, type LoadRun, type Sample } from '../../ci/traffic/load.ts';
+import { admin, k8s } from './ml.ts';
+
+export { artifact } from './ml.ts';
+
+export const gateway = () => inject('gateway');
+
+export type RoutingMode = 'shared' | 'perEndpoint';
+
+/**
+ * Installs a release of the chart whose controller routes with the Gateway API provider, watching
+ * only `namespace` (so the release gets a Role there and nothing cluster-wide): attached to the
+ * cluster's shared Gateway, or with a Gateway of Traefik's class per endpoint.
+ */
+export async function installGatewayRelease(namespace: string, mode: RoutingMode): Promise<Release> {
+  const g = gateway();
+  const release = { name: `gw-${randomBytes(3).toString('hex')}`, namespace: `${namespace}-release` };
+  const routing =
+    mode === 'shared'
+      ? [
+          `controller.config.routing.gatewayAPI.sharedGateway.name=${g.shared.name}`,
+          `controller.config.routing.gatewayAPI.sharedGateway.namespace=${g.shared.namespace}`,
+          `controller.config.routing.gatewayAPI.sharedGateway.sectionName=${g.shared.sectionName}`,
+        ]
+      : [`controller.config.routing.gatewayAPI.gatewayClassName=${g.className}`];
+  await installChart(
+    inject('kubeconfigPath'),
+    ['crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${namespace}}`, 'controller.config.routing.provider=gatewayAPI', ...routing],
+    release,
+  );
+  return release;
+}
+
+export async function uninstallRelease(release: Release): Promise<void> {
+  await admin.makeApiClient(k8s.CoreV1Api).deleteNamespace({ name: release.namespace });
+}
+
+/** Load through the gateway to a host; bounded by the given count and time. */
+export function load(host: string, o: Omit<LoadOptions, 'url' | 'host'> & { path?: string }): LoadRun {
+  const g = gateway();
+  return startLoad({ ...o, url: `http://${g.address}:${g.port}${o.path ?? '/predict'}`, host });
+}
+
+export function printReport(what: string, r: LoadReport): void {
+  process.stdout.write(`[traffic] ${what}: ${describeReport(r)}\n`);
+}
+
+/** Asserts-ready data: the observed share of `instance` and the 99.9% binomial interval around `expected`. */
+export function share(samples: readonly Sample[], instance: string, expected: number): { observed: number; interval: [number, number]; n: number } {
+  const answered = samples.filter((s) => s.status === 200 && s.backend);
+  const hits = answered.filter((s) => s.backend!.instance === instance).length;
+  return { observed: hits / answered.length, interval: binomialInterval(expected, answered.length), n: answered.length };
+}
