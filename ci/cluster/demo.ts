@@ -70,10 +70,18 @@ const table = (rows: string[][]) => {
 const out: string[] = [''];
 for (const e of endpoints) {
   const s = e.status!;
+  // The gateway reports a route accepted when it builds its configuration, and serves it a moment later.
+  await waitFor(`the gateway to route ${s.host}`, 30_000, async () => {
+    const probe = startLoad({ url: `http://${gatewayAddress}/predict`, host: s.host!, requests: 1, concurrency: 1, maxDurationMs: 5000 });
+    await probe.done;
+    return probe.samples[0].status === 200 ? true : undefined;
+  });
   log(`demo: sending ${requestsPerEndpoint} requests to ${s.host} through the gateway at ${gatewayAddress}`);
   const run = startLoad({ url: `http://${gatewayAddress}/predict`, host: s.host!, requests: requestsPerEndpoint, concurrency: 16, maxDurationMs: 60_000 });
   const r = await run.done;
-  const answered = Object.values(r.byInstance).reduce((a, b) => a + b, 0);
+  const byModel = run.samples.filter((x) => x.status === 200 && x.backend?.instance);
+  const answered = byModel.length;
+  const others = Object.entries(r.byStatus).filter(([status]) => status !== '200').map(([status, n]) => `${n} with status ${status === '0' ? '(no answer)' : status}`);
   out.push(`endpoint ${namespace}/${e.metadata.name}: ${s.state}, host ${s.host}, serving config version ${s.endpointConfigVersion}, ${s.ready} replicas ready`);
   out.push(
     table([
@@ -81,7 +89,7 @@ for (const e of endpoints) {
       ...s.traffic!.map((t) => [t.variant, t.modelVersion, `${t.weight}%`, `${((100 * (r.byInstance[t.service] ?? 0)) / Math.max(1, answered)).toFixed(1)}%`, `${t.readyReplicas}/${t.replicas}`, t.service]),
     ]),
   );
-  out.push(`  ${r.sent} requests: ${answered} answered by a model, ${r.failed} failed; latency p50 ${r.latency.p50.toFixed(1)} ms, p99 ${r.latency.p99.toFixed(1)} ms`);
+  out.push(`  ${r.sent} requests: ${answered} answered by a model${others.length ? `, ${others.join(', ')}` : ''}; latency p50 ${r.latency.p50.toFixed(1)} ms, p99 ${r.latency.p99.toFixed(1)} ms`);
   out.push('');
 }
 const example = endpoints.find((e) => e.metadata.name === 'titanic-ab') ?? endpoints[0];

@@ -145,6 +145,9 @@ export class EndpointReconciler {
       );
     }
     const routeStatus = liveRoute ? this.provider.status(ctx, liveRoute) : undefined;
+    // A route just written, that the gateway has not reported on yet, serves nothing so far.
+    const routeConditions: ConditionInput[] =
+      routeStatus?.conditions ?? (this.provider.reportsStatus && decision.route ? [{ type: 'Accepted', status: 'Unknown', reason: 'Pending', message: `${this.provider.routeResource.kind} ${namespace}/${this.provider.routeName(ctx)} was just written; waiting for the gateway to report on it` }] : []);
     await this.writeStatus(
       endpoint,
       renderStatus({
@@ -154,7 +157,7 @@ export class EndpointReconciler {
         host: desired.hostOf(ctx),
         url: desired.urlOf(ctx),
         readyOf: (instance) => readiness(caches.deployments.get(namespace, instance)),
-        routeConditions: (routeStatus?.conditions ?? []).map((c) => ({ ...c, type: `Route${c.type}` })),
+        routeConditions: routeConditions.map((c) => ({ ...c, type: `Route${c.type}` })),
         now,
       }),
     );

@@ -57,9 +57,19 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
 
   const short = traffic.filter((t) => (t.readyReplicas ?? 0) < (t.replicas ?? 0));
   const empty = traffic.filter((t) => t.weight > 0 && (t.readyReplicas ?? 0) === 0);
+  // Only a route the gateway has accepted serves (for providers that report it).
+  const accepted = s.routeConditions.find((c) => c.type === 'RouteAccepted');
+  const routeDown = accepted && accepted.status !== 'True' ? accepted : undefined;
   if (servingVersion) {
     const missing = o.unreadable ? '; its snapshots are missing, so its objects are left as they are until a new version replaces it' : '';
-    if (empty.length > 0) {
+    if (routeDown) {
+      conditions.push({
+        type: 'Ready',
+        status: 'False',
+        reason: routeDown.status === 'False' ? 'RouteNotAccepted' : 'RoutePending',
+        message: `config version ${servingVersion} is deployed, but its route does not serve yet: ${routeDown.message}`,
+      });
+    } else if (empty.length > 0) {
       conditions.push({
         type: 'Ready',
         status: 'False',
@@ -107,7 +117,10 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
   const wanted = traffic.reduce((n, t) => n + (t.replicas ?? 0), 0);
   const ready = traffic.reduce((n, t) => n + Math.min(t.readyReplicas ?? 0, t.replicas ?? 0), 0);
   let state: MachineLearningEndpointStatus['state'];
-  if (servingVersion) state = o.pending && !o.expired ? (o.rollingBack ? 'RollingBack' : 'Updating') : 'InService';
+  // The first version is still being created until the gateway has taken its route.
+  const servedBefore = previous?.state === 'InService' || previous?.state === 'Updating' || previous?.state === 'RollingBack';
+  if (servingVersion && routeDown?.status === 'Unknown' && !servedBefore) state = 'Creating';
+  else if (servingVersion) state = o.pending && !o.expired ? (o.rollingBack ? 'RollingBack' : 'Updating') : 'InService';
   else state = o.expired ? 'Failed' : 'Creating';
   return {
     observedGeneration: s.generation,

@@ -64,6 +64,7 @@ export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
   name: 'gatewayAPI',
   routeResource: httpRouteResource,
   gatewayResource: config.routing.gatewayAPI.sharedGateway.name ? undefined : gatewayApiGatewayResource,
+  reportsStatus: true,
 
   gateways(ctx) {
     if (shared(ctx)) return [];

@@ -19,6 +19,7 @@ export const istio: RoutingProvider = {
   name: 'istio',
   routeResource: resources.virtualService,
   gatewayResource: resources.gateway,
+  reportsStatus: false,
 
   gateways(ctx) {
     const { endpoint, config } = ctx;

@@ -27,6 +27,8 @@ export interface RoutingProvider {
   /** The route kind, and the gateway kind when the provider writes per-endpoint gateways. */
   readonly routeResource: Resource;
   readonly gatewayResource?: Resource;
+  /** Whether the data plane reports on routes (then a route is not serving until it has). */
+  readonly reportsStatus: boolean;
   /** Gateways of the endpoint's host (none when routes attach to a shared gateway). */
   gateways(ctx: EndpointContext): Desired[];
   /** The endpoint's route objects (the first is the one that carries the traffic split). */
