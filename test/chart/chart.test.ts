@@ -173,12 +173,12 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
       return deployment.spec.template.spec.containers[0].args;
     };
 
-    it('default: all namespaces with a ClusterRole, one replica, no PDB, the namespace kept', async () => {
+    it('default: all namespaces with a ClusterRole, one replica with leader election, no PDB, the namespace kept', async () => {
       const rendered = await render('default-values.yaml');
       expect(find(rendered, 'ClusterRole').map((o) => o.metadata.name)).toContain('ml-operator-controller');
       expect(find(rendered, 'Role').map((o) => o.metadata.name)).toEqual(['ml-operator-controller-leader-election']);
       expect(find(rendered, 'PodDisruptionBudget')).toEqual([]);
-      expect(args(rendered)).toContain('--leader-elect=false');
+      expect(args(rendered)).toContain('--leader-elect=true');
       expect(args(rendered).some((a) => a.startsWith('--watch-namespaces'))).toBe(false);
       const [namespace] = find(rendered, 'Namespace');
       expect(namespace.metadata.name).toBe('machine-learning');

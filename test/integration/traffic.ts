@@ -17,7 +17,7 @@ export type RoutingMode = 'shared' | 'perEndpoint';
  * only `namespace` (so the release gets a Role there and nothing cluster-wide): attached to the
  * cluster's shared Gateway, or with a Gateway of Traefik's class per endpoint.
  */
-export async function installGatewayRelease(namespace: string, mode: RoutingMode): Promise<Release> {
+export async function installGatewayRelease(namespace: string, mode: RoutingMode): Promise<Release & { values: string[] }> {
   const g = gateway();
   const release = { name: `gw-${randomBytes(3).toString('hex')}`, namespace: `${namespace}-release` };
   const routing =
@@ -28,12 +28,9 @@ export async function installGatewayRelease(namespace: string, mode: RoutingMode
           `controller.config.routing.gatewayAPI.sharedGateway.sectionName=${g.shared.sectionName}`,
         ]
       : [`controller.config.routing.gatewayAPI.gatewayClassName=${g.className}`];
-  await installChart(
-    inject('kubeconfigPath'),
-    ['crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${namespace}}`, 'controller.config.routing.provider=gatewayAPI', ...routing],
-    release,
-  );
-  return release;
+  const values = ['crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${namespace}}`, 'controller.config.routing.provider=gatewayAPI', ...routing];
+  await installChart(inject('kubeconfigPath'), values, release);
+  return { ...release, values };
 }
 
 export async function uninstallRelease(release: Release): Promise<void> {

@@ -24,5 +24,11 @@ export const managedBySelector = `${labels.managedBy}=${managerName}`;
 /** Hash of the body the controller last applied: a differing hash means the object must be written. */
 export const desiredHashAnnotation = 'ml-operator.dev/desired-hash';
 
+/**
+ * On a model snapshot: the artifact fetcher image its Deployment runs. A version keeps the fetcher
+ * it started with, so that a controller upgrade (which brings a new fetcher image) restarts no pod.
+ */
+export const fetcherImageAnnotation = 'ml-operator.dev/fetcher-image';
+
 /** Finalizer that removes cluster-scoped PersistentVolumes (hostPath storage), which owner references cannot reach. */
 export const storageFinalizer = 'ml-operator.dev/storage';

@@ -59,7 +59,8 @@ describe('versions', () => {
     const ctx = { endpoint, config: operatorConfig };
     const configInstance = { ...(desired.configInstance(ctx, p).object as never as { metadata: never; spec: never }), status: desired.configInstanceStatus(p) };
     const modelInstances = new Map(p.variants.map((v) => [v.instance, desired.modelInstance(ctx, v).object as never]));
-    expect(planFromSnapshot(configInstance as never, modelInstances)).toEqual(p);
+    // The snapshots also pin the fetcher image each instance runs with.
+    expect(planFromSnapshot(configInstance as never, modelInstances)).toEqual({ ...p, variants: p.variants.map((v) => ({ ...v, fetcherImage: 'ml-operator/controller:1' })) });
   });
 });
 
@@ -69,6 +70,15 @@ describe('the Deployment of a variant', () => {
   const d = desired.deployment(ctx, p.variants[1], 600).object as any;
   const pod = d.spec.template.spec;
   const server = pod.containers[0];
+
+  it('runs the fetcher image its instance was pinned to, and records it on the model snapshot', () => {
+    const pinned = { ...p.variants[1], fetcherImage: 'ml-operator/controller:0.9' };
+    const init = (desired.deployment(ctx, pinned, 600).object as any).spec.template.spec.initContainers[0];
+    expect(init).toMatchObject({ name: 'fetch-artifact', image: 'ml-operator/controller:0.9' });
+    expect(pod.initContainers[0].image).toBe('ml-operator/controller:1');
+    expect(desired.modelInstance(ctx, pinned).object.metadata.annotations?.['ml-operator.dev/fetcher-image']).toBe('ml-operator/controller:0.9');
+    expect(desired.modelInstance(ctx, p.variants[1]).object.metadata.annotations?.['ml-operator.dev/fetcher-image']).toBe('ml-operator/controller:1');
+  });
 
   it('runs the wanted replicas with requests equal to limits', () => {
     expect(d.spec.replicas).toBe(1);

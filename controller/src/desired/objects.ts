@@ -3,13 +3,14 @@
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { apiVersionOf, resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
-import { desiredHashAnnotation, labels, managerName } from './labels.ts';
+import { desiredHashAnnotation, fetcherImageAnnotation, labels, managerName } from './labels.ts';
 import { contentVersion } from './names.ts';
 import type { VariantPlan, VersionPlan } from './plan.ts';
 
 export const modelMountPath = '/opt/ml/model';
 export const artifactSourceRoot = '/mnt/artifact-source';
 export const fetcherEntrypoint = ['node', '/app/dist/fetcher/main.js'];
+export const fetcherContainerName = 'fetch-artifact';
 /** Port of every model Service (its target is the container's port named http). */
 export const servicePort = 80;
 /** Numeric user of the controller image, which the fetcher runs as. */
@@ -97,7 +98,8 @@ export function configInstanceStatus(plan: VersionPlan) {
 
 /** The immutable snapshot of a model as one variant of a version runs it. */
 export function modelInstance(ctx: EndpointContext, v: VariantPlan): Desired {
-  return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model });
+  const fetcher = v.model.artifact ? { [fetcherImageAnnotation]: v.fetcherImage ?? ctx.config.fetcher.image } : undefined;
+  return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model }, fetcher);
 }
 
 function workloadLabels(endpoint: MachineLearningEndpoint, v: VariantPlan): Record<string, string> {
@@ -181,8 +183,8 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
       fetcherMounts.push({ name: 'artifact-source', mountPath: `${artifactSourceRoot}/${source}`, readOnly: true });
     }
     initContainers.push({
-      name: 'fetch-artifact',
-      image: config.fetcher.image,
+      name: fetcherContainerName,
+      image: v.fetcherImage ?? config.fetcher.image,
       command: fetcherEntrypoint,
       args: [artifact, modelMountPath],
       ...(model.artifactSecret ? { envFrom: [{ secretRef: { name: model.artifactSecret } }] } : {}),

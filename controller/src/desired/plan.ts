@@ -1,7 +1,7 @@
 // Which version an endpoint should serve: the config and model versions that a config and its
 // models resolve to, or that a snapshot (instance) recorded. Pure: no I/O.
 import type { MachineLearningEndpointConfig, MachineLearningEndpointConfigSpec, MachineLearningEndpointConfigVariant, MachineLearningModel, MachineLearningModelSpec } from '../api/generated.ts';
-import { labels } from './labels.ts';
+import { fetcherImageAnnotation, labels } from './labels.ts';
 import { contentVersion, versionedName } from './names.ts';
 
 export interface VariantPlan {
@@ -13,6 +13,8 @@ export interface VariantPlan {
   version: string;
   /** `<model>-<m_version>`: the model instance, its Deployment, Service and storage. */
   instance: string;
+  /** The artifact fetcher image this instance runs with, once pinned (see fetcherImageAnnotation). */
+  fetcherImage?: string;
 }
 
 export interface VersionPlan {
@@ -68,7 +70,8 @@ export function planFromSnapshot(configInstance: MachineLearningEndpointConfig, 
     const instance = entry?.instance ?? (entry ? versionedName(entry.model, entry.version) : undefined);
     const snapshot = instance ? modelInstances.get(instance) : undefined;
     if (!entry || !instance || !snapshot) return undefined;
-    variants.push({ variant, model: snapshot.spec, version: entry.version, instance });
+    const fetcherImage = snapshot.metadata.annotations?.[fetcherImageAnnotation];
+    variants.push({ variant, model: snapshot.spec, version: entry.version, instance, ...(fetcherImage ? { fetcherImage } : {}) });
   }
   return { config: template, spec: configInstance.spec, version, instance: meta.name!, variants };
 }

@@ -4,7 +4,7 @@
 // workloads), then the status (which records what drains), and removals last.
 import type { Condition, MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningEndpointStatus, MachineLearningModel } from '../api/generated.ts';
 import { upToDate } from '../desired/compare.ts';
-import { labels, storageFinalizer } from '../desired/labels.ts';
+import { fetcherImageAnnotation, labels, storageFinalizer } from '../desired/labels.ts';
 import { canonicalJson } from '../desired/names.ts';
 import * as desired from '../desired/objects.ts';
 import { planFromSnapshot, planFromTemplates, type VersionPlan } from '../desired/plan.ts';
@@ -101,7 +101,9 @@ export class EndpointReconciler {
     const ctx: desired.EndpointContext = { endpoint, config };
     const now = this.now();
     const deadlineSeconds = endpoint.spec.rollout?.progressDeadlineSeconds ?? defaults.progressDeadlineSeconds;
-    const { target, problem } = this.resolveTarget(endpoint);
+    const resolved = this.resolveTarget(endpoint);
+    const target = this.pinFetcher(namespace, resolved.target);
+    const { problem } = resolved;
     const liveRoute = caches.routes.get(namespace, this.provider.routeName(ctx));
     const decision = decide({
       generation: endpoint.metadata.generation ?? 0,
@@ -109,7 +111,7 @@ export class EndpointReconciler {
       status: endpoint.status ?? {},
       target,
       problem,
-      snapshot: (version) => this.snapshotPlan(namespace, name, version),
+      snapshot: (version) => this.pinFetcher(namespace, this.snapshotPlan(namespace, name, version)),
       route: liveRoute ? this.readRoute(ctx, liveRoute) : undefined,
       workload: (v, replicas) => {
         const live = caches.deployments.get(namespace, v.instance);
@@ -164,6 +166,25 @@ export class EndpointReconciler {
     // Removals come last, once the status records what drains: a restart in between keeps it running.
     await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions);
     return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
+  }
+
+  /**
+   * Each instance keeps the fetcher image it started with: its running Deployment's, else the one its
+   * snapshot recorded, else the operator's current one. A new controller's fetcher reaches new
+   * versions only, so upgrading the controller restarts no model pod.
+   */
+  private pinFetcher(namespace: string, plan: VersionPlan | undefined): VersionPlan | undefined {
+    if (!plan) return plan;
+    const { caches } = this.deps;
+    const running = (instance: string) => {
+      const spec = caches.deployments.get(namespace, instance)?.spec as { template?: { spec?: { initContainers?: { name: string; image: string }[] } } } | undefined;
+      return spec?.template?.spec?.initContainers?.find((c) => c.name === desired.fetcherContainerName)?.image;
+    };
+    const variants = plan.variants.map((v) => {
+      const fetcherImage = running(v.instance) ?? caches.models.get(namespace, v.instance)?.metadata.annotations?.[fetcherImageAnnotation] ?? v.fetcherImage;
+      return fetcherImage ? { ...v, fetcherImage } : v;
+    });
+    return { ...plan, variants };
   }
 
   /** The live route as the rollout sees it: the versions it names, the Services it sends to, what the data plane reports. */
