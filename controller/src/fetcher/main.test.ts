@@ -6,7 +6,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { archiveKind, main, markerName, parseArtifactUri, redactUri, safeEntries, signS3Request, type Env } from './main.ts';
+import { markerName } from './install.ts';
+import type { Env } from './log.ts';
+import { main } from './main.ts';
+import { signS3Request } from './sigv4.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: temp dirs, loopback servers, running main with captured logs
@@ -72,81 +75,6 @@ function makeModel(): { src: string; tgz: string; zip: string } {
 const userFiles = (target: string) => readdirSync(target).filter((n) => !n.startsWith('.')).sort();
 const marker = (target: string) => JSON.parse(readFileSync(join(target, markerName), 'utf8')) as { uri: string; sha256: string | null };
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
-
-// ---------------------------------------------------------------------------------------------
-// Pure pieces
-
-describe('parseArtifactUri', () => {
-  it('parses every supported scheme', () => {
-    expect(parseArtifactUri('https://example.com/models/m%20v1.tar.gz?x=1')).toMatchObject({ scheme: 'https', path: '/models/m v1.tar.gz' });
-    expect(parseArtifactUri('s3://my-bucket/dir/model.tar.gz')).toMatchObject({ scheme: 's3', bucket: 'my-bucket', key: 'dir/model.tar.gz' });
-    expect(parseArtifactUri('gs://bkt/a/b.zip')).toMatchObject({ scheme: 'gs', bucket: 'bkt', object: 'a/b.zip' });
-    expect(parseArtifactUri('pvc://models/bert/')).toMatchObject({ scheme: 'pvc', claim: 'models', path: 'bert' });
-    expect(parseArtifactUri('pvc://models/')).toMatchObject({ scheme: 'pvc', claim: 'models', path: '' });
-  });
-  it('refuses what it cannot fetch', () => {
-    for (const bad of ['', 'ftp://x/y', '/local/path', 's3://', 's3://bucket', 's3://bucket/prefix/', 'gs://b', 'pvc://claim', 'pvc://Bad_Claim/x', 'pvc://c/../etc', 'pvc://c/a/../../b', 'http://']) {
-      expect(() => parseArtifactUri(bad), bad).toThrow();
-    }
-  });
-});
-
-describe('redactUri', () => {
-  it('removes user info and query values', () => {
-    expect(redactUri('https://u:p@h/x.bin?X-Amz-Signature=abc&y=2')).toBe('https://REDACTED@h/x.bin?X-Amz-Signature=REDACTED&y=REDACTED');
-    expect(redactUri('s3://b/k.tar.gz')).toBe('s3://b/k.tar.gz');
-  });
-});
-
-describe('archiveKind', () => {
-  it('decides by suffix', () => {
-    expect(archiveKind('/a/model.tar.gz')).toBe('tar.gz');
-    expect(archiveKind('model.TGZ')).toBe('tar.gz');
-    expect(archiveKind('x/model.zip')).toBe('zip');
-    expect(archiveKind('model.bin')).toBeNull();
-    expect(archiveKind('model.tar')).toBeNull();
-    expect(archiveKind('model.gz')).toBeNull();
-  });
-});
-
-describe('safeEntries', () => {
-  it('accepts relative members', () => {
-    expect(safeEntries(['./', './model.bin', 'sub/', 'sub/a..b', ''])).toEqual(['./', './model.bin', 'sub/', 'sub/a..b']);
-  });
-  it('refuses members that escape the target or hit the fetcher files', () => {
-    for (const bad of ['../evil', '/etc/passwd', 'a/../../b', './..', 'a\\..\\..\\b', 'C:/x', '.ml-operator-artifact', './.fetch-x/y']) {
-      expect(() => safeEntries(['ok', bad]), bad).toThrow(/unsafe archive/);
-    }
-  });
-});
-
-describe('signS3Request', () => {
-  it("matches AWS's published GET Object example", () => {
-    const headers = signS3Request({
-      method: 'GET',
-      host: 'examplebucket.s3.amazonaws.com',
-      path: '/test.txt',
-      headers: { Range: 'bytes=0-9' },
-      region: 'us-east-1',
-      accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
-      secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
-      payloadHash: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
-      date: '20130524T000000Z',
-    });
-    expect(headers.authorization).toBe(
-      'AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41',
-    );
-    expect(headers['x-amz-date']).toBe('20130524T000000Z');
-    expect(headers.range).toBe('bytes=0-9');
-  });
-  it('signs UNSIGNED-PAYLOAD and the session token by default', () => {
-    const h = signS3Request({ host: 'b.s3.us-east-1.amazonaws.com', path: '/k', region: 'us-east-1', accessKeyId: 'AK', secretAccessKey: 'SK', sessionToken: 'TOK', date: new Date(Date.UTC(2024, 0, 2, 3, 4, 5)) });
-    expect(h['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
-    expect(h['x-amz-date']).toBe('20240102T030405Z');
-    expect(h['x-amz-security-token']).toBe('TOK');
-    expect(h.authorization).toMatch(/SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,Signature=[0-9a-f]{64}$/);
-  });
-});
 
 // ---------------------------------------------------------------------------------------------
 // http(s)://

@@ -1,0 +1,262 @@
+// Sources: http(s)://, s3:// and gs:// downloads (redirects, retries, credentials kept to the first
+// origin) and pvc:// copies from a claim mounted read-only.
+import { cp, realpath, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { join, resolve, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { FetchError } from './errors.ts';
+import { safeBasename } from './install.ts';
+import type { Env, Log } from './log.ts';
+import { awsUriEncode, signS3Request } from './sigv4.ts';
+import { redactUri, type ArtifactSource } from './uri.ts';
+import { digestingStream, type DownloadResult } from './verify.ts';
+
+export const defaultArtifactSourceRoot = '/mnt/artifact-source';
+export const defaultRetryDelaysMs = [1000, 2000];
+export const maxRedirects = 5;
+
+interface Hop {
+  url: URL;
+  /** Path and query exactly as sent (not normalised: S3 keys may contain '..'). */
+  path: string;
+}
+
+export interface DownloadRequest {
+  /** The first URL; `path` overrides its path and query on the wire. */
+  url: URL;
+  path?: string;
+  /** Sent on every hop. */
+  headers?: Record<string, string>;
+  /** Sent only to the first URL's origin (scheme, host, port), never to another host on redirect. */
+  credentials?: Record<string, string>;
+}
+
+interface DownloadContext {
+  source: ArtifactSource;
+  env: Env;
+  log: Log;
+  timeoutMs: number;
+  retryDelaysMs: number[];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Downloads to `file` with up to 3 attempts: retries network errors, 5xx and 429; other failures are final. */
+export async function downloadWithRetries(req: DownloadRequest, file: string, ctx: DownloadContext): Promise<DownloadResult> {
+  const attempts = ctx.retryDelaysMs.length + 1;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await downloadOnce(req, file, ctx, attempt);
+    } catch (e) {
+      const err = e instanceof FetchError ? e : networkError(e, ctx.source);
+      if (!err.retryable || attempt >= attempts) {
+        if (err.retryable) err.message += ` (after ${attempts} attempts)`;
+        throw err;
+      }
+      const delay = ctx.retryDelaysMs[attempt - 1];
+      ctx.log('warn', 'retrying', { uri: redactUri(ctx.source.uri), attempt, of: attempts, delayMs: delay, error: err.message });
+      await sleep(delay);
+    }
+  }
+}
+
+const localErrors = new Set(['ENOSPC', 'EDQUOT', 'EACCES', 'EPERM', 'EROFS', 'EIO']);
+
+function networkError(e: unknown, source: ArtifactSource): FetchError {
+  const err = e as NodeJS.ErrnoException;
+  const detail = [err?.code, err?.message].filter(Boolean).join(' ');
+  if (err?.code && localErrors.has(err.code) && err.syscall !== 'connect') {
+    return new FetchError(`writing ${redactUri(source.uri)} to the model volume failed (${detail}): check the variant's size and that the volume is writable by the fetcher`);
+  }
+  return new FetchError(`network error fetching ${redactUri(source.uri)} (${detail || String(e)}): check the host name, the port and the pod's network access (egress policy, proxy)`, true);
+}
+
+function request(hop: Hop, headers: Record<string, string>, timeoutMs: number): Promise<http.IncomingMessage> {
+  const { url } = hop;
+  const mod = url.protocol === 'https:' ? https : http;
+  const auth = url.username ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : undefined;
+  return new Promise((resolvePromise, reject) => {
+    const req = mod.request({
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[|\]$/g, ''),
+      port: url.port || undefined,
+      path: hop.path,
+      method: 'GET',
+      headers: { ...headers, host: url.host },
+      auth,
+      agent: false,
+      timeout: timeoutMs,
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no data for ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
+    req.on('response', resolvePromise);
+    req.end();
+  });
+}
+
+async function readSnippet(res: http.IncomingMessage, limit = 4096): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of res) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (size >= limit) break;
+    }
+  } catch {
+    // the status is what matters
+  }
+  res.destroy();
+  return Buffer.concat(chunks).toString('utf8').slice(0, limit);
+}
+
+/** The provider's error code and message from an S3 XML or GCS JSON error body, if any. */
+function errorDetail(body: string): string {
+  const xml = (tag: string) => /<(\w+)>([^<]{0,200})<\/\1>/.exec(body.slice(body.indexOf(`<${tag}>`)))?.[2];
+  if (body.includes('<Code>')) return [xml('Code'), body.includes('<Message>') ? xml('Message') : undefined].filter(Boolean).join(': ');
+  try {
+    const j = JSON.parse(body) as { error?: { message?: unknown } | string };
+    const msg = typeof j.error === 'string' ? j.error : j.error?.message;
+    if (typeof msg === 'string') return msg.slice(0, 200);
+  } catch {
+    // not JSON
+  }
+  return '';
+}
+
+function statusHint(status: number, source: ArtifactSource, env: Env): string {
+  const s = source.scheme;
+  if (status === 401 || status === 403) {
+    if (s === 's3') return env.AWS_ACCESS_KEY_ID ? "check the artifactSecret's AWS_* keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION) and the bucket policy" : 'the request was anonymous: set spec.artifactSecret to a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY';
+    if (s === 'gs') return env.GOOGLE_OAUTH_ACCESS_TOKEN ? "check the artifactSecret's GOOGLE_OAUTH_ACCESS_TOKEN (access tokens expire after about an hour) and the bucket's IAM permissions" : 'the request was anonymous: set spec.artifactSecret to a Secret with GOOGLE_OAUTH_ACCESS_TOKEN';
+    return env.HTTP_AUTHORIZATION ? "check the artifactSecret's HTTP_AUTHORIZATION value" : 'the server wants credentials: set spec.artifactSecret to a Secret with HTTP_AUTHORIZATION (a full Authorization header value)';
+  }
+  if (status === 404) return s === 's3' ? 'check spec.artifact (bucket and key) and AWS_REGION/AWS_ENDPOINT_URL' : s === 'gs' ? 'check spec.artifact (bucket and object)' : 'check spec.artifact';
+  if (status === 400 && s === 's3') return 'check that AWS_REGION is the bucket\'s region and the artifactSecret\'s AWS_* keys are well-formed';
+  if (status === 301 && s === 's3') return 'the bucket is in another region: set AWS_REGION in the artifactSecret to the bucket\'s region';
+  if (status === 429 || status >= 500) return 'the server is failing or throttling; the pod retries when it restarts';
+  return 'the server refused the request: check spec.artifact';
+}
+
+function statusError(status: number, body: string, source: ArtifactSource, env: Env): FetchError {
+  const detail = errorDetail(body);
+  const text = http.STATUS_CODES[status] ?? 'Unknown status';
+  return new FetchError(`${status} ${text} fetching ${redactUri(source.uri)}${detail ? ` (${detail})` : ''}: ${statusHint(status, source, env)}`, status === 429 || status >= 500);
+}
+
+async function downloadOnce(req: DownloadRequest, file: string, ctx: DownloadContext, attempt: number): Promise<DownloadResult> {
+  const { source, env, log } = ctx;
+  const origin = req.url.origin;
+  let hop: Hop = { url: req.url, path: req.path ?? req.url.pathname + req.url.search };
+  for (let redirects = 0; ; redirects++) {
+    const sameOrigin = hop.url.origin === origin;
+    const headers = { 'accept-encoding': 'identity', 'user-agent': 'ml-operator-fetcher', ...req.headers, ...(sameOrigin ? req.credentials : {}) };
+    const res = await request(hop, headers, ctx.timeoutMs);
+    const status = res.statusCode ?? 0;
+    if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
+      res.resume();
+      if (redirects >= maxRedirects) throw new FetchError(`too many redirects (more than ${maxRedirects}) fetching ${redactUri(source.uri)}: check spec.artifact`);
+      let next: URL;
+      try {
+        next = new URL(res.headers.location, hop.url);
+      } catch {
+        throw new FetchError(`invalid redirect location fetching ${redactUri(source.uri)}`);
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new FetchError(`redirect to unsupported scheme ${next.protocol} fetching ${redactUri(source.uri)}`);
+      log('info', 'redirected', { uri: redactUri(source.uri), status, to: redactUri(next.href), credentials: next.origin === origin && !!req.credentials });
+      hop = { url: next, path: next.pathname + next.search };
+      continue;
+    }
+    if (status < 200 || status > 299) throw statusError(status, await readSnippet(res), source, env);
+    const header = res.headers['content-length'];
+    const expected = header !== undefined && /^\d+$/.test(header) ? Number(header) : undefined;
+    log('info', 'fetching', { uri: redactUri(source.uri), attempt, bytes: expected ?? null });
+    const counter = digestingStream();
+    await pipeline(res, counter.stream, createWriteStream(file));
+    const result = counter.result();
+    if (expected !== undefined && result.bytes !== expected) {
+      throw new FetchError(`network error fetching ${redactUri(source.uri)}: got ${result.bytes} of ${expected} bytes`, true);
+    }
+    return result;
+  }
+}
+
+/** The first request for an http(s), s3 or gs source. */
+export function downloadRequest(source: ArtifactSource, env: Env, now: Date = new Date()): DownloadRequest {
+  if (source.scheme === 'http' || source.scheme === 'https') {
+    return { url: source.url, credentials: env.HTTP_AUTHORIZATION ? { authorization: env.HTTP_AUTHORIZATION } : undefined };
+  }
+  if (source.scheme === 's3') {
+    const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1';
+    const encodedKey = awsUriEncode(source.key, false);
+    let url: URL;
+    let path: string;
+    if (env.AWS_ENDPOINT_URL) {
+      try {
+        url = new URL(env.AWS_ENDPOINT_URL);
+      } catch {
+        throw new FetchError(`invalid AWS_ENDPOINT_URL ${redactUri(env.AWS_ENDPOINT_URL)}: expected a URL such as https://minio.example:9000`);
+      }
+      path = `${url.pathname.replace(/\/+$/, '')}/${awsUriEncode(source.bucket)}/${encodedKey}`;
+    } else if (source.bucket.includes('.')) {
+      // Dotted bucket names break virtual-hosted TLS (the wildcard certificate covers one label).
+      url = new URL(`https://s3.${region}.amazonaws.com`);
+      path = `/${source.bucket}/${encodedKey}`;
+    } else {
+      url = new URL(`https://${source.bucket}.s3.${region}.amazonaws.com`);
+      path = `/${encodedKey}`;
+    }
+    const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_SESSION_TOKEN: sessionToken } = env;
+    if (!accessKeyId && !secretAccessKey) return { url, path };
+    if (!accessKeyId || !secretAccessKey) throw new FetchError(`incomplete AWS credentials: ${accessKeyId ? 'AWS_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID'} is missing: the artifactSecret needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`);
+    const signed = signS3Request({ host: url.host, path, region, accessKeyId, secretAccessKey, sessionToken: sessionToken || undefined, date: now });
+    const { authorization, 'x-amz-security-token': token, host: _host, ...plain } = signed;
+    return { url, path, headers: plain, credentials: { authorization, ...(token ? { 'x-amz-security-token': token } : {}) } };
+  }
+  if (source.scheme === 'gs') {
+    let url: URL;
+    try {
+      url = new URL(env.GCS_ENDPOINT_URL || 'https://storage.googleapis.com');
+    } catch {
+      throw new FetchError(`invalid GCS_ENDPOINT_URL ${redactUri(env.GCS_ENDPOINT_URL ?? '')}`);
+    }
+    const path = `${url.pathname.replace(/\/+$/, '')}/storage/v1/b/${encodeURIComponent(source.bucket)}/o/${encodeURIComponent(source.object)}?alt=media`;
+    const token = env.GOOGLE_OAUTH_ACCESS_TOKEN;
+    return { url, path, credentials: token ? { authorization: `Bearer ${token}` } : undefined };
+  }
+  throw new Error(`no download request for ${source.scheme}`);
+}
+
+/** Copies a pvc:// file into `download` (returned as `file`) or a directory into `content`. */
+export async function copyFromClaim(source: Extract<ArtifactSource, { scheme: 'pvc' }>, env: Env, download: string, content: string, log: Log): Promise<{ file?: string; result: DownloadResult | null }> {
+  const root = resolve(env.ARTIFACT_SOURCE_ROOT || defaultArtifactSourceRoot, source.claim);
+  const from = join(root, source.path);
+  let realRoot: string;
+  try {
+    realRoot = await realpath(root);
+  } catch {
+    throw new FetchError(`claim ${source.claim} is not mounted at ${root}: the pod must mount the claim (pvc://<claim>/<path>) read-only there`);
+  }
+  let real: string;
+  try {
+    real = await realpath(from);
+  } catch {
+    throw new FetchError(`${source.path || '/'} not found in claim ${source.claim} (fetching ${source.uri}): check spec.artifact's path inside the claim`);
+  }
+  if (real !== realRoot && !real.startsWith(realRoot + sep)) throw new FetchError(`${source.uri} resolves outside the claim (a symbolic link to ${real}): point spec.artifact at a path inside the claim`);
+  const st = await stat(real);
+  if (st.isDirectory()) {
+    log('info', 'copying', { uri: source.uri, kind: 'directory' });
+    // verbatimSymlinks: links are copied as they are (and checked later), not rewritten to source paths.
+    await cp(real, content, { recursive: true, verbatimSymlinks: true, force: true, errorOnExist: false });
+    return { result: null };
+  }
+  if (!st.isFile()) throw new FetchError(`${source.uri} is neither a file nor a directory`);
+  log('info', 'copying', { uri: source.uri, kind: 'file', bytes: st.size });
+  const file = join(download, safeBasename(source.path));
+  const counter = digestingStream();
+  await pipeline(createReadStream(real), counter.stream, createWriteStream(file));
+  return { file, result: counter.result() };
+}

@@ -1,0 +1,96 @@
+// One fetch, start to end: the source into a temporary directory on the target volume, unpacked and
+// checked there, then installed with rename(2) and the marker written last.
+//
+// Safe to run again and from several replicas at once on one shared volume: everything is fetched
+// into <target>/.fetch-<random>/, and a run that finds a marker for the same URI does nothing.
+// Artifacts are streamed to disk, never held in memory.
+import { mkdir, mkdtemp, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { copyFromClaim, defaultRetryDelaysMs, downloadRequest, downloadWithRetries } from './download.ts';
+import { install, markerName, readMarker, removeStaleTemps, removeTree, safeBasename, tempPrefix, type Marker } from './install.ts';
+import { makeLog, type Env } from './log.ts';
+import { unpack } from './unpack.ts';
+import { archiveKind, parseArtifactUri, redactUri } from './uri.ts';
+import { checkTree, type DownloadResult } from './verify.ts';
+
+export interface Options {
+  /** Delays between the 3 attempts (default 1s, 2s). */
+  retryDelaysMs?: number[];
+  /** Idle socket timeout (default 60s). */
+  timeoutMs?: number;
+  /** Where log lines go (default stderr). */
+  log?: (line: string) => void;
+}
+
+/** Fetches `uri` into `target`; resolves when done, throws FetchError (or UsageError) otherwise. */
+export async function fetchArtifact(uri: string, target: string, env: Env, options: Options = {}): Promise<'fetched' | 'skipped'> {
+  const log = makeLog(env, options.log ?? ((line) => process.stderr.write(`${line}\n`)));
+  const source = parseArtifactUri(uri);
+  const shown = redactUri(uri);
+  await mkdir(target, { recursive: true });
+  await removeStaleTemps(target, log);
+  const before = await readMarker(target);
+  if (before?.uri === uri) {
+    log('info', 'already fetched', { uri: shown, sha256: before.sha256, fetchedAt: before.fetchedAt });
+    return 'skipped';
+  }
+  const tmp = await mkdtemp(join(target, tempPrefix));
+  // Keeps the temporary directory fresh so that other replicas do not take it for a stale one.
+  const heartbeat = setInterval(() => {
+    const t = new Date();
+    utimes(tmp, t, t).catch(() => {});
+  }, 60_000);
+  heartbeat.unref();
+  try {
+    const download = join(tmp, 'download');
+    const content = join(tmp, 'content');
+    const trash = join(tmp, 'trash');
+    await Promise.all([mkdir(download), mkdir(trash)]);
+    const kind = archiveKind(source.path);
+    let file: string | undefined;
+    let result: DownloadResult | null;
+    log('info', 'start', { uri: shown, target, kind: kind ?? 'file' });
+    if (source.scheme === 'pvc') {
+      ({ file, result } = await copyFromClaim(source, env, download, content, log));
+    } else {
+      file = join(download, safeBasename(source.path));
+      result = await downloadWithRetries(downloadRequest(source, env), file, {
+        source,
+        env,
+        log,
+        timeoutMs: options.timeoutMs ?? 60_000,
+        retryDelaysMs: options.retryDelaysMs ?? defaultRetryDelaysMs,
+      });
+    }
+    if (result) log('info', 'downloaded', { uri: shown, bytes: result.bytes, sha256: result.sha256 });
+    let markerKind: Marker['kind'] = 'directory';
+    if (file && kind) {
+      const members = await unpack(kind, file, content, uri);
+      await rm(file, { force: true });
+      markerKind = kind;
+      log('info', 'unpacked', { uri: shown, kind, members });
+    } else if (file) {
+      await mkdir(content);
+      await rename(file, join(content, basename(file)));
+      markerKind = 'file';
+    }
+    const tree = await checkTree(content);
+    // Another replica may have finished meanwhile: then its files are in place already.
+    const now = await readMarker(target);
+    if (now?.uri === uri) {
+      log('info', 'already fetched by another replica', { uri: shown });
+      return 'skipped';
+    }
+    if (now) await unlink(join(target, markerName)).catch(() => {});
+    await install(content, target, trash);
+    const marker: Marker = { uri, sha256: result?.sha256 ?? null, bytes: result?.bytes ?? tree.bytes, kind: markerKind, fetchedAt: new Date().toISOString() };
+    const markerTmp = join(tmp, 'marker');
+    await writeFile(markerTmp, `${JSON.stringify(marker)}\n`, { mode: 0o644 });
+    await rename(markerTmp, join(target, markerName));
+    log('info', 'done', { uri: shown, target, files: tree.files, bytes: tree.bytes, sha256: marker.sha256 });
+    return 'fetched';
+  } finally {
+    clearInterval(heartbeat);
+    await removeTree(tmp).catch((e) => log('warn', 'could not remove temporary directory', { path: tmp, error: String((e as Error).message) }));
+  }
+}
