@@ -1,5 +1,5 @@
-// Sources: http(s)://, s3:// and gs:// downloads (redirects, retries, credentials kept to the first
-// origin) and pvc:// copies from a claim mounted read-only.
+// Sources: http(s)://, s3:// and gs:// downloads (redirects, never from https to http; retries;
+// credentials kept to the first origin) and pvc:// copies from a claim mounted read-only.
 import { cp, realpath, stat } from 'node:fs/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
 import * as http from 'node:http';
@@ -165,6 +165,10 @@ async function downloadOnce(req: DownloadRequest, file: string, ctx: DownloadCon
         throw new FetchError(`invalid redirect location fetching ${redactUri(source.uri)}`);
       }
       if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new FetchError(`redirect to unsupported scheme ${next.protocol} fetching ${redactUri(source.uri)}`);
+      // Whoever asked for https asked for a tamper-proof transfer; an upgrade to https is fine.
+      if (hop.url.protocol === 'https:' && next.protocol === 'http:') {
+        throw new FetchError(`refused a redirect from https to http (${redactUri(next.href)}) fetching ${redactUri(source.uri)}: a downgrade would let anyone on the path read or change the artifact; serve it over https all the way`);
+      }
       log('info', 'redirected', { uri: redactUri(source.uri), status, to: redactUri(next.href), credentials: next.origin === origin && !!req.credentials });
       hop = { url: next, path: next.pathname + next.search };
       continue;

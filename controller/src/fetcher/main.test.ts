@@ -2,10 +2,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import * as tls from 'node:tls';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { markerName } from './install.ts';
 import type { Env } from './log.ts';
 import { main } from './main.ts';
@@ -15,7 +17,7 @@ import { signS3Request } from './sigv4.ts';
 // Helpers: temp dirs, loopback servers, running main with captured logs
 
 let dir: string;
-let servers: http.Server[] = [];
+let servers: (http.Server | https.Server)[] = [];
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'fetcher-test-'));
@@ -35,16 +37,33 @@ interface TestServer {
   hits: http.IncomingMessage[];
 }
 
-async function serve(handler: (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void): Promise<TestServer> {
+/** A loopback server; https with `tlsOptions` (see testCertificate). */
+async function serve(handler: (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void, tlsOptions?: { key: string; cert: string }): Promise<TestServer> {
   const hits: http.IncomingMessage[] = [];
-  const server = http.createServer((req, res) => {
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
     hits.push(req);
     handler(req, res, hits.length);
-  });
+  };
+  const server = tlsOptions ? https.createServer(tlsOptions, listener) : http.createServer(listener);
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, port, hits };
+  return { url: `${tlsOptions ? 'https' : 'http'}://127.0.0.1:${port}`, port, hits };
+}
+
+/** A self-signed certificate for 127.0.0.1, trusted by this process until `untrust()`. */
+function testCertificate(): { key: string; cert: string; untrust(): void } {
+  const certDir = mkdtempSync(join(tmpdir(), 'fetcher-tls-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem')], { stdio: 'ignore' });
+    const key = readFileSync(join(certDir, 'key.pem'), 'utf8');
+    const cert = readFileSync(join(certDir, 'cert.pem'), 'utf8');
+    const before = tls.getCACertificates('default');
+    tls.setDefaultCACertificates([...before, cert]);
+    return { key, cert, untrust: () => tls.setDefaultCACertificates(before) };
+  } finally {
+    rmSync(certDir, { recursive: true, force: true });
+  }
 }
 
 const sendFile = (res: http.ServerResponse, file: string) => {
@@ -127,6 +146,37 @@ describe('http', () => {
     expect(other.hits[0].headers.authorization).toBeUndefined();
     expect(readFileSync(join(target, 'start.bin'), 'utf8')).toBe('payload');
     expect(r.text).not.toContain('s3cr3t');
+  });
+
+  describe('over https', () => {
+    let certificate: ReturnType<typeof testCertificate>;
+    beforeAll(() => {
+      certificate = testCertificate();
+    });
+    afterAll(() => certificate.untrust());
+
+    it('refuses a redirect from https to http, which would expose the artifact to tampering', async () => {
+      const plain = await serve((_req, res) => res.end('tampered'));
+      const secure = await serve((_req, res) => res.writeHead(302, { location: `${plain.url}/model.bin` }).end(), certificate);
+      const target = join(dir, 'target');
+      const r = await run(`${secure.url}/model.bin`, target, { HTTP_AUTHORIZATION: 'Bearer s3cr3t-token' });
+      expect(r.code).toBe(1);
+      expect(secure.hits).toHaveLength(1);
+      expect(plain.hits).toHaveLength(0);
+      expect(r.logs.find((l) => l.level === 'error')?.msg).toBe(
+        `refused a redirect from https to http (${plain.url}/model.bin) fetching ${secure.url}/model.bin: a downgrade would let anyone on the path read or change the artifact; serve it over https all the way`,
+      );
+      expect(readdirSync(target)).toEqual([]);
+    });
+
+    it('follows a redirect from http to https', async () => {
+      const secure = await serve((_req, res) => res.end('secure'), certificate);
+      const plain = await serve((_req, res) => res.writeHead(301, { location: `${secure.url}/model.bin` }).end());
+      const target = join(dir, 'target');
+      const r = await run(`${plain.url}/model.bin`, target);
+      expect(r.code, r.text).toBe(0);
+      expect(readFileSync(join(target, 'model.bin'), 'utf8')).toBe('secure');
+    });
   });
 
   it('gives up after 5 redirects', async () => {
