@@ -233,8 +233,11 @@ export function downloadRequest(source: ArtifactSource, env: Env, now: Date = ne
   throw new Error(`no download request for ${source.scheme}`);
 }
 
-/** Copies a pvc:// file into `download` (returned as `file`) or a directory into `content`. */
-export async function copyFromClaim(source: Extract<ArtifactSource, { scheme: 'pvc' }>, env: Env, download: string, content: string, log: Log): Promise<{ file?: string; result: DownloadResult | null }> {
+/**
+ * Copies a pvc:// file into `download` (returned as `file`) or a directory into `content`;
+ * `singleFile` refuses a directory (a digest can only be checked on one file).
+ */
+export async function copyFromClaim(source: Extract<ArtifactSource, { scheme: 'pvc' }>, env: Env, download: string, content: string, log: Log, { singleFile = false } = {}): Promise<{ file?: string; result: DownloadResult | null }> {
   const root = resolve(env.ARTIFACT_SOURCE_ROOT || defaultArtifactSourceRoot, source.claim);
   const from = join(root, source.path);
   let realRoot: string;
@@ -252,6 +255,7 @@ export async function copyFromClaim(source: Extract<ArtifactSource, { scheme: 'p
   if (real !== realRoot && !real.startsWith(realRoot + sep)) throw new FetchError(`${source.uri} resolves outside the claim (a symbolic link to ${real}): point spec.artifact at a path inside the claim`);
   const st = await stat(real);
   if (st.isDirectory()) {
+    if (singleFile) throw new FetchError(`--sha256 verifies one file, but ${source.uri} is a directory: point spec.artifact at one file in the claim (an archive) or remove spec.artifactSha256`);
     log('info', 'copying', { uri: source.uri, kind: 'directory' });
     // verbatimSymlinks: links are copied as they are (and checked later), not rewritten to source paths.
     await cp(real, content, { recursive: true, verbatimSymlinks: true, force: true, errorOnExist: false });

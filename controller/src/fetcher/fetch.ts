@@ -2,16 +2,26 @@
 // checked there, then installed with rename(2) and the marker written last.
 //
 // Safe to run again and from several replicas at once on one shared volume: everything is fetched
-// into <target>/.fetch-<random>/, and a run that finds a marker for the same URI does nothing.
+// into <target>/.fetch-<random>/, and a run that finds a marker for the same artifact (the same URI,
+// and the same digest when one is expected) does nothing.
 // Artifacts are streamed to disk, never held in memory.
 import { mkdir, mkdtemp, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { copyFromClaim, defaultRetryDelaysMs, downloadRequest, downloadWithRetries } from './download.ts';
-import { install, markerName, readMarker, removeStaleTemps, removeTree, safeBasename, tempPrefix, type Marker } from './install.ts';
+import { install, markerMatches, markerName, readMarker, removeStaleTemps, removeTree, safeBasename, tempPrefix, type Marker } from './install.ts';
 import { makeLog, type Env } from './log.ts';
 import { unpack } from './unpack.ts';
-import { archiveKind, parseArtifactUri, redactUri } from './uri.ts';
-import { checkTree, type DownloadResult } from './verify.ts';
+import { archiveKind, redactUri, type ArtifactSource } from './uri.ts';
+import { checkDigest, checkTree, type DownloadResult } from './verify.ts';
+
+/** What to fetch, from the command line. */
+export interface FetchRequest {
+  source: ArtifactSource;
+  /** An absolute path. */
+  target: string;
+  /** The SHA-256 digest (lowercase hex) the downloaded file must have; nothing is installed otherwise. */
+  sha256?: string;
+}
 
 export interface Options {
   /** Delays between the 3 attempts (default 1s, 2s). */
@@ -22,15 +32,15 @@ export interface Options {
   log?: (line: string) => void;
 }
 
-/** Fetches `uri` into `target`; resolves when done, throws FetchError (or UsageError) otherwise. */
-export async function fetchArtifact(uri: string, target: string, env: Env, options: Options = {}): Promise<'fetched' | 'skipped'> {
+/** Fetches the source into `target`; resolves when done, throws FetchError otherwise. */
+export async function fetchArtifact({ source, target, sha256 }: FetchRequest, env: Env, options: Options = {}): Promise<'fetched' | 'skipped'> {
   const log = makeLog(env, options.log ?? ((line) => process.stderr.write(`${line}\n`)));
-  const source = parseArtifactUri(uri);
+  const { uri } = source;
   const shown = redactUri(uri);
   await mkdir(target, { recursive: true });
   await removeStaleTemps(target, log);
   const before = await readMarker(target);
-  if (before?.uri === uri) {
+  if (markerMatches(before, uri, sha256)) {
     log('info', 'already fetched', { uri: shown, sha256: before.sha256, fetchedAt: before.fetchedAt });
     return 'skipped';
   }
@@ -51,7 +61,7 @@ export async function fetchArtifact(uri: string, target: string, env: Env, optio
     let result: DownloadResult | null;
     log('info', 'start', { uri: shown, target, kind: kind ?? 'file' });
     if (source.scheme === 'pvc') {
-      ({ file, result } = await copyFromClaim(source, env, download, content, log));
+      ({ file, result } = await copyFromClaim(source, env, download, content, log, { singleFile: sha256 !== undefined }));
     } else {
       file = join(download, safeBasename(source.path));
       result = await downloadWithRetries(downloadRequest(source, env), file, {
@@ -62,7 +72,11 @@ export async function fetchArtifact(uri: string, target: string, env: Env, optio
         retryDelaysMs: options.retryDelaysMs ?? defaultRetryDelaysMs,
       });
     }
-    if (result) log('info', 'downloaded', { uri: shown, bytes: result.bytes, sha256: result.sha256 });
+    if (result) {
+      log('info', 'downloaded', { uri: shown, bytes: result.bytes, sha256: result.sha256 });
+      // Before unpacking: an archive that is not the expected one is not even opened.
+      if (sha256) checkDigest(result, sha256, uri);
+    }
     let markerKind: Marker['kind'] = 'directory';
     if (file && kind) {
       const members = await unpack(kind, file, content, uri);
@@ -77,7 +91,7 @@ export async function fetchArtifact(uri: string, target: string, env: Env, optio
     const tree = await checkTree(content);
     // Another replica may have finished meanwhile: then its files are in place already.
     const now = await readMarker(target);
-    if (now?.uri === uri) {
+    if (markerMatches(now, uri, sha256)) {
       log('info', 'already fetched by another replica', { uri: shown });
       return 'skipped';
     }

@@ -94,6 +94,11 @@ export interface Marker {
   fetchedAt: string;
 }
 
+/** Whether the marker names this artifact: the same URI and, when a digest is expected, that digest. */
+export function markerMatches(marker: Marker | null, uri: string, sha256: string | undefined): marker is Marker {
+  return marker?.uri === uri && (sha256 === undefined || marker.sha256 === sha256);
+}
+
 export async function readMarker(target: string): Promise<Marker | null> {
   try {
     const m = JSON.parse(await readFile(join(target, markerName), 'utf8')) as Marker;

@@ -72,9 +72,10 @@ const sendFile = (res: http.ServerResponse, file: string) => {
   res.end(body);
 };
 
-async function run(uri: string, target: string, env: Env = {}) {
+/** Runs main with `options` (such as --sha256=...) before the URI and the target. */
+async function run(uri: string, target: string, env: Env = {}, options: string[] = []) {
   const lines: string[] = [];
-  const code = await main([uri, target], env, { retryDelaysMs: [5, 10], timeoutMs: 5000, log: (l) => lines.push(l) });
+  const code = await main([...options, uri, target], env, { retryDelaysMs: [5, 10], timeoutMs: 5000, log: (l) => lines.push(l) });
   return { code, lines, logs: lines.map((l) => JSON.parse(l) as Record<string, unknown>), text: lines.join('\n') };
 }
 
@@ -94,6 +95,8 @@ function makeModel(): { src: string; tgz: string; zip: string } {
 const userFiles = (target: string) => readdirSync(target).filter((n) => !n.startsWith('.')).sort();
 const marker = (target: string) => JSON.parse(readFileSync(join(target, markerName), 'utf8')) as { uri: string; sha256: string | null };
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+const sha256Of = (text: string) => createHash('sha256').update(text).digest('hex');
+const errorOf = (r: { logs: Record<string, unknown>[] }) => r.logs.find((l) => l.level === 'error')?.msg;
 
 // ---------------------------------------------------------------------------------------------
 // http(s)://
@@ -370,6 +373,77 @@ describe('pvc', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Integrity: --sha256
+
+describe('--sha256', () => {
+  it('verifies the download and records the digest in the marker', async () => {
+    const { tgz } = makeModel();
+    const server = await serve((_req, res) => sendFile(res, tgz));
+    const target = join(dir, 'target');
+    const uri = `${server.url}/model.tar.gz`;
+    const r = await run(uri, target, {}, [`--sha256=${sha256(tgz).toUpperCase()}`]);
+    expect(r.code, r.text).toBe(0);
+    expect(userFiles(target)).toEqual(['model.bin', 'sub']);
+    expect(marker(target)).toMatchObject({ uri, sha256: sha256(tgz) });
+    const again = await run(uri, target, {}, [`--sha256=${sha256(tgz)}`]);
+    expect(again.logs.some((l) => l.msg === 'already fetched')).toBe(true);
+    expect(server.hits).toHaveLength(1);
+  });
+
+  it('fails with both digests and installs nothing when the download does not match', async () => {
+    const server = await serve((_req, res) => res.end('tampered'));
+    const target = join(dir, 'target');
+    mkdirSync(target);
+    writeFileSync(join(target, 'old.bin'), 'old');
+    const expected = sha256Of('genuine');
+    const r = await run(`${server.url}/m.bin`, target, {}, [`--sha256=${expected}`]);
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toBe(`sha256 mismatch for ${server.url}/m.bin: expected ${expected}, got ${sha256Of('tampered')}; nothing was installed: check spec.artifactSha256 and that the artifact is the one it was computed from`);
+    expect(server.hits).toHaveLength(1);
+    expect(readdirSync(target)).toEqual(['old.bin']);
+  });
+
+  it('verifies a pvc:// file, and refuses a pvc:// directory, which has no single digest', async () => {
+    const root = join(dir, 'sources');
+    mkdirSync(join(root, 'models', 'bert'), { recursive: true });
+    writeFileSync(join(root, 'models', 'w.bin'), 'weights');
+    const env = { ARTIFACT_SOURCE_ROOT: root };
+    const wrong = await run('pvc://models/w.bin', join(dir, 't1'), env, [`--sha256=${sha256Of('other')}`]);
+    expect(wrong.code).toBe(1);
+    expect(errorOf(wrong)).toMatch(/^sha256 mismatch for pvc:\/\/models\/w\.bin: expected [0-9a-f]{64}, got [0-9a-f]{64}; nothing was installed/);
+    expect(readdirSync(join(dir, 't1'))).toEqual([]);
+    const right = await run('pvc://models/w.bin', join(dir, 't2'), env, [`--sha256=${sha256Of('weights')}`]);
+    expect(right.code, right.text).toBe(0);
+    expect(marker(join(dir, 't2')).sha256).toBe(sha256Of('weights'));
+    const directory = await run('pvc://models/bert', join(dir, 't3'), env, [`--sha256=${sha256Of('weights')}`]);
+    expect(directory.code).toBe(1);
+    expect(errorOf(directory)).toMatch(/--sha256 verifies one file, but pvc:\/\/models\/bert is a directory/);
+  });
+
+  it('fetches again when the expected digest changes for the same URI', async () => {
+    let body = 'v1';
+    const server = await serve((_req, res) => res.end(body));
+    const target = join(dir, 'target');
+    const uri = `${server.url}/m.bin`;
+    expect((await run(uri, target, {}, [`--sha256=${sha256Of('v1')}`])).code).toBe(0);
+    body = 'v2';
+    const r = await run(uri, target, {}, [`--sha256=${sha256Of('v2')}`]);
+    expect(r.code, r.text).toBe(0);
+    expect(server.hits).toHaveLength(2);
+    expect(readFileSync(join(target, 'm.bin'), 'utf8')).toBe('v2');
+    expect(marker(target).sha256).toBe(sha256Of('v2'));
+  });
+
+  it('must be 64 hexadecimal characters', async () => {
+    for (const bad of ['--sha256=abc', `--sha256=${'g'.repeat(64)}`, '--sha256=', '--sha256']) {
+      const r = await run('http://127.0.0.1:9/m.bin', join(dir, 'target'), {}, [bad]);
+      expect(r.code, bad).toBe(2);
+      expect(errorOf(r), bad).toMatch(/^--sha256 must be 64 hexadecimal characters \(the artifact's SHA-256 digest\)/);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Archives, safety, housekeeping, usage
 
 describe('archives', () => {
@@ -470,7 +544,9 @@ describe('housekeeping and usage', () => {
     expect(await main([], {}, { log: (l) => lines.push(l) })).toBe(2);
     expect(await main(['only-one'], {}, { log: (l) => lines.push(l) })).toBe(2);
     expect(await main(['ftp://x/y', join(dir, 't')], {}, { log: (l) => lines.push(l) })).toBe(2);
-    expect(lines.join('\n')).toMatch(/usage: fetcher <artifact-uri> <target-dir>/);
+    expect(await main(['--no-such-option', 'http://h/m.bin', join(dir, 't')], {}, { log: (l) => lines.push(l) })).toBe(2);
+    expect(lines.join('\n')).toMatch(/usage: fetcher \[--sha256=HEX\] <artifact-uri> <target-dir>/);
     expect(lines.join('\n')).toMatch(/unsupported artifact URI ftp:\/\/x\/y/);
+    expect(lines.join('\n')).toMatch(/unknown option --no-such-option/);
   });
 });

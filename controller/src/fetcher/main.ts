@@ -1,5 +1,5 @@
 // The artifact fetcher: the init container of every model server pod.
-//   node /app/dist/fetcher/main.js <artifact-uri> <target-dir>
+//   node /app/dist/fetcher/main.js [--sha256=HEX] <artifact-uri> <target-dir>
 // Fetches a model artifact (http(s)://, s3://, gs://, pvc://) into the model volume, unpacking
 // .tar.gz/.tgz/.zip archives, so that the server finds it at /opt/ml/model (see fetch.ts).
 //
@@ -8,31 +8,64 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FetchError, UsageError } from './errors.ts';
-import { fetchArtifact, type Options } from './fetch.ts';
+import { fetchArtifact, type FetchRequest, type Options } from './fetch.ts';
 import { makeLog, type Env } from './log.ts';
-import { redactUri } from './uri.ts';
+import { parseArtifactUri, redactUri } from './uri.ts';
 
-export const usage = 'usage: fetcher <artifact-uri> <target-dir>\n  artifact-uri: http(s)://..., s3://<bucket>/<key>, gs://<bucket>/<object> or pvc://<claim>/<path>';
+export const usage = [
+  'usage: fetcher [--sha256=HEX] <artifact-uri> <target-dir>',
+  '  artifact-uri: http(s)://..., s3://<bucket>/<key>, gs://<bucket>/<object> or pvc://<claim>/<path>',
+  '  --sha256=HEX: the SHA-256 digest (64 hexadecimal characters) the downloaded file must have',
+].join('\n');
+
+/** Reads the command line: options (`--name=value`, anywhere) and the two operands. */
+export function parseArgs(argv: readonly string[]): FetchRequest {
+  const operands: string[] = [];
+  const options = new Map<string, string>();
+  for (const arg of argv) {
+    if (!arg.startsWith('-')) {
+      operands.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const name = eq < 0 ? arg : arg.slice(0, eq);
+    if (name !== '--sha256') throw new UsageError(`unknown option ${name}`);
+    if (options.has(name)) throw new UsageError(`${name} is given twice`);
+    options.set(name, eq < 0 ? '' : arg.slice(eq + 1));
+  }
+  if (operands.length !== 2 || !operands[0] || !operands[1]) throw new UsageError('expected two arguments: <artifact-uri> <target-dir>');
+  const request: FetchRequest = { source: parseArtifactUri(operands[0]), target: resolve(operands[1]) };
+  const sha256 = options.get('--sha256');
+  if (sha256 !== undefined) {
+    if (!/^[0-9a-f]{64}$/i.test(sha256)) throw new UsageError(`--sha256 must be 64 hexadecimal characters (the artifact's SHA-256 digest), not ${JSON.stringify(sha256.slice(0, 100))}`);
+    request.sha256 = sha256.toLowerCase();
+  }
+  return request;
+}
 
 /** Entry point: `argv` without node and the script. Returns the exit code: 0 done, 1 failure, 2 bad usage. */
 export async function main(argv: readonly string[], env: Env, options: Options = {}): Promise<number> {
   const out = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const log = makeLog(env, out);
-  if (argv.length !== 2 || argv.some((a) => a === '-h' || a === '--help') || !argv[1]) {
+  if (argv.some((a) => a === '-h' || a === '--help')) {
     log('error', usage);
     return 2;
   }
-  const [uri, target] = argv;
+  let request: FetchRequest;
   try {
-    await fetchArtifact(uri, resolve(target), env, { ...options, log: out });
+    request = parseArgs(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    log('error', `${e.message}\n${usage}`);
+    return 2;
+  }
+  const shown = redactUri(request.source.uri);
+  try {
+    await fetchArtifact(request, env, { ...options, log: out });
     return 0;
   } catch (e) {
-    if (e instanceof UsageError) {
-      log('error', `${e.message}\n${usage}`);
-      return 2;
-    }
-    const message = e instanceof FetchError ? e.message : `fetching ${redactUri(uri)} failed: ${(e as Error)?.message ?? String(e)}`;
-    log('error', message, { uri: redactUri(uri) });
+    const message = e instanceof FetchError ? e.message : `fetching ${shown} failed: ${(e as Error)?.message ?? String(e)}`;
+    log('error', message, { uri: shown });
     return 1;
   }
 }

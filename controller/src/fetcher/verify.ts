@@ -4,6 +4,7 @@ import { chmod, lstat, readdir, readlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { FetchError } from './errors.ts';
+import { redactUri } from './uri.ts';
 
 export interface DownloadResult {
   bytes: number;
@@ -22,6 +23,13 @@ export function digestingStream(): { stream: Transform; result(): DownloadResult
     },
   });
   return { stream, result: () => ({ bytes, sha256: hash.digest('hex') }) };
+}
+
+/** Throws unless the download has the expected digest; runs before anything is unpacked or installed. */
+export function checkDigest(result: DownloadResult, expected: string, uri: string): void {
+  if (result.sha256 !== expected) {
+    throw new FetchError(`sha256 mismatch for ${redactUri(uri)}: expected ${expected}, got ${result.sha256}; nothing was installed: check spec.artifactSha256 and that the artifact is the one it was computed from`);
+  }
 }
 
 /**
