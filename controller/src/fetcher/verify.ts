@@ -1,7 +1,7 @@
 // Checks on what was fetched: its byte count and digest, and a tree that is safe to serve.
 import { createHash } from 'node:crypto';
 import { chmod, lstat, readdir, readlink } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { FetchError } from './errors.ts';
 import { redactUri } from './uri.ts';
@@ -33,6 +33,36 @@ export function checkDigest(result: DownloadResult, expected: string, uri: strin
 }
 
 /**
+ * Follows the link at `path` as the server's open(2) would, through every further link, each one
+ * read from the directory it really is in; false as soon as a step leaves `root`. Reading each
+ * link alone is not enough: with a/b -> .., the link x -> a/b/.. reads as a/ but is root's parent.
+ * `path` must lie under `root` through directories only (checkTree descends into no link).
+ */
+async function linkStaysInside(root: string, path: string): Promise<boolean> {
+  const at = relative(root, dirname(path)).split(sep).filter((s) => s !== '');
+  const first = await readlink(path);
+  if (isAbsolute(first)) return false;
+  let pending = first.split('/');
+  // Past the kernel's own limit open(2) fails with ELOOP, which reaches nothing.
+  for (let hops = 0; pending.length && hops <= 40; ) {
+    const segment = pending.shift()!;
+    if (segment === '' || segment === '.') continue;
+    if (segment === '..') {
+      if (at.pop() === undefined) return false;
+      continue;
+    }
+    const next = join(root, ...at, segment);
+    if ((await lstat(next).catch(() => null))?.isSymbolicLink()) {
+      const target = await readlink(next);
+      if (isAbsolute(target)) return false;
+      pending = [...target.split('/'), ...pending];
+      hops++;
+    } else at.push(segment);
+  }
+  return true;
+}
+
+/**
  * Walks the fetched tree: refuses symbolic links that point outside it and special files, and makes
  * everything readable by the server (which may run as another user): directories 0755, files 0644
  * (0755 when executable).
@@ -45,10 +75,8 @@ export async function checkTree(root: string): Promise<{ files: number; bytes: n
       const p = join(dir, entry.name);
       const rel = relative(root, p);
       if (entry.isSymbolicLink()) {
-        const target = await readlink(p);
-        const resolved = resolve(dirname(p), target);
-        if (isAbsolute(target) || (resolved !== root && !resolved.startsWith(root + sep))) {
-          throw new FetchError(`unsafe artifact: symbolic link ${rel} points outside the artifact (${target}): use relative links inside it`);
+        if (!(await linkStaysInside(root, p))) {
+          throw new FetchError(`unsafe artifact: symbolic link ${rel} points outside the artifact (${await readlink(p)}): use relative links inside it`);
         }
       } else if (entry.isDirectory()) {
         await chmod(p, 0o755);
