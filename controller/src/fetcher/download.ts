@@ -11,7 +11,7 @@ import { safeBasename } from './install.ts';
 import type { Env, Log } from './log.ts';
 import { awsUriEncode, signS3Request } from './sigv4.ts';
 import { redactUri, type ArtifactSource } from './uri.ts';
-import { digestingStream, type DownloadResult } from './verify.ts';
+import { digestingStream, measureTree, tooLarge, type DownloadResult, type Limits } from './verify.ts';
 
 export const defaultArtifactSourceRoot = '/mnt/artifact-source';
 export const defaultRetryDelaysMs = [1000, 2000];
@@ -39,6 +39,7 @@ interface DownloadContext {
   log: Log;
   timeoutMs: number;
   retryDelaysMs: number[];
+  maxBytes?: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -176,8 +177,12 @@ async function downloadOnce(req: DownloadRequest, file: string, ctx: DownloadCon
     if (status < 200 || status > 299) throw statusError(status, await readSnippet(res), source, env);
     const header = res.headers['content-length'];
     const expected = header !== undefined && /^\d+$/.test(header) ? Number(header) : undefined;
+    if (ctx.maxBytes !== undefined && expected !== undefined && expected > ctx.maxBytes) {
+      res.destroy();
+      throw tooLarge(source.uri, ctx.maxBytes, `the server announces ${expected} bytes`);
+    }
     log('info', 'fetching', { uri: redactUri(source.uri), attempt, bytes: expected ?? null });
-    const counter = digestingStream();
+    const counter = digestingStream(ctx.maxBytes === undefined ? undefined : { maxBytes: ctx.maxBytes, uri: source.uri });
     await pipeline(res, counter.stream, createWriteStream(file));
     const result = counter.result();
     if (expected !== undefined && result.bytes !== expected) {
@@ -234,10 +239,17 @@ export function downloadRequest(source: ArtifactSource, env: Env, now: Date = ne
 }
 
 /**
- * Copies a pvc:// file into `download` (returned as `file`) or a directory into `content`;
- * `singleFile` refuses a directory (a digest can only be checked on one file).
+ * Copies a pvc:// file into `download` (returned as `file`) or a directory into `content`, within
+ * the limits; `singleFile` refuses a directory (a digest can only be checked on one file).
  */
-export async function copyFromClaim(source: Extract<ArtifactSource, { scheme: 'pvc' }>, env: Env, download: string, content: string, log: Log, { singleFile = false } = {}): Promise<{ file?: string; result: DownloadResult | null }> {
+export async function copyFromClaim(
+  source: Extract<ArtifactSource, { scheme: 'pvc' }>,
+  env: Env,
+  download: string,
+  content: string,
+  log: Log,
+  { singleFile, limits }: { singleFile: boolean; limits: Limits },
+): Promise<{ file?: string; result: DownloadResult | null }> {
   const root = resolve(env.ARTIFACT_SOURCE_ROOT || defaultArtifactSourceRoot, source.claim);
   const from = join(root, source.path);
   let realRoot: string;
@@ -256,7 +268,11 @@ export async function copyFromClaim(source: Extract<ArtifactSource, { scheme: 'p
   const st = await stat(real);
   if (st.isDirectory()) {
     if (singleFile) throw new FetchError(`--sha256 verifies one file, but ${source.uri} is a directory: point spec.artifact at one file in the claim (an archive) or remove spec.artifactSha256`);
-    log('info', 'copying', { uri: source.uri, kind: 'directory' });
+    // The claim is mounted read-only: what it holds now is what will be copied.
+    const tree = await measureTree(real);
+    if (limits.maxBytes !== undefined && tree.bytes > limits.maxBytes) throw tooLarge(source.uri, limits.maxBytes, `it holds ${tree.bytes} bytes in ${tree.entries} entries`, 'nothing was copied');
+    if (tree.entries > limits.maxEntries) throw new FetchError(`${source.uri} holds ${tree.entries} entries (files, directories and links), more than ${limits.maxEntries}; nothing was copied: pack the model into fewer files`);
+    log('info', 'copying', { uri: source.uri, kind: 'directory', bytes: tree.bytes, entries: tree.entries });
     // verbatimSymlinks: links are copied as they are (and checked later), not rewritten to source paths.
     await cp(real, content, { recursive: true, verbatimSymlinks: true, force: true, errorOnExist: false });
     return { result: null };
@@ -264,7 +280,7 @@ export async function copyFromClaim(source: Extract<ArtifactSource, { scheme: 'p
   if (!st.isFile()) throw new FetchError(`${source.uri} is neither a file nor a directory`);
   log('info', 'copying', { uri: source.uri, kind: 'file', bytes: st.size });
   const file = join(download, safeBasename(source.path));
-  const counter = digestingStream();
+  const counter = digestingStream(limits.maxBytes === undefined ? undefined : { maxBytes: limits.maxBytes, uri: source.uri });
   await pipeline(createReadStream(real), counter.stream, createWriteStream(file));
   return { file, result: counter.result() };
 }

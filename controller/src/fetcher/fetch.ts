@@ -4,7 +4,8 @@
 // Safe to run again and from several replicas at once on one shared volume: everything is fetched
 // into <target>/.fetch-<random>/, and a run that finds a marker for the same artifact (the same URI,
 // and the same digest when one is expected) does nothing.
-// Artifacts are streamed to disk, never held in memory.
+// Artifacts are streamed to disk, never held in memory, and bounded by --max-bytes: the download as
+// it arrives, an archive by its listing before extraction and by what it writes during it.
 import { mkdir, mkdtemp, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { copyFromClaim, defaultRetryDelaysMs, downloadRequest, downloadWithRetries } from './download.ts';
@@ -12,7 +13,7 @@ import { install, markerMatches, markerName, readMarker, removeStaleTemps, remov
 import { makeLog, type Env } from './log.ts';
 import { unpack } from './unpack.ts';
 import { archiveKind, redactUri, type ArtifactSource } from './uri.ts';
-import { checkDigest, checkTree, type DownloadResult } from './verify.ts';
+import { checkDigest, checkTree, defaultMaxEntries, type DownloadResult, type Limits } from './verify.ts';
 
 /** What to fetch, from the command line. */
 export interface FetchRequest {
@@ -21,6 +22,8 @@ export interface FetchRequest {
   target: string;
   /** The SHA-256 digest (lowercase hex) the downloaded file must have; nothing is installed otherwise. */
   sha256?: string;
+  /** The variant's volume size: bounds the download and, separately, the unpacked artifact. */
+  maxBytes?: number;
 }
 
 export interface Options {
@@ -33,10 +36,11 @@ export interface Options {
 }
 
 /** Fetches the source into `target`; resolves when done, throws FetchError otherwise. */
-export async function fetchArtifact({ source, target, sha256 }: FetchRequest, env: Env, options: Options = {}): Promise<'fetched' | 'skipped'> {
+export async function fetchArtifact({ source, target, sha256, maxBytes }: FetchRequest, env: Env, options: Options = {}): Promise<'fetched' | 'skipped'> {
   const log = makeLog(env, options.log ?? ((line) => process.stderr.write(`${line}\n`)));
   const { uri } = source;
   const shown = redactUri(uri);
+  const limits: Limits = { maxBytes, maxEntries: defaultMaxEntries };
   await mkdir(target, { recursive: true });
   await removeStaleTemps(target, log);
   const before = await readMarker(target);
@@ -59,9 +63,10 @@ export async function fetchArtifact({ source, target, sha256 }: FetchRequest, en
     const kind = archiveKind(source.path);
     let file: string | undefined;
     let result: DownloadResult | null;
-    log('info', 'start', { uri: shown, target, kind: kind ?? 'file' });
+    log('info', 'start', { uri: shown, target, kind: kind ?? 'file', maxBytes: maxBytes ?? null });
+    if (maxBytes === undefined) log('warn', 'no --max-bytes: the download and the unpacked artifact are not bounded', { uri: shown });
     if (source.scheme === 'pvc') {
-      ({ file, result } = await copyFromClaim(source, env, download, content, log, { singleFile: sha256 !== undefined }));
+      ({ file, result } = await copyFromClaim(source, env, download, content, log, { singleFile: sha256 !== undefined, limits }));
     } else {
       file = join(download, safeBasename(source.path));
       result = await downloadWithRetries(downloadRequest(source, env), file, {
@@ -70,6 +75,7 @@ export async function fetchArtifact({ source, target, sha256 }: FetchRequest, en
         log,
         timeoutMs: options.timeoutMs ?? 60_000,
         retryDelaysMs: options.retryDelaysMs ?? defaultRetryDelaysMs,
+        maxBytes,
       });
     }
     if (result) {
@@ -79,7 +85,7 @@ export async function fetchArtifact({ source, target, sha256 }: FetchRequest, en
     }
     let markerKind: Marker['kind'] = 'directory';
     if (file && kind) {
-      const members = await unpack(kind, file, content, uri);
+      const members = await unpack(kind, file, content, uri, limits);
       await rm(file, { force: true });
       markerKind = kind;
       log('info', 'unpacked', { uri: shown, kind, members });

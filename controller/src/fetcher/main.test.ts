@@ -444,6 +444,96 @@ describe('--sha256', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Size: --max-bytes
+
+describe('--max-bytes', () => {
+  const advice = "raise the variant's size (spec.models[].size in the endpoint config)";
+
+  it('stops a download whose Content-Length is larger', async () => {
+    const server = await serve((_req, res) => res.writeHead(200, { 'content-length': 2000 }).end('x'.repeat(2000)));
+    const target = join(dir, 'target');
+    const uri = `${server.url}/m.bin`;
+    const r = await run(uri, target, {}, ['--max-bytes=1000']);
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toBe(`${uri} is larger than --max-bytes=1000: the server announces 2000 bytes; nothing was installed: ${advice} to fit the artifact`);
+    expect(server.hits).toHaveLength(1);
+    expect(readdirSync(target)).toEqual([]);
+  });
+
+  it('stops a download without a Content-Length as soon as it passes the limit', async () => {
+    let sent = 0;
+    const server = await serve((_req, res) => {
+      // An endless body: only the fetcher can end it.
+      const chunk = Buffer.alloc(64 * 1024);
+      const pump = () => {
+        while (!res.destroyed && res.write(chunk)) sent += chunk.length;
+      };
+      res.on('drain', pump);
+      pump();
+    });
+    const uri = `${server.url}/m.bin`;
+    const r = await run(uri, join(dir, 'target'), {}, ['--max-bytes=100000']);
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toBe(`${uri} is larger than --max-bytes=100000: the download was stopped after more than 100000 bytes; nothing was installed: ${advice} to fit the artifact`);
+    expect(sent).toBeLessThan(10 * 1024 * 1024);
+    expect(server.hits).toHaveLength(1);
+  });
+
+  it('accepts an artifact of exactly the limit, unpacked or not', async () => {
+    const server = await serve((_req, res) => res.end('x'.repeat(1000)));
+    const r = await run(`${server.url}/m.bin`, join(dir, 'target'), {}, ['--max-bytes=1000']);
+    expect(r.code, r.text).toBe(0);
+    const { tgz } = makeModel();
+    const archives = await serve((_req, res) => sendFile(res, tgz));
+    const unpacked = await run(`${archives.url}/model.tar.gz`, join(dir, 'unpacked'), {}, ['--max-bytes=1000']);
+    expect(unpacked.code, unpacked.text).toBe(0);
+    expect(userFiles(join(dir, 'unpacked'))).toEqual(['model.bin', 'sub']);
+  });
+
+  it('bounds pvc:// copies: a file while it is copied, a directory before', async () => {
+    const root = join(dir, 'sources');
+    mkdirSync(join(root, 'models', 'dir', 'sub'), { recursive: true });
+    writeFileSync(join(root, 'models', 'big.bin'), 'x'.repeat(2000));
+    writeFileSync(join(root, 'models', 'dir', 'a.bin'), 'x'.repeat(600));
+    writeFileSync(join(root, 'models', 'dir', 'sub', 'b.bin'), 'x'.repeat(600));
+    const env = { ARTIFACT_SOURCE_ROOT: root };
+    const file = await run('pvc://models/big.bin', join(dir, 't1'), env, ['--max-bytes=1000']);
+    expect(file.code).toBe(1);
+    expect(errorOf(file)).toBe(`pvc://models/big.bin is larger than --max-bytes=1000: the download was stopped after more than 1000 bytes; nothing was installed: ${advice} to fit the artifact`);
+    const directory = await run('pvc://models/dir', join(dir, 't2'), env, ['--max-bytes=1000']);
+    expect(directory.code).toBe(1);
+    expect(errorOf(directory)).toBe(`pvc://models/dir is larger than --max-bytes=1000: it holds 1200 bytes in 3 entries; nothing was copied: ${advice} to fit the artifact`);
+    expect(readdirSync(join(dir, 't2'))).toEqual([]);
+  });
+
+  it('refuses a compression bomb before extracting it', async () => {
+    // 50 MB of zeros pack into about 50 kB.
+    const src = join(dir, 'bomb-src');
+    mkdirSync(src);
+    execFileSync('sh', ['-c', `head -c ${50 * 1024 * 1024} /dev/zero > zeros.bin`], { cwd: src });
+    const bomb = join(dir, 'bomb.tar.gz');
+    execFileSync('tar', ['-czf', bomb, '-C', src, 'zeros.bin']);
+    rmSync(src, { recursive: true });
+    expect(statSync(bomb).size).toBeLessThan(1024 * 1024);
+    const server = await serve((_req, res) => sendFile(res, bomb));
+    const target = join(dir, 'target');
+    const uri = `${server.url}/bomb.tar.gz`;
+    const r = await run(uri, target, {}, ['--max-bytes=1048576']);
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toBe(`archive ${uri} unpacks to more than --max-bytes=1048576: its listing shows ${50 * 1024 * 1024} bytes so far; nothing was extracted: ${advice} to fit the unpacked artifact`);
+    expect(readdirSync(target)).toEqual([]);
+  });
+
+  it('must be a positive whole number of bytes', async () => {
+    for (const bad of ['--max-bytes=0', '--max-bytes=-5', '--max-bytes=1.5', '--max-bytes=10Gi', '--max-bytes=1e6', '--max-bytes=', '--max-bytes', '--max-bytes=99999999999999999999']) {
+      const r = await run('http://127.0.0.1:9/m.bin', join(dir, 'target'), {}, [bad]);
+      expect(r.code, bad).toBe(2);
+      expect(errorOf(r), bad).toMatch(/^--max-bytes must be a positive whole number of bytes \(the variant's volume size\), not /);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // Archives, safety, housekeeping, usage
 
 describe('archives', () => {
@@ -545,7 +635,7 @@ describe('housekeeping and usage', () => {
     expect(await main(['only-one'], {}, { log: (l) => lines.push(l) })).toBe(2);
     expect(await main(['ftp://x/y', join(dir, 't')], {}, { log: (l) => lines.push(l) })).toBe(2);
     expect(await main(['--no-such-option', 'http://h/m.bin', join(dir, 't')], {}, { log: (l) => lines.push(l) })).toBe(2);
-    expect(lines.join('\n')).toMatch(/usage: fetcher \[--sha256=HEX\] <artifact-uri> <target-dir>/);
+    expect(lines.join('\n')).toMatch(/usage: fetcher \[--max-bytes=N\] \[--sha256=HEX\] <artifact-uri> <target-dir>/);
     expect(lines.join('\n')).toMatch(/unsupported artifact URI ftp:\/\/x\/y/);
     expect(lines.join('\n')).toMatch(/unknown option --no-such-option/);
   });

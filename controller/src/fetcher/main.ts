@@ -1,5 +1,5 @@
 // The artifact fetcher: the init container of every model server pod.
-//   node /app/dist/fetcher/main.js [--sha256=HEX] <artifact-uri> <target-dir>
+//   node /app/dist/fetcher/main.js [--max-bytes=N] [--sha256=HEX] <artifact-uri> <target-dir>
 // Fetches a model artifact (http(s)://, s3://, gs://, pvc://) into the model volume, unpacking
 // .tar.gz/.tgz/.zip archives, so that the server finds it at /opt/ml/model (see fetch.ts).
 //
@@ -13,8 +13,9 @@ import { makeLog, type Env } from './log.ts';
 import { parseArtifactUri, redactUri } from './uri.ts';
 
 export const usage = [
-  'usage: fetcher [--sha256=HEX] <artifact-uri> <target-dir>',
+  'usage: fetcher [--max-bytes=N] [--sha256=HEX] <artifact-uri> <target-dir>',
   '  artifact-uri: http(s)://..., s3://<bucket>/<key>, gs://<bucket>/<object> or pvc://<claim>/<path>',
+  '  --max-bytes=N: the most bytes the download, and then the unpacked artifact, may take (the variant\'s volume size)',
   '  --sha256=HEX: the SHA-256 digest (64 hexadecimal characters) the downloaded file must have',
 ].join('\n');
 
@@ -29,7 +30,7 @@ export function parseArgs(argv: readonly string[]): FetchRequest {
     }
     const eq = arg.indexOf('=');
     const name = eq < 0 ? arg : arg.slice(0, eq);
-    if (name !== '--sha256') throw new UsageError(`unknown option ${name}`);
+    if (name !== '--sha256' && name !== '--max-bytes') throw new UsageError(`unknown option ${name}`);
     if (options.has(name)) throw new UsageError(`${name} is given twice`);
     options.set(name, eq < 0 ? '' : arg.slice(eq + 1));
   }
@@ -39,6 +40,13 @@ export function parseArgs(argv: readonly string[]): FetchRequest {
   if (sha256 !== undefined) {
     if (!/^[0-9a-f]{64}$/i.test(sha256)) throw new UsageError(`--sha256 must be 64 hexadecimal characters (the artifact's SHA-256 digest), not ${JSON.stringify(sha256.slice(0, 100))}`);
     request.sha256 = sha256.toLowerCase();
+  }
+  const maxBytes = options.get('--max-bytes');
+  if (maxBytes !== undefined) {
+    if (!/^[1-9][0-9]*$/.test(maxBytes) || !Number.isSafeInteger(Number(maxBytes))) {
+      throw new UsageError(`--max-bytes must be a positive whole number of bytes (the variant's volume size), not ${JSON.stringify(maxBytes.slice(0, 100))}`);
+    }
+    request.maxBytes = Number(maxBytes);
   }
   return request;
 }

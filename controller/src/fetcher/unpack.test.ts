@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseTarLine, safeEntries, unpack } from './unpack.ts';
-import { checkTree } from './verify.ts';
+import { extract, parseTarLine, safeEntries, unpack } from './unpack.ts';
+import { checkTree, defaultMaxEntries } from './verify.ts';
+
+const unbounded = { maxEntries: defaultMaxEntries };
 
 let dir: string;
 beforeEach(() => {
@@ -69,6 +71,17 @@ function archive(kind: 'tar.gz' | 'zip', members: Member[]): string {
   return file;
 }
 
+// Rewrites the uncompressed size of a one-member zip, in its local header and its central directory.
+const lie = String.raw`
+import struct, sys
+path, size = sys.argv[1], int(sys.argv[2])
+data = bytearray(open(path, 'rb').read())
+struct.pack_into('<I', data, 22, size)
+central = data.find(b'PK')
+struct.pack_into('<I', data, central + 24, size)
+open(path, 'wb').write(data)
+`;
+
 /** A directory beside the extraction directory, which a hostile archive aims at. */
 function outside(): string {
   const path = join(dir, 'outside');
@@ -79,7 +92,7 @@ function outside(): string {
 /** Unpacks and expects a refusal before anything was extracted. */
 async function expectRefused(kind: 'tar.gz' | 'zip', members: Member[], reason: RegExp): Promise<void> {
   const into = join(dir, 'into');
-  const error = await unpack(kind, archive(kind, members), into, `https://h/a.${kind}`).then(
+  const error = await unpack(kind, archive(kind, members), into, `https://h/a.${kind}`, unbounded).then(
     () => null,
     (e: Error) => e,
   );
@@ -133,7 +146,7 @@ describe('hostile archives', () => {
 
   it('keeps a hard link to a file of the archive', async () => {
     const into = join(dir, 'into');
-    await unpack('tar.gz', archive('tar.gz', [{ name: 'w.bin', data: 'weights' }, { name: 'alias.bin', type: 'hardlink', link: 'w.bin' }]), into, 'https://h/a.tar.gz');
+    await unpack('tar.gz', archive('tar.gz', [{ name: 'w.bin', data: 'weights' }, { name: 'alias.bin', type: 'hardlink', link: 'w.bin' }]), into, 'https://h/a.tar.gz', unbounded);
     expect(readFileSync(join(into, 'alias.bin'), 'utf8')).toBe('weights');
   });
 
@@ -154,22 +167,69 @@ describe('hostile archives', () => {
 
   it('refuses a zip symbolic link that points outside, once extracted (a zip listing does not show targets)', async () => {
     const into = join(dir, 'into');
-    await unpack('zip', archive('zip', [{ name: 'passwd', type: 'symlink', link: '/etc/passwd' }]), into, 'https://h/a.zip');
+    await unpack('zip', archive('zip', [{ name: 'passwd', type: 'symlink', link: '/etc/passwd' }]), into, 'https://h/a.zip', unbounded);
     await expect(checkTree(into)).rejects.toThrow(/symbolic link passwd points outside the artifact \(\/etc\/passwd\)/);
   });
 
   it('refuses a chain of links that leads outside, which no link shows alone', async () => {
     // a/b -> .. is the root; x -> a/b/.. then is the root's parent, although it reads as a/.
     const into = join(dir, 'into');
-    await unpack('tar.gz', archive('tar.gz', [{ name: 'a', type: 'dir' }, { name: 'a/b', type: 'symlink', link: '..' }, { name: 'x', type: 'symlink', link: 'a/b/..' }]), into, 'https://h/a.tar.gz');
+    await unpack('tar.gz', archive('tar.gz', [{ name: 'a', type: 'dir' }, { name: 'a/b', type: 'symlink', link: '..' }, { name: 'x', type: 'symlink', link: 'a/b/..' }]), into, 'https://h/a.tar.gz', unbounded);
     await expect(checkTree(into)).rejects.toThrow(/symbolic link x points outside the artifact \(a\/b\/\.\.\)/);
   });
 
   it('keeps symbolic links inside the artifact', async () => {
     const into = join(dir, 'into');
     const file = archive('tar.gz', [{ name: 'v2', type: 'dir' }, { name: 'v2/w.bin', data: 'w' }, { name: 'latest', type: 'symlink', link: 'v2' }, { name: 'v2/up', type: 'symlink', link: '../latest/w.bin' }]);
-    await unpack('tar.gz', file, into, 'https://h/a.tar.gz');
+    await unpack('tar.gz', file, into, 'https://h/a.tar.gz', unbounded);
     await checkTree(into);
     expect(readFileSync(join(into, 'v2', 'up'), 'utf8')).toBe('w');
+  });
+});
+
+describe('limits', () => {
+  const limits = (maxBytes: number, maxEntries = 1000) => ({ maxBytes, maxEntries });
+
+  it('refuses before extraction an archive whose listing is larger than --max-bytes', async () => {
+    for (const kind of ['tar.gz', 'zip'] as const) {
+      const into = join(dir, `into-${kind}`);
+      const file = archive(kind, [{ name: 'a.bin', data: 'x'.repeat(600) }, { name: 'b.bin', data: 'x'.repeat(600) }]);
+      await expect(unpack(kind, file, into, `https://h/a.${kind}`, limits(1000))).rejects.toThrow(
+        `archive https://h/a.${kind} unpacks to more than --max-bytes=1000: its listing shows 1200 bytes so far; nothing was extracted`,
+      );
+      expect(existsSync(into)).toBe(false);
+    }
+  });
+
+  it('counts the directories that members create without listing them', async () => {
+    const into = join(dir, 'into');
+    const file = archive('tar.gz', [{ name: 'a/b/c/d.bin', data: 'x' }]);
+    await expect(unpack('tar.gz', file, into, 'https://h/a.tar.gz', limits(1000, 3))).rejects.toThrow(
+      'archive https://h/a.tar.gz holds more than 3 entries (files, directories and links): 4 so far; nothing was extracted: pack the model into fewer files',
+    );
+    expect(existsSync(into)).toBe(false);
+    await unpack('tar.gz', file, into, 'https://h/a.tar.gz', limits(1000, 4));
+    expect(readFileSync(join(into, 'a/b/c/d.bin'), 'utf8')).toBe('x');
+  });
+
+  it('stops a zip whose headers understate its content', async () => {
+    // The headers say 100 bytes; the data inflates to 20 MB. unzip believes the data.
+    const file = archive('zip', [{ name: 'big.bin', zeros: 20 * 1024 * 1024 }]);
+    execFileSync('python3', ['-c', lie, file, '100']);
+    const into = join(dir, 'into');
+    await expect(unpack('zip', file, into, 'https://h/a.zip', limits(1024 * 1024))).rejects.toThrow(
+      /^unpacking https:\/\/h\/a\.zip stopped: it wrote \d+ bytes, more than --max-bytes=1048576, although its listing shows 100 bytes: its headers do not match its content; rebuild the archive/,
+    );
+  });
+
+  it('bounds tar by the decompressed stream, whatever its listing said, even without --max-bytes', async () => {
+    const file = archive('tar.gz', [{ name: 'big.bin', zeros: 64 * 1024 * 1024 }]);
+    const into = join(dir, 'into');
+    mkdirSync(into);
+    // As if the listing had shown one small file.
+    await expect(extract('tar.gz', file, into, 'https://h/a.tar.gz', unbounded, { bytes: 100, entries: 1 })).rejects.toThrow(
+      /^unpacking https:\/\/h\/a\.tar\.gz stopped: tar read more than \d+ bytes of the decompressed archive, although its listing shows 100 bytes: its headers do not match its content; rebuild the archive$/,
+    );
+    expect(statSync(join(into, 'big.bin')).size).toBeLessThan(32 * 1024 * 1024);
   });
 });

@@ -1,28 +1,77 @@
-// Checks on what was fetched: its byte count and digest, and a tree that is safe to serve.
+// Checks on what was fetched: its size and digest, and a tree that is safe to serve.
 import { createHash } from 'node:crypto';
+import type { Dirent } from 'node:fs';
 import { chmod, lstat, readdir, readlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { FetchError } from './errors.ts';
 import { redactUri } from './uri.ts';
 
+/** Bounds on what one fetch may write to the model volume. */
+export interface Limits {
+  /** The download, and then the unpacked artifact, in bytes (--max-bytes: the variant's volume size); unbounded when absent. */
+  maxBytes?: number;
+  /** Files, directories and links that an archive or a pvc:// directory may create: a volume runs out of inodes too. */
+  maxEntries: number;
+}
+
+/** Far above any model's file count (a Hugging Face repository holds tens), far below a volume's inodes. */
+export const defaultMaxEntries = 100_000;
+
+export const sizeAdvice = "raise the variant's size (spec.models[].size in the endpoint config)";
+
+/** The artifact itself (the download, the pvc:// file or directory) is larger than the limit. */
+export function tooLarge(uri: string, maxBytes: number, seen: string, done = 'nothing was installed'): FetchError {
+  return new FetchError(`${redactUri(uri)} is larger than --max-bytes=${maxBytes}: ${seen}; ${done}: ${sizeAdvice} to fit the artifact`);
+}
+
 export interface DownloadResult {
   bytes: number;
   sha256: string;
 }
 
-/** A pass-through stream that counts and hashes what flows through it. */
-export function digestingStream(): { stream: Transform; result(): DownloadResult } {
+/** A pass-through stream that counts and hashes what flows through it, and fails once it passes `limit.maxBytes`. */
+export function digestingStream(limit?: { maxBytes: number; uri: string }): { stream: Transform; result(): DownloadResult } {
   const hash = createHash('sha256');
   let bytes = 0;
   const stream = new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
       bytes += chunk.length;
+      if (limit && bytes > limit.maxBytes) {
+        cb(tooLarge(limit.uri, limit.maxBytes, `the download was stopped after more than ${limit.maxBytes} bytes`));
+        return;
+      }
+      hash.update(chunk);
       cb(null, chunk);
     },
   });
   return { stream, result: () => ({ bytes, sha256: hash.digest('hex') }) };
+}
+
+/**
+ * The bytes of the files under `dir` (a file with hard links once) and its entry count, without
+ * following links; what vanishes meanwhile is skipped.
+ */
+export async function measureTree(dir: string): Promise<{ bytes: number; entries: number }> {
+  let bytes = 0;
+  let entries = 0;
+  const linked = new Set<string>();
+  const walk = async (d: string): Promise<void> => {
+    for (const entry of await readdir(d, { withFileTypes: true }).catch(() => [] as Dirent[])) {
+      entries++;
+      const p = join(d, entry.name);
+      if (entry.isDirectory()) await walk(p);
+      else if (entry.isFile()) {
+        const st = await lstat(p).catch(() => null);
+        const id = `${st?.dev}:${st?.ino}`;
+        if (!st || (st.nlink > 1 && linked.has(id))) continue;
+        if (st.nlink > 1) linked.add(id);
+        bytes += st.size;
+      }
+    }
+  };
+  await walk(dir);
+  return { bytes, entries };
 }
 
 /** Throws unless the download has the expected digest; runs before anything is unpacked or installed. */
