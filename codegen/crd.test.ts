@@ -37,8 +37,8 @@ function expectedSchema(path: string): unknown {
 
 describe('Helm CRD templates', () => {
   const expected = {
-    MachineLearningModel: { plural: 'machinelearningmodels', short: 'mlm', columns: ['Image', 'Artifact', 'Config-Version', 'Age'] },
-    MachineLearningEndpointConfig: { plural: 'machinelearningendpointconfigs', short: 'mlec', columns: ['Model', 'Age'] },
+    MachineLearningModel: { plural: 'machinelearningmodels', short: 'mlm', columns: ['Image', 'Artifact', 'Config-Version', 'Template', 'Endpoint', 'Age'] },
+    MachineLearningEndpointConfig: { plural: 'machinelearningendpointconfigs', short: 'mlec', columns: ['Model', 'Template', 'Endpoint', 'Version', 'Age'] },
     MachineLearningEndpoint: { plural: 'machinelearningendpoints', short: 'mle', columns: ['State', 'Version', 'Host', 'Ready', 'Config', 'Age'] },
   };
 

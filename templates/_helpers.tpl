@@ -89,18 +89,26 @@ Rules of the controller on namespaced objects, exactly the verbs of docs/control
 Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
 */}}
 {{- define "ml-operator.namespacedRules" -}}
+# Snapshots of configs and models: read before they are first written (an object of that name may be
+# someone else's), created and updated by server-side apply (a PATCH that creates is authorized as
+# create too), deleted when they leave the history. The same holds for every kind below.
 - apiGroups: ["ml-operator.dev"]
   resources:
     - machinelearningmodels
     - machinelearningendpointconfigs
-    - machinelearningendpoints
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Endpoints are the users': watched, and patched only for the storage finalizer of hostPath mode.
+- apiGroups: ["ml-operator.dev"]
+  resources: ["machinelearningendpoints"]
+  verbs: {{ if eq (include "ml-operator.storageMode" .) "hostPath" }}["list", "watch", "patch"]{{ else }}["list", "watch"]{{ end }}
 - apiGroups: ["ml-operator.dev"]
   resources:
     - machinelearningmodels/status
     - machinelearningendpointconfigs/status
     - machinelearningendpoints/status
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
+# Children carry owner references with blockOwnerDeletion: clusters that enforce
+# OwnerReferencesPermissionEnforcement (OpenShift, for one) require this to set them.
 - apiGroups: ["ml-operator.dev"]
   resources: ["machinelearningendpoints/finalizers"]
   verbs: ["update"]
@@ -110,6 +118,12 @@ Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- if eq (include "ml-operator.storageMode" .) "hostPath" }}
+# hostPath storage: the pods that remove a model's files from the nodes when its version goes.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
 {{- if eq (include "ml-operator.routingProvider" .) "gatewayAPI" }}
 - apiGroups: ["gateway.networking.k8s.io"]
   resources:
@@ -123,7 +137,7 @@ Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
   resources: ["virtualservices", "gateways"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
-- apiGroups: ["", "events.k8s.io"]
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}

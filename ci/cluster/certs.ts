@@ -21,9 +21,14 @@ function openssl(args: string[]): void {
 }
 
 export function createCertificateAuthority(dir: string): CertificateAuthority {
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30', '-subj', '/CN=ml-operator local cluster CA', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')]);
+  return openCertificateAuthority(dir);
+}
+
+/** The CA a cluster created in `dir` (its pki directory), to issue more certificates from it. */
+export function openCertificateAuthority(dir: string): CertificateAuthority {
   const certFile = join(dir, 'ca.crt');
   const keyFile = join(dir, 'ca.key');
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30', '-subj', '/CN=ml-operator local cluster CA', '-keyout', keyFile, '-out', certFile]);
   return {
     certFile,
     keyFile,

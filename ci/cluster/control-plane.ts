@@ -60,6 +60,8 @@ export interface ControlPlane {
   readonly gateway: GatewayInfo;
   /** Directory the artifact server serves at https://models.example.com/ inside the cluster. */
   readonly artifactsDir: string;
+  /** Prometheus, scraping the gateway every second; more targets go into targetsDir as file_sd JSON files. */
+  readonly prometheus: { url: string; targetsDir: string };
   kubeConfig(): k8s.KubeConfig;
   stop(): Promise<void>;
 }
@@ -131,7 +133,12 @@ const auditPolicy = JSON.stringify({
   apiVersion: 'audit.k8s.io/v1',
   kind: 'Policy',
   omitStages: ['RequestReceived'],
-  rules: [{ level: 'Metadata', verbs: ['create', 'update', 'patch', 'delete', 'deletecollection'] }, { level: 'None' }],
+  rules: [
+    { level: 'Metadata', verbs: ['create', 'update', 'patch', 'delete', 'deletecollection'] },
+    // Reads too, of ServiceAccounts (the controller runs as one): the RBAC audit compares every verb it used with what the chart grants.
+    { level: 'Metadata', userGroups: ['system:serviceaccounts'], verbs: ['get', 'list', 'watch'] },
+    { level: 'None' },
+  ],
 });
 
 /** Addresses of the cluster's own services, in a /24 of the pod range that no node gets. */
@@ -140,6 +147,7 @@ const artifactsAddress = `${servicesNet}.254`;
 const apiPort = 6443;
 const gatewayPort = 80;
 const gatewayMetricsPort = 9100;
+const prometheusPort = 9090;
 export const gatewayClassName = 'traefik';
 const sharedGateway = { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' };
 /** Label of the nodes the pod runtime serves. */
@@ -390,6 +398,18 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     ]);
     await kubectl(kubeconfigPath, ['apply', '--server-side', '-f', '-'], gatewayObjects());
 
+    progress(`starting Prometheus on ${netns.address}:${prometheusPort}, scraping the gateway every second`);
+    const targetsDir = join(dir, 'prometheus-targets');
+    mkdirSync(targetsDir);
+    writeFileSync(join(dir, 'prometheus.yml'), prometheusConfig(`${netns.address}:${gatewayMetricsPort}`, targetsDir));
+    const prometheus = startTool('prometheus', [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'prometheus')}`,
+      `--web.listen-address=${netns.address}:${prometheusPort}`,
+      '--storage.tsdb.retention.time=2h',
+      '--log.level=warn',
+    ]);
+
     await waitFor('the fake nodes to be Ready', 30_000, async () => {
       const list = await core.listNode();
       const ready = list.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
@@ -413,6 +433,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       return out.trim() === 'True' ? true : undefined;
     }, () => logTail(traefik));
 
+    const prometheusUrl = `http://${netns.address}:${prometheusPort}`;
+    await waitFor('Prometheus to be ready', 60_000, async () => ((await fetch(`${prometheusUrl}/-/ready`)).ok ? true : undefined), () => logTail(prometheus));
     progress(`ready in ${((Date.now() - started) / 1000).toFixed(1)}s (kubeconfig: ${kubeconfigPath})`);
     return {
       dir,
@@ -423,6 +445,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       network: { namespace: netns.name, address: netns.address, hostAddress: netns.hostAddress },
       gateway: { address: netns.address, port: gatewayPort, className: gatewayClassName, shared: sharedGateway, metricsUrl },
       artifactsDir,
+      prometheus: { url: prometheusUrl, targetsDir },
       kubeConfig() {
         const config = new k8s.KubeConfig();
         config.loadFromFile(kubeconfigPath);
@@ -434,6 +457,17 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     await stop();
     throw err;
   }
+}
+
+/** Prometheus scrapes the gateway, and whatever targets tests add as file_sd files. */
+function prometheusConfig(gatewayMetrics: string, targetsDir: string): string {
+  return JSON.stringify({
+    global: { scrape_interval: '1s', evaluation_interval: '1s' },
+    scrape_configs: [
+      { job_name: 'gateway', static_configs: [{ targets: [gatewayMetrics] }] },
+      { job_name: 'targets', file_sd_configs: [{ files: [join(targetsDir, '*.json')], refresh_interval: '1s' }] },
+    ],
+  });
 }
 
 /** The GatewayClass Traefik implements and the shared Gateway, in its own namespace, open to routes of every namespace. */

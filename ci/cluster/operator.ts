@@ -2,7 +2,7 @@
 // local process under the chart's ServiceAccount (a TokenRequest token), so that what it may do is
 // exactly what the chart's RBAC grants. Used by the integration tests, the benchmark and the demo.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,8 @@ export interface Release {
 }
 export const release: Release = { name: 'ml-operator', namespace: 'ml-operator' };
 export const serviceAccountOf = (r: Release) => `${r.name}-controller`;
+/** The controller runs as a local process: the chart's own Deployment is scaled to zero. */
+const releaseDefaults = ['controller.replicaCount=0', 'controller.podDisruptionBudget.enabled=false'];
 export const serviceAccount = serviceAccountOf(release);
 
 export function helm(kubeconfig: string, args: string[]): Promise<string> {
@@ -34,12 +36,12 @@ export function helm(kubeconfig: string, args: string[]): Promise<string> {
 
 /** `helm install` of the working tree, the controller's own Deployment scaled to zero (it runs locally). */
 export async function installChart(kubeconfig: string, values: string[] = [], into: Release = release): Promise<void> {
+  // Each release's values, beside the kubeconfig, so that an audit of the run can render what each was granted.
+  appendFileSync(join(dirname(kubeconfig), 'releases.jsonl'), `${JSON.stringify({ ...into, values: [...releaseDefaults, ...values] })}\n`);
   await helm(kubeconfig, [
     'upgrade', '--install', into.name, '.',
     '--namespace', into.namespace, '--create-namespace',
-    '--set', 'controller.replicaCount=0',
-    '--set', 'controller.podDisruptionBudget.enabled=false',
-    ...values.flatMap((v) => ['--set', v]),
+    ...[...releaseDefaults, ...values].flatMap((v) => ['--set', v]),
     '--wait', '--timeout', '2m',
   ]);
 }

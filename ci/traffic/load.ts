@@ -50,7 +50,7 @@ export interface LoadReport {
   byStatus: Record<string, number>;
   /** Answers per model instance (`-` for answers that named none). */
   byInstance: Record<string, number>;
-  /** Requests with no answer or a 5xx. */
+  /** Requests a user would call failed: no answer, or any status but 2xx (a 404 means the gateway had no route). */
   failed: number;
   /** Latency percentiles of every request, in ms. */
   latency: { p50: number; p90: number; p99: number; max: number };
@@ -84,7 +84,7 @@ export function report(samples: readonly Sample[], durationMs: number): LoadRepo
     durationMs,
     byStatus,
     byInstance,
-    failed: samples.filter((s) => s.status === 0 || s.status >= 500).length,
+    failed: samples.filter((s) => s.status < 200 || s.status >= 300).length,
     latency: { p50: percentile(latencies, 50), p90: percentile(latencies, 90), p99: percentile(latencies, 99), max: latencies.at(-1) ?? 0 },
     errors: [...errors].slice(0, 10),
   };

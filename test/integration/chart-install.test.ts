@@ -215,16 +215,16 @@ describe('the examples', () => {
     expect(mle.slice(1).map((row) => row[0])).toEqual(['titanic', 'titanic-ab']);
     expect((await table(['mle', '-o', 'wide']))[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'CONFIG', 'AGE']);
     const mlec = await table(['mlec']);
-    expect(mlec[0]).toEqual(['NAME', 'MODEL', 'AGE']);
+    expect(mlec[0]).toEqual(['NAME', 'MODEL', 'TEMPLATE', 'ENDPOINT', 'VERSION', 'AGE']);
     expect(mlec.slice(1).map((row) => row.slice(0, 2))).toEqual([['titanic', 'titanic'], ['titanic-ab', 'titanic-a']]);
     const mlm = await table(['mlm']);
-    expect(mlm[0]).toEqual(['NAME', 'IMAGE', 'CONFIG-VERSION', 'AGE']);
+    expect(mlm[0]).toEqual(['NAME', 'IMAGE', 'CONFIG-VERSION', 'TEMPLATE', 'ENDPOINT', 'AGE']);
     expect(mlm.slice(1).map((row) => row.slice(0, 2))).toEqual([
       ['titanic', 'ghcr.io/acme/titanic-server:1.0.0'],
       ['titanic-a', 'ghcr.io/acme/titanic-server:1.0.0'],
       ['titanic-b', 'ghcr.io/acme/titanic-server:1.1.0'],
     ]);
-    expect((await table(['mlm', '-o', 'wide']))[0]).toEqual(['NAME', 'IMAGE', 'ARTIFACT', 'CONFIG-VERSION', 'AGE']);
+    expect((await table(['mlm', '-o', 'wide']))[0]).toEqual(['NAME', 'IMAGE', 'ARTIFACT', 'CONFIG-VERSION', 'TEMPLATE', 'ENDPOINT', 'AGE']);
     // Every kind answers to the category, in one listing.
     const all = await kubectl(['get', 'ml', '-n', namespace]);
     for (const header of ['STATE   VERSION   HOST   READY', 'MODEL', 'IMAGE']) expect(all).toContain(header);
@@ -292,7 +292,8 @@ const invalid: InvalidCase[] = [
   { what: 'config with zero size ("0Gi")', kind: 'config', spec: { models: [{ model: 'a', size: '0Gi' }] }, code: 422, message: 'size must be greater than zero' },
   { what: 'config with negative instances', kind: 'config', spec: { models: [{ model: 'a', instances: -1 }] }, code: 422, message: 'spec.models[0].instances in body should be greater than or equal to 1' },
   { what: 'config with negative gpus', kind: 'config', spec: { models: [{ model: 'a', gpus: -1 }] }, code: 422, message: 'spec.models[0].gpus in body should be greater than or equal to 0' },
-  { what: 'config with a relative hostPath path', kind: 'config', spec: { models: [{ model: 'a', path: 'models' }] }, code: 422, message: 'spec.models[0].path in body should match' },
+  { what: 'config with an absolute hostPath path (outside the chart root)', kind: 'config', spec: { models: [{ model: 'a', path: '/etc' }] }, code: 422, message: 'spec.models[0].path in body should match' },
+  { what: 'config with a hostPath path that climbs out of the root', kind: 'config', spec: { models: [{ model: 'a', path: 'team/../../etc' }] }, code: 422, message: "path must stay inside the chart's storage.hostPathRoot" },
   { what: 'config name longer than 63 characters', kind: 'config', name: `c${'x'.repeat(69)}`, spec: { models: [{ model: 'a' }] }, code: 422, message: 'an endpoint config name must be at most 63 characters' },
   // MachineLearningEndpoint
   { what: 'endpoint without config', kind: 'endpoint', spec: { host: 'titanic.example.com' }, code: 422, message: 'spec.config: Required value' },

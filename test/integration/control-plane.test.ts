@@ -159,7 +159,7 @@ describe('the local control plane', () => {
     const pidsLine = output.match(/pids: ([\d ]+)/);
     expect(pidsLine).not.toBeNull();
     const pids = pidsLine![1].trim().split(' ').map(Number);
-    expect(pids).toHaveLength(7);
+    expect(pids).toHaveLength(8);
     const netns = output.match(/network namespace: (\S+);/)![1];
     expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).toContain(netns);
     child.kill('SIGINT');

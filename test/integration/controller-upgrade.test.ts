@@ -6,7 +6,7 @@ import { installChart, type ControllerProcess, type Release } from '../../ci/clu
 import { waitFor } from '../../ci/wait.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, artifact, inService, k8s, runController, waitForEndpoint } from './ml.ts';
-import { installGatewayRelease, load, printReport, uninstallRelease } from './traffic.ts';
+import { installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
 
 let namespace: string;
 let release: Release & { values: string[] };
@@ -39,6 +39,7 @@ describe('a controller upgrade', () => {
     const serving = await waitForEndpoint(namespace, 'e', 'InService', inService, 90_000);
     const before = await pods();
     expect(before).toHaveLength(2);
+    await waitForGateway(`e.${namespace}.models.example.com`);
 
     const run = load(`e.${namespace}.models.example.com`, { requests: 3000, rate: 50, concurrency: 32, maxDurationMs: 60_000, sleepMs: (i) => (i % 10 === 0 ? 1000 : 0) });
     // helm upgrade to a new controller image: the chart's config now names a new fetcher image.

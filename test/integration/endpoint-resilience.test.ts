@@ -81,6 +81,23 @@ describe('a config shared by two endpoints', () => {
   });
 });
 
+describe('a host two endpoints claim', () => {
+  it('an endpoint moved onto a served host gets HostConflict, and its Gateway and VirtualService go', async () => {
+    await applyModel(namespace, 'host-model', model('acme/host:1'));
+    await applyConfig(namespace, 'host', { models: [{ model: 'host-model' }] });
+    await applyEndpoint(namespace, 'holder', { config: 'host', host: `held.${namespace}.example.com` });
+    await applyEndpoint(namespace, 'mover', { config: 'host', host: `own.${namespace}.example.com` });
+    await Promise.all(['holder', 'mover'].map((n) => waitForEndpoint(namespace, n, 'InService', inService)));
+    expect((await names(resources.virtualService)).filter((n) => n === 'holder' || n === 'mover')).toEqual(['holder', 'mover']);
+    await applyEndpoint(namespace, 'mover', { config: 'host', host: `held.${namespace}.example.com` });
+    const moved = await waitForEndpoint(namespace, 'mover', 'HostConflict', (x) => reason(x, 'Ready') === 'HostConflict');
+    expect(moved.status!.state).toBe('Failed');
+    await waitFor("the mover's routing removed", 30_000, async () => ((await names(resources.virtualService)).includes('mover') || (await names(resources.gateway)).includes('mover-gw') ? undefined : true));
+    expect((await getEndpoint(namespace, 'holder')).status!.state).toBe('InService');
+    for (const n of ['holder', 'mover']) await user.delete(resources.endpoint, namespace, n);
+  });
+});
+
 describe('the controller', () => {
   it('killed mid-rollout and restarted converges on the same names with no duplicates or orphans', async () => {
     await applyModel(namespace, 'crash-model', model('acme/crash:1'));

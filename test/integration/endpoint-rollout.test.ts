@@ -54,7 +54,7 @@ describe('an endpoint with two variants', () => {
         expect(o.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'ml-operator', 'app.kubernetes.io/instance': 'titanic', 'ml-operator.dev/endpoint': 'titanic' });
       }
     }
-    const snapshots = (await list(resources.model, namespace)).filter((m) => m.metadata.labels?.['ml-operator.dev/instance'] === 'true');
+    const snapshots = (await list(resources.model, namespace)).filter((m) => m.metadata.labels?.['ml-operator.dev/snapshot'] === 'true');
     expect(snapshots.map((m) => (m.status as { endpointConfigVersion: string }).endpointConfigVersion)).toEqual([status.endpointConfigVersion, status.endpointConfigVersion]);
   });
 

@@ -52,8 +52,17 @@ export async function waitForEndpoint(namespace: string, name: string, what: str
 export const inService = (e: MachineLearningEndpoint) => e.status?.state === 'InService' && e.status.observedGeneration === e.metadata.generation && e.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
 
 /** Runs the controller locally as the chart's ServiceAccount, watching only the given namespaces. */
-export async function runController(namespaces: string[], options: { leaderElect?: boolean; identity?: string; echo?: boolean; release?: Release } = {}): Promise<ControllerProcess> {
-  const kubeconfig = await serviceAccountKubeconfig(admin, options.release);
+export async function runController(
+  namespaces: string[],
+  options: { leaderElect?: boolean; identity?: string; echo?: boolean; release?: Release; via?: { server: string; caData: string }; logLevel?: string } = {},
+): Promise<ControllerProcess> {
+  let kubeconfig = await serviceAccountKubeconfig(admin, options.release);
+  if (options.via) {
+    // Through a proxy of the test's (fault injection): its address, and the CA that signed its certificate.
+    const parsed = JSON.parse(kubeconfig);
+    parsed.clusters[0].cluster = { server: options.via.server, 'certificate-authority-data': options.via.caData };
+    kubeconfig = JSON.stringify(parsed);
+  }
   const config = await chartConfig(admin, {}, options.release);
   return startControllerProcess({
     kubeconfig,
@@ -62,6 +71,7 @@ export async function runController(namespaces: string[], options: { leaderElect
     leaderElect: options.leaderElect,
     identity: options.identity,
     release: options.release,
+    logLevel: options.logLevel ?? process.env.ML_OPERATOR_TEST_LOG_LEVEL,
     echo: options.echo ?? process.env.ML_OPERATOR_TEST_LOGS === '1',
   });
 }
@@ -75,6 +85,8 @@ export function artifact(name: string): string {
   return `https://models.example.com${path}`;
 }
 
+const writeVerbs = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
+
 /** Write requests in the audit log made by `user` in `namespace` since byte `offset`. */
 export async function writesSince(offset: number, username: string, namespace: string): Promise<{ verb: string; uri: string }[]> {
   const { readFileSync } = await import('node:fs');
@@ -83,7 +95,7 @@ export async function writesSince(offset: number, username: string, namespace: s
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as { verb: string; requestURI: string; user: { username: string }; objectRef?: { namespace?: string }; stage: string })
-    .filter((e) => e.stage === 'ResponseComplete' && e.user.username === username && e.objectRef?.namespace === namespace)
+    .filter((e) => e.stage === 'ResponseComplete' && writeVerbs.has(e.verb) && e.user.username === username && e.objectRef?.namespace === namespace)
     .map((e) => ({ verb: e.verb, uri: e.requestURI }));
 }
 

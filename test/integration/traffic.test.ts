@@ -6,10 +6,11 @@ import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
 import type { Sample } from '../../ci/traffic/load.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { applyConfig, applyEndpoint, applyModel, admin, getEndpoint, inService, k8s, runController, waitForEndpoint } from './ml.ts';
-import { artifact, installGatewayRelease, load, printReport, share, uninstallRelease, type RoutingMode } from './traffic.ts';
+import { gatewayApiGatewayResource, httpRouteResource } from '../../controller/src/routing/gateway-api.ts';
+import { applyConfig, applyEndpoint, applyModel, admin, getEndpoint, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
+import { artifact, installGatewayRelease, load, printReport, share, uninstallRelease, waitForGateway, type RoutingMode } from './traffic.ts';
 
-const failedOf = (samples: readonly Sample[]) => samples.filter((s) => s.status === 0 || s.status >= 500);
+const failedOf = (samples: readonly Sample[]) => samples.filter((s) => s.status < 200 || s.status >= 300);
 
 for (const mode of ['shared', 'perEndpoint'] as RoutingMode[]) {
   describe(`traffic through the gateway (Gateway API provider, ${mode === 'shared' ? 'a shared Gateway' : 'a Gateway per endpoint'})`, () => {
@@ -43,6 +44,7 @@ for (const mode of ['shared', 'perEndpoint'] as RoutingMode[]) {
         await applyConfig(namespace, 'ab', { models: [{ model: 'champion', weight: 80 }, { model: 'challenger', weight: 20 }] });
         await applyEndpoint(namespace, 'ab', { config: 'ab' });
         const e = await waitForEndpoint(namespace, 'ab', 'InService', inService, 90_000);
+        await waitForGateway(host('ab'));
         expect(e.status!.conditions!.find((c) => c.type === 'RouteAccepted')).toMatchObject({ status: 'True' });
         const [champion, challenger] = e.status!.traffic!.map((t) => t.service);
         const run = load(host('ab'), { requests: 2000, concurrency: 16, maxDurationMs: 60_000 });
@@ -83,6 +85,7 @@ for (const mode of ['shared', 'perEndpoint'] as RoutingMode[]) {
       await applyConfig(namespace, 'bg', { models: [{ model: 'bg' }] });
       await applyEndpoint(namespace, 'bg', { config: 'bg', rollout: { drainSeconds: 5 } });
       const v1 = await waitForEndpoint(namespace, 'bg', 'InService', inService, 90_000);
+      await waitForGateway(host('bg'));
       const oldInstance = v1.status!.traffic![0].service;
       // 60 requests a second, one in ten lasting 2 s, through the whole switch.
       const run = load(host('bg'), { requests: 6000, rate: 60, concurrency: 64, maxDurationMs: 90_000, sleepMs: (i) => (i % 10 === 0 ? 2000 : 0) });
@@ -109,6 +112,22 @@ for (const mode of ['shared', 'perEndpoint'] as RoutingMode[]) {
       // between lies only the moment the gateway swaps its configuration.
       expect(lastOld.start).toBeLessThan(firstNew.start + 50);
     });
+
+    if (mode === 'perEndpoint') {
+      it('removes the Gateway and HTTPRoute of an endpoint moved onto a host another one serves', async () => {
+        await applyEndpoint(namespace, 'mover', { config: 'bg', host: `mover.${namespace}.example.com` });
+        await waitForEndpoint(namespace, 'mover', 'InService', inService, 90_000);
+        await applyEndpoint(namespace, 'mover', { config: 'bg', host: host('bg') });
+        await waitForEndpoint(namespace, 'mover', 'HostConflict', (x) => x.status?.conditions?.find((c) => c.type === 'Ready')?.reason === 'HostConflict');
+        await waitFor("the mover's Gateway and HTTPRoute removed", 30_000, async () => {
+          const left = [await user.get(gatewayApiGatewayResource, namespace, 'mover-gw'), await user.get(httpRouteResource, namespace, 'mover')].filter(Boolean);
+          return left.length === 0 ? true : undefined;
+        });
+        const r = await load(host('bg'), { requests: 200, concurrency: 8, maxDurationMs: 30_000 }).done;
+        expect(r.failed).toBe(0);
+        expect(Object.keys(r.byInstance)).toHaveLength(1);
+      });
+    }
 
     if (mode === 'shared') {
       it('keeps 100% of the load on the serving version while a new one never gets ready, past its deadline', async () => {

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { installChart, type Release } from '../../ci/cluster/operator.ts';
 import { binomialInterval, describeReport, startLoad, type LoadOptions, type LoadReport, type LoadRun, type Sample } from '../../ci/traffic/load.ts';
+import { waitFor } from '../../ci/wait.ts';
 import { admin, k8s } from './ml.ts';
 
 export { artifact } from './ml.ts';
@@ -17,9 +18,10 @@ export type RoutingMode = 'shared' | 'perEndpoint';
  * only `namespace` (so the release gets a Role there and nothing cluster-wide): attached to the
  * cluster's shared Gateway, or with a Gateway of Traefik's class per endpoint.
  */
-export async function installGatewayRelease(namespace: string, mode: RoutingMode): Promise<Release & { values: string[] }> {
+export async function installGatewayRelease(namespace: string | string[], mode: RoutingMode, extra: string[] = []): Promise<Release & { values: string[] }> {
   const g = gateway();
-  const release = { name: `gw-${randomBytes(3).toString('hex')}`, namespace: `${namespace}-release` };
+  const watched = Array.isArray(namespace) ? namespace : [namespace];
+  const release = { name: `gw-${randomBytes(3).toString('hex')}`, namespace: `${watched[0]}-release` };
   const routing =
     mode === 'shared'
       ? [
@@ -28,7 +30,7 @@ export async function installGatewayRelease(namespace: string, mode: RoutingMode
           `controller.config.routing.gatewayAPI.sharedGateway.sectionName=${g.shared.sectionName}`,
         ]
       : [`controller.config.routing.gatewayAPI.gatewayClassName=${g.className}`];
-  const values = ['crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${namespace}}`, 'controller.config.routing.provider=gatewayAPI', ...routing];
+  const values = ['crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${watched.join(',')}}`, 'controller.config.routing.provider=gatewayAPI', ...routing, ...extra];
   await installChart(inject('kubeconfigPath'), values, release);
   return { ...release, values };
 }
@@ -41,6 +43,18 @@ export async function uninstallRelease(release: Release): Promise<void> {
 export function load(host: string, o: Omit<LoadOptions, 'url' | 'host'> & { path?: string }): LoadRun {
   const g = gateway();
   return startLoad({ ...o, url: `http://${g.address}:${g.port}${o.path ?? '/predict'}`, host });
+}
+
+/**
+ * Waits until the gateway routes `host` to a model server. A gateway reports a route accepted when it
+ * builds its configuration and serves it a moment later (Traefik: within its 2 s reload throttle).
+ */
+export async function waitForGateway(host: string, timeoutMs = 30_000): Promise<void> {
+  await waitFor(`the gateway to route ${host}`, timeoutMs, async () => {
+    const probe = load(host, { requests: 1, concurrency: 1, maxDurationMs: 5000 });
+    await probe.done;
+    return probe.samples[0].status === 200 && probe.samples[0].backend ? true : undefined;
+  });
 }
 
 export function printReport(what: string, r: LoadReport): void {

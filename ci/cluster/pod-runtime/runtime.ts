@@ -6,7 +6,7 @@
 // Ready only once the container's readiness probe (an HTTP GET to the pod's address) succeeds. A
 // pod being deleted has its servers stopped at once, open connections cut, then it is removed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, relative } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -27,6 +27,7 @@ const volumeResource: Resource = { group: '', version: 'v1', kind: 'PersistentVo
 const fetcherCommand = ['node', '/app/dist/fetcher/main.js'];
 const fieldManager = 'ml-operator-local-kubelet';
 const initBackoffMs = [2_000, 4_000, 8_000, 16_000, 30_000];
+const isFetcher = (c: { command?: string[] }) => JSON.stringify(c.command) === JSON.stringify(fetcherCommand);
 
 interface EnvVar {
   name: string;
@@ -50,16 +51,16 @@ interface Container {
   envFrom?: { secretRef?: { name: string }; configMapRef?: { name: string } }[];
   ports?: { name?: string; containerPort: number }[];
   readinessProbe?: Probe;
-  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
 }
 interface Volume {
   name: string;
   emptyDir?: object;
   persistentVolumeClaim?: { claimName: string };
-  hostPath?: { path: string };
+  hostPath?: { path: string; type?: string };
 }
 export interface Pod extends KubeObject {
-  spec: { nodeName?: string; containers: Container[]; initContainers?: Container[]; volumes?: Volume[] };
+  spec: { nodeName?: string; containers: Container[]; initContainers?: Container[]; volumes?: Volume[]; restartPolicy?: string };
   status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
 }
 interface Node extends KubeObject {
@@ -91,7 +92,7 @@ interface PodRecord {
   ip?: string;
   hostIP: string;
   startTime: string;
-  phase: 'Pending' | 'Running';
+  phase: 'Pending' | 'Running' | 'Succeeded' | 'Failed';
   init: ContainerRecord[];
   containers: ContainerRecord[];
   initialized: boolean;
@@ -287,25 +288,37 @@ export class PodRuntime {
       record.ip = this.addresses.allocate(cidr);
     }
     const signal = record.abort.signal;
-    const volumes = await this.volumes(pod, record);
+    let volumes: Map<string, string>;
+    // A volume that cannot be mounted keeps the pod in ContainerCreating, retried as a kubelet does.
+    for (;;) {
+      try {
+        volumes = await this.volumes(pod, record);
+        break;
+      } catch (err) {
+        for (const c of [...record.init, ...record.containers]) c.state = { waiting: { reason: 'ContainerCreating', message: `MountVolume.SetUp failed: ${(err as Error).message}` } };
+        await this.writeStatus(record);
+        await delay(5000, undefined, { signal }).catch(() => undefined);
+        if (signal.aborted) return;
+      }
+    }
     await this.writeStatus(record);
 
     for (const [i, container] of (pod.spec.initContainers ?? []).entries()) {
-      for (let attempt = 0; ; attempt++) {
-        if (signal.aborted) return;
-        const ok = await this.runInit(pod, record, i, container, volumes);
-        if (ok) break;
-        const wait = initBackoffMs[Math.min(attempt, initBackoffMs.length - 1)];
-        const failed = record.init[i];
-        failed.lastState = failed.state;
-        failed.state = { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${wait / 1000}s restarting failed container=${container.name} pod=${pod.metadata.name}` } };
-        await this.writeStatus(record);
-        await delay(wait, undefined, { signal }).catch(() => undefined);
-      }
+      if (!(await this.runToCompletion(pod, record, record.init[i], container, volumes, true))) return;
     }
     if (signal.aborted) return;
     record.initialized = true;
     record.phase = 'Running';
+
+    // A pod of the fetcher alone (hostPath clean-up) runs to completion, as a Job's pod would.
+    if (pod.spec.containers.every((c) => isFetcher(c))) {
+      const restart = pod.spec.restartPolicy !== 'Never';
+      const results = await Promise.all(pod.spec.containers.map((c, i) => this.runToCompletion(pod, record, record.containers[i], c, volumes, restart)));
+      if (signal.aborted) return;
+      record.phase = results.every(Boolean) ? 'Succeeded' : 'Failed';
+      await this.writeStatus(record);
+      return;
+    }
 
     const probes: Promise<void>[] = [];
     for (const [i, container] of pod.spec.containers.entries()) {
@@ -313,6 +326,7 @@ export class PodRuntime {
       try {
         const env = await this.environment(pod, container);
         const modelMount = container.volumeMounts?.find((m) => m.mountPath === env.MODEL_PATH);
+        const modelDir = modelMount && volumes.get(modelMount.name) ? join(volumes.get(modelMount.name)!, modelMount.subPath ?? '') : undefined;
         // The server listens on every declared port, and on the probe's port (a real process listens
         // where it listens, declared or not).
         const ports = new Set((container.ports ?? []).map((p) => p.containerPort));
@@ -334,7 +348,7 @@ export class PodRuntime {
             port,
             readinessPath: container.readinessProbe?.httpGet?.path ?? '/',
             env,
-            modelDir: modelMount ? volumes.get(modelMount.name) : undefined,
+            modelDir,
           });
           await server.listen();
           if (signal.aborted) {
@@ -362,11 +376,11 @@ export class PodRuntime {
     for (const v of pod.spec.volumes ?? []) {
       let dir: string | undefined;
       if (v.emptyDir) dir = join(record.dir, 'volumes', v.name);
-      else if (v.hostPath) dir = join(this.options.dataDir, 'nodes', record.node, v.hostPath.path);
+      else if (v.hostPath) dir = this.nodeDirectory(record.node, v.hostPath);
       else if (v.persistentVolumeClaim) {
         const claim = await this.options.client.get<KubeObject & { spec: { volumeName?: string } }>(claimResource, record.namespace, v.persistentVolumeClaim.claimName);
-        const volume = claim?.spec.volumeName ? await this.options.client.get<KubeObject & { spec: { hostPath?: { path: string } } }>(volumeResource, undefined, claim.spec.volumeName) : undefined;
-        if (volume?.spec.hostPath) dir = join(this.options.dataDir, 'nodes', record.node, volume.spec.hostPath.path);
+        const volume = claim?.spec.volumeName ? await this.options.client.get<KubeObject & { spec: { hostPath?: { path: string; type?: string } } }>(volumeResource, undefined, claim.spec.volumeName) : undefined;
+        if (volume?.spec.hostPath) dir = this.nodeDirectory(record.node, volume.spec.hostPath);
         else dir = join(record.dir, 'volumes', v.name);
       }
       if (dir) {
@@ -375,6 +389,13 @@ export class PodRuntime {
       }
     }
     return dirs;
+  }
+
+  /** A hostPath directory of a node (under `<data>/nodes/<node>`): type Directory must exist, as on a real node. */
+  private nodeDirectory(node: string, hostPath: { path: string; type?: string }): string {
+    const dir = join(this.options.dataDir, 'nodes', node, hostPath.path);
+    if (hostPath.type === 'Directory' && !existsSync(dir)) throw new Error(`hostPath type check failed: ${hostPath.path} is not a directory on node ${node}`);
+    return dir;
   }
 
   private async environment(pod: Pod, container: Container): Promise<Record<string, string>> {
@@ -406,9 +427,25 @@ export class PodRuntime {
     return env;
   }
 
-  /** Runs one init container to completion; true when it succeeded. Only the artifact fetcher can run here. */
-  private async runInit(pod: Pod, record: PodRecord, index: number, container: Container, volumes: Map<string, string>): Promise<boolean> {
-    const state = record.init[index];
+  /**
+   * Runs a container to completion, again with back-off after a failure when `restart` says so; true
+   * once it succeeded. Only the artifact fetcher (init containers, clean-up pods) can run this way.
+   */
+  private async runToCompletion(pod: Pod, record: PodRecord, state: ContainerRecord, container: Container, volumes: Map<string, string>, restart: boolean): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      if (record.abort.signal.aborted) return false;
+      if (await this.runFetcher(pod, record, state, container, volumes)) return true;
+      if (!restart) return false;
+      const wait = initBackoffMs[Math.min(attempt, initBackoffMs.length - 1)];
+      state.lastState = state.state;
+      state.state = { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${wait / 1000}s restarting failed container=${container.name} pod=${pod.metadata.name}` } };
+      await this.writeStatus(record);
+      await delay(wait, undefined, { signal: record.abort.signal }).catch(() => undefined);
+    }
+  }
+
+  /** Runs the fetcher of a container once, as a local process; true when it succeeded. */
+  private async runFetcher(pod: Pod, record: PodRecord, state: ContainerRecord, container: Container, volumes: Map<string, string>): Promise<boolean> {
     const startedAt = now();
     const finish = async (exitCode: number, message: string): Promise<boolean> => {
       state.state = { terminated: { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', ...(message ? { message } : {}), startedAt, finishedAt: now() } };
@@ -417,8 +454,8 @@ export class PodRuntime {
       await this.writeStatus(record);
       return exitCode === 0;
     };
-    if (JSON.stringify(container.command) !== JSON.stringify(fetcherCommand)) {
-      return finish(128, `the local cluster's pod runtime runs only the artifact fetcher (${fetcherCommand.join(' ')}) as an init container, not ${container.image}`);
+    if (!isFetcher(container)) {
+      return finish(128, `the local cluster's pod runtime runs only the artifact fetcher (${fetcherCommand.join(' ')}) to completion, not ${container.image}`);
     }
     let env: Record<string, string>;
     try {
@@ -426,8 +463,10 @@ export class PodRuntime {
     } catch (err) {
       return finish(128, (err as Error).message);
     }
-    // Paths inside the container map to the directories that stand for its volumes.
-    const mounts = (container.volumeMounts ?? []).map((m) => ({ path: m.mountPath, dir: volumes.get(m.name) })).filter((m): m is { path: string; dir: string } => !!m.dir);
+    // Paths inside the container map to the directories that stand for its volumes (and their subPaths).
+    const mounts = (container.volumeMounts ?? [])
+      .map((m) => ({ path: m.mountPath, dir: volumes.get(m.name) && join(volumes.get(m.name)!, m.subPath ?? '') }))
+      .filter((m): m is { path: string; dir: string } => !!m.dir);
     const hostPath = (p: string) => {
       const mount = mounts.filter((m) => p === m.path || p.startsWith(`${m.path}/`)).sort((a, b) => b.path.length - a.path.length)[0];
       return mount ? join(mount.dir, relative(mount.path, p)) : p;

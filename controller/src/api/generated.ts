@@ -289,7 +289,7 @@ export interface MachineLearningEndpointConfigVariant {
    */
   size?: number | string;
   /**
-   * Host directory under which the model volume lives; used only when the chart's storage mode is hostPath.
+   * Subdirectory of the chart's storage.hostPathRoot under which this variant's model volumes live (hostPath storage mode only), for example team-a. Relative, without '..': a config can never point a volume at another directory of the nodes.
    */
   path?: string;
 }
@@ -362,6 +362,10 @@ export interface MachineLearningModelSpec {
    * URI of the model artifact, fetched before the server starts into the model volume mounted read-only at /opt/ml/model (MODEL_PATH points there): `https://...`, `http://...`, `s3://bucket/key`, `gs://bucket/object` or `pvc://<claim>/<path>`. Archives (.tar.gz, .tgz, .zip) are unpacked. Empty: the image carries the model.
    */
   artifact?: string;
+  /**
+   * SHA-256 of the artifact file (64 hexadecimal characters), as `sha256sum` prints it. The fetcher checks the download against it and installs nothing when it differs; it is part of the model version, so a new digest rolls out a new version.
+   */
+  artifactSha256?: string;
   /**
    * Name of a Secret in the same namespace whose keys become environment variables of the artifact fetcher: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and AWS_ENDPOINT_URL for s3://; GOOGLE_OAUTH_ACCESS_TOKEN for gs://; HTTP_AUTHORIZATION (a full Authorization header value) for http(s)://.
    */

@@ -1,9 +1,13 @@
-// Label and annotation keys the controller puts on what it creates.
+// Label and annotation keys the controller puts on what it creates. "Instance" means three things
+// around here, kept apart by name: a snapshot (`snapshot`: a config or model object the controller
+// made, versioned, as opposed to the user's template), a model instance (`modelInstance`: one model
+// version of one endpoint, with its Deployment, Service and storage), and the application instance
+// of Kubernetes' recommended labels (`appInstance`: the endpoint an object belongs to).
 export const labels = {
   managedBy: 'app.kubernetes.io/managed-by',
   partOf: 'app.kubernetes.io/part-of',
   name: 'app.kubernetes.io/name',
-  instance: 'app.kubernetes.io/instance',
+  appInstance: 'app.kubernetes.io/instance',
   component: 'app.kubernetes.io/component',
   version: 'ml-operator.dev/version',
   /** Name of the endpoint an object belongs to. */
@@ -11,12 +15,21 @@ export const labels = {
   /** Namespace of that endpoint (on cluster-scoped objects). */
   endpointNamespace: 'ml-operator.dev/endpoint-namespace',
   /** Marks a config or model object as a snapshot made by the controller, not a user's template. */
-  snapshot: 'ml-operator.dev/instance',
+  snapshot: 'ml-operator.dev/snapshot',
   /** Template a snapshot was taken from. */
   template: 'ml-operator.dev/template',
   /** Model instance a Deployment, Service or volume serves. */
   modelInstance: 'ml-operator.dev/model-instance',
 } as const;
+
+/** The key snapshots had before 0.2: still recognised, so that an upgrade never takes a snapshot for a template. */
+const legacySnapshotLabel = 'ml-operator.dev/instance';
+
+/** A config or model object the controller made (a snapshot), not a user's template. */
+export function isSnapshot(o: { metadata: { labels?: Record<string, string> } } | undefined): boolean {
+  const l = o?.metadata.labels;
+  return l?.[labels.snapshot] === 'true' || l?.[legacySnapshotLabel] === 'true';
+}
 
 export const managerName = 'ml-operator';
 export const managedBySelector = `${labels.managedBy}=${managerName}`;

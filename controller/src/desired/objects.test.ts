@@ -92,8 +92,8 @@ describe('the Deployment of a variant', () => {
     expect(server.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
     expect(server.env).toEqual(expect.arrayContaining([{ name: 'MODEL_PATH', value: '/opt/ml/model' }, { name: 'PORT', value: '8080' }]));
   });
-  it('fetches the artifact in an init container into the model volume, mounted read-only in the server', () => {
-    expect(pod.initContainers[0]).toMatchObject({ image: 'ml-operator/controller:1', args: ['https://models.example.com/titanic.tar.gz', '/opt/ml/model'] });
+  it('fetches the artifact in an init container into the model volume, bounded by its size, mounted read-only in the server', () => {
+    expect(pod.initContainers[0]).toMatchObject({ image: 'ml-operator/controller:1', args: [`--max-bytes=${2 ** 30}`, 'https://models.example.com/titanic.tar.gz', '/opt/ml/model'] });
     expect(server.volumeMounts).toEqual([{ name: 'model', mountPath: '/opt/ml/model', readOnly: true }]);
     expect(pod.volumes[0]).toEqual({ name: 'model', emptyDir: { sizeLimit: '1Gi' } });
   });
@@ -119,14 +119,32 @@ describe('storage', () => {
     expect(objects.map((o) => o.object.kind)).toEqual(['PersistentVolumeClaim']);
     expect((objects[0].object.spec as any).storageClassName).toBe('fast');
   });
-  it('is a hostPath volume bound to its claim in hostPath mode', () => {
-    const objects = desired.storage({ endpoint, config: { ...operatorConfig, storage: { ...operatorConfig.storage, mode: 'hostPath' } } }, p.variants[0]);
+  const hostPathCtx = { endpoint, config: { ...operatorConfig, storage: { ...operatorConfig.storage, mode: 'hostPath' as const } } };
+  it('is the hostPath root as a volume bound to its claim in hostPath mode, the instance a subdirectory the fetcher fills', () => {
+    const objects = desired.storage(hostPathCtx, p.variants[0], ['node-b', 'node-a']);
     const [pv, pvc] = objects.map((o) => o.object as any);
     expect(pv.kind).toBe('PersistentVolume');
     expect(pv.metadata.ownerReferences).toBeUndefined();
-    expect(pv.spec.hostPath.path).toBe(`/mnt/ml-operator/ml/${p.variants[0].instance}`);
+    expect(pv.spec.hostPath).toEqual({ path: '/mnt/ml-operator', type: 'Directory' });
     expect(pv.spec.claimRef).toMatchObject({ namespace: 'ml', name: p.variants[0].instance });
     expect(pvc.spec.volumeName).toBe(pv.metadata.name);
+    expect(pvc.metadata.annotations).toMatchObject({ 'ml-operator.dev/host-subpath': `ml/${p.variants[0].instance}`, 'ml-operator.dev/nodes': 'node-a,node-b' });
+    const pod = (desired.deployment(hostPathCtx, p.variants[0], 600).object as any).spec.template.spec;
+    expect(pod.initContainers[0].args.at(-1)).toBe(`/mnt/models/ml/${p.variants[0].instance}`);
+    expect(pod.initContainers[0].volumeMounts[0]).toEqual({ name: 'model', mountPath: '/mnt/models' });
+    expect(pod.containers[0].volumeMounts).toEqual([{ name: 'model', mountPath: '/opt/ml/model', readOnly: true, subPath: `ml/${p.variants[0].instance}` }]);
+  });
+  it('is removed from each node by a clean-up pod pinned there', () => {
+    const [, pvc] = desired.storage(hostPathCtx, p.variants[0], ['node-a']).map((o) => o.object);
+    const cleanup = desired.cleanupPod(endpoint, pvc, 'ml-operator/controller:1', 'node-a').object as any;
+    expect(cleanup.spec.nodeName).toBe('node-a');
+    expect(cleanup.spec.containers[0].args).toEqual(['--remove', `/mnt/models/ml/${p.variants[0].instance}`]);
+    expect(cleanup.spec.volumes).toEqual([{ name: 'models', persistentVolumeClaim: { claimName: p.variants[0].instance } }]);
+  });
+  it('names volumes so that no two namespaces collide, and keeps a variant path under the root', () => {
+    expect(desired.persistentVolumeName('a-b', 'c-0123456789')).not.toBe(desired.persistentVolumeName('a', 'b-c-0123456789'));
+    const withPath = { ...p.variants[0], variant: { ...p.variants[0].variant, path: 'team-a/models' } };
+    expect(desired.hostSubPath('ml', withPath)).toBe(`team-a/models/ml/${p.variants[0].instance}`);
   });
   it('is nothing to create in emptyDir mode', () => {
     expect(desired.storage({ endpoint, config: operatorConfig }, p.variants[0])).toEqual([]);

@@ -4,6 +4,7 @@ import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { apiVersionOf, resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import { desiredHashAnnotation, fetcherImageAnnotation, labels, managerName } from './labels.ts';
+import { quantityValue } from './compare.ts';
 import { contentVersion } from './names.ts';
 import type { VariantPlan, VersionPlan } from './plan.ts';
 
@@ -54,7 +55,7 @@ export function commonLabels(endpoint: MachineLearningEndpoint, component: strin
     [labels.managedBy]: managerName,
     [labels.partOf]: managerName,
     [labels.name]: name,
-    [labels.instance]: endpoint.metadata.name!,
+    [labels.appInstance]: endpoint.metadata.name!,
     [labels.component]: component,
     [labels.endpoint]: endpoint.metadata.name!,
   };
@@ -113,26 +114,59 @@ const restrictedContainer = {
   seccompProfile: { type: 'RuntimeDefault' },
 };
 
-/** Name of the cluster-scoped PersistentVolume of a model instance (hostPath mode). */
-export const persistentVolumeName = (namespace: string, instance: string) => `ml-${namespace}-${instance}`;
+/**
+ * Name of the cluster-scoped PersistentVolume of a model instance (hostPath mode). Namespaces and
+ * instance names are DNS labels, without dots: joined by dots, two different pairs never collide.
+ */
+export const persistentVolumeName = (namespace: string, instance: string) => `ml-operator.${namespace}.${instance}`;
 
-/** Storage objects of a variant: a claim (pvc, hostPath) and its volume (hostPath only). */
-export function storage(ctx: EndpointContext, v: VariantPlan): Desired[] {
+/**
+ * Where a model instance's files live on the node, relative to the chart's hostPathRoot (the volume's
+ * root): `[variant.path/]<namespace>/<instance>`, so that a config can never point outside the root.
+ */
+export function hostSubPath(namespace: string, v: VariantPlan): string {
+  return [...(v.variant.path ? [v.variant.path] : []), namespace, v.instance].join('/');
+}
+
+/** The claim of a model instance records where its files are, so that its clean-up needs nothing else. */
+export const hostSubPathAnnotation = 'ml-operator.dev/host-subpath';
+/** ...and the nodes that ran its pods, each of which holds a copy of the files. */
+export const hostNodesAnnotation = 'ml-operator.dev/nodes';
+
+/** Mount point of the whole hostPath root in the fetcher and clean-up containers. */
+export const hostRootMountPath = '/mnt/models';
+
+/**
+ * Storage objects of a variant: a claim (pvc, hostPath) and its volume (hostPath only). A hostPath
+ * volume is the chart's hostPathRoot itself (it must exist on the nodes, writable by the fetcher's
+ * user 65532): the fetcher creates the instance's directory under it as that user, the server mounts
+ * just that directory (subPath), and a clean-up pod removes it when the version goes. Root-owned
+ * directories made by the kubelet (hostPath DirectoryOrCreate, subPath) would not be writable
+ * under the restricted security context, and hostPath volumes take no fsGroup.
+ */
+export function storage(ctx: EndpointContext, v: VariantPlan, nodes: readonly string[] = []): Desired[] {
   const { endpoint, config } = ctx;
   const { mode } = config.storage;
   if (mode === 'emptyDir' || !v.model.artifact) return [];
   const size = String(v.variant.size ?? config.storage.defaultSize);
   const namespace = endpoint.metadata.namespace!;
-  const claim = namespaced(resources.persistentVolumeClaim, endpoint, v.instance, workloadLabels(endpoint, v), {
-    spec: {
-      accessModes: ['ReadWriteOnce'],
-      resources: { requests: { storage: size } },
-      ...(mode === 'hostPath' ? { storageClassName: '', volumeName: persistentVolumeName(namespace, v.instance) } : {}),
-      ...(mode === 'pvc' && config.storage.storageClassName ? { storageClassName: config.storage.storageClassName } : {}),
+  const claim = namespaced(
+    resources.persistentVolumeClaim,
+    endpoint,
+    v.instance,
+    workloadLabels(endpoint, v),
+    {
+      spec: {
+        accessModes: ['ReadWriteOnce'],
+        resources: { requests: { storage: size } },
+        ...(mode === 'hostPath' ? { storageClassName: '', volumeName: persistentVolumeName(namespace, v.instance) } : {}),
+        ...(mode === 'pvc' && config.storage.storageClassName ? { storageClassName: config.storage.storageClassName } : {}),
+      },
     },
-  });
+    mode === 'hostPath' ? { [hostSubPathAnnotation]: hostSubPath(namespace, v), ...(nodes.length ? { [hostNodesAnnotation]: [...nodes].sort().join(',') } : {}) } : undefined,
+  );
   if (mode !== 'hostPath') return [claim];
-  const root = v.variant.path ?? config.storage.hostPathRoot;
+
   const volume = withHash(resources.persistentVolume, {
     apiVersion: 'v1',
     kind: 'PersistentVolume',
@@ -145,12 +179,48 @@ export function storage(ctx: EndpointContext, v: VariantPlan): Desired[] {
       accessModes: ['ReadWriteOnce'],
       persistentVolumeReclaimPolicy: 'Retain',
       storageClassName: '',
-      hostPath: { path: `${root.replace(/\/+$/, '')}/${namespace}/${v.instance}`, type: 'DirectoryOrCreate' },
+      hostPath: { path: config.storage.hostPathRoot, type: 'Directory' },
       claimRef: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace, name: v.instance },
     },
   });
   return [volume, claim];
 }
+
+/** The pod that removes a hostPath model instance's files from one node, through its claim, before the claim and volume go. */
+export function cleanupPod(endpoint: MachineLearningEndpoint, claim: KubeObject, fetcherImage: string, node: string): Desired {
+  const instance = claim.metadata.name;
+  const subPath = claim.metadata.annotations?.[hostSubPathAnnotation] ?? `${endpoint.metadata.namespace}/${instance}`;
+  const podLabels = { ...commonLabels(endpoint, 'cleanup', claim.metadata.labels?.[labels.name] ?? instance), [labels.modelInstance]: instance };
+  return namespaced(resources.pod, endpoint, cleanupPodName(instance, node), podLabels, {
+    spec: {
+      // The files are on that node: the pod runs there, whatever the scheduler would choose.
+      nodeName: node,
+      restartPolicy: 'OnFailure',
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
+      containers: [
+        {
+          name: 'cleanup',
+          image: fetcherImage,
+          command: fetcherEntrypoint,
+          args: ['--remove', `${hostRootMountPath}/${subPath}`],
+          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+          securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true },
+          volumeMounts: [{ name: 'models', mountPath: hostRootMountPath }],
+        },
+      ],
+      volumes: [{ name: 'models', persistentVolumeClaim: { claimName: instance } }],
+    },
+  });
+}
+
+/** Nodes that hold a hostPath model instance's files, as its claim records them. */
+export function hostNodesOf(claim: KubeObject | undefined): string[] {
+  return claim?.metadata.annotations?.[hostNodesAnnotation]?.split(',').filter(Boolean) ?? [];
+}
+
+export const cleanupPodName = (instance: string, node: string) => `${instance}-cleanup-${contentVersion(node).slice(0, 6)}`;
 
 function quantityResources(v: VariantPlan) {
   const values: Record<string, string> = {};
@@ -173,8 +243,11 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     const size = String(v.variant.size ?? config.storage.defaultSize);
     volumes.push(config.storage.mode === 'emptyDir' ? { name: 'model', emptyDir: { sizeLimit: size } } : { name: 'model', persistentVolumeClaim: { claimName: v.instance } });
     volumes.push({ name: 'fetch-tmp', emptyDir: {} });
+    // hostPath: the fetcher fills the instance's directory under the volume's root; elsewhere the volume is the model directory.
+    const hostPath = config.storage.mode === 'hostPath';
+    const fetchInto = hostPath ? `${hostRootMountPath}/${hostSubPath(endpoint.metadata.namespace!, v)}` : modelMountPath;
     const fetcherMounts: unknown[] = [
-      { name: 'model', mountPath: modelMountPath },
+      { name: 'model', mountPath: hostPath ? hostRootMountPath : modelMountPath },
       { name: 'fetch-tmp', mountPath: '/tmp' },
     ];
     const source = artifact.match(/^pvc:\/\/([^/]+)\//)?.[1];
@@ -186,7 +259,8 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
       name: fetcherContainerName,
       image: v.fetcherImage ?? config.fetcher.image,
       command: fetcherEntrypoint,
-      args: [artifact, modelMountPath],
+      // Downloads and unpacking are bounded by the volume's size; the digest, when given, is checked.
+      args: [`--max-bytes=${Math.floor(quantityValue(size) ?? 0)}`, ...(model.artifactSha256 ? [`--sha256=${model.artifactSha256.toLowerCase()}`] : []), artifact, fetchInto],
       ...(model.artifactSecret ? { envFrom: [{ secretRef: { name: model.artifactSecret } }] } : {}),
       resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
       securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true },
@@ -203,7 +277,9 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     readinessProbe: { httpGet: { path: model.readinessPath ?? '/', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
     resources: quantityResources(v),
     securityContext: restrictedContainer,
-    ...(artifact ? { volumeMounts: [{ name: 'model', mountPath: modelMountPath, readOnly: true }] } : {}),
+    ...(artifact
+      ? { volumeMounts: [{ name: 'model', mountPath: modelMountPath, readOnly: true, ...(config.storage.mode === 'hostPath' ? { subPath: hostSubPath(endpoint.metadata.namespace!, v) } : {}) }] }
+      : {}),
   };
   return namespaced(resources.deployment, endpoint, v.instance, podLabels, {
     spec: {
@@ -239,6 +315,6 @@ export function service(ctx: EndpointContext, v: VariantPlan): Desired {
 }
 
 /** Everything that runs one variant: storage, Deployment, Service. */
-export function workloads(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas?: number): Desired[] {
-  return [...storage(ctx, v), deployment(ctx, v, progressDeadlineSeconds, replicas), service(ctx, v)];
+export function workloads(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas?: number, hostNodes: readonly string[] = []): Desired[] {
+  return [...storage(ctx, v, hostNodes), deployment(ctx, v, progressDeadlineSeconds, replicas), service(ctx, v)];
 }

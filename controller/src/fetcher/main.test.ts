@@ -629,6 +629,20 @@ describe('housekeeping and usage', () => {
     expect(lstatSync(join(target, '.fetch-busy')).isDirectory()).toBe(true);
   });
 
+  it('removes a model directory with --remove, and refuses a shallow or relative one', async () => {
+    const target = join(dir, 'volumes', 'ns', 'm-0123456789');
+    mkdirSync(join(target, 'sub'), { recursive: true });
+    writeFileSync(join(target, 'sub', 'w.bin'), 'w');
+    const lines: string[] = [];
+    expect(await main(['--remove', target], {}, { log: (l) => lines.push(l) })).toBe(0);
+    expect(existsSync(target)).toBe(false);
+    expect(existsSync(join(dir, 'volumes', 'ns'))).toBe(true);
+    expect(await main(['--remove', target], {}, { log: (l) => lines.push(l) })).toBe(0);
+    for (const bad of [['--remove', '/mnt'], ['--remove', 'relative/dir/here'], ['--remove', `${dir}/a/../b`], ['--remove']]) {
+      expect(await main(bad, {}, { log: (l) => lines.push(l) }), bad.join(' ')).toBe(2);
+    }
+  });
+
   it('exits 2 on bad usage', async () => {
     const lines: string[] = [];
     expect(await main([], {}, { log: (l) => lines.push(l) })).toBe(2);

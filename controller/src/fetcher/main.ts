@@ -1,11 +1,13 @@
 // The artifact fetcher: the init container of every model server pod.
 //   node /app/dist/fetcher/main.js [--max-bytes=N] [--sha256=HEX] <artifact-uri> <target-dir>
+//   node /app/dist/fetcher/main.js --remove <dir>     (hostPath storage: clears a model directory)
 // Fetches a model artifact (http(s)://, s3://, gs://, pvc://) into the model volume, unpacking
 // .tar.gz/.tgz/.zip archives, so that the server finds it at /opt/ml/model (see fetch.ts).
 //
 // Logs: one JSON line per step on stderr; credentials are never logged. Exit codes: 0 done (or
 // already there), 1 failure, 2 bad usage.
-import { resolve } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { isAbsolute, normalize, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FetchError, UsageError } from './errors.ts';
 import { fetchArtifact, type FetchRequest, type Options } from './fetch.ts';
@@ -17,6 +19,7 @@ export const usage = [
   '  artifact-uri: http(s)://..., s3://<bucket>/<key>, gs://<bucket>/<object> or pvc://<claim>/<path>',
   '  --max-bytes=N: the most bytes the download, and then the unpacked artifact, may take (the variant\'s volume size)',
   '  --sha256=HEX: the SHA-256 digest (64 hexadecimal characters) the downloaded file must have',
+  '   or: fetcher --remove <dir>   removes a model directory the fetcher filled (hostPath storage clean-up)',
 ].join('\n');
 
 /** Reads the command line: options (`--name=value`, anywhere) and the two operands. */
@@ -51,6 +54,27 @@ export function parseArgs(argv: readonly string[]): FetchRequest {
   return request;
 }
 
+/**
+ * Removes a model directory (hostPath storage keeps models on the nodes, so a version that goes
+ * takes its files along). The directory must be absolute and at least two levels deep, so that a
+ * mistaken argument cannot clear a mount point; a directory that is already gone is success.
+ */
+async function removeDirectory(args: readonly string[], log: ReturnType<typeof makeLog>): Promise<number> {
+  const dir = args[0];
+  if (args.length !== 1 || !dir || !isAbsolute(dir) || normalize(dir) !== dir.replace(/\/+$/, '') || dir.split('/').filter(Boolean).length < 3) {
+    log('error', `--remove takes one absolute, normalised directory at least three levels deep, not ${JSON.stringify(args)}\n${usage}`);
+    return 2;
+  }
+  try {
+    await rm(dir, { recursive: true, force: true });
+    log('info', 'removed', { dir });
+    return 0;
+  } catch (e) {
+    log('error', `removing ${dir} failed: ${(e as Error).message}`, { dir });
+    return 1;
+  }
+}
+
 /** Entry point: `argv` without node and the script. Returns the exit code: 0 done, 1 failure, 2 bad usage. */
 export async function main(argv: readonly string[], env: Env, options: Options = {}): Promise<number> {
   const out = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -59,6 +83,7 @@ export async function main(argv: readonly string[], env: Env, options: Options =
     log('error', usage);
     return 2;
   }
+  if (argv[0] === '--remove') return removeDirectory(argv.slice(1), log);
   let request: FetchRequest;
   try {
     request = parseArgs(argv);

@@ -4,7 +4,7 @@
 // workloads), then the status (which records what drains), and removals last.
 import type { Condition, MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningEndpointStatus, MachineLearningModel } from '../api/generated.ts';
 import { upToDate } from '../desired/compare.ts';
-import { fetcherImageAnnotation, labels, storageFinalizer } from '../desired/labels.ts';
+import { fetcherImageAnnotation, isSnapshot, labels, managerName, storageFinalizer } from '../desired/labels.ts';
 import { canonicalJson } from '../desired/names.ts';
 import * as desired from '../desired/objects.ts';
 import { planFromSnapshot, planFromTemplates, type VersionPlan } from '../desired/plan.ts';
@@ -13,7 +13,8 @@ import type { KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
 import type { OperatorConfig } from '../options.ts';
-import { decide, defaults, type LiveRoute } from '../rollout/decide.ts';
+import { decide, defaults, type LiveRoute, type RolloutInput } from '../rollout/decide.ts';
+import { hostHolder } from '../rollout/hosts.ts';
 import { renderStatus } from '../rollout/status.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { routingProvider } from '../routing/providers.ts';
@@ -35,6 +36,8 @@ export interface Caches {
   services: Store<KubeObject>;
   claims: Store<KubeObject>;
   volumes?: Store<KubeObject>;
+  /** The clean-up pods of hostPath storage (hostPath mode only). */
+  pods?: Store<KubeObject>;
   /** Gateways of the routing provider (none when routes attach to a shared gateway). */
   gateways?: Store<KubeObject>;
   /** Route objects of the routing provider (VirtualServices, HTTPRoutes). */
@@ -58,7 +61,14 @@ interface DeploymentStatus {
   observedGeneration?: number;
 }
 
-const isSnapshot = (o: KubeObject | undefined) => o?.metadata.labels?.[labels.snapshot] === 'true';
+/** The object is this endpoint's: its controller owner reference names it (cluster-scoped objects: its labels do). */
+function ownedBy(endpoint: MachineLearningEndpoint, o: KubeObject): boolean {
+  if (!o.metadata.namespace) {
+    const l = o.metadata.labels ?? {};
+    return l[labels.managedBy] === managerName && l[labels.endpoint] === endpoint.metadata.name && l[labels.endpointNamespace] === endpoint.metadata.namespace;
+  }
+  return o.metadata.ownerReferences?.some((r) => r.controller && r.uid === endpoint.metadata.uid) ?? false;
+}
 
 /** A model instance is Available when its Deployment runs our latest spec with every wanted replica ready. */
 export function deploymentAvailable(live: KubeObject | undefined, wanted: desired.Desired): boolean {
@@ -72,6 +82,9 @@ export function deploymentAvailable(live: KubeObject | undefined, wanted: desire
     (status.availableReplicas ?? 0) >= replicas
   );
 }
+
+/** How soon an endpoint blocked by someone else's object looks again. */
+const conflictRecheckMs = 15_000;
 
 function readiness(live: KubeObject | undefined): number {
   return ((live?.status ?? {}) as DeploymentStatus).readyReplicas ?? 0;
@@ -102,39 +115,57 @@ export class EndpointReconciler {
     const now = this.now();
     const deadlineSeconds = endpoint.spec.rollout?.progressDeadlineSeconds ?? defaults.progressDeadlineSeconds;
     const resolved = this.resolveTarget(endpoint);
-    const target = this.pinFetcher(namespace, resolved.target);
-    const { problem } = resolved;
     const liveRoute = caches.routes.get(namespace, this.provider.routeName(ctx));
-    const decision = decide({
+    const hostBlocked = this.hostConflict(ctx);
+    const input: RolloutInput = {
       generation: endpoint.metadata.generation ?? 0,
       spec: endpoint.spec,
       status: endpoint.status ?? {},
-      target,
-      problem,
+      target: this.pinFetcher(namespace, resolved.target),
+      problem: resolved.problem,
       snapshot: (version) => this.pinFetcher(namespace, this.snapshotPlan(namespace, name, version)),
       route: liveRoute ? this.readRoute(ctx, liveRoute) : undefined,
+      routeBlocked: hostBlocked,
       workload: (v, replicas) => {
         const live = caches.deployments.get(namespace, v.instance);
-        return { ready: readiness(live), available: deploymentAvailable(live, desired.deployment(ctx, v, deadlineSeconds, replicas)) };
+        // The route names the Service: it must be this endpoint's too, not a namesake of someone else's.
+        const service = caches.services.get(namespace, v.instance);
+        const available = deploymentAvailable(live, desired.deployment(ctx, v, deadlineSeconds, replicas)) && !!service && ownedBy(endpoint, service) && ownedBy(endpoint, live!);
+        return { ready: readiness(live), available };
       },
       now,
-    });
+    };
+    let decision = decide(input);
 
     // Everything that should run, then the route: it only ever names workloads that are Available.
+    const conflicts: string[] = [];
     const wanted = new Map<string, desired.Desired>();
     const want = (d: desired.Desired) => wanted.set(`${d.resource.plural}.${d.resource.group}/${d.object.metadata.name}`, d);
-    if (decision.deploy.length > 0 || liveRoute) for (const g of this.provider.gateways(ctx)) want(g);
     for (const { plan, replicas } of decision.deploy) {
       want(desired.configInstance(ctx, plan));
       for (const v of plan.variants) {
         want(desired.modelInstance(ctx, v));
-        for (const d of desired.workloads(ctx, v, deadlineSeconds, replicas.get(v.instance))) want(d);
+        for (const d of desired.workloads(ctx, v, deadlineSeconds, replicas.get(v.instance), this.hostNodes(namespace, v.instance))) want(d);
       }
     }
-    await Promise.all([...wanted.values()].map((d) => this.ensure(d)));
+    await Promise.all(
+      [...wanted.values()].map(async (d) => {
+        if (!(await this.ensure(endpoint, d))) conflicts.push(this.describeConflict(d));
+      }),
+    );
     await this.ensureSnapshotStatuses(namespace, decision.deploy.map((d) => d.plan));
-    if (decision.route) {
-      for (const r of this.provider.routes(ctx, { host: desired.hostOf(ctx), backends: decision.route })) await this.ensure(r);
+    if (hostBlocked) {
+      // Another endpoint holds the host: this one must not route it.
+      await this.removeRouting(ctx);
+    } else if (decision.deploy.length > 0 || liveRoute) {
+      const routing = [...this.provider.gateways(ctx), ...(decision.route ? this.provider.routes(ctx, { host: desired.hostOf(ctx), backends: decision.route }) : [])];
+      for (const d of routing) {
+        if (await this.ensure(endpoint, d)) continue;
+        conflicts.push(this.describeConflict(d));
+        // The route cannot be written: nothing switches, and the status must not say otherwise.
+        decision = decide({ ...input, routeBlocked: { type: 'Ready', status: 'False', reason: 'OwnershipConflict', message: conflicts.join('; ') } });
+        break;
+      }
     }
 
     const { switched, serving } = decision.outcome;
@@ -159,13 +190,18 @@ export class EndpointReconciler {
         host: desired.hostOf(ctx),
         url: desired.urlOf(ctx),
         readyOf: (instance) => readiness(caches.deployments.get(namespace, instance)),
-        routeConditions: routeConditions.map((c) => ({ ...c, type: `Route${c.type}` })),
+        routeConditions: [
+          ...routeConditions.map((c) => ({ ...c, type: `Route${c.type}` })),
+          ...(conflicts.length ? [{ type: 'ResourcesOwned', status: 'False' as const, reason: 'OwnershipConflict', message: conflicts.join('; ') }] : []),
+        ],
         now,
       }),
     );
     // Removals come last, once the status records what drains: a restart in between keeps it running.
     await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions);
-    return decision.requeueAfterMs !== undefined ? { requeueAfterMs: decision.requeueAfterMs } : undefined;
+    // Objects of someone else's are not watched: look again in a while, in case they went away.
+    const requeueAfterMs = conflicts.length ? Math.min(decision.requeueAfterMs ?? Infinity, conflictRecheckMs) : decision.requeueAfterMs;
+    return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
   }
 
   /**
@@ -255,6 +291,7 @@ export class EndpointReconciler {
       [resources.service, caches.services],
       [resources.persistentVolumeClaim, caches.claims],
       [resources.persistentVolume, caches.volumes],
+      [resources.pod, caches.pods],
       [this.provider.gatewayResource, caches.gateways],
       [this.provider.routeResource, caches.routes],
       [resources.endpointConfig, caches.configs as Store<KubeObject>],
@@ -263,11 +300,55 @@ export class EndpointReconciler {
     return stores.find(([r]) => r?.plural === resource.plural && r.group === resource.group)?.[1];
   }
 
-  /** Applies a desired object unless the live one already matches. */
-  private async ensure(d: desired.Desired): Promise<void> {
-    const live = this.storeFor(d.resource)?.get(d.object.metadata.namespace, d.object.metadata.name);
-    if (upToDate(live, d.object)) return;
+  /**
+   * Applies a desired object unless the live one already matches, and never writes over an object
+   * that is not this endpoint's: returns false (a conflict) instead. The caches hold only what the
+   * controller labels as its own, so an object they do not show is read first: a namesake that
+   * someone else made is left as it is.
+   */
+  private async ensure(endpoint: MachineLearningEndpoint, d: desired.Desired): Promise<boolean> {
+    const { namespace, name } = d.object.metadata;
+    const live = this.storeFor(d.resource)?.get(namespace, name) ?? (await this.deps.client.get<KubeObject>(d.resource, namespace, name));
+    if (live && !ownedBy(endpoint, live)) return false;
+    if (upToDate(live, d.object)) return true;
     await this.deps.client.apply(d.resource, d.object);
+    return true;
+  }
+
+  private describeConflict(d: desired.Desired): string {
+    const { namespace, name } = d.object.metadata;
+    return `${d.resource.kind} ${namespace ? `${namespace}/` : ''}${name} exists and does not belong to this endpoint; ml-operator never writes over an object it does not own: delete or rename that object (or rename the endpoint or model)`;
+  }
+
+  /** Another endpoint of every watched namespace that holds the same host (hosts are cluster-wide). */
+  private hostConflict(ctx: desired.EndpointContext): ConditionInput | undefined {
+    const { endpoint, config } = ctx;
+    const host = desired.hostOf(ctx);
+    const holder = hostHolder(host, this.deps.caches.endpoints.list().filter((e) => desired.hostOf({ endpoint: e, config }) === host));
+    if (!holder || holder.metadata.uid === endpoint.metadata.uid) return undefined;
+    return {
+      type: 'Ready',
+      status: 'False',
+      reason: 'HostConflict',
+      message: `host ${host} is already served by endpoint ${holder.metadata.namespace}/${holder.metadata.name}: this endpoint routes nothing until it gets a host of its own (spec.host) or the other one lets go of it`,
+    };
+  }
+
+  /** Deletes this endpoint's gateways and route objects (when another endpoint holds its host). */
+  private async removeRouting(ctx: desired.EndpointContext): Promise<void> {
+    const { caches, client } = this.deps;
+    const { endpoint } = ctx;
+    const namespace = endpoint.metadata.namespace!;
+    const stores: [Resource | undefined, Store<KubeObject> | undefined][] = [
+      [this.provider.routeResource, caches.routes],
+      [this.provider.gatewayResource, caches.gateways],
+    ];
+    for (const [resource, store] of stores) {
+      if (!resource || !store) continue;
+      for (const o of store.list(namespace)) {
+        if (ownedBy(endpoint, o)) await client.delete(resource, namespace, o.metadata.name, { uid: o.metadata.uid });
+      }
+    }
   }
 
   /** Records the model versions in each config snapshot and the config version in each model snapshot. */
@@ -303,18 +384,20 @@ export class EndpointReconciler {
     const deletions: Promise<unknown>[] = [];
     const remove = (r: Resource, o: KubeObject) => deletions.push(client.delete(r, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background', uid: o.metadata.uid }));
 
+    const gone = (o: KubeObject) => ours(o) && !keepInstances.has(o.metadata.labels?.[labels.modelInstance] ?? '');
     for (const [resource, store] of [
       [resources.deployment, caches.deployments],
       [resources.service, caches.services],
-      [resources.persistentVolumeClaim, caches.claims],
     ] as const) {
-      for (const o of store.list(namespace)) {
-        if (ours(o) && !keepInstances.has(o.metadata.labels?.[labels.modelInstance] ?? '')) remove(resource, o);
-      }
+      for (const o of store.list(namespace)) if (gone(o)) remove(resource, o);
     }
-    for (const o of caches.volumes?.list() ?? []) {
-      const l = o.metadata.labels ?? {};
-      if (l[labels.endpoint] === name && l[labels.endpointNamespace] === namespace && !keepInstances.has(l[labels.modelInstance] ?? '')) remove(resources.persistentVolume, o);
+    // A claim already being deleted has been cleaned up: its pods are ending, its volume follows.
+    const claims = caches.claims.list(namespace).filter((c) => gone(c) && !c.metadata.deletionTimestamp);
+    if (this.deps.config.storage.mode === 'hostPath') {
+      // The files stay on the nodes unless removed: a clean-up pod first, then the claim and the volume.
+      deletions.push(...claims.map((c) => this.cleanUp(endpoint, c)));
+    } else {
+      for (const c of claims) remove(resources.persistentVolumeClaim, c);
     }
 
     const configSnapshots = caches.configs.list(namespace).filter((c) => isSnapshot(c) && ours(c));
@@ -364,14 +447,62 @@ export class EndpointReconciler {
     });
   }
 
-  /** Owner references delete everything namespaced; cluster-scoped volumes are ours to remove. */
+  /**
+   * Owner references delete everything namespaced; what they cannot reach (hostPath files on the
+   * nodes, cluster-scoped volumes) is removed before the finalizer lets the endpoint go.
+   */
   private async finalize(endpoint: MachineLearningEndpoint): Promise<ReconcileResult> {
     if (!endpoint.metadata.finalizers?.includes(storageFinalizer)) return;
     if (endpoint.status?.state !== 'Deleting') await this.writeStatus(endpoint, { ...endpoint.status, state: 'Deleting' });
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
+    const claims = this.deps.caches.claims.list(namespace).filter((c) => c.metadata.labels?.[labels.endpoint] === name && ownedBy(endpoint, c) && !c.metadata.deletionTimestamp);
+    const done = await Promise.all(claims.map((c) => this.cleanUp(endpoint, c)));
+    this.deps.logger.debug({ endpoint: `${namespace}/${name}`, claims: claims.map((c) => c.metadata.name), done }, 'removing what owner references cannot reach');
+    // Clean-up pods run: their end (a pod event) brings the endpoint back here.
+    if (done.some((d) => !d)) return { requeueAfterMs: 30_000 };
     const volumes = (this.deps.caches.volumes?.list() ?? []).filter((v) => v.metadata.labels?.[labels.endpoint] === name && v.metadata.labels?.[labels.endpointNamespace] === namespace);
     await Promise.all(volumes.map((v) => this.deps.client.delete(resources.persistentVolume, undefined, v.metadata.name, { uid: v.metadata.uid })));
     await this.setFinalizer(endpoint, false);
   }
+
+  /**
+   * Nodes that hold a hostPath model instance's files: those its claim recorded, and those its pods
+   * run on now (hostPath mode watches the endpoint's pods). Empty in the other storage modes.
+   */
+  private hostNodes(namespace: string, instance: string): string[] {
+    const { caches } = this.deps;
+    if (!caches.pods) return [];
+    const running = caches.pods
+      .list(namespace)
+      .filter((p) => p.metadata.labels?.[labels.modelInstance] === instance && p.metadata.labels?.[labels.component] === 'model-server')
+      .map((p) => (p.spec as { nodeName?: string }).nodeName)
+      .filter((n): n is string => !!n);
+    return [...new Set([...desired.hostNodesOf(caches.claims.get(namespace, instance)), ...running])].sort();
+  }
+
+  /**
+   * Removes a hostPath model instance: its files on every node that holds them (a clean-up pod
+   * each, through the claim), then the pods, the claim and the volume. True once nothing is left.
+   */
+  private async cleanUp(endpoint: MachineLearningEndpoint, claim: KubeObject): Promise<boolean> {
+    const { caches, client, config } = this.deps;
+    const namespace = endpoint.metadata.namespace!;
+    const nodes = this.hostNodes(namespace, claim.metadata.name);
+    const pods = nodes.map((node) => ({ node, name: desired.cleanupPodName(claim.metadata.name, node) }));
+    let pending = false;
+    for (const { node, name } of pods) {
+      const pod = caches.pods?.get(namespace, name) as (KubeObject & { status?: { phase?: string } }) | undefined;
+      if (pod?.status?.phase === 'Succeeded') continue;
+      pending = true;
+      if (!pod) await this.ensure(endpoint, desired.cleanupPod(endpoint, claim, config.fetcher.image, node));
+    }
+    if (pending) return false;
+    await Promise.all(pods.map(({ name }) => client.delete(resources.pod, namespace, name)));
+    await client.delete(resources.persistentVolumeClaim, namespace, claim.metadata.name, { uid: claim.metadata.uid });
+    await client.delete(resources.persistentVolume, undefined, desired.persistentVolumeName(namespace, claim.metadata.name));
+    return true;
+  }
+
+
 }

@@ -43,6 +43,11 @@ export interface RolloutInput {
   /** A version rebuilt from its snapshots; undefined when they are missing. */
   snapshot(version: string): VersionPlan | undefined;
   route?: LiveRoute;
+  /**
+   * Why the endpoint's route cannot be written (another owner's object, another endpoint's host):
+   * then no version switches, and no deadline runs out on account of it.
+   */
+  routeBlocked?: ConditionInput;
   /** The state of an instance's Deployment if it ran `variant` with `replicas`. */
   workload(variant: VariantPlan, replicas: number): WorkloadState;
   now: Date;
@@ -85,6 +90,7 @@ export interface Outcome {
   history: string[];
   deadlineSeconds: number;
   problem?: ConditionInput;
+  blocked?: ConditionInput;
 }
 
 const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -147,7 +153,7 @@ export function decide(input: RolloutInput): RolloutDecision {
     const servingReplicas = serving ? instanceReplicas(serving) : new Map<string, number>();
     for (const [instance, n] of replicas) if (servingReplicas.has(instance)) replicas.set(instance, Math.max(n, servingReplicas.get(instance)!));
     const failed = failedBefore(input, target.version);
-    const available = !failed && target.variants.every((v) => input.workload(v, replicas.get(v.instance)!).available);
+    const available = !failed && !input.routeBlocked && target.variants.every((v) => input.workload(v, replicas.get(v.instance)!).available);
     if (available) {
       switched = { from: servingVersion, to: target.version };
       if (servingVersion) {
@@ -163,8 +169,8 @@ export function decide(input: RolloutInput): RolloutDecision {
       const restarted = findCondition(status.conditions, 'Progressing')?.reason === 'ProgressDeadlineExceeded' && !failed;
       pendingSince = same && !restarted ? status.pendingSince! : iso(now);
       const elapsedMs = now.getTime() - Date.parse(pendingSince);
-      expired = failed || elapsedMs >= deadlineSeconds * 1000;
-      if (!expired) requeueIn(deadlineSeconds * 1000 - elapsedMs + 1000);
+      expired = failed || (!input.routeBlocked && elapsedMs >= deadlineSeconds * 1000);
+      if (!expired && !input.routeBlocked) requeueIn(deadlineSeconds * 1000 - elapsedMs + 1000);
       // A failed version holds no capacity: what it does not share with the serving version scales to zero.
       if (expired) for (const instance of replicas.keys()) if (!servingReplicas.has(instance)) replicas.set(instance, 0);
       pending = { plan: target, replicas };
@@ -198,10 +204,10 @@ export function decide(input: RolloutInput): RolloutDecision {
 
   return {
     deploy,
-    route: serving ? backends([{ plan: serving, percent: 100 }]) : undefined,
+    route: serving && !input.routeBlocked ? backends([{ plan: serving, percent: 100 }]) : undefined,
     keepVersions,
     keepInstances,
     requeueAfterMs,
-    outcome: { serving, unreadable, pending: pending?.plan, pendingSince, rollingBack: pending !== undefined && (status.history ?? []).includes(pending.plan.version), expired, switched, draining, history, deadlineSeconds, problem: input.problem },
+    outcome: { serving, unreadable, pending: pending?.plan, pendingSince, rollingBack: pending !== undefined && (status.history ?? []).includes(pending.plan.version), expired, switched, draining, history, deadlineSeconds, problem: input.problem, blocked: input.routeBlocked },
   };
 }

@@ -60,7 +60,9 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
   // Only a route the gateway has accepted serves (for providers that report it).
   const accepted = s.routeConditions.find((c) => c.type === 'RouteAccepted');
   const routeDown = accepted && accepted.status !== 'True' ? accepted : undefined;
-  if (servingVersion) {
+  if (o.blocked) {
+    conditions.push({ type: 'Ready', status: 'False', reason: o.blocked.reason, message: o.blocked.message });
+  } else if (servingVersion) {
     const missing = o.unreadable ? '; its snapshots are missing, so its objects are left as they are until a new version replaces it' : '';
     if (routeDown) {
       conditions.push({
@@ -119,7 +121,9 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
   let state: MachineLearningEndpointStatus['state'];
   // The first version is still being created until the gateway has taken its route.
   const servedBefore = previous?.state === 'InService' || previous?.state === 'Updating' || previous?.state === 'RollingBack';
-  if (servingVersion && routeDown?.status === 'Unknown' && !servedBefore) state = 'Creating';
+  // A route that cannot be written serves nothing.
+  if (o.blocked) state = 'Failed';
+  else if (servingVersion && routeDown?.status === 'Unknown' && !servedBefore) state = 'Creating';
   else if (servingVersion) state = o.pending && !o.expired ? (o.rollingBack ? 'RollingBack' : 'Updating') : 'InService';
   else state = o.expired ? 'Failed' : 'Creating';
   return {

@@ -1,0 +1,87 @@
+// The informers: the three kinds, and everything the controller owns (by its managed-by label), in
+// every watched namespace (one informer per namespace, or one for all), each read through one store.
+import type { MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningModel } from '../api/generated.ts';
+import { managedBySelector } from '../desired/labels.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { Informer, type InformerHandlers } from '../kube/informer.ts';
+import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
+import type { Logger } from '../log.ts';
+import type { Caches, Store } from '../reconcile/endpoint.ts';
+import type { RoutingProvider } from '../routing/provider.ts';
+
+export type Endpoint = MachineLearningEndpoint & KubeObject;
+export type Config = MachineLearningEndpointConfig & KubeObject;
+export type Model = MachineLearningModel & KubeObject;
+
+/** One informer per watched namespace (or one for all), read through one store. */
+export class Watched<T extends KubeObject> implements Store<T> {
+  readonly informers: Informer<T>[];
+  private readonly byNamespace = new Map<string, Informer<T>>();
+
+  constructor(make: (namespace: string | undefined) => Informer<T>, namespaces: string[] | undefined) {
+    if (namespaces === undefined) {
+      this.informers = [make(undefined)];
+    } else {
+      this.informers = namespaces.map((ns) => {
+        const informer = make(ns);
+        this.byNamespace.set(ns, informer);
+        return informer;
+      });
+    }
+  }
+
+  private informerFor(namespace: string | undefined): Informer<T> | undefined {
+    return this.byNamespace.size === 0 ? this.informers[0] : namespace === undefined ? undefined : this.byNamespace.get(namespace);
+  }
+
+  get(namespace: string | undefined, name: string): T | undefined {
+    return this.informerFor(namespace)?.get(namespace, name);
+  }
+
+  list(namespace?: string): T[] {
+    if (namespace === undefined) return this.informers.flatMap((i) => i.list());
+    return this.informerFor(namespace)?.list(namespace) ?? [];
+  }
+}
+
+/** What each source calls on events: handlers only map objects to keys and enqueue them. */
+export interface SourceHandlers {
+  endpoint: InformerHandlers<Endpoint>;
+  config: InformerHandlers<Config>;
+  model: InformerHandlers<Model>;
+  owned: InformerHandlers<KubeObject>;
+  volume: InformerHandlers<KubeObject>;
+}
+
+export interface Sources extends Caches {
+  /** Every informer, to start, await and stop together. */
+  informers: Informer<KubeObject>[];
+}
+
+export function buildSources(o: {
+  client: KubeClient;
+  logger: Logger;
+  namespaces: string[] | undefined;
+  provider: RoutingProvider;
+  hostPath: boolean;
+  handlers: SourceHandlers;
+}): Sources {
+  const watch = <T extends KubeObject>(r: Resource, labelSelector: string | undefined, handlers: InformerHandlers<T>, namespaces = o.namespaces) =>
+    new Watched<T>((namespace) => new Informer<T>(o.client, r, { namespace, labelSelector, logger: o.logger }, handlers), namespaces);
+  const owned = (r: Resource) => watch<KubeObject>(r, managedBySelector, o.handlers.owned);
+  const stores = {
+    endpoints: watch<Endpoint>(resources.endpoint, undefined, o.handlers.endpoint),
+    configs: watch<Config>(resources.endpointConfig, undefined, o.handlers.config),
+    models: watch<Model>(resources.model, undefined, o.handlers.model),
+    deployments: owned(resources.deployment),
+    services: owned(resources.service),
+    claims: owned(resources.persistentVolumeClaim),
+    gateways: o.provider.gatewayResource ? owned(o.provider.gatewayResource) : undefined,
+    routes: owned(o.provider.routeResource),
+    // PersistentVolumes are cluster-scoped: one informer, whatever namespaces are watched.
+    volumes: o.hostPath ? watch<KubeObject>(resources.persistentVolume, managedBySelector, o.handlers.volume, undefined) : undefined,
+    pods: o.hostPath ? owned(resources.pod) : undefined,
+  };
+  const informers = Object.values(stores).flatMap((w) => (w ? (w.informers as Informer<KubeObject>[]) : []));
+  return { ...stores, informers };
+}

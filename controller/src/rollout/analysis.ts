@@ -1,0 +1,135 @@
+// Metric gates: the PromQL of each check (built-in measures per data plane, or the user's query with
+// its placeholders filled in), and what one evaluation does to a check's record. Pure: the
+// reconciler runs the queries and hands the values over.
+
+/** Where the built-in measures come from: the metrics the data plane exports. */
+export type MetricsSource = 'traefik' | 'istio';
+
+export interface CheckSpec {
+  name: string;
+  builtin?: 'errorRate' | 'latencyP99';
+  query?: string;
+  max?: number;
+  min?: number;
+  intervalSeconds?: number;
+  failureLimit?: number;
+  inconclusiveLimit?: number;
+}
+
+export interface CheckRecord {
+  name: string;
+  value?: string;
+  result?: 'Passed' | 'Failed' | 'Inconclusive';
+  failures?: number;
+  inconclusive?: number;
+  evaluatedAt?: string;
+  message?: string;
+}
+
+export interface QueryContext {
+  namespace: string;
+  endpoint: string;
+  version: string;
+  previousVersion: string;
+  /** Services (model instances) of the new version, and of the serving one. */
+  services: string[];
+  previousServices: string[];
+}
+
+export const checkDefaults = { intervalSeconds: 30, failureLimit: 0, inconclusiveLimit: 3 } as const;
+
+const alternatives = (names: readonly string[]) => names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|') || '^$';
+
+/** The built-in measures, per data plane: the new version's 5xx share (0..1) and its p99 latency in milliseconds. */
+const builtins: Record<MetricsSource, Record<'errorRate' | 'latencyP99', string>> = {
+  // Traefik names the service of an HTTPRoute backend <namespace>-<service>-http-<port>.
+  traefik: {
+    errorRate:
+      '(sum(rate(traefik_service_requests_total{service=~"{{namespace}}-({{services}})-http-80@kubernetesgateway",code=~"5.."}[{{interval}}])) or vector(0))' +
+      ' / sum(rate(traefik_service_requests_total{service=~"{{namespace}}-({{services}})-http-80@kubernetesgateway"}[{{interval}}]))',
+    latencyP99:
+      '1000 * histogram_quantile(0.99, sum by (le) (rate(traefik_service_request_duration_seconds_bucket{service=~"{{namespace}}-({{services}})-http-80@kubernetesgateway"}[{{interval}}])))',
+  },
+  // Istio's standard metrics, as its sidecars and gateways report them at the destination.
+  istio: {
+    errorRate:
+      '(sum(rate(istio_requests_total{reporter="destination",destination_service_namespace="{{namespace}}",destination_service_name=~"{{services}}",response_code=~"5.."}[{{interval}}])) or vector(0))' +
+      ' / sum(rate(istio_requests_total{reporter="destination",destination_service_namespace="{{namespace}}",destination_service_name=~"{{services}}"}[{{interval}}]))',
+    latencyP99:
+      'histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_service_namespace="{{namespace}}",destination_service_name=~"{{services}}"}[{{interval}}])))',
+  },
+};
+
+/** The PromQL a check runs, placeholders filled in. */
+export function renderQuery(check: CheckSpec, source: MetricsSource, ctx: QueryContext): string {
+  const template = check.builtin ? builtins[source][check.builtin] : (check.query ?? '');
+  const values: Record<string, string> = {
+    namespace: ctx.namespace,
+    endpoint: ctx.endpoint,
+    version: ctx.version,
+    previousVersion: ctx.previousVersion,
+    services: alternatives(ctx.services),
+    previousServices: alternatives(ctx.previousServices),
+    interval: `${check.intervalSeconds ?? checkDefaults.intervalSeconds}s`,
+  };
+  return template.replace(/\{\{\s*(\w+)\s*\}\}/g, (whole, key: string) => values[key] ?? whole);
+}
+
+/** What a query gave: a number, nothing (no data yet, NaN), or an error. */
+export type Measurement = { value: number } | { empty: string } | { error: string };
+
+const format = (n: number) => (Number.isInteger(n) ? String(n) : n.toPrecision(4));
+
+export function bounds(check: CheckSpec): string {
+  return [check.min !== undefined ? `>= ${check.min}` : '', check.max !== undefined ? `<= ${check.max}` : ''].filter(Boolean).join(' and ');
+}
+
+/** One evaluation applied to a check's record. */
+export function evaluate(check: CheckSpec, record: CheckRecord | undefined, m: Measurement, at: string): CheckRecord {
+  const failures = record?.failures ?? 0;
+  const inconclusive = record?.inconclusive ?? 0;
+  if ('value' in m) {
+    const ok = (check.max === undefined || m.value <= check.max) && (check.min === undefined || m.value >= check.min);
+    return {
+      name: check.name,
+      value: format(m.value),
+      result: ok ? 'Passed' : 'Failed',
+      failures: ok ? failures : failures + 1,
+      inconclusive: 0,
+      evaluatedAt: at,
+      message: `${check.name} = ${format(m.value)}, must be ${bounds(check)}`,
+    };
+  }
+  return {
+    name: check.name,
+    ...(record?.value !== undefined ? { value: record.value } : {}),
+    result: 'Inconclusive',
+    failures,
+    inconclusive: inconclusive + 1,
+    evaluatedAt: at,
+    message: 'empty' in m ? `${check.name}: no value (${m.empty})` : `${check.name}: the query failed (${m.error})`,
+  };
+}
+
+/** The check that fails the rollout, if any: too many evaluations out of bounds, or inconclusive in a row. */
+export function failing(checks: readonly CheckSpec[], records: readonly CheckRecord[]): { check: CheckSpec; record: CheckRecord; why: string } | undefined {
+  for (const check of checks) {
+    const record = records.find((r) => r.name === check.name);
+    if (!record) continue;
+    if ((record.failures ?? 0) > (check.failureLimit ?? checkDefaults.failureLimit)) {
+      return { check, record, why: `${check.name} = ${record.value}, outside its bound (${bounds(check)}) ${record.failures} time(s), more than its failureLimit ${check.failureLimit ?? checkDefaults.failureLimit}` };
+    }
+    if ((record.inconclusive ?? 0) > (check.inconclusiveLimit ?? checkDefaults.inconclusiveLimit)) {
+      return { check, record, why: `${check.name} was inconclusive ${record.inconclusive} times in a row, more than its inconclusiveLimit ${check.inconclusiveLimit ?? checkDefaults.inconclusiveLimit}: ${record.message}` };
+    }
+  }
+  return undefined;
+}
+
+/** The checks due for evaluation now (never evaluated, or their interval has passed). */
+export function due(checks: readonly CheckSpec[], records: readonly CheckRecord[], now: Date): CheckSpec[] {
+  return checks.filter((c) => {
+    const at = records.find((r) => r.name === c.name)?.evaluatedAt;
+    return !at || now.getTime() - Date.parse(at) >= (c.intervalSeconds ?? checkDefaults.intervalSeconds) * 1000;
+  });
+}
