@@ -66,8 +66,9 @@ describe('a version that failed or was abandoned (finding 6)', () => {
     const snapshots = (await list(resources.endpointConfig, namespace)).map((c) => c.metadata.labels?.['ml-operator.dev/version']);
     expect(snapshots).toContain(failed);
     await applyEndpoint(namespace, 'e4', { config: 'c4', rollout: { drainSeconds: 2, progressDeadlineSeconds: 15, attempt: 2 } });
+    // The Deployment is written before the status, so wait for both.
     await waitFor('the retried version running again', 30_000, async () => ((await replicasOf(brokenInstance)) === 1 ? true : undefined));
-    expect((await getEndpoint(namespace, 'e4')).status!.conditions!.find((c) => c.type === 'Progressing')!.reason).toBe('NewVersionDeploying');
+    await waitForEndpoint(namespace, 'e4', 'the retried version deploying', (x) => reason(x, 'Progressing') === 'NewVersionDeploying', 30_000);
   });
 
   it('whose templates are deleted while it is pending, is removed rather than leaked', async () => {
