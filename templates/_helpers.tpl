@@ -140,4 +140,15 @@ Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Rollout gates: the capacity check reads the namespace's quotas; the smoke test reads its requests
+# from a ConfigMap and sends them to the new version's pods, found through their EndpointSlices.
+- apiGroups: [""]
+  resources: ["resourcequotas"]
+  verbs: ["list"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list"]
 {{- end }}

@@ -96,6 +96,11 @@ export interface ControllerOptions {
   concurrency?: number;
   /** The release whose Lease the controller takes (leader election). */
   release?: Release;
+  /**
+   * Run inside the cluster's network namespace, as a pod would (it then reaches pods, for smoke
+   * tests); its health and metrics ports are reached at the namespace's address.
+   */
+  network?: { namespace: string; address: string };
   /** Copy the controller's log lines to stderr. */
   echo?: boolean;
 }
@@ -119,7 +124,8 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
     ...(o.concurrency ? [`--concurrency=${o.concurrency}`] : []),
     ...(o.namespaces?.length ? [`--watch-namespaces=${o.namespaces.join(',')}`] : []),
   ];
-  const child = spawn(process.execPath, args, {
+  const [command, argv] = o.network ? ['ip', ['netns', 'exec', o.network.namespace, process.execPath, ...args]] : [process.execPath, args];
+  const child = spawn(command, argv, {
     env: { ...process.env, KUBECONFIG: kubeconfigPath, POD_NAMESPACE: (o.release ?? release).namespace, POD_NAME: o.identity ?? `local-${process.pid}` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -163,6 +169,6 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
     logs: () => output,
     stop: () => end('SIGTERM'),
     kill: () => end('SIGKILL'),
-    metrics: async () => (await fetch(`http://127.0.0.1:${ports.metrics}/metrics`)).text(),
+    metrics: async () => (await fetch(`http://${o.network?.address ?? '127.0.0.1'}:${ports.metrics}/metrics`)).text(),
   };
 }

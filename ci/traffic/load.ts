@@ -59,6 +59,8 @@ export interface LoadReport {
 
 export interface LoadRun {
   readonly samples: readonly Sample[];
+  /** ms since the run started: the clock of the samples' start and end. */
+  elapsed(): number;
   /** Stops sending; requests in flight finish. */
   stop(): void;
   readonly done: Promise<LoadReport>;
@@ -183,6 +185,7 @@ export function startLoad(o: LoadOptions): LoadRun {
 
   return {
     samples,
+    elapsed,
     stop() {
       stopped = true;
       wake?.();

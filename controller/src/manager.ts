@@ -15,6 +15,7 @@ import { EventRecorder } from './runtime/events.ts';
 import { startHealthServer } from './runtime/health.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { Metrics } from './runtime/metrics.ts';
+import { prometheusClient } from './runtime/prometheus.ts';
 import { WorkQueue } from './runtime/queue.ts';
 
 export interface RunningController {
@@ -53,7 +54,8 @@ export async function startController(options: Options, kc: ClusterAccess, logge
     await Promise.all(sources.informers.map((i) => i.waitForSync(abort.signal)));
     synced = true;
     logger.info({ ms: Date.now() - started, namespaces: namespaces ?? 'all' }, 'caches synced; reconciling');
-    const reconciler = new EndpointReconciler({ client, caches: sources, config: options.config, events, logger });
+    const prometheus = options.config.analysis.prometheus.url ? prometheusClient(options.config.analysis.prometheus.url) : undefined;
+    const reconciler = new EndpointReconciler({ client, caches: sources, config: options.config, events, logger, metrics, prometheus });
     startLoop({ queue, reconciler, caches: sources, metrics, events, logger });
     resolveLeading();
   }

@@ -14,6 +14,12 @@ export interface OperatorConfig {
   };
   storage: { mode: StorageMode; storageClassName: string; defaultSize: string; hostPathRoot: string };
   fetcher: { image: string };
+  analysis: {
+    /** Prometheus that the metric gates query (empty: checks are inconclusive, and say why). */
+    prometheus: { url: string };
+    /** Whose metrics the built-in checks read: Istio's standard metrics or Traefik's (empty: Istio with the istio provider). */
+    metrics: '' | 'istio' | 'traefik';
+  };
   routing: {
     /** Who routes the endpoints' traffic: Istio (Gateway + VirtualService) or a Gateway API implementation (HTTPRoute). */
     provider: 'istio' | 'gatewayAPI';
@@ -47,6 +53,7 @@ export const defaultConfig: OperatorConfig = {
   gateway: { selector: { istio: 'ingressgateway' }, port: 80, tls: { enabled: false, port: 443, credentialName: '', httpsRedirect: false } },
   storage: { mode: 'emptyDir', storageClassName: '', defaultSize: '1Gi', hostPathRoot: '/mnt/ml-operator' },
   fetcher: { image: '' },
+  analysis: { prometheus: { url: '' }, metrics: '' },
   routing: { provider: 'istio', gatewayAPI: { gatewayClassName: '', sharedGateway: { name: '', namespace: '', sectionName: '' } } },
 };
 
@@ -69,7 +76,7 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(raw)) fail('the config', 'a JSON object', raw);
   const c = raw as Record<string, any>;
-  const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher', 'routing']);
+  const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher', 'routing', 'analysis']);
   for (const key of Object.keys(c)) if (!known.has(key)) fail(key, `one of ${[...known].join(', ')} (unknown key)`, c[key]);
   const config = structuredClone(defaultConfig);
   if (c.defaultDomain !== undefined) {
@@ -130,6 +137,19 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
   if (c.fetcher !== undefined) {
     if (!isObject(c.fetcher) || (c.fetcher.image !== undefined && typeof c.fetcher.image !== 'string')) fail('fetcher.image', 'an image reference', c.fetcher);
     config.fetcher.image = (c.fetcher.image as string | undefined) ?? '';
+  }
+  if (c.analysis !== undefined) {
+    const a = c.analysis;
+    if (!isObject(a)) fail('analysis', 'an object', a);
+    if (a.prometheus !== undefined) {
+      const url = isObject(a.prometheus) ? a.prometheus.url : undefined;
+      if (!isObject(a.prometheus) || (url !== undefined && (typeof url !== 'string' || (url !== '' && !/^https?:\/\/[^\s/]+/.test(url))))) fail('analysis.prometheus.url', 'an http(s):// URL of Prometheus', a.prometheus);
+      config.analysis.prometheus.url = (url as string | undefined) ?? '';
+    }
+    if (a.metrics !== undefined) {
+      if (!['', 'istio', 'traefik'].includes(a.metrics as string)) fail('analysis.metrics', 'istio, traefik or empty', a.metrics);
+      config.analysis.metrics = a.metrics as '' | 'istio' | 'traefik';
+    }
   }
   if (c.routing !== undefined) {
     const r = c.routing;

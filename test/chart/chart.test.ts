@@ -188,24 +188,40 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
       expect(deployment.spec.template.spec.serviceAccountName).toBe(serviceAccount.metadata.name);
     });
 
-    it('watch-namespaces: Roles in each watched namespace, no ClusterRole for the controller', async () => {
+    it('watch-namespaces: Roles in each watched namespace; cluster-wide, only the nodes list of the capacity check', async () => {
       const rendered = await render('watch-namespaces-values.yaml');
       const watched = parse(readFileSync(scenarioPath('watch-namespaces-values.yaml'), 'utf8')).global.watchNamespaces as string[];
       expect(args(rendered)).toContain(`--watch-namespaces=${watched.join(',')}`);
       const controllerRoles = find(rendered, 'Role').filter((o) => o.metadata.name === 'ml-operator-controller');
       expect(controllerRoles.map((o) => o.metadata.namespace).sort()).toEqual([...watched].sort());
       expect(find(rendered, 'RoleBinding').filter((o) => o.metadata.name === 'ml-operator-controller')).toHaveLength(watched.length);
-      // Only the aggregated roles for people remain cluster-wide; nothing is bound to the controller.
-      expect(find(rendered, 'ClusterRole').map((o) => o.metadata.name).sort()).toEqual(['ml-operator-edit', 'ml-operator-view']);
-      expect(find(rendered, 'ClusterRoleBinding')).toEqual([]);
+      // Cluster-wide: the aggregated roles for people, and the controller's right to list nodes.
+      expect(find(rendered, 'ClusterRole').map((o) => o.metadata.name).sort()).toEqual(['ml-operator-controller-nodes', 'ml-operator-edit', 'ml-operator-view']);
+      expect(find(rendered, 'ClusterRole').find((o) => o.metadata.name === 'ml-operator-controller-nodes')!.rules).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['list'] }]);
+      expect(find(rendered, 'ClusterRoleBinding').map((o) => o.metadata.name)).toEqual(['ml-operator-controller-nodes']);
     });
 
-    it('hostpath: with watched namespaces, the only cluster-wide right is on PersistentVolumes', async () => {
+    it('hostpath: with watched namespaces, the cluster-wide rights are on PersistentVolumes and the nodes list', async () => {
       const rendered = await render('hostpath-values.yaml');
       const bindings = find(rendered, 'ClusterRoleBinding');
-      expect(bindings.map((o) => o.metadata.name)).toEqual(['ml-operator-controller-persistentvolumes']);
+      expect(bindings.map((o) => o.metadata.name).sort()).toEqual(['ml-operator-controller-nodes', 'ml-operator-controller-persistentvolumes']);
       const role = find(rendered, 'ClusterRole').find((o) => o.metadata.name === 'ml-operator-controller-persistentvolumes');
       expect(role?.rules).toEqual([{ apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] }]);
+    });
+
+    it('production: the Grafana dashboard, per endpoint, and the NetworkPolicy lets the controller reach Prometheus', async () => {
+      const rendered = await render('production-values.yaml');
+      const [dashboard] = find(rendered, 'ConfigMap').filter((o) => o.metadata.labels?.grafana_dashboard === '1');
+      expect(dashboard.metadata.namespace).toBe('monitoring');
+      const json = JSON.parse((dashboard.data as Record<string, string>)['ml-operator-endpoints.json']) as { templating: { list: { name: string }[] }; panels: { title: string; targets: { expr: string }[] }[] };
+      expect(json.templating.list.map((v) => v.name)).toEqual(['datasource', 'namespace', 'endpoint']);
+      expect(json.panels.map((p) => p.title)).toEqual(expect.arrayContaining(['Traffic split (route weights)', 'Error rate (5xx), by version', 'Latency p99, by version', 'Rollout step and canary weight']));
+      for (const p of json.panels) {
+        expect(p.targets.length, p.title).toBeGreaterThan(0);
+        for (const t of p.targets) expect(t.expr, p.title).toMatch(/namespace="\$namespace"|\$namespace-/);
+      }
+      const [policy] = find(rendered, 'NetworkPolicy') as unknown as { spec: { egress: { ports?: { port: number | string }[] }[] } }[];
+      expect(policy.spec.egress.flatMap((e) => (e.ports ?? []).map((p) => p.port))).toContain(9090);
     });
 
     it('crds-disabled: no CustomResourceDefinition', async () => {

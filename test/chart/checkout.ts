@@ -49,6 +49,7 @@ export function expectedPackageFiles(root: string): string[] {
   const chartFiles = (dir: string) => [
     ...['Chart.yaml', 'values.yaml', 'values.schema.json', 'README.md', 'LICENSE'].map((f) => join(dir, f)).filter((f) => existsSync(join(root, f))),
     ...filesUnder(root, join(dir, 'templates')),
+    ...(existsSync(join(root, dir, 'dashboards')) ? filesUnder(root, join(dir, 'dashboards')) : []),
   ];
   return [...chartFiles('.'), 'Chart.lock', ...chartFiles(join('charts', 'controller'))].map((f) => join(name, f)).sort();
 }

@@ -24,7 +24,7 @@ export interface Fault {
 }
 
 export interface ApiProxy {
-  /** https://127.0.0.1:<port>, with the cluster's CA. */
+  /** https://<host side of the veth pair>:<port>, with the cluster's CA. */
   readonly server: string;
   readonly caData: string;
   /** Arms a fault; resolves with the request's method and path once it fired. */
@@ -35,7 +35,9 @@ export interface ApiProxy {
 export async function startApiProxy(): Promise<ApiProxy> {
   const clusterDir = dirname(inject('kubeconfigPath'));
   const ca = openCertificateAuthority(join(clusterDir, 'pki'));
-  const cert = ca.issue(`proxy-${randomBytes(3).toString('hex')}`, ['127.0.0.1']);
+  // On the host's side of the cluster's veth pair: the controller runs in the cluster's network namespace.
+  const address = inject('network').hostAddress;
+  const cert = ca.issue(`proxy-${randomBytes(3).toString('hex')}`, [address]);
   const caPem = readFileSync(ca.certFile);
   const upstream = new URL(JSON.parse(readFileSync(inject('kubeconfigPath'), 'utf8')).clusters[0].cluster.server);
   const armed: { fault: Fault; fired: (what: string) => void }[] = [];
@@ -77,9 +79,9 @@ export async function startApiProxy(): Promise<ApiProxy> {
     res.on('close', () => up.destroy());
     req.pipe(up);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, address, resolve));
   return {
-    server: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    server: `https://${address}:${(server.address() as AddressInfo).port}`,
     caData: caPem.toString('base64'),
     arm: (fault) => new Promise((fired) => armed.push({ fault, fired })),
     close: () =>

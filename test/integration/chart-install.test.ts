@@ -208,12 +208,12 @@ describe('the examples', () => {
   });
 
   // No controller watches this namespace: status columns are empty, the spec ones are filled in.
-  it('kubectl get shows the printer columns: state, version, host, ready and age for endpoints', async () => {
+  it('kubectl get shows the printer columns: state, version, host, ready, rollout step, canary weight and age for endpoints', async () => {
     const table = async (args: string[]) => (await kubectl(['get', ...args, '-n', namespace])).trim().split('\n').map((line) => line.trim().split(/\s+/));
     const mle = await table(['mle']);
-    expect(mle[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'AGE']);
+    expect(mle[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'STEP', 'CANARY', 'AGE']);
     expect(mle.slice(1).map((row) => row[0])).toEqual(['titanic', 'titanic-ab']);
-    expect((await table(['mle', '-o', 'wide']))[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'CONFIG', 'AGE']);
+    expect((await table(['mle', '-o', 'wide']))[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'CONFIG', 'STEP', 'CANARY', 'AGE']);
     const mlec = await table(['mlec']);
     expect(mlec[0]).toEqual(['NAME', 'MODEL', 'TEMPLATE', 'ENDPOINT', 'VERSION', 'AGE']);
     expect(mlec.slice(1).map((row) => row.slice(0, 2))).toEqual([['titanic', 'titanic'], ['titanic-ab', 'titanic-a']]);
@@ -302,7 +302,7 @@ const invalid: InvalidCase[] = [
   { what: 'endpoint host starting with - (-x.com)', kind: 'endpoint', spec: { config: 'titanic', host: '-x.com' }, code: 422, message: 'spec.host in body should match' },
   { what: 'endpoint host with a label longer than 63 characters', kind: 'endpoint', spec: { config: 'titanic', host: `${label64}.example.com` }, code: 422, message: 'each label of host must be at most 63 characters' },
   { what: 'endpoint name that is not a DNS label (a.b)', kind: 'endpoint', name: 'a.b', spec: { config: 'titanic' }, code: 422, message: 'an endpoint name must be a DNS label that starts with a letter' },
-  { what: 'endpoint rollout strategy not in the enum (Canary)', kind: 'endpoint', spec: { config: 'titanic', rollout: { strategy: 'Canary' } }, code: 422, message: 'spec.rollout.strategy: Unsupported value: "Canary": supported values: "BlueGreen"' },
+  { what: 'endpoint rollout strategy not in the enum (Recreate)', kind: 'endpoint', spec: { config: 'titanic', rollout: { strategy: 'Recreate' } }, code: 422, message: 'spec.rollout.strategy: Unsupported value: "Recreate": supported values: "BlueGreen", "Canary", "Linear"' },
   { what: 'endpoint progressDeadlineSeconds 5 (minimum 10)', kind: 'endpoint', spec: { config: 'titanic', rollout: { progressDeadlineSeconds: 5 } }, code: 422, message: 'spec.rollout.progressDeadlineSeconds in body should be greater than or equal to 10' },
   { what: 'endpoint historyLimit 51 (maximum 50)', kind: 'endpoint', spec: { config: 'titanic', historyLimit: 51 }, code: 422, message: 'spec.historyLimit in body should be less than or equal to 50' },
 ];

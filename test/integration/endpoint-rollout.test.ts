@@ -20,7 +20,12 @@ afterAll(async () => {
   await deleteNamespace(admin, namespace);
 });
 
-const model = (image: string) => ({ image, artifact: 'https://models.example.com/titanic.tar.gz', readinessPath: '/ping' });
+const model = (image: string, env: Record<string, string> = {}) => ({
+  image,
+  artifact: 'https://models.example.com/titanic.tar.gz',
+  readinessPath: '/ping',
+  ...(Object.keys(env).length ? { env: Object.entries(env).map(([name, value]) => ({ name, value })) } : {}),
+});
 const vsRoutes = async (name: string) => {
   const vs = await user.get<KubeObject & { spec: { http: { route: { destination: { host: string }; weight: number }[] }[]; gateways: string[]; hosts: string[] } }>(resources.virtualService, namespace, name);
   return vs?.spec.http[0].route.map((r) => ({ service: r.destination.host.split('.')[0], weight: r.weight }));
@@ -78,11 +83,9 @@ describe('an endpoint with two variants', () => {
   it('rolls a new model image out blue/green: traffic moves only once the new version is Available', async () => {
     const old = (await getEndpoint(namespace, 'titanic')).status!;
     const oldService = old.traffic![0].service;
-    // Hold the new version's pods back with a quota: the new Deployment exists but cannot become Available.
-    const core = admin.makeApiClient(k8s.CoreV1Api);
-    const running = (await core.listNamespacedPod({ namespace })).items.length;
-    await core.createNamespacedResourceQuota({ namespace, body: { metadata: { name: 'hold' }, spec: { hard: { pods: String(running) } } } });
-    await applyModel(namespace, 'titanic', model('acme/titanic:1.1'));
+    // The new version's server answers its readiness probe only after 20 s: until then its Deployment
+    // exists but is not Available.
+    await applyModel(namespace, 'titanic', model('acme/titanic:1.1', { DEMO_READY_DELAY_SECONDS: '20' }));
 
     const updating = await waitForEndpoint(namespace, 'titanic', 'Updating', (x) => x.status?.state === 'Updating');
     const newService = (await deployments()).map((d) => d.name).find((n) => n.startsWith('titanic-') && !n.startsWith('titanic-v2') && n !== oldService)!;
@@ -91,7 +94,6 @@ describe('an endpoint with two variants', () => {
     expect((await vsRoutes('titanic'))!.map((r) => r.service)).toContain(oldService);
     expect(updating.status!.conditions!.find((c) => c.type === 'Progressing')).toMatchObject({ status: 'True', reason: 'NewVersionDeploying' });
 
-    await core.deleteNamespacedResourceQuota({ name: 'hold', namespace });
     const switched = await waitForEndpoint(namespace, 'titanic', 'switched to the new version', (x) => inService(x) && x.status!.endpointConfigVersion !== old.endpointConfigVersion, 120_000);
     expect(switched.status!.traffic![0].service).toBe(newService);
     expect((await vsRoutes('titanic'))!.map((r) => r.service)).toEqual([newService, old.traffic![1].service]);
@@ -109,8 +111,8 @@ describe('an endpoint with two variants', () => {
     await applyEndpoint(namespace, 'titanic', { config: 'titanic', rollout: { drainSeconds: 2, progressDeadlineSeconds: 10 } });
     const serving = await waitForEndpoint(namespace, 'titanic', 'InService', inService);
     const before = await deployments();
-    // 1000 CPUs per replica: no node can ever run it.
-    await applyConfig(namespace, 'titanic', { models: [{ model: 'titanic', weight: 1, instances: 3, cpus: '1000', memory: '1Gi' }, { model: 'titanic-v2', weight: 1, cpus: '500m', memory: '512Mi' }] });
+    // A server that never answers its readiness probe.
+    await applyModel(namespace, 'titanic', model('acme/titanic:1.2', { DEMO_READY: 'false' }));
     const failed = await waitForEndpoint(namespace, 'titanic', 'ProgressDeadlineExceeded', (x) => x.status?.conditions?.find((c) => c.type === 'Progressing')?.reason === 'ProgressDeadlineExceeded', 60_000);
     expect(failed.status!.state).toBe('InService');
     expect(failed.status!.endpointConfigVersion).toBe(serving.status!.endpointConfigVersion);

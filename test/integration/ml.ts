@@ -71,6 +71,8 @@ export async function runController(
     leaderElect: options.leaderElect,
     identity: options.identity,
     release: options.release,
+    // In the cluster's network namespace, as the controller's pod would run.
+    network: { namespace: inject('network').namespace, address: inject('network').address },
     logLevel: options.logLevel ?? process.env.ML_OPERATOR_TEST_LOG_LEVEL,
     echo: options.echo ?? process.env.ML_OPERATOR_TEST_LOGS === '1',
   });

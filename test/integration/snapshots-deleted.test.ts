@@ -1,11 +1,10 @@
 // A serving version whose snapshots someone deleted by hand while a new version rolls out: the
-// endpoint keeps saying what serves, and the rollout completes. In a namespace of its own, because
-// it holds pods back with a ResourceQuota.
+// endpoint keeps saying what serves, and the rollout completes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControllerProcess } from '../../ci/cluster/operator.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, inService, k8s, list, runController, user, waitForEndpoint, artifact } from './ml.ts';
+import { admin, applyConfig, applyEndpoint, applyModel, inService, list, runController, user, waitForEndpoint, artifact } from './ml.ts';
 
 let namespace: string;
 let controller: ControllerProcess;
@@ -19,7 +18,7 @@ afterAll(async () => {
   await deleteNamespace(admin, namespace);
 });
 
-const model = (image: string) => ({ image, artifact: artifact('m') });
+const model = (image: string, env: Record<string, string> = {}) => ({ image, artifact: artifact('m'), readinessPath: '/healthz', env: Object.entries(env).map(([name, value]) => ({ name, value })) });
 const names = async (r: (typeof resources)[keyof typeof resources]) => (await list(r, namespace)).map((o) => o.metadata.name).sort();
 
 describe('snapshots deleted by hand', () => {
@@ -28,10 +27,8 @@ describe('snapshots deleted by hand', () => {
     await applyConfig(namespace, 'lost', { models: [{ model: 'lost-model' }] });
     await applyEndpoint(namespace, 'lost', { config: 'lost' });
     const v1 = await waitForEndpoint(namespace, 'lost', 'InService', inService);
-    const core = admin.makeApiClient(k8s.CoreV1Api);
-    const running = (await core.listNamespacedPod({ namespace })).items.length;
-    await core.createNamespacedResourceQuota({ namespace, body: { metadata: { name: 'hold-lost' }, spec: { hard: { pods: String(running) } } } });
-    await applyModel(namespace, 'lost-model', model('acme/lost:2'));
+    // The new version gets ready only after 30 s: it rolls out while the snapshots go missing.
+    await applyModel(namespace, 'lost-model', model('acme/lost:2', { DEMO_READY_DELAY_SECONDS: '30' }));
     await waitForEndpoint(namespace, 'lost', 'Updating', (x) => x.status?.state === 'Updating');
     const snapshot = (await list(resources.endpointConfig, namespace)).find((c) => c.metadata.labels?.['ml-operator.dev/version'] === v1.status!.endpointConfigVersion)!;
     await user.delete(resources.endpointConfig, namespace, snapshot.metadata.name);
@@ -40,7 +37,6 @@ describe('snapshots deleted by hand', () => {
     expect(e.status!.state).toBe('Updating');
     expect(e.status!.traffic!.map((t) => t.service)).toEqual(v1.status!.traffic!.map((t) => t.service));
     expect(await names(resources.deployment)).toEqual(expect.arrayContaining([v1.status!.traffic![0].service]));
-    await core.deleteNamespacedResourceQuota({ name: 'hold-lost', namespace });
     const v2 = await waitForEndpoint(namespace, 'lost', 'the new version serving', (x) => inService(x) && x.status!.endpointConfigVersion !== v1.status!.endpointConfigVersion, 120_000);
     expect(v2.status!.conditions!.find((c) => c.type === 'Ready')!.message).not.toMatch(/snapshots are missing/);
   });

@@ -14,14 +14,23 @@ export const gateway = () => inject('gateway');
 export type RoutingMode = 'shared' | 'perEndpoint';
 
 /**
- * Installs a release of the chart whose controller routes with the Gateway API provider, watching
- * only `namespace` (so the release gets a Role there and nothing cluster-wide): attached to the
- * cluster's shared Gateway, or with a Gateway of Traefik's class per endpoint.
+ * Installs a release of the chart whose controller watches only the given namespaces (so the release
+ * gets Roles there, and cluster-wide only the nodes list of the capacity check), with more values.
+ */
+export async function installRelease(namespace: string | string[], values: string[], prefix = 'rel'): Promise<Release & { values: string[] }> {
+  const watched = Array.isArray(namespace) ? namespace : [namespace];
+  const release = { name: `${prefix}-${randomBytes(3).toString('hex')}`, namespace: `${watched[0]}-release` };
+  const all = ['crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${watched.join(',')}}`, ...values];
+  await installChart(inject('kubeconfigPath'), all, release);
+  return { ...release, values: all };
+}
+
+/**
+ * Installs a release of the chart whose controller routes with the Gateway API provider: attached to
+ * the cluster's shared Gateway, or with a Gateway of Traefik's class per endpoint.
  */
 export async function installGatewayRelease(namespace: string | string[], mode: RoutingMode, extra: string[] = []): Promise<Release & { values: string[] }> {
   const g = gateway();
-  const watched = Array.isArray(namespace) ? namespace : [namespace];
-  const release = { name: `gw-${randomBytes(3).toString('hex')}`, namespace: `${watched[0]}-release` };
   const routing =
     mode === 'shared'
       ? [
@@ -30,9 +39,7 @@ export async function installGatewayRelease(namespace: string | string[], mode: 
           `controller.config.routing.gatewayAPI.sharedGateway.sectionName=${g.shared.sectionName}`,
         ]
       : [`controller.config.routing.gatewayAPI.gatewayClassName=${g.className}`];
-  const values = ['crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${watched.join(',')}}`, 'controller.config.routing.provider=gatewayAPI', ...routing, ...extra];
-  await installChart(inject('kubeconfigPath'), values, release);
-  return { ...release, values };
+  return installRelease(namespace, ['controller.config.routing.provider=gatewayAPI', ...routing, ...extra], 'gw');
 }
 
 export async function uninstallRelease(release: Release): Promise<void> {

@@ -40,6 +40,10 @@ export interface MachineLearningEndpointSpec {
   host?: string;
   rollout?: MachineLearningEndpointRollout;
   /**
+   * Serve this config version from its snapshots (one of status.history) instead of what the config and models say now: a rollback that a GitOps repository can drive. It rolls out by the endpoint's strategy, with the same gates. Remove it to follow the templates again.
+   */
+  serveVersion?: string;
+  /**
    * Previous config versions whose snapshots (config and model instances) are kept for rollback. Their Deployments are removed; only the serving version runs.
    *
    * @default 3
@@ -53,11 +57,30 @@ export interface MachineLearningEndpointSpec {
  */
 export interface MachineLearningEndpointRollout {
   /**
-   * BlueGreen: the new version is deployed beside the serving one and all traffic switches in one step when every variant is Available. (Canary and Linear traffic shifting come later.)
+   * How traffic moves to a new version once it is Available. BlueGreen: all at once. Canary: canary.percent of the traffic for canary.bakeSeconds, then all. Linear: linear.stepPercent more every linear.intervalSeconds. Inside each version the variants keep their relative weights; analysis checks run during every bake and a failed one returns all traffic to the serving version in one write.
    *
    * @default "BlueGreen"
    */
-  strategy?: 'BlueGreen';
+  strategy?: 'BlueGreen' | 'Canary' | 'Linear';
+  canary?: CanaryStrategy;
+  linear?: LinearStrategy;
+  analysis?: RolloutAnalysis;
+  approval?: RolloutApproval;
+  /**
+   * Approves the rollout of this config version (as status.rollout.version shows it) where approval.beforePromotion holds it.
+   */
+  approvedVersion?: string;
+  /**
+   * Aborts the rollout of this config version: all traffic returns to the serving version in one write, and it is not tried again until the config changes or spec.rollout.attempt is bumped.
+   */
+  abortVersion?: string;
+  smokeTest?: SmokeTest;
+  /**
+   * Show the plan of the next rollout in status.preview (steps, weights, durations, resources added, worst-case time) and stop there: nothing of the new version is created.
+   *
+   * @default false
+   */
+  dryRun?: boolean;
   /**
    * How long a new version may take to become Available. Past it, traffic stays on the serving version, the endpoint reports ProgressDeadlineExceeded, and the failed version's Deployments are scaled to zero (its snapshots stay). A new config version, any change of the endpoint's spec, or a new spec.rollout.attempt starts a new attempt.
    *
@@ -74,6 +97,120 @@ export interface MachineLearningEndpointRollout {
    * Bump this number to retry a version that failed (its progress deadline passed). Any other change of the endpoint's spec, or a new config version, retries as well.
    */
   attempt?: number;
+}
+/**
+ * Canary: one step of `percent` of the traffic, baked for `bakeSeconds`, then all of it.
+ */
+export interface CanaryStrategy {
+  /**
+   * Share of the traffic (percent) the new version takes during the bake.
+   *
+   * @default 10
+   */
+  percent?: number;
+  /**
+   * How long the canary step lasts before promotion (analysis checks run meanwhile).
+   *
+   * @default 300
+   */
+  bakeSeconds?: number;
+}
+/**
+ * Linear: the new version takes `stepPercent` more of the traffic every `intervalSeconds`, until all of it.
+ */
+export interface LinearStrategy {
+  /**
+   * Share of the traffic (percent) added at each step.
+   *
+   * @default 20
+   */
+  stepPercent?: number;
+  /**
+   * How long each step lasts (analysis checks run meanwhile).
+   *
+   * @default 60
+   */
+  intervalSeconds?: number;
+}
+/**
+ * Metric gates evaluated during every bake of a Canary or Linear rollout (and after a BlueGreen switch, during the drain). The Prometheus address is a chart value (controller.config.analysis.prometheus.url).
+ */
+export interface RolloutAnalysis {
+  /**
+   * The checks; each must hold for the rollout to go on.
+   *
+   * @maxItems 10
+   */
+  checks?: AnalysisCheck[];
+}
+/**
+ * One metric gate: a built-in measure or a PromQL query, and the bound it must stay within.
+ */
+export interface AnalysisCheck {
+  /**
+   * Name of the check, as conditions and events report it.
+   */
+  name: string;
+  /**
+   * A measure of the new version that needs no PromQL: errorRate (share of its answers that are 5xx, 0..1) or latencyP99 (its 99th percentile latency, in milliseconds), from the routing provider's metrics.
+   */
+  builtin?: 'errorRate' | 'latencyP99';
+  /**
+   * A PromQL query that returns one number. Placeholders: {{namespace}}, {{endpoint}}, {{version}} and {{previousVersion}} (config versions), {{services}} and {{previousServices}} (regular expressions matching the Services of the new and of the serving version), {{interval}} (the check's interval, as a range such as 30s).
+   */
+  query?: string;
+  /**
+   * The value must stay at or below this.
+   */
+  max?: number;
+  /**
+   * The value must stay at or above this.
+   */
+  min?: number;
+  /**
+   * How often the check is evaluated during a bake (and the range of the built-in measures).
+   *
+   * @default 30
+   */
+  intervalSeconds?: number;
+  /**
+   * Evaluations that may miss the bound before the rollout fails (0: the first one fails it).
+   *
+   * @default 0
+   */
+  failureLimit?: number;
+  /**
+   * Evaluations in a row that may return nothing (or fail to run) while the step holds, before the rollout fails.
+   *
+   * @default 3
+   */
+  inconclusiveLimit?: number;
+}
+/**
+ * Manual gates of a Canary or Linear rollout.
+ */
+export interface RolloutApproval {
+  /**
+   * Hold after the last step until spec.rollout.approvedVersion names the new version, then send it all the traffic.
+   *
+   * @default false
+   */
+  beforePromotion?: boolean;
+}
+/**
+ * Sample requests sent to the new version's Services before it takes any traffic; a failure stops the rollout.
+ */
+export interface SmokeTest {
+  /**
+   * ConfigMap (same namespace) whose key requests.json holds a list of requests: {method, path, body, expectedStatus, jsonPath} (jsonPath: a dotted path that must exist in the JSON answer).
+   */
+  configMap: string;
+  /**
+   * Time each request may take.
+   *
+   * @default 10
+   */
+  timeoutSeconds?: number;
 }
 /**
  * Observed state: what is serving, where, and why not when it is not.
@@ -99,6 +236,8 @@ export interface MachineLearningEndpointStatus {
    * When the pending version was first seen; the progress deadline counts from here.
    */
   pendingSince?: string;
+  rollout?: RolloutStatus;
+  preview?: RolloutPreview;
   /**
    * Host name served.
    */
@@ -137,6 +276,165 @@ export interface MachineLearningEndpointStatus {
    * @maxItems 16
    */
   conditions?: Condition[];
+}
+/**
+ * The rollout in progress (or the last one): its plan, the step it is at, the weights written, when the next step is due, its history and its analysis. A restarted controller resumes from here.
+ */
+export interface RolloutStatus {
+  /**
+   * Config version rolling out.
+   */
+  version?: string;
+  /**
+   * Strategy of this rollout.
+   */
+  strategy?: string;
+  /**
+   * Progressing, Paused (waiting for approval), Promoted, RolledBack (a check failed), Aborted, Failed (deadline), or Planned (dry run).
+   */
+  phase?: 'Progressing' | 'Paused' | 'Promoted' | 'RolledBack' | 'Aborted' | 'Failed' | 'Planned';
+  /**
+   * Current step (1-based; 0 before the new version takes traffic).
+   */
+  step?: number;
+  /**
+   * Number of steps, the last being all the traffic.
+   */
+  steps?: number;
+  /**
+   * Share of the traffic (percent) the new version takes now.
+   */
+  weight?: number;
+  /**
+   * When the current step began.
+   */
+  stepStartedAt?: string;
+  /**
+   * When the next step is due (if every check holds).
+   */
+  nextStepAt?: string;
+  /**
+   * Fingerprint of the rollout's plan (strategy, steps, checks, smoke test, attempt): when it changes, the rollout starts afresh. Approving, aborting and the drain do not change it.
+   */
+  plan?: string;
+  /**
+   * Why the rollout is where it is.
+   */
+  message?: string;
+  /**
+   * Result of the smoke test: Passed, or Failed with the request, the answer and what was expected.
+   */
+  smokeTest?: string;
+  /**
+   * The steps taken, oldest first.
+   *
+   * @maxItems 50
+   */
+  history?: RolloutStep[];
+  /**
+   * State of each check in this rollout.
+   *
+   * @maxItems 10
+   */
+  analysis?: CheckStatus[];
+}
+/**
+ * A step taken.
+ */
+export interface RolloutStep {
+  /**
+   * Step number.
+   */
+  step: number;
+  /**
+   * Share of the traffic (percent) the new version took.
+   */
+  weight: number;
+  /**
+   * When it began.
+   */
+  startedAt: string;
+}
+/**
+ * A check's state.
+ */
+export interface CheckStatus {
+  /**
+   * The check.
+   */
+  name: string;
+  /**
+   * Last value measured (as text).
+   */
+  value?: string;
+  /**
+   * Passed, Failed or Inconclusive (the last evaluation).
+   */
+  result?: 'Passed' | 'Failed' | 'Inconclusive';
+  /**
+   * Evaluations that missed the bound in this rollout.
+   */
+  failures?: number;
+  /**
+   * Inconclusive evaluations in a row.
+   */
+  inconclusive?: number;
+  /**
+   * When it was last evaluated.
+   */
+  evaluatedAt?: string;
+  /**
+   * What the last evaluation found.
+   */
+  message?: string;
+}
+/**
+ * The plan of the next rollout, shown before it starts (and all a dry run does).
+ */
+export interface RolloutPreview {
+  /**
+   * Config version the plan is for.
+   */
+  version?: string;
+  /**
+   * The steps: the new version's share of the traffic and how long each lasts.
+   *
+   * @maxItems 100
+   */
+  steps?: PlannedStep[];
+  /**
+   * Pods the new version adds beside the serving one.
+   */
+  replicas?: number;
+  /**
+   * CPUs it adds (a quantity).
+   */
+  cpus?: string;
+  /**
+   * Memory it adds (a quantity).
+   */
+  memory?: string;
+  /**
+   * GPUs it adds.
+   */
+  gpus?: number;
+  /**
+   * Longest the rollout may take: the progress deadline, then every bake.
+   */
+  worstCaseSeconds?: number;
+}
+/**
+ * A planned step.
+ */
+export interface PlannedStep {
+  /**
+   * Share of the traffic (percent).
+   */
+  weight: number;
+  /**
+   * How long it lasts (its bake).
+   */
+  seconds: number;
 }
 /**
  * One routed variant.

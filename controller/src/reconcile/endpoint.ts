@@ -13,14 +13,18 @@ import type { KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
 import type { OperatorConfig } from '../options.ts';
-import { decide, defaults, type LiveRoute, type RolloutInput } from '../rollout/decide.ts';
+import { decide, defaults, type LiveRoute, type RolloutDecision, type RolloutInput } from '../rollout/decide.ts';
 import { hostHolder } from '../rollout/hosts.ts';
+import { planFingerprint } from '../rollout/strategies.ts';
 import { renderStatus } from '../rollout/status.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { routingProvider } from '../routing/providers.ts';
 import { decodeVersions, routeVersionsAnnotation } from '../routing/route.ts';
 import type { EventRecorder } from '../runtime/events.ts';
+import type { Metrics } from '../runtime/metrics.ts';
+import type { PrometheusClient } from '../runtime/prometheus.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
+import { checkCapacity, nextCheckInMs, runAnalysis, runSmokeTest } from './gates.ts';
 
 /** Read access to an informer's cache. */
 export interface Store<T extends KubeObject> {
@@ -50,6 +54,9 @@ export interface ReconcilerDeps {
   config: OperatorConfig;
   events: EventRecorder;
   logger: Logger;
+  metrics?: Metrics;
+  /** Where the metric gates are measured (undefined: no Prometheus configured). */
+  prometheus?: PrometheusClient;
   now?: () => Date;
 }
 
@@ -83,6 +90,8 @@ export function deploymentAvailable(live: KubeObject | undefined, wanted: desire
   );
 }
 
+const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
 /** How soon an endpoint blocked by someone else's object looks again. */
 const conflictRecheckMs = 15_000;
 
@@ -101,11 +110,30 @@ export class EndpointReconciler {
     this.provider = routingProvider(deps.config);
   }
 
+  /**
+   * The status this controller last wrote per endpoint, and the resourceVersion it was written over:
+   * while the cache still shows that version, the write has not reached it, and the status written
+   * is the truth (a step's start, its history). A reconcile woken by another object before the
+   * status update arrives must not decide on the status before it.
+   */
+  private readonly written = new Map<string, { over: string | undefined; status: MachineLearningEndpointStatus }>();
+
+  private withWrittenStatus(key: string, cached: MachineLearningEndpoint): MachineLearningEndpoint {
+    const w = this.written.get(key);
+    if (w && w.over === cached.metadata.resourceVersion) return { ...cached, status: w.status };
+    this.written.delete(key);
+    return cached;
+  }
+
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace, name] = key.split('/');
     const { caches, config } = this.deps;
-    const endpoint = caches.endpoints.get(namespace, name);
-    if (!endpoint) return;
+    const cached = caches.endpoints.get(namespace, name);
+    if (!cached) {
+      this.written.delete(key);
+      return;
+    }
+    const endpoint = this.withWrittenStatus(key, cached);
     if (endpoint.metadata.deletionTimestamp) return this.finalize(endpoint);
     if (config.storage.mode === 'hostPath' && !endpoint.metadata.finalizers?.includes(storageFinalizer)) {
       await this.setFinalizer(endpoint, true);
@@ -135,6 +163,7 @@ export class EndpointReconciler {
       },
       now,
     };
+    await this.runGates(endpoint, input);
     let decision = decide(input);
 
     // Everything that should run, then the route: it only ever names workloads that are Available.
@@ -168,6 +197,9 @@ export class EndpointReconciler {
       }
     }
 
+    for (const e of decision.outcome.events) this.deps.events.record(this.involved(endpoint), e.type, e.reason, e.message);
+    if (decision.outcome.ended) this.deps.metrics?.rollbacks.inc({ namespace, endpoint: endpoint.metadata.name!, reason: decision.outcome.ended });
+    this.recordRolloutMetrics(endpoint, decision);
     const { switched, serving } = decision.outcome;
     if (switched && serving) {
       this.deps.events.record(
@@ -199,8 +231,10 @@ export class EndpointReconciler {
     );
     // Removals come last, once the status records what drains: a restart in between keeps it running.
     await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions);
-    // Objects of someone else's are not watched: look again in a while, in case they went away.
-    const requeueAfterMs = conflicts.length ? Math.min(decision.requeueAfterMs ?? Infinity, conflictRecheckMs) : decision.requeueAfterMs;
+    // Objects of someone else's are not watched: look again in a while, in case they went away. And
+    // the metric gates of a bake come due on their own clock.
+    const checkDue = decision.outcome.rollout?.phase === 'Progressing' && decision.outcome.rollout.weight ? nextCheckInMs(endpoint.spec.rollout?.analysis?.checks ?? [], decision.outcome.rollout.analysis, decision.outcome.rollout.stepStartedAt, now) : undefined;
+    const requeueAfterMs = [decision.requeueAfterMs, conflicts.length ? conflictRecheckMs : undefined, checkDue].filter((n): n is number => n !== undefined).reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
     return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
   }
 
@@ -223,6 +257,62 @@ export class EndpointReconciler {
     return { ...plan, variants };
   }
 
+  /**
+   * The gates that need the world, run before the decision when they are due: the metric gates while
+   * the new version takes traffic, the capacity check before anything of it exists, and the smoke
+   * test once it is Available and before it takes traffic.
+   */
+  private async runGates(endpoint: MachineLearningEndpoint, input: RolloutInput): Promise<void> {
+    const { caches, client, config } = this.deps;
+    const { target } = input;
+    const rollout = endpoint.spec.rollout ?? {};
+    const namespace = endpoint.metadata.namespace!;
+    const serving = (() => {
+      const v = input.status.endpointConfigVersion;
+      return v ? (v === target?.version ? target : input.snapshot(v)) : undefined;
+    })();
+    if (!target || target.version === serving?.version || input.routeBlocked) return;
+    const newInstances = target.variants.filter((v) => !serving?.variants.some((s) => s.instance === v.instance));
+    const checks = rollout.analysis?.checks ?? [];
+    if (checks.length) {
+      input.analysis = await runAnalysis({
+        status: input.status,
+        rollout,
+        checks,
+        target,
+        serving,
+        namespace,
+        endpoint: endpoint.metadata.name!,
+        config,
+        provider: this.provider.name,
+        prometheus: this.deps.prometheus,
+        now: input.now,
+      });
+      for (const r of input.analysis ?? []) {
+        if (r.evaluatedAt === iso(input.now)) this.deps.metrics?.analysisEvaluations.inc({ result: r.result ?? 'Inconclusive' });
+        if (r.value !== undefined) this.deps.metrics?.analysisValue.set({ namespace, endpoint: endpoint.metadata.name!, check: r.name }, Number(r.value));
+      }
+    }
+    if (!rollout.dryRun && newInstances.length && newInstances.every((v) => !caches.deployments.get(namespace, v.instance))) {
+      input.capacity = await checkCapacity(client, namespace, target, serving);
+    }
+    const recorded = input.status.rollout;
+    const smokeDone = recorded?.version === target.version && recorded.plan === planFingerprint(rollout) && recorded.smokeTest !== undefined;
+    const takesTraffic = (input.route?.versions.get(target.version) ?? 0) > 0;
+    if (rollout.smokeTest && !smokeDone && !takesTraffic && target.variants.every((v) => input.workload(v, v.variant.instances ?? 1).available)) {
+      input.smokeTest = await runSmokeTest(client, namespace, rollout.smokeTest.configMap, newInstances.map((v) => v.instance), rollout.smokeTest.timeoutSeconds ?? 10);
+    }
+  }
+
+  private recordRolloutMetrics(endpoint: MachineLearningEndpoint, decision: RolloutDecision): void {
+    const labels = { namespace: endpoint.metadata.namespace!, endpoint: endpoint.metadata.name! };
+    const rollout = decision.outcome.rollout;
+    const active = rollout && (rollout.phase === 'Progressing' || rollout.phase === 'Paused');
+    this.deps.metrics?.rolloutStep.set(labels, active ? (rollout.step ?? 0) : 0);
+    this.deps.metrics?.rolloutWeight.set(labels, active ? (rollout.weight ?? 0) : 0);
+    if (decision.route) this.deps.metrics?.setRoute(labels.namespace, labels.endpoint, decision.route);
+  }
+
   /** The live route as the rollout sees it: the versions it names, the Services it sends to, what the data plane reports. */
   private readRoute(ctx: desired.EndpointContext, live: KubeObject): LiveRoute {
     const annotated = decodeVersions(live.metadata.annotations?.[routeVersionsAnnotation]);
@@ -237,6 +327,20 @@ export class EndpointReconciler {
   private resolveTarget(endpoint: MachineLearningEndpoint): { target?: VersionPlan; problem?: ConditionInput } {
     const { caches } = this.deps;
     const namespace = endpoint.metadata.namespace!;
+    // A version pinned by spec.serveVersion comes from its snapshots, whatever the templates say now.
+    const pinned = endpoint.spec.serveVersion;
+    if (pinned) {
+      const plan = this.snapshotPlan(namespace, endpoint.metadata.name!, pinned);
+      if (plan) return { target: plan };
+      return {
+        problem: {
+          type: 'TemplatesAvailable',
+          status: 'False',
+          reason: 'VersionNotFound',
+          message: `spec.serveVersion ${pinned} is not a version this endpoint kept (status.history lists those it can serve again): pick one of them, or remove spec.serveVersion to follow the config`,
+        },
+      };
+    }
     const configName = endpoint.spec.config;
     const config = caches.configs.get(namespace, configName);
     if (!config || isSnapshot(config)) {
@@ -426,6 +530,7 @@ export class EndpointReconciler {
       metadata: { name: endpoint.metadata.name!, namespace: endpoint.metadata.namespace },
       status: next,
     });
+    this.written.set(`${endpoint.metadata.namespace}/${endpoint.metadata.name}`, { over: endpoint.metadata.resourceVersion, status: next });
   }
 
   /** One Event per condition that turns bad, so `kubectl describe` and `kubectl get events` tell the story. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { due, evaluate, failing, renderQuery, type CheckSpec } from './analysis.ts';
+import { due, evaluate, failing, renderQuery, unsettled, type CheckSpec } from './analysis.ts';
 
 const ctx = { namespace: 'ml', endpoint: 'e', version: 'v2', previousVersion: 'v1', services: ['m-aa', 'n-bb'], previousServices: ['m-00'] };
 
@@ -42,5 +42,17 @@ describe('evaluation', () => {
     expect(due([check], [], now)).toEqual([check]);
     expect(due([check], [{ name: 'errors', evaluatedAt: '2026-01-01T00:00:40Z' }], now)).toEqual([]);
     expect(due([check], [{ name: 'errors', evaluatedAt: '2026-01-01T00:00:30Z' }], now)).toEqual([check]);
+  });
+  it('is first due an interval into the step, to measure the traffic of the step itself', () => {
+    const now = new Date('2026-01-01T00:01:00Z');
+    expect(due([check], [], now, '2026-01-01T00:00:45Z')).toEqual([]);
+    expect(due([check], [{ name: 'errors', evaluatedAt: '2026-01-01T00:00:10Z' }], now, '2026-01-01T00:00:30Z')).toEqual([check]);
+  });
+  it('keeps a step unsettled until every check passed during it', () => {
+    const step = '2026-01-01T00:01:00Z';
+    expect(unsettled([check], [], step).map((u) => u.check.name)).toEqual(['errors']);
+    expect(unsettled([check], [{ name: 'errors', result: 'Passed', evaluatedAt: '2026-01-01T00:00:50Z' }], step)).toHaveLength(1);
+    expect(unsettled([check], [{ name: 'errors', result: 'Inconclusive', evaluatedAt: '2026-01-01T00:01:30Z' }], step)).toHaveLength(1);
+    expect(unsettled([check], [{ name: 'errors', result: 'Passed', evaluatedAt: '2026-01-01T00:01:30Z' }], step)).toEqual([]);
   });
 });

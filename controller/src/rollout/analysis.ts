@@ -1,30 +1,14 @@
 // Metric gates: the PromQL of each check (built-in measures per data plane, or the user's query with
 // its placeholders filled in), and what one evaluation does to a check's record. Pure: the
 // reconciler runs the queries and hands the values over.
+import type { AnalysisCheck, CheckStatus } from '../api/generated.ts';
 
 /** Where the built-in measures come from: the metrics the data plane exports. */
 export type MetricsSource = 'traefik' | 'istio';
 
-export interface CheckSpec {
-  name: string;
-  builtin?: 'errorRate' | 'latencyP99';
-  query?: string;
-  max?: number;
-  min?: number;
-  intervalSeconds?: number;
-  failureLimit?: number;
-  inconclusiveLimit?: number;
-}
-
-export interface CheckRecord {
-  name: string;
-  value?: string;
-  result?: 'Passed' | 'Failed' | 'Inconclusive';
-  failures?: number;
-  inconclusive?: number;
-  evaluatedAt?: string;
-  message?: string;
-}
+/** A check as the spec declares it, and its record in status.rollout.analysis. */
+export type CheckSpec = AnalysisCheck;
+export type CheckRecord = CheckStatus;
 
 export interface QueryContext {
   namespace: string;
@@ -126,10 +110,27 @@ export function failing(checks: readonly CheckSpec[], records: readonly CheckRec
   return undefined;
 }
 
-/** The checks due for evaluation now (never evaluated, or their interval has passed). */
-export function due(checks: readonly CheckSpec[], records: readonly CheckRecord[], now: Date): CheckSpec[] {
-  return checks.filter((c) => {
-    const at = records.find((r) => r.name === c.name)?.evaluatedAt;
-    return !at || now.getTime() - Date.parse(at) >= (c.intervalSeconds ?? checkDefaults.intervalSeconds) * 1000;
-  });
+/**
+ * When a check is next due: an interval after its last evaluation, and never before an interval of
+ * the current step has passed (a measure of the step's own traffic).
+ */
+export function dueAt(check: CheckSpec, records: readonly CheckRecord[], stepStartedAt: string | undefined): number {
+  const interval = (check.intervalSeconds ?? checkDefaults.intervalSeconds) * 1000;
+  const at = records.find((r) => r.name === check.name)?.evaluatedAt;
+  return Math.max(at ? Date.parse(at) + interval : 0, stepStartedAt ? Date.parse(stepStartedAt) + interval : 0);
+}
+
+/** The checks due for evaluation now. */
+export function due(checks: readonly CheckSpec[], records: readonly CheckRecord[], now: Date, stepStartedAt?: string): CheckSpec[] {
+  return checks.filter((c) => dueAt(c, records, stepStartedAt) <= now.getTime());
+}
+
+/**
+ * The checks that keep a baked step from moving on: those not yet evaluated during the step, and
+ * those whose last evaluation was inconclusive (the step holds until they pass or fail).
+ */
+export function unsettled(checks: readonly CheckSpec[], records: readonly CheckRecord[], stepStartedAt: string): { check: CheckSpec; record?: CheckRecord }[] {
+  return checks
+    .map((check) => ({ check, record: records.find((r) => r.name === check.name) }))
+    .filter(({ record }) => !record?.evaluatedAt || Date.parse(record.evaluatedAt) < Date.parse(stepStartedAt) || record.result !== 'Passed');
 }

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { MachineLearningEndpointConfigSpec, MachineLearningEndpointStatus } from '../api/generated.ts';
+import type { MachineLearningEndpointConfigSpec, MachineLearningEndpointRollout, MachineLearningEndpointStatus } from '../api/generated.ts';
 import { planFromTemplates, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import { decide, type LiveRoute, type RolloutInput } from './decide.ts';
 import { renderStatus } from './status.ts';
+import { planFingerprint } from './strategies.ts';
 
 const now = new Date('2026-11-30T12:00:00Z');
 const at = (secondsFromNow: number) => new Date(now.getTime() + secondsFromNow * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -171,5 +172,165 @@ describe('Ready (finding 5: true while nothing is ready)', () => {
   });
   it('is Unavailable when a variant that takes traffic has none ready', () => {
     expect(render(0).conditions!.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Unavailable' });
+  });
+});
+
+describe('progressive delivery', () => {
+  const canary = { config: 'c', rollout: { strategy: 'Canary' as const, canary: { percent: 10, bakeSeconds: 60 }, drainSeconds: 30, progressDeadlineSeconds: 60 } };
+  const split = (s: VersionPlan, t: VersionPlan, w: number): LiveRoute => ({
+    versions: new Map([
+      [s.version, 100 - w],
+      [t.version, w],
+    ]),
+    services: [...instancesOf(s), ...instancesOf(t)],
+  });
+  const both = [...instancesOf(v1), ...instancesOf(v2)];
+  const weights = (d: ReturnType<typeof decide>) => Object.fromEntries(d.route!.map((b) => [b.version, b.weight]));
+  const atStep = (step: number, weight: number, startedAt: string, extra = {}, rollout: MachineLearningEndpointRollout = canary.rollout) => ({ version: v2.version, plan: planFingerprint(rollout), strategy: 'Canary', steps: 2, phase: 'Progressing' as const, step, weight, stepStartedAt: startedAt, ...extra });
+
+  it('Canary: the first step sends canary.percent to the new version in one write, the rest stays', () => {
+    const d = decide(input({ spec: canary, target: v2, status: serving(v1), route: routeTo(v1), available: both }));
+    expect(weights(d)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
+    expect(d.outcome.rollout).toMatchObject({ phase: 'Progressing', step: 1, steps: 2, weight: 10, stepStartedAt: at(0), nextStepAt: at(60) });
+    expect(d.outcome.switched).toBeUndefined();
+    expect(d.outcome.events.map((e) => e.reason)).toEqual(['RolloutStep']);
+    expect(d.requeueAfterMs).toBe(60_200);
+  });
+
+  it('a first version takes all the traffic at once: there is nothing to share it with', () => {
+    const d = decide(input({ spec: canary, target: v1, status: {}, available: instancesOf(v1) }));
+    expect(weights(d)).toEqual({ [v1.version]: 100 });
+    expect(d.outcome.switched).toEqual({ from: undefined, to: v1.version });
+  });
+
+  it('holds the step until its bake is over, then promotes: all traffic, and the old version drains', () => {
+    const baking = decide(input({ spec: canary, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-30)) }), route: split(v1, v2, 10), available: both }));
+    expect(weights(baking)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
+    expect(baking.requeueAfterMs).toBe(30_200);
+    const done = decide(input({ spec: canary, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-60)) }), route: split(v1, v2, 10), available: both }));
+    expect(weights(done)).toEqual({ [v2.version]: 100 });
+    expect(done.outcome.switched).toEqual({ from: v1.version, to: v2.version });
+    expect(done.outcome.draining).toEqual([{ version: v1.version, services: instancesOf(v1), until: at(30) }]);
+    expect(done.outcome.rollout).toMatchObject({ phase: 'Promoted', weight: 100 });
+  });
+
+  it('a restarted controller resumes the step the route shows, and bakes it again from now: it never skips a bake', () => {
+    // The route took step 1, the status write that would have recorded it was lost.
+    const d = decide(input({ spec: canary, target: v2, status: serving(v1), route: split(v1, v2, 10), available: both }));
+    expect(weights(d)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
+    expect(d.outcome.rollout).toMatchObject({ step: 1, stepStartedAt: at(0), nextStepAt: at(60) });
+  });
+
+  it('Linear: steps of stepPercent, every intervalSeconds, the variants keeping their weights inside each version', () => {
+    const linear = { config: 'c', rollout: { strategy: 'Linear' as const, linear: { stepPercent: 25, intervalSeconds: 10 }, drainSeconds: 30 } };
+    let route = routeTo(v1);
+    let status = serving(v1);
+    const seen: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const d = decide(input({ spec: linear, target: v2, status, route, available: both, now: new Date(now.getTime() + i * 10_000) }));
+      seen.push(weights(d)[v2.version]);
+      route = d.route!.length === 1 ? routeTo(v2) : split(v1, v2, weights(d)[v2.version]);
+      status = { ...serving(v1), rollout: d.outcome.rollout };
+    }
+    expect(seen).toEqual([25, 50, 75, 100]);
+  });
+
+  it('a failed check sends all traffic back to the serving version in one write; the new one drains, then scales to zero', () => {
+    const checks = [{ name: 'errors', builtin: 'errorRate' as const, max: 0.05 }];
+    const spec = { ...canary, rollout: { ...canary.rollout, analysis: { checks } } };
+    const analysis = [{ name: 'errors', value: '0.5', result: 'Failed' as const, failures: 1, inconclusive: 0, evaluatedAt: at(0) }];
+    const d = decide(input({ spec, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-10)) }), route: split(v1, v2, 10), available: both, analysis }));
+    expect(weights(d)).toEqual({ [v1.version]: 100 });
+    expect(d.outcome.rollout).toMatchObject({ phase: 'RolledBack', weight: 0 });
+    expect(d.outcome.progressing).toMatchObject({ status: 'False', reason: 'AnalysisFailed', message: expect.stringContaining('errors = 0.5, outside its bound (<= 0.05)') });
+    expect(d.outcome.ended).toBe('AnalysisFailed');
+    expect(d.outcome.events).toEqual([]);
+    expect(d.outcome.draining).toEqual([{ version: v2.version, services: instancesOf(v2), until: at(30) }]);
+    // Next round, after the drain: it stays failed, with no traffic and no replicas.
+    const later = decide(input({ spec, target: v2, status: serving(v1, { rollout: d.outcome.rollout }), route: routeTo(v1), available: both, now: new Date(now.getTime() + 31_000) }));
+    expect(weights(later)).toEqual({ [v1.version]: 100 });
+    expect(later.deploy.find((x) => x.plan === v2)!.replicas.get(v2.variants[0].instance)).toBe(0);
+    expect(later.outcome.expired).toBe(true);
+  });
+
+  it('holds a baked step while a check is inconclusive or not yet evaluated during it, and moves on once all passed', () => {
+    const checks = [{ name: 'errors', builtin: 'errorRate' as const, max: 0.05, intervalSeconds: 10 }];
+    const spec = { ...canary, rollout: { ...canary.rollout, analysis: { checks } } };
+    const status = serving(v1, { rollout: atStep(1, 10, at(-60), {}, spec.rollout) });
+    const inconclusive = [{ name: 'errors', result: 'Inconclusive' as const, failures: 0, inconclusive: 1, evaluatedAt: at(-5), message: 'errors: no value (no series)' }];
+    const held = decide(input({ spec, target: v2, status, route: split(v1, v2, 10), available: both, analysis: inconclusive }));
+    expect(weights(held)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
+    expect(held.outcome.progressing).toMatchObject({ reason: 'AnalysisPending', message: expect.stringContaining('errors: no value (no series)') });
+    const stale = [{ name: 'errors', result: 'Passed' as const, failures: 0, inconclusive: 0, evaluatedAt: at(-70) }];
+    expect(weights(decide(input({ spec, target: v2, status, route: split(v1, v2, 10), available: both, analysis: stale })))).toEqual({ [v1.version]: 90, [v2.version]: 10 });
+    const passed = [{ name: 'errors', result: 'Passed' as const, value: '0', failures: 0, inconclusive: 0, evaluatedAt: at(-5) }];
+    const promoted = decide(input({ spec, target: v2, status, route: split(v1, v2, 10), available: both, analysis: passed }));
+    expect(weights(promoted)).toEqual({ [v2.version]: 100 });
+    expect(promoted.outcome.rollout).toMatchObject({ phase: 'Promoted', analysis: passed });
+  });
+
+  it('a rollback holds under the same plan (spec changes that keep it do not retry), and a new attempt retries', () => {
+    const rolledBack = atStep(1, 0, at(-10), { phase: 'RolledBack' as const });
+    const other = decide(input({ generation: 7, spec: { ...canary, rollout: { ...canary.rollout, drainSeconds: 5 } }, target: v2, status: serving(v1, { rollout: rolledBack }), route: routeTo(v1), available: both }));
+    expect(weights(other)).toEqual({ [v1.version]: 100 });
+    expect(other.outcome.expired).toBe(true);
+    const retried = decide(input({ generation: 8, spec: { ...canary, rollout: { ...canary.rollout, attempt: 2 } }, target: v2, status: serving(v1, { rollout: rolledBack }), route: routeTo(v1), available: both }));
+    expect(weights(retried)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
+  });
+
+  it('keeps the condition a rollback set (which check, which value) on the rounds after it', () => {
+    const checks = [{ name: 'errors', builtin: 'errorRate' as const, max: 0.05 }];
+    const spec = { ...canary, rollout: { ...canary.rollout, analysis: { checks } } };
+    const analysis = [{ name: 'errors', value: '0.5', result: 'Failed' as const, failures: 1, inconclusive: 0, evaluatedAt: at(0) }];
+    const first = decide(input({ spec, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-10), {}, spec.rollout) }), route: split(v1, v2, 10), available: both, analysis }));
+    const condition = { ...first.outcome.progressing!, observedGeneration: 1, lastTransitionTime: at(0) };
+    const next = decide(input({ spec, target: v2, status: serving(v1, { rollout: first.outcome.rollout, conditions: [condition] }), route: routeTo(v1), available: both }));
+    expect(next.outcome.progressing).toMatchObject({ reason: 'AnalysisFailed', message: first.outcome.progressing!.message });
+  });
+
+  it('waits for approval before promotion when asked, and goes on once spec.rollout.approvedVersion names the version', () => {
+    const spec = { ...canary, rollout: { ...canary.rollout, approval: { beforePromotion: true } } };
+    const status = serving(v1, { rollout: atStep(1, 10, at(-61), {}, spec.rollout) });
+    const held = decide(input({ spec, target: v2, status, route: split(v1, v2, 10), available: both }));
+    expect(weights(held)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
+    expect(held.outcome.rollout).toMatchObject({ phase: 'Paused' });
+    expect(held.outcome.progressing).toMatchObject({ reason: 'WaitingForApproval', message: expect.stringContaining(`spec.rollout.approvedVersion to ${v2.version}`) });
+    // Approving is a spec change (a new generation) that leaves the plan, its step and its bake as they are.
+    const approved = decide(input({ generation: 2, spec: { ...spec, rollout: { ...spec.rollout, approvedVersion: v2.version } }, target: v2, status, route: split(v1, v2, 10), available: both }));
+    expect(weights(approved)).toEqual({ [v2.version]: 100 });
+  });
+
+  it('aborts by a spec change: traffic back in one write, marked Aborted', () => {
+    const spec = { ...canary, rollout: { ...canary.rollout, abortVersion: v2.version } };
+    const d = decide(input({ spec, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-10)) }), route: split(v1, v2, 10), available: both }));
+    expect(weights(d)).toEqual({ [v1.version]: 100 });
+    expect(d.outcome.rollout).toMatchObject({ phase: 'Aborted' });
+  });
+
+  it('previews the plan, and with dryRun creates nothing of the new version', () => {
+    const bigger = plan('acme/m:2', 3, { cpus: '2', memory: '4Gi', gpus: 1 });
+    const d = decide(input({ spec: { ...canary, rollout: { ...canary.rollout, dryRun: true } }, target: bigger, status: serving(v1), route: routeTo(v1), available: instancesOf(v1) }));
+    expect(d.outcome.preview).toEqual({ version: bigger.version, steps: [{ weight: 10, seconds: 60 }, { weight: 100, seconds: 0 }], replicas: 3, cpus: '6', memory: '12288Mi', gpus: 3, worstCaseSeconds: 120 });
+    expect(d.deploy.map((x) => x.plan.version)).toEqual([v1.version]);
+    expect(d.outcome.progressing).toMatchObject({ reason: 'DryRun' });
+  });
+
+  it('reports InsufficientCapacity before anything of the new version is created', () => {
+    const d = decide(input({ spec: canary, target: v2, status: serving(v1), route: routeTo(v1), available: instancesOf(v1), capacity: { ok: false, message: 'ResourceQuota ml/q leaves 0 of pods' } }));
+    expect(d.deploy.map((x) => x.plan.version)).toEqual([v1.version]);
+    expect(d.outcome.progressing).toMatchObject({ status: 'False', reason: 'InsufficientCapacity', message: expect.stringContaining('leaves 0 of pods') });
+  });
+
+  it('runs the smoke test before any traffic: a failure stops the rollout with what was asked and answered', () => {
+    const spec = { ...canary, rollout: { ...canary.rollout, smokeTest: { configMap: 'smoke' } } };
+    const waiting = decide(input({ spec, target: v2, status: serving(v1), route: routeTo(v1), available: both }));
+    expect(weights(waiting)).toEqual({ [v1.version]: 100 });
+    const failed = decide(input({ spec, target: v2, status: serving(v1), route: routeTo(v1), available: both, smokeTest: { passed: false, message: 'POST /predict to m-x answered 500, expected 200' } }));
+    expect(weights(failed)).toEqual({ [v1.version]: 100 });
+    expect(failed.outcome.progressing).toMatchObject({ reason: 'SmokeTestFailed', message: expect.stringContaining('answered 500, expected 200') });
+    const passed = decide(input({ spec, target: v2, status: serving(v1), route: routeTo(v1), available: both, smokeTest: { passed: true, message: '1 request(s)' } }));
+    expect(passed.outcome.rollout?.smokeTest).toMatch(/^Passed/);
+    const next = decide(input({ spec, target: v2, status: serving(v1, { rollout: passed.outcome.rollout }), route: routeTo(v1), available: both }));
+    expect(weights(next)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
   });
 });

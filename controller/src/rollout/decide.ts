@@ -1,16 +1,21 @@
-// The rollout decision: which version serves, which one rolls out, which ones drain, what each
-// runs with, what the route carries, and what the endpoint's status says. Pure: the reconciler
-// reads the caches into a RolloutInput and carries out the RolloutDecision; nothing here does I/O,
-// so every case is a table test.
+// The rollout decision: which version serves, which one rolls out and at which step, which ones
+// drain, what each runs with, what the route carries, and what the endpoint's status says. Pure: the
+// reconciler reads the caches (and runs the metric gates and the smoke test) into a RolloutInput and
+// carries out the RolloutDecision; nothing here does I/O, so every case is a table test.
 //
-// The live route is the truth of what serves: it names the versions it routes to. Status mirrors it
-// and records what the route cannot: the versions draining after a switch (with their Services, so
-// that a restarted controller keeps them running until their time is up), the pending version and
-// since when, and the history kept for rollback.
-import type { MachineLearningEndpointSpec, MachineLearningEndpointStatus } from '../api/generated.ts';
+// The live route is the truth of what serves: it names the versions it routes to and their shares.
+// Status mirrors it and records what the route cannot: the rollout's step and when it began (so a
+// restarted controller resumes the same step and never skips a bake), the versions draining after
+// a switch (with their Services), the pending version and since when, and the history.
+//
+// Strategies are plans of steps (strategies.ts); BlueGreen is the plan of one step, all the traffic.
+import type { MachineLearningEndpointSpec, MachineLearningEndpointStatus, RolloutPreview, RolloutStatus } from '../api/generated.ts';
+import { quantityValue } from '../desired/compare.ts';
 import type { VariantPlan, VersionPlan } from '../desired/plan.ts';
 import { findCondition, type ConditionInput } from '../desired/status.ts';
 import { backends, type RouteBackend } from '../routing/route.ts';
+import { failing, unsettled, type CheckRecord } from './analysis.ts';
+import { planFingerprint, planOf, type Step } from './strategies.ts';
 
 export const defaults = { progressDeadlineSeconds: 600, drainSeconds: 30, historyLimit: 3 } as const;
 
@@ -37,7 +42,7 @@ export interface RolloutInput {
   spec: MachineLearningEndpointSpec;
   /** The endpoint's status as last written. */
   status: MachineLearningEndpointStatus;
-  /** The version the templates resolve to, or the problem that keeps them from resolving. */
+  /** The version the templates (or spec.serveVersion) resolve to, or the problem that keeps them from resolving. */
   target?: VersionPlan;
   problem?: ConditionInput;
   /** A version rebuilt from its snapshots; undefined when they are missing. */
@@ -50,6 +55,12 @@ export interface RolloutInput {
   routeBlocked?: ConditionInput;
   /** The state of an instance's Deployment if it ran `variant` with `replicas`. */
   workload(variant: VariantPlan, replicas: number): WorkloadState;
+  /** The metric gates' records, with this round's evaluations (the reconciler runs the due ones). */
+  analysis?: CheckRecord[];
+  /** The smoke test of the pending version, when it ran this round. */
+  smokeTest?: { passed: boolean; message: string };
+  /** Whether the cluster can hold the pending version beside the serving one (before anything of it exists). */
+  capacity?: { ok: boolean; message: string };
   now: Date;
 }
 
@@ -57,6 +68,12 @@ export interface RolloutInput {
 export interface Deployed {
   plan: VersionPlan;
   replicas: Map<string, number>;
+}
+
+export interface RolloutEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
 }
 
 export interface RolloutDecision {
@@ -68,7 +85,7 @@ export interface RolloutDecision {
   keepVersions: Set<string>;
   /** Model instances whose workloads are kept: everything else of the endpoint's is removed. */
   keepInstances: Set<string>;
-  /** When nothing in the cluster will wake the reconcile: a deadline, the end of a drain. */
+  /** When nothing in the cluster will wake the reconcile: a deadline, a step, the end of a drain. */
   requeueAfterMs?: number;
   /** Facts for the status and events (the reconciler renders them). */
   outcome: Outcome;
@@ -82,99 +99,276 @@ export interface Outcome {
   pendingSince?: string;
   /** The pending version is one that served before (from the history). */
   rollingBack: boolean;
-  /** The pending version passed its deadline (this attempt). */
+  /** The pending version failed this attempt (deadline, analysis, smoke test, abort) or waits for capacity. */
   expired: boolean;
-  /** Switched this round: from the version given (undefined: the first version). */
+  /** Switched all traffic this round: from the version given (undefined: the first version). */
   switched?: { from?: string; to: string };
   draining: NonNullable<MachineLearningEndpointStatus['draining']>;
   history: string[];
   deadlineSeconds: number;
   problem?: ConditionInput;
   blocked?: ConditionInput;
+  /** The rollout's state to record (status.rollout), and the plan to show (status.preview). */
+  rollout?: RolloutStatus;
+  preview?: RolloutPreview;
+  /** The Progressing condition, when the rollout says more than "deploying" or "available". */
+  progressing?: ConditionInput;
+  /** This round ended the rollout without promotion, for this reason (AnalysisFailed, CanaryUnavailable, Aborted, SmokeTestFailed). */
+  ended?: string;
+  /** Events of this round besides the condition transitions (a step taken). */
+  events: RolloutEvent[];
 }
 
 const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+const failedPhases = new Set(['Failed', 'RolledBack', 'Aborted']);
 
 function instanceReplicas(plan: VersionPlan): Map<string, number> {
   return new Map(plan.variants.map((v) => [v.instance, v.variant.instances ?? 1]));
 }
 
-/** The version with the largest share of the live route. */
-function primaryOf(route: LiveRoute | undefined): string | undefined {
-  return route ? [...route.versions].sort((a, b) => b[1] - a[1])[0]?.[0] : undefined;
+/** The serving version and the version sharing its traffic (a canary), from the live route. */
+function splitOf(route: LiveRoute | undefined, recorded: string | undefined): { stable?: string; canary?: { version: string; weight: number } } {
+  const entries = [...(route?.versions ?? [])].filter(([, w]) => w > 0);
+  if (entries.length === 0) return { stable: recorded };
+  if (entries.length === 1) return { stable: entries[0][0] };
+  // Two versions: the one status names serves, the other takes a share. Without that, the larger.
+  const sorted = entries.sort((a, b) => b[1] - a[1]);
+  const stable = sorted.find(([v]) => v === recorded)?.[0] ?? sorted[0][0];
+  const [version, weight] = sorted.find(([v]) => v !== stable)!;
+  return { stable, canary: { version, weight } };
 }
 
-/**
- * The pending version failed this attempt: its deadline passed while the spec (generation) stayed
- * what it was. A new generation, a new attempt number or a new version starts afresh.
- */
-function failedBefore(input: RolloutInput, version: string): boolean {
-  const progressing = findCondition(input.status.conditions, 'Progressing');
-  return progressing?.reason === 'ProgressDeadlineExceeded' && input.status.pendingEndpointConfigVersion === version && progressing.observedGeneration === input.generation;
+/** What the new version adds beside the serving one: its instances that the serving version does not run. */
+function previewOf(target: VersionPlan, serving: VersionPlan | undefined, steps: Step[], deadlineSeconds: number): RolloutPreview {
+  const shared = new Set(serving?.variants.map((v) => v.instance) ?? []);
+  const added = target.variants.filter((v) => !shared.has(v.instance));
+  const replicas = added.reduce((n, v) => n + (v.variant.instances ?? 1), 0);
+  const sum = (q: (v: VariantPlan) => string | number | undefined) => added.reduce((n, v) => n + (v.variant.instances ?? 1) * (quantityValue(q(v) ?? 0) ?? 0), 0);
+  const cpus = sum((v) => v.variant.cpus);
+  const memory = sum((v) => v.variant.memory);
+  return {
+    version: target.version,
+    steps: steps.map((s) => ({ weight: s.weight, seconds: s.seconds })),
+    replicas,
+    cpus: String(Math.round(cpus * 1000) / 1000),
+    memory: `${Math.ceil(memory / 2 ** 20)}Mi`,
+    gpus: added.reduce((n, v) => n + (v.variant.instances ?? 1) * (v.variant.gpus ?? 0), 0),
+    worstCaseSeconds: deadlineSeconds + steps.reduce((n, s) => n + s.seconds, 0),
+  };
 }
 
 export function decide(input: RolloutInput): RolloutDecision {
   const { spec, status, target, now } = input;
-  const deadlineSeconds = spec.rollout?.progressDeadlineSeconds ?? defaults.progressDeadlineSeconds;
-  const drainSeconds = spec.rollout?.drainSeconds ?? defaults.drainSeconds;
+  const rolloutSpec = spec.rollout ?? {};
+  const deadlineSeconds = rolloutSpec.progressDeadlineSeconds ?? defaults.progressDeadlineSeconds;
+  const drainSeconds = rolloutSpec.drainSeconds ?? defaults.drainSeconds;
   const historyLimit = spec.historyLimit ?? defaults.historyLimit;
+  const events: RolloutEvent[] = [];
+  const drainUntil = iso(new Date(now.getTime() + drainSeconds * 1000));
+  let requeueAfterMs: number | undefined;
+  const requeueIn = (ms: number) => (requeueAfterMs = Math.max(1000, Math.min(requeueAfterMs ?? Infinity, ms)));
 
   // What serves: the live route, or (for a route written by an older controller, or not seen yet)
   // the version status names.
-  const servingVersion = primaryOf(input.route) ?? status.endpointConfigVersion;
+  const split = splitOf(input.route, status.endpointConfigVersion);
+  const servingVersion = split.stable;
   let serving = servingVersion === undefined ? undefined : servingVersion === target?.version ? target : input.snapshot(servingVersion);
   const unreadable = servingVersion !== undefined && serving === undefined ? servingVersion : undefined;
 
   let history = [...(status.history ?? [])];
   let draining = [...(status.draining ?? [])];
-  const drainUntil = iso(new Date(now.getTime() + drainSeconds * 1000));
+  const drain = (version: string, services: string[]) => {
+    draining = draining.filter((d) => d.version !== version);
+    if (services.length > 0) draining.push({ version, services, until: drainUntil });
+  };
   // A switch the last round made but could not record (a crash between the route and the status):
   // the version status still names has left the route, so it drains from now.
-  if (status.endpointConfigVersion && servingVersion && status.endpointConfigVersion !== servingVersion && !input.route?.versions.has(status.endpointConfigVersion)) {
+  if (status.endpointConfigVersion && servingVersion && status.endpointConfigVersion !== servingVersion && !input.route?.versions.get(status.endpointConfigVersion)) {
     const previous = status.endpointConfigVersion;
     if (!draining.some((d) => d.version === previous)) {
-      const services = (status.traffic ?? []).filter((t) => !t.version || t.version === previous).map((t) => t.service);
-      draining.push({ version: previous, services, until: drainUntil });
+      drain(previous, (status.traffic ?? []).filter((t) => !t.version || t.version === previous).map((t) => t.service).filter((s) => !input.route?.services.includes(s)));
     }
     history = [previous, ...history];
+  }
+  const servicesOf = (p: VersionPlan | undefined, version: string) => p?.variants.map((v) => v.instance) ?? (status.traffic ?? []).filter((t) => t.version === version).map((t) => t.service);
+
+  // A version that shares the route but is not the one rolling out (the config changed again, or
+  // back): it leaves the route and drains.
+  let canary = split.canary;
+  if (canary && canary.version !== target?.version) {
+    const leaving = servicesOf(input.snapshot(canary.version), canary.version).filter((s) => !serving?.variants.some((v) => v.instance === s));
+    drain(canary.version, leaving);
+    canary = undefined;
   }
 
   let pending: Deployed | undefined;
   let pendingSince: string | undefined;
   let expired = false;
   let switched: Outcome['switched'];
-  let requeueAfterMs: number | undefined;
-  const requeueIn = (ms: number) => (requeueAfterMs = Math.max(1000, Math.min(requeueAfterMs ?? Infinity, ms)));
+  let rollout: RolloutStatus | undefined;
+  let preview: RolloutPreview | undefined;
+  let progressing: ConditionInput | undefined;
+  let ended: string | undefined;
+  /** The target's share of the traffic to write (undefined: all of it to the serving version). */
+  let targetWeight = 0;
 
   if (target && target.version !== servingVersion) {
+    // A first version has nothing to share the traffic with: it takes all of it at once.
+    const steps = serving ? planOf(rolloutSpec) : planOf({});
+    const strategy = serving ? (rolloutSpec.strategy ?? 'BlueGreen') : 'BlueGreen';
+    preview = previewOf(target, serving, steps, deadlineSeconds);
+    // The rollout of this version under this spec, as status last recorded it.
+    const fingerprint = planFingerprint(rolloutSpec);
+    const recorded = status.rollout?.version === target.version && status.rollout.plan === fingerprint ? status.rollout : undefined;
+    const base: RolloutStatus = { version: target.version, strategy, steps: steps.length, plan: fingerprint, ...(recorded?.history ? { history: recorded.history } : {}) };
+    const weightNow = canary?.version === target.version ? canary.weight : 0;
+
     // While it rolls out, an instance both versions share runs the larger of their replica counts:
     // the pending version never takes capacity away from the serving one.
     const replicas = instanceReplicas(target);
     const servingReplicas = serving ? instanceReplicas(serving) : new Map<string, number>();
     for (const [instance, n] of replicas) if (servingReplicas.has(instance)) replicas.set(instance, Math.max(n, servingReplicas.get(instance)!));
-    const failed = failedBefore(input, target.version);
-    const available = !failed && !input.routeBlocked && target.variants.every((v) => input.workload(v, replicas.get(v.instance)!).available);
-    if (available) {
-      switched = { from: servingVersion, to: target.version };
-      if (servingVersion) {
-        const services = serving ? serving.variants.map((v) => v.instance) : (input.route?.services ?? []);
-        const leaving = services.filter((s) => !target.variants.some((v) => v.instance === s));
-        draining = draining.filter((d) => d.version !== servingVersion);
-        if (leaving.length > 0) draining.push({ version: servingVersion, services: leaving, until: drainUntil });
-        history = [servingVersion, ...history];
+    const targetServices = target.variants.map((v) => v.instance).filter((s) => !servingReplicas.has(s));
+
+    const previousProgressing = findCondition(status.conditions, 'Progressing');
+    const deadlineFailed = previousProgressing?.reason === 'ProgressDeadlineExceeded' && status.pendingEndpointConfigVersion === target.version && previousProgressing.observedGeneration === input.generation;
+    /** Ends this attempt: all traffic back to the serving version in one write; what took traffic drains, then scales to zero. */
+    const fail = (phase: 'Failed' | 'RolledBack' | 'Aborted', reason: string, message: string) => {
+      expired = true;
+      targetWeight = 0;
+      if (weightNow > 0) drain(target.version, targetServices);
+      rollout = { ...base, phase, step: 0, weight: 0, message };
+      progressing = { type: 'Progressing', status: 'False', reason, message: `${message}; ${servingVersion ? `all traffic is on version ${servingVersion}` : 'nothing serves'}. Fix the model or config and apply it, or bump spec.rollout.attempt to try this version again.` };
+      // The Event comes with the condition turning False (the reconciler records each such transition).
+      ended = reason;
+    };
+
+    // Rolled back, aborted, or failed its smoke test under this plan: no retry until the plan (or the
+    // attempt) changes. A deadline that ran out holds for this generation of the spec only.
+    const failedBefore = deadlineFailed || (recorded?.phase !== undefined && failedPhases.has(recorded.phase) && (recorded.phase !== 'Failed' || recorded.smokeTest?.startsWith('Failed') === true));
+    const same = status.pendingEndpointConfigVersion === target.version && status.pendingSince !== undefined && !(previousProgressing?.reason === 'ProgressDeadlineExceeded' && !deadlineFailed);
+    pendingSince = same ? status.pendingSince! : iso(now);
+
+    if (failedBefore) {
+      expired = true;
+      rollout = recorded ?? { ...base, phase: 'Failed', step: 0, weight: 0, message: previousProgressing?.message };
+      progressing = deadlineFailed ? { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: previousProgressing!.message } : undefined;
+      // The condition the failure set (AnalysisFailed, CanaryUnavailable, SmokeTestFailed, ...) stays as it was.
+      if (!progressing && recorded) {
+        progressing =
+          previousProgressing?.status === 'False' && previousProgressing.reason !== 'ProgressDeadlineExceeded'
+            ? { type: 'Progressing', status: 'False', reason: previousProgressing.reason, message: previousProgressing.message }
+            : { type: 'Progressing', status: 'False', reason: recorded.phase === 'Aborted' ? 'Aborted' : recorded.phase === 'RolledBack' ? 'RolledBack' : 'RolloutFailed', message: recorded.message ?? '' };
       }
-      serving = target;
+    } else if (rolloutSpec.abortVersion === target.version) {
+      fail('Aborted', 'Aborted', `the rollout of config version ${target.version} was aborted (spec.rollout.abortVersion)`);
+    } else if (rolloutSpec.dryRun) {
+      rollout = { ...base, phase: 'Planned', step: 0, weight: 0, message: 'dry run: status.preview shows the plan; nothing of the new version is created' };
+      progressing = { type: 'Progressing', status: 'True', reason: 'DryRun', message: `dry run of config version ${target.version}: ${preview.steps!.map((s) => `${s.weight}% for ${s.seconds}s`).join(', ')}; adds ${preview.replicas} replicas (${preview.cpus} CPUs, ${preview.memory}, ${preview.gpus} GPUs); at most ${preview.worstCaseSeconds}s. Set spec.rollout.dryRun to false to start it.` };
+    } else if (input.capacity && !input.capacity.ok && weightNow === 0) {
+      rollout = { ...base, phase: 'Progressing', step: 0, weight: 0, message: input.capacity.message };
+      progressing = { type: 'Progressing', status: 'False', reason: 'InsufficientCapacity', message: `config version ${target.version} is not started: ${input.capacity.message}` };
+      requeueIn(30_000);
     } else {
-      const same = status.pendingEndpointConfigVersion === target.version && status.pendingSince !== undefined;
-      const restarted = findCondition(status.conditions, 'Progressing')?.reason === 'ProgressDeadlineExceeded' && !failed;
-      pendingSince = same && !restarted ? status.pendingSince! : iso(now);
+      const available = !input.routeBlocked && target.variants.every((v) => input.workload(v, replicas.get(v.instance)!).available);
       const elapsedMs = now.getTime() - Date.parse(pendingSince);
-      expired = failed || (!input.routeBlocked && elapsedMs >= deadlineSeconds * 1000);
-      if (!expired && !input.routeBlocked) requeueIn(deadlineSeconds * 1000 - elapsedMs + 1000);
-      // A failed version holds no capacity: what it does not share with the serving version scales to zero.
-      if (expired) for (const instance of replicas.keys()) if (!servingReplicas.has(instance)) replicas.set(instance, 0);
-      pending = { plan: target, replicas };
+      const checks = rolloutSpec.analysis?.checks ?? [];
+      const bad = weightNow > 0 ? failing(checks, input.analysis ?? []) : undefined;
+      if (!available && weightNow > 0) {
+        fail('RolledBack', 'CanaryUnavailable', `config version ${target.version} lost ready replicas while it took ${weightNow}% of the traffic`);
+      } else if (bad) {
+        fail('RolledBack', 'AnalysisFailed', `check ${bad.why}`);
+      } else if (!available) {
+        expired = !input.routeBlocked && elapsedMs >= deadlineSeconds * 1000;
+        if (!expired && !input.routeBlocked) requeueIn(deadlineSeconds * 1000 - elapsedMs + 1000);
+        rollout = { ...base, phase: 'Progressing', step: 0, weight: 0 };
+        if (expired) rollout = { ...rollout, phase: 'Failed', message: `did not become Available within ${deadlineSeconds}s` };
+      } else if (rolloutSpec.smokeTest && weightNow === 0 && !recorded?.smokeTest?.startsWith('Passed')) {
+        const result = input.smokeTest;
+        if (result && !result.passed) {
+          fail('Failed', 'SmokeTestFailed', `the smoke test of config version ${target.version} failed: ${result.message}`);
+          rollout = { ...rollout!, smokeTest: `Failed: ${result.message}` };
+        } else if (result?.passed) {
+          rollout = { ...base, phase: 'Progressing', step: 0, weight: 0, smokeTest: `Passed: ${result.message}` };
+          requeueIn(0);
+        } else {
+          rollout = { ...base, phase: 'Progressing', step: 0, weight: 0, message: 'waiting for the smoke test' };
+          requeueIn(1000);
+        }
+      } else {
+        // The step the route is at: the last planned step at or below the weight the route gives it.
+        const at = weightNow === 0 ? -1 : steps.reduce((k, s, i) => (s.weight <= weightNow ? i : k), 0);
+        const stepNumber = at + 1;
+        // A restarted controller (or a route ahead of the status) starts the bake now: never skips one.
+        const startedAt = recorded?.step === stepNumber && recorded.stepStartedAt ? recorded.stepStartedAt : iso(now);
+        const bakeMs = at >= 0 ? steps[at].seconds * 1000 : 0;
+        const baked = at < 0 || now.getTime() - Date.parse(startedAt) >= bakeMs;
+        const next = at + 1;
+        const approval = next === steps.length - 1 && rolloutSpec.approval?.beforePromotion && rolloutSpec.approvedVersion !== target.version && at >= 0;
+        const smoke = recorded?.smokeTest ? { smokeTest: recorded.smokeTest } : {};
+        const analysis = at >= 0 && input.analysis?.length ? { analysis: input.analysis } : recorded?.analysis ? { analysis: recorded.analysis } : {};
+        // A baked step moves on once every check passed during it; inconclusive ones hold it.
+        const waiting = at >= 0 && baked ? unsettled(checks, input.analysis ?? [], startedAt) : [];
+        if (waiting.length > 0) {
+          targetWeight = weightNow;
+          const why = waiting.map(({ check, record }) => (record?.result && record.evaluatedAt && Date.parse(record.evaluatedAt) >= Date.parse(startedAt) ? record.message : `${check.name}: not evaluated during this step yet`)).join('; ');
+          rollout = { ...base, ...smoke, ...analysis, phase: 'Progressing', step: stepNumber, weight: weightNow, stepStartedAt: startedAt, message: `step baked; holding for the checks: ${why}`, history: base.history ?? [] };
+          progressing = { type: 'Progressing', status: 'True', reason: 'AnalysisPending', message: `config version ${target.version}: step ${stepNumber} of ${steps.length} (${strategy}), ${weightNow}% of the traffic, baked; holding for the checks: ${why}` };
+        } else if (!baked) {
+          targetWeight = weightNow;
+          const due = Date.parse(startedAt) + bakeMs;
+          requeueIn(due - now.getTime() + 200);
+          rollout = { ...base, ...smoke, ...analysis, phase: 'Progressing', step: stepNumber, weight: weightNow, stepStartedAt: startedAt, nextStepAt: iso(new Date(due)), history: base.history ?? [] };
+          progressing = { type: 'Progressing', status: 'True', reason: 'RolloutProgressing', message: `config version ${target.version}: step ${stepNumber} of ${steps.length} (${strategy}), ${weightNow}% of the traffic, next step at ${iso(new Date(due))}` };
+        } else if (approval) {
+          targetWeight = weightNow;
+          rollout = { ...base, ...smoke, ...analysis, phase: 'Paused', step: stepNumber, weight: weightNow, stepStartedAt: startedAt, message: 'waiting for approval', history: base.history ?? [] };
+          progressing = {
+            type: 'Progressing',
+            status: 'True',
+            reason: 'WaitingForApproval',
+            message: `config version ${target.version} takes ${weightNow}% of the traffic and waits for approval: set spec.rollout.approvedVersion to ${target.version} to send it all the traffic, or spec.rollout.abortVersion to ${target.version} to send it none`,
+          };
+        } else if (steps[next].weight >= 100) {
+          // Promotion: all traffic to the new version in one write; the previous one drains.
+          switched = { from: servingVersion, to: target.version };
+          if (servingVersion) {
+            drain(servingVersion, servicesOf(serving, servingVersion).filter((s) => !target.variants.some((v) => v.instance === s)));
+            history = [servingVersion, ...history];
+          }
+          serving = target;
+          rollout = { ...base, ...smoke, ...analysis, phase: 'Promoted', step: steps.length, weight: 100, stepStartedAt: iso(now), history: [...(base.history ?? []), { step: steps.length, weight: 100, startedAt: iso(now) }] };
+        } else {
+          targetWeight = steps[next].weight;
+          const due = now.getTime() + steps[next].seconds * 1000;
+          requeueIn(steps[next].seconds * 1000 + 200);
+          rollout = {
+            ...base,
+            ...smoke,
+            ...analysis,
+            phase: 'Progressing',
+            step: next + 1,
+            weight: targetWeight,
+            stepStartedAt: iso(now),
+            nextStepAt: iso(new Date(due)),
+            history: [...(base.history ?? []), { step: next + 1, weight: targetWeight, startedAt: iso(now) }],
+          };
+          progressing = { type: 'Progressing', status: 'True', reason: 'RolloutProgressing', message: `config version ${target.version}: step ${next + 1} of ${steps.length} (${strategy}), ${targetWeight}% of the traffic, next step at ${iso(new Date(due))}` };
+          events.push({ type: 'Normal', reason: 'RolloutStep', message: `config version ${target.version} takes ${targetWeight}% of the traffic (step ${next + 1} of ${steps.length})` });
+        }
+      }
     }
+    if (serving !== target) {
+      // A failed version holds no capacity once its drain is over: what it does not share with the
+      // serving version, and no longer drains, scales to zero.
+      if (expired) {
+        const stillDraining = new Set(draining.flatMap((d) => d.services));
+        for (const instance of replicas.keys()) if (!servingReplicas.has(instance) && !stillDraining.has(instance)) replicas.set(instance, 0);
+      }
+      if (!rolloutSpec.dryRun && !(input.capacity && !input.capacity.ok && weightNow === 0)) pending = { plan: target, replicas };
+    }
+  } else if (target && status.rollout?.version === target.version) {
+    rollout = status.rollout;
   }
   const servingNow = serving?.version ?? unreadable;
 
@@ -184,14 +378,14 @@ export function decide(input: RolloutInput): RolloutDecision {
   const drained = draining.filter((d) => d.version !== servingNow && routeSettled && Date.parse(d.until) <= now.getTime());
   draining = draining.filter((d) => d.version !== servingNow && !drained.includes(d));
   // A version that drained served before: it stays in the history (for rollback) if it is not there yet.
-  for (const d of drained) if (!history.includes(d.version)) history.unshift(d.version);
+  for (const d of drained) if (!history.includes(d.version) && d.version !== pending?.plan.version) history.unshift(d.version);
   for (const d of draining) requeueIn(Math.max(0, Date.parse(d.until) - now.getTime()) + 500);
 
   // Draining versions first, then the serving one, then the pending one: an instance that several
   // share gets the replicas of the last (which already took the larger count where it matters).
   const deploy: Deployed[] = [];
   for (const d of draining) {
-    const plan = input.snapshot(d.version);
+    const plan = input.snapshot(d.version) ?? (pending?.plan.version === d.version ? pending.plan : undefined);
     if (plan) deploy.push({ plan, replicas: instanceReplicas(plan) });
   }
   if (serving) deploy.push({ plan: serving, replicas: instanceReplicas(serving) });
@@ -202,12 +396,31 @@ export function decide(input: RolloutInput): RolloutDecision {
   const keepInstances = new Set<string>([...deploy.flatMap((d) => [...d.replicas.keys()]), ...draining.flatMap((d) => d.services), ...(input.route?.services ?? [])]);
   const keepVersions = new Set<string>([...(servingNow ? [servingNow] : []), ...(pending ? [pending.plan.version] : []), ...draining.map((d) => d.version), ...history]);
 
+  const shares = serving && !input.routeBlocked ? (pending && targetWeight > 0 ? [{ plan: serving, percent: 100 - targetWeight }, { plan: pending.plan, percent: targetWeight }] : [{ plan: serving, percent: 100 }]) : undefined;
   return {
     deploy,
-    route: serving && !input.routeBlocked ? backends([{ plan: serving, percent: 100 }]) : undefined,
+    route: shares ? backends(shares) : undefined,
     keepVersions,
     keepInstances,
     requeueAfterMs,
-    outcome: { serving, unreadable, pending: pending?.plan, pendingSince, rollingBack: pending !== undefined && (status.history ?? []).includes(pending.plan.version), expired, switched, draining, history, deadlineSeconds, problem: input.problem, blocked: input.routeBlocked },
+    outcome: {
+      serving,
+      unreadable,
+      pending: pending?.plan,
+      pendingSince: pending ? pendingSince : undefined,
+      rollingBack: pending !== undefined && (status.history ?? []).includes(pending.plan.version),
+      expired,
+      switched,
+      draining,
+      history,
+      deadlineSeconds,
+      problem: input.problem,
+      blocked: input.routeBlocked,
+      rollout,
+      preview: target && target.version !== servingVersion ? preview : undefined,
+      progressing,
+      ended,
+      events,
+    },
   };
 }

@@ -96,7 +96,9 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     conditions.push({ type: 'Ready', status: 'False', reason: 'Creating', message: o.pending ? `waiting for the first version to become Available: ${waitingFor(o.pending, replicas, readyOf)}` : 'nothing to serve yet' });
   }
 
-  if (o.pending && o.expired) {
+  if (o.progressing) {
+    conditions.push(o.progressing);
+  } else if (o.pending && o.expired) {
     conditions.push({
       type: 'Progressing',
       status: 'False',
@@ -137,6 +139,8 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     traffic,
     history: o.history,
     ...(o.draining.length ? { draining: o.draining } : {}),
+    ...(o.rollout ? { rollout: o.rollout } : {}),
+    ...(o.preview ? { preview: o.preview } : {}),
     conditions: setConditions(previous?.conditions, conditions, s.generation, s.now),
   };
 }
