@@ -48,7 +48,8 @@ describe('the controller killed at each step of a switch', () => {
     controller = await start();
     await applyModel(namespace, 'm', model('acme/m:1'));
     await applyConfig(namespace, 'c', { models: [{ model: 'm', instances: 2 }] });
-    await applyEndpoint(namespace, 'e', { config: 'c', rollout: { drainSeconds: 3 } });
+    // The drain outlasts the gateway's reload (Traefik: a 2 s throttle, longer on a loaded machine).
+    await applyEndpoint(namespace, 'e', { config: 'c', rollout: { drainSeconds: 8 } });
     await waitForEndpoint(namespace, 'e', 'InService', inService, 90_000);
     await waitForGateway(`e.${namespace}.models.example.com`);
     const run = load(`e.${namespace}.models.example.com`, { requests: 20_000, rate: 40, concurrency: 64, maxDurationMs: 240_000, sleepMs: (i) => (i % 10 === 0 ? 1500 : 0) });
