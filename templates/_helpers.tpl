@@ -132,6 +132,12 @@ Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
     - gateways
     {{- end }}
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- if eq (dig "config" "routing" "gatewayAPI" "mirroring" "None" (.Values.controller | default dict)) "TraefikService" }}
+# Traefik mirrors a shadow's share through a TraefikService around each primary Service.
+- apiGroups: ["traefik.io"]
+  resources: ["traefikservices"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
 {{- else }}
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices", "gateways"]
@@ -151,4 +157,14 @@ Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["list"]
+# Variants with autoscaling: a HorizontalPodAutoscaler, or a KEDA ScaledObject, per variant.
+{{- if eq (dig "config" "autoscaling" "engine" "hpa" (.Values.controller | default dict)) "keda" }}
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- else }}
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- end }}
 {{- end }}

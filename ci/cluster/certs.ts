@@ -7,8 +7,8 @@ import { join } from 'node:path';
 export interface CertificateAuthority {
   certFile: string;
   keyFile: string;
-  /** Issues a server certificate for these names and addresses; returns its files. */
-  issue(name: string, hosts: string[]): { certFile: string; keyFile: string };
+  /** Issues a server certificate for these names and addresses (a client one too, with `client`); returns its files. */
+  issue(name: string, hosts: string[], options?: { client?: boolean; commonName?: string }): { certFile: string; keyFile: string };
 }
 
 function openssl(args: string[]): void {
@@ -32,14 +32,14 @@ export function openCertificateAuthority(dir: string): CertificateAuthority {
   return {
     certFile,
     keyFile,
-    issue(name, hosts) {
+    issue(name, hosts, options = {}) {
       const key = join(dir, `${name}.key`);
       const csr = join(dir, `${name}.csr`);
       const cert = join(dir, `${name}.crt`);
       const ext = join(dir, `${name}.ext`);
       const san = hosts.map((h) => (/^\d+\.\d+\.\d+\.\d+$/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
-      writeFileSync(ext, `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`);
-      openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${hosts[0]}`, '-keyout', key, '-out', csr]);
+      writeFileSync(ext, `${san ? `subjectAltName=${san}\n` : ''}extendedKeyUsage=${options.client ? 'serverAuth,clientAuth' : 'serverAuth'}\n`);
+      openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${options.commonName ?? hosts[0]}`, '-keyout', key, '-out', csr]);
       openssl(['x509', '-req', '-in', csr, '-CA', certFile, '-CAkey', keyFile, '-CAcreateserial', '-days', '30', '-extfile', ext, '-out', cert]);
       return { certFile: cert, keyFile: key };
     },

@@ -6,7 +6,7 @@
 // is stopped, its network namespace and its directory removed, on normal exit, on error and on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -60,8 +60,11 @@ export interface ControlPlane {
   readonly gateway: GatewayInfo;
   /** Directory the artifact server serves at https://models.example.com/ inside the cluster. */
   readonly artifactsDir: string;
-  /** Prometheus, scraping the gateway every second; more targets go into targetsDir as file_sd JSON files. */
-  readonly prometheus: { url: string; targetsDir: string };
+  /**
+   * Prometheus, scraping the gateway and the pods' request counts (local_pod_requests_total) every
+   * second; more targets go into targetsDir as file_sd JSON files.
+   */
+  readonly prometheus: { url: string; targetsDir: string; podMetricsUrl: string };
   kubeConfig(): k8s.KubeConfig;
   stop(): Promise<void>;
 }
@@ -148,6 +151,12 @@ const apiPort = 6443;
 const gatewayPort = 80;
 const gatewayMetricsPort = 9100;
 const prometheusPort = 9090;
+/** The pod runtime's request counts per pod. */
+const podMetricsPort = 9102;
+/** KEDA: the operator's gRPC metrics service, its external metrics API server, and that server's own metrics. */
+const kedaGrpcPort = 9666;
+const kedaMetricsApiPort = 6444;
+const kedaAdapterMetricsPort = 9104;
 export const gatewayClassName = 'traefik';
 const sharedGateway = { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' };
 /** Label of the nodes the pod runtime serves. */
@@ -245,6 +254,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     // The API server's certificate, from the same CA: valid for the host's view (the veth address),
     // for loopback inside the namespace, and for the kubernetes Service's names.
     const apiCert = ca.issue('apiserver', [netns.address, '127.0.0.1', 'localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local', '10.96.0.1']);
+    // The aggregation layer: the API server proxies to extension API servers (KEDA's external
+    // metrics) with this client certificate and the user in request headers.
+    const frontProxy = ca.issue('front-proxy-client', [], { client: true, commonName: 'front-proxy-client' });
     const artifactsDir = join(dir, 'artifacts');
     seedArtifacts(artifactsDir);
     netns.setHosts({ [artifactHost]: artifactsAddress });
@@ -294,6 +306,15 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--audit-policy-file=${join(dir, 'audit-policy.json')}`,
       `--audit-log-path=${join(dir, 'audit.log')}`,
       '--audit-log-maxsize=0',
+      `--requestheader-client-ca-file=${ca.certFile}`,
+      '--requestheader-allowed-names=front-proxy-client',
+      '--requestheader-username-headers=X-Remote-User',
+      '--requestheader-group-headers=X-Remote-Group',
+      '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+      `--proxy-client-cert-file=${frontProxy.certFile}`,
+      `--proxy-client-key-file=${frontProxy.keyFile}`,
+      // No kube-proxy here: reach extension API servers at their endpoints' addresses.
+      '--enable-aggregator-routing=true',
       '--max-requests-inflight=1000',
       '--max-mutating-requests-inflight=500',
       '--profiling=false',
@@ -322,6 +343,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       '--kube-api-qps=200',
       '--kube-api-burst=400',
       '--concurrent-deployment-syncs=10',
+      // HorizontalPodAutoscalers (KEDA's among them) look every 5 s rather than 15.
+      '--horizontal-pod-autoscaler-sync-period=5s',
       '--concurrent-replicaset-syncs=10',
       '--concurrent-gc-syncs=50',
     ]);
@@ -343,6 +366,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--cert=${artifactCert.certFile}`,
       `--key=${artifactCert.keyFile}`,
       `--ca=${ca.certFile}`,
+      `--metrics-address=${netns.address}:${podMetricsPort}`,
       `--node-selector=${fakeNodeLabel}`,
     ]);
 
@@ -370,7 +394,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       });
     }
 
-    progress('installing the Istio networking and Gateway API CRDs');
+    progress('installing the Istio networking, Gateway API and Traefik CRDs');
     await kubectl(kubeconfigPath, ['apply', '--server-side', ...crdFiles().flatMap((f) => ['-f', f])]);
     await kubectl(kubeconfigPath, ['wait', '--for=condition=Established', '--timeout=60s', ...crdFiles().flatMap((f) => ['-f', f])]);
 
@@ -387,6 +411,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--providers.kubernetesgateway.token=${join(dir, 'gateway.token')}`,
       `--providers.kubernetesgateway.certAuthFilePath=${certFile}`,
       `--providers.kubernetesgateway.statusAddress.ip=${netns.address}`,
+      // Its own CRDs too: HTTPRoutes may name a TraefikService (how shadows are mirrored on Traefik).
+      '--providers.kubernetescrd=true',
+      `--providers.kubernetescrd.endpoint=${server}`,
+      `--providers.kubernetescrd.token=${join(dir, 'gateway.token')}`,
+      `--providers.kubernetescrd.certAuthFilePath=${certFile}`,
+      // A TraefikService whose mirror has no ready endpoint must still carry its primary's requests.
+      '--providers.kubernetescrd.allowEmptyServices=true',
       '--metrics.prometheus=true',
       '--metrics.prometheus.entryPoint=metrics',
       '--metrics.prometheus.addServicesLabels=true',
@@ -401,7 +432,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     progress(`starting Prometheus on ${netns.address}:${prometheusPort}, scraping the gateway every second`);
     const targetsDir = join(dir, 'prometheus-targets');
     mkdirSync(targetsDir);
-    writeFileSync(join(dir, 'prometheus.yml'), prometheusConfig(`${netns.address}:${gatewayMetricsPort}`, targetsDir));
+    writeFileSync(join(dir, 'prometheus.yml'), prometheusConfig(`${netns.address}:${gatewayMetricsPort}`, `${netns.address}:${podMetricsPort}`, targetsDir));
     const prometheus = startTool('prometheus', [
       `--config.file=${join(dir, 'prometheus.yml')}`,
       `--storage.tsdb.path=${join(dir, 'prometheus')}`,
@@ -409,6 +440,40 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       '--storage.tsdb.retention.time=2h',
       '--log.level=warn',
     ]);
+
+    progress(`starting KEDA (operator, and its external metrics API on ${netns.address}:${kedaMetricsApiPort})`);
+    const kedaDir = join(dir, 'keda');
+    mkdirSync(kedaDir);
+    const kedaCert = ca.issue('keda', [netns.address, 'keda-operator.keda.svc', 'keda-operator.keda.svc.cluster.local', 'keda-metrics-apiserver.keda.svc'], { client: true });
+    copyFileSync(kedaCert.certFile, join(kedaDir, 'tls.crt'));
+    copyFileSync(kedaCert.keyFile, join(kedaDir, 'tls.key'));
+    copyFileSync(ca.certFile, join(kedaDir, 'ca.crt'));
+    await kubectl(kubeconfigPath, ['apply', '--server-side', '-f', '-'], kedaObjects(netns.address));
+    const kedaEnv = { ...process.env, KUBECONFIG: componentsKubeconfig, WATCH_NAMESPACE: '', POD_NAMESPACE: 'keda', POD_NAME: 'keda-operator', KEDA_CLUSTER_OBJECT_NAMESPACE: 'keda' };
+    startComponent('keda-operator', toolPath('keda-operator'), [
+      '--leader-elect=false',
+      '--metrics-bind-address=0',
+      '--health-probe-bind-address=0',
+      `--metrics-service-bind-address=${netns.address}:${kedaGrpcPort}`,
+      `--cert-dir=${kedaDir}`,
+      '--enable-cert-rotation=false',
+      `--ca-dir=${kedaDir}`,
+      '--zap-log-level=info',
+      '--zap-encoder=json',
+    ], kedaEnv);
+    const kedaAdapter = startComponent('keda-adapter', toolPath('keda-adapter'), [
+      `--bind-address=${netns.address}`,
+      `--secure-port=${kedaMetricsApiPort}`,
+      `--cert-dir=${kedaDir}`,
+      `--tls-cert-file=${join(kedaDir, 'tls.crt')}`,
+      `--tls-private-key-file=${join(kedaDir, 'tls.key')}`,
+      `--lister-kubeconfig=${componentsKubeconfig}`,
+      `--authentication-kubeconfig=${componentsKubeconfig}`,
+      `--authorization-kubeconfig=${componentsKubeconfig}`,
+      `--metrics-service-address=${netns.address}:${kedaGrpcPort}`,
+      `--port=${kedaAdapterMetricsPort}`,
+      '--zap-encoder=json',
+    ], kedaEnv);
 
     await waitFor('the fake nodes to be Ready', 30_000, async () => {
       const list = await core.listNode();
@@ -433,6 +498,10 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       return out.trim() === 'True' ? true : undefined;
     }, () => logTail(traefik));
 
+    await waitFor('KEDA external metrics API to be Available', 120_000, async () => {
+      const out = await kubectl(kubeconfigPath, ['get', 'apiservice', 'v1beta1.external.metrics.k8s.io', '-o', 'jsonpath={.status.conditions[?(@.type=="Available")].status}']);
+      return out.trim() === 'True' ? true : undefined;
+    }, () => logTail(kedaAdapter));
     const prometheusUrl = `http://${netns.address}:${prometheusPort}`;
     await waitFor('Prometheus to be ready', 60_000, async () => ((await fetch(`${prometheusUrl}/-/ready`)).ok ? true : undefined), () => logTail(prometheus));
     progress(`ready in ${((Date.now() - started) / 1000).toFixed(1)}s (kubeconfig: ${kubeconfigPath})`);
@@ -445,7 +514,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       network: { namespace: netns.name, address: netns.address, hostAddress: netns.hostAddress },
       gateway: { address: netns.address, port: gatewayPort, className: gatewayClassName, shared: sharedGateway, metricsUrl },
       artifactsDir,
-      prometheus: { url: prometheusUrl, targetsDir },
+      prometheus: { url: prometheusUrl, targetsDir, podMetricsUrl: `http://${netns.address}:${podMetricsPort}/metrics` },
       kubeConfig() {
         const config = new k8s.KubeConfig();
         config.loadFromFile(kubeconfigPath);
@@ -459,12 +528,36 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   }
 }
 
-/** Prometheus scrapes the gateway, and whatever targets tests add as file_sd files. */
-function prometheusConfig(gatewayMetrics: string, targetsDir: string): string {
+/**
+ * KEDA's namespace, and its external metrics API server registered with the aggregation layer: a
+ * Service without selector whose endpoint is the adapter's address in the cluster's namespace.
+ */
+function kedaObjects(address: string): string {
+  const metadata = { name: 'keda-metrics-apiserver', namespace: 'keda' };
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'keda' } },
+      { apiVersion: 'v1', kind: 'Service', metadata, spec: { ports: [{ name: 'https', port: 443, targetPort: kedaMetricsApiPort, protocol: 'TCP' }] } },
+      { apiVersion: 'v1', kind: 'Endpoints', metadata, subsets: [{ addresses: [{ ip: address }], ports: [{ name: 'https', port: kedaMetricsApiPort, protocol: 'TCP' }] }] },
+      {
+        apiVersion: 'apiregistration.k8s.io/v1',
+        kind: 'APIService',
+        metadata: { name: 'v1beta1.external.metrics.k8s.io' },
+        spec: { group: 'external.metrics.k8s.io', version: 'v1beta1', service: { name: metadata.name, namespace: 'keda', port: 443 }, insecureSkipTLSVerify: true, groupPriorityMinimum: 100, versionPriority: 100 },
+      },
+    ],
+  });
+}
+
+/** Prometheus scrapes the gateway, the pods' request counts, and whatever targets tests add as file_sd files. */
+function prometheusConfig(gatewayMetrics: string, podMetrics: string, targetsDir: string): string {
   return JSON.stringify({
     global: { scrape_interval: '1s', evaluation_interval: '1s' },
     scrape_configs: [
       { job_name: 'gateway', static_configs: [{ targets: [gatewayMetrics] }] },
+      { job_name: 'pods', static_configs: [{ targets: [podMetrics] }] },
       { job_name: 'targets', file_sd_configs: [{ files: [join(targetsDir, '*.json')], refresh_interval: '1s' }] },
     ],
   });

@@ -7,7 +7,7 @@ const cluster = await startControlPlane();
 process.stdout.write(
   [
     '',
-    'The local cluster is running (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the pod runtime, Traefik, Prometheus),',
+    'The local cluster is running (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the pod runtime, Traefik, Prometheus, KEDA),',
     `  pids: ${cluster.pids.join(' ')}`,
     `  network namespace: ${cluster.network.namespace}; API server and gateway at ${cluster.network.address}`,
     `  export KUBECONFIG=${cluster.kubeconfigPath}`,

@@ -100,6 +100,16 @@ const goTools: Record<string, GoTool> = {
     packages: [{ pkg: 'istio.io/istio/istioctl/cmd/istioctl' }],
     ldflags: (v) => [`-X istio.io/istio/pkg/version.buildVersion=${v}`],
   },
+  // Autoscaling on requests per second: KEDA's operator and its external metrics API server.
+  keda: {
+    module: 'keda',
+    pinned: 'github.com/kedacore/keda/v2',
+    packages: [
+      { pkg: 'github.com/kedacore/keda/v2/cmd/operator', binary: 'keda-operator' },
+      { pkg: 'github.com/kedacore/keda/v2/cmd/adapter', binary: 'keda-adapter' },
+    ],
+    ldflags: (v) => [`-X github.com/kedacore/keda/v2/version.Version=${v}`],
+  },
   // Metric gates query it; it scrapes the gateway. Service discovery plugins are left out (static targets only).
   prometheus: {
     module: 'prometheus',
@@ -124,6 +134,8 @@ const binaries = {
   traefik: 'traefik',
   istioctl: 'istioctl',
   prometheus: 'prometheus',
+  'keda-operator': 'keda',
+  'keda-adapter': 'keda',
 } as const satisfies Record<string, keyof typeof goTools>;
 
 export type Binary = keyof typeof binaries;
@@ -229,13 +241,18 @@ async function buildGoTool(name: string, tool: GoTool): Promise<void> {
 function crdsDir(): string {
   const key = createHash('sha256')
     .update(readFileSync(join(toolsDir, 'crds', 'go.sum')))
-    .update(readFileSync(join(toolsDir, 'kwok', 'go.mod'))).update(readFileSync(fileURLToPath(import.meta.url))).digest('hex').slice(0, 10);
+    .update(readFileSync(join(toolsDir, 'kwok', 'go.mod')))
+    .update(readFileSync(join(toolsDir, 'traefik', 'go.mod')))
+    .update(readFileSync(join(toolsDir, 'keda', 'go.mod')))
+    .update(readFileSync(fileURLToPath(import.meta.url)))
+    .digest('hex')
+    .slice(0, 10);
   return join(cacheRoot(), 'tools', `crds-${key}`);
 }
 
-/** Files of CRDs that the local control plane installs: Istio networking and Gateway API standard. */
+/** Files of CRDs that the local control plane installs: Istio networking, Gateway API standard, Traefik's and KEDA's own. */
 export function crdFiles(): string[] {
-  return ['istio-networking.yaml', 'gateway-api-standard.yaml'].map((f) => join(crdsDir(), f));
+  return ['istio-networking.yaml', 'gateway-api-standard.yaml', 'traefik.yaml', 'keda.yaml'].map((f) => join(crdsDir(), f));
 }
 
 /** kwok's own node stages (initialise, heartbeat with lease). */
@@ -260,10 +277,12 @@ const istioKinds = new Set(['VirtualService', 'Gateway', 'DestinationRule']);
 async function extractCrds(): Promise<void> {
   const dir = crdsDir();
   if (existsSync(join(dir, '.complete'))) return;
-  await withProgress('extracting the Istio and Gateway API CRDs and kwok stages from their Go modules', async () => {
+  await withProgress('extracting the Istio, Gateway API, Traefik and KEDA CRDs and kwok stages from their Go modules', async () => {
     const istio = await goModDir('crds', 'istio.io/api');
     const gatewayApi = await goModDir('crds', 'sigs.k8s.io/gateway-api');
     const kwok = await goModDir('kwok', 'sigs.k8s.io/kwok');
+    const traefik = await goModDir('traefik', 'github.com/traefik/traefik/v3');
+    const keda = await goModDir('keda', 'github.com/kedacore/keda/v2');
     const tmp = `${dir}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
@@ -278,6 +297,20 @@ async function extractCrds(): Promise<void> {
       .flatMap((f) => parseAllDocuments(readFileSync(join(standard, f), 'utf8')).map((d) => d.toJS()))
       .filter((doc) => doc?.kind === 'CustomResourceDefinition');
     writeFileSync(join(tmp, 'gateway-api-standard.yaml'), gatewayCrds.map((c) => stringify(c)).join('---\n'));
+    // Traefik's CRDs (TraefikService among them): its kubernetesCRD provider lists every one.
+    const traefikCrds = parseAllDocuments(readFileSync(join(traefik, 'docs', 'content', 'reference', 'dynamic-configuration', 'kubernetes-crd-definition-v1.yml'), 'utf8'))
+      .map((d) => d.toJS())
+      .filter((doc) => doc?.kind === 'CustomResourceDefinition');
+    if (!traefikCrds.some((c) => c.spec.names.kind === 'TraefikService')) throw new Error(`no TraefikService CRD in ${traefik}`);
+    writeFileSync(join(tmp, 'traefik.yaml'), traefikCrds.map((c) => stringify(c)).join('---\n'));
+    // KEDA's CRDs: its operator runs a controller for each.
+    const kedaBases = join(keda, 'config', 'crd', 'bases');
+    const kedaCrds = readdirSync(kedaBases)
+      .filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => parseAllDocuments(readFileSync(join(kedaBases, f), 'utf8')).map((d) => d.toJS()))
+      .filter((doc) => doc?.kind === 'CustomResourceDefinition');
+    if (!kedaCrds.some((c) => c.spec.names.kind === 'ScaledObject')) throw new Error(`no ScaledObject CRD in ${keda}`);
+    writeFileSync(join(tmp, 'keda.yaml'), kedaCrds.map((c) => stringify(c)).join('---\n'));
     const stages = join(kwok, 'kustomize', 'stage');
     // Node stages only: kwok keeps the fake nodes alive, and the local cluster's pod runtime runs their pods.
     const stageFiles = ['node/fast/node-initialize.yaml', 'node/heartbeat-with-lease/node-heartbeat-with-lease.yaml'];

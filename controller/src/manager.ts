@@ -4,6 +4,8 @@
 // Around it: leader election, health and metrics, and a graceful stop.
 import type { ClusterAccess } from './kube/access.ts';
 import { KubeClient } from './kube/client.ts';
+import type { Resource } from './kube/resources.ts';
+import { autoscalerResource } from './desired/autoscaling.ts';
 import type { Logger } from './log.ts';
 import type { Options } from './options.ts';
 import { eventHandlers } from './controller/handlers.ts';
@@ -48,14 +50,24 @@ export async function startController(options: Options, kc: ClusterAccess, logge
   async function startWorking(): Promise<void> {
     metrics.leader.set(1);
     const handlers = eventHandlers(options.config, () => sources, enqueue);
-    sources = buildSources({ client, logger, namespaces, provider, hostPath: options.config.storage.mode === 'hostPath', handlers });
+    // Optional APIs (KEDA's ScaledObjects, Traefik's TraefikServices): without them the controller
+    // still serves everything else, and the endpoints that need them say what to install.
+    const optional = async (r: Resource | undefined, what: string) => {
+      if (!r) return undefined;
+      if (await client.served(r)) return r;
+      logger.error({ resource: `${r.plural}.${r.group}/${r.version}` }, `${what} is not served by this cluster: endpoints that need it report it in their status until it is installed (then restart the controller)`);
+      return undefined;
+    };
+    const autoscalers = await optional(autoscalerResource(options.config), options.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API" : 'the HorizontalPodAutoscaler API');
+    const auxiliary = await optional(provider.auxiliaryResource, "Traefik's TraefikService API");
+    sources = buildSources({ client, logger, namespaces, provider, autoscalerResource: autoscalers, auxiliaryResource: auxiliary, hostPath: options.config.storage.mode === 'hostPath', handlers });
     for (const i of sources.informers) i.start();
     const started = Date.now();
     await Promise.all(sources.informers.map((i) => i.waitForSync(abort.signal)));
     synced = true;
     logger.info({ ms: Date.now() - started, namespaces: namespaces ?? 'all' }, 'caches synced; reconciling');
-    const prometheus = options.config.analysis.prometheus.url ? prometheusClient(options.config.analysis.prometheus.url) : undefined;
-    const reconciler = new EndpointReconciler({ client, caches: sources, config: options.config, events, logger, metrics, prometheus });
+    const prometheus = options.config.prometheus.url ? prometheusClient(options.config.prometheus.url) : undefined;
+    const reconciler = new EndpointReconciler({ client, caches: sources, config: options.config, events, logger, metrics, prometheus, missing: { autoscalers: !autoscalers, auxiliary: !!provider.auxiliaryResource && !auxiliary } });
     startLoop({ queue, reconciler, caches: sources, metrics, events, logger });
     resolveLeading();
   }

@@ -55,10 +55,12 @@ describe('parseConfig', () => {
     [{ gateway: { port: 0 } }, /gateway.port must be a port number/],
     [{ gateway: { tls: { enabled: true } } }, /gateway.tls.credentialName must be set when gateway.tls.enabled is true/],
     [{ gateway: { selector: {} } }, /gateway.selector must be a non-empty map/],
-    [{ stroage: {} }, /stroage must be one of defaultDomain, gateway, storage, fetcher, routing, analysis \(unknown key\)/],
+    [{ stroage: {} }, /stroage must be one of defaultDomain, gateway, storage, fetcher, routing, prometheus, autoscaling \(unknown key\)/],
     [{ routing: { provider: 'envoy' } }, /routing.provider must be istio or gatewayAPI, got "envoy"/],
-    [{ analysis: { prometheus: { url: 'prometheus:9090' } } }, /analysis.prometheus.url must be an http\(s\):\/\/ URL of Prometheus/],
-    [{ analysis: { metrics: 'datadog' } }, /analysis.metrics must be istio, traefik or empty/],
+    [{ prometheus: { url: 'prometheus:9090' } }, /prometheus.url must be an http\(s\):\/\/ URL of Prometheus/],
+    [{ prometheus: { dataPlane: 'datadog' } }, /prometheus.dataPlane must be istio, traefik or empty/],
+    [{ autoscaling: { engine: 'vpa' } }, /autoscaling.engine must be hpa or keda/],
+    [{ routing: { provider: 'gatewayAPI', gatewayAPI: { gatewayClassName: 'eg', mirroring: 'Envoy' } } }, /routing.gatewayAPI.mirroring must be RequestMirror, TraefikService or None/],
     [{ routing: { provider: 'gatewayAPI' } }, /routing.gatewayAPI must be a sharedGateway.name .* or a gatewayClassName/],
     [{ routing: { provider: 'gatewayAPI', gatewayAPI: { gatewayClassName: 'a', sharedGateway: { name: 'b' } } } }, /either sharedGateway.name or gatewayClassName, not both/],
     [{ routing: { gatewayAPI: { sharedGateway: { namespace: 'Gateway_System' } } } }, /routing.gatewayAPI.sharedGateway.namespace must be a namespace name/],
@@ -67,7 +69,7 @@ describe('parseConfig', () => {
   });
   it('takes a shared Gateway for the Gateway API provider', () => {
     const routing = { provider: 'gatewayAPI', gatewayAPI: { sharedGateway: { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' } } };
-    expect(parseConfig({ routing }, 'config.json').routing).toEqual({ provider: 'gatewayAPI', gatewayAPI: { gatewayClassName: '', sharedGateway: { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' } } });
+    expect(parseConfig({ routing }, 'config.json').routing).toEqual({ provider: 'gatewayAPI', gatewayAPI: { gatewayClassName: '', sharedGateway: { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' }, mirroring: 'None' } });
   });
   it('fills defaults for what is not given', () => {
     expect(parseConfig({}, 'config.json').gateway).toEqual({ selector: { istio: 'ingressgateway' }, port: 80, tls: { enabled: false, port: 443, credentialName: '', httpsRedirect: false } });

@@ -14,11 +14,12 @@ export interface OperatorConfig {
   };
   storage: { mode: StorageMode; storageClassName: string; defaultSize: string; hostPathRoot: string };
   fetcher: { image: string };
-  analysis: {
-    /** Prometheus that the metric gates query (empty: checks are inconclusive, and say why). */
-    prometheus: { url: string };
-    /** Whose metrics the built-in checks read: Istio's standard metrics or Traefik's (empty: Istio with the istio provider). */
-    metrics: '' | 'istio' | 'traefik';
+  /** The Prometheus that holds the data plane's metrics: the metric gates query it, and KEDA scales on it. */
+  prometheus: {
+    /** Its URL (empty: checks are inconclusive, and say why; requests-per-second autoscaling is refused). */
+    url: string;
+    /** Whose request metrics it holds: Istio's standard metrics or Traefik's (empty: Istio with the istio provider). */
+    dataPlane: '' | 'istio' | 'traefik';
   };
   routing: {
     /** Who routes the endpoints' traffic: Istio (Gateway + VirtualService) or a Gateway API implementation (HTTPRoute). */
@@ -28,8 +29,15 @@ export interface OperatorConfig {
       gatewayClassName: string;
       /** One Gateway that every endpoint's HTTPRoute attaches to (name empty: per-endpoint Gateways). */
       sharedGateway: { name: string; namespace: string; sectionName: string };
+      /**
+       * How shadow variants get their mirror: the standard RequestMirror filter, Traefik's
+       * TraefikService mirroring (Traefik lacks the filter), or None (shadows are not routed).
+       */
+      mirroring: 'RequestMirror' | 'TraefikService' | 'None';
     };
   };
+  /** Who scales autoscaled variants: a HorizontalPodAutoscaler, or a KEDA ScaledObject. */
+  autoscaling: { engine: 'hpa' | 'keda' };
 }
 
 export interface Options {
@@ -53,8 +61,9 @@ export const defaultConfig: OperatorConfig = {
   gateway: { selector: { istio: 'ingressgateway' }, port: 80, tls: { enabled: false, port: 443, credentialName: '', httpsRedirect: false } },
   storage: { mode: 'emptyDir', storageClassName: '', defaultSize: '1Gi', hostPathRoot: '/mnt/ml-operator' },
   fetcher: { image: '' },
-  analysis: { prometheus: { url: '' }, metrics: '' },
-  routing: { provider: 'istio', gatewayAPI: { gatewayClassName: '', sharedGateway: { name: '', namespace: '', sectionName: '' } } },
+  prometheus: { url: '', dataPlane: '' },
+  routing: { provider: 'istio', gatewayAPI: { gatewayClassName: '', sharedGateway: { name: '', namespace: '', sectionName: '' }, mirroring: 'None' } },
+  autoscaling: { engine: 'hpa' },
 };
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -76,7 +85,7 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(raw)) fail('the config', 'a JSON object', raw);
   const c = raw as Record<string, any>;
-  const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher', 'routing', 'analysis']);
+  const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher', 'routing', 'prometheus', 'autoscaling']);
   for (const key of Object.keys(c)) if (!known.has(key)) fail(key, `one of ${[...known].join(', ')} (unknown key)`, c[key]);
   const config = structuredClone(defaultConfig);
   if (c.defaultDomain !== undefined) {
@@ -138,17 +147,24 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
     if (!isObject(c.fetcher) || (c.fetcher.image !== undefined && typeof c.fetcher.image !== 'string')) fail('fetcher.image', 'an image reference', c.fetcher);
     config.fetcher.image = (c.fetcher.image as string | undefined) ?? '';
   }
-  if (c.analysis !== undefined) {
-    const a = c.analysis;
-    if (!isObject(a)) fail('analysis', 'an object', a);
-    if (a.prometheus !== undefined) {
-      const url = isObject(a.prometheus) ? a.prometheus.url : undefined;
-      if (!isObject(a.prometheus) || (url !== undefined && (typeof url !== 'string' || (url !== '' && !/^https?:\/\/[^\s/]+/.test(url))))) fail('analysis.prometheus.url', 'an http(s):// URL of Prometheus', a.prometheus);
-      config.analysis.prometheus.url = (url as string | undefined) ?? '';
+  if (c.prometheus !== undefined) {
+    const p = c.prometheus;
+    if (!isObject(p)) fail('prometheus', 'an object', p);
+    if (p.url !== undefined) {
+      if (typeof p.url !== 'string' || (p.url !== '' && !/^https?:\/\/[^\s/]+/.test(p.url))) fail('prometheus.url', 'an http(s):// URL of Prometheus', p.url);
+      config.prometheus.url = p.url;
     }
-    if (a.metrics !== undefined) {
-      if (!['', 'istio', 'traefik'].includes(a.metrics as string)) fail('analysis.metrics', 'istio, traefik or empty', a.metrics);
-      config.analysis.metrics = a.metrics as '' | 'istio' | 'traefik';
+    if (p.dataPlane !== undefined) {
+      if (!['', 'istio', 'traefik'].includes(p.dataPlane as string)) fail('prometheus.dataPlane', 'istio, traefik or empty', p.dataPlane);
+      config.prometheus.dataPlane = p.dataPlane as '' | 'istio' | 'traefik';
+    }
+  }
+  if (c.autoscaling !== undefined) {
+    const a = c.autoscaling;
+    if (!isObject(a)) fail('autoscaling', 'an object', a);
+    if (a.engine !== undefined) {
+      if (a.engine !== 'hpa' && a.engine !== 'keda') fail('autoscaling.engine', 'hpa or keda', a.engine);
+      config.autoscaling.engine = a.engine as 'hpa' | 'keda';
     }
   }
   if (c.routing !== undefined) {
@@ -174,6 +190,10 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
           if (typeof sg[key] !== 'string' || (sg[key] !== '' && !pattern.test(sg[key] as string))) fail(`routing.gatewayAPI.sharedGateway.${key}`, key === 'name' ? 'a Gateway name' : key === 'namespace' ? 'a namespace name' : 'a listener name', sg[key]);
           config.routing.gatewayAPI.sharedGateway[key] = sg[key] as string;
         }
+      }
+      if (g.mirroring !== undefined) {
+        if (!['RequestMirror', 'TraefikService', 'None'].includes(g.mirroring as string)) fail('routing.gatewayAPI.mirroring', 'RequestMirror, TraefikService or None', g.mirroring);
+        config.routing.gatewayAPI.mirroring = g.mirroring as 'RequestMirror' | 'TraefikService' | 'None';
       }
     }
     const { gatewayAPI } = config.routing;

@@ -27,8 +27,9 @@ const model = (image: string, env: Record<string, string> = {}) => ({
   ...(Object.keys(env).length ? { env: Object.entries(env).map(([name, value]) => ({ name, value })) } : {}),
 });
 const vsRoutes = async (name: string) => {
-  const vs = await user.get<KubeObject & { spec: { http: { route: { destination: { host: string }; weight: number }[] }[]; gateways: string[]; hosts: string[] } }>(resources.virtualService, namespace, name);
-  return vs?.spec.http[0].route.map((r) => ({ service: r.destination.host.split('.')[0], weight: r.weight }));
+  const vs = await user.get<KubeObject & { spec: { http: { name: string; route: { destination: { host: string }; weight: number }[] }[]; gateways: string[]; hosts: string[] } }>(resources.virtualService, namespace, name);
+  // The split is the route named variants; the ones before it serve requests that name a variant.
+  return vs?.spec.http.find((h) => h.name === 'variants')!.route.map((r) => ({ service: r.destination.host.split('.')[0], weight: r.weight }));
 };
 const deployments = async () => (await list(resources.deployment, namespace)).map((d) => ({ name: d.metadata.name, uid: d.metadata.uid, replicas: (d.spec as { replicas: number }).replicas }));
 

@@ -14,7 +14,7 @@ declare module 'vitest' {
     gateway: GatewayInfo;
     artifactsDir: string;
     network: { namespace: string; address: string; hostAddress: string };
-    prometheus: { url: string; targetsDir: string };
+    prometheus: { url: string; targetsDir: string; podMetricsUrl: string };
   }
 }
 

@@ -1,7 +1,8 @@
 // Istio's own analyzers on what the Istio provider writes. Envoy cannot be built here, so the
 // routing semantics both providers share are tested with real requests through Traefik
 // (traffic.test.ts); the Istio objects are checked by `istioctl analyze` against the live cluster,
-// with endpoints in every state: serving, updating, failed, and serving with its templates deleted.
+// with endpoints in every state: serving, updating, failed, serving with its templates deleted, and
+// serving with a shadow mirrored and its variants named by header routes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControllerProcess } from '../../ci/cluster/operator.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
@@ -37,6 +38,15 @@ describe('istioctl analyze', () => {
     }
     for (const name of ['serving', 'updating', 'failed', 'orphaned']) await waitForEndpoint(namespace, name, 'InService', inService, 90_000);
 
+    // Shadowed: a variant named by header routes, and a shadow mirrored a quarter of the requests.
+    await applyModel(namespace, 'shadow', model('acme/shadow:1'));
+    await applyConfig(namespace, 'shadowed', { models: [{ model: 'serving' }, { model: 'shadow', shadow: { percent: 25 } }] });
+    await applyEndpoint(namespace, 'shadowed', { config: 'shadowed', rollout });
+    const shadowed = await waitForEndpoint(namespace, 'shadowed', 'InService, mirrored', (e) => inService(e) && e.status?.shadows?.[0]?.mirrored === true, 90_000);
+    const vs = await user.get<{ metadata: { name: string }; spec: { http: { name: string; mirrors?: unknown[] }[] } }>(resources.virtualService, namespace, 'shadowed');
+    expect(vs!.spec.http.map((h) => h.name)).toEqual(['variant-serving', 'variants']);
+    expect(vs!.spec.http[1].mirrors).toEqual([{ destination: { host: `${shadowed.status!.shadows![0].service}.${namespace}.svc.cluster.local`, port: { number: 80 } }, percentage: { value: 25 } }]);
+
     // Updating: a new version that takes an hour to get ready.
     await applyModel(namespace, 'updating', model('acme/updating:2', { DEMO_READY_DELAY_SECONDS: '3600' }));
     await waitForEndpoint(namespace, 'updating', 'Updating', (e) => e.status?.state === 'Updating');
@@ -66,7 +76,7 @@ describe('istioctl analyze', () => {
     const control = messages.filter((m) => m.origin === `VirtualService ${namespace}/control`);
     expect(control.map((m) => m.code)).toContain('IST0101');
     // Only what the local cluster cannot satisfy (istio.ts explains each), and nothing else.
-    const gateways = ['serving', 'updating', 'failed', 'orphaned'].map((n) => `${n}-gw`);
+    const gateways = ['serving', 'updating', 'failed', 'orphaned', 'shadowed'].map((n) => `${n}-gw`);
     expect(unexplained(messages, namespace, gateways).filter((m) => !control.includes(m))).toEqual([]);
   });
 });

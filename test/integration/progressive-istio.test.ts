@@ -25,7 +25,7 @@ beforeAll(async () => {
   namespace = await createNamespace(admin, 'progressive-istio', { 'pod-security.kubernetes.io/enforce': 'restricted' });
   exporter = await startIstioExporter();
   // The istio provider, and the metric gates read Istio's standard metrics (the default with it).
-  release = await installRelease(namespace, [`controller.config.analysis.prometheus.url=${prometheus().url}`], 'istio');
+  release = await installRelease(namespace, [`controller.config.prometheus.url=${prometheus().url}`], 'istio');
   controller = await runController([namespace], { release });
 });
 afterAll(async () => {
@@ -35,13 +35,13 @@ afterAll(async () => {
   if (release) await uninstallRelease(release);
 });
 
-type VirtualService = KubeObject & { spec: { http: { route: { destination: { host: string }; weight: number }[] }[] } };
+type VirtualService = KubeObject & { spec: { http: { name: string; route: { destination: { host: string }; weight: number }[] }[] } };
 
-/** The weights the live VirtualService gives each Service. */
+/** The weights the live VirtualService's split gives each Service (its route named variants; the others serve x-ml-variant). */
 async function vsWeights(name: string): Promise<Map<string, number>> {
   const vs = await user.get<VirtualService>(resources.virtualService, namespace, name);
   const weights = new Map<string, number>();
-  for (const r of vs?.spec.http[0]?.route ?? []) {
+  for (const r of vs?.spec.http.find((h) => h.name === 'variants')?.route ?? []) {
     const service = r.destination.host.split('.')[0];
     weights.set(service, (weights.get(service) ?? 0) + (r.weight ?? 0));
   }

@@ -41,7 +41,7 @@ beforeAll(async () => {
   namespace = await createNamespace(admin, 'progressive', { 'pod-security.kubernetes.io/enforce': 'restricted' });
   capacityNamespace = await createNamespace(admin, 'capacity', { 'pod-security.kubernetes.io/enforce': 'restricted' });
   prometheusPath = await cuttablePathToPrometheus();
-  release = await installGatewayRelease([namespace, capacityNamespace], 'shared', [`controller.config.analysis.prometheus.url=${prometheusPath.url}`, 'controller.config.analysis.metrics=traefik']);
+  release = await installGatewayRelease([namespace, capacityNamespace], 'shared', [`controller.config.prometheus.url=${prometheusPath.url}`, 'controller.config.prometheus.dataPlane=traefik']);
   controller = await startController();
 });
 afterAll(async () => {

@@ -1,7 +1,8 @@
 // The local cluster's pod runtime and artifact server, one process inside the cluster's network
 // namespace (started by control-plane.ts). JSON logs on stdout.
 //   node main.ts --kubeconfig=PATH --data-dir=DIR --artifacts-dir=DIR --artifacts-address=IP
-//                --cert=PEM --key=PEM --ca=PEM --node-selector=LABEL=VALUE
+//                --cert=PEM --key=PEM --ca=PEM --node-selector=LABEL=VALUE --metrics-address=IP:PORT
+import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadClusterAccess } from '../../../controller/src/kube/access.ts';
@@ -12,7 +13,7 @@ import { PodRuntime } from './runtime.ts';
 
 const root = dirname(dirname(dirname(dirname(fileURLToPath(import.meta.url)))));
 const flags = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split(/=(.*)/s).slice(0, 2) as [string, string]));
-for (const required of ['kubeconfig', 'data-dir', 'artifacts-dir', 'artifacts-address', 'cert', 'key', 'ca', 'node-selector']) {
+for (const required of ['kubeconfig', 'data-dir', 'artifacts-dir', 'artifacts-address', 'cert', 'key', 'ca', 'node-selector', 'metrics-address']) {
   if (!flags[required]) {
     process.stderr.write(`pod runtime: --${required} is required\n`);
     process.exit(2);
@@ -33,11 +34,19 @@ const runtime = new PodRuntime({
   fetcherEnv: { NODE_EXTRA_CA_CERTS: flags.ca },
 });
 await runtime.start();
-logger.info({ artifacts: flags['artifacts-address'] }, 'pod runtime ready');
+// The pods' request counts, for Prometheus and tests (what each pod's proxy would report).
+const [metricsHost, metricsPort] = flags['metrics-address'].split(/:(?=\d+$)/);
+const metrics = createServer((req, res) => {
+  if (req.url === '/metrics') res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(runtime.metrics());
+  else res.writeHead(404).end();
+});
+await new Promise<void>((resolve) => metrics.listen(Number(metricsPort), metricsHost, resolve));
+logger.info({ artifacts: flags['artifacts-address'], metrics: flags['metrics-address'] }, 'pod runtime ready');
 
 const shutdown = () => {
   runtime.stop();
   artifacts.close();
+  metrics.close();
   process.exit(0);
 };
 process.once('SIGTERM', shutdown);

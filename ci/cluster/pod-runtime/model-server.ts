@@ -34,7 +34,7 @@ export interface ModelServerOptions {
   env: Record<string, string>;
   /** The pod's model volume (MODEL_PATH), when it has one. */
   modelDir?: string;
-  /** Counts answers by status, for the runtime's own metrics. */
+  /** Called for each answer to a request (not to the readiness probe), for the runtime's metrics. */
   onAnswer?: (status: number) => void;
 }
 
@@ -118,16 +118,17 @@ export class ModelServer {
 
   private async answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    const probe = path === this.options.readinessPath && req.method === 'GET' && !req.headers['x-demo-sleep-ms'];
     const send = (status: number, body: unknown) => {
       if (res.destroyed) return;
       const text = JSON.stringify(body);
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
       res.end(text);
-      this.options.onAnswer?.(status);
+      if (!probe) this.options.onAnswer?.(status);
     };
     // Drain the body (a prediction request carries one) before answering.
     for await (const _ of req) void _;
-    if (path === this.options.readinessPath && req.method === 'GET' && !req.headers['x-demo-sleep-ms']) {
+    if (probe) {
       if (this.isReady()) send(200, { status: 'ready' });
       else send(503, { status: 'not ready' });
       return;

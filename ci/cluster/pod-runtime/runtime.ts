@@ -180,6 +180,8 @@ export class PodRuntime {
   private readonly podInformer: Informer<Pod>;
   private readonly nodeInformer: Informer<Node>;
   private stopped = false;
+  /** Answers each pod's servers gave to requests (probes aside), by status: what a sidecar's metrics would show. */
+  private readonly answers = new Map<string, { labels: Record<string, string>; count: number }>();
 
   constructor(options: RuntimeOptions) {
     this.options = options;
@@ -192,6 +194,22 @@ export class PodRuntime {
         for (const pod of this.podInformer.list()) this.sync(pod);
       },
     });
+  }
+
+  private countAnswer(namespace: string, pod: string, instance: string, status: number): void {
+    const key = `${namespace}/${pod}/${status}`;
+    const entry = this.answers.get(key) ?? { labels: { namespace, pod, instance, code: String(status) }, count: 0 };
+    entry.count++;
+    this.answers.set(key, entry);
+  }
+
+  /** Prometheus text of the answers per pod: local_pod_requests_total{namespace, pod, instance, code}. */
+  metrics(): string {
+    const lines = ['# HELP local_pod_requests_total Requests the local pods answered (readiness probes aside), by status.', '# TYPE local_pod_requests_total counter'];
+    for (const { labels, count } of this.answers.values()) {
+      lines.push(`local_pod_requests_total{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}} ${count}`);
+    }
+    return `${lines.join('\n')}\n`;
   }
 
   async start(): Promise<void> {
@@ -349,6 +367,7 @@ export class PodRuntime {
             readinessPath: container.readinessProbe?.httpGet?.path ?? '/',
             env,
             modelDir,
+            onAnswer: (status) => this.countAnswer(record.namespace, pod.metadata.name, pod.metadata.labels?.['ml-operator.dev/model-instance'] ?? '', status),
           });
           await server.listen();
           if (signal.aborted) {

@@ -133,7 +133,7 @@ export interface LinearStrategy {
   intervalSeconds?: number;
 }
 /**
- * Metric gates evaluated during every bake of a Canary or Linear rollout (and after a BlueGreen switch, during the drain). The Prometheus address is a chart value (controller.config.analysis.prometheus.url).
+ * Metric gates evaluated during every step of a Canary or Linear rollout. The Prometheus address is a chart value (controller.config.prometheus.url).
  */
 export interface RolloutAnalysis {
   /**
@@ -256,6 +256,12 @@ export interface MachineLearningEndpointStatus {
    * @maxItems 20
    */
   traffic?: TrafficEntry[];
+  /**
+   * The serving version's shadow variants: the share of the requests mirrored to each, and its replicas. They never count for the split or for Ready.
+   *
+   * @maxItems 10
+   */
+  shadows?: ShadowEntry[];
   /**
    * Previous config versions whose snapshots are kept, newest first.
    *
@@ -470,6 +476,43 @@ export interface TrafficEntry {
   version?: string;
 }
 /**
+ * A shadow variant.
+ */
+export interface ShadowEntry {
+  /**
+   * The variant's model.
+   */
+  variant: string;
+  /**
+   * Config version it belongs to.
+   */
+  version?: string;
+  /**
+   * Its model version.
+   */
+  modelVersion?: string;
+  /**
+   * Its Service.
+   */
+  service: string;
+  /**
+   * Share of the requests mirrored to it, as configured.
+   */
+  percent: number;
+  /**
+   * Whether the route mirrors to it now (false while it is not ready, or where the data plane cannot mirror).
+   */
+  mirrored?: boolean;
+  /**
+   * Ready replicas.
+   */
+  readyReplicas?: number;
+  /**
+   * Wanted replicas.
+   */
+  replicas?: number;
+}
+/**
  * A version being drained.
  */
 export interface DrainingVersion {
@@ -543,7 +586,7 @@ export interface MachineLearningEndpointConfig {
  */
 export interface MachineLearningEndpointConfigSpec {
   /**
-   * Variants, one per model (a model appears at most once). Traffic is shared by weight: a variant gets weight / sum of weights, like SageMaker's production variants.
+   * Variants, one per model (a model appears at most once). Traffic is shared by weight: a variant gets weight / sum of weights, like SageMaker's production variants. A shadow variant gets a mirror of a share of the requests instead.
    *
    * @minItems 1
    * @maxItems 10
@@ -559,17 +602,15 @@ export interface MachineLearningEndpointConfigVariant {
    */
   model: string;
   /**
-   * Relative share of the traffic, an integer >= 0: the variant gets weight / (sum of weights). Changing it re-weights in place, without a new deployment.
-   *
-   * @default 1
+   * Relative share of the traffic, an integer >= 0 (absent: 1): the variant gets weight / (sum of weights). Changing it re-weights in place, without a new deployment. Not for shadow variants.
    */
   weight?: number;
   /**
-   * Replicas of the model server. Changing it scales in place, without a new deployment.
-   *
-   * @default 1
+   * Replicas of the model server (absent: 1, or what autoscaling decides). Changing it scales in place, without a new deployment.
    */
   instances?: number;
+  shadow?: ShadowVariant;
+  autoscaling?: VariantAutoscaling;
   /**
    * CPU of each replica (request = limit), a Kubernetes quantity: `1`, `500m`.
    */
@@ -590,6 +631,46 @@ export interface MachineLearningEndpointConfigVariant {
    * Subdirectory of the chart's storage.hostPathRoot under which this variant's model volumes live (hostPath storage mode only), for example team-a. Relative, without '..': a config can never point a volume at another directory of the nodes.
    */
   path?: string;
+}
+/**
+ * Makes the variant a shadow: it receives a mirror of `percent` of the endpoint's requests, its answers are discarded, and it never counts for the split. Its readiness never holds up a switch; promoting it is an ordinary config change (a weight instead of shadow).
+ */
+export interface ShadowVariant {
+  /**
+   * Share of the requests (percent) mirrored to it.
+   */
+  percent: number;
+}
+/**
+ * Scales the variant between minInstances and maxInstances on a target (the chart's autoscaling engine: a HorizontalPodAutoscaler or a KEDA ScaledObject). The autoscaler then owns the replicas; a new version starts at the serving version's current count. Changing the bounds or the target changes the autoscaler in place.
+ */
+export interface VariantAutoscaling {
+  /**
+   * Fewest replicas. 0 lets KEDA scale the variant to zero when it gets no requests: the first request after that waits for a pod to start (cold start).
+   */
+  minInstances: number;
+  /**
+   * Most replicas.
+   */
+  maxInstances: number;
+  target: AutoscalingTarget;
+  /**
+   * How long a lower recommendation must hold before replicas are removed (the HorizontalPodAutoscaler's scale-down stabilization window; absent: its default, 300).
+   */
+  scaleDownStabilizationSeconds?: number;
+}
+/**
+ * What each replica should carry: exactly one of cpuUtilization and requestsPerSecond.
+ */
+export interface AutoscalingTarget {
+  /**
+   * Average CPU use of the replicas, in percent of their CPU request (cpus).
+   */
+  cpuUtilization?: number;
+  /**
+   * Requests per second per replica, measured by the data plane (the chart's Prometheus; needs the KEDA engine).
+   */
+  requestsPerSecond?: number;
 }
 /**
  * Observed state. On instances (snapshots) it records the model versions the config version resolved to.

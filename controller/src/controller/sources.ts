@@ -63,6 +63,9 @@ export function buildSources(o: {
   logger: Logger;
   namespaces: string[] | undefined;
   provider: RoutingProvider;
+  /** Optional kinds, when the cluster serves them. */
+  autoscalerResource?: Resource;
+  auxiliaryResource?: Resource;
   hostPath: boolean;
   handlers: SourceHandlers;
 }): Sources {
@@ -78,6 +81,8 @@ export function buildSources(o: {
     claims: owned(resources.persistentVolumeClaim),
     gateways: o.provider.gatewayResource ? owned(o.provider.gatewayResource) : undefined,
     routes: owned(o.provider.routeResource),
+    auxiliary: o.auxiliaryResource ? owned(o.auxiliaryResource) : undefined,
+    autoscalers: o.autoscalerResource ? owned(o.autoscalerResource) : undefined,
     // PersistentVolumes are cluster-scoped: one informer, whatever namespaces are watched.
     volumes: o.hostPath ? watch<KubeObject>(resources.persistentVolume, managedBySelector, o.handlers.volume, undefined) : undefined,
     pods: o.hostPath ? owned(resources.pod) : undefined,

@@ -34,6 +34,9 @@ export function isSnapshot(o: { metadata: { labels?: Record<string, string> } } 
 export const managerName = 'ml-operator';
 export const managedBySelector = `${labels.managedBy}=${managerName}`;
 
+/** On a Deployment whose replicas an autoscaler owns: `autoscaler` (the controller no longer writes them). */
+export const replicasOwnerAnnotation = 'ml-operator.dev/replicas';
+
 /** Hash of the body the controller last applied: a differing hash means the object must be written. */
 export const desiredHashAnnotation = 'ml-operator.dev/desired-hash';
 

@@ -3,10 +3,11 @@
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { apiVersionOf, resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
-import { desiredHashAnnotation, fetcherImageAnnotation, labels, managerName } from './labels.ts';
+import { desiredHashAnnotation, fetcherImageAnnotation, labels, managerName, replicasOwnerAnnotation } from './labels.ts';
 import { quantityValue } from './compare.ts';
 import { contentVersion } from './names.ts';
 import type { VariantPlan, VersionPlan } from './plan.ts';
+import { autoscaler } from './autoscaling.ts';
 
 export const modelMountPath = '/opt/ml/model';
 export const artifactSourceRoot = '/mnt/artifact-source';
@@ -20,6 +21,11 @@ export const fetcherUser = 65532;
 export interface Desired {
   resource: Resource;
   object: KubeObject;
+  /**
+   * A Deployment whose replicas an autoscaler owns: the count a new one starts at (the controller
+   * hands the field over to the autoscaler, and never writes it again).
+   */
+  initialReplicas?: number;
 }
 
 export interface EndpointContext {
@@ -232,6 +238,7 @@ function quantityResources(v: VariantPlan) {
 
 /** The Deployment of a variant; `replicas` when the rollout wants another count than the variant's `instances`. */
 export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas = v.variant.instances ?? 1): Desired {
+  const autoscaled = v.variant.autoscaling !== undefined;
   const { endpoint, config } = ctx;
   const model = v.model;
   const podLabels = workloadLabels(endpoint, v);
@@ -281,9 +288,10 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
       ? { volumeMounts: [{ name: 'model', mountPath: modelMountPath, readOnly: true, ...(config.storage.mode === 'hostPath' ? { subPath: hostSubPath(endpoint.metadata.namespace!, v) } : {}) }] }
       : {}),
   };
-  return namespaced(resources.deployment, endpoint, v.instance, podLabels, {
+  const d = namespaced(resources.deployment, endpoint, v.instance, podLabels, {
     spec: {
-      replicas,
+      // An autoscaled variant's replicas are the autoscaler's: the controller leaves the field alone.
+      ...(autoscaled ? {} : { replicas }),
       progressDeadlineSeconds,
       revisionHistoryLimit: 2,
       selector: { matchLabels: { [labels.endpoint]: endpoint.metadata.name!, [labels.modelInstance]: v.instance } },
@@ -300,7 +308,8 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
         },
       },
     },
-  });
+  }, autoscaled ? { [replicasOwnerAnnotation]: 'autoscaler' } : undefined);
+  return autoscaled ? { ...d, initialReplicas: replicas } : d;
 }
 
 export function service(ctx: EndpointContext, v: VariantPlan): Desired {
@@ -314,7 +323,7 @@ export function service(ctx: EndpointContext, v: VariantPlan): Desired {
   });
 }
 
-/** Everything that runs one variant: storage, Deployment, Service. */
+/** Everything that runs one variant: storage, Deployment, Service, and its autoscaler when it has one. */
 export function workloads(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas?: number, hostNodes: readonly string[] = []): Desired[] {
-  return [...storage(ctx, v, hostNodes), deployment(ctx, v, progressDeadlineSeconds, replicas), service(ctx, v)];
+  return [...storage(ctx, v, hostNodes), deployment(ctx, v, progressDeadlineSeconds, replicas), service(ctx, v), ...(v.variant.autoscaling ? [autoscaler(ctx, v)] : [])];
 }

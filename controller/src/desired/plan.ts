@@ -28,6 +28,12 @@ export interface VersionPlan {
   variants: VariantPlan[];
 }
 
+/** A shadow variant: it receives a mirror of the traffic, never a share of it. */
+export const isShadow = (v: VariantPlan): boolean => v.variant.shadow !== undefined;
+
+/** The replicas a variant runs without an autoscaler (with one, the autoscaler decides). */
+export const fixedReplicas = (v: VariantPlan): number => v.variant.instances ?? 1;
+
 /** What a variant's version depends on besides the model: its resources, never weight or instances. */
 function variantResources(v: MachineLearningEndpointConfigVariant) {
   return { cpus: v.cpus, memory: v.memory, gpus: v.gpus, size: v.size, path: v.path };

@@ -127,6 +127,18 @@ export class KubeClient {
     }
   }
 
+  /** Whether the API server serves a resource (its group version lists it): optional APIs, such as KEDA's. */
+  async served(r: Resource): Promise<boolean> {
+    const path = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
+    try {
+      const list = await this.call<{ resources?: { name: string }[] }>({ method: 'GET', what: `GET ${path}`, path });
+      return (list.resources ?? []).some((x) => x.name === r.plural);
+    } catch (err) {
+      if (err instanceof KubeError && err.code === 404) return false;
+      throw err;
+    }
+  }
+
   /** Lists in pages; the items all come from one snapshot, whose resourceVersion is returned. */
   async list<T extends KubeObject>(r: Resource, namespace: string | undefined, opts: { labelSelector?: string } = {}): Promise<{ items: T[]; resourceVersion: string }> {
     const what = `GET ${describe(r, namespace)}`;
@@ -151,8 +163,9 @@ export class KubeClient {
   }
 
   /** Server-side apply (PATCH application/apply-patch+yaml with a JSON body), force=true, fieldValidation=Strict. */
-  apply<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
-    return this.serverSideApply<T>(r, obj);
+  /** Server-side apply, as this client's field manager or, to share ownership of some fields, another one. */
+  apply<T extends KubeObject>(r: Resource, obj: KubeObject, fieldManager?: string): Promise<T> {
+    return this.serverSideApply<T>(r, obj, undefined, fieldManager);
   }
 
   /** Server-side apply on the /status subresource. */
@@ -283,7 +296,7 @@ export class KubeClient {
     });
   }
 
-  private async serverSideApply<T extends KubeObject>(r: Resource, obj: KubeObject, subresource?: 'status'): Promise<T> {
+  private async serverSideApply<T extends KubeObject>(r: Resource, obj: KubeObject, subresource?: 'status', fieldManager = this.fieldManager): Promise<T> {
     const { name, namespace } = obj.metadata;
     const path = objectPath(r, namespace, name) + (subresource ? `/${subresource}` : '');
     const applied = await this.call<T>({
@@ -291,7 +304,7 @@ export class KubeClient {
       what: `PATCH ${describe(r, namespace, name, subresource)}`,
       write: { verb: 'apply', resource: r },
       path,
-      query: { fieldManager: this.fieldManager, force: 'true', fieldValidation: 'Strict' },
+      query: { fieldManager, force: 'true', fieldValidation: 'Strict' },
       body: { apiVersion: apiVersionOf(r), kind: r.kind, ...obj },
       contentType: 'application/apply-patch+yaml',
     });

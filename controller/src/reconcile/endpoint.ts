@@ -4,7 +4,8 @@
 // workloads), then the status (which records what drains), and removals last.
 import type { Condition, MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningEndpointStatus, MachineLearningModel } from '../api/generated.ts';
 import { upToDate } from '../desired/compare.ts';
-import { fetcherImageAnnotation, isSnapshot, labels, managerName, storageFinalizer } from '../desired/labels.ts';
+import { fetcherImageAnnotation, isSnapshot, labels, managerName, replicasOwnerAnnotation, storageFinalizer } from '../desired/labels.ts';
+import { autoscalerResource, autoscalingProblem, replicasFieldManager } from '../desired/autoscaling.ts';
 import { canonicalJson } from '../desired/names.ts';
 import * as desired from '../desired/objects.ts';
 import { planFromSnapshot, planFromTemplates, type VersionPlan } from '../desired/plan.ts';
@@ -46,6 +47,10 @@ export interface Caches {
   gateways?: Store<KubeObject>;
   /** Route objects of the routing provider (VirtualServices, HTTPRoutes). */
   routes: Store<KubeObject>;
+  /** Objects besides routes that carry them (Traefik's mirroring TraefikServices), when the provider writes any. */
+  auxiliary?: Store<KubeObject>;
+  /** The autoscalers of autoscaled variants (HorizontalPodAutoscalers or KEDA ScaledObjects). */
+  autoscalers?: Store<KubeObject>;
 }
 
 export interface ReconcilerDeps {
@@ -57,6 +62,8 @@ export interface ReconcilerDeps {
   metrics?: Metrics;
   /** Where the metric gates are measured (undefined: no Prometheus configured). */
   prometheus?: PrometheusClient;
+  /** Optional APIs the cluster does not serve: the autoscalers' (KEDA), the provider's auxiliary objects (Traefik's). */
+  missing?: { autoscalers: boolean; auxiliary: boolean };
   now?: () => Date;
 }
 
@@ -81,7 +88,8 @@ function ownedBy(endpoint: MachineLearningEndpoint, o: KubeObject): boolean {
 export function deploymentAvailable(live: KubeObject | undefined, wanted: desired.Desired): boolean {
   if (!live || !upToDate(live, wanted.object)) return false;
   const status = (live.status ?? {}) as DeploymentStatus;
-  const replicas = (wanted.object.spec as { replicas: number }).replicas;
+  // An autoscaled Deployment wants whatever count its autoscaler (or its start) set.
+  const replicas = (wanted.object.spec as { replicas?: number }).replicas ?? (live.spec as { replicas?: number }).replicas ?? 1;
   return (
     (status.observedGeneration ?? 0) >= (live.metadata.generation ?? 0) &&
     (status.updatedReplicas ?? 0) >= replicas &&
@@ -91,6 +99,9 @@ export function deploymentAvailable(live: KubeObject | undefined, wanted: desire
 }
 
 const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** How long the data plane may take to load an auxiliary route object (Traefik reloads at most every 2 s). */
+const auxiliaryLoadMs = 3000;
 
 /** How soon an endpoint blocked by someone else's object looks again. */
 const conflictRecheckMs = 15_000;
@@ -103,11 +114,13 @@ export class EndpointReconciler {
   private readonly deps: ReconcilerDeps;
   private readonly now: () => Date;
   private readonly provider: RoutingProvider;
+  private readonly autoscalerResource: Resource;
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
     this.now = deps.now ?? (() => new Date());
     this.provider = routingProvider(deps.config);
+    this.autoscalerResource = autoscalerResource(deps.config);
   }
 
   /**
@@ -142,7 +155,7 @@ export class EndpointReconciler {
     const ctx: desired.EndpointContext = { endpoint, config };
     const now = this.now();
     const deadlineSeconds = endpoint.spec.rollout?.progressDeadlineSeconds ?? defaults.progressDeadlineSeconds;
-    const resolved = this.resolveTarget(endpoint);
+    const resolved = this.checkAutoscaling(this.resolveTarget(endpoint));
     const liveRoute = caches.routes.get(namespace, this.provider.routeName(ctx));
     const hostBlocked = this.hostConflict(ctx);
     const input: RolloutInput = {
@@ -158,7 +171,7 @@ export class EndpointReconciler {
         const live = caches.deployments.get(namespace, v.instance);
         // The route names the Service: it must be this endpoint's too, not a namesake of someone else's.
         const service = caches.services.get(namespace, v.instance);
-        const available = deploymentAvailable(live, desired.deployment(ctx, v, deadlineSeconds, replicas)) && !!service && ownedBy(endpoint, service) && ownedBy(endpoint, live!);
+        const available = deploymentAvailable(live, desired.deployment(ctx, v, deadlineSeconds, replicas)) && !!service && ownedBy(endpoint, service) && ownedBy(endpoint, live!) && (v.variant.shadow !== undefined || this.auxiliaryLoaded(namespace, v.instance, now));
         return { ready: readiness(live), available };
       },
       now,
@@ -172,9 +185,13 @@ export class EndpointReconciler {
     const want = (d: desired.Desired) => wanted.set(`${d.resource.plural}.${d.resource.group}/${d.object.metadata.name}`, d);
     for (const { plan, replicas } of decision.deploy) {
       want(desired.configInstance(ctx, plan));
-      for (const v of plan.variants) {
-        want(desired.modelInstance(ctx, v));
-        for (const d of desired.workloads(ctx, v, deadlineSeconds, replicas.get(v.instance), this.hostNodes(namespace, v.instance))) want(d);
+      for (const planned of plan.variants) {
+        want(desired.modelInstance(ctx, planned));
+        if (!planned.variant.shadow && this.provider.auxiliary && !this.deps.missing?.auxiliary) for (const d of this.provider.auxiliary(ctx, [planned.instance], decision.mirrors ?? [])) want(d);
+        // A failed version scales to zero, autoscaled or not: its autoscaler goes.
+        const v = planned.variant.autoscaling && replicas.get(planned.instance) === 0 ? { ...planned, variant: { ...planned.variant, autoscaling: undefined } } : planned;
+        const count = v.variant.autoscaling ? this.startReplicas(namespace, v, decision.outcome.serving) : replicas.get(v.instance);
+        for (const d of desired.workloads(ctx, v, deadlineSeconds, count, this.hostNodes(namespace, v.instance))) want(d);
       }
     }
     await Promise.all(
@@ -187,7 +204,10 @@ export class EndpointReconciler {
       // Another endpoint holds the host: this one must not route it.
       await this.removeRouting(ctx);
     } else if (decision.deploy.length > 0 || liveRoute) {
-      const routing = [...this.provider.gateways(ctx), ...(decision.route ? this.provider.routes(ctx, { host: desired.hostOf(ctx), backends: decision.route }) : [])];
+      const mirrors = this.deps.missing?.auxiliary ? [] : decision.mirrors;
+      const loaded = (service: string) => this.auxiliaryLoaded(namespace, service, now);
+      const routes = decision.route ? this.provider.routes(ctx, { host: desired.hostOf(ctx), backends: decision.route, mirrors, targets: decision.targets, loaded }) : [];
+      const routing = [...this.provider.gateways(ctx), ...routes];
       for (const d of routing) {
         if (await this.ensure(endpoint, d)) continue;
         conflicts.push(this.describeConflict(d));
@@ -216,12 +236,15 @@ export class EndpointReconciler {
     await this.writeStatus(
       endpoint,
       renderStatus({
-        decision,
+        decision: this.withLiveReplicas(namespace, decision),
         previous: endpoint.status,
         generation: endpoint.metadata.generation,
         host: desired.hostOf(ctx),
         url: desired.urlOf(ctx),
         readyOf: (instance) => readiness(caches.deployments.get(namespace, instance)),
+        mirroringUnavailable:
+          this.provider.mirroringUnavailable() ??
+          (this.deps.missing?.auxiliary ? "shadow variants run but get no mirror: Traefik's TraefikService API (traefik.io/v1alpha1) is not served by this cluster; install Traefik's CRDs and enable its kubernetesCRD provider, then restart the controller" : undefined),
         routeConditions: [
           ...routeConditions.map((c) => ({ ...c, type: `Route${c.type}` })),
           ...(conflicts.length ? [{ type: 'ResourcesOwned', status: 'False' as const, reason: 'OwnershipConflict', message: conflicts.join('; ') }] : []),
@@ -230,11 +253,12 @@ export class EndpointReconciler {
       }),
     );
     // Removals come last, once the status records what drains: a restart in between keeps it running.
-    await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions);
+    await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions, new Set([...wanted.values()].filter((d) => d.resource === this.autoscalerResource).map((d) => d.object.metadata.name)));
     // Objects of someone else's are not watched: look again in a while, in case they went away. And
     // the metric gates of a bake come due on their own clock.
     const checkDue = decision.outcome.rollout?.phase === 'Progressing' && decision.outcome.rollout.weight ? nextCheckInMs(endpoint.spec.rollout?.analysis?.checks ?? [], decision.outcome.rollout.analysis, decision.outcome.rollout.stepStartedAt, now) : undefined;
-    const requeueAfterMs = [decision.requeueAfterMs, conflicts.length ? conflictRecheckMs : undefined, checkDue].filter((n): n is number => n !== undefined).reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
+    const auxiliaryDue = this.auxiliaryWaitMs(namespace, decision.deploy.flatMap((d) => d.plan.variants.filter((v) => !v.variant.shadow).map((v) => v.instance)), now);
+    const requeueAfterMs = [decision.requeueAfterMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, auxiliaryDue].filter((n): n is number => n !== undefined).reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
     return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
   }
 
@@ -398,6 +422,8 @@ export class EndpointReconciler {
       [resources.pod, caches.pods],
       [this.provider.gatewayResource, caches.gateways],
       [this.provider.routeResource, caches.routes],
+      [this.provider.auxiliaryResource, caches.auxiliary],
+      [this.autoscalerResource, caches.autoscalers],
       [resources.endpointConfig, caches.configs as Store<KubeObject>],
       [resources.model, caches.models as Store<KubeObject>],
     ];
@@ -415,8 +441,33 @@ export class EndpointReconciler {
     const live = this.storeFor(d.resource)?.get(namespace, name) ?? (await this.deps.client.get<KubeObject>(d.resource, namespace, name));
     if (live && !ownedBy(endpoint, live)) return false;
     if (upToDate(live, d.object)) return true;
+    if (d.initialReplicas !== undefined) {
+      await this.handOverReplicas(d, live);
+      return true;
+    }
     await this.deps.client.apply(d.resource, d.object);
     return true;
+  }
+
+  /**
+   * Writes a Deployment whose replicas an autoscaler owns, without ever resetting them: a new one is
+   * created at its starting count; then (and for one that had fixed replicas) a second field manager
+   * takes a share of spec.replicas, so that the controller's own apply can leave the field out and
+   * the count stays where the autoscaler (or the start) put it.
+   */
+  private async handOverReplicas(d: desired.Desired, live: KubeObject | undefined): Promise<void> {
+    const { client } = this.deps;
+    const { namespace, name } = d.object.metadata;
+    const spec = d.object.spec as Record<string, unknown>;
+    // Never fewer than the start: an autoscaler does not scale up a Deployment at zero (a version
+    // that failed before and is tried again).
+    const replicas = Math.max((live?.spec as { replicas?: number } | undefined)?.replicas ?? 0, d.initialReplicas!);
+    if (!live) await client.apply(d.resource, { ...d.object, spec: { ...spec, replicas } });
+    // Once the controller's own apply carries the mark, the field is shared and left to the autoscaler.
+    if (live?.metadata.annotations?.[replicasOwnerAnnotation] !== 'autoscaler') {
+      await client.apply(d.resource, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace }, spec: { replicas } }, replicasFieldManager);
+    }
+    await client.apply(d.resource, d.object);
   }
 
   private describeConflict(d: desired.Desired): string {
@@ -445,6 +496,7 @@ export class EndpointReconciler {
     const namespace = endpoint.metadata.namespace!;
     const stores: [Resource | undefined, Store<KubeObject> | undefined][] = [
       [this.provider.routeResource, caches.routes],
+      [this.provider.auxiliaryResource, caches.auxiliary],
       [this.provider.gatewayResource, caches.gateways],
     ];
     for (const [resource, store] of stores) {
@@ -453,6 +505,65 @@ export class EndpointReconciler {
         if (ownedBy(endpoint, o)) await client.delete(resource, namespace, o.metadata.name, { uid: o.metadata.uid });
       }
     }
+  }
+
+  /** A version whose autoscaling the cluster or the chart's engine cannot carry does not roll out: the endpoint says why. */
+  private checkAutoscaling(resolved: { target?: VersionPlan; problem?: ConditionInput }): { target?: VersionPlan; problem?: ConditionInput } {
+    if (!resolved.target) return resolved;
+    const problem = autoscalingProblem(this.deps.config, resolved.target.variants);
+    if (problem) return { problem };
+    if (this.deps.missing?.autoscalers && resolved.target.variants.some((v) => v.variant.autoscaling)) {
+      const api = this.deps.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API (keda.sh/v1alpha1)" : 'the HorizontalPodAutoscaler API (autoscaling/v2)';
+      return { problem: { type: 'TemplatesAvailable', status: 'False', reason: 'AutoscalingUnsupported', message: `${api} is not served by this cluster: install it (then restart the controller), or remove autoscaling from the variants` } };
+    }
+    return resolved;
+  }
+
+  /**
+   * The count an autoscaled variant of a new version starts at: what the serving version's variant
+   * of the same model runs now (so that a switch never lands on fewer pods), within its bounds.
+   */
+  private startReplicas(namespace: string, v: VersionPlan['variants'][number], serving: VersionPlan | undefined): number {
+    const a = v.variant.autoscaling!;
+    const peer = serving?.variants.find((s) => s.variant.model === v.variant.model && s.instance !== v.instance);
+    const current = peer ? (this.deps.caches.deployments.get(namespace, peer.instance)?.spec as { replicas?: number } | undefined)?.replicas : undefined;
+    return Math.min(a.maxInstances, Math.max(a.minInstances, current ?? a.minInstances));
+  }
+
+  /** The decision with the replicas autoscaled instances run now, for the status. */
+  private withLiveReplicas(namespace: string, decision: RolloutDecision): RolloutDecision {
+    const deploy = decision.deploy.map((d) => {
+      const replicas = new Map(d.replicas);
+      for (const v of d.plan.variants) {
+        const live = v.variant.autoscaling ? (this.deps.caches.deployments.get(namespace, v.instance)?.spec as { replicas?: number } | undefined)?.replicas : undefined;
+        if (live !== undefined) replicas.set(v.instance, live);
+      }
+      return { ...d, replicas };
+    });
+    return { ...decision, deploy };
+  }
+
+  /**
+   * Whether the data plane has had time to load a primary Service's auxiliary object (Traefik's
+   * mirroring TraefikService), which a route may then name: it exists, and is older than the data
+   * plane's reload. True where the provider writes none.
+   */
+  private auxiliaryLoaded(namespace: string, instance: string, now: Date): boolean {
+    if (!this.provider.auxiliaryName || this.deps.missing?.auxiliary) return true;
+    const o = this.deps.caches.auxiliary?.get(namespace, this.provider.auxiliaryName(instance));
+    return !!o?.metadata.creationTimestamp && now.getTime() - Date.parse(o.metadata.creationTimestamp) >= auxiliaryLoadMs;
+  }
+
+  /** How long until every auxiliary object of these instances has been loaded (for a requeue), if any is not yet. */
+  private auxiliaryWaitMs(namespace: string, instances: Iterable<string>, now: Date): number | undefined {
+    if (!this.provider.auxiliaryName || this.deps.missing?.auxiliary) return undefined;
+    let wait: number | undefined;
+    for (const instance of instances) {
+      const created = this.deps.caches.auxiliary?.get(namespace, this.provider.auxiliaryName(instance))?.metadata.creationTimestamp;
+      const left = created ? Date.parse(created) + auxiliaryLoadMs - now.getTime() : auxiliaryLoadMs;
+      if (left > 0) wait = Math.min(wait ?? Infinity, left + 100);
+    }
+    return wait;
   }
 
   /** Records the model versions in each config snapshot and the config version in each model snapshot. */
@@ -479,7 +590,7 @@ export class EndpointReconciler {
    * Deletes the endpoint's workloads of instances the rollout no longer keeps, and its snapshots of
    * versions it no longer keeps. What the live route references is always among the kept.
    */
-  private async collectGarbage(endpoint: MachineLearningEndpoint, keepInstances: Set<string>, keepVersions: Set<string>): Promise<void> {
+  private async collectGarbage(endpoint: MachineLearningEndpoint, keepInstances: Set<string>, keepVersions: Set<string>, keepAutoscalers: Set<string>): Promise<void> {
     const { caches, client } = this.deps;
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
@@ -495,6 +606,10 @@ export class EndpointReconciler {
     ] as const) {
       for (const o of store.list(namespace)) if (gone(o)) remove(resource, o);
     }
+    // Auxiliary route objects go with their Service.
+    if (this.provider.auxiliaryResource) for (const o of caches.auxiliary?.list(namespace) ?? []) if (gone(o)) remove(this.provider.auxiliaryResource, o);
+    // Autoscalers go with their Deployment, and when their variant no longer scales (or failed).
+    for (const o of caches.autoscalers?.list(namespace) ?? []) if (ours(o) && !keepAutoscalers.has(o.metadata.name)) remove(this.autoscalerResource, o);
     // A claim already being deleted has been cleaned up: its pods are ending, its volume follows.
     const claims = caches.claims.list(namespace).filter((c) => gone(c) && !c.metadata.deletionTimestamp);
     if (this.deps.config.storage.mode === 'hostPath') {

@@ -33,7 +33,7 @@ export async function runAnalysis(o: {
   const recorded = o.status.rollout;
   if (!recorded || recorded.version !== o.target.version || recorded.plan !== planFingerprint(o.rollout)) return undefined;
   if (recorded.phase !== 'Progressing' || !recorded.weight || o.checks.length === 0) return recorded.analysis;
-  const source: MetricsSource | undefined = o.config.analysis.metrics || (o.provider === 'istio' ? 'istio' : undefined);
+  const source: MetricsSource | undefined = o.config.prometheus.dataPlane || (o.provider === 'istio' ? 'istio' : undefined);
   let records = [...(recorded.analysis ?? [])];
   const ctx = {
     namespace: o.namespace,
@@ -45,8 +45,8 @@ export async function runAnalysis(o: {
   };
   for (const check of due(o.checks, records, o.now, recorded.stepStartedAt)) {
     let m: Measurement;
-    if (!o.prometheus) m = { error: 'no Prometheus is configured: set controller.config.analysis.prometheus.url' };
-    else if (check.builtin && !source) m = { error: 'built-in checks need to know whose metrics to read with the gatewayAPI provider: set controller.config.analysis.metrics (istio or traefik), or give the check a query' };
+    if (!o.prometheus) m = { error: 'no Prometheus is configured: set controller.config.prometheus.url' };
+    else if (check.builtin && !source) m = { error: 'built-in checks need to know whose metrics to read with the gatewayAPI provider: set controller.config.prometheus.dataPlane (istio or traefik), or give the check a query' };
     else m = await o.prometheus.query(renderQuery(check, source ?? 'istio', ctx), o.now);
     const next = evaluate(check, records.find((r) => r.name === check.name), m, iso(o.now));
     records = [...records.filter((r) => r.name !== check.name), next];

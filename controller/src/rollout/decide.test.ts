@@ -175,6 +175,30 @@ describe('Ready (finding 5: true while nothing is ready)', () => {
   });
 });
 
+describe('shadow variants', () => {
+  const models2 = new Map([
+    ['m', { image: 'acme/m:1' }],
+    ['shadow', { image: 'acme/shadow:1' }],
+  ]);
+  const withShadow = (image: string) => {
+    const r = planFromTemplates('e', 'c', { models: [{ model: 'm' }, { model: 'shadow', shadow: { percent: 25 } }] }, new Map([...models2, ['m', { image }]]));
+    if (!r.ok) throw new Error('unresolved');
+    return r.plan;
+  };
+  it('never hold up a switch: a shadow that is not ready leaves the primary to switch, and gets no mirror', () => {
+    const a = withShadow('acme/m:1');
+    const b = withShadow('acme/m:2');
+    const primaryOnly = [b.variants[0].instance, a.variants[0].instance];
+    const d = decide(input({ target: b, status: serving(a), route: routeTo(a), available: primaryOnly }));
+    expect(d.outcome.switched).toEqual({ from: a.version, to: b.version });
+    expect(d.route!.map((x) => x.service)).toEqual([b.variants[0].instance]);
+    expect(d.mirrors).toEqual([]);
+    expect(d.targets!.map((t) => t.variant)).toEqual(['m']);
+    const ready = decide(input({ target: b, status: serving(b), route: routeTo(b), available: b.variants.map((v) => v.instance) }));
+    expect(ready.mirrors).toEqual([{ version: b.version, variant: 'shadow', service: b.variants[1].instance, port: 80, percent: 25 }]);
+  });
+});
+
 describe('progressive delivery', () => {
   const canary = { config: 'c', rollout: { strategy: 'Canary' as const, canary: { percent: 10, bakeSeconds: 60 }, drainSeconds: 30, progressDeadlineSeconds: 60 } };
   const split = (s: VersionPlan, t: VersionPlan, w: number): LiveRoute => ({

@@ -11,9 +11,9 @@
 // Strategies are plans of steps (strategies.ts); BlueGreen is the plan of one step, all the traffic.
 import type { MachineLearningEndpointSpec, MachineLearningEndpointStatus, RolloutPreview, RolloutStatus } from '../api/generated.ts';
 import { quantityValue } from '../desired/compare.ts';
-import type { VariantPlan, VersionPlan } from '../desired/plan.ts';
+import { fixedReplicas, isShadow, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import { findCondition, type ConditionInput } from '../desired/status.ts';
-import { backends, type RouteBackend } from '../routing/route.ts';
+import { backends, mirrorsOf, targetsOf, type RouteBackend, type RouteMirror, type RouteTarget } from '../routing/route.ts';
 import { failing, unsettled, type CheckRecord } from './analysis.ts';
 import { planFingerprint, planOf, type Step } from './strategies.ts';
 
@@ -81,6 +81,9 @@ export interface RolloutDecision {
   deploy: Deployed[];
   /** The route to write; undefined while nothing can serve. */
   route?: RouteBackend[];
+  /** The serving version's shadows that take their mirror, and the header targets of its variants (with the route). */
+  mirrors?: RouteMirror[];
+  targets?: RouteTarget[];
   /** Versions whose snapshots are kept. */
   keepVersions: Set<string>;
   /** Model instances whose workloads are kept: everything else of the endpoint's is removed. */
@@ -122,8 +125,12 @@ export interface Outcome {
 const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 const failedPhases = new Set(['Failed', 'RolledBack', 'Aborted']);
 
+/**
+ * The replicas each instance of a version runs; for an autoscaled variant, the count it starts at
+ * (its minimum here: the reconciler starts it at the serving version's current count).
+ */
 function instanceReplicas(plan: VersionPlan): Map<string, number> {
-  return new Map(plan.variants.map((v) => [v.instance, v.variant.instances ?? 1]));
+  return new Map(plan.variants.map((v) => [v.instance, v.variant.autoscaling ? v.variant.autoscaling.minInstances : fixedReplicas(v)]));
 }
 
 /** The serving version and the version sharing its traffic (a canary), from the live route. */
@@ -142,8 +149,9 @@ function splitOf(route: LiveRoute | undefined, recorded: string | undefined): { 
 function previewOf(target: VersionPlan, serving: VersionPlan | undefined, steps: Step[], deadlineSeconds: number): RolloutPreview {
   const shared = new Set(serving?.variants.map((v) => v.instance) ?? []);
   const added = target.variants.filter((v) => !shared.has(v.instance));
-  const replicas = added.reduce((n, v) => n + (v.variant.instances ?? 1), 0);
-  const sum = (q: (v: VariantPlan) => string | number | undefined) => added.reduce((n, v) => n + (v.variant.instances ?? 1) * (quantityValue(q(v) ?? 0) ?? 0), 0);
+  const count = (v: VariantPlan) => v.variant.autoscaling?.minInstances ?? fixedReplicas(v);
+  const replicas = added.reduce((n, v) => n + count(v), 0);
+  const sum = (q: (v: VariantPlan) => string | number | undefined) => added.reduce((n, v) => n + count(v) * (quantityValue(q(v) ?? 0) ?? 0), 0);
   const cpus = sum((v) => v.variant.cpus);
   const memory = sum((v) => v.variant.memory);
   return {
@@ -152,7 +160,7 @@ function previewOf(target: VersionPlan, serving: VersionPlan | undefined, steps:
     replicas,
     cpus: String(Math.round(cpus * 1000) / 1000),
     memory: `${Math.ceil(memory / 2 ** 20)}Mi`,
-    gpus: added.reduce((n, v) => n + (v.variant.instances ?? 1) * (v.variant.gpus ?? 0), 0),
+    gpus: added.reduce((n, v) => n + count(v) * (v.variant.gpus ?? 0), 0),
     worstCaseSeconds: deadlineSeconds + steps.reduce((n, s) => n + s.seconds, 0),
   };
 }
@@ -270,7 +278,8 @@ export function decide(input: RolloutInput): RolloutDecision {
       progressing = { type: 'Progressing', status: 'False', reason: 'InsufficientCapacity', message: `config version ${target.version} is not started: ${input.capacity.message}` };
       requeueIn(30_000);
     } else {
-      const available = !input.routeBlocked && target.variants.every((v) => input.workload(v, replicas.get(v.instance)!).available);
+      // Shadows never hold up a switch: only the variants that take traffic must be Available.
+      const available = !input.routeBlocked && target.variants.filter((v) => !isShadow(v)).every((v) => input.workload(v, replicas.get(v.instance)!).available);
       const elapsedMs = now.getTime() - Date.parse(pendingSince);
       const checks = rolloutSpec.analysis?.checks ?? [];
       const bad = weightNow > 0 ? failing(checks, input.analysis ?? []) : undefined;
@@ -397,9 +406,14 @@ export function decide(input: RolloutInput): RolloutDecision {
   const keepVersions = new Set<string>([...(servingNow ? [servingNow] : []), ...(pending ? [pending.plan.version] : []), ...draining.map((d) => d.version), ...history]);
 
   const shares = serving && !input.routeBlocked ? (pending && targetWeight > 0 ? [{ plan: serving, percent: 100 - targetWeight }, { plan: pending.plan, percent: targetWeight }] : [{ plan: serving, percent: 100 }]) : undefined;
+  // The serving version's shadows get their mirrors once they can take them; its variants, their header targets.
+  const servingPlan = serving;
+  const servingReplicasNow = servingPlan ? instanceReplicas(servingPlan) : undefined;
   return {
     deploy,
     route: shares ? backends(shares) : undefined,
+    mirrors: shares && servingPlan ? mirrorsOf(servingPlan, (v) => input.workload(v, servingReplicasNow!.get(v.instance)!).available) : undefined,
+    targets: shares && servingPlan ? targetsOf(servingPlan) : undefined,
     keepVersions,
     keepInstances,
     requeueAfterMs,

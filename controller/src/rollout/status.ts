@@ -2,9 +2,9 @@
 // replicas, and conditions that tell the truth. Ready means the serving version has every wanted
 // replica ready; fewer is Degraded, a variant with none is Unavailable (its share of the traffic has
 // no backend). Pure: no I/O.
-import type { MachineLearningEndpointStatus, TrafficEntry } from '../api/generated.ts';
+import type { MachineLearningEndpointStatus, ShadowEntry, TrafficEntry } from '../api/generated.ts';
 import { setConditions, type ConditionInput } from '../desired/status.ts';
-import type { VersionPlan } from '../desired/plan.ts';
+import { isShadow, type VersionPlan } from '../desired/plan.ts';
 import type { RouteBackend } from '../routing/route.ts';
 import type { RolloutDecision } from './decide.ts';
 
@@ -18,6 +18,8 @@ export interface StatusInput {
   readyOf(instance: string): number;
   /** Conditions the data plane reports on the route, already named for the endpoint (RouteAccepted...). */
   routeConditions: ConditionInput[];
+  /** Why the data plane gets no mirrors at all (the provider cannot mirror), if so. */
+  mirroringUnavailable?: string;
   now: Date;
 }
 
@@ -40,7 +42,7 @@ function table(route: readonly RouteBackend[], replicas: Map<string, number>, re
 }
 
 function waitingFor(plan: VersionPlan, replicas: Map<string, number>, readyOf: (instance: string) => number): string {
-  return plan.variants.map((v) => `${v.instance} ${readyOf(v.instance)}/${replicas.get(v.instance) ?? v.variant.instances ?? 1} ready`).join(', ');
+  return plan.variants.map((v) => `${v.instance} ${readyOf(v.instance)}/${replicas.get(v.instance) ?? 0} ready`).join(', ');
 }
 
 export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
@@ -54,6 +56,16 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
       : [];
   const servingVersion = o.serving?.version ?? o.unreadable;
   const conditions: ConditionInput[] = [];
+  const shadows: ShadowEntry[] = (o.serving?.variants ?? []).filter(isShadow).map((v) => ({
+    variant: v.variant.model,
+    version: o.serving!.version,
+    modelVersion: v.version,
+    service: v.instance,
+    percent: v.variant.shadow!.percent,
+    mirrored: !s.mirroringUnavailable && (decision.mirrors ?? []).some((m) => m.service === v.instance),
+    readyReplicas: readyOf(v.instance),
+    replicas: replicas.get(v.instance) ?? 0,
+  }));
 
   const short = traffic.filter((t) => (t.readyReplicas ?? 0) < (t.replicas ?? 0));
   const empty = traffic.filter((t) => t.weight > 0 && (t.readyReplicas ?? 0) === 0);
@@ -117,6 +129,16 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
       : { type: 'TemplatesAvailable', status: 'True', reason: 'Resolved', message: 'the config and every model it names exist' },
   );
   conditions.push(...s.routeConditions);
+  if (shadows.length > 0) {
+    const notMirrored = shadows.filter((x) => !x.mirrored);
+    conditions.push(
+      s.mirroringUnavailable
+        ? { type: 'ShadowsMirrored', status: 'False', reason: 'MirroringUnavailable', message: s.mirroringUnavailable }
+        : notMirrored.length > 0
+          ? { type: 'ShadowsMirrored', status: 'False', reason: 'ShadowNotReady', message: `not mirrored until they are ready (primary traffic is unaffected): ${notMirrored.map((x) => `${x.variant} (${x.service}) ${x.readyReplicas}/${x.replicas} ready`).join(', ')}` }
+          : { type: 'ShadowsMirrored', status: 'True', reason: 'Mirrored', message: shadows.map((x) => `${x.percent}% of the requests mirrored to ${x.variant} (${x.service})`).join(', ') },
+    );
+  }
 
   const wanted = traffic.reduce((n, t) => n + (t.replicas ?? 0), 0);
   const ready = traffic.reduce((n, t) => n + Math.min(t.readyReplicas ?? 0, t.replicas ?? 0), 0);
@@ -137,6 +159,7 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     url: s.url,
     ready: `${ready}/${wanted}`,
     traffic,
+    ...(shadows.length ? { shadows } : {}),
     history: o.history,
     ...(o.draining.length ? { draining: o.draining } : {}),
     ...(o.rollout ? { rollout: o.rollout } : {}),

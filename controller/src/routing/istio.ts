@@ -1,14 +1,15 @@
 // The Istio provider: one Gateway per endpoint (selector, port and TLS from the chart) and one
-// VirtualService whose single HTTP route carries the weighted destinations. Istio reports nothing
+// VirtualService: a route per variant for requests that name it (header x-ml-variant), then the route
+// that carries the weighted destinations and the shadows' mirrors. Istio reports nothing
 // back on these objects by default, so a switch is known to have reached the proxies only by time.
 import { commonLabels, gatewayName, hostOf, namespaced } from '../desired/objects.ts';
 import { labels } from '../desired/labels.ts';
 import { resources } from '../kube/resources.ts';
 import type { RoutingProvider } from './provider.ts';
-import { encodeVersions, routeVersionsAnnotation, versionWeights, type RouteSpec } from './route.ts';
+import { encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights, type RouteSpec } from './route.ts';
 
 interface VirtualServiceSpec {
-  http?: { route?: { destination?: { host?: string } }[] }[];
+  http?: { route?: { destination?: { host?: string } }[]; mirrors?: { destination?: { host?: string } }[] }[];
 }
 
 function primaryVersion(route: RouteSpec): string | undefined {
@@ -48,24 +49,36 @@ export const istio: RoutingProvider = {
     const { endpoint } = ctx;
     const namespace = endpoint.metadata.namespace;
     const primary = primaryVersion(route);
+    const destination = (service: string, port: number) => ({ host: `${service}.${namespace}.svc.cluster.local`, port: { number: port } });
+    const mirrors = route.mirrors ?? [];
+    const mirrorsAnnotation = encodeMirrors(mirrors);
     return [namespaced(resources.virtualService, endpoint, endpoint.metadata.name!, { ...commonLabels(endpoint, 'routing', 'ml-endpoint'), ...(primary ? { [labels.version]: primary } : {}) }, {
       spec: {
         hosts: [route.host],
         gateways: [gatewayName(endpoint.metadata.name!)],
         http: [
+          // A request that names a variant goes to it, ahead of the weighted split.
+          ...(route.targets ?? []).map((t) => ({
+            name: `variant-${t.variant}`,
+            match: [{ headers: { [variantHeader]: { exact: t.variant } } }],
+            route: [{ destination: destination(t.service, t.port), weight: 100 }],
+          })),
           {
             name: 'variants',
-            route: route.backends.map((b) => ({ destination: { host: `${b.service}.${namespace}.svc.cluster.local`, port: { number: b.port } }, weight: b.weight })),
+            route: route.backends.map((b) => ({ destination: destination(b.service, b.port), weight: b.weight })),
+            ...(mirrors.length ? { mirrors: mirrors.map((m) => ({ destination: destination(m.service, m.port), percentage: { value: m.percent } })) } : {}),
           },
         ],
       },
-    }, { [routeVersionsAnnotation]: encodeVersions(route.backends) })];
+    }, { [routeVersionsAnnotation]: encodeVersions(route.backends), ...(mirrorsAnnotation ? { [routeMirrorsAnnotation]: mirrorsAnnotation } : {}) })];
   },
 
   referencedServices(live) {
     const spec = (live.spec ?? {}) as VirtualServiceSpec;
-    return (spec.http ?? []).flatMap((h) => (h.route ?? []).map((r) => r.destination?.host?.split('.')[0] ?? '')).filter(Boolean);
+    return (spec.http ?? []).flatMap((h) => [...(h.route ?? []), ...(h.mirrors ?? [])].map((r) => r.destination?.host?.split('.')[0] ?? '')).filter(Boolean);
   },
+
+  mirroringUnavailable: () => undefined,
 
   status: () => undefined,
 };

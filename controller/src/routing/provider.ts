@@ -4,7 +4,7 @@
 // writers of a route computed once as data; they never decide which version serves.
 import type { Desired, EndpointContext } from '../desired/objects.ts';
 import type { KubeObject, Resource } from '../kube/resources.ts';
-import type { RouteSpec } from './route.ts';
+import type { RouteMirror, RouteSpec } from './route.ts';
 
 export type ProviderName = 'istio' | 'gatewayAPI';
 
@@ -35,8 +35,18 @@ export interface RoutingProvider {
   routes(ctx: EndpointContext, route: RouteSpec): Desired[];
   /** Name of the object that carries the split. */
   routeName(ctx: EndpointContext): string;
-  /** Services the live route sends traffic to: what must never be deleted. */
+  /** Services the live route sends traffic (or mirrors) to: what must never be deleted. */
   referencedServices(live: KubeObject): string[];
+  /** Why this provider gives shadows no mirror at all, if so (the chart turned mirroring off). */
+  mirroringUnavailable(): string | undefined;
+  /** Objects besides routes and gateways that carry the route (Traefik's mirroring services), to watch and collect. */
+  readonly auxiliaryResource?: Resource;
+  /**
+   * The auxiliary objects of primary Services, written with their workloads (before any route names
+   * them) and kept while the Service is: named by auxiliaryName, labelled with the model instance.
+   */
+  auxiliary?(ctx: EndpointContext, services: string[], mirrors: RouteMirror[]): Desired[];
+  auxiliaryName?(service: string): string;
   /**
    * What the data plane reports about the live route, or undefined when the provider reports
    * nothing (then only time tells when a change has reached every proxy).

@@ -4,7 +4,7 @@ import { planFromTemplates, type VersionPlan } from '../desired/plan.ts';
 import { defaultConfig, type OperatorConfig } from '../options.ts';
 import { gatewayApi } from './gateway-api.ts';
 import { istio } from './istio.ts';
-import { backends, decodeVersions, routeVersionsAnnotation, type RouteSpec } from './route.ts';
+import { backends, decodeVersions, mirrorsOf, routeVersionsAnnotation, targetsOf, type RouteSpec } from './route.ts';
 
 const endpoint: MachineLearningEndpoint = { metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 }, spec: { config: 'titanic' } };
 const base: OperatorConfig = { ...defaultConfig, fetcher: { image: 'ml-operator/controller:1' } };
@@ -137,5 +137,69 @@ describe('the Gateway API provider', () => {
     expect(fine.conditions.map((c) => c.status)).toEqual(['True', 'True']);
     const broken = gatewayApi(ctx.config).status(ctx, reported(3, 'False'))!;
     expect(broken.conditions[1]).toMatchObject({ status: 'False', reason: 'BackendNotFound', message: 'Gateway gateway-system/ml-gateway (listener http): service "x" not found' });
+  });
+});
+
+describe('shadows and variant targeting', () => {
+  const withShadow: MachineLearningEndpointConfigSpec = { models: [{ model: 'titanic', weight: 90 }, { model: 'titanic-v2', shadow: { percent: 25 } }] };
+  const p = () => plan(withShadow);
+  const full = (): RouteSpec => ({ ...route(p()), mirrors: mirrorsOf(p(), () => true), targets: targetsOf(p()) });
+  const shadowService = () => p().variants[1].instance;
+
+  it('leaves shadows out of the split: the primary variants share all of it', () => {
+    expect(backends([{ plan: p(), percent: 100 }]).map((b) => [b.variant, b.weight])).toEqual([['titanic', 100]]);
+    expect(mirrorsOf(p(), () => true)).toEqual([{ version: p().version, variant: 'titanic-v2', service: shadowService(), port: 80, percent: 25 }]);
+    expect(mirrorsOf(p(), () => false)).toEqual([]);
+  });
+
+  it('Istio: a route per variant for x-ml-variant ahead of the split, and the mirror with its percentage', () => {
+    const vs = istio.routes({ endpoint, config: base }, full())[0].object as any;
+    expect(vs.spec.http.map((h: any) => h.name)).toEqual(['variant-titanic', 'variants']);
+    expect(vs.spec.http[0].match).toEqual([{ headers: { 'x-ml-variant': { exact: 'titanic' } } }]);
+    expect(vs.spec.http[1].mirrors).toEqual([{ destination: { host: `${shadowService()}.ml.svc.cluster.local`, port: { number: 80 } }, percentage: { value: 25 } }]);
+    expect(istio.referencedServices(vs)).toContain(shadowService());
+  });
+
+  it('Gateway API: header rules, and the RequestMirror filter with percent when the chart says so', () => {
+    const config = { ...shared, routing: { ...shared.routing, gatewayAPI: { ...shared.routing.gatewayAPI, mirroring: 'RequestMirror' as const } } };
+    const [hr] = gatewayApi(config).routes({ endpoint, config }, full());
+    const rules = (hr.object.spec as any).rules;
+    expect(rules[0].matches).toEqual([{ path: { type: 'PathPrefix', value: '/' }, headers: [{ type: 'Exact', name: 'x-ml-variant', value: 'titanic' }] }]);
+    expect(rules[1].filters).toEqual([{ type: 'RequestMirror', requestMirror: { backendRef: { group: '', kind: 'Service', name: shadowService(), port: 80 }, percent: 25 } }]);
+    expect(gatewayApi(config).referencedServices(hr.object)).toContain(shadowService());
+  });
+
+  it('Gateway API on Traefik: a mirroring TraefikService around each primary Service once loaded, the split still in the HTTPRoute', () => {
+    const config = { ...shared, routing: { ...shared.routing, gatewayAPI: { ...shared.routing.gatewayAPI, mirroring: 'TraefikService' as const } } };
+    const provider = gatewayApi(config);
+    const primary = p().variants[0].instance;
+    const [wrapper] = provider.auxiliary!({ endpoint, config }, [primary], full().mirrors!);
+    expect(wrapper.object.metadata.name).toBe(`${primary}-mirror`);
+    expect(wrapper.object.spec).toEqual({ mirroring: { name: primary, port: 80, mirrors: [{ name: shadowService(), port: 80, percent: 25 }] } });
+    const objects = provider.routes({ endpoint, config }, full());
+    expect(objects.map((o) => o.resource.kind)).toEqual(['HTTPRoute']);
+    const rules = (objects[0].object.spec as any).rules;
+    expect(rules.at(-1).backendRefs).toEqual([{ group: 'traefik.io', kind: 'TraefikService', name: `${primary}-mirror`, weight: 100 }]);
+    expect(provider.referencedServices(objects[0].object).sort()).toEqual([primary, primary, shadowService()].sort());
+    // Until Traefik has had time to load a TraefikService, the route names the Service itself.
+    const early = provider.routes({ endpoint, config }, { ...full(), loaded: () => false });
+    expect((early[0].object.spec as any).rules.at(-1).backendRefs).toEqual([{ group: '', kind: 'Service', name: primary, port: 80, weight: 100 }]);
+  });
+
+  it('Gateway API with mirroring None: no mirror, and it says why', () => {
+    const objects = gatewayApi(shared).routes({ endpoint, config: shared }, full());
+    expect(objects).toHaveLength(1);
+    expect((objects[0].object.spec as any).rules.at(-1).filters).toBeUndefined();
+    expect(gatewayApi(shared).mirroringUnavailable()).toMatch(/mirroring to None/);
+  });
+});
+
+describe('auxiliary objects', () => {
+  it('exist only where the data plane needs them (Traefik mirroring)', () => {
+    for (const provider of [istio, gatewayApi(shared), gatewayApi(perEndpoint)]) {
+      expect(provider.auxiliaryResource).toBeUndefined();
+      expect(provider.auxiliaryName).toBeUndefined();
+      expect(provider.auxiliary).toBeUndefined();
+    }
   });
 });

@@ -2,7 +2,7 @@
 // chose: the host, and the weighted backends (a Service per variant of each version that takes
 // traffic), weights being integer percentages that sum to exactly 100. Pure: no I/O.
 import { servicePort } from '../desired/objects.ts';
-import type { VersionPlan } from '../desired/plan.ts';
+import { isShadow, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import { percentages } from '../desired/weights.ts';
 
 export interface RouteBackend {
@@ -15,9 +15,31 @@ export interface RouteBackend {
   weight: number;
 }
 
+/** A shadow variant that receives a mirror of `percent` of the requests; its answers are discarded. */
+export interface RouteMirror {
+  version: string;
+  variant: string;
+  service: string;
+  port: number;
+  percent: number;
+}
+
+/** Requests with the header `x-ml-variant: <variant>` go to that variant of the serving version, whatever the weights. */
+export interface RouteTarget {
+  variant: string;
+  service: string;
+  port: number;
+}
+
+export const variantHeader = 'x-ml-variant';
+
 export interface RouteSpec {
   host: string;
   backends: RouteBackend[];
+  mirrors?: RouteMirror[];
+  targets?: RouteTarget[];
+  /** Whether the data plane has loaded a primary Service's auxiliary object, which the route may then name. */
+  loaded?: (service: string) => boolean;
 }
 
 /** A version and the share of the endpoint's traffic (percent) it takes. */
@@ -32,9 +54,10 @@ export interface VersionShare {
  */
 export function backends(shares: readonly VersionShare[]): RouteBackend[] {
   const entries = shares.flatMap((s) => {
-    const variantWeights = s.plan.variants.map((v) => v.variant.weight ?? 1);
+    const primaries = s.plan.variants.filter((v) => !isShadow(v));
+    const variantWeights = primaries.map((v) => v.variant.weight ?? 1);
     const total = variantWeights.reduce((a, b) => a + b, 0);
-    return s.plan.variants.map((v, i) => ({ share: s, v, exact: total > 0 ? (s.percent * variantWeights[i]) / total : 0 }));
+    return primaries.map((v, i) => ({ share: s, v, exact: total > 0 ? (s.percent * variantWeights[i]) / total : 0 }));
   });
   // Whole numbers that sum to 100, each as close to its exact share as the sum allows.
   const scaled = entries.map((e) => Math.round(e.exact * 1000));
@@ -47,6 +70,27 @@ export function backends(shares: readonly VersionShare[]): RouteBackend[] {
     port: servicePort,
     weight: weights[i],
   }));
+}
+
+/** The mirrors of a version's shadow variants that can take them (their workloads are Available). */
+export function mirrorsOf(plan: VersionPlan, available: (v: VariantPlan) => boolean): RouteMirror[] {
+  return plan.variants.filter((v) => isShadow(v) && available(v)).map((v) => ({ version: plan.version, variant: v.variant.model, service: v.instance, port: servicePort, percent: v.variant.shadow!.percent }));
+}
+
+/** The header targets of a version: each of its primary variants, whatever its weight. */
+export function targetsOf(plan: VersionPlan): RouteTarget[] {
+  return plan.variants.filter((v) => !isShadow(v)).map((v) => ({ variant: v.variant.model, service: v.instance, port: servicePort }));
+}
+
+/** Annotation on the route object naming the Services it mirrors to, `svc=25,...` (what must not be deleted). */
+export const routeMirrorsAnnotation = 'ml-operator.dev/route-mirrors';
+
+export function encodeMirrors(mirrors: readonly RouteMirror[] | undefined): string | undefined {
+  return mirrors?.length ? mirrors.map((m) => `${m.service}=${m.percent}`).join(',') : undefined;
+}
+
+export function decodeMirrors(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((p) => p.split('=')[0]).filter(Boolean);
 }
 
 /** Percent of the traffic each config version receives in a route. */
