@@ -103,9 +103,15 @@ export interface ControllerOptions {
   network?: { namespace: string; address: string };
   /** Copy the controller's log lines to stderr. */
   echo?: boolean;
+  /** The program to run: controller/src/main.ts (type stripping) unless given, say the compiled controller/dist/main.js the image runs. */
+  entry?: string;
+  /** More flags (--kube-api-qps=...). */
+  args?: string[];
+  /** Flags of node itself (--cpu-prof, say), before the program. */
+  nodeOptions?: string[];
 }
 
-/** Starts `node controller/src/main.ts` and waits until it serves /healthz. */
+/** Starts `node controller/src/main.ts` (or `entry`) and waits until it serves /healthz. */
 export async function startControllerProcess(o: ControllerOptions): Promise<ControllerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'ml-operator-controller-'));
   const configPath = join(dir, 'config.json');
@@ -113,7 +119,8 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
   writeFileSync(configPath, JSON.stringify(o.config));
   writeFileSync(kubeconfigPath, o.kubeconfig, { mode: 0o600 });
   const args = [
-    join(root, 'controller', 'src', 'main.ts'),
+    ...(o.nodeOptions ?? []),
+    o.entry ?? join(root, 'controller', 'src', 'main.ts'),
     `--config=${configPath}`,
     `--leader-elect=${o.leaderElect ?? false}`,
     `--leader-election-namespace=${(o.release ?? release).namespace}`,
@@ -123,6 +130,7 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
     '--health-port=0',
     ...(o.concurrency ? [`--concurrency=${o.concurrency}`] : []),
     ...(o.namespaces?.length ? [`--watch-namespaces=${o.namespaces.join(',')}`] : []),
+    ...(o.args ?? []),
   ];
   const [command, argv] = o.network ? ['ip', ['netns', 'exec', o.network.namespace, process.execPath, ...args]] : [process.execPath, args];
   const child = spawn(command, argv, {

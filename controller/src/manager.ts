@@ -30,7 +30,15 @@ export interface RunningController {
 
 export async function startController(options: Options, kc: ClusterAccess, logger: Logger): Promise<RunningController> {
   const metrics = new Metrics();
-  const client = new KubeClient(kc, { fieldManager: 'ml-operator', onWrite: (verb, r) => metrics.apiWrites.inc({ verb, resource: r.plural }) });
+  const client = new KubeClient(kc, {
+    fieldManager: 'ml-operator',
+    onWrite: (verb, r, subresource) => metrics.apiWrites.inc({ verb, resource: subresource ? `${r.plural}/${subresource}` : r.plural }),
+    rateLimit: { qps: options.kubeApiQps, burst: options.kubeApiBurst },
+    onThrottled: (what, retryAfterSeconds) => {
+      metrics.apiThrottled.inc();
+      logger.debug({ request: what, retryAfterSeconds }, 'the API server asked to retry later');
+    },
+  });
   const events = new EventRecorder(client, { component: 'ml-operator', host: options.identity, logger });
   const namespaces = options.watchNamespaces.length ? options.watchNamespaces : undefined;
   const queue = new WorkQueue({ concurrency: options.concurrency, logger, onDepth: (d) => metrics.workqueueDepth.set(d) });
@@ -38,9 +46,9 @@ export async function startController(options: Options, kc: ClusterAccess, logge
 
   let synced = false;
   let sources: Sources | undefined;
-  const enqueue = (k: string) => {
+  const enqueue = (k: string, priority?: 'normal' | 'low') => {
     metrics.workqueueAdds.inc();
-    queue.add(k);
+    queue.add(k, priority);
   };
 
   let resolveLeading!: () => void;
@@ -60,7 +68,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
     };
     const autoscalers = await optional(autoscalerResource(options.config), options.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API" : 'the HorizontalPodAutoscaler API');
     const auxiliary = await optional(provider.auxiliaryResource, "Traefik's TraefikService API");
-    sources = buildSources({ client, logger, namespaces, provider, autoscalerResource: autoscalers, auxiliaryResource: auxiliary, hostPath: options.config.storage.mode === 'hostPath', handlers });
+    sources = buildSources({ client, logger, config: options.config, namespaces, provider, autoscalerResource: autoscalers, auxiliaryResource: auxiliary, hostPath: options.config.storage.mode === 'hostPath', handlers });
     for (const i of sources.informers) i.start();
     const started = Date.now();
     await Promise.all(sources.informers.map((i) => i.waitForSync(abort.signal)));

@@ -14,10 +14,10 @@ const good = { defaultDomain: 'models.acme.io', fetcher: { image: 'ml-operator/c
 describe('parseOptions', () => {
   it('reads the flags the chart sets', () => {
     const o = parseOptions(
-      [`--config=${configFile(good)}`, '--watch-namespaces=team-a,team-b', '--leader-elect=true', '--leader-election-namespace=ops', '--leader-election-id=mlop', '--log-level=debug', '--metrics-port=9090', '--health-port=9091', '--concurrency=8'],
+      [`--config=${configFile(good)}`, '--watch-namespaces=team-a,team-b', '--leader-elect=true', '--leader-election-namespace=ops', '--leader-election-id=mlop', '--log-level=debug', '--metrics-port=9090', '--health-port=9091', '--concurrency=8', '--kube-api-qps=20.5', '--kube-api-burst=30'],
       { POD_NAME: 'pod-1' },
     );
-    expect(o).toMatchObject({ watchNamespaces: ['team-a', 'team-b'], leaderElect: true, leaderElectionNamespace: 'ops', leaderElectionId: 'mlop', logLevel: 'debug', metricsPort: 9090, healthPort: 9091, concurrency: 8, identity: 'pod-1' });
+    expect(o).toMatchObject({ watchNamespaces: ['team-a', 'team-b'], leaderElect: true, leaderElectionNamespace: 'ops', leaderElectionId: 'mlop', logLevel: 'debug', metricsPort: 9090, healthPort: 9091, concurrency: 8, kubeApiQps: 20.5, kubeApiBurst: 30, identity: 'pod-1' });
     expect(o.config.defaultDomain).toBe('models.acme.io');
     expect(o.config.storage.mode).toBe('emptyDir');
   });
@@ -29,6 +29,8 @@ describe('parseOptions', () => {
     [['--log-level=loud'], /--log-level=loud: expected debug, info, warn or error/],
     [['--metrics-port=http'], /--metrics-port=http: expected a port number/],
     [['--concurrency=0'], /--concurrency=0: expected an integer 1-64/],
+    [['--kube-api-qps=0'], /--kube-api-qps=0: expected a number of requests per second/],
+    [['--kube-api-burst=1.5'], /--kube-api-burst=1.5: expected an integer 1-10000/],
     [['--watch-namespaces=Team_A'], /"Team_A" is not a namespace name/],
     [['--leader-elect=maybe'], /--leader-elect=maybe: expected true or false/],
     [['verbose'], /unexpected argument "verbose"/],

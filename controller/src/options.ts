@@ -51,6 +51,9 @@ export interface Options {
   metricsPort: number;
   healthPort: number;
   concurrency: number;
+  /** Client-side rate limit of API requests (watches aside): average per second, and burst. */
+  kubeApiQps: number;
+  kubeApiBurst: number;
   identity: string;
 }
 
@@ -218,6 +221,8 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     metricsPort: 8080,
     healthPort: 8081,
     concurrency: 8,
+    kubeApiQps: 100,
+    kubeApiBurst: 200,
     identity: env.POD_NAME ?? `${env.HOSTNAME ?? 'ml-operator'}-${process.pid}`,
   };
   for (const arg of argv) {
@@ -259,8 +264,20 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
         options.concurrency = n;
         break;
       }
+      case 'kube-api-qps': {
+        const n = Number(value);
+        if (!(n > 0 && n <= 10_000)) throw new UsageError(`--kube-api-qps=${value}: expected a number of requests per second, above 0 and at most 10000`);
+        options.kubeApiQps = n;
+        break;
+      }
+      case 'kube-api-burst': {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new UsageError(`--kube-api-burst=${value}: expected an integer 1-10000`);
+        options.kubeApiBurst = n;
+        break;
+      }
       default:
-        throw new UsageError(`unknown flag --${name}; known flags: --config, --watch-namespaces, --leader-elect, --leader-election-namespace, --leader-election-id, --log-level, --metrics-port, --health-port, --concurrency`);
+        throw new UsageError(`unknown flag --${name}; known flags: --config, --watch-namespaces, --leader-elect, --leader-election-namespace, --leader-election-id, --log-level, --metrics-port, --health-port, --concurrency, --kube-api-qps, --kube-api-burst`);
     }
   }
   if (options.leaderElect && !options.leaderElectionNamespace) {

@@ -1,43 +1,84 @@
 // Events to endpoint keys, as controller-runtime's handlers do: an endpoint maps to itself (and to
 // the endpoints that claim the same host, which a change may free or take); a config or model
 // template to the endpoints that use it; an owned object or snapshot to the endpoint its label names.
-// Handlers only enqueue: they never throw into the informer, and never do I/O.
+// Handlers only enqueue: they never throw into the informer, never do I/O, and find what they map
+// to through the caches' indexes, never by a scan.
+//
+// Priorities, as client-go's priority queue has them: an endpoint just created waits for its first
+// pass behind the events of endpoints already in flight, so that one whose workloads became
+// Available switches at once however many others were created with it. An update that changes only
+// the endpoint's status (the controller's own write, most often) wakes nothing: the reconcile that
+// wrote it already acted on it (controller-runtime's GenerationChangedPredicate).
 import { isSnapshot, labels } from '../desired/labels.ts';
-import { hostOf } from '../desired/objects.ts';
+import { canonicalJson } from '../desired/names.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import type { Caches } from '../reconcile/endpoint.ts';
+import { hostsOf, indexes, keyOf } from './indexes.ts';
 import type { Endpoint, SourceHandlers } from './sources.ts';
 
 export const endpointKey = (namespace: string | undefined, name: string) => `${namespace}/${name}`;
-export function eventHandlers(config: OperatorConfig, caches: () => Caches | undefined, enqueue: (key: string) => void): SourceHandlers {
-  const hosts = (e: Endpoint) => [hostOf({ endpoint: e, config }), e.status?.host].filter((h): h is string => !!h);
-  /** The endpoint, and every endpoint that claims a host it claims or claimed. */
-  const onEndpoint = (e: Endpoint, old?: Endpoint) => {
-    enqueue(endpointKey(e.metadata.namespace, e.metadata.name));
-    const touched = new Set([...hosts(e), ...(old ? hosts(old) : [])]);
-    for (const other of caches()?.endpoints.list() ?? []) {
-      if (other.metadata.uid === e.metadata.uid) continue;
-      if (hosts(other).some((h) => touched.has(h))) enqueue(endpointKey(other.metadata.namespace, other.metadata.name));
+
+/** `low`: a first pass, which waits behind everything else. */
+export type Priority = 'normal' | 'low';
+
+/** Whether an update of an endpoint changes more than its status. */
+export function beyondStatus(e: Endpoint, old: Endpoint): boolean {
+  const m = e.metadata;
+  const o = old.metadata;
+  return (
+    m.generation !== o.generation ||
+    m.deletionTimestamp !== o.deletionTimestamp ||
+    canonicalJson(m.labels ?? {}) !== canonicalJson(o.labels ?? {}) ||
+    canonicalJson(m.annotations ?? {}) !== canonicalJson(o.annotations ?? {}) ||
+    canonicalJson(m.finalizers ?? []) !== canonicalJson(o.finalizers ?? [])
+  );
+}
+
+export function eventHandlers(config: OperatorConfig, caches: () => Caches | undefined, enqueue: (key: string, priority?: Priority) => void): SourceHandlers {
+  const enqueueEndpoint = (e: Endpoint) => enqueue(endpointKey(e.metadata.namespace, e.metadata.name));
+  /** Every other endpoint that claims one of these hosts: a change may free or take it. */
+  const sharingHosts = (e: Endpoint, hosts: Set<string>) => {
+    const seen = new Set<string>();
+    for (const host of hosts) {
+      for (const other of caches()?.endpoints.byIndex(indexes.host, host) ?? []) {
+        if (other.metadata.uid === e.metadata.uid || seen.has(other.metadata.uid!)) continue;
+        seen.add(other.metadata.uid!);
+        enqueueEndpoint(other);
+      }
     }
   };
   const byEndpointLabel = (o: KubeObject) => {
     const endpoint = o.metadata.labels?.[labels.endpoint];
     if (endpoint) enqueue(endpointKey(o.metadata.namespace, endpoint));
   };
-  const usingConfig = (namespace: string | undefined, configs: Set<string>) => {
-    for (const e of caches()?.endpoints.list(namespace) ?? []) if (configs.has(e.spec.config)) enqueue(endpointKey(e.metadata.namespace, e.metadata.name));
+  const usingConfig = (namespace: string | undefined, config: string) => {
+    for (const e of caches()?.endpoints.byIndex(indexes.config, keyOf(namespace, config)) ?? []) enqueueEndpoint(e);
   };
-  const onConfig = (o: KubeObject & { spec: { models: { model: string }[] } }) => (isSnapshot(o) ? byEndpointLabel(o) : usingConfig(o.metadata.namespace, new Set([o.metadata.name])));
+  const onConfig = (o: KubeObject) => (isSnapshot(o) ? byEndpointLabel(o) : usingConfig(o.metadata.namespace, o.metadata.name));
   const onModel = (o: KubeObject) => {
     if (isSnapshot(o)) return byEndpointLabel(o);
-    const configs = caches()?.configs.list(o.metadata.namespace) ?? [];
-    usingConfig(o.metadata.namespace, new Set(configs.filter((c) => !isSnapshot(c) && c.spec.models.some((v) => v.model === o.metadata.name)).map((c) => c.metadata.name)));
+    for (const c of caches()?.configs.byIndex(indexes.model, keyOf(o.metadata.namespace, o.metadata.name)) ?? []) usingConfig(c.metadata.namespace, c.metadata.name);
   };
   const onVolume = (o: KubeObject) => {
     const l = o.metadata.labels ?? {};
     if (l[labels.endpoint] && l[labels.endpointNamespace]) enqueue(endpointKey(l[labels.endpointNamespace], l[labels.endpoint]));
   };
-  const all = <T extends KubeObject>(f: (o: T, old?: T) => void) => ({ onAdd: (o: T) => f(o), onUpdate: (o: T, old: T) => f(o, old), onDelete: (o: T) => f(o) });
-  return { endpoint: all(onEndpoint), config: all(onConfig), model: all(onModel), owned: all(byEndpointLabel), volume: all(onVolume) };
+  const endpoint = {
+    onAdd: (e: Endpoint) => {
+      enqueue(endpointKey(e.metadata.namespace, e.metadata.name), 'low');
+      sharingHosts(e, new Set(hostsOf(e, config)));
+    },
+    onUpdate: (e: Endpoint, old: Endpoint) => {
+      if (beyondStatus(e, old)) enqueueEndpoint(e);
+      // Who holds a host depends on the claimants' statuses too: the others look again (the index finds them, if any).
+      sharingHosts(e, new Set([...hostsOf(old, config), ...hostsOf(e, config)]));
+    },
+    onDelete: (e: Endpoint) => {
+      enqueueEndpoint(e);
+      sharingHosts(e, new Set(hostsOf(e, config)));
+    },
+  };
+  const all = <T extends KubeObject>(f: (o: T) => void) => ({ onAdd: f, onUpdate: (o: T) => f(o), onDelete: f });
+  return { endpoint, config: all(onConfig), model: all(onModel), owned: all(byEndpointLabel), volume: all(onVolume) };
 }

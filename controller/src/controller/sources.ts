@@ -3,11 +3,13 @@
 import type { MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningModel } from '../api/generated.ts';
 import { managedBySelector } from '../desired/labels.ts';
 import type { KubeClient } from '../kube/client.ts';
-import { Informer, type InformerHandlers } from '../kube/informer.ts';
+import { Informer, type Indexers, type InformerHandlers } from '../kube/informer.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
+import type { OperatorConfig } from '../options.ts';
 import type { Caches, Store } from '../reconcile/endpoint.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
+import { configIndexers, endpointIndexers, modelIndexers, ownedIndexers } from './indexes.ts';
 
 export type Endpoint = MachineLearningEndpoint & KubeObject;
 export type Config = MachineLearningEndpointConfig & KubeObject;
@@ -42,6 +44,10 @@ export class Watched<T extends KubeObject> implements Store<T> {
     if (namespace === undefined) return this.informers.flatMap((i) => i.list());
     return this.informerFor(namespace)?.list(namespace) ?? [];
   }
+
+  byIndex(index: string, value: string): T[] {
+    return this.informers.length === 1 ? this.informers[0].byIndex(index, value) : this.informers.flatMap((i) => i.byIndex(index, value));
+  }
 }
 
 /** What each source calls on events: handlers only map objects to keys and enqueue them. */
@@ -61,6 +67,7 @@ export interface Sources extends Caches {
 export function buildSources(o: {
   client: KubeClient;
   logger: Logger;
+  config: OperatorConfig;
   namespaces: string[] | undefined;
   provider: RoutingProvider;
   /** Optional kinds, when the cluster serves them. */
@@ -69,13 +76,13 @@ export function buildSources(o: {
   hostPath: boolean;
   handlers: SourceHandlers;
 }): Sources {
-  const watch = <T extends KubeObject>(r: Resource, labelSelector: string | undefined, handlers: InformerHandlers<T>, namespaces = o.namespaces) =>
-    new Watched<T>((namespace) => new Informer<T>(o.client, r, { namespace, labelSelector, logger: o.logger }, handlers), namespaces);
-  const owned = (r: Resource) => watch<KubeObject>(r, managedBySelector, o.handlers.owned);
+  const watch = <T extends KubeObject>(r: Resource, labelSelector: string | undefined, handlers: InformerHandlers<T>, indexers: Indexers<T>, namespaces = o.namespaces) =>
+    new Watched<T>((namespace) => new Informer<T>(o.client, r, { namespace, labelSelector, logger: o.logger, indexers, transform: transformFor(r) as unknown as (obj: T) => T }, handlers), namespaces);
+  const owned = (r: Resource) => watch<KubeObject>(r, managedBySelector, o.handlers.owned, ownedIndexers);
   const stores = {
-    endpoints: watch<Endpoint>(resources.endpoint, undefined, o.handlers.endpoint),
-    configs: watch<Config>(resources.endpointConfig, undefined, o.handlers.config),
-    models: watch<Model>(resources.model, undefined, o.handlers.model),
+    endpoints: watch<Endpoint>(resources.endpoint, undefined, o.handlers.endpoint, endpointIndexers(o.config)),
+    configs: watch<Config>(resources.endpointConfig, undefined, o.handlers.config, configIndexers),
+    models: watch<Model>(resources.model, undefined, o.handlers.model, modelIndexers),
     deployments: owned(resources.deployment),
     services: owned(resources.service),
     claims: owned(resources.persistentVolumeClaim),
@@ -84,9 +91,36 @@ export function buildSources(o: {
     auxiliary: o.auxiliaryResource ? owned(o.auxiliaryResource) : undefined,
     autoscalers: o.autoscalerResource ? owned(o.autoscalerResource) : undefined,
     // PersistentVolumes are cluster-scoped: one informer, whatever namespaces are watched.
-    volumes: o.hostPath ? watch<KubeObject>(resources.persistentVolume, managedBySelector, o.handlers.volume, undefined) : undefined,
+    volumes: o.hostPath ? watch<KubeObject>(resources.persistentVolume, managedBySelector, o.handlers.volume, ownedIndexers, undefined) : undefined,
     pods: o.hostPath ? owned(resources.pod) : undefined,
   };
   const informers = Object.values(stores).flatMap((w) => (w ? (w.informers as Informer<KubeObject>[]) : []));
   return { ...stores, informers };
+}
+
+/** Client-side `kubectl apply` keeps a whole copy of the object in this annotation; nothing here reads it. */
+const lastApplied = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * What the cache keeps of each object: everything the controller reads, nothing else (managed
+ * fields are dropped by the client already). A Deployment keeps its spec (drift is checked against
+ * it) but only the counts of its status; a pod only where it runs and how it ended.
+ */
+export function transformFor(r: Resource): (obj: KubeObject) => KubeObject {
+  const common = (obj: KubeObject) => {
+    const annotations = obj.metadata.annotations;
+    if (annotations && lastApplied in annotations) delete annotations[lastApplied];
+    return obj;
+  };
+  if (r === resources.deployment) {
+    return (obj) => {
+      const status = (obj.status ?? {}) as Record<string, unknown>;
+      const { replicas, readyReplicas, updatedReplicas, availableReplicas, observedGeneration } = status;
+      return common({ ...obj, status: { replicas, readyReplicas, updatedReplicas, availableReplicas, observedGeneration } });
+    };
+  }
+  if (r === resources.pod) {
+    return (obj) => common({ apiVersion: obj.apiVersion, kind: obj.kind, metadata: obj.metadata, spec: { nodeName: (obj.spec as { nodeName?: string } | undefined)?.nodeName }, status: { phase: (obj.status as { phase?: string } | undefined)?.phase } });
+  }
+  return common;
 }

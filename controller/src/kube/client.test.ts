@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KubeClient, KubeError } from './client.ts';
+import { KubeClient, KubeError, TokenBucket } from './client.ts';
 import { resources, type Resource } from './resources.ts';
 
 interface Seen {
@@ -216,5 +216,59 @@ describe('KubeClient', () => {
     expect(events).toEqual(['ADDED']);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(/^WATCH configmaps ns: /);
+  });
+});
+
+describe('KubeClient throttling', () => {
+  it('retries what the API server answers 429 to after its Retry-After, and reports each', async () => {
+    let answered = 0;
+    respond = (_, res) => {
+      if (answered++ < 2) {
+        res.writeHead(429, { 'Content-Type': 'application/json', 'Retry-After': '0' });
+        res.end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests', message: 'too many requests, please try again later' }));
+      } else json(res, 200, { metadata: { name: 'x' } });
+    };
+    const throttled: string[] = [];
+    const writes: string[] = [];
+    const client = new KubeClient(kc, { onThrottled: (what, s) => throttled.push(`${what} ${s}`), onWrite: (verb, r, sub) => writes.push(`${verb} ${r.plural}${sub ? `/${sub}` : ''}`) });
+    await client.applyStatus(configMap, { metadata: { name: 'x', namespace: 'ns' } });
+    expect(seen).toHaveLength(3);
+    expect(throttled).toEqual(['PATCH configmaps/status ns/x 0', 'PATCH configmaps/status ns/x 0']);
+    expect(writes).toEqual(['apply configmaps/status', 'apply configmaps/status', 'apply configmaps/status']);
+  });
+
+  it('gives up after ten retries with the API server’s error', async () => {
+    respond = (_, res) => {
+      res.writeHead(429, { 'Content-Type': 'application/json', 'Retry-After': '0' });
+      res.end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests', message: 'too many requests' }));
+    };
+    const client = new KubeClient(kc);
+    await expect(client.get(configMap, 'ns', 'x')).rejects.toMatchObject({ code: 429, reason: 'TooManyRequests' });
+    expect(seen).toHaveLength(11);
+  });
+
+  it('does not retry a 5xx that does not ask for it', async () => {
+    respond = (_, res) => json(res, 500, { kind: 'Status', code: 500, reason: 'InternalError', message: 'boom' });
+    await expect(new KubeClient(kc).get(configMap, 'ns', 'x')).rejects.toMatchObject({ code: 500 });
+    expect(seen).toHaveLength(1);
+  });
+});
+
+describe('TokenBucket', () => {
+  it('lets a burst through at once, then spaces requests at the rate', () => {
+    let now = 0;
+    const bucket = new TokenBucket(10, 3, () => now);
+    expect([bucket.reserve(), bucket.reserve(), bucket.reserve()]).toEqual([0, 0, 0]);
+    // Past the burst, each request reserves the next turn: 100 ms apart at 10 a second.
+    expect(bucket.reserve()).toBeCloseTo(100);
+    expect(bucket.reserve()).toBeCloseTo(200);
+    now = 1000;
+    // A second later the bucket has refilled by 10, minus the 2 reserved: full again (3).
+    expect([bucket.reserve(), bucket.reserve(), bucket.reserve()]).toEqual([0, 0, 0]);
+    expect(bucket.reserve()).toBeCloseTo(100);
+  });
+
+  it('refuses a rate that cannot work', () => {
+    expect(() => new TokenBucket(0, 1)).toThrow(/qps must be positive/);
   });
 });

@@ -23,7 +23,20 @@ export class KubeError extends Error {
 }
 
 export interface WriteCounter {
-  (verb: 'apply' | 'create' | 'update' | 'delete', resource: Resource): void;
+  (verb: 'apply' | 'create' | 'update' | 'delete', resource: Resource, subresource?: 'status'): void;
+}
+
+export interface KubeClientOptions {
+  fieldManager?: string;
+  onWrite?: WriteCounter;
+  userAgent?: string;
+  /**
+   * Client-side rate limit of every request but watches (client-go's token bucket): at most `qps` a
+   * second on average, `burst` at once. Unset: no limit.
+   */
+  rateLimit?: { qps: number; burst: number };
+  /** Called for each answer that says "too many requests" (429) or "retry later" (Retry-After), before the retry. */
+  onThrottled?(what: string, retryAfterSeconds: number): void;
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -51,7 +64,7 @@ interface RequestSpec {
   body?: unknown;
   contentType?: string;
   /** Set on writes, which are counted once sent. */
-  write?: { verb: 'apply' | 'create' | 'update' | 'delete'; resource: Resource };
+  write?: { verb: 'apply' | 'create' | 'update' | 'delete'; resource: Resource; subresource?: 'status' };
 }
 
 const pageSize = 500;
@@ -59,6 +72,40 @@ const pageSize = 500;
 const requestTimeoutMs = 60_000;
 /** Credentials are re-read this often: tokens rotate, and client-node re-reads token files itself. */
 const credentialsTtlMs = 5_000;
+/** Answers that ask to retry later (429, or a 5xx with Retry-After) are retried this many times, as client-go does. */
+const maxThrottledRetries = 10;
+/** The longest Retry-After honoured as given; a longer one is waited this long, then retried. */
+const maxRetryAfterSeconds = 30;
+
+/**
+ * A token bucket shared by every request of one client: `burst` requests at once, then `qps` a
+ * second. Requests past the bucket reserve their turn, so they go out in order.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+  private readonly qps: number;
+  private readonly burst: number;
+  private readonly now: () => number;
+
+  constructor(qps: number, burst: number, now: () => number = () => performance.now()) {
+    if (!(qps > 0) || !(burst >= 1)) throw new Error(`rate limit: qps must be positive and burst at least 1 (got qps ${qps}, burst ${burst})`);
+    this.qps = qps;
+    this.burst = burst;
+    this.tokens = burst;
+    this.now = now;
+    this.last = now();
+  }
+
+  /** Milliseconds the caller must wait before its request; its token is taken now. */
+  reserve(): number {
+    const now = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.qps);
+    this.last = now;
+    this.tokens -= 1;
+    return this.tokens >= 0 ? 0 : (-this.tokens / this.qps) * 1000;
+  }
+}
 
 /** Drops metadata.managedFields (large, and nothing here reads it) and fills in apiVersion/kind. */
 function trimmed<T extends KubeObject>(obj: T, r: Resource): T {
@@ -106,8 +153,10 @@ export class KubeClient {
   private readonly userAgent: string;
   private agent: http.Agent | undefined;
   private credentials: { value: Promise<Credentials>; expires: number } | undefined;
+  private readonly bucket: TokenBucket | undefined;
+  private readonly onThrottled: KubeClientOptions['onThrottled'];
 
-  constructor(kc: ClusterAccess, options: { fieldManager?: string; onWrite?: WriteCounter; userAgent?: string } = {}) {
+  constructor(kc: ClusterAccess, options: KubeClientOptions = {}) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('the kubeconfig has no current cluster');
     this.kc = kc;
@@ -115,6 +164,8 @@ export class KubeClient {
     this.fieldManager = options.fieldManager ?? 'ml-operator';
     this.onWrite = options.onWrite;
     this.userAgent = options.userAgent ?? 'ml-operator';
+    this.bucket = options.rateLimit ? new TokenBucket(options.rateLimit.qps, options.rateLimit.burst) : undefined;
+    this.onThrottled = options.onThrottled;
   }
 
   async get<T extends KubeObject>(r: Resource, namespace: string | undefined, name: string): Promise<T | undefined> {
@@ -302,7 +353,7 @@ export class KubeClient {
     const applied = await this.call<T>({
       method: 'PATCH',
       what: `PATCH ${describe(r, namespace, name, subresource)}`,
-      write: { verb: 'apply', resource: r },
+      write: { verb: 'apply', resource: r, subresource },
       path,
       query: { fieldManager, force: 'true', fieldValidation: 'Strict' },
       body: { apiVersion: apiVersionOf(r), kind: r.kind, ...obj },
@@ -312,9 +363,21 @@ export class KubeClient {
   }
 
   private async call<T>(spec: RequestSpec): Promise<T> {
-    const signal = AbortSignal.timeout(requestTimeoutMs);
-    const res = await this.send(spec, signal);
-    const body = await readBody(spec.what, res, signal);
+    let res: http.IncomingMessage;
+    let body: string;
+    for (let attempt = 0; ; attempt++) {
+      const wait = this.bucket?.reserve() ?? 0;
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      const signal = AbortSignal.timeout(requestTimeoutMs);
+      res = await this.send(spec, signal);
+      body = await readBody(spec.what, res, signal);
+      // The API server's priority and fairness (or an overloaded server) asks to come back later:
+      // the request was not processed, so sending it again is safe, writes included.
+      const retryAfter = retryAfterSeconds(res);
+      if (attempt >= maxThrottledRetries || retryAfter === undefined) break;
+      this.onThrottled?.(spec.what, retryAfter);
+      await new Promise((resolve) => setTimeout(resolve, retryAfter * 1000));
+    }
     const code = res.statusCode ?? 0;
     if (code < 200 || code >= 300) throw errorFromResponse(spec.what, code, res.statusMessage ?? '', body);
     try {
@@ -350,7 +413,7 @@ export class KubeClient {
       signal,
     };
     const request = this.server.protocol === 'https:' ? https.request : http.request;
-    if (spec.write) this.onWrite?.(spec.write.verb, spec.write.resource);
+    if (spec.write) this.onWrite?.(spec.write.verb, spec.write.resource, spec.write.subresource);
     return new Promise((resolve, reject) => {
       const req = request(options, (res) => {
         if (res.statusCode === 401) this.credentials = undefined;
@@ -396,6 +459,16 @@ function signalError(what: string, signal: AbortSignal): unknown {
   const reason = signal.reason;
   if (reason instanceof DOMException && reason.name === 'TimeoutError') return new Error(`${what}: no response within ${requestTimeoutMs / 1000}s`);
   return reason;
+}
+
+/** Seconds to wait before a retry when the answer asks for one (429, or 5xx with Retry-After); undefined otherwise. */
+function retryAfterSeconds(res: http.IncomingMessage): number | undefined {
+  const code = res.statusCode ?? 0;
+  const header = res.headers['retry-after'];
+  const given = header !== undefined && /^\d+$/.test(header.trim()) ? Number(header) : undefined;
+  if (code === 429) return Math.min(given ?? 1, maxRetryAfterSeconds);
+  if (code >= 500 && given !== undefined) return Math.min(given, maxRetryAfterSeconds);
+  return undefined;
 }
 
 function readBody(what: string, res: http.IncomingMessage, signal: AbortSignal): Promise<string> {

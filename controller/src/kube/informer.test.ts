@@ -4,7 +4,7 @@
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { KubeError, type KubeClient, type WatchEventType, type WatchOptions } from './client.ts';
-import { Informer } from './informer.ts';
+import { Informer, type Indexers } from './informer.ts';
 import type { KubeObject, Resource } from './resources.ts';
 
 const configMap: Resource = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
@@ -65,7 +65,7 @@ class ScriptedClient {
   }
 }
 
-function setup(options: { watchTimeoutSeconds?: number; namespace?: string } = {}) {
+function setup(options: { watchTimeoutSeconds?: number; namespace?: string; indexers?: Indexers<KubeObject>; transform?: (o: KubeObject) => KubeObject } = {}) {
   const client = new ScriptedClient();
   const events: string[] = [];
   const logs: { level: number; msg: string }[] = [];
@@ -73,7 +73,7 @@ function setup(options: { watchTimeoutSeconds?: number; namespace?: string } = {
   const informer = new Informer<KubeObject>(
     client as unknown as KubeClient,
     configMap,
-    { logger, watchTimeoutSeconds: options.watchTimeoutSeconds ?? 60, namespace: options.namespace },
+    { logger, watchTimeoutSeconds: options.watchTimeoutSeconds ?? 60, namespace: options.namespace, indexers: options.indexers, transform: options.transform },
     {
       onAdd: (o) => events.push(`add ${o.metadata.name}@${o.metadata.resourceVersion}`),
       onUpdate: (o, old) => events.push(`update ${o.metadata.name}@${old.metadata.resourceVersion}->${o.metadata.resourceVersion}`),
@@ -105,6 +105,34 @@ describe('Informer', () => {
     expect(informer.list().map((o) => o.metadata.name).sort()).toEqual(['one', 'two']);
     await vi.advanceTimersByTimeAsync(0);
     expect(client.currentWatch.opts).toMatchObject({ resourceVersion: '5', timeoutSeconds: 60 });
+    informer.stop();
+  });
+
+  it('keeps its indexes true through watch events and relists, and caches objects as transformed', async () => {
+    const labelled = (name: string, rv: string, owner?: string): KubeObject => ({ ...cm('a', name, rv), metadata: { ...cm('a', name, rv).metadata, ...(owner && { labels: { owner } }), annotations: { big: 'x'.repeat(100) } } });
+    const { client, events, informer } = setup({
+      indexers: { owner: (o) => (o.metadata.labels?.owner ? [o.metadata.labels.owner] : []) },
+      transform: (o) => ({ ...o, metadata: { ...o.metadata, annotations: undefined } }),
+    });
+    client.lists.push({ items: [labelled('one', '1', 'x'), labelled('two', '2', 'x'), labelled('three', '3')], resourceVersion: '5' });
+    client.lists.push({ items: [labelled('two', '2', 'x'), labelled('four', '9', 'y')], resourceVersion: '10' });
+    informer.start();
+    await vi.advanceTimersByTimeAsync(0);
+    const names = (owner: string) => informer.byIndex('owner', owner).map((o) => o.metadata.name).sort();
+    expect(names('x')).toEqual(['one', 'two']);
+    expect(informer.get('a', 'one')?.metadata.annotations).toBeUndefined();
+    client.currentWatch.send('MODIFIED', labelled('one', '6', 'y'));
+    client.currentWatch.send('ADDED', labelled('three', '7', 'y'));
+    client.currentWatch.send('DELETED', labelled('two', '8', 'x'));
+    expect(names('x')).toEqual([]);
+    expect(names('y')).toEqual(['one', 'three']);
+    // The handlers get the transformed object too.
+    expect(events.at(-1)).toBe('delete two');
+    client.currentWatch.send('ERROR', { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(names('x')).toEqual(['two']);
+    expect(names('y')).toEqual(['four']);
+    expect(() => informer.byIndex('nope', 'x')).toThrow(/no index nope/);
     informer.stop();
   });
 

@@ -13,10 +13,20 @@ export interface InformerHandlers<T extends KubeObject> {
   onDelete?(obj: T): void;
 }
 
-export interface InformerOptions {
+/** Index functions: the values an object is found under (client-go's Indexers). */
+export type Indexers<T> = Record<string, (obj: T) => string[]>;
+
+export interface InformerOptions<T extends KubeObject = KubeObject> {
   namespace?: string;
   labelSelector?: string;
   logger: Logger;
+  /** Lookups by value that would otherwise scan the whole cache (objects by their endpoint label, say). */
+  indexers?: Indexers<T>;
+  /**
+   * Applied to each object before it is cached or handed to the handlers: drop what the controller
+   * never reads, so the cache holds only that (controller-runtime's cache transforms).
+   */
+  transform?: (obj: T) => T;
   /** Server-side bound of each watch; default: random in 300..600, so that replicas do not re-watch in step. */
   watchTimeoutSeconds?: number;
 }
@@ -52,6 +62,10 @@ export class Informer<T extends KubeObject> {
   private readonly log: Logger;
   /** namespace ('' when cluster-scoped) -> name -> object. */
   private store = new Map<string, Map<string, T>>();
+  private readonly indexers: Indexers<T>;
+  private readonly transform: ((obj: T) => T) | undefined;
+  /** index name -> value -> "namespace/name" -> object. */
+  private indices = new Map<string, Map<string, Map<string, T>>>();
   private synced = false;
   private readonly syncWaiters = new Set<() => void>();
   private started = false;
@@ -61,12 +75,14 @@ export class Informer<T extends KubeObject> {
   private resourceVersion: string | undefined;
   private readonly stopController = new AbortController();
 
-  constructor(client: KubeClient, r: Resource, options: InformerOptions, handlers: InformerHandlers<T>) {
+  constructor(client: KubeClient, r: Resource, options: InformerOptions<T>, handlers: InformerHandlers<T>) {
     this.client = client;
     this.resource = r;
     this.namespace = options.namespace;
     this.labelSelector = options.labelSelector;
     this.watchTimeoutSeconds = options.watchTimeoutSeconds;
+    this.indexers = options.indexers ?? {};
+    this.transform = options.transform;
     this.handlers = handlers;
     this.log = options.logger.child({
       resource: r.group ? `${r.plural}.${r.group}` : r.plural,
@@ -111,6 +127,12 @@ export class Informer<T extends KubeObject> {
 
   get(namespace: string | undefined, name: string): T | undefined {
     return this.store.get(namespace ?? '')?.get(name);
+  }
+
+  /** The objects an index finds under a value: no scan of the cache. */
+  byIndex(index: string, value: string): T[] {
+    if (!(index in this.indexers)) throw new Error(`no index ${index} on this informer`);
+    return [...(this.indices.get(index)?.get(value)?.values() ?? [])];
   }
 
   /** All objects, or one namespace's. */
@@ -161,7 +183,10 @@ export class Informer<T extends KubeObject> {
     if (this.stopped) return undefined;
     const old = this.store;
     const fresh = new Map<string, Map<string, T>>();
-    for (const obj of items) {
+    this.indices = new Map();
+    for (let i = 0; i < items.length; i++) {
+      const obj = (items[i] = this.transform ? this.transform(items[i]) : items[i]);
+      this.index(obj, undefined);
       const ns = namespaceOf(obj);
       let byName = fresh.get(ns);
       if (!byName) fresh.set(ns, (byName = new Map()));
@@ -221,21 +246,50 @@ export class Informer<T extends KubeObject> {
     }
     const resourceVersion: string | undefined = object?.metadata?.resourceVersion;
     if (type === 'BOOKMARK' || this.stopped) return resourceVersion;
-    const obj = object as T;
+    const obj = this.transform ? this.transform(object as T) : (object as T);
     const ns = namespaceOf(obj);
     let byName = this.store.get(ns);
     const previous = byName?.get(obj.metadata.name);
     if (type === 'DELETED') {
       byName?.delete(obj.metadata.name);
       if (byName?.size === 0) this.store.delete(ns);
+      if (previous) this.unindex(previous);
       this.notify('delete', obj);
       return resourceVersion;
     }
     if (!byName) this.store.set(ns, (byName = new Map()));
     byName.set(obj.metadata.name, obj);
+    this.index(obj, previous);
     if (previous) this.notify('update', obj, previous);
     else this.notify('add', obj);
     return resourceVersion;
+  }
+
+  /** Files the object under every value of every index, in place of its previous version. */
+  private index(obj: T, previous: T | undefined): void {
+    if (previous) this.unindex(previous);
+    const key = `${namespaceOf(obj)}/${obj.metadata.name}`;
+    for (const [name, values] of Object.entries(this.indexers)) {
+      let index = this.indices.get(name);
+      if (!index) this.indices.set(name, (index = new Map()));
+      for (const value of values(obj)) {
+        let entries = index.get(value);
+        if (!entries) index.set(value, (entries = new Map()));
+        entries.set(key, obj);
+      }
+    }
+  }
+
+  private unindex(obj: T): void {
+    const key = `${namespaceOf(obj)}/${obj.metadata.name}`;
+    for (const [name, values] of Object.entries(this.indexers)) {
+      const index = this.indices.get(name);
+      for (const value of values(obj)) {
+        const entries = index?.get(value);
+        entries?.delete(key);
+        if (entries?.size === 0) index!.delete(value);
+      }
+    }
   }
 
   private notify(event: 'add' | 'update' | 'delete', obj: T, old?: T): void {

@@ -16,6 +16,7 @@ import type { Logger } from '../log.ts';
 import type { OperatorConfig } from '../options.ts';
 import { decide, defaults, type LiveRoute, type RolloutDecision, type RolloutInput } from '../rollout/decide.ts';
 import { hostHolder } from '../rollout/hosts.ts';
+import { indexes, keyOf } from '../controller/indexes.ts';
 import { planFingerprint } from '../rollout/strategies.ts';
 import { renderStatus } from '../rollout/status.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
@@ -31,6 +32,8 @@ import { checkCapacity, nextCheckInMs, runAnalysis, runSmokeTest } from './gates
 export interface Store<T extends KubeObject> {
   get(namespace: string | undefined, name: string): T | undefined;
   list(namespace?: string): T[];
+  /** The objects an index (controller/indexes.ts) files under a value. */
+  byIndex(index: string, value: string): T[];
 }
 
 export interface Caches {
@@ -103,8 +106,25 @@ const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 /** How long the data plane may take to load an auxiliary route object (Traefik reloads at most every 2 s). */
 const auxiliaryLoadMs = 3000;
 
+/** How often the progress of an endpoint's first version is written to its status, at most. */
+const progressStatusMs = 2000;
+
 /** How soon an endpoint blocked by someone else's object looks again. */
 const conflictRecheckMs = 15_000;
+
+/**
+ * Writes one reconcile sends at once: enough to overlap their round trips, few enough that a burst
+ * of reconciles (concurrency x this) stays well inside the API server's in-flight limits.
+ */
+const writesAtOnce = 4;
+
+/** Runs `work` over the items, at most `limit` at once. */
+async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]);
+  }));
+}
 
 function readiness(live: KubeObject | undefined): number {
   return ((live?.status ?? {}) as DeploymentStatus).readyReplicas ?? 0;
@@ -130,6 +150,9 @@ export class EndpointReconciler {
    * status update arrives must not decide on the status before it.
    */
   private readonly written = new Map<string, { over: string | undefined; status: MachineLearningEndpointStatus }>();
+  /** When an endpoint's status was last written, and since when a progress-only write has been put off. */
+  private readonly statusWrittenAt = new Map<string, number>();
+  private readonly statusPending = new Map<string, number>();
 
   private withWrittenStatus(key: string, cached: MachineLearningEndpoint): MachineLearningEndpoint {
     const w = this.written.get(key);
@@ -144,6 +167,8 @@ export class EndpointReconciler {
     const cached = caches.endpoints.get(namespace, name);
     if (!cached) {
       this.written.delete(key);
+      this.statusWrittenAt.delete(key);
+      this.statusPending.delete(key);
       return;
     }
     const endpoint = this.withWrittenStatus(key, cached);
@@ -194,11 +219,9 @@ export class EndpointReconciler {
         for (const d of desired.workloads(ctx, v, deadlineSeconds, count, this.hostNodes(namespace, v.instance))) want(d);
       }
     }
-    await Promise.all(
-      [...wanted.values()].map(async (d) => {
-        if (!(await this.ensure(endpoint, d))) conflicts.push(this.describeConflict(d));
-      }),
-    );
+    await eachLimited([...wanted.values()], writesAtOnce, async (d) => {
+      if (!(await this.ensure(endpoint, d))) conflicts.push(this.describeConflict(d));
+    });
     await this.ensureSnapshotStatuses(namespace, decision.deploy.map((d) => d.plan));
     if (hostBlocked) {
       // Another endpoint holds the host: this one must not route it.
@@ -233,7 +256,7 @@ export class EndpointReconciler {
     // A route just written, that the gateway has not reported on yet, serves nothing so far.
     const routeConditions: ConditionInput[] =
       routeStatus?.conditions ?? (this.provider.reportsStatus && decision.route ? [{ type: 'Accepted', status: 'Unknown', reason: 'Pending', message: `${this.provider.routeResource.kind} ${namespace}/${this.provider.routeName(ctx)} was just written; waiting for the gateway to report on it` }] : []);
-    await this.writeStatus(
+    const statusDeferredMs = await this.writeStatus(
       endpoint,
       renderStatus({
         decision: this.withLiveReplicas(namespace, decision),
@@ -258,7 +281,7 @@ export class EndpointReconciler {
     // the metric gates of a bake come due on their own clock.
     const checkDue = decision.outcome.rollout?.phase === 'Progressing' && decision.outcome.rollout.weight ? nextCheckInMs(endpoint.spec.rollout?.analysis?.checks ?? [], decision.outcome.rollout.analysis, decision.outcome.rollout.stepStartedAt, now) : undefined;
     const auxiliaryDue = this.auxiliaryWaitMs(namespace, decision.deploy.flatMap((d) => d.plan.variants.filter((v) => !v.variant.shadow).map((v) => v.instance)), now);
-    const requeueAfterMs = [decision.requeueAfterMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, auxiliaryDue].filter((n): n is number => n !== undefined).reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
+    const requeueAfterMs = [decision.requeueAfterMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, auxiliaryDue, statusDeferredMs].filter((n): n is number => n !== undefined).reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
     return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
   }
 
@@ -399,16 +422,10 @@ export class EndpointReconciler {
 
   private snapshotPlan(namespace: string, endpoint: string, version: string): VersionPlan | undefined {
     const { caches } = this.deps;
-    const configInstance = caches.configs
-      .list(namespace)
-      .find((c) => isSnapshot(c) && c.metadata.labels?.[labels.endpoint] === endpoint && c.metadata.labels?.[labels.version] === version);
+    const key = keyOf(namespace, endpoint);
+    const configInstance = caches.configs.byIndex(indexes.endpoint, key).find((c) => c.metadata.labels?.[labels.version] === version);
     if (!configInstance) return undefined;
-    const models = new Map(
-      caches.models
-        .list(namespace)
-        .filter((m) => isSnapshot(m) && m.metadata.labels?.[labels.endpoint] === endpoint)
-        .map((m) => [m.metadata.name!, m]),
-    );
+    const models = new Map(caches.models.byIndex(indexes.endpoint, key).map((m) => [m.metadata.name!, m]));
     return planFromSnapshot(configInstance, models);
   }
 
@@ -479,7 +496,7 @@ export class EndpointReconciler {
   private hostConflict(ctx: desired.EndpointContext): ConditionInput | undefined {
     const { endpoint, config } = ctx;
     const host = desired.hostOf(ctx);
-    const holder = hostHolder(host, this.deps.caches.endpoints.list().filter((e) => desired.hostOf({ endpoint: e, config }) === host));
+    const holder = hostHolder(host, this.deps.caches.endpoints.byIndex(indexes.host, host).filter((e) => desired.hostOf({ endpoint: e, config }) === host));
     if (!holder || holder.metadata.uid === endpoint.metadata.uid) return undefined;
     return {
       type: 'Ready',
@@ -501,7 +518,7 @@ export class EndpointReconciler {
     ];
     for (const [resource, store] of stores) {
       if (!resource || !store) continue;
-      for (const o of store.list(namespace)) {
+      for (const o of store.byIndex(indexes.endpoint, keyOf(namespace, endpoint.metadata.name!))) {
         if (ownedBy(endpoint, o)) await client.delete(resource, namespace, o.metadata.name, { uid: o.metadata.uid });
       }
     }
@@ -595,7 +612,8 @@ export class EndpointReconciler {
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
     const uid = endpoint.metadata.uid!;
-    const ours = (o: KubeObject) => o.metadata.labels?.[labels.endpoint] === name && o.metadata.ownerReferences?.some((r) => r.uid === uid);
+    const ours = (o: KubeObject) => o.metadata.ownerReferences?.some((r) => r.uid === uid);
+    const key = keyOf(namespace, name);
     const deletions: Promise<unknown>[] = [];
     const remove = (r: Resource, o: KubeObject) => deletions.push(client.delete(r, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background', uid: o.metadata.uid }));
 
@@ -604,14 +622,14 @@ export class EndpointReconciler {
       [resources.deployment, caches.deployments],
       [resources.service, caches.services],
     ] as const) {
-      for (const o of store.list(namespace)) if (gone(o)) remove(resource, o);
+      for (const o of store.byIndex(indexes.endpoint, key)) if (gone(o)) remove(resource, o);
     }
     // Auxiliary route objects go with their Service.
-    if (this.provider.auxiliaryResource) for (const o of caches.auxiliary?.list(namespace) ?? []) if (gone(o)) remove(this.provider.auxiliaryResource, o);
+    if (this.provider.auxiliaryResource) for (const o of caches.auxiliary?.byIndex(indexes.endpoint, key) ?? []) if (gone(o)) remove(this.provider.auxiliaryResource, o);
     // Autoscalers go with their Deployment, and when their variant no longer scales (or failed).
-    for (const o of caches.autoscalers?.list(namespace) ?? []) if (ours(o) && !keepAutoscalers.has(o.metadata.name)) remove(this.autoscalerResource, o);
+    for (const o of caches.autoscalers?.byIndex(indexes.endpoint, key) ?? []) if (ours(o) && !keepAutoscalers.has(o.metadata.name)) remove(this.autoscalerResource, o);
     // A claim already being deleted has been cleaned up: its pods are ending, its volume follows.
-    const claims = caches.claims.list(namespace).filter((c) => gone(c) && !c.metadata.deletionTimestamp);
+    const claims = caches.claims.byIndex(indexes.endpoint, key).filter((c) => gone(c) && !c.metadata.deletionTimestamp);
     if (this.deps.config.storage.mode === 'hostPath') {
       // The files stay on the nodes unless removed: a clean-up pod first, then the claim and the volume.
       deletions.push(...claims.map((c) => this.cleanUp(endpoint, c)));
@@ -619,14 +637,14 @@ export class EndpointReconciler {
       for (const c of claims) remove(resources.persistentVolumeClaim, c);
     }
 
-    const configSnapshots = caches.configs.list(namespace).filter((c) => isSnapshot(c) && ours(c));
+    const configSnapshots = caches.configs.byIndex(indexes.endpoint, key).filter(ours);
     const keptConfigs = configSnapshots.filter((c) => keepVersions.has(c.metadata.labels?.[labels.version] ?? ''));
     for (const c of configSnapshots) if (!keptConfigs.includes(c)) remove(resources.endpointConfig, c);
     // Model snapshots are shared between config versions: keep every one a kept config refers to.
     if (keptConfigs.every((c) => c.status?.modelVersions)) {
       const keptModels = new Set([...keepInstances, ...keptConfigs.flatMap((c) => c.status!.modelVersions!.map((m) => m.instance ?? ''))]);
-      for (const m of caches.models.list(namespace)) {
-        if (isSnapshot(m) && ours(m) && !keptModels.has(m.metadata.name!)) remove(resources.model, m);
+      for (const m of caches.models.byIndex(indexes.endpoint, key)) {
+        if (ours(m) && !keptModels.has(m.metadata.name!)) remove(resources.model, m);
       }
     }
     await Promise.all(deletions);
@@ -636,8 +654,35 @@ export class EndpointReconciler {
     return { ...(endpoint as KubeObject), apiVersion: 'ml-operator.dev/v1alpha1', kind: resources.endpoint.kind };
   }
 
-  private async writeStatus(endpoint: MachineLearningEndpoint, next: MachineLearningEndpointStatus): Promise<void> {
-    if (canonicalJson(endpoint.status ?? {}) === canonicalJson(next)) return;
+  /**
+   * Writes the status when it says something new. While an endpoint brings up its first version,
+   * its progress (Creating, then RoutePending: ready counts, the gateway's report) is written at most
+   * once per `progressStatusMs`, the latest state at the end of the window: most endpoints then
+   * go from nothing to InService in one write. Anything else (serving, a failure, a rollout's step,
+   * which a later pass reads back) is written at once. Returns how long a write was put off, if it was.
+   */
+  private async writeStatus(endpoint: MachineLearningEndpoint, next: MachineLearningEndpointStatus): Promise<number | undefined> {
+    const key = `${endpoint.metadata.namespace}/${endpoint.metadata.name}`;
+    if (canonicalJson(endpoint.status ?? {}) === canonicalJson(next)) {
+      this.statusPending.delete(key);
+      return undefined;
+    }
+    const ready = next.conditions?.find((c) => c.type === 'Ready');
+    const progressOnly = !endpoint.status?.endpointConfigVersion && !endpoint.metadata.deletionTimestamp && (ready?.reason === 'Creating' || ready?.reason === 'RoutePending');
+    if (progressOnly) {
+      const now = this.now().getTime();
+      let since = this.statusPending.get(key);
+      if (since === undefined) {
+        // The window opens with the first status ever wanted, or with the last write.
+        const last = this.statusWrittenAt.get(key);
+        since = last === undefined ? now : last;
+        this.statusPending.set(key, since);
+      }
+      const left = since + progressStatusMs - now;
+      if (left > 0) return left;
+    }
+    this.statusPending.delete(key);
+    this.statusWrittenAt.set(key, this.now().getTime());
     this.recordTransitions(endpoint, endpoint.status?.conditions, next.conditions ?? []);
     await this.deps.client.applyStatus(resources.endpoint, {
       apiVersion: 'ml-operator.dev/v1alpha1',
@@ -645,7 +690,8 @@ export class EndpointReconciler {
       metadata: { name: endpoint.metadata.name!, namespace: endpoint.metadata.namespace },
       status: next,
     });
-    this.written.set(`${endpoint.metadata.namespace}/${endpoint.metadata.name}`, { over: endpoint.metadata.resourceVersion, status: next });
+    this.written.set(key, { over: endpoint.metadata.resourceVersion, status: next });
+    return undefined;
   }
 
   /** One Event per condition that turns bad, so `kubectl describe` and `kubectl get events` tell the story. */
@@ -653,7 +699,8 @@ export class EndpointReconciler {
     for (const c of after) {
       const old = before?.find((b) => b.type === c.type);
       if (c.status !== 'False' || (old?.status === 'False' && old.reason === c.reason)) continue;
-      if (c.reason === 'Creating') continue;
+      // Bringing up a first version, and waiting for the gateway to take a route, are not warnings.
+      if (c.reason === 'Creating' || c.reason === 'RoutePending') continue;
       this.deps.events.record(this.involved(endpoint), 'Warning', c.reason, c.message);
     }
   }
@@ -676,12 +723,12 @@ export class EndpointReconciler {
     if (endpoint.status?.state !== 'Deleting') await this.writeStatus(endpoint, { ...endpoint.status, state: 'Deleting' });
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
-    const claims = this.deps.caches.claims.list(namespace).filter((c) => c.metadata.labels?.[labels.endpoint] === name && ownedBy(endpoint, c) && !c.metadata.deletionTimestamp);
+    const claims = this.deps.caches.claims.byIndex(indexes.endpoint, keyOf(namespace, name)).filter((c) => ownedBy(endpoint, c) && !c.metadata.deletionTimestamp);
     const done = await Promise.all(claims.map((c) => this.cleanUp(endpoint, c)));
     this.deps.logger.debug({ endpoint: `${namespace}/${name}`, claims: claims.map((c) => c.metadata.name), done }, 'removing what owner references cannot reach');
     // Clean-up pods run: their end (a pod event) brings the endpoint back here.
     if (done.some((d) => !d)) return { requeueAfterMs: 30_000 };
-    const volumes = (this.deps.caches.volumes?.list() ?? []).filter((v) => v.metadata.labels?.[labels.endpoint] === name && v.metadata.labels?.[labels.endpointNamespace] === namespace);
+    const volumes = this.deps.caches.volumes?.byIndex(indexes.endpoint, keyOf(namespace, name)) ?? [];
     await Promise.all(volumes.map((v) => this.deps.client.delete(resources.persistentVolume, undefined, v.metadata.name, { uid: v.metadata.uid })));
     await this.setFinalizer(endpoint, false);
   }

@@ -33,8 +33,13 @@ export class Metrics {
   });
   readonly apiWrites = new Counter({
     name: 'ml_operator_api_writes_total',
-    help: 'Write requests sent to the Kubernetes API, by verb (apply, create, update, delete) and resource.',
+    help: 'Write requests sent to the Kubernetes API, by verb (apply, create, update, delete) and resource (with /status for status writes).',
     labelNames: ['verb', 'resource'] as const,
+    registers: [this.registry],
+  });
+  readonly apiThrottled = new Counter({
+    name: 'ml_operator_api_throttled_total',
+    help: 'Answers of the Kubernetes API asking to retry later (429 Too Many Requests, or Retry-After), each retried after the wait it asked for.',
     registers: [this.registry],
   });
   readonly rolloutStep = new Gauge({

@@ -34,6 +34,39 @@ describe('WorkQueue', () => {
     expect(queue.depth).toBe(0);
   });
 
+  it('runs low-priority keys after every other key, and moves one up when it is named again at normal priority', async () => {
+    const queue = new WorkQueue({ concurrency: 1, logger });
+    for (const k of ['new1', 'new2', 'new3']) queue.add(k, 'low');
+    queue.add('busy');
+    queue.add('new3');
+    queue.add('busy', 'low');
+    expect(queue.depth).toBe(4);
+    const seen: string[] = [];
+    queue.start(async (key) => {
+      seen.push(key);
+      // An event about an endpoint in flight, while first passes wait: it goes first.
+      if (key === 'busy' && seen.length === 1) queue.add('busy');
+    });
+    await vi.runAllTimersAsync();
+    expect(seen).toEqual(['busy', 'new3', 'busy', 'new1', 'new2']);
+  });
+
+  it('puts a key added low while it runs back in line low', async () => {
+    const { calls, handler } = controlledHandler();
+    const queue = new WorkQueue({ concurrency: 1, logger });
+    queue.start(handler);
+    queue.add('a');
+    await vi.advanceTimersByTimeAsync(0);
+    queue.add('a', 'low');
+    queue.add('b');
+    calls[0].resolve();
+    await vi.advanceTimersByTimeAsync(0);
+    calls[1].resolve();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.map((c) => c.key)).toEqual(['a', 'b', 'a']);
+    calls[2].resolve();
+  });
+
   it('never runs the same key twice at once, and runs it again once if added while running', async () => {
     const { calls, handler } = controlledHandler();
     const queue = new WorkQueue({ concurrency: 4, logger });

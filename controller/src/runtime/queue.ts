@@ -1,6 +1,8 @@
-// The work queue, like client-go's rate-limited queue: a key is queued at most once however many
-// events name it, is never processed twice at once, is retried with per-key exponential backoff when
-// its handler throws, and at most `concurrency` keys are processed together.
+// The work queue, like client-go's rate-limited priority queue: a key is queued at most once however
+// many events name it, is never processed twice at once, is retried with per-key exponential backoff
+// when its handler throws, and at most `concurrency` keys are processed together. Keys queued with
+// low priority (first passes of new endpoints) wait behind every other key, so that a burst of new
+// endpoints never delays the ones already in flight; a low key named again at normal priority moves up.
 import type { Logger } from '../log.ts';
 
 /** What a reconcile returns: done, or "look again after this long". Throwing means "retry with backoff". */
@@ -31,8 +33,11 @@ export class WorkQueue {
   private readonly maxDelayMs: number;
   private readonly log: Logger;
   private readonly onDepth: ((depth: number) => void) | undefined;
-  /** Keys ready to be processed, in order. */
-  private readonly ready: string[] = [];
+  /** Keys ready to be processed, in order (a Set keeps insertion order): normal priority, then low. */
+  private readonly ready = new Set<string>();
+  private readonly readyLow = new Set<string>();
+  /** Low-priority adds of keys being processed: they go back in line low. */
+  private readonly lowWhenDone = new Set<string>();
   /** Keys that must be processed (again): those in `ready`, and those processing that were added meanwhile. */
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
@@ -54,15 +59,24 @@ export class WorkQueue {
 
   /** Keys waiting to be processed. */
   get depth(): number {
-    return this.ready.length;
+    return this.ready.size + this.readyLow.size;
   }
 
-  add(key: string): void {
-    if (this.shuttingDown || this.dirty.has(key)) return;
+  add(key: string, priority: 'normal' | 'low' = 'normal'): void {
+    if (this.shuttingDown) return;
+    if (this.dirty.has(key)) {
+      if (priority === 'low') return;
+      this.lowWhenDone.delete(key);
+      if (this.readyLow.delete(key)) this.ready.add(key);
+      return;
+    }
     this.dirty.add(key);
     // A key being processed goes back in line when its handler finishes.
-    if (this.processing.has(key)) return;
-    this.ready.push(key);
+    if (this.processing.has(key)) {
+      if (priority === 'low') this.lowWhenDone.add(key);
+      return;
+    }
+    (priority === 'low' ? this.readyLow : this.ready).add(key);
     this.depthChanged();
     this.pump();
   }
@@ -95,7 +109,9 @@ export class WorkQueue {
     this.shuttingDown = true;
     for (const { timer } of this.delayed.values()) clearTimeout(timer);
     this.delayed.clear();
-    this.ready.length = 0;
+    this.ready.clear();
+    this.readyLow.clear();
+    this.lowWhenDone.clear();
     this.dirty.clear();
     this.depthChanged();
     if (this.processing.size === 0) return;
@@ -110,8 +126,10 @@ export class WorkQueue {
   private pump(): void {
     const handler = this.handler;
     if (!handler) return;
-    while (!this.shuttingDown && this.processing.size < this.concurrency && this.ready.length > 0) {
-      const key = this.ready.shift()!;
+    while (!this.shuttingDown && this.processing.size < this.concurrency && this.depth > 0) {
+      const queue = this.ready.size > 0 ? this.ready : this.readyLow;
+      const key: string = queue.values().next().value!;
+      queue.delete(key);
       this.dirty.delete(key);
       this.processing.add(key);
       this.depthChanged();
@@ -141,7 +159,7 @@ export class WorkQueue {
         if (this.processing.size === 0) this.drained?.();
       } else {
         if (this.dirty.has(key)) {
-          this.ready.push(key);
+          (this.lowWhenDone.delete(key) ? this.readyLow : this.ready).add(key);
           this.depthChanged();
         }
         this.pump();
@@ -150,6 +168,6 @@ export class WorkQueue {
   }
 
   private depthChanged(): void {
-    this.onDepth?.(this.ready.length);
+    this.onDepth?.(this.depth);
   }
 }
