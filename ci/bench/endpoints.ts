@@ -1,29 +1,49 @@
-// `npm run bench`: N endpoints of 2 variants each created at once on the local cluster, routed by
-// the Gateway API provider on the cluster's shared Gateway. Reports the time until all are InService,
-// the controller's write requests per endpoint and its peak RSS, against the lower bound: the same
-// objects applied directly by a minimal client, timed until every Deployment is Available. Then one
-// real request per endpoint goes through the gateway. Figures are printed, never asserted.
-// Usage: npm run bench [-- --endpoints=200 --concurrency=8 --controller-concurrency=8]
-import { readFileSync } from 'node:fs';
+// `npm run bench`: for each N (50, 200 and 1,000 by default), N endpoints of 2 variants each are
+// created at once on a fresh local cluster, routed by the Gateway API provider on the cluster's
+// shared Gateway, and measured against a lower bound made in the same cluster: the same objects
+// applied directly by a minimal client that already knows the answer, timed until every Deployment
+// is Available and the gateway has accepted every route (what InService means). Then one real
+// request per endpoint goes through the gateway, and the controller is restarted cold over the N
+// converged endpoints. Figures are printed, never asserted.
+//
+// The controller runs as the image runs it: the compiled JavaScript of controller/dist (built here
+// with the project's TypeScript), unless --type-stripping runs controller/src/main.ts directly.
+// Usage: npm run bench [-- --endpoints=50,200,1000 --concurrency=8 --controller-concurrency=8 --kube-api-qps=N --kube-api-burst=N --cpu-prof --controller-log=PATH]
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
+import { labels } from '../../controller/src/desired/labels.ts';
 import * as desired from '../../controller/src/desired/objects.ts';
 import { planFromTemplates } from '../../controller/src/desired/plan.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
+import { Informer } from '../../controller/src/kube/informer.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
-import { parseConfig } from '../../controller/src/options.ts';
+import { parseConfig, type OperatorConfig } from '../../controller/src/options.ts';
 import { routingProvider } from '../../controller/src/routing/providers.ts';
 import { backends } from '../../controller/src/routing/route.ts';
-import { startControlPlane } from '../cluster/control-plane.ts';
-import { chartConfig, installChart, serviceAccountKubeconfig, startControllerProcess } from '../cluster/operator.ts';
+import { startControlPlane, type ControlPlane } from '../cluster/control-plane.ts';
+import { chartConfig, installChart, release, serviceAccount, serviceAccountKubeconfig, startControllerProcess } from '../cluster/operator.ts';
 import { log } from '../log.ts';
-import { report, startLoad, type Sample } from '../traffic/load.ts';
+import { percentile, report, startLoad, type Sample } from '../traffic/load.ts';
 import { waitFor } from '../wait.ts';
 
-const arg = (name: string, fallback: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
-const endpoints = arg('endpoints', 200);
-const concurrency = arg('concurrency', 8);
-const controllerConcurrency = arg('controller-concurrency', 8);
+const root = join(import.meta.dirname, '..', '..');
+const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+const sizes = (flag('endpoints') ?? '50,200,1000').split(',').map(Number);
+if (sizes.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--endpoints=${flag('endpoints')}: expected counts separated by commas, e.g. 50,200,1000`);
+const concurrency = Number(flag('concurrency') ?? 8);
+const controllerConcurrency = Number(flag('controller-concurrency') ?? 8);
+const typeStripping = process.argv.includes('--type-stripping');
+const cpuProfile = process.argv.includes('--cpu-prof');
+/** Where to write the controller's debug log of each run (`<path>.<N>`), to see where its time goes. */
+const controllerLog = flag('controller-log');
+/** The controller's client rate limit, when not the chart's default. */
+const controllerArgs = [flag('kube-api-qps') && `--kube-api-qps=${flag('kube-api-qps')}`, flag('kube-api-burst') && `--kube-api-burst=${flag('kube-api-burst')}`].filter((a): a is string => !!a);
 const apiVersion = 'ml-operator.dev/v1alpha1';
+const quiet = pino({ level: 'silent' });
 
 // No artifacts: the local cluster runs each pod's fetcher as a process of its own, and thousands of
 // them would measure process start-up on two cores, the same in both runs, rather than the controller.
@@ -37,125 +57,351 @@ const config: MachineLearningEndpointConfigSpec = {
     { model: 'challenger', weight: 10, instances: 1, cpus: '100m', memory: '128Mi' },
   ],
 };
+/** What the controller creates per endpoint: HTTPRoute, config snapshot, 2 model snapshots, 2 Deployments, 2 Services. */
+const objectsPerEndpoint = 8;
+/** Status writes a snapshot needs (the status subresource cannot be set at creation): the config's and the 2 models'. */
+const snapshotStatusesPerEndpoint = 3;
 const endpointName = (i: number) => `e${String(i).padStart(4, '0')}`;
 
 /** Runs `work` over 0..count-1 with at most `limit` at once. */
 async function pool(count: number, limit: number, work: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, count) }, async () => {
-    while (next < count) await work(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(limit, count) }, async () => {
+      while (next < count) await work(next++);
+    }),
+  );
 }
 
-const cluster = await startControlPlane({ nodes: Math.max(2, Math.ceil((endpoints * 4) / 240)) });
-try {
-  const admin = cluster.kubeConfig();
-  const { gateway } = cluster;
-  await installChart(cluster.kubeconfigPath, [
-    'controller.config.routing.provider=gatewayAPI',
-    `controller.config.routing.gatewayAPI.sharedGateway.name=${gateway.shared.name}`,
-    `controller.config.routing.gatewayAPI.sharedGateway.namespace=${gateway.shared.namespace}`,
-  ]);
-  let writes = 0;
-  const client = new KubeClient(admin, { fieldManager: 'bench', onWrite: () => writes++ });
-  const operatorConfig = parseConfig(await chartConfig(admin), 'chart ConfigMap');
+interface Result {
+  endpoints: number;
+  lowerBound: { seconds: number; medianMs: number; p90Ms: number; availableMedianMs: number; writesPerEndpoint: number };
+  controller: {
+    seconds: number;
+    medianMs: number;
+    p90Ms: number;
+    /** From an endpoint's Deployments being Available to its being InService. */
+    switchLagMs: { median: number; p90: number; max: number };
+    /** From the gateway accepting an endpoint's route to its being InService. */
+    acceptedLagMs: { median: number; p90: number };
+    writes: Record<'objects' | 'snapshotStatuses' | 'endpointStatuses' | 'events' | 'other', number>;
+    cpuSeconds: number;
+    peakRssKiB: number;
+    throttled: number;
+    reconciles: number;
+  };
+  gateway: { answered: number; byStatus: Record<string, number>; p50: number; p99: number };
+  restart: { readyMs: number; reconciledMs: number; writes: number; peakRssKiB: number };
+  apiServer: { conflictsByUser: Record<string, number>; throttled: number; controllerRequests: Record<string, number> };
+}
 
-  // Lower bound: what a minimal client that already knows the answer must do.
-  const direct = 'bench-direct';
-  await client.create(resources.namespace, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: direct } });
-  log(`bench: lower bound: applying the objects of ${endpoints} endpoints directly`);
-  const directStarted = Date.now();
-  writes = 0;
-  await pool(endpoints, concurrency, async (i) => {
-    const endpoint: MachineLearningEndpoint = { metadata: { name: endpointName(i), namespace: direct, uid: '00000000-0000-0000-0000-000000000000' }, spec: { config: 'ab' } };
-    const resolution = planFromTemplates(endpointName(i), 'ab', config, new Map(Object.entries(models)));
-    if (!resolution.ok) throw new Error('unresolved');
-    const ctx = { endpoint, config: operatorConfig };
-    const provider = routingProvider(operatorConfig);
-    const route = { host: desired.hostOf(ctx), backends: backends([{ plan: resolution.plan, percent: 100 }]) };
-    const objects = [...provider.gateways(ctx), ...resolution.plan.variants.flatMap((v) => desired.workloads(ctx, v, 600)), ...provider.routes(ctx, route)];
-    for (const d of objects) {
-      delete d.object.metadata.ownerReferences;
-      await client.apply(d.resource, d.object);
-    }
-  });
-  const directWrites = writes;
-  await waitFor('every directly applied Deployment to be Available', 600_000, async () => {
-    const { items } = await client.list<KubeObject & { status?: { readyReplicas?: number } }>(resources.deployment, direct);
-    return items.length === endpoints * 2 && items.every((d) => (d.status?.readyReplicas ?? 0) >= 1) ? true : undefined;
-  });
-  const directSeconds = (Date.now() - directStarted) / 1000;
-  log(`bench: lower bound: ${directSeconds.toFixed(1)}s, ${(directWrites / endpoints).toFixed(1)} writes per endpoint`);
 
-  // The controller: templates first, then N endpoints at once.
-  const ns = 'bench-controller';
-  await client.create(resources.namespace, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
-  const controller = await startControllerProcess({
-    kubeconfig: await serviceAccountKubeconfig(admin),
-    config: await chartConfig(admin),
-    namespaces: [ns],
-    concurrency: controllerConcurrency,
-  });
-  for (const [name, spec] of Object.entries(models)) await client.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name, namespace: ns }, spec });
-  await client.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name: 'ab', namespace: ns }, spec: config });
-  const writesBefore = await controllerWrites();
-  log(`bench: controller: creating ${endpoints} endpoints at once`);
-  const started = Date.now();
-  let peakRss = 0;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rss(controller.child.pid!))), 250);
-  await pool(endpoints, concurrency, (i) => client.apply(resources.endpoint, { apiVersion, kind: 'MachineLearningEndpoint', metadata: { name: endpointName(i), namespace: ns }, spec: { config: 'ab' } }));
-  let lastCount = -1;
-  await waitFor('every endpoint to be InService', 900_000, async () => {
-    const { items } = await client.list<MachineLearningEndpoint & KubeObject>(resources.endpoint, ns);
-    const count = items.filter((e) => e.status?.state === 'InService' && e.status.ready === '2/2').length;
-    if (count !== lastCount) log(`bench: ${count}/${endpoints} InService after ${((Date.now() - started) / 1000).toFixed(1)}s`);
-    lastCount = count;
-    return count === endpoints ? true : undefined;
-  });
-  const seconds = (Date.now() - started) / 1000;
-  // Let the last status writes land before counting.
-  await waitFor('the work queue to drain', 60_000, async () => (/^ml_operator_workqueue_depth 0$/m.test(await controller.metrics()) ? true : undefined));
-  clearInterval(sampler);
-  peakRss = Math.max(peakRss, peakRssOf(controller.child.pid!));
-  const controllerWriteCount = (await controllerWrites()) - writesBefore;
-  await controller.stop();
+async function measure(endpoints: number): Promise<Result> {
+  log(`bench: ${endpoints} endpoints: starting a fresh local cluster`);
+  const cluster = await startControlPlane({ nodes: Math.max(2, Math.ceil((endpoints * 4) / 240)) });
+  try {
+    const admin = cluster.kubeConfig();
+    const { gateway } = cluster;
+    await installChart(cluster.kubeconfigPath, [
+      'controller.config.routing.provider=gatewayAPI',
+      `controller.config.routing.gatewayAPI.sharedGateway.name=${gateway.shared.name}`,
+      `controller.config.routing.gatewayAPI.sharedGateway.namespace=${gateway.shared.namespace}`,
+    ]);
+    let writes = 0;
+    const client = new KubeClient(admin, { fieldManager: 'bench', onWrite: () => writes++ });
+    const operatorConfig = parseConfig(await chartConfig(admin), 'chart ConfigMap');
 
-  // Every endpoint answers through the gateway: one request each (the gateway may take a moment to serve the last routes).
-  const host = (i: number) => `${endpointName(i)}.${ns}.${operatorConfig.defaultDomain}`;
-  const url = `http://${gateway.address}:${gateway.port}/predict`;
-  await waitFor('the gateway to route the last endpoint', 60_000, async () => {
-    const probe = startLoad({ url, host: host(endpoints - 1), requests: 1, concurrency: 1, maxDurationMs: 5000 });
-    await probe.done;
-    return probe.samples[0].status === 200 ? true : undefined;
-  });
-  const answers: Sample[] = [];
-  await pool(endpoints, 16, async (i) => {
-    const one = startLoad({ url, host: host(i), requests: 1, concurrency: 1, maxDurationMs: 10_000 });
-    await one.done;
-    answers.push(one.samples[0]);
-  });
-  const served = answers.filter((a) => a.status === 200 && a.backend?.instance).length;
-  const traffic = report(answers, 0);
+    // Lower bound: what a minimal client that already knows the answer must do.
+    const direct = 'bench-direct';
+    await client.create(resources.namespace, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: direct } });
+    // Done when both Deployments are Available and the gateway accepted the route: what InService means.
+    const directTimes = perEndpointTimes(config.models.length + 1);
+    const directInformers = [deploymentsAvailable(client, direct, directTimes.done), routesAccepted(client, direct, operatorConfig, (name) => directTimes.done(name, 'route'))];
+    log(`bench: ${endpoints}: lower bound: applying the objects of ${endpoints} endpoints directly`);
+    const directStarted = Date.now();
+    // All N are asked for at once, as in the controller's run: each one's time counts from now.
+    for (let i = 0; i < endpoints; i++) directTimes.started(endpointName(i));
+    const directAvailable = perEndpointTimes(config.models.length);
+    for (let i = 0; i < endpoints; i++) directAvailable.started(endpointName(i));
+    directInformers.push(deploymentsAvailable(client, direct, directAvailable.done));
+    writes = 0;
+    await pool(endpoints, concurrency, async (i) => {
+      const endpoint: MachineLearningEndpoint = { metadata: { name: endpointName(i), namespace: direct, uid: '00000000-0000-0000-0000-000000000000' }, spec: { config: 'ab' } };
+      const resolution = planFromTemplates(endpointName(i), 'ab', config, new Map(Object.entries(models)));
+      if (!resolution.ok) throw new Error('unresolved');
+      const ctx = { endpoint, config: operatorConfig };
+      const provider = routingProvider(operatorConfig);
+      const route = { host: desired.hostOf(ctx), backends: backends([{ plan: resolution.plan, percent: 100 }]) };
+      const objects = [...provider.gateways(ctx), ...resolution.plan.variants.flatMap((v) => desired.workloads(ctx, v, 600)), ...provider.routes(ctx, route)];
+      for (const d of objects) {
+        delete d.object.metadata.ownerReferences;
+        await client.apply(d.resource, d.object);
+      }
+    });
+    const directWrites = writes;
+    await waitFor(`every directly applied Deployment to be Available (${endpoints} endpoints)`, 900_000, async () => progress('lower bound', directTimes, endpoints, directStarted));
+    const directSeconds = (Date.now() - directStarted) / 1000;
+    for (const i of directInformers) i.stop();
+    const lowerBound = { seconds: directSeconds, ...directTimes.percentiles(), availableMedianMs: directAvailable.percentiles().medianMs, writesPerEndpoint: directWrites / endpoints };
+    log(`bench: ${endpoints}: lower bound: ${directSeconds.toFixed(1)}s, median ${(lowerBound.medianMs / 1000).toFixed(1)}s per endpoint`);
 
-  const objectsPerEndpoint = 8; // HTTPRoute, config snapshot, 2 model snapshots, 2 Deployments, 2 Services
-  process.stdout.write(
-    [
-      '',
-      `ml-operator benchmark: ${endpoints} endpoints x 2 variants, created at once (client concurrency ${concurrency}, controller --concurrency=${controllerConcurrency})`,
-      `  controller: all InService in ${seconds.toFixed(1)}s; ${(controllerWriteCount / endpoints).toFixed(1)} write requests per endpoint (objects it creates: ${objectsPerEndpoint}, plus status updates); peak RSS ${(peakRss / 1024).toFixed(0)} MiB`,
-      `  lower bound (same Deployments, Services and HTTPRoute applied directly): ${directSeconds.toFixed(1)}s; ${(directWrites / endpoints).toFixed(1)} writes per endpoint`,
-      `  through the gateway: ${served}/${endpoints} endpoints answered by a model; statuses ${JSON.stringify(traffic.byStatus)}; latency p50 ${traffic.latency.p50.toFixed(1)} ms, p99 ${traffic.latency.p99.toFixed(1)} ms`,
-      `  ratio controller / lower bound: ${(seconds / directSeconds).toFixed(2)}x (target <= 1.5x)`,
-      '',
-    ].join('\n') + '\n',
-  );
+    // The controller: templates first, then N endpoints at once.
+    const ns = 'bench-controller';
+    await client.create(resources.namespace, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    const profileDir = cpuProfile ? mkdtempSync(join(tmpdir(), 'ml-operator-bench-prof-')) : undefined;
+    const start = async () =>
+      startControllerProcess({
+        kubeconfig: await serviceAccountKubeconfig(admin),
+        config: await chartConfig(admin),
+        namespaces: [ns],
+        concurrency: controllerConcurrency,
+        entry,
+        nodeOptions: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined,
+        logLevel: controllerLog ? 'debug' : undefined,
+        args: controllerArgs,
+      });
+    const controller = await start();
+    for (const [name, spec] of Object.entries(models)) await client.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name, namespace: ns }, spec });
+    await client.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name: 'ab', namespace: ns }, spec: config });
+    const times = perEndpointTimes();
+    // When each endpoint's Deployments became Available, and its route accepted: the switch should follow at once.
+    const available = perEndpointTimes(config.models.length);
+    const accepted = perEndpointTimes();
+    const controllerInformers = [deploymentsAvailable(client, ns, available.done), routesAccepted(client, ns, operatorConfig, accepted.done)];
+    const inService = new Informer<MachineLearningEndpoint & KubeObject>(client, resources.endpoint, { namespace: ns, logger: quiet }, {
+      onAdd: (e) => isInService(e) && times.done(e.metadata.name),
+      onUpdate: (e) => isInService(e) && times.done(e.metadata.name),
+    });
+    inService.start();
+    await inService.waitForSync();
+    const metricsBefore = await controller.metrics();
+    const cpuBefore = cpuSeconds(controller.child.pid!);
+    log(`bench: ${endpoints}: controller: creating ${endpoints} endpoints at once`);
+    const started = Date.now();
+    let peakRss = 0;
+    const sampler = setInterval(() => (peakRss = Math.max(peakRss, rss(controller.child.pid!))), 250);
+    await pool(endpoints, concurrency, async (i) => {
+      times.started(endpointName(i));
+      await client.apply(resources.endpoint, { apiVersion, kind: 'MachineLearningEndpoint', metadata: { name: endpointName(i), namespace: ns }, spec: { config: 'ab' } });
+    });
+    await waitFor(`every endpoint to be InService (${endpoints})`, 900_000, async () => progress('controller', times, endpoints, started));
+    const seconds = (Date.now() - started) / 1000;
+    inService.stop();
+    for (const i of controllerInformers) i.stop();
+    const lag = (from: ReturnType<typeof perEndpointTimes>) => [...Array(endpoints).keys()].map((i) => (times.doneAt(endpointName(i)) ?? 0) - (from.doneAt(endpointName(i)) ?? 0)).sort((x, y) => x - y);
+    const switchLag = lag(available);
+    const acceptLag = lag(accepted);
+    // Let the last status writes land before counting.
+    await waitFor('the work queue to drain', 60_000, async () => (/^ml_operator_workqueue_depth 0$/m.test(await controller.metrics()) ? true : undefined));
+    clearInterval(sampler);
+    peakRss = Math.max(peakRss, peakRssOf(controller.child.pid!));
+    const cpu = cpuSeconds(controller.child.pid!) - cpuBefore;
+    const metricsAfter = await controller.metrics();
+    const writesByKind = classifyWrites(metricsBefore, metricsAfter);
+    const throttled = counter(metricsAfter, 'ml_operator_api_throttled_total') - counter(metricsBefore, 'ml_operator_api_throttled_total');
+    const reconciles = counter(metricsAfter, 'ml_operator_reconcile_total') - counter(metricsBefore, 'ml_operator_reconcile_total');
+    await controller.stop();
+    if (controllerLog) writeFileSync(`${controllerLog}.${endpoints}`, controller.logs());
+    log(`bench: ${endpoints}: controller: ${seconds.toFixed(1)}s, median ${(times.percentiles().medianMs / 1000).toFixed(1)}s per endpoint`);
 
-  async function controllerWrites(): Promise<number> {
-    const text = await controller.metrics();
-    return [...text.matchAll(/^ml_operator_api_writes_total\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    // Every endpoint answers through the gateway: one request each (the gateway may take a moment to serve the last routes).
+    const host = (i: number) => `${endpointName(i)}.${ns}.${operatorConfig.defaultDomain}`;
+    const url = `http://${gateway.address}:${gateway.port}/predict`;
+    await waitFor('the gateway to route the last endpoint', 60_000, async () => {
+      const probe = startLoad({ url, host: host(endpoints - 1), requests: 1, concurrency: 1, maxDurationMs: 5000 });
+      await probe.done;
+      return probe.samples[0].status === 200 ? true : undefined;
+    });
+    const answers: Sample[] = [];
+    await pool(endpoints, 16, async (i) => {
+      const one = startLoad({ url, host: host(i), requests: 1, concurrency: 1, maxDurationMs: 10_000 });
+      await one.done;
+      answers.push(one.samples[0]);
+    });
+    const traffic = report(answers, 0);
+
+    // A cold restart over N converged endpoints: how soon it is ready, and that it writes nothing.
+    log(`bench: ${endpoints}: restarting the controller cold over ${endpoints} converged endpoints`);
+    const restarted = Date.now();
+    const again = await startControllerProcess({
+      kubeconfig: await serviceAccountKubeconfig(admin),
+      config: await chartConfig(admin),
+      namespaces: [ns],
+      concurrency: controllerConcurrency,
+      entry,
+      args: controllerArgs,
+    });
+    const readyMs = await waitFor('the restarted controller to be ready', 120_000, async () => ((await fetch(`http://127.0.0.1:${again.healthPort}/readyz`).catch(() => undefined))?.ok ? Date.now() - restarted : undefined));
+    const reconciledMs = await waitFor('the restarted controller to reconcile every endpoint once', 300_000, async () => {
+      const text = await again.metrics();
+      return counter(text, 'ml_operator_reconcile_total') >= endpoints && /^ml_operator_workqueue_depth 0$/m.test(text) ? Date.now() - restarted : undefined;
+    });
+    const restartText = await again.metrics();
+    const restart = { readyMs, reconciledMs, writes: sum(classifyWrites('', restartText)), peakRssKiB: peakRssOf(again.child.pid!) };
+    await again.stop();
+    if (profileDir) log(`bench: ${endpoints}: CPU profile of the controller while it served the ${endpoints} endpoints in ${profileDir} (open it in Chrome's DevTools or speedscope)`);
+
+    return {
+      endpoints,
+      lowerBound,
+      controller: { seconds, ...times.percentiles(), switchLagMs: { median: percentile(switchLag, 50), p90: percentile(switchLag, 90), max: switchLag.at(-1) ?? 0 }, acceptedLagMs: { median: percentile(acceptLag, 50), p90: percentile(acceptLag, 90) }, writes: writesByKind, cpuSeconds: cpu, peakRssKiB: peakRss, throttled, reconciles },
+      gateway: { answered: answers.filter((a) => a.status === 200 && a.backend?.instance).length, byStatus: traffic.byStatus, p50: traffic.latency.p50, p99: traffic.latency.p99 },
+      restart,
+      apiServer: auditFigures(cluster),
+    };
+  } finally {
+    await cluster.stop();
   }
-} finally {
-  await cluster.stop();
+}
+
+function isInService(e: MachineLearningEndpoint): boolean {
+  return e.status?.state === 'InService' && e.status.ready === '2/2';
+}
+
+/**
+ * When each endpoint was created and when it was done: InService, or (`parts` > 1) once every part
+ * of it is (both Deployments Available and its route accepted by the gateway).
+ */
+function perEndpointTimes(parts = 1) {
+  const startedAt = new Map<string, number>();
+  const doneAt = new Map<string, number>();
+  const seen = new Map<string, Set<string>>();
+  return {
+    started: (name: string) => startedAt.set(name, Date.now()),
+    done: (name: string, part = '') => {
+      const set = seen.get(name) ?? new Set();
+      seen.set(name, set.add(part));
+      if (set.size >= parts && !doneAt.has(name)) doneAt.set(name, Date.now());
+    },
+    count: () => doneAt.size,
+    doneAt: (name: string) => doneAt.get(name),
+    percentiles: () => {
+      const durations = [...doneAt].map(([name, at]) => at - (startedAt.get(name) ?? at)).sort((a, b) => a - b);
+      return { medianMs: percentile(durations, 50), p90Ms: percentile(durations, 90) };
+    },
+  };
+}
+
+/** Watches the Deployments of a namespace and tells when one of an endpoint's is Available. */
+function deploymentsAvailable(client: KubeClient, namespace: string, done: (endpoint: string, deployment: string) => void): Informer<KubeObject> {
+  const seen = (d: KubeObject) => {
+    const status = (d.status ?? {}) as { readyReplicas?: number; availableReplicas?: number };
+    const endpoint = d.metadata.labels?.[labels.endpoint];
+    if (endpoint && (status.readyReplicas ?? 0) >= 1 && (status.availableReplicas ?? 0) >= 1) done(endpoint, d.metadata.name);
+  };
+  const informer = new Informer<KubeObject>(client, resources.deployment, { namespace, logger: quiet }, { onAdd: seen, onUpdate: seen });
+  informer.start();
+  return informer;
+}
+
+/** Watches the routes of a namespace and tells when the gateway has accepted an endpoint's. */
+function routesAccepted(client: KubeClient, namespace: string, operatorConfig: OperatorConfig, done: (endpoint: string) => void): Informer<KubeObject> {
+  const provider = routingProvider(operatorConfig);
+  const seen = (r: KubeObject) => {
+    const name = r.metadata.labels?.[labels.endpoint];
+    if (!name) return;
+    const ctx = { endpoint: { metadata: { name, namespace }, spec: { config: 'ab' } }, config: operatorConfig };
+    if (provider.status(ctx, r)?.conditions.find((c) => c.type === 'Accepted')?.status === 'True') done(name);
+  };
+  const informer = new Informer<KubeObject>(client, provider.routeResource, { namespace, logger: quiet }, { onAdd: seen, onUpdate: seen });
+  informer.start();
+  return informer;
+}
+
+let lastProgress = '';
+let progressAt = 0;
+function progress(what: string, times: ReturnType<typeof perEndpointTimes>, endpoints: number, started: number): true | undefined {
+  const count = times.count();
+  const line = `bench: ${what}: ${count}/${endpoints} done after ${((Date.now() - started) / 1000).toFixed(0)}s`;
+  // One line when the count moves, at most every 5 s: a person never waits in silence, nor drowns.
+  if (line !== lastProgress && (count === endpoints || Date.now() - progressAt > 5000)) {
+    log(line);
+    lastProgress = line;
+    progressAt = Date.now();
+  }
+  return count === endpoints ? true : undefined;
+}
+
+/** Sum of a counter's series in a Prometheus text exposition. */
+function counter(text: string, name: string): number {
+  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+/** The controller's write requests between two scrapes, by what they wrote. */
+function classifyWrites(before: string, after: string): Result['controller']['writes'] {
+  const series = (text: string) => new Map([...text.matchAll(/^ml_operator_api_writes_total\{([^}]*)\} ([0-9.e+]+)$/gm)].map((m) => [m[1], Number(m[2])]));
+  const a = series(before);
+  const kinds = { objects: 0, snapshotStatuses: 0, endpointStatuses: 0, events: 0, other: 0 };
+  for (const [labelsText, value] of series(after)) {
+    const resource = labelsText.match(/resource="([^"]*)"/)?.[1] ?? '';
+    const delta = value - (a.get(labelsText) ?? 0);
+    if (resource === 'machinelearningendpoints/status') kinds.endpointStatuses += delta;
+    else if (resource === 'machinelearningendpointconfigs/status' || resource === 'machinelearningmodels/status') kinds.snapshotStatuses += delta;
+    else if (resource === 'events') kinds.events += delta;
+    else if (resource.endsWith('/status') || resource === 'leases') kinds.other += delta;
+    else kinds.objects += delta;
+  }
+  return kinds;
+}
+
+const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+
+/** What the API server's audit log says: conflicts (409) by user, and requests it throttled (429). */
+function auditFigures(cluster: ControlPlane): Result['apiServer'] {
+  const conflictsByUser: Record<string, number> = {};
+  const controllerRequests: Record<string, number> = {};
+  let throttled = 0;
+  for (const line of readFileSync(cluster.auditLogPath, 'utf8').split('\n')) {
+    if (!line) continue;
+    const controller = line.includes(`"username":"system:serviceaccount:${release.namespace}:${serviceAccount}"`);
+    if (!controller && !line.includes('"code":409') && !line.includes('"code":429')) continue;
+    const event = JSON.parse(line) as { verb?: string; objectRef?: { resource?: string; subresource?: string }; user?: { username?: string }; responseStatus?: { code?: number } };
+    if (controller && event.objectRef?.resource !== 'leases') {
+      const what = `${event.verb} ${event.objectRef?.resource ?? '?'}${event.objectRef?.subresource ? `/${event.objectRef.subresource}` : ''}${event.responseStatus?.code === 404 ? ' (404)' : ''}`;
+      controllerRequests[what] = (controllerRequests[what] ?? 0) + 1;
+    }
+    const user = (event.user?.username ?? '?').replace(/^system:serviceaccount:[^:]+:/, 'sa:');
+    if (event.responseStatus?.code === 409) conflictsByUser[user] = (conflictsByUser[user] ?? 0) + 1;
+    if (event.responseStatus?.code === 429) throttled++;
+  }
+  return { conflictsByUser, throttled, controllerRequests };
+}
+
+function print(all: Result[]): void {
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
+  const lines = [
+    '',
+    `ml-operator benchmark: endpoints x 2 variants, created at once (client concurrency ${concurrency}, controller --concurrency=${controllerConcurrency} ${controllerArgs.join(' ') || '(chart default rate limit)'}, ${typeStripping ? 'controller/src with type stripping' : 'compiled controller/dist, as the image runs it'})`,
+    '  the local API server: --max-requests-inflight=1000 --max-mutating-requests-inflight=500 (priority and fairness on); kube-controller-manager: --kube-api-qps=200 --kube-api-burst=400, 10 Deployment and ReplicaSet workers',
+  ];
+  for (const r of all) {
+    const c = r.controller;
+    const w = c.writes;
+    const per = (x: number) => (x / r.endpoints).toFixed(2);
+    const budget = objectsPerEndpoint + snapshotStatusesPerEndpoint + 2;
+    lines.push(
+      '',
+      `  ${r.endpoints} endpoints`,
+      `    lower bound (the same objects applied directly, N at once): all Available and routes accepted in ${r.lowerBound.seconds.toFixed(1)}s; per endpoint median ${s(r.lowerBound.medianMs)} (Deployments Available alone: ${s(r.lowerBound.availableMedianMs)}), p90 ${s(r.lowerBound.p90Ms)}; ${r.lowerBound.writesPerEndpoint.toFixed(1)} writes per endpoint`,
+      `    controller: all InService in ${c.seconds.toFixed(1)}s (${(c.seconds / r.lowerBound.seconds).toFixed(2)}x the lower bound, target <= ${r.endpoints >= 1000 ? '1.3' : '1.2'}x); per endpoint median ${s(c.medianMs)} (${(c.medianMs / r.lowerBound.medianMs).toFixed(2)}x the lower bound's median), p90 ${s(c.p90Ms)}`,
+      `    from Deployments Available to InService: median ${s(c.switchLagMs.median)}, p90 ${s(c.switchLagMs.p90)}, max ${s(c.switchLagMs.max)}; from the gateway accepting the route to InService: median ${s(c.acceptedLagMs.median)}, p90 ${s(c.acceptedLagMs.p90)}`,
+      `    writes per endpoint: ${per(sum(w))} (objects ${per(w.objects)}, snapshot statuses ${per(w.snapshotStatuses)}, endpoint statuses ${per(w.endpointStatuses)}, events ${per(w.events)}${w.other ? `, other ${per(w.other)}` : ''}); budget ${budget} (${objectsPerEndpoint} objects + ${snapshotStatusesPerEndpoint} snapshot statuses + 2)`,
+      `    controller CPU ${(c.cpuSeconds * 1000 / r.endpoints).toFixed(1)} ms per endpoint (${c.cpuSeconds.toFixed(1)}s in all), ${(c.reconciles / r.endpoints).toFixed(1)} reconciles per endpoint; peak RSS ${(c.peakRssKiB / 1024).toFixed(0)} MiB (target <= 150 MiB at 1,000)`,
+      `    throttled: ${c.throttled} answers 429/Retry-After to the controller; ${r.apiServer.throttled} 429s in the audit log; conflicts (409) by user: ${JSON.stringify(r.apiServer.conflictsByUser)}`,
+      `    the controller's requests per endpoint, from the audit log (both runs and the restart): ${Object.entries(r.apiServer.controllerRequests).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${(v / r.endpoints).toFixed(2)}`).join(', ')}`,
+      `    through the gateway: ${r.gateway.answered}/${r.endpoints} endpoints answered by a model; statuses ${JSON.stringify(r.gateway.byStatus)}; p50 ${r.gateway.p50.toFixed(1)} ms, p99 ${r.gateway.p99.toFixed(1)} ms`,
+      `    cold restart over ${r.endpoints} converged endpoints: ready in ${s(r.restart.readyMs)}, every endpoint reconciled in ${s(r.restart.reconciledMs)}, ${r.restart.writes} writes (target 0); peak RSS ${(r.restart.peakRssKiB / 1024).toFixed(0)} MiB`,
+    );
+  }
+  if (all.length > 1) {
+    lines.push('', '  the curve (time and memory per endpoint as N grows):');
+    const first = all[0];
+    for (const r of all) {
+      const extra = r === first ? '' : `, RSS per extra endpoint ${(((r.controller.peakRssKiB - first.controller.peakRssKiB) / (r.endpoints - first.endpoints))).toFixed(1)} KiB`;
+      lines.push(`    N=${String(r.endpoints).padStart(5)}: ${(r.controller.seconds * 1000 / r.endpoints).toFixed(1)} ms per endpoint (lower bound ${(r.lowerBound.seconds * 1000 / r.endpoints).toFixed(1)}), CPU ${(r.controller.cpuSeconds * 1000 / r.endpoints).toFixed(1)} ms per endpoint${extra}`);
+    }
+  }
+  process.stdout.write(lines.join('\n') + '\n\n');
 }
 
 /** Current resident set of a process, in KiB. */
@@ -175,3 +421,23 @@ function peakRssOf(pid: number): number {
     return 0;
   }
 }
+
+/** CPU time (user + system) a process has used, in seconds (Linux clock ticks are 1/100 s). */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+if (!typeStripping) {
+  log('bench: compiling the controller (controller/tsconfig.build.json), as its image does');
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'controller/tsconfig.build.json')], { stdio: 'inherit' });
+}
+const entry: string | undefined = typeStripping ? undefined : join(root, 'controller', 'dist', 'main.js');
+
+const results: Result[] = [];
+for (const n of sizes) results.push(await measure(n));
+print(results);

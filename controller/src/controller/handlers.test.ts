@@ -37,17 +37,15 @@ describe('event handlers', () => {
     expect(keysFor((h) => h.endpoint.onUpdate!(moved, endpoints[0]))).toEqual(['a/e1', 'b/e2']);
     expect(keysFor((h) => h.endpoint.onAdd!(endpoints[3]))).toEqual(['a/e4']);
   });
-  it('put a new endpoint behind the queue, and wake no endpoint for its own status update', () => {
+  it('put a new endpoint behind the queue, and anything about one in flight ahead of it', () => {
     const calls: [string, string | undefined][] = [];
     const h = eventHandlers(defaultConfig, () => caches, (k, p) => calls.push([k, p]));
     h.endpoint.onAdd!(endpoints[3]);
     expect(calls).toEqual([['a/e4', 'low']]);
     calls.length = 0;
-    h.endpoint.onUpdate!({ ...endpoints[3], status: { state: 'InService' } }, endpoints[3]);
-    expect(calls).toEqual([]);
     // A status change of a host's claimant may hand the host over: the other claimants look again.
     h.endpoint.onUpdate!({ ...endpoints[0], status: { state: 'InService' } }, endpoints[0]);
-    expect(calls).toEqual([['b/e2', undefined]]);
+    expect(calls).toEqual([['a/e1', undefined], ['b/e2', undefined]]);
     calls.length = 0;
     h.owned.onUpdate!({ metadata: { name: 'x', namespace: 'a', labels: { 'ml-operator.dev/endpoint': 'e4' } } }, { metadata: { name: 'x', namespace: 'a' } });
     expect(calls).toEqual([['a/e4', undefined]]);

@@ -6,11 +6,8 @@
 //
 // Priorities, as client-go's priority queue has them: an endpoint just created waits for its first
 // pass behind the events of endpoints already in flight, so that one whose workloads became
-// Available switches at once however many others were created with it. An update that changes only
-// the endpoint's status (the controller's own write, most often) wakes nothing: the reconcile that
-// wrote it already acted on it (controller-runtime's GenerationChangedPredicate).
+// Available switches at once however many others were created with it.
 import { isSnapshot, labels } from '../desired/labels.ts';
-import { canonicalJson } from '../desired/names.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import type { Caches } from '../reconcile/endpoint.ts';
@@ -21,19 +18,6 @@ export const endpointKey = (namespace: string | undefined, name: string) => `${n
 
 /** `low`: a first pass, which waits behind everything else. */
 export type Priority = 'normal' | 'low';
-
-/** Whether an update of an endpoint changes more than its status. */
-export function beyondStatus(e: Endpoint, old: Endpoint): boolean {
-  const m = e.metadata;
-  const o = old.metadata;
-  return (
-    m.generation !== o.generation ||
-    m.deletionTimestamp !== o.deletionTimestamp ||
-    canonicalJson(m.labels ?? {}) !== canonicalJson(o.labels ?? {}) ||
-    canonicalJson(m.annotations ?? {}) !== canonicalJson(o.annotations ?? {}) ||
-    canonicalJson(m.finalizers ?? []) !== canonicalJson(o.finalizers ?? [])
-  );
-}
 
 export function eventHandlers(config: OperatorConfig, caches: () => Caches | undefined, enqueue: (key: string, priority?: Priority) => void): SourceHandlers {
   const enqueueEndpoint = (e: Endpoint) => enqueue(endpointKey(e.metadata.namespace, e.metadata.name));
@@ -70,7 +54,9 @@ export function eventHandlers(config: OperatorConfig, caches: () => Caches | und
       sharingHosts(e, new Set(hostsOf(e, config)));
     },
     onUpdate: (e: Endpoint, old: Endpoint) => {
-      if (beyondStatus(e, old)) enqueueEndpoint(e);
+      // A status update wakes the endpoint too: the pass that wrote it may have left the next step
+      // (a drain's end, a rollback's clean-up) to the pass that reads it back.
+      enqueueEndpoint(e);
       // Who holds a host depends on the claimants' statuses too: the others look again (the index finds them, if any).
       sharingHosts(e, new Set([...hostsOf(old, config), ...hostsOf(e, config)]));
     },

@@ -26,7 +26,7 @@ import type { EventRecorder } from '../runtime/events.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { PrometheusClient } from '../runtime/prometheus.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
-import { checkCapacity, nextCheckInMs, runAnalysis, runSmokeTest } from './gates.ts';
+import { checkCapacity, nextCheckInMs, runAnalysis, runSmokeTest, SharedLists } from './gates.ts';
 
 /** Read access to an informer's cache. */
 export interface Store<T extends KubeObject> {
@@ -116,7 +116,7 @@ const conflictRecheckMs = 15_000;
  * Writes one reconcile sends at once: enough to overlap their round trips, few enough that a burst
  * of reconciles (concurrency x this) stays well inside the API server's in-flight limits.
  */
-const writesAtOnce = 4;
+const writesAtOnce = 8;
 
 /** Runs `work` over the items, at most `limit` at once. */
 async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -135,9 +135,11 @@ export class EndpointReconciler {
   private readonly now: () => Date;
   private readonly provider: RoutingProvider;
   private readonly autoscalerResource: Resource;
+  private readonly sharedLists: SharedLists;
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
+    this.sharedLists = new SharedLists(deps.client);
     this.now = deps.now ?? (() => new Date());
     this.provider = routingProvider(deps.config);
     this.autoscalerResource = autoscalerResource(deps.config);
@@ -153,6 +155,8 @@ export class EndpointReconciler {
   /** When an endpoint's status was last written, and since when a progress-only write has been put off. */
   private readonly statusWrittenAt = new Map<string, number>();
   private readonly statusPending = new Map<string, number>();
+  /** The status last written to each snapshot (by resource/namespace/name), and the uid of the object it went to. */
+  private readonly snapshotStatuses = new Map<string, { uid: string | undefined; json: string }>();
 
   private withWrittenStatus(key: string, cached: MachineLearningEndpoint): MachineLearningEndpoint {
     const w = this.written.get(key);
@@ -169,6 +173,9 @@ export class EndpointReconciler {
       this.written.delete(key);
       this.statusWrittenAt.delete(key);
       this.statusPending.delete(key);
+      // Its snapshots go with it (owner references): forget what was written to them. (A namesake
+      // prefix may lose an entry too, which costs one write at most.)
+      for (const k of this.snapshotStatuses.keys()) if (k.includes(`/${namespace}/${name}-`)) this.snapshotStatuses.delete(k);
       return;
     }
     const endpoint = this.withWrittenStatus(key, cached);
@@ -275,6 +282,10 @@ export class EndpointReconciler {
         now,
       }),
     );
+    this.deps.logger.debug(
+      { endpoint: `${namespace}/${name}`, serving: decision.outcome.serving?.version, pending: decision.outcome.pending?.version, switched: !!decision.outcome.switched, route: liveRoute ? Object.fromEntries(this.readRoute(ctx, liveRoute).versions) : undefined, statusDeferredMs },
+      'decided',
+    );
     // Removals come last, once the status records what drains: a restart in between keeps it running.
     await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions, new Set([...wanted.values()].filter((d) => d.resource === this.autoscalerResource).map((d) => d.object.metadata.name)));
     // Objects of someone else's are not watched: look again in a while, in case they went away. And
@@ -341,7 +352,7 @@ export class EndpointReconciler {
       }
     }
     if (!rollout.dryRun && newInstances.length && newInstances.every((v) => !caches.deployments.get(namespace, v.instance))) {
-      input.capacity = await checkCapacity(client, namespace, target, serving);
+      input.capacity = await checkCapacity(this.sharedLists, namespace, target, serving);
     }
     const recorded = input.status.rollout;
     const smokeDone = recorded?.version === target.version && recorded.plan === planFingerprint(rollout) && recorded.smokeTest !== undefined;
@@ -588,17 +599,26 @@ export class EndpointReconciler {
     const { caches, client } = this.deps;
     const writes: Promise<unknown>[] = [];
     const modelVersion = new Map<string, string>();
+    // A status just written may not be in the cache yet: what was written (to that very object) counts.
+    const write = (r: Resource, live: KubeObject | undefined, name: string, status: unknown) => {
+      const key = `${r.plural}/${namespace}/${name}`;
+      const json = canonicalJson(status);
+      const written = this.snapshotStatuses.get(key);
+      if (live && canonicalJson(live.status) === json) return;
+      if (written?.json === json && (!live || live.metadata.uid === written.uid)) return;
+      writes.push(
+        client.applyStatus(r, { apiVersion: 'ml-operator.dev/v1alpha1', kind: r.kind, metadata: { name, namespace }, status }).then((o) => this.snapshotStatuses.set(key, { uid: o.metadata.uid, json })),
+      );
+    };
     for (const plan of plans) {
       const status = desired.configInstanceStatus(plan);
       const live = caches.configs.get(namespace, plan.instance);
-      if (!live || canonicalJson(live.status?.modelVersions) !== canonicalJson(status.modelVersions)) {
-        writes.push(client.applyStatus(resources.endpointConfig, { apiVersion: 'ml-operator.dev/v1alpha1', kind: resources.endpointConfig.kind, metadata: { name: plan.instance, namespace }, status }));
-      }
+      if (!live || canonicalJson(live.status?.modelVersions) !== canonicalJson(status.modelVersions)) write(resources.endpointConfig, live, plan.instance, status);
       for (const v of plan.variants) modelVersion.set(v.instance, plan.version);
     }
     for (const [instance, version] of modelVersion) {
-      if (caches.models.get(namespace, instance)?.status?.endpointConfigVersion === version) continue;
-      writes.push(client.applyStatus(resources.model, { apiVersion: 'ml-operator.dev/v1alpha1', kind: resources.model.kind, metadata: { name: instance, namespace }, status: { endpointConfigVersion: version } }));
+      const live = caches.models.get(namespace, instance);
+      if (live?.status?.endpointConfigVersion !== version) write(resources.model, live, instance, { endpointConfigVersion: version });
     }
     await Promise.all(writes);
   }
@@ -615,7 +635,10 @@ export class EndpointReconciler {
     const ours = (o: KubeObject) => o.metadata.ownerReferences?.some((r) => r.uid === uid);
     const key = keyOf(namespace, name);
     const deletions: Promise<unknown>[] = [];
-    const remove = (r: Resource, o: KubeObject) => deletions.push(client.delete(r, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background', uid: o.metadata.uid }));
+    const remove = (r: Resource, o: KubeObject) => {
+      this.snapshotStatuses.delete(`${r.plural}/${o.metadata.namespace}/${o.metadata.name}`);
+      deletions.push(client.delete(r, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background', uid: o.metadata.uid }));
+    };
 
     const gone = (o: KubeObject) => ours(o) && !keepInstances.has(o.metadata.labels?.[labels.modelInstance] ?? '');
     for (const [resource, store] of [

@@ -138,7 +138,32 @@ const nodeResource = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', 
  * serving one: quota headroom for its pods, CPUs, memory and GPUs, and for each of its variants a
  * node whose allocatable resources fit one replica.
  */
-export async function checkCapacity(client: KubeClient, namespace: string, target: VersionPlan, serving: VersionPlan | undefined, gpuResource = 'nvidia.com/gpu'): Promise<{ ok: boolean; message: string }> {
+/**
+ * Lists shared by the reconciles that ask while one is in flight: a burst of new endpoints checks
+ * capacity against fewer lists of nodes and quotas. A list is never kept once answered, so a quota
+ * created just before an endpoint is always seen.
+ */
+export class SharedLists {
+  private readonly inFlight = new Map<string, Promise<KubeObject[]>>();
+  private readonly client: KubeClient;
+
+  constructor(client: KubeClient) {
+    this.client = client;
+  }
+
+  list<T extends KubeObject>(r: { plural: string; group: string; version: string; kind: string; namespaced: boolean }, namespace: string | undefined): Promise<T[]> {
+    const key = `${r.plural}.${r.group}/${namespace ?? ''}`;
+    const pending = this.inFlight.get(key);
+    if (pending) return pending as Promise<T[]>;
+    const items = this.client.list<T>(r, namespace).then((l) => l.items);
+    this.inFlight.set(key, items);
+    const done = () => this.inFlight.delete(key);
+    items.then(done, done);
+    return items;
+  }
+}
+
+export async function checkCapacity(lists: SharedLists, namespace: string, target: VersionPlan, serving: VersionPlan | undefined, gpuResource = 'nvidia.com/gpu'): Promise<{ ok: boolean; message: string }> {
   const shared = new Set(serving?.variants.map((v) => v.instance) ?? []);
   const added = target.variants.filter((v) => !shared.has(v.instance));
   if (added.length === 0) return { ok: true, message: 'nothing to add' };
@@ -151,7 +176,7 @@ export async function checkCapacity(client: KubeClient, namespace: string, targe
     },
     { pods: 0, cpu: 0, memory: 0, gpu: 0 },
   );
-  const { items: quotas } = await client.list<KubeObject & { status?: { hard?: Record<string, string>; used?: Record<string, string> } }>(resourceQuotaResource, namespace);
+  const quotas = await lists.list<KubeObject & { status?: { hard?: Record<string, string>; used?: Record<string, string> } }>(resourceQuotaResource, namespace);
   for (const q of quotas) {
     const hard = q.status?.hard ?? {};
     const used = q.status?.used ?? {};
@@ -172,7 +197,7 @@ export async function checkCapacity(client: KubeClient, namespace: string, targe
   }
   let nodes: (KubeObject & { spec?: { unschedulable?: boolean }; status?: { allocatable?: Record<string, string> } })[];
   try {
-    ({ items: nodes } = await client.list<(typeof nodes)[number]>(nodeResource, undefined));
+    nodes = await lists.list<(typeof nodes)[number]>(nodeResource, undefined);
   } catch (err) {
     // Installed with global.rbac.create=false and no right to list nodes: the quota check still holds.
     if (err instanceof KubeError && err.code === 403) return { ok: true, message: `the quota can hold ${total.pods} more pod(s); nodes not checked (no right to list them)` };
