@@ -8,7 +8,7 @@
 //
 // The controller runs as the image runs it: the compiled JavaScript of controller/dist (built here
 // with the project's TypeScript), unless --type-stripping runs controller/src/main.ts directly.
-// Usage: npm run bench [-- --endpoints=50,200,1000 --concurrency=8 --controller-concurrency=8 --kube-api-qps=N --kube-api-burst=N --cpu-prof --controller-log=PATH]
+// Usage: npm run bench [-- --endpoints=50,200,1000 --concurrency=8 --controller-concurrency=16 --kube-api-qps=N --kube-api-burst=N --cpu-prof --controller-log=PATH]
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,7 +35,7 @@ const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=
 const sizes = (flag('endpoints') ?? '50,200,1000').split(',').map(Number);
 if (sizes.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--endpoints=${flag('endpoints')}: expected counts separated by commas, e.g. 50,200,1000`);
 const concurrency = Number(flag('concurrency') ?? 8);
-const controllerConcurrency = Number(flag('controller-concurrency') ?? 8);
+const controllerConcurrency = Number(flag('controller-concurrency') ?? 16);
 const typeStripping = process.argv.includes('--type-stripping');
 const cpuProfile = process.argv.includes('--cpu-prof');
 /** Where to write the controller's debug log of each run (`<path>.<N>`), to see where its time goes. */
@@ -87,6 +87,8 @@ interface Result {
     writes: Record<'objects' | 'snapshotStatuses' | 'endpointStatuses' | 'events' | 'other', number>;
     cpuSeconds: number;
     peakRssKiB: number;
+    /** At the end of the run: the JavaScript heap in use and reserved, and the resident set. */
+    heap: { usedMiB: number; totalMiB: number; rssMiB: number };
     throttled: number;
     reconciles: number;
   };
@@ -156,7 +158,7 @@ async function measure(endpoints: number): Promise<Result> {
         namespaces: [ns],
         concurrency: controllerConcurrency,
         entry,
-        nodeOptions: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : undefined,
+        nodeOptions: [...imageNodeOptions, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
         logLevel: controllerLog ? 'debug' : undefined,
         args: controllerArgs,
       });
@@ -200,6 +202,7 @@ async function measure(endpoints: number): Promise<Result> {
     const writesByKind = classifyWrites(metricsBefore, metricsAfter);
     const throttled = counter(metricsAfter, 'ml_operator_api_throttled_total') - counter(metricsBefore, 'ml_operator_api_throttled_total');
     const reconciles = counter(metricsAfter, 'ml_operator_reconcile_total') - counter(metricsBefore, 'ml_operator_reconcile_total');
+    const heap = { usedMiB: counter(metricsAfter, 'nodejs_heap_size_used_bytes') / 2 ** 20, totalMiB: counter(metricsAfter, 'nodejs_heap_size_total_bytes') / 2 ** 20, rssMiB: rss(controller.child.pid!) / 1024 };
     await controller.stop();
     if (controllerLog) writeFileSync(`${controllerLog}.${endpoints}`, controller.logs());
     log(`bench: ${endpoints}: controller: ${seconds.toFixed(1)}s, median ${(times.percentiles().medianMs / 1000).toFixed(1)}s per endpoint`);
@@ -230,6 +233,7 @@ async function measure(endpoints: number): Promise<Result> {
       concurrency: controllerConcurrency,
       entry,
       args: controllerArgs,
+      nodeOptions: imageNodeOptions,
     });
     const readyMs = await waitFor('the restarted controller to be ready', 120_000, async () => ((await fetch(`http://127.0.0.1:${again.healthPort}/readyz`).catch(() => undefined))?.ok ? Date.now() - restarted : undefined));
     const reconciledMs = await waitFor('the restarted controller to reconcile every endpoint once', 300_000, async () => {
@@ -244,7 +248,7 @@ async function measure(endpoints: number): Promise<Result> {
     return {
       endpoints,
       lowerBound,
-      controller: { seconds, ...times.percentiles(), switchLagMs: { median: percentile(switchLag, 50), p90: percentile(switchLag, 90), max: switchLag.at(-1) ?? 0 }, acceptedLagMs: { median: percentile(acceptLag, 50), p90: percentile(acceptLag, 90) }, writes: writesByKind, cpuSeconds: cpu, peakRssKiB: peakRss, throttled, reconciles },
+      controller: { seconds, ...times.percentiles(), switchLagMs: { median: percentile(switchLag, 50), p90: percentile(switchLag, 90), max: switchLag.at(-1) ?? 0 }, acceptedLagMs: { median: percentile(acceptLag, 50), p90: percentile(acceptLag, 90) }, writes: writesByKind, cpuSeconds: cpu, peakRssKiB: peakRss, heap, throttled, reconciles },
       gateway: { answered: answers.filter((a) => a.status === 200 && a.backend?.instance).length, byStatus: traffic.byStatus, p50: traffic.latency.p50, p99: traffic.latency.p99 },
       restart,
       apiServer: auditFigures(cluster),
@@ -371,7 +375,7 @@ function print(all: Result[]): void {
   const s = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
   const lines = [
     '',
-    `ml-operator benchmark: endpoints x 2 variants, created at once (client concurrency ${concurrency}, controller --concurrency=${controllerConcurrency} ${controllerArgs.join(' ') || '(chart default rate limit)'}, ${typeStripping ? 'controller/src with type stripping' : 'compiled controller/dist, as the image runs it'})`,
+    `ml-operator benchmark: endpoints x 2 variants, created at once (client concurrency ${concurrency}, controller --concurrency=${controllerConcurrency} ${controllerArgs.join(' ') || '(chart default rate limit)'}, ${typeStripping ? 'controller/src with type stripping' : `compiled controller/dist with the image's node flags (${imageNodeOptions.join(' ')})`})`,
     '  the local API server: --max-requests-inflight=1000 --max-mutating-requests-inflight=500 (priority and fairness on); kube-controller-manager: --kube-api-qps=200 --kube-api-burst=400, 10 Deployment and ReplicaSet workers',
   ];
   for (const r of all) {
@@ -386,7 +390,7 @@ function print(all: Result[]): void {
       `    controller: all InService in ${c.seconds.toFixed(1)}s (${(c.seconds / r.lowerBound.seconds).toFixed(2)}x the lower bound, target <= ${r.endpoints >= 1000 ? '1.3' : '1.2'}x); per endpoint median ${s(c.medianMs)} (${(c.medianMs / r.lowerBound.medianMs).toFixed(2)}x the lower bound's median), p90 ${s(c.p90Ms)}`,
       `    from Deployments Available to InService: median ${s(c.switchLagMs.median)}, p90 ${s(c.switchLagMs.p90)}, max ${s(c.switchLagMs.max)}; from the gateway accepting the route to InService: median ${s(c.acceptedLagMs.median)}, p90 ${s(c.acceptedLagMs.p90)}`,
       `    writes per endpoint: ${per(sum(w))} (objects ${per(w.objects)}, snapshot statuses ${per(w.snapshotStatuses)}, endpoint statuses ${per(w.endpointStatuses)}, events ${per(w.events)}${w.other ? `, other ${per(w.other)}` : ''}); budget ${budget} (${objectsPerEndpoint} objects + ${snapshotStatusesPerEndpoint} snapshot statuses + 2)`,
-      `    controller CPU ${(c.cpuSeconds * 1000 / r.endpoints).toFixed(1)} ms per endpoint (${c.cpuSeconds.toFixed(1)}s in all), ${(c.reconciles / r.endpoints).toFixed(1)} reconciles per endpoint; peak RSS ${(c.peakRssKiB / 1024).toFixed(0)} MiB (target <= 150 MiB at 1,000)`,
+      `    controller CPU ${(c.cpuSeconds * 1000 / r.endpoints).toFixed(1)} ms per endpoint (${c.cpuSeconds.toFixed(1)}s in all), ${(c.reconciles / r.endpoints).toFixed(1)} reconciles per endpoint; peak RSS ${(c.peakRssKiB / 1024).toFixed(0)} MiB (target <= 150 MiB at 1,000); at the end: heap ${c.heap.usedMiB.toFixed(0)} MiB used of ${c.heap.totalMiB.toFixed(0)} MiB, RSS ${c.heap.rssMiB.toFixed(0)} MiB`,
       `    throttled: ${c.throttled} answers 429/Retry-After to the controller; ${r.apiServer.throttled} 429s in the audit log; conflicts (409) by user: ${JSON.stringify(r.apiServer.conflictsByUser)}`,
       `    the controller's requests per endpoint, from the audit log (both runs and the restart): ${Object.entries(r.apiServer.controllerRequests).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${(v / r.endpoints).toFixed(2)}`).join(', ')}`,
       `    through the gateway: ${r.gateway.answered}/${r.endpoints} endpoints answered by a model; statuses ${JSON.stringify(r.gateway.byStatus)}; p50 ${r.gateway.p50.toFixed(1)} ms, p99 ${r.gateway.p99.toFixed(1)} ms`,
@@ -437,6 +441,8 @@ if (!typeStripping) {
   execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'controller/tsconfig.build.json')], { stdio: 'inherit' });
 }
 const entry: string | undefined = typeStripping ? undefined : join(root, 'controller', 'dist', 'main.js');
+/** The node flags the image runs the controller with (NODE_OPTIONS in controller/Dockerfile), so that memory is measured as it is in a cluster. */
+const imageNodeOptions = typeStripping ? [] : (readFileSync(join(root, 'controller', 'Dockerfile'), 'utf8').match(/NODE_OPTIONS="([^"]*)"/)?.[1].split(/\s+/).filter(Boolean) ?? []);
 
 const results: Result[] = [];
 for (const n of sizes) results.push(await measure(n));

@@ -220,7 +220,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
     logLevel: 'info',
     metricsPort: 8080,
     healthPort: 8081,
-    concurrency: 8,
+    concurrency: 16,
     kubeApiQps: 100,
     kubeApiBurst: 200,
     identity: env.POD_NAME ?? `${env.HOSTNAME ?? 'ml-operator'}-${process.pid}`,

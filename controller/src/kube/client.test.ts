@@ -99,7 +99,7 @@ describe('KubeClient', () => {
     });
     expect(seen.map((s) => s.path)).toEqual(['/prefix/apis/apps/v1/deployments', '/prefix/apis/apps/v1/deployments']);
     expect(seen[0].query.get('labelSelector')).toBe('app in (a,b),!legacy');
-    expect(seen[0].query.get('limit')).toBe('500');
+    expect(seen[0].query.get('limit')).toBe('100');
     expect(seen[1].query.get('continue')).toBe('page2');
   });
 

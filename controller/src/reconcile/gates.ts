@@ -176,6 +176,10 @@ export async function checkCapacity(lists: SharedLists, namespace: string, targe
     },
     { pods: 0, cpu: 0, memory: 0, gpu: 0 },
   );
+  type Node = KubeObject & { spec?: { unschedulable?: boolean }; status?: { allocatable?: Record<string, string> } };
+  // Both lists at once: one round trip.
+  const nodesListed = lists.list<Node>(nodeResource, undefined);
+  nodesListed.catch(() => undefined);
   const quotas = await lists.list<KubeObject & { status?: { hard?: Record<string, string>; used?: Record<string, string> } }>(resourceQuotaResource, namespace);
   for (const q of quotas) {
     const hard = q.status?.hard ?? {};
@@ -195,9 +199,9 @@ export async function checkCapacity(lists: SharedLists, namespace: string, targe
       if (need > left) return { ok: false, message: `ResourceQuota ${namespace}/${q.metadata.name} leaves ${formatAmount(key, left)} of ${key}, and the new version needs ${formatAmount(key, need)} beside the serving one` };
     }
   }
-  let nodes: (KubeObject & { spec?: { unschedulable?: boolean }; status?: { allocatable?: Record<string, string> } })[];
+  let nodes: Node[];
   try {
-    nodes = await lists.list<(typeof nodes)[number]>(nodeResource, undefined);
+    nodes = await nodesListed;
   } catch (err) {
     // Installed with global.rbac.create=false and no right to list nodes: the quota check still holds.
     if (err instanceof KubeError && err.code === 403) return { ok: true, message: `the quota can hold ${total.pods} more pod(s); nodes not checked (no right to list them)` };
