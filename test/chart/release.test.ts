@@ -161,7 +161,7 @@ describe('npm run docs', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('docs: out of date: README.md');
     expectSuccess(await script('docs', ['--dir', dir]));
-    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toMatch(/\| `controller.concurrency` \| int \| `8` \| Endpoints reconciled in parallel \(`--concurrency`\)\./);
+    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toMatch(/\| `controller.concurrency` \| int \| `16` \| Endpoints reconciled in parallel \(`--concurrency`\)\./);
   });
 
   it('documents every value of both charts in the README', () => {
