@@ -10,7 +10,7 @@
 // with the project's TypeScript), unless --type-stripping runs controller/src/main.ts directly.
 // Usage: npm run bench [-- --endpoints=50,200,1000 --concurrency=8 --controller-concurrency=16 --kube-api-qps=N --kube-api-burst=N --cpu-prof --controller-log=PATH]
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -243,7 +243,10 @@ async function measure(endpoints: number): Promise<Result> {
     const restartText = await again.metrics();
     const restart = { readyMs, reconciledMs, writes: sum(classifyWrites('', restartText)), peakRssKiB: peakRssOf(again.child.pid!) };
     await again.stop();
-    if (profileDir) log(`bench: ${endpoints}: CPU profile of the controller while it served the ${endpoints} endpoints in ${profileDir} (open it in Chrome's DevTools or speedscope)`);
+    if (profileDir) {
+      log(`bench: ${endpoints}: CPU profile of the controller while it served the ${endpoints} endpoints in ${profileDir} (open it in Chrome's DevTools or speedscope)`);
+      process.stderr.write(profileSummary(profileDir));
+    }
 
     return {
       endpoints,
@@ -406,6 +409,27 @@ function print(all: Result[]): void {
     }
   }
   process.stdout.write(lines.join('\n') + '\n\n');
+}
+
+/** Where a CPU profile's time went: the functions with the most self time, and idle time. */
+function profileSummary(dir: string): string {
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) return `no .cpuprofile in ${dir}\n`;
+  type Node = { id: number; callFrame: { functionName: string; url: string; lineNumber: number } };
+  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const frame = byId.get(id)!.callFrame;
+    const where = frame.url ? `${frame.url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${frame.lineNumber + 1}` : '';
+    const key = `${frame.functionName || '(anonymous)'} ${where}`.trim();
+    const us = profile.timeDeltas[i] ?? 0;
+    self.set(key, (self.get(key) ?? 0) + us);
+    total += us;
+  });
+  const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 12);
+  return ['  CPU profile, self time (of ' + (total / 1e6).toFixed(1) + 's sampled):', ...top.map(([k, us]) => `    ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1e3).toFixed(0).padStart(6)} ms  ${k}`), ''].join('\n') + '\n';
 }
 
 /** Current resident set of a process, in KiB. */
