@@ -282,10 +282,12 @@ export class EndpointReconciler {
         now,
       }),
     );
-    this.deps.logger.debug(
-      { endpoint: `${namespace}/${name}`, serving: decision.outcome.serving?.version, pending: decision.outcome.pending?.version, switched: !!decision.outcome.switched, route: liveRoute ? Object.fromEntries(this.readRoute(ctx, liveRoute).versions) : undefined, statusDeferredMs },
-      'decided',
-    );
+    if (this.deps.logger.isLevelEnabled('debug')) {
+      this.deps.logger.debug(
+        { endpoint: `${namespace}/${name}`, serving: decision.outcome.serving?.version, pending: decision.outcome.pending?.version, switched: !!decision.outcome.switched, route: liveRoute ? Object.fromEntries(this.readRoute(ctx, liveRoute).versions) : undefined, statusDeferredMs },
+        'decided',
+      );
+    }
     // Removals come last, once the status records what drains: a restart in between keeps it running.
     await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions, new Set([...wanted.values()].filter((d) => d.resource === this.autoscalerResource).map((d) => d.object.metadata.name)));
     // Objects of someone else's are not watched: look again in a while, in case they went away. And
