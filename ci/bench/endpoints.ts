@@ -118,14 +118,19 @@ async function measure(endpoints: number): Promise<Result> {
     await client.create(resources.namespace, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: direct } });
     // Done when both Deployments are Available and the gateway accepted the route: what InService means.
     const directTimes = perEndpointTimes(config.models.length + 1);
-    const directInformers = [deploymentsAvailable(client, direct, directTimes.done), routesAccepted(client, direct, operatorConfig, (name) => directTimes.done(name, 'route'))];
+    const directAvailable = perEndpointTimes(config.models.length);
+    const directInformers = [
+      deploymentsAvailable(client, direct, (name, deployment) => (directTimes.done(name, deployment), directAvailable.done(name, deployment))),
+      routesAccepted(client, direct, operatorConfig, (name) => directTimes.done(name, 'route')),
+    ];
     log(`bench: ${endpoints}: lower bound: applying the objects of ${endpoints} endpoints directly`);
+    resetProgress();
     const directStarted = Date.now();
     // All N are asked for at once, as in the controller's run: each one's time counts from now.
-    for (let i = 0; i < endpoints; i++) directTimes.started(endpointName(i));
-    const directAvailable = perEndpointTimes(config.models.length);
-    for (let i = 0; i < endpoints; i++) directAvailable.started(endpointName(i));
-    directInformers.push(deploymentsAvailable(client, direct, directAvailable.done));
+    for (let i = 0; i < endpoints; i++) {
+      directTimes.started(endpointName(i));
+      directAvailable.started(endpointName(i));
+    }
     writes = 0;
     await pool(endpoints, concurrency, async (i) => {
       const endpoint: MachineLearningEndpoint = { metadata: { name: endpointName(i), namespace: direct, uid: '00000000-0000-0000-0000-000000000000' }, spec: { config: 'ab' } };
@@ -166,6 +171,7 @@ async function measure(endpoints: number): Promise<Result> {
     for (const [name, spec] of Object.entries(models)) await client.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name, namespace: ns }, spec });
     await client.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name: 'ab', namespace: ns }, spec: config });
     const times = perEndpointTimes();
+    resetProgress();
     // When each endpoint's Deployments became Available, and its route accepted: the switch should follow at once.
     const available = perEndpointTimes(config.models.length);
     const accepted = perEndpointTimes();
@@ -180,8 +186,6 @@ async function measure(endpoints: number): Promise<Result> {
     const cpuBefore = cpuSeconds(controller.child.pid!);
     log(`bench: ${endpoints}: controller: creating ${endpoints} endpoints at once`);
     const started = Date.now();
-    let peakRss = 0;
-    const sampler = setInterval(() => (peakRss = Math.max(peakRss, rss(controller.child.pid!))), 250);
     await pool(endpoints, concurrency, async (i) => {
       times.started(endpointName(i));
       await client.apply(resources.endpoint, { apiVersion, kind: 'MachineLearningEndpoint', metadata: { name: endpointName(i), namespace: ns }, spec: { config: 'ab' } });
@@ -190,13 +194,18 @@ async function measure(endpoints: number): Promise<Result> {
     const seconds = (Date.now() - started) / 1000;
     inService.stop();
     for (const i of controllerInformers) i.stop();
-    const lag = (from: ReturnType<typeof perEndpointTimes>) => [...Array(endpoints).keys()].map((i) => (times.doneAt(endpointName(i)) ?? 0) - (from.doneAt(endpointName(i)) ?? 0)).sort((x, y) => x - y);
+    const lag = (from: ReturnType<typeof perEndpointTimes>) =>
+      [...Array(endpoints).keys()]
+        .map((i) => [times.doneAt(endpointName(i)), from.doneAt(endpointName(i))])
+        .filter((pair): pair is [number, number] => pair.every((t) => t !== undefined))
+        .map(([done, from]) => done - from)
+        .sort((x, y) => x - y);
     const switchLag = lag(available);
     const acceptLag = lag(accepted);
     // Let the last status writes land before counting.
     await waitFor('the work queue to drain', 60_000, async () => (/^ml_operator_workqueue_depth 0$/m.test(await controller.metrics()) ? true : undefined));
-    clearInterval(sampler);
-    peakRss = Math.max(peakRss, peakRssOf(controller.child.pid!));
+    // The kernel's high-water mark of the process: its peak, whenever it came.
+    const peakRss = peakRssOf(controller.child.pid!);
     const cpu = cpuSeconds(controller.child.pid!) - cpuBefore;
     const metricsAfter = await controller.metrics();
     const writesByKind = classifyWrites(metricsBefore, metricsAfter);
@@ -317,6 +326,10 @@ function routesAccepted(client: KubeClient, namespace: string, operatorConfig: O
 
 let lastProgress = '';
 let progressAt = 0;
+const resetProgress = () => {
+  lastProgress = '';
+  progressAt = 0;
+};
 function progress(what: string, times: ReturnType<typeof perEndpointTimes>, endpoints: number, started: number): true | undefined {
   const count = times.count();
   const line = `bench: ${what}: ${count}/${endpoints} done after ${((Date.now() - started) / 1000).toFixed(0)}s`;

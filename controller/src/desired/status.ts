@@ -7,7 +7,7 @@ export type ConditionInput = Pick<Condition, 'type' | 'status' | 'reason' | 'mes
 export function setConditions(previous: readonly Condition[] | undefined, next: readonly ConditionInput[], generation: number | undefined, now: Date): Condition[] {
   return next.map((c) => {
     const old = previous?.find((p) => p.type === c.type);
-    const lastTransitionTime = old && old.status === c.status ? old.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const lastTransitionTime = old && old.status === c.status ? old.lastTransitionTime : iso(now);
     return { ...c, lastTransitionTime, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
   });
 }
@@ -15,3 +15,6 @@ export function setConditions(previous: readonly Condition[] | undefined, next: 
 export function findCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }
+
+/** A time as Kubernetes writes it (RFC 3339, whole seconds). */
+export const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');

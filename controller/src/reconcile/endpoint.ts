@@ -9,7 +9,7 @@ import { autoscalerResource, autoscalingProblem, replicasFieldManager } from '..
 import { canonicalJson } from '../desired/names.ts';
 import * as desired from '../desired/objects.ts';
 import { planFromSnapshot, planFromTemplates, type VersionPlan } from '../desired/plan.ts';
-import type { ConditionInput } from '../desired/status.ts';
+import { iso, type ConditionInput } from '../desired/status.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
@@ -101,7 +101,6 @@ export function deploymentAvailable(live: KubeObject | undefined, wanted: desire
   );
 }
 
-const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /** How long the data plane may take to load an auxiliary route object (Traefik reloads at most every 2 s). */
 const auxiliaryLoadMs = 3000;
@@ -155,8 +154,8 @@ export class EndpointReconciler {
   /** When an endpoint's status was last written, and since when a progress-only write has been put off. */
   private readonly statusWrittenAt = new Map<string, number>();
   private readonly statusPending = new Map<string, number>();
-  /** The status last written to each snapshot (by resource/namespace/name), and the uid of the object it went to. */
-  private readonly snapshotStatuses = new Map<string, { uid: string | undefined; json: string }>();
+  /** Per endpoint: the status last written to each of its snapshots (by resource/name), and the uid of the object it went to. */
+  private readonly snapshotStatuses = new Map<string, Map<string, { uid: string | undefined; json: string }>>();
 
   private withWrittenStatus(key: string, cached: MachineLearningEndpoint): MachineLearningEndpoint {
     const w = this.written.get(key);
@@ -173,9 +172,8 @@ export class EndpointReconciler {
       this.written.delete(key);
       this.statusWrittenAt.delete(key);
       this.statusPending.delete(key);
-      // Its snapshots go with it (owner references): forget what was written to them. (A namesake
-      // prefix may lose an entry too, which costs one write at most.)
-      for (const k of this.snapshotStatuses.keys()) if (k.includes(`/${namespace}/${name}-`)) this.snapshotStatuses.delete(k);
+      // Its snapshots go with it (owner references): forget what was written to them.
+      this.snapshotStatuses.delete(key);
       return;
     }
     const endpoint = this.withWrittenStatus(key, cached);
@@ -229,7 +227,7 @@ export class EndpointReconciler {
     await eachLimited([...wanted.values()], writesAtOnce, async (d) => {
       if (!(await this.ensure(endpoint, d))) conflicts.push(this.describeConflict(d));
     });
-    await this.ensureSnapshotStatuses(namespace, decision.deploy.map((d) => d.plan));
+    await this.ensureSnapshotStatuses(key, namespace, decision.deploy.map((d) => d.plan));
     if (hostBlocked) {
       // Another endpoint holds the host: this one must not route it.
       await this.removeRouting(ctx);
@@ -579,49 +577,52 @@ export class EndpointReconciler {
    * plane's reload. True where the provider writes none.
    */
   private auxiliaryLoaded(namespace: string, instance: string, now: Date): boolean {
-    if (!this.provider.auxiliaryName || this.deps.missing?.auxiliary) return true;
-    const o = this.deps.caches.auxiliary?.get(namespace, this.provider.auxiliaryName(instance));
-    return !!o?.metadata.creationTimestamp && now.getTime() - Date.parse(o.metadata.creationTimestamp) >= auxiliaryLoadMs;
+    return this.auxiliaryLeftMs(namespace, instance, now) <= 0;
+  }
+
+  /** How long until the data plane has loaded a primary Service's auxiliary object (0 or less: loaded, or none needed). */
+  private auxiliaryLeftMs(namespace: string, instance: string, now: Date): number {
+    if (!this.provider.auxiliaryName || this.deps.missing?.auxiliary) return 0;
+    const created = this.deps.caches.auxiliary?.get(namespace, this.provider.auxiliaryName(instance))?.metadata.creationTimestamp;
+    return created ? Date.parse(created) + auxiliaryLoadMs - now.getTime() : auxiliaryLoadMs;
   }
 
   /** How long until every auxiliary object of these instances has been loaded (for a requeue), if any is not yet. */
   private auxiliaryWaitMs(namespace: string, instances: Iterable<string>, now: Date): number | undefined {
-    if (!this.provider.auxiliaryName || this.deps.missing?.auxiliary) return undefined;
     let wait: number | undefined;
     for (const instance of instances) {
-      const created = this.deps.caches.auxiliary?.get(namespace, this.provider.auxiliaryName(instance))?.metadata.creationTimestamp;
-      const left = created ? Date.parse(created) + auxiliaryLoadMs - now.getTime() : auxiliaryLoadMs;
+      const left = this.auxiliaryLeftMs(namespace, instance, now);
       if (left > 0) wait = Math.min(wait ?? Infinity, left + 100);
     }
     return wait;
   }
 
   /** Records the model versions in each config snapshot and the config version in each model snapshot. */
-  private async ensureSnapshotStatuses(namespace: string, plans: VersionPlan[]): Promise<void> {
+  private async ensureSnapshotStatuses(endpointKey: string, namespace: string, plans: VersionPlan[]): Promise<void> {
     const { caches, client } = this.deps;
     const writes: Promise<unknown>[] = [];
     const modelVersion = new Map<string, string>();
     // A status just written may not be in the cache yet: what was written (to that very object) counts.
-    const write = (r: Resource, live: KubeObject | undefined, name: string, status: unknown) => {
-      const key = `${r.plural}/${namespace}/${name}`;
+    let memory = this.snapshotStatuses.get(endpointKey);
+    if (!memory) this.snapshotStatuses.set(endpointKey, (memory = new Map()));
+    const remembered = memory;
+    const write = (r: Resource, live: KubeObject | undefined, name: string, status: Record<string, unknown>) => {
+      const key = `${r.plural}/${name}`;
       const json = canonicalJson(status);
-      const written = this.snapshotStatuses.get(key);
-      if (live && canonicalJson(live.status) === json) return;
+      const written = remembered.get(key);
+      // Only the fields written here count: the status may hold others (an older release's).
+      const liveStatus = (live?.status ?? {}) as Record<string, unknown>;
+      if (live && canonicalJson(Object.fromEntries(Object.keys(status).map((k) => [k, liveStatus[k]]))) === json) return;
       if (written?.json === json && (!live || live.metadata.uid === written.uid)) return;
       writes.push(
-        client.applyStatus(r, { apiVersion: 'ml-operator.dev/v1alpha1', kind: r.kind, metadata: { name, namespace }, status }).then((o) => this.snapshotStatuses.set(key, { uid: o.metadata.uid, json })),
+        client.applyStatus(r, { apiVersion: 'ml-operator.dev/v1alpha1', kind: r.kind, metadata: { name, namespace }, status }).then((o) => remembered.set(key, { uid: o.metadata.uid, json })),
       );
     };
     for (const plan of plans) {
-      const status = desired.configInstanceStatus(plan);
-      const live = caches.configs.get(namespace, plan.instance);
-      if (!live || canonicalJson(live.status?.modelVersions) !== canonicalJson(status.modelVersions)) write(resources.endpointConfig, live, plan.instance, status);
+      write(resources.endpointConfig, caches.configs.get(namespace, plan.instance), plan.instance, desired.configInstanceStatus(plan));
       for (const v of plan.variants) modelVersion.set(v.instance, plan.version);
     }
-    for (const [instance, version] of modelVersion) {
-      const live = caches.models.get(namespace, instance);
-      if (live?.status?.endpointConfigVersion !== version) write(resources.model, live, instance, { endpointConfigVersion: version });
-    }
+    for (const [instance, version] of modelVersion) write(resources.model, caches.models.get(namespace, instance), instance, { endpointConfigVersion: version });
     await Promise.all(writes);
   }
 
@@ -638,7 +639,7 @@ export class EndpointReconciler {
     const key = keyOf(namespace, name);
     const deletions: Promise<unknown>[] = [];
     const remove = (r: Resource, o: KubeObject) => {
-      this.snapshotStatuses.delete(`${r.plural}/${o.metadata.namespace}/${o.metadata.name}`);
+      this.snapshotStatuses.get(`${namespace}/${name}`)?.delete(`${r.plural}/${o.metadata.name}`);
       deletions.push(client.delete(r, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background', uid: o.metadata.uid }));
     };
 

@@ -5,13 +5,13 @@ import type { AnalysisCheck, MachineLearningEndpointRollout, MachineLearningEndp
 import { planFingerprint } from '../rollout/strategies.ts';
 import { quantityValue } from '../desired/compare.ts';
 import type { VersionPlan } from '../desired/plan.ts';
+import { iso } from '../desired/status.ts';
 import { KubeError, type KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import { due, dueAt, evaluate, renderQuery, type CheckRecord, type Measurement, type MetricsSource } from '../rollout/analysis.ts';
 import type { PrometheusClient } from '../runtime/prometheus.ts';
 
-const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /**
  * Evaluates the checks that are due while the new version takes traffic. The records live in

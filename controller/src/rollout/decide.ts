@@ -12,7 +12,7 @@
 import type { MachineLearningEndpointSpec, MachineLearningEndpointStatus, RolloutPreview, RolloutStatus } from '../api/generated.ts';
 import { quantityValue } from '../desired/compare.ts';
 import { fixedReplicas, isShadow, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
-import { findCondition, type ConditionInput } from '../desired/status.ts';
+import { findCondition, iso, type ConditionInput } from '../desired/status.ts';
 import { backends, mirrorsOf, targetsOf, type RouteBackend, type RouteMirror, type RouteTarget } from '../routing/route.ts';
 import { failing, unsettled, type CheckRecord } from './analysis.ts';
 import { planFingerprint, planOf, type Step } from './strategies.ts';
@@ -122,7 +122,6 @@ export interface Outcome {
   events: RolloutEvent[];
 }
 
-const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 const failedPhases = new Set(['Failed', 'RolledBack', 'Aborted']);
 
 /**
