@@ -14,7 +14,7 @@ import type { KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
 import type { OperatorConfig } from '../options.ts';
-import { decide, defaults, type LiveRoute, type RolloutDecision, type RolloutInput } from '../rollout/decide.ts';
+import { decide, defaults, instanceReplicas, type LiveRoute, type RolloutDecision, type RolloutInput } from '../rollout/decide.ts';
 import { hostHolder } from '../rollout/hosts.ts';
 import { indexes, keyOf } from '../controller/indexes.ts';
 import { planFingerprint } from '../rollout/strategies.ts';
@@ -357,7 +357,10 @@ export class EndpointReconciler {
     const recorded = input.status.rollout;
     const smokeDone = recorded?.version === target.version && recorded.plan === planFingerprint(rollout) && recorded.smokeTest !== undefined;
     const takesTraffic = (input.route?.versions.get(target.version) ?? 0) > 0;
-    if (rollout.smokeTest && !smokeDone && !takesTraffic && target.variants.every((v) => input.workload(v, v.variant.instances ?? 1).available)) {
+    // The instances it tests are the new ones, asked for with the counts the decision uses (an
+    // instance shared with the serving version runs the larger count of the two, and is not tested).
+    const starting = instanceReplicas(target);
+    if (rollout.smokeTest && !smokeDone && !takesTraffic && newInstances.every((v) => input.workload(v, starting.get(v.instance)!).available)) {
       input.smokeTest = await runSmokeTest(client, namespace, rollout.smokeTest.configMap, newInstances.map((v) => v.instance), rollout.smokeTest.timeoutSeconds ?? 10);
     }
   }

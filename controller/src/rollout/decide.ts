@@ -128,7 +128,8 @@ const failedPhases = new Set(['Failed', 'RolledBack', 'Aborted']);
  * The replicas each instance of a version runs; for an autoscaled variant, the count it starts at
  * (its minimum here: the reconciler starts it at the serving version's current count).
  */
-function instanceReplicas(plan: VersionPlan): Map<string, number> {
+/** The replicas each instance of a version starts with: its fixed count, or its autoscaler's minimum. */
+export function instanceReplicas(plan: VersionPlan): Map<string, number> {
   return new Map(plan.variants.map((v) => [v.instance, v.variant.autoscaling ? v.variant.autoscaling.minInstances : fixedReplicas(v)]));
 }
 
