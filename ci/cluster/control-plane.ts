@@ -31,6 +31,29 @@ export interface ControlPlaneOptions {
   nodes?: number;
   /** Progress lines on stderr. */
   verbose?: boolean;
+  /** Prometheus and KEDA (default true): a cluster for faults of its own control plane does without them. */
+  observability?: boolean;
+  /**
+   * More kube-controller-manager flags. A test that freezes the API server for longer than the node
+   * monitor's grace period raises it: how Kubernetes treats nodes it could not hear from is not what
+   * such a test measures.
+   */
+  controllerManagerArgs?: string[];
+}
+
+/** Control-plane processes a test can kill, freeze and start again. */
+export type FaultTarget = 'etcd' | 'kube-apiserver';
+
+/** Faults of the control plane's own processes, for tests of what the product does through them. */
+export interface ControlPlaneFaults {
+  /** SIGKILL, and wait for the exit. */
+  kill(target: FaultTarget): Promise<void>;
+  /** Starts a killed component again, with the flags it had (replaced by `args` where a flag of the same name is given), and waits until it is ready. */
+  start(target: FaultTarget, args?: string[]): Promise<void>;
+  /** SIGSTOP: the process holds its connections and answers nothing. */
+  pause(target: FaultTarget): void;
+  /** SIGCONT. */
+  resume(target: FaultTarget): void;
 }
 
 /** Where the cluster's gateway (Traefik) takes traffic: from the host, `http://address:port` with the endpoint's Host header. */
@@ -53,8 +76,9 @@ export interface ControlPlane {
   readonly kubeconfigPath: string;
   /** Audit log (JSON lines) of every write request, for counting who wrote what. */
   readonly auditLogPath: string;
-  /** Process ids of the components, for checks that nothing is left behind. */
+  /** Process ids of the components (as they are now), for checks that nothing is left behind. */
   readonly pids: number[];
+  readonly faults: ControlPlaneFaults;
   /** The cluster's network namespace, and the addresses of its veth pair. */
   readonly network: { namespace: string; address: string; hostAddress: string };
   readonly gateway: GatewayInfo;
@@ -73,6 +97,11 @@ interface Component {
   name: string;
   child: ChildProcess;
   logFile: string;
+  program: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  /** Killed on purpose (a fault): its exit is not reported. */
+  faulted?: boolean;
 }
 
 /**
@@ -210,14 +239,53 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const [command, argv] = netns!.command(program, args);
     const child = spawn(command, argv, { cwd: dir, stdio: ['ignore', fd, fd], detached: true, env });
     closeSync(fd);
-    const component = { name, child, logFile };
-    components.push(component);
+    const component: Component = { name, child, logFile, program, args, env };
+    // A component started again takes its predecessor's place: stop() keeps the start order.
+    const previous = components.findIndex((c) => c.name === name);
+    if (previous >= 0) components[previous] = component;
+    else components.push(component);
     recordPids();
     child.on('exit', (code, signal) => {
-      if (!stopped) process.stderr.write(`cluster: ${name} exited unexpectedly (code ${code}, signal ${signal})\n${logTail(component)}\n`);
+      if (!stopped && !component.faulted) process.stderr.write(`cluster: ${name} exited unexpectedly (code ${code}, signal ${signal})\n${logTail(component)}\n`);
     });
     return component;
   }
+  const componentNamed = (name: string) => {
+    const c = components.find((x) => x.name === name);
+    if (!c) throw new Error(`no control-plane component named ${name}`);
+    return c;
+  };
+  /** Readiness of the components a fault can hit; filled in as they start. */
+  const readiness: Partial<Record<FaultTarget, () => Promise<void>>> = {};
+  const faults: ControlPlaneFaults = {
+    async kill(target) {
+      const c = componentNamed(target);
+      if (c.child.exitCode !== null || c.child.signalCode !== null) return;
+      c.faulted = true;
+      const exited = new Promise((resolve) => c.child.once('exit', resolve));
+      // SIGCONT too: a frozen process takes a SIGKILL, but its exit is reported only once it runs.
+      c.child.kill('SIGKILL');
+      c.child.kill('SIGCONT');
+      await exited;
+      progress(`${target} killed (fault)`);
+    },
+    async start(target, args = []) {
+      const c = componentNamed(target);
+      if (c.child.exitCode === null && c.child.signalCode === null) throw new Error(`${target} is still running: kill it first`);
+      const names = new Set(args.map((a) => a.split('=')[0]));
+      startComponent(target, c.program, [...c.args.filter((a) => !names.has(a.split('=')[0])), ...args], c.env);
+      await readiness[target]!();
+      progress(`${target} started again${args.length ? ` with ${args.join(' ')}` : ''}`);
+    },
+    pause(target) {
+      componentNamed(target).child.kill('SIGSTOP');
+      progress(`${target} frozen (SIGSTOP)`);
+    },
+    resume(target) {
+      componentNamed(target).child.kill('SIGCONT');
+      progress(`${target} resumed (SIGCONT)`);
+    },
+  };
   const startTool = (name: Binary, args: string[]) => startComponent(name, toolPath(name), args);
 
   let stopping: Promise<void> | undefined;
@@ -273,7 +341,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
     // The namespace is the cluster's own: its loopback and its ports belong to nobody else.
     progress('starting etcd');
-    const etcd = startTool('etcd', [
+    startTool('etcd', [
       '--name=default',
       `--data-dir=${join(dir, 'etcd')}`,
       `--listen-client-urls=http://127.0.0.1:2379,http://${netns.address}:2379`,
@@ -286,10 +354,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       '--log-level=warn',
     ]);
     const server = `https://${netns.address}:${apiPort}`;
-    await waitFor('etcd /health', 30_000, async () => ((await fetch(`http://${netns!.address}:2379/health`)).ok ? true : undefined), () => logTail(etcd));
+    const etcdUrl = `http://${netns.address}:2379/health`;
+    readiness.etcd = () => waitFor('etcd /health', 30_000, async () => ((await fetch(etcdUrl)).ok ? true : undefined), () => logTail(componentNamed('etcd'))).then(() => undefined);
+    await readiness.etcd();
 
     progress(`starting kube-apiserver on ${server}`);
-    const apiserver = startTool('kube-apiserver', [
+    startTool('kube-apiserver', [
       '--etcd-servers=http://127.0.0.1:2379',
       '--bind-address=0.0.0.0',
       `--advertise-address=${netns.address}`,
@@ -320,10 +390,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       '--profiling=false',
     ]);
     const certFile = ca.certFile;
-    await waitFor('kube-apiserver /readyz', 60_000, async () => {
-      const res = await httpsGet(`${server}/readyz`, tokens.admin, readFileSync(certFile));
-      return res.status === 200 ? true : undefined;
-    }, () => logTail(apiserver));
+    readiness['kube-apiserver'] = () =>
+      waitFor('kube-apiserver /readyz', 60_000, async () => {
+        const res = await httpsGet(`${server}/readyz`, tokens.admin, readFileSync(certFile));
+        return res.status === 200 ? true : undefined;
+      }, () => logTail(componentNamed('kube-apiserver'))).then(() => undefined);
+    await readiness['kube-apiserver']();
 
     const caData = readFileSync(certFile).toString('base64');
     const kubeconfigPath = join(dir, 'kubeconfig');
@@ -347,6 +419,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       '--horizontal-pod-autoscaler-sync-period=5s',
       '--concurrent-replicaset-syncs=10',
       '--concurrent-gc-syncs=50',
+      ...(options.controllerManagerArgs ?? []),
     ]);
     startTool('kube-scheduler', [`--kubeconfig=${componentsKubeconfig}`, '--leader-elect=false', '--secure-port=0']);
     startTool('kwok', [
@@ -429,51 +502,56 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     ]);
     await kubectl(kubeconfigPath, ['apply', '--server-side', '-f', '-'], gatewayObjects());
 
-    progress(`starting Prometheus on ${netns.address}:${prometheusPort}, scraping the gateway every second`);
+    const observability = options.observability ?? true;
     const targetsDir = join(dir, 'prometheus-targets');
-    mkdirSync(targetsDir);
-    writeFileSync(join(dir, 'prometheus.yml'), prometheusConfig(`${netns.address}:${gatewayMetricsPort}`, `${netns.address}:${podMetricsPort}`, targetsDir));
-    const prometheus = startTool('prometheus', [
-      `--config.file=${join(dir, 'prometheus.yml')}`,
-      `--storage.tsdb.path=${join(dir, 'prometheus')}`,
-      `--web.listen-address=${netns.address}:${prometheusPort}`,
-      '--storage.tsdb.retention.time=2h',
-      '--log.level=warn',
-    ]);
+    let prometheus: Component | undefined;
+    let kedaAdapter: Component | undefined;
+    if (observability) {
+      progress(`starting Prometheus on ${netns.address}:${prometheusPort}, scraping the gateway every second`);
+      mkdirSync(targetsDir);
+      writeFileSync(join(dir, 'prometheus.yml'), prometheusConfig(`${netns.address}:${gatewayMetricsPort}`, `${netns.address}:${podMetricsPort}`, targetsDir));
+      prometheus = startTool('prometheus', [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'prometheus')}`,
+        `--web.listen-address=${netns.address}:${prometheusPort}`,
+        '--storage.tsdb.retention.time=2h',
+        '--log.level=warn',
+      ]);
 
-    progress(`starting KEDA (operator, and its external metrics API on ${netns.address}:${kedaMetricsApiPort})`);
-    const kedaDir = join(dir, 'keda');
-    mkdirSync(kedaDir);
-    const kedaCert = ca.issue('keda', [netns.address, 'keda-operator.keda.svc', 'keda-operator.keda.svc.cluster.local', 'keda-metrics-apiserver.keda.svc'], { client: true });
-    copyFileSync(kedaCert.certFile, join(kedaDir, 'tls.crt'));
-    copyFileSync(kedaCert.keyFile, join(kedaDir, 'tls.key'));
-    copyFileSync(ca.certFile, join(kedaDir, 'ca.crt'));
-    await kubectl(kubeconfigPath, ['apply', '--server-side', '-f', '-'], kedaObjects(netns.address));
-    const kedaEnv = { ...process.env, KUBECONFIG: componentsKubeconfig, WATCH_NAMESPACE: '', POD_NAMESPACE: 'keda', POD_NAME: 'keda-operator', KEDA_CLUSTER_OBJECT_NAMESPACE: 'keda' };
-    startComponent('keda-operator', toolPath('keda-operator'), [
-      '--leader-elect=false',
-      '--metrics-bind-address=0',
-      '--health-probe-bind-address=0',
-      `--metrics-service-bind-address=${netns.address}:${kedaGrpcPort}`,
-      `--cert-dir=${kedaDir}`,
-      '--enable-cert-rotation=false',
-      `--ca-dir=${kedaDir}`,
-      '--zap-log-level=info',
-      '--zap-encoder=json',
-    ], kedaEnv);
-    const kedaAdapter = startComponent('keda-adapter', toolPath('keda-adapter'), [
-      `--bind-address=${netns.address}`,
-      `--secure-port=${kedaMetricsApiPort}`,
-      `--cert-dir=${kedaDir}`,
-      `--tls-cert-file=${join(kedaDir, 'tls.crt')}`,
-      `--tls-private-key-file=${join(kedaDir, 'tls.key')}`,
-      `--lister-kubeconfig=${componentsKubeconfig}`,
-      `--authentication-kubeconfig=${componentsKubeconfig}`,
-      `--authorization-kubeconfig=${componentsKubeconfig}`,
-      `--metrics-service-address=${netns.address}:${kedaGrpcPort}`,
-      `--port=${kedaAdapterMetricsPort}`,
-      '--zap-encoder=json',
-    ], kedaEnv);
+      progress(`starting KEDA (operator, and its external metrics API on ${netns.address}:${kedaMetricsApiPort})`);
+      const kedaDir = join(dir, 'keda');
+      mkdirSync(kedaDir);
+      const kedaCert = ca.issue('keda', [netns.address, 'keda-operator.keda.svc', 'keda-operator.keda.svc.cluster.local', 'keda-metrics-apiserver.keda.svc'], { client: true });
+      copyFileSync(kedaCert.certFile, join(kedaDir, 'tls.crt'));
+      copyFileSync(kedaCert.keyFile, join(kedaDir, 'tls.key'));
+      copyFileSync(ca.certFile, join(kedaDir, 'ca.crt'));
+      await kubectl(kubeconfigPath, ['apply', '--server-side', '-f', '-'], kedaObjects(netns.address));
+      const kedaEnv = { ...process.env, KUBECONFIG: componentsKubeconfig, WATCH_NAMESPACE: '', POD_NAMESPACE: 'keda', POD_NAME: 'keda-operator', KEDA_CLUSTER_OBJECT_NAMESPACE: 'keda' };
+      startComponent('keda-operator', toolPath('keda-operator'), [
+        '--leader-elect=false',
+        '--metrics-bind-address=0',
+        '--health-probe-bind-address=0',
+        `--metrics-service-bind-address=${netns.address}:${kedaGrpcPort}`,
+        `--cert-dir=${kedaDir}`,
+        '--enable-cert-rotation=false',
+        `--ca-dir=${kedaDir}`,
+        '--zap-log-level=info',
+        '--zap-encoder=json',
+      ], kedaEnv);
+      kedaAdapter = startComponent('keda-adapter', toolPath('keda-adapter'), [
+        `--bind-address=${netns.address}`,
+        `--secure-port=${kedaMetricsApiPort}`,
+        `--cert-dir=${kedaDir}`,
+        `--tls-cert-file=${join(kedaDir, 'tls.crt')}`,
+        `--tls-private-key-file=${join(kedaDir, 'tls.key')}`,
+        `--lister-kubeconfig=${componentsKubeconfig}`,
+        `--authentication-kubeconfig=${componentsKubeconfig}`,
+        `--authorization-kubeconfig=${componentsKubeconfig}`,
+        `--metrics-service-address=${netns.address}:${kedaGrpcPort}`,
+        `--port=${kedaAdapterMetricsPort}`,
+        '--zap-encoder=json',
+      ], kedaEnv);
+    }
 
     await waitFor('the fake nodes to be Ready', 30_000, async () => {
       const list = await core.listNode();
@@ -498,19 +576,24 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       return out.trim() === 'True' ? true : undefined;
     }, () => logTail(traefik));
 
-    await waitFor('KEDA external metrics API to be Available', 120_000, async () => {
-      const out = await kubectl(kubeconfigPath, ['get', 'apiservice', 'v1beta1.external.metrics.k8s.io', '-o', 'jsonpath={.status.conditions[?(@.type=="Available")].status}']);
-      return out.trim() === 'True' ? true : undefined;
-    }, () => logTail(kedaAdapter));
     const prometheusUrl = `http://${netns.address}:${prometheusPort}`;
-    await waitFor('Prometheus to be ready', 60_000, async () => ((await fetch(`${prometheusUrl}/-/ready`)).ok ? true : undefined), () => logTail(prometheus));
+    if (observability) {
+      await waitFor('KEDA external metrics API to be Available', 120_000, async () => {
+        const out = await kubectl(kubeconfigPath, ['get', 'apiservice', 'v1beta1.external.metrics.k8s.io', '-o', 'jsonpath={.status.conditions[?(@.type=="Available")].status}']);
+        return out.trim() === 'True' ? true : undefined;
+      }, () => logTail(kedaAdapter!));
+      await waitFor('Prometheus to be ready', 60_000, async () => ((await fetch(`${prometheusUrl}/-/ready`)).ok ? true : undefined), () => logTail(prometheus!));
+    }
     progress(`ready in ${((Date.now() - started) / 1000).toFixed(1)}s (kubeconfig: ${kubeconfigPath})`);
     return {
       dir,
       server,
       kubeconfigPath,
       auditLogPath: join(dir, 'audit.log'),
-      pids: components.map((c) => c.child.pid!),
+      get pids() {
+        return components.map((c) => c.child.pid!);
+      },
+      faults,
       network: { namespace: netns.name, address: netns.address, hostAddress: netns.hostAddress },
       gateway: { address: netns.address, port: gatewayPort, className: gatewayClassName, shared: sharedGateway, metricsUrl },
       artifactsDir,

@@ -4,7 +4,7 @@
 // Around it: leader election, health and metrics, and a graceful stop.
 import type { ClusterAccess } from './kube/access.ts';
 import { KubeClient } from './kube/client.ts';
-import type { Resource } from './kube/resources.ts';
+import { resources, type Resource } from './kube/resources.ts';
 import { autoscalerResource } from './desired/autoscaling.ts';
 import type { Logger } from './log.ts';
 import type { Options } from './options.ts';
@@ -38,7 +38,12 @@ export async function startController(options: Options, kc: ClusterAccess, logge
       metrics.apiThrottled.inc();
       logger.debug({ request: what, retryAfterSeconds }, 'the API server asked to retry later');
     },
+    // With leader election, only the leader writes; the Lease is how a replica becomes one.
+    mayWrite: (r) => !options.leaderElect || leadingNow || r === resources.lease,
   });
+  let leadingNow = false;
+  /** startWorking() was called: caches and the loop are (being) set up, once per process. */
+  let working = false;
   const events = new EventRecorder(client, { component: 'ml-operator', host: options.identity, logger });
   const namespaces = options.watchNamespaces.length ? options.watchNamespaces : undefined;
   const queue = new WorkQueue({ concurrency: options.concurrency, logger, onDepth: (d) => metrics.workqueueDepth.set(d) });
@@ -106,20 +111,37 @@ export async function startController(options: Options, kc: ClusterAccess, logge
   };
 
   if (options.leaderElect) {
-    elector = new LeaderElector(client, { namespace: options.leaderElectionNamespace, name: options.leaderElectionId, identity: options.identity, logger });
-    void elector.run({
-      onStartedLeading: () => {
-        logger.info({ identity: options.identity, lease: `${options.leaderElectionNamespace}/${options.leaderElectionId}` }, 'became leader');
-        void startWorking().catch((err) => logger.error({ err }, 'failed to start the controllers'));
-      },
-      onStoppedLeading: () => {
-        // Another replica may already act: stop at once rather than write as a stale leader.
-        logger.error({ identity: options.identity }, 'lost the leader lease; exiting so a fresh process can stand by');
-        metrics.leader.set(0);
-        process.exit(1);
-      },
-    });
+    // One term per LeaderElector. A replica that loses the lease (another took it, or it could not
+    // renew in time, say while the API server was down) stops writing at once, holds its queue and
+    // stands by with warm caches; when it leads again it resumes with every endpoint queued.
+    const elect = () => {
+      elector = new LeaderElector(client, { namespace: options.leaderElectionNamespace, name: options.leaderElectionId, identity: options.identity, logger });
+      void elector.run({
+        onStartedLeading: () => {
+          leadingNow = true;
+          metrics.leader.set(1);
+          logger.info({ identity: options.identity, lease: `${options.leaderElectionNamespace}/${options.leaderElectionId}` }, 'became leader');
+          if (!working) {
+            working = true;
+            void startWorking().catch((err) => logger.error({ err }, 'failed to start the controllers'));
+            return;
+          }
+          for (const e of sources?.endpoints.list() ?? []) enqueue(`${e.metadata.namespace}/${e.metadata.name}`);
+          queue.resume();
+        },
+        onStoppedLeading: () => {
+          leadingNow = false;
+          queue.hold();
+          metrics.leader.set(0);
+          logger.error({ identity: options.identity }, 'lost the leader lease; writes stopped, standing by until this replica leads again');
+          if (!abort.signal.aborted) elect();
+        },
+      });
+    };
+    elect();
   } else {
+    leadingNow = true;
+    working = true;
     await startWorking();
   }
   return { leading, healthPort: health.port, metricsPort: health.metricsPort ?? health.port, stop };

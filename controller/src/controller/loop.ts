@@ -2,6 +2,7 @@
 // the key and a reconcile id, counted in the metrics, and reported as an Event when it fails (the
 // queue retries it with backoff).
 import { randomBytes } from 'node:crypto';
+import { FencedError } from '../kube/client.ts';
 import { resources } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
 import type { EndpointReconciler, Caches } from '../reconcile/endpoint.ts';
@@ -20,6 +21,11 @@ export function startLoop(o: { queue: WorkQueue; reconciler: EndpointReconciler;
       log.debug({ requeueAfterMs: result?.requeueAfterMs }, 'reconciled');
       return result;
     } catch (err) {
+      if (err instanceof FencedError) {
+        // Leadership went while this reconcile ran; the queue is held and the key waits for the next term.
+        log.info({ reason: err.message }, 'reconcile stopped: this replica no longer leads');
+        throw err;
+      }
       metrics.reconcileTotal.inc({ result: 'error' });
       metrics.reconcileErrors.inc();
       log.error({ err }, 'reconcile failed; retrying with backoff');

@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KubeClient, KubeError, TokenBucket } from './client.ts';
+import { FencedError, KubeClient, KubeError, TokenBucket } from './client.ts';
 import { resources, type Resource } from './resources.ts';
 
 interface Seen {
@@ -126,6 +126,22 @@ describe('KubeClient', () => {
     expect(Object.fromEntries(seen[0].query)).toEqual({ fieldManager: 'tester', force: 'true', fieldValidation: 'Strict' });
     expect(seen[1].path).toMatch(/^\/prefix\/apis\/[^/]+\/[^/]+\/namespaces\/ns\/machinelearningendpoints\/e\/status$/);
     expect(writes).toEqual(['apply configmaps', 'apply machinelearningendpoints']);
+  });
+
+  it('sends no write its fence refuses, and reads and fenced-in writes as usual', async () => {
+    respond = (req, res) => json(res, 200, req.body ? JSON.parse(req.body) : { metadata: { name: 'a' } });
+    let leading = false;
+    const writes: string[] = [];
+    const client = new KubeClient(kc, { onWrite: (verb, r) => writes.push(`${verb} ${r.plural}`), mayWrite: (r) => leading || r === resources.lease });
+    await expect(client.apply(configMap, { metadata: { name: 'a', namespace: 'ns' } } as never)).rejects.toThrow(FencedError);
+    await expect(client.delete(configMap, 'ns', 'a')).rejects.toThrow(/PATCH|DELETE/);
+    await expect(client.delete(configMap, 'ns', 'a')).rejects.toThrow(/does not hold the leader lease/);
+    await client.get(configMap, 'ns', 'a');
+    await client.update(resources.lease, { metadata: { name: 'l', namespace: 'ns' } } as never);
+    leading = true;
+    await client.apply(configMap, { metadata: { name: 'a', namespace: 'ns' } } as never);
+    expect(seen.map((r) => r.method)).toEqual(['GET', 'PUT', 'PATCH']);
+    expect(writes).toEqual(['update leases', 'apply configmaps']);
   });
 
   it('creates, updates and deletes, with preconditions and propagation policy', async () => {

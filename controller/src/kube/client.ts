@@ -37,6 +37,19 @@ export interface KubeClientOptions {
   rateLimit?: { qps: number; burst: number };
   /** Called for each answer that says "too many requests" (429) or "retry later" (Retry-After), before the retry. */
   onThrottled?(what: string, retryAfterSeconds: number): void;
+  /**
+   * A fence on writes: when it returns false for a write's resource, the write is refused with a
+   * FencedError before it is sent (a replica that lost the leader lease must not write).
+   */
+  mayWrite?(r: Resource): boolean;
+}
+
+/** A write refused by the client's fence (KubeClientOptions.mayWrite): nothing was sent. */
+export class FencedError extends Error {
+  constructor(what: string) {
+    super(`${what}: not sent: this replica does not hold the leader lease`);
+    this.name = 'FencedError';
+  }
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -155,6 +168,7 @@ export class KubeClient {
   private readonly server: URL;
   private readonly fieldManager: string;
   private readonly onWrite: WriteCounter | undefined;
+  private readonly mayWrite: ((r: Resource) => boolean) | undefined;
   private readonly userAgent: string;
   private agent: http.Agent | undefined;
   private credentials: { value: Promise<Credentials>; expires: number } | undefined;
@@ -168,6 +182,7 @@ export class KubeClient {
     this.server = new URL(cluster.server);
     this.fieldManager = options.fieldManager ?? 'ml-operator';
     this.onWrite = options.onWrite;
+    this.mayWrite = options.mayWrite;
     this.userAgent = options.userAgent ?? 'ml-operator';
     this.bucket = options.rateLimit ? new TokenBucket(options.rateLimit.qps, options.rateLimit.burst) : undefined;
     this.onThrottled = options.onThrottled;
@@ -418,7 +433,10 @@ export class KubeClient {
       signal,
     };
     const request = this.server.protocol === 'https:' ? https.request : http.request;
-    if (spec.write) this.onWrite?.(spec.write.verb, spec.write.resource, spec.write.subresource);
+    if (spec.write) {
+      if (this.mayWrite && !this.mayWrite(spec.write.resource)) throw new FencedError(spec.what);
+      this.onWrite?.(spec.write.verb, spec.write.resource, spec.write.subresource);
+    }
     return new Promise((resolve, reject) => {
       const req = request(options, (res) => {
         if (res.statusCode === 401) this.credentials = undefined;

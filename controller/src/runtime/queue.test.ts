@@ -167,6 +167,28 @@ describe('WorkQueue', () => {
     expect(times).toEqual([0, 500, 1_000]);
   });
 
+  it('hold lets in-flight handlers finish and hands out nothing until resume, then everything in order', async () => {
+    const { calls, handler } = controlledHandler();
+    const queue = new WorkQueue({ concurrency: 2, logger });
+    queue.start(handler);
+    queue.add('a');
+    await vi.advanceTimersByTimeAsync(0);
+    queue.hold();
+    queue.add('b');
+    queue.add('c');
+    queue.add('a');
+    calls[0].resolve();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(calls.map((c) => c.key)).toEqual(['a']);
+    expect(queue.depth).toBe(3);
+    queue.resume();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.map((c) => c.key)).toEqual(['a', 'b', 'c']);
+    calls[1].resolve();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.map((c) => c.key)).toEqual(['a', 'b', 'c', 'a']);
+  });
+
   it('shutdown stops taking keys and waits for in-flight handlers', async () => {
     const { calls, handler } = controlledHandler();
     const queue = new WorkQueue({ concurrency: 1, logger });

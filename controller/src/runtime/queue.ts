@@ -46,6 +46,7 @@ export class WorkQueue {
   private readonly failures = new Map<string, number>();
   private handler: ((key: string) => Promise<ReconcileResult>) | undefined;
   private shuttingDown = false;
+  private held = false;
   private drained: (() => void) | undefined;
 
   constructor(options: WorkQueueOptions) {
@@ -104,6 +105,16 @@ export class WorkQueue {
     this.pump();
   }
 
+  /** Stops handing out keys (those added meanwhile wait, in order) until resume(); in-flight handlers go on. */
+  hold(): void {
+    this.held = true;
+  }
+
+  resume(): void {
+    this.held = false;
+    this.pump();
+  }
+
   /** Stops taking new keys; resolves when in-flight handlers finish, or after timeoutMs. */
   async shutdown(timeoutMs = 30_000): Promise<void> {
     this.shuttingDown = true;
@@ -125,7 +136,7 @@ export class WorkQueue {
 
   private pump(): void {
     const handler = this.handler;
-    if (!handler) return;
+    if (!handler || this.held) return;
     while (!this.shuttingDown && this.processing.size < this.concurrency && this.depth > 0) {
       const queue = this.ready.size > 0 ? this.ready : this.readyLow;
       const key: string = queue.values().next().value!;
