@@ -5,8 +5,9 @@
 // tree is packaged as the next release would be (version bumped on a copy) and pushed beside it.
 // Each release's own controller runs (from its own sources), handing over through the Lease as the
 // chart's rolling update does. Requests go straight to the model pods' addresses, because the
-// published release routes with Istio only and no Envoy runs here; the VirtualService is watched
-// instead: it must only ever name Services with Ready pods.
+// published release routes with Istio only and no Envoy runs here; the VirtualServices are watched
+// instead: they must only ever name Services with Ready pods. An endpoint made between the upgrade
+// and the rollback shows what each controller makes of the other's versions.
 //
 // This file runs its own control plane. CRDs are cluster-wide and belong to one release: the run's
 // shared cluster has the working tree's CRDs, owned by its release and used by the other test files
@@ -46,7 +47,11 @@ const release: Release = { name: 'ml-operator', namespace: 'ml-operator' };
 /** The user's values, the same at every step; the controller runs as a local process (replicas 0). */
 const values = ['controller.replicaCount=0', 'controller.podDisruptionBudget.enabled=false'];
 const namespace = 'models';
+/** Endpoints made under the published release, and the one made after the upgrade. */
 const endpoints = ['a', 'b'];
+const later = 'c';
+/** Endpoints whose VirtualService is watched. */
+const routed = [...endpoints];
 const modelPort = 8080;
 
 let scratch: string;
@@ -60,6 +65,9 @@ let chartRef: string;
 let publishedController: string;
 const controllers: ControllerProcess[] = [];
 let load: ChildProcess | undefined;
+
+/** The controller image (which is the fetcher's) that a release's chart names by default. */
+const fetcherImage = (version: string) => `ghcr.io/ml-operator/controller:${version}`;
 
 const elapsed = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
 
@@ -129,13 +137,13 @@ const reconciled = async (c: ControllerProcess): Promise<number> => Number((awai
  * the new controller starts and waits on the Lease, the old one stops and releases it, and the new
  * one leads and reconciles every endpoint.
  */
-async function handOver(from: ControllerProcess, entry: string | undefined, identity: string): Promise<ControllerProcess> {
+async function handOver(from: ControllerProcess, entry: string | undefined, identity: string, endpointCount: number): Promise<ControllerProcess> {
   const started = Date.now();
   const to = await runController(entry, identity);
   expect(to.logs()).not.toContain('became leader');
   await from.stop();
   await waitFor(`${identity} to lead`, 60_000, async () => (to.logs().includes('became leader') ? true : undefined), () => to.logs().slice(-3000));
-  await waitFor(`${identity} to reconcile every endpoint`, 60_000, async () => ((await reconciled(to)) >= endpoints.length ? true : undefined), () => to.logs().slice(-3000));
+  await waitFor(`${identity} to reconcile every endpoint`, 60_000, async () => ((await reconciled(to)) >= endpointCount ? true : undefined), () => to.logs().slice(-3000));
   log(`chart-upgrade: ${identity} leads and reconciled every endpoint ${elapsed(started)} after it started`);
   return to;
 }
@@ -149,8 +157,10 @@ interface PodState {
   ready: boolean;
 }
 
-async function modelPods(): Promise<PodState[]> {
-  const list = await kc.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace, labelSelector: 'ml-operator.dev/model-instance' });
+const ofEndpoints = (names: string[]) => `ml-operator.dev/model-instance,ml-operator.dev/endpoint in (${names.join(',')})`;
+
+async function modelPods(names = endpoints): Promise<PodState[]> {
+  const list = await kc.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace, labelSelector: ofEndpoints(names) });
   return list.items
     .map((p) => ({
       name: p.metadata!.name!,
@@ -163,15 +173,26 @@ async function modelPods(): Promise<PodState[]> {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/** The fetcher each Deployment runs: its image, and whether it is given flags. */
+async function fetchers(names = endpoints): Promise<Record<string, string>> {
+  const list = await kc.makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace, labelSelector: ofEndpoints(names) });
+  return Object.fromEntries(
+    list.items.map((d) => {
+      const init = d.spec!.template.spec!.initContainers!.find((c) => c.name === 'fetch-artifact')!;
+      return [d.metadata!.name!, `${init.image} ${(init.args ?? []).some((a) => a.startsWith('--')) ? 'with flags' : 'URI TARGET'}`];
+    }),
+  );
+}
+
 /** The Deployments' generations: any change of their spec (a pod template, above all) bumps one. */
-async function deploymentGenerations(): Promise<Record<string, number>> {
-  const list = await kc.makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace });
+async function deploymentGenerations(names = endpoints): Promise<Record<string, number>> {
+  const list = await kc.makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace, labelSelector: ofEndpoints(names) });
   return Object.fromEntries(list.items.map((d) => [d.metadata!.name!, d.metadata!.generation!]).sort(([a], [b]) => String(a).localeCompare(String(b))));
 }
 
-async function endpointVersions(): Promise<Record<string, string | undefined>> {
+async function endpointVersions(names = endpoints): Promise<Record<string, string | undefined>> {
   const out: Record<string, string | undefined> = {};
-  for (const e of endpoints) {
+  for (const e of names) {
     const o = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
     const ready = o?.status?.state === 'InService' && o.status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
     out[e] = ready ? o!.status!.endpointConfigVersion : `not in service: ${JSON.stringify(o?.status)}`;
@@ -222,10 +243,13 @@ function watchRoutes(): { stop(): Promise<{ polls: number; violations: string[];
     }
   })();
   async function poll(): Promise<void> {
-    for (const e of endpoints) {
-      const vs = (await custom.getNamespacedCustomObject({ group: 'networking.istio.io', version: 'v1', namespace, plural: 'virtualservices', name: e })) as {
-        spec: { http: { route: { destination: { host: string } }[] }[] };
-      };
+    for (const e of routed) {
+      const vs = (await custom.getNamespacedCustomObject({ group: 'networking.istio.io', version: 'v1', namespace, plural: 'virtualservices', name: e }).catch((err: unknown) => {
+        // The endpoint made after the upgrade has no route until its first version is Available.
+        if (e === later && err instanceof k8s.ApiException && err.code === 404) return undefined;
+        throw err;
+      })) as { spec: { http: { route: { destination: { host: string } }[] }[] } } | undefined;
+      if (!vs) continue;
       for (const host of vs.spec.http.flatMap((h) => h.route.map((r) => r.destination.host))) {
         const name = host.split('.')[0];
         services.add(name);
@@ -272,25 +296,27 @@ async function startDirectLoad(pods: PodState[]): Promise<{ stop(): Promise<Dire
   };
 }
 
+const apiVersion = 'ml-operator.dev/v1alpha1';
+
+async function applyModel(m: string): Promise<void> {
+  const path = `/upgrade-${m}.tar.gz`;
+  publishArtifact(cluster.artifactsDir, path, { name: m, format: 'demo' });
+  await user.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name: m, namespace }, spec: { image: `acme/${m}:1`, artifact: `https://models.example.com${path}`, readinessPath: '/healthz' } });
+}
+
+async function applyEndpoint(name: string, models: { model: string; weight: number; instances: number }[]): Promise<void> {
+  await user.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name, namespace }, spec: { models } });
+  await user.apply(resources.endpoint, { apiVersion, kind: 'MachineLearningEndpoint', metadata: { name, namespace }, spec: { config: name } });
+}
+
 async function applyWorkload(): Promise<void> {
-  const apiVersion = 'ml-operator.dev/v1alpha1';
-  for (const m of ['m1', 'm2']) {
-    const path = `/upgrade-${m}.tar.gz`;
-    publishArtifact(cluster.artifactsDir, path, { name: m, format: 'demo' });
-    await user.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name: m, namespace }, spec: { image: `acme/${m}:1`, artifact: `https://models.example.com${path}`, readinessPath: '/healthz' } });
-  }
-  const configs = {
-    a: [{ model: 'm1', weight: 3, instances: 2 }, { model: 'm2', weight: 1, instances: 1 }],
-    b: [{ model: 'm1', weight: 1, instances: 1 }],
-  };
-  for (const [name, models] of Object.entries(configs)) {
-    await user.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name, namespace }, spec: { models } });
-    await user.apply(resources.endpoint, { apiVersion, kind: 'MachineLearningEndpoint', metadata: { name, namespace }, spec: { config: name } });
-  }
+  for (const m of ['m1', 'm2']) await applyModel(m);
+  await applyEndpoint('a', [{ model: 'm1', weight: 3, instances: 2 }, { model: 'm2', weight: 1, instances: 1 }]);
+  await applyEndpoint('b', [{ model: 'm1', weight: 1, instances: 1 }]);
 }
 
 describe(`helm upgrade from ${published.version} (published) to the working tree, and helm rollback`, () => {
-  it('updates the CRDs, restarts no model pod, fails no request, and routes only to Ready pods, both ways', { timeout: 1_200_000 }, async () => {
+  it('updates the CRDs, restarts no model pod of the published release, fails no request, and routes only to Ready pods, both ways', { timeout: 1_200_000 }, async () => {
     let started = Date.now();
     await helm(['install', release.name, chartRef, '--version', published.version, '--plain-http', '-n', release.namespace, '--create-namespace', ...values.flatMap((v) => ['--set', v]), '--wait', '--timeout', '2m']);
     const installSeconds = elapsed(started);
@@ -317,22 +343,43 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     const upgradeSeconds = elapsed(started);
     expect(await servesArtifactSha256()).toBe(true);
     started = Date.now();
-    controller = await handOver(controller, undefined, `controller-${next}`);
+    controller = await handOver(controller, undefined, `controller-${next}`, endpoints.length);
     // A rolling update of the model pods would bump a Deployment's generation at once, and replace
     // pods over the next seconds: look for a while.
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     const upgradeHandover = elapsed(started);
-    const afterUpgrade = { generations: await deploymentGenerations(), pods: await modelPods(), versions: await endpointVersions() };
+    const afterUpgrade = { generations: await deploymentGenerations(), pods: await modelPods(), versions: await endpointVersions(), fetchers: await fetchers() };
+
+    // A version made after the upgrade gets the new release's fetcher; the running ones keep theirs.
+    started = Date.now();
+    await applyModel('m3');
+    await applyEndpoint(later, [{ model: 'm3', weight: 1, instances: 2 }]);
+    routed.push(later);
+    await waitFor(`endpoint ${later} in service`, 180_000, async () => ((await endpointVersions([later]))[later]?.startsWith('not') === false ? true : undefined), async () => JSON.stringify(await endpointVersions([later])));
+    const laterInService = elapsed(started);
+    const laterBefore = { pods: await modelPods([later]), version: await endpointVersions([later]), fetchers: await fetchers([later]) };
+    // A model with a field 0.1.0's schema does not have, written while the new schema is served.
+    await user.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name: 'with-digest', namespace }, spec: { image: 'acme/d:1', artifact: 'https://models.example.com/d.tar.gz', artifactSha256: 'b'.repeat(64) } });
 
     started = Date.now();
     await helm(['rollback', release.name, '1', '-n', release.namespace, '--wait', '--timeout', '2m']);
     const rollbackSeconds = elapsed(started);
     const servedAfterRollback = await servesArtifactSha256();
     started = Date.now();
-    controller = await handOver(controller, publishedController, `controller-${published.version}-again`);
+    controller = await handOver(controller, publishedController, `controller-${published.version}-again`, endpoints.length + 1);
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     const rollbackHandover = elapsed(started);
-    const afterRollback = { generations: await deploymentGenerations(), pods: await modelPods(), versions: await endpointVersions() };
+    const afterRollback = { generations: await deploymentGenerations(), pods: await modelPods(), versions: await endpointVersions(), fetchers: await fetchers() };
+    // The published controller renders the later version's Deployment its own way (its fetcher, no
+    // flags): those pods are replaced, by a rolling update that keeps Ready pods behind the route.
+    await waitFor(`endpoint ${later} in service, its pods on the published fetcher`, 180_000, async () => {
+      const f = await fetchers([later]);
+      const pods = await modelPods([later]);
+      const onPublished = Object.values(f).every((x) => x === `${fetcherImage(published.version)} URI TARGET`);
+      return onPublished && pods.length === 2 && pods.every((p) => p.ready) && (await endpointVersions([later]))[later]?.startsWith('not') === false ? true : undefined;
+    }, async () => JSON.stringify({ fetchers: await fetchers([later]), pods: await modelPods([later]), status: await endpointVersions([later]) }));
+    const laterAfter = { pods: await modelPods([later]), version: await endpointVersions([later]) };
+    const digest = await user.get<KubeObject & { spec: Record<string, unknown> }>(resources.model, namespace, 'with-digest');
 
     const report = await traffic.stop();
     const seen = await routes.stop();
@@ -348,6 +395,9 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
         `[chart-upgrade] model pods before ${before.map((p) => `${p.name} (${p.uid.slice(0, 8)})`).join(', ')}`,
         `[chart-upgrade] after the upgrade ${afterUpgrade.pods.map((p) => `${p.name} (${p.uid.slice(0, 8)}, restarts ${p.restarts})`).join(', ')}`,
         `[chart-upgrade] after the rollback ${afterRollback.pods.map((p) => `${p.name} (${p.uid.slice(0, 8)}, restarts ${p.restarts})`).join(', ')}`,
+        `[chart-upgrade] fetchers after the upgrade ${JSON.stringify(afterUpgrade.fetchers)}; of the version made after it ${JSON.stringify(laterBefore.fetchers)} (in service ${laterInService} after it was applied)`,
+        `[chart-upgrade] endpoint ${later} (made after the upgrade) ${JSON.stringify(laterBefore.version)} -> ${JSON.stringify(laterAfter.version)}; pods ${laterBefore.pods.map((p) => p.uid.slice(0, 8)).join(', ')} -> ${laterAfter.pods.map((p) => p.uid.slice(0, 8)).join(', ')}`,
+        `[chart-upgrade] after the rollback, a model written with spec.artifactSha256 reads ${digest?.spec.artifactSha256 === undefined ? 'without it' : 'with it'}`,
         `[chart-upgrade] Deployment generations ${JSON.stringify(generations)} -> ${JSON.stringify(afterUpgrade.generations)} -> ${JSON.stringify(afterRollback.generations)}`,
         `[chart-upgrade] VirtualServices polled ${seen.polls} times, naming ${[...seen.services].sort().join(', ')}; ${seen.violations.length} polls named a Service without a Ready pod`,
         `[chart-upgrade] helm history: ${history.map((h) => `${h.revision} ${h.chart} ${h.status} (${h.description})`).join('; ')}`,
@@ -358,9 +408,13 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     expect(afterUpgrade.generations).toEqual(generations);
     expect(afterUpgrade.pods).toEqual(before);
     expect(afterUpgrade.versions).toEqual(versions);
+    expect(new Set(Object.values(afterUpgrade.fetchers))).toEqual(new Set([`${fetcherImage(published.version)} URI TARGET`]));
+    expect(new Set(Object.values(laterBefore.fetchers))).toEqual(new Set([`${fetcherImage(next)} with flags`]));
     expect(afterRollback.generations).toEqual(generations);
     expect(afterRollback.pods).toEqual(before);
     expect(afterRollback.versions).toEqual(versions);
+    expect(afterRollback.fetchers).toEqual(afterUpgrade.fetchers);
+    expect(laterAfter.version).toEqual(laterBefore.version);
     expect(failed).toBe(0);
     for (const p of before) expect(report[p.name].byPod).toEqual({ [p.name]: report[p.name].sent });
     // About 10 requests a second to each pod for the whole run.
