@@ -115,37 +115,62 @@ afterAll(async () => {
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
-async function runController(entry: string | undefined, identity: string): Promise<ControllerProcess> {
-  const c = await startControllerProcess({
+interface Controller {
+  process: ControllerProcess;
+  identity: string;
+  /** Whether it runs with leader election, as its chart's Deployment says. */
+  leaderElect: boolean;
+}
+
+/**
+ * Starts a controller with the config and the flags that the release's chart renders now (its
+ * ConfigMap, and its Deployment's --leader-elect and --concurrency): 0.1.0's chart turns leader
+ * election off for a single replica, the working tree's turns it on.
+ */
+async function runController(entry: string | undefined, identity: string): Promise<Controller> {
+  const deployment = await kc.makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ name: `${release.name}-controller`, namespace: release.namespace });
+  const args = deployment.spec!.template.spec!.containers[0].args ?? [];
+  const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const leaderElect = flag('leader-elect') === 'true';
+  const process_ = await startControllerProcess({
     kubeconfig: await serviceAccountKubeconfig(kc, release),
     config: await chartConfig(kc, {}, release),
-    leaderElect: true,
+    leaderElect,
+    concurrency: Number(flag('concurrency')) || undefined,
     identity,
     release,
     network: { namespace: cluster.network.namespace, address: cluster.network.address },
     entry,
     echo: process.env.ML_OPERATOR_TEST_LOGS === '1',
   });
-  controllers.push(c);
-  return c;
+  controllers.push(process_);
+  return { process: process_, identity, leaderElect };
 }
 
 const reconciled = async (c: ControllerProcess): Promise<number> => Number((await c.metrics()).match(/^ml_operator_reconcile_total\{result="success"\} (\d+)/m)?.[1] ?? 0);
 
+/** Waits until the controller works (leads, when it elects) and has reconciled every endpoint. */
+async function working(c: Controller, endpointCount: number): Promise<void> {
+  if (c.leaderElect) await waitFor(`${c.identity} to lead`, 60_000, async () => (c.process.logs().includes('became leader') ? true : undefined), () => c.process.logs().slice(-3000));
+  await waitFor(`${c.identity} to reconcile every endpoint`, 60_000, async () => ((await reconciled(c.process)) >= endpointCount ? true : undefined), () => c.process.logs().slice(-3000));
+}
+
 /**
  * The rolling update of the controller's Deployment, as `helm upgrade` or `helm rollback` runs it:
- * the new controller starts and waits on the Lease, the old one stops and releases it, and the new
- * one leads and reconciles every endpoint.
+ * the new controller starts before the old one stops. Where both elect a leader, the new one waits
+ * on the Lease until the old one releases it; where either does not (0.1.0's default with one
+ * replica), both act at once: the old one stops only once the new one has reconciled every endpoint.
  */
-async function handOver(from: ControllerProcess, entry: string | undefined, identity: string, endpointCount: number): Promise<ControllerProcess> {
+async function handOver(from: Controller, entry: string | undefined, identity: string, endpointCount: number): Promise<{ to: Controller; overlapped: boolean }> {
   const started = Date.now();
   const to = await runController(entry, identity);
-  expect(to.logs()).not.toContain('became leader');
-  await from.stop();
-  await waitFor(`${identity} to lead`, 60_000, async () => (to.logs().includes('became leader') ? true : undefined), () => to.logs().slice(-3000));
-  await waitFor(`${identity} to reconcile every endpoint`, 60_000, async () => ((await reconciled(to)) >= endpointCount ? true : undefined), () => to.logs().slice(-3000));
-  log(`chart-upgrade: ${identity} leads and reconciled every endpoint ${elapsed(started)} after it started`);
-  return to;
+  const overlapped = !(from.leaderElect && to.leaderElect);
+  if (overlapped) await working(to, endpointCount);
+  else expect(to.process.logs()).not.toContain('became leader');
+  await from.process.stop();
+  await working(to, endpointCount);
+  log(`chart-upgrade: ${identity} (leader election ${to.leaderElect ? 'on' : 'off'}) took over from ${from.identity} (${from.leaderElect ? 'on' : 'off'}) ${elapsed(started)} after it started${overlapped ? ', both acting at once until then' : ''}`);
+  return { to, overlapped };
 }
 
 interface PodState {
@@ -324,7 +349,6 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     expect(await servesArtifactSha256()).toBe(false);
 
     let controller = await runController(publishedController, `controller-${published.version}`);
-    await waitFor('the published controller to lead', 60_000, async () => (controller.logs().includes('became leader') ? true : undefined), () => controller.logs().slice(-3000));
     started = Date.now();
     await applyWorkload();
     await waitFor('both endpoints in service', 180_000, async () => (Object.values(await endpointVersions()).every((v) => v && !v.startsWith('not')) ? true : undefined), async () => JSON.stringify(await endpointVersions(), null, 2));
@@ -343,7 +367,8 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     const upgradeSeconds = elapsed(started);
     expect(await servesArtifactSha256()).toBe(true);
     started = Date.now();
-    controller = await handOver(controller, undefined, `controller-${next}`, endpoints.length);
+    const upgraded = await handOver(controller, undefined, `controller-${next}`, endpoints.length);
+    controller = upgraded.to;
     // A rolling update of the model pods would bump a Deployment's generation at once, and replace
     // pods over the next seconds: look for a while.
     await new Promise((resolve) => setTimeout(resolve, 10_000));
@@ -366,7 +391,8 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     const rollbackSeconds = elapsed(started);
     const servedAfterRollback = await servesArtifactSha256();
     started = Date.now();
-    controller = await handOver(controller, publishedController, `controller-${published.version}-again`, endpoints.length + 1);
+    const rolledBack = await handOver(controller, publishedController, `controller-${published.version}-again`, endpoints.length + 1);
+    controller = rolledBack.to;
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     const rollbackHandover = elapsed(started);
     const afterRollback = { generations: await deploymentGenerations(), pods: await modelPods(), versions: await endpointVersions(), fetchers: await fetchers() };
@@ -390,6 +416,7 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     process.stdout.write(
       [
         `[chart-upgrade] helm install ${published.version} ${installSeconds}, upgrade to ${next} ${upgradeSeconds} + controller handover ${upgradeHandover}, rollback ${rollbackSeconds} + handover ${rollbackHandover}`,
+        `[chart-upgrade] controllers: ${published.version} with leader election ${rolledBack.to.leaderElect ? 'on' : 'off'}, ${next} with ${upgraded.to.leaderElect ? 'on' : 'off'}; both acted at once during the upgrade: ${upgraded.overlapped}, during the rollback: ${rolledBack.overlapped}`,
         `[chart-upgrade] requests straight to the pods: ${total} sent, ${failed} failed`,
         ...Object.entries(report).map(([pod, r]) => `[chart-upgrade]   ${pod}: ${r.sent} sent, ${r.failed} failed, answered by ${JSON.stringify(r.byPod)}${r.failures.length ? `, first failures ${JSON.stringify(r.failures.slice(0, 3))}` : ''}`),
         `[chart-upgrade] model pods before ${before.map((p) => `${p.name} (${p.uid.slice(0, 8)})`).join(', ')}`,
