@@ -3,8 +3,8 @@
 // recorded in ci/release/published.ts) is rebuilt from git, chart and controller, packaged and
 // pushed to a local OCI registry with the release scripts, and installed from there; the working
 // tree is packaged as the next release would be (version bumped on a copy) and pushed beside it.
-// Each release's own controller runs (from its own sources), handing over through the Lease as the
-// chart's rolling update does. Requests go straight to the model pods' addresses, because the
+// Each release's own controller runs (from its own sources, with the flags its chart renders), the
+// new one starting before the old one stops, as the chart's rolling update does. Requests go straight to the model pods' addresses, because the
 // published release routes with Istio only and no Envoy runs here; the VirtualServices are watched
 // instead: they must only ever name Services with Ready pods. An endpoint made between the upgrade
 // and the rollback shows what each controller makes of the other's versions.
@@ -13,7 +13,7 @@
 // shared cluster has the working tree's CRDs, owned by its release and used by the other test files
 // in their new fields, so it can neither take the published CRDs nor see them rolled back.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -23,10 +23,10 @@ import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-p
 import { chartConfig, serviceAccountKubeconfig, startControllerProcess, type ControllerProcess, type Release } from '../../ci/cluster/operator.ts';
 import { log } from '../../ci/log.ts';
 import { bumpVersion } from '../../ci/release/bump-version.ts';
-import { exec, execOk } from '../../ci/release/exec.ts';
+import { execOk } from '../../ci/release/exec.ts';
 import { packageChart } from '../../ci/release/package.ts';
 import { publishChart } from '../../ci/release/publish.ts';
-import { extractAt, lastPublished, requireCommit } from '../../ci/release/published.ts';
+import { extractAt, fileAt, lastPublished, requireCommit } from '../../ci/release/published.ts';
 import { releaseVersion } from '../../ci/release/versions.ts';
 import { toolPath } from '../../ci/tools/build.ts';
 import type { DirectReport } from '../../ci/traffic/direct.ts';
@@ -99,8 +99,10 @@ beforeAll(async () => {
   chartRef = pushedOld.chart;
   log(`chart-upgrade: ${chartRef} ${published.version} (commit ${published.commit.slice(0, 7)}) and ${next} (working tree) pushed in ${elapsed(started)}`);
 
-  // The published controller's sources; its dependencies are this checkout's (package.json agrees).
-  started = Date.now();
+  // The published controller's sources, run with this checkout's dependencies: only while they are
+  // the ones it was released with.
+  const dependencies = (text: string) => (JSON.parse(text) as { dependencies: Record<string, string> }).dependencies;
+  expect(dependencies(readFileSync(join(repositoryRoot, 'package.json'), 'utf8'))).toEqual(dependencies(fileAt(published.commit, 'package.json')));
   const dir = join(scratch, `controller-${published.version}`);
   extractAt(published.commit, ['controller/src', 'package.json'], dir);
   symlinkSync(join(repositoryRoot, 'node_modules'), join(dir, 'node_modules'));
@@ -132,7 +134,7 @@ async function runController(entry: string | undefined, identity: string): Promi
   const args = deployment.spec!.template.spec!.containers[0].args ?? [];
   const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
   const leaderElect = flag('leader-elect') === 'true';
-  const process_ = await startControllerProcess({
+  const child = await startControllerProcess({
     kubeconfig: await serviceAccountKubeconfig(kc, release),
     config: await chartConfig(kc, {}, release),
     leaderElect,
@@ -143,13 +145,13 @@ async function runController(entry: string | undefined, identity: string): Promi
     entry,
     echo: process.env.ML_OPERATOR_TEST_LOGS === '1',
   });
-  controllers.push(process_);
-  return { process: process_, identity, leaderElect };
+  controllers.push(child);
+  return { process: child, identity, leaderElect };
 }
 
 const reconciled = async (c: ControllerProcess): Promise<number> => Number((await c.metrics()).match(/^ml_operator_reconcile_total\{result="success"\} (\d+)/m)?.[1] ?? 0);
 
-/** Waits until the controller works (leads, when it elects) and has reconciled every endpoint. */
+/** Waits until the controller works (leads, when it elects) and has had a successful reconcile per endpoint. */
 async function working(c: Controller, endpointCount: number): Promise<void> {
   if (c.leaderElect) await waitFor(`${c.identity} to lead`, 60_000, async () => (c.process.logs().includes('became leader') ? true : undefined), () => c.process.logs().slice(-3000));
   await waitFor(`${c.identity} to reconcile every endpoint`, 60_000, async () => ((await reconciled(c.process)) >= endpointCount ? true : undefined), () => c.process.logs().slice(-3000));
