@@ -4,6 +4,7 @@ import { cpSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { extractAt, pathsAt } from '../../ci/release/published.ts';
 
 export const repositoryRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -30,6 +31,12 @@ export function copyCheckout(dest: string): string {
   for (const entry of checkoutEntries) cpSync(join(repositoryRoot, entry), join(dest, entry), { recursive: true });
   // A subchart archive left by `helm dependency build` in the checkout is not part of the chart.
   for (const file of readdirSync(join(dest, 'charts')).filter((f) => f.endsWith('.tgz'))) rmSync(join(dest, 'charts', file));
+  return dest;
+}
+
+/** The same part of the repository as it was at `commit` (a published release), from git. */
+export function checkoutAt(commit: string, dest: string): string {
+  extractAt(commit, pathsAt(commit, checkoutEntries), dest);
   return dest;
 }
 

@@ -46,5 +46,12 @@ export const desiredHashAnnotation = 'ml-operator.dev/desired-hash';
  */
 export const fetcherImageAnnotation = 'ml-operator.dev/fetcher-image';
 
+/**
+ * On a model snapshot: `none` when its pinned fetcher takes no flags, only `URI TARGET` (the fetcher
+ * of 0.1.0, which stops with a usage error on anything else). Absent: the fetcher takes this
+ * release's flags (`--max-bytes`, `--sha256`).
+ */
+export const fetcherFlagsAnnotation = 'ml-operator.dev/fetcher-flags';
+
 /** Finalizer that removes cluster-scoped PersistentVolumes (hostPath storage), which owner references cannot reach. */
 export const storageFinalizer = 'ml-operator.dev/storage';

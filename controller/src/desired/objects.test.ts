@@ -80,6 +80,19 @@ describe('the Deployment of a variant', () => {
     expect(desired.modelInstance(ctx, p.variants[1]).object.metadata.annotations?.['ml-operator.dev/fetcher-image']).toBe('ml-operator/controller:1');
   });
 
+  it("keeps a fetcher pinned from 0.1.0 on 0.1.0's command line (URI TARGET, no flags), and records that on the snapshot", () => {
+    const legacy = { ...p.variants[1], fetcherImage: 'ml-operator/controller:0.1.0', fetcherFlags: false };
+    const init = (desired.deployment(ctx, legacy, 600).object as any).spec.template.spec.initContainers[0];
+    expect(init).toMatchObject({ image: 'ml-operator/controller:0.1.0', args: ['https://models.example.com/titanic.tar.gz', '/opt/ml/model'] });
+    const snapshot = desired.modelInstance(ctx, legacy).object;
+    expect(snapshot.metadata.annotations).toMatchObject({ 'ml-operator.dev/fetcher-image': 'ml-operator/controller:0.1.0', 'ml-operator.dev/fetcher-flags': 'none' });
+    expect(desired.modelInstance(ctx, p.variants[1]).object.metadata.annotations?.['ml-operator.dev/fetcher-flags']).toBeUndefined();
+    // Rebuilt from that snapshot, the plan still runs the 0.1.0 fetcher without flags.
+    const configInstance = { ...(desired.configInstance(ctx, p).object as never as { metadata: never; spec: never }), status: desired.configInstanceStatus(p) };
+    const snapshots = new Map(p.variants.map((v) => [v.instance, desired.modelInstance(ctx, v === p.variants[1] ? legacy : v).object as never]));
+    expect(planFromSnapshot(configInstance as never, snapshots)!.variants[1]).toMatchObject({ fetcherImage: 'ml-operator/controller:0.1.0', fetcherFlags: false });
+  });
+
   it('runs the wanted replicas with requests equal to limits', () => {
     expect(d.spec.replicas).toBe(1);
     expect(server.resources).toEqual({

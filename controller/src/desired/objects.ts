@@ -3,7 +3,7 @@
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { apiVersionOf, resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
-import { desiredHashAnnotation, fetcherImageAnnotation, labels, managerName, replicasOwnerAnnotation } from './labels.ts';
+import { desiredHashAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, labels, managerName, replicasOwnerAnnotation } from './labels.ts';
 import { quantityValue } from './compare.ts';
 import { contentVersion } from './names.ts';
 import type { VariantPlan, VersionPlan } from './plan.ts';
@@ -105,7 +105,7 @@ export function configInstanceStatus(plan: VersionPlan) {
 
 /** The immutable snapshot of a model as one variant of a version runs it. */
 export function modelInstance(ctx: EndpointContext, v: VariantPlan): Desired {
-  const fetcher = v.model.artifact ? { [fetcherImageAnnotation]: v.fetcherImage ?? ctx.config.fetcher.image } : undefined;
+  const fetcher = v.model.artifact ? { [fetcherImageAnnotation]: v.fetcherImage ?? ctx.config.fetcher.image, ...(v.fetcherFlags === false ? { [fetcherFlagsAnnotation]: 'none' } : {}) } : undefined;
   return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model }, fetcher);
 }
 
@@ -267,7 +267,13 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
       image: v.fetcherImage ?? config.fetcher.image,
       command: fetcherEntrypoint,
       // Downloads and unpacking are bounded by the volume's size; the digest, when given, is checked.
-      args: [`--max-bytes=${Math.floor(quantityValue(size) ?? 0)}`, ...(model.artifactSha256 ? [`--sha256=${model.artifactSha256.toLowerCase()}`] : []), artifact, fetchInto],
+      // A fetcher pinned from 0.1.0 knows neither flag (its models have no digest): it keeps its own
+      // command line, so that its pods stay as they are.
+      args: [
+        ...(v.fetcherFlags === false ? [] : [`--max-bytes=${Math.floor(quantityValue(size) ?? 0)}`, ...(model.artifactSha256 ? [`--sha256=${model.artifactSha256.toLowerCase()}`] : [])]),
+        artifact,
+        fetchInto,
+      ],
       ...(model.artifactSecret ? { envFrom: [{ secretRef: { name: model.artifactSecret } }] } : {}),
       resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
       securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true },

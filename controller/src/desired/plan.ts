@@ -1,7 +1,7 @@
 // Which version an endpoint should serve: the config and model versions that a config and its
 // models resolve to, or that a snapshot (instance) recorded. Pure: no I/O.
 import type { MachineLearningEndpointConfig, MachineLearningEndpointConfigSpec, MachineLearningEndpointConfigVariant, MachineLearningModel, MachineLearningModelSpec } from '../api/generated.ts';
-import { fetcherImageAnnotation, labels } from './labels.ts';
+import { fetcherFlagsAnnotation, fetcherImageAnnotation, labels } from './labels.ts';
 import { contentVersion, versionedName } from './names.ts';
 
 export interface VariantPlan {
@@ -15,6 +15,8 @@ export interface VariantPlan {
   instance: string;
   /** The artifact fetcher image this instance runs with, once pinned (see fetcherImageAnnotation). */
   fetcherImage?: string;
+  /** False when that pinned fetcher takes no flags, only `URI TARGET` (see fetcherFlagsAnnotation). */
+  fetcherFlags?: boolean;
 }
 
 export interface VersionPlan {
@@ -77,7 +79,8 @@ export function planFromSnapshot(configInstance: MachineLearningEndpointConfig, 
     const snapshot = instance ? modelInstances.get(instance) : undefined;
     if (!entry || !instance || !snapshot) return undefined;
     const fetcherImage = snapshot.metadata.annotations?.[fetcherImageAnnotation];
-    variants.push({ variant, model: snapshot.spec, version: entry.version, instance, ...(fetcherImage ? { fetcherImage } : {}) });
+    const fetcherFlags = fetcherImage && snapshot.metadata.annotations?.[fetcherFlagsAnnotation] === 'none' ? { fetcherFlags: false } : {};
+    variants.push({ variant, model: snapshot.spec, version: entry.version, instance, ...(fetcherImage ? { fetcherImage } : {}), ...fetcherFlags });
   }
   return { config: template, spec: configInstance.spec, version, instance: meta.name!, variants };
 }

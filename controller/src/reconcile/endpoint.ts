@@ -4,11 +4,11 @@
 // workloads), then the status (which records what drains), and removals last.
 import type { Condition, MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningEndpointStatus, MachineLearningModel } from '../api/generated.ts';
 import { upToDate } from '../desired/compare.ts';
-import { fetcherImageAnnotation, isSnapshot, labels, managerName, replicasOwnerAnnotation, storageFinalizer } from '../desired/labels.ts';
+import { fetcherFlagsAnnotation, fetcherImageAnnotation, isSnapshot, labels, managerName, replicasOwnerAnnotation, storageFinalizer } from '../desired/labels.ts';
 import { autoscalerResource, autoscalingProblem, replicasFieldManager } from '../desired/autoscaling.ts';
 import { canonicalJson } from '../desired/names.ts';
 import * as desired from '../desired/objects.ts';
-import { planFromSnapshot, planFromTemplates, type VersionPlan } from '../desired/plan.ts';
+import { planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import { iso, type ConditionInput } from '../desired/status.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
@@ -297,20 +297,33 @@ export class EndpointReconciler {
   }
 
   /**
-   * Each instance keeps the fetcher image it started with: its running Deployment's, else the one its
-   * snapshot recorded, else the operator's current one. A new controller's fetcher reaches new
-   * versions only, so upgrading the controller restarts no model pod.
+   * Each instance keeps the fetcher it started with, image and command line: its running
+   * Deployment's, else the one its snapshot recorded, else the operator's current one. A new
+   * controller's fetcher reaches new versions only, so upgrading the controller restarts no model
+   * pod; and a fetcher pinned from 0.1.0, which takes no flags, is never given any.
    */
   private pinFetcher(namespace: string, plan: VersionPlan | undefined): VersionPlan | undefined {
     if (!plan) return plan;
     const { caches } = this.deps;
-    const running = (instance: string) => {
-      const spec = caches.deployments.get(namespace, instance)?.spec as { template?: { spec?: { initContainers?: { name: string; image: string }[] } } } | undefined;
-      return spec?.template?.spec?.initContainers?.find((c) => c.name === desired.fetcherContainerName)?.image;
+    type Pin = Pick<VariantPlan, 'fetcherImage' | 'fetcherFlags'>;
+    const running = (instance: string): Pin | undefined => {
+      const spec = caches.deployments.get(namespace, instance)?.spec as { template?: { spec?: { initContainers?: { name: string; image: string; args?: string[] }[] } } } | undefined;
+      const fetcher = spec?.template?.spec?.initContainers?.find((c) => c.name === desired.fetcherContainerName);
+      if (!fetcher) return undefined;
+      return { fetcherImage: fetcher.image, ...((fetcher.args ?? []).some((a) => a.startsWith('--')) ? {} : { fetcherFlags: false }) };
+    };
+    const recorded = (instance: string): Pin | undefined => {
+      const annotations = caches.models.get(namespace, instance)?.metadata.annotations;
+      const image = annotations?.[fetcherImageAnnotation];
+      return image ? { fetcherImage: image, ...(annotations?.[fetcherFlagsAnnotation] === 'none' ? { fetcherFlags: false } : {}) } : undefined;
     };
     const variants = plan.variants.map((v) => {
-      const fetcherImage = running(v.instance) ?? caches.models.get(namespace, v.instance)?.metadata.annotations?.[fetcherImageAnnotation] ?? v.fetcherImage;
-      return fetcherImage ? { ...v, fetcherImage } : v;
+      const pinned = running(v.instance) ?? recorded(v.instance);
+      if (pinned) {
+        const { fetcherFlags: _, ...rest } = v;
+        return { ...rest, ...pinned };
+      }
+      return v;
     });
     return { ...plan, variants };
   }
