@@ -221,6 +221,25 @@ describe('progressive delivery', () => {
     expect(d.requeueAfterMs).toBe(60_200);
   });
 
+  it('a variant both versions share (same model version) is one entry of the traffic table, with both shares summed', () => {
+    const two = (n: string) => {
+      const r = planFromTemplates('e', 'c', { models: [{ model: 'm', weight: 1 }, { model: 'n', weight: 1 }] }, new Map([['m', { image: 'acme/m:1' }], ['n', { image: n }]]));
+      if (!r.ok) throw new Error('unresolved');
+      return r.plan;
+    };
+    const a = two('acme/n:1');
+    const b = two('acme/n:2');
+    const shared = a.variants[0].instance;
+    expect(b.variants[0].instance).toBe(shared);
+    const all = [...new Set([...instancesOf(a), ...instancesOf(b)])];
+    const d = decide(input({ spec: canary, target: b, status: serving(a), route: routeTo(a), available: all, snapshot: (version) => [a, b].find((p) => p.version === version) }));
+    expect(weights(d)).toEqual({ [a.version]: 45, [b.version]: 5 });
+    const status = renderStatus({ decision: d, previous: serving(a), generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now });
+    const services = status.traffic!.map((t) => t.service);
+    expect(services).toHaveLength(new Set(services).size);
+    expect(Object.fromEntries(status.traffic!.map((t) => [t.service, t.weight]))).toEqual({ [shared]: 50, [a.variants[1].instance]: 45, [b.variants[1].instance]: 5 });
+  });
+
   it('a first version takes all the traffic at once: there is nothing to share it with', () => {
     const d = decide(input({ spec: canary, target: v1, status: {}, available: instancesOf(v1) }));
     expect(weights(d)).toEqual({ [v1.version]: 100 });

@@ -5,7 +5,7 @@
 import type { MachineLearningEndpointStatus, ShadowEntry, TrafficEntry } from '../api/generated.ts';
 import { setConditions, type ConditionInput } from '../desired/status.ts';
 import { isShadow, type VersionPlan } from '../desired/plan.ts';
-import type { RouteBackend } from '../routing/route.ts';
+import { byService, type RouteBackend } from '../routing/route.ts';
 import type { RolloutDecision } from './decide.ts';
 
 export interface StatusInput {
@@ -30,7 +30,8 @@ function replicasOf(decision: RolloutDecision): Map<string, number> {
 }
 
 function table(route: readonly RouteBackend[], replicas: Map<string, number>, readyOf: (instance: string) => number): TrafficEntry[] {
-  return route.map((b) => ({
+  // status.traffic is a map keyed by Service: a Service two versions share is one entry.
+  return byService(route).map((b) => ({
     variant: b.variant,
     version: b.version,
     modelVersion: b.modelVersion,

@@ -9,7 +9,7 @@ import { commonLabels, gatewayName, hostOf, namespaced, servicePort, type Endpoi
 import type { Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import type { RouteCondition, RoutingProvider } from './provider.ts';
-import { decodeMirrors, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights } from './route.ts';
+import { byService, decodeMirrors, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights } from './route.ts';
 
 const group = 'gateway.networking.k8s.io';
 export const httpRouteResource: Resource = { group, version: 'v1', kind: 'HTTPRoute', plural: 'httproutes', namespaced: true };
@@ -129,7 +129,7 @@ export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
               ...(mode === 'RequestMirror' && mirrors.length
                 ? { filters: mirrors.map((m) => ({ type: 'RequestMirror', requestMirror: { backendRef: { group: '', kind: 'Service', name: m.service, port: m.port }, percent: m.percent } })) }
                 : {}),
-              backendRefs: route.backends.map((b) =>
+              backendRefs: byService(route.backends).map((b) =>
                 wrapped(b.service) ? { group: traefikGroup, kind: 'TraefikService', name: mirrorServiceName(b.service), weight: b.weight } : { group: '', kind: 'Service', name: b.service, port: b.port, weight: b.weight },
               ),
             },

@@ -6,7 +6,7 @@ import { commonLabels, gatewayName, hostOf, namespaced } from '../desired/object
 import { labels } from '../desired/labels.ts';
 import { resources } from '../kube/resources.ts';
 import type { RoutingProvider } from './provider.ts';
-import { encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights, type RouteSpec } from './route.ts';
+import { byService, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights, type RouteSpec } from './route.ts';
 
 interface VirtualServiceSpec {
   http?: { route?: { destination?: { host?: string } }[]; mirrors?: { destination?: { host?: string } }[] }[];
@@ -65,7 +65,7 @@ export const istio: RoutingProvider = {
           })),
           {
             name: 'variants',
-            route: route.backends.map((b) => ({ destination: destination(b.service, b.port), weight: b.weight })),
+            route: byService(route.backends).map((b) => ({ destination: destination(b.service, b.port), weight: b.weight })),
             ...(mirrors.length ? { mirrors: mirrors.map((m) => ({ destination: destination(m.service, m.port), percentage: { value: m.percent } })) } : {}),
           },
         ],

@@ -37,6 +37,19 @@ describe('the route as data', () => {
     expect(b.map((x) => x.weight)).toEqual([60, 15, 13, 12]);
     expect(b.reduce((s, x) => s + x.weight, 0)).toBe(100);
   });
+  it('names a Service two versions share once in the route object, with their shares summed, and each version in the annotation', () => {
+    const old = plan();
+    const next = plan({ models: [{ model: 'titanic', weight: 80 }, { model: 'titanic-v2', weight: 20, cpus: '2' }] });
+    const shared = old.variants[0].instance;
+    expect(next.variants[0].instance).toBe(shared);
+    const split: RouteSpec = { host: 'titanic.ml.models.example.com', backends: backends([{ plan: old, percent: 50 }, { plan: next, percent: 50 }]) };
+    const vs = istio.routes({ endpoint, config: base }, split)[0].object as any;
+    const hr = gatewayApi(perEndpoint).routes({ endpoint, config: perEndpoint }, split)[0].object as any;
+    const istioWeights = vs.spec.http.at(-1).route.map((r: any) => [r.destination.host.split('.')[0], r.weight]);
+    const gatewayWeights = hr.spec.rules.at(-1).backendRefs.map((b: any) => [b.name, b.weight]);
+    for (const weights of [istioWeights, gatewayWeights]) expect(weights).toEqual([[shared, 80], [old.variants[1].instance, 10], [next.variants[1].instance, 10]]);
+    expect(decodeVersions(vs.metadata.annotations?.[routeVersionsAnnotation])).toEqual(new Map([[old.version, 50], [next.version, 50]]));
+  });
   it('names the versions it routes to in an annotation of the route object', () => {
     const vs = istio.routes({ endpoint, config: base }, route())[0].object;
     expect(decodeVersions(vs.metadata.annotations?.[routeVersionsAnnotation])).toEqual(new Map([[plan().version, 100]]));

@@ -72,6 +72,21 @@ export function backends(shares: readonly VersionShare[]): RouteBackend[] {
   }));
 }
 
+/**
+ * One backend per Service: two versions that share a model version (a config change that kept it)
+ * share its instance, so a split between them names that Service twice. What the data plane and the
+ * status table get: the Service once, with the shares summed (the first backend's version and
+ * variant). The versions annotation keeps each version's share.
+ */
+export function byService(route: readonly RouteBackend[]): RouteBackend[] {
+  const merged = new Map<string, RouteBackend>();
+  for (const b of route) {
+    const seen = merged.get(b.service);
+    merged.set(b.service, seen ? { ...seen, weight: seen.weight + b.weight } : { ...b });
+  }
+  return [...merged.values()];
+}
+
 /** The mirrors of a version's shadow variants that can take them (their workloads are Available). */
 export function mirrorsOf(plan: VersionPlan, available: (v: VariantPlan) => boolean): RouteMirror[] {
   return plan.variants.filter((v) => isShadow(v) && available(v)).map((v) => ({ version: plan.version, variant: v.variant.model, service: v.instance, port: servicePort, percent: v.variant.shadow!.percent }));
