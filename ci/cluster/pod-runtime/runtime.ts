@@ -4,7 +4,8 @@
 // model server listens on podIP:containerPort for every container port. The pod's status follows
 // what really happens, as a kubelet writes it: Initialized when the init containers succeeded,
 // Ready only once the container's readiness probe (an HTTP GET to the pod's address) succeeds. A
-// pod being deleted has its servers stopped at once, open connections cut, then it is removed.
+// pod being deleted serves on through its containers' preStop sleep hooks (within its grace
+// period), then has its servers stopped, open connections cut, and is removed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
@@ -51,6 +52,7 @@ interface Container {
   envFrom?: { secretRef?: { name: string }; configMapRef?: { name: string } }[];
   ports?: { name?: string; containerPort: number }[];
   readinessProbe?: Probe;
+  lifecycle?: { preStop?: { sleep?: { seconds: number } } };
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
 }
 interface Volume {
@@ -60,7 +62,7 @@ interface Volume {
   hostPath?: { path: string; type?: string };
 }
 export interface Pod extends KubeObject {
-  spec: { nodeName?: string; containers: Container[]; initContainers?: Container[]; volumes?: Volume[]; restartPolicy?: string };
+  spec: { nodeName?: string; containers: Container[]; initContainers?: Container[]; volumes?: Volume[]; restartPolicy?: string; terminationGracePeriodSeconds?: number };
   status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
 }
 interface Node extends KubeObject {
@@ -103,6 +105,8 @@ interface PodRecord {
   dir: string;
   writing?: Promise<void>;
   dirty: boolean;
+  /** Deletion under way (its preStop hooks running): later events of the pod change nothing. */
+  terminating?: boolean;
 }
 
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -264,7 +268,16 @@ export class PodRuntime {
   }
 
   private async terminate(pod: Pod, record: PodRecord | undefined): Promise<void> {
-    if (record) this.halt(record);
+    if (record?.terminating) return;
+    if (record) {
+      record.terminating = true;
+      // preStop sleep hooks, as a kubelet runs them: the pod serves on, within its grace period,
+      // while the Service's endpoints drop it and the data plane catches up.
+      const sleep = Math.max(0, ...pod.spec.containers.map((c) => c.lifecycle?.preStop?.sleep?.seconds ?? 0));
+      const grace = (pod.metadata as { deletionGracePeriodSeconds?: number }).deletionGracePeriodSeconds ?? pod.spec.terminationGracePeriodSeconds ?? 30;
+      if (sleep > 0 && !this.stopped) await delay(Math.min(sleep, grace) * 1000);
+      this.halt(record);
+    }
     if (!record && !this.node(pod.spec.nodeName)) return;
     try {
       await this.options.client.delete(podResource, pod.metadata.namespace, pod.metadata.name, { gracePeriodSeconds: 0, uid: pod.metadata.uid });

@@ -93,6 +93,13 @@ describe('the Deployment of a variant', () => {
     expect(planFromSnapshot(configInstance as never, snapshots)!.variants[1]).toMatchObject({ fetcherImage: 'ml-operator/controller:0.1.0', fetcherFlags: false });
   });
 
+  it('keeps a removed pod serving for a preStop sleep, except on a server that runs without one (made before the hook existed)', () => {
+    expect(server.lifecycle).toEqual({ preStop: { sleep: { seconds: 5 } } });
+    const older = (desired.deployment(ctx, { ...p.variants[0], preStop: false }, 600).object as any).spec.template.spec.containers[0];
+    expect(older.name).toBe('server');
+    expect(older.lifecycle).toBeUndefined();
+  });
+
   it('runs the wanted replicas with requests equal to limits', () => {
     expect(d.spec.replicas).toBe(1);
     expect(server.resources).toEqual({

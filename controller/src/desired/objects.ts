@@ -13,6 +13,14 @@ export const modelMountPath = '/opt/ml/model';
 export const artifactSourceRoot = '/mnt/artifact-source';
 export const fetcherEntrypoint = ['node', '/app/dist/fetcher/main.js'];
 export const fetcherContainerName = 'fetch-artifact';
+/** The model server's container. */
+export const serverContainerName = 'server';
+/**
+ * How long a model pod being removed keeps serving (its preStop sleep): longer than the Service's
+ * endpoints take to drop it and the data plane to reload (Traefik throttles reloads to 2 s; Istio
+ * pushes endpoints within about a second).
+ */
+export const preStopSleepSeconds = 5;
 /** Port of every model Service (its target is the container's port named http). */
 export const servicePort = 80;
 /** Numeric user of the controller image, which the fetcher runs as. */
@@ -281,13 +289,16 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     });
   }
   const server = {
-    name: 'server',
+    name: serverContainerName,
     image: model.image,
     ...(model.command?.length ? { command: model.command } : {}),
     ...(model.args?.length ? { args: model.args } : {}),
     env: [...(model.env ?? []), { name: 'MODEL_PATH', value: modelMountPath }, { name: 'PORT', value: String(port) }],
     ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
     readinessProbe: { httpGet: { path: model.readinessPath ?? '/', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
+    // A pod taken away (a scale-down, a replaced or drained version) serves on while the Service's
+    // endpoints drop it and the gateway reloads, instead of failing the requests still sent to it.
+    ...(v.preStop === false ? {} : { lifecycle: { preStop: { sleep: { seconds: preStopSleepSeconds } } } }),
     resources: quantityResources(v),
     securityContext: restrictedContainer,
     ...(artifact

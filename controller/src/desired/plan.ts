@@ -17,6 +17,8 @@ export interface VariantPlan {
   fetcherImage?: string;
   /** False when that pinned fetcher takes no flags, only `URI TARGET` (see fetcherFlagsAnnotation). */
   fetcherFlags?: boolean;
+  /** False when this instance's running server has no preStop hook (made before it had one): it keeps its pod template. */
+  preStop?: boolean;
 }
 
 export interface VersionPlan {

@@ -317,13 +317,20 @@ export class EndpointReconciler {
       const image = annotations?.[fetcherImageAnnotation];
       return image ? { fetcherImage: image, ...(annotations?.[fetcherFlagsAnnotation] === 'none' ? { fetcherFlags: false } : {}) } : undefined;
     };
+    // A server running without the preStop hook (made by a release before it) keeps running so.
+    const withoutPreStop = (instance: string) => {
+      const spec = caches.deployments.get(namespace, instance)?.spec as { template?: { spec?: { containers?: { name: string; lifecycle?: unknown }[] } } } | undefined;
+      const server = spec?.template?.spec?.containers?.find((c) => c.name === desired.serverContainerName);
+      return server !== undefined && server.lifecycle === undefined;
+    };
     const variants = plan.variants.map((v) => {
       const pinned = running(v.instance) ?? recorded(v.instance);
+      const preStop = withoutPreStop(v.instance) ? { preStop: false } : {};
       if (pinned) {
         const { fetcherFlags: _, ...rest } = v;
-        return { ...rest, ...pinned };
+        return { ...rest, ...pinned, ...preStop };
       }
-      return v;
+      return { ...v, ...preStop };
     });
     return { ...plan, variants };
   }
