@@ -1,0 +1,593 @@
+// The chaos soak: endpoints under steady load through the gateway while random spec changes land
+// (weights, instances, images, strategies, configs swapped, templates and endpoints deleted and
+// recreated) and the controller is SIGKILLed at random moments and started again. A watcher of its
+// own (client-node's informers, nothing of the controller's) checks at every event that each
+// endpoint's route sends traffic only to Services whose Deployments have an available replica. At
+// the end: every endpoint converged to its spec, no duplicate and no orphan object, no failed
+// request but those to an endpoint the soak itself deleted, and no write by the controller once
+// all is converged (no write loop). Run by test/integration/chaos.test.ts and `npm run chaos`.
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import * as k8s from '@kubernetes/client-node';
+import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningEndpointSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
+import { KubeClient } from '../../controller/src/kube/client.ts';
+import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
+import { publishArtifact } from '../cluster/artifacts.ts';
+import type { ControlPlane } from '../cluster/control-plane.ts';
+import { chartConfig, installChart, serviceAccountKubeconfig, serviceAccountOf, startControllerProcess, type ControllerProcess, type Release } from '../cluster/operator.ts';
+import { log } from '../log.ts';
+import { describeReport, startLoad, type LoadRun, type Sample } from '../traffic/load.ts';
+import { waitFor } from '../wait.ts';
+
+export type SoakCluster = Pick<ControlPlane, 'kubeconfigPath' | 'auditLogPath' | 'network' | 'gateway' | 'artifactsDir'>;
+
+export interface SoakOptions {
+  endpoints: number;
+  /** Random spec changes, spread over the churn. */
+  changes: number;
+  /** SIGKILLs of the controller, at random moments of the churn. */
+  kills: number;
+  /** How long the churn lasts. */
+  churnMs: number;
+  /** Requests a second to each endpoint. */
+  rate: number;
+  seed: number;
+  /** Copy the controller's log to stderr. */
+  echo?: boolean;
+}
+
+export interface SoakReport {
+  seed: number;
+  endpoints: number;
+  kills: number;
+  changes: Record<string, number>;
+  requests: number;
+  failed: number;
+  /** Failures of requests to an endpoint while the soak had it deleted (expected). */
+  excused: number;
+  failures: string[];
+  /** Where every controller process's log is, one after the other. */
+  controllerLog: string;
+  /** Route checks made by the watcher, and the violations it confirmed against the live objects. */
+  checks: number;
+  violations: string[];
+  /** From the last change to every endpoint converged. */
+  convergedMs: number;
+  duplicates: string[];
+  orphans: string[];
+  /** Controller writes in the namespace during the quiet window after convergence. */
+  quietWrites: { verb: string; uri: string }[];
+  quietWindowMs: number;
+  notConverged: string[];
+}
+
+const apiVersion = 'ml-operator.dev/v1alpha1';
+const managedBy = 'app.kubernetes.io/managed-by=ml-operator';
+const models = ['m0', 'm1', 'm2', 'm3'];
+const configs = ['c0', 'c1', 'c2', 'c3', 'c4'];
+
+/** mulberry32: a small seeded generator, so that a soak can be replayed from its seed. */
+function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface State {
+  models: Record<string, MachineLearningModelSpec>;
+  configs: Record<string, MachineLearningEndpointConfigSpec>;
+  endpoints: Record<string, MachineLearningEndpointSpec>;
+}
+
+export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOptions): Promise<SoakReport> {
+  const rnd = random(o.seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
+  const admin = new k8s.KubeConfig();
+  admin.loadFromFile(cluster.kubeconfigPath);
+  const user = new KubeClient(admin, { fieldManager: 'chaos-soak' });
+  const host = (e: string) => `${e}.${namespace}.models.example.com`;
+  const g = cluster.gateway;
+
+  const release: Release = { name: `chaos-${randomBytes(3).toString('hex')}`, namespace: `${namespace}-release` };
+  await installChart(cluster.kubeconfigPath, [
+    'crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${namespace}}`,
+    'controller.config.routing.provider=gatewayAPI',
+    `controller.config.routing.gatewayAPI.sharedGateway.name=${g.shared.name}`,
+    `controller.config.routing.gatewayAPI.sharedGateway.namespace=${g.shared.namespace}`,
+    `controller.config.routing.gatewayAPI.sharedGateway.sectionName=${g.shared.sectionName}`,
+  ], release);
+  const controllerUser = `system:serviceaccount:${release.namespace}:${serviceAccountOf(release)}`;
+  const kubeconfig = await serviceAccountKubeconfig(admin, release);
+  const config = await chartConfig(admin, {}, release);
+  let controller: ControllerProcess | undefined;
+  // Every controller process's log, one after the other, for a failure's post-mortem.
+  const logFile = join(tmpdir(), `ml-operator-chaos-${namespace}-controller.log`);
+  writeFileSync(logFile, '');
+  const keepLog = (c: ControllerProcess | undefined) => c && appendFileSync(logFile, c.logs());
+  const startController = async () => {
+    controller = await startControllerProcess({
+      kubeconfig, config, namespaces: [namespace], release,
+      // The same pod name across restarts, as a container restarted in its pod: it takes its own lease back at once.
+      leaderElect: true, identity: `${release.name}-controller-0`,
+      network: cluster.network, echo: o.echo,
+    });
+  };
+
+  // Artifacts for every image generation a model may reach.
+  const artifact = (m: string, generation: number) => {
+    const path = `/chaos/${namespace}/${m}-${generation}.tar.gz`;
+    publishArtifact(cluster.artifactsDir, path, { name: `${m}-${generation}`, format: 'demo' });
+    return `https://models.example.com${path}`;
+  };
+  const generations: Record<string, number> = {};
+  const modelSpec = (m: string): MachineLearningModelSpec => ({ image: `acme/${m}:${generations[m]}`, artifact: artifact(m, generations[m]), readinessPath: '/healthz' });
+  const state: State = { models: {}, configs: {}, endpoints: {} };
+  for (const m of models) {
+    generations[m] = 1;
+    state.models[m] = modelSpec(m);
+  }
+  const variantsOf = (): MachineLearningEndpointConfigSpec => {
+    const n = 1 + Math.floor(rnd() * 2);
+    const chosen = [...models].sort(() => rnd() - 0.5).slice(0, n);
+    return { models: chosen.map((model) => ({ model, weight: 1 + Math.floor(rnd() * 9), instances: 1 + Math.floor(rnd() * 2), cpus: '10m', memory: '32Mi' })) };
+  };
+  for (const c of configs) state.configs[c] = variantsOf();
+  const strategies = ['BlueGreen', 'Canary', 'Linear'] as const;
+  const rolloutOf = (strategy: (typeof strategies)[number]): MachineLearningEndpointSpec['rollout'] => ({
+    strategy,
+    drainSeconds: 3,
+    progressDeadlineSeconds: 120,
+    ...(strategy === 'Canary' ? { canary: { percent: 25, bakeSeconds: 3 } } : {}),
+    ...(strategy === 'Linear' ? { linear: { stepPercent: 50, intervalSeconds: 2 } } : {}),
+  });
+  const names = Array.from({ length: o.endpoints }, (_, i) => `e${i}`);
+  for (const e of names) state.endpoints[e] = { config: pick(configs), rollout: rolloutOf(pick(strategies)) };
+
+  const apply = async (r: Resource, kind: string, name: string, spec: unknown) => {
+    await user.apply(r, { apiVersion, kind, metadata: { name, namespace }, spec } as KubeObject);
+  };
+  const applyModel = (m: string) => apply(resources.model, 'MachineLearningModel', m, state.models[m]);
+  const applyConfig = (c: string) => apply(resources.endpointConfig, 'MachineLearningEndpointConfig', c, state.configs[c]);
+  const applyEndpoint = (e: string) => apply(resources.endpoint, 'MachineLearningEndpoint', e, state.endpoints[e]);
+
+  log(`chaos: seed ${o.seed}; ${o.endpoints} endpoints, ${o.changes} changes and ${o.kills} controller kills over ${(o.churnMs / 1000).toFixed(0)}s, ${o.rate} requests/s to each endpoint`);
+  await startController();
+  for (const m of models) await applyModel(m);
+  for (const c of configs) await applyConfig(c);
+  for (const e of names) await applyEndpoint(e);
+  let churnStarted = Date.now();
+  const watcher = startRouteWatcher(admin, user, namespace, () => churnStarted);
+  const serving = async (e: string) => {
+    const x = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
+    return x?.status?.state === 'InService' && x.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
+  };
+  await waitFor(`all ${o.endpoints} endpoints to be InService`, 180_000, async () => ((await Promise.all(names.map(serving))).every(Boolean) ? true : undefined));
+  log(`chaos: ${o.endpoints} endpoints InService`);
+
+  // Load: one bounded run per endpoint; an endpoint the soak deletes gets a new run once it routes again.
+  const runs: { endpoint: string; run: LoadRun; t0: number }[] = [];
+  const routed = async (e: string) => {
+    await waitFor(`the gateway to route ${host(e)}`, 120_000, async () => {
+      const probe = startLoad({ url: `http://${g.address}:${g.port}/predict`, host: host(e), requests: 1, concurrency: 1, maxDurationMs: 5000 });
+      await probe.done;
+      return probe.samples[0].status === 200 ? true : undefined;
+    });
+  };
+  const startRun = (e: string) => {
+    runs.push({ endpoint: e, t0: Date.now(), run: startLoad({ url: `http://${g.address}:${g.port}/predict`, host: host(e), requests: Math.ceil(o.rate * (o.churnMs + 600_000) / 1000), rate: o.rate, concurrency: 4, maxDurationMs: o.churnMs + 600_000, timeoutMs: 10_000 }) });
+  };
+  for (const e of names) await routed(e);
+  for (const e of names) startRun(e);
+  /** When the soak had an endpoint deleted: from the delete to the gateway routing it again. */
+  const deletions: { endpoint: string; from: number; to: number }[] = [];
+
+  // The churn: changes and kills at random moments, each a sorted list of offsets.
+  const counts: Record<string, number> = {};
+  /** What happened when, for explaining a failure: [ms since the churn started, endpoints touched, what]. */
+  const timeline: { at: number; endpoints: string[]; what: string }[] = [];
+  const usersOf = (template: string) => names.filter((e) => state.endpoints[e].config === template || state.configs[state.endpoints[e].config].models.some((v) => v.model === template));
+  const note = (what: string, endpoints: string[]) => timeline.push({ at: Date.now() - churnStarted, endpoints, what });
+  const changeAt = Array.from({ length: o.changes }, () => rnd() * o.churnMs).sort((a, b) => a - b);
+  const killAt = Array.from({ length: o.kills }, () => rnd() * o.churnMs).sort((a, b) => a - b);
+  const background: Promise<void>[] = [];
+  churnStarted = Date.now();
+  let kills = 0;
+  const killer = (async () => {
+    for (const at of killAt) {
+      const wait = churnStarted + at - Date.now();
+      if (wait > 0) await delay(wait);
+      await controller!.kill();
+      keepLog(controller);
+      kills++;
+      note('controller killed', names);
+      if (kills % 10 === 0) log(`chaos: ${kills}/${o.kills} controller kills`);
+      await startController();
+    }
+  })();
+  const change = async () => {
+    const kind = pick(['weights', 'weights', 'instances', 'image', 'strategy', 'configSwap', 'templateDeleted', 'endpointDeleted'] as const);
+    counts[kind] = (counts[kind] ?? 0) + 1;
+    switch (kind) {
+      case 'weights': {
+        const c = pick(configs);
+        state.configs[c] = { models: state.configs[c].models.map((v) => ({ ...v, weight: 1 + Math.floor(rnd() * 9) })) };
+        note(`config ${c} weights ${state.configs[c].models.map((v) => v.weight).join('/')}`, usersOf(c));
+        return applyConfig(c);
+      }
+      case 'instances': {
+        const c = pick(configs);
+        state.configs[c] = { models: state.configs[c].models.map((v) => ({ ...v, instances: 1 + Math.floor(rnd() * 2) })) };
+        note(`config ${c} instances ${state.configs[c].models.map((v) => v.instances).join('/')}`, usersOf(c));
+        return applyConfig(c);
+      }
+      case 'image': {
+        const m = pick(models);
+        generations[m]++;
+        state.models[m] = modelSpec(m);
+        note(`model ${m} image ${state.models[m].image}`, usersOf(m));
+        return applyModel(m);
+      }
+      case 'strategy': {
+        const e = pick(names);
+        state.endpoints[e] = { ...state.endpoints[e], rollout: rolloutOf(pick(strategies)) };
+        note(`endpoint ${e} strategy ${state.endpoints[e].rollout!.strategy}`, [e]);
+        return applyEndpoint(e);
+      }
+      case 'configSwap': {
+        const e = pick(names);
+        state.endpoints[e] = { ...state.endpoints[e], config: pick(configs.filter((c) => c !== state.endpoints[e].config)) };
+        note(`endpoint ${e} config ${state.endpoints[e].config} (${state.endpoints[e].rollout!.strategy})`, [e]);
+        return applyEndpoint(e);
+      }
+      case 'templateDeleted': {
+        // A model or a config deleted, and put back a moment later (with the same spec).
+        const isModel = rnd() < 0.5;
+        const name = isModel ? pick(models) : pick(configs);
+        note(`${isModel ? 'model' : 'config'} ${name} deleted`, usersOf(name));
+        await user.delete(isModel ? resources.model : resources.endpointConfig, namespace, name);
+        background.push(
+          delay(1000 + rnd() * 4000).then(() => {
+            note(`${isModel ? 'model' : 'config'} ${name} recreated`, usersOf(name));
+            return isModel ? applyModel(name) : applyConfig(name);
+          }),
+        );
+        return;
+      }
+      case 'endpointDeleted': {
+        const e = pick(names.filter((n) => !deletions.some((d) => d.endpoint === n && d.to === Infinity)));
+        const window = { endpoint: e, from: Date.now(), to: Infinity };
+        note(`endpoint ${e} deleted`, [e]);
+        deletions.push(window);
+        await user.delete(resources.endpoint, namespace, e);
+        background.push(
+          (async () => {
+            await delay(1000 + rnd() * 4000);
+            await applyEndpoint(e);
+            await waitFor(`endpoint ${e} recreated to be InService`, 180_000, () => serving(e));
+            await routed(e);
+            window.to = Date.now();
+            startRun(e);
+          })(),
+        );
+      }
+    }
+  };
+  for (const [i, at] of changeAt.entries()) {
+    const wait = churnStarted + at - Date.now();
+    if (wait > 0) await delay(wait);
+    await change();
+    if ((i + 1) % 20 === 0) log(`chaos: ${i + 1}/${o.changes} changes (${kills} kills so far)`);
+  }
+  await killer;
+  await Promise.all(background);
+  const lastChange = Date.now();
+  log(`chaos: churn over (${o.changes} changes, ${kills} kills); waiting for every endpoint to converge`);
+
+  // Convergence: every endpoint serves what its current spec says, and nothing else is left.
+  let notConverged: string[] = [];
+  try {
+    await waitFor(`all ${o.endpoints} endpoints to converge to their specs`, 240_000, async () => {
+      notConverged = await unconverged(user, namespace, state, names);
+      return notConverged.length === 0 ? true : undefined;
+    });
+  } catch {
+    // Reported below with what each endpoint lacks.
+  }
+  const convergedMs = Date.now() - lastChange;
+  log(`chaos: ${notConverged.length === 0 ? `converged ${(convergedMs / 1000).toFixed(1)}s after the last change` : `${notConverged.length} endpoint(s) did not converge`}`);
+
+  // Orphans go with the garbage collector (an endpoint deleted took its objects along): poll for it.
+  let orphans: string[] = [];
+  await waitFor('no orphan', 60_000, async () => {
+    orphans = await findOrphans(user, namespace);
+    return orphans.length === 0 ? true : undefined;
+  }).catch(() => undefined);
+  const duplicates = await findDuplicates(user, namespace, names);
+
+  // Quiet window: a converged system makes no writes.
+  const quietWindowMs = 15_000;
+  const offset = statSync(cluster.auditLogPath).size;
+  await delay(quietWindowMs);
+  const quietWrites = writesSince(cluster.auditLogPath, offset, controllerUser, namespace);
+
+  for (const r of runs) r.run.stop();
+  const reports = await Promise.all(runs.map((r) => r.run.done));
+  watcher.stop();
+  await controller!.stop();
+  keepLog(controller);
+
+  const excusedOf = (r: (typeof runs)[number], s: Sample) => deletions.some((d) => d.endpoint === r.endpoint && r.t0 + s.start < d.to && r.t0 + s.end > d.from);
+  let failed = 0;
+  let excused = 0;
+  const failures: string[] = [];
+  for (const r of runs) {
+    for (const s of r.run.samples) {
+      if (s.status >= 200 && s.status < 300) continue;
+      if (excusedOf(r, s)) excused++;
+      else {
+        failed++;
+        const at = r.t0 + s.start - churnStarted;
+        const before = [...timeline, ...watcher.podDeletions().map((d) => ({ at: d.at - churnStarted, endpoints: [d.endpoint], what: d.what }))]
+          .filter((t) => t.at <= at && t.at > at - 10_000 && t.endpoints.includes(r.endpoint))
+          .sort((a, b) => a.at - b.at)
+          .map((t) => `${t.what} at +${(t.at / 1000).toFixed(1)}s`);
+        if (failures.length < 10) failures.push(`${r.endpoint} at +${(at / 1000).toFixed(1)}s: ${s.status || s.error} (in the 10 s before: ${before.join(', ') || 'nothing'})`);
+      }
+    }
+  }
+  const requests = reports.reduce((n, r) => n + r.sent, 0);
+  log(`chaos: traffic: ${requests} requests, ${failed} failed, ${excused} to endpoints while deleted; e.g. ${describeReport(reports[0])}`);
+  return { controllerLog: logFile, seed: o.seed, endpoints: o.endpoints, kills, changes: counts, requests, failed, excused, failures, checks: watcher.checks(), violations: watcher.violations(), convergedMs, duplicates, orphans, quietWrites, quietWindowMs, notConverged };
+}
+
+export function describeSoak(r: SoakReport): string {
+  const changes = Object.entries(r.changes).map(([k, v]) => `${k} ${v}`).join(', ');
+  return [
+    `seed ${r.seed}: ${r.endpoints} endpoints, ${r.kills} controller kills, ${Object.values(r.changes).reduce((a, b) => a + b, 0)} changes (${changes})`,
+    `traffic: ${r.requests} requests, ${r.failed} failed, ${r.excused} to endpoints the soak had deleted${r.failures.length ? ` (${r.failures.join('; ')})` : ''}`,
+    `watcher: ${r.checks} route checks, ${r.violations.length} violations${r.violations.length ? `: ${r.violations.slice(0, 5).join('; ')}` : ''}`,
+    `controller logs: ${r.controllerLog}`,
+    `converged ${(r.convergedMs / 1000).toFixed(1)}s after the last change${r.notConverged.length ? `; NOT converged: ${r.notConverged.join('; ')}` : ''}`,
+    `duplicates ${r.duplicates.length}${r.duplicates.length ? `: ${r.duplicates.join('; ')}` : ''}; orphans ${r.orphans.length}${r.orphans.length ? `: ${r.orphans.join('; ')}` : ''}`,
+    `controller writes in the ${r.quietWindowMs / 1000}s after convergence: ${r.quietWrites.length}${r.quietWrites.length ? ` (${r.quietWrites.slice(0, 5).map((w) => `${w.verb} ${w.uri}`).join('; ')})` : ''}`,
+  ].join('\n');
+}
+
+type Deployment = k8s.V1Deployment;
+type Service = k8s.V1Service;
+interface Route extends KubeObject {
+  spec?: { rules?: { backendRefs?: { name: string; weight?: number }[] }[] };
+}
+
+const deploymentResource: Resource = { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments', namespaced: true };
+const serviceResource: Resource = { group: '', version: 'v1', kind: 'Service', plural: 'services', namespaced: true };
+const routeResource: Resource = { group: 'gateway.networking.k8s.io', version: 'v1', kind: 'HTTPRoute', plural: 'httproutes', namespaced: true };
+
+const selects = (selector: Record<string, string> | undefined, l: Record<string, string> | undefined) => !!selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => l?.[k] === v);
+const available = (d: Deployment | undefined) => (d?.status?.availableReplicas ?? 0) >= 1;
+
+/** Services a route sends traffic to (backends of weight above zero). */
+function routedServices(route: { spec?: Route['spec'] }): string[] {
+  return [...new Set((route.spec?.rules ?? []).flatMap((r) => (r.backendRefs ?? []).filter((b) => (b.weight ?? 1) > 0).map((b) => b.name)))];
+}
+
+/**
+ * Watches routes, Services and Deployments with client-node's informers and, at every event, checks
+ * that every route sends traffic only to Services with an available replica behind them. A failed
+ * check is confirmed against fresh reads (the three watches are separate streams, and one may lag
+ * behind another) before it counts.
+ */
+function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: string, t0: () => number) {
+  const custom = admin.makeApiClient(k8s.CustomObjectsApi);
+  const apps = admin.makeApiClient(k8s.AppsV1Api);
+  const core = admin.makeApiClient(k8s.CoreV1Api);
+  const informers = [
+    k8s.makeInformer<k8s.KubernetesObject & { spec?: Route['spec'] }>(admin, `/apis/gateway.networking.k8s.io/v1/namespaces/${namespace}/httproutes`, () => custom.listNamespacedCustomObject({ group: 'gateway.networking.k8s.io', version: 'v1', namespace, plural: 'httproutes' }) as never),
+    k8s.makeInformer<Service>(admin, `/api/v1/namespaces/${namespace}/services`, () => core.listNamespacedService({ namespace })),
+    k8s.makeInformer<Deployment>(admin, `/apis/apps/v1/namespaces/${namespace}/deployments`, () => apps.listNamespacedDeployment({ namespace })),
+  ] as const;
+  const [routes, services, deployments] = informers;
+  const deletions: { at: number; endpoint: string; what: string }[] = [];
+  const pods = k8s.makeInformer<k8s.V1Pod>(admin, `/api/v1/namespaces/${namespace}/pods`, () => core.listNamespacedPod({ namespace }));
+  const seenDeleting = new Set<string>();
+  pods.on('update', (p) => {
+    if (!p.metadata?.deletionTimestamp || seenDeleting.has(p.metadata.uid!)) return;
+    seenDeleting.add(p.metadata.uid!);
+    const rs = p.metadata.ownerReferences?.find((o) => o.kind === 'ReplicaSet')?.name ?? '';
+    const deployment = deployments.list(namespace).find((d) => rs.startsWith(`${d.metadata!.name}-`));
+    const why = !deployment ? 'its Deployment deleted' : deployment.metadata?.deletionTimestamp ? 'its Deployment being deleted' : `Deployment ${deployment.metadata!.name} at ${deployment.spec?.replicas} replicas, generation ${deployment.metadata!.generation}`;
+    deletions.push({ at: Date.now(), endpoint: p.metadata.labels?.['ml-operator.dev/endpoint'] ?? '', what: `pod ${p.metadata.name} deleted (${why})` });
+  });
+  let stopped = false;
+  let checks = 0;
+  const violations: string[] = [];
+  let running = false;
+  let again = false;
+
+  const suspects = (): { route: string; service: string }[] => {
+    const out: { route: string; service: string }[] = [];
+    for (const r of routes.list(namespace)) {
+      if (r.metadata?.deletionTimestamp) continue;
+      for (const s of routedServices(r)) {
+        const svc = services.get(s, namespace);
+        const ok = svc && deployments.list(namespace).some((d) => selects(svc.spec?.selector, d.spec?.template.metadata?.labels) && available(d));
+        if (!ok) out.push({ route: r.metadata!.name!, service: s });
+      }
+    }
+    return out;
+  };
+  const confirm = async ({ route, service }: { route: string; service: string }): Promise<string | undefined> => {
+    const live = await user.get<Route>(routeResource, namespace, route);
+    if (!live || live.metadata.deletionTimestamp || !routedServices(live).includes(service)) return undefined;
+    // The route of an endpoint the soak deleted goes with the garbage collector, in any order with its Services.
+    const owner = live.metadata.ownerReferences?.find((o) => o.kind === 'MachineLearningEndpoint');
+    const endpoint = owner && (await user.get(resources.endpoint, namespace, owner.name));
+    if (!endpoint || endpoint.metadata.deletionTimestamp || endpoint.metadata.uid !== owner.uid) return undefined;
+    const svc = await user.get<Service & KubeObject>(serviceResource, namespace, service);
+    const all = (await user.list<Deployment & KubeObject>(deploymentResource, namespace)).items;
+    const behind = all.filter((d) => selects(svc?.spec?.selector, d.spec?.template.metadata?.labels));
+    if (svc && behind.some(available)) return undefined;
+    return `at +${((Date.now() - t0()) / 1000).toFixed(1)}s route ${route} (generation ${live.metadata.generation}) sends traffic to Service ${service}${svc ? `, whose Deployments (${behind.map((d) => `${d.metadata!.name} ${d.status?.availableReplicas ?? 0} available`).join(', ') || 'none'}) have no available replica` : ', which does not exist'}`;
+  };
+  const check = async () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        again = false;
+        checks++;
+        for (const s of suspects()) {
+          const v = await confirm(s).catch(() => undefined);
+          if (v && violations.length < 50) violations.push(v);
+        }
+      } while (again && !stopped);
+    } finally {
+      running = false;
+    }
+  };
+  for (const inf of informers) {
+    const i = inf as unknown as k8s.Informer<k8s.KubernetesObject>;
+    for (const verb of ['add', 'update', 'delete'] as const) i.on(verb, () => void check());
+    // client-node's informers stop on a watch error; start them again, as the controller's own would.
+    i.on('error', () => {
+      if (!stopped) setTimeout(() => void i.start().catch(() => undefined), 500);
+    });
+    void i.start();
+  }
+  pods.on('error', () => {
+    if (!stopped) setTimeout(() => void pods.start().catch(() => undefined), 500);
+  });
+  void pods.start();
+  return {
+    checks: () => checks,
+    violations: () => [...violations],
+    podDeletions: () => [...deletions],
+    stop() {
+      stopped = true;
+      void pods.stop();
+      for (const i of informers) void (i as unknown as k8s.Informer<k8s.KubernetesObject>).stop();
+    },
+  };
+}
+
+/** What keeps each endpoint from serving its current spec; empty when all have converged. */
+async function unconverged(user: KubeClient, namespace: string, state: State, names: string[]): Promise<string[]> {
+  const deployments = (await user.list<Deployment & KubeObject>(deploymentResource, namespace)).items;
+  const services = (await user.list<Service & KubeObject>(serviceResource, namespace)).items;
+  const out: string[] = [];
+  for (const name of names) {
+    const e = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, name);
+    const s = e?.status;
+    const why: string[] = [];
+    if (!e || !s) {
+      out.push(`${name}: no status`);
+      continue;
+    }
+    if (s.state !== 'InService') why.push(`state ${s.state}`);
+    if (s.observedGeneration !== e.metadata.generation) why.push('generation not observed');
+    if (!s.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) why.push('not Ready');
+    if (s.pendingEndpointConfigVersion) why.push(`version ${s.pendingEndpointConfigVersion} pending`);
+    if (s.draining?.length) why.push('draining');
+    const spec = state.configs[state.endpoints[name].config];
+    const total = spec.models.reduce((n, v) => n + (v.weight ?? 1), 0);
+    const traffic = s.traffic ?? [];
+    if (traffic.length !== spec.models.length) why.push(`${traffic.length} variants served, ${spec.models.length} in the spec`);
+    for (const v of spec.models) {
+      const t = traffic.find((x) => x.variant === v.model);
+      if (!t) {
+        why.push(`variant ${v.model} not served`);
+        continue;
+      }
+      const expected = (100 * (v.weight ?? 1)) / total;
+      if (Math.abs(t.weight - expected) > 1) why.push(`${v.model} at ${t.weight}%, not ${expected.toFixed(1)}%`);
+      const svc = services.find((x) => x.metadata!.name === t.service);
+      const d = deployments.filter((x) => selects(svc?.spec?.selector, x.spec?.template.metadata?.labels));
+      if (d.length !== 1) {
+        why.push(`${d.length} Deployments behind ${t.service}`);
+        continue;
+      }
+      const image = state.models[v.model].image;
+      if (!d[0].spec?.template.spec?.containers.some((c) => c.image === image)) why.push(`${v.model} runs ${d[0].spec?.template.spec?.containers.map((c) => c.image).join(',')}, not ${image}`);
+      const instances = v.instances ?? 1;
+      if (d[0].spec?.replicas !== instances || d[0].status?.readyReplicas !== instances) why.push(`${v.model}: ${d[0].status?.readyReplicas ?? 0}/${d[0].spec?.replicas} ready, ${instances} wanted`);
+    }
+    // Nothing but the serving version's Deployments.
+    const own = deployments.filter((d) => d.metadata!.labels?.['ml-operator.dev/endpoint'] === name);
+    if (own.length !== spec.models.length) why.push(`${own.length} Deployments, ${spec.models.length} variants`);
+    if (why.length) {
+      const conditions = (s.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status} ${c.reason}: ${c.message}`);
+      why.push(`rollout ${JSON.stringify({ phase: s.rollout?.phase, version: s.rollout?.version, step: s.rollout?.step, message: s.rollout?.message })}`, `serving ${s.endpointConfigVersion}`, ...conditions);
+      out.push(`${name}: ${why.join(', ')}`);
+    }
+  }
+  return out;
+}
+
+const ownedKinds: Resource[] = [deploymentResource, serviceResource, routeResource, resources.model, resources.endpointConfig];
+
+/** Objects the controller labels as its own whose owner is gone (or that have none). */
+async function findOrphans(user: KubeClient, namespace: string): Promise<string[]> {
+  const endpoints = new Set((await user.list(resources.endpoint, namespace)).items.map((e) => e.metadata.uid));
+  const out: string[] = [];
+  for (const r of ownedKinds) {
+    for (const o of (await user.list(r, namespace, { labelSelector: managedBy })).items) {
+      const owners = o.metadata.ownerReferences ?? [];
+      if (!owners.some((ref) => endpoints.has(ref.uid))) out.push(`${r.kind} ${o.metadata.name}${owners.length ? ` (owner ${owners.map((x) => `${x.kind} ${x.name}`).join(', ')} is gone)` : ' (no owner)'}`);
+    }
+  }
+  return out;
+}
+
+/** More than one route per endpoint, or more than one Deployment or Service per model instance. */
+async function findDuplicates(user: KubeClient, namespace: string, names: string[]): Promise<string[]> {
+  const out: string[] = [];
+  const routes = (await user.list(routeResource, namespace, { labelSelector: managedBy })).items;
+  for (const e of names) {
+    const n = routes.filter((r) => r.metadata.labels?.['ml-operator.dev/endpoint'] === e).length;
+    if (n !== 1) out.push(`${n} routes for endpoint ${e}`);
+  }
+  for (const r of [deploymentResource, serviceResource]) {
+    const byInstance = new Map<string, string[]>();
+    for (const o of (await user.list(r, namespace, { labelSelector: managedBy })).items) {
+      const key = o.metadata.labels?.['ml-operator.dev/model-instance'] ?? '';
+      byInstance.set(key, [...(byInstance.get(key) ?? []), o.metadata.name!]);
+    }
+    for (const [key, list] of byInstance) if (list.length > 1) out.push(`${r.kind}s ${list.join(', ')} for model instance ${key}`);
+  }
+  return out;
+}
+
+function writesSince(auditLogPath: string, offset: number, username: string, namespace: string): { verb: string; uri: string }[] {
+  const writeVerbs = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
+  return readFileSync(auditLogPath)
+    .subarray(offset)
+    .toString()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { verb: string; requestURI: string; user: { username: string }; objectRef?: { namespace?: string }; stage: string })
+    .filter((e) => e.stage === 'ResponseComplete' && writeVerbs.has(e.verb) && e.user.username === username && e.objectRef?.namespace === namespace)
+    .map((e) => ({ verb: e.verb, uri: e.requestURI }));
+}
+
+/** What a soak found wrong, one line each; empty when it passed. */
+export function soakProblems(r: SoakReport): string[] {
+  return [
+    ...(r.failed ? [`${r.failed} failed requests`] : []),
+    ...r.violations.map((v) => `watcher: ${v}`),
+    ...r.notConverged.map((n) => `not converged: ${n}`),
+    ...r.duplicates.map((d) => `duplicate: ${d}`),
+    ...r.orphans.map((o) => `orphan: ${o}`),
+    ...(r.quietWrites.length ? [`${r.quietWrites.length} controller writes after convergence: ${r.quietWrites.slice(0, 5).map((w) => `${w.verb} ${w.uri}`).join('; ')}`] : []),
+  ];
+}
