@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as k8s from '@kubernetes/client-node';
-import { crdFiles, ensureTools, kwokStagesFile, toolPath, type Binary } from '../tools/build.ts';
+import { crdFiles, ensureTools, kubernetesVersion, kwokStagesFile, toolPath, type Binary, type KubernetesRelease } from '../tools/build.ts';
 import { log } from '../log.ts';
 import { alive } from '../processes.ts';
 import { waitFor } from '../wait.ts';
@@ -31,6 +31,11 @@ export interface ControlPlaneOptions {
   nodes?: number;
   /** Progress lines on stderr. */
   verbose?: boolean;
+  /**
+   * Release of kube-apiserver, kube-controller-manager and kube-scheduler: the current one (default)
+   * or the oldest minor the chart supports. kubectl, etcd, kwok and the rest stay the current ones.
+   */
+  kubernetes?: KubernetesRelease;
 }
 
 /** Where the cluster's gateway (Traefik) takes traffic: from the host, `http://address:port` with the endpoint's Host header. */
@@ -49,6 +54,8 @@ export interface ControlPlane {
   /** Working directory: kubeconfig, logs, audit log, certificates, pod volumes. Removed by stop(). */
   readonly dir: string;
   readonly server: string;
+  /** The API server's own gitVersion (GET /version), e.g. v1.37.2. */
+  readonly kubernetesVersion: string;
   /** Kubeconfig of the cluster administrator (group system:masters). */
   readonly kubeconfigPath: string;
   /** Audit log (JSON lines) of every write request, for counting who wrote what. */
@@ -218,7 +225,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     });
     return component;
   }
-  const startTool = (name: Binary, args: string[]) => startComponent(name, toolPath(name), args);
+  const release = options.kubernetes ?? 'current';
+  const startTool = (name: Binary, args: string[]) => startComponent(name, toolPath(name, release), args);
 
   let stopping: Promise<void> | undefined;
   function stop(): Promise<void> {
@@ -288,7 +296,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const server = `https://${netns.address}:${apiPort}`;
     await waitFor('etcd /health', 30_000, async () => ((await fetch(`http://${netns!.address}:2379/health`)).ok ? true : undefined), () => logTail(etcd));
 
-    progress(`starting kube-apiserver on ${server}`);
+    progress(`starting kube-apiserver ${kubernetesVersion(release)} on ${server}`);
     const apiserver = startTool('kube-apiserver', [
       '--etcd-servers=http://127.0.0.1:2379',
       '--bind-address=0.0.0.0',
@@ -324,6 +332,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       const res = await httpsGet(`${server}/readyz`, tokens.admin, readFileSync(certFile));
       return res.status === 200 ? true : undefined;
     }, () => logTail(apiserver));
+
+    const served = JSON.parse((await httpsGet(`${server}/version`, tokens.admin, readFileSync(certFile))).body) as { gitVersion: string };
+    if (served.gitVersion !== kubernetesVersion(release)) throw new Error(`kube-apiserver reports ${served.gitVersion}, expected ${kubernetesVersion(release)}`);
 
     const caData = readFileSync(certFile).toString('base64');
     const kubeconfigPath = join(dir, 'kubeconfig');
@@ -508,6 +519,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     return {
       dir,
       server,
+      kubernetesVersion: served.gitVersion,
       kubeconfigPath,
       auditLogPath: join(dir, 'audit.log'),
       pids: components.map((c) => c.child.pid!),
