@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as k8s from '@kubernetes/client-node';
+import { parseAllDocuments, stringify } from 'yaml';
 import { crdFiles, ensureTools, kubernetesVersion, kwokStagesFile, toolPath, type Binary, type KubernetesRelease } from '../tools/build.ts';
 import { log } from '../log.ts';
 import { alive } from '../processes.ts';
@@ -166,6 +167,28 @@ const kedaMetricsApiPort = 6444;
 const kedaAdapterMetricsPort = 9104;
 export const gatewayClassName = 'traefik';
 const sharedGateway = { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' };
+/**
+ * CRDs of the local cluster's add-ons that the oldest release's API server refuses, and why none of
+ * the cluster's components needs them: left out there, installed on the current release.
+ */
+const crdsNewerThanOldest: Record<string, string> = {
+  'tlsroutes.gateway.networking.k8s.io':
+    "Gateway API 1.5+ checks TLSRoute hostnames with CEL isIP(), which Kubernetes serves from 1.31; Traefik watches TLSRoutes only with its experimental channel, which is off here",
+};
+
+/** The add-ons' CRD files, without those the release refuses (written to dir when some are left out). */
+function addOnCrdFiles(release: KubernetesRelease, dir: string): string[] {
+  if (release === 'current') return crdFiles();
+  return crdFiles().map((file) => {
+    const docs = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as { metadata: { name: string } });
+    const kept = docs.filter((crd) => !(crd.metadata.name in crdsNewerThanOldest));
+    if (kept.length === docs.length) return file;
+    const filtered = join(dir, `${release}-${file.split('/').at(-1)}`);
+    writeFileSync(filtered, kept.map((c) => stringify(c)).join('---\n'));
+    return filtered;
+  });
+}
+
 /** Label of the nodes the pod runtime serves. */
 const fakeNodeLabel = 'type=kwok';
 
@@ -406,8 +429,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     }
 
     progress('installing the Istio networking, Gateway API and Traefik CRDs');
-    await kubectl(kubeconfigPath, ['apply', '--server-side', ...crdFiles().flatMap((f) => ['-f', f])]);
-    await kubectl(kubeconfigPath, ['wait', '--for=condition=Established', '--timeout=60s', ...crdFiles().flatMap((f) => ['-f', f])]);
+    const addOnCrds = addOnCrdFiles(release, dir);
+    await kubectl(kubeconfigPath, ['apply', '--server-side', ...addOnCrds.flatMap((f) => ['-f', f])]);
+    await kubectl(kubeconfigPath, ['wait', '--for=condition=Established', '--timeout=60s', ...addOnCrds.flatMap((f) => ['-f', f])]);
 
     progress(`starting Traefik (Gateway API) on ${netns.address}:${gatewayPort}`);
     writeFileSync(join(dir, 'gateway.token'), tokens.system);
