@@ -13,8 +13,8 @@ import { auditRbac } from './rbac-audit.ts';
 declare module 'vitest' {
   export interface ProvidedContext {
     kubeconfigPath: string;
-    /** The API server's gitVersion, e.g. v1.37.2. */
-    kubernetesVersion: string;
+    /** Which Kubernetes release the control plane runs: the current one, or the oldest the chart supports. */
+    kubernetesRelease: KubernetesRelease;
     auditLogPath: string;
     gateway: GatewayInfo;
     artifactsDir: string;
@@ -42,7 +42,7 @@ export function clusterSetup(options: ClusterSetupOptions): { setup: (project: T
     await installChart(cluster.kubeconfigPath);
     log(`cluster: chart installed with helm in ${((Date.now() - started) / 1000).toFixed(1)}s`);
     project.provide('kubeconfigPath', cluster.kubeconfigPath);
-    project.provide('kubernetesVersion', cluster.kubernetesVersion);
+    project.provide('kubernetesRelease', options.kubernetes);
     project.provide('auditLogPath', cluster.auditLogPath);
     project.provide('gateway', cluster.gateway);
     project.provide('artifactsDir', cluster.artifactsDir);
