@@ -177,12 +177,13 @@ const crdsNewerThanOldest: Record<string, string> = {
 };
 
 /** The add-ons' CRD files, without those the release refuses (written to dir when some are left out). */
-function addOnCrdFiles(release: KubernetesRelease, dir: string): string[] {
+function addOnCrdFiles(release: KubernetesRelease, dir: string, progress: (message: string) => void): string[] {
   if (release === 'current') return crdFiles();
   return crdFiles().map((file) => {
     const docs = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as { metadata: { name: string } });
     const kept = docs.filter((crd) => !(crd.metadata.name in crdsNewerThanOldest));
     if (kept.length === docs.length) return file;
+    for (const crd of docs) if (!kept.includes(crd)) progress(`leaving out the CRD ${crd.metadata.name}: ${crdsNewerThanOldest[crd.metadata.name]}`);
     const filtered = join(dir, `${release}-${file.split('/').at(-1)}`);
     writeFileSync(filtered, kept.map((c) => stringify(c)).join('---\n'));
     return filtered;
@@ -429,7 +430,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     }
 
     progress('installing the Istio networking, Gateway API and Traefik CRDs');
-    const addOnCrds = addOnCrdFiles(release, dir);
+    const addOnCrds = addOnCrdFiles(release, dir, progress);
     await kubectl(kubeconfigPath, ['apply', '--server-side', ...addOnCrds.flatMap((f) => ['-f', f])]);
     await kubectl(kubeconfigPath, ['wait', '--for=condition=Established', '--timeout=60s', ...addOnCrds.flatMap((f) => ['-f', f])]);
 
