@@ -26,6 +26,27 @@ export default defineConfig({
       },
       {
         test: {
+          // The chart's claim of the oldest Kubernetes it supports (Chart.yaml kubeVersion), tested:
+          // a second control plane of that minor (ci/tools/kubernetes-oldest), and the test files of
+          // the CRDs, the chart's install and lifecycle, and the core rollouts run on it too.
+          name: 'oldest',
+          include: [
+            'test/integration/chart-install.test.ts',
+            'test/integration/endpoint-rollout.test.ts',
+            'test/integration/rollout-safety.test.ts',
+            'test/integration/traffic.test.ts',
+          ],
+          environment: 'node',
+          globalSetup: ['test/integration/oldest-setup.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+          pool: 'forks',
+          // The same two workers as the integration project: their files share them.
+          maxWorkers: 2,
+        },
+      },
+      {
+        test: {
           name: 'chart',
           include: ['test/chart/**/*.test.ts'],
           environment: 'node',

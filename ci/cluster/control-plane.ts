@@ -13,7 +13,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as k8s from '@kubernetes/client-node';
-import { crdFiles, ensureTools, kwokStagesFile, toolPath, type Binary } from '../tools/build.ts';
+import { parseAllDocuments, stringify } from 'yaml';
+import { crdFiles, ensureTools, kubernetesVersion, kwokStagesFile, toolPath, type Binary, type KubernetesRelease } from '../tools/build.ts';
 import { log } from '../log.ts';
 import { alive } from '../processes.ts';
 import { waitFor } from '../wait.ts';
@@ -39,6 +40,11 @@ export interface ControlPlaneOptions {
    * such a test measures.
    */
   controllerManagerArgs?: string[];
+  /**
+   * Release of kube-apiserver, kube-controller-manager and kube-scheduler: the current one (default)
+   * or the oldest minor the chart supports. kubectl, etcd, kwok and the rest stay the current ones.
+   */
+  kubernetes?: KubernetesRelease;
 }
 
 /** Control-plane processes a test can kill, freeze and start again. */
@@ -72,6 +78,8 @@ export interface ControlPlane {
   /** Working directory: kubeconfig, logs, audit log, certificates, pod volumes. Removed by stop(). */
   readonly dir: string;
   readonly server: string;
+  /** The API server's own gitVersion (GET /version), e.g. v1.37.2. */
+  readonly kubernetesVersion: string;
   /** Kubeconfig of the cluster administrator (group system:masters). */
   readonly kubeconfigPath: string;
   /** Audit log (JSON lines) of every write request, for counting who wrote what. */
@@ -188,6 +196,29 @@ const kedaMetricsApiPort = 6444;
 const kedaAdapterMetricsPort = 9104;
 export const gatewayClassName = 'traefik';
 const sharedGateway = { name: 'ml-gateway', namespace: 'gateway-system', sectionName: 'http' };
+/**
+ * CRDs of the local cluster's add-ons that the oldest release's API server refuses, and why none of
+ * the cluster's components needs them: left out there, installed on the current release.
+ */
+const crdsNewerThanOldest: Record<string, string> = {
+  'tlsroutes.gateway.networking.k8s.io':
+    "Gateway API 1.5+ checks TLSRoute hostnames with CEL isIP(), which Kubernetes serves from 1.31; Traefik watches TLSRoutes only with its experimental channel, which is off here",
+};
+
+/** The add-ons' CRD files, without those the release refuses (written to dir when some are left out). */
+function addOnCrdFiles(release: KubernetesRelease, dir: string, progress: (message: string) => void): string[] {
+  if (release === 'current') return crdFiles();
+  return crdFiles().map((file) => {
+    const docs = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as { metadata: { name: string } });
+    const kept = docs.filter((crd) => !(crd.metadata.name in crdsNewerThanOldest));
+    if (kept.length === docs.length) return file;
+    for (const crd of docs) if (!kept.includes(crd)) progress(`leaving out the CRD ${crd.metadata.name}: ${crdsNewerThanOldest[crd.metadata.name]}`);
+    const filtered = join(dir, `${release}-${file.split('/').at(-1)}`);
+    writeFileSync(filtered, kept.map((c) => stringify(c)).join('---\n'));
+    return filtered;
+  });
+}
+
 /** Label of the nodes the pod runtime serves. */
 const fakeNodeLabel = 'type=kwok';
 
@@ -286,7 +317,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       progress(`${target} resumed (SIGCONT)`);
     },
   };
-  const startTool = (name: Binary, args: string[]) => startComponent(name, toolPath(name), args);
+  const release = options.kubernetes ?? 'current';
+  const startTool = (name: Binary, args: string[]) => startComponent(name, toolPath(name, release), args);
 
   let stopping: Promise<void> | undefined;
   function stop(): Promise<void> {
@@ -358,7 +390,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     readiness.etcd = () => waitFor('etcd /health', 30_000, async () => ((await fetch(etcdUrl)).ok ? true : undefined), () => logTail(componentNamed('etcd'))).then(() => undefined);
     await readiness.etcd();
 
-    progress(`starting kube-apiserver on ${server}`);
+    progress(`starting kube-apiserver ${kubernetesVersion(release)} on ${server}`);
     startTool('kube-apiserver', [
       '--etcd-servers=http://127.0.0.1:2379',
       '--bind-address=0.0.0.0',
@@ -396,6 +428,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         return res.status === 200 ? true : undefined;
       }, () => logTail(componentNamed('kube-apiserver'))).then(() => undefined);
     await readiness['kube-apiserver']();
+
+    const served = JSON.parse((await httpsGet(`${server}/version`, tokens.admin, readFileSync(certFile))).body) as { gitVersion: string };
+    if (served.gitVersion !== kubernetesVersion(release)) throw new Error(`kube-apiserver reports ${served.gitVersion}, expected ${kubernetesVersion(release)}`);
 
     const caData = readFileSync(certFile).toString('base64');
     const kubeconfigPath = join(dir, 'kubeconfig');
@@ -468,8 +503,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     }
 
     progress('installing the Istio networking, Gateway API and Traefik CRDs');
-    await kubectl(kubeconfigPath, ['apply', '--server-side', ...crdFiles().flatMap((f) => ['-f', f])]);
-    await kubectl(kubeconfigPath, ['wait', '--for=condition=Established', '--timeout=60s', ...crdFiles().flatMap((f) => ['-f', f])]);
+    const addOnCrds = addOnCrdFiles(release, dir, progress);
+    await kubectl(kubeconfigPath, ['apply', '--server-side', ...addOnCrds.flatMap((f) => ['-f', f])]);
+    await kubectl(kubeconfigPath, ['wait', '--for=condition=Established', '--timeout=60s', ...addOnCrds.flatMap((f) => ['-f', f])]);
 
     progress(`starting Traefik (Gateway API) on ${netns.address}:${gatewayPort}`);
     writeFileSync(join(dir, 'gateway.token'), tokens.system);
@@ -588,6 +624,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     return {
       dir,
       server,
+      kubernetesVersion: served.gitVersion,
       kubeconfigPath,
       auditLogPath: join(dir, 'audit.log'),
       get pids() {

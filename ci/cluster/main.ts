@@ -1,13 +1,15 @@
 // `npm run cluster`: starts the embedded local control plane and keeps it running until Ctrl-C,
-// printing how to reach it with kubectl.
+// printing how to reach it with kubectl. `-- --kubernetes=oldest`: the control plane of the oldest
+// Kubernetes minor the chart supports.
 import { startControlPlane } from './control-plane.ts';
 import { toolPath } from '../tools/build.ts';
 
-const cluster = await startControlPlane();
+const release = process.argv.includes('--kubernetes=oldest') ? 'oldest' : 'current';
+const cluster = await startControlPlane({ kubernetes: release });
 process.stdout.write(
   [
     '',
-    'The local cluster is running (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the pod runtime, Traefik, Prometheus, KEDA),',
+    `The local cluster is running Kubernetes ${cluster.kubernetesVersion} (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the pod runtime, Traefik, Prometheus, KEDA),`,
     `  pids: ${cluster.pids.join(' ')}`,
     `  network namespace: ${cluster.network.namespace}; API server and gateway at ${cluster.network.address}`,
     `  export KUBECONFIG=${cluster.kubeconfigPath}`,

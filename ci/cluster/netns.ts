@@ -100,6 +100,10 @@ export function createNetworkNamespace(): NetworkNamespace {
   const problem = networkNamespaceProblem();
   if (problem) throw new Error(problem);
   reapOrphanNamespaces();
+  // The counter is this module's own, and a test runner may load the module more than once in one
+  // process (vitest's global setups of two projects): skip names this process holds already.
+  const taken = new Set(namespaces());
+  while (taken.has(`${prefix}${process.pid}-${created}`)) created++;
   const name = `${prefix}${process.pid}-${created++}`;
   const id = `${process.pid.toString(36)}${created}`;
   const hostLink = `mlop${id}h`;

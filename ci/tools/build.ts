@@ -1,6 +1,7 @@
 // Builds the pinned Go tools the project tests against (helm 4 and 3, helm-unittest, the Kubernetes
-// control plane, etcd, kwok, and the data plane and observability of the local cluster: Traefik,
-// istioctl, Prometheus) and extracts the Istio and Gateway API CRDs from their Go modules.
+// control plane of the current release and of the oldest minor the chart supports, etcd, kwok, and
+// the data plane and observability of the local cluster: Traefik, istioctl, Prometheus) and extracts
+// the Istio and Gateway API CRDs from their Go modules.
 // Each tool is a small Go module under ci/tools/<tool>/ whose go.mod pins the version; the result is
 // cached outside the repository under a key made of the pin, so a fresh clone reuses it and only a
 // changed pin rebuilds. Run directly (`npm run tools`) or through ensureTools().
@@ -35,6 +36,8 @@ function kubernetesLdflags(version: string): string[] {
     `-X k8s.io/client-go/pkg/version.${key}=${value}`,
   ]);
 }
+
+const controlPlaneBinaries = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler'] as const;
 
 const goTools: Record<string, GoTool> = {
   helm4: {
@@ -71,7 +74,15 @@ const goTools: Record<string, GoTool> = {
   kubernetes: {
     module: 'kubernetes',
     pinned: 'k8s.io/kubernetes',
-    packages: ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'].map((c) => ({ pkg: `k8s.io/kubernetes/cmd/${c}` })),
+    packages: [...controlPlaneBinaries, 'kubectl'].map((c) => ({ pkg: `k8s.io/kubernetes/cmd/${c}` })),
+    ldflags: kubernetesLdflags,
+  },
+  // The control plane of the oldest Kubernetes minor the chart claims (Chart.yaml kubeVersion);
+  // kubectl, etcd and the rest of the local cluster stay the current ones.
+  'kubernetes-oldest': {
+    module: 'kubernetes-oldest',
+    pinned: 'k8s.io/kubernetes',
+    packages: controlPlaneBinaries.map((c) => ({ pkg: `k8s.io/kubernetes/cmd/${c}` })),
     ldflags: kubernetesLdflags,
   },
   etcd: {
@@ -140,6 +151,17 @@ const binaries = {
 
 export type Binary = keyof typeof binaries;
 
+/**
+ * Which Kubernetes release the control-plane binaries come from: the current one, or the oldest
+ * minor the chart supports (ci/tools/kubernetes-oldest).
+ */
+export type KubernetesRelease = 'current' | 'oldest';
+
+/** The version of k8s.io/kubernetes a release's tool module pins, e.g. v1.30.14. */
+export function kubernetesVersion(release: KubernetesRelease): string {
+  return modVersion(release === 'oldest' ? 'kubernetes-oldest' : 'kubernetes', 'k8s.io/kubernetes');
+}
+
 function modVersion(module: string, path: string): string {
   const goMod = readFileSync(join(toolsDir, module, 'go.mod'), 'utf8');
   const match = goMod.match(new RegExp(`^\\s*(?:require\\s+)?${path.replaceAll('.', '\\.')}\\s+(v\\S+)`, 'm'));
@@ -157,9 +179,12 @@ function goToolDir(name: string, tool: GoTool): { dir: string; version: string; 
   return { dir: join(cacheRoot(), 'tools', `${name}-${version}-${hash.digest('hex').slice(0, 10)}`), version, ldflags };
 }
 
-/** Absolute path of a built tool binary (call ensureTools() first). */
-export function toolPath(binary: Binary): string {
-  const name = binaries[binary];
+/**
+ * Absolute path of a built tool binary (call ensureTools() first); kube-apiserver,
+ * kube-controller-manager and kube-scheduler of the given Kubernetes release.
+ */
+export function toolPath(binary: Binary, kubernetes: KubernetesRelease = 'current'): string {
+  const name = kubernetes === 'oldest' && (controlPlaneBinaries as readonly string[]).includes(binary) ? 'kubernetes-oldest' : binaries[binary];
   // Both helm majors build a binary named helm; they live in separate directories.
   return join(goToolDir(name, goTools[name]).dir, binary === 'helm3' ? 'helm' : binary);
 }

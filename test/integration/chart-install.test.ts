@@ -249,7 +249,11 @@ interface InvalidCase {
   via?: 'apply' | 'create';
   /** HTTP status expected; not checked for server-side apply's typed-patch errors, which kube-apiserver answers with 500. */
   code?: number;
-  message: string;
+  /**
+   * A distinctive part of the API server's message; a pattern where the wording differs between the
+   * Kubernetes releases the tests run on (the current one and the oldest supported).
+   */
+  message: string | RegExp;
 }
 
 const image = 'ghcr.io/acme/titanic-server:1.0.0';
@@ -290,7 +294,7 @@ const invalid: InvalidCase[] = [
   { what: 'autoscaling to zero on CPU', kind: 'config', spec: { models: [{ model: 'a', autoscaling: { minInstances: 0, maxInstances: 2, target: { cpuUtilization: 50 } } }] }, code: 422, message: 'scaling to zero (minInstances 0) needs a requestsPerSecond target' },
   { what: 'autoscaling without bounds', kind: 'config', spec: { models: [{ model: 'a', shadow: { percent: 10 }, autoscaling: { target: { requestsPerSecond: 10 } } }, { model: 'b' }] }, code: 422, message: 'minInstances: Required value' },
   { what: 'config with a negative weight', kind: 'config', spec: { models: [{ model: 'a', weight: -1 }] }, code: 422, message: 'spec.models[0].weight in body should be greater than or equal to 0' },
-  { what: 'config with the same variant model twice (create)', kind: 'config', via: 'create', spec: { models: [{ model: 'a' }, { model: 'a' }] }, code: 422, message: 'spec.models[1]: Duplicate value: {"model":"a"}' },
+  { what: 'config with the same variant model twice (create)', kind: 'config', via: 'create', spec: { models: [{ model: 'a' }, { model: 'a' }] }, code: 422, message: /spec\.models\[1\]: Duplicate value: (map\[string\]interface \{\})?\{"model":"a"\}/ },
   { what: 'config with the same variant model twice (server-side apply)', kind: 'config', spec: { models: [{ model: 'a' }, { model: 'a' }] }, message: 'duplicate entries for key [model="a"]' },
   { what: 'config with more than 10 variants', kind: 'config', spec: { models: Array.from({ length: 11 }, (_, i) => ({ model: `m${i}` })) }, code: 422, message: 'spec.models: Too many: 11: must have at most 10 items' },
   { what: 'config variant model name with capitals', kind: 'config', spec: { models: [{ model: 'Titanic' }] }, code: 422, message: 'spec.models[0].model in body should match' },
@@ -305,7 +309,7 @@ const invalid: InvalidCase[] = [
   { what: 'config name longer than 63 characters', kind: 'config', name: `c${'x'.repeat(69)}`, spec: { models: [{ model: 'a' }] }, code: 422, message: 'an endpoint config name must be at most 63 characters' },
   // MachineLearningEndpoint
   { what: 'endpoint without config', kind: 'endpoint', spec: { host: 'titanic.example.com' }, code: 422, message: 'spec.config: Required value' },
-  { what: 'endpoint config name longer than 63 characters', kind: 'endpoint', spec: { config: label64 }, code: 422, message: 'spec.config: Too long: may not be more than 63 bytes' },
+  { what: 'endpoint config name longer than 63 characters', kind: 'endpoint', spec: { config: label64 }, code: 422, message: /spec\.config: Too long: may not be (more than 63 bytes|longer than 63)/ },
   { what: 'endpoint host with capitals and _ (Bad_Host)', kind: 'endpoint', spec: { config: 'titanic', host: 'Bad_Host' }, code: 422, message: 'spec.host in body should match' },
   { what: 'endpoint host starting with - (-x.com)', kind: 'endpoint', spec: { config: 'titanic', host: '-x.com' }, code: 422, message: 'spec.host in body should match' },
   { what: 'endpoint host with a label longer than 63 characters', kind: 'endpoint', spec: { config: 'titanic', host: `${label64}.example.com` }, code: 422, message: 'each label of host must be at most 63 characters' },
@@ -345,7 +349,8 @@ describe('invalid objects are rejected by the API server', () => {
     expect(error, 'the API server accepted it').toBeDefined();
     if (code !== undefined) expect(error!.code, error!.message).toBe(code);
     else expect(error!.code, error!.message).toBeGreaterThanOrEqual(400);
-    expect(error!.message).toContain(message);
+    if (typeof message === 'string') expect(error!.message).toContain(message);
+    else expect(error!.message).toMatch(message);
     // Never stored, so never half-processed.
     expect(await user.get(r, namespace, objectName)).toBeUndefined();
   });
