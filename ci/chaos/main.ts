@@ -4,6 +4,7 @@
 import { randomInt } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { startControlPlane } from '../cluster/control-plane.ts';
+import { installChart } from '../cluster/operator.ts';
 import { log } from '../log.ts';
 import { describeSoak, runSoak, soakProblems } from './soak.ts';
 
@@ -17,6 +18,8 @@ const seed = args.seed ? Number(args.seed) : randomInt(2 ** 31);
 const cluster = await startControlPlane({ observability: false, nodes: 2 });
 let problems: string[] = [];
 try {
+  // The CRDs, as a cluster's first release installs them (the soak's own release leaves them out).
+  await installChart(cluster.kubeconfigPath);
   const kc = cluster.kubeConfig();
   const namespace = 'chaos';
   await kc.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } } });
