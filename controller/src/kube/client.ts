@@ -37,6 +37,11 @@ export interface KubeClientOptions {
   rateLimit?: { qps: number; burst: number };
   /** Called for each answer that says "too many requests" (429) or "retry later" (Retry-After), before the retry. */
   onThrottled?(what: string, retryAfterSeconds: number): void;
+  /**
+   * Sends every write as a server-side dry run (dryRun=All): the API server validates and admits it
+   * (schemas, CEL rules, admission) and stores nothing. For checking what would be written.
+   */
+  dryRun?: boolean;
 }
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
@@ -160,6 +165,7 @@ export class KubeClient {
   private credentials: { value: Promise<Credentials>; expires: number } | undefined;
   private readonly bucket: TokenBucket | undefined;
   private readonly onThrottled: KubeClientOptions['onThrottled'];
+  private readonly dryRun: boolean;
 
   constructor(kc: ClusterAccess, options: KubeClientOptions = {}) {
     const cluster = kc.getCurrentCluster();
@@ -171,6 +177,7 @@ export class KubeClient {
     this.userAgent = options.userAgent ?? 'ml-operator';
     this.bucket = options.rateLimit ? new TokenBucket(options.rateLimit.qps, options.rateLimit.burst) : undefined;
     this.onThrottled = options.onThrottled;
+    this.dryRun = options.dryRun ?? false;
   }
 
   async get<T extends KubeObject>(r: Resource, namespace: string | undefined, name: string): Promise<T | undefined> {
@@ -367,7 +374,8 @@ export class KubeClient {
     return trimmed(applied, r);
   }
 
-  private async call<T>(spec: RequestSpec): Promise<T> {
+  private async call<T>(request: RequestSpec): Promise<T> {
+    const spec = request.write && this.dryRun ? { ...request, query: { ...request.query, dryRun: 'All' } } : request;
     let res: http.IncomingMessage;
     let body: string;
     for (let attempt = 0; ; attempt++) {
