@@ -814,7 +814,7 @@ export interface SecretKeySelector {
    */
   name: string;
   /**
-   * Key in the Secret.
+   * Key in the Secret. Not '.' or '..', nor starting with '..' (Kubernetes refuses those keys).
    */
   key: string;
 }
@@ -827,7 +827,7 @@ export interface ConfigMapKeySelector {
    */
   name: string;
   /**
-   * Key in the ConfigMap.
+   * Key in the ConfigMap. Not '.' or '..', nor starting with '..' (Kubernetes refuses those keys).
    */
   key: string;
 }
