@@ -125,6 +125,17 @@ function trimmed<T extends KubeObject>(obj: T, r: Resource): T {
   return obj;
 }
 
+const applyPatchType = 'application/apply-patch+yaml';
+
+/**
+ * JSON for a body the API server reads as YAML (server-side apply). YAML folds U+0085, U+2028 and
+ * U+2029 inside a string into a space and refuses DEL, the C1 controls and U+FEFF, U+FFFE, U+FFFF,
+ * all of which JSON leaves as they are; escaped (they only occur inside strings), they arrive whole.
+ */
+function yamlSafeJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function collectionPath(r: Resource, namespace: string | undefined): string {
   const base = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
   const ns = r.namespaced && namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
@@ -369,7 +380,7 @@ export class KubeClient {
       path,
       query: { fieldManager, force: 'true', fieldValidation: 'Strict' },
       body: { apiVersion: apiVersionOf(r), kind: r.kind, ...obj },
-      contentType: 'application/apply-patch+yaml',
+      contentType: applyPatchType,
     });
     return trimmed(applied, r);
   }
@@ -408,7 +419,7 @@ export class KubeClient {
     for (const [key, value] of Object.entries(spec.query ?? {})) if (value !== undefined && value !== '') query.set(key, value);
     const basePath = this.server.pathname.replace(/\/$/, '');
     const search = query.size > 0 ? `?${query}` : '';
-    const body = spec.body === undefined ? undefined : JSON.stringify(spec.body);
+    const body = spec.body === undefined ? undefined : spec.contentType === applyPatchType ? yamlSafeJson(spec.body) : JSON.stringify(spec.body);
     const headers: Record<string, string> = { ...credentials.headers, Accept: 'application/json', 'User-Agent': this.userAgent };
     if (body !== undefined) {
       headers['Content-Type'] = spec.contentType ?? 'application/json';
