@@ -134,6 +134,10 @@ describe('storage', () => {
     expect(pod.initContainers[0].volumeMounts[0]).toEqual({ name: 'model', mountPath: '/mnt/models' });
     expect(pod.containers[0].volumeMounts).toEqual([{ name: 'model', mountPath: '/opt/ml/model', readOnly: true, subPath: `ml/${p.variants[0].instance}` }]);
   });
+  it('names no storage class on the hostPath volume: the API server drops an empty one, which would look like drift on every reconcile', () => {
+    const [pv] = desired.storage(hostPathCtx, p.variants[0]).map((o) => o.object as any);
+    expect(pv.spec).not.toHaveProperty('storageClassName');
+  });
   it('is removed from each node by a clean-up pod pinned there', () => {
     const [, pvc] = desired.storage(hostPathCtx, p.variants[0], ['node-a']).map((o) => o.object);
     const cleanup = desired.cleanupPod(endpoint, pvc, 'ml-operator/controller:1', 'node-a').object as any;

@@ -184,7 +184,7 @@ export function storage(ctx: EndpointContext, v: VariantPlan, nodes: readonly st
       capacity: { storage: size },
       accessModes: ['ReadWriteOnce'],
       persistentVolumeReclaimPolicy: 'Retain',
-      storageClassName: '',
+      // No class (the claim's is ''): the API server drops an empty storageClassName from a volume.
       hostPath: { path: config.storage.hostPathRoot, type: 'Directory' },
       claimRef: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace, name: v.instance },
     },
