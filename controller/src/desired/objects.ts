@@ -279,7 +279,8 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     image: model.image,
     ...(model.command?.length ? { command: model.command } : {}),
     ...(model.args?.length ? { args: model.args } : {}),
-    env: [...(model.env ?? []), { name: 'MODEL_PATH', value: modelMountPath }, { name: 'PORT', value: String(port) }],
+    // An empty value is no value: the API server stores it without one.
+    env: [...(model.env ?? []).map((e) => (e.value === '' ? { name: e.name } : e)), { name: 'MODEL_PATH', value: modelMountPath }, { name: 'PORT', value: String(port) }],
     ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
     readinessProbe: { httpGet: { path: model.readinessPath ?? '/', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
     resources: quantityResources(v),
