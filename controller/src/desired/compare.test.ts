@@ -11,6 +11,12 @@ describe('quantityValue', () => {
     expect(quantityValue(2)).toBe(2);
     expect(quantityValue('web')).toBeUndefined();
   });
+  it('reads E as exa, and only E followed by digits as an exponent', () => {
+    expect(quantityValue('2E')).toBe(2e18);
+    expect(quantityValue('7.6031E')).toBeCloseTo(7.6031e18, -6);
+    expect(quantityValue('2E3')).toBe(2000);
+    expect(contains({ cpu: '7603100T' }, { cpu: '7.6031E' })).toBe(true);
+  });
 });
 
 describe('contains', () => {

@@ -18,7 +18,8 @@ export function quantityValue(value: string | number): number | undefined {
   const number = Number(match[1]);
   if (Number.isNaN(number)) return undefined;
   const suffix = match[2] ?? '';
-  if (/^[eE]/.test(suffix)) return number * 10 ** Number(suffix.slice(1));
+  // E alone is exa; an exponent has digits.
+  if (/^[eE][+-]?[0-9]+$/.test(suffix)) return number * 10 ** Number(suffix.slice(1));
   return number * suffixes[suffix];
 }
 
