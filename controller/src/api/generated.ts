@@ -612,11 +612,11 @@ export interface MachineLearningEndpointConfigVariant {
   shadow?: ShadowVariant;
   autoscaling?: VariantAutoscaling;
   /**
-   * CPU of each replica (request = limit), a Kubernetes quantity: `1`, `500m`. A decimal exponent is a whole number of at most two digits (`2e3`).
+   * CPU of each replica (request = limit), a Kubernetes quantity: `1`, `500m`. A decimal exponent is a whole number of at most two digits (`2e3`). Less than 8Ei.
    */
   cpus?: number | string;
   /**
-   * Memory of each replica (request = limit), a Kubernetes quantity: `2Gi`, `512Mi`. A decimal exponent is a whole number of at most two digits (`2e3`).
+   * Memory of each replica (request = limit), a Kubernetes quantity: `2Gi`, `512Mi`. A decimal exponent is a whole number of at most two digits (`2e3`). Less than 8Ei.
    */
   memory?: number | string;
   /**
@@ -624,7 +624,7 @@ export interface MachineLearningEndpointConfigVariant {
    */
   gpus?: number;
   /**
-   * Size of the model volume the artifact is fetched into, a Kubernetes quantity (`10Gi`); sized by the chart's default when empty. A decimal exponent is a whole number of at most two digits (`2e3`).
+   * Size of the model volume the artifact is fetched into, a Kubernetes quantity (`10Gi`); sized by the chart's default when empty. A decimal exponent is a whole number of at most two digits (`2e3`). Less than 8Ei.
    */
   size?: number | string;
   /**
