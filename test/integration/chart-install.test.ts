@@ -296,6 +296,7 @@ const invalid: InvalidCase[] = [
   { what: 'config with the same variant model twice (create)', kind: 'config', via: 'create', spec: { models: [{ model: 'a' }, { model: 'a' }] }, code: 422, message: 'spec.models[1]: Duplicate value: {"model":"a"}' },
   { what: 'config with the same variant model twice (server-side apply)', kind: 'config', spec: { models: [{ model: 'a' }, { model: 'a' }] }, message: 'duplicate entries for key [model="a"]' },
   { what: 'config with more than 10 variants', kind: 'config', spec: { models: Array.from({ length: 11 }, (_, i) => ({ model: `m${i}` })) }, code: 422, message: 'spec.models: Too many: 11: must have at most 10 items' },
+  { what: 'config with 9 variants that take traffic (a rollout routes both versions: 18 backends, Gateway API takes 16)', kind: 'config', spec: { models: Array.from({ length: 9 }, (_, i) => ({ model: `m${i}` })) }, code: 422, message: 'at most 8 variants may take traffic' },
   { what: 'config variant model name with capitals', kind: 'config', spec: { models: [{ model: 'Titanic' }] }, code: 422, message: 'spec.models[0].model in body should match' },
   { what: 'config with a bad cpus quantity ("lots")', kind: 'config', spec: { models: [{ model: 'a', cpus: 'lots' }] }, code: 422, message: 'spec.models[0].cpus in body should match' },
   { what: 'config with a cpus exponent that is not a whole number ("1e1.5", not a Kubernetes quantity)', kind: 'config', spec: { models: [{ model: 'a', cpus: '1e1.5' }] }, code: 422, message: 'spec.models[0].cpus in body should match' },

@@ -586,7 +586,7 @@ export interface MachineLearningEndpointConfig {
  */
 export interface MachineLearningEndpointConfigSpec {
   /**
-   * Variants, one per model (a model appears at most once). Traffic is shared by weight: a variant gets weight / sum of weights, like SageMaker's production variants. A shadow variant gets a mirror of a share of the requests instead.
+   * Variants, one per model (a model appears at most once). Traffic is shared by weight: a variant gets weight / sum of weights, like SageMaker's production variants. A shadow variant gets a mirror of a share of the requests instead. At most 8 variants take traffic; the others (up to 10 in all) are shadows.
    *
    * @minItems 1
    * @maxItems 10
