@@ -6,7 +6,9 @@
 // server admits, the controller's own pure functions (rollout/decide, reconcile/wanted, rollout/status)
 // compute everything it would write for a first version and for a rollout to the next config, and
 // each object is applied with a server-side dry run too, as the controller applies it (server-side
-// apply, strict field validation). No object may be rejected; a rejection shrinks to a minimal spec.
+// apply, strict field validation). No object may be rejected, and each must be stored as written
+// (as desired/compare.ts judges it: else the controller would write it again on every reconcile).
+// A failure is replayed and shrunk to a minimal spec.
 //
 // Replay or widen a run: ML_OPERATOR_PROPERTY_SEED=<seed> (printed), ML_OPERATOR_PROPERTY_RUNS=<n>
 // (exactly n samples, no time budget), ML_OPERATOR_PROPERTY_SECONDS=<s> (the budget, default 75).
@@ -38,8 +40,7 @@ const lower = 'abcdefghijklmnopqrstuvwxyz';
 const digits = '0123456789';
 const hex = '0123456789abcdef';
 const charOf = (chars: string) => fc.constantFrom(...chars);
-/** Characters that RE2's \s (the API server's pattern engine) does not match, unicode spaces included. */
-const re2Spaces = /[\t\n\f\r ]/;
+/** Characters the schemas' `[^\s]` admits: RE2's \s (the API server's patterns) is ASCII whitespace only. */
 const unusualChars = ['\v', '\u00a0', '\u2003', '\u0085', '\u3000', '\u200b', 'é', 'ß', '模', '🚀', 'Ω'];
 const nonSpaceChar = fc.oneof({ weight: 12, arbitrary: charOf(`${lower}${digits}ABCXYZ./:-_@+~%=,`) }, { weight: 1, arbitrary: fc.constantFrom(...unusualChars) });
 const nonSpaceString = (minLength: number, maxLength: number) => fc.string({ unit: nonSpaceChar, minLength, maxLength });
