@@ -110,6 +110,15 @@ describe('KubeClient', () => {
     expect(listed.resourceVersion).toBeTruthy();
   });
 
+  it('applies strings as written, with the characters YAML reads as line breaks or refuses', async () => {
+    // Server-side apply bodies are read as YAML, which folds U+0085, U+2028 and U+2029 into a space
+    // and refuses the C1 controls: the strings of a model (env, args, paths) must reach the objects whole.
+    const client = new KubeClient(kc);
+    const data = { nel: 'a\u0085b', separators: 'c\u2028d\u2029e', controls: 'f\u007f\u0080\u009fg', bom: '\ufeffh' };
+    const applied = await client.apply<ConfigMap>(configMap, { metadata: { name: 'unusual-strings', namespace }, data } as ConfigMap);
+    expect(applied.data).toEqual(data);
+  });
+
   it('rejects an apply that breaks the schema, saying what failed', async () => {
     const client = new KubeClient(kc);
     const route = { destination: { host: 'a' }, weight: 2 ** 31 };

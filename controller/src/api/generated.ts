@@ -586,7 +586,7 @@ export interface MachineLearningEndpointConfig {
  */
 export interface MachineLearningEndpointConfigSpec {
   /**
-   * Variants, one per model (a model appears at most once). Traffic is shared by weight: a variant gets weight / sum of weights, like SageMaker's production variants. A shadow variant gets a mirror of a share of the requests instead.
+   * Variants, one per model (a model appears at most once). Traffic is shared by weight: a variant gets weight / sum of weights, like SageMaker's production variants. A shadow variant gets a mirror of a share of the requests instead. At most 8 variants take traffic; the others (up to 10 in all) are shadows.
    *
    * @minItems 1
    * @maxItems 10
@@ -612,11 +612,11 @@ export interface MachineLearningEndpointConfigVariant {
   shadow?: ShadowVariant;
   autoscaling?: VariantAutoscaling;
   /**
-   * CPU of each replica (request = limit), a Kubernetes quantity: `1`, `500m`.
+   * CPU of each replica (request = limit), a Kubernetes quantity: `1`, `500m`. A decimal exponent is a whole number of at most two digits (`2e3`). Less than 8Ei.
    */
   cpus?: number | string;
   /**
-   * Memory of each replica (request = limit), a Kubernetes quantity: `2Gi`, `512Mi`.
+   * Memory of each replica (request = limit), a Kubernetes quantity: `2Gi`, `512Mi`. A decimal exponent is a whole number of at most two digits (`2e3`). Less than 8Ei.
    */
   memory?: number | string;
   /**
@@ -624,7 +624,7 @@ export interface MachineLearningEndpointConfigVariant {
    */
   gpus?: number;
   /**
-   * Size of the model volume the artifact is fetched into, a Kubernetes quantity (`10Gi`); sized by the chart's default when empty.
+   * Size of the model volume the artifact is fetched into, a Kubernetes quantity (`10Gi`); sized by the chart's default when empty. A decimal exponent is a whole number of at most two digits (`2e3`). Less than 8Ei.
    */
   size?: number | string;
   /**
@@ -814,7 +814,7 @@ export interface SecretKeySelector {
    */
   name: string;
   /**
-   * Key in the Secret.
+   * Key in the Secret. Not '.' or '..', nor starting with '..' (Kubernetes refuses those keys).
    */
   key: string;
 }
@@ -827,7 +827,7 @@ export interface ConfigMapKeySelector {
    */
   name: string;
   /**
-   * Key in the ConfigMap.
+   * Key in the ConfigMap. Not '.' or '..', nor starting with '..' (Kubernetes refuses those keys).
    */
   key: string;
 }

@@ -11,6 +11,12 @@ describe('quantityValue', () => {
     expect(quantityValue(2)).toBe(2);
     expect(quantityValue('web')).toBeUndefined();
   });
+  it('reads E as exa, and only E followed by digits as an exponent', () => {
+    expect(quantityValue('2E')).toBe(2e18);
+    expect(quantityValue('7.6031E')).toBeCloseTo(7.6031e18, -6);
+    expect(quantityValue('2E3')).toBe(2000);
+    expect(contains({ cpu: '7603100T' }, { cpu: '7.6031E' })).toBe(true);
+  });
 });
 
 describe('contains', () => {
@@ -25,6 +31,17 @@ describe('contains', () => {
     expect(contains({ cpu: '1' }, { cpu: '1000m' })).toBe(true);
     expect(contains({ memory: '1Gi' }, { memory: '1024Mi' })).toBe(true);
     expect(contains({ cpu: '2' }, { cpu: '1' })).toBe(false);
+  });
+  it('sees a resource quantity as the server stores it: rounded up to thousandths', () => {
+    expect(contains({ cpu: '286m' }, { cpu: '.28511' })).toBe(true);
+    expect(contains({ memory: '1m' }, { memory: '97n' })).toBe(true);
+    expect(contains({ memory: '1m' }, { memory: '.01n' })).toBe(true);
+    expect(contains({ storage: '419860317m' }, { storage: '0.40041Mi' })).toBe(true);
+    expect(contains({ cpu: '483291194983m' }, { cpu: '.4501Gi' })).toBe(true);
+    expect(contains({ cpu: '483291194984m' }, { cpu: '.4501Gi' })).toBe(false);
+    expect(contains({ storage: '6149m' }, { storage: '6.1486' })).toBe(true);
+    expect(contains({ cpu: '501m' }, { cpu: '500m' })).toBe(false);
+    expect(contains({ cpu: '1' }, { cpu: '999m' })).toBe(false);
   });
   it('needs arrays of the same length', () => {
     expect(contains([{ a: 1, b: 2 }], [{ a: 1 }])).toBe(true);

@@ -18,14 +18,39 @@ export function quantityValue(value: string | number): number | undefined {
   const number = Number(match[1]);
   if (Number.isNaN(number)) return undefined;
   const suffix = match[2] ?? '';
-  if (/^[eE]/.test(suffix)) return number * 10 ** Number(suffix.slice(1));
+  // E alone is exa; an exponent has digits.
+  if (/^[eE][+-]?[0-9]+$/.test(suffix)) return number * 10 ** Number(suffix.slice(1));
   return number * suffixes[suffix];
+}
+
+/** A quantity as an exact fraction, numerator / 10^scale (floats cannot round it to thousandths as the API server does). */
+function exactQuantity(value: string | number): { numerator: bigint; scale: number } | undefined {
+  const m = String(value).match(/^([0-9]*)(?:\.([0-9]*))?([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$/);
+  if (!m || (!m[1] && !m[2])) return undefined;
+  const decimals = m[2] ?? '';
+  let numerator = BigInt(`${m[1]}${decimals}` || '0');
+  let scale = decimals.length;
+  const suffix = m[3] ?? '';
+  const binary = ({ Ki: 10, Mi: 20, Gi: 30, Ti: 40, Pi: 50, Ei: 60 } as Record<string, number>)[suffix];
+  const decimal = /^[eE]./.test(suffix) ? Number(suffix.slice(1)) : ({ n: -9, u: -6, m: -3, '': 0, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 } as Record<string, number>)[suffix];
+  if (binary !== undefined) numerator <<= BigInt(binary);
+  else if (decimal >= 0) numerator *= 10n ** BigInt(decimal);
+  else scale -= decimal;
+  return { numerator, scale };
+}
+
+/** The API server rounds resource quantities up to thousandths ("0.0001" is stored as "1m"). */
+function thousandthsUp(value: string | number): bigint | undefined {
+  const q = exactQuantity(value);
+  if (!q) return undefined;
+  const denominator = 10n ** BigInt(q.scale);
+  return (q.numerator * 1000n + denominator - 1n) / denominator;
 }
 
 /**
  * True when every field of `desired` is present in `live` with an equal value. Arrays must match
  * element by element; numbers and quantity strings compare by value, because the API server
- * rewrites quantities in canonical form ("1000m" becomes "1").
+ * rewrites quantities in canonical form ("1000m" becomes "1") and rounds resources up to thousandths.
  */
 export function contains(live: unknown, desired: unknown): boolean {
   if (desired === undefined) return true;
@@ -40,7 +65,10 @@ export function contains(live: unknown, desired: unknown): boolean {
   if ((typeof desired === 'string' || typeof desired === 'number') && (typeof live === 'string' || typeof live === 'number')) {
     const a = quantityValue(desired);
     const b = quantityValue(live);
-    return a !== undefined && b !== undefined && Math.abs(a - b) <= Math.abs(a) * 1e-12;
+    if (a === undefined || b === undefined) return false;
+    if (Math.abs(a - b) <= Math.abs(a) * 1e-12) return true;
+    const [x, y] = [thousandthsUp(desired), thousandthsUp(live)];
+    return x !== undefined && x === y;
   }
   return false;
 }

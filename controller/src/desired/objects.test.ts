@@ -112,6 +112,11 @@ describe('the Deployment of a variant', () => {
     expect(server.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
     expect(server.env).toEqual(expect.arrayContaining([{ name: 'MODEL_PATH', value: '/opt/ml/model' }, { name: 'PORT', value: '8080' }]));
   });
+  it('passes an env variable with an empty value without one: the API server stores it so, and anything else would look like drift on every reconcile', () => {
+    const withEmpty = plan(config, new Map([...models, ['titanic-v2', { ...model, env: [{ name: 'EMPTY', value: '' }, { name: 'SET', value: 'x' }] }]]));
+    const env = ((desired.deployment(ctx, withEmpty.variants[1], 600).object as any).spec.template.spec.containers[0].env as object[]).slice(0, 2);
+    expect(env).toEqual([{ name: 'EMPTY' }, { name: 'SET', value: 'x' }]);
+  });
   it('fetches the artifact in an init container into the model volume, bounded by its size, mounted read-only in the server', () => {
     expect(pod.initContainers[0]).toMatchObject({ image: 'ml-operator/controller:1', args: [`--max-bytes=${2 ** 30}`, 'https://models.example.com/titanic.tar.gz', '/opt/ml/model'] });
     expect(server.volumeMounts).toEqual([{ name: 'model', mountPath: '/opt/ml/model', readOnly: true }]);
@@ -153,6 +158,10 @@ describe('storage', () => {
     expect(pod.initContainers[0].args.at(-1)).toBe(`/mnt/models/ml/${p.variants[0].instance}`);
     expect(pod.initContainers[0].volumeMounts[0]).toEqual({ name: 'model', mountPath: '/mnt/models' });
     expect(pod.containers[0].volumeMounts).toEqual([{ name: 'model', mountPath: '/opt/ml/model', readOnly: true, subPath: `ml/${p.variants[0].instance}` }]);
+  });
+  it('names no storage class on the hostPath volume: the API server drops an empty one, which would look like drift on every reconcile', () => {
+    const [pv] = desired.storage(hostPathCtx, p.variants[0]).map((o) => o.object as any);
+    expect(pv.spec).not.toHaveProperty('storageClassName');
   });
   it('is removed from each node by a clean-up pod pinned there', () => {
     const [, pvc] = desired.storage(hostPathCtx, p.variants[0], ['node-a']).map((o) => o.object);

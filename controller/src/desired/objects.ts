@@ -192,7 +192,7 @@ export function storage(ctx: EndpointContext, v: VariantPlan, nodes: readonly st
       capacity: { storage: size },
       accessModes: ['ReadWriteOnce'],
       persistentVolumeReclaimPolicy: 'Retain',
-      storageClassName: '',
+      // No class (the claim's is ''): the API server drops an empty storageClassName from a volume.
       hostPath: { path: config.storage.hostPathRoot, type: 'Directory' },
       claimRef: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace, name: v.instance },
     },
@@ -293,7 +293,8 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     image: model.image,
     ...(model.command?.length ? { command: model.command } : {}),
     ...(model.args?.length ? { args: model.args } : {}),
-    env: [...(model.env ?? []), { name: 'MODEL_PATH', value: modelMountPath }, { name: 'PORT', value: String(port) }],
+    // An empty value is no value: the API server stores it without one.
+    env: [...(model.env ?? []).map((e) => (e.value === '' ? { name: e.name } : e)), { name: 'MODEL_PATH', value: modelMountPath }, { name: 'PORT', value: String(port) }],
     ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
     readinessProbe: { httpGet: { path: model.readinessPath ?? '/', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
     // A pod taken away (a scale-down, a replaced or drained version) serves on while the Service's

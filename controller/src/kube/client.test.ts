@@ -169,6 +169,18 @@ describe('KubeClient', () => {
     expect(writes).toEqual(['create', 'update', 'delete', 'delete']);
   });
 
+  it('sends every write, and only writes, as a server-side dry run when asked', async () => {
+    respond = (req, res) => json(res, 200, req.body ? JSON.parse(req.body) : { metadata: { name: 'a' } });
+    const client = new KubeClient(kc, { dryRun: true });
+    await client.get(configMap, 'ns', 'a');
+    await client.apply(configMap, { metadata: { name: 'a', namespace: 'ns' } });
+    await client.applyStatus(resources.endpoint, { metadata: { name: 'e', namespace: 'ns' }, status: {} });
+    await client.create(configMap, { metadata: { name: 'b', namespace: 'ns' } });
+    await client.delete(configMap, 'ns', 'a');
+    expect(seen.map((s) => `${s.method} ${s.query.get('dryRun')}`)).toEqual(['GET null', 'PATCH All', 'PATCH All', 'POST All', 'DELETE All']);
+    expect(seen[1].query.get('fieldValidation')).toBe('Strict');
+  });
+
   it('says what failed, from the Status the server returned', async () => {
     respond = (_, res) => json(res, 422, { kind: 'Status', code: 422, reason: 'Invalid', message: 'spec.replicas: Invalid value', details: { name: 'foo' } });
     const err = await new KubeClient(kc).apply(resources.deployment, { metadata: { name: 'foo', namespace: 'default' } }).catch((e: unknown) => e);

@@ -42,6 +42,11 @@ export interface KubeClientOptions {
    * FencedError before it is sent (a replica that lost the leader lease must not write).
    */
   mayWrite?(r: Resource): boolean;
+  /**
+   * Sends every write as a server-side dry run (dryRun=All): the API server validates and admits it
+   * (schemas, CEL rules, admission) and stores nothing. For checking what would be written.
+   */
+  dryRun?: boolean;
 }
 
 /** A write refused by the client's fence (KubeClientOptions.mayWrite): nothing was sent. */
@@ -133,6 +138,17 @@ function trimmed<T extends KubeObject>(obj: T, r: Resource): T {
   return obj;
 }
 
+const applyPatchType = 'application/apply-patch+yaml';
+
+/**
+ * JSON for a body the API server reads as YAML (server-side apply). YAML folds U+0085, U+2028 and
+ * U+2029 inside a string into a space and refuses DEL, the C1 controls and U+FEFF, U+FFFE, U+FFFF,
+ * all of which JSON leaves as they are; escaped (they only occur inside strings), they arrive whole.
+ */
+function yamlSafeJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function collectionPath(r: Resource, namespace: string | undefined): string {
   const base = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
   const ns = r.namespaced && namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
@@ -174,6 +190,7 @@ export class KubeClient {
   private credentials: { value: Promise<Credentials>; expires: number } | undefined;
   private readonly bucket: TokenBucket | undefined;
   private readonly onThrottled: KubeClientOptions['onThrottled'];
+  private readonly dryRun: boolean;
 
   constructor(kc: ClusterAccess, options: KubeClientOptions = {}) {
     const cluster = kc.getCurrentCluster();
@@ -186,6 +203,7 @@ export class KubeClient {
     this.userAgent = options.userAgent ?? 'ml-operator';
     this.bucket = options.rateLimit ? new TokenBucket(options.rateLimit.qps, options.rateLimit.burst) : undefined;
     this.onThrottled = options.onThrottled;
+    this.dryRun = options.dryRun ?? false;
   }
 
   async get<T extends KubeObject>(r: Resource, namespace: string | undefined, name: string): Promise<T | undefined> {
@@ -377,12 +395,13 @@ export class KubeClient {
       path,
       query: { fieldManager, force: 'true', fieldValidation: 'Strict' },
       body: { apiVersion: apiVersionOf(r), kind: r.kind, ...obj },
-      contentType: 'application/apply-patch+yaml',
+      contentType: applyPatchType,
     });
     return trimmed(applied, r);
   }
 
-  private async call<T>(spec: RequestSpec): Promise<T> {
+  private async call<T>(request: RequestSpec): Promise<T> {
+    const spec = request.write && this.dryRun ? { ...request, query: { ...request.query, dryRun: 'All' } } : request;
     let res: http.IncomingMessage;
     let body: string;
     for (let attempt = 0; ; attempt++) {
@@ -415,7 +434,7 @@ export class KubeClient {
     for (const [key, value] of Object.entries(spec.query ?? {})) if (value !== undefined && value !== '') query.set(key, value);
     const basePath = this.server.pathname.replace(/\/$/, '');
     const search = query.size > 0 ? `?${query}` : '';
-    const body = spec.body === undefined ? undefined : JSON.stringify(spec.body);
+    const body = spec.body === undefined ? undefined : spec.contentType === applyPatchType ? yamlSafeJson(spec.body) : JSON.stringify(spec.body);
     const headers: Record<string, string> = { ...credentials.headers, Accept: 'application/json', 'User-Agent': this.userAgent };
     if (body !== undefined) {
       headers['Content-Type'] = spec.contentType ?? 'application/json';

@@ -27,6 +27,7 @@ import type { Metrics } from '../runtime/metrics.ts';
 import type { PrometheusClient } from '../runtime/prometheus.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
 import { checkCapacity, nextCheckInMs, runAnalysis, runSmokeTest, SharedLists } from './gates.ts';
+import { wantedRouting, wantedWorkloads, type WantedLive } from './wanted.ts';
 
 /** Read access to an informer's cache. */
 export interface Store<T extends KubeObject> {
@@ -211,19 +212,13 @@ export class EndpointReconciler {
 
     // Everything that should run, then the route: it only ever names workloads that are Available.
     const conflicts: string[] = [];
-    const wanted = new Map<string, desired.Desired>();
-    const want = (d: desired.Desired) => wanted.set(`${d.resource.plural}.${d.resource.group}/${d.object.metadata.name}`, d);
-    for (const { plan, replicas } of decision.deploy) {
-      want(desired.configInstance(ctx, plan));
-      for (const planned of plan.variants) {
-        want(desired.modelInstance(ctx, planned));
-        if (!planned.variant.shadow && this.provider.auxiliary && !this.deps.missing?.auxiliary) for (const d of this.provider.auxiliary(ctx, [planned.instance], decision.mirrors ?? [])) want(d);
-        // A failed version scales to zero, autoscaled or not: its autoscaler goes.
-        const v = planned.variant.autoscaling && replicas.get(planned.instance) === 0 ? { ...planned, variant: { ...planned.variant, autoscaling: undefined } } : planned;
-        const count = v.variant.autoscaling ? this.startReplicas(namespace, v, decision.outcome.serving) : replicas.get(v.instance);
-        for (const d of desired.workloads(ctx, v, deadlineSeconds, count, this.hostNodes(namespace, v.instance))) want(d);
-      }
-    }
+    const live: WantedLive = {
+      startReplicas: (v, serving) => this.startReplicas(namespace, v, serving),
+      hostNodes: (instance) => this.hostNodes(namespace, instance),
+      loaded: (service) => this.auxiliaryLoaded(namespace, service, now),
+      auxiliaryMissing: this.deps.missing?.auxiliary ?? false,
+    };
+    const wanted = wantedWorkloads(ctx, this.provider, decision, deadlineSeconds, live);
     await eachLimited([...wanted.values()], writesAtOnce, async (d) => {
       if (!(await this.ensure(endpoint, d))) conflicts.push(this.describeConflict(d));
     });
@@ -232,11 +227,7 @@ export class EndpointReconciler {
       // Another endpoint holds the host: this one must not route it.
       await this.removeRouting(ctx);
     } else if (decision.deploy.length > 0 || liveRoute) {
-      const mirrors = this.deps.missing?.auxiliary ? [] : decision.mirrors;
-      const loaded = (service: string) => this.auxiliaryLoaded(namespace, service, now);
-      const routes = decision.route ? this.provider.routes(ctx, { host: desired.hostOf(ctx), backends: decision.route, mirrors, targets: decision.targets, loaded }) : [];
-      const routing = [...this.provider.gateways(ctx), ...routes];
-      for (const d of routing) {
+      for (const d of wantedRouting(ctx, this.provider, decision, live)) {
         if (await this.ensure(endpoint, d)) continue;
         conflicts.push(this.describeConflict(d));
         // The route cannot be written: nothing switches, and the status must not say otherwise.
