@@ -728,27 +728,188 @@ export interface Toleration {
   tolerationSeconds?: number;
 }
 /**
- * Kubernetes affinity of the variant's pods (nodeAffinity, podAffinity, podAntiAffinity), as in a pod spec; the API server checks it when the controller writes the Deployment, and a refusal shows in the endpoint's status. Part of the variant's version.
+ * Kubernetes affinity of the variant's pods, as in a pod spec: nodeAffinity, podAffinity and podAntiAffinity. Part of the variant's version.
  */
 export interface Affinity {
+  nodeAffinity?: NodeAffinity;
+  podAffinity?: PodAffinity;
+  podAntiAffinity?: PodAntiAffinity;
+}
+/**
+ * Which nodes the pods may (required) or should (preferred) run on.
+ */
+export interface NodeAffinity {
+  requiredDuringSchedulingIgnoredDuringExecution?: NodeSelector;
   /**
-   * Node affinity (requiredDuringSchedulingIgnoredDuringExecution, preferredDuringSchedulingIgnoredDuringExecution), as in a pod spec.
+   * Weighted preferences.
+   *
+   * @maxItems 16
    */
-  nodeAffinity?: {
-    [k: string]: unknown;
+  preferredDuringSchedulingIgnoredDuringExecution?: PreferredSchedulingTerm[];
+}
+/**
+ * Nodes the pods must run on: any of the terms.
+ */
+export interface NodeSelector {
+  /**
+   * Terms, any of which a node must match.
+   *
+   * @minItems 1
+   * @maxItems 16
+   */
+  nodeSelectorTerms: NodeSelectorTerm[];
+}
+/**
+ * Requirements that must all hold (a node matches the selector if it matches any term).
+ */
+export interface NodeSelectorTerm {
+  /**
+   * Requirements on node labels.
+   *
+   * @maxItems 16
+   */
+  matchExpressions?: NodeSelectorRequirement[];
+  /**
+   * Requirements on node fields.
+   *
+   * @maxItems 16
+   */
+  matchFields?: NodeSelectorRequirement[];
+}
+/**
+ * A requirement on a node label (matchExpressions) or field (matchFields).
+ */
+export interface NodeSelectorRequirement {
+  /**
+   * Label key (or field name, in matchFields: metadata.name).
+   */
+  key: string;
+  /**
+   * In, NotIn, Exists, DoesNotExist, Gt or Lt.
+   */
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' | 'Gt' | 'Lt';
+  /**
+   * Values (In, NotIn: any; Gt, Lt: one integer).
+   *
+   * @maxItems 64
+   *
+   * Items: A value.
+   */
+  values?: string[];
+}
+/**
+ * A preferred term and its weight.
+ */
+export interface PreferredSchedulingTerm {
+  /**
+   * Weight, 1-100.
+   */
+  weight: number;
+  preference: NodeSelectorTerm;
+}
+/**
+ * Pods to run near.
+ */
+export interface PodAffinity {
+  /**
+   * Terms that must all hold for the pod to be scheduled.
+   *
+   * @maxItems 16
+   */
+  requiredDuringSchedulingIgnoredDuringExecution?: PodAffinityTerm[];
+  /**
+   * Weighted preferences.
+   *
+   * @maxItems 16
+   */
+  preferredDuringSchedulingIgnoredDuringExecution?: WeightedPodAffinityTerm[];
+}
+/**
+ * Pods (of the namespaces named, else this one) whose nodes' topologyKey domain the pod is placed in (affinity) or kept out of (anti-affinity).
+ */
+export interface PodAffinityTerm {
+  labelSelector?: LabelSelector;
+  /**
+   * Namespaces of the pods (absent: the pod's own).
+   *
+   * @maxItems 32
+   *
+   * Items: A value.
+   */
+  namespaces?: string[];
+  namespaceSelector?: LabelSelector;
+  /**
+   * Node label whose values are the domains, e.g. kubernetes.io/hostname.
+   */
+  topologyKey: string;
+}
+/**
+ * A label selector: matchLabels and matchExpressions must all hold.
+ */
+export interface LabelSelector {
+  /**
+   * Labels that must have these values.
+   */
+  matchLabels?: {
+    /**
+     * Label value.
+     */
+    [k: string]: string;
   };
   /**
-   * Pod affinity, as in a pod spec.
+   * Requirements on labels.
+   *
+   * @maxItems 16
    */
-  podAffinity?: {
-    [k: string]: unknown;
-  };
+  matchExpressions?: LabelSelectorRequirement[];
+}
+/**
+ * A requirement on a pod or namespace label.
+ */
+export interface LabelSelectorRequirement {
   /**
-   * Pod anti-affinity, as in a pod spec.
+   * Label key.
    */
-  podAntiAffinity?: {
-    [k: string]: unknown;
-  };
+  key: string;
+  /**
+   * In, NotIn, Exists or DoesNotExist.
+   */
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  /**
+   * Values (In, NotIn).
+   *
+   * @maxItems 64
+   *
+   * Items: A value.
+   */
+  values?: string[];
+}
+/**
+ * A preferred term and its weight.
+ */
+export interface WeightedPodAffinityTerm {
+  /**
+   * Weight, 1-100.
+   */
+  weight: number;
+  podAffinityTerm: PodAffinityTerm;
+}
+/**
+ * Pods to keep away from.
+ */
+export interface PodAntiAffinity {
+  /**
+   * Terms that must all hold for the pod to be scheduled.
+   *
+   * @maxItems 16
+   */
+  requiredDuringSchedulingIgnoredDuringExecution?: PodAffinityTerm[];
+  /**
+   * Weighted preferences.
+   *
+   * @maxItems 16
+   */
+  preferredDuringSchedulingIgnoredDuringExecution?: WeightedPodAffinityTerm[];
 }
 /**
  * One spread constraint over the variant's pods.
