@@ -257,10 +257,14 @@ describe('placement and identity of model pods', () => {
     const legacy = { ...gpu, podDefaults: legacyPodDefaults };
     const pod = podOf(legacy, c);
     for (const field of ['topologySpreadConstraints', 'tolerations', 'imagePullSecrets']) expect(pod).not.toHaveProperty(field);
-    // Recorded on the snapshot and the Deployment, so that a later pass rebuilds the same template.
-    const recorded = desired.modelInstance(c, legacy).object.metadata.annotations?.['ml-operator.dev/pod-defaults'];
-    expect(parsePodDefaults(recorded)).toEqual(legacyPodDefaults);
-    expect(desired.deployment(c, legacy, 600).object.metadata.annotations?.['ml-operator.dev/pod-defaults']).toBe(recorded);
+    // Its snapshot and Deployment stay as the earlier release wrote them: no record of defaults,
+    // which a later pass reads as none.
+    expect(desired.modelInstance(c, legacy).object.metadata.annotations).not.toHaveProperty('ml-operator.dev/pod-defaults');
+    expect(desired.deployment(c, legacy, 600).object.metadata.annotations).not.toHaveProperty('ml-operator.dev/pod-defaults');
+    // A new instance's defaults are recorded on both, so that a later pass rebuilds the same template.
+    const recorded = desired.modelInstance(c, gpu).object.metadata.annotations?.['ml-operator.dev/pod-defaults'];
+    expect(parsePodDefaults(recorded)).toEqual({ spread: true, gpuTolerations: operatorConfig.models.gpuTolerations, imagePullSecrets: ['cluster-registry'] });
+    expect(desired.deployment(c, gpu, 600).object.metadata.annotations?.['ml-operator.dev/pod-defaults']).toBe(recorded);
   });
 });
 

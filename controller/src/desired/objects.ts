@@ -5,8 +5,8 @@ import { apiVersionOf, resources, type KubeObject, type Resource } from '../kube
 import type { OperatorConfig } from '../options.ts';
 import { desiredHashAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, labels, managerName, podDefaultsAnnotation, replicasOwnerAnnotation } from './labels.ts';
 import { quantityValue } from './compare.ts';
-import { contentVersion } from './names.ts';
-import type { PodDefaults, VariantPlan, VersionPlan } from './plan.ts';
+import { canonicalJson, contentVersion } from './names.ts';
+import { legacyPodDefaults, type PodDefaults, type VariantPlan, type VersionPlan } from './plan.ts';
 import { autoscaler } from './autoscaling.ts';
 
 export const modelMountPath = '/opt/ml/model';
@@ -119,10 +119,22 @@ export function currentPodDefaults(config: OperatorConfig): PodDefaults {
 /** The defaults an instance runs with: the ones pinned to it, else the current ones. */
 export const podDefaultsOf = (ctx: EndpointContext, v: VariantPlan): PodDefaults => v.podDefaults ?? currentPodDefaults(ctx.config);
 
+/**
+ * The annotation that records an instance's defaults, on its snapshot and its Deployment. None for
+ * an instance made before them: its objects stay exactly as that release wrote them (a controller of
+ * that release, running beside this one during an upgrade, then agrees with every byte), and an
+ * absent annotation on a running Deployment reads as no defaults.
+ */
+function podDefaultsRecord(ctx: EndpointContext, v: VariantPlan): Record<string, string> {
+  const d = podDefaultsOf(ctx, v);
+  return canonicalJson(d) === canonicalJson(legacyPodDefaults) ? {} : { [podDefaultsAnnotation]: JSON.stringify(d) };
+}
+
 /** The immutable snapshot of a model as one variant of a version runs it. */
 export function modelInstance(ctx: EndpointContext, v: VariantPlan): Desired {
   const fetcher = v.model.artifact ? { [fetcherImageAnnotation]: v.fetcherImage ?? ctx.config.fetcher.image, ...(v.fetcherFlags === false ? { [fetcherFlagsAnnotation]: 'none' } : {}) } : {};
-  return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model }, { ...fetcher, [podDefaultsAnnotation]: JSON.stringify(podDefaultsOf(ctx, v)) });
+  const annotations = { ...fetcher, ...podDefaultsRecord(ctx, v) };
+  return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model }, Object.keys(annotations).length ? annotations : undefined);
 }
 
 function workloadLabels(endpoint: MachineLearningEndpoint, v: VariantPlan): Record<string, string> {
@@ -314,6 +326,11 @@ const probe = (p: ModelProbe) => ({ httpGet: { path: p.path, port: 'http' }, ...
 export const shmMountPath = '/dev/shm';
 const shmVolume = 'dshm';
 
+function deploymentAnnotations(autoscaled: boolean, defaults: Record<string, string>): Record<string, string> | undefined {
+  const a = { ...(autoscaled ? { [replicasOwnerAnnotation]: 'autoscaler' } : {}), ...defaults };
+  return Object.keys(a).length ? a : undefined;
+}
+
 /** The Deployment of a variant; `replicas` when the rollout wants another count than the variant's `instances`. */
 export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas = v.variant.instances ?? 1): Desired {
   const autoscaled = v.variant.autoscaling !== undefined;
@@ -401,7 +418,7 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
         },
       },
     },
-  }, { ...(autoscaled ? { [replicasOwnerAnnotation]: 'autoscaler' } : {}), [podDefaultsAnnotation]: JSON.stringify(podDefaultsOf(ctx, v)) });
+  }, deploymentAnnotations(autoscaled, podDefaultsRecord(ctx, v)));
   return autoscaled ? { ...d, initialReplicas: replicas } : d;
 }
 
