@@ -28,11 +28,13 @@ export default defineConfig({
         test: {
           // The chart's claim of the oldest Kubernetes it supports (Chart.yaml kubeVersion), tested:
           // a second control plane of that minor (ci/tools/kubernetes-oldest), and the test files of
-          // the CRDs, the chart's install and lifecycle, and the core rollouts run on it too.
+          // the CRDs, the chart's install and lifecycle, the core rollouts and the placement of model
+          // pods (the scheduler's and Pod Security's messages) run on it too.
           name: 'oldest',
           include: [
             'test/integration/chart-install.test.ts',
             'test/integration/endpoint-rollout.test.ts',
+            'test/integration/placement.test.ts',
             'test/integration/rollout-safety.test.ts',
             'test/integration/traffic.test.ts',
           ],

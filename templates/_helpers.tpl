@@ -118,11 +118,21 @@ Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
 - apiGroups: [""]
   resources: ["services", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# A PodDisruptionBudget per variant with more than one replica: node drains take its pods one at a time.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- if eq (include "ml-operator.storageMode" .) "hostPath" }}
-# hostPath storage: the pods that remove a model's files from the nodes when its version goes.
+# hostPath storage: the pods that remove a model's files from the nodes when its version goes (and,
+# as below, model pods that do not start are listed for why).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- else }}
+# Model pods that do not start are listed for why (the scheduler's message), for the endpoint's status.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- end }}
 {{- if eq (include "ml-operator.routingProvider" .) "gatewayAPI" }}
 - apiGroups: ["gateway.networking.k8s.io"]

@@ -38,6 +38,22 @@ export interface OperatorConfig {
   };
   /** Who scales autoscaled variants: a HorizontalPodAutoscaler, or a KEDA ScaledObject. */
   autoscaling: { engine: 'hpa' | 'keda' };
+  /** Cluster-wide settings of model pods (a model or variant may add to them or replace them). */
+  models: {
+    /** Tolerations of variants with GPUs that give no tolerations of their own. */
+    gpuTolerations: Toleration[];
+    /** Pull secrets of every model pod, before the model's own. */
+    imagePullSecrets: string[];
+  };
+}
+
+/** A pod toleration, as the chart's config and a variant give it. */
+export interface Toleration {
+  key?: string;
+  operator?: 'Equal' | 'Exists';
+  value?: string;
+  effect?: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+  tolerationSeconds?: number;
 }
 
 export interface Options {
@@ -67,6 +83,7 @@ export const defaultConfig: OperatorConfig = {
   prometheus: { url: '', dataPlane: '' },
   routing: { provider: 'istio', gatewayAPI: { gatewayClassName: '', sharedGateway: { name: '', namespace: '', sectionName: '' }, mirroring: 'None' } },
   autoscaling: { engine: 'hpa' },
+  models: { gpuTolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }], imagePullSecrets: [] },
 };
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -88,7 +105,7 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(raw)) fail('the config', 'a JSON object', raw);
   const c = raw as Record<string, any>;
-  const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher', 'routing', 'prometheus', 'autoscaling']);
+  const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher', 'routing', 'prometheus', 'autoscaling', 'models']);
   for (const key of Object.keys(c)) if (!known.has(key)) fail(key, `one of ${[...known].join(', ')} (unknown key)`, c[key]);
   const config = structuredClone(defaultConfig);
   if (c.defaultDomain !== undefined) {
@@ -170,6 +187,20 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
       config.autoscaling.engine = a.engine as 'hpa' | 'keda';
     }
   }
+  if (c.models !== undefined) {
+    const m = c.models;
+    if (!isObject(m)) fail('models', 'an object', m);
+    for (const key of Object.keys(m)) if (key !== 'gpuTolerations' && key !== 'imagePullSecrets') fail(`models.${key}`, 'gpuTolerations or imagePullSecrets (unknown key)', m[key]);
+    if (m.gpuTolerations !== undefined) {
+      if (!Array.isArray(m.gpuTolerations)) fail('models.gpuTolerations', 'a list of tolerations', m.gpuTolerations);
+      config.models.gpuTolerations = (m.gpuTolerations as unknown[]).map((t, i) => parseToleration(t, `models.gpuTolerations[${i}]`, fail));
+    }
+    if (m.imagePullSecrets !== undefined) {
+      const names = m.imagePullSecrets;
+      if (!Array.isArray(names) || !names.every((n) => typeof n === 'string' && dnsSubdomain.test(n))) fail('models.imagePullSecrets', 'a list of Secret names', names);
+      config.models.imagePullSecrets = names as string[];
+    }
+  }
   if (c.routing !== undefined) {
     const r = c.routing;
     if (!isObject(r)) fail('routing', 'an object', r);
@@ -208,6 +239,23 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
     }
   }
   return config;
+}
+
+const labelKey = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+
+function parseToleration(raw: unknown, key: string, fail: (key: string, want: string, got: unknown) => never): Toleration {
+  const want = 'a toleration: {key, operator: Equal|Exists, value, effect: NoSchedule|PreferNoSchedule|NoExecute, tolerationSeconds}';
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return fail(key, want, raw);
+  const t = raw as Record<string, unknown>;
+  for (const k of Object.keys(t)) if (!['key', 'operator', 'value', 'effect', 'tolerationSeconds'].includes(k)) fail(`${key}.${k}`, want, t[k]);
+  if (t.key !== undefined && (typeof t.key !== 'string' || (t.key !== '' && !labelKey.test(t.key)))) fail(`${key}.key`, 'a taint key such as nvidia.com/gpu', t.key);
+  if (t.operator !== undefined && t.operator !== 'Equal' && t.operator !== 'Exists') fail(`${key}.operator`, 'Equal or Exists', t.operator);
+  if (t.value !== undefined && typeof t.value !== 'string') fail(`${key}.value`, 'a string', t.value);
+  if (t.operator === 'Exists' && t.value) fail(`${key}.value`, 'empty with operator Exists', t.value);
+  if (!t.key && t.operator !== 'Exists') fail(`${key}.operator`, 'Exists when there is no key', t.operator);
+  if (t.effect !== undefined && !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(t.effect as string)) fail(`${key}.effect`, 'NoSchedule, PreferNoSchedule or NoExecute', t.effect);
+  if (t.tolerationSeconds !== undefined && (!Number.isInteger(t.tolerationSeconds) || (t.tolerationSeconds as number) < 0 || t.effect !== 'NoExecute')) fail(`${key}.tolerationSeconds`, 'a whole number of seconds >= 0, with effect NoExecute', t.tolerationSeconds);
+  return t as Toleration;
 }
 
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {

@@ -620,7 +620,7 @@ export interface MachineLearningEndpointConfigVariant {
    */
   memory?: number | string;
   /**
-   * GPUs of each replica (nvidia.com/gpu, request = limit).
+   * GPUs of each replica (request = limit), of the resource `gpuResource` (absent: nvidia.com/gpu). A variant with GPUs tolerates the chart's `models.gpuTolerations` (by default the nvidia.com/gpu NoSchedule taint) unless it gives tolerations of its own.
    */
   gpus?: number;
   /**
@@ -631,6 +631,36 @@ export interface MachineLearningEndpointConfigVariant {
    * Subdirectory of the chart's storage.hostPathRoot under which this variant's model volumes live (hostPath storage mode only), for example team-a. Relative, without '..': a config can never point a volume at another directory of the nodes.
    */
   path?: string;
+  /**
+   * Extended resource name of the GPUs (`gpus`), e.g. `amd.com/gpu` or `gpu.intel.com/i915`. Absent: nvidia.com/gpu. Part of the variant's version: changing it rolls out a new version.
+   */
+  gpuResource?: string;
+  /**
+   * Labels a node must have to run the variant's pods, e.g. `{"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}`. Part of the variant's version: changing it rolls out a new version.
+   */
+  nodeSelector?: {
+    /**
+     * Required value of the label.
+     */
+    [k: string]: string;
+  };
+  /**
+   * Taints the variant's pods tolerate (Kubernetes tolerations). Given, they replace the chart's `models.gpuTolerations` for this variant; `[]` tolerates nothing. Part of the variant's version.
+   *
+   * @maxItems 32
+   */
+  tolerations?: Toleration[];
+  affinity?: Affinity;
+  /**
+   * How the variant's replicas spread over the nodes' topology domains; each constraint applies to this variant's own pods. Absent: spread over nodes (kubernetes.io/hostname) with whenUnsatisfiable ScheduleAnyway, a preference that never holds a pod back; `[]`: no spreading. Part of the variant's version.
+   *
+   * @maxItems 8
+   */
+  topologySpreadConstraints?: TopologySpreadConstraint[];
+  /**
+   * PriorityClass of the variant's pods (it must exist). Part of the variant's version.
+   */
+  priorityClassName?: string;
 }
 /**
  * Makes the variant a shadow: it receives a mirror of `percent` of the endpoint's requests, its answers are discarded, and it never counts for the split. Its readiness never holds up a switch; promoting it is an ordinary config change (a weight instead of shadow).
@@ -671,6 +701,232 @@ export interface AutoscalingTarget {
    * Requests per second per replica, measured by the data plane (the chart's Prometheus; needs the KEDA engine).
    */
   requestsPerSecond?: number;
+}
+/**
+ * One toleration, as in a pod spec.
+ */
+export interface Toleration {
+  /**
+   * Taint key; empty with operator Exists: every taint.
+   */
+  key?: string;
+  /**
+   * `Equal` (absent) or `Exists`.
+   */
+  operator?: 'Equal' | 'Exists';
+  /**
+   * Taint value (operator Equal).
+   */
+  value?: string;
+  /**
+   * Taint effect tolerated; absent: all.
+   */
+  effect?: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+  /**
+   * How long a NoExecute taint is tolerated before eviction; absent: forever.
+   */
+  tolerationSeconds?: number;
+}
+/**
+ * Kubernetes affinity of the variant's pods, as in a pod spec: nodeAffinity, podAffinity and podAntiAffinity. Part of the variant's version.
+ */
+export interface Affinity {
+  nodeAffinity?: NodeAffinity;
+  podAffinity?: PodAffinity;
+  podAntiAffinity?: PodAntiAffinity;
+}
+/**
+ * Which nodes the pods may (required) or should (preferred) run on.
+ */
+export interface NodeAffinity {
+  requiredDuringSchedulingIgnoredDuringExecution?: NodeSelector;
+  /**
+   * Weighted preferences.
+   *
+   * @maxItems 16
+   */
+  preferredDuringSchedulingIgnoredDuringExecution?: PreferredSchedulingTerm[];
+}
+/**
+ * Nodes the pods must run on: any of the terms.
+ */
+export interface NodeSelector {
+  /**
+   * Terms, any of which a node must match.
+   *
+   * @minItems 1
+   * @maxItems 16
+   */
+  nodeSelectorTerms: NodeSelectorTerm[];
+}
+/**
+ * Requirements that must all hold (a node matches the selector if it matches any term).
+ */
+export interface NodeSelectorTerm {
+  /**
+   * Requirements on node labels.
+   *
+   * @maxItems 16
+   */
+  matchExpressions?: NodeSelectorRequirement[];
+  /**
+   * Requirements on node fields.
+   *
+   * @maxItems 16
+   */
+  matchFields?: NodeSelectorRequirement[];
+}
+/**
+ * A requirement on a node label (matchExpressions) or field (matchFields).
+ */
+export interface NodeSelectorRequirement {
+  /**
+   * Label key (or field name, in matchFields: metadata.name).
+   */
+  key: string;
+  /**
+   * In, NotIn, Exists, DoesNotExist, Gt or Lt.
+   */
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' | 'Gt' | 'Lt';
+  /**
+   * Values (In, NotIn: any; Gt, Lt: one integer).
+   *
+   * @maxItems 64
+   *
+   * Items: A value.
+   */
+  values?: string[];
+}
+/**
+ * A preferred term and its weight.
+ */
+export interface PreferredSchedulingTerm {
+  /**
+   * Weight, 1-100.
+   */
+  weight: number;
+  preference: NodeSelectorTerm;
+}
+/**
+ * Pods to run near.
+ */
+export interface PodAffinity {
+  /**
+   * Terms that must all hold for the pod to be scheduled.
+   *
+   * @maxItems 16
+   */
+  requiredDuringSchedulingIgnoredDuringExecution?: PodAffinityTerm[];
+  /**
+   * Weighted preferences.
+   *
+   * @maxItems 16
+   */
+  preferredDuringSchedulingIgnoredDuringExecution?: WeightedPodAffinityTerm[];
+}
+/**
+ * Pods (of the namespaces named, else this one) whose nodes' topologyKey domain the pod is placed in (affinity) or kept out of (anti-affinity).
+ */
+export interface PodAffinityTerm {
+  labelSelector?: LabelSelector;
+  /**
+   * Namespaces of the pods (absent: the pod's own).
+   *
+   * @maxItems 32
+   *
+   * Items: A value.
+   */
+  namespaces?: string[];
+  namespaceSelector?: LabelSelector;
+  /**
+   * Node label whose values are the domains, e.g. kubernetes.io/hostname.
+   */
+  topologyKey: string;
+}
+/**
+ * A label selector: matchLabels and matchExpressions must all hold.
+ */
+export interface LabelSelector {
+  /**
+   * Labels that must have these values.
+   */
+  matchLabels?: {
+    /**
+     * Label value.
+     */
+    [k: string]: string;
+  };
+  /**
+   * Requirements on labels.
+   *
+   * @maxItems 16
+   */
+  matchExpressions?: LabelSelectorRequirement[];
+}
+/**
+ * A requirement on a pod or namespace label.
+ */
+export interface LabelSelectorRequirement {
+  /**
+   * Label key.
+   */
+  key: string;
+  /**
+   * In, NotIn, Exists or DoesNotExist.
+   */
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  /**
+   * Values (In, NotIn).
+   *
+   * @maxItems 64
+   *
+   * Items: A value.
+   */
+  values?: string[];
+}
+/**
+ * A preferred term and its weight.
+ */
+export interface WeightedPodAffinityTerm {
+  /**
+   * Weight, 1-100.
+   */
+  weight: number;
+  podAffinityTerm: PodAffinityTerm;
+}
+/**
+ * Pods to keep away from.
+ */
+export interface PodAntiAffinity {
+  /**
+   * Terms that must all hold for the pod to be scheduled.
+   *
+   * @maxItems 16
+   */
+  requiredDuringSchedulingIgnoredDuringExecution?: PodAffinityTerm[];
+  /**
+   * Weighted preferences.
+   *
+   * @maxItems 16
+   */
+  preferredDuringSchedulingIgnoredDuringExecution?: WeightedPodAffinityTerm[];
+}
+/**
+ * One spread constraint over the variant's pods.
+ */
+export interface TopologySpreadConstraint {
+  /**
+   * Largest allowed difference in the number of the variant's pods between two domains (absent: 1).
+   */
+  maxSkew?: number;
+  /**
+   * Node label whose values are the domains, e.g. `kubernetes.io/hostname` or `topology.kubernetes.io/zone`.
+   */
+  topologyKey: string;
+  /**
+   * `ScheduleAnyway` (absent: a preference) or `DoNotSchedule` (a requirement: pods stay Pending rather than skew).
+   */
+  whenUnsatisfiable?: 'ScheduleAnyway' | 'DoNotSchedule';
 }
 /**
  * Observed state. On instances (snapshots) it records the model versions the config version resolved to.
@@ -783,6 +1039,33 @@ export interface MachineLearningModelSpec {
    * @default "/"
    */
   readinessPath?: string;
+  /**
+   * Names of Secrets (type kubernetes.io/dockerconfigjson, in the same namespace) used to pull the server image, added to the chart's `models.imagePullSecrets`.
+   *
+   * @maxItems 16
+   *
+   * Items: Secret name.
+   */
+  imagePullSecrets?: string[];
+  /**
+   * ServiceAccount the model pods run as (it must exist in the namespace); absent: the namespace's default. Its token is mounted only with automountServiceAccountToken.
+   */
+  serviceAccountName?: string;
+  /**
+   * Mount the ServiceAccount's API token into the model pods (absent: false: a model server rarely calls the Kubernetes API).
+   */
+  automountServiceAccountToken?: boolean;
+  securityContext?: ModelSecurityContext;
+  startupProbe?: StartupProbe;
+  livenessProbe?: LivenessProbe;
+  /**
+   * Seconds a removed server gets to finish before it is killed (absent: 30), counted from the start of its 5 s preStop sleep: at least 6.
+   */
+  terminationGracePeriodSeconds?: number;
+  /**
+   * Size of a memory-backed /dev/shm for the server (PyTorch data loaders and NCCL need more than the runtime's 64Mi), a Kubernetes quantity: `1Gi`. It counts against the pod's memory.
+   */
+  shmSize?: number | string;
 }
 /**
  * One environment variable: a literal value, or a key of a Secret or ConfigMap.
@@ -830,6 +1113,139 @@ export interface ConfigMapKeySelector {
    * Key in the ConfigMap. Not '.' or '..', nor starting with '..' (Kubernetes refuses those keys).
    */
   key: string;
+}
+/**
+ * Loosens the restricted security context the model server runs with (non-root, no privilege escalation, all capabilities dropped, RuntimeDefault seccomp) field by field, for images that need it. Only the server container and the pod are affected; the artifact fetcher keeps its own.
+ */
+export interface ModelSecurityContext {
+  pod?: ModelPodSecurityContext;
+  container?: ModelContainerSecurityContext;
+}
+/**
+ * Pod-level settings.
+ */
+export interface ModelPodSecurityContext {
+  /**
+   * User the processes run as; 0 (root) needs runAsNonRoot: false.
+   */
+  runAsUser?: number;
+  /**
+   * Primary group of the processes.
+   */
+  runAsGroup?: number;
+  /**
+   * Refuse to start as root (default true). false allows a root image: the namespace's Pod Security level must then be baseline or privileged.
+   */
+  runAsNonRoot?: boolean;
+  /**
+   * Group that owns the pod's volumes (default 65532, the fetcher's user).
+   */
+  fsGroup?: number;
+  /**
+   * Further groups of the processes.
+   *
+   * @maxItems 32
+   *
+   * Items: A group id.
+   */
+  supplementalGroups?: number[];
+}
+/**
+ * Settings of the server container.
+ */
+export interface ModelContainerSecurityContext {
+  /**
+   * User the processes run as; 0 (root) needs runAsNonRoot: false.
+   */
+  runAsUser?: number;
+  /**
+   * Primary group of the processes.
+   */
+  runAsGroup?: number;
+  /**
+   * Refuse to start as root (default true). false allows a root image: the namespace's Pod Security level must then be baseline or privileged.
+   */
+  runAsNonRoot?: boolean;
+  /**
+   * Allow gaining more privileges than the parent process (default false).
+   */
+  allowPrivilegeEscalation?: boolean;
+  /**
+   * Mount the image's filesystem read-only (default: not set).
+   */
+  readOnlyRootFilesystem?: boolean;
+  capabilities?: Capabilities;
+}
+/**
+ * Linux capabilities; by default all are dropped.
+ */
+export interface Capabilities {
+  /**
+   * Capabilities added, e.g. SYS_PTRACE.
+   *
+   * @maxItems 32
+   *
+   * Items: A capability name.
+   */
+  add?: string[];
+  /**
+   * Capabilities dropped (default [ALL]).
+   *
+   * @maxItems 64
+   *
+   * Items: A capability name.
+   */
+  drop?: string[];
+}
+/**
+ * Probe that holds off the readiness and liveness probes until it passes: for servers that load a large model slowly. It may take up to initialDelaySeconds + failureThreshold x periodSeconds before the pod is restarted.
+ */
+export interface StartupProbe {
+  /**
+   * HTTP path probed on the model's port; any 2xx or 3xx answer passes.
+   */
+  path: string;
+  /**
+   * Seconds after the container starts before the first probe (absent: 0).
+   */
+  initialDelaySeconds?: number;
+  /**
+   * Seconds between probes (absent: 10).
+   */
+  periodSeconds?: number;
+  /**
+   * Seconds a probe may take (absent: 1).
+   */
+  timeoutSeconds?: number;
+  /**
+   * Failed probes in a row before the probe fails (absent: 3).
+   */
+  failureThreshold?: number;
+}
+/**
+ * Probe whose failure restarts the server container (after startup, when a startupProbe is given).
+ */
+export interface LivenessProbe {
+  /**
+   * HTTP path probed on the model's port; any 2xx or 3xx answer passes.
+   */
+  path: string;
+  /**
+   * Seconds after the container starts before the first probe (absent: 0).
+   */
+  initialDelaySeconds?: number;
+  /**
+   * Seconds between probes (absent: 10).
+   */
+  periodSeconds?: number;
+  /**
+   * Seconds a probe may take (absent: 1).
+   */
+  timeoutSeconds?: number;
+  /**
+   * Failed probes in a row before the probe fails (absent: 3).
+   */
+  failureThreshold?: number;
 }
 /**
  * Observed state. On instances (snapshots) it records the endpoint config version that uses them.

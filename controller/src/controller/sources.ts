@@ -90,6 +90,7 @@ export function buildSources(o: {
     routes: owned(o.provider.routeResource),
     auxiliary: o.auxiliaryResource ? owned(o.auxiliaryResource) : undefined,
     autoscalers: o.autoscalerResource ? owned(o.autoscalerResource) : undefined,
+    disruptionBudgets: owned(resources.podDisruptionBudget),
     // PersistentVolumes are cluster-scoped: one informer, whatever namespaces are watched.
     volumes: o.hostPath ? watch<KubeObject>(resources.persistentVolume, managedBySelector, o.handlers.volume, ownedIndexers, undefined) : undefined,
     pods: o.hostPath ? owned(resources.pod) : undefined,
@@ -116,7 +117,9 @@ export function transformFor(r: Resource): (obj: KubeObject) => KubeObject {
     return (obj) => {
       const status = (obj.status ?? {}) as Record<string, unknown>;
       const { replicas, readyReplicas, updatedReplicas, availableReplicas, observedGeneration } = status;
-      return common({ ...obj, status: { replicas, readyReplicas, updatedReplicas, availableReplicas, observedGeneration } });
+      // A ReplicaSet that cannot create pods (Pod Security, a quota) shows as this condition.
+      const failure = ((status.conditions ?? []) as { type: string; status: string; reason?: string; message?: string }[]).filter((c) => c.type === 'ReplicaFailure' && c.status === 'True').map(({ type, status, reason, message }) => ({ type, status, reason, message }));
+      return common({ ...obj, status: { replicas, readyReplicas, updatedReplicas, availableReplicas, observedGeneration, ...(failure.length ? { conditions: failure } : {}) } });
     };
   }
   if (r === resources.pod) {

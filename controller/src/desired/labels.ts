@@ -53,5 +53,12 @@ export const fetcherImageAnnotation = 'ml-operator.dev/fetcher-image';
  */
 export const fetcherFlagsAnnotation = 'ml-operator.dev/fetcher-flags';
 
+/**
+ * On a model snapshot and its Deployment: the operator defaults (chart GPU tolerations, pull
+ * secrets, default spread over nodes) the instance's pods run with, as JSON. A Deployment without it
+ * was made by a release before these defaults: it keeps running without them.
+ */
+export const podDefaultsAnnotation = 'ml-operator.dev/pod-defaults';
+
 /** Finalizer that removes cluster-scoped PersistentVolumes (hostPath storage), which owner references cannot reach. */
 export const storageFinalizer = 'ml-operator.dev/storage';

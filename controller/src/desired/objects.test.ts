@@ -3,7 +3,7 @@ import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, Machin
 import { defaultConfig, type OperatorConfig } from '../options.ts';
 import { labels } from './labels.ts';
 import * as desired from './objects.ts';
-import { planFromSnapshot, planFromTemplates, type VersionPlan } from './plan.ts';
+import { legacyPodDefaults, parsePodDefaults, planFromSnapshot, planFromTemplates, type VersionPlan } from './plan.ts';
 
 const endpoint: MachineLearningEndpoint = {
   metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 },
@@ -59,8 +59,8 @@ describe('versions', () => {
     const ctx = { endpoint, config: operatorConfig };
     const configInstance = { ...(desired.configInstance(ctx, p).object as never as { metadata: never; spec: never }), status: desired.configInstanceStatus(p) };
     const modelInstances = new Map(p.variants.map((v) => [v.instance, desired.modelInstance(ctx, v).object as never]));
-    // The snapshots also pin the fetcher image each instance runs with.
-    expect(planFromSnapshot(configInstance as never, modelInstances)).toEqual({ ...p, variants: p.variants.map((v) => ({ ...v, fetcherImage: 'ml-operator/controller:1' })) });
+    // The snapshots also pin the fetcher image and the operator's pod defaults each instance runs with.
+    expect(planFromSnapshot(configInstance as never, modelInstances)).toEqual({ ...p, variants: p.variants.map((v) => ({ ...v, fetcherImage: 'ml-operator/controller:1', podDefaults: desired.currentPodDefaults(operatorConfig) })) });
   });
 });
 
@@ -177,5 +177,147 @@ describe('storage', () => {
   });
   it('is nothing to create in emptyDir mode', () => {
     expect(desired.storage({ endpoint, config: operatorConfig }, p.variants[0])).toEqual([]);
+  });
+});
+
+describe('placement and identity of model pods', () => {
+  const ctx = { endpoint, config: operatorConfig };
+  const base = plan().variants[0];
+  const gpu = plan().variants[1];
+  const withVariant = (v: typeof base, variant: Partial<typeof base.variant>) => ({ ...v, variant: { ...v.variant, ...variant } });
+  const withModel = (v: typeof base, m: Partial<MachineLearningModelSpec>) => ({ ...v, model: { ...v.model, ...m } });
+  const podOf = (v: typeof base, c = ctx) => (desired.deployment(c, v, 600).object as any).spec.template.spec;
+  const serverOf = (v: typeof base) => podOf(v).containers[0];
+  const selector = (v: typeof base) => ({ 'ml-operator.dev/endpoint': 'titanic', 'ml-operator.dev/model-instance': v.instance });
+
+  it('spreads a new instance over nodes (ScheduleAnyway) unless the variant gives constraints; [] spreads nothing', () => {
+    expect(podOf(base).topologySpreadConstraints).toEqual([{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selector(base) } }]);
+    const zones = withVariant(base, { topologySpreadConstraints: [{ topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule', maxSkew: 2 }] });
+    expect(podOf(zones).topologySpreadConstraints).toEqual([{ maxSkew: 2, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: selector(zones) } }]);
+    expect(podOf(withVariant(base, { topologySpreadConstraints: [] })).topologySpreadConstraints).toBeUndefined();
+  });
+
+  it("tolerates the chart's GPU taints on GPU variants only, and a variant's own tolerations replace them", () => {
+    expect(podOf(gpu).tolerations).toEqual([{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }]);
+    expect(podOf(base).tolerations).toBeUndefined();
+    const own = [{ key: 'dedicated', operator: 'Equal' as const, value: 'ml', effect: 'NoSchedule' as const }];
+    expect(podOf(withVariant(gpu, { tolerations: own })).tolerations).toEqual(own);
+    expect(podOf(withVariant(gpu, { tolerations: [] })).tolerations).toBeUndefined();
+    const amd = { ...ctx, config: { ...operatorConfig, models: { ...operatorConfig.models, gpuTolerations: [{ key: 'amd.com/gpu', operator: 'Exists' as const }] } } };
+    expect(podOf(gpu, amd).tolerations).toEqual([{ key: 'amd.com/gpu', operator: 'Exists' }]);
+  });
+
+  it('asks for the GPUs of the resource the variant names (nvidia.com/gpu when none)', () => {
+    expect(serverOf(withVariant(gpu, { gpuResource: 'amd.com/gpu' })).resources).toEqual({ requests: { cpu: '500m', memory: '1Gi', 'amd.com/gpu': '1' }, limits: { cpu: '500m', memory: '1Gi', 'amd.com/gpu': '1' } });
+  });
+
+  it('places pods by nodeSelector, affinity and priority class, as the variant states them', () => {
+    const affinity = { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'gpu', operator: 'In' as const, values: ['a100'] }] }] } } };
+    const pod = podOf(withVariant(gpu, { nodeSelector: { pool: 'gpu' }, affinity, priorityClassName: 'inference' }));
+    expect(pod).toMatchObject({ nodeSelector: { pool: 'gpu' }, affinity, priorityClassName: 'inference' });
+    expect(podOf(base)).not.toHaveProperty('nodeSelector');
+    expect(podOf(base)).not.toHaveProperty('affinity');
+    expect(podOf(base)).not.toHaveProperty('priorityClassName');
+  });
+
+  it("pulls with the chart's secrets, then the model's, each once", () => {
+    const c = { ...ctx, config: { ...operatorConfig, models: { ...operatorConfig.models, imagePullSecrets: ['cluster-registry'] } } };
+    expect(podOf(withModel(base, { imagePullSecrets: ['team-registry', 'cluster-registry'] }), c).imagePullSecrets).toEqual([{ name: 'cluster-registry' }, { name: 'team-registry' }]);
+    expect(podOf(base)).not.toHaveProperty('imagePullSecrets');
+  });
+
+  it('runs as the model’s ServiceAccount, with its token only when asked', () => {
+    expect(podOf(withModel(base, { serviceAccountName: 'reader' }))).toMatchObject({ serviceAccountName: 'reader', automountServiceAccountToken: false });
+    expect(podOf(withModel(base, { serviceAccountName: 'reader', automountServiceAccountToken: true })).automountServiceAccountToken).toBe(true);
+    expect(podOf(base)).not.toHaveProperty('serviceAccountName');
+  });
+
+  it('loosens the restricted security context only where the model says so, never the fetcher’s', () => {
+    const root = withModel(base, { securityContext: { pod: { runAsUser: 0, runAsNonRoot: false } } });
+    const pod = podOf(root);
+    expect(pod.securityContext).toEqual({ runAsNonRoot: false, runAsUser: 0, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } });
+    // The container inherits the pod's runAsNonRoot: false, else the kubelet would refuse user 0.
+    expect(pod.containers[0].securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, runAsNonRoot: false, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.initContainers[0].securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, allowPrivilegeEscalation: false });
+    const caps = serverOf(withModel(base, { securityContext: { container: { runAsUser: 1000, readOnlyRootFilesystem: true, capabilities: { add: ['SYS_PTRACE'] } } } }));
+    expect(caps.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { add: ['SYS_PTRACE'], drop: ['ALL'] }, runAsNonRoot: true, runAsUser: 1000, readOnlyRootFilesystem: true, seccompProfile: { type: 'RuntimeDefault' } });
+  });
+
+  it('probes startup and liveness on the model’s port when given, and not otherwise', () => {
+    const s = serverOf(withModel(base, { startupProbe: { path: '/loaded', periodSeconds: 10, failureThreshold: 60 }, livenessProbe: { path: '/healthz', timeoutSeconds: 3 } }));
+    expect(s.startupProbe).toEqual({ httpGet: { path: '/loaded', port: 'http' }, periodSeconds: 10, failureThreshold: 60 });
+    expect(s.livenessProbe).toEqual({ httpGet: { path: '/healthz', port: 'http' }, timeoutSeconds: 3 });
+    expect(serverOf(base)).not.toHaveProperty('startupProbe');
+    expect(serverOf(base)).not.toHaveProperty('livenessProbe');
+  });
+
+  it('gives the grace period the model sets, and a memory-backed /dev/shm of its shmSize', () => {
+    const v = withModel(base, { terminationGracePeriodSeconds: 120, shmSize: '2Gi' });
+    const pod = podOf(v);
+    expect(pod.terminationGracePeriodSeconds).toBe(120);
+    expect(pod.volumes).toContainEqual({ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: '2Gi' } });
+    expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'dshm', mountPath: '/dev/shm' });
+    expect(podOf(base)).not.toHaveProperty('terminationGracePeriodSeconds');
+    expect(JSON.stringify(podOf(base))).not.toContain('/dev/shm');
+  });
+
+  it('keeps the pod template of an instance a release before these defaults made: no spread, no GPU toleration, no chart pull secret', () => {
+    const c = { ...ctx, config: { ...operatorConfig, models: { ...operatorConfig.models, imagePullSecrets: ['cluster-registry'] } } };
+    const legacy = { ...gpu, podDefaults: legacyPodDefaults };
+    const pod = podOf(legacy, c);
+    for (const field of ['topologySpreadConstraints', 'tolerations', 'imagePullSecrets']) expect(pod).not.toHaveProperty(field);
+    // Its snapshot and Deployment stay as the earlier release wrote them: no record of defaults,
+    // which a later pass reads as none.
+    expect(desired.modelInstance(c, legacy).object.metadata.annotations).not.toHaveProperty('ml-operator.dev/pod-defaults');
+    expect(desired.deployment(c, legacy, 600).object.metadata.annotations).not.toHaveProperty('ml-operator.dev/pod-defaults');
+    // A new instance's defaults are recorded on both, so that a later pass rebuilds the same template.
+    const recorded = desired.modelInstance(c, gpu).object.metadata.annotations?.['ml-operator.dev/pod-defaults'];
+    expect(parsePodDefaults(recorded)).toEqual({ spread: true, gpuTolerations: operatorConfig.models.gpuTolerations, imagePullSecrets: ['cluster-registry'] });
+    expect(desired.deployment(c, gpu, 600).object.metadata.annotations?.['ml-operator.dev/pod-defaults']).toBe(recorded);
+  });
+});
+
+describe('versions and placement', () => {
+  const variant = config.models[1];
+  const versionWith = (extra: Partial<typeof variant>) => plan({ models: [config.models[0], { ...variant, ...extra }] }).variants[1].version;
+  const before = versionWith({});
+  it.each([
+    ['nodeSelector', { nodeSelector: { pool: 'gpu' } }],
+    ['tolerations', { tolerations: [{ key: 'gpu', operator: 'Exists' as const }] }],
+    ['affinity', { affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: 'kubernetes.io/hostname' }] } } }],
+    ['topologySpreadConstraints', { topologySpreadConstraints: [] }],
+    ['priorityClassName', { priorityClassName: 'inference' }],
+    ['gpuResource', { gpuResource: 'amd.com/gpu' }],
+  ])('change with %s, like resources', (_, extra) => {
+    expect(versionWith(extra)).not.toBe(before);
+  });
+  it('change with the model’s pod settings', () => {
+    const v = (m: Partial<MachineLearningModelSpec>) => plan(config, new Map([...models, ['titanic-v2', { ...model, image: 'acme/titanic:2', ...m }]])).variants[1].version;
+    expect(v({ imagePullSecrets: ['r'] })).not.toBe(before);
+    expect(v({ shmSize: '1Gi' })).not.toBe(before);
+    expect(v({ startupProbe: { path: '/' } })).not.toBe(before);
+  });
+});
+
+describe('the PodDisruptionBudget of a variant', () => {
+  const ctx = { endpoint, config: operatorConfig };
+  const p = plan();
+  it('lets a drain take one pod at a time of a variant with more than one replica, owned by the endpoint', () => {
+    const pdb = desired.disruptionBudget(ctx, p.variants[0])!.object as any;
+    expect(pdb).toMatchObject({ apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: { name: p.variants[0].instance, namespace: 'ml' } });
+    expect(pdb.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'MachineLearningEndpoint', uid: 'uid-1', controller: true })]);
+    expect(pdb.spec).toEqual({ maxUnavailable: 1, selector: { matchLabels: (desired.deployment(ctx, p.variants[0], 600).object as any).spec.selector.matchLabels } });
+    expect(desired.workloads(ctx, p.variants[0], 600).map((d) => d.object.kind)).toContain('PodDisruptionBudget');
+  });
+  it('is none for one replica (or none), and follows the replicas a rollout gives', () => {
+    expect(desired.disruptionBudget(ctx, p.variants[1])).toBeUndefined();
+    expect(desired.disruptionBudget(ctx, p.variants[0], 1)).toBeUndefined();
+    expect(desired.disruptionBudget(ctx, p.variants[0], 0)).toBeUndefined();
+    expect(desired.disruptionBudget(ctx, p.variants[1], 3)).toBeDefined();
+  });
+  it('is there for an autoscaled variant that may grow past one replica', () => {
+    const scaled = { ...p.variants[1], variant: { ...p.variants[1].variant, instances: undefined, autoscaling: { minInstances: 1, maxInstances: 4, target: { cpuUtilization: 70 } } } };
+    expect(desired.disruptionBudget(ctx, scaled, 1)).toBeDefined();
+    expect(desired.disruptionBudget(ctx, { ...scaled, variant: { ...scaled.variant, autoscaling: { ...scaled.variant.autoscaling, maxInstances: 1 } } }, 1)).toBeUndefined();
   });
 });

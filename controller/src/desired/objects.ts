@@ -3,10 +3,10 @@
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { apiVersionOf, resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
-import { desiredHashAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, labels, managerName, replicasOwnerAnnotation } from './labels.ts';
+import { desiredHashAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, labels, managerName, podDefaultsAnnotation, replicasOwnerAnnotation } from './labels.ts';
 import { quantityValue } from './compare.ts';
-import { contentVersion } from './names.ts';
-import type { VariantPlan, VersionPlan } from './plan.ts';
+import { canonicalJson, contentVersion } from './names.ts';
+import { legacyPodDefaults, type PodDefaults, type VariantPlan, type VersionPlan } from './plan.ts';
 import { autoscaler } from './autoscaling.ts';
 
 export const modelMountPath = '/opt/ml/model';
@@ -111,10 +111,30 @@ export function configInstanceStatus(plan: VersionPlan) {
   return { modelVersions: plan.variants.map((v) => ({ model: v.variant.model, version: v.version, instance: v.instance })) };
 }
 
+/** The operator defaults a new instance starts with (see PodDefaults). */
+export function currentPodDefaults(config: OperatorConfig): PodDefaults {
+  return { spread: true, gpuTolerations: config.models.gpuTolerations, imagePullSecrets: config.models.imagePullSecrets };
+}
+
+/** The defaults an instance runs with: the ones pinned to it, else the current ones. */
+export const podDefaultsOf = (ctx: EndpointContext, v: VariantPlan): PodDefaults => v.podDefaults ?? currentPodDefaults(ctx.config);
+
+/**
+ * The annotation that records an instance's defaults, on its snapshot and its Deployment. None for
+ * an instance made before them: its objects stay exactly as that release wrote them (a controller of
+ * that release, running beside this one during an upgrade, then agrees with every byte), and an
+ * absent annotation on a running Deployment reads as no defaults.
+ */
+function podDefaultsRecord(ctx: EndpointContext, v: VariantPlan): Record<string, string> {
+  const d = podDefaultsOf(ctx, v);
+  return canonicalJson(d) === canonicalJson(legacyPodDefaults) ? {} : { [podDefaultsAnnotation]: JSON.stringify(d) };
+}
+
 /** The immutable snapshot of a model as one variant of a version runs it. */
 export function modelInstance(ctx: EndpointContext, v: VariantPlan): Desired {
-  const fetcher = v.model.artifact ? { [fetcherImageAnnotation]: v.fetcherImage ?? ctx.config.fetcher.image, ...(v.fetcherFlags === false ? { [fetcherFlagsAnnotation]: 'none' } : {}) } : undefined;
-  return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model }, fetcher);
+  const fetcher = v.model.artifact ? { [fetcherImageAnnotation]: v.fetcherImage ?? ctx.config.fetcher.image, ...(v.fetcherFlags === false ? { [fetcherFlagsAnnotation]: 'none' } : {}) } : {};
+  const annotations = { ...fetcher, ...podDefaultsRecord(ctx, v) };
+  return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model }, Object.keys(annotations).length ? annotations : undefined);
 }
 
 function workloadLabels(endpoint: MachineLearningEndpoint, v: VariantPlan): Record<string, string> {
@@ -236,12 +256,79 @@ export function hostNodesOf(claim: KubeObject | undefined): string[] {
 
 export const cleanupPodName = (instance: string, node: string) => `${instance}-cleanup-${contentVersion(node).slice(0, 6)}`;
 
+/** GPUs of a variant are of this resource unless it names another. */
+export const defaultGpuResource = 'nvidia.com/gpu';
+
 function quantityResources(v: VariantPlan) {
   const values: Record<string, string> = {};
   if (v.variant.cpus !== undefined) values.cpu = String(v.variant.cpus);
   if (v.variant.memory !== undefined) values.memory = String(v.variant.memory);
-  if (v.variant.gpus) values['nvidia.com/gpu'] = String(v.variant.gpus);
+  if (v.variant.gpus) values[v.variant.gpuResource ?? defaultGpuResource] = String(v.variant.gpus);
   return Object.keys(values).length ? { requests: values, limits: values } : {};
+}
+
+/** The selector of a variant's pods: its Deployment's, its spread constraints' and its disruption budget's. */
+function podSelector(endpoint: MachineLearningEndpoint, v: VariantPlan): Record<string, string> {
+  return { [labels.endpoint]: endpoint.metadata.name!, [labels.modelInstance]: v.instance };
+}
+
+const only = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
+
+/**
+ * Where a variant's pods may run, and who they are: the variant's placement (or the operator's GPU
+ * tolerations and spread over nodes), the model's identity and pull secrets. Fields are left out
+ * when there is nothing to say, so that a model without them keeps the pod template it always had.
+ */
+function podPlacement(ctx: EndpointContext, v: VariantPlan): Record<string, unknown> {
+  const { variant, model } = v;
+  const defaults = podDefaultsOf(ctx, v);
+  const tolerations = variant.tolerations ?? (variant.gpus ? defaults.gpuTolerations : []);
+  const spread =
+    variant.topologySpreadConstraints?.map((c) => ({ maxSkew: c.maxSkew ?? 1, topologyKey: c.topologyKey, whenUnsatisfiable: c.whenUnsatisfiable ?? 'ScheduleAnyway', labelSelector: { matchLabels: podSelector(ctx.endpoint, v) } })) ??
+    (defaults.spread ? [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: podSelector(ctx.endpoint, v) } }] : []);
+  const pullSecrets = [...new Set([...defaults.imagePullSecrets, ...(model.imagePullSecrets ?? [])])];
+  return {
+    ...(model.serviceAccountName ? { serviceAccountName: model.serviceAccountName } : {}),
+    ...(pullSecrets.length ? { imagePullSecrets: pullSecrets.map((name) => ({ name })) } : {}),
+    ...(model.terminationGracePeriodSeconds !== undefined ? { terminationGracePeriodSeconds: model.terminationGracePeriodSeconds } : {}),
+    ...(variant.priorityClassName ? { priorityClassName: variant.priorityClassName } : {}),
+    ...(variant.nodeSelector && Object.keys(variant.nodeSelector).length ? { nodeSelector: variant.nodeSelector } : {}),
+    ...(variant.affinity && Object.keys(variant.affinity).length ? { affinity: variant.affinity } : {}),
+    ...(tolerations.length ? { tolerations } : {}),
+    ...(spread.length ? { topologySpreadConstraints: spread } : {}),
+  };
+}
+
+/** The pod's security context: restricted, with what the model explicitly loosens. */
+function podSecurityContext(v: VariantPlan): Record<string, unknown> {
+  const p = v.model.securityContext?.pod ?? {};
+  return { runAsNonRoot: true, fsGroup: fetcherUser, seccompProfile: { type: 'RuntimeDefault' }, ...only({ runAsUser: p.runAsUser, runAsGroup: p.runAsGroup, runAsNonRoot: p.runAsNonRoot, fsGroup: p.fsGroup, supplementalGroups: p.supplementalGroups }) };
+}
+
+/** The server container's security context: restricted, with what the model explicitly loosens. */
+function serverSecurityContext(v: VariantPlan): Record<string, unknown> {
+  const sc = v.model.securityContext;
+  if (!sc) return restrictedContainer;
+  const c = sc.container ?? {};
+  const runAsNonRoot = c.runAsNonRoot ?? sc.pod?.runAsNonRoot ?? true;
+  return {
+    ...restrictedContainer,
+    runAsNonRoot,
+    ...only({ runAsUser: c.runAsUser, runAsGroup: c.runAsGroup, allowPrivilegeEscalation: c.allowPrivilegeEscalation, readOnlyRootFilesystem: c.readOnlyRootFilesystem }),
+    ...(c.capabilities ? { capabilities: { ...(c.capabilities.add?.length ? { add: c.capabilities.add } : {}), drop: c.capabilities.drop ?? ['ALL'] } } : {}),
+  };
+}
+
+type ModelProbe = NonNullable<VariantPlan['model']['startupProbe']>;
+const probe = (p: ModelProbe) => ({ httpGet: { path: p.path, port: 'http' }, ...only({ initialDelaySeconds: p.initialDelaySeconds, periodSeconds: p.periodSeconds, timeoutSeconds: p.timeoutSeconds, failureThreshold: p.failureThreshold }) });
+
+/** Mount point and volume of a model's memory-backed shared memory. */
+export const shmMountPath = '/dev/shm';
+const shmVolume = 'dshm';
+
+function deploymentAnnotations(autoscaled: boolean, defaults: Record<string, string>): Record<string, string> | undefined {
+  const a = { ...(autoscaled ? { [replicasOwnerAnnotation]: 'autoscaler' } : {}), ...defaults };
+  return Object.keys(a).length ? a : undefined;
 }
 
 /** The Deployment of a variant; `replicas` when the rollout wants another count than the variant's `instances`. */
@@ -288,6 +375,11 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
       volumeMounts: fetcherMounts,
     });
   }
+  const serverMounts: unknown[] = artifact ? [{ name: 'model', mountPath: modelMountPath, readOnly: true, ...(config.storage.mode === 'hostPath' ? { subPath: hostSubPath(endpoint.metadata.namespace!, v) } : {}) }] : [];
+  if (model.shmSize !== undefined) {
+    volumes.push({ name: shmVolume, emptyDir: { medium: 'Memory', sizeLimit: String(model.shmSize) } });
+    serverMounts.push({ name: shmVolume, mountPath: shmMountPath });
+  }
   const server = {
     name: serverContainerName,
     image: model.image,
@@ -297,14 +389,14 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     env: [...(model.env ?? []).map((e) => (e.value === '' ? { name: e.name } : e)), { name: 'MODEL_PATH', value: modelMountPath }, { name: 'PORT', value: String(port) }],
     ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
     readinessProbe: { httpGet: { path: model.readinessPath ?? '/', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
+    ...(model.startupProbe ? { startupProbe: probe(model.startupProbe) } : {}),
+    ...(model.livenessProbe ? { livenessProbe: probe(model.livenessProbe) } : {}),
     // A pod taken away (a scale-down, a replaced or drained version) serves on while the Service's
     // endpoints drop it and the gateway reloads, instead of failing the requests still sent to it.
     ...(v.preStop === false ? {} : { lifecycle: { preStop: { sleep: { seconds: preStopSleepSeconds } } } }),
     resources: quantityResources(v),
-    securityContext: restrictedContainer,
-    ...(artifact
-      ? { volumeMounts: [{ name: 'model', mountPath: modelMountPath, readOnly: true, ...(config.storage.mode === 'hostPath' ? { subPath: hostSubPath(endpoint.metadata.namespace!, v) } : {}) }] }
-      : {}),
+    securityContext: serverSecurityContext(v),
+    ...(serverMounts.length ? { volumeMounts: serverMounts } : {}),
   };
   const d = namespaced(resources.deployment, endpoint, v.instance, podLabels, {
     spec: {
@@ -312,21 +404,22 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
       ...(autoscaled ? {} : { replicas }),
       progressDeadlineSeconds,
       revisionHistoryLimit: 2,
-      selector: { matchLabels: { [labels.endpoint]: endpoint.metadata.name!, [labels.modelInstance]: v.instance } },
+      selector: { matchLabels: podSelector(endpoint, v) },
       template: {
         metadata: { labels: podLabels },
         spec: {
-          automountServiceAccountToken: false,
+          automountServiceAccountToken: model.automountServiceAccountToken ?? false,
           enableServiceLinks: false,
+          ...podPlacement(ctx, v),
           // fsGroup makes a fresh volume writable by the fetcher, which runs as a non-root user.
-          securityContext: { runAsNonRoot: true, fsGroup: fetcherUser, seccompProfile: { type: 'RuntimeDefault' } },
+          securityContext: podSecurityContext(v),
           ...(initContainers.length ? { initContainers } : {}),
           containers: [server],
           ...(volumes.length ? { volumes } : {}),
         },
       },
     },
-  }, autoscaled ? { [replicasOwnerAnnotation]: 'autoscaler' } : undefined);
+  }, deploymentAnnotations(autoscaled, podDefaultsRecord(ctx, v)));
   return autoscaled ? { ...d, initialReplicas: replicas } : d;
 }
 
@@ -341,7 +434,22 @@ export function service(ctx: EndpointContext, v: VariantPlan): Desired {
   });
 }
 
-/** Everything that runs one variant: storage, Deployment, Service, and its autoscaler when it has one. */
+/**
+ * A variant that runs more than one replica (or may, autoscaled) gets a PodDisruptionBudget: a node
+ * drain evicts its pods one at a time, so that it keeps serving. None for one replica, which a
+ * budget could only block.
+ */
+export function disruptionBudget(ctx: EndpointContext, v: VariantPlan, replicas = v.variant.instances ?? 1): Desired | undefined {
+  const most = v.variant.autoscaling ? (replicas === 0 ? 0 : v.variant.autoscaling.maxInstances) : replicas;
+  if (most <= 1) return undefined;
+  const { endpoint } = ctx;
+  return namespaced(resources.podDisruptionBudget, endpoint, v.instance, workloadLabels(endpoint, v), {
+    spec: { maxUnavailable: 1, selector: { matchLabels: podSelector(endpoint, v) } },
+  });
+}
+
+/** Everything that runs one variant: storage, Deployment, Service, its disruption budget and its autoscaler when it has them. */
 export function workloads(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas?: number, hostNodes: readonly string[] = []): Desired[] {
-  return [...storage(ctx, v, hostNodes), deployment(ctx, v, progressDeadlineSeconds, replicas), service(ctx, v), ...(v.variant.autoscaling ? [autoscaler(ctx, v)] : [])];
+  const budget = disruptionBudget(ctx, v, replicas);
+  return [...storage(ctx, v, hostNodes), deployment(ctx, v, progressDeadlineSeconds, replicas), service(ctx, v), ...(budget ? [budget] : []), ...(v.variant.autoscaling ? [autoscaler(ctx, v)] : [])];
 }

@@ -4,11 +4,11 @@
 // workloads), then the status (which records what drains), and removals last.
 import type { Condition, MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningEndpointStatus, MachineLearningModel } from '../api/generated.ts';
 import { upToDate } from '../desired/compare.ts';
-import { fetcherFlagsAnnotation, fetcherImageAnnotation, isSnapshot, labels, managerName, replicasOwnerAnnotation, storageFinalizer } from '../desired/labels.ts';
+import { fetcherFlagsAnnotation, fetcherImageAnnotation, isSnapshot, labels, managerName, podDefaultsAnnotation, replicasOwnerAnnotation, storageFinalizer } from '../desired/labels.ts';
 import { autoscalerResource, autoscalingProblem, replicasFieldManager } from '../desired/autoscaling.ts';
 import { canonicalJson } from '../desired/names.ts';
 import * as desired from '../desired/objects.ts';
-import { planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
+import { legacyPodDefaults, parsePodDefaults, planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import { iso, type ConditionInput } from '../desired/status.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
@@ -55,6 +55,8 @@ export interface Caches {
   auxiliary?: Store<KubeObject>;
   /** The autoscalers of autoscaled variants (HorizontalPodAutoscalers or KEDA ScaledObjects). */
   autoscalers?: Store<KubeObject>;
+  /** The PodDisruptionBudgets of variants with more than one replica. */
+  disruptionBudgets?: Store<KubeObject>;
 }
 
 export interface ReconcilerDeps {
@@ -109,6 +111,9 @@ const auxiliaryLoadMs = 3000;
 /** How often the progress of an endpoint's first version is written to its status, at most. */
 const progressStatusMs = 2000;
 
+/** How often the pods of a Deployment short of ready replicas are looked at, at most, for why. */
+const podCheckMs = 10_000;
+
 /** How soon an endpoint blocked by someone else's object looks again. */
 const conflictRecheckMs = 15_000;
 
@@ -157,6 +162,8 @@ export class EndpointReconciler {
   private readonly statusPending = new Map<string, number>();
   /** Per endpoint: the status last written to each of its snapshots (by resource/name), and the uid of the object it went to. */
   private readonly snapshotStatuses = new Map<string, Map<string, { uid: string | undefined; json: string }>>();
+  /** Per model instance: when its pods were last listed, and the scheduler's message about them if one could not be placed. */
+  private readonly podChecks = new Map<string, { at: number; message: string | undefined }>();
 
   private withWrittenStatus(key: string, cached: MachineLearningEndpoint): MachineLearningEndpoint {
     const w = this.written.get(key);
@@ -248,6 +255,8 @@ export class EndpointReconciler {
         switched.from ? `traffic switched from config version ${switched.from} to ${serving.version} (${serving.instance})` : `serving config version ${serving.version} (${serving.instance})`,
       );
     }
+    const deployedInstances = [...new Set(decision.deploy.flatMap((d) => d.plan.variants.map((v) => v.instance)))];
+    const pods = await this.podProblems(namespace, deployedInstances, now);
     const routeStatus = liveRoute ? this.provider.status(ctx, liveRoute) : undefined;
     // A route just written, that the gateway has not reported on yet, serves nothing so far.
     const routeConditions: ConditionInput[] =
@@ -267,6 +276,7 @@ export class EndpointReconciler {
         routeConditions: [
           ...routeConditions.map((c) => ({ ...c, type: `Route${c.type}` })),
           ...(conflicts.length ? [{ type: 'ResourcesOwned', status: 'False' as const, reason: 'OwnershipConflict', message: conflicts.join('; ') }] : []),
+          ...pods.conditions,
         ],
         now,
       }),
@@ -278,13 +288,63 @@ export class EndpointReconciler {
       );
     }
     // Removals come last, once the status records what drains: a restart in between keeps it running.
-    await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions, new Set([...wanted.values()].filter((d) => d.resource === this.autoscalerResource).map((d) => d.object.metadata.name)));
+    const wantedNames = (r: Resource) => new Set([...wanted.values()].filter((d) => d.resource === r).map((d) => d.object.metadata.name));
+    await this.collectGarbage(endpoint, decision.keepInstances, decision.keepVersions, wantedNames(this.autoscalerResource), wantedNames(resources.podDisruptionBudget));
     // Objects of someone else's are not watched: look again in a while, in case they went away. And
     // the metric gates of a bake come due on their own clock.
     const checkDue = decision.outcome.rollout?.phase === 'Progressing' && decision.outcome.rollout.weight ? nextCheckInMs(endpoint.spec.rollout?.analysis?.checks ?? [], decision.outcome.rollout.analysis, decision.outcome.rollout.stepStartedAt, now) : undefined;
     const auxiliaryDue = this.auxiliaryWaitMs(namespace, decision.deploy.flatMap((d) => d.plan.variants.filter((v) => !v.variant.shadow).map((v) => v.instance)), now);
-    const requeueAfterMs = [decision.requeueAfterMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, auxiliaryDue, statusDeferredMs].filter((n): n is number => n !== undefined).reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
+    const requeueAfterMs = [decision.requeueAfterMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, auxiliaryDue, statusDeferredMs, pods.recheckMs].filter((n): n is number => n !== undefined).reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
     return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
+  }
+
+  /**
+   * Why pods of the deployed instances do not run, for the endpoint's PodsScheduled condition: a
+   * ReplicaSet that cannot create them (its Deployment's ReplicaFailure: a refusal by Pod Security
+   * admission, a quota), or a scheduler that cannot place them (the PodScheduled condition of a
+   * Pending pod: no node with the GPUs, an untolerated taint, a nodeSelector no node matches).
+   * Pods are listed only for a Deployment that lacks ready replicas, at most every podCheckMs; while
+   * one does, the endpoint is looked at again, since a pending pod changes no Deployment.
+   */
+  private async podProblems(namespace: string, instances: string[], now: Date): Promise<{ conditions: ConditionInput[]; recheckMs?: number }> {
+    const { caches, client } = this.deps;
+    type Live = KubeObject & { spec?: { replicas?: number }; status?: { readyReplicas?: number; conditions?: { type: string; status: string; reason?: string; message?: string }[] } };
+    type PodStatus = { status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[] } };
+    const problems: { reason: string; text: string }[] = [];
+    let waiting = false;
+    for (const instance of instances) {
+      const live = caches.deployments.get(namespace, instance) as Live | undefined;
+      if (!live) continue;
+      const failure = live.status?.conditions?.find((c) => c.type === 'ReplicaFailure' && c.status === 'True');
+      if (failure) {
+        problems.push({ reason: failure.reason || 'FailedCreate', text: `${instance}: ${failure.message ?? 'its ReplicaSet cannot create pods'}` });
+        continue;
+      }
+      if ((live.status?.readyReplicas ?? 0) >= (live.spec?.replicas ?? 1)) {
+        this.podChecks.delete(`${namespace}/${instance}`);
+        continue;
+      }
+      waiting = true;
+      const key = `${namespace}/${instance}`;
+      let checked = this.podChecks.get(key);
+      if (!checked || now.getTime() - checked.at >= podCheckMs) {
+        let items: (KubeObject & PodStatus)[] = [];
+        try {
+          items = (await client.list<KubeObject & PodStatus>(resources.pod, namespace, { labelSelector: `${labels.modelInstance}=${instance}` })).items;
+        } catch (err) {
+          // No right to list pods (installed without the chart's RBAC): the status just says less.
+          this.deps.logger.debug({ err, instance: key }, 'pods not listed');
+        }
+        const unschedulable = items.flatMap((p) => (p.status?.phase === 'Pending' ? (p.status.conditions ?? []) : [])).find((c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable');
+        checked = { at: now.getTime(), message: unschedulable?.message };
+        this.podChecks.set(key, checked);
+      }
+      if (checked.message) problems.push({ reason: 'Unschedulable', text: `${instance}: ${checked.message}` });
+    }
+    const conditions: ConditionInput[] = problems.length
+      ? [{ type: 'PodsScheduled', status: 'False', reason: problems[0].reason, message: problems.map((p) => p.text).join('; ') }]
+      : [];
+    return { conditions, ...(waiting || problems.length ? { recheckMs: podCheckMs } : {}) };
   }
 
   /**
@@ -314,14 +374,22 @@ export class EndpointReconciler {
       const server = spec?.template?.spec?.containers?.find((c) => c.name === desired.serverContainerName);
       return server !== undefined && server.lifecycle === undefined;
     };
+    // The operator's pod defaults: the running Deployment's (none when a release before them made
+    // it), else the ones the snapshot recorded, else (a new instance) the current ones.
+    const podDefaults = (v: VariantPlan): Pick<VariantPlan, 'podDefaults'> => {
+      const live = caches.deployments.get(namespace, v.instance);
+      if (live) return { podDefaults: parsePodDefaults(live.metadata.annotations?.[podDefaultsAnnotation]) ?? legacyPodDefaults };
+      const recordedDefaults = v.podDefaults ?? parsePodDefaults(caches.models.get(namespace, v.instance)?.metadata.annotations?.[podDefaultsAnnotation]);
+      return recordedDefaults ? { podDefaults: recordedDefaults } : {};
+    };
     const variants = plan.variants.map((v) => {
       const pinned = running(v.instance) ?? recorded(v.instance);
       const preStop = withoutPreStop(v.instance) ? { preStop: false } : {};
       if (pinned) {
         const { fetcherFlags: _, ...rest } = v;
-        return { ...rest, ...pinned, ...preStop };
+        return { ...rest, ...pinned, ...preStop, ...podDefaults(v) };
       }
-      return { ...v, ...preStop };
+      return { ...v, ...preStop, ...podDefaults(v) };
     });
     return { ...plan, variants };
   }
@@ -466,6 +534,7 @@ export class EndpointReconciler {
       [this.provider.routeResource, caches.routes],
       [this.provider.auxiliaryResource, caches.auxiliary],
       [this.autoscalerResource, caches.autoscalers],
+      [resources.podDisruptionBudget, caches.disruptionBudgets],
       [resources.endpointConfig, caches.configs as Store<KubeObject>],
       [resources.model, caches.models as Store<KubeObject>],
     ];
@@ -644,7 +713,7 @@ export class EndpointReconciler {
    * Deletes the endpoint's workloads of instances the rollout no longer keeps, and its snapshots of
    * versions it no longer keeps. What the live route references is always among the kept.
    */
-  private async collectGarbage(endpoint: MachineLearningEndpoint, keepInstances: Set<string>, keepVersions: Set<string>, keepAutoscalers: Set<string>): Promise<void> {
+  private async collectGarbage(endpoint: MachineLearningEndpoint, keepInstances: Set<string>, keepVersions: Set<string>, keepAutoscalers: Set<string>, keepBudgets: Set<string>): Promise<void> {
     const { caches, client } = this.deps;
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
@@ -668,6 +737,8 @@ export class EndpointReconciler {
     if (this.provider.auxiliaryResource) for (const o of caches.auxiliary?.byIndex(indexes.endpoint, key) ?? []) if (gone(o)) remove(this.provider.auxiliaryResource, o);
     // Autoscalers go with their Deployment, and when their variant no longer scales (or failed).
     for (const o of caches.autoscalers?.byIndex(indexes.endpoint, key) ?? []) if (ours(o) && !keepAutoscalers.has(o.metadata.name)) remove(this.autoscalerResource, o);
+    // Disruption budgets go with their version, and when their variant is down to one replica.
+    for (const o of caches.disruptionBudgets?.byIndex(indexes.endpoint, key) ?? []) if (ours(o) && !keepBudgets.has(o.metadata.name)) remove(resources.podDisruptionBudget, o);
     // A claim already being deleted has been cleaned up: its pods are ending, its volume follows.
     const claims = caches.claims.byIndex(indexes.endpoint, key).filter((c) => gone(c) && !c.metadata.deletionTimestamp);
     if (this.deps.config.storage.mode === 'hostPath') {

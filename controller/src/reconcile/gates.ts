@@ -5,6 +5,7 @@ import type { AnalysisCheck, MachineLearningEndpointRollout, MachineLearningEndp
 import { planFingerprint } from '../rollout/strategies.ts';
 import { quantityValue } from '../desired/compare.ts';
 import type { VersionPlan } from '../desired/plan.ts';
+import { defaultGpuResource } from '../desired/objects.ts';
 import { iso } from '../desired/status.ts';
 import { KubeError, type KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
@@ -163,11 +164,14 @@ export class SharedLists {
   }
 }
 
-export async function checkCapacity(lists: SharedLists, namespace: string, target: VersionPlan, serving: VersionPlan | undefined, gpuResource = 'nvidia.com/gpu'): Promise<{ ok: boolean; message: string }> {
+export async function checkCapacity(lists: SharedLists, namespace: string, target: VersionPlan, serving: VersionPlan | undefined): Promise<{ ok: boolean; message: string }> {
   const shared = new Set(serving?.variants.map((v) => v.instance) ?? []);
   const added = target.variants.filter((v) => !shared.has(v.instance));
   if (added.length === 0) return { ok: true, message: 'nothing to add' };
-  const per = (v: (typeof added)[number]) => ({ cpu: quantityValue(v.variant.cpus ?? 0) ?? 0, memory: quantityValue(v.variant.memory ?? 0) ?? 0, gpu: v.variant.gpus ?? 0 });
+  const per = (v: (typeof added)[number]) => ({ cpu: quantityValue(v.variant.cpus ?? 0) ?? 0, memory: quantityValue(v.variant.memory ?? 0) ?? 0, gpu: v.variant.gpus ?? 0, gpuResource: v.variant.gpuResource ?? defaultGpuResource });
+  // GPUs count per resource name: a variant may ask for amd.com/gpu, another for nvidia.com/gpu.
+  const gpus = new Map<string, number>();
+  for (const v of added) if (v.variant.gpus) gpus.set(per(v).gpuResource, (gpus.get(per(v).gpuResource) ?? 0) + (v.variant.instances ?? 1) * v.variant.gpus);
   const total = added.reduce(
     (t, v) => {
       const n = v.variant.instances ?? 1;
@@ -192,7 +196,7 @@ export async function checkCapacity(lists: SharedLists, namespace: string, targe
       ['requests.memory', total.memory],
       ['memory', total.memory],
       ['limits.memory', total.memory],
-      [`requests.${gpuResource}`, total.gpu],
+      ...[...gpus].map(([resource, n]) => [`requests.${resource}`, n] as const),
     ] as const) {
       if (hard[key] === undefined || need === 0) continue;
       const left = (quantityValue(hard[key]) ?? 0) - (quantityValue(used[key] ?? '0') ?? 0);
@@ -210,14 +214,17 @@ export async function checkCapacity(lists: SharedLists, namespace: string, targe
   const schedulable = nodes.filter((n) => !n.spec?.unschedulable);
   for (const v of added) {
     const p = per(v);
-    const fits = schedulable.some((n) => {
+    // Only the nodes its nodeSelector picks can hold it.
+    const selected = schedulable.filter((n) => Object.entries(v.variant.nodeSelector ?? {}).every(([k, want]) => n.metadata.labels?.[k] === want));
+    const fits = selected.some((n) => {
       const a = n.status?.allocatable ?? {};
-      return (quantityValue(a.cpu ?? '0') ?? 0) >= p.cpu && (quantityValue(a.memory ?? '0') ?? 0) >= p.memory && (quantityValue(a[gpuResource] ?? '0') ?? 0) >= p.gpu;
+      return (quantityValue(a.cpu ?? '0') ?? 0) >= p.cpu && (quantityValue(a.memory ?? '0') ?? 0) >= p.memory && (quantityValue(a[p.gpuResource] ?? '0') ?? 0) >= p.gpu;
     });
     if (!fits) {
+      const which = v.variant.nodeSelector && Object.keys(v.variant.nodeSelector).length ? `the ${selected.length} schedulable node(s) its nodeSelector picks` : `the ${schedulable.length} schedulable node(s)`;
       return {
         ok: false,
-        message: `no node can hold a replica of ${v.variant.model} (${p.cpu} CPUs, ${formatAmount('memory', p.memory)} memory${p.gpu ? `, ${p.gpu} ${gpuResource}` : ''}): the ${schedulable.length} schedulable node(s) allocate less`,
+        message: `no node can hold a replica of ${v.variant.model} (${p.cpu} CPUs, ${formatAmount('memory', p.memory)} memory${p.gpu ? `, ${p.gpu} ${p.gpuResource}` : ''}): ${which} allocate less`,
       };
     }
   }
