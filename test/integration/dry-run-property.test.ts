@@ -129,6 +129,45 @@ const envVar: fc.Arbitrary<EnvVar> = fc.oneof(
   fc.record({ name: envName, valueFrom: fc.oneof(keyRef.map((secretKeyRef) => ({ secretKeyRef })), keyRef.map((configMapKeyRef) => ({ configMapKeyRef }))) }),
 );
 
+/** `arbitrary` or undefined, one time in `every` undefined. */
+const sometimesOf = <T>(arbitrary: fc.Arbitrary<T>, every: number) => fc.oneof({ weight: every - 1, arbitrary }, { weight: 1, arbitrary: fc.constant(undefined) });
+/** The name part of a label key: at most 63, alphanumeric at both ends. */
+const labelName = fc
+  .tuple(charOf(`${lower}${digits}ABZ`), fc.string({ unit: charOf(`${lower}${digits}AZ-_.`), maxLength: 61 }), charOf(`${lower}${digits}Z`))
+  .map(([a, middle, z]) => (middle.length ? `${a}${middle}${z}` : a));
+const labelKey = fc.tuple(sometimesOf(dnsSubdomain(253), 2), labelName).map(([prefix, name]) => (prefix ? `${prefix}/${name}` : name));
+const labelValue = fc.oneof(fc.constant(''), labelName);
+const toleration = fc.oneof(
+  fc.record({ key: labelKey, operator: fc.constant('Equal' as const), value: labelValue, effect: fc.constantFrom('NoSchedule' as const, 'PreferNoSchedule' as const) }, { requiredKeys: ['key'] }),
+  fc.record({ key: labelKey, operator: fc.constant('Exists' as const), effect: fc.constant('NoExecute' as const), tolerationSeconds: fc.integer({ min: 0, max: 10_000_000 }) }, { requiredKeys: ['operator', 'effect'] }),
+);
+const spreadConstraint = fc.record(
+  { maxSkew: fc.integer({ min: 1, max: 1000 }), topologyKey: labelKey, whenUnsatisfiable: fc.constantFrom('ScheduleAnyway' as const, 'DoNotSchedule' as const) },
+  { requiredKeys: ['topologyKey'] },
+);
+const gpuResource = fc.oneof(fc.constantFrom('nvidia.com/gpu', 'amd.com/gpu', 'gpu.intel.com/i915'), fc.tuple(dnsSubdomain(200).filter((d) => d.includes('.') && !d.endsWith('kubernetes.io') && !d.startsWith('requests.')), labelName).map(([d, n]) => `${d}/${n}`));
+const id = fc.integer({ min: 0, max: 2147483647 });
+const securityContext = fc
+  .record(
+    {
+      pod: fc.record({ runAsUser: id, runAsGroup: id, runAsNonRoot: fc.boolean(), fsGroup: id, supplementalGroups: fc.array(id, { maxLength: 32 }) }, { requiredKeys: [] }),
+      container: fc.record({ runAsUser: id, runAsGroup: id, runAsNonRoot: fc.boolean(), allowPrivilegeEscalation: fc.boolean(), readOnlyRootFilesystem: fc.boolean() }, { requiredKeys: [] }),
+    },
+    { requiredKeys: [] },
+  )
+  // Root must say so (runAsNonRoot: false), as the schema asks.
+  .map((c) => Object.fromEntries(Object.entries(c).map(([k, v]) => [k, v && v.runAsUser === 0 ? { ...v, runAsNonRoot: false } : v])));
+const probe = fc.record(
+  {
+    path: nonSpaceString(0, 60).map((p) => `/${p}`),
+    initialDelaySeconds: fc.integer({ min: 0, max: 3600 }),
+    periodSeconds: fc.integer({ min: 1, max: 3600 }),
+    timeoutSeconds: fc.integer({ min: 1, max: 3600 }),
+    failureThreshold: fc.integer({ min: 1, max: 10000 }),
+  },
+  { requiredKeys: ['path'] },
+);
+
 const modelSpec: fc.Arbitrary<MachineLearningModelSpec> = fc
   .record(
     {
@@ -141,6 +180,14 @@ const modelSpec: fc.Arbitrary<MachineLearningModelSpec> = fc
       env: fc.uniqueArray(envVar, { selector: (e) => e.name, maxLength: 6 }),
       port: fc.integer({ min: 1, max: 65535 }),
       readinessPath: fc.tuple(nonSpaceString(0, 60), fc.boolean()).map(([p, long]) => `/${long ? p.padEnd(1023, 'x') : p}`),
+      imagePullSecrets: fc.uniqueArray(dnsSubdomain(253), { maxLength: 16 }),
+      serviceAccountName: dnsSubdomain(253),
+      automountServiceAccountToken: fc.boolean(),
+      securityContext,
+      startupProbe: probe,
+      livenessProbe: probe,
+      terminationGracePeriodSeconds: fc.integer({ min: 6, max: 86400 }),
+      shmSize: quantity,
     },
     { requiredKeys: ['image'] },
   )
@@ -180,6 +227,11 @@ const variant: fc.Arbitrary<Omit<MachineLearningEndpointConfigVariant, 'model'>>
       gpus: fc.integer({ min: 0, max: 64 }),
       size: quantity,
       path: hostSubPath,
+      nodeSelector: sometimes(fc.dictionary(labelKey, labelValue, { maxKeys: 32 }), 3),
+      tolerations: sometimes(fc.array(toleration, { maxLength: 32 }), 3),
+      topologySpreadConstraints: sometimes(fc.array(spreadConstraint, { maxLength: 8 }), 3),
+      priorityClassName: dnsSubdomain(253),
+      gpuResource: sometimes(gpuResource, 3),
     },
     { requiredKeys: [] },
   )

@@ -203,6 +203,8 @@ describe('placement and identity of model pods', () => {
     const own = [{ key: 'dedicated', operator: 'Equal' as const, value: 'ml', effect: 'NoSchedule' as const }];
     expect(podOf(withVariant(gpu, { tolerations: own })).tolerations).toEqual(own);
     expect(podOf(withVariant(gpu, { tolerations: [] })).tolerations).toBeUndefined();
+    // The API server keeps an empty value as none: written that way, the Deployment is not rewritten on every reconcile.
+    expect(podOf(withVariant(gpu, { tolerations: [{ key: 'k', operator: 'Equal', value: '', effect: 'NoSchedule' }] })).tolerations).toEqual([{ key: 'k', operator: 'Equal', effect: 'NoSchedule' }]);
     const amd = { ...ctx, config: { ...operatorConfig, models: { ...operatorConfig.models, gpuTolerations: [{ key: 'amd.com/gpu', operator: 'Exists' as const }] } } };
     expect(podOf(gpu, amd).tolerations).toEqual([{ key: 'amd.com/gpu', operator: 'Exists' }]);
   });
@@ -241,11 +243,16 @@ describe('placement and identity of model pods', () => {
     expect(pod.initContainers[0].securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, allowPrivilegeEscalation: false });
     const caps = serverOf(withModel(base, { securityContext: { container: { runAsUser: 1000, readOnlyRootFilesystem: true, capabilities: { add: ['SYS_PTRACE'] } } } }));
     expect(caps.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { add: ['SYS_PTRACE'], drop: ['ALL'] }, runAsNonRoot: true, runAsUser: 1000, readOnlyRootFilesystem: true, seccompProfile: { type: 'RuntimeDefault' } });
+    // Empty lists are stored as none, so they are written as none (else every reconcile would rewrite the Deployment).
+    const empty = withModel(base, { securityContext: { pod: { supplementalGroups: [] }, container: { capabilities: { add: [], drop: [] } } } });
+    expect(podOf(empty).securityContext).not.toHaveProperty('supplementalGroups');
+    expect(serverOf(empty).securityContext.capabilities).toEqual({});
   });
 
   it('probes startup and liveness on the model’s port when given, and not otherwise', () => {
     const s = serverOf(withModel(base, { startupProbe: { path: '/loaded', periodSeconds: 10, failureThreshold: 60 }, livenessProbe: { path: '/healthz', timeoutSeconds: 3 } }));
     expect(s.startupProbe).toEqual({ httpGet: { path: '/loaded', port: 'http' }, periodSeconds: 10, failureThreshold: 60 });
+    expect(serverOf(withModel(base, { livenessProbe: { path: '/healthz', initialDelaySeconds: 0 } })).livenessProbe).toEqual({ httpGet: { path: '/healthz', port: 'http' } });
     expect(s.livenessProbe).toEqual({ httpGet: { path: '/healthz', port: 'http' }, timeoutSeconds: 3 });
     expect(serverOf(base)).not.toHaveProperty('startupProbe');
     expect(serverOf(base)).not.toHaveProperty('livenessProbe');

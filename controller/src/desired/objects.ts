@@ -282,7 +282,8 @@ const only = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.e
 function podPlacement(ctx: EndpointContext, v: VariantPlan): Record<string, unknown> {
   const { variant, model } = v;
   const defaults = podDefaultsOf(ctx, v);
-  const tolerations = variant.tolerations ?? (variant.gpus ? defaults.gpuTolerations : []);
+  // An empty value is stored as no value: written so, it matches what the API server keeps.
+  const tolerations = (variant.tolerations ?? (variant.gpus ? defaults.gpuTolerations : [])).map(({ value, ...t }) => (value ? { ...t, value } : t));
   const spread =
     variant.topologySpreadConstraints?.map((c) => ({ maxSkew: c.maxSkew ?? 1, topologyKey: c.topologyKey, whenUnsatisfiable: c.whenUnsatisfiable ?? 'ScheduleAnyway', labelSelector: { matchLabels: podSelector(ctx.endpoint, v) } })) ??
     (defaults.spread ? [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: podSelector(ctx.endpoint, v) } }] : []);
@@ -302,7 +303,7 @@ function podPlacement(ctx: EndpointContext, v: VariantPlan): Record<string, unkn
 /** The pod's security context: restricted, with what the model explicitly loosens. */
 function podSecurityContext(v: VariantPlan): Record<string, unknown> {
   const p = v.model.securityContext?.pod ?? {};
-  return { runAsNonRoot: true, fsGroup: fetcherUser, seccompProfile: { type: 'RuntimeDefault' }, ...only({ runAsUser: p.runAsUser, runAsGroup: p.runAsGroup, runAsNonRoot: p.runAsNonRoot, fsGroup: p.fsGroup, supplementalGroups: p.supplementalGroups }) };
+  return { runAsNonRoot: true, fsGroup: fetcherUser, seccompProfile: { type: 'RuntimeDefault' }, ...only({ runAsUser: p.runAsUser, runAsGroup: p.runAsGroup, runAsNonRoot: p.runAsNonRoot, fsGroup: p.fsGroup, supplementalGroups: p.supplementalGroups?.length ? p.supplementalGroups : undefined }) };
 }
 
 /** The server container's security context: restricted, with what the model explicitly loosens. */
@@ -315,12 +316,14 @@ function serverSecurityContext(v: VariantPlan): Record<string, unknown> {
     ...restrictedContainer,
     runAsNonRoot,
     ...only({ runAsUser: c.runAsUser, runAsGroup: c.runAsGroup, allowPrivilegeEscalation: c.allowPrivilegeEscalation, readOnlyRootFilesystem: c.readOnlyRootFilesystem }),
-    ...(c.capabilities ? { capabilities: { ...(c.capabilities.add?.length ? { add: c.capabilities.add } : {}), drop: c.capabilities.drop ?? ['ALL'] } } : {}),
+    // Empty lists are stored as none: they are written so, or the Deployment would be rewritten on every reconcile.
+    ...(c.capabilities ? { capabilities: { ...(c.capabilities.add?.length ? { add: c.capabilities.add } : {}), ...((c.capabilities.drop ?? ['ALL']).length ? { drop: c.capabilities.drop ?? ['ALL'] } : {}) } } : {}),
   };
 }
 
 type ModelProbe = NonNullable<VariantPlan['model']['startupProbe']>;
-const probe = (p: ModelProbe) => ({ httpGet: { path: p.path, port: 'http' }, ...only({ initialDelaySeconds: p.initialDelaySeconds, periodSeconds: p.periodSeconds, timeoutSeconds: p.timeoutSeconds, failureThreshold: p.failureThreshold }) });
+// An initial delay of 0 is stored as none: written so, it matches what the API server keeps.
+const probe = (p: ModelProbe) => ({ httpGet: { path: p.path, port: 'http' }, ...only({ initialDelaySeconds: p.initialDelaySeconds || undefined, periodSeconds: p.periodSeconds, timeoutSeconds: p.timeoutSeconds, failureThreshold: p.failureThreshold }) });
 
 /** Mount point and volume of a model's memory-backed shared memory. */
 export const shmMountPath = '/dev/shm';
