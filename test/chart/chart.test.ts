@@ -355,16 +355,26 @@ describe('examples/', () => {
     .sort()
     .flatMap((file) => objects(readFileSync(join(root, 'examples', file), 'utf8')).map((o) => ({ file, object: o })));
 
-  it('holds the titanic example and the A/B test', () => {
+  it('holds the titanic example, the A/B test and the real model servers (server-examples.test.ts checks those)', () => {
     const names = exampleObjects.map(({ file, object }) => `${file}: ${object.kind}/${object.metadata.name}`);
+    const server = (dir: string, name: string) => [
+      `${dir}/config.yaml: MachineLearningEndpointConfig/${name}`,
+      `${dir}/endpoint.yaml: MachineLearningEndpoint/${name}`,
+      `${dir}/model.yaml: MachineLearningModel/${name}`,
+    ];
     expect(names).toEqual([
       'ab-test/config.yaml: MachineLearningEndpointConfig/titanic-ab',
       'ab-test/endpoint.yaml: MachineLearningEndpoint/titanic-ab',
       'ab-test/models.yaml: MachineLearningModel/titanic-a',
       'ab-test/models.yaml: MachineLearningModel/titanic-b',
+      ...server('mlserver', 'iris-mlserver'),
+      ...server('tf-serving', 'half-plus-two-tfserving'),
       'titanic/config.yaml: MachineLearningEndpointConfig/titanic',
       'titanic/endpoint.yaml: MachineLearningEndpoint/titanic',
       'titanic/model.yaml: MachineLearningModel/titanic',
+      ...server('torchserve', 'mnist-torchserve'),
+      ...server('triton', 'densenet-triton'),
+      ...server('vllm', 'qwen-vllm'),
     ]);
     const ab = exampleObjects.find(({ object }) => object.metadata.name === 'titanic-ab' && object.kind === 'MachineLearningEndpointConfig');
     expect((ab?.object.spec as { models: { weight: number }[] }).models.map((m) => m.weight)).toEqual([80, 20]);

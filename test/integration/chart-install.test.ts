@@ -187,7 +187,10 @@ describe('the CRDs installed by the chart', () => {
 
 describe('the examples', () => {
   let namespace: string;
-  const files = ['titanic', 'ab-test'].flatMap((dir) => readdirSync(join(root, 'examples', dir)).filter((f) => f.endsWith('.yaml')).map((f) => join('examples', dir, f)));
+  // Every example directory: the demo's (titanic, ab-test) and the real model servers'.
+  const files = readdirSync(join(root, 'examples'))
+    .sort()
+    .flatMap((dir) => readdirSync(join(root, 'examples', dir)).filter((f) => f.endsWith('.yaml')).map((f) => join('examples', dir, f)));
 
   beforeAll(async () => {
     namespace = await createNamespace(kc, 'chart-examples');
@@ -200,7 +203,8 @@ describe('the examples', () => {
       .filter(Boolean)
       .map((o: KubeObject) => `${o.kind!.toLowerCase()}.ml-operator.dev/${o.metadata.name}`)
       .sort();
-    expect(expected).toHaveLength(7);
+    // titanic (3), ab-test (4), and a model, a config and an endpoint for each of the five servers.
+    expect(expected).toHaveLength(22);
     const applied = await kubectl(['apply', '--server-side', '--field-manager=chart-install-test', '-n', namespace, ...files.flatMap((f) => ['-f', f])]);
     expect(applied.trim().split('\n').sort()).toEqual(expected.map((o) => `${o} serverside-applied`));
     const listed = await kubectl(['get', 'ml', '-n', namespace, '-o', 'name']);
@@ -212,14 +216,27 @@ describe('the examples', () => {
     const table = async (args: string[]) => (await kubectl(['get', ...args, '-n', namespace])).trim().split('\n').map((line) => line.trim().split(/\s+/));
     const mle = await table(['mle']);
     expect(mle[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'STEP', 'CANARY', 'AGE']);
-    expect(mle.slice(1).map((row) => row[0])).toEqual(['titanic', 'titanic-ab']);
+    expect(mle.slice(1).map((row) => row[0])).toEqual(['densenet-triton', 'half-plus-two-tfserving', 'iris-mlserver', 'mnist-torchserve', 'qwen-vllm', 'titanic', 'titanic-ab']);
     expect((await table(['mle', '-o', 'wide']))[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'CONFIG', 'STEP', 'CANARY', 'AGE']);
     const mlec = await table(['mlec']);
     expect(mlec[0]).toEqual(['NAME', 'MODEL', 'TEMPLATE', 'ENDPOINT', 'VERSION', 'AGE']);
-    expect(mlec.slice(1).map((row) => row.slice(0, 2))).toEqual([['titanic', 'titanic'], ['titanic-ab', 'titanic-a']]);
+    expect(mlec.slice(1).map((row) => row.slice(0, 2))).toEqual([
+      ['densenet-triton', 'densenet-triton'],
+      ['half-plus-two-tfserving', 'half-plus-two-tfserving'],
+      ['iris-mlserver', 'iris-mlserver'],
+      ['mnist-torchserve', 'mnist-torchserve'],
+      ['qwen-vllm', 'qwen-vllm'],
+      ['titanic', 'titanic'],
+      ['titanic-ab', 'titanic-a'],
+    ]);
     const mlm = await table(['mlm']);
     expect(mlm[0]).toEqual(['NAME', 'IMAGE', 'CONFIG-VERSION', 'TEMPLATE', 'ENDPOINT', 'AGE']);
     expect(mlm.slice(1).map((row) => row.slice(0, 2))).toEqual([
+      ['densenet-triton', 'nvcr.io/nvidia/tritonserver:24.08-py3'],
+      ['half-plus-two-tfserving', 'docker.io/tensorflow/serving:2.16.1'],
+      ['iris-mlserver', 'docker.io/seldonio/mlserver:1.6.1'],
+      ['mnist-torchserve', 'docker.io/pytorch/torchserve:0.12.0-cpu'],
+      ['qwen-vllm', 'docker.io/vllm/vllm-openai:v0.6.3'],
       ['titanic', 'ghcr.io/acme/titanic-server:1.0.0'],
       ['titanic-a', 'ghcr.io/acme/titanic-server:1.0.0'],
       ['titanic-b', 'ghcr.io/acme/titanic-server:1.1.0'],
