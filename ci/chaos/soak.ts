@@ -3,9 +3,10 @@
 // recreated) and the controller is SIGKILLed at random moments and started again. A watcher of its
 // own (client-node's informers, nothing of the controller's) checks at every event that each
 // endpoint's route sends traffic only to Services whose Deployments have an available replica. At
-// the end: every endpoint converged to its spec, no duplicate and no orphan object, no failed
-// request but those to an endpoint the soak itself deleted, and no write by the controller once
-// all is converged (no write loop). Run by test/integration/chaos.test.ts and `npm run chaos`.
+// the end: every endpoint converged to its spec (disruption budgets included), no duplicate and no
+// orphan object, no failed request but those to an endpoint the soak itself deleted, and no write
+// by the controller once all is converged (no write loop). Run by test/integration/chaos.test.ts
+// and `npm run chaos`.
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -485,6 +486,7 @@ function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: s
 async function unconverged(user: KubeClient, namespace: string, state: State, names: string[]): Promise<string[]> {
   const deployments = (await user.list<Deployment & KubeObject>(deploymentResource, namespace)).items;
   const services = (await user.list<Service & KubeObject>(serviceResource, namespace)).items;
+  const budgets = new Set((await user.list(resources.podDisruptionBudget, namespace)).items.map((b) => b.metadata.name));
   const out: string[] = [];
   for (const name of names) {
     const e = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, name);
@@ -521,6 +523,8 @@ async function unconverged(user: KubeClient, namespace: string, state: State, na
       if (!d[0].spec?.template.spec?.containers.some((c) => c.image === image)) why.push(`${v.model} runs ${d[0].spec?.template.spec?.containers.map((c) => c.image).join(',')}, not ${image}`);
       const instances = v.instances ?? 1;
       if (d[0].spec?.replicas !== instances || d[0].status?.readyReplicas !== instances) why.push(`${v.model}: ${d[0].status?.readyReplicas ?? 0}/${d[0].spec?.replicas} ready, ${instances} wanted`);
+      // A variant of more than one replica keeps a disruption budget; one of one replica has none.
+      if (budgets.has(t.service) !== instances > 1) why.push(`${v.model}: ${budgets.has(t.service) ? 'a' : 'no'} PodDisruptionBudget at ${instances} instance(s)`);
     }
     // Nothing but the serving version's Deployments.
     const own = deployments.filter((d) => d.metadata!.labels?.['ml-operator.dev/endpoint'] === name);
@@ -534,7 +538,8 @@ async function unconverged(user: KubeClient, namespace: string, state: State, na
   return out;
 }
 
-const ownedKinds: Resource[] = [deploymentResource, serviceResource, routeResource, resources.model, resources.endpointConfig];
+const disruptionBudgetResource = resources.podDisruptionBudget;
+const ownedKinds: Resource[] = [deploymentResource, serviceResource, routeResource, disruptionBudgetResource, resources.model, resources.endpointConfig];
 
 /** Objects the controller labels as its own whose owner is gone (or that have none). */
 async function findOrphans(user: KubeClient, namespace: string): Promise<string[]> {
@@ -549,7 +554,7 @@ async function findOrphans(user: KubeClient, namespace: string): Promise<string[
   return out;
 }
 
-/** More than one route per endpoint, or more than one Deployment or Service per model instance. */
+/** More than one route per endpoint, or more than one Deployment, Service or PodDisruptionBudget per model instance. */
 async function findDuplicates(user: KubeClient, namespace: string, names: string[]): Promise<string[]> {
   const out: string[] = [];
   const routes = (await user.list(routeResource, namespace, { labelSelector: managedBy })).items;
@@ -557,7 +562,7 @@ async function findDuplicates(user: KubeClient, namespace: string, names: string
     const n = routes.filter((r) => r.metadata.labels?.['ml-operator.dev/endpoint'] === e).length;
     if (n !== 1) out.push(`${n} routes for endpoint ${e}`);
   }
-  for (const r of [deploymentResource, serviceResource]) {
+  for (const r of [deploymentResource, serviceResource, disruptionBudgetResource]) {
     const byInstance = new Map<string, string[]>();
     for (const o of (await user.list(r, namespace, { labelSelector: managedBy })).items) {
       const key = o.metadata.labels?.['ml-operator.dev/model-instance'] ?? '';
