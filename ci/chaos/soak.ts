@@ -573,8 +573,10 @@ async function findDuplicates(user: KubeClient, namespace: string, names: string
   return out;
 }
 
-function writesSince(auditLogPath: string, offset: number, username: string, namespace: string): { verb: string; uri: string }[] {
-  const writeVerbs = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
+const writeVerbs = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
+
+/** Write requests in an audit log made by `username` in `namespace` since byte `offset`. */
+export function writesSince(auditLogPath: string, offset: number, username: string, namespace: string): { verb: string; uri: string }[] {
   return readFileSync(auditLogPath)
     .subarray(offset)
     .toString()

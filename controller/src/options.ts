@@ -1,6 +1,7 @@
 // The controller's command line and config file (docs/controller-interface.md). Every mistake is
 // reported at start-up with the flag or key that is wrong, before anything touches the cluster.
 import { readFileSync } from 'node:fs';
+import type { Toleration } from './api/generated.ts';
 
 export type StorageMode = 'pvc' | 'hostPath' | 'emptyDir';
 
@@ -47,14 +48,8 @@ export interface OperatorConfig {
   };
 }
 
-/** A pod toleration, as the chart's config and a variant give it. */
-export interface Toleration {
-  key?: string;
-  operator?: 'Equal' | 'Exists';
-  value?: string;
-  effect?: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
-  tolerationSeconds?: number;
-}
+/** A pod toleration, as the chart's config and a variant give it: the CRD schema's type. */
+export type { Toleration };
 
 export interface Options {
   configPath: string;

@@ -4,6 +4,7 @@ import * as k8s from '@kubernetes/client-node';
 import { inject } from 'vitest';
 import { publishArtifact } from '../../ci/cluster/artifacts.ts';
 import { chartConfig, serviceAccountKubeconfig, startControllerProcess, type ControllerProcess, type Release } from '../../ci/cluster/operator.ts';
+import { writesSince as auditWrites } from '../../ci/chaos/soak.ts';
 import { waitFor } from '../../ci/wait.ts';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningEndpointSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
@@ -87,18 +88,9 @@ export function artifact(name: string): string {
   return `https://models.example.com${path}`;
 }
 
-const writeVerbs = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
-
-/** Write requests in the audit log made by `user` in `namespace` since byte `offset`. */
+/** Write requests in the run's audit log made by `user` in `namespace` since byte `offset`. */
 export async function writesSince(offset: number, username: string, namespace: string): Promise<{ verb: string; uri: string }[]> {
-  const { readFileSync } = await import('node:fs');
-  const text = readFileSync(auditLogPath()).subarray(offset).toString();
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { verb: string; requestURI: string; user: { username: string }; objectRef?: { namespace?: string }; stage: string })
-    .filter((e) => e.stage === 'ResponseComplete' && writeVerbs.has(e.verb) && e.user.username === username && e.objectRef?.namespace === namespace)
-    .map((e) => ({ verb: e.verb, uri: e.requestURI }));
+  return auditWrites(auditLogPath(), offset, username, namespace);
 }
 
 export { k8s };
