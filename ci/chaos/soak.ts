@@ -8,7 +8,7 @@
 // by the controller once all is converged (no write loop). Run by test/integration/chaos.test.ts
 // and `npm run chaos`.
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -52,6 +52,8 @@ export interface SoakReport {
   failures: string[];
   /** Where every controller process's log is, one after the other. */
   controllerLog: string;
+  /** A copy of the API server's audit log, kept when something failed (who wrote or deleted what, and when). */
+  auditLog?: string;
   /** Route checks made by the watcher, and the violations it confirmed against the live objects. */
   checks: number;
   violations: string[];
@@ -200,6 +202,7 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   const killAt = Array.from({ length: o.kills }, () => rnd() * o.churnMs).sort((a, b) => a - b);
   const background: Promise<void>[] = [];
   churnStarted = Date.now();
+  log(`chaos: churn started at ${new Date(churnStarted).toISOString()} (times below are from here)`);
   let kills = 0;
   const killer = (async () => {
     for (const at of killAt) {
@@ -322,10 +325,21 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   for (const r of runs) r.run.stop();
   const reports = await Promise.all(runs.map((r) => r.run.done));
   watcher.stop();
+  const auditLog = watcher.violations().length || notConverged.length || orphans.length || duplicates.length ? join(tmpdir(), `ml-operator-chaos-${namespace}-audit.log`) : undefined;
+  if (auditLog) copyFileSync(cluster.auditLogPath, auditLog);
   await controller!.stop();
   keepLog(controller);
 
   const excusedOf = (r: (typeof runs)[number], s: Sample) => deletions.some((d) => d.endpoint === r.endpoint && r.t0 + s.start < d.to && r.t0 + s.end > d.from);
+  /** What touched an endpoint in the 10 s before a moment of the churn, to explain a failure. */
+  const before = (endpoint: string, at: number) => {
+    const events = [...timeline, ...watcher.podDeletions().map((d) => ({ at: d.at - churnStarted, endpoints: [d.endpoint], what: d.what }))]
+      .filter((t) => t.at <= at && t.at > at - 10_000 && t.endpoints.includes(endpoint))
+      .sort((a, b) => a.at - b.at)
+      .map((t) => `${t.what} at +${(t.at / 1000).toFixed(1)}s`);
+    return `in the 10 s before: ${events.join(', ') || 'nothing'}`;
+  };
+  const violations = watcher.violations().map((v) => `${v.text} (${before(v.route, v.at - churnStarted)})`);
   let failed = 0;
   let excused = 0;
   const failures: string[] = [];
@@ -336,17 +350,13 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
       else {
         failed++;
         const at = r.t0 + s.start - churnStarted;
-        const before = [...timeline, ...watcher.podDeletions().map((d) => ({ at: d.at - churnStarted, endpoints: [d.endpoint], what: d.what }))]
-          .filter((t) => t.at <= at && t.at > at - 10_000 && t.endpoints.includes(r.endpoint))
-          .sort((a, b) => a.at - b.at)
-          .map((t) => `${t.what} at +${(t.at / 1000).toFixed(1)}s`);
-        if (failures.length < 10) failures.push(`${r.endpoint} at +${(at / 1000).toFixed(1)}s: ${s.status || s.error} (in the 10 s before: ${before.join(', ') || 'nothing'})`);
+        if (failures.length < 10) failures.push(`${r.endpoint} at +${(at / 1000).toFixed(1)}s: ${s.status || s.error} (${before(r.endpoint, at)})`);
       }
     }
   }
   const requests = reports.reduce((n, r) => n + r.sent, 0);
   log(`chaos: traffic: ${requests} requests, ${failed} failed, ${excused} to endpoints while deleted; e.g. ${describeReport(reports[0])}`);
-  return { controllerLog: logFile, seed: o.seed, endpoints: o.endpoints, kills, changes: counts, requests, failed, excused, failures, checks: watcher.checks(), violations: watcher.violations(), convergedMs, duplicates, orphans, quietWrites, quietWindowMs, notConverged };
+  return { controllerLog: logFile, auditLog, seed: o.seed, endpoints: o.endpoints, kills, changes: counts, requests, failed, excused, failures, checks: watcher.checks(), violations, convergedMs, duplicates, orphans, quietWrites, quietWindowMs, notConverged };
 }
 
 export function describeSoak(r: SoakReport): string {
@@ -355,7 +365,7 @@ export function describeSoak(r: SoakReport): string {
     `seed ${r.seed}: ${r.endpoints} endpoints, ${r.kills} controller kills, ${Object.values(r.changes).reduce((a, b) => a + b, 0)} changes (${changes})`,
     `traffic: ${r.requests} requests, ${r.failed} failed, ${r.excused} to endpoints the soak had deleted${r.failures.length ? ` (${r.failures.join('; ')})` : ''}`,
     `watcher: ${r.checks} route checks, ${r.violations.length} violations${r.violations.length ? `: ${r.violations.slice(0, 5).join('; ')}` : ''}`,
-    `controller logs: ${r.controllerLog}`,
+    `controller logs: ${r.controllerLog}${r.auditLog ? `; the API server's audit log: ${r.auditLog}` : ''}`,
     `converged ${(r.convergedMs / 1000).toFixed(1)}s after the last change${r.notConverged.length ? `; NOT converged: ${r.notConverged.join('; ')}` : ''}`,
     `duplicates ${r.duplicates.length}${r.duplicates.length ? `: ${r.duplicates.join('; ')}` : ''}; orphans ${r.orphans.length}${r.orphans.length ? `: ${r.orphans.join('; ')}` : ''}`,
     `controller writes in the ${r.quietWindowMs / 1000}s after convergence: ${r.quietWrites.length}${r.quietWrites.length ? ` (${r.quietWrites.slice(0, 5).map((w) => `${w.verb} ${w.uri}`).join('; ')})` : ''}`,
@@ -409,7 +419,7 @@ function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: s
   });
   let stopped = false;
   let checks = 0;
-  const violations: string[] = [];
+  const violations: { at: number; route: string; text: string }[] = [];
   let running = false;
   let again = false;
 
@@ -450,7 +460,7 @@ function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: s
         checks++;
         for (const s of suspects()) {
           const v = await confirm(s).catch(() => undefined);
-          if (v && violations.length < 50) violations.push(v);
+          if (v && violations.length < 50) violations.push({ at: Date.now(), route: s.route, text: v });
         }
       } while (again && !stopped);
     } finally {

@@ -99,6 +99,16 @@ describe('the serving version (finding 2: it can be lost)', () => {
     expect(d.keepInstances).toContain('m-lost');
     expect(d.keepVersions).toContain('0123456789');
   });
+
+  it('keeps what the status says serves while it can read neither the route nor the version (a just-written route, a template deleted)', () => {
+    // The round that switched wrote the route and the status; the next one runs before the cache
+    // shows that route or the version's snapshot, and the config template has just been deleted.
+    const d = decide(input({ target: undefined, status: serving(v1), snapshot: () => undefined }));
+    expect(d.outcome.unreadable).toBe(v1.version);
+    expect(d.route).toBeUndefined();
+    for (const i of instancesOf(v1)) expect(d.keepInstances).toContain(i);
+    expect(d.keepVersions).toContain(v1.version);
+  });
 });
 
 describe('a pending version (finding 4: it changes the serving one)', () => {

@@ -402,7 +402,10 @@ export function decide(input: RolloutInput): RolloutDecision {
 
   history = [...new Set(history)].filter((v) => v !== servingNow && v !== pending?.plan.version).slice(0, historyLimit);
 
-  const keepInstances = new Set<string>([...deploy.flatMap((d) => [...d.replicas.keys()]), ...draining.flatMap((d) => d.services), ...(input.route?.services ?? [])]);
+  // A serving version that cannot be read (its route or its snapshot not in the cache yet, its
+  // template gone) keeps what the status last said takes its traffic: nothing of it is touched.
+  const unreadableServices = unreadable ? (status.traffic ?? []).filter((t) => !t.version || t.version === unreadable).map((t) => t.service) : [];
+  const keepInstances = new Set<string>([...deploy.flatMap((d) => [...d.replicas.keys()]), ...draining.flatMap((d) => d.services), ...(input.route?.services ?? []), ...unreadableServices]);
   const keepVersions = new Set<string>([...(servingNow ? [servingNow] : []), ...(pending ? [pending.plan.version] : []), ...draining.map((d) => d.version), ...history]);
 
   const shares = serving && !input.routeBlocked ? (pending && targetWeight > 0 ? [{ plan: serving, percent: 100 - targetWeight }, { plan: pending.plan, percent: targetWeight }] : [{ plan: serving, percent: 100 }]) : undefined;
