@@ -38,6 +38,8 @@ export interface SoakOptions {
   seed: number;
   /** Copy the controller's log to stderr. */
   echo?: boolean;
+  /** The controller's --log-level (debug logs every decision). */
+  logLevel?: string;
 }
 
 export interface SoakReport {
@@ -120,7 +122,7 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
       kubeconfig, config, namespaces: [namespace], release,
       // The same pod name across restarts, as a container restarted in its pod: it takes its own lease back at once.
       leaderElect: true, identity: `${release.name}-controller-0`,
-      network: cluster.network, echo: o.echo,
+      network: cluster.network, echo: o.echo, logLevel: o.logLevel,
     });
   };
 

@@ -18,7 +18,7 @@ import { decide, defaults, instanceReplicas, type LiveRoute, type RolloutDecisio
 import { hostHolder } from '../rollout/hosts.ts';
 import { indexes, keyOf } from '../controller/indexes.ts';
 import { planFingerprint } from '../rollout/strategies.ts';
-import { renderStatus } from '../rollout/status.ts';
+import { progressOnly, renderStatus } from '../rollout/status.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { routingProvider } from '../routing/providers.ts';
 import { decodeVersions, routeVersionsAnnotation } from '../routing/route.ts';
@@ -283,7 +283,7 @@ export class EndpointReconciler {
     );
     if (this.deps.logger.isLevelEnabled('debug')) {
       this.deps.logger.debug(
-        { endpoint: `${namespace}/${name}`, serving: decision.outcome.serving?.version, pending: decision.outcome.pending?.version, switched: !!decision.outcome.switched, route: liveRoute ? Object.fromEntries(this.readRoute(ctx, liveRoute).versions) : undefined, statusDeferredMs },
+        { endpoint: `${namespace}/${name}`, target: input.target?.version, serving: decision.outcome.serving?.version, unreadable: decision.outcome.unreadable, pending: decision.outcome.pending?.version, keepInstances: [...decision.keepInstances], switched: !!decision.outcome.switched, route: liveRoute ? Object.fromEntries(this.readRoute(ctx, liveRoute).versions) : undefined, statusDeferredMs },
         'decided',
       );
     }
@@ -778,9 +778,7 @@ export class EndpointReconciler {
       this.statusPending.delete(key);
       return undefined;
     }
-    const ready = next.conditions?.find((c) => c.type === 'Ready');
-    const progressOnly = !endpoint.status?.endpointConfigVersion && !endpoint.metadata.deletionTimestamp && (ready?.reason === 'Creating' || ready?.reason === 'RoutePending');
-    if (progressOnly) {
+    if (progressOnly(endpoint.status, next, !!endpoint.metadata.deletionTimestamp)) {
       const now = this.now().getTime();
       let since = this.statusPending.get(key);
       if (since === undefined) {

@@ -168,3 +168,15 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     conditions: setConditions(previous?.conditions, conditions, s.generation, s.now),
   };
 }
+
+/**
+ * A status that only reports how a first version comes up (Creating, then RoutePending) may wait a
+ * moment, so that its progress is written in few writes. One that records a version serving may
+ * not: the next round reads it back to know what the route sends traffic to, and must not decide
+ * (or collect garbage) on a status that does not say so yet.
+ */
+export function progressOnly(previous: MachineLearningEndpointStatus | undefined, next: MachineLearningEndpointStatus, deleting: boolean): boolean {
+  if (deleting || previous?.endpointConfigVersion || next.endpointConfigVersion) return false;
+  const ready = next.conditions?.find((c) => c.type === 'Ready');
+  return ready?.reason === 'Creating' || ready?.reason === 'RoutePending';
+}
