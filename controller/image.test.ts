@@ -108,7 +108,10 @@ describe('controller/Dockerfile', () => {
   it('runs as the non-root user 65532 with node /app/dist/main.js, and carries tar and unzip for the fetcher', () => {
     expect(runtime).toMatch(/^WORKDIR \/app$/m);
     expect(runtime).toMatch(/^USER 65532:65532$/m);
-    expect(runtime.trim().split('\n').at(-1)).toBe('ENTRYPOINT ["node", "/app/dist/main.js"]');
+    const entrypoint = JSON.parse(runtime.trim().split('\n').at(-1)!.replace(/^ENTRYPOINT /, '')) as string[];
+    expect(entrypoint[0]).toBe('node');
+    expect(entrypoint.at(-1)).toBe('/app/dist/main.js');
+    expect(entrypoint.slice(1, -1).every((flag) => flag.startsWith('--'))).toBe(true);
     expect(runtime).toMatch(/apt-get install -y --no-install-recommends [^\n]*\btar\b[^\n]*\bunzip\b/);
   });
 
