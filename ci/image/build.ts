@@ -175,7 +175,7 @@ export async function runReadOnly(image: string, args: readonly string[], extra:
   return podman(['run', '--rm', '--read-only', `--user=${imageUser}`, '--network=none', ...extra, image, ...args], { timeoutMs: 120_000 });
 }
 
-function tarGz(dir: string, files: Record<string, string>, archive: string): void {
+function packArchive(dir: string, files: Record<string, string>, archive: string): void {
   const src = join(dir, `${archive}.src`);
   mkdirSync(src, { recursive: true });
   for (const [name, content] of Object.entries(files)) writeFileSync(join(src, name), content);
@@ -204,8 +204,8 @@ export async function checkImage(image: string): Promise<RunCheck[]> {
     const claim = join(scratch, 'claim');
     mkdirSync(claim);
     const files = { 'config.json': '{"model":"tiny"}\n', 'weights.bin': 'w'.repeat(4096) };
-    tarGz(claim, files, 'model.tar.gz');
-    tarGz(claim, files, 'model.zip');
+    packArchive(claim, files, 'model.tar.gz');
+    packArchive(claim, files, 'model.zip');
     chmodSync(scratch, 0o755);
     for (const archive of ['model.tar.gz', 'model.zip']) {
       const volume = join(scratch, `volume-${archive}`);
