@@ -49,6 +49,17 @@ export default defineConfig({
       },
       {
         test: {
+          // The controller image, built with podman on a local Node.js 24 base and run read-only as
+          // user 65532 (ci/image/); needs no cluster. A first build also makes the base image.
+          name: 'image',
+          include: ['test/image/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 180_000,
+          hookTimeout: 900_000,
+        },
+      },
+      {
+        test: {
           name: 'chart',
           include: ['test/chart/**/*.test.ts'],
           environment: 'node',

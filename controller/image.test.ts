@@ -93,10 +93,25 @@ describe('controller/Dockerfile', () => {
     expect(runtime).not.toMatch(/npm (ci|install)/);
   });
 
+  // Node refuses to start when NODE_OPTIONS holds a flag it does not allow there (most V8 flags):
+  // every process of the image, the controller and the fetcher alike, would exit with 9.
+  it('sets only NODE_OPTIONS that node accepts there', () => {
+    const nodeOptions = [...runtime.matchAll(/NODE_OPTIONS="([^"]*)"/g)].map((m) => m[1]);
+    expect(nodeOptions.length).toBeGreaterThan(0);
+    for (const value of nodeOptions) {
+      const run = spawnSync(process.execPath, ['-e', ''], { encoding: 'utf8', env: { PATH: process.env.PATH, NODE_OPTIONS: value } });
+      expect(run.stderr, value).toBe('');
+      expect(run.status, value).toBe(0);
+    }
+  });
+
   it('runs as the non-root user 65532 with node /app/dist/main.js, and carries tar and unzip for the fetcher', () => {
     expect(runtime).toMatch(/^WORKDIR \/app$/m);
     expect(runtime).toMatch(/^USER 65532:65532$/m);
-    expect(runtime.trim().split('\n').at(-1)).toBe('ENTRYPOINT ["node", "/app/dist/main.js"]');
+    const entrypoint = JSON.parse(runtime.trim().split('\n').at(-1)!.replace(/^ENTRYPOINT /, '')) as string[];
+    expect(entrypoint[0]).toBe('node');
+    expect(entrypoint.at(-1)).toBe('/app/dist/main.js');
+    expect(entrypoint.slice(1, -1).every((flag) => flag.startsWith('--'))).toBe(true);
     expect(runtime).toMatch(/apt-get install -y --no-install-recommends [^\n]*\btar\b[^\n]*\bunzip\b/);
   });
 

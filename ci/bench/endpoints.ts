@@ -478,8 +478,18 @@ if (!typeStripping) {
   execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'controller/tsconfig.build.json')], { stdio: 'inherit' });
 }
 const entry: string | undefined = typeStripping ? undefined : join(root, 'controller', 'dist', 'main.js');
-/** The node flags the image runs the controller with (NODE_OPTIONS in controller/Dockerfile), so that memory is measured as it is in a cluster. */
-const imageNodeOptions = typeStripping ? [] : (readFileSync(join(root, 'controller', 'Dockerfile'), 'utf8').match(/NODE_OPTIONS="([^"]*)"/)?.[1].split(/\s+/).filter(Boolean) ?? []);
+/**
+ * The node flags the image runs the controller with (NODE_OPTIONS and the flags between node and
+ * /app/dist/main.js in controller/Dockerfile's ENTRYPOINT), so that memory is measured as it is in a cluster.
+ */
+function dockerfileNodeFlags(): string[] {
+  const dockerfile = readFileSync(join(root, 'controller', 'Dockerfile'), 'utf8');
+  const fromEnv = dockerfile.match(/NODE_OPTIONS="([^"]*)"/)?.[1].split(/\s+/).filter(Boolean) ?? [];
+  const entrypoint = dockerfile.match(/^ENTRYPOINT (\[.*\])$/m);
+  const fromEntrypoint = entrypoint ? (JSON.parse(entrypoint[1]) as string[]).slice(1, -1) : [];
+  return [...fromEnv, ...fromEntrypoint];
+}
+const imageNodeOptions = typeStripping ? [] : dockerfileNodeFlags();
 
 const results: Result[] = [];
 for (const n of sizes) results.push(await measure(n));

@@ -35,7 +35,7 @@ import type { MachineLearningEndpoint } from '../../controller/src/api/generated
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { checkoutAt, copyCheckout, isolatedHelmEnv, repositoryRoot } from '../chart/checkout.ts';
-import { startRegistry, type Registry } from './registry.ts';
+import { startRegistry, type Registry } from '../../ci/cluster/registry.ts';
 
 const published = lastPublished;
 /** What the next release would be called: the working tree, packaged as it would be released. */

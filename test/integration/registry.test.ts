@@ -16,7 +16,7 @@ import { toolPath } from '../../ci/tools/build.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { copyCheckout, expectedPackageFiles, repositoryRoot } from '../chart/checkout.ts';
 import { adminConfig, apiError, createNamespace, deleteNamespace } from './kube.ts';
-import { requireRegistryBinary, startRegistry, type Registry } from './registry.ts';
+import { requireRegistryBinary, startRegistry, type Registry } from '../../ci/cluster/registry.ts';
 
 const kc = adminConfig();
 const kubeconfig = inject('kubeconfigPath');

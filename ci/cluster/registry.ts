@@ -1,10 +1,13 @@
-// A real OCI registry on loopback for the publishing tests: the `registry` server of Debian's
-// docker-registry package (distribution), with its storage in a temporary directory.
+// A real OCI registry on loopback (a free port of 127.0.0.1), for the chart's publishing tests and
+// the controller image's push: the `registry` server of Debian's docker-registry package (the
+// reference implementation, distribution), storing into a directory of the caller's or a temporary
+// one that stop() removes. .ci/run installs the package.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { alive, freePort } from '../../ci/processes.ts';
-import { waitFor } from '../../ci/wait.ts';
+import { alive, freePort } from '../processes.ts';
+import { waitFor } from '../wait.ts';
 
 export const registryBinary = '/usr/bin/docker-registry';
 
@@ -13,7 +16,7 @@ export interface Registry {
   host: string;
   pid: number;
   logs(): string;
-  /** SIGTERM, wait for the exit, and make sure the process is gone. */
+  /** SIGTERM, wait for the exit, and make sure the process is gone (and its temporary storage). */
   stop(): Promise<void>;
 }
 
@@ -28,21 +31,23 @@ export function requireRegistryBinary(): void {
 }
 
 /**
- * Starts a registry storing into `dir`. With `htpasswd` (lines `user:bcrypt-hash`), it requires
- * HTTP basic authentication.
+ * Starts a registry storing into `dir` (default: a temporary directory, removed by stop()). With
+ * `htpasswd` (lines `user:bcrypt-hash`), it requires HTTP basic authentication.
  */
-export async function startRegistry(dir: string, { htpasswd }: { htpasswd?: string } = {}): Promise<Registry> {
+export async function startRegistry(dir?: string, { htpasswd }: { htpasswd?: string } = {}): Promise<Registry> {
   requireRegistryBinary();
-  mkdirSync(join(dir, 'storage'), { recursive: true });
+  const temporary = dir === undefined;
+  const home = dir ?? mkdtempSync(join(tmpdir(), 'ml-operator-registry-'));
+  mkdirSync(join(home, 'storage'), { recursive: true });
   const host = `127.0.0.1:${await freePort()}`;
-  const auth = htpasswd ? `auth:\n  htpasswd:\n    realm: ml-operator-test\n    path: ${join(dir, 'htpasswd')}\n` : '';
-  if (htpasswd) writeFileSync(join(dir, 'htpasswd'), htpasswd);
+  const auth = htpasswd ? `auth:\n  htpasswd:\n    realm: ml-operator-test\n    path: ${join(home, 'htpasswd')}\n` : '';
+  if (htpasswd) writeFileSync(join(home, 'htpasswd'), htpasswd);
   writeFileSync(
-    join(dir, 'config.yml'),
-    `version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'storage')}\n` +
+    join(home, 'config.yml'),
+    `version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(home, 'storage')}\n` +
       `http:\n  addr: ${host}\n  secret: ml-operator-test\n${auth}`,
   );
-  const child: ChildProcess = spawn(registryBinary, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(registryBinary, ['serve', join(home, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
@@ -62,6 +67,7 @@ export async function startRegistry(dir: string, { htpasswd }: { htpasswd?: stri
         });
       }
       if (alive(pid)) throw new Error(`the registry (pid ${pid}) is still running`);
+      if (temporary) rmSync(home, { recursive: true, force: true });
     },
   };
   try {
