@@ -4,7 +4,18 @@ export type Env = Record<string, string | undefined>;
 
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
-const secretEnvNames = ['HTTP_AUTHORIZATION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'GOOGLE_OAUTH_ACCESS_TOKEN'];
+const secretEnvNames = [
+  'HTTP_AUTHORIZATION',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'GOOGLE_OAUTH_ACCESS_TOKEN',
+  'GOOGLE_APPLICATION_CREDENTIALS_JSON',
+  'AZURE_STORAGE_CONNECTION_STRING',
+  'AZURE_STORAGE_KEY',
+  'AZURE_STORAGE_SAS_TOKEN',
+  'AZURE_CLIENT_SECRET',
+];
 
 export function makeLog(env: Env, out: (line: string) => void): Log {
   // Last line of defence: any credential value that somehow reached a log line is masked.
