@@ -1,7 +1,7 @@
 // The artifact fetcher: the init container of every model server pod.
 //   node /app/dist/fetcher/main.js [--max-bytes=N] [--sha256=HEX] <artifact-uri> <target-dir>
 //   node /app/dist/fetcher/main.js --remove <dir>     (hostPath storage: clears a model directory)
-// Fetches a model artifact (http(s)://, s3://, gs://, pvc://) into the model volume, unpacking
+// Fetches a model artifact (http(s)://, s3://, gs://, azure://, pvc://) into the model volume, unpacking
 // .tar.gz/.tgz/.zip archives, so that the server finds it at /opt/ml/model (see fetch.ts).
 //
 // Logs: one JSON line per step on stderr; credentials are never logged. Exit codes: 0 done (or
@@ -16,7 +16,7 @@ import { parseArtifactUri, redactUri } from './uri.ts';
 
 export const usage = [
   'usage: fetcher [--max-bytes=N] [--sha256=HEX] <artifact-uri> <target-dir>',
-  '  artifact-uri: http(s)://..., s3://<bucket>/<key>, gs://<bucket>/<object> or pvc://<claim>/<path>',
+  '  artifact-uri: http(s)://..., s3://<bucket>/<key>, gs://<bucket>/<object>, azure://<account>/<container>/<blob> or pvc://<claim>/<path>',
   '  --max-bytes=N: the most bytes the download, and then the unpacked artifact, may take (the variant\'s volume size)',
   '  --sha256=HEX: the SHA-256 digest (64 hexadecimal characters) the downloaded file must have',
   '   or: fetcher --remove <dir>   removes a model directory the fetcher filled (hostPath storage clean-up)',

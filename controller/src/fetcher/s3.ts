@@ -135,11 +135,16 @@ function credentialError(err: SdkError, identity: Identity, shown: string): Fetc
   const retryable = status !== undefined && (status === 429 || status >= 500);
   if (identity.kind === 'web identity') {
     const code = sdkCode(err) ?? '';
-    const why = /expired/i.test(`${code} ${err.message}`)
+    const said = `${code} ${err.message ?? ''}`;
+    const why = /expired/i.test(said)
       ? 'the ServiceAccount token has expired: a projected token is renewed by the kubelet; check that the token file is a projected serviceAccountToken volume'
-      : /token/i.test(code)
-        ? `the ServiceAccount token was refused: check that the role's trust policy names this cluster's OIDC issuer, the pod's ServiceAccount (system:serviceaccount:<namespace>:<name>) and the token's audience`
-        : `check that the role exists, that its trust policy allows sts:AssumeRoleWithWebIdentity from this cluster's OIDC issuer for the pod's ServiceAccount, and the token's audience`;
+      : /\b(aud|azp|audience)\b/i.test(said)
+        ? "the token's audience is not one the role trusts: the projected token's audience must be the identity provider's client ID (sts.amazonaws.com on AWS; spec.artifactIdentity.audience)"
+        : /verif|signature/i.test(said)
+          ? "the token's signature was not accepted: check that the identity provider trusts this cluster's OIDC issuer (its discovery document and signing keys) and that the token file holds the projected token unchanged"
+          : /token/i.test(code)
+          ? `the ServiceAccount token was refused: check that the role's trust policy names this cluster's OIDC issuer, the pod's ServiceAccount (system:serviceaccount:<namespace>:<name>) and the token's audience`
+          : `check that the role exists, that its trust policy allows sts:AssumeRoleWithWebIdentity from this cluster's OIDC issuer for the pod's ServiceAccount, and the token's audience`;
     return new FetchError(`could not assume role ${identity.roleArn} with the web identity token ${identity.tokenFile} for ${shown}${status ? ` (${status} ${detail})` : ` (${detail})`}: ${why}`, retryable);
   }
   if (identity.kind === 'keys') return new FetchError(`the artifactSecret's AWS keys could not be used for ${shown} (${detail}): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN`);
