@@ -66,7 +66,16 @@ export function gcsOpener(source: GsSource, env: Env, log: Log, timeoutMs: numbe
     }
   }
   log('info', 'credentials', { uri: shown, source: identity });
-  const storage = new Storage(options);
+  // The client library would take STORAGE_EMULATOR_HOST from the process's environment as its whole
+  // base URL, without the API's /storage/v1 path: the endpoint is passed as apiEndpoint instead.
+  const emulatorHost = process.env.STORAGE_EMULATOR_HOST;
+  delete process.env.STORAGE_EMULATOR_HOST;
+  let storage: Storage;
+  try {
+    storage = new Storage(options);
+  } finally {
+    if (emulatorHost !== undefined) process.env.STORAGE_EMULATOR_HOST = emulatorHost;
+  }
   const file = storage.bucket(source.bucket).file(source.object);
   const translate = (e: unknown) => gcsError(e as GoogleError, identity, shown, env);
 
