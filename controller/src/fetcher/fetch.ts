@@ -36,6 +36,11 @@ export interface Options {
   timeoutMs?: number;
   /** Where log lines go (default stderr). */
   log?: (line: string) => void;
+  /**
+   * The container's termination message file, which the kubelet shows in the pod's status (the
+   * container's terminationMessagePath): a failure's message is written there when it exists.
+   */
+  terminationLog?: string;
 }
 
 /** Fetches the source into `target`; resolves when done, throws FetchError otherwise. */

@@ -189,6 +189,15 @@ describe('http', () => {
     expect(server.hits).toHaveLength(6);
   });
 
+  it('writes the failure to the termination message file, where the kubelet reads it', async () => {
+    const server = await serve((_req, res) => res.writeHead(404).end());
+    const terminationLog = join(dir, 'termination-log');
+    writeFileSync(terminationLog, '');
+    const code = await main([`${server.url}/missing.bin`, join(dir, 'target')], {}, { retryDelaysMs: [5, 10], timeoutMs: 5000, log: () => {}, terminationLog });
+    expect(code).toBe(1);
+    expect(readFileSync(terminationLog, 'utf8')).toBe(`404 Not Found fetching ${server.url}/missing.bin: check spec.artifact`);
+  });
+
   it('fails at once on 404 with a clear message', async () => {
     const server = await serve((_req, res) => res.writeHead(404).end('nope'));
     const target = join(dir, 'target');

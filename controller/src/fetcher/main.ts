@@ -6,12 +6,13 @@
 //
 // Logs: one JSON line per step on stderr; credentials are never logged. Exit codes: 0 done (or
 // already there), 1 failure, 2 bad usage.
+import { existsSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { isAbsolute, normalize, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FetchError, UsageError } from './errors.ts';
 import { fetchArtifact, type FetchRequest, type Options } from './fetch.ts';
-import { makeLog, type Env } from './log.ts';
+import { makeLog, masker, type Env } from './log.ts';
 import { parseArtifactUri, redactUri } from './uri.ts';
 
 export const usage = [
@@ -99,6 +100,16 @@ export async function main(argv: readonly string[], env: Env, options: Options =
   } catch (e) {
     const message = e instanceof FetchError ? e.message : `fetching ${shown} failed: ${(e as Error)?.message ?? String(e)}`;
     log('error', message, { uri: shown });
+    // The kubelet mounts this file; its content becomes the container's termination message, read
+    // by the controller for the endpoint's ArtifactsFetched condition. The log line stays the record.
+    const terminationLog = options.terminationLog ?? '/dev/termination-log';
+    if (existsSync(terminationLog)) {
+      try {
+        writeFileSync(terminationLog, masker(env)(message));
+      } catch {
+        // not writable here: the log line says it
+      }
+    }
     return 1;
   }
 }
