@@ -12,7 +12,7 @@ import { ensureTools, toolPath } from './tools/build.ts';
 import { waitFor } from './wait.ts';
 
 export interface RunningStore {
-  /** The base URL, http://127.0.0.1:<port>. */
+  /** The base URL, http://<address>:<port>. */
   url: string;
   port: number;
   /** The end of the server's output, for failure messages. */
@@ -20,8 +20,8 @@ export interface RunningStore {
   stop(): Promise<void>;
 }
 
-function startProcess(name: string, command: string, args: string[], env: Record<string, string>, dir: string, port: number, ready: (url: string) => Promise<boolean>): Promise<RunningStore> {
-  const url = `http://127.0.0.1:${port}`;
+function startProcess(name: string, command: string, args: string[], env: Record<string, string>, dir: string, port: number, ready: (url: string) => Promise<boolean>, address = '127.0.0.1'): Promise<RunningStore> {
+  const url = `http://${address}:${port}`;
   const child: ChildProcess = spawn(command, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const keep = (c: Buffer) => (output = (output + c.toString()).slice(-8000));
@@ -71,6 +71,11 @@ export const minioRoot = { user: 'minio-root', password: 'minio-root-secret-0123
 
 export interface MinioOptions {
   /**
+   * The address to listen on: 127.0.0.1, or the host's side of the local cluster's veth pair
+   * (network.hostAddress) for model pods, which run in the cluster's network namespace.
+   */
+  address?: string;
+  /**
    * An OpenID Connect provider whose tokens MinIO's STS accepts (AssumeRoleWithWebIdentity) for
    * the role it derives from `clientId`, with the `rolePolicy` (a canned policy such as readonly).
    */
@@ -99,10 +104,20 @@ export async function startMinio(options: MinioOptions = {}): Promise<RunningSto
     });
   }
   const port = await freePort();
-  return startProcess('minio', toolPath('minio'), ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--certs-dir', certs, join(dir, 'data')], env, dir, port, async (url) => {
-    const res = await fetch(`${url}/minio/health/ready`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
-    return res?.status === 200;
-  });
+  const address = options.address ?? '127.0.0.1';
+  return startProcess(
+    'minio',
+    toolPath('minio'),
+    ['server', '--quiet', '--address', `${address}:${port}`, '--certs-dir', certs, join(dir, 'data')],
+    env,
+    dir,
+    port,
+    async (url) => {
+      const res = await fetch(`${url}/minio/health/ready`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+      return res?.status === 200;
+    },
+    address,
+  );
 }
 
 /**

@@ -2,7 +2,10 @@
 // STS AssumeRoleWithWebIdentity, as on EKS with IRSA. The local API server is the OIDC issuer; MinIO
 // (ci/object-stores.ts) trusts it through its discovery document and keys, and grants a role with
 // the readonly policy to tokens of its audience. A wrong role, a token of another audience, a forged
-// and an expired token are refused with a message that names the URI and what to check.
+// and an expired token are refused with a message that names the URI and what to check. End to end,
+// a model with spec.artifactIdentity serves from that bucket with no keys anywhere, and a model with
+// a role the store does not know shows the fetcher's message in its endpoint's ArtifactsFetched
+// condition.
 import { createHash, createPrivateKey, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,12 +13,15 @@ import { Agent, get } from 'node:https';
 import { dirname, join } from 'node:path';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { publishArtifact } from '../../ci/cluster/artifacts.ts';
+import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
 import { minioRoot, startMinio, type RunningStore } from '../../ci/object-stores.ts';
 import { waitFor } from '../../ci/wait.ts';
 import type { Env } from '../../controller/src/fetcher/log.ts';
 import { main } from '../../controller/src/fetcher/main.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, k8s } from './ml.ts';
+import { admin, applyConfig, applyEndpoint, applyModel, inService, k8s, runController, waitForEndpoint } from './ml.ts';
+import { installGatewayRelease, uninstallRelease } from './traffic.ts';
 
 /** The audience the role trusts: MinIO's client ID for the provider. */
 const audience = 'minio-sts';
@@ -27,6 +33,8 @@ let minio: RunningStore;
 let dir: string;
 let roleArn: string;
 let binding: string;
+let release: Release;
+let controller: ControllerProcess;
 const core = () => admin.makeApiClient(k8s.CoreV1Api);
 
 async function tokenFor(audiences: string[]): Promise<string> {
@@ -77,16 +85,21 @@ beforeAll(async () => {
     }),
   );
   agent.destroy();
-  minio = await startMinio({ openId: { configUrl, clientId: audience, rolePolicy: 'readonly', caFile } });
+  // On the host's side of the cluster's veth pair: model pods' fetchers run in its network namespace.
+  minio = await startMinio({ address: inject('network').hostAddress, openId: { configUrl, clientId: audience, rolePolicy: 'readonly', caFile } });
   // MinIO names the role after its client ID: arn:minio:iam:::role/<base64url(sha1(client ID))>.
   roleArn = `arn:minio:iam:::role/${createHash('sha1').update(audience).digest('base64url')}`;
   const s3 = new S3Client({ endpoint: minio.url, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: minioRoot.user, secretAccessKey: minioRoot.password } });
   await s3.send(new CreateBucketCommand({ Bucket: 'models' }));
   await s3.send(new PutObjectCommand({ Bucket: 'models', Key: 'reader/model.bin', Body: content }));
+  publishArtifact(dir, 'model.tar.gz', { name: 'reader', format: 'demo' });
+  await s3.send(new PutObjectCommand({ Bucket: 'models', Key: 'reader/model.tar.gz', Body: readFileSync(join(dir, 'model.tar.gz')) }));
   s3.destroy();
 }, 180_000);
 
 afterAll(async () => {
+  await controller?.stop();
+  if (release) await uninstallRelease(release);
   await minio?.stop();
   if (binding) await admin.makeApiClient(k8s.RbacAuthorizationV1Api).deleteClusterRoleBinding({ name: binding }).catch(() => undefined);
   if (namespace) await deleteNamespace(admin, namespace);
@@ -144,5 +157,36 @@ describe('s3:// with web identity (STS AssumeRoleWithWebIdentity, the API server
     const r = await run('s3://models/reader/model.bin', identityEnv(file));
     expect(r.code).toBe(1);
     expect(r.error).toMatch(/^could not assume role .* with the web identity token .*token-expired for s3:\/\/models\/reader\/model\.bin \(400 .*\): the ServiceAccount token has expired/);
+  });
+});
+
+describe('a model with spec.artifactIdentity, end to end', () => {
+  beforeAll(async () => {
+    release = await installGatewayRelease([namespace], 'shared');
+    controller = await runController([namespace], { release });
+    // The store's address only: no keys anywhere.
+    await core().createNamespacedSecret({ namespace, body: { metadata: { name: 'minio' }, stringData: { AWS_ENDPOINT_URL: minio.url, AWS_REGION: 'us-east-1' } } });
+  }, 240_000);
+
+  const model = (awsRoleArn: string) => ({ image: 'acme/reader:1', artifact: 's3://models/reader/model.tar.gz', readinessPath: '/healthz', serviceAccountName: serviceAccount, artifactSecret: 'minio', artifactIdentity: { awsRoleArn, audience } });
+
+  it('serves from the bucket through the projected token and the role', async () => {
+    await applyModel(namespace, 'reader', model(roleArn));
+    await applyConfig(namespace, 'c', { models: [{ model: 'reader' }] });
+    await applyEndpoint(namespace, 'e', { config: 'c', rollout: { drainSeconds: 1 } });
+    const e = await waitForEndpoint(namespace, 'e', 'InService', inService, 180_000);
+    expect(e.status?.conditions?.find((c) => c.type === 'ArtifactsFetched')).toBeUndefined();
+  });
+
+  it('shows why in the endpoint when the role is not one the store knows', async () => {
+    const wrong = 'arn:minio:iam:::role/no-such-role';
+    await applyModel(namespace, 'wrong-role', model(wrong));
+    await applyConfig(namespace, 'bad', { models: [{ model: 'wrong-role' }] });
+    await applyEndpoint(namespace, 'bad', { config: 'bad', rollout: { drainSeconds: 1 } });
+    const fetched = (e: { status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] } }) => e.status?.conditions?.find((c) => c.type === 'ArtifactsFetched');
+    const e = await waitForEndpoint(namespace, 'bad', 'ArtifactsFetched False', (x) => fetched(x)?.status === 'False', 120_000);
+    const condition = fetched(e)!;
+    expect(condition.reason).toBe('FetchFailed');
+    expect(condition.message).toMatch(new RegExp(`^wrong-role-[0-9a-f]+: could not assume role ${wrong} with the web identity token \\S+/token for s3://models/reader/model\\.tar\\.gz \\(400 InvalidParameterValue: .*\\): check that the role exists`));
   });
 });
