@@ -4,6 +4,8 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, PutBucketPolicyCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -153,6 +155,40 @@ describe('gs:// against fake-gcs-server', () => {
     expect(userFiles()).toEqual(['model.bin', 'sub']);
     expect(marker()).toMatchObject({ uri, sha256: model.sha256 });
     expect(r.logs.find((l) => l.msg === 'fetching')).toMatchObject({ bytes: model.tgz.length });
+  });
+
+  it("sends the artifactSecret's access token to GCS_ENDPOINT_URL, and none to an emulator", async () => {
+    // A recording relay in front of the emulator, which itself checks no credentials.
+    const seen: (string | undefined)[] = [];
+    const relay = http.createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      const upstream = http.request({ host: '127.0.0.1', port: gcs.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    const relayUrl = `http://127.0.0.1:${(relay.address() as AddressInfo).port}`;
+    try {
+      const token = 'ya29.artifact-secret-token';
+      const r = await run('gs://models/titanic/v1/model.tgz', { GCS_ENDPOINT_URL: relayUrl, GOOGLE_OAUTH_ACCESS_TOKEN: token });
+      expect(r.code, r.text).toBe(0);
+      expect(userFiles()).toEqual(['model.bin', 'sub']);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.every((a) => a === `Bearer ${token}`)).toBe(true);
+      expect(r.text).not.toContain(token);
+      seen.length = 0;
+      target = mkdtempSync(join(dir, 'target-'));
+      const emulated = await run('gs://models/titanic/v1/model.tgz', { STORAGE_EMULATOR_HOST: relayUrl, GOOGLE_OAUTH_ACCESS_TOKEN: token });
+      expect(emulated.code, emulated.text).toBe(0);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.every((a) => a === undefined)).toBe(true);
+    } finally {
+      relay.closeAllConnections();
+      await new Promise((r) => relay.close(r));
+    }
   });
 
   it('explains a missing object without retrying', async () => {
