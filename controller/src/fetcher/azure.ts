@@ -9,6 +9,7 @@
 //      AZURE_TENANT_ID), a service principal's AZURE_CLIENT_SECRET, managed identity.
 // AZURE_STORAGE_BLOB_ENDPOINT replaces https://<account>.blob.core.windows.net, for Azurite
 // (http://azurite:10000/<account>) or a private endpoint.
+import type { Readable } from 'node:stream';
 import { DefaultAzureCredential } from '@azure/identity';
 import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, type BlobClient } from '@azure/storage-blob';
 import { FetchError } from './errors.ts';
@@ -27,8 +28,6 @@ interface AzureError {
   message?: string;
 }
 
-const retryOptions = { maxTries: 1 };
-
 /** Opens the blob: one GET, whose headers give the size and whose body streams. */
 export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: number): () => Promise<OpenedObject> {
   const shown = redactUri(source.uri);
@@ -43,7 +42,8 @@ export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: 
     }
   }
   const sas = (source.url?.search.slice(1) || env.AZURE_STORAGE_SAS_TOKEN || '').replace(/^\?/, '');
-  const options = { retryOptions: { ...retryOptions, tryTimeoutInMs: timeoutMs } };
+  // One try per attempt: download.ts retries, with the same messages for every source.
+  const options = { retryOptions: { maxTries: 1, tryTimeoutInMs: timeoutMs } };
   let identity: Identity;
   let service: BlobServiceClient;
   try {
@@ -72,7 +72,8 @@ export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: 
       // maxRetryRequests 0: a broken body is retried by download.ts, like any other source.
       const res = await blob.download(0, undefined, { maxRetryRequests: 0 });
       if (!res.readableStreamBody) throw new FetchError(`${shown}: the store answered without a body`, true);
-      return { body: res.readableStreamBody as NodeJS.ReadableStream as import('node:stream').Readable, bytes: res.contentLength };
+      // In Node.js the body is an http.IncomingMessage, a Readable.
+      return { body: res.readableStreamBody as Readable, bytes: res.contentLength };
     } catch (e) {
       if (e instanceof FetchError) throw e;
       throw azureError(e as AzureError, identity, shown, env) ?? e;
