@@ -8,11 +8,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { azuriteAccount, minioRoot, startAzurite, startFakeGcs, startMinio, type RunningStore } from '../ci/object-stores.ts';
+import { bundleFetcher } from './bundle-fetcher.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dockerfile = readFileSync(join(root, 'controller', 'Dockerfile'), 'utf8');
 let app: string;
 let compile: { status: number | null; output: string };
+let bundle: { externalImports: string[] };
 
 function files(dir: string, suffix: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' })
@@ -20,7 +25,7 @@ function files(dir: string, suffix: string): string[] {
     .sort();
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   // /app as the image lays it out; the build stage's command, with the output sent here.
   app = mkdtempSync(join(tmpdir(), 'ml-operator-image-'));
   const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'controller/tsconfig.build.json', '--outDir', join(app, 'dist')], {
@@ -28,6 +33,7 @@ beforeAll(() => {
     encoding: 'utf8',
   });
   compile = { status: tsc.status, output: `${tsc.stdout}${tsc.stderr}` };
+  bundle = await bundleFetcher(join(app, 'dist', 'fetcher', 'main.js'));
   cpSync(join(root, 'package.json'), join(app, 'package.json'));
   symlinkSync(join(root, 'node_modules'), join(app, 'node_modules'));
 }, 120_000);
@@ -42,10 +48,10 @@ describe('the build stage', () => {
     expect(compile.status).toBe(0);
   });
 
-  it('emits one module per source, no tests, and rewrites relative imports to .js', () => {
+  it('emits one module per source, no tests, and rewrites relative imports to .js; the fetcher is one bundle', () => {
     const src = join(root, 'controller', 'src');
-    const sources = files(src, '.ts').filter((f) => !f.endsWith('.test.ts'));
-    expect(files(join(app, 'dist'), '.js')).toEqual(sources.map((f) => f.replace(/\.ts$/, '.js')).sort());
+    const sources = files(src, '.ts').filter((f) => !f.endsWith('.test.ts') && !f.startsWith('fetcher/'));
+    expect(files(join(app, 'dist'), '.js')).toEqual([...sources.map((f) => f.replace(/\.ts$/, '.js')), 'fetcher/main.js'].sort());
     for (const file of files(join(app, 'dist'), '.js')) {
       expect(readFileSync(join(app, 'dist', file), 'utf8'), file).not.toMatch(/from ['"]\.{1,2}\/[^'"]*\.ts['"]/);
     }
@@ -54,7 +60,9 @@ describe('the build stage', () => {
   it('needs only the production dependencies (npm ci --omit=dev)', () => {
     const { dependencies } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
     const packages = new Set<string>();
-    for (const file of files(join(app, 'dist'), '.js')) {
+    // The fetcher's bundle holds its packages: it may import nothing but Node.js's own modules.
+    expect(bundle.externalImports).toEqual([]);
+    for (const file of files(join(app, 'dist'), '.js').filter((f) => f !== 'fetcher/main.js')) {
       for (const [, specifier] of readFileSync(join(app, 'dist', file), 'utf8').matchAll(/(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
         if (specifier.startsWith('.') || specifier.startsWith('node:')) continue;
         packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]);
@@ -75,6 +83,40 @@ describe('the build stage', () => {
   });
 });
 
+// The bundle carries the SDKs: it downloads from each kind of store as the image's fetcher, a
+// process of its own with only the environment a pod gives it.
+describe('the bundled fetcher against real object stores', () => {
+  let stores: RunningStore[] = [];
+  let work: string;
+  beforeAll(async () => {
+    work = mkdtempSync(join(tmpdir(), 'ml-operator-bundle-'));
+    const [minio, gcs, azurite] = await Promise.all([startMinio(), startFakeGcs({ 'models/w.bin': 'gcs-weights' }), startAzurite()]);
+    stores = [minio, gcs, azurite];
+    const s3 = new S3Client({ endpoint: minio.url, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: minioRoot.user, secretAccessKey: minioRoot.password } });
+    await s3.send(new CreateBucketCommand({ Bucket: 'models' }));
+    await s3.send(new PutObjectCommand({ Bucket: 'models', Key: 'w.bin', Body: 's3-weights' }));
+    s3.destroy();
+    const container = BlobServiceClient.fromConnectionString(`DefaultEndpointsProtocol=http;AccountName=${azuriteAccount.name};AccountKey=${azuriteAccount.key};BlobEndpoint=${azurite.url}/${azuriteAccount.name};`).getContainerClient('models');
+    await container.create();
+    await container.getBlockBlobClient('w.bin').uploadData(Buffer.from('azure-weights'));
+  }, 120_000);
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.stop()));
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['s3://models/w.bin', 's3-weights', (): Record<string, string> => ({ AWS_ACCESS_KEY_ID: minioRoot.user, AWS_SECRET_ACCESS_KEY: minioRoot.password, AWS_ENDPOINT_URL: stores[0].url, AWS_EC2_METADATA_DISABLED: 'true' })],
+    ['gs://models/w.bin', 'gcs-weights', (): Record<string, string> => ({ STORAGE_EMULATOR_HOST: stores[1].url })],
+    [`azure://${azuriteAccount.name}/models/w.bin`, 'azure-weights', (): Record<string, string> => ({ AZURE_STORAGE_KEY: azuriteAccount.key, AZURE_STORAGE_BLOB_ENDPOINT: `${stores[2].url}/${azuriteAccount.name}` })],
+  ])('downloads %s', (uri, content, env) => {
+    const target = mkdtempSync(join(work, 'target-'));
+    const run = spawnSync(process.execPath, [join(app, 'dist', 'fetcher', 'main.js'), uri, target], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env() }, timeout: 60_000 });
+    expect(run.status, run.stderr).toBe(0);
+    expect(readFileSync(join(target, 'w.bin'), 'utf8')).toBe(content);
+  });
+});
+
 describe('controller/Dockerfile', () => {
   const stages = dockerfile.split(/^FROM /m).slice(1);
   const runtime = stages.at(-1)!;
@@ -90,6 +132,7 @@ describe('controller/Dockerfile', () => {
     expect(stages[1]).toMatch(/^RUN npm ci --omit=dev\b/m);
     expect(runtime).toMatch(/^COPY --from=dependencies \/app\/node_modules \.\/node_modules$/m);
     expect(runtime).toMatch(/^COPY --from=build \/src\/controller\/dist \.\/dist$/m);
+    expect(stages[0]).toMatch(/^RUN node controller\/bundle-fetcher\.ts$/m);
     expect(runtime).not.toMatch(/npm (ci|install)/);
   });
 

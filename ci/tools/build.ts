@@ -1,6 +1,7 @@
 // Builds the pinned Go tools the project tests against (helm 4 and 3, helm-unittest, the Kubernetes
 // control plane of the current release and of the oldest minor the chart supports, etcd, kwok, and
-// the data plane and observability of the local cluster: Traefik, istioctl, Prometheus) and extracts
+// the data plane and observability of the local cluster: Traefik, istioctl, Prometheus; the object
+// stores the fetcher is tested against: MinIO, fake-gcs-server) and extracts
 // the Istio and Gateway API CRDs from their Go modules.
 // Each tool is a small Go module under ci/tools/<tool>/ whose go.mod pins the version; the result is
 // cached outside the repository under a key made of the pin, so a fresh clone reuses it and only a
@@ -129,6 +130,22 @@ const goTools: Record<string, GoTool> = {
     ldflags: (v) => [`-X github.com/prometheus/common/version.Version=${v}`],
     tags: ['remove_all_sd'],
   },
+  // Object stores the artifact fetcher downloads from in tests: MinIO as a real S3 server (static
+  // keys, and STS AssumeRoleWithWebIdentity against the local API server as OIDC issuer), and
+  // fake-gcs-server for the Cloud Storage JSON API. MinIO publishes no semver tags: the pin is a
+  // pseudo-version of one commit.
+  minio: {
+    module: 'minio',
+    pinned: 'github.com/minio/minio',
+    packages: [{ pkg: 'github.com/minio/minio' }],
+    ldflags: () => [],
+  },
+  'fake-gcs-server': {
+    module: 'fake-gcs-server',
+    pinned: 'github.com/fsouza/fake-gcs-server',
+    packages: [{ pkg: 'github.com/fsouza/fake-gcs-server' }],
+    ldflags: () => [],
+  },
 };
 
 /** Binaries the rest of the project asks for, and the Go tool that provides each. */
@@ -147,6 +164,8 @@ const binaries = {
   prometheus: 'prometheus',
   'keda-operator': 'keda',
   'keda-adapter': 'keda',
+  minio: 'minio',
+  'fake-gcs-server': 'fake-gcs-server',
 } as const satisfies Record<string, keyof typeof goTools>;
 
 export type Binary = keyof typeof binaries;

@@ -283,6 +283,8 @@ const invalid: InvalidCase[] = [
   { what: 'model without image', kind: 'model', spec: { artifact: 's3://models/titanic.tar.gz' }, code: 422, message: 'spec.image: Required value' },
   { what: 'model image with whitespace', kind: 'model', spec: { image: 'acme/titanic server' }, code: 422, message: 'spec.image in body should match' },
   { what: 'model artifact with the ftp:// scheme', kind: 'model', spec: { image, artifact: 'ftp://models.example.com/titanic.tar.gz' }, code: 422, message: 'spec.artifact in body should match' },
+  { what: 'model artifactIdentity without a role', kind: 'model', spec: { image, artifactIdentity: { audience: 'sts.amazonaws.com' } }, code: 422, message: 'spec.artifactIdentity.awsRoleArn: Required value' },
+  { what: 'model artifactIdentity role that is no IAM role ARN', kind: 'model', spec: { image, artifactIdentity: { awsRoleArn: 'arn:aws:s3:::models' } }, code: 422, message: 'spec.artifactIdentity.awsRoleArn in body should match' },
   { what: 'model artifact pvc:// without a path in the claim', kind: 'model', spec: { image, artifact: 'pvc://models' }, code: 422, message: 'spec.artifact in body should match' },
   { what: 'model name starting with a digit', kind: 'model', name: '1titanic', spec: { image }, code: 422, message: 'a model name must be a DNS label that starts with a letter' },
   { what: 'model name longer than 63 characters', kind: 'model', name: label64, spec: { image }, code: 422, message: 'a model name must be a DNS label that starts with a letter' },

@@ -110,7 +110,7 @@ const image = fc.oneof(
 );
 
 const artifact = fc.oneof(
-  fc.tuple(fc.constantFrom('https', 'http', 's3', 'gs'), nonSpaceString(1, 60).map((s) => s.replaceAll('/', '_')), fc.option(nonSpaceString(0, 200), { nil: undefined })).map(([scheme, host, path]) => `${scheme}://${host}${path === undefined ? '' : `/${path}`}`),
+  fc.tuple(fc.constantFrom('https', 'http', 's3', 'gs', 'azure'), nonSpaceString(1, 60).map((s) => s.replaceAll('/', '_')), fc.option(nonSpaceString(0, 200), { nil: undefined })).map(([scheme, host, path]) => `${scheme}://${host}${path === undefined ? '' : `/${path}`}`),
   fc.tuple(dnsSubdomain(253), nonSpaceString(1, 200)).map(([claim, path]) => `pvc://${claim}/${path}`),
 );
 
@@ -175,6 +175,13 @@ const modelSpec: fc.Arbitrary<MachineLearningModelSpec> = fc
       artifact,
       artifactSha256: fc.string({ unit: charOf('0123456789abcdefABCDEF'), minLength: 64, maxLength: 64 }),
       artifactSecret: dnsSubdomain(253),
+      artifactIdentity: fc.record(
+        {
+          awsRoleArn: fc.tuple(fc.constantFrom('aws', 'aws-cn', 'minio'), fc.string({ unit: charOf(digits), maxLength: 12 }), nonSpaceString(1, 64)).map(([partition, account, role]) => `arn:${partition}:iam::${account}:role/${role}`),
+          audience: nonSpaceString(1, 256),
+        },
+        { requiredKeys: ['awsRoleArn'] },
+      ),
       command: fc.array(anyText(30), { maxLength: 4 }),
       args: fc.array(anyText(30), { maxLength: 6 }),
       env: fc.uniqueArray(envVar, { selector: (e) => e.name, maxLength: 6 }),

@@ -31,7 +31,8 @@ const runtime = new PodRuntime({
   dataDir: flags['data-dir'],
   node: process.execPath,
   fetcherScript: join(root, 'controller', 'src', 'fetcher', 'main.ts'),
-  fetcherEnv: { NODE_EXTRA_CA_CERTS: flags.ca },
+  // No cloud metadata servers here: the SDKs' default credential chains must not look for one.
+  fetcherEnv: { NODE_EXTRA_CA_CERTS: flags.ca, AWS_EC2_METADATA_DISABLED: 'true', METADATA_SERVER_DETECTION: 'none' },
 });
 await runtime.start();
 // The pods' request counts, for Prometheus and tests (what each pod's proxy would report).

@@ -7,7 +7,7 @@
 // pod being deleted serves on through its containers' preStop sleep hooks (within its grace
 // period), then has its servers stopped, open connections cut, and is removed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, relative } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -23,6 +23,8 @@ const secretResource: Resource = { group: '', version: 'v1', kind: 'Secret', plu
 const configMapResource: Resource = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
 const claimResource: Resource = { group: '', version: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true };
 const volumeResource: Resource = { group: '', version: 'v1', kind: 'PersistentVolume', plural: 'persistentvolumes', namespaced: false };
+/** The token subresource of a ServiceAccount, where a kubelet asks for the tokens of projected volumes. */
+const tokenRequestResource = (serviceAccount: string): Resource => ({ group: '', version: 'v1', kind: 'TokenRequest', plural: `serviceaccounts/${encodeURIComponent(serviceAccount)}/token`, namespaced: true });
 
 /** The fetcher's entrypoint in the controller image; the runtime runs the same program from source. */
 const fetcherCommand = ['node', '/app/dist/fetcher/main.js'];
@@ -60,9 +62,10 @@ interface Volume {
   emptyDir?: object;
   persistentVolumeClaim?: { claimName: string };
   hostPath?: { path: string; type?: string };
+  projected?: { sources: { serviceAccountToken?: { audience?: string; expirationSeconds?: number; path: string } }[] };
 }
 export interface Pod extends KubeObject {
-  spec: { nodeName?: string; containers: Container[]; initContainers?: Container[]; volumes?: Volume[]; restartPolicy?: string; terminationGracePeriodSeconds?: number };
+  spec: { nodeName?: string; serviceAccountName?: string; containers: Container[]; initContainers?: Container[]; volumes?: Volume[]; restartPolicy?: string; terminationGracePeriodSeconds?: number };
   status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
 }
 interface Node extends KubeObject {
@@ -408,6 +411,24 @@ export class PodRuntime {
     for (const v of pod.spec.volumes ?? []) {
       let dir: string | undefined;
       if (v.emptyDir) dir = join(record.dir, 'volumes', v.name);
+      else if (v.projected) {
+        // As a kubelet does: a token of the pod's ServiceAccount for each serviceAccountToken source,
+        // bound to the pod, from the API server's TokenRequest.
+        dir = join(record.dir, 'volumes', v.name);
+        mkdirSync(dir, { recursive: true });
+        for (const source of v.projected.sources) {
+          const token = source.serviceAccountToken;
+          if (!token) continue;
+          const serviceAccount = pod.spec.serviceAccountName || 'default';
+          const issued = await this.options.client.create<KubeObject & { status?: { token?: string } }>(tokenRequestResource(serviceAccount), {
+            apiVersion: 'authentication.k8s.io/v1',
+            kind: 'TokenRequest',
+            metadata: { namespace: record.namespace },
+            spec: { ...(token.audience ? { audiences: [token.audience] } : {}), expirationSeconds: token.expirationSeconds ?? 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid } },
+          } as KubeObject);
+          writeFileSync(join(dir, token.path), issued.status?.token ?? '', { mode: 0o600 });
+        }
+      }
       else if (v.hostPath) dir = this.nodeDirectory(record.node, v.hostPath);
       else if (v.persistentVolumeClaim) {
         const claim = await this.options.client.get<KubeObject & { spec: { volumeName?: string } }>(claimResource, record.namespace, v.persistentVolumeClaim.claimName);
@@ -504,6 +525,8 @@ export class PodRuntime {
       return mount ? join(mount.dir, relative(mount.path, p)) : p;
     };
     const args = (container.args ?? []).map(hostPath);
+    // Files the container is told about in its environment (a projected token's path) are in its volumes too.
+    for (const [name, value] of Object.entries(env)) if (value.startsWith('/') && mounts.some((m) => value.startsWith(`${m.path}/`))) env[name] = hostPath(value);
     const tmp = mounts.find((m) => m.path === '/tmp')?.dir;
     state.state = { running: { startedAt } };
     await this.writeStatus(record);

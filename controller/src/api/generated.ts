@@ -994,7 +994,7 @@ export interface MachineLearningModelSpec {
    */
   image: string;
   /**
-   * URI of the model artifact, fetched before the server starts into the model volume mounted read-only at /opt/ml/model (MODEL_PATH points there): `https://...`, `http://...`, `s3://bucket/key`, `gs://bucket/object` or `pvc://<claim>/<path>`. Archives (.tar.gz, .tgz, .zip) are unpacked. Empty: the image carries the model.
+   * URI of the model artifact, fetched before the server starts into the model volume mounted read-only at /opt/ml/model (MODEL_PATH points there): `https://...`, `http://...`, `s3://bucket/key`, `gs://bucket/object`, `azure://<account>/<container>/<blob>` (or the blob's URL `https://<account>.blob.core.windows.net/<container>/<blob>`) or `pvc://<claim>/<path>`. Archives (.tar.gz, .tgz, .zip) are unpacked. Empty: the image carries the model.
    */
   artifact?: string;
   /**
@@ -1002,9 +1002,22 @@ export interface MachineLearningModelSpec {
    */
   artifactSha256?: string;
   /**
-   * Name of a Secret in the same namespace whose keys become environment variables of the artifact fetcher: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and AWS_ENDPOINT_URL for s3://; GOOGLE_OAUTH_ACCESS_TOKEN for gs://; HTTP_AUTHORIZATION (a full Authorization header value) for http(s)://.
+   * Name of a Secret in the same namespace whose keys become environment variables of the artifact fetcher: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION and AWS_ENDPOINT_URL (an S3-compatible store such as MinIO, reached path-style) for s3://; GOOGLE_OAUTH_ACCESS_TOKEN or GOOGLE_APPLICATION_CREDENTIALS_JSON (a service account key), and STORAGE_EMULATOR_HOST or GCS_ENDPOINT_URL, for gs://; AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN, and AZURE_STORAGE_BLOB_ENDPOINT (Azurite, a private endpoint), for Azure Blob; HTTP_AUTHORIZATION (a full Authorization header value) for http(s)://. Without one, the fetcher uses the pod's cloud identity: IRSA web identity, EKS Pod Identity or instance metadata; GKE Workload Identity or Application Default Credentials; AKS workload identity or managed identity.
    */
   artifactSecret?: string;
+  /**
+   * A cloud identity for the artifact fetcher from the pod's ServiceAccount token, for clusters where no admission webhook injects one (on EKS, a ServiceAccount annotated eks.amazonaws.com/role-arn gets IRSA without this). The fetcher is given a projected token of `audience` for the model's ServiceAccount (spec.serviceAccountName, else the namespace's default) and, for s3://, assumes `awsRoleArn` with STS AssumeRoleWithWebIdentity (AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE). The role's trust policy must name the cluster's OIDC issuer, the ServiceAccount and the audience.
+   */
+  artifactIdentity?: {
+    /**
+     * ARN of the role to assume, e.g. `arn:aws:iam::123456789012:role/model-reader` (another S3-compatible store's STS names its own, such as MinIO's `arn:minio:iam:::role/...`).
+     */
+    awsRoleArn: string;
+    /**
+     * Audience of the projected token: the client ID the identity provider expects. Default `sts.amazonaws.com`, as IRSA uses.
+     */
+    audience?: string;
+  };
   /**
    * Entrypoint of the server container; the image's ENTRYPOINT when empty.
    *

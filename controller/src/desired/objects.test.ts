@@ -234,6 +234,22 @@ describe('placement and identity of model pods', () => {
     expect(podOf(base)).not.toHaveProperty('serviceAccountName');
   });
 
+  it('gives the fetcher alone a projected token and the role of spec.artifactIdentity, with the token automounted nowhere', () => {
+    const pod = podOf(withModel(base, { serviceAccountName: 'reader', artifactSecret: 'minio', artifactIdentity: { awsRoleArn: 'arn:aws:iam::123456789012:role/reader', audience: 'minio-sts' } }));
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.volumes).toContainEqual({ name: 'aws-identity-token', projected: { defaultMode: 420, sources: [{ serviceAccountToken: { audience: 'minio-sts', expirationSeconds: 3600, path: 'token' } }] } });
+    const [fetcher] = pod.initContainers;
+    expect(fetcher.env).toEqual([
+      { name: 'AWS_ROLE_ARN', value: 'arn:aws:iam::123456789012:role/reader' },
+      { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: '/var/run/secrets/ml-operator/aws/token' },
+    ]);
+    expect(fetcher.envFrom).toEqual([{ secretRef: { name: 'minio' } }]);
+    expect(fetcher.volumeMounts).toContainEqual({ name: 'aws-identity-token', mountPath: '/var/run/secrets/ml-operator/aws', readOnly: true });
+    expect(pod.containers[0].volumeMounts).not.toContainEqual(expect.objectContaining({ name: 'aws-identity-token' }));
+    expect(podOf(withModel(base, { artifactIdentity: { awsRoleArn: 'arn:aws:iam::123456789012:role/reader' } })).volumes).toContainEqual(expect.objectContaining({ projected: { defaultMode: 420, sources: [{ serviceAccountToken: { audience: 'sts.amazonaws.com', expirationSeconds: 3600, path: 'token' } }] } }));
+    expect(podOf(base).initContainers[0]).not.toHaveProperty('env');
+  });
+
   it('loosens the restricted security context only where the model says so, never the fetcher’s', () => {
     const root = withModel(base, { securityContext: { pod: { runAsUser: 0, runAsNonRoot: false } } });
     const pod = podOf(root);

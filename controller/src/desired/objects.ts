@@ -325,6 +325,11 @@ type ModelProbe = NonNullable<VariantPlan['model']['startupProbe']>;
 // An initial delay of 0 is stored as none: written so, it matches what the API server keeps.
 const probe = (p: ModelProbe) => ({ httpGet: { path: p.path, port: 'http' }, ...only({ initialDelaySeconds: p.initialDelaySeconds || undefined, periodSeconds: p.periodSeconds, timeoutSeconds: p.timeoutSeconds, failureThreshold: p.failureThreshold }) });
 
+/** Where the fetcher finds the projected ServiceAccount token of spec.artifactIdentity, and its default audience (IRSA's). */
+export const awsIdentityMountPath = '/var/run/secrets/ml-operator/aws';
+const awsIdentityVolume = 'aws-identity-token';
+export const defaultAwsIdentityAudience = 'sts.amazonaws.com';
+
 /** Mount point and volume of a model's memory-backed shared memory. */
 export const shmMountPath = '/dev/shm';
 const shmVolume = 'dshm';
@@ -360,6 +365,19 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
       volumes.push({ name: 'artifact-source', persistentVolumeClaim: { claimName: source, readOnly: true } });
       fetcherMounts.push({ name: 'artifact-source', mountPath: `${artifactSourceRoot}/${source}`, readOnly: true });
     }
+    // A web identity for the fetcher alone: the ServiceAccount's token, projected for the role's audience.
+    const identity = model.artifactIdentity;
+    const identityEnv = identity
+      ? [
+          { name: 'AWS_ROLE_ARN', value: identity.awsRoleArn },
+          { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: `${awsIdentityMountPath}/token` },
+        ]
+      : [];
+    if (identity) {
+      // Written as the API server stores it (defaultMode, expirationSeconds), so that it compares equal.
+      volumes.push({ name: awsIdentityVolume, projected: { defaultMode: 420, sources: [{ serviceAccountToken: { audience: identity.audience ?? defaultAwsIdentityAudience, expirationSeconds: 3600, path: 'token' } }] } });
+      fetcherMounts.push({ name: awsIdentityVolume, mountPath: awsIdentityMountPath, readOnly: true });
+    }
     initContainers.push({
       name: fetcherContainerName,
       image: v.fetcherImage ?? config.fetcher.image,
@@ -373,6 +391,7 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
         fetchInto,
       ],
       ...(model.artifactSecret ? { envFrom: [{ secretRef: { name: model.artifactSecret } }] } : {}),
+      ...(identityEnv.length ? { env: identityEnv } : {}),
       resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
       securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true },
       volumeMounts: fetcherMounts,

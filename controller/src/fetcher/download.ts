@@ -1,15 +1,16 @@
-// Sources: http(s)://, s3:// and gs:// downloads (redirects, never from https to http; retries;
-// credentials kept to the first origin) and pvc:// copies from a claim mounted read-only.
+// Sources: http(s):// downloads (redirects, never from https to http; credentials kept to the first
+// origin), s3://, gs:// and Azure Blob downloads through their providers' SDKs (stores.ts), all with
+// the same retries, size bound and digest; and pvc:// copies from a claim mounted read-only.
 import { cp, realpath, stat } from 'node:fs/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { join, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FetchError } from './errors.ts';
 import { safeBasename } from './install.ts';
 import type { Env, Log } from './log.ts';
-import { awsUriEncode, signS3Request } from './sigv4.ts';
 import { redactUri, type ArtifactSource } from './uri.ts';
 import { digestingStream, measureTree, tooLarge, type DownloadResult, type Limits } from './verify.ts';
 
@@ -33,7 +34,7 @@ export interface DownloadRequest {
   credentials?: Record<string, string>;
 }
 
-interface DownloadContext {
+export interface DownloadContext {
   source: ArtifactSource;
   env: Env;
   log: Log;
@@ -46,10 +47,37 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Downloads to `file` with up to 3 attempts: retries network errors, 5xx and 429; other failures are final. */
 export async function downloadWithRetries(req: DownloadRequest, file: string, ctx: DownloadContext): Promise<DownloadResult> {
+  return withRetries(ctx, (attempt) => downloadOnce(req, file, ctx, attempt));
+}
+
+/** An object in a store, opened: its body as a stream and its size when the store tells it. */
+export interface OpenedObject {
+  body: Readable;
+  bytes?: number;
+}
+
+/**
+ * Downloads an object that `open` opens (an SDK's GET) to `file`, with the same attempts, bound and
+ * digest as an http(s) download. `open` throws a FetchError that says what went wrong; errors while
+ * the body streams are network errors, retried.
+ */
+export async function downloadFromStore(open: () => Promise<OpenedObject>, file: string, ctx: DownloadContext, translate?: (e: unknown) => FetchError | undefined): Promise<DownloadResult> {
+  return withRetries(ctx, async (attempt) => {
+    const { body, bytes } = await open();
+    try {
+      return await saveBody(body, bytes, file, ctx, attempt);
+    } catch (e) {
+      // A store may report a refusal through the body stream (the Cloud Storage client does).
+      throw (e instanceof FetchError ? undefined : translate?.(e)) ?? e;
+    }
+  });
+}
+
+async function withRetries(ctx: DownloadContext, once: (attempt: number) => Promise<DownloadResult>): Promise<DownloadResult> {
   const attempts = ctx.retryDelaysMs.length + 1;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await downloadOnce(req, file, ctx, attempt);
+      return await once(attempt);
     } catch (e) {
       const err = e instanceof FetchError ? e : networkError(e, ctx.source);
       if (!err.retryable || attempt >= attempts) {
@@ -63,9 +91,26 @@ export async function downloadWithRetries(req: DownloadRequest, file: string, ct
   }
 }
 
+/** Streams a response body to `file` through the size bound and the digest. */
+async function saveBody(body: Readable, expected: number | undefined, file: string, ctx: DownloadContext, attempt: number): Promise<DownloadResult> {
+  const { source, log } = ctx;
+  if (ctx.maxBytes !== undefined && expected !== undefined && expected > ctx.maxBytes) {
+    body.destroy();
+    throw tooLarge(source.uri, ctx.maxBytes, `the server announces ${expected} bytes`);
+  }
+  log('info', 'fetching', { uri: redactUri(source.uri), attempt, bytes: expected ?? null });
+  const counter = digestingStream(ctx.maxBytes === undefined ? undefined : { maxBytes: ctx.maxBytes, uri: source.uri });
+  await pipeline(body, counter.stream, createWriteStream(file));
+  const result = counter.result();
+  if (expected !== undefined && result.bytes !== expected) {
+    throw new FetchError(`network error fetching ${redactUri(source.uri)}: got ${result.bytes} of ${expected} bytes`, true);
+  }
+  return result;
+}
+
 const localErrors = new Set(['ENOSPC', 'EDQUOT', 'EACCES', 'EPERM', 'EROFS', 'EIO']);
 
-function networkError(e: unknown, source: ArtifactSource): FetchError {
+export function networkError(e: unknown, source: ArtifactSource): FetchError {
   const err = e as NodeJS.ErrnoException;
   const detail = [err?.code, err?.message].filter(Boolean).join(' ');
   if (err?.code && localErrors.has(err.code) && err.syscall !== 'connect') {
@@ -113,7 +158,7 @@ async function readSnippet(res: http.IncomingMessage, limit = 4096): Promise<str
   return Buffer.concat(chunks).toString('utf8').slice(0, limit);
 }
 
-/** The provider's error code and message from an S3 XML or GCS JSON error body, if any. */
+/** The server's error code and message from an XML or JSON error body, if any. */
 function errorDetail(body: string): string {
   const xml = (tag: string) => /<(\w+)>([^<]{0,200})<\/\1>/.exec(body.slice(body.indexOf(`<${tag}>`)))?.[2];
   if (body.includes('<Code>')) return [xml('Code'), body.includes('<Message>') ? xml('Message') : undefined].filter(Boolean).join(': ');
@@ -127,16 +172,11 @@ function errorDetail(body: string): string {
   return '';
 }
 
-function statusHint(status: number, source: ArtifactSource, env: Env): string {
-  const s = source.scheme;
+function statusHint(status: number, _source: ArtifactSource, env: Env): string {
   if (status === 401 || status === 403) {
-    if (s === 's3') return env.AWS_ACCESS_KEY_ID ? "check the artifactSecret's AWS_* keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION) and the bucket policy" : 'the request was anonymous: set spec.artifactSecret to a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY';
-    if (s === 'gs') return env.GOOGLE_OAUTH_ACCESS_TOKEN ? "check the artifactSecret's GOOGLE_OAUTH_ACCESS_TOKEN (access tokens expire after about an hour) and the bucket's IAM permissions" : 'the request was anonymous: set spec.artifactSecret to a Secret with GOOGLE_OAUTH_ACCESS_TOKEN';
     return env.HTTP_AUTHORIZATION ? "check the artifactSecret's HTTP_AUTHORIZATION value" : 'the server wants credentials: set spec.artifactSecret to a Secret with HTTP_AUTHORIZATION (a full Authorization header value)';
   }
-  if (status === 404) return s === 's3' ? 'check spec.artifact (bucket and key) and AWS_REGION/AWS_ENDPOINT_URL' : s === 'gs' ? 'check spec.artifact (bucket and object)' : 'check spec.artifact';
-  if (status === 400 && s === 's3') return 'check that AWS_REGION is the bucket\'s region and the artifactSecret\'s AWS_* keys are well-formed';
-  if (status === 301 && s === 's3') return 'the bucket is in another region: set AWS_REGION in the artifactSecret to the bucket\'s region';
+  if (status === 404) return 'check spec.artifact';
   if (status === 429 || status >= 500) return 'the server is failing or throttling; the pod retries when it restarts';
   return 'the server refused the request: check spec.artifact';
 }
@@ -177,65 +217,13 @@ async function downloadOnce(req: DownloadRequest, file: string, ctx: DownloadCon
     if (status < 200 || status > 299) throw statusError(status, await readSnippet(res), source, env);
     const header = res.headers['content-length'];
     const expected = header !== undefined && /^\d+$/.test(header) ? Number(header) : undefined;
-    if (ctx.maxBytes !== undefined && expected !== undefined && expected > ctx.maxBytes) {
-      res.destroy();
-      throw tooLarge(source.uri, ctx.maxBytes, `the server announces ${expected} bytes`);
-    }
-    log('info', 'fetching', { uri: redactUri(source.uri), attempt, bytes: expected ?? null });
-    const counter = digestingStream(ctx.maxBytes === undefined ? undefined : { maxBytes: ctx.maxBytes, uri: source.uri });
-    await pipeline(res, counter.stream, createWriteStream(file));
-    const result = counter.result();
-    if (expected !== undefined && result.bytes !== expected) {
-      throw new FetchError(`network error fetching ${redactUri(source.uri)}: got ${result.bytes} of ${expected} bytes`, true);
-    }
-    return result;
+    return saveBody(res, expected, file, ctx, attempt);
   }
 }
 
-/** The first request for an http(s), s3 or gs source. */
-export function downloadRequest(source: ArtifactSource, env: Env, now: Date = new Date()): DownloadRequest {
-  if (source.scheme === 'http' || source.scheme === 'https') {
-    return { url: source.url, credentials: env.HTTP_AUTHORIZATION ? { authorization: env.HTTP_AUTHORIZATION } : undefined };
-  }
-  if (source.scheme === 's3') {
-    const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1';
-    const encodedKey = awsUriEncode(source.key, false);
-    let url: URL;
-    let path: string;
-    if (env.AWS_ENDPOINT_URL) {
-      try {
-        url = new URL(env.AWS_ENDPOINT_URL);
-      } catch {
-        throw new FetchError(`invalid AWS_ENDPOINT_URL ${redactUri(env.AWS_ENDPOINT_URL)}: expected a URL such as https://minio.example:9000`);
-      }
-      path = `${url.pathname.replace(/\/+$/, '')}/${awsUriEncode(source.bucket)}/${encodedKey}`;
-    } else if (source.bucket.includes('.')) {
-      // Dotted bucket names break virtual-hosted TLS (the wildcard certificate covers one label).
-      url = new URL(`https://s3.${region}.amazonaws.com`);
-      path = `/${source.bucket}/${encodedKey}`;
-    } else {
-      url = new URL(`https://${source.bucket}.s3.${region}.amazonaws.com`);
-      path = `/${encodedKey}`;
-    }
-    const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_SESSION_TOKEN: sessionToken } = env;
-    if (!accessKeyId && !secretAccessKey) return { url, path };
-    if (!accessKeyId || !secretAccessKey) throw new FetchError(`incomplete AWS credentials: ${accessKeyId ? 'AWS_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID'} is missing: the artifactSecret needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`);
-    const signed = signS3Request({ host: url.host, path, region, accessKeyId, secretAccessKey, sessionToken: sessionToken || undefined, date: now });
-    const { authorization, 'x-amz-security-token': token, host: _host, ...plain } = signed;
-    return { url, path, headers: plain, credentials: { authorization, ...(token ? { 'x-amz-security-token': token } : {}) } };
-  }
-  if (source.scheme === 'gs') {
-    let url: URL;
-    try {
-      url = new URL(env.GCS_ENDPOINT_URL || 'https://storage.googleapis.com');
-    } catch {
-      throw new FetchError(`invalid GCS_ENDPOINT_URL ${redactUri(env.GCS_ENDPOINT_URL ?? '')}`);
-    }
-    const path = `${url.pathname.replace(/\/+$/, '')}/storage/v1/b/${encodeURIComponent(source.bucket)}/o/${encodeURIComponent(source.object)}?alt=media`;
-    const token = env.GOOGLE_OAUTH_ACCESS_TOKEN;
-    return { url, path, credentials: token ? { authorization: `Bearer ${token}` } : undefined };
-  }
-  throw new Error(`no download request for ${source.scheme}`);
+/** The first request for an http(s) source. */
+export function downloadRequest(source: Extract<ArtifactSource, { scheme: 'http' | 'https' }>, env: Env): DownloadRequest {
+  return { url: source.url, credentials: env.HTTP_AUTHORIZATION ? { authorization: env.HTTP_AUTHORIZATION } : undefined };
 }
 
 /**

@@ -8,9 +8,12 @@
 // it arrives, an archive by its listing before extraction and by what it writes during it.
 import { mkdir, mkdtemp, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { copyFromClaim, defaultRetryDelaysMs, downloadRequest, downloadWithRetries } from './download.ts';
+import { azureOpener } from './azure.ts';
+import { copyFromClaim, defaultRetryDelaysMs, downloadFromStore, downloadRequest, downloadWithRetries, type DownloadContext } from './download.ts';
+import { gcsOpener } from './gcs.ts';
 import { install, markerMatches, markerName, readMarker, removeStaleTemps, removeTree, safeBasename, tempPrefix, type Marker } from './install.ts';
 import { makeLog, type Env } from './log.ts';
+import { s3Opener } from './s3.ts';
 import { unpack } from './unpack.ts';
 import { archiveKind, redactUri, type ArtifactSource } from './uri.ts';
 import { checkDigest, checkTree, defaultMaxEntries, type DownloadResult, type Limits } from './verify.ts';
@@ -33,6 +36,11 @@ export interface Options {
   timeoutMs?: number;
   /** Where log lines go (default stderr). */
   log?: (line: string) => void;
+  /**
+   * The container's termination message file, which the kubelet shows in the pod's status (the
+   * container's terminationMessagePath): a failure's message is written there when it exists.
+   */
+  terminationLog?: string;
 }
 
 /** Fetches the source into `target`; resolves when done, throws FetchError otherwise. */
@@ -69,14 +77,14 @@ export async function fetchArtifact({ source, target, sha256, maxBytes }: FetchR
       ({ file, result } = await copyFromClaim(source, env, download, content, log, { singleFile: sha256 !== undefined, limits }));
     } else {
       file = join(download, safeBasename(source.path));
-      result = await downloadWithRetries(downloadRequest(source, env), file, {
-        source,
-        env,
-        log,
-        timeoutMs: options.timeoutMs ?? 60_000,
-        retryDelaysMs: options.retryDelaysMs ?? defaultRetryDelaysMs,
-        maxBytes,
-      });
+      const timeoutMs = options.timeoutMs ?? 60_000;
+      const ctx: DownloadContext = { source, env, log, timeoutMs, retryDelaysMs: options.retryDelaysMs ?? defaultRetryDelaysMs, maxBytes };
+      if (source.scheme === 's3') result = await downloadFromStore(s3Opener(source, env, log, timeoutMs), file, ctx);
+      else if (source.scheme === 'gs') {
+        const gcs = gcsOpener(source, env, log, timeoutMs);
+        result = await downloadFromStore(gcs.open, file, ctx, gcs.translate);
+      } else if (source.scheme === 'azure') result = await downloadFromStore(azureOpener(source, env, log, timeoutMs), file, ctx);
+      else result = await downloadWithRetries(downloadRequest(source, env), file, ctx);
     }
     if (result) {
       log('info', 'downloaded', { uri: shown, bytes: result.bytes, sha256: result.sha256 });

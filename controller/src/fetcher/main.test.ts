@@ -11,7 +11,6 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { markerName } from './install.ts';
 import type { Env } from './log.ts';
 import { main } from './main.ts';
-import { signS3Request } from './sigv4.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: temp dirs, loopback servers, running main with captured logs
@@ -190,6 +189,15 @@ describe('http', () => {
     expect(server.hits).toHaveLength(6);
   });
 
+  it('writes the failure to the termination message file, where the kubelet reads it', async () => {
+    const server = await serve((_req, res) => res.writeHead(404).end());
+    const terminationLog = join(dir, 'termination-log');
+    writeFileSync(terminationLog, '');
+    const code = await main([`${server.url}/missing.bin`, join(dir, 'target')], {}, { retryDelaysMs: [5, 10], timeoutMs: 5000, log: () => {}, terminationLog });
+    expect(code).toBe(1);
+    expect(readFileSync(terminationLog, 'utf8')).toBe(`404 Not Found fetching ${server.url}/missing.bin: check spec.artifact`);
+  });
+
   it('fails at once on 404 with a clear message', async () => {
     const server = await serve((_req, res) => res.writeHead(404).end('nope'));
     const target = join(dir, 'target');
@@ -249,81 +257,33 @@ describe('http', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// s3:// and gs://
+// s3://, gs:// and Azure Blob: against real stores in stores.test.ts; here what needs no store.
 
-describe('s3', () => {
-  it('signs a path-style GET to AWS_ENDPOINT_URL', async () => {
-    const server = await serve((req, res) => {
-      const auth = req.headers.authorization ?? '';
-      const ok =
-        /^AWS4-HMAC-SHA256 Credential=AKIDTEST\/\d{8}\/eu-west-1\/s3\/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,Signature=[0-9a-f]{64}$/.test(auth) &&
-        req.headers['x-amz-content-sha256'] === 'UNSIGNED-PAYLOAD' &&
-        req.headers['x-amz-security-token'] === 'SESSIONTOK';
-      // Recompute the signature from what arrived, as S3 does.
-      const expected = signS3Request({
-        host: req.headers.host!,
-        path: req.url!,
-        region: 'eu-west-1',
-        accessKeyId: 'AKIDTEST',
-        secretAccessKey: 'SECRETKEYTEST',
-        sessionToken: 'SESSIONTOK',
-        date: req.headers['x-amz-date'] as string,
-      }).authorization;
-      if (!ok || auth !== expected || req.url !== '/my-bucket/dir/my%20model.bin') return res.writeHead(403).end('<Error><Code>SignatureDoesNotMatch</Code><Message>bad</Message></Error>');
-      res.end('s3-object');
-    });
-    const target = join(dir, 'target');
-    const env = { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'SECRETKEYTEST', AWS_SESSION_TOKEN: 'SESSIONTOK', AWS_REGION: 'eu-west-1', AWS_ENDPOINT_URL: server.url };
-    const r = await run('s3://my-bucket/dir/my model.bin', target, env);
-    expect(r.code, r.text).toBe(0);
-    expect(readFileSync(join(target, 'my model.bin'), 'utf8')).toBe('s3-object');
-    expect(r.text).not.toMatch(/SECRETKEYTEST|SESSIONTOK|AKIDTEST/);
-  });
-
-  it('explains a 403', async () => {
-    const server = await serve((_req, res) => res.writeHead(403).end('<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>'));
-    const env = { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'SECRETKEYTEST', AWS_ENDPOINT_URL: server.url };
-    const r = await run('s3://bkt1/k.tar.gz', join(dir, 'target'), env);
-    expect(r.code).toBe(1);
-    expect(server.hits).toHaveLength(1);
-    expect(r.logs.find((l) => l.level === 'error')?.msg).toMatch(/^403 Forbidden fetching s3:\/\/bkt1\/k\.tar\.gz \(AccessDenied: Access Denied\): check the artifactSecret's AWS_\* keys/);
-  });
-
-  it('is anonymous without keys', async () => {
-    const server = await serve((req, res) => res.end(req.headers.authorization ? 'signed' : 'anonymous'));
-    const target = join(dir, 'target');
-    const r = await run('s3://public-bucket/m.bin', target, { AWS_ENDPOINT_URL: server.url });
-    expect(r.code, r.text).toBe(0);
-    expect(readFileSync(join(target, 'm.bin'), 'utf8')).toBe('anonymous');
-  });
-
+describe('object store settings', () => {
   it('refuses half a key pair', async () => {
     const r = await run('s3://bkt1/m.bin', join(dir, 'target'), { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_ENDPOINT_URL: 'http://127.0.0.1:9' });
     expect(r.code).toBe(1);
-    expect(r.text).toMatch(/AWS_SECRET_ACCESS_KEY is missing/);
-  });
-});
-
-describe('gs', () => {
-  it('GETs the object with the bearer token', async () => {
-    const { tgz } = makeModel();
-    const server = await serve((req, res) => {
-      if (req.headers.authorization !== 'Bearer ya29.test-token') return res.writeHead(401).end('{"error":{"message":"Invalid Credentials"}}');
-      if (req.url !== '/storage/v1/b/my-bucket/o/models%2Fv1%2Fmodel.tgz?alt=media') return res.writeHead(404).end();
-      sendFile(res, tgz);
-    });
-    const target = join(dir, 'target');
-    const r = await run('gs://my-bucket/models/v1/model.tgz', target, { GOOGLE_OAUTH_ACCESS_TOKEN: 'ya29.test-token', GCS_ENDPOINT_URL: server.url });
-    expect(r.code, r.text).toBe(0);
-    expect(userFiles(target)).toEqual(['model.bin', 'sub']);
-    expect(r.text).not.toContain('ya29');
+    expect(errorOf(r)).toBe('incomplete AWS credentials: AWS_SECRET_ACCESS_KEY is missing: the artifactSecret needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
   });
 
-  it('explains a 401', async () => {
-    const server = await serve((_req, res) => res.writeHead(401).end('{"error":{"message":"Invalid Credentials"}}'));
-    const r = await run('gs://bkt/m.bin', join(dir, 'target'), { GOOGLE_OAUTH_ACCESS_TOKEN: 'expired-token', GCS_ENDPOINT_URL: server.url });
+  it('refuses half a web identity', async () => {
+    const r = await run('s3://bkt1/m.bin', join(dir, 'target'), { AWS_ROLE_ARN: 'arn:aws:iam::123456789012:role/reader', AWS_ENDPOINT_URL: 'http://127.0.0.1:9' });
     expect(r.code).toBe(1);
-    expect(r.text).toMatch(/401 Unauthorized fetching gs:\/\/bkt\/m\.bin \(Invalid Credentials\): check the artifactSecret's GOOGLE_OAUTH_ACCESS_TOKEN/);
+    expect(errorOf(r)).toBe('incomplete web identity for s3://bkt1/m.bin: AWS_WEB_IDENTITY_TOKEN_FILE is missing: both are needed to assume a role with the pod\'s ServiceAccount token');
+  });
+
+  it('names an endpoint that is not a URL', async () => {
+    const s3 = await run('s3://bkt1/m.bin', join(dir, 'target'), { AWS_ENDPOINT_URL: 'minio:9000 ' });
+    expect(errorOf(s3)).toMatch(/^invalid AWS_ENDPOINT_URL minio:9000/);
+    const azure = await run('azure://acct1/models/m.bin', join(dir, 'target'), { AZURE_STORAGE_KEY: 'a2V5', AZURE_STORAGE_BLOB_ENDPOINT: 'not a url' });
+    expect(errorOf(azure)).toMatch(/^invalid AZURE_STORAGE_BLOB_ENDPOINT not a url/);
+  });
+
+  it('refuses a key file that is not JSON', async () => {
+    const r = await run('gs://bkt/m.bin', join(dir, 'target'), { GOOGLE_APPLICATION_CREDENTIALS_JSON: '{not json' });
+    expect(r.code).toBe(1);
+    expect(errorOf(r)).toMatch(/GOOGLE_APPLICATION_CREDENTIALS_JSON is not JSON/);
+    expect(r.text).not.toContain('{not json');
   });
 });
 

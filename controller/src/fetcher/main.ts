@@ -1,22 +1,23 @@
 // The artifact fetcher: the init container of every model server pod.
 //   node /app/dist/fetcher/main.js [--max-bytes=N] [--sha256=HEX] <artifact-uri> <target-dir>
 //   node /app/dist/fetcher/main.js --remove <dir>     (hostPath storage: clears a model directory)
-// Fetches a model artifact (http(s)://, s3://, gs://, pvc://) into the model volume, unpacking
+// Fetches a model artifact (http(s)://, s3://, gs://, azure://, pvc://) into the model volume, unpacking
 // .tar.gz/.tgz/.zip archives, so that the server finds it at /opt/ml/model (see fetch.ts).
 //
 // Logs: one JSON line per step on stderr; credentials are never logged. Exit codes: 0 done (or
 // already there), 1 failure, 2 bad usage.
+import { existsSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { isAbsolute, normalize, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FetchError, UsageError } from './errors.ts';
 import { fetchArtifact, type FetchRequest, type Options } from './fetch.ts';
-import { makeLog, type Env } from './log.ts';
+import { makeLog, masker, type Env } from './log.ts';
 import { parseArtifactUri, redactUri } from './uri.ts';
 
 export const usage = [
   'usage: fetcher [--max-bytes=N] [--sha256=HEX] <artifact-uri> <target-dir>',
-  '  artifact-uri: http(s)://..., s3://<bucket>/<key>, gs://<bucket>/<object> or pvc://<claim>/<path>',
+  '  artifact-uri: http(s)://..., s3://<bucket>/<key>, gs://<bucket>/<object>, azure://<account>/<container>/<blob> or pvc://<claim>/<path>',
   '  --max-bytes=N: the most bytes the download, and then the unpacked artifact, may take (the variant\'s volume size)',
   '  --sha256=HEX: the SHA-256 digest (64 hexadecimal characters) the downloaded file must have',
   '   or: fetcher --remove <dir>   removes a model directory the fetcher filled (hostPath storage clean-up)',
@@ -99,6 +100,16 @@ export async function main(argv: readonly string[], env: Env, options: Options =
   } catch (e) {
     const message = e instanceof FetchError ? e.message : `fetching ${shown} failed: ${(e as Error)?.message ?? String(e)}`;
     log('error', message, { uri: shown });
+    // The kubelet mounts this file; its content becomes the container's termination message, read
+    // by the controller for the endpoint's ArtifactsFetched condition. The log line stays the record.
+    const terminationLog = options.terminationLog ?? '/dev/termination-log';
+    if (existsSync(terminationLog)) {
+      try {
+        writeFileSync(terminationLog, masker(env)(message));
+      } catch {
+        // not writable here: the log line says it
+      }
+    }
     return 1;
   }
 }

@@ -163,7 +163,7 @@ export class EndpointReconciler {
   /** Per endpoint: the status last written to each of its snapshots (by resource/name), and the uid of the object it went to. */
   private readonly snapshotStatuses = new Map<string, Map<string, { uid: string | undefined; json: string }>>();
   /** Per model instance: when its pods were last listed, and the scheduler's message about them if one could not be placed. */
-  private readonly podChecks = new Map<string, { at: number; message: string | undefined }>();
+  private readonly podChecks = new Map<string, { at: number; message: string | undefined; fetchFailure?: string }>();
 
   private withWrittenStatus(key: string, cached: MachineLearningEndpoint): MachineLearningEndpoint {
     const w = this.written.get(key);
@@ -303,14 +303,19 @@ export class EndpointReconciler {
    * ReplicaSet that cannot create them (its Deployment's ReplicaFailure: a refusal by Pod Security
    * admission, a quota), or a scheduler that cannot place them (the PodScheduled condition of a
    * Pending pod: no node with the GPUs, an untolerated taint, a nodeSelector no node matches).
+   * The endpoint's ArtifactsFetched condition, likewise: the termination message of a model pod's
+   * artifact fetcher that failed (a refused download, a wrong digest, a role it could not assume).
    * Pods are listed only for a Deployment that lacks ready replicas, at most every podCheckMs; while
    * one does, the endpoint is looked at again, since a pending pod changes no Deployment.
    */
   private async podProblems(namespace: string, instances: string[], now: Date): Promise<{ conditions: ConditionInput[]; recheckMs?: number }> {
     const { caches, client } = this.deps;
     type Live = KubeObject & { spec?: { replicas?: number }; status?: { readyReplicas?: number; conditions?: { type: string; status: string; reason?: string; message?: string }[] } };
-    type PodStatus = { status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[] } };
+    type Terminated = { exitCode?: number; reason?: string; message?: string };
+    type ContainerStatus = { name: string; state?: { terminated?: Terminated }; lastState?: { terminated?: Terminated } };
+    type PodStatus = { status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[]; initContainerStatuses?: ContainerStatus[] } };
     const problems: { reason: string; text: string }[] = [];
+    const fetchFailures: string[] = [];
     let waiting = false;
     for (const instance of instances) {
       const live = caches.deployments.get(namespace, instance) as Live | undefined;
@@ -336,14 +341,19 @@ export class EndpointReconciler {
           this.deps.logger.debug({ err, instance: key }, 'pods not listed');
         }
         const unschedulable = items.flatMap((p) => (p.status?.phase === 'Pending' ? (p.status.conditions ?? []) : [])).find((c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable');
-        checked = { at: now.getTime(), message: unschedulable?.message };
+        // The artifact fetcher's last failure: its termination message says what to fix.
+        const fetcher = items.flatMap((p) => p.status?.initContainerStatuses ?? []).find((c) => c.name === desired.fetcherContainerName && ((c.state?.terminated?.exitCode ?? 0) !== 0 || (c.lastState?.terminated?.exitCode ?? 0) !== 0));
+        const failed = fetcher && ((fetcher.state?.terminated?.exitCode ?? 0) !== 0 ? fetcher.state!.terminated! : fetcher.lastState!.terminated!);
+        checked = { at: now.getTime(), message: unschedulable?.message, fetchFailure: failed ? failed.message?.trim() || `the fetcher exited with ${failed.exitCode}${failed.reason ? ` (${failed.reason})` : ''}; see its log` : undefined };
         this.podChecks.set(key, checked);
       }
       if (checked.message) problems.push({ reason: 'Unschedulable', text: `${instance}: ${checked.message}` });
+      if (checked.fetchFailure) fetchFailures.push(`${instance}: ${checked.fetchFailure}`);
     }
-    const conditions: ConditionInput[] = problems.length
-      ? [{ type: 'PodsScheduled', status: 'False', reason: problems[0].reason, message: problems.map((p) => p.text).join('; ') }]
-      : [];
+    const conditions: ConditionInput[] = [
+      ...(problems.length ? [{ type: 'PodsScheduled', status: 'False' as const, reason: problems[0].reason, message: problems.map((p) => p.text).join('; ') }] : []),
+      ...(fetchFailures.length ? [{ type: 'ArtifactsFetched', status: 'False' as const, reason: 'FetchFailed', message: fetchFailures.join('; ') }] : []),
+    ];
     return { conditions, ...(waiting || problems.length ? { recheckMs: podCheckMs } : {}) };
   }
 
