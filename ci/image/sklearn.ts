@@ -72,9 +72,10 @@ export async function buildSklearnServer({ tag = sklearnTag, noCache = false, ar
   const out = mkdtempSync(join(tmpdir(), 'ml-operator-sklearn-artifacts-'));
   const artifactsStarted = Date.now();
   try {
-    // The training stage starts from the server image's own package layer (cached by the build above).
+    // The training stage starts from the server image's package layer, which the build above has
+    // just made or found: never with --no-cache, which would install the packages again.
     await withProgress('training the iris models (the Dockerfile\'s artifacts stage)', () =>
-      buildImage({ dockerfile, context: sklearnContext, buildArgs, target: 'artifacts', output: out, noCache }),
+      buildImage({ dockerfile, context: sklearnContext, buildArgs, target: 'artifacts', output: out }),
     );
     const artifacts = readdirSync(out)
       .filter((f) => f.endsWith('.tar.gz'))

@@ -103,6 +103,9 @@ def check_instances(body, width, limit):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops the connections a gateway opens at once beyond it
+    # (each then waits for the client's SYN retransmit, a second or more).
+    request_queue_size = 128
 
     def __init__(self, address, model, max_instances):
         super().__init__(address, Handler)
