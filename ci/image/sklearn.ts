@@ -144,8 +144,9 @@ let serial = 0;
 
 /**
  * Runs the server image as the chart runs a model server: root filesystem read-only, user 65532,
- * `modelDir` mounted read-only at /opt/ml/model. With the host's network (a container network would
- * need CNI plugins and a network namespace of podman's own), listening on 127.0.0.1 only, on a free port.
+ * `modelDir` mounted read-only at /opt/ml/model, MODEL_PATH and PORT as the controller sets them, in
+ * a network namespace of its own (podman's bridge) like a pod; its port 8080 is published on a free
+ * port of 127.0.0.1 only.
  */
 export async function startSklearnServer(image: string, modelDir: string, env: Record<string, string> = {}): Promise<RunningServer> {
   const port = await freePort();
@@ -157,9 +158,9 @@ export async function startSklearnServer(image: string, modelDir: string, env: R
     `--name=${name}`,
     '--read-only',
     `--user=${imageUser}`,
-    '--network=host',
-    '--env=HOST=127.0.0.1',
-    `--env=PORT=${port}`,
+    `--publish=127.0.0.1:${port}:8080`,
+    '--env=MODEL_PATH=/opt/ml/model',
+    '--env=PORT=8080',
     ...Object.entries(env).map(([k, v]) => `--env=${k}=${v}`),
     `--volume=${modelDir}:/opt/ml/model:ro`,
     image,
