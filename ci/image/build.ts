@@ -56,57 +56,87 @@ export interface BuildResult {
   seconds: number;
 }
 
-/** Builds controller/Dockerfile on the local base image; prints each step as it starts. */
+export interface BuildOptions {
+  dockerfile: string;
+  context: string;
+  /** The image's name (none: an untagged image, as for a build that only outputs files). */
+  tag?: string;
+  buildArgs?: Record<string, string>;
+  /** A directory to write the built stage's files into (`--output type=local`), beside the image. */
+  output?: string;
+  /** `podman build --volume` values: mounted into every RUN step, never into a layer. */
+  volumes?: string[];
+  /** The stage to build (default: the last). */
+  target?: string;
+  noCache?: boolean;
+}
+
+/** Builds a Dockerfile with podman (chroot isolation, the host's network); prints each step as it starts and how long it took. */
+export async function buildImage({ dockerfile, context, tag, buildArgs = {}, output, volumes = [], target, noCache = false }: BuildOptions): Promise<void> {
+  const args = [
+    'build',
+    '--isolation=chroot',
+    // The build's RUN steps use the host's network (the npm registry, Debian's packages): no
+    // network namespace or CNI plugin is needed.
+    '--network=host',
+    ...volumes.map((v) => `--volume=${v}`),
+    ...Object.entries(buildArgs).map(([k, v]) => `--build-arg=${k}=${v}`),
+    ...(target ? [`--target=${target}`] : []),
+    ...(noCache ? ['--no-cache'] : []),
+    ...(output ? [`--output=type=local,dest=${output}`] : []),
+    '--file',
+    dockerfile,
+    ...(tag ? ['--tag', tag] : []),
+    context,
+  ];
+  let step = '';
+  let stepStarted = Date.now();
+  const endStep = () => {
+    if (step) log(`image:   ${step} (${((Date.now() - stepStarted) / 1000).toFixed(1)}s)`);
+  };
+  await podmanOk(args, {
+    onLine: (line) => {
+      if (/^\[\d+\/\d+\] (STEP \d+\/\d+|COMMIT)/.test(line) || /^STEP \d+\/\d+/.test(line)) {
+        endStep();
+        step = line.length > 140 ? `${line.slice(0, 140)}...` : line;
+        stepStarted = Date.now();
+      } else if (line.startsWith('--> Using cache')) {
+        step += ' [cached]';
+      }
+    },
+  });
+  endStep();
+}
+
+/** Builds controller/Dockerfile on the local base image. */
 export async function buildControllerImage({ tag = defaultTag, noCache = false }: { tag?: string; noCache?: boolean } = {}): Promise<BuildResult> {
   ensurePodman();
   const base = await ensureBaseImage();
   const started = Date.now();
-  await withProgress(`building controller/Dockerfile as ${tag} (podman build, NODE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`, async () => {
-    const args = [
-      'build',
-      '--isolation=chroot',
-      // The build's RUN steps use the host's network (the npm registry, Debian's packages): no
-      // network namespace or CNI plugin is needed.
-      '--network=host',
-      `--volume=${npmBuildConfig()}:/usr/local/etc:ro`,
-      `--build-arg=NODE_IMAGE=${base}`,
-      ...(noCache ? ['--no-cache'] : []),
-      '--file',
-      join(root, 'controller', 'Dockerfile'),
-      '--tag',
+  await withProgress(`building controller/Dockerfile as ${tag} (podman build, NODE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`, () =>
+    buildImage({
+      dockerfile: join(root, 'controller', 'Dockerfile'),
+      context: root,
       tag,
-      root,
-    ];
-    let step = '';
-    let stepStarted = Date.now();
-    const endStep = () => {
-      if (step) log(`image:   ${step} (${((Date.now() - stepStarted) / 1000).toFixed(1)}s)`);
-    };
-    await podmanOk(args, {
-      onLine: (line) => {
-        if (/^\[\d+\/\d+\] (STEP \d+\/\d+|COMMIT)/.test(line) || /^STEP \d+\/\d+/.test(line)) {
-          endStep();
-          step = line.length > 140 ? `${line.slice(0, 140)}...` : line;
-          stepStarted = Date.now();
-        } else if (line.startsWith('--> Using cache')) {
-          step += ' [cached]';
-        }
-      },
-    });
-    endStep();
-  });
+      buildArgs: { NODE_IMAGE: base },
+      volumes: [`${npmBuildConfig()}:/usr/local/etc:ro`],
+      noCache,
+    }),
+  );
   const id = (await podmanOk(['image', 'inspect', '--format', '{{.Id}}', tag])).trim();
   await pruneImages(base);
   return { image: tag, id, base, seconds: (Date.now() - started) / 1000 };
 }
 
 /**
- * Keeps podman's store from growing without bound: base images of older recipes lose their tag, and
- * untagged images (stages of earlier builds, the layer cache) older than a day are removed. A build
- * a day later may redo its `npm ci` steps (about 25 s).
+ * Keeps podman's store from growing without bound: base images of older recipes (those of
+ * `currentBase`'s repository but another tag) lose their tag, and untagged images (stages of earlier
+ * builds, the layer cache) older than a day are removed. A build a day later may redo its `npm ci`
+ * or `apt-get install` steps (about 25 s each).
  */
 export async function pruneImages(currentBase: string): Promise<void> {
-  const bases = (await podmanOk(['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', 'reference=localhost/ml-operator/node'])).split('\n').filter(Boolean);
+  const repository = currentBase.slice(0, currentBase.lastIndexOf(':'));
+  const bases = (await podmanOk(['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repository}`])).split('\n').filter(Boolean);
   for (const old of bases.filter((b) => b !== currentBase)) await podman(['untag', old]);
   await podman(['image', 'prune', '--force', '--filter', 'until=24h']);
 }

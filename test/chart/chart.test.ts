@@ -368,6 +368,7 @@ describe('examples/', () => {
       'ab-test/models.yaml: MachineLearningModel/titanic-a',
       'ab-test/models.yaml: MachineLearningModel/titanic-b',
       ...server('mlserver', 'iris-mlserver'),
+      ...server('sklearn-server', 'iris-sklearn'),
       ...server('tf-serving', 'half-plus-two-tfserving'),
       'titanic/config.yaml: MachineLearningEndpointConfig/titanic',
       'titanic/endpoint.yaml: MachineLearningEndpoint/titanic',

@@ -1,4 +1,4 @@
-// The real model server examples (examples/mlserver, triton, tf-serving, torchserve, vllm), rendered
+// The real model server examples (examples/mlserver, sklearn-server, triton, tf-serving, torchserve, vllm), rendered
 // into the Deployment the controller would write, with the controller's own functions, and checked
 // against what each server's documentation says: the port it serves HTTP on, the path that answers
 // once the model is loaded, how it is pointed at the model directory (/opt/ml/model, where the
@@ -51,6 +51,16 @@ const servers: Record<string, ServerDocs> = {
     healthPaths: ['/v2/health/ready', '/v2/health/live'],
     modelDirectory: { env: 'MLSERVER_MODELS_DIR', value: modelMountPath },
     imageUser: 1000,
+  },
+  'sklearn-server': {
+    // Built in this repository: its documentation is its source.
+    docs: ['examples/sklearn-server/server.py', 'examples/sklearn-server/Dockerfile'],
+    image: 'localhost/ml-operator/sklearn-server',
+    port: 8080,
+    readinessPath: '/healthz',
+    healthPaths: ['/healthz', '/livez'],
+    modelDirectory: { env: 'MODEL_PATH', value: modelMountPath },
+    imageUser: 65532,
   },
   triton: {
     docs: [

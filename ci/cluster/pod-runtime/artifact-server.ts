@@ -17,7 +17,8 @@ export interface ArtifactServerOptions {
   keyFile: string;
 }
 
-function handler(dir: string) {
+/** Answers GET and HEAD with the files under `dir` (a 404 for anything else there is not). */
+export function artifactHandler(dir: string) {
   return (req: IncomingMessage, res: ServerResponse) => {
     const path = normalize(decodeURIComponent((req.url ?? '/').split('?')[0]));
     const file = join(dir, path);
@@ -41,7 +42,7 @@ function handler(dir: string) {
 }
 
 export async function startArtifactServer(o: ArtifactServerOptions): Promise<{ close(): void }> {
-  const serve = handler(o.dir);
+  const serve = artifactHandler(o.dir);
   const servers: Server[] = [
     createHttpServer(serve),
     createHttpsServer({ cert: readFileSync(o.certFile), key: readFileSync(o.keyFile) }, serve),
