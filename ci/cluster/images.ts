@@ -26,6 +26,8 @@ const defaultCommand = '["/bin/sleep","infinity"]';
 /** Why this machine cannot build the images, or undefined when it can. */
 export function imageToolsProblem(): string | undefined {
   if (!existsSync(busybox)) return `${busybox} is missing: apt-get install busybox-static`;
+  // A dynamic busybox names its loader near the start of the file; the image has no libraries.
+  if (readFileSync(busybox).subarray(0, 4096).includes('ld-linux')) return `${busybox} is linked dynamically: apt-get install busybox-static`;
   try {
     execFileSync('podman', ['--version'], { stdio: 'ignore' });
   } catch {
