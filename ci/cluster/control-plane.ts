@@ -2,6 +2,8 @@
 // (fake nodes), a pod runtime that really serves every pod of those nodes on its own address, and
 // Traefik routing Gateway API routes to them; all real binaries built from their Go modules, all
 // in a network namespace of the cluster's own (netns.ts) that the host reaches over a veth pair.
+// On request, a real node too (real-node.ts): containerd, a kubelet and kube-proxy running the pods
+// that ask for it in real containers.
 // Tests and the demo start one, use the generated kubeconfig, and stop it; every process it started
 // is stopped, its network namespace and its directory removed, on normal exit, on error and on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';

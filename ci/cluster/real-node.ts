@@ -56,6 +56,8 @@ export interface RealNode {
   readonly podCidr: string;
   /** containerd's socket. */
   readonly containerdSocket: string;
+  /** The cgroup (in every hierarchy) the node's pods live under. */
+  readonly cgroupRoot: string;
   /**
    * Makes an image available to the node's pods (imagePullPolicy IfNotPresent or Never). Today by
    * importing an archive built on this machine; a registry the cluster can pull from may replace it.
@@ -173,7 +175,8 @@ export function cleanUpRealNode(dir: string): void {
         // Gone already.
       }
     }
-    execFileSync('sleep', ['0.1']);
+    // Synchronous: this also runs in an 'exit' handler.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
   for (const mount of mountsUnder(dir)) {
     try {
@@ -333,6 +336,7 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
     name: realNodeName,
     podCidr: realNodePodCidr,
     containerdSocket: socket,
+    cgroupRoot,
     async provideImage(image) {
       await ctr(socket, ['images', 'import', '--no-unpack=false', image.archive]);
       const listed = await ctr(socket, ['images', 'ls', '-q']);
@@ -422,6 +426,7 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
       healthzBindAddress: `${netns.address}:10256`,
       metricsBindAddress: '127.0.0.1:10249',
       mode: 'iptables',
+      nodePortAddresses: ['primary'],
       clusterCIDR: realNodePodCidr,
       // The conntrack table's size is the host's (a network namespace may not change it).
       conntrack: { maxPerCore: 0, min: 0, tcpEstablishedTimeout: '0s', tcpCloseWaitTimeout: '0s' },

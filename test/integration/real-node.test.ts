@@ -5,6 +5,8 @@
 // deleting it delivers SIGTERM and waits the grace period before the kill. Pods that do not ask for
 // the real node keep going to the kwok nodes.
 import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
@@ -13,6 +15,7 @@ import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-p
 import { busyboxImage, type ImageArchive } from '../../ci/cluster/images.ts';
 import { realNodeLabel, realNodePodCidr, realNodeTaint } from '../../ci/cluster/real-node.ts';
 import { log } from '../../ci/log.ts';
+import { alive } from '../../ci/processes.ts';
 import { waitFor } from '../../ci/wait.ts';
 
 const namespace = 'real-node';
@@ -214,5 +217,48 @@ describe('the real node', () => {
     const node = await core.readNode({ name: cluster.realNode!.name });
     expect(node.spec?.taints).toContainEqual(expect.objectContaining(realNodeTaint));
     expect(node.metadata?.labels?.[realNodeLabel.key]).toBe(realNodeLabel.value);
+  });
+
+  it('stops its containers with the cluster, and leaves no process, mount or cgroup behind', async () => {
+    await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name: 'sleeper', namespace },
+        spec: {
+          nodeSelector: { [realNodeLabel.key]: realNodeLabel.value },
+          tolerations: [{ key: realNodeTaint.key, operator: 'Exists' }],
+          securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [{ name: 'c', image: image.name, imagePullPolicy: 'Never', command: ['sleep', '3600'], securityContext: restricted }],
+        },
+      },
+    });
+    await waitFor('the sleeper to run', 60_000, async () => ((await core.readNamespacedPod({ name: 'sleeper', namespace })).status?.phase === 'Running' ? true : undefined));
+    const cgroups = readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h, cluster.realNode!.cgroupRoot)).filter((d) => existsSync(d));
+    const procs = (dir: string): number[] => {
+      const own = existsSync(join(dir, 'cgroup.procs')) ? readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number) : [];
+      return [...own, ...readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => procs(join(dir, e.name)))];
+    };
+    const containerPids = [...new Set(cgroups.flatMap(procs))];
+    const shims = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map(Number)
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(cluster.realNode!.containerdSocket);
+        } catch {
+          return false;
+        }
+      });
+    // The sleeper and the sandbox: at least two processes, and a shim for each pod.
+    expect(containerPids.length).toBeGreaterThanOrEqual(2);
+    expect(shims.length).toBeGreaterThanOrEqual(1);
+    const mountsOf = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(cluster.dir));
+    expect(mountsOf().length).toBeGreaterThan(0);
+
+    await cluster.stop();
+    expect([...containerPids, ...shims].filter(alive)).toEqual([]);
+    expect(mountsOf()).toEqual([]);
+    expect(cgroups.filter((d) => existsSync(d))).toEqual([]);
+    expect(existsSync(cluster.dir)).toBe(false);
   });
 });
