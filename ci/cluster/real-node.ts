@@ -11,7 +11,7 @@
 // cleanUpRealNode() kills what is left of its containers and removes its mounts and cgroups, after a
 // normal stop as after an owner that was killed outright.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { toolPath } from '../tools/build.ts';
@@ -178,6 +178,14 @@ export function cleanUpRealNode(dir: string): void {
     // Synchronous: this also runs in an 'exit' handler.
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
+  // libcni caches each sandbox's result under /var/lib/cni/results (containerd cannot move it): the
+  // entries of this node's sandboxes, which a DEL would have removed had the kubelet stopped them.
+  const sandboxes = join(dir, 'node', 'containerd', 'state', 'io.containerd.grpc.v1.cri', 'sandboxes');
+  const cniResults = '/var/lib/cni/results';
+  if (existsSync(sandboxes) && existsSync(cniResults)) {
+    const ids = readdirSync(sandboxes);
+    for (const entry of readdirSync(cniResults)) if (ids.some((id) => entry.includes(`-${id}-`))) rmSync(join(cniResults, entry), { force: true });
+  }
   for (const mount of mountsUnder(dir)) {
     try {
       execFileSync('umount', ['--lazy', mount], { stdio: 'ignore' });
@@ -200,7 +208,10 @@ export function cleanUpRealNode(dir: string): void {
   writeFileSync(recordFile, JSON.stringify({ ...record, sysctls: {} }));
 }
 
-function containerdConfig(dir: string, socket: string, sandboxImage: string): string {
+/** containerd's limit on the length of its shims' socket directory (a socket's path is its directory and 65 characters). */
+const maxShimSocketDir = 42;
+
+function containerdConfig(dir: string, socket: string, sandboxImage: string, shimSocketDir: string | undefined): string {
   const q = (s: string) => JSON.stringify(s);
   return `version = 4
 root = ${q(join(dir, 'root'))}
@@ -223,6 +234,10 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 [plugins.'io.containerd.server.v1.metrics']
   address = ""
 
+${shimSocketDir ? `# The shims' sockets too (default /run/containerd/s).
+[plugins.'io.containerd.shim.v1.manager']
+  socket_dir = ${q(shimSocketDir)}
+` : ''}
 [plugins.'io.containerd.internal.v1.opt']
   path = ${q(join(dir, 'opt'))}
 
@@ -326,7 +341,8 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
   const netDir = join(containerdDir, 'net.d');
   mkdirSync(netDir);
   writeFileSync(join(netDir, '10-ml-operator.conflist'), cniConfig(join(dir, 'cni-ipam')));
-  writeFileSync(join(containerdDir, 'config.toml'), containerdConfig(containerdDir, socket, sandboxImage.name));
+  const shimSocketDir = join(host.dir, 's');
+  writeFileSync(join(containerdDir, 'config.toml'), containerdConfig(containerdDir, socket, sandboxImage.name, shimSocketDir.length <= maxShimSocketDir ? shimSocketDir : undefined));
   // containerd finds its runc shim on PATH.
   const path = `${dirname(toolPath('containerd-shim-runc-v2'))}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`;
   host.start('containerd', toolPath('containerd'), ['--config', join(containerdDir, 'config.toml'), '--log-level', 'warn'], { ...process.env, PATH: path });
@@ -383,7 +399,7 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
       failCgroupV1: false,
       failSwapOn: false,
       registerWithTaints: [realNodeTaint],
-      podLogsDirectory: join(dir, 'pod-logs'),
+      podLogsDir: join(dir, 'pod-logs'),
       clusterDomain: 'cluster.local',
       resolvConf: '',
       maxPods: 30,

@@ -139,6 +139,11 @@ describe('the real node', () => {
       body: { metadata: { name: 'probe', namespace }, spec: { selector: { app: 'probe' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] } },
     });
 
+    await waitFor('the server container to run', 120_000, async () => {
+      const p = await core.readNamespacedPod({ name: 'probe', namespace });
+      return p.status?.containerStatuses?.find((c) => c.name === 'server')?.state?.running ? true : undefined;
+    }, async () => JSON.stringify((await core.readNamespacedPod({ name: 'probe', namespace })).status, null, 1));
+    const runningAt = Date.now();
     const pod = await waitFor('the pod on the real node to be Ready', 120_000, async () => {
       const p = await core.readNamespacedPod({ name: 'probe', namespace });
       return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? p : undefined;
@@ -159,7 +164,7 @@ describe('the real node', () => {
     expect(readySince - startedAt).toBeGreaterThanOrEqual((readyAfterSeconds - 1) * 1000);
     const initDone = new Date(init!.state!.terminated!.finishedAt!).getTime();
     log(
-      `real node test: pod Ready ${((readyAt - created) / 1000).toFixed(1)}s after creation (init finished ${((initDone - created) / 1000).toFixed(0)}s, ` +
+      `real node test: server container running ${((runningAt - created) / 1000).toFixed(1)}s and pod Ready ${((readyAt - created) / 1000).toFixed(1)}s after creation (init finished ${((initDone - created) / 1000).toFixed(0)}s, ` +
         `server started ${((startedAt - created) / 1000).toFixed(0)}s after, by the API's second-resolution times; the server makes itself ready ${readyAfterSeconds}s after its start)`,
     );
 
@@ -254,11 +259,17 @@ describe('the real node', () => {
     expect(shims.length).toBeGreaterThanOrEqual(1);
     const mountsOf = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(cluster.dir));
     expect(mountsOf().length).toBeGreaterThan(0);
+    // libcni's cache of each sandbox's network (outside the cluster's directory).
+    const cniResults = () => (existsSync('/var/lib/cni/results') ? readdirSync('/var/lib/cni/results') : []);
+    const sandboxIds = readdirSync(join(cluster.dir, 'node', 'containerd', 'state', 'io.containerd.grpc.v1.cri', 'sandboxes'));
+    const cached = () => cniResults().filter((entry) => sandboxIds.some((id) => entry.includes(id)));
+    expect(cached().length).toBeGreaterThan(0);
 
     await cluster.stop();
     expect([...containerPids, ...shims].filter(alive)).toEqual([]);
     expect(mountsOf()).toEqual([]);
     expect(cgroups.filter((d) => existsSync(d))).toEqual([]);
+    expect(cached()).toEqual([]);
     expect(existsSync(cluster.dir)).toBe(false);
   });
 });
