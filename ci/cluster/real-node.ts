@@ -101,7 +101,7 @@ function cgroupHierarchies(): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((line) => line.split(' '))
-    .filter((f) => f.length > 4 && f[4].startsWith('/sys/fs/cgroup/') && /\bcgroup2?\b/.test(f.slice(f.indexOf('-') + 1).join(' ')))
+    .filter((f) => f.length > 4 && (f[4] === '/sys/fs/cgroup' || f[4].startsWith('/sys/fs/cgroup/')) && /^cgroup2? /.test(f.slice(f.indexOf('-') + 1).join(' ')))
     .map((f) => f[4]);
 }
 

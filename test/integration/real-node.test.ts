@@ -15,7 +15,6 @@ import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-p
 import { busyboxImage, type ImageArchive } from '../../ci/cluster/images.ts';
 import { realNodeLabel, realNodePodCidr, realNodeTaint } from '../../ci/cluster/real-node.ts';
 import { log } from '../../ci/log.ts';
-import { alive } from '../../ci/processes.ts';
 import { waitFor } from '../../ci/wait.ts';
 
 const namespace = 'real-node';
@@ -129,6 +128,15 @@ function iptablesNat(): Promise<string> {
   });
 }
 
+/** Whether a process runs: exists and has not exited (a killed process whose parent, here the machine's init, has not reaped it yet is a zombie). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 describe('the real node', () => {
   it('runs a pod in real containers: init container, probe-gated readiness, a Service through kube-proxy, SIGTERM and the grace period', async () => {
     const { port } = reportServer.address() as AddressInfo;
@@ -238,7 +246,9 @@ describe('the real node', () => {
       },
     });
     await waitFor('the sleeper to run', 60_000, async () => ((await core.readNamespacedPod({ name: 'sleeper', namespace })).status?.phase === 'Running' ? true : undefined));
-    const cgroups = readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h, cluster.realNode!.cgroupRoot)).filter((d) => existsSync(d));
+    // Every cgroup v1 hierarchy under /sys/fs/cgroup, or the unified one at /sys/fs/cgroup itself.
+    const hierarchies = ['/sys/fs/cgroup', ...readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h))];
+    const cgroups = hierarchies.map((h) => join(h, cluster.realNode!.cgroupRoot)).filter((d) => existsSync(d));
     const procs = (dir: string): number[] => {
       const own = existsSync(join(dir, 'cgroup.procs')) ? readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number) : [];
       return [...own, ...readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => procs(join(dir, e.name)))];
@@ -266,7 +276,7 @@ describe('the real node', () => {
     expect(cached().length).toBeGreaterThan(0);
 
     await cluster.stop();
-    expect([...containerPids, ...shims].filter(alive)).toEqual([]);
+    expect([...containerPids, ...shims].filter(running)).toEqual([]);
     expect(mountsOf()).toEqual([]);
     expect(cgroups.filter((d) => existsSync(d))).toEqual([]);
     expect(cached()).toEqual([]);
