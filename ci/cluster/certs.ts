@@ -8,7 +8,7 @@ export interface CertificateAuthority {
   certFile: string;
   keyFile: string;
   /** Issues a server certificate for these names and addresses (a client one too, with `client`); returns its files. */
-  issue(name: string, hosts: string[], options?: { client?: boolean; commonName?: string }): { certFile: string; keyFile: string };
+  issue(name: string, hosts: string[], options?: { client?: boolean; commonName?: string; organization?: string }): { certFile: string; keyFile: string };
 }
 
 function openssl(args: string[]): void {
@@ -39,7 +39,7 @@ export function openCertificateAuthority(dir: string): CertificateAuthority {
       const ext = join(dir, `${name}.ext`);
       const san = hosts.map((h) => (/^\d+\.\d+\.\d+\.\d+$/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
       writeFileSync(ext, `${san ? `subjectAltName=${san}\n` : ''}extendedKeyUsage=${options.client ? 'serverAuth,clientAuth' : 'serverAuth'}\n`);
-      openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=${options.commonName ?? hosts[0]}`, '-keyout', key, '-out', csr]);
+      openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `${options.organization ? `/O=${options.organization}` : ''}/CN=${options.commonName ?? hosts[0]}`, '-keyout', key, '-out', csr]);
       openssl(['x509', '-req', '-in', csr, '-CA', certFile, '-CAkey', keyFile, '-CAcreateserial', '-days', '30', '-extfile', ext, '-out', cert]);
       return { certFile: cert, keyFile: key };
     },

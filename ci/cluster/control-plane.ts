@@ -2,6 +2,8 @@
 // (fake nodes), a pod runtime that really serves every pod of those nodes on its own address, and
 // Traefik routing Gateway API routes to them; all real binaries built from their Go modules, all
 // in a network namespace of the cluster's own (netns.ts) that the host reaches over a veth pair.
+// On request, a real node too (real-node.ts): containerd, a kubelet and kube-proxy running the pods
+// that ask for it in real containers.
 // Tests and the demo start one, use the generated kubeconfig, and stop it; every process it started
 // is stopped, its network namespace and its directory removed, on normal exit, on error and on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,6 +25,8 @@ import { artifactHost, seedArtifacts } from './artifacts.ts';
 import { nodeResource } from './pod-runtime/runtime.ts';
 import { createCertificateAuthority } from './certs.ts';
 import { createNetworkNamespace, reapOrphanNamespaces, type NetworkNamespace } from './netns.ts';
+import { busyboxImage } from './images.ts';
+import { cleanUpRealNode, realNodeLabel, realNodeTaint, startRealNode, type RealNode } from './real-node.ts';
 
 const dirPrefix = 'ml-operator-cluster-';
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
@@ -45,6 +49,12 @@ export interface ControlPlaneOptions {
    * or the oldest minor the chart supports. kubectl, etcd, kwok and the rest stay the current ones.
    */
   kubernetes?: KubernetesRelease;
+  /**
+   * A real node beside the kwok ones (real-node.ts): containerd, the kubelet and kube-proxy, running
+   * pods in real containers. Tainted and labelled: only pods that tolerate the taint and select the
+   * label land there. Off by default; needs the current release.
+   */
+  realNode?: boolean;
 }
 
 /** Control-plane processes a test can kill, freeze and start again. */
@@ -97,6 +107,8 @@ export interface ControlPlane {
    * second; more targets go into targetsDir as file_sd JSON files.
    */
   readonly prometheus: { url: string; targetsDir: string; podMetricsUrl: string };
+  /** The real node, when the cluster was started with one. */
+  readonly realNode?: RealNode;
   kubeConfig(): k8s.KubeConfig;
   stop(): Promise<void>;
 }
@@ -110,6 +122,7 @@ interface Component {
   env: NodeJS.ProcessEnv;
   /** Killed on purpose (a fault): its exit is not reported. */
   faulted?: boolean;
+  hostMounts: boolean;
 }
 
 /**
@@ -128,6 +141,7 @@ function reapOrphans(): void {
     const pidsFile = join(dir, 'components.pid');
     const pids = existsSync(pidsFile) ? readFileSync(pidsFile, 'utf8').split('\n').filter(Boolean).map(Number) : [];
     for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    cleanUpRealNode(dir);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -185,6 +199,7 @@ const auditPolicy = JSON.stringify({
 const servicesNet = '198.18.255';
 const artifactsAddress = `${servicesNet}.254`;
 const apiPort = 6443;
+const serviceRange = '10.96.0.0/16';
 const gatewayPort = 80;
 const gatewayMetricsPort = 9100;
 const prometheusPort = 9090;
@@ -226,7 +241,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const verbose = options.verbose ?? true;
   const progress = (message: string) => verbose && log(`cluster: ${message}`);
   const started = Date.now();
-  await ensureTools();
+  const withRealNode = options.realNode ?? false;
+  if (withRealNode && (options.kubernetes ?? 'current') !== 'current') throw new Error('the real node runs the current release only');
+  await ensureTools({ realNode: withRealNode });
   reapOrphans();
 
   const dir = mkdtempSync(join(tmpdir(), dirPrefix));
@@ -238,6 +255,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const recordPids = () => writeFileSync(join(dir, 'components.pid'), components.map((c) => c.child.pid).join('\n'));
   const killAllNow = () => {
     for (const c of components) if (c.child.exitCode === null && c.child.pid) process.kill(c.child.pid, 'SIGKILL');
+    cleanUpRealNode(dir);
     netns?.remove();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -260,17 +278,20 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     return `last lines of ${c.name} log (${c.logFile}):\n${lines.slice(-15).join('\n')}`;
   };
 
-  /** Starts a program inside the cluster's network namespace, its output in `<dir>/<name>.log`. */
-  function startComponent(name: string, program: string, args: string[], env: NodeJS.ProcessEnv = process.env): Component {
+  /**
+   * Starts a program inside the cluster's network namespace, its output in `<dir>/<name>.log`; in
+   * the host's mount namespace with `hostMounts` (the real node's components).
+   */
+  function startComponent(name: string, program: string, args: string[], env: NodeJS.ProcessEnv = process.env, hostMounts = false): Component {
     const logFile = join(dir, `${name}.log`);
     const fd = openSync(logFile, 'a');
     // A process group of its own: a terminal's Ctrl-C or a parent's group kill reaches this
     // process only, which then stops the components in order (clients before the API server).
-    // `ip netns exec` execs the program, so the pid is the program's own.
-    const [command, argv] = netns!.command(program, args);
+    // `ip netns exec` and nsenter exec the program, so the pid is the program's own.
+    const [command, argv] = hostMounts ? netns!.hostMountsCommand(program, args) : netns!.command(program, args);
     const child = spawn(command, argv, { cwd: dir, stdio: ['ignore', fd, fd], detached: true, env });
     closeSync(fd);
-    const component: Component = { name, child, logFile, program, args, env };
+    const component: Component = { name, child, logFile, program, args, env, hostMounts };
     // A component started again takes its predecessor's place: stop() keeps the start order.
     const previous = components.findIndex((c) => c.name === name);
     if (previous >= 0) components[previous] = component;
@@ -304,7 +325,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       const c = componentNamed(target);
       if (c.child.exitCode === null && c.child.signalCode === null) throw new Error(`${target} is still running: kill it first`);
       const names = new Set(args.map((a) => a.split('=')[0]));
-      startComponent(target, c.program, [...c.args.filter((a) => !names.has(a.split('=')[0])), ...args], c.env);
+      startComponent(target, c.program, [...c.args.filter((a) => !names.has(a.split('=')[0])), ...args], c.env, c.hostMounts);
       await readiness[target]!();
       progress(`${target} started again${args.length ? ` with ${args.join(' ')}` : ''}`);
     },
@@ -320,6 +341,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const release = options.kubernetes ?? 'current';
   const startTool = (name: Binary, args: string[]) => startComponent(name, toolPath(name, release), args);
 
+  let realNode: RealNode | undefined;
   let stopping: Promise<void> | undefined;
   function stop(): Promise<void> {
     stopping ??= stopComponents();
@@ -329,6 +351,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     stopped = true;
     // Reverse start order: clients before the API server, the API server before etcd.
     for (const c of [...components].reverse()) {
+      // The real node's containers outlive the kubelet and containerd: removed while containerd still serves.
+      if (c.name === 'containerd' && c.child.exitCode === null && c.child.signalCode === null) await realNode?.removeContainers().catch(() => undefined);
       if (c.child.exitCode !== null || c.child.signalCode !== null) continue;
       const exited = new Promise((resolve) => c.child.once('exit', resolve));
       c.child.kill('SIGTERM');
@@ -338,6 +362,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         await exited;
       }
     }
+    cleanUpRealNode(dir);
     netns?.remove();
     rmSync(dir, { recursive: true, force: true });
     process.off('exit', killAllNow);
@@ -357,6 +382,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     // The aggregation layer: the API server proxies to extension API servers (KEDA's external
     // metrics) with this client certificate and the user in request headers.
     const frontProxy = ca.issue('front-proxy-client', [], { client: true, commonName: 'front-proxy-client' });
+    // The API server's client certificate towards a real node's kubelet (logs, exec).
+    const kubeletClient = withRealNode ? ca.issue('apiserver-kubelet-client', [], { client: true, commonName: 'kube-apiserver-kubelet-client', organization: 'system:masters' }) : undefined;
     const artifactsDir = join(dir, 'artifacts');
     seedArtifacts(artifactsDir);
     netns.setHosts({ [artifactHost]: artifactsAddress });
@@ -399,12 +426,15 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--tls-cert-file=${apiCert.certFile}`,
       `--tls-private-key-file=${apiCert.keyFile}`,
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
-      '--authorization-mode=RBAC',
-      '--enable-admission-plugins=PodSecurity',
+      // A real node's kubelet authenticates with a client certificate and is authorized as a node.
+      ...(withRealNode
+        ? ['--authorization-mode=Node,RBAC', `--client-ca-file=${ca.certFile}`, `--kubelet-client-certificate=${kubeletClient!.certFile}`, `--kubelet-client-key=${kubeletClient!.keyFile}`, '--kubelet-preferred-address-types=InternalIP']
+        : ['--authorization-mode=RBAC']),
+      `--enable-admission-plugins=PodSecurity${withRealNode ? ',NodeRestriction' : ''}`,
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       `--service-account-key-file=${join(dir, 'sa.pub')}`,
       `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
-      '--service-cluster-ip-range=10.96.0.0/16',
+      `--service-cluster-ip-range=${serviceRange}`,
       `--audit-policy-file=${join(dir, 'audit-policy.json')}`,
       `--audit-log-path=${join(dir, 'audit.log')}`,
       '--audit-log-maxsize=0',
@@ -612,6 +642,26 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       return out.trim() === 'True' ? true : undefined;
     }, () => logTail(traefik));
 
+    if (withRealNode) {
+      const nodeStarted = Date.now();
+      realNode = await startRealNode(
+        {
+          dir,
+          netns,
+          server,
+          ca,
+          serviceRange,
+          componentsKubeconfig,
+          adminKubeconfig: kubeconfigPath,
+          start: (name, program, args, env) => startComponent(name, program, args, env ?? process.env, true),
+          logTail: (name) => logTail(componentNamed(name)),
+          progress,
+        },
+        busyboxImage(),
+      );
+      progress(`real node ${realNode.name} (${realNodeLabel.key}=${realNodeLabel.value}, taint ${realNodeTaint.key}=${realNodeTaint.value}:${realNodeTaint.effect}) Ready in ${((Date.now() - nodeStarted) / 1000).toFixed(1)}s`);
+    }
+
     const prometheusUrl = `http://${netns.address}:${prometheusPort}`;
     if (observability) {
       await waitFor('KEDA external metrics API to be Available', 120_000, async () => {
@@ -635,6 +685,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       gateway: { address: netns.address, port: gatewayPort, className: gatewayClassName, shared: sharedGateway, metricsUrl },
       artifactsDir,
       prometheus: { url: prometheusUrl, targetsDir, podMetricsUrl: `http://${netns.address}:${podMetricsPort}/metrics` },
+      realNode,
       kubeConfig() {
         const config = new k8s.KubeConfig();
         config.loadFromFile(kubeconfigPath);

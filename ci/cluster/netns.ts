@@ -13,6 +13,8 @@ const prefix = 'mlop-';
 export const podRange = '198.18.0.0/16';
 /** Addresses of the veth pairs: one /30 per namespace, the host side .1, the namespace side .2. */
 const linkRange = [198, 19] as const;
+/** The /30 blocks of the link range's last /24 are never taken: the real node's pods have it (real-node.ts). */
+const linkBlocks = 16384 - 64;
 
 export interface NetworkNamespace {
   readonly name: string;
@@ -22,6 +24,12 @@ export interface NetworkNamespace {
   readonly hostAddress: string;
   /** argv that runs `command args...` inside the namespace (with its own /etc/hosts). */
   command(command: string, args: string[]): [string, string[]];
+  /**
+   * argv that runs `command args...` in the namespace's network only, in the host's mount namespace:
+   * its mounts are seen by every other process, and /sys (cgroups) is the host's. `ip netns exec`
+   * gives each process a mount namespace of its own and a /sys without the cgroup mounts.
+   */
+  hostMountsCommand(command: string, args: string[]): [string, string[]];
   /** Sets the namespace's /etc/hosts (names that processes started in it resolve). */
   setHosts(entries: Record<string, string>): void;
   remove(): void;
@@ -86,9 +94,9 @@ function freeLinkBlock(): number {
       .filter((m) => Number(m[1]) === linkRange[0] && Number(m[2]) === linkRange[1])
       .map((m) => Number(m[3]) * 64 + Math.floor(Number(m[4]) / 4)),
   );
-  const start = process.pid % 16384;
-  for (let i = 0; i < 16384; i++) {
-    const block = (start + i) % 16384;
+  const start = process.pid % linkBlocks;
+  for (let i = 0; i < linkBlocks; i++) {
+    const block = (start + i) % linkBlocks;
     if (!used.has(block)) return block;
   }
   throw new Error(`no free /30 left in ${linkRange.join('.')}.0.0/16 for the local cluster's veth pair`);
@@ -134,6 +142,7 @@ export function createNetworkNamespace(): NetworkNamespace {
     address,
     hostAddress,
     command: (command, args) => ['ip', ['netns', 'exec', name, command, ...args]],
+    hostMountsCommand: (command, args) => ['nsenter', [`--net=/run/netns/${name}`, '--', command, ...args]],
     setHosts(entries) {
       mkdirSync(`/etc/netns/${name}`, { recursive: true });
       const lines = ['127.0.0.1 localhost', '::1 localhost', ...Object.entries(entries).map(([host, addr]) => `${addr} ${host}`)];

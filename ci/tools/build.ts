@@ -1,8 +1,9 @@
 // Builds the pinned Go tools the project tests against (helm 4 and 3, helm-unittest, the Kubernetes
 // control plane of the current release and of the oldest minor the chart supports, etcd, kwok, and
 // the data plane and observability of the local cluster: Traefik, istioctl, Prometheus; the object
-// stores the fetcher is tested against: MinIO, fake-gcs-server) and extracts
-// the Istio and Gateway API CRDs from their Go modules.
+// stores the fetcher is tested against: MinIO, fake-gcs-server) and extracts the Istio and Gateway
+// API CRDs from their Go modules; on request, the tools of a real node (kubelet, kube-proxy,
+// containerd, the CNI plugins).
 // Each tool is a small Go module under ci/tools/<tool>/ whose go.mod pins the version; the result is
 // cached outside the repository under a key made of the pin, so a fresh clone reuses it and only a
 // changed pin rebuilds. Run directly (`npm run tools`) or through ensureTools().
@@ -27,6 +28,8 @@ interface GoTool {
   ldflags: (version: string) => string[];
   /** Build tags (-tags). */
   tags?: string[];
+  /** Built only when asked for (ensureTools({ realNode: true })): the real node's kubelet, runtime and network. */
+  realNode?: boolean;
 }
 
 function kubernetesLdflags(version: string): string[] {
@@ -85,6 +88,34 @@ const goTools: Record<string, GoTool> = {
     pinned: 'k8s.io/kubernetes',
     packages: controlPlaneBinaries.map((c) => ({ pkg: `k8s.io/kubernetes/cmd/${c}` })),
     ldflags: kubernetesLdflags,
+  },
+  // A real node beside the fake ones (ci/cluster/real-node.ts): kubelet and kube-proxy of the same
+  // release as the control plane (a module of their own, so the control plane's cache entry stays).
+  'kubernetes-node': {
+    module: 'kubernetes-node',
+    realNode: true,
+    pinned: 'k8s.io/kubernetes',
+    packages: ['kubelet', 'kube-proxy'].map((c) => ({ pkg: `k8s.io/kubernetes/cmd/${c}` })),
+    ldflags: kubernetesLdflags,
+  },
+  // The real node's container runtime: containerd with its CRI plugin, the runc shim and ctr. The
+  // snapshotters that need cgo and their C libraries (btrfs) or devices (devmapper, zfs) are left out:
+  // the node uses overlayfs or native.
+  containerd: {
+    module: 'containerd',
+    realNode: true,
+    pinned: 'github.com/containerd/containerd/v2',
+    packages: ['containerd', 'containerd-shim-runc-v2', 'ctr'].map((c) => ({ pkg: `github.com/containerd/containerd/v2/cmd/${c}` })),
+    ldflags: (v) => [`-X github.com/containerd/containerd/v2/version.Version=${v}`],
+    tags: ['no_btrfs', 'no_devmapper', 'no_zfs', 'urfave_cli_no_docs'],
+  },
+  // The real node's pod network: a bridge with host-local addresses, loopback, and host ports.
+  'cni-plugins': {
+    module: 'cni-plugins',
+    realNode: true,
+    pinned: 'github.com/containernetworking/plugins',
+    packages: ['main/bridge', 'ipam/host-local', 'main/loopback', 'meta/portmap'].map((p) => ({ pkg: `github.com/containernetworking/plugins/plugins/${p}` })),
+    ldflags: (v) => [`-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=${v}`],
   },
   etcd: {
     module: 'etcd',
@@ -157,6 +188,15 @@ const binaries = {
   'kube-controller-manager': 'kubernetes',
   'kube-scheduler': 'kubernetes',
   kubectl: 'kubernetes',
+  kubelet: 'kubernetes-node',
+  'kube-proxy': 'kubernetes-node',
+  containerd: 'containerd',
+  'containerd-shim-runc-v2': 'containerd',
+  ctr: 'containerd',
+  bridge: 'cni-plugins',
+  'host-local': 'cni-plugins',
+  loopback: 'cni-plugins',
+  portmap: 'cni-plugins',
   etcd: 'etcd',
   kwok: 'kwok',
   traefik: 'traefik',
@@ -365,10 +405,20 @@ async function extractCrds(): Promise<void> {
   });
 }
 
-/** Builds every tool that is not in the cache yet. */
-export async function ensureTools(): Promise<void> {
+/** The real node's kubelet and kube-proxy must be of the control plane's release. */
+function checkNodeRelease(): void {
+  const node = modVersion('kubernetes-node', 'k8s.io/kubernetes');
+  const controlPlane = kubernetesVersion('current');
+  if (node !== controlPlane) {
+    throw new Error(`ci/tools/kubernetes-node pins k8s.io/kubernetes ${node}, the control plane ${controlPlane}: run ci/tools/kubernetes/gen-go-mod.sh ${controlPlane} kubernetes-node kubelet kube-proxy`);
+  }
+}
+
+/** Builds every tool that is not in the cache yet; the real node's tools too with `realNode`. */
+export async function ensureTools(options: { realNode?: boolean } = {}): Promise<void> {
   removeStaleTemporaries();
-  const missing = Object.entries(goTools).filter(([name, tool]) => !built(name, tool));
+  if (options.realNode) checkNodeRelease();
+  const missing = Object.entries(goTools).filter(([name, tool]) => (options.realNode || !tool.realNode) && !built(name, tool));
   if (missing.length > 1) {
     // Downloads wait on the network and builds on the CPUs: fetch every missing tool's modules at
     // once, then build one tool at a time (each go build already uses every core).
@@ -380,6 +430,7 @@ export async function ensureTools(): Promise<void> {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const started = Date.now();
-  await ensureTools();
+  // `--real-node`: the real node's tools as well (kubelet, kube-proxy, containerd, CNI plugins).
+  await ensureTools({ realNode: process.argv.includes('--real-node') });
   log(`tools: all ready in ${join(cacheRoot(), 'tools')} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
 }
