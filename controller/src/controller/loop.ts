@@ -22,9 +22,11 @@ export function startLoop(o: { queue: WorkQueue; reconciler: EndpointReconciler;
       return result;
     } catch (err) {
       if (err instanceof FencedError) {
-        // Leadership went while this reconcile ran; the queue is held and the key waits for the next term.
+        // Leadership went while this reconcile ran: not a failure of the endpoint, so no backoff and
+        // no retry. The queue is held, and every endpoint is queued again when this replica leads again.
         log.info({ reason: err.message }, 'reconcile stopped: this replica no longer leads');
-        throw err;
+        metrics.reconcileTotal.inc({ result: 'fenced' });
+        return undefined;
       }
       metrics.reconcileTotal.inc({ result: 'error' });
       metrics.reconcileErrors.inc();

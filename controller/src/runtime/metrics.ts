@@ -6,7 +6,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly reconcileTotal = new Counter({
     name: 'ml_operator_reconcile_total',
-    help: 'Reconciles, by result: success, error (retried with backoff) or requeue (asked to look again later).',
+    help: 'Reconciles, by result: success, error (retried with backoff), requeue (asked to look again later) or fenced (stopped because this replica no longer leads).',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
@@ -98,7 +98,7 @@ export class Metrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     // Present from the start, so that rate() and absent() queries see zeros rather than nothing.
-    for (const result of ['success', 'error', 'requeue'] as const) this.reconcileTotal.inc({ result }, 0);
+    for (const result of ['success', 'error', 'requeue', 'fenced'] as const) this.reconcileTotal.inc({ result }, 0);
     this.reconcileErrors.inc(0);
     this.workqueueAdds.inc(0);
     this.leader.set(0);
