@@ -4,112 +4,44 @@
 // the `kubernetes` Service, the real fetcher fetches real scikit-learn models, and predictions go
 // through the gateway: an 80/20 split, a broken artifact that never takes traffic, a new model
 // rolled out blue/green under load, and a controller upgrade under load that restarts no model.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { publishArtifact } from '../../ci/cluster/artifacts.ts';
-import { artifactsAddress, startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
-import { helm } from '../../ci/cluster/operator.ts';
-import { realNodeLabel, realNodeTaint } from '../../ci/cluster/real-node.ts';
-import { startRegistry, type Registry } from '../../ci/cluster/registry.ts';
+import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
+import { buildJourneyImages, irisLabels, onRealNode, prepareRealJourney, type RealJourney } from '../../ci/cluster/real-journey.ts';
 import { buildControllerImage, pushImage } from '../../ci/image/build.ts';
-import { buildSklearnServer, type SklearnArtifact } from '../../ci/image/sklearn.ts';
-import { publishChart } from '../../ci/release/publish.ts';
-import { repositoryRoot } from '../../ci/release/package.ts';
-import { toolPath } from '../../ci/tools/build.ts';
 import { log } from '../../ci/log.ts';
-import { binomialInterval, describeReport, startLoad, type LoadOptions, type LoadRun, type Sample } from '../../ci/traffic/load.ts';
+import { binomialInterval, describeReport, type LoadOptions, type LoadRun, type Sample } from '../../ci/traffic/load.ts';
 import { waitFor } from '../../ci/wait.ts';
-import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
-import { KubeClient } from '../../controller/src/kube/client.ts';
-import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 
-const release = { name: 'journey', namespace: 'ml-platform' };
-const models = 'ml-models';
 const endpointName = 'iris';
-const apiVersion = 'ml-operator.dev/v1alpha1';
-const irisLabels = ['setosa', 'versicolor', 'virginica'];
-const onRealNode = {
-  nodeSelector: { [realNodeLabel.key]: realNodeLabel.value },
-  tolerations: [{ key: realNodeTaint.key, operator: 'Equal' as const, value: realNodeTaint.value, effect: realNodeTaint.effect }],
-};
-
 let cluster: ControlPlane;
-let registry: Registry;
+let journey: RealJourney;
 let core: k8s.CoreV1Api;
-let user: KubeClient;
-let chart: { chart: string; version: string };
-let artifacts: Record<string, SklearnArtifact>;
-let sklearnImage: string;
-let controllerRepository: string;
+let release: RealJourney['release'];
+let models: string;
 const timings: Record<string, number> = {};
 const started = Date.now();
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
-const host = () => `${endpointName}.${models}.models.example.com`;
-const artifactUrl = (path: string) => `http://${artifactsAddress}${path}`;
 
 beforeAll(async () => {
   // The images build (layer cache) while the cluster starts.
-  const images = (async () => {
-    const t = Date.now();
-    const controller = await buildControllerImage();
-    const sklearn = await buildSklearnServer();
-    timings.imageBuilds = Date.now() - t;
-    return { controller, sklearn };
-  })();
+  const images = buildJourneyImages();
   cluster = await startControlPlane({ realNode: true, observability: false, nodes: 1 });
   core = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
-  user = new KubeClient(cluster.kubeConfig(), { fieldManager: 'platform-team' });
-  registry = await startRegistry(join(cluster.dir, 'registry'), { inNetwork: { namespace: cluster.network.namespace, address: cluster.network.address } });
-  cluster.realNode!.pullFrom(registry.host);
-  log(`real journey: registry in the cluster's network at ${registry.host}`);
-
   const built = await images;
-  const pushStarted = Date.now();
-  controllerRepository = `${registry.host}/ml-operator/controller`;
-  await pushImage(built.controller.image, registry.host, 'ml-operator/controller', 'journey-1');
-  const pushedSklearn = await pushImage(built.sklearn.image, registry.host, 'ml-operator/sklearn-server', '1.0.0');
-  sklearnImage = pushedSklearn.reference;
-  chart = await publishChart({ registry: `oci://${registry.host}/charts`, root: repositoryRoot, plainHttp: true, helm: toolPath('helm') });
-  timings.pushes = Date.now() - pushStarted;
-  log(`real journey: images built in ${seconds(timings.imageBuilds)}, pushed with the chart (${chart.chart}:${chart.version}) in ${seconds(timings.pushes)}`);
-
-  // The artifacts, served by the cluster's artifact server over plain HTTP at its address.
-  artifacts = Object.fromEntries(built.sklearn.artifacts.map((a) => [a.name, a]));
-  for (const a of built.sklearn.artifacts) publishArtifact(cluster.artifactsDir, a.path, readFileSync(a.file));
-
-  for (const name of [release.namespace, models]) {
-    await core.createNamespace({ body: { metadata: { name, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } } });
-  }
+  timings.imageBuilds = built.seconds * 1000;
+  journey = await prepareRealJourney(cluster, built);
+  timings.pushes = journey.pushSeconds * 1000;
+  ({ release, models } = journey);
+  log(`real journey: images built in ${seconds(timings.imageBuilds)}, pushed with the chart in ${seconds(timings.pushes)}`);
 }, 1_500_000);
 
 afterAll(async () => {
   log(`real journey: total ${seconds(Date.now() - started)}; timings: ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, seconds(v)])))}`);
-  await registry?.stop().catch(() => undefined);
+  await journey?.stop().catch(() => undefined);
   await cluster?.stop();
 });
-
-function chartValues(tag: string, annotations: Record<string, string> = {}): string {
-  const g = cluster.gateway;
-  const file = join(cluster.dir, `journey-values-${tag}.json`);
-  writeFileSync(
-    file,
-    JSON.stringify({
-      namespace: { create: false, name: models },
-      controller: {
-        image: { repository: controllerRepository, tag },
-        ...onRealNode,
-        podAnnotations: annotations,
-        config: {
-          routing: { provider: 'gatewayAPI', gatewayAPI: { sharedGateway: { name: g.shared.name, namespace: g.shared.namespace, sectionName: g.shared.sectionName } } },
-        },
-      },
-    }),
-  );
-  return file;
-}
 
 async function controllerPod(): Promise<k8s.V1Pod | undefined> {
   const pods = await core.listNamespacedPod({ namespace: release.namespace });
@@ -127,32 +59,9 @@ async function podsExplain(namespace: string): Promise<string> {
   return pods.items.map((p) => `${p.metadata?.name} on ${p.spec?.nodeName}: ${p.status?.phase} ${JSON.stringify(p.status?.initContainerStatuses?.map((s) => s.state))} ${JSON.stringify(p.status?.containerStatuses?.map((s) => s.state))}`).join('\n');
 }
 
-const model = (name: string, spec: MachineLearningModelSpec) => user.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name, namespace: models }, spec });
-const config = (name: string, spec: MachineLearningEndpointConfigSpec) => user.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name, namespace: models }, spec });
-const irisModel = (a: SklearnArtifact, overrides: Partial<MachineLearningModelSpec> = {}): MachineLearningModelSpec => ({
-  image: sklearnImage,
-  artifact: artifactUrl(a.path),
-  artifactSha256: a.sha256,
-  port: 8080,
-  readinessPath: '/healthz',
-  ...overrides,
-});
-
-async function endpoint(): Promise<MachineLearningEndpoint & KubeObject> {
-  return (await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, models, endpointName))!;
-}
-
-function predictions(o: Partial<LoadOptions> & Pick<LoadOptions, 'requests' | 'maxDurationMs'>): LoadRun {
-  return startLoad({
-    url: `http://${cluster.gateway.address}:${cluster.gateway.port}/predict`,
-    host: host(),
-    method: 'POST',
-    body: JSON.stringify({ instances: [[5.1, 3.5, 1.4, 0.2]] }),
-    concurrency: 4,
-    timeoutMs: 15_000,
-    ...o,
-  });
-}
+const model = (name: string, spec: Parameters<RealJourney['applyModel']>[1]) => journey.applyModel(name, spec);
+const endpoint = async () => (await journey.endpoint(endpointName))!;
+const predictions = (o: Partial<LoadOptions> & Pick<LoadOptions, 'requests' | 'maxDurationMs'>): LoadRun => journey.predictions(endpointName, o);
 
 const failures = (samples: readonly Sample[]) => samples.filter((s) => s.status !== 200 || !s.backend?.labels?.every((l) => irisLabels.includes(l)));
 
@@ -181,32 +90,29 @@ describe('the platform team\'s first hour on real containers', () => {
 
   it('installs the chart from the registry; the controller runs in a pod on the real node and holds the Lease', async () => {
     installStarted = Date.now();
-    await helm(cluster.kubeconfigPath, [
-      'install', release.name, chart.chart, '--version', chart.version, '--plain-http',
-      '--namespace', release.namespace, '-f', chartValues('journey-1'), '--wait', '--timeout', '5m',
-    ]);
+    await journey.helmRelease('journey-1');
     timings.helmInstall = Date.now() - installStarted;
     const pod = await waitFor('the controller pod to be Ready', 180_000, controllerPod, () => podsExplain(release.namespace));
     timings.controllerReady = Date.now() - installStarted;
     log(`real journey: controller image pulls: ${(await pulls(release.namespace)).join('; ')}`);
     expect(pod.spec?.nodeName).toBe(cluster.realNode!.name);
-    expect(pod.spec?.containers[0].image).toBe(`${controllerRepository}:journey-1`);
-    expect(pod.status?.containerStatuses?.[0].imageID).toMatch(new RegExp(`^${registry.host.replace(/\./g, '\\.')}/ml-operator/controller@sha256:`));
+    expect(pod.spec?.containers[0].image).toBe(`${journey.controllerRepository}:journey-1`);
+    expect(pod.status?.containerStatuses?.[0].imageID).toMatch(new RegExp(`^${journey.registry.host.replace(/\./g, '\\.')}/ml-operator/controller@sha256:`));
     const holder = await waitFor('the controller to hold its Lease', 60_000, async () => ((await leaseHolder()) === pod.metadata!.name ? true : undefined), async () => `holder: ${await leaseHolder()}`);
     expect(holder).toBe(true);
     log(`real journey: helm install ${seconds(timings.helmInstall)}, controller pod ${pod.metadata!.name} Ready on ${pod.spec?.nodeName} ${seconds(timings.controllerReady)} after the install started`);
   }, 400_000);
 
   it('serves real predictions through the gateway, split 80/20 between two models', async () => {
-    await model('iris-a', irisModel(artifacts['iris-1.0.0']));
-    await model('iris-b', irisModel(artifacts['iris-2.0.0']));
-    await config('iris', {
+    await model('iris-a', journey.irisModel(journey.artifacts['iris-1.0.0']));
+    await model('iris-b', journey.irisModel(journey.artifacts['iris-2.0.0']));
+    await journey.applyConfig('iris', {
       models: [
         { model: 'iris-a', weight: 80, instances: 1, cpus: '100m', memory: '256Mi', size: '64Mi', ...onRealNode },
         { model: 'iris-b', weight: 20, instances: 1, cpus: '100m', memory: '256Mi', size: '64Mi', ...onRealNode },
       ],
     });
-    await user.apply(resources.endpoint, { apiVersion, kind: 'MachineLearningEndpoint', metadata: { name: endpointName, namespace: models }, spec: { config: 'iris' } });
+    await journey.applyEndpoint(endpointName, 'iris');
     await waitFor('the endpoint to be InService', 300_000, async () => ((await endpoint()).status?.state === 'InService' ? true : undefined), async () => `${JSON.stringify((await endpoint()).status?.conditions)}\n${await podsExplain(models)}`);
     await waitFor('a first prediction through the gateway', 120_000, async () => {
       const r = await predictions({ requests: 1, maxDurationMs: 10_000, concurrency: 1 }).done;
@@ -218,7 +124,7 @@ describe('the platform team\'s first hour on real containers', () => {
     // Real containers on the real node, the server image pulled from the registry, the artifact fetched by the fetcher.
     for (const p of await settledModelPods(2)) {
       expect(p.spec?.nodeName).toBe(cluster.realNode!.name);
-      expect(p.status?.containerStatuses?.find((c) => c.image.includes('sklearn-server'))?.imageID).toMatch(new RegExp(`^${registry.host.replace(/\./g, '\\.')}/ml-operator/sklearn-server@sha256:`));
+      expect(p.status?.containerStatuses?.find((c) => c.image.includes('sklearn-server'))?.imageID).toMatch(new RegExp(`^${journey.registry.host.replace(/\./g, '\\.')}/ml-operator/sklearn-server@sha256:`));
       expect(p.status?.initContainerStatuses?.map((c) => c.state?.terminated?.exitCode)).toEqual([0]);
     }
 
@@ -241,7 +147,7 @@ describe('the platform team\'s first hour on real containers', () => {
     expect(serving).toBeTruthy();
     const load = predictions({ requests: 10_000, maxDurationMs: 400_000, rate: 10 });
     try {
-      await model('iris-b', irisModel(artifacts['iris-2.0.0'], { artifact: artifactUrl('/sklearn-iris/iris-9.9.9.tar.gz'), artifactSha256: undefined }));
+      await model('iris-b', journey.irisModel(journey.artifacts['iris-2.0.0'], { artifact: journey.artifactUrl('/sklearn-iris/iris-9.9.9.tar.gz'), artifactSha256: undefined }));
       const stuck = await waitFor('the new pod to fail in its fetcher', 180_000, async () => {
         const pods = await core.listNamespacedPod({ namespace: models });
         return pods.items.find((p) => p.status?.initContainerStatuses?.some((s) => (s.lastState?.terminated?.exitCode ?? s.state?.terminated?.exitCode ?? 0) !== 0));
@@ -258,8 +164,13 @@ describe('the platform team\'s first hour on real containers', () => {
       expect(e.status?.state).toBe('Updating');
       expect(e.status?.endpointConfigVersion).toBe(serving);
       expect(e.status?.pendingEndpointConfigVersion).toBeTruthy();
+      // Held there under traffic: the stuck version takes none, the serving one answers everything.
+      const heldFrom = load.elapsed();
+      await waitFor('10 s of traffic while the new version is stuck', 30_000, async () => (load.elapsed() - heldFrom > 10_000 ? true : undefined));
+      expect((await endpoint()).status?.endpointConfigVersion).toBe(serving);
+      expect(stuck.metadata?.uid && (await core.listNamespacedPod({ namespace: models })).items.find((p) => p.metadata?.uid === stuck.metadata?.uid)?.status?.phase).toBe('Pending');
       // Back to the artifact that works: the stuck version is dropped.
-      await model('iris-b', irisModel(artifacts['iris-2.0.0']));
+      await model('iris-b', journey.irisModel(journey.artifacts['iris-2.0.0']));
       await waitFor('the endpoint to settle back', 300_000, async () => {
         const now = await endpoint();
         return now.status?.state === 'InService' && !now.status.pendingEndpointConfigVersion && !now.status.conditions?.some((c) => c.type === 'ArtifactsFetched' && c.status === 'False') ? true : undefined;
@@ -277,7 +188,7 @@ describe('the platform team\'s first hour on real containers', () => {
     const load = predictions({ requests: 10_000, maxDurationMs: 400_000, rate: 10 });
     let switchedAt = 0;
     try {
-      await model('iris-a', irisModel(artifacts['iris-2.0.0']));
+      await model('iris-a', journey.irisModel(journey.artifacts['iris-2.0.0']));
       await waitFor('every answer to come from the new model', 360_000, async () => {
         const recent = load.samples.filter((s) => s.end > 0).slice(-30);
         return recent.length === 30 && recent.every((s) => s.backend?.model === 'iris/2.0.0') ? true : undefined;
@@ -296,7 +207,7 @@ describe('the platform team\'s first hour on real containers', () => {
 
   it('upgrades the controller to a new image under load: the controller pod is replaced, no model pod restarts', async () => {
     const built = await buildControllerImage();
-    await pushImage(built.image, registry.host, 'ml-operator/controller', 'journey-2');
+    await pushImage(built.image, journey.registry.host, 'ml-operator/controller', 'journey-2');
     const before = await controllerPod();
     await settledModelPods(2);
     const podsBefore = await modelPods();
@@ -305,10 +216,7 @@ describe('the platform team\'s first hour on real containers', () => {
     let after: k8s.V1Pod | undefined;
     try {
       const upgradeStarted = Date.now();
-      await helm(cluster.kubeconfigPath, [
-        'upgrade', release.name, chart.chart, '--version', chart.version, '--plain-http',
-        '--namespace', release.namespace, '-f', chartValues('journey-2', { 'ml-operator.dev/upgraded-by': 'platform-team' }), '--wait', '--timeout', '5m',
-      ]);
+      await journey.helmRelease('journey-2', { 'ml-operator.dev/upgraded-by': 'platform-team' });
       after = await waitFor('the new controller pod to be Ready and hold the Lease', 180_000, async () => {
         const p = await controllerPod();
         return p && p.metadata!.uid !== before!.metadata!.uid && (await leaseHolder()) === p.metadata!.name ? p : undefined;
@@ -322,7 +230,7 @@ describe('the platform team\'s first hour on real containers', () => {
     }
     const r = await load.done;
     log(`real journey: controller upgrade (${seconds(timings.controllerUpgrade)} to the new pod holding the Lease) under load: ${describeReport(r)}`);
-    expect(after!.spec?.containers[0].image).toBe(`${controllerRepository}:journey-2`);
+    expect(after!.spec?.containers[0].image).toBe(`${journey.controllerRepository}:journey-2`);
     expect(await modelPods()).toEqual(podsBefore);
     expect(failures(load.samples)).toEqual([]);
   }, 600_000);
