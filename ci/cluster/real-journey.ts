@@ -11,10 +11,10 @@ import * as k8s from '@kubernetes/client-node';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
+import { copyCheckout, isolatedHelmEnv } from '../../test/chart/checkout.ts';
 import { buildControllerImage, pushImage, type BuildResult } from '../image/build.ts';
 import { buildSklearnServer, type SklearnArtifact, type SklearnBuild } from '../image/sklearn.ts';
 import { log } from '../log.ts';
-import { repositoryRoot } from '../release/package.ts';
 import { publishChart, type Published } from '../release/publish.ts';
 import { toolPath } from '../tools/build.ts';
 import { startLoad, type LoadOptions, type LoadRun } from '../traffic/load.ts';
@@ -99,7 +99,11 @@ export async function prepareRealJourney(cluster: ControlPlane, images: JourneyI
   const controllerRepository = `${registry.host}/ml-operator/controller`;
   await pushImage(images.controller.image, registry.host, 'ml-operator/controller', 'journey-1');
   const sklearnImage = (await pushImage(images.sklearn.image, registry.host, 'ml-operator/sklearn-server', '1.0.0')).reference;
-  const chart = await publishChart({ registry: `oci://${registry.host}/charts`, root: repositoryRoot, plainHttp: true, helm: toolPath('helm'), force: true });
+  // Packaged from a copy of the chart with Helm's homes of its own: `helm dependency build` writes
+  // into the chart's directory, which other runs install from.
+  const scratch = join(cluster.dir, 'journey');
+  const helmEnv = isolatedHelmEnv(scratch);
+  const chart = await publishChart({ registry: `oci://${registry.host}/charts`, root: copyCheckout(join(scratch, 'chart')), plainHttp: true, helm: toolPath('helm'), env: helmEnv, force: true });
   const pushSeconds = (Date.now() - pushStarted) / 1000;
   log(`journey: pushed the controller and scikit-learn images and the chart (${chart.chart}:${chart.version}) in ${pushSeconds.toFixed(1)}s`);
 
@@ -144,7 +148,7 @@ export async function prepareRealJourney(cluster: ControlPlane, images: JourneyI
       await helm(cluster.kubeconfigPath, [
         installed ? 'upgrade' : 'install', release.name, chart.chart, '--version', chart.version, '--plain-http',
         '--namespace', release.namespace, '-f', values, '--wait', '--timeout', '5m',
-      ]);
+      ], helmEnv);
       installed = true;
     },
     irisModel(a, overrides = {}) {
