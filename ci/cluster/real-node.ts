@@ -59,8 +59,8 @@ export interface RealNode {
   /** The cgroup (in every hierarchy) the node's pods live under. */
   readonly cgroupRoot: string;
   /**
-   * Makes an image available to the node's pods (imagePullPolicy IfNotPresent or Never). Today by
-   * importing an archive built on this machine; a registry the cluster can pull from may replace it.
+   * Makes an image available to the node's pods (imagePullPolicy IfNotPresent or Never) by importing
+   * an archive built on this machine. pullFrom() lets the node pull from a registry instead.
    */
   provideImage(image: ImageArchive): Promise<void>;
   /**
