@@ -4,9 +4,11 @@
 // the `kubernetes` Service, the real fetcher fetches real scikit-learn models, and predictions go
 // through the gateway: an 80/20 split, a broken artifact that never takes traffic, a new model
 // rolled out blue/green under load, and a controller upgrade under load that restarts no model.
+import { readFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
+import { serviceAccountOf } from '../../ci/cluster/operator.ts';
 import { buildJourneyImages, irisLabels, onRealNode, prepareRealJourney, type RealJourney } from '../../ci/cluster/real-journey.ts';
 import { buildControllerImage, pushImage } from '../../ci/image/build.ts';
 import { log } from '../../ci/log.ts';
@@ -100,6 +102,16 @@ describe('the platform team\'s first hour on real containers', () => {
     expect(pod.status?.containerStatuses?.[0].imageID).toMatch(new RegExp(`^${journey.registry.host.replace(/\./g, '\\.')}/ml-operator/controller@sha256:`));
     const holder = await waitFor('the controller to hold its Lease', 60_000, async () => ((await leaseHolder()) === pod.metadata!.name ? true : undefined), async () => `holder: ${await leaseHolder()}`);
     expect(holder).toBe(true);
+    // Its requests reach the API server from the pod's own address: in-cluster config, through the
+    // `kubernetes` Service's ClusterIP (in the serving certificate's names) and kube-proxy's rules.
+    const username = `system:serviceaccount:${release.namespace}:${serviceAccountOf(release)}`;
+    const sources = await waitFor("the controller's requests in the audit log", 30_000, async () => {
+      const events = readFileSync(cluster.auditLogPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { user?: { username?: string }; sourceIPs?: string[] });
+      const ips = new Set(events.filter((e) => e.user?.username === username).flatMap((e) => e.sourceIPs ?? []));
+      return ips.size ? [...ips] : undefined;
+    });
+    log(`real journey: the controller's API requests come from ${sources.join(', ')} (its pod: ${pod.status?.podIP})`);
+    expect(sources).toEqual([pod.status!.podIP]);
     log(`real journey: helm install ${seconds(timings.helmInstall)}, controller pod ${pod.metadata!.name} Ready on ${pod.spec?.nodeName} ${seconds(timings.controllerReady)} after the install started`);
   }, 400_000);
 
