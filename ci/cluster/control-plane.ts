@@ -197,7 +197,8 @@ const auditPolicy = JSON.stringify({
 
 /** Addresses of the cluster's own services, in a /24 of the pod range that no node gets. */
 const servicesNet = '198.18.255';
-const artifactsAddress = `${servicesNet}.254`;
+/** The artifact server's address in the cluster's network (http on 80, https on 443): real containers, which have no cluster DNS, reach it there. */
+export const artifactsAddress = `${servicesNet}.254`;
 const apiPort = 6443;
 const serviceRange = '10.96.0.0/16';
 const gatewayPort = 80;

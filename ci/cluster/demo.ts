@@ -4,6 +4,9 @@
 // under the chart's ServiceAccount, applies examples/titanic and examples/ab-test, waits until every
 // endpoint is InService, sends real requests through the gateway to each one and prints the split it
 // observed beside the configured weights. Ctrl-C stops everything.
+// `npm start -- --real`: the same in real containers on the cluster's real node (real-demo.ts): the
+// chart and images from a registry in the cluster's network, the controller in a pod, real
+// scikit-learn predictions.
 import { existsSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +19,11 @@ import { startLoad } from '../traffic/load.ts';
 import { waitFor } from '../wait.ts';
 import { startControlPlane, kubectl } from './control-plane.ts';
 import { chartConfig, installChart, serviceAccountKubeconfig, startControllerProcess } from './operator.ts';
+
+if (process.argv.includes('--real')) {
+  await import('./real-demo.ts');
+  await new Promise<never>(() => undefined);
+}
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 const namespace = 'machine-learning';

@@ -23,9 +23,9 @@ export const serviceAccountOf = (r: Release) => `${r.name}-controller`;
 const releaseDefaults = ['controller.replicaCount=0', 'controller.podDisruptionBudget.enabled=false'];
 export const serviceAccount = serviceAccountOf(release);
 
-export function helm(kubeconfig: string, args: string[]): Promise<string> {
+export function helm(kubeconfig: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(toolPath('helm'), [`--kubeconfig=${kubeconfig}`, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(toolPath('helm'), [`--kubeconfig=${kubeconfig}`, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (out += c.toString()));

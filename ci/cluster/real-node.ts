@@ -59,10 +59,16 @@ export interface RealNode {
   /** The cgroup (in every hierarchy) the node's pods live under. */
   readonly cgroupRoot: string;
   /**
-   * Makes an image available to the node's pods (imagePullPolicy IfNotPresent or Never). Today by
-   * importing an archive built on this machine; a registry the cluster can pull from may replace it.
+   * Makes an image available to the node's pods (imagePullPolicy IfNotPresent or Never) by importing
+   * an archive built on this machine. pullFrom() lets the node pull from a registry instead.
    */
   provideImage(image: ImageArchive): Promise<void>;
+  /**
+   * Lets the node pull images from a registry at `host` (`ADDRESS:PORT`, reachable from the
+   * cluster's network namespace) over plain HTTP: a hosts.toml of containerd's registry config_path,
+   * which containerd reads at every pull.
+   */
+  pullFrom(host: string): void;
   /** Kills every container of the node and removes them (the kubelet must be stopped first). */
   removeContainers(): Promise<void>;
 }
@@ -211,7 +217,7 @@ export function cleanUpRealNode(dir: string): void {
 /** containerd's limit on the length of its shims' socket directory (a socket's path is its directory and 65 characters). */
 const maxShimSocketDir = 42;
 
-function containerdConfig(dir: string, socket: string, sandboxImage: string, shimSocketDir: string | undefined): string {
+function containerdConfig(dir: string, socket: string, sandboxImage: string, shimSocketDir: string | undefined, registryDir: string): string {
   const q = (s: string) => JSON.stringify(s);
   return `version = 4
 root = ${q(join(dir, 'root'))}
@@ -243,6 +249,9 @@ ${shimSocketDir ? `# The shims' sockets too (default /run/containerd/s).
 
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    # Per-registry settings (hosts.toml in a directory per registry host), none of the host's.
+    config_path = ${q(registryDir)}
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = ${q(sandboxImage)}
 
@@ -342,7 +351,9 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
   mkdirSync(netDir);
   writeFileSync(join(netDir, '10-ml-operator.conflist'), cniConfig(join(dir, 'cni-ipam')));
   const shimSocketDir = join(host.dir, 's');
-  writeFileSync(join(containerdDir, 'config.toml'), containerdConfig(containerdDir, socket, sandboxImage.name, shimSocketDir.length <= maxShimSocketDir ? shimSocketDir : undefined));
+  const registryDir = join(containerdDir, 'certs.d');
+  mkdirSync(registryDir);
+  writeFileSync(join(containerdDir, 'config.toml'), containerdConfig(containerdDir, socket, sandboxImage.name, shimSocketDir.length <= maxShimSocketDir ? shimSocketDir : undefined, registryDir));
   // containerd finds its runc shim on PATH.
   const path = `${dirname(toolPath('containerd-shim-runc-v2'))}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`;
   host.start('containerd', toolPath('containerd'), ['--config', join(containerdDir, 'config.toml'), '--log-level', 'warn'], { ...process.env, PATH: path });
@@ -357,6 +368,11 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
       await ctr(socket, ['images', 'import', '--no-unpack=false', image.archive]);
       const listed = await ctr(socket, ['images', 'ls', '-q']);
       if (!listed.split('\n').includes(image.name)) throw new Error(`ctr import of ${image.archive} did not give ${image.name}; images: ${listed}`);
+    },
+    pullFrom(registryHost) {
+      const hostDir = join(registryDir, registryHost);
+      mkdirSync(hostDir, { recursive: true });
+      writeFileSync(join(hostDir, 'hosts.toml'), `server = "http://${registryHost}"\n\n[host."http://${registryHost}"]\n  capabilities = ["pull", "resolve"]\n`);
     },
     async removeContainers() {
       const tasks = (await ctr(socket, ['tasks', 'ls', '-q'])).split('\n').filter(Boolean);

@@ -2,6 +2,9 @@
 // the controller image's push: the `registry` server of Debian's docker-registry package (the
 // reference implementation, distribution), storing into a directory of the caller's or a temporary
 // one that stop() removes. .ci/run installs the package.
+// With `inNetwork`, it runs in a local cluster's network namespace (nsenter --net) on the
+// namespace's address instead: the real node's containerd pulls from there, and the host reaches
+// the same address over the namespace's veth pair (podman push, helm push).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,12 +37,13 @@ export function requireRegistryBinary(): void {
  * Starts a registry storing into `dir` (default: a temporary directory, removed by stop()). With
  * `htpasswd` (lines `user:bcrypt-hash`), it requires HTTP basic authentication.
  */
-export async function startRegistry(dir?: string, { htpasswd }: { htpasswd?: string } = {}): Promise<Registry> {
+export async function startRegistry(dir?: string, { htpasswd, inNetwork }: { htpasswd?: string; inNetwork?: { namespace: string; address: string } } = {}): Promise<Registry> {
   requireRegistryBinary();
   const temporary = dir === undefined;
   const home = dir ?? mkdtempSync(join(tmpdir(), 'ml-operator-registry-'));
   mkdirSync(join(home, 'storage'), { recursive: true });
-  const host = `127.0.0.1:${await freePort()}`;
+  // The namespace's ports are its own: a fixed one there.
+  const host = inNetwork ? `${inNetwork.address}:5000` : `127.0.0.1:${await freePort()}`;
   const auth = htpasswd ? `auth:\n  htpasswd:\n    realm: ml-operator-test\n    path: ${join(home, 'htpasswd')}\n` : '';
   if (htpasswd) writeFileSync(join(home, 'htpasswd'), htpasswd);
   writeFileSync(
@@ -47,7 +51,11 @@ export async function startRegistry(dir?: string, { htpasswd }: { htpasswd?: str
     `version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${join(home, 'storage')}\n` +
       `http:\n  addr: ${host}\n  secret: ml-operator-test\n${auth}`,
   );
-  const child: ChildProcess = spawn(registryBinary, ['serve', join(home, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // nsenter execs the registry: the child's pid is the registry's.
+  const [program, args] = inNetwork
+    ? ['nsenter', [`--net=/run/netns/${inNetwork.namespace}`, registryBinary, 'serve', join(home, 'config.yml')]]
+    : [registryBinary, ['serve', join(home, 'config.yml')]];
+  const child: ChildProcess = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));

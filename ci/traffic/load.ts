@@ -31,6 +31,8 @@ export interface Backend {
   instance?: string;
   version?: string;
   model?: string;
+  /** The class names the answer gives, when it is a prediction (the scikit-learn server's `labels`). */
+  labels?: string[];
 }
 
 export interface Sample {
@@ -129,7 +131,10 @@ export function startLoad(o: LoadOptions): LoadRun {
         if (error) sample.error = error;
         try {
           const parsed = JSON.parse(body) as Backend;
-          if (parsed && typeof parsed.pod === 'string') sample.backend = { pod: parsed.pod, instance: parsed.instance, version: parsed.version, model: parsed.model };
+          if (parsed && typeof parsed.pod === 'string') {
+            sample.backend = { pod: parsed.pod, instance: parsed.instance, version: parsed.version, model: parsed.model };
+            if (Array.isArray(parsed.labels)) sample.backend.labels = parsed.labels;
+          }
         } catch {
           // Not one of the model servers' answers (the gateway's own 404 or 503, say).
         }
