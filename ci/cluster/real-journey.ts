@@ -11,7 +11,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
-import { copyCheckout, isolatedHelmEnv } from '../../test/chart/checkout.ts';
+import { copyCheckout, isolatedHelmEnv } from '../release/checkout.ts';
 import { buildControllerImage, pushImage, type BuildResult } from '../image/build.ts';
 import { buildSklearnServer, type SklearnArtifact, type SklearnBuild } from '../image/sklearn.ts';
 import { log } from '../log.ts';

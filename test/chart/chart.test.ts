@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isMap, isScalar, parse, parseAllDocuments, parseDocument, type YAMLMap } from 'yaml';
 import { toolPath } from '../../ci/tools/build.ts';
-import { expectedPackageFiles, isolatedHelmEnv } from './checkout.ts';
+import { expectedPackageFiles, isolatedHelmEnv } from '../../ci/release/checkout.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const subchart = join(root, 'charts', 'controller');

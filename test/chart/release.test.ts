@@ -12,7 +12,7 @@ import { docs } from '../../ci/release/docs.ts';
 import { exec, type ExecResult } from '../../ci/release/exec.ts';
 import { invalidVersion, releaseVersion, versionFields, versionProblems } from '../../ci/release/versions.ts';
 import { toolPath } from '../../ci/tools/build.ts';
-import { copyCheckout, expectedPackageFiles, isolatedHelmEnv, repositoryRoot as root } from './checkout.ts';
+import { copyCheckout, expectedPackageFiles, isolatedHelmEnv, repositoryRoot as root } from '../../ci/release/checkout.ts';
 
 const helm = toolPath('helm');
 let scratch: string;

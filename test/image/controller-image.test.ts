@@ -10,7 +10,7 @@ import { requireRegistryBinary, startRegistry } from '../../ci/cluster/registry.
 import { buildControllerImage, checkImage, imageLayers, imagePackages, pushImage, runReadOnly, sizeReport, type BuildResult, type Layer, type RunCheck } from '../../ci/image/build.ts';
 import { nodeVersion } from '../../ci/image/base.ts';
 import { podman, podmanOk } from '../../ci/image/podman.ts';
-import { repositoryRoot } from '../chart/checkout.ts';
+import { repositoryRoot } from '../../ci/release/checkout.ts';
 
 const tag = `localhost/ml-operator/controller:test-${process.pid}`;
 let built: BuildResult;

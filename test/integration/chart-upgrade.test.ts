@@ -34,7 +34,7 @@ import { waitFor } from '../../ci/wait.ts';
 import type { MachineLearningEndpoint } from '../../controller/src/api/generated.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
-import { checkoutAt, copyCheckout, isolatedHelmEnv, repositoryRoot } from '../chart/checkout.ts';
+import { checkoutAt, copyCheckout, isolatedHelmEnv, repositoryRoot } from '../../ci/release/checkout.ts';
 import { startRegistry, type Registry } from '../../ci/cluster/registry.ts';
 
 const published = lastPublished;

@@ -14,7 +14,7 @@ import { exec, type ExecResult } from '../../ci/release/exec.ts';
 import { releaseVersion } from '../../ci/release/versions.ts';
 import { toolPath } from '../../ci/tools/build.ts';
 import { waitFor } from '../../ci/wait.ts';
-import { copyCheckout, expectedPackageFiles, repositoryRoot } from '../chart/checkout.ts';
+import { copyCheckout, expectedPackageFiles, repositoryRoot } from '../../ci/release/checkout.ts';
 import { adminConfig, apiError, createNamespace, deleteNamespace } from './kube.ts';
 import { requireRegistryBinary, startRegistry, type Registry } from '../../ci/cluster/registry.ts';
 

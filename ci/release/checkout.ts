@@ -1,10 +1,10 @@
-// Throwaway copies of the chart's part of the repository, for tests that bump, package or publish
+// Throwaway copies of the chart's part of the repository, for tests and scripts that bump, package or publish
 // without touching the checkout; and the exact list of files a chart package may hold.
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { extractAt, pathsAt } from '../../ci/release/published.ts';
+import { extractAt, pathsAt } from './published.ts';
 
 export const repositoryRoot = fileURLToPath(new URL('../..', import.meta.url));
 
