@@ -203,8 +203,8 @@ describe('the examples', () => {
       .filter(Boolean)
       .map((o: KubeObject) => `${o.kind!.toLowerCase()}.ml-operator.dev/${o.metadata.name}`)
       .sort();
-    // titanic (3), ab-test (4), and a model, a config and an endpoint for each of the five servers.
-    expect(expected).toHaveLength(22);
+    // titanic (3), ab-test (4), and a model, a config and an endpoint for each of the six servers.
+    expect(expected).toHaveLength(25);
     const applied = await kubectl(['apply', '--server-side', '--field-manager=chart-install-test', '-n', namespace, ...files.flatMap((f) => ['-f', f])]);
     expect(applied.trim().split('\n').sort()).toEqual(expected.map((o) => `${o} serverside-applied`));
     const listed = await kubectl(['get', 'ml', '-n', namespace, '-o', 'name']);
@@ -216,7 +216,7 @@ describe('the examples', () => {
     const table = async (args: string[]) => (await kubectl(['get', ...args, '-n', namespace])).trim().split('\n').map((line) => line.trim().split(/\s+/));
     const mle = await table(['mle']);
     expect(mle[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'STEP', 'CANARY', 'AGE']);
-    expect(mle.slice(1).map((row) => row[0])).toEqual(['densenet-triton', 'half-plus-two-tfserving', 'iris-mlserver', 'mnist-torchserve', 'qwen-vllm', 'titanic', 'titanic-ab']);
+    expect(mle.slice(1).map((row) => row[0])).toEqual(['densenet-triton', 'half-plus-two-tfserving', 'iris-mlserver', 'iris-sklearn', 'mnist-torchserve', 'qwen-vllm', 'titanic', 'titanic-ab']);
     expect((await table(['mle', '-o', 'wide']))[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'CONFIG', 'STEP', 'CANARY', 'AGE']);
     const mlec = await table(['mlec']);
     expect(mlec[0]).toEqual(['NAME', 'MODEL', 'TEMPLATE', 'ENDPOINT', 'VERSION', 'AGE']);
@@ -224,6 +224,7 @@ describe('the examples', () => {
       ['densenet-triton', 'densenet-triton'],
       ['half-plus-two-tfserving', 'half-plus-two-tfserving'],
       ['iris-mlserver', 'iris-mlserver'],
+      ['iris-sklearn', 'iris-sklearn'],
       ['mnist-torchserve', 'mnist-torchserve'],
       ['qwen-vllm', 'qwen-vllm'],
       ['titanic', 'titanic'],
@@ -235,6 +236,7 @@ describe('the examples', () => {
       ['densenet-triton', 'nvcr.io/nvidia/tritonserver:24.08-py3'],
       ['half-plus-two-tfserving', 'docker.io/tensorflow/serving:2.16.1'],
       ['iris-mlserver', 'docker.io/seldonio/mlserver:1.6.1'],
+      ['iris-sklearn', 'localhost/ml-operator/sklearn-server:1.0.0'],
       ['mnist-torchserve', 'docker.io/pytorch/torchserve:0.12.0-cpu'],
       ['qwen-vllm', 'docker.io/vllm/vllm-openai:v0.6.3'],
       ['titanic', 'ghcr.io/acme/titanic-server:1.0.0'],
