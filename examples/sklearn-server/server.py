@@ -126,6 +126,9 @@ class Server(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two writes: with Nagle's algorithm the body waits for the
+    # peer's (delayed, up to 40 ms) acknowledgement of the headers on a busy keep-alive connection.
+    disable_nagle_algorithm = True
     server_version = "ml-operator-sklearn-server/1.0"
     # An idle keep-alive connection is closed after this many seconds.
     timeout = 30
