@@ -20,7 +20,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cacheRoot } from '../cache.mjs';
 import { ensureDebianPackages, type DebianPackage } from '../debian.ts';
-import { podman, podmanOk, withProgress } from './podman.ts';
+import { withProgress } from '../log.ts';
+import { podman, podmanOk } from './podman.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 
@@ -103,7 +104,7 @@ interface Rootfs {
 async function ensureRootfsImage({ image, description, changes, prepare }: Rootfs): Promise<string> {
   if ((await podman(['image', 'exists', image])).code === 0) return image;
   ensureDebianPackages([mmdebstrapPackage], 'the base image');
-  await withProgress(`making the base image ${image} (${description})`, async () => {
+  await withProgress('image', `making the base image ${image} (${description})`, async () => {
     const tmp = join(cacheRoot(), 'image', `base.tmp-${process.pid}`);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });

@@ -17,9 +17,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startRegistry } from '../cluster/registry.ts';
-import { log } from '../log.ts';
+import { log, withProgress } from '../log.ts';
 import { baseImage, ensureBaseImage, mmdebstrapPackage } from './base.ts';
-import { containersDir, ensurePodman, podman, podmanOk, podmanPackages, withProgress } from './podman.ts';
+import { containersDir, ensurePodman, podman, podmanOk, podmanPackages } from './podman.ts';
 import { ensureDebianPackages } from '../debian.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
@@ -113,7 +113,7 @@ export async function buildControllerImage({ tag = defaultTag, noCache = false }
   ensurePodman();
   const base = await ensureBaseImage();
   const started = Date.now();
-  await withProgress(`building controller/Dockerfile as ${tag} (podman build, NODE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`, () =>
+  await withProgress('image', `building controller/Dockerfile as ${tag} (podman build, NODE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`, () =>
     buildImage({
       dockerfile: join(root, 'controller', 'Dockerfile'),
       context: root,
@@ -176,7 +176,7 @@ export async function pushImage(image: string, registryHost: string, repository:
   const reference = `${registryHost}/${repository}:${tag}`;
   const digestFile = join(mkdtempSync(join(tmpdir(), 'ml-operator-push-')), 'digest');
   try {
-    await withProgress(`pushing to ${reference}`, () => podmanOk(['push', '--tls-verify=false', '--digestfile', digestFile, image, `docker://${reference}`]));
+    await withProgress('image', `pushing to ${reference}`, () => podmanOk(['push', '--tls-verify=false', '--digestfile', digestFile, image, `docker://${reference}`]));
     const digest = readFileSync(digestFile, 'utf8').trim();
     const response = await fetch(`http://${registryHost}/v2/${repository}/manifests/${tag}`, {
       headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' },
@@ -298,7 +298,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   process.stdout.write(`${built.image} (${built.id.slice(0, 12)}), built in ${built.seconds.toFixed(1)}s; pushed as ${pushed.reference}@${pushed.digest}\n`);
   process.stdout.write(`${sizeReport(await imageLayers(built.image), pushed)}\n`);
-  const checks = await withProgress(`running the image read-only as user ${imageUser}`, () => checkImage(built.image));
+  const checks = await withProgress('image', `running the image read-only as user ${imageUser}`, () => checkImage(built.image));
   const expected: Record<string, number> = { 'controller --no-such-flag': 2, 'fetcher without arguments': 2 };
   let failed = 0;
   for (const c of checks) {

@@ -11,7 +11,6 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cacheRoot } from '../cache.mjs';
 import { ensureDebianPackages, requireDebianPackages, type DebianPackage } from '../debian.ts';
-import { log } from '../log.ts';
 
 export const podmanPackages: readonly DebianPackage[] = [
   { name: 'podman', file: '/usr/bin/podman' },
@@ -113,16 +112,3 @@ export function requirePodman(): void {
   requireDebianPackages(podmanPackages, 'the image build');
 }
 
-/** Logs `what` every 30 s while `work` runs, and how long it took. */
-export async function withProgress<T>(what: string, work: () => Promise<T>): Promise<T> {
-  const started = Date.now();
-  log(`image: ${what} ...`);
-  const timer = setInterval(() => log(`image: still ${what} (${Math.round((Date.now() - started) / 1000)}s)`), 30_000);
-  try {
-    const result = await work();
-    log(`image: ${what}: done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-    return result;
-  } finally {
-    clearInterval(timer);
-  }
-}

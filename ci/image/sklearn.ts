@@ -22,13 +22,13 @@ import { artifactHost, publishArtifact } from '../cluster/artifacts.ts';
 import { artifactHandler } from '../cluster/pod-runtime/artifact-server.ts';
 import { startRegistry } from '../cluster/registry.ts';
 import { ensureDebianPackages } from '../debian.ts';
-import { log } from '../log.ts';
+import { log, withProgress } from '../log.ts';
 import { freePort } from '../processes.ts';
 import { waitFor } from '../wait.ts';
 import { main as fetcher } from '../../controller/src/fetcher/main.ts';
 import { debianBaseImage, ensureDebianBaseImage } from './base.ts';
 import { buildImage, imageLayers, imagePackages, imageUser, pruneImages, pushImage, sizeReport, type BuildResult, type Pushed } from './build.ts';
-import { ensurePodman, podman, podmanOk, withProgress } from './podman.ts';
+import { ensurePodman, podman, podmanOk } from './podman.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 export const sklearnContext = join(root, 'examples', 'sklearn-server');
@@ -64,7 +64,7 @@ export async function buildSklearnServer({ tag = sklearnTag, noCache = false, ar
   const buildArgs = { BASE_IMAGE: base };
   const dockerfile = join(sklearnContext, 'Dockerfile');
   const started = Date.now();
-  await withProgress(`building examples/sklearn-server/Dockerfile as ${tag} (podman build, BASE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`, () =>
+  await withProgress('image', `building examples/sklearn-server/Dockerfile as ${tag} (podman build, BASE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`, () =>
     buildImage({ dockerfile, context: sklearnContext, tag, buildArgs, noCache }),
   );
   const seconds = (Date.now() - started) / 1000;
@@ -74,7 +74,7 @@ export async function buildSklearnServer({ tag = sklearnTag, noCache = false, ar
   try {
     // The training stage starts from the server image's package layer, which the build above has
     // just made or found: never with --no-cache, which would install the packages again.
-    await withProgress('training the iris models (the Dockerfile\'s artifacts stage)', () =>
+    await withProgress('image', 'training the iris models (the Dockerfile\'s artifacts stage)', () =>
       buildImage({ dockerfile, context: sklearnContext, buildArgs, target: 'artifacts', output: out }),
     );
     const artifacts = readdirSync(out)

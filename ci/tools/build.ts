@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, stringify } from 'yaml';
 import { cacheRoot } from '../cache.mjs';
-import { log } from '../log.ts';
+import { log, withProgress } from '../log.ts';
 
 const toolsDir = dirname(fileURLToPath(import.meta.url));
 
@@ -260,19 +260,6 @@ function run(cmd: string, args: string[], cwd: string): Promise<void> {
   });
 }
 
-async function withProgress<T>(what: string, work: () => Promise<T>): Promise<T> {
-  const started = Date.now();
-  log(`tools: ${what} ...`);
-  const timer = setInterval(() => log(`tools: still ${what} (${Math.round((Date.now() - started) / 1000)}s)`), 30_000);
-  try {
-    const result = await work();
-    log(`tools: ${what}: done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-    return result;
-  } finally {
-    clearInterval(timer);
-  }
-}
-
 /** Removes half-built directories left by a build that was killed. */
 function removeStaleTemporaries(): void {
   const root = join(cacheRoot(), 'tools');
@@ -303,7 +290,7 @@ async function buildGoTool(name: string, tool: GoTool): Promise<void> {
   const { dir, version, ldflags } = goToolDir(name, tool);
   if (existsSync(join(dir, '.complete'))) return;
   const binaryNames = tool.packages.map((p) => p.binary ?? p.pkg.split('/').at(-1)!);
-  await withProgress(`building ${binaryNames.join(', ')} ${version} with go build`, async () => {
+  await withProgress('tools', `building ${binaryNames.join(', ')} ${version} with go build`, async () => {
     const tmp = `${dir}.tmp-${process.pid}`;
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
@@ -361,7 +348,7 @@ const istioKinds = new Set(['VirtualService', 'Gateway', 'DestinationRule']);
 async function extractCrds(): Promise<void> {
   const dir = crdsDir();
   if (existsSync(join(dir, '.complete'))) return;
-  await withProgress('extracting the Istio, Gateway API, Traefik and KEDA CRDs and kwok stages from their Go modules', async () => {
+  await withProgress('tools', 'extracting the Istio, Gateway API, Traefik and KEDA CRDs and kwok stages from their Go modules', async () => {
     const istio = await goModDir('crds', 'istio.io/api');
     const gatewayApi = await goModDir('crds', 'sigs.k8s.io/gateway-api');
     const kwok = await goModDir('kwok', 'sigs.k8s.io/kwok');
@@ -422,7 +409,7 @@ export async function ensureTools(options: { realNode?: boolean } = {}): Promise
   if (missing.length > 1) {
     // Downloads wait on the network and builds on the CPUs: fetch every missing tool's modules at
     // once, then build one tool at a time (each go build already uses every core).
-    await withProgress(`downloading the Go modules of ${missing.map(([name]) => name).join(', ')}`, () => Promise.all(missing.map(([, tool]) => downloadGoTool(tool))));
+    await withProgress('tools', `downloading the Go modules of ${missing.map(([name]) => name).join(', ')}`, () => Promise.all(missing.map(([, tool]) => downloadGoTool(tool))));
   }
   for (const [name, tool] of missing) await buildGoTool(name, tool);
   await extractCrds();
