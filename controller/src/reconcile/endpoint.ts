@@ -26,6 +26,7 @@ import type { EventRecorder } from '../runtime/events.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { PrometheusClient } from '../runtime/prometheus.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
+import { WrittenStatuses } from './read-your-writes.ts';
 import { checkCapacity, nextCheckInMs, runAnalysis, runSmokeTest, SharedLists } from './gates.ts';
 import { wantedRouting, wantedWorkloads, type WantedLive } from './wanted.ts';
 
@@ -59,8 +60,11 @@ export interface Caches {
   disruptionBudgets?: Store<KubeObject>;
 }
 
+/** What a reconcile asks of the API server: reads that the caches cannot answer, and writes. */
+export type ClusterClient = Pick<KubeClient, 'get' | 'list' | 'apply' | 'applyStatus' | 'delete'>;
+
 export interface ReconcilerDeps {
-  client: KubeClient;
+  client: ClusterClient;
   caches: Caches;
   config: OperatorConfig;
   events: EventRecorder;
@@ -150,13 +154,8 @@ export class EndpointReconciler {
     this.autoscalerResource = autoscalerResource(deps.config);
   }
 
-  /**
-   * The status this controller last wrote per endpoint, and the resourceVersion it was written over:
-   * while the cache still shows that version, the write has not reached it, and the status written
-   * is the truth (a step's start, its history). A reconcile woken by another object before the
-   * status update arrives must not decide on the status before it.
-   */
-  private readonly written = new Map<string, { over: string | undefined; status: MachineLearningEndpointStatus }>();
+  /** The statuses this controller wrote that the endpoint cache may not show yet (read-your-writes.ts). */
+  private readonly written = new WrittenStatuses();
   /** When an endpoint's status was last written, and since when a progress-only write has been put off. */
   private readonly statusWrittenAt = new Map<string, number>();
   private readonly statusPending = new Map<string, number>();
@@ -165,26 +164,19 @@ export class EndpointReconciler {
   /** Per model instance: when its pods were last listed, and the scheduler's message about them if one could not be placed. */
   private readonly podChecks = new Map<string, { at: number; message: string | undefined; fetchFailure?: string }>();
 
-  private withWrittenStatus(key: string, cached: MachineLearningEndpoint): MachineLearningEndpoint {
-    const w = this.written.get(key);
-    if (w && w.over === cached.metadata.resourceVersion) return { ...cached, status: w.status };
-    this.written.delete(key);
-    return cached;
-  }
-
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace, name] = key.split('/');
     const { caches, config } = this.deps;
     const cached = caches.endpoints.get(namespace, name);
     if (!cached) {
-      this.written.delete(key);
+      this.written.forget(key);
       this.statusWrittenAt.delete(key);
       this.statusPending.delete(key);
       // Its snapshots go with it (owner references): forget what was written to them.
       this.snapshotStatuses.delete(key);
       return;
     }
-    const endpoint = this.withWrittenStatus(key, cached);
+    const endpoint = this.written.view(key, cached);
     if (endpoint.metadata.deletionTimestamp) return this.finalize(endpoint);
     if (config.storage.mode === 'hostPath' && !endpoint.metadata.finalizers?.includes(storageFinalizer)) {
       await this.setFinalizer(endpoint, true);
@@ -803,13 +795,13 @@ export class EndpointReconciler {
     this.statusPending.delete(key);
     this.statusWrittenAt.set(key, this.now().getTime());
     this.recordTransitions(endpoint, endpoint.status?.conditions, next.conditions ?? []);
-    await this.deps.client.applyStatus(resources.endpoint, {
+    const written = await this.deps.client.applyStatus(resources.endpoint, {
       apiVersion: 'ml-operator.dev/v1alpha1',
       kind: resources.endpoint.kind,
       metadata: { name: endpoint.metadata.name!, namespace: endpoint.metadata.namespace },
       status: next,
     });
-    this.written.set(key, { over: endpoint.metadata.resourceVersion, status: next });
+    this.written.remember(key, endpoint.metadata.resourceVersion, written.metadata.resourceVersion, next);
     return undefined;
   }
 

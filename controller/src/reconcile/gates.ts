@@ -8,6 +8,8 @@ import type { VersionPlan } from '../desired/plan.ts';
 import { defaultGpuResource } from '../desired/objects.ts';
 import { iso } from '../desired/status.ts';
 import { KubeError, type KubeClient } from '../kube/client.ts';
+
+type Reader = Pick<KubeClient, 'get' | 'list'>;
 import { resources, type KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import { due, dueAt, evaluate, renderQuery, type CheckRecord, type Measurement, type MetricsSource } from '../rollout/analysis.ts';
@@ -76,7 +78,7 @@ const configMapResource = { group: '', version: 'v1', kind: 'ConfigMap', plural:
  * Sends the smoke test's requests to each Service of the new version that the serving one does not
  * run, straight to a ready pod of it (its EndpointSlice), before the version takes any traffic.
  */
-export async function runSmokeTest(client: KubeClient, namespace: string, configMap: string, services: string[], timeoutSeconds: number): Promise<{ passed: boolean; message: string }> {
+export async function runSmokeTest(client: Reader, namespace: string, configMap: string, services: string[], timeoutSeconds: number): Promise<{ passed: boolean; message: string }> {
   const cm = await client.get<KubeObject & { data?: Record<string, string> }>(configMapResource, namespace, configMap);
   if (!cm) return { passed: false, message: `ConfigMap ${namespace}/${configMap} (spec.rollout.smokeTest.configMap) does not exist` };
   let requests: SmokeRequest[];
@@ -146,9 +148,9 @@ const nodeResource = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', 
  */
 export class SharedLists {
   private readonly inFlight = new Map<string, Promise<KubeObject[]>>();
-  private readonly client: KubeClient;
+  private readonly client: Reader;
 
-  constructor(client: KubeClient) {
+  constructor(client: Reader) {
     this.client = client;
   }
 

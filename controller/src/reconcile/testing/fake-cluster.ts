@@ -1,0 +1,193 @@
+// An in-memory API server and informer caches for the reconciler's unit tests. The server assigns
+// resourceVersions, uids and generations and applies as a single field manager would (the applied
+// fields replace ours; status only through the status subresource). The caches see a write only
+// when the test delivers it, in order, as a watch would: so a test can hold an object's events back
+// and reproduce exactly the interleavings a slow watch makes.
+import { configIndexers, endpointIndexers, modelIndexers, ownedIndexers } from '../../controller/indexes.ts';
+import type { Indexers } from '../../kube/informer.ts';
+import { resources, type KubeObject, type Resource } from '../../kube/resources.ts';
+import type { OperatorConfig } from '../../options.ts';
+import type { Caches, ClusterClient, Store } from '../endpoint.ts';
+
+type Key = string;
+const nodeResource: Resource = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false };
+const keyOf = (r: Resource, namespace: string | undefined, name: string): Key => `${r.group}/${r.plural}/${namespace ?? ''}/${name}`;
+
+interface PendingEvent {
+  key: Key;
+  resource: Resource;
+  object: KubeObject | undefined;
+}
+
+class FakeStore<T extends KubeObject> implements Store<T> {
+  readonly objects = new Map<string, T>();
+  private readonly indexers: Indexers<T>;
+  constructor(indexers: Indexers<T>) {
+    this.indexers = indexers;
+  }
+  get(namespace: string | undefined, name: string): T | undefined {
+    return this.objects.get(`${namespace ?? ''}/${name}`);
+  }
+  list(namespace?: string): T[] {
+    return [...this.objects.values()].filter((o) => namespace === undefined || o.metadata.namespace === namespace);
+  }
+  byIndex(index: string, value: string): T[] {
+    const indexer = this.indexers[index];
+    return indexer ? this.list().filter((o) => indexer(o).includes(value)) : [];
+  }
+  put(o: T | undefined, namespace: string | undefined, name: string): void {
+    if (o) this.objects.set(`${namespace ?? ''}/${name}`, structuredClone(o));
+    else this.objects.delete(`${namespace ?? ''}/${name}`);
+  }
+}
+
+export class FakeCluster implements ClusterClient {
+  private readonly objects = new Map<Key, KubeObject>();
+  private pending: PendingEvent[] = [];
+  private revision = 100;
+  private uids = 0;
+  /** Every status write to an endpoint, in order: what a watch on it would see. */
+  readonly endpointStatusWrites: { resourceVersion: string; status: unknown }[] = [];
+  readonly stores: Record<string, FakeStore<KubeObject>>;
+  readonly caches: Caches;
+  /** Resources whose events stay pending until the test delivers them on purpose. */
+  readonly held = new Set<string>();
+  now: () => Date = () => new Date();
+
+  constructor(config: OperatorConfig) {
+    this.stores = {
+      endpoints: new FakeStore(endpointIndexers(config) as Indexers<KubeObject>),
+      configs: new FakeStore(configIndexers as Indexers<KubeObject>),
+      models: new FakeStore(modelIndexers),
+      deployments: new FakeStore(ownedIndexers),
+      services: new FakeStore(ownedIndexers),
+      claims: new FakeStore(ownedIndexers),
+      gateways: new FakeStore(ownedIndexers),
+      routes: new FakeStore(ownedIndexers),
+      disruptionBudgets: new FakeStore(ownedIndexers),
+    };
+    this.caches = this.stores as unknown as Caches;
+    // One node with room for the tests' model pods, for the capacity check.
+    this.objects.set(keyOf(nodeResource, undefined, 'node-1'), {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-1', uid: 'uid-node-1', resourceVersion: '1' },
+      status: { allocatable: { cpu: '64', memory: '256Gi', pods: '110' }, conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+  }
+
+  private storeOf(r: Resource): FakeStore<KubeObject> | undefined {
+    const byPlural: Record<string, string> = {
+      machinelearningendpoints: 'endpoints',
+      machinelearningendpointconfigs: 'configs',
+      machinelearningmodels: 'models',
+      deployments: 'deployments',
+      services: 'services',
+      persistentvolumeclaims: 'claims',
+      gateways: 'gateways',
+      virtualservices: 'routes',
+      httproutes: 'routes',
+      poddisruptionbudgets: 'disruptionBudgets',
+    };
+    return this.stores[byPlural[r.plural]];
+  }
+
+  private commit(r: Resource, o: KubeObject | undefined, namespace: string | undefined, name: string): void {
+    const key = keyOf(r, namespace, name);
+    if (o) this.objects.set(key, o);
+    else this.objects.delete(key);
+    this.pending.push({ key, resource: r, object: o && structuredClone(o) });
+    if (!this.held.has(r.plural)) this.deliver((e) => e.key === key);
+  }
+
+  /** Delivers pending watch events to the caches, in the order they happened (all, or those `which` picks). */
+  deliver(which: (e: PendingEvent) => boolean = () => true): number {
+    const now = this.pending.filter(which);
+    this.pending = this.pending.filter((e) => !now.includes(e));
+    for (const e of now) {
+      const [, , namespace, name] = e.key.split('/');
+      this.storeOf(e.resource)?.put(e.object, namespace || undefined, name);
+    }
+    return now.length;
+  }
+
+  /** Delivers only the oldest pending event of a resource (a watch that is one write behind). */
+  deliverOldest(r: Resource): boolean {
+    const first = this.pending.find((e) => e.resource.plural === r.plural);
+    if (!first) return false;
+    this.deliver((e) => e === first);
+    return true;
+  }
+
+  pendingOf(r: Resource): number {
+    return this.pending.filter((e) => e.resource.plural === r.plural).length;
+  }
+
+  read<T extends KubeObject>(r: Resource, namespace: string | undefined, name: string): T | undefined {
+    const o = this.objects.get(keyOf(r, namespace, name));
+    return o && (structuredClone(o) as T);
+  }
+
+  list_<T extends KubeObject>(r: Resource): T[] {
+    return [...this.objects.entries()].filter(([k]) => k.startsWith(`${r.group}/${r.plural}/`)).map(([, o]) => structuredClone(o) as T);
+  }
+
+  // The client's API, as the reconciler uses it.
+
+  async get<T extends KubeObject>(r: Resource, namespace: string | undefined, name: string): Promise<T | undefined> {
+    return this.read<T>(r, namespace, name);
+  }
+
+  async list<T extends KubeObject>(r: Resource, namespace: string | undefined): Promise<{ items: T[]; resourceVersion: string }> {
+    const items = this.list_<T>(r).filter((o) => namespace === undefined || o.metadata.namespace === namespace);
+    return { items, resourceVersion: String(this.revision) };
+  }
+
+  async apply<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
+    const { namespace, name } = obj.metadata;
+    const live = this.read(r, namespace, name);
+    const { status: _ignored, ...applied } = structuredClone(obj);
+    const metadata = {
+      ...(live?.metadata ?? { uid: `uid-${++this.uids}`, creationTimestamp: this.now().toISOString(), generation: 1 }),
+      ...applied.metadata,
+      resourceVersion: String(++this.revision),
+    };
+    if (live && JSON.stringify(live.spec) !== JSON.stringify(applied.spec) && applied.spec !== undefined) metadata.generation = (live.metadata.generation ?? 1) + 1;
+    const next: KubeObject = { ...live, ...applied, apiVersion: obj.apiVersion, kind: obj.kind ?? r.kind, metadata, ...(live?.status !== undefined ? { status: live.status } : {}) };
+    if (applied.spec === undefined && live?.spec !== undefined) next.spec = live.spec;
+    this.commit(r, next, namespace, name);
+    return structuredClone(next) as T;
+  }
+
+  async applyStatus<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
+    const { namespace, name } = obj.metadata;
+    const live = this.read(r, namespace, name);
+    if (!live) throw Object.assign(new Error(`${r.kind} ${namespace}/${name} not found`), { code: 404 });
+    const next = { ...live, status: structuredClone(obj.status), metadata: { ...live.metadata, resourceVersion: String(++this.revision) } };
+    if (r.plural === resources.endpoint.plural) this.endpointStatusWrites.push({ resourceVersion: next.metadata.resourceVersion, status: structuredClone(obj.status) });
+    this.commit(r, next, namespace, name);
+    return structuredClone(next) as T;
+  }
+
+  async delete(r: Resource, namespace: string | undefined, name: string): Promise<boolean> {
+    if (!this.read(r, namespace, name)) return false;
+    this.revision++;
+    this.commit(r, undefined, namespace, name);
+    return true;
+  }
+
+  /** What the user does: creates or changes a template (spec only). */
+  async put(r: Resource, obj: KubeObject): Promise<KubeObject> {
+    return this.apply(r, obj);
+  }
+
+  /** What the Deployment controller does: every Deployment runs its latest spec with every replica ready. */
+  async rollOutDeployments(): Promise<void> {
+    for (const d of this.list_<KubeObject & { spec: { replicas?: number } }>(resources.deployment)) {
+      const replicas = d.spec.replicas ?? 1;
+      const status = { observedGeneration: d.metadata.generation, replicas, updatedReplicas: replicas, readyReplicas: replicas, availableReplicas: replicas };
+      if (JSON.stringify(d.status) === JSON.stringify(status)) continue;
+      await this.applyStatus(resources.deployment, { ...d, status });
+    }
+  }
+}
