@@ -42,13 +42,15 @@ describe('autoscaled variants', () => {
         type: 'prometheus',
         metadata: {
           serverAddress: 'http://prometheus.monitoring:9090',
-          query: `sum(rate(istio_requests_total{reporter="destination",destination_service_namespace="ml",destination_service_name="${rps.instance}"}[1m])) or vector(0)`,
+          query: `sum(rate(istio_requests_total{reporter="destination",destination_service_namespace="ml",destination_service_name=~"${rps.instance}"}[1m])) or vector(0)`,
           threshold: '20',
           activationThreshold: '0',
         },
       },
     ]);
-    expect(requestRateQuery({ ...keda, prometheus: { ...keda.prometheus, dataPlane: 'traefik' } }, 'ml', 'svc')).toBe('sum(rate(traefik_service_requests_total{service="ml-svc-http-80@kubernetesgateway"}[1m])) or vector(0)');
+    expect(requestRateQuery({ ...keda, prometheus: { ...keda.prometheus, dataPlane: 'traefik' } }, 'ml', 'svc')).toBe(
+      'sum(rate(traefik_service_requests_total{service=~"ml-(svc)-(http-80@kubernetesgateway|80@kubernetescrd)"}[1m])) or vector(0)',
+    );
   });
 
   it('leave replicas out of the Deployment (the autoscaler owns them), and start it at the count given', () => {

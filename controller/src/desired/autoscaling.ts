@@ -8,6 +8,7 @@ import type { Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import { commonLabels, namespaced, type Desired, type EndpointContext } from './objects.ts';
 import type { VariantPlan } from './plan.ts';
+import { regexEscaped, requestMetrics, serviceMatchers, type DataPlane } from './data-plane-metrics.ts';
 import { labels } from './labels.ts';
 
 export const horizontalPodAutoscalerResource: Resource = { group: 'autoscaling', version: 'v2', kind: 'HorizontalPodAutoscaler', plural: 'horizontalpodautoscalers', namespaced: true };
@@ -21,9 +22,8 @@ export const replicasFieldManager = 'ml-operator-initial-replicas';
 /** Requests per second a Service receives, from the data plane's metrics. */
 export function requestRateQuery(config: OperatorConfig, namespace: string, service: string, window = '1m'): string {
   const dataPlane = config.prometheus.dataPlane || (config.routing.provider === 'istio' ? 'istio' : '');
-  return dataPlane === 'traefik'
-    ? `sum(rate(traefik_service_requests_total{service="${namespace}-${service}-http-80@kubernetesgateway"}[${window}])) or vector(0)`
-    : `sum(rate(istio_requests_total{reporter="destination",destination_service_namespace="${namespace}",destination_service_name="${service}"}[${window}])) or vector(0)`;
+  const source: DataPlane = dataPlane === 'traefik' ? 'traefik' : 'istio';
+  return `sum(rate(${requestMetrics[source].requests}{${serviceMatchers(source, namespace, regexEscaped(service))}}[${window}])) or vector(0)`;
 }
 
 /** Why the chart's engine cannot scale this variant as asked, if so: the new version does not roll out. */

@@ -8,6 +8,9 @@ import { quantityValue } from './compare.ts';
 import { canonicalJson, contentVersion } from './names.ts';
 import { legacyPodDefaults, type PodDefaults, type VariantPlan, type VersionPlan } from './plan.ts';
 import { autoscaler } from './autoscaling.ts';
+import { servicePort } from './ports.ts';
+
+export { servicePort };
 
 export const modelMountPath = '/opt/ml/model';
 export const artifactSourceRoot = '/mnt/artifact-source';
@@ -21,8 +24,6 @@ export const serverContainerName = 'server';
  * pushes endpoints within about a second).
  */
 export const preStopSleepSeconds = 5;
-/** Port of every model Service (its target is the container's port named http). */
-export const servicePort = 80;
 /** Numeric user of the controller image, which the fetcher runs as. */
 export const fetcherUser = 65532;
 

@@ -48,10 +48,11 @@ export async function runAnalysis(o: {
   };
   for (const check of due(o.checks, records, o.now, recorded.stepStartedAt)) {
     let m: Measurement;
+    let query: string | undefined;
     if (!o.prometheus) m = { error: 'no Prometheus is configured: set controller.config.prometheus.url' };
     else if (check.builtin && !source) m = { error: 'built-in checks need to know whose metrics to read with the gatewayAPI provider: set controller.config.prometheus.dataPlane (istio or traefik), or give the check a query' };
-    else m = await o.prometheus.query(renderQuery(check, source ?? 'istio', ctx), o.now);
-    const next = evaluate(check, records.find((r) => r.name === check.name), m, iso(o.now));
+    else m = await o.prometheus.query((query = renderQuery(check, source ?? 'istio', ctx)), o.now);
+    const next = evaluate(check, records.find((r) => r.name === check.name), m, iso(o.now), query);
     records = [...records.filter((r) => r.name !== check.name), next];
   }
   return records.sort((a, b) => a.name.localeCompare(b.name));

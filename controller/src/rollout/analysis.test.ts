@@ -6,8 +6,13 @@ const ctx = { namespace: 'ml', endpoint: 'e', version: 'v2', previousVersion: 'v
 describe('queries', () => {
   it('fill the built-in measures with the new version Services, per data plane', () => {
     const traefik = renderQuery({ name: 'errors', builtin: 'errorRate', max: 0.05, intervalSeconds: 20 }, 'traefik', ctx);
-    expect(traefik).toContain('service=~"ml-(m-aa|n-bb)-http-80@kubernetesgateway",code=~"5.."}[20s]');
-    expect(traefik).toContain('or vector(0)');
+    // Every name Traefik gives a Service: reached by an HTTPRoute, and through a (mirroring) TraefikService.
+    expect(traefik).toBe(
+      '(sum(rate(traefik_service_requests_total{service=~"ml-(m-aa|n-bb)-(http-80@kubernetesgateway|80@kubernetescrd)",code=~"5.."}[20s])) or vector(0))' +
+        ' / sum(rate(traefik_service_requests_total{service=~"ml-(m-aa|n-bb)-(http-80@kubernetesgateway|80@kubernetescrd)"}[20s]))',
+    );
+    const p99 = renderQuery({ name: 'p99', builtin: 'latencyP99', max: 300 }, 'traefik', ctx);
+    expect(p99).toBe('1000 * histogram_quantile(0.99, sum by (le) (rate(traefik_service_request_duration_seconds_bucket{service=~"ml-(m-aa|n-bb)-(http-80@kubernetesgateway|80@kubernetescrd)"}[30s])))');
     const istio = renderQuery({ name: 'p99', builtin: 'latencyP99', max: 300 }, 'istio', ctx);
     expect(istio).toContain('istio_request_duration_milliseconds_bucket{reporter="destination",destination_service_namespace="ml",destination_service_name=~"m-aa|n-bb"}[30s]');
   });
@@ -29,7 +34,9 @@ describe('evaluation', () => {
     expect(failing([check], [r])?.why).toMatch(/errors = 0.2000, outside its bound \(<= 0.05\) 2 time\(s\), more than its failureLimit 1/);
   });
   it('holds on inconclusive evaluations, and fails after the limit in a row', () => {
-    let r = evaluate(check, undefined, { empty: 'no series' }, 't1');
+    let r = evaluate(check, undefined, { empty: 'no series' }, 't1', 'sum(rate(x[5s]))');
+    // It names the query it ran: a user can run it and see why it found nothing.
+    expect(r.message).toBe('errors: no value (no series); query: sum(rate(x[5s]))');
     r = evaluate(check, r, { error: 'unreachable' }, 't2');
     expect(r).toMatchObject({ result: 'Inconclusive', inconclusive: 2 });
     expect(failing([check], [r])).toBeUndefined();

@@ -2,9 +2,10 @@
 // its placeholders filled in), and what one evaluation does to a check's record. Pure: the
 // reconciler runs the queries and hands the values over.
 import type { AnalysisCheck, CheckStatus } from '../api/generated.ts';
+import { regexEscaped, requestMetrics, serviceMatchers, type DataPlane } from '../desired/data-plane-metrics.ts';
 
 /** Where the built-in measures come from: the metrics the data plane exports. */
-export type MetricsSource = 'traefik' | 'istio';
+export type MetricsSource = DataPlane;
 
 /** A check as the spec declares it, and its record in status.rollout.analysis. */
 export type CheckSpec = AnalysisCheck;
@@ -22,31 +23,20 @@ export interface QueryContext {
 
 export const checkDefaults = { intervalSeconds: 30, failureLimit: 0, inconclusiveLimit: 3 } as const;
 
-const alternatives = (names: readonly string[]) => names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|') || '^$';
+const alternatives = (names: readonly string[]) => names.map(regexEscaped).join('|') || '^$';
 
 /** The built-in measures, per data plane: the new version's 5xx share (0..1) and its p99 latency in milliseconds. */
-const builtins: Record<MetricsSource, Record<'errorRate' | 'latencyP99', string>> = {
-  // Traefik names the service of an HTTPRoute backend <namespace>-<service>-http-<port>.
-  traefik: {
-    errorRate:
-      '(sum(rate(traefik_service_requests_total{service=~"{{namespace}}-({{services}})-http-80@kubernetesgateway",code=~"5.."}[{{interval}}])) or vector(0))' +
-      ' / sum(rate(traefik_service_requests_total{service=~"{{namespace}}-({{services}})-http-80@kubernetesgateway"}[{{interval}}]))',
-    latencyP99:
-      '1000 * histogram_quantile(0.99, sum by (le) (rate(traefik_service_request_duration_seconds_bucket{service=~"{{namespace}}-({{services}})-http-80@kubernetesgateway"}[{{interval}}])))',
-  },
-  // Istio's standard metrics, as its sidecars and gateways report them at the destination.
-  istio: {
-    errorRate:
-      '(sum(rate(istio_requests_total{reporter="destination",destination_service_namespace="{{namespace}}",destination_service_name=~"{{services}}",response_code=~"5.."}[{{interval}}])) or vector(0))' +
-      ' / sum(rate(istio_requests_total{reporter="destination",destination_service_namespace="{{namespace}}",destination_service_name=~"{{services}}"}[{{interval}}]))',
-    latencyP99:
-      'histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{reporter="destination",destination_service_namespace="{{namespace}}",destination_service_name=~"{{services}}"}[{{interval}}])))',
-  },
-};
+function builtin(source: MetricsSource, measure: 'errorRate' | 'latencyP99'): string {
+  const m = requestMetrics[source];
+  const of = serviceMatchers(source, '{{namespace}}', '{{services}}');
+  const requests = (extra = '') => `sum(rate(${m.requests}{${of}${extra}}[{{interval}}]))`;
+  if (measure === 'errorRate') return `(${requests(`,${m.status}=~"5.."`)} or vector(0)) / ${requests()}`;
+  return `${m.latencyToMs}histogram_quantile(0.99, sum by (le) (rate(${m.latencyBuckets}{${of}}[{{interval}}])))`;
+}
 
 /** The PromQL a check runs, placeholders filled in. */
 export function renderQuery(check: CheckSpec, source: MetricsSource, ctx: QueryContext): string {
-  const template = check.builtin ? builtins[source][check.builtin] : (check.query ?? '');
+  const template = check.builtin ? builtin(source, check.builtin) : (check.query ?? '');
   const values: Record<string, string> = {
     namespace: ctx.namespace,
     endpoint: ctx.endpoint,
@@ -68,8 +58,8 @@ export function bounds(check: CheckSpec): string {
   return [check.min !== undefined ? `>= ${check.min}` : '', check.max !== undefined ? `<= ${check.max}` : ''].filter(Boolean).join(' and ');
 }
 
-/** One evaluation applied to a check's record. */
-export function evaluate(check: CheckSpec, record: CheckRecord | undefined, m: Measurement, at: string): CheckRecord {
+/** One evaluation applied to a check's record; an inconclusive one names the query it ran, so that a user can run it too. */
+export function evaluate(check: CheckSpec, record: CheckRecord | undefined, m: Measurement, at: string, query?: string): CheckRecord {
   const failures = record?.failures ?? 0;
   const inconclusive = record?.inconclusive ?? 0;
   if ('value' in m) {
@@ -91,7 +81,7 @@ export function evaluate(check: CheckSpec, record: CheckRecord | undefined, m: M
     failures,
     inconclusive: inconclusive + 1,
     evaluatedAt: at,
-    message: 'empty' in m ? `${check.name}: no value (${m.empty})` : `${check.name}: the query failed (${m.error})`,
+    message: `${'empty' in m ? `${check.name}: no value (${m.empty})` : `${check.name}: the query failed (${m.error})`}${query ? `; query: ${query}` : ''}`,
   };
 }
 
