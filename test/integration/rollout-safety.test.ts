@@ -60,7 +60,10 @@ describe('a pending version (finding 4)', () => {
 describe('a version that failed or was abandoned (finding 6)', () => {
   it('past its deadline, is scaled to zero with its snapshots kept, and tried again on a new attempt', async () => {
     const e = await getEndpoint(namespace, 'e4');
-    const failed = e.status!.pendingEndpointConfigVersion!;
+    // A version that failed is pending no more: status.rollout names it.
+    expect(e.status!.pendingEndpointConfigVersion).toBeUndefined();
+    expect(e.status!.rollout).toMatchObject({ phase: 'Failed' });
+    const failed = e.status!.rollout!.version!;
     const brokenInstance = (await list(resources.deployment, namespace)).map((d) => d.metadata.name).find((n) => n.startsWith('broken-'))!;
     await waitFor('the failed version scaled to zero', 30_000, async () => ((await replicasOf(brokenInstance)) === 0 && (await podsOf(brokenInstance)).length === 0 ? true : undefined));
     const snapshots = (await list(resources.endpointConfig, namespace)).map((c) => c.metadata.labels?.['ml-operator.dev/version']);
@@ -72,7 +75,7 @@ describe('a version that failed or was abandoned (finding 6)', () => {
   });
 
   it('whose templates are deleted while it is pending, is removed rather than leaked', async () => {
-    await waitForEndpoint(namespace, 'e4', 'still pending', (x) => x.status?.pendingEndpointConfigVersion !== undefined);
+    await waitForEndpoint(namespace, 'e4', 'deploying or failed again', (x) => x.status?.pendingEndpointConfigVersion !== undefined || x.status?.rollout?.phase === 'Failed');
     const brokenInstance = (await list(resources.deployment, namespace)).map((d) => d.metadata.name).find((n) => n.startsWith('broken-'))!;
     await user.delete(resources.endpointConfig, namespace, 'c4');
     const e = await waitForEndpoint(namespace, 'e4', 'ConfigNotFound, still serving', (x) => reason(x, 'TemplatesAvailable') === 'ConfigNotFound' && x.status?.state === 'InService');

@@ -229,7 +229,7 @@ export interface MachineLearningEndpointStatus {
    */
   endpointConfigVersion?: string;
   /**
-   * Config version rolling out, when one is.
+   * Config version on its way to serving (deploying, or rolling out), when one is. Empty once it serves, and once it failed, was rolled back or was aborted: status.rollout and the Progressing condition then say what became of it, and it is not tried again until the spec changes.
    */
   pendingEndpointConfigVersion?: string;
   /**

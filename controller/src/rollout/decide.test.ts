@@ -155,6 +155,17 @@ describe('the progress deadline (finding 6: it strands resources)', () => {
     expect(retried.deploy.find((x) => x.plan === v2)!.replicas.get(v2.variants[0].instance)).toBe(1);
   });
 
+  it('is pending no more once it failed, and stays failed when the next round reads that status back', () => {
+    const d = decide(input({ target: v2, status: status(), route: routeTo(v1), available: instancesOf(v1) }));
+    const written = renderStatus({ decision: d, previous: status(), generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now });
+    expect(written.pendingEndpointConfigVersion).toBeUndefined();
+    expect(written).toMatchObject({ state: 'InService', endpointConfigVersion: v1.version, rollout: { version: v2.version, phase: 'Failed' } });
+    // Available since: still no switch for this attempt, and still not pending.
+    const next = decide(input({ target: v2, status: written, route: routeTo(v1), available: [...instancesOf(v1), ...instancesOf(v2)] }));
+    expect(next.outcome.expired).toBe(true);
+    expect(renderStatus({ decision: next, previous: written, generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now }).pendingEndpointConfigVersion).toBeUndefined();
+  });
+
   it('abandons a pending version whose templates were deleted: nothing of it is kept', () => {
     const problem = { type: 'TemplatesAvailable', status: 'False' as const, reason: 'ConfigNotFound', message: 'gone' };
     const d = decide(input({ problem, status: serving(v1, { pendingEndpointConfigVersion: v2.version, pendingSince: at(-5) }), route: routeTo(v1), available: instancesOf(v1) }));

@@ -239,7 +239,9 @@ export function decide(input: RolloutInput): RolloutDecision {
     const targetServices = target.variants.map((v) => v.instance).filter((s) => !servingReplicas.has(s));
 
     const previousProgressing = findCondition(status.conditions, 'Progressing');
-    const deadlineFailed = previousProgressing?.reason === 'ProgressDeadlineExceeded' && status.pendingEndpointConfigVersion === target.version && previousProgressing.observedGeneration === input.generation;
+    // A failed version is not pending any more: status.rollout names it (a status of an older release, the pending version).
+    const failedVersion = status.pendingEndpointConfigVersion ?? status.rollout?.version;
+    const deadlineFailed = previousProgressing?.reason === 'ProgressDeadlineExceeded' && failedVersion === target.version && previousProgressing.observedGeneration === input.generation;
     /** Ends this attempt: all traffic back to the serving version in one write; what took traffic drains, then scales to zero. */
     const fail = (phase: 'Failed' | 'RolledBack' | 'Aborted', reason: string, message: string) => {
       expired = true;

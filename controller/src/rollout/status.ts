@@ -155,7 +155,8 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     observedGeneration: s.generation,
     state,
     ...(servingVersion ? { endpointConfigVersion: servingVersion } : {}),
-    ...(o.pending ? { pendingEndpointConfigVersion: o.pending.version, pendingSince: o.pendingSince } : {}),
+    // Pending means on its way: a version that failed, was rolled back or aborted is not (status.rollout and the Progressing condition say what became of it).
+    ...(o.pending && !o.expired ? { pendingEndpointConfigVersion: o.pending.version, pendingSince: o.pendingSince } : {}),
     host: s.host,
     url: s.url,
     ready: `${ready}/${wanted}`,
