@@ -115,3 +115,48 @@ describe('Linear rollouts through a watch that lags at random', () => {
     expect(lagged).toBeGreaterThan(50);
   });
 });
+
+describe('a weights-only change while a new version is pending', () => {
+  it('joins the pending version: the serving one keeps its weights (its snapshot is immutable) until the new one switches in with the new weights', async () => {
+    const t = setUp();
+    const config = (weights: [number, number]) => ({
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpointConfig',
+      metadata: { name: 'iris', namespace },
+      spec: { models: [{ model: 'iris', weight: weights[0] }, { model: 'iris-b', weight: weights[1] }] },
+    });
+    await t.cluster.put(resources.model, model('acme/iris:1'));
+    await t.cluster.put(resources.model, { ...model('acme/iris-b:1'), metadata: { name: 'iris-b', namespace } });
+    await t.cluster.put(resources.endpointConfig, config([50, 50]));
+    await t.cluster.put(resources.endpoint, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpoint', metadata: { name: 'iris', namespace }, spec: { config: 'iris', rollout: { drainSeconds: 1 } } });
+    for (let round = 0; round < 10 && t.endpoint().status?.state !== 'InService'; round++) {
+      await t.reconciler.reconcile(key);
+      await t.cluster.rollOutDeployments();
+      t.advance(3);
+    }
+    const serving = t.endpoint().status!;
+    const weights = () => Object.fromEntries((t.endpoint().status!.traffic ?? []).map((x) => [x.variant, x.weight]));
+    expect(weights()).toEqual({ iris: 50, 'iris-b': 50 });
+
+    // An image change, whose Deployment does not get ready yet; then the weights change.
+    await t.cluster.put(resources.model, model('acme/iris:2'));
+    await t.reconciler.reconcile(key);
+    const pending = t.endpoint().status!.pendingEndpointConfigVersion;
+    expect(pending).toBeDefined();
+    await t.cluster.put(resources.endpointConfig, config([90, 10]));
+    t.advance(1);
+    await t.reconciler.reconcile(key);
+    const status = t.endpoint().status!;
+    expect(status.endpointConfigVersion).toBe(serving.endpointConfigVersion);
+    expect(weights()).toEqual({ iris: 50, 'iris-b': 50 });
+    // The pending version is now the image change with the new weights.
+    expect(status.pendingEndpointConfigVersion).not.toBe(pending);
+    expect(status.preview?.version).toBe(status.pendingEndpointConfigVersion);
+
+    await t.cluster.rollOutDeployments();
+    t.advance(1);
+    await t.reconciler.reconcile(key);
+    expect(t.endpoint().status).toMatchObject({ state: 'InService', endpointConfigVersion: status.pendingEndpointConfigVersion });
+    expect(weights()).toEqual({ iris: 90, 'iris-b': 10 });
+  });
+});
