@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from '../kube/resources.ts';
 import { defaultConfig } from '../options.ts';
-import type { Caches, Store } from '../reconcile/endpoint.ts';
+import type { Caches, Store } from '../reconcile/caches.ts';
 import type { Indexers } from '../kube/informer.ts';
 import { eventHandlers } from './handlers.ts';
-import { configIndexers, endpointIndexers } from './indexes.ts';
+import { configIndexers, endpointIndexers } from '../reconcile/indexes.ts';
 import type { Config, Endpoint, Model } from './sources.ts';
 
 function store<T extends KubeObject>(items: T[], indexers: Indexers<T> = {}): Store<T> {

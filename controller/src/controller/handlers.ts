@@ -10,8 +10,8 @@
 import { isSnapshot, labels } from '../desired/labels.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
-import type { Caches } from '../reconcile/endpoint.ts';
-import { hostsOf, indexes, keyOf } from './indexes.ts';
+import type { Caches } from '../reconcile/caches.ts';
+import { hostsOf, indexes, keyOf } from '../reconcile/indexes.ts';
 import type { Endpoint, SourceHandlers } from './sources.ts';
 
 export const endpointKey = (namespace: string | undefined, name: string) => `${namespace}/${name}`;

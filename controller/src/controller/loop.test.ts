@@ -1,7 +1,8 @@
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FencedError } from '../kube/client.ts';
-import type { Caches, EndpointReconciler } from '../reconcile/endpoint.ts';
+import type { Caches } from '../reconcile/caches.ts';
+import type { EndpointReconciler } from '../reconcile/endpoint.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import { Metrics } from '../runtime/metrics.ts';
 import { WorkQueue } from '../runtime/queue.ts';

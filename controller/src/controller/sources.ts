@@ -1,19 +1,16 @@
 // The informers: the three kinds, and everything the controller owns (by its managed-by label), in
 // every watched namespace (one informer per namespace, or one for all), each read through one store.
-import type { MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningModel } from '../api/generated.ts';
 import { managedBySelector } from '../desired/labels.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { Informer, type Indexers, type InformerHandlers } from '../kube/informer.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
 import type { OperatorConfig } from '../options.ts';
-import type { Caches, Store } from '../reconcile/endpoint.ts';
+import type { Caches, Config, Endpoint, Model, Store } from '../reconcile/caches.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
-import { configIndexers, endpointIndexers, modelIndexers, ownedIndexers } from './indexes.ts';
+import { configIndexers, endpointIndexers, modelIndexers, ownedIndexers } from '../reconcile/indexes.ts';
 
-export type Endpoint = MachineLearningEndpoint & KubeObject;
-export type Config = MachineLearningEndpointConfig & KubeObject;
-export type Model = MachineLearningModel & KubeObject;
+export type { Config, Endpoint, Model };
 
 /** One informer per watched namespace (or one for all), read through one store. */
 export class Watched<T extends KubeObject> implements Store<T> {

@@ -1,47 +1,9 @@
 // The endpoint reconciler over an in-memory API server whose caches the test delivers to by hand, so
 // that the interleavings of a slow watch are reproduced exactly, every run.
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { MachineLearningEndpointStatus } from '../api/generated.ts';
-import { resources, type KubeObject } from '../kube/resources.ts';
-import { defaultConfig } from '../options.ts';
-import type { EventRecorder } from '../runtime/events.ts';
-import { EndpointReconciler } from './endpoint.ts';
-import { FakeCluster } from './testing/fake-cluster.ts';
-
-const namespace = 'models';
-const key = `${namespace}/iris`;
-
-function setUp() {
-  const config = structuredClone(defaultConfig);
-  const cluster = new FakeCluster(config);
-  let now = new Date('2026-01-01T00:00:00Z');
-  cluster.now = () => now;
-  const events: { type: string; reason: string; message: string }[] = [];
-  const recorder = { record: (_o: unknown, type: string, reason: string, message: string) => events.push({ type, reason, message }) } as unknown as EventRecorder;
-  const reconciler = new EndpointReconciler({ client: cluster, caches: cluster.caches, config, events: recorder, logger: pino({ level: 'silent' }), now: () => now });
-  return {
-    cluster,
-    reconciler,
-    events,
-    advance: (seconds: number) => (now = new Date(now.getTime() + seconds * 1000)),
-    endpoint: () => cluster.read<KubeObject & { status?: MachineLearningEndpointStatus }>(resources.endpoint, namespace, 'iris')!,
-  };
-}
-
-const model = (image: string) => ({ apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningModel', metadata: { name: 'iris', namespace }, spec: { image, artifact: 'https://models.example.com/iris.tar.gz' } });
-
-async function serveFirstVersion(t: ReturnType<typeof setUp>, rollout: Record<string, unknown>) {
-  await t.cluster.put(resources.model, model('acme/iris:1'));
-  await t.cluster.put(resources.endpointConfig, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpointConfig', metadata: { name: 'iris', namespace }, spec: { models: [{ model: 'iris', weight: 1 }] } });
-  await t.cluster.put(resources.endpoint, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpoint', metadata: { name: 'iris', namespace }, spec: { config: 'iris', rollout } });
-  for (let round = 0; round < 10 && t.endpoint().status?.state !== 'InService'; round++) {
-    await t.reconciler.reconcile(key);
-    await t.cluster.rollOutDeployments();
-    t.advance(3);
-  }
-  expect(t.endpoint().status?.state, JSON.stringify(t.endpoint().status, null, 1)).toBe('InService');
-}
+import { resources } from '../kube/resources.ts';
+import { key, model, namespace, serveFirstVersion, setUp } from './testing/fixtures.ts';
 
 describe('status read-your-writes', () => {
   it('decides from the newest status it wrote even when the watch delivers an older write of its own first', async () => {

@@ -1,19 +1,23 @@
 // The rollout's gates that need the world: the metric gates (Prometheus), the smoke test (requests to
 // the new version's pods, before it takes traffic) and the capacity check (ResourceQuotas and nodes,
 // before anything of the new version is created). Each returns facts for the pure decision.
-import type { AnalysisCheck, MachineLearningEndpointRollout, MachineLearningEndpointStatus } from '../api/generated.ts';
+import type { AnalysisCheck, MachineLearningEndpoint, MachineLearningEndpointRollout, MachineLearningEndpointStatus } from '../api/generated.ts';
 import { planFingerprint } from '../rollout/strategies.ts';
 import { quantityValue } from '../desired/compare.ts';
 import type { VersionPlan } from '../desired/plan.ts';
 import { defaultGpuResource } from '../desired/objects.ts';
 import { iso } from '../desired/status.ts';
 import { KubeError, type KubeClient } from '../kube/client.ts';
-
-type Reader = Pick<KubeClient, 'get' | 'list'>;
-import { resources, type KubeObject } from '../kube/resources.ts';
+import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import { due, dueAt, evaluate, renderQuery, type CheckRecord, type Measurement, type MetricsSource } from '../rollout/analysis.ts';
+import { instanceReplicas, type RolloutInput } from '../rollout/decide.ts';
+import type { RoutingProvider } from '../routing/provider.ts';
+import type { Metrics } from '../runtime/metrics.ts';
 import type { PrometheusClient } from '../runtime/prometheus.ts';
+import type { Caches } from './caches.ts';
+
+type Reader = Pick<KubeClient, 'get' | 'list'>;
 
 
 /**
@@ -236,4 +240,64 @@ export async function checkCapacity(lists: SharedLists, namespace: string, targe
 
 function formatAmount(key: string, n: number): string {
   return key.includes('memory') ? `${Math.round(n / 2 ** 20)}Mi` : String(Math.round(n * 1000) / 1000);
+}
+
+export interface GateDeps {
+  client: Reader;
+  caches: Caches;
+  config: OperatorConfig;
+  provider: RoutingProvider;
+  metrics?: Metrics;
+  prometheus?: PrometheusClient;
+  sharedLists: SharedLists;
+}
+
+/**
+ * The gates that need the world, run before the decision when they are due: the metric gates while
+ * the new version takes traffic, the capacity check before anything of it exists, and the smoke
+ * test once it is Available and before it takes traffic.
+ */
+export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint, input: RolloutInput): Promise<void> {
+  const { caches, client, config, provider, metrics, prometheus, sharedLists } = deps;
+  const { target } = input;
+  const rollout = endpoint.spec.rollout ?? {};
+  const namespace = endpoint.metadata.namespace!;
+  const serving = (() => {
+    const v = input.status.endpointConfigVersion;
+    return v ? (v === target?.version ? target : input.snapshot(v)) : undefined;
+  })();
+  if (!target || target.version === serving?.version || input.routeBlocked) return;
+  const newInstances = target.variants.filter((v) => !serving?.variants.some((s) => s.instance === v.instance));
+  const checks = rollout.analysis?.checks ?? [];
+  if (checks.length) {
+    input.analysis = await runAnalysis({
+      status: input.status,
+      rollout,
+      checks,
+      target,
+      serving,
+      namespace,
+      endpoint: endpoint.metadata.name!,
+      config,
+      provider: provider.name,
+      prometheus,
+      now: input.now,
+    });
+    for (const r of input.analysis ?? []) {
+      if (r.evaluatedAt === iso(input.now)) metrics?.analysisEvaluations.inc({ result: r.result ?? 'Inconclusive' });
+      if (r.value !== undefined) metrics?.analysisValue.set({ namespace, endpoint: endpoint.metadata.name!, check: r.name }, Number(r.value));
+    }
+  }
+  if (!rollout.dryRun && newInstances.length && newInstances.every((v) => !caches.deployments.get(namespace, v.instance))) {
+    input.capacity = await checkCapacity(sharedLists, namespace, target, serving);
+  }
+  const recorded = input.status.rollout;
+  const smokeDone = recorded?.version === target.version && recorded.plan === planFingerprint(rollout) && recorded.smokeTest !== undefined;
+  const takesTraffic = (input.route?.versions.get(target.version) ?? 0) > 0;
+  // The instances it tests are the new ones, asked for with the counts the decision uses (an
+  // instance shared with the serving version runs the larger count of the two, and is not tested).
+  const starting = instanceReplicas(target);
+  if (rollout.smokeTest && !smokeDone && !takesTraffic && newInstances.every((v) => input.workload(v, starting.get(v.instance)!).available)) {
+    input.smokeTest = await runSmokeTest(client, namespace, rollout.smokeTest.configMap, newInstances.map((v) => v.instance), rollout.smokeTest.timeoutSeconds ?? 10);
+  }
 }

@@ -3,11 +3,11 @@
 // fields replace ours; status only through the status subresource). The caches see a write only
 // when the test delivers it, in order, as a watch would: so a test can hold an object's events back
 // and reproduce exactly the interleavings a slow watch makes.
-import { configIndexers, endpointIndexers, modelIndexers, ownedIndexers } from '../../controller/indexes.ts';
+import { configIndexers, endpointIndexers, modelIndexers, ownedIndexers } from '../indexes.ts';
 import type { Indexers } from '../../kube/informer.ts';
 import { resources, type KubeObject, type Resource } from '../../kube/resources.ts';
 import type { OperatorConfig } from '../../options.ts';
-import type { Caches, ClusterClient, Store } from '../endpoint.ts';
+import type { Caches, ClusterClient, Store } from '../caches.ts';
 
 type Key = string;
 const nodeResource: Resource = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false };
@@ -46,6 +46,8 @@ export class FakeCluster implements ClusterClient {
   private pending: PendingEvent[] = [];
   private revision = 100;
   private uids = 0;
+  /** Every write, in order: verb, resource and name. */
+  readonly writes: { verb: 'apply' | 'status' | 'delete'; plural: string; name: string }[] = [];
   /** Every status write to an endpoint, in order: what a watch on it would see. */
   readonly endpointStatusWrites: { resourceVersion: string; status: unknown }[] = [];
   readonly stores: Record<string, FakeStore<KubeObject>>;
@@ -65,6 +67,10 @@ export class FakeCluster implements ClusterClient {
       gateways: new FakeStore(ownedIndexers),
       routes: new FakeStore(ownedIndexers),
       disruptionBudgets: new FakeStore(ownedIndexers),
+      autoscalers: new FakeStore(ownedIndexers),
+      auxiliary: new FakeStore(ownedIndexers),
+      pods: new FakeStore(ownedIndexers),
+      volumes: new FakeStore(ownedIndexers),
     };
     this.caches = this.stores as unknown as Caches;
     // One node with room for the tests' model pods, for the capacity check.
@@ -88,6 +94,11 @@ export class FakeCluster implements ClusterClient {
       virtualservices: 'routes',
       httproutes: 'routes',
       poddisruptionbudgets: 'disruptionBudgets',
+      horizontalpodautoscalers: 'autoscalers',
+      scaledobjects: 'autoscalers',
+      traefikservices: 'auxiliary',
+      pods: 'pods',
+      persistentvolumes: 'volumes',
     };
     return this.stores[byPlural[r.plural]];
   }
@@ -138,14 +149,27 @@ export class FakeCluster implements ClusterClient {
     return this.read<T>(r, namespace, name);
   }
 
-  async list<T extends KubeObject>(r: Resource, namespace: string | undefined): Promise<{ items: T[]; resourceVersion: string }> {
-    const items = this.list_<T>(r).filter((o) => namespace === undefined || o.metadata.namespace === namespace);
+  /** List requests made (a reconcile lists only what its caches cannot answer). */
+  lists = 0;
+
+  async list<T extends KubeObject>(r: Resource, namespace: string | undefined, opts: { labelSelector?: string } = {}): Promise<{ items: T[]; resourceVersion: string }> {
+    this.lists++;
+    const [key, value] = opts.labelSelector?.split('=') ?? [];
+    const items = this.list_<T>(r).filter((o) => (namespace === undefined || o.metadata.namespace === namespace) && (key === undefined || o.metadata.labels?.[key] === value));
     return { items, resourceVersion: String(this.revision) };
+  }
+
+  /** Objects someone else made (no owner reference of the endpoint's), straight into the server and the caches. */
+  async create(r: Resource, obj: KubeObject): Promise<KubeObject> {
+    const o = { ...structuredClone(obj), metadata: { uid: `uid-${++this.uids}`, generation: 1, creationTimestamp: this.now().toISOString(), ...structuredClone(obj.metadata), resourceVersion: String(++this.revision) } };
+    this.commit(r, o, o.metadata.namespace, o.metadata.name);
+    return o;
   }
 
   async apply<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
     const { namespace, name } = obj.metadata;
     const live = this.read(r, namespace, name);
+    this.writes.push({ verb: 'apply', plural: r.plural, name });
     const { status: _ignored, ...applied } = structuredClone(obj);
     const metadata = {
       ...(live?.metadata ?? { uid: `uid-${++this.uids}`, creationTimestamp: this.now().toISOString(), generation: 1 }),
@@ -163,6 +187,7 @@ export class FakeCluster implements ClusterClient {
     const { namespace, name } = obj.metadata;
     const live = this.read(r, namespace, name);
     if (!live) throw Object.assign(new Error(`${r.kind} ${namespace}/${name} not found`), { code: 404 });
+    this.writes.push({ verb: 'status', plural: r.plural, name });
     const next = { ...live, status: structuredClone(obj.status), metadata: { ...live.metadata, resourceVersion: String(++this.revision) } };
     if (r.plural === resources.endpoint.plural) this.endpointStatusWrites.push({ resourceVersion: next.metadata.resourceVersion, status: structuredClone(obj.status) });
     this.commit(r, next, namespace, name);
@@ -171,6 +196,7 @@ export class FakeCluster implements ClusterClient {
 
   async delete(r: Resource, namespace: string | undefined, name: string): Promise<boolean> {
     if (!this.read(r, namespace, name)) return false;
+    this.writes.push({ verb: 'delete', plural: r.plural, name });
     this.revision++;
     this.commit(r, undefined, namespace, name);
     return true;

@@ -7,7 +7,7 @@ import { hostOf } from '../desired/objects.ts';
 import type { Indexers } from '../kube/informer.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
-import type { Endpoint } from './sources.ts';
+import type { Endpoint } from './caches.ts';
 
 export const indexes = {
   /** Objects of one endpoint, by its label: `namespace/endpoint` (cluster-scoped ones: by the endpoint-namespace label). */

@@ -1,0 +1,137 @@
+// What the controller wants for an endpoint, in one pure function: desiredState(inputs) gives the
+// rollout decision, every object to write (the snapshots and workloads of each version the decision
+// deploys, then the gateways and the route) and the status that tells it. What the reconciler reads
+// from the caches comes in through the inputs, so that a test or a benchmark computes, from a spec
+// alone, exactly what the controller would write; the reconciler calls it, and nothing else of the
+// pipeline, between reading the world and writing to it.
+import type { MachineLearningEndpointStatus } from '../api/generated.ts';
+import * as desired from '../desired/objects.ts';
+import type { VariantPlan, VersionPlan } from '../desired/plan.ts';
+import type { ConditionInput } from '../desired/status.ts';
+import { decide, type RolloutDecision, type RolloutInput } from '../rollout/decide.ts';
+import { renderStatus } from '../rollout/status.ts';
+import type { RoutingProvider } from '../routing/provider.ts';
+
+/** What the cluster says, as far as the wanted objects depend on it. */
+export interface WantedLive {
+  /** The replicas an autoscaled variant of a version starts at (the serving version's current count, within its bounds). */
+  startReplicas(v: VariantPlan, serving: VersionPlan | undefined): number;
+  /** Nodes that hold a hostPath model instance's files (empty in the other storage modes). */
+  hostNodes(instance: string): string[];
+  /** Whether the data plane has loaded a primary Service's auxiliary object, which the route may then name. */
+  loaded(service: string): boolean;
+  /** The cluster does not serve the provider's auxiliary objects (Traefik's TraefikService). */
+  auxiliaryMissing: boolean;
+}
+
+export const wantedKey = (d: desired.Desired) => `${d.resource.plural}.${d.resource.group}/${d.object.metadata.name}`;
+
+/** The snapshots, auxiliary route objects and workloads of every version the decision deploys, by wantedKey (the last one of a name wins). */
+export function wantedWorkloads(ctx: desired.EndpointContext, provider: RoutingProvider, decision: RolloutDecision, deadlineSeconds: number, live: WantedLive): Map<string, desired.Desired> {
+  const wanted = new Map<string, desired.Desired>();
+  const want = (d: desired.Desired) => wanted.set(wantedKey(d), d);
+  for (const { plan, replicas } of decision.deploy) {
+    want(desired.configInstance(ctx, plan));
+    for (const planned of plan.variants) {
+      want(desired.modelInstance(ctx, planned));
+      if (!planned.variant.shadow && provider.auxiliary && !live.auxiliaryMissing) for (const d of provider.auxiliary(ctx, [planned.instance], decision.mirrors ?? [])) want(d);
+      // A failed version scales to zero, autoscaled or not: its autoscaler goes.
+      const v = planned.variant.autoscaling && replicas.get(planned.instance) === 0 ? { ...planned, variant: { ...planned.variant, autoscaling: undefined } } : planned;
+      const count = v.variant.autoscaling ? live.startReplicas(v, decision.outcome.serving) : replicas.get(v.instance);
+      for (const d of desired.workloads(ctx, v, deadlineSeconds, count, live.hostNodes(v.instance))) want(d);
+    }
+  }
+  return wanted;
+}
+
+/** The endpoint's gateways and route objects; the route only when the decision has one. */
+export function wantedRouting(ctx: desired.EndpointContext, provider: RoutingProvider, decision: RolloutDecision, live: WantedLive): desired.Desired[] {
+  const mirrors = live.auxiliaryMissing ? [] : decision.mirrors;
+  const routes = decision.route ? provider.routes(ctx, { host: desired.hostOf(ctx), backends: decision.route, mirrors, targets: decision.targets, loaded: live.loaded }) : [];
+  return [...provider.gateways(ctx), ...routes];
+}
+
+/** What the status reports beside the decision: the live counts and the data plane's word. */
+export interface Observed {
+  /** Ready replicas of a model instance's Deployment. */
+  readyOf(instance: string): number;
+  /** The replicas an autoscaled instance runs now (undefined: not autoscaled, or not there yet). */
+  autoscaledReplicas?(instance: string): number | undefined;
+  /** What the data plane reports on the live route (providers that report), if there is one. */
+  routeStatus?: { conditions: ConditionInput[] };
+  /** Why the data plane gets no mirrors at all, if so. */
+  mirroringUnavailable?: string;
+}
+
+export interface DesiredStateInputs {
+  ctx: desired.EndpointContext;
+  provider: RoutingProvider;
+  rollout: RolloutInput;
+  deadlineSeconds: number;
+  live: WantedLive;
+  /** A route is live: it is kept (re-written) even when the decision deploys nothing. */
+  routed: boolean;
+  /** Another endpoint holds the host: this one routes nothing, and its route objects go. */
+  hostBlocked: boolean;
+  observed: Observed;
+}
+
+export interface DesiredState {
+  decision: RolloutDecision;
+  /** Snapshots, auxiliary route objects and workloads, written before the route. */
+  workloads: desired.Desired[];
+  /** Gateways and the route, written once the workloads are. */
+  routing: desired.Desired[];
+  /** The endpoint's route objects are to be removed (its host is another endpoint's). */
+  removeRouting: boolean;
+  status: MachineLearningEndpointStatus;
+}
+
+/** The decision with the replicas autoscaled instances run now, for the status. */
+function withLiveReplicas(decision: RolloutDecision, observed: Observed): RolloutDecision {
+  if (!observed.autoscaledReplicas) return decision;
+  const deploy = decision.deploy.map((d) => {
+    const replicas = new Map(d.replicas);
+    for (const v of d.plan.variants) {
+      const live = v.variant.autoscaling ? observed.autoscaledReplicas!(v.instance) : undefined;
+      if (live !== undefined) replicas.set(v.instance, live);
+    }
+    return { ...d, replicas };
+  });
+  return { ...decision, deploy };
+}
+
+/**
+ * The status a decision makes, with the conditions only the writes could find (objects of someone
+ * else's, pods that cannot run) added to the data plane's.
+ */
+export function statusFor(inputs: DesiredStateInputs, decision: RolloutDecision, extra: readonly ConditionInput[] = []): MachineLearningEndpointStatus {
+  const { ctx, provider, observed } = inputs;
+  const namespace = ctx.endpoint.metadata.namespace;
+  // A route just written, that the gateway has not reported on yet, serves nothing so far.
+  const routeConditions: ConditionInput[] =
+    observed.routeStatus?.conditions ??
+    (provider.reportsStatus && decision.route
+      ? [{ type: 'Accepted', status: 'Unknown', reason: 'Pending', message: `${provider.routeResource.kind} ${namespace}/${provider.routeName(ctx)} was just written; waiting for the gateway to report on it` }]
+      : []);
+  return renderStatus({
+    decision: withLiveReplicas(decision, observed),
+    previous: inputs.rollout.status,
+    generation: ctx.endpoint.metadata.generation,
+    host: desired.hostOf(ctx),
+    url: desired.urlOf(ctx),
+    readyOf: observed.readyOf,
+    mirroringUnavailable: observed.mirroringUnavailable,
+    routeConditions: [...routeConditions.map((c) => ({ ...c, type: `Route${c.type}` })), ...extra],
+    now: inputs.rollout.now,
+  });
+}
+
+/** Everything the controller wants for the endpoint now: the decision, the objects, the status. */
+export function desiredState(inputs: DesiredStateInputs): DesiredState {
+  const { ctx, provider, live } = inputs;
+  const decision = decide(inputs.rollout);
+  const workloads = [...wantedWorkloads(ctx, provider, decision, inputs.deadlineSeconds, live).values()];
+  const routing = !inputs.hostBlocked && (decision.deploy.length > 0 || inputs.routed) ? wantedRouting(ctx, provider, decision, live) : [];
+  return { decision, workloads, routing, removeRouting: inputs.hostBlocked, status: statusFor(inputs, decision) };
+}

@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { fetcherContainerName } from '../desired/objects.ts';
+import { resources, type KubeObject } from '../kube/resources.ts';
+import { routingProvider } from '../routing/providers.ts';
+import { Resolver } from './resolve.ts';
+import { model, namespace, serveFirstVersion, setUp } from './testing/fixtures.ts';
+
+function resolverOf(t: ReturnType<typeof setUp>) {
+  return new Resolver({ caches: t.cluster.caches, config: t.config, provider: routingProvider(t.config) });
+}
+
+describe('resolving what an endpoint asks for', () => {
+  it('names what is missing, and what to do', async () => {
+    const t = setUp();
+    const endpoint = (spec: Record<string, unknown>) => ({ metadata: { name: 'iris', namespace }, spec: { config: 'iris', ...spec } }) as never;
+    const r = resolverOf(t);
+    expect(r.resolveTarget(endpoint({})).problem).toMatchObject({ reason: 'ConfigNotFound', message: expect.stringContaining(`MachineLearningEndpointConfig ${namespace}/iris does not exist`) });
+    await t.cluster.put(resources.endpointConfig, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpointConfig', metadata: { name: 'iris', namespace }, spec: { models: [{ model: 'iris' }] } });
+    expect(r.resolveTarget(endpoint({})).problem).toMatchObject({ reason: 'ModelNotFound', message: expect.stringContaining(`MachineLearningModel ${namespace}/iris named by config iris does not exist`) });
+    await t.cluster.put(resources.model, model('acme/iris:1'));
+    expect(r.resolveTarget(endpoint({})).target?.variants.map((v) => v.model.image)).toEqual(['acme/iris:1']);
+    expect(r.resolveTarget(endpoint({ serveVersion: 'nope' })).problem).toMatchObject({ reason: 'VersionNotFound' });
+  });
+
+  it('keeps the fetcher an instance started with, so that a controller upgrade restarts no model pod', async () => {
+    const t = setUp((c) => (c.fetcher.image = 'ml-operator:0.2.0'));
+    await serveFirstVersion(t, {});
+    const r = resolverOf(t);
+    const target = r.resolveTarget(t.cluster.caches.endpoints.get(namespace, 'iris')!).target!;
+    const instance = target.variants[0].instance;
+    // Running: its Deployment's fetcher, whatever the operator's is now.
+    const deployment = t.cluster.read<KubeObject & { spec: { template: { spec: { initContainers: { name: string; image: string; args: string[] }[] } } } }>(resources.deployment, namespace, instance)!;
+    deployment.spec.template.spec.initContainers = deployment.spec.template.spec.initContainers.map((c) => (c.name === fetcherContainerName ? { ...c, image: 'ml-operator:0.1.0', args: ['https://x', '/opt/ml/model'] } : c));
+    await t.cluster.put(resources.deployment, deployment);
+    expect(r.pinFetcher(namespace, target)!.variants[0]).toMatchObject({ fetcherImage: 'ml-operator:0.1.0', fetcherFlags: false });
+    // Not running (scaled away, or a new instance): the current one.
+    await t.cluster.delete(resources.deployment, namespace, instance);
+    await t.cluster.delete(resources.model, namespace, instance);
+    expect(r.pinFetcher(namespace, target)!.variants[0].fetcherImage).toBeUndefined();
+  });
+});

@@ -1,0 +1,263 @@
+// Reads what a reconcile decides from, out of the caches: the version the templates ask for (or the
+// one spec.serveVersion pins), with every rule that keeps an upgrade from restarting model pods (the
+// fetcher and pod defaults an instance started with); the plans of kept versions from their
+// snapshots; the live route as the rollout sees it; a host another endpoint holds; and whether the
+// data plane has loaded what a route may name. No writes.
+import type { MachineLearningEndpoint, MachineLearningModel } from '../api/generated.ts';
+import { autoscalingProblem } from '../desired/autoscaling.ts';
+import { upToDate } from '../desired/compare.ts';
+import { fetcherFlagsAnnotation, fetcherImageAnnotation, isSnapshot, labels, podDefaultsAnnotation } from '../desired/labels.ts';
+import * as desired from '../desired/objects.ts';
+import { legacyPodDefaults, parsePodDefaults, planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
+import type { ConditionInput } from '../desired/status.ts';
+import type { KubeObject } from '../kube/resources.ts';
+import type { OperatorConfig } from '../options.ts';
+import type { LiveRoute, RolloutDecision } from '../rollout/decide.ts';
+import { hostHolder } from '../rollout/hosts.ts';
+import type { RoutingProvider } from '../routing/provider.ts';
+import { decodeVersions, routeVersionsAnnotation } from '../routing/route.ts';
+import type { Caches } from './caches.ts';
+import { indexes, keyOf } from './indexes.ts';
+
+interface DeploymentStatus {
+  replicas?: number;
+  readyReplicas?: number;
+  updatedReplicas?: number;
+  availableReplicas?: number;
+  observedGeneration?: number;
+}
+
+/** A model instance is Available when its Deployment runs our latest spec with every wanted replica ready. */
+export function deploymentAvailable(live: KubeObject | undefined, wanted: desired.Desired): boolean {
+  if (!live || !upToDate(live, wanted.object)) return false;
+  const status = (live.status ?? {}) as DeploymentStatus;
+  // An autoscaled Deployment wants whatever count its autoscaler (or its start) set.
+  const replicas = (wanted.object.spec as { replicas?: number }).replicas ?? (live.spec as { replicas?: number }).replicas ?? 1;
+  return (
+    (status.observedGeneration ?? 0) >= (live.metadata.generation ?? 0) &&
+    (status.updatedReplicas ?? 0) >= replicas &&
+    (status.readyReplicas ?? 0) >= replicas &&
+    (status.availableReplicas ?? 0) >= replicas
+  );
+}
+
+/** Ready replicas of a Deployment. */
+export function readiness(live: KubeObject | undefined): number {
+  return ((live?.status ?? {}) as DeploymentStatus).readyReplicas ?? 0;
+}
+
+/** How long the data plane may take to load an auxiliary route object (Traefik reloads at most every 2 s). */
+const auxiliaryLoadMs = 3000;
+
+export interface ResolverDeps {
+  caches: Caches;
+  config: OperatorConfig;
+  provider: RoutingProvider;
+  /** Optional APIs the cluster does not serve. */
+  missing?: { autoscalers: boolean; auxiliary: boolean };
+}
+
+export interface Resolved {
+  target?: VersionPlan;
+  problem?: ConditionInput;
+}
+
+export class Resolver {
+  private readonly deps: ResolverDeps;
+
+  constructor(deps: ResolverDeps) {
+    this.deps = deps;
+  }
+
+  /**
+   * Each instance keeps the fetcher it started with, image and command line: its running
+   * Deployment's, else the one its snapshot recorded, else the operator's current one. A new
+   * controller's fetcher reaches new versions only, so upgrading the controller restarts no model
+   * pod; and a fetcher pinned from 0.1.0, which takes no flags, is never given any.
+   */
+  pinFetcher(namespace: string, plan: VersionPlan | undefined): VersionPlan | undefined {
+    if (!plan) return plan;
+    const { caches } = this.deps;
+    type Pin = Pick<VariantPlan, 'fetcherImage' | 'fetcherFlags'>;
+    const running = (instance: string): Pin | undefined => {
+      const spec = caches.deployments.get(namespace, instance)?.spec as { template?: { spec?: { initContainers?: { name: string; image: string; args?: string[] }[] } } } | undefined;
+      const fetcher = spec?.template?.spec?.initContainers?.find((c) => c.name === desired.fetcherContainerName);
+      if (!fetcher) return undefined;
+      return { fetcherImage: fetcher.image, ...((fetcher.args ?? []).some((a) => a.startsWith('--')) ? {} : { fetcherFlags: false }) };
+    };
+    const recorded = (instance: string): Pin | undefined => {
+      const annotations = caches.models.get(namespace, instance)?.metadata.annotations;
+      const image = annotations?.[fetcherImageAnnotation];
+      return image ? { fetcherImage: image, ...(annotations?.[fetcherFlagsAnnotation] === 'none' ? { fetcherFlags: false } : {}) } : undefined;
+    };
+    // A server running without the preStop hook (made by a release before it) keeps running so.
+    const withoutPreStop = (instance: string) => {
+      const spec = caches.deployments.get(namespace, instance)?.spec as { template?: { spec?: { containers?: { name: string; lifecycle?: unknown }[] } } } | undefined;
+      const server = spec?.template?.spec?.containers?.find((c) => c.name === desired.serverContainerName);
+      return server !== undefined && server.lifecycle === undefined;
+    };
+    // The operator's pod defaults: the running Deployment's (none when a release before them made
+    // it), else the ones the snapshot recorded, else (a new instance) the current ones.
+    const podDefaults = (v: VariantPlan): Pick<VariantPlan, 'podDefaults'> => {
+      const live = caches.deployments.get(namespace, v.instance);
+      if (live) return { podDefaults: parsePodDefaults(live.metadata.annotations?.[podDefaultsAnnotation]) ?? legacyPodDefaults };
+      const recordedDefaults = v.podDefaults ?? parsePodDefaults(caches.models.get(namespace, v.instance)?.metadata.annotations?.[podDefaultsAnnotation]);
+      return recordedDefaults ? { podDefaults: recordedDefaults } : {};
+    };
+    const variants = plan.variants.map((v) => {
+      const pinned = running(v.instance) ?? recorded(v.instance);
+      const preStop = withoutPreStop(v.instance) ? { preStop: false } : {};
+      if (pinned) {
+        const { fetcherFlags: _, ...rest } = v;
+        return { ...rest, ...pinned, ...preStop, ...podDefaults(v) };
+      }
+      return { ...v, ...preStop, ...podDefaults(v) };
+    });
+    return { ...plan, variants };
+  }
+
+  /** The live route as the rollout sees it: the versions it names, the Services it sends to, what the data plane reports. */
+  readRoute(ctx: desired.EndpointContext, live: KubeObject): LiveRoute {
+    const annotated = decodeVersions(live.metadata.annotations?.[routeVersionsAnnotation]);
+    const labelled = live.metadata.labels?.[labels.version];
+    return {
+      versions: annotated ?? new Map(labelled ? [[labelled, 100]] : []),
+      services: this.deps.provider.referencedServices(live),
+      observed: this.deps.provider.status(ctx, live)?.observed,
+    };
+  }
+
+  resolveTarget(endpoint: MachineLearningEndpoint): { target?: VersionPlan; problem?: ConditionInput } {
+    const { caches } = this.deps;
+    const namespace = endpoint.metadata.namespace!;
+    // A version pinned by spec.serveVersion comes from its snapshots, whatever the templates say now.
+    const pinned = endpoint.spec.serveVersion;
+    if (pinned) {
+      const plan = this.snapshotPlan(namespace, endpoint.metadata.name!, pinned);
+      if (plan) return { target: plan };
+      return {
+        problem: {
+          type: 'TemplatesAvailable',
+          status: 'False',
+          reason: 'VersionNotFound',
+          message: `spec.serveVersion ${pinned} is not a version this endpoint kept (status.history lists those it can serve again): pick one of them, or remove spec.serveVersion to follow the config`,
+        },
+      };
+    }
+    const configName = endpoint.spec.config;
+    const config = caches.configs.get(namespace, configName);
+    if (!config || isSnapshot(config)) {
+      return {
+        problem: {
+          type: 'TemplatesAvailable',
+          status: 'False',
+          reason: 'ConfigNotFound',
+          message: config
+            ? `${configName} is a snapshot made by ml-operator, not a MachineLearningEndpointConfig template: point spec.config at a config you created`
+            : `MachineLearningEndpointConfig ${namespace}/${configName} does not exist: create it, or point spec.config at an existing config`,
+        },
+      };
+    }
+    const models = new Map<string, MachineLearningModel['spec']>();
+    for (const v of config.spec.models) {
+      const model = caches.models.get(namespace, v.model);
+      if (model && !isSnapshot(model)) models.set(v.model, model.spec);
+    }
+    const resolution = planFromTemplates(endpoint.metadata.name!, configName, config.spec, models);
+    if (resolution.ok) return { target: resolution.plan };
+    const names = resolution.missing.map((m) => `${namespace}/${m}`).join(', ');
+    return {
+      problem: {
+        type: 'TemplatesAvailable',
+        status: 'False',
+        reason: 'ModelNotFound',
+        message: `MachineLearningModel ${names} named by config ${configName} does not exist: create it, or remove the variant from the config`,
+      },
+    };
+  }
+
+  snapshotPlan(namespace: string, endpoint: string, version: string): VersionPlan | undefined {
+    const { caches } = this.deps;
+    const key = keyOf(namespace, endpoint);
+    const configInstance = caches.configs.byIndex(indexes.endpoint, key).find((c) => c.metadata.labels?.[labels.version] === version);
+    if (!configInstance) return undefined;
+    const models = new Map(caches.models.byIndex(indexes.endpoint, key).map((m) => [m.metadata.name!, m]));
+    return planFromSnapshot(configInstance, models);
+  }
+
+  /** Another endpoint of every watched namespace that holds the same host (hosts are cluster-wide). */
+  hostConflict(ctx: desired.EndpointContext): ConditionInput | undefined {
+    const { endpoint, config } = ctx;
+    const host = desired.hostOf(ctx);
+    const holder = hostHolder(host, this.deps.caches.endpoints.byIndex(indexes.host, host).filter((e) => desired.hostOf({ endpoint: e, config }) === host));
+    if (!holder || holder.metadata.uid === endpoint.metadata.uid) return undefined;
+    return {
+      type: 'Ready',
+      status: 'False',
+      reason: 'HostConflict',
+      message: `host ${host} is already served by endpoint ${holder.metadata.namespace}/${holder.metadata.name}: this endpoint routes nothing until it gets a host of its own (spec.host) or the other one lets go of it`,
+    };
+  }
+
+  /** A version whose autoscaling the cluster or the chart's engine cannot carry does not roll out: the endpoint says why. */
+  checkAutoscaling(resolved: { target?: VersionPlan; problem?: ConditionInput }): { target?: VersionPlan; problem?: ConditionInput } {
+    if (!resolved.target) return resolved;
+    const problem = autoscalingProblem(this.deps.config, resolved.target.variants);
+    if (problem) return { problem };
+    if (this.deps.missing?.autoscalers && resolved.target.variants.some((v) => v.variant.autoscaling)) {
+      const api = this.deps.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API (keda.sh/v1alpha1)" : 'the HorizontalPodAutoscaler API (autoscaling/v2)';
+      return { problem: { type: 'TemplatesAvailable', status: 'False', reason: 'AutoscalingUnsupported', message: `${api} is not served by this cluster: install it (then restart the controller), or remove autoscaling from the variants` } };
+    }
+    return resolved;
+  }
+
+  /**
+   * The count an autoscaled variant of a new version starts at: what the serving version's variant
+   * of the same model runs now (so that a switch never lands on fewer pods), within its bounds.
+   */
+  startReplicas(namespace: string, v: VersionPlan['variants'][number], serving: VersionPlan | undefined): number {
+    const a = v.variant.autoscaling!;
+    const peer = serving?.variants.find((s) => s.variant.model === v.variant.model && s.instance !== v.instance);
+    const current = peer ? (this.deps.caches.deployments.get(namespace, peer.instance)?.spec as { replicas?: number } | undefined)?.replicas : undefined;
+    return Math.min(a.maxInstances, Math.max(a.minInstances, current ?? a.minInstances));
+  }
+
+  /** The decision with the replicas autoscaled instances run now, for the status. */
+  withLiveReplicas(namespace: string, decision: RolloutDecision): RolloutDecision {
+    const deploy = decision.deploy.map((d) => {
+      const replicas = new Map(d.replicas);
+      for (const v of d.plan.variants) {
+        const live = v.variant.autoscaling ? (this.deps.caches.deployments.get(namespace, v.instance)?.spec as { replicas?: number } | undefined)?.replicas : undefined;
+        if (live !== undefined) replicas.set(v.instance, live);
+      }
+      return { ...d, replicas };
+    });
+    return { ...decision, deploy };
+  }
+
+  /**
+   * Whether the data plane has had time to load a primary Service's auxiliary object (Traefik's
+   * mirroring TraefikService), which a route may then name: it exists, and is older than the data
+   * plane's reload. True where the provider writes none.
+   */
+  auxiliaryLoaded(namespace: string, instance: string, now: Date): boolean {
+    return this.auxiliaryLeftMs(namespace, instance, now) <= 0;
+  }
+
+  /** How long until the data plane has loaded a primary Service's auxiliary object (0 or less: loaded, or none needed). */
+  private auxiliaryLeftMs(namespace: string, instance: string, now: Date): number {
+    if (!this.deps.provider.auxiliaryName || this.deps.missing?.auxiliary) return 0;
+    const created = this.deps.caches.auxiliary?.get(namespace, this.deps.provider.auxiliaryName(instance))?.metadata.creationTimestamp;
+    return created ? Date.parse(created) + auxiliaryLoadMs - now.getTime() : auxiliaryLoadMs;
+  }
+
+  /** How long until every auxiliary object of these instances has been loaded (for a requeue), if any is not yet. */
+  auxiliaryWaitMs(namespace: string, instances: Iterable<string>, now: Date): number | undefined {
+    let wait: number | undefined;
+    for (const instance of instances) {
+      const left = this.auxiliaryLeftMs(namespace, instance, now);
+      if (left > 0) wait = Math.min(wait ?? Infinity, left + 100);
+    }
+    return wait;
+  }
+}
