@@ -27,7 +27,7 @@ import { resources, type KubeObject, type Resource } from '../../controller/src/
 import { defaultConfig, type OperatorConfig } from '../../controller/src/options.ts';
 import { decide, defaults, type LiveRoute } from '../../controller/src/rollout/decide.ts';
 import { renderStatus } from '../../controller/src/rollout/status.ts';
-import { wantedRouting, wantedWorkloads, type WantedLive } from '../../controller/src/reconcile/wanted.ts';
+import { wantedRouting, wantedWorkloads, type WantedLive } from '../../controller/src/reconcile/desired-state.ts';
 import { routingProvider } from '../../controller/src/routing/providers.ts';
 import { versionWeights } from '../../controller/src/routing/route.ts';
 import { adminConfig, createNamespace, deleteNamespace } from './kube.ts';
