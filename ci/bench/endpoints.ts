@@ -23,7 +23,7 @@ import { Informer } from '../../controller/src/kube/informer.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { parseConfig, type OperatorConfig } from '../../controller/src/options.ts';
 import { routingProvider } from '../../controller/src/routing/providers.ts';
-import { backends } from '../../controller/src/routing/route.ts';
+import { backends } from '../../controller/src/desired/route.ts';
 import { startControlPlane, type ControlPlane } from '../cluster/control-plane.ts';
 import { chartConfig, installChart, release, serviceAccount, serviceAccountKubeconfig, startControllerProcess } from '../cluster/operator.ts';
 import { log } from '../log.ts';

@@ -17,7 +17,7 @@ import { EventRecorder } from './runtime/events.ts';
 import { startHealthServer } from './runtime/health.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { Metrics } from './runtime/metrics.ts';
-import { prometheusClient } from './runtime/prometheus.ts';
+import { prometheusClient } from './probes/prometheus.ts';
 import { WorkQueue } from './runtime/queue.ts';
 
 export interface RunningController {

@@ -29,7 +29,7 @@ import { decide, defaults, type LiveRoute } from '../../controller/src/rollout/d
 import { renderStatus } from '../../controller/src/rollout/status.ts';
 import { wantedRouting, wantedWorkloads, type WantedLive } from '../../controller/src/reconcile/desired-state.ts';
 import { routingProvider } from '../../controller/src/routing/providers.ts';
-import { versionWeights } from '../../controller/src/routing/route.ts';
+import { versionWeights } from '../../controller/src/desired/route.ts';
 import { adminConfig, createNamespace, deleteNamespace } from './kube.ts';
 
 // ---------------------------------------------------------------------------------------------

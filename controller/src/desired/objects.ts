@@ -1,15 +1,17 @@
 // Every object the controller wants for an endpoint, computed from the endpoint, the version plans
 // and the operator config. Pure: the runtime decides whether and how to write them.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
-import { apiVersionOf, resources, type KubeObject, type Resource } from '../kube/resources.ts';
+import { resources, type KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
-import { desiredHashAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, labels, managerName, podDefaultsAnnotation, replicasOwnerAnnotation } from './labels.ts';
+import { fetcherFlagsAnnotation, fetcherImageAnnotation, labels, podDefaultsAnnotation, replicasOwnerAnnotation } from './labels.ts';
 import { quantityValue } from './compare.ts';
 import { canonicalJson, contentVersion } from './names.ts';
 import { legacyPodDefaults, type PodDefaults, type VariantPlan, type VersionPlan } from './plan.ts';
 import { autoscaler } from './autoscaling.ts';
+import { commonLabels, namespaced, withHash, type Desired, type EndpointContext } from './common.ts';
 import { servicePort } from './ports.ts';
 
+export { commonLabels, gatewayName, hostOf, namespaced, urlOf, type Desired, type EndpointContext } from './common.ts';
 export { servicePort };
 
 export const modelMountPath = '/opt/ml/model';
@@ -26,78 +28,6 @@ export const serverContainerName = 'server';
 export const preStopSleepSeconds = 5;
 /** Numeric user of the controller image, which the fetcher runs as. */
 export const fetcherUser = 65532;
-
-export interface Desired {
-  resource: Resource;
-  object: KubeObject;
-  /**
-   * A Deployment whose replicas an autoscaler owns: the count a new one starts at (the controller
-   * hands the field over to the autoscaler, and never writes it again).
-   */
-  initialReplicas?: number;
-}
-
-export interface EndpointContext {
-  endpoint: MachineLearningEndpoint;
-  config: OperatorConfig;
-}
-
-export function hostOf({ endpoint, config }: EndpointContext): string {
-  return endpoint.spec.host || `${endpoint.metadata.name}.${endpoint.metadata.namespace}.${config.defaultDomain}`;
-}
-
-export function urlOf(ctx: EndpointContext): string {
-  const { tls } = ctx.config.gateway;
-  return tls.enabled ? `https://${hostOf(ctx)}${tls.port === 443 ? '' : `:${tls.port}`}` : `http://${hostOf(ctx)}${ctx.config.gateway.port === 80 ? '' : `:${ctx.config.gateway.port}`}`;
-}
-
-function ownerReference(endpoint: MachineLearningEndpoint) {
-  return {
-    apiVersion: apiVersionOf(resources.endpoint),
-    kind: resources.endpoint.kind,
-    name: endpoint.metadata.name!,
-    uid: endpoint.metadata.uid!,
-    controller: true,
-    blockOwnerDeletion: true,
-  };
-}
-
-/** Name of the per-endpoint gateway (Istio Gateway or Gateway API Gateway). */
-export const gatewayName = (endpoint: string) => `${endpoint}-gw`;
-
-export function commonLabels(endpoint: MachineLearningEndpoint, component: string, name: string): Record<string, string> {
-  return {
-    [labels.managedBy]: managerName,
-    [labels.partOf]: managerName,
-    [labels.name]: name,
-    [labels.appInstance]: endpoint.metadata.name!,
-    [labels.component]: component,
-    [labels.endpoint]: endpoint.metadata.name!,
-  };
-}
-
-/** Stamps the hash of the object's content so an unchanged object is never written again. */
-function withHash(resource: Resource, object: KubeObject): Desired {
-  const hash = contentVersion(object);
-  object.metadata.annotations = { ...object.metadata.annotations, [desiredHashAnnotation]: hash };
-  return { resource, object };
-}
-
-export function namespaced(
-  resource: Resource,
-  endpoint: MachineLearningEndpoint,
-  name: string,
-  objectLabels: Record<string, string>,
-  rest: Omit<KubeObject, 'metadata' | 'apiVersion' | 'kind'>,
-  annotations?: Record<string, string>,
-): Desired {
-  return withHash(resource, {
-    apiVersion: apiVersionOf(resource),
-    kind: resource.kind,
-    metadata: { name, namespace: endpoint.metadata.namespace, labels: objectLabels, ...(annotations ? { annotations } : {}), ownerReferences: [ownerReference(endpoint)] },
-    ...rest,
-  });
-}
 
 function snapshotLabels(endpoint: MachineLearningEndpoint, template: string, version: string): Record<string, string> {
   return { ...commonLabels(endpoint, 'snapshot', template), [labels.snapshot]: 'true', [labels.template]: template, [labels.version]: version };

@@ -3,7 +3,7 @@
 // error with backoff, bounds each watch so that a silently stalled one cannot last, and never lets a
 // handler's exception into the watch loop.
 import type { Logger } from '../log.ts';
-import { pause } from '../runtime/pause.ts';
+import { pause } from './pause.ts';
 import { KubeError, type KubeClient, type WatchEventType } from './client.ts';
 import type { KubeObject, Resource } from './resources.ts';
 

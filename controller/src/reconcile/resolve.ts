@@ -15,7 +15,7 @@ import type { OperatorConfig } from '../options.ts';
 import type { LiveRoute, RolloutDecision } from '../rollout/decide.ts';
 import { hostHolder } from '../rollout/hosts.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
-import { decodeVersions, routeVersionsAnnotation } from '../routing/route.ts';
+import { decodeVersions, routeVersionsAnnotation } from '../desired/route.ts';
 import type { Caches } from './caches.ts';
 import { indexes, keyOf } from './indexes.ts';
 

@@ -124,3 +124,8 @@ export function unsettled(checks: readonly CheckSpec[], records: readonly CheckR
     .map((check) => ({ check, record: records.find((r) => r.name === check.name) }))
     .filter(({ record }) => !record?.evaluatedAt || Date.parse(record.evaluatedAt) < Date.parse(stepStartedAt) || record.result !== 'Passed');
 }
+
+export function nextCheckInMs(checks: readonly CheckSpec[], records: readonly CheckRecord[] | undefined, stepStartedAt: string | undefined, now: Date): number | undefined {
+  if (!checks.length) return undefined;
+  return Math.max(1000, Math.min(...checks.map((c) => dueAt(c, records ?? [], stepStartedAt) - now.getTime())));
+}

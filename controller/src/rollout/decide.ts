@@ -13,7 +13,7 @@ import type { MachineLearningEndpointSpec, MachineLearningEndpointStatus, Rollou
 import { quantityValue } from '../desired/compare.ts';
 import { fixedReplicas, isShadow, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import { findCondition, iso, type ConditionInput } from '../desired/status.ts';
-import { backends, mirrorsOf, targetsOf, type RouteBackend, type RouteMirror, type RouteTarget } from '../routing/route.ts';
+import { backends, mirrorsOf, targetsOf, type RouteBackend, type RouteMirror, type RouteTarget } from '../desired/route.ts';
 import { failing, unsettled, type CheckRecord } from './analysis.ts';
 import { planFingerprint, planOf, type Step } from './strategies.ts';
 

@@ -5,7 +5,7 @@
 import type { MachineLearningEndpointStatus, ShadowEntry, TrafficEntry } from '../api/generated.ts';
 import { setConditions, type ConditionInput } from '../desired/status.ts';
 import { isShadow, type VersionPlan } from '../desired/plan.ts';
-import { byService, type RouteBackend } from '../routing/route.ts';
+import { byService, type RouteBackend } from '../desired/route.ts';
 import type { RolloutDecision } from './decide.ts';
 
 export interface StatusInput {

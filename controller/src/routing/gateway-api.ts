@@ -9,7 +9,7 @@ import { commonLabels, gatewayName, hostOf, namespaced, servicePort, type Endpoi
 import type { Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import type { RouteCondition, RoutingProvider } from './provider.ts';
-import { byService, decodeMirrors, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights } from './route.ts';
+import { byService, decodeMirrors, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights } from '../desired/route.ts';
 
 const group = 'gateway.networking.k8s.io';
 export const httpRouteResource: Resource = { group, version: 'v1', kind: 'HTTPRoute', plural: 'httproutes', namespaced: true };

@@ -6,7 +6,7 @@ import { commonLabels, gatewayName, hostOf, namespaced } from '../desired/object
 import { labels } from '../desired/labels.ts';
 import { resources } from '../kube/resources.ts';
 import type { RoutingProvider } from './provider.ts';
-import { byService, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights, type RouteSpec } from './route.ts';
+import { byService, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights, type RouteSpec } from '../desired/route.ts';
 
 interface VirtualServiceSpec {
   http?: { route?: { destination?: { host?: string } }[]; mirrors?: { destination?: { host?: string } }[] }[];

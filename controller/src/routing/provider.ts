@@ -4,7 +4,7 @@
 // writers of a route computed once as data; they never decide which version serves.
 import type { Desired, EndpointContext } from '../desired/objects.ts';
 import type { KubeObject, Resource } from '../kube/resources.ts';
-import type { RouteMirror, RouteSpec } from './route.ts';
+import type { RouteMirror, RouteSpec } from '../desired/route.ts';
 
 export type ProviderName = 'istio' | 'gatewayAPI';
 

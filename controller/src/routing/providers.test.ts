@@ -4,7 +4,7 @@ import { planFromTemplates, type VersionPlan } from '../desired/plan.ts';
 import { defaultConfig, type OperatorConfig } from '../options.ts';
 import { gatewayApi } from './gateway-api.ts';
 import { istio } from './istio.ts';
-import { backends, decodeVersions, mirrorsOf, routeVersionsAnnotation, targetsOf, type RouteSpec } from './route.ts';
+import { backends, decodeVersions, mirrorsOf, routeVersionsAnnotation, targetsOf, type RouteSpec } from '../desired/route.ts';
 
 const endpoint: MachineLearningEndpoint = { metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 }, spec: { config: 'titanic' } };
 const base: OperatorConfig = { ...defaultConfig, fetcher: { image: 'ml-operator/controller:1' } };

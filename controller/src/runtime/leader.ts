@@ -5,7 +5,7 @@
 import { KubeError, type KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
-import { pause } from './pause.ts';
+import { pause } from '../kube/pause.ts';
 
 interface LeaseSpec {
   holderIdentity?: string;

@@ -1,9 +1,9 @@
 // The route of an endpoint as data, computed once and written by whichever provider the chart
 // chose: the host, and the weighted backends (a Service per variant of each version that takes
 // traffic), weights being integer percentages that sum to exactly 100. Pure: no I/O.
-import { servicePort } from '../desired/objects.ts';
-import { isShadow, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
-import { percentages } from '../desired/weights.ts';
+import { servicePort } from './ports.ts';
+import { isShadow, type VariantPlan, type VersionPlan } from './plan.ts';
+import { percentages } from './weights.ts';
 
 export interface RouteBackend {
   /** The config version (ec_version) the backend belongs to. */

@@ -1,0 +1,53 @@
+// The metric gates' probe: runs the PromQL of each check that is due while the new version takes
+// traffic, and records what it measured for the pure decision (rollout/analysis.ts).
+import type { AnalysisCheck, MachineLearningEndpointRollout, MachineLearningEndpointStatus } from '../api/generated.ts';
+import type { VersionPlan } from '../desired/plan.ts';
+import { iso } from '../desired/status.ts';
+import type { OperatorConfig } from '../options.ts';
+import { due, evaluate, renderQuery, type CheckRecord, type Measurement, type MetricsSource } from '../rollout/analysis.ts';
+import { planFingerprint } from '../rollout/strategies.ts';
+import type { PrometheusClient } from './prometheus.ts';
+
+/**
+ * Evaluates the checks that are due while the new version takes traffic. The records live in
+ * status.rollout.analysis; a new rollout (version or spec) starts with none.
+ */
+export async function runAnalysis(o: {
+  status: MachineLearningEndpointStatus;
+  rollout: MachineLearningEndpointRollout;
+  checks: AnalysisCheck[];
+  target: VersionPlan;
+  serving: VersionPlan | undefined;
+  namespace: string;
+  endpoint: string;
+  config: OperatorConfig;
+  provider: 'istio' | 'gatewayAPI';
+  prometheus: PrometheusClient | undefined;
+  now: Date;
+}): Promise<CheckRecord[] | undefined> {
+  const recorded = o.status.rollout;
+  if (!recorded || recorded.version !== o.target.version || recorded.plan !== planFingerprint(o.rollout)) return undefined;
+  if (recorded.phase !== 'Progressing' || !recorded.weight || o.checks.length === 0) return recorded.analysis;
+  const source: MetricsSource | undefined = o.config.prometheus.dataPlane || (o.provider === 'istio' ? 'istio' : undefined);
+  let records = [...(recorded.analysis ?? [])];
+  const ctx = {
+    namespace: o.namespace,
+    endpoint: o.endpoint,
+    version: o.target.version,
+    previousVersion: o.serving?.version ?? '',
+    services: o.target.variants.map((v) => v.instance).filter((s) => !o.serving?.variants.some((v) => v.instance === s)),
+    previousServices: o.serving?.variants.map((v) => v.instance) ?? [],
+  };
+  for (const check of due(o.checks, records, o.now, recorded.stepStartedAt)) {
+    let m: Measurement;
+    let query: string | undefined;
+    if (!o.prometheus) m = { error: 'no Prometheus is configured: set controller.config.prometheus.url' };
+    else if (check.builtin && !source) m = { error: 'built-in checks need to know whose metrics to read with the gatewayAPI provider: set controller.config.prometheus.dataPlane (istio or traefik), or give the check a query' };
+    else m = await o.prometheus.query((query = renderQuery(check, source ?? 'istio', ctx)), o.now);
+    const next = evaluate(check, records.find((r) => r.name === check.name), m, iso(o.now), query);
+    records = [...records.filter((r) => r.name !== check.name), next];
+  }
+  return records.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** When the next check is due during a step (ms from now), to come back then. */
