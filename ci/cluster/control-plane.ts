@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as k8s from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
-import { crdFiles, ensureTools, kubernetesVersion, kwokStagesFile, toolPath, type Binary, type KubernetesRelease } from '../tools/build.ts';
+import { clusterTools, crdFiles, ensureTools, kubernetesVersion, kwokStagesFile, toolPath, type Binary, type KubernetesRelease } from '../tools/build.ts';
 import { log } from '../log.ts';
 import { alive } from '../processes.ts';
 import { waitFor } from '../wait.ts';
@@ -244,7 +244,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const started = Date.now();
   const withRealNode = options.realNode ?? false;
   if (withRealNode && (options.kubernetes ?? 'current') !== 'current') throw new Error('the real node runs the current release only');
-  await ensureTools({ realNode: withRealNode });
+  // Only what a cluster runs: `npm test` builds the rest of the suite's tools itself (ci/test.ts).
+  await ensureTools({ realNode: withRealNode, only: clusterTools(options.kubernetes ?? 'current') });
   reapOrphans();
 
   const dir = mkdtempSync(join(tmpdir(), dirPrefix));

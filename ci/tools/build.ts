@@ -180,7 +180,7 @@ const goTools: Record<string, GoTool> = {
 };
 
 /** Binaries the rest of the project asks for, and the Go tool that provides each. */
-const binaries = {
+export const binaries = {
   helm: 'helm4',
   helm3: 'helm3',
   'helm-unittest': 'helm-unittest',
@@ -401,11 +401,21 @@ function checkNodeRelease(): void {
   }
 }
 
-/** Builds every tool that is not in the cache yet; the real node's tools too with `realNode`. */
-export async function ensureTools(options: { realNode?: boolean } = {}): Promise<void> {
+/** The tools a local cluster runs (ci/cluster/control-plane.ts): a first `npm start` builds these only. */
+export function clusterTools(kubernetes: KubernetesRelease): string[] {
+  // kubectl comes from the current release's build, whatever the control plane's.
+  return ['helm4', 'kubernetes', ...(kubernetes === 'oldest' ? ['kubernetes-oldest'] : []), 'etcd', 'kwok', 'traefik', 'prometheus', 'keda'];
+}
+
+/**
+ * Builds every tool that is not in the cache yet, or only those named in `only`; the real node's
+ * tools too with `realNode`.
+ */
+export async function ensureTools(options: { realNode?: boolean; only?: readonly string[] } = {}): Promise<void> {
   removeStaleTemporaries();
   if (options.realNode) checkNodeRelease();
-  const missing = Object.entries(goTools).filter(([name, tool]) => (options.realNode || !tool.realNode) && !built(name, tool));
+  const wanted = ([name, tool]: [string, GoTool]) => (tool.realNode ? !!options.realNode : !options.only || options.only.includes(name));
+  const missing = Object.entries(goTools).filter((entry) => wanted(entry) && !built(...entry));
   if (missing.length > 1) {
     // Downloads wait on the network and builds on the CPUs: fetch every missing tool's modules at
     // once, then build one tool at a time (each go build already uses every core).
