@@ -25,9 +25,8 @@ import { planFromTemplates, type VersionPlan } from '../../controller/src/desire
 import { KubeClient, KubeError } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
 import { defaultConfig, type OperatorConfig } from '../../controller/src/options.ts';
-import { decide, defaults, type LiveRoute } from '../../controller/src/rollout/decide.ts';
-import { renderStatus } from '../../controller/src/rollout/status.ts';
-import { wantedRouting, wantedWorkloads, type WantedLive } from '../../controller/src/reconcile/desired-state.ts';
+import { defaults, type LiveRoute } from '../../controller/src/rollout/decide.ts';
+import { desiredState, type WantedLive } from '../../controller/src/reconcile/desired-state.ts';
 import { routingProvider } from '../../controller/src/routing/providers.ts';
 import { versionWeights } from '../../controller/src/desired/route.ts';
 import { adminConfig, createNamespace, deleteNamespace } from './kube.ts';
@@ -424,6 +423,7 @@ function controllerWrites(endpoint: MachineLearningEndpoint & KubeObject, config
   const snapshots = new Map<string, VersionPlan>();
   let status: MachineLearningEndpoint['status'] = {};
   let route: LiveRoute | undefined;
+  let liveRoute: KubeObject | undefined;
   let now = new Date('2026-01-01T00:00:00Z');
 
   for (const c of [config, nextConfig]) {
@@ -438,21 +438,24 @@ function controllerWrites(endpoint: MachineLearningEndpoint & KubeObject, config
       target = undefined;
     }
     for (let round = 0; round < 6; round++) {
-      const decision = decide({
+      const rollout = {
         generation: endpoint.metadata.generation ?? 1,
         spec: endpoint.spec,
         status: status ?? {},
         target,
         problem,
-        snapshot: (version) => snapshots.get(version),
+        snapshot: (version: string) => snapshots.get(version),
         route,
-        workload: (_, replicas) => ({ ready: replicas, available: true }),
+        workload: (_: unknown, replicas: number) => ({ ready: replicas, available: true }),
         smokeTest: { passed: true, message: '1 request answered as expected' },
         now,
-      });
+      };
+      const routeStatus = liveRoute ? provider.status(ctx, liveRoute) : undefined;
+      const state = desiredState({ ctx, provider, rollout, deadlineSeconds, live, routed: route !== undefined, hostBlocked: false, observed: { readyOf: () => 1, routeStatus, mirroringUnavailable: provider.mirroringUnavailable() } });
+      const { decision } = state;
       for (const d of decision.deploy) snapshots.set(d.plan.version, d.plan);
-      const wanted = wantedWorkloads(ctx, provider, decision, deadlineSeconds, live);
-      const routing = decision.deploy.length > 0 || route ? wantedRouting(ctx, provider, decision, live) : [];
+      const wanted = new Map(state.workloads.map((d) => [`${d.resource.plural}/${d.object.metadata.name}`, d]));
+      const routing = state.routing;
       for (const d of [...wanted.values(), ...routing]) write(asWritten(d));
       for (const claim of [...wanted.values()].filter((d) => d.resource === resources.persistentVolumeClaim && operator.storage.mode === 'hostPath')) {
         for (const node of hostNodes) write(asWritten(cleanupPod(endpoint, claim.object, operator.fetcher.image, node)));
@@ -463,8 +466,8 @@ function controllerWrites(endpoint: MachineLearningEndpoint & KubeObject, config
         write({ resource: resources.model, object: { metadata: { name: plan.variants[0].instance }, status: { endpointConfigVersion: plan.version } }, status: true });
       }
       const routeObject = routing.find((d) => d.resource === provider.routeResource)?.object;
-      const routeConditions = (routeObject ? (provider.status(ctx, routeObject)?.conditions ?? []) : []).map((x) => ({ ...x, type: `Route${x.type}` }));
-      status = renderStatus({ decision, previous: status, generation: endpoint.metadata.generation, host: hostOf(ctx), url: urlOf(ctx), readyOf: () => 1, routeConditions, mirroringUnavailable: provider.mirroringUnavailable(), now });
+      if (routeObject) liveRoute = routeObject;
+      status = state.status;
       write({ resource: resources.endpoint, object: { metadata: { name }, status }, status: true });
       if (decision.route && routeObject) route = { versions: versionWeights(decision.route), services: provider.referencedServices(routeObject), observed: true };
       const next = status.rollout?.nextStepAt;
