@@ -16,14 +16,13 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
 import { labels } from '../../controller/src/desired/labels.ts';
-import * as desired from '../../controller/src/desired/objects.ts';
 import { planFromTemplates } from '../../controller/src/desired/plan.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { Informer } from '../../controller/src/kube/informer.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { parseConfig, type OperatorConfig } from '../../controller/src/options.ts';
 import { routingProvider } from '../../controller/src/routing/providers.ts';
-import { backends } from '../../controller/src/desired/route.ts';
+import { desiredState } from '../../controller/src/reconcile/desired-state.ts';
 import { startControlPlane, type ControlPlane } from '../cluster/control-plane.ts';
 import { chartConfig, installChart, release, serviceAccount, serviceAccountKubeconfig, startControllerProcess } from '../cluster/operator.ts';
 import { log } from '../log.ts';
@@ -136,10 +135,22 @@ async function measure(endpoints: number): Promise<Result> {
       const endpoint: MachineLearningEndpoint = { metadata: { name: endpointName(i), namespace: direct, uid: '00000000-0000-0000-0000-000000000000' }, spec: { config: 'ab' } };
       const resolution = planFromTemplates(endpointName(i), 'ab', config, new Map(Object.entries(models)));
       if (!resolution.ok) throw new Error('unresolved');
-      const ctx = { endpoint, config: operatorConfig };
+      // What the controller wants for the endpoint once its version is Available, as desiredState
+      // says, less the snapshots (serving needs none of them).
       const provider = routingProvider(operatorConfig);
-      const route = { host: desired.hostOf(ctx), backends: backends([{ plan: resolution.plan, percent: 100 }]) };
-      const objects = [...provider.gateways(ctx), ...resolution.plan.variants.flatMap((v) => desired.workloads(ctx, v, 600)), ...provider.routes(ctx, route)];
+      const state = desiredState({
+        ctx: { endpoint, config: operatorConfig },
+        provider,
+        rollout: { generation: 1, spec: endpoint.spec, status: {}, target: resolution.plan, snapshot: () => undefined, workload: () => ({ ready: 1, available: true }), now: new Date() },
+        deadlineSeconds: 600,
+        live: { startReplicas: () => 1, hostNodes: () => [], loaded: () => true, auxiliaryMissing: false },
+        routed: false,
+        hostBlocked: false,
+        observed: { readyOf: () => 1 },
+      });
+      const isRoute = (d: { resource: unknown }) => d.resource === provider.routeResource;
+      const snapshot = (d: { resource: unknown }) => d.resource === resources.endpointConfig || d.resource === resources.model;
+      const objects = [...state.routing.filter((d) => !isRoute(d)), ...state.workloads.filter((d) => !snapshot(d)), ...state.routing.filter(isRoute)];
       for (const d of objects) {
         delete d.object.metadata.ownerReferences;
         await client.apply(d.resource, d.object);
