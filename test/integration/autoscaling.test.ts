@@ -8,6 +8,7 @@
 import { describe, expect, inject, it } from 'vitest';
 import { waitFor } from '../../ci/wait.ts';
 import { horizontalPodAutoscalerResource, scaledObjectResource } from '../../controller/src/desired/autoscaling.ts';
+import { traefikServicePattern } from '../../controller/src/desired/data-plane-metrics.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, getEndpoint, inService, k8s, user, waitForEndpoint } from './ml.ts';
 import { gatewaySuite, load, printReport, servedModel, waitForGateway } from './traffic.ts';
@@ -78,8 +79,13 @@ describe('autoscaled variants (HorizontalPodAutoscaler engine)', () => {
 // The whole chain with the KEDA engine: load through the gateway, Traefik's metrics in the real
 // Prometheus, KEDA's operator and external metrics API (registered with the aggregation layer), the
 // HorizontalPodAutoscaler of kube-controller-manager, more pods ready and serving; then back down.
-describe('autoscaled variants (KEDA engine, requests per second)', () => {
-  const keda = gatewaySuite('keda-scaling', ['controller.config.autoscaling.engine=keda', `controller.config.prometheus.url=${inject('prometheus').url}`, 'controller.config.prometheus.dataPlane=traefik']);
+// With Traefik's mirroring on, every primary Service is reached through its mirroring TraefikService,
+// whose series Traefik names differently: the same scaling must read those.
+describe.each([
+  ['routes to the Services', 'keda-scaling', []],
+  ['routes through the mirroring TraefikServices', 'keda-mirroring', ['controller.config.routing.gatewayAPI.mirroring=TraefikService']],
+])('autoscaled variants (KEDA engine, requests per second), Traefik %s', (_, name, values) => {
+  const keda = gatewaySuite(name, ['controller.config.autoscaling.engine=keda', `controller.config.prometheus.url=${inject('prometheus').url}`, 'controller.config.prometheus.dataPlane=traefik', ...values]);
 
   it('scales up under 40 requests a second to 4 ready pods that serve, and back to 1 when the load stops', { timeout: 420_000 }, async () => {
     await applyModel(keda.namespace, 'busy', model('acme/busy:1'));
@@ -88,7 +94,7 @@ describe('autoscaled variants (KEDA engine, requests per second)', () => {
     const e = await waitForEndpoint(keda.namespace, 'busy', 'InService 1/1', (x) => inService(x) && x.status!.ready === '1/1', 90_000);
     const instance = e.status!.traffic![0].service;
     const so = await user.get<KubeObject & { spec: { triggers: { type: string; metadata: { query: string; threshold: string } }[] } }>(scaledObjectResource, keda.namespace, instance);
-    expect(so!.spec.triggers[0]).toMatchObject({ type: 'prometheus', metadata: { threshold: '10', query: expect.stringContaining(`service="${keda.namespace}-${instance}-http-80@kubernetesgateway"`) } });
+    expect(so!.spec.triggers[0]).toMatchObject({ type: 'prometheus', metadata: { threshold: '10', query: expect.stringContaining(`service=~"${traefikServicePattern(keda.namespace, instance)}"`) } });
     // KEDA's operator makes the HorizontalPodAutoscaler the controller-manager then drives.
     await waitFor("KEDA's HorizontalPodAutoscaler", 60_000, async () => ((await user.get(horizontalPodAutoscalerResource, keda.namespace, `keda-hpa-${instance}`)) ? true : undefined));
     await waitForGateway(keda.host('busy'));
@@ -104,12 +110,12 @@ describe('autoscaled variants (KEDA engine, requests per second)', () => {
       await waitFor('requests answered by the scaled-up pods', 30_000, async () => (new Set(run.samples.filter((s) => s.start > mark && s.backend?.pod).map((s) => s.backend!.pod)).size === 4 ? true : undefined));
       run.stop();
       const r = await run.done;
-      printReport('40 requests a second while KEDA scales 1 -> 4', r);
+      printReport(`40 requests a second while KEDA scales 1 -> 4 (${name})`, r);
       expect(r.failed).toBe(0);
       const stopped = Date.now();
       await waitForEndpoint(keda.namespace, 'busy', 'back to 1/1', (x) => x.status!.ready === '1/1' && x.status!.traffic![0].replicas === 1, 240_000);
       const downSeconds = (Date.now() - stopped) / 1000;
-      process.stdout.write(`[autoscaling] KEDA: 1 -> 4 ready pods ${upSeconds.toFixed(1)} s after 40 requests a second began (target 10 per pod); back to 1 ${downSeconds.toFixed(1)} s after the load stopped (a 1 min rate window, 10 s stabilization)\n`);
+      process.stdout.write(`[autoscaling] KEDA (${name}): 1 -> 4 ready pods ${upSeconds.toFixed(1)} s after 40 requests a second began (target 10 per pod); back to 1 ${downSeconds.toFixed(1)} s after the load stopped (a 1 min rate window, 10 s stabilization)\n`);
     } finally {
       run.stop();
     }

@@ -237,8 +237,11 @@ export class Resolver {
 
   /**
    * Whether the data plane has had time to load a primary Service's auxiliary object (Traefik's
-   * mirroring TraefikService), which a route may then name: it exists, and is older than the data
-   * plane's reload. True where the provider writes none.
+   * mirroring TraefikService), which a route may then name: it exists, and it and the Service's
+   * ready pods are older than the data plane's reload. Traefik loads a TraefikService when it is
+   * created, with no server while the pods are not ready, and learns of them on a later reload of
+   * its own: a route that names it sooner gets 503s for the moments between. True where the
+   * provider writes none.
    */
   auxiliaryLoaded(namespace: string, instance: string, now: Date): boolean {
     return this.auxiliaryLeftMs(namespace, instance, now) <= 0;
@@ -248,7 +251,12 @@ export class Resolver {
   private auxiliaryLeftMs(namespace: string, instance: string, now: Date): number {
     if (!this.deps.provider.auxiliaryName || this.deps.missing?.auxiliary) return 0;
     const created = this.deps.caches.auxiliary?.get(namespace, this.deps.provider.auxiliaryName(instance))?.metadata.creationTimestamp;
-    return created ? Date.parse(created) + auxiliaryLoadMs - now.getTime() : auxiliaryLoadMs;
+    if (!created) return auxiliaryLoadMs;
+    // Transition times are in whole seconds: a second more covers the rounding.
+    type Conditions = { conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
+    const available = ((this.deps.caches.deployments.get(namespace, instance)?.status ?? {}) as Conditions).conditions?.find((c) => c.type === 'Available' && c.status === 'True');
+    const readySince = available?.lastTransitionTime ? Date.parse(available.lastTransitionTime) + 1000 : 0;
+    return Math.max(Date.parse(created), readySince) + auxiliaryLoadMs - now.getTime();
   }
 
   /** How long until every auxiliary object of these instances has been loaded (for a requeue), if any is not yet. */
