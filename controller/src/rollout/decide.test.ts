@@ -288,6 +288,16 @@ describe('progressive delivery', () => {
     expect(seen).toEqual([25, 50, 75, 100]);
   });
 
+  it('a plan changed mid-rollout to one whose first step is above the share the route gives: goes to that step (BlueGreen: all of it)', () => {
+    const linearAt25 = split(v1, v2, 25);
+    const blueGreen = decide(input({ spec: { config: 'c', rollout: { drainSeconds: 30 } }, target: v2, status: serving(v1), route: linearAt25, available: both }));
+    expect(weights(blueGreen)).toEqual({ [v2.version]: 100 });
+    expect(blueGreen.outcome.switched).toEqual({ from: v1.version, to: v2.version });
+    const wider = decide(input({ spec: { ...canary, rollout: { ...canary.rollout, canary: { percent: 40, bakeSeconds: 60 } } }, target: v2, status: serving(v1), route: linearAt25, available: both }));
+    expect(weights(wider)).toEqual({ [v1.version]: 60, [v2.version]: 40 });
+    expect(wider.outcome.rollout).toMatchObject({ phase: 'Progressing', step: 1, weight: 40 });
+  });
+
   it('a failed check sends all traffic back to the serving version in one write; the new one drains, then scales to zero', () => {
     const checks = [{ name: 'errors', builtin: 'errorRate' as const, max: 0.05 }];
     const spec = { ...canary, rollout: { ...canary.rollout, analysis: { checks } } };
