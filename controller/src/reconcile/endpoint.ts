@@ -27,6 +27,7 @@ import type { Metrics } from '../runtime/metrics.ts';
 import type { PrometheusClient } from '../runtime/prometheus.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
 import { checkCapacity, nextCheckInMs, runAnalysis, runSmokeTest, SharedLists } from './gates.ts';
+import { missingTemplates, waitingReason, type Resolved } from './missing-templates.ts';
 import { wantedRouting, wantedWorkloads, type WantedLive } from './wanted.ts';
 
 /** Read access to an informer's cache. */
@@ -294,7 +295,7 @@ export class EndpointReconciler {
     // the metric gates of a bake come due on their own clock.
     const checkDue = decision.outcome.rollout?.phase === 'Progressing' && decision.outcome.rollout.weight ? nextCheckInMs(endpoint.spec.rollout?.analysis?.checks ?? [], decision.outcome.rollout.analysis, decision.outcome.rollout.stepStartedAt, now) : undefined;
     const auxiliaryDue = this.auxiliaryWaitMs(namespace, decision.deploy.flatMap((d) => d.plan.variants.filter((v) => !v.variant.shadow).map((v) => v.instance)), now);
-    const requeueAfterMs = [decision.requeueAfterMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, auxiliaryDue, statusDeferredMs, pods.recheckMs].filter((n): n is number => n !== undefined).reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
+    const requeueAfterMs = [decision.requeueAfterMs, resolved.recheckMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, auxiliaryDue, statusDeferredMs, pods.recheckMs].filter((n): n is number => n !== undefined).reduce<number | undefined>((a, b) => (a === undefined ? b : Math.min(a, b)), undefined);
     return requeueAfterMs !== undefined ? { requeueAfterMs } : undefined;
   }
 
@@ -474,9 +475,17 @@ export class EndpointReconciler {
     };
   }
 
-  private resolveTarget(endpoint: MachineLearningEndpoint): { target?: VersionPlan; problem?: ConditionInput } {
+  private resolveTarget(endpoint: MachineLearningEndpoint): Resolved {
     const { caches } = this.deps;
     const namespace = endpoint.metadata.namespace!;
+    // A template missing is waited for a while, unless the serving version was made from it.
+    const missing = (problem: ConditionInput, what: string, names: string[]): Resolved => {
+      const serving = endpoint.status?.endpointConfigVersion;
+      const plan = serving ? this.snapshotPlan(namespace, endpoint.metadata.name!, serving) : undefined;
+      const servedFrom = plan ? [plan.config, ...plan.variants.map((v) => v.variant.model)] : serving ? null : undefined;
+      const previous = endpoint.status?.conditions?.find((c) => c.type === problem.type);
+      return missingTemplates({ problem, what, names, servedFrom, previous, now: this.now() });
+    };
     // A version pinned by spec.serveVersion comes from its snapshots, whatever the templates say now.
     const pinned = endpoint.spec.serveVersion;
     if (pinned) {
@@ -493,17 +502,20 @@ export class EndpointReconciler {
     }
     const configName = endpoint.spec.config;
     const config = caches.configs.get(namespace, configName);
-    if (!config || isSnapshot(config)) {
+    if (config && isSnapshot(config)) {
       return {
         problem: {
           type: 'TemplatesAvailable',
           status: 'False',
           reason: 'ConfigNotFound',
-          message: config
-            ? `${configName} is a snapshot made by ml-operator, not a MachineLearningEndpointConfig template: point spec.config at a config you created`
-            : `MachineLearningEndpointConfig ${namespace}/${configName} does not exist: create it, or point spec.config at an existing config`,
+          message: `${configName} is a snapshot made by ml-operator, not a MachineLearningEndpointConfig template: point spec.config at a config you created`,
         },
       };
+    }
+    if (!config) {
+      const what = `MachineLearningEndpointConfig ${namespace}/${configName}`;
+      const message = `${what} does not exist: create it, or point spec.config at an existing config`;
+      return missing({ type: 'TemplatesAvailable', status: 'False', reason: 'ConfigNotFound', message }, what, [configName]);
     }
     const models = new Map<string, MachineLearningModel['spec']>();
     for (const v of config.spec.models) {
@@ -512,15 +524,9 @@ export class EndpointReconciler {
     }
     const resolution = planFromTemplates(endpoint.metadata.name!, configName, config.spec, models);
     if (resolution.ok) return { target: resolution.plan };
-    const names = resolution.missing.map((m) => `${namespace}/${m}`).join(', ');
-    return {
-      problem: {
-        type: 'TemplatesAvailable',
-        status: 'False',
-        reason: 'ModelNotFound',
-        message: `MachineLearningModel ${names} named by config ${configName} does not exist: create it, or remove the variant from the config`,
-      },
-    };
+    const what = `MachineLearningModel ${resolution.missing.map((m) => `${namespace}/${m}`).join(', ')} named by config ${configName}`;
+    const message = `${what} does not exist: create it, or remove the variant from the config`;
+    return missing({ type: 'TemplatesAvailable', status: 'False', reason: 'ModelNotFound', message }, what, resolution.missing);
   }
 
   private snapshotPlan(namespace: string, endpoint: string, version: string): VersionPlan | undefined {
@@ -629,7 +635,7 @@ export class EndpointReconciler {
   }
 
   /** A version whose autoscaling the cluster or the chart's engine cannot carry does not roll out: the endpoint says why. */
-  private checkAutoscaling(resolved: { target?: VersionPlan; problem?: ConditionInput }): { target?: VersionPlan; problem?: ConditionInput } {
+  private checkAutoscaling(resolved: Resolved): Resolved {
     if (!resolved.target) return resolved;
     const problem = autoscalingProblem(this.deps.config, resolved.target.variants);
     if (problem) return { problem };
@@ -818,8 +824,9 @@ export class EndpointReconciler {
     for (const c of after) {
       const old = before?.find((b) => b.type === c.type);
       if (c.status !== 'False' || (old?.status === 'False' && old.reason === c.reason)) continue;
-      // Bringing up a first version, and waiting for the gateway to take a route, are not warnings.
-      if (c.reason === 'Creating' || c.reason === 'RoutePending') continue;
+      // Bringing up a first version, waiting for the gateway to take a route, and waiting for
+      // templates applied along with the endpoint are not warnings.
+      if (c.reason === 'Creating' || c.reason === 'RoutePending' || c.reason === waitingReason) continue;
       this.deps.events.record(this.involved(endpoint), 'Warning', c.reason, c.message);
     }
   }
