@@ -37,9 +37,9 @@ function expectedSchema(path: string): unknown {
 
 describe('Helm CRD templates', () => {
   const expected = {
-    MachineLearningModel: { plural: 'machinelearningmodels', short: 'mlm', columns: ['Image', 'Artifact', 'Config-Version', 'Template', 'Endpoint', 'Age'] },
-    MachineLearningEndpointConfig: { plural: 'machinelearningendpointconfigs', short: 'mlec', columns: ['Model', 'Template', 'Endpoint', 'Version', 'Age'] },
-    MachineLearningEndpoint: { plural: 'machinelearningendpoints', short: 'mle', columns: ['State', 'Version', 'Host', 'Ready', 'Config', 'Step', 'Canary', 'Age'] },
+    MachineLearningModel: { plural: 'machinelearningmodels', short: 'mlm', columns: ['Snapshot-Of', 'Endpoint', 'Config-Version', 'Image', 'Artifact', 'Age'] },
+    MachineLearningEndpointConfig: { plural: 'machinelearningendpointconfigs', short: 'mlec', columns: ['Snapshot-Of', 'Endpoint', 'Version', 'First-Model', 'Age'] },
+    MachineLearningEndpoint: { plural: 'machinelearningendpoints', short: 'mle', columns: ['State', 'Version', 'Host', 'Ready', 'Rollout', 'Config', 'Age'] },
   };
 
   it('covers the three kinds', () => {

@@ -212,14 +212,14 @@ describe('the examples', () => {
   });
 
   // No controller watches this namespace: status columns are empty, the spec ones are filled in.
-  it('kubectl get shows the printer columns: state, version, host, ready, rollout step, canary weight and age for endpoints', async () => {
+  it('kubectl get shows the printer columns: state, version, host, ready, rollout and age for endpoints; snapshot columns first for models and configs', async () => {
     const table = async (args: string[]) => (await kubectl(['get', ...args, '-n', namespace])).trim().split('\n').map((line) => line.trim().split(/\s+/));
     const mle = await table(['mle']);
-    expect(mle[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'STEP', 'CANARY', 'AGE']);
+    expect(mle[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'ROLLOUT', 'AGE']);
     expect(mle.slice(1).map((row) => row[0])).toEqual(['densenet-triton', 'half-plus-two-tfserving', 'iris-mlserver', 'iris-sklearn', 'mnist-torchserve', 'qwen-vllm', 'titanic', 'titanic-ab']);
-    expect((await table(['mle', '-o', 'wide']))[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'CONFIG', 'STEP', 'CANARY', 'AGE']);
+    expect((await table(['mle', '-o', 'wide']))[0]).toEqual(['NAME', 'STATE', 'VERSION', 'HOST', 'READY', 'ROLLOUT', 'CONFIG', 'AGE']);
     const mlec = await table(['mlec']);
-    expect(mlec[0]).toEqual(['NAME', 'MODEL', 'TEMPLATE', 'ENDPOINT', 'VERSION', 'AGE']);
+    expect(mlec[0]).toEqual(['NAME', 'SNAPSHOT-OF', 'ENDPOINT', 'VERSION', 'FIRST-MODEL', 'AGE']);
     expect(mlec.slice(1).map((row) => row.slice(0, 2))).toEqual([
       ['densenet-triton', 'densenet-triton'],
       ['half-plus-two-tfserving', 'half-plus-two-tfserving'],
@@ -231,7 +231,7 @@ describe('the examples', () => {
       ['titanic-ab', 'titanic-a'],
     ]);
     const mlm = await table(['mlm']);
-    expect(mlm[0]).toEqual(['NAME', 'IMAGE', 'CONFIG-VERSION', 'TEMPLATE', 'ENDPOINT', 'AGE']);
+    expect(mlm[0]).toEqual(['NAME', 'SNAPSHOT-OF', 'ENDPOINT', 'CONFIG-VERSION', 'IMAGE', 'AGE']);
     expect(mlm.slice(1).map((row) => row.slice(0, 2))).toEqual([
       ['densenet-triton', 'nvcr.io/nvidia/tritonserver:24.08-py3'],
       ['half-plus-two-tfserving', 'docker.io/tensorflow/serving:2.16.1'],
@@ -243,7 +243,7 @@ describe('the examples', () => {
       ['titanic-a', 'ghcr.io/acme/titanic-server:1.0.0'],
       ['titanic-b', 'ghcr.io/acme/titanic-server:1.1.0'],
     ]);
-    expect((await table(['mlm', '-o', 'wide']))[0]).toEqual(['NAME', 'IMAGE', 'ARTIFACT', 'CONFIG-VERSION', 'TEMPLATE', 'ENDPOINT', 'AGE']);
+    expect((await table(['mlm', '-o', 'wide']))[0]).toEqual(['NAME', 'SNAPSHOT-OF', 'ENDPOINT', 'CONFIG-VERSION', 'IMAGE', 'ARTIFACT', 'AGE']);
     // Every kind answers to the category, in one listing.
     const all = await kubectl(['get', 'ml', '-n', namespace]);
     for (const header of ['STATE   VERSION   HOST   READY', 'MODEL', 'IMAGE']) expect(all).toContain(header);

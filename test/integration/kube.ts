@@ -1,5 +1,6 @@
 // Helpers for integration tests: a client for the run's control plane and a namespace per test file.
 import { randomBytes } from 'node:crypto';
+import * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 import { inject } from 'vitest';
 
@@ -32,4 +33,38 @@ export async function apiError(call: Promise<unknown>): Promise<{ code: number; 
     }
     throw err;
   }
+}
+
+/** A `kubectl get` table as the API server sends it (what kubectl prints): column names upper-cased, and rows of cells by column. */
+export interface PrintedTable {
+  /** Every column, with the priority kubectl gives it (1: shown only with `-o wide`). */
+  columns: { name: string; priority: number }[];
+  rows: Record<string, string>[];
+}
+
+/**
+ * GETs a collection with `Accept: application/json;as=Table;v=v1;g=meta.k8s.io`, as kubectl does:
+ * the printer columns evaluated by the API server on the live objects. An absent value is ''.
+ */
+export async function printedTable(kc: k8s.KubeConfig, path: string, labelSelector?: string): Promise<PrintedTable> {
+  const server = new URL(kc.getCurrentCluster()!.server);
+  const options: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(options);
+  const query = labelSelector ? `?${new URLSearchParams({ labelSelector })}` : '';
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = https.request(
+      { ...options, hostname: server.hostname, port: server.port, path: `${server.pathname.replace(/\/$/, '')}${path}${query}`, method: 'GET', headers: { ...options.headers, Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`GET ${path} as a Table: ${res.statusCode} ${text}`))));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  const table = JSON.parse(body) as { columnDefinitions: { name: string; priority: number }[]; rows: { cells: unknown[] }[] };
+  const columns = table.columnDefinitions.map((c) => ({ name: c.name.toUpperCase(), priority: c.priority }));
+  const rows = table.rows.map((r) => Object.fromEntries(columns.map((c, i) => [c.name, r.cells[i] === null || r.cells[i] === undefined ? '' : String(r.cells[i])])));
+  return { columns, rows };
 }

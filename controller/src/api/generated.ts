@@ -237,6 +237,10 @@ export interface MachineLearningEndpointStatus {
    */
   pendingSince?: string;
   rollout?: RolloutStatus;
+  /**
+   * One line for `kubectl get` (column ROLLOUT): the rollout of a new version under way, as strategy, step/steps and the share of the traffic the new version takes (`Canary 1/2 10%`, `Linear 3/5 60%`, `BlueGreen 0/1 0%` while it deploys; `Paused` added while it waits for approval), or how it ended when it was not promoted (`Canary RolledBack`, `Linear Aborted`, `BlueGreen Failed`), or `Planned` for a dry run. Absent when the latest version serves, and while a first version comes up (state says how).
+   */
+  rolloutSummary?: string;
   preview?: RolloutPreview;
   /**
    * Host name served.
@@ -247,7 +251,7 @@ export interface MachineLearningEndpointStatus {
    */
   url?: string;
   /**
-   * Ready replicas / wanted replicas of the serving version, summed over its variants.
+   * Ready replicas / wanted replicas of what the route sends traffic to (the serving version and, during a Canary or Linear step, the new one), summed over their variants; shadows do not count. Before a first version serves, those of that version.
    */
   ready?: string;
   /**

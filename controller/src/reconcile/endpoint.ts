@@ -106,7 +106,7 @@ export class EndpointReconciler {
 
     // Read.
     const now = this.now();
-    const inputs = this.read(endpoint, now);
+    const { inputs, recheckMs } = this.read(endpoint, now);
     await runGates({ ...this.deps, provider: this.provider, sharedLists: this.sharedLists }, endpoint, inputs.rollout);
 
     // What the controller wants, then everything that should run, then the route: it only ever
@@ -152,19 +152,19 @@ export class EndpointReconciler {
     const checkDue = rollout?.phase === 'Progressing' && rollout.weight ? nextCheckInMs(endpoint.spec.rollout?.analysis?.checks ?? [], rollout.analysis, rollout.stepStartedAt, now) : undefined;
     const primaries = decision.deploy.flatMap((d) => d.plan.variants.filter((v) => !v.variant.shadow).map((v) => v.instance));
     const loadDue = this.resolver.auxiliaryWaitMs(namespace, primaries, now);
-    const due = [decision.requeueAfterMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, loadDue, statusDeferredMs, pods.recheckMs].filter((n): n is number => n !== undefined);
+    const due = [decision.requeueAfterMs, recheckMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, loadDue, statusDeferredMs, pods.recheckMs].filter((n): n is number => n !== undefined);
     return due.length ? { requeueAfterMs: Math.min(...due) } : undefined;
   }
 
   /** Everything the decision reads, from the caches: the target, kept versions, the live route and workloads. */
-  private read(endpoint: MachineLearningEndpoint, now: Date): DesiredStateInputs {
+  private read(endpoint: MachineLearningEndpoint, now: Date): { inputs: DesiredStateInputs; recheckMs?: number } {
     const { caches, config } = this.deps;
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
     const ctx: desired.EndpointContext = { endpoint, config };
     const deadlineSeconds = endpoint.spec.rollout?.progressDeadlineSeconds ?? defaults.progressDeadlineSeconds;
     const resolver = this.resolver;
-    const resolved = resolver.checkAutoscaling(resolver.resolveTarget(endpoint));
+    const resolved = resolver.checkAutoscaling(resolver.resolveTarget(endpoint, now));
     const liveRoute = caches.routes.get(namespace, this.provider.routeName(ctx));
     const hostBlocked = resolver.hostConflict(ctx);
     const rollout: RolloutInput = {
@@ -191,7 +191,7 @@ export class EndpointReconciler {
       now,
     };
     const autoscaled = (instance: string) => (caches.deployments.get(namespace, instance)?.spec as { replicas?: number } | undefined)?.replicas;
-    return {
+    const inputs: DesiredStateInputs = {
       ctx,
       provider: this.provider,
       rollout,
@@ -211,6 +211,7 @@ export class EndpointReconciler {
         mirroringUnavailable: this.provider.mirroringUnavailable() ?? (this.deps.missing?.auxiliary ? missingTraefikServices : undefined),
       },
     };
+    return { inputs, recheckMs: resolved.recheckMs };
   }
 
   /** The decision's Events and metrics. */

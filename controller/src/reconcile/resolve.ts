@@ -18,6 +18,9 @@ import type { RoutingProvider } from '../routing/provider.ts';
 import { decodeVersions, routeVersionsAnnotation } from '../desired/route.ts';
 import type { Caches } from './caches.ts';
 import { indexes, keyOf } from './indexes.ts';
+import { missingTemplates, type Resolved } from './missing-templates.ts';
+
+export type { Resolved };
 
 interface DeploymentStatus {
   replicas?: number;
@@ -57,10 +60,6 @@ export interface ResolverDeps {
   missing?: { autoscalers: boolean; auxiliary: boolean };
 }
 
-export interface Resolved {
-  target?: VersionPlan;
-  problem?: ConditionInput;
-}
 
 export class Resolver {
   private readonly deps: ResolverDeps;
@@ -127,9 +126,17 @@ export class Resolver {
     };
   }
 
-  resolveTarget(endpoint: MachineLearningEndpoint): { target?: VersionPlan; problem?: ConditionInput } {
+  resolveTarget(endpoint: MachineLearningEndpoint, now: Date): Resolved {
     const { caches } = this.deps;
     const namespace = endpoint.metadata.namespace!;
+    // A template missing is waited for a while, unless the serving version was made from it.
+    const missing = (problem: ConditionInput, what: string, names: string[]): Resolved => {
+      const serving = endpoint.status?.endpointConfigVersion;
+      const plan = serving ? this.snapshotPlan(namespace, endpoint.metadata.name!, serving) : undefined;
+      const servedFrom = plan ? [plan.config, ...plan.variants.map((v) => v.variant.model)] : serving ? null : undefined;
+      const previous = endpoint.status?.conditions?.find((c) => c.type === problem.type);
+      return missingTemplates({ problem, what, names, servedFrom, previous, now });
+    };
     // A version pinned by spec.serveVersion comes from its snapshots, whatever the templates say now.
     const pinned = endpoint.spec.serveVersion;
     if (pinned) {
@@ -146,17 +153,20 @@ export class Resolver {
     }
     const configName = endpoint.spec.config;
     const config = caches.configs.get(namespace, configName);
-    if (!config || isSnapshot(config)) {
+    if (config && isSnapshot(config)) {
       return {
         problem: {
           type: 'TemplatesAvailable',
           status: 'False',
           reason: 'ConfigNotFound',
-          message: config
-            ? `${configName} is a snapshot made by ml-operator, not a MachineLearningEndpointConfig template: point spec.config at a config you created`
-            : `MachineLearningEndpointConfig ${namespace}/${configName} does not exist: create it, or point spec.config at an existing config`,
+          message: `${configName} is a snapshot made by ml-operator, not a MachineLearningEndpointConfig template: point spec.config at a config you created`,
         },
       };
+    }
+    if (!config) {
+      const what = `MachineLearningEndpointConfig ${namespace}/${configName}`;
+      const message = `${what} does not exist: create it, or point spec.config at an existing config`;
+      return missing({ type: 'TemplatesAvailable', status: 'False', reason: 'ConfigNotFound', message }, what, [configName]);
     }
     const models = new Map<string, MachineLearningModel['spec']>();
     for (const v of config.spec.models) {
@@ -165,15 +175,9 @@ export class Resolver {
     }
     const resolution = planFromTemplates(endpoint.metadata.name!, configName, config.spec, models);
     if (resolution.ok) return { target: resolution.plan };
-    const names = resolution.missing.map((m) => `${namespace}/${m}`).join(', ');
-    return {
-      problem: {
-        type: 'TemplatesAvailable',
-        status: 'False',
-        reason: 'ModelNotFound',
-        message: `MachineLearningModel ${names} named by config ${configName} does not exist: create it, or remove the variant from the config`,
-      },
-    };
+    const what = `MachineLearningModel ${resolution.missing.map((m) => `${namespace}/${m}`).join(', ')} named by config ${configName}`;
+    const message = `${what} does not exist: create it, or remove the variant from the config`;
+    return missing({ type: 'TemplatesAvailable', status: 'False', reason: 'ModelNotFound', message }, what, resolution.missing);
   }
 
   snapshotPlan(namespace: string, endpoint: string, version: string): VersionPlan | undefined {
@@ -200,7 +204,7 @@ export class Resolver {
   }
 
   /** A version whose autoscaling the cluster or the chart's engine cannot carry does not roll out: the endpoint says why. */
-  checkAutoscaling(resolved: { target?: VersionPlan; problem?: ConditionInput }): { target?: VersionPlan; problem?: ConditionInput } {
+  checkAutoscaling(resolved: Resolved): Resolved {
     if (!resolved.target) return resolved;
     const problem = autoscalingProblem(this.deps.config, resolved.target.variants);
     if (problem) return { problem };

@@ -11,6 +11,7 @@ import { resources, type KubeObject, type Resource } from '../kube/resources.ts'
 import { progressOnly } from '../rollout/status.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import { involved, type Caches, type ClusterClient } from './caches.ts';
+import { waitingReason } from './missing-templates.ts';
 import { WrittenStatuses } from './read-your-writes.ts';
 
 /** How often the progress of an endpoint's first version is written to its status, at most. */
@@ -97,8 +98,9 @@ export class StatusWriter {
     for (const c of after) {
       const old = before?.find((b) => b.type === c.type);
       if (c.status !== 'False' || (old?.status === 'False' && old.reason === c.reason)) continue;
-      // Bringing up a first version, and waiting for the gateway to take a route, are not warnings.
-      if (c.reason === 'Creating' || c.reason === 'RoutePending') continue;
+      // Bringing up a first version, waiting for the gateway to take a route, and waiting for
+      // templates applied along with the endpoint are not warnings.
+      if (c.reason === 'Creating' || c.reason === 'RoutePending' || c.reason === waitingReason) continue;
       this.deps.events.record(involved(endpoint), 'Warning', c.reason, c.message);
     }
   }

@@ -182,6 +182,12 @@ describe('Ready (finding 5: true while nothing is ready)', () => {
     const decision = decide(input({ target: three, status: serving(three), route: routeTo(three), snapshot: () => three, available: instancesOf(three) }));
     return renderStatus({ decision, previous: undefined, generation: 1, host: 'h', url: 'http://h', readyOf: () => readyCount, routeConditions: [], now });
   };
+  it('READY (kubectl get mle) counts the first version coming up, not 0/0, before anything serves', () => {
+    const three = plan('acme/m:1', 3);
+    const decision = decide(input({ target: three, readyCount: () => 1 }));
+    const status = renderStatus({ decision, previous: undefined, generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now });
+    expect(status).toMatchObject({ state: 'Creating', ready: '1/3' });
+  });
   it('is True only when the serving version has every wanted replica ready', () => {
     expect(render(3).conditions!.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True', reason: 'Serving' });
   });
@@ -299,6 +305,16 @@ describe('progressive delivery', () => {
     expect(seen).toEqual([25, 50, 75, 100]);
   });
 
+  it('a plan changed mid-rollout to one whose first step is above the share the route gives: goes to that step (BlueGreen: all of it)', () => {
+    const linearAt25 = split(v1, v2, 25);
+    const blueGreen = decide(input({ spec: { config: 'c', rollout: { drainSeconds: 30 } }, target: v2, status: serving(v1), route: linearAt25, available: both }));
+    expect(weights(blueGreen)).toEqual({ [v2.version]: 100 });
+    expect(blueGreen.outcome.switched).toEqual({ from: v1.version, to: v2.version });
+    const wider = decide(input({ spec: { ...canary, rollout: { ...canary.rollout, canary: { percent: 40, bakeSeconds: 60 } } }, target: v2, status: serving(v1), route: linearAt25, available: both }));
+    expect(weights(wider)).toEqual({ [v1.version]: 60, [v2.version]: 40 });
+    expect(wider.outcome.rollout).toMatchObject({ phase: 'Progressing', step: 1, weight: 40 });
+  });
+
   it('a failed check sends all traffic back to the serving version in one write; the new one drains, then scales to zero', () => {
     const checks = [{ name: 'errors', builtin: 'errorRate' as const, max: 0.05 }];
     const spec = { ...canary, rollout: { ...canary.rollout, analysis: { checks } } };
@@ -396,5 +412,40 @@ describe('progressive delivery', () => {
     expect(passed.outcome.rollout?.smokeTest).toMatch(/^Passed/);
     const next = decide(input({ spec, target: v2, status: serving(v1, { rollout: passed.outcome.rollout }), route: routeTo(v1), available: both }));
     expect(weights(next)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
+  });
+
+  describe('the ROLLOUT column of kubectl get mle (status.rolloutSummary): only what a rollout under way means', () => {
+    const column = (d: ReturnType<typeof decide>, previous: MachineLearningEndpointStatus) =>
+      renderStatus({ decision: d, previous, generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now }).rolloutSummary;
+    const blueGreen = { config: 'c', rollout: { drainSeconds: 30, progressDeadlineSeconds: 60 } };
+
+    it('is empty for a first version, while it comes up and once it serves (no canary at 100% on an endpoint that never had one)', () => {
+      const first = decide(input({ target: v1, available: instancesOf(v1) }));
+      expect(first.outcome.rollout).toMatchObject({ phase: 'Promoted', step: 1, weight: 100 });
+      expect(column(first, {})).toBeUndefined();
+      const later = decide(input({ target: v1, status: serving(v1, { rollout: first.outcome.rollout }), route: routeTo(v1), available: instancesOf(v1) }));
+      expect(column(later, serving(v1))).toBeUndefined();
+      expect(column(decide(input({ target: v1 })), {})).toBeUndefined();
+    });
+
+    it('names the strategy, the step and the share while a new version rolls out, Paused while it waits for approval', () => {
+      expect(column(decide(input({ spec: blueGreen, target: v2, status: serving(v1), route: routeTo(v1), available: instancesOf(v1) })), serving(v1))).toBe('BlueGreen 0/1 0%');
+      expect(column(decide(input({ spec: canary, target: v2, status: serving(v1), route: routeTo(v1), available: both })), serving(v1))).toBe('Canary 1/2 10%');
+      const spec = { ...canary, rollout: { ...canary.rollout, approval: { beforePromotion: true } } };
+      const held = decide(input({ spec, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-61), {}, spec.rollout) }), route: split(v1, v2, 10), available: both }));
+      expect(column(held, serving(v1))).toBe('Canary 1/2 10% Paused');
+    });
+
+    it('is empty once the new version is promoted', () => {
+      const done = decide(input({ spec: canary, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-60)) }), route: split(v1, v2, 10), available: both }));
+      expect(column(done, serving(v1))).toBeUndefined();
+    });
+
+    it('says how a rollout ended that did not promote, and Planned for a dry run', () => {
+      const aborted = decide(input({ spec: { ...canary, rollout: { ...canary.rollout, abortVersion: v2.version } }, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-10)) }), route: split(v1, v2, 10), available: both }));
+      expect(column(aborted, serving(v1))).toBe('Canary Aborted');
+      const dryRun = decide(input({ spec: { ...canary, rollout: { ...canary.rollout, dryRun: true } }, target: v2, status: serving(v1), route: routeTo(v1), available: instancesOf(v1) }));
+      expect(column(dryRun, serving(v1))).toBe('Canary Planned');
+    });
   });
 });

@@ -307,8 +307,9 @@ export function decide(input: RolloutInput): RolloutDecision {
           requeueIn(1000);
         }
       } else {
-        // The step the route is at: the last planned step at or below the weight the route gives it.
-        const at = weightNow === 0 ? -1 : steps.reduce((k, s, i) => (s.weight <= weightNow ? i : k), 0);
+        // The step the route is at: the last planned step at or below the weight the route gives it;
+        // none (-1) when the route is below the first (a plan changed mid-rollout): that step is next.
+        const at = weightNow === 0 ? -1 : steps.reduce((k, s, i) => (s.weight <= weightNow ? i : k), -1);
         const stepNumber = at + 1;
         // A restarted controller (or a route ahead of the status) starts the bake now: never skips one.
         const startedAt = recorded?.step === stepNumber && recorded.stepStartedAt ? recorded.stepStartedAt : iso(now);

@@ -2,7 +2,7 @@
 // replicas, and conditions that tell the truth. Ready means the serving version has every wanted
 // replica ready; fewer is Degraded, a variant with none is Unavailable (its share of the traffic has
 // no backend). Pure: no I/O.
-import type { MachineLearningEndpointStatus, ShadowEntry, TrafficEntry } from '../api/generated.ts';
+import type { MachineLearningEndpointStatus, RolloutStatus, ShadowEntry, TrafficEntry } from '../api/generated.ts';
 import { setConditions, type ConditionInput } from '../desired/status.ts';
 import { isShadow, type VersionPlan } from '../desired/plan.ts';
 import { byService, type RouteBackend } from '../desired/route.ts';
@@ -44,6 +44,25 @@ function table(route: readonly RouteBackend[], replicas: Map<string, number>, re
 
 function waitingFor(plan: VersionPlan, replicas: Map<string, number>, readyOf: (instance: string) => number): string {
   return plan.variants.map((v) => `${v.instance} ${readyOf(v.instance)}/${replicas.get(v.instance) ?? 0} ready`).join(', ');
+}
+
+/**
+ * The ROLLOUT column of `kubectl get mle`: a rollout from the serving version to a new one while it
+ * is under way (`Canary 1/2 10%`, `Paused` added while it waits for approval), or how it ended when
+ * it did not promote. Nothing once the latest version serves, nor for a first version (the state
+ * says how it comes up): a finished BlueGreen switch is no canary at 100%.
+ */
+export function rolloutSummary(rollout: RolloutStatus | undefined, servingVersion: string | undefined): string | undefined {
+  if (!rollout?.phase || !servingVersion || rollout.version === servingVersion || rollout.phase === 'Promoted') return undefined;
+  const strategy = rollout.strategy ?? 'BlueGreen';
+  switch (rollout.phase) {
+    case 'Progressing':
+      return `${strategy} ${rollout.step ?? 0}/${rollout.steps ?? 1} ${rollout.weight ?? 0}%`;
+    case 'Paused':
+      return `${strategy} ${rollout.step ?? 0}/${rollout.steps ?? 1} ${rollout.weight ?? 0}% Paused`;
+    default:
+      return `${strategy} ${rollout.phase}`;
+  }
 }
 
 export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
@@ -141,8 +160,11 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     );
   }
 
-  const wanted = traffic.reduce((n, t) => n + (t.replicas ?? 0), 0);
-  const ready = traffic.reduce((n, t) => n + Math.min(t.readyReplicas ?? 0, t.replicas ?? 0), 0);
+  const summary = rolloutSummary(o.rollout, servingVersion);
+  // READY counts what takes traffic; before anything does, the first version coming up (not 0/0).
+  const counted = traffic.length > 0 || servingVersion || !o.pending ? traffic : o.pending.variants.filter((v) => !isShadow(v)).map((v) => ({ readyReplicas: readyOf(v.instance), replicas: replicas.get(v.instance) ?? 0 }));
+  const wanted = counted.reduce((n, t) => n + (t.replicas ?? 0), 0);
+  const ready = counted.reduce((n, t) => n + Math.min(t.readyReplicas ?? 0, t.replicas ?? 0), 0);
   let state: MachineLearningEndpointStatus['state'];
   // The first version is still being created until the gateway has taken its route.
   const servedBefore = previous?.state === 'InService' || previous?.state === 'Updating' || previous?.state === 'RollingBack';
@@ -165,6 +187,7 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     history: o.history,
     ...(o.draining.length ? { draining: o.draining } : {}),
     ...(o.rollout ? { rollout: o.rollout } : {}),
+    ...(summary ? { rolloutSummary: summary } : {}),
     ...(o.preview ? { preview: o.preview } : {}),
     conditions: setConditions(previous?.conditions, conditions, s.generation, s.now),
   };
