@@ -186,12 +186,12 @@ describe('the control plane failing under a serving endpoint', () => {
   it('the API server answering 429: the controller backs off, retries after Retry-After, and converges', async () => {
     // The legacy in-flight limit, one request at a time: the controller's ServiceAccount gets 429s
     // with Retry-After; the cluster's own components (system:masters) are exempt from it.
+    const serving = await backends('e');
     await cluster.faults.kill('kube-apiserver');
     await cluster.faults.start('kube-apiserver', ['--enable-priority-and-fairness=false', '--max-requests-inflight=1', '--max-mutating-requests-inflight=1']);
     const throttledBefore = throttled(await controller.metrics());
     const names = Array.from({ length: 8 }, (_, i) => `t${i}-${randomBytes(2).toString('hex')}`);
     const started = Date.now();
-    const serving = await backends('e');
     const run = load('e', 10_000, 20);
     for (const n of names) await applyWhenPossible('MachineLearningEndpoint', n, { config: 'c' });
     const times = await Promise.all(names.map((n) => converged(n, 70, 30, 120_000)));
