@@ -20,7 +20,7 @@ import { publishArtifact } from '../cluster/artifacts.ts';
 import type { ControlPlane } from '../cluster/control-plane.ts';
 import { chartConfig, installChart, serviceAccountKubeconfig, serviceAccountOf, startControllerProcess, type ControllerProcess, type Release } from '../cluster/operator.ts';
 import { log } from '../log.ts';
-import { describeReport, startLoad, type LoadRun, type Sample } from '../traffic/load.ts';
+import { describeReport, extraMs, startLoad, type LoadRun, type Sample } from '../traffic/load.ts';
 import { waitFor } from '../wait.ts';
 
 export type SoakCluster = Pick<ControlPlane, 'kubeconfigPath' | 'auditLogPath' | 'network' | 'gateway' | 'artifactsDir'>;
@@ -35,6 +35,8 @@ export interface SoakOptions {
   churnMs: number;
   /** Requests a second to each endpoint. */
   rate: number;
+  /** The most an answered request may take beyond what it asked the model server to take (default 1000 ms). */
+  maxExtraMs?: number;
   seed: number;
   /** Copy the controller's log to stderr. */
   echo?: boolean;
@@ -52,6 +54,9 @@ export interface SoakReport {
   /** Failures of requests to an endpoint while the soak had it deleted (expected). */
   excused: number;
   failures: string[];
+  /** The most a request that was not excused took beyond what it asked for, and the bound it must keep. */
+  worstExtraMs: number;
+  maxExtraMs: number;
   /** Where every controller process's log is, one after the other. */
   controllerLog: string;
   /** A copy of the API server's audit log, kept when something failed (who wrote or deleted what, and when). */
@@ -187,7 +192,7 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     });
   };
   const startRun = (e: string) => {
-    runs.push({ endpoint: e, t0: Date.now(), run: startLoad({ url: `http://${g.address}:${g.port}/predict`, host: host(e), requests: Math.ceil(o.rate * (o.churnMs + 600_000) / 1000), rate: o.rate, concurrency: 4, maxDurationMs: o.churnMs + 600_000, timeoutMs: 10_000 }) });
+    runs.push({ endpoint: e, t0: Date.now(), run: startLoad({ url: `http://${g.address}:${g.port}/predict`, host: host(e), requests: Math.ceil(o.rate * (o.churnMs + 600_000) / 1000), rate: o.rate, concurrency: 4, maxDurationMs: o.churnMs + 600_000 }) });
   };
   for (const e of names) await routed(e);
   for (const e of names) startRun(e);
@@ -344,10 +349,14 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   const violations = watcher.violations().map((v) => `${v.text} (${before(v.route, v.at - churnStarted)})`);
   let failed = 0;
   let excused = 0;
+  let worstExtraMs = 0;
   const failures: string[] = [];
   for (const r of runs) {
     for (const s of r.run.samples) {
-      if (s.status >= 200 && s.status < 300) continue;
+      if (s.status >= 200 && s.status < 300) {
+        if (!excusedOf(r, s)) worstExtraMs = Math.max(worstExtraMs, extraMs(s));
+        continue;
+      }
       if (excusedOf(r, s)) excused++;
       else {
         failed++;
@@ -357,15 +366,16 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     }
   }
   const requests = reports.reduce((n, r) => n + r.sent, 0);
-  log(`chaos: traffic: ${requests} requests, ${failed} failed, ${excused} to endpoints while deleted; e.g. ${describeReport(reports[0])}`);
-  return { controllerLog: logFile, auditLog, seed: o.seed, endpoints: o.endpoints, kills, changes: counts, requests, failed, excused, failures, checks: watcher.checks(), violations, convergedMs, duplicates, orphans, quietWrites, quietWindowMs, notConverged };
+  log(`chaos: traffic: ${requests} requests, ${failed} failed, ${excused} to endpoints while deleted, worst latency beyond the asked ${worstExtraMs.toFixed(0)} ms; e.g. ${describeReport(reports[0])}`);
+  const maxExtraMs = o.maxExtraMs ?? 1000;
+  return { controllerLog: logFile, auditLog, seed: o.seed, endpoints: o.endpoints, kills, changes: counts, requests, failed, excused, failures, worstExtraMs, maxExtraMs, checks: watcher.checks(), violations, convergedMs, duplicates, orphans, quietWrites, quietWindowMs, notConverged };
 }
 
 export function describeSoak(r: SoakReport): string {
   const changes = Object.entries(r.changes).map(([k, v]) => `${k} ${v}`).join(', ');
   return [
     `seed ${r.seed}: ${r.endpoints} endpoints, ${r.kills} controller kills, ${Object.values(r.changes).reduce((a, b) => a + b, 0)} changes (${changes})`,
-    `traffic: ${r.requests} requests, ${r.failed} failed, ${r.excused} to endpoints the soak had deleted${r.failures.length ? ` (${r.failures.join('; ')})` : ''}`,
+    `traffic: ${r.requests} requests, ${r.failed} failed, ${r.excused} to endpoints the soak had deleted${r.failures.length ? ` (${r.failures.join('; ')})` : ''}; worst latency beyond the asked ${r.worstExtraMs.toFixed(0)} ms (bound ${r.maxExtraMs} ms)`,
     `watcher: ${r.checks} route checks, ${r.violations.length} violations${r.violations.length ? `: ${r.violations.slice(0, 5).join('; ')}` : ''}`,
     `controller logs: ${r.controllerLog}${r.auditLog ? `; the API server's audit log: ${r.auditLog}` : ''}`,
     `converged ${(r.convergedMs / 1000).toFixed(1)}s after the last change${r.notConverged.length ? `; NOT converged: ${r.notConverged.join('; ')}` : ''}`,
@@ -603,6 +613,7 @@ export function writesSince(auditLogPath: string, offset: number, username: stri
 export function soakProblems(r: SoakReport): string[] {
   return [
     ...(r.failed ? [`${r.failed} failed requests`] : []),
+    ...(r.worstExtraMs > r.maxExtraMs ? [`a request took ${r.worstExtraMs.toFixed(0)} ms beyond what it asked for, more than ${r.maxExtraMs} ms`] : []),
     ...r.violations.map((v) => `watcher: ${v}`),
     ...r.notConverged.map((n) => `not converged: ${n}`),
     ...r.duplicates.map((d) => `duplicate: ${d}`),

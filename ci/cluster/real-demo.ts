@@ -38,7 +38,7 @@ await waitFor('a first prediction through the gateway', 120_000, async () => ((a
 const firstAfter = (Date.now() - installed) / 1000;
 
 log(`demo: sending ${requests} predictions through the gateway`);
-const run = journey.predictions('iris', { requests, maxDurationMs: 120_000 });
+const run = journey.predictions('iris', { requests, maxDurationMs: 120_000, concurrency: 4 });
 const r = await run.done;
 const byModel = new Map<string, number>();
 for (const s of run.samples) if (s.status === 200) byModel.set(s.backend?.model ?? '-', (byModel.get(s.backend?.model ?? '-') ?? 0) + 1);

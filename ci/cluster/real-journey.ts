@@ -25,7 +25,16 @@ import { realNodeLabel, realNodeTaint } from './real-node.ts';
 import { startRegistry, type Registry } from './registry.ts';
 
 const apiVersion = 'ml-operator.dev/v1alpha1';
-export const irisLabels = ['setosa', 'versicolor', 'virginica'];
+/**
+ * The flowers every prediction asks about: the first of each species in the iris data set, the
+ * examples each model's metadata carries, which the image's build refuses a model that misclassifies
+ * (examples/sklearn-server/train.py). So each answer must give exactly these labels, in this order.
+ */
+export const irisExamples: { flower: number[]; label: string }[] = [
+  { flower: [5.1, 3.5, 1.4, 0.2], label: 'setosa' },
+  { flower: [7.0, 3.2, 4.7, 1.4], label: 'versicolor' },
+  { flower: [6.3, 3.3, 6.0, 2.5], label: 'virginica' },
+];
 /** Where a pod asks to run on the real node: its label, and a toleration of its taint. */
 export const onRealNode = {
   nodeSelector: { [realNodeLabel.key]: realNodeLabel.value },
@@ -68,7 +77,7 @@ export interface RealJourney {
   endpoint(name: string): Promise<(MachineLearningEndpoint & KubeObject) | undefined>;
   /** The endpoint's host name on the cluster's default domain. */
   host(endpoint: string): string;
-  /** POST /predict of one iris flower through the gateway, bounded by `o`. */
+  /** POST /predict of the three iris flowers of `irisExamples` through the gateway, bounded by `o`. */
   predictions(endpoint: string, o: Partial<LoadOptions> & Pick<LoadOptions, 'requests' | 'maxDurationMs'>): LoadRun;
   stop(): Promise<void>;
 }
@@ -164,9 +173,9 @@ export async function prepareRealJourney(cluster: ControlPlane, images: JourneyI
         url: `http://${g.address}:${g.port}/predict`,
         host: host(endpoint),
         method: 'POST',
-        body: JSON.stringify({ instances: [[5.1, 3.5, 1.4, 0.2]] }),
-        concurrency: 4,
-        timeoutMs: 15_000,
+        body: JSON.stringify({ instances: irisExamples.map((e) => e.flower) }),
+        concurrency: 64,
+        timeoutMs: 5000,
         ...o,
       }),
     async stop() {

@@ -1,7 +1,11 @@
-// A load client for the local cluster's gateway: sends requests at a given rate with a bounded
-// number in flight, and records for each one when it started and ended, its status (0 when the
-// connection failed), and which backend answered (the model server names its pod, model instance
-// and version). Every run is bounded in count and in time. Used by tests, the benchmark and the demo.
+// A load client for the local cluster's gateway: sends requests at a given rate, open loop (each at
+// its time, whether or not earlier ones have been answered, up to a generous cap of requests in
+// flight that the report counts when it is reached), gives each request a deadline near its
+// expected duration, and records for each one when it started and ended, its status (0 when no
+// complete answer came: connection refused or reset, an answer cut short, the deadline passed), and
+// which backend answered (the model server names its pod, model instance and version). Every run is
+// bounded in count and in time. Used by tests, the benchmark and the demo. `servedProblems` is the
+// one rule of what a served request is (a 2xx, from a backend of the endpoint, in time).
 import { Agent, request } from 'node:http';
 
 export interface LoadOptions {
@@ -13,21 +17,34 @@ export interface LoadOptions {
   requests: number;
   /** Upper bound of the run's length; sending stops then, and requests still in flight are awaited. */
   maxDurationMs: number;
-  /** Requests started per second (open loop); when omitted, as fast as `concurrency` allows. */
+  /**
+   * Requests started per second, open loop: a request is sent at its time whether or not earlier
+   * ones have been answered (so a stalled backend shows as latency, not as fewer requests). When
+   * omitted, closed loop: as fast as `concurrency` allows.
+   */
   rate?: number;
-  /** Most requests in flight at once. */
+  /**
+   * Most requests in flight at once. With a `rate`, a cap that a healthy run never reaches: a request
+   * due while it is reached waits for a slot, and the report counts it (`capped`).
+   */
   concurrency: number;
   /** How long the model server should take for request i (header x-demo-sleep-ms); 0 or undefined: no wait. */
   sleepMs?: (i: number) => number;
   headers?: Record<string, string>;
   method?: 'GET' | 'POST';
   body?: string;
-  /** Per-request bound; a request that takes longer counts as a failure (status 0). */
+  /**
+   * How long past its expected duration (its `sleepMs`) a request may take before it is cut and
+   * counted as failed (status 0); default 3 s.
+   */
   timeoutMs?: number;
 }
 
+export const defaultTimeoutMs = 3000;
+
 export interface Backend {
   pod: string;
+  namespace?: string;
   instance?: string;
   version?: string;
   model?: string;
@@ -40,7 +57,9 @@ export interface Sample {
   /** ms since the run started. */
   start: number;
   end: number;
-  /** HTTP status, or 0 when no answer came (connection refused or reset, time-out). */
+  /** How long the model server was asked to take (x-demo-sleep-ms), in ms. */
+  expectedMs: number;
+  /** HTTP status, or 0 when no complete answer came (connection refused or reset, cut short, time-out). */
   status: number;
   error?: string;
   backend?: Backend;
@@ -56,11 +75,17 @@ export interface LoadReport {
   failed: number;
   /** Latency percentiles of every request, in ms. */
   latency: { p50: number; p90: number; p99: number; max: number };
+  /** The most any request took beyond what it asked the server to take (its x-demo-sleep-ms), in ms. */
+  worstExtraMs: number;
+  /** Requests that waited for a slot because the in-flight cap was reached (an open-loop run that was not). */
+  capped: number;
   errors: string[];
 }
 
 export interface LoadRun {
   readonly samples: readonly Sample[];
+  /** Requests so far that waited for a slot because the in-flight cap was reached. */
+  readonly capped: number;
   /** ms since the run started: the clock of the samples' start and end. */
   elapsed(): number;
   /** Stops sending; requests in flight finish. */
@@ -73,7 +98,7 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
-export function report(samples: readonly Sample[], durationMs: number): LoadReport {
+export function report(samples: readonly Sample[], durationMs: number, capped = 0): LoadReport {
   const byStatus: Record<string, number> = {};
   const byInstance: Record<string, number> = {};
   const errors = new Set<string>();
@@ -90,8 +115,58 @@ export function report(samples: readonly Sample[], durationMs: number): LoadRepo
     byInstance,
     failed: samples.filter((s) => s.status < 200 || s.status >= 300).length,
     latency: { p50: percentile(latencies, 50), p90: percentile(latencies, 90), p99: percentile(latencies, 99), max: latencies.at(-1) ?? 0 },
+    worstExtraMs: Math.max(0, ...samples.map(extraMs)),
+    capped,
     errors: [...errors].slice(0, 10),
   };
+}
+
+/** How long a request took beyond what it asked the server to take. */
+export const extraMs = (s: Sample): number => s.end - s.start - s.expectedMs;
+
+export interface ServedRule {
+  /**
+   * The model instances of the endpoint under test that may answer (its Services' names, as its
+   * status lists them). An answer must name one (the model server's `instance`), or come from a pod
+   * of one (`<instance>-...`) when the server names no instance (the scikit-learn server).
+   */
+  backends: readonly string[];
+  /** The namespace of the endpoint, when answers name theirs. */
+  namespace?: string;
+  /** The most a request may take beyond what it asked the server to take, in ms. */
+  maxExtraMs: number;
+  /** What else a right answer must hold (a prediction's labels, say): a reason when it does not. */
+  answer?: (s: Sample) => string | undefined;
+}
+
+/**
+ * Why each request that was not served as a user expects was not: no answer or not a 2xx, an answer
+ * from anything but a backend of the endpoint, too slow; and the cap of an open-loop run reached
+ * (sends held back behind slow answers, which hides their slowness). Empty when every request was served.
+ */
+export function servedProblems(samples: readonly Sample[], rule: ServedRule, capped = 0): string[] {
+  const problems: string[] = [];
+  const at = (s: Sample) => `request ${s.i} (sent at ${(s.start / 1000).toFixed(1)} s)`;
+  const ownPod = (pod: string) => rule.backends.some((b) => pod.startsWith(`${b}-`));
+  for (const s of samples) {
+    if (s.status < 200 || s.status >= 300) {
+      problems.push(`${at(s)}: ${s.status === 0 ? `no answer (${s.error ?? 'unknown'})` : `status ${s.status}`}${s.backend ? ` from ${s.backend.pod}` : ''}`);
+      continue;
+    }
+    const b = s.backend;
+    if (!b) problems.push(`${at(s)}: ${s.status} that names no backend (not a model server's answer)`);
+    else if (b.instance !== undefined ? !rule.backends.includes(b.instance) : !ownPod(b.pod)) {
+      problems.push(`${at(s)}: ${s.status} from ${b.instance ?? b.model ?? '?'} (pod ${b.pod}), not a backend of the endpoint (${rule.backends.join(', ')})`);
+    } else if (rule.namespace && b.namespace !== undefined && b.namespace !== rule.namespace) {
+      problems.push(`${at(s)}: ${s.status} from pod ${b.pod} of namespace ${b.namespace}, not the endpoint's ${rule.namespace}`);
+    } else {
+      const wrong = rule.answer?.(s);
+      if (wrong) problems.push(`${at(s)}: ${s.status} from pod ${b.pod}: ${wrong}`);
+    }
+    if (extraMs(s) > rule.maxExtraMs) problems.push(`${at(s)}: took ${extraMs(s).toFixed(0)} ms beyond the ${s.expectedMs} ms it asked for, more than ${rule.maxExtraMs} ms`);
+  }
+  if (capped > 0) problems.push(`${capped} requests waited for the in-flight cap: answers were slow enough to hold sends back`);
+  return problems;
 }
 
 /** One line for logs and test output: counts, shares per instance, latency percentiles. */
@@ -102,7 +177,8 @@ export function describeReport(r: LoadReport): string {
     .map(([k, v]) => `${k} ${v} (${((100 * v) / Math.max(1, answered)).toFixed(1)}%)`)
     .join(', ');
   const statuses = Object.entries(r.byStatus).map(([k, v]) => `${k === '0' ? 'no answer' : k}: ${v}`).join(', ');
-  return `${r.sent} requests in ${(r.durationMs / 1000).toFixed(1)}s; ${statuses}; failed ${r.failed}; by instance: ${shares}; latency p50 ${r.latency.p50.toFixed(0)} ms, p90 ${r.latency.p90.toFixed(0)} ms, p99 ${r.latency.p99.toFixed(0)} ms, max ${r.latency.max.toFixed(0)} ms${r.errors.length ? `; errors: ${r.errors.join(' | ')}` : ''}`;
+  const latency = `latency p50 ${r.latency.p50.toFixed(0)} ms, p90 ${r.latency.p90.toFixed(0)} ms, p99 ${r.latency.p99.toFixed(0)} ms, max ${r.latency.max.toFixed(0)} ms, worst beyond the asked duration ${r.worstExtraMs.toFixed(0)} ms`;
+  return `${r.sent} requests in ${(r.durationMs / 1000).toFixed(1)}s; ${statuses}; failed ${r.failed}; by instance: ${shares}; ${latency}${r.capped ? `; ${r.capped} held back by the in-flight cap` : ''}${r.errors.length ? `; errors: ${r.errors.join(' | ')}` : ''}`;
 }
 
 export function startLoad(o: LoadOptions): LoadRun {
@@ -111,28 +187,32 @@ export function startLoad(o: LoadOptions): LoadRun {
   const samples: Sample[] = [];
   const t0 = performance.now();
   const elapsed = () => performance.now() - t0;
+  const slack = o.timeoutMs ?? defaultTimeoutMs;
   let stopped = false;
   let inFlight = 0;
+  let capped = 0;
   let slotFree: (() => void) | undefined;
   let timer: NodeJS.Timeout | undefined;
   let wake: (() => void) | undefined;
 
   const send = (i: number): Promise<void> =>
     new Promise((resolve) => {
-      const sample: Sample = { i, start: elapsed(), end: 0, status: 0 };
-      samples.push(sample);
       const sleep = o.sleepMs?.(i) ?? 0;
+      const sample: Sample = { i, start: elapsed(), end: 0, expectedMs: sleep, status: 0 };
+      samples.push(sample);
       const headers: Record<string, string> = { host: o.host, ...o.headers, ...(sleep > 0 ? { 'x-demo-sleep-ms': String(sleep) } : {}) };
       if (o.body !== undefined) headers['content-type'] ??= 'application/json';
+      let deadline: NodeJS.Timeout | undefined;
       const finish = (status: number, body: string, error?: string) => {
         if (sample.end) return;
+        clearTimeout(deadline);
         sample.end = elapsed();
         sample.status = status;
         if (error) sample.error = error;
         try {
           const parsed = JSON.parse(body) as Backend;
           if (parsed && typeof parsed.pod === 'string') {
-            sample.backend = { pod: parsed.pod, instance: parsed.instance, version: parsed.version, model: parsed.model };
+            sample.backend = { pod: parsed.pod, namespace: parsed.namespace, instance: parsed.instance, version: parsed.version, model: parsed.model };
             if (Array.isArray(parsed.labels)) sample.backend.labels = parsed.labels;
           }
         } catch {
@@ -140,37 +220,36 @@ export function startLoad(o: LoadOptions): LoadRun {
         }
         resolve();
       };
-      const req = request(
-        { host: url.hostname, port: url.port || 80, path: `${url.pathname}${url.search}`, method: o.method ?? 'GET', headers, agent, timeout: o.timeoutMs ?? 30_000 },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => finish(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8')));
-          res.on('error', (err) => finish(0, '', `response: ${err.message}`));
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${o.timeoutMs ?? 30_000} ms`)));
+      const req = request({ host: url.hostname, port: url.port || 80, path: `${url.pathname}${url.search}`, method: o.method ?? 'GET', headers, agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => finish(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8')));
+        res.on('error', (err) => finish(0, '', `response: ${err.message}`));
+        // A connection cut after the headers: the answer is incomplete, whatever its status said.
+        res.on('close', () => finish(0, '', `answer cut short after status ${res.statusCode}`));
+      });
+      deadline = setTimeout(() => req.destroy(new Error(`no answer within ${sleep + slack} ms`)), sleep + slack);
       req.on('error', (err: Error & { code?: string }) => finish(0, '', err.code ?? err.message));
       req.end(o.body);
     });
 
   const done = (async () => {
     const pending: Promise<void>[] = [];
-    const deadline = o.maxDurationMs;
     timer = setTimeout(() => {
       stopped = true;
       wake?.();
       slotFree?.();
-    }, deadline);
+    }, o.maxDurationMs);
     for (let i = 0; i < o.requests && !stopped; i++) {
       if (o.rate) {
-        const due = (i * 1000) / o.rate;
-        const wait = due - elapsed();
-        if (wait > 0) await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, wait);
-        });
+        const wait = (i * 1000) / o.rate - elapsed();
+        if (wait > 0)
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, wait);
+          });
         if (stopped) break;
+        if (inFlight >= o.concurrency) capped++;
       }
       while (inFlight >= o.concurrency && !stopped) await new Promise<void>((resolve) => (slotFree = resolve));
       if (stopped) break;
@@ -185,11 +264,14 @@ export function startLoad(o: LoadOptions): LoadRun {
     clearTimeout(timer);
     await Promise.all(pending);
     agent.destroy();
-    return report(samples, elapsed());
+    return report(samples, elapsed(), capped);
   })();
 
   return {
     samples,
+    get capped() {
+      return capped;
+    },
     elapsed,
     stop() {
       stopped = true;

@@ -7,7 +7,8 @@ each holding, at the top level (the fetcher unpacks it into MODEL_PATH as it is)
     model.joblib    the fitted estimator (joblib, as the scikit-learn of the image loads it)
     metadata.json   name, version, algorithm, features, class names, hold-out accuracy, examples
 The archives are reproducible for the same scikit-learn and numpy: fixed seeds, members sorted,
-no timestamps or owners. A model that scores under 90% on the held-out rows fails the build.
+no timestamps or owners. A model that scores under 90% on the held-out rows, or misclassifies one of
+its examples (the first flower of each species), fails the build.
 """
 import gzip
 import io
@@ -55,6 +56,10 @@ def main(out_dir):
         accuracy = float(model.score(x_test, y_test))
         if accuracy < 0.9:
             sys.exit(f"iris {version} ({algorithm}) scores {accuracy:.3f} on the held-out rows: under 0.9")
+        # The examples are what clients check answers against (the labels they must get back).
+        wrong = [(row, iris.target_names[c]) for c, row in enumerate(examples) if model.predict([row])[0] != c]
+        if wrong:
+            sys.exit(f"iris {version} ({algorithm}) misclassifies its examples: {wrong}")
         weights = io.BytesIO()
         joblib.dump(model, weights)
         metadata = {

@@ -11,7 +11,7 @@ import { horizontalPodAutoscalerResource, scaledObjectResource } from '../../con
 import { traefikServicePattern } from '../../controller/src/desired/data-plane-metrics.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, getEndpoint, inService, k8s, user, waitForEndpoint } from './ml.ts';
-import { gatewaySuite, load, printReport, servedModel, waitForGateway } from './traffic.ts';
+import { expectServed, gatewaySuite, load, printReport, servedModel, waitForGateway } from './traffic.ts';
 
 const suite = gatewaySuite('autoscaling');
 const model = servedModel('autoscaling');
@@ -53,7 +53,7 @@ describe('autoscaled variants (HorizontalPodAutoscaler engine)', () => {
     const before = await waitForEndpoint(suite.namespace, 'scaled', 'InService', inService);
     const old = before.status!.traffic![0].service;
     await waitForGateway(suite.host('scaled'));
-    const run = load(suite.host('scaled'), { requests: 6000, rate: 60, concurrency: 32, maxDurationMs: 90_000 });
+    const run = load(suite.host('scaled'), { requests: 6000, rate: 60, concurrency: 128, maxDurationMs: 90_000 });
     try {
       await waitFor('load before the change', 10_000, async () => (run.samples.length > 100 ? true : undefined));
       await applyModel(suite.namespace, 'scaled', model('acme/scaled:2'));
@@ -69,7 +69,7 @@ describe('autoscaled variants (HorizontalPodAutoscaler engine)', () => {
       run.stop();
       const r = await run.done;
       printReport('blue/green switch of a variant scaled to 5', r);
-      expect(r.failed).toBe(0);
+      expectServed(run, { backends: [old, next], namespace: suite.namespace });
     } finally {
       run.stop();
     }
@@ -99,7 +99,7 @@ describe.each([
     await waitFor("KEDA's HorizontalPodAutoscaler", 60_000, async () => ((await user.get(horizontalPodAutoscalerResource, keda.namespace, `keda-hpa-${instance}`)) ? true : undefined));
     await waitForGateway(keda.host('busy'));
 
-    const run = load(keda.host('busy'), { requests: 12_000, rate: 40, concurrency: 32, maxDurationMs: 240_000 });
+    const run = load(keda.host('busy'), { requests: 12_000, rate: 40, concurrency: 128, maxDurationMs: 240_000 });
     const started = Date.now();
     try {
       const up = await waitForEndpoint(keda.namespace, 'busy', '4/4 ready', (x) => x.status!.ready === '4/4', 180_000);
@@ -111,7 +111,7 @@ describe.each([
       run.stop();
       const r = await run.done;
       printReport(`40 requests a second while KEDA scales 1 -> 4 (${name})`, r);
-      expect(r.failed).toBe(0);
+      expectServed(run, { backends: [instance], namespace: keda.namespace });
       const stopped = Date.now();
       await waitForEndpoint(keda.namespace, 'busy', 'back to 1/1', (x) => x.status!.ready === '1/1' && x.status!.traffic![0].replicas === 1, 240_000);
       const downSeconds = (Date.now() - stopped) / 1000;

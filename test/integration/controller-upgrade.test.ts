@@ -6,7 +6,7 @@ import { installChart, type ControllerProcess, type Release } from '../../ci/clu
 import { waitFor } from '../../ci/wait.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, artifact, inService, k8s, runController, waitForEndpoint } from './ml.ts';
-import { installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
+import { backendsOf, expectServed, installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
 
 let namespace: string;
 let release: Release & { values: string[] };
@@ -41,7 +41,7 @@ describe('a controller upgrade', () => {
     expect(before).toHaveLength(2);
     await waitForGateway(`e.${namespace}.models.example.com`);
 
-    const run = load(`e.${namespace}.models.example.com`, { requests: 3000, rate: 50, concurrency: 32, maxDurationMs: 60_000, sleepMs: (i) => (i % 10 === 0 ? 1000 : 0) });
+    const run = load(`e.${namespace}.models.example.com`, { requests: 3000, rate: 50, concurrency: 128, maxDurationMs: 60_000, sleepMs: (i) => (i % 10 === 0 ? 1000 : 0) });
     // helm upgrade to a new controller image: the chart's config now names a new fetcher image.
     await installChart(inject('kubeconfigPath'), [...release.values, 'controller.image.tag=0.2.0'], release);
     const second = await runController([namespace], { release, leaderElect: true, identity: 'controller-0.2.0' });
@@ -59,7 +59,7 @@ describe('a controller upgrade', () => {
     const after = await pods();
     process.stdout.write(`[upgrade] model pods before ${before.map((p) => p.name).join(', ')}; after ${after.map((p) => p.name).join(', ')}\n`);
     expect(after).toEqual(before);
-    expect(r.failed).toBe(0);
+    expectServed(run, { backends: backendsOf(serving), namespace });
     const e = await waitForEndpoint(namespace, 'e', 'InService', inService);
     expect(e.status!.endpointConfigVersion).toBe(serving.status!.endpointConfigVersion);
   });

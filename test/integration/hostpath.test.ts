@@ -10,7 +10,7 @@ import { waitFor } from '../../ci/wait.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, artifact, inService, list, runController, user, waitForEndpoint } from './ml.ts';
-import { installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
+import { expectServed, installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
 
 const root = '/mnt/ml-operator';
 let namespaces: string[];
@@ -49,9 +49,11 @@ describe('hostPath storage', () => {
     expect(volumes).toEqual(namespaces.map((ns) => `ml-operator.${ns}.${instance}`).sort());
     for (const ns of namespaces) expect(onNodes(`team-x/${ns}/${instance}/model.json`).length).toBeGreaterThan(0);
     await waitForGateway(`e.${namespaces[0]}.models.example.com`);
-    const r = await load(`e.${namespaces[0]}.models.example.com`, { requests: 200, concurrency: 8, maxDurationMs: 30_000 }).done;
+    const run = load(`e.${namespaces[0]}.models.example.com`, { requests: 200, concurrency: 8, maxDurationMs: 30_000 });
+    const r = await run.done;
     printReport('hostPath endpoint', r);
-    expect(r.byStatus).toEqual({ 200: 200 });
+    expect(r.sent).toBe(200);
+    expectServed(run, { backends: [instance], namespace: namespaces[0] });
   });
 
   it('removes the files, the claim and the volume of a version that goes', async () => {

@@ -8,7 +8,7 @@ import { inject, describe, expect, it } from 'vitest';
 import type { AnalysisCheck, MachineLearningEndpoint } from '../../controller/src/api/generated.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { applyConfig, applyEndpoint, applyModel, inService, waitForEndpoint } from './ml.ts';
-import { gatewaySuite, load, printReport, servedModel, waitForGateway } from './traffic.ts';
+import { backendsOf, expectServed, gatewaySuite, load, printReport, servedModel, waitForGateway } from './traffic.ts';
 
 const suite = gatewaySuite('mirroring-gates', [
   'controller.config.routing.gatewayAPI.mirroring=TraefikService',
@@ -59,7 +59,7 @@ describe('metric gates with Traefik mirroring on', () => {
       ]);
       expect(Number(analysis.find((a) => a.name === 'errors')!.value)).toBe(0);
       expect(Number(analysis.find((a) => a.name === 'p99')!.value)).toBeGreaterThan(0);
-      expect(r.failed).toBe(0);
+      expectServed(run, { backends: backendsOf(v1, v2), namespace: suite.namespace });
     } finally {
       run.stop();
     }

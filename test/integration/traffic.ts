@@ -9,6 +9,7 @@ import { createNamespace, deleteNamespace } from './kube.ts';
 import { admin, artifact, k8s, runController } from './ml.ts';
 
 export { artifact };
+export { backendsOf, expectServed, maxExtraMs } from './served.ts';
 
 export const gateway = () => inject('gateway');
 

@@ -6,7 +6,16 @@
 //   DEMO_ERROR_RATE=0.3           that share of answers is a 500
 //   DEMO_READY=false              the readiness path never answers 200 (the pod never becomes Ready)
 //   DEMO_READY_DELAY_SECONDS=5    the readiness path answers 503 for that long after start
-// A request may ask for its own duration with the header `x-demo-sleep-ms: 2000`.
+//   DEMO_STALL_MS=3000            a cold start: every request that arrives within DEMO_STALL_SECONDS
+//   DEMO_STALL_SECONDS=10         (default 10) of the first one waits that long before its answer
+//   DEMO_FAULT=reset|hang|crash|wrong   how a failing answer fails (below), for DEMO_FAULT_RATE of
+//   DEMO_FAULT_RATE=0.2                 the requests (default 1: all of them)
+// The faults: `reset` drops the connection with a TCP reset instead of answering, `hang` never
+// answers (the connection stays open), `crash` sends the status, the headers and half the body, then
+// cuts the connection (a process that dies mid-answer), `wrong` answers 200 naming another model's
+// instance and version (a server that loaded the wrong model).
+// A request may ask for its own duration with the header `x-demo-sleep-ms: 2000`, and for a fault
+// with `x-demo-fault: reset` (or hang, crash, wrong).
 // stop() closes the listener and cuts every open connection at once, as a server that is killed.
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -38,11 +47,37 @@ export interface ModelServerOptions {
   onAnswer?: (status: number) => void;
 }
 
+export const faults = ['reset', 'hang', 'crash', 'wrong'] as const;
+export type Fault = (typeof faults)[number];
+
 export interface BehaviourSettings {
   latencyMs: [number, number];
   errorRate: number;
   ready: boolean;
   readyDelayMs: number;
+  /** Added to each request that arrives within `stallWindowMs` of the first one (a cold start). */
+  stallMs: number;
+  stallWindowMs: number;
+  fault?: Fault;
+  faultRate: number;
+}
+
+const isFault = (v: string): v is Fault => (faults as readonly string[]).includes(v);
+
+function fraction(name: string, value: string | undefined, fallback: number): number {
+  const v = value?.trim();
+  if (!v) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new Error(`${name}=${v}: expected a fraction between 0 and 1`);
+  return n;
+}
+
+function nonNegative(name: string, value: string | undefined, unit: string, fallback: number): number {
+  const v = value?.trim();
+  if (!v) return fallback;
+  const n = Number(v);
+  if (!(n >= 0)) throw new Error(`${name}=${v}: expected ${unit} >= 0`);
+  return n;
 }
 
 /** Reads the DEMO_* settings; a bad value is an error naming the variable, as a server's config check would be. */
@@ -54,15 +89,16 @@ export function behaviour(env: Record<string, string>): BehaviourSettings {
     if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) throw new Error(`DEMO_LATENCY_MS=${latency}: expected milliseconds (50) or a range (20-80)`);
     latencyMs = [Number(m[1]), Number(m[2] ?? m[1])];
   }
-  const rate = env.DEMO_ERROR_RATE?.trim();
-  const errorRate = rate ? Number(rate) : 0;
-  if (rate && (!Number.isFinite(errorRate) || errorRate < 0 || errorRate > 1)) throw new Error(`DEMO_ERROR_RATE=${rate}: expected a fraction between 0 and 1`);
+  const errorRate = fraction('DEMO_ERROR_RATE', env.DEMO_ERROR_RATE, 0);
   const ready = env.DEMO_READY?.trim();
   if (ready && ready !== 'true' && ready !== 'false') throw new Error(`DEMO_READY=${ready}: expected true or false`);
-  const readyDelay = env.DEMO_READY_DELAY_SECONDS?.trim();
-  const readyDelayMs = readyDelay ? Number(readyDelay) * 1000 : 0;
-  if (readyDelay && !(readyDelayMs >= 0)) throw new Error(`DEMO_READY_DELAY_SECONDS=${readyDelay}: expected seconds >= 0`);
-  return { latencyMs, errorRate, ready: ready !== 'false', readyDelayMs };
+  const readyDelayMs = nonNegative('DEMO_READY_DELAY_SECONDS', env.DEMO_READY_DELAY_SECONDS, 'seconds', 0) * 1000;
+  const stallMs = nonNegative('DEMO_STALL_MS', env.DEMO_STALL_MS, 'milliseconds', 0);
+  const stallWindowMs = nonNegative('DEMO_STALL_SECONDS', env.DEMO_STALL_SECONDS, 'seconds', 10) * 1000;
+  const fault = env.DEMO_FAULT?.trim() || undefined;
+  if (fault !== undefined && !isFault(fault)) throw new Error(`DEMO_FAULT=${fault}: expected one of ${faults.join(', ')}`);
+  const faultRate = fraction('DEMO_FAULT_RATE', env.DEMO_FAULT_RATE, 1);
+  return { latencyMs, errorRate, ready: ready !== 'false', readyDelayMs, stallMs, stallWindowMs, fault, faultRate };
 }
 
 function artifactOf(modelDir: string | undefined): unknown {
@@ -82,6 +118,8 @@ export class ModelServer {
   private readonly started = Date.now();
   private readonly options: ModelServerOptions;
   private readonly artifact: unknown;
+  /** When the first request (not a readiness probe) arrived: the start of a cold start's stall. */
+  private firstRequestAt: number | undefined;
 
   constructor(options: ModelServerOptions) {
     this.options = options;
@@ -135,14 +173,52 @@ export class ModelServer {
     }
     const [low, high] = this.settings.latencyMs;
     const asked = Number(req.headers['x-demo-sleep-ms'] ?? 0);
-    const wait = (Number.isFinite(asked) && asked > 0 ? Math.min(asked, 60_000) : 0) + low + Math.random() * (high - low);
+    this.firstRequestAt ??= Date.now();
+    const stall = Date.now() - this.firstRequestAt < this.settings.stallWindowMs ? this.settings.stallMs : 0;
+    const wait = (Number.isFinite(asked) && asked > 0 ? Math.min(asked, 60_000) : 0) + low + Math.random() * (high - low) + stall;
     if (wait > 0) await delay(wait);
     const { identity } = this.options;
     const body = { ...identity, method: req.method, path, ...(this.artifact ? { artifact: this.artifact } : {}) };
+    const fault = this.faultOf(req);
+    if (fault) {
+      this.fail(fault, req, res, body);
+      return;
+    }
     if (this.settings.errorRate > 0 && Math.random() < this.settings.errorRate) {
       send(500, { ...body, error: `injected failure (DEMO_ERROR_RATE=${this.settings.errorRate})` });
       return;
     }
     send(200, body);
+  }
+
+  private faultOf(req: IncomingMessage): Fault | undefined {
+    const asked = req.headers['x-demo-fault'];
+    if (typeof asked === 'string' && isFault(asked)) return asked;
+    const { fault, faultRate } = this.settings;
+    return fault && Math.random() < faultRate ? fault : undefined;
+  }
+
+  private fail(fault: Fault, req: IncomingMessage, res: ServerResponse, body: Record<string, unknown>): void {
+    switch (fault) {
+      case 'reset':
+        req.socket.resetAndDestroy();
+        return;
+      case 'hang':
+        // Never answers: the connection stays open until the client gives up or the server stops.
+        return;
+      case 'crash': {
+        const text = JSON.stringify(body);
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+        res.write(text.slice(0, text.length >> 1), () => req.socket.destroy());
+        return;
+      }
+      case 'wrong': {
+        const { identity } = this.options;
+        const text = JSON.stringify({ ...body, model: 'another-model', instance: `another-model-${identity.version ?? 'v0'}`, version: 'another-version' });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+        this.options.onAnswer?.(200);
+      }
+    }
   }
 }

@@ -1,0 +1,111 @@
+// The load client against the local cluster's real model server (on loopback): open-loop sending,
+// a deadline near each request's expected duration, and the served rule catching what a count of
+// non-2xx answers misses: a stall, a hang, a reset, a crash mid-answer, a 200 from the wrong model.
+import { afterEach, describe, expect, it } from 'vitest';
+import { ModelServer } from '../cluster/pod-runtime/model-server.ts';
+import { freePort } from '../processes.ts';
+import { servedProblems, startLoad, type LoadOptions } from './load.ts';
+
+const identity = { pod: 'm-1a2b3c-xyz12', namespace: 'team', node: 'node-1', container: 'server', image: 'acme/m:1', model: 'm', instance: 'm-1a2b3c', version: 'v1' };
+const rule = { backends: ['m-1a2b3c'], namespace: 'team', maxExtraMs: 1000 };
+let servers: ModelServer[] = [];
+
+async function serve(env: Record<string, string> = {}): Promise<string> {
+  const port = await freePort();
+  const server = new ModelServer({ identity, address: '127.0.0.1', port, readinessPath: '/healthz', env });
+  await server.listen();
+  servers.push(server);
+  return `http://127.0.0.1:${port}/predict`;
+}
+
+async function run(url: string, o: Partial<LoadOptions> = {}) {
+  const load = startLoad({ url, host: 'm.team.example.com', requests: 40, rate: 40, concurrency: 64, maxDurationMs: 20_000, ...o });
+  const report = await load.done;
+  return { samples: load.samples, report, problems: servedProblems(load.samples, rule, report.capped) };
+}
+
+afterEach(() => {
+  for (const s of servers) s.stop();
+  servers = [];
+});
+
+describe('the load client and the served rule', () => {
+  it('finds a healthy server served every request, each within its asked duration', async () => {
+    const { report, problems } = await run(await serve(), { sleepMs: (i) => (i % 4 === 0 ? 300 : 0) });
+    expect(problems).toEqual([]);
+    expect(report.failed).toBe(0);
+    expect(report.worstExtraMs).toBeLessThan(1000);
+  });
+
+  it('keeps sending on time while a cold start stalls the first answers 2 s, and calls them too slow though none failed', async () => {
+    const { samples, report, problems } = await run(await serve({ DEMO_STALL_MS: '2000', DEMO_STALL_SECONDS: '0.5' }), { timeoutMs: 5000 });
+    // Open loop: all 40 sent within the second they were due in, the slow answers notwithstanding.
+    expect(report.sent).toBe(40);
+    expect(samples.at(-1)!.start).toBeLessThan(1500);
+    expect(report.failed).toBe(0);
+    expect(report.worstExtraMs).toBeGreaterThanOrEqual(1900);
+    expect(problems.length).toBeGreaterThan(0);
+    expect(problems.every((p) => /took \d+ ms beyond the 0 ms it asked for, more than 1000 ms/.test(p))).toBe(true);
+  });
+
+  it('counts the requests held back by the in-flight cap', async () => {
+    const { report, problems } = await run(await serve({ DEMO_LATENCY_MS: '500' }), { concurrency: 4, requests: 20 });
+    expect(report.capped).toBeGreaterThan(0);
+    expect(problems).toContain(`${report.capped} requests waited for the in-flight cap: answers were slow enough to hold sends back`);
+  });
+
+  it('cuts a request that hangs at its deadline, its asked duration plus the slack', async () => {
+    const { samples, problems } = await run(await serve({ DEMO_FAULT: 'hang' }), { requests: 3, sleepMs: () => 200, timeoutMs: 500 });
+    for (const s of samples) {
+      expect(s.status).toBe(0);
+      expect(s.error).toBe('no answer within 700 ms');
+      expect(s.end - s.start).toBeGreaterThanOrEqual(690);
+      expect(s.end - s.start).toBeLessThan(1500);
+    }
+    expect(problems).toHaveLength(3);
+  });
+
+  it.each([
+    ['reset', /^request \d+ \(sent at [\d.]+ s\): no answer \(ECONNRESET\)$/],
+    ['crash', /^request \d+ \(sent at [\d.]+ s\): no answer \((response: aborted|answer cut short after status 200)\)$/],
+    ['wrong', /^request \d+ \(sent at [\d.]+ s\): 200 from another-model-v1 \(pod m-1a2b3c-xyz12\), not a backend of the endpoint \(m-1a2b3c\)$/],
+  ])('calls an answer that fails by %s not served', async (fault, problem) => {
+    const { report, problems } = await run(await serve({ DEMO_FAULT: fault, DEMO_FAULT_RATE: '0.5' }), { requests: 60, rate: 60 });
+    const faulty = problems.length;
+    process.stdout.write(`[load] DEMO_FAULT=${fault} for half the requests: ${faulty} of ${report.sent} not served, ${report.failed} failed by status\n`);
+    expect(faulty).toBeGreaterThan(10);
+    expect(faulty).toBeLessThan(50);
+    for (const p of problems) expect(p).toMatch(problem);
+    // A 200 from the wrong model is no failure by status: only the served rule sees it.
+    expect(report.failed).toBe(fault === 'wrong' ? 0 : faulty);
+  });
+
+  it('asks for a fault by header, request by request', async () => {
+    const { samples } = await run(await serve(), { requests: 1, headers: { 'x-demo-fault': 'reset' } });
+    expect(samples[0]).toMatchObject({ status: 0, error: 'ECONNRESET' });
+  });
+
+  it('refuses a fault it does not know', () => {
+    expect(() => new ModelServer({ identity, address: '127.0.0.1', port: 1, readinessPath: '/healthz', env: { DEMO_FAULT: 'explode' } })).toThrow(
+      'DEMO_FAULT=explode: expected one of reset, hang, crash, wrong',
+    );
+  });
+
+  it('calls an answer from another namespace, or with a wrong prediction, not served', () => {
+    const base = { i: 0, start: 0, end: 5, expectedMs: 0, status: 200 };
+    const problems = servedProblems(
+      [
+        { ...base, backend: { pod: 'm-1a2b3c-xyz12', namespace: 'elsewhere', instance: 'm-1a2b3c' } },
+        { ...base, i: 1, backend: { pod: 'm-1a2b3c-xyz12', namespace: 'team', instance: 'm-1a2b3c', labels: ['virginica'] } },
+        { ...base, i: 2, backend: { pod: 'm-1a2b3c-abc', model: 'iris/1.0.0', labels: ['setosa'] } },
+        { ...base, i: 3, backend: { pod: 'other-9z-abc', model: 'iris/1.0.0', labels: ['setosa'] } },
+      ],
+      { ...rule, answer: (s) => (s.backend?.labels?.[0] === 'setosa' ? undefined : `labels ${JSON.stringify(s.backend?.labels)}, expected ["setosa"]`) },
+    );
+    expect(problems).toEqual([
+      'request 0 (sent at 0.0 s): 200 from pod m-1a2b3c-xyz12 of namespace elsewhere, not the endpoint\'s team',
+      'request 1 (sent at 0.0 s): 200 from pod m-1a2b3c-xyz12: labels ["virginica"], expected ["setosa"]',
+      'request 3 (sent at 0.0 s): 200 from iris/1.0.0 (pod other-9z-abc), not a backend of the endpoint (m-1a2b3c)',
+    ]);
+  });
+});
