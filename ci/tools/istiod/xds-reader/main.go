@@ -29,7 +29,10 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	// Every Envoy extension istiod may put in a typed_config, so that they print as JSON.
+	// Every Envoy extension istiod may put in a typed_config, and the TypedStructs it wraps some in,
+	// so that they print as JSON.
+	_ "github.com/cncf/xds/go/udpa/type/v1"
+	_ "github.com/cncf/xds/go/xds/type/v3"
 	_ "istio.io/istio/pkg/config/xds"
 )
 
