@@ -155,7 +155,14 @@ func run(o options) error {
 				return
 			}
 			st.mu.Lock()
+			// Clusters and listeners (wildcard) come whole in each response; routes and endpoints
+			// (subscribed by name) only those that changed: the others stay as they were, as in Envoy.
 			byName := map[string]*anypb.Any{}
+			if resp.TypeUrl == routeType || resp.TypeUrl == endpointType {
+				for name, r := range st.resources[resp.TypeUrl] {
+					byName[name] = r
+				}
+			}
 			for _, r := range resp.Resources {
 				name, err := resourceName(resp.TypeUrl, r)
 				if err != nil {
