@@ -3,7 +3,7 @@
 // Traefik routing Gateway API routes to them; all real binaries built from their Go modules, all
 // in a network namespace of the cluster's own (netns.ts) that the host reaches over a veth pair.
 // On request, a real node too (real-node.ts): containerd, a kubelet and kube-proxy running the pods
-// that ask for it in real containers.
+// that ask for it in real containers; and istiod (istiod.ts), to read what Istio programs.
 // Tests and the demo start one, use the generated kubeconfig, and stop it; every process it started
 // is stopped, its network namespace and its directory removed, on normal exit, on error and on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -26,6 +26,7 @@ import { nodeResource } from './pod-runtime/runtime.ts';
 import { createCertificateAuthority } from './certs.ts';
 import { createNetworkNamespace, reapOrphanNamespaces, type NetworkNamespace } from './netns.ts';
 import { busyboxImage } from './images.ts';
+import { startIstiod } from './istiod.ts';
 import { cleanUpRealNode, realNodeLabel, realNodeTaint, startRealNode, type RealNode } from './real-node.ts';
 
 const dirPrefix = 'ml-operator-cluster-';
@@ -55,6 +56,8 @@ export interface ControlPlaneOptions {
    * label land there. Off by default; needs the current release.
    */
   realNode?: boolean;
+  /** istiod (istiod.ts), reading every namespace, its plaintext xDS on the namespace's address. Off by default. */
+  istio?: boolean;
 }
 
 /** Control-plane processes a test can kill, freeze and start again. */
@@ -109,6 +112,8 @@ export interface ControlPlane {
   readonly prometheus: { url: string; targetsDir: string; podMetricsUrl: string };
   /** The real node, when the cluster was started with one. */
   readonly realNode?: RealNode;
+  /** istiod, when the cluster was started with it. */
+  readonly istiod?: { xdsAddress: string; debugUrl: string };
   kubeConfig(): k8s.KubeConfig;
   stop(): Promise<void>;
 }
@@ -245,7 +250,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const withRealNode = options.realNode ?? false;
   if (withRealNode && (options.kubernetes ?? 'current') !== 'current') throw new Error('the real node runs the current release only');
   // Only what a cluster runs: `npm test` builds the rest of the suite's tools itself (ci/test.ts).
-  await ensureTools({ realNode: withRealNode, only: clusterTools(options.kubernetes ?? 'current') });
+  await ensureTools({ realNode: withRealNode, istio: options.istio, only: clusterTools(options.kubernetes ?? 'current') });
   reapOrphans();
 
   const dir = mkdtempSync(join(tmpdir(), dirPrefix));
@@ -664,6 +669,16 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       progress(`real node ${realNode.name} (${realNodeLabel.key}=${realNodeLabel.value}, taint ${realNodeTaint.key}=${realNodeTaint.value}:${realNodeTaint.effect}) Ready in ${((Date.now() - nodeStarted) / 1000).toFixed(1)}s`);
     }
 
+    const istiod = options.istio
+      ? await startIstiod({
+          kubeconfigPath,
+          network: { namespace: netns.name, address: netns.address },
+          dir,
+          start: (name, program, args, env) => startComponent(name, program, args, env),
+          progress,
+        })
+      : undefined;
+
     const prometheusUrl = `http://${netns.address}:${prometheusPort}`;
     if (observability) {
       await waitFor('KEDA external metrics API to be Available', 120_000, async () => {
@@ -688,6 +703,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       artifactsDir,
       prometheus: { url: prometheusUrl, targetsDir, podMetricsUrl: `http://${netns.address}:${podMetricsPort}/metrics` },
       realNode,
+      istiod: istiod && { xdsAddress: istiod.xdsAddress, debugUrl: istiod.debugUrl },
       kubeConfig() {
         const config = new k8s.KubeConfig();
         config.loadFromFile(kubeconfigPath);

@@ -3,13 +3,13 @@
 // the data plane and observability of the local cluster: Traefik, istioctl, Prometheus; the object
 // stores the fetcher is tested against: MinIO, fake-gcs-server) and extracts the Istio and Gateway
 // API CRDs from their Go modules; on request, the tools of a real node (kubelet, kube-proxy,
-// containerd, the CNI plugins).
+// containerd, the CNI plugins) and Istio's control plane (istiod, with an xDS reader).
 // Each tool is a small Go module under ci/tools/<tool>/ whose go.mod pins the version; the result is
 // cached outside the repository under a key made of the pin, so a fresh clone reuses it and only a
 // changed pin rebuilds. Run directly (`npm run tools`) or through ensureTools().
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, stringify } from 'yaml';
@@ -30,6 +30,10 @@ interface GoTool {
   tags?: string[];
   /** Built only when asked for (ensureTools({ realNode: true })): the real node's kubelet, runtime and network. */
   realNode?: boolean;
+  /** Built only when asked for (ensureTools({ istio: true })): istiod and what reads it. */
+  istio?: boolean;
+  /** Files the tool needs besides its binaries, copied from its Go modules into its directory. */
+  files?: { module: string; path: string; as: string }[];
 }
 
 function kubernetesLdflags(version: string): string[] {
@@ -143,6 +147,17 @@ const goTools: Record<string, GoTool> = {
     packages: [{ pkg: 'istio.io/istio/istioctl/cmd/istioctl' }],
     ldflags: (v) => [`-X istio.io/istio/pkg/version.buildVersion=${v}`],
   },
+  // Istio's control plane, to read what it programs an ingress gateway with over xDS: pilot-discovery
+  // (istiod) of the istioctl module's Istio, and xds-reader (ci/tools/istiod/xds-reader), which asks
+  // istiod as a proxy would and prints the answer as JSON. istiod needs every CRD of Istio's chart.
+  istiod: {
+    module: 'istiod',
+    istio: true,
+    pinned: 'istio.io/istio',
+    packages: [{ pkg: 'istio.io/istio/pilot/cmd/pilot-discovery' }, { pkg: 'ml-operator.dev/ci/tools/istiod/xds-reader' }],
+    ldflags: (v) => [`-X istio.io/istio/pkg/version.buildVersion=${v}`],
+    files: [{ module: 'istio.io/istio', path: 'manifests/charts/base/files/crd-all.gen.yaml', as: 'istio-crds.yaml' }],
+  },
   // Autoscaling on requests per second: KEDA's operator and its external metrics API server.
   keda: {
     module: 'keda',
@@ -201,6 +216,8 @@ export const binaries = {
   kwok: 'kwok',
   traefik: 'traefik',
   istioctl: 'istioctl',
+  'pilot-discovery': 'istiod',
+  'xds-reader': 'istiod',
   prometheus: 'prometheus',
   'keda-operator': 'keda',
   'keda-adapter': 'keda',
@@ -232,7 +249,9 @@ function goToolDir(name: string, tool: GoTool): { dir: string; version: string; 
   const version = modVersion(tool.module, tool.pinned);
   const ldflags = ['-s', '-w', ...tool.ldflags(version)];
   const hash = createHash('sha256');
-  for (const file of ['go.mod', 'go.sum']) hash.update(readFileSync(join(toolsDir, tool.module, file)));
+  // A module's own Go sources are part of what it builds, beside its pins.
+  const sources = readdirSync(join(toolsDir, tool.module), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.go')).sort();
+  for (const file of ['go.mod', 'go.sum', ...sources]) hash.update(readFileSync(join(toolsDir, tool.module, file)));
   hash.update(ldflags.join(' '));
   if (tool.tags) hash.update(`tags ${tool.tags.join(',')}`);
   return { dir: join(cacheRoot(), 'tools', `${name}-${version}-${hash.digest('hex').slice(0, 10)}`), version, ldflags };
@@ -303,6 +322,7 @@ async function buildGoTool(name: string, tool: GoTool): Promise<void> {
     } else {
       await run('go', ['build', '-trimpath', ...tagFlags(tool), '-ldflags', ldflags.join(' '), '-o', `${tmp}/`, ...tool.packages.map((p) => p.pkg)], cwd);
     }
+    for (const f of tool.files ?? []) copyFileSync(join(await goModDir(tool.module, f.module), f.path), join(tmp, f.as));
     writeFileSync(join(tmp, '.complete'), `${version}\n`);
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
@@ -319,6 +339,11 @@ function crdsDir(): string {
     .digest('hex')
     .slice(0, 10);
   return join(cacheRoot(), 'tools', `crds-${key}`);
+}
+
+/** Every CRD of Istio's chart, of istiod's own release (ensureTools({ istio: true }) first). */
+export function istioCrdsFile(): string {
+  return join(goToolDir('istiod', goTools.istiod).dir, 'istio-crds.yaml');
 }
 
 /** Files of CRDs that the local control plane installs: Istio networking, Gateway API standard, Traefik's and KEDA's own. */
@@ -407,14 +432,23 @@ export function clusterTools(kubernetes: KubernetesRelease): string[] {
   return ['helm4', 'kubernetes', ...(kubernetes === 'oldest' ? ['kubernetes-oldest'] : []), 'etcd', 'kwok', 'traefik', 'prometheus', 'keda'];
 }
 
+/** istiod must be of the release istioctl analyzes with. */
+function checkIstioRelease(): void {
+  const istiod = modVersion('istiod', 'istio.io/istio');
+  const istioctl = modVersion('istioctl', 'istio.io/istio');
+  if (istiod !== istioctl) throw new Error(`ci/tools/istiod pins istio.io/istio ${istiod}, ci/tools/istioctl ${istioctl}: pin both to one version`);
+}
+
 /**
  * Builds every tool that is not in the cache yet, or only those named in `only`; the real node's
- * tools too with `realNode`.
+ * tools too with `realNode`, istiod and the xDS reader with `istio`.
  */
-export async function ensureTools(options: { realNode?: boolean; only?: readonly string[] } = {}): Promise<void> {
+export async function ensureTools(options: { realNode?: boolean; istio?: boolean; only?: readonly string[] } = {}): Promise<void> {
   removeStaleTemporaries();
   if (options.realNode) checkNodeRelease();
-  const wanted = ([name, tool]: [string, GoTool]) => (tool.realNode ? !!options.realNode : !options.only || options.only.includes(name));
+  if (options.istio) checkIstioRelease();
+  const wanted = ([name, tool]: [string, GoTool]) =>
+    tool.realNode ? !!options.realNode : tool.istio ? !!options.istio : !options.only || options.only.includes(name);
   const missing = Object.entries(goTools).filter((entry) => wanted(entry) && !built(...entry));
   if (missing.length > 1) {
     // Downloads wait on the network and builds on the CPUs: fetch every missing tool's modules at
@@ -427,7 +461,8 @@ export async function ensureTools(options: { realNode?: boolean; only?: readonly
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const started = Date.now();
-  // `--real-node`: the real node's tools as well (kubelet, kube-proxy, containerd, CNI plugins).
-  await ensureTools({ realNode: process.argv.includes('--real-node') });
+  // `--real-node`: the real node's tools as well (kubelet, kube-proxy, containerd, CNI plugins);
+  // `--istio`: istiod and the xDS reader.
+  await ensureTools({ realNode: process.argv.includes('--real-node'), istio: process.argv.includes('--istio') });
   log(`tools: all ready in ${join(cacheRoot(), 'tools')} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
 }
