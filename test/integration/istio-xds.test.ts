@@ -21,7 +21,7 @@ import { createNamespace, deleteNamespace } from './kube.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, artifact, getEndpoint, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
 import { prometheus } from './prometheus.ts';
 import { installRelease, uninstallRelease } from './traffic.ts';
-import { clusterOf, expectedHost, programmedHost, tlsSecretsFor, XdsWatch } from './xds.ts';
+import { clusterOf, expectedHost, programmedHost, readXds, tlsSecretsFor, XdsWatch } from './xds.ts';
 
 let namespace: string;
 let dir: string;
@@ -189,6 +189,13 @@ describe('istiod programs the ingress gateway with what the endpoint status says
     expect(programmed.routes.map((r) => r.header ?? 'split')).toEqual(['x-ml-variant=sh-a', 'x-ml-variant=sh-b', 'split']);
     expect(programmed.routes.at(-1)!.mirrors).toEqual([{ cluster: clusterOf(namespace, e.status!.shadows![0].service), percent: 25 }]);
     expect(programmed.endpoints[clusterOf(namespace, e.status!.shadows![0].service)]).toHaveLength(1);
+    // Inside the mesh, a sidecar is programmed nothing for the endpoint's host: its VirtualService
+    // binds only the endpoint's Gateway. The same sidecar does get the model Services' own routes,
+    // so the reader is seeing a sidecar's configuration.
+    const sidecar = await readXds(istiod.xdsAddress, ['--type=sidecar', `--namespace=${namespace}`, '--name=client', '--labels=app=client', '--ip=198.18.255.201']);
+    expect(programmedHost(sidecar, e.status!.host!)).toBeUndefined();
+    const serviceHost = `${e.status!.traffic![0].service}.${namespace}.svc.cluster.local`;
+    expect(sidecar.routes.flatMap((r) => r.virtual_hosts ?? []).some((v) => v.domains.includes(serviceHost))).toBe(true);
   });
 
   it('each Linear step: the split at 40%, then 80%, then all on the new version', async () => {
