@@ -7,37 +7,63 @@
 // those weights, the shadows' mirrors at their percent, and each cluster resolving (EDS) to the ready
 // pods of its Service and nothing else; nothing for an endpoint that is gone. Only this file starts
 // istiod; the other test files do without it.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startIstiod, type Istiod } from '../../ci/cluster/istiod.ts';
-import type { ControllerProcess } from '../../ci/cluster/operator.ts';
+import { createCertificateAuthority } from '../../ci/cluster/certs.ts';
+import { istioNamespace, startIstiod, type Istiod } from '../../ci/cluster/istiod.ts';
+import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
 import type { MachineLearningEndpoint, MachineLearningEndpointRollout } from '../../controller/src/api/generated.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, artifact, getEndpoint, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
-import { clusterOf, expectedHost, programmedHost, XdsWatch } from './xds.ts';
+import { prometheus } from './prometheus.ts';
+import { installRelease, uninstallRelease } from './traffic.ts';
+import { clusterOf, expectedHost, programmedHost, readXds, tlsSecretsFor, XdsWatch } from './xds.ts';
 
 let namespace: string;
 let dir: string;
 let istiod: Istiod;
 let xds: XdsWatch;
 let controller: ControllerProcess | undefined;
+// A second release of the chart, in a namespace of its own: HTTPS from a credentialName, and metric
+// gates on the cluster's Prometheus (for an automatic rollback).
+let tlsNamespace: string;
+let tlsRelease: Release | undefined;
+let tlsController: ControllerProcess | undefined;
+const credentialName = 'ml-xds-tls';
 
 beforeAll(async () => {
   namespace = await createNamespace(admin, 'istio-xds');
+  tlsNamespace = await createNamespace(admin, 'istio-xds-tls');
   dir = mkdtempSync(join(tmpdir(), 'istio-xds-'));
-  istiod = await startIstiod({ kubeconfigPath: inject('kubeconfigPath'), network: inject('network'), dir, namespaces: [namespace], progress: (m) => process.stdout.write(`[istiod] ${m}\n`) });
+  istiod = await startIstiod({ kubeconfigPath: inject('kubeconfigPath'), network: inject('network'), dir, namespaces: [namespace, tlsNamespace], progress: (m) => process.stdout.write(`[istiod] ${m}\n`) });
   xds = new XdsWatch(istiod.xdsAddress);
   controller = await runController([namespace]);
+  // The certificate the gateway serves, in the ingress gateway's namespace, as Istio expects it.
+  const cert = createCertificateAuthority(dir).issue('gateway', [`*.${tlsNamespace}.models.example.com`]);
+  await admin.makeApiClient(k8s.CoreV1Api).createNamespacedSecret({
+    namespace: istioNamespace,
+    body: { metadata: { name: credentialName }, type: 'kubernetes.io/tls', stringData: { 'tls.crt': readFileSync(cert.certFile, 'utf8'), 'tls.key': readFileSync(cert.keyFile, 'utf8') } },
+  });
+  tlsRelease = await installRelease(
+    tlsNamespace,
+    ['controller.config.gateway.tls.enabled=true', `controller.config.gateway.tls.credentialName=${credentialName}`, `controller.config.prometheus.url=${prometheus().url}`],
+    'istio-tls',
+  );
+  tlsController = await runController([tlsNamespace], { release: tlsRelease });
 });
 afterAll(async () => {
   xds?.close();
   await controller?.stop();
+  await tlsController?.stop();
   await istiod?.stop();
   if (namespace) await deleteNamespace(admin, namespace);
+  if (tlsNamespace) await deleteNamespace(admin, tlsNamespace);
+  if (tlsRelease) await uninstallRelease(tlsRelease);
+  await admin.makeApiClient(k8s.CoreV1Api).deleteNamespacedSecret({ name: credentialName, namespace: istioNamespace }).catch(() => undefined);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -48,13 +74,16 @@ const model = (image: string, env: Record<string, string> = {}) => ({
   env: Object.entries(env).map(([name, value]) => ({ name, value })),
 });
 
-/** The route istiod programs for the endpoint's host equals what its status says, now. */
-async function checkProgrammed(e: MachineLearningEndpoint, what: string) {
+/** The route istiod programs for the endpoint's host (on the listener of `port`) equals what its status says, now. */
+async function checkProgrammed(e: MachineLearningEndpoint, what: string, port = 80) {
   const host = e.status!.host!;
-  const programmed = await xds.programs(host, async () => expectedHost(await getEndpoint(namespace, e.metadata!.name!)), what);
-  process.stdout.write(`[istio-xds] ${e.metadata!.name} ${what}: ${JSON.stringify(programmed?.routes)}\n`);
+  const programmed = await xds.programs(host, async () => expectedHost(await getEndpoint(e.metadata!.namespace!, e.metadata!.name!)), what, 20_000, port);
+  process.stdout.write(`[istio-xds] ${e.metadata!.name} ${what} (port ${port}): ${JSON.stringify(programmed?.routes)}\n`);
   return programmed!;
 }
+
+const splitWeights = (p: { routes: { clusters: { weight: number }[] }[] }) => p.routes.at(-1)!.clusters.map((c) => c.weight);
+const splitClusters = (p: { routes: { clusters: { name: string }[] }[] }) => p.routes.at(-1)!.clusters.map((c) => c.name);
 
 type VirtualService = KubeObject & { spec: { hosts: string[]; gateways: string[]; http: { name: string; route: { destination: { host: string; port: { number: number } }; weight: number }[] }[] } };
 
@@ -160,6 +189,92 @@ describe('istiod programs the ingress gateway with what the endpoint status says
     expect(programmed.routes.map((r) => r.header ?? 'split')).toEqual(['x-ml-variant=sh-a', 'x-ml-variant=sh-b', 'split']);
     expect(programmed.routes.at(-1)!.mirrors).toEqual([{ cluster: clusterOf(namespace, e.status!.shadows![0].service), percent: 25 }]);
     expect(programmed.endpoints[clusterOf(namespace, e.status!.shadows![0].service)]).toHaveLength(1);
+    // Inside the mesh, a sidecar is programmed nothing for the endpoint's host: its VirtualService
+    // binds only the endpoint's Gateway. The same sidecar does get the model Services' own routes,
+    // so the reader is seeing a sidecar's configuration.
+    const sidecar = await readXds(istiod.xdsAddress, ['--type=sidecar', `--namespace=${namespace}`, '--name=client', '--labels=app=client', '--ip=198.18.255.201']);
+    expect(programmedHost(sidecar, e.status!.host!)).toBeUndefined();
+    const serviceHost = `${e.status!.traffic![0].service}.${namespace}.svc.cluster.local`;
+    expect(sidecar.routes.flatMap((r) => r.virtual_hosts ?? []).some((v) => v.domains.includes(serviceHost))).toBe(true);
+  });
+
+  it('each Linear step: the split at 40%, then 80%, then all on the new version', async () => {
+    const rollout: MachineLearningEndpointRollout = { strategy: 'Linear', linear: { stepPercent: 40, intervalSeconds: 10 }, drainSeconds: 2 };
+    await applyModel(namespace, 'linear', model('acme/linear:1'));
+    await applyConfig(namespace, 'linear', { models: [{ model: 'linear' }] });
+    await applyEndpoint(namespace, 'linear', { config: 'linear', rollout });
+    const v1 = await waitForEndpoint(namespace, 'linear', 'InService', inService, 90_000);
+    const v1Clusters = splitClusters(await checkProgrammed(v1, 'first version'));
+    await applyModel(namespace, 'linear', model('acme/linear:2'));
+    for (const [step, weight] of [[1, 40], [2, 80]] as const) {
+      const e = await waitForEndpoint(namespace, 'linear', `Linear step ${step} (${weight}%)`, (x) => x.status?.rollout?.phase === 'Progressing' && x.status.rollout.weight === weight, 90_000);
+      const atStep = await checkProgrammed(e, `Linear step ${step} (${weight}%)`);
+      // The serving version first, then the new one, at the step's weights.
+      expect(splitWeights(atStep)).toEqual([100 - weight, weight]);
+      expect(splitClusters(atStep)[0]).toBe(v1Clusters[0]);
+    }
+    const promoted = await waitForEndpoint(namespace, 'linear', 'promoted', (x) => inService(x) && x.status!.endpointConfigVersion !== v1.status!.endpointConfigVersion, 90_000);
+    const after = await checkProgrammed(promoted, 'promoted');
+    expect(splitWeights(after)).toEqual([100]);
+    expect(splitClusters(after)).not.toContain(v1Clusters[0]);
+  });
+
+  it('HostConflict: the second endpoint claiming a host routes nothing, istiod keeps the holder\'s route; the second takes over when the holder goes', async () => {
+    const host = `shared.${namespace}.ml.example.com`;
+    await applyModel(namespace, 'hc-a', model('acme/hc-a:1'));
+    await applyModel(namespace, 'hc-b', model('acme/hc-b:1'));
+    await applyConfig(namespace, 'hc-a', { models: [{ model: 'hc-a' }] });
+    await applyConfig(namespace, 'hc-b', { models: [{ model: 'hc-b' }] });
+    await applyEndpoint(namespace, 'hc-a', { config: 'hc-a', host, rollout: { drainSeconds: 2 } });
+    const holder = await waitForEndpoint(namespace, 'hc-a', 'InService', inService, 90_000);
+    await checkProgrammed(holder, 'the holder of the host');
+    await applyEndpoint(namespace, 'hc-b', { config: 'hc-b', host, rollout: { drainSeconds: 2 } });
+    const refused = await waitForEndpoint(namespace, 'hc-b', 'refused the host', (x) => x.status?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'HostConflict') === true, 60_000);
+    expect(refused.status?.traffic ?? []).toEqual([]);
+    // Still exactly the holder's route for the host: hc-b's Services appear nowhere.
+    const kept = await xds.programs(host, async () => expectedHost(await getEndpoint(namespace, 'hc-a')), 'the holder\'s route while hc-b is refused');
+    expect(JSON.stringify(kept)).not.toContain('hc-b');
+    await user.delete(resources.endpoint, namespace, 'hc-a');
+    const takenOver = await waitForEndpoint(namespace, 'hc-b', 'InService after the holder is deleted', inService, 90_000);
+    const now = await checkProgrammed(takenOver, 'the host taken over by hc-b');
+    expect(JSON.stringify(now)).not.toContain('hc-a');
+    await user.delete(resources.endpoint, namespace, 'hc-b');
+    await xds.programs(host, async () => undefined, 'nothing (both deleted)');
+  });
+
+  it('HTTPS from credentialName: the listener on 443 presents the Secret for the host and routes as port 80 does', async () => {
+    await applyModel(tlsNamespace, 'secure', model('acme/secure:1'));
+    await applyConfig(tlsNamespace, 'secure', { models: [{ model: 'secure' }] });
+    await applyEndpoint(tlsNamespace, 'secure', { config: 'secure', rollout: { drainSeconds: 2 } });
+    const e = await waitForEndpoint(tlsNamespace, 'secure', 'InService', inService, 90_000);
+    const http = await checkProgrammed(e, 'first version');
+    const https = await checkProgrammed(e, 'first version', 443);
+    expect(https.routes).toEqual(http.routes);
+    expect(tlsSecretsFor(xds.latest!, e.status!.host!)).toEqual([`kubernetes://${credentialName}`]);
+    // No certificate is presented for a host the endpoint does not serve.
+    expect(tlsSecretsFor(xds.latest!, `other.${tlsNamespace}.models.example.com`)).toEqual([]);
+  });
+
+  it('an automatic rollback: a failing metric gate returns the split to the serving version', async () => {
+    const rollout: MachineLearningEndpointRollout = {
+      strategy: 'Canary',
+      canary: { percent: 30, bakeSeconds: 120 },
+      drainSeconds: 2,
+      // Always outside its bound: the second evaluation (5 s apart) fails the step.
+      analysis: { checks: [{ name: 'always-fails', query: 'vector(1)', max: 0, intervalSeconds: 5, failureLimit: 1 }] },
+    };
+    await applyModel(tlsNamespace, 'risky', model('acme/risky:1'));
+    await applyConfig(tlsNamespace, 'risky', { models: [{ model: 'risky' }] });
+    await applyEndpoint(tlsNamespace, 'risky', { config: 'risky', rollout });
+    const v1 = await waitForEndpoint(tlsNamespace, 'risky', 'InService', inService, 90_000);
+    const v1Clusters = splitClusters(await checkProgrammed(v1, 'first version'));
+    await applyModel(tlsNamespace, 'risky', model('acme/risky:2'));
+    const step = await waitForEndpoint(tlsNamespace, 'risky', 'the 30% step', (x) => x.status?.rollout?.phase === 'Progressing' && x.status.rollout.weight === 30, 90_000);
+    expect(splitWeights(await checkProgrammed(step, 'Canary step 30%'))).toEqual([70, 30]);
+    const rolledBack = await waitForEndpoint(tlsNamespace, 'risky', 'rolled back', (x) => x.status?.rollout?.phase === 'RolledBack', 60_000);
+    const after = await checkProgrammed(rolledBack, 'rolled back');
+    expect(splitClusters(after)).toEqual(v1Clusters);
+    expect(splitWeights(after)).toEqual([100]);
   });
 
   it('catches a deliberately wrong VirtualService: a wrong port, a Gateway of another namespace, a host that does not match', async () => {

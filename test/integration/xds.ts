@@ -15,7 +15,11 @@ interface SocketAddress {
 interface Listener {
   name: string;
   address?: SocketAddress;
-  filter_chains?: { filter_chain_match?: { server_names?: string[] }; filters?: { name: string; typed_config?: { rds?: { route_config_name?: string } } }[]; transport_socket?: { name: string; typed_config?: unknown } }[];
+  filter_chains?: {
+    filter_chain_match?: { server_names?: string[] };
+    filters?: { name: string; typed_config?: { rds?: { route_config_name?: string } } }[];
+    transport_socket?: { name: string; typed_config?: { common_tls_context?: { tls_certificate_sds_secret_configs?: { name: string }[] } } };
+  }[];
 }
 interface EnvoyRoute {
   name?: string;
@@ -95,6 +99,19 @@ export function programmedHost(snapshot: XdsSnapshot, host: string, port = 80): 
   const routes = (vhost.routes ?? []).map(summarise);
   const clusters = [...new Set(routes.flatMap((r) => [...r.clusters.map((c) => c.name), ...r.mirrors.map((m) => m.cluster)]))];
   return { routes, endpoints: Object.fromEntries(clusters.map((c) => [c, endpointsOf(snapshot, c)])) };
+}
+
+/**
+ * The certificates (SDS secret names, e.g. kubernetes://<credentialName>) the gateway's listener on
+ * `port` presents for `host` (by SNI); empty when it terminates no TLS for it.
+ */
+export function tlsSecretsFor(snapshot: XdsSnapshot, host: string, port = 443): string[] {
+  return snapshot.listeners
+    .filter((l) => l.address?.socket_address?.port_value === port)
+    .flatMap((l) => l.filter_chains ?? [])
+    .filter((fc) => fc.filter_chain_match?.server_names?.includes(host))
+    .flatMap((fc) => fc.transport_socket?.typed_config?.common_tls_context?.tls_certificate_sds_secret_configs ?? [])
+    .map((c) => c.name);
 }
 
 /** Istio's name of the outbound cluster of a Service's port. */
@@ -178,7 +195,7 @@ export class XdsWatch {
    * Waits until what the gateway is programmed with for `host` is what the endpoint's status says
    * (or nothing, for `undefined`); fails with both printed.
    */
-  async programs(host: string, expected: () => Promise<ProgrammedHost | undefined>, what: string, timeoutMs = 20_000): Promise<ProgrammedHost | undefined> {
+  async programs(host: string, expected: () => Promise<ProgrammedHost | undefined>, what: string, timeoutMs = 20_000, port = 80): Promise<ProgrammedHost | undefined> {
     let want = 'nothing';
     let got = 'nothing';
     await waitFor(
@@ -188,12 +205,12 @@ export class XdsWatch {
         if (this.child.exitCode !== null) throw new Error(`xds-reader exited (${this.child.exitCode}): ${this.stderr}`);
         if (!this.latest) return undefined;
         want = canonical(await expected());
-        got = canonical(programmedHost(this.latest, host));
+        got = canonical(programmedHost(this.latest, host, port));
         return want === got ? true : undefined;
       },
       () => `expected:\n${want}\nreceived from istiod:\n${got}\nxds-reader: ${this.stderr}`,
     );
-    return programmedHost(this.latest!, host);
+    return programmedHost(this.latest!, host, port);
   }
 
   close(): void {
