@@ -16,7 +16,7 @@ export interface RunningStore {
   url: string;
   port: number;
   /** The end of the server's output, for failure messages. */
-  logTail(): string;
+  logTail: () => string;
   stop(): Promise<void>;
 }
 
@@ -52,7 +52,7 @@ function startProcess(name: string, command: string, args: string[], env: Record
       log(`object stores: ${name} ready on ${url} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
       return s;
     })
-    .catch(async (err) => {
+    .catch(async (err: unknown) => {
       await store.stop();
       throw err;
     });

@@ -37,7 +37,7 @@ export async function checkProperty<T>(property: fc.IAsyncPropertyWithHooks<T> |
   o.log(`property: sample ${result.counterexamplePath} of seed ${o.seed} failed; replaying and shrinking it (replay: ${o.replay})`);
   let replayed: string;
   try {
-    await fc.assert(property, { seed: o.seed, path: result.counterexamplePath ?? undefined, endOnFailure: false, interruptAfterTimeLimit: o.shrinkMs });
+    await fc.assert(property, { seed: o.seed, path: result.counterexamplePath ?? undefined, endOnFailure: false, plugins: [fc.interruptAfterTimeLimit(o.shrinkMs)] });
     replayed = 'its replay passed: the failure did not reproduce (a flaky failure, which counts as one)';
   } catch (err) {
     replayed = `its replay failed again, shrunk to:\n${messageOf(err)}`;

@@ -222,7 +222,7 @@ function lintListType(node: Record<string, unknown>, path: Path, report: Report)
     report(path, 'a list-map needs a non-empty "x-kubernetes-list-map-keys"');
     return;
   }
-  for (const key of keys) {
+  for (const key of keys as string[]) {
     const keySchema = itemProperties[key];
     if (!isPlainObject(keySchema)) report([...path, 'x-kubernetes-list-map-keys'], `list-map key "${key}" is not a property of the items`);
     else if (!scalarTypes.has(keySchema.type as string)) report([...path, 'x-kubernetes-list-map-keys'], `list-map key "${key}" must be a scalar`);

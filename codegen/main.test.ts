@@ -62,7 +62,7 @@ describe('codegen', () => {
     const run = codegen(root, { check: false });
     await expect(run).rejects.toThrow(LintError);
     await expect(run).rejects.toThrow('schemas/machinelearningmodel.schema.json: /properties/spec/properties/port: missing "type"');
-    expect(await codegen(root, { check: true }).catch((err: Error) => err)).toBeInstanceOf(LintError);
+    expect(await codegen(root, { check: true }).catch((err: unknown) => err)).toBeInstanceOf(LintError);
   });
 
   it('the repository itself is up to date', async () => {

@@ -81,7 +81,7 @@ const fileOnlyKeys = new Set(['$schema', '$id', crdInfoKey]);
 /** Splits a linted schema document into its CRD information and its openAPIV3Schema. */
 export function toKindSchema(file: string, document: Record<string, unknown>): KindSchema {
   const schema = Object.fromEntries(Object.entries(document).filter(([key]) => !fileOnlyKeys.has(key)));
-  return { file, crd: document[crdInfoKey] as CrdInfo, schema: schema as SchemaNode };
+  return { file, crd: document[crdInfoKey] as CrdInfo, schema: schema };
 }
 
 export function isIntOrString(node: SchemaNode): boolean {

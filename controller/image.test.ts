@@ -175,7 +175,7 @@ describe('controller/Dockerfile', () => {
 
   it('matches how the chart runs it: user 65532, read-only root filesystem', () => {
     const values = readFileSync(join(root, 'charts', 'controller', 'values.yaml'), 'utf8');
-    expect(values).toMatch(/^  runAsUser: 65532$/m);
-    expect(values).toMatch(/^  readOnlyRootFilesystem: true$/m);
+    expect(values).toMatch(/^ {2}runAsUser: 65532$/m);
+    expect(values).toMatch(/^ {2}readOnlyRootFilesystem: true$/m);
   });
 });

@@ -16,7 +16,7 @@ function openssl(args: string[]): void {
     execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new Error(`openssl ${args[0]} failed: ${stderr || (err as Error).message} (the local cluster needs the openssl command: apt-get install openssl)`);
+    throw new Error(`openssl ${args[0]} failed: ${stderr || (err as Error).message} (the local cluster needs the openssl command: apt-get install openssl)`, { cause: err });
   }
 }
 

@@ -41,7 +41,7 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.e
     return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new Error(`${command} ${args.join(' ')} failed: ${stderr || (err as Error).message}`);
+    throw new Error(`${command} ${args.join(' ')} failed: ${stderr || (err as Error).message}`, { cause: err });
   }
 }
 

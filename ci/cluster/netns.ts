@@ -134,7 +134,7 @@ export function createNetworkNamespace(): NetworkNamespace {
   } catch (err) {
     removeNamespace(name);
     const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new Error(`cannot create the local cluster's network namespace ${name}: ${stderr || (err as Error).message}`);
+    throw new Error(`cannot create the local cluster's network namespace ${name}: ${stderr || (err as Error).message}`, { cause: err });
   }
   let removed = false;
   return {

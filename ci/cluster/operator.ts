@@ -69,7 +69,7 @@ export async function serviceAccountKubeconfig(admin: k8s.KubeConfig, of: Releas
 /** The config file the chart rendered for the controller (its ConfigMap), with overrides. */
 export async function chartConfig(admin: k8s.KubeConfig, overrides: Record<string, unknown> = {}, of: Release = release): Promise<Record<string, unknown>> {
   const cm = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedConfigMap({ name: `${of.name}-controller`, namespace: of.namespace });
-  return { ...JSON.parse(cm.data!['config.json']), ...overrides };
+  return { ...(JSON.parse(cm.data!['config.json']) as Record<string, unknown>), ...overrides };
 }
 
 export interface ControllerProcess {
@@ -142,8 +142,8 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
     output += c.toString();
     if (o.echo) process.stderr.write(c);
   };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
   // The controller never outlives this process, whatever ends it; its files go with it.
   const killOnExit = () => child.kill('SIGKILL');
   process.on('exit', killOnExit);

@@ -48,7 +48,7 @@ export interface RealNodeHost {
   /** Starts a component in the namespace's network and the host's mounts; its output in <dir>/<name>.log. */
   start(name: string, program: string, args: string[], env?: NodeJS.ProcessEnv): { child: ChildProcess; logFile: string };
   logTail(name: string): string;
-  progress(message: string): void;
+  progress: (message: string) => void;
 }
 
 export interface RealNode {
@@ -98,7 +98,7 @@ function exec(command: string, args: string[]): string {
     return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new Error(`${command} ${args.join(' ')} failed: ${stderr || (err as Error).message}`);
+    throw new Error(`${command} ${args.join(' ')} failed: ${stderr || (err as Error).message}`, { cause: err });
   }
 }
 

@@ -152,7 +152,7 @@ export interface Layer {
 
 /** The image's layers, oldest first, with their unpacked sizes. */
 export async function imageLayers(image: string): Promise<Layer[]> {
-  const config = JSON.parse(await podmanOk(['image', 'inspect', image]))[0] as {
+  const config = (JSON.parse(await podmanOk(['image', 'inspect', image])) as unknown[])[0] as {
     History: { created_by?: string; comment?: string; empty_layer?: boolean }[];
     RootFS: { Layers: string[] };
   };

@@ -134,7 +134,7 @@ export interface RunningServer {
   url: string;
   /** When `podman run` was started (Date.now()). */
   started: number;
-  logs(): Promise<string>;
+  logs: () => Promise<string>;
   /** `podman stop` (SIGTERM, then SIGKILL after `graceSeconds`): the exit code and how long it took. */
   stop(graceSeconds: number): Promise<{ code: number; ms: number }>;
   remove(): Promise<void>;

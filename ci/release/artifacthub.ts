@@ -47,8 +47,8 @@ function crds(root: string): { info: CrdInfo; description: string }[] {
     .filter((f) => f.endsWith('.schema.json'))
     .sort()
     .map((f) => {
-      const schema = JSON.parse(readFileSync(join(root, 'schemas', f), 'utf8'));
-      return { info: schema['x-ml-operator-crd'] as CrdInfo, description: schema.description as string };
+      const schema = JSON.parse(readFileSync(join(root, 'schemas', f), 'utf8')) as { 'x-ml-operator-crd': CrdInfo; description: string };
+      return { info: schema['x-ml-operator-crd'], description: schema.description };
     });
 }
 
@@ -63,9 +63,9 @@ function exampleObjects(root: string): KubeObject[] {
 
 /** The generated annotations for the chart in the checkout at `root`, as Chart.yaml holds them. */
 export function generatedAnnotations(root: string): Record<string, string> {
-  const chart = parse(readFileSync(join(root, 'Chart.yaml'), 'utf8'));
-  const subchart = parse(readFileSync(join(root, subchartDir, 'Chart.yaml'), 'utf8'));
-  const subchartValues = parse(readFileSync(join(root, subchartDir, 'values.yaml'), 'utf8'));
+  const chart = parse(readFileSync(join(root, 'Chart.yaml'), 'utf8')) as { version: string };
+  const subchart = parse(readFileSync(join(root, subchartDir, 'Chart.yaml'), 'utf8')) as { appVersion: string };
+  const subchartValues = parse(readFileSync(join(root, subchartDir, 'values.yaml'), 'utf8')) as { image: { repository: string } };
   const kinds = crds(root);
   const examples = exampleObjects(root);
   const crdExamples = kinds.map(({ info }) => {
@@ -86,10 +86,10 @@ export function generatedAnnotations(root: string): Record<string, string> {
     ),
     'artifacthub.io/crdsExamples': yamlList(crdExamples),
     'artifacthub.io/images': yamlList(images),
-    'artifacthub.io/prerelease': String(String(chart.version).includes('-')),
+    'artifacthub.io/prerelease': String(chart.version.includes('-')),
     'helm.sh/images': yamlList(images),
   };
-  const changes = changesOf(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), String(chart.version));
+  const changes = changesOf(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), chart.version);
   if (changes && changes.length > 0) annotations['artifacthub.io/changes'] = yamlList(changes);
   return annotations;
 }

@@ -14,8 +14,14 @@ import { docs } from './docs.ts';
 import { execOk, runMain } from './exec.ts';
 import { invalidVersion, subchartDir, versionProblems } from './versions.ts';
 
-function editJson(path: string, edit: (json: Record<string, any>) => void): void {
-  const json = JSON.parse(readFileSync(path, 'utf8'));
+/** package.json and package-lock.json: the fields that hold the version. */
+interface PackageFile {
+  version?: string;
+  packages?: Record<string, { version?: string } | undefined>;
+}
+
+function editJson(path: string, edit: (json: PackageFile) => void): void {
+  const json = JSON.parse(readFileSync(path, 'utf8')) as PackageFile;
   edit(json);
   writeFileSync(path, `${JSON.stringify(json, null, 2)}\n`);
 }
@@ -52,7 +58,8 @@ export async function bumpVersion({ root, version, helm, env, date = new Date().
   editJson(join(root, 'package.json'), (pkg) => (pkg.version = version));
   editJson(join(root, 'package-lock.json'), (lock) => {
     lock.version = version;
-    if (lock.packages?.['']) lock.packages[''].version = version;
+    const top = lock.packages?.[''];
+    if (top) top.version = version;
   });
   editYaml(join(root, subchartDir, 'Chart.yaml'), (doc) => {
     setScalar(doc, ['version'], version);
@@ -61,7 +68,7 @@ export async function bumpVersion({ root, version, helm, env, date = new Date().
   editYaml(join(root, 'Chart.yaml'), (doc) => {
     setScalar(doc, ['version'], version);
     setScalar(doc, ['appVersion'], version);
-    const dependencies = (doc.toJS().dependencies ?? []) as { name: string }[];
+    const dependencies = (doc.toJS() as { dependencies?: { name: string }[] }).dependencies ?? [];
     const index = dependencies.findIndex((d) => d.name === 'controller');
     if (index < 0) throw new Error('Chart.yaml has no dependency named controller');
     setScalar(doc, ['dependencies', index, 'version'], version);

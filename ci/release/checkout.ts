@@ -52,7 +52,7 @@ function filesUnder(root: string, dir: string): string[] {
  * the controller subchart, under the chart's name.
  */
 export function expectedPackageFiles(root: string): string[] {
-  const name = parse(readFileSync(join(root, 'Chart.yaml'), 'utf8')).name as string;
+  const { name } = parse(readFileSync(join(root, 'Chart.yaml'), 'utf8')) as { name: string };
   const chartFiles = (dir: string) => [
     ...['Chart.yaml', 'values.yaml', 'values.schema.json', 'README.md', 'LICENSE'].map((f) => join(dir, f)).filter((f) => existsSync(join(root, f))),
     ...filesUnder(root, join(dir, 'templates')),

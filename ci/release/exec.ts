@@ -46,7 +46,7 @@ export function runMain(moduleUrl: string, command: string, main: (argv: string[
   if (process.argv[1] !== fileURLToPath(moduleUrl)) return;
   main(process.argv.slice(2)).then(
     (code) => (process.exitCode = code),
-    (err) => {
+    (err: unknown) => {
       process.stderr.write(`${command}: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exitCode = 1;
     },

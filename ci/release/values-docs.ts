@@ -66,7 +66,7 @@ export function valueRows(valuesYaml: string, { prefix = '', skip = [] }: { pref
         walk(pair.value, `${path}${name}.`);
         return;
       }
-      const value = isNode(pair.value) ? pair.value.toJS(doc) : null;
+      const value: unknown = isNode(pair.value) ? pair.value.toJS(doc) : null;
       rows.push({ key, type: typeName(value), default: `\`${JSON.stringify(value)}\``, description });
     });
   };

@@ -28,12 +28,21 @@ export interface VersionField {
   value: unknown;
 }
 
-function readJson(root: string, file: string): Record<string, any> {
-  return JSON.parse(readFileSync(join(root, file), 'utf8'));
+/** What package.json, package-lock.json, Chart.yaml, Chart.lock and values.yaml may hold of a version. */
+interface VersionedFile {
+  version?: unknown;
+  appVersion?: unknown;
+  packages?: Record<string, { version?: unknown } | undefined>;
+  dependencies?: { name: string; version: string }[];
+  image?: { tag?: unknown };
 }
 
-function readYaml(root: string, file: string): Record<string, any> {
-  return parse(readFileSync(join(root, file), 'utf8'));
+function readJson(root: string, file: string): VersionedFile {
+  return JSON.parse(readFileSync(join(root, file), 'utf8')) as VersionedFile;
+}
+
+function readYaml(root: string, file: string): VersionedFile {
+  return parse(readFileSync(join(root, file), 'utf8')) as VersionedFile;
 }
 
 function controllerDependency(file: { dependencies?: { name: string; version: string }[] }): string | undefined {
@@ -78,5 +87,5 @@ export function versionProblems(root: string): string[] {
 
 /** The release version (package.json's). */
 export function releaseVersion(root: string): string {
-  return readJson(root, 'package.json').version;
+  return readJson(root, 'package.json').version as string;
 }

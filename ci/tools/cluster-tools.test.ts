@@ -15,6 +15,6 @@ describe("the local cluster's tools", () => {
     for (const realNode of ['kubernetes-node', 'containerd', 'cni-plugins'] as const) tools.delete(realNode);
     expect([...tools].sort()).toEqual([...clusterTools('current')].sort());
     expect(clusterTools('oldest')).toEqual(expect.arrayContaining(['kubernetes', 'kubernetes-oldest']));
-    for (const other of ['helm3', 'helm-unittest', 'istioctl', 'minio', 'fake-gcs-server']) expect(clusterTools('current') as string[]).not.toContain(other);
+    for (const other of ['helm3', 'helm-unittest', 'istioctl', 'minio', 'fake-gcs-server']) expect(clusterTools('current')).not.toContain(other);
   });
 });

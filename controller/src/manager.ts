@@ -123,7 +123,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
           logger.info({ identity: options.identity, lease: `${options.leaderElectionNamespace}/${options.leaderElectionId}` }, 'became leader');
           if (!working) {
             working = true;
-            void startWorking().catch((err) => logger.error({ err }, 'failed to start the controllers'));
+            void startWorking().catch((err: unknown) => logger.error({ err }, 'failed to start the controllers'));
             return;
           }
           for (const e of sources?.endpoints.list() ?? []) enqueue(`${e.metadata.namespace}/${e.metadata.name}`);

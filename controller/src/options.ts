@@ -94,12 +94,13 @@ function port(flag: string, value: string): number {
 
 /** Validates a parsed config file, naming the first key that is wrong. */
 export function parseConfig(raw: unknown, source: string): OperatorConfig {
-  const fail = (key: string, want: string, got: unknown): never => {
+  // Annotated (not inferred) so that a call narrows the value it rejected.
+  const fail: (key: string, want: string, got: unknown) => never = (key, want, got) => {
     throw new UsageError(`${source}: ${key} must be ${want}, got ${JSON.stringify(got)}`);
   };
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(raw)) fail('the config', 'a JSON object', raw);
-  const c = raw as Record<string, any>;
+  const c = raw;
   const known = new Set(['defaultDomain', 'gateway', 'storage', 'fetcher', 'routing', 'prometheus', 'autoscaling', 'models']);
   for (const key of Object.keys(c)) if (!known.has(key)) fail(key, `one of ${[...known].join(', ')} (unknown key)`, c[key]);
   const config = structuredClone(defaultConfig);
@@ -115,8 +116,8 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
       config.gateway.selector = g.selector as Record<string, string>;
     }
     if (g.port !== undefined) {
-      if (!Number.isInteger(g.port) || g.port < 1 || g.port > 65535) fail('gateway.port', 'a port number 1-65535', g.port);
-      config.gateway.port = g.port as number;
+      if (typeof g.port !== 'number' || !Number.isInteger(g.port) || g.port < 1 || g.port > 65535) fail('gateway.port', 'a port number 1-65535', g.port);
+      config.gateway.port = g.port;
     }
     if (g.tls !== undefined) {
       const t = g.tls;
@@ -124,7 +125,7 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
       for (const key of ['enabled', 'httpsRedirect'] as const) {
         if (t[key] !== undefined) {
           if (typeof t[key] !== 'boolean') fail(`gateway.tls.${key}`, 'true or false', t[key]);
-          config.gateway.tls[key] = t[key] as boolean;
+          config.gateway.tls[key] = t[key];
         }
       }
       if (t.port !== undefined) {
@@ -133,7 +134,7 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
       }
       if (t.credentialName !== undefined) {
         if (typeof t.credentialName !== 'string') fail('gateway.tls.credentialName', 'a Secret name', t.credentialName);
-        config.gateway.tls.credentialName = t.credentialName as string;
+        config.gateway.tls.credentialName = t.credentialName;
       }
       if (config.gateway.tls.enabled && !config.gateway.tls.credentialName) fail('gateway.tls.credentialName', 'set when gateway.tls.enabled is true', '');
     }
@@ -147,20 +148,20 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
     }
     if (s.storageClassName !== undefined) {
       if (typeof s.storageClassName !== 'string') fail('storage.storageClassName', 'a StorageClass name', s.storageClassName);
-      config.storage.storageClassName = s.storageClassName as string;
+      config.storage.storageClassName = s.storageClassName;
     }
     if (s.defaultSize !== undefined) {
       if (typeof s.defaultSize !== 'string' || !quantity.test(s.defaultSize)) fail('storage.defaultSize', 'a quantity such as 1Gi', s.defaultSize);
-      config.storage.defaultSize = s.defaultSize as string;
+      config.storage.defaultSize = s.defaultSize;
     }
     if (s.hostPathRoot !== undefined) {
       if (typeof s.hostPathRoot !== 'string' || !s.hostPathRoot.startsWith('/')) fail('storage.hostPathRoot', 'an absolute path', s.hostPathRoot);
-      config.storage.hostPathRoot = s.hostPathRoot as string;
+      config.storage.hostPathRoot = s.hostPathRoot;
     }
   }
   if (c.fetcher !== undefined) {
     if (!isObject(c.fetcher) || (c.fetcher.image !== undefined && typeof c.fetcher.image !== 'string')) fail('fetcher.image', 'an image reference', c.fetcher);
-    config.fetcher.image = (c.fetcher.image as string | undefined) ?? '';
+    config.fetcher.image = (c.fetcher.image) ?? '';
   }
   if (c.prometheus !== undefined) {
     const p = c.prometheus;
@@ -179,7 +180,7 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
     if (!isObject(a)) fail('autoscaling', 'an object', a);
     if (a.engine !== undefined) {
       if (a.engine !== 'hpa' && a.engine !== 'keda') fail('autoscaling.engine', 'hpa or keda', a.engine);
-      config.autoscaling.engine = a.engine as 'hpa' | 'keda';
+      config.autoscaling.engine = a.engine;
     }
   }
   if (c.models !== undefined) {
@@ -201,14 +202,14 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
     if (!isObject(r)) fail('routing', 'an object', r);
     if (r.provider !== undefined) {
       if (r.provider !== 'istio' && r.provider !== 'gatewayAPI') fail('routing.provider', 'istio or gatewayAPI', r.provider);
-      config.routing.provider = r.provider as 'istio' | 'gatewayAPI';
+      config.routing.provider = r.provider;
     }
     if (r.gatewayAPI !== undefined) {
       const g = r.gatewayAPI;
       if (!isObject(g)) fail('routing.gatewayAPI', 'an object', g);
       if (g.gatewayClassName !== undefined) {
         if (typeof g.gatewayClassName !== 'string' || (g.gatewayClassName !== '' && !dnsSubdomain.test(g.gatewayClassName))) fail('routing.gatewayAPI.gatewayClassName', 'a GatewayClass name', g.gatewayClassName);
-        config.routing.gatewayAPI.gatewayClassName = g.gatewayClassName as string;
+        config.routing.gatewayAPI.gatewayClassName = g.gatewayClassName;
       }
       if (g.sharedGateway !== undefined) {
         const sg = g.sharedGateway;
@@ -216,8 +217,8 @@ export function parseConfig(raw: unknown, source: string): OperatorConfig {
         for (const key of ['name', 'namespace', 'sectionName'] as const) {
           if (sg[key] === undefined) continue;
           const pattern = key === 'name' ? dnsSubdomain : dnsLabel;
-          if (typeof sg[key] !== 'string' || (sg[key] !== '' && !pattern.test(sg[key] as string))) fail(`routing.gatewayAPI.sharedGateway.${key}`, key === 'name' ? 'a Gateway name' : key === 'namespace' ? 'a namespace name' : 'a listener name', sg[key]);
-          config.routing.gatewayAPI.sharedGateway[key] = sg[key] as string;
+          if (typeof sg[key] !== 'string' || (sg[key] !== '' && !pattern.test(sg[key]))) fail(`routing.gatewayAPI.sharedGateway.${key}`, key === 'name' ? 'a Gateway name' : key === 'namespace' ? 'a namespace name' : 'a listener name', sg[key]);
+          config.routing.gatewayAPI.sharedGateway[key] = sg[key];
         }
       }
       if (g.mirroring !== undefined) {
@@ -250,7 +251,7 @@ function parseToleration(raw: unknown, key: string, fail: (key: string, want: st
   if (!t.key && t.operator !== 'Exists') fail(`${key}.operator`, 'Exists when there is no key', t.operator);
   if (t.effect !== undefined && !['NoSchedule', 'PreferNoSchedule', 'NoExecute'].includes(t.effect as string)) fail(`${key}.effect`, 'NoSchedule, PreferNoSchedule or NoExecute', t.effect);
   if (t.tolerationSeconds !== undefined && (!Number.isInteger(t.tolerationSeconds) || (t.tolerationSeconds as number) < 0 || t.effect !== 'NoExecute')) fail(`${key}.tolerationSeconds`, 'a whole number of seconds >= 0, with effect NoExecute', t.tolerationSeconds);
-  return t as Toleration;
+  return t;
 }
 
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {

@@ -395,12 +395,12 @@ describe('examples/', () => {
       const schema = JSON.parse(readFileSync(join(root, 'schemas', apiSchemas[object.kind]), 'utf8'));
       const undeclared: string[] = [];
       const walk = (value: unknown, node: { properties?: Record<string, unknown>; items?: unknown }, path: string) => {
-        if (Array.isArray(value)) value.forEach((v, i) => walk(v, (node.items ?? {}) as typeof node, `${path}[${i}]`));
+        if (Array.isArray(value)) value.forEach((v, i) => walk(v, (node.items ?? {}), `${path}[${i}]`));
         else if (value && typeof value === 'object' && node.properties) {
           for (const [key, v] of Object.entries(value)) {
             const child = node.properties[key];
             if (!child) undeclared.push(`${path}.${key}`);
-            else walk(v, child as typeof node, `${path}.${key}`);
+            else walk(v, child, `${path}.${key}`);
           }
         }
       };

@@ -68,7 +68,7 @@ describe('one version', () => {
     const subchart = join(dir, 'charts/controller/Chart.yaml');
     writeFileSync(subchart, readFileSync(subchart, 'utf8').replace(/^appVersion: .*$/m, 'appVersion: "9.9.9"'));
     const values = join(dir, 'charts/controller/values.yaml');
-    writeFileSync(values, readFileSync(values, 'utf8').replace(/^  tag: ""/m, '  tag: "latest"'));
+    writeFileSync(values, readFileSync(values, 'utf8').replace(/^ {2}tag: ""/m, '  tag: "latest"'));
     expect(versionProblems(dir)).toEqual([
       `charts/controller/Chart.yaml appVersion is "9.9.9", package.json version is "${version}"`,
       'charts/controller/values.yaml image.tag is "latest": leave it empty so that the image follows appVersion',

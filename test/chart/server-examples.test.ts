@@ -156,7 +156,8 @@ describe('the real model server examples', () => {
     });
 
     it('runs a real image of the server, pinned to a version', () => {
-      const [repository, tag] = [container.image.slice(0, container.image.lastIndexOf(':')), container.image.slice(container.image.lastIndexOf(':') + 1)];
+      const image = container.image as string;
+      const [repository, tag] = [image.slice(0, image.lastIndexOf(':')), image.slice(image.lastIndexOf(':') + 1)];
       expect(repository).toBe(server.image);
       expect(tag).toMatch(/^v?\d+\.\d+(\.\d+)?(-[a-z0-9]+)?$/);
     });
@@ -217,12 +218,13 @@ describe('the real model server examples', () => {
     });
 
     it('has a startup probe long enough for a slow loader, and only then', () => {
-      const p = container.startupProbe;
+      const p = container.startupProbe as { initialDelaySeconds?: number; failureThreshold?: number; periodSeconds?: number } | undefined;
       if (!server.startupSeconds) {
         expect(p).toBeUndefined();
         return;
       }
-      expect((p.initialDelaySeconds ?? 0) + (p.failureThreshold ?? 3) * (p.periodSeconds ?? 10)).toBeGreaterThanOrEqual(server.startupSeconds);
+      expect(p).toBeDefined();
+      expect((p!.initialDelaySeconds ?? 0) + (p!.failureThreshold ?? 3) * (p!.periodSeconds ?? 10)).toBeGreaterThanOrEqual(server.startupSeconds);
     });
 
     it('asks for a GPU and lands on a GPU node only when the server needs one', () => {

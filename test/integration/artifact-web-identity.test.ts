@@ -39,7 +39,9 @@ const core = () => admin.makeApiClient(k8s.CoreV1Api);
 
 async function tokenFor(audiences: string[]): Promise<string> {
   const res = await core().createNamespacedServiceAccountToken({ name: serviceAccount, namespace, body: { spec: { audiences, expirationSeconds: 600 } } });
-  return res.status!.token;
+  const token = res.status?.token;
+  if (!token) throw new Error(`the API server issued no token for ServiceAccount ${namespace}/${serviceAccount}`);
+  return token;
 }
 
 function tokenFile(name: string, token: string): string {

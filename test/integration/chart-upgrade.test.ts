@@ -86,7 +86,7 @@ beforeAll(async () => {
   const oci = `oci://${registry.host}/charts`;
 
   // The published release, as it was packaged and pushed: its chart files at its commit.
-  let started = Date.now();
+  const started = Date.now();
   const old = checkoutAt(published.commit, join(scratch, `chart-${published.version}`));
   const oldArchive = await packageChart({ root: old, outDir: join(scratch, 'dist'), helm: toolPath('helm'), env: helmEnv });
   const pushedOld = await publishChart({ registry: oci, root: old, archive: oldArchive, plainHttp: true, helm: toolPath('helm'), env: helmEnv });
@@ -222,7 +222,7 @@ async function endpointVersions(names = endpoints): Promise<Record<string, strin
   for (const e of names) {
     const o = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
     const ready = o?.status?.state === 'InService' && o.status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-    out[e] = ready ? o!.status!.endpointConfigVersion : `not in service: ${JSON.stringify(o?.status)}`;
+    out[e] = ready ? o.status!.endpointConfigVersion : `not in service: ${JSON.stringify(o?.status)}`;
   }
   return out;
 }
@@ -305,8 +305,8 @@ async function startDirectLoad(pods: PodState[]): Promise<{ stop(): Promise<Dire
   load = child;
   let out = '';
   let err = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await waitFor('the load to start', 30_000, async () => {
     if (child.exitCode !== null) throw new Error(`the load exited with ${child.exitCode}: ${err}`);
@@ -394,7 +394,6 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     const servedAfterRollback = await servesArtifactSha256();
     started = Date.now();
     const rolledBack = await handOver(controller, publishedController, `controller-${published.version}-again`, endpoints.length + 1);
-    controller = rolledBack.to;
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     const rollbackHandover = elapsed(started);
     const afterRollback = { generations: await deploymentGenerations(), pods: await modelPods(), versions: await endpointVersions(), fetchers: await fetchers() };

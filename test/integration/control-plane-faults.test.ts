@@ -78,7 +78,7 @@ function weights(a: number, b: number): MachineLearningEndpointConfigSpec {
 
 async function apply(kind: 'MachineLearningModel' | 'MachineLearningEndpointConfig' | 'MachineLearningEndpoint', name: string, spec: unknown): Promise<void> {
   const r = { MachineLearningModel: resources.model, MachineLearningEndpointConfig: resources.endpointConfig, MachineLearningEndpoint: resources.endpoint }[kind];
-  await user.apply(r, { apiVersion, kind, metadata: { name, namespace }, spec } as KubeObject);
+  await user.apply(r, { apiVersion, kind, metadata: { name, namespace }, spec });
 }
 
 /** Applies, retrying for as long as the API server refuses or cannot be reached, as a user's `kubectl apply` in a loop would. */

@@ -247,7 +247,7 @@ const variant: fc.Arbitrary<Omit<MachineLearningEndpointConfigVariant, 'model'>>
     // A shadow has no weight; autoscaling replaces instances.
     const { weight, instances, shadow, autoscaling: scaling, ...rest } = v;
     // A CPU target is a share of the CPU request: without one the controller refuses the version (and creates nothing to test).
-    const cpus = scaling?.target.cpuUtilization !== undefined && rest.cpus === undefined ? '500m' : rest.cpus;
+    const cpus = scaling !== undefined && 'cpuUtilization' in scaling.target && rest.cpus === undefined ? '500m' : rest.cpus;
     return { ...rest, ...(cpus === undefined ? {} : { cpus }), ...(shadow ? { shadow } : weight === undefined ? {} : { weight }), ...(scaling ? { autoscaling: scaling } : instances === undefined ? {} : { instances }) };
   });
 
@@ -291,7 +291,7 @@ const analysisCheck: fc.Arbitrary<AnalysisCheck> = fc
     },
     { requiredKeys: ['name', 'measure'] },
   )
-  .map(({ measure, ...c }) => ({ ...c, ...measure, ...(c.max === undefined && c.min === undefined ? { max: 1 } : {}) }) as AnalysisCheck);
+  .map(({ measure, ...c }) => ({ ...c, ...measure, ...(c.max === undefined && c.min === undefined ? { max: 1 } : {}) }));
 
 const rollout = fc
   .record(
@@ -415,7 +415,7 @@ interface Written {
 function controllerWrites(endpoint: MachineLearningEndpoint & KubeObject, config: MachineLearningEndpointConfig, nextConfig: MachineLearningEndpointConfig, models: MachineLearningModel[], operator: OperatorConfig): { writes: Written[]; refused: string[] } {
   const ctx: EndpointContext = { endpoint, config: operator };
   const provider = routingProvider(operator);
-  const name = endpoint.metadata.name!;
+  const name = endpoint.metadata.name;
   const specs = new Map(models.map((m) => [m.metadata.name!, m.spec]));
   const deadlineSeconds = endpoint.spec.rollout?.progressDeadlineSeconds ?? defaults.progressDeadlineSeconds;
   const live: WantedLive = { startReplicas: (v) => v.variant.autoscaling!.minInstances, hostNodes: () => (operator.storage.mode === 'hostPath' ? hostNodes : []), loaded: () => true, auxiliaryMissing: false };

@@ -77,8 +77,8 @@ const model = (image: string, env: Record<string, string> = {}) => ({
 /** The route istiod programs for the endpoint's host (on the listener of `port`) equals what its status says, now. */
 async function checkProgrammed(e: MachineLearningEndpoint, what: string, port = 80) {
   const host = e.status!.host!;
-  const programmed = await xds.programs(host, async () => expectedHost(await getEndpoint(e.metadata!.namespace!, e.metadata!.name!)), what, 20_000, port);
-  process.stdout.write(`[istio-xds] ${e.metadata!.name} ${what} (port ${port}): ${JSON.stringify(programmed?.routes)}\n`);
+  const programmed = await xds.programs(host, async () => expectedHost(await getEndpoint(e.metadata.namespace!, e.metadata.name!)), what, 20_000, port);
+  process.stdout.write(`[istio-xds] ${e.metadata.name} ${what} (port ${port}): ${JSON.stringify(programmed?.routes)}\n`);
   return programmed!;
 }
 
@@ -312,7 +312,7 @@ describe('istiod programs the ingress gateway with what the endpoint status says
       await write(name, spec);
       // What istiod programs for it (its signature), and the check says it is not the endpoint's route.
       await waitFor(`istiod to program the ${name} VirtualService`, 20_000, async () => (xds.latest && signature(programmedHost(xds.latest, host)) ? true : undefined));
-      const caught = await xds.programs(host, async () => expectedHost(await getEndpoint(namespace, 'shadowed')), name, 3_000).then(() => undefined, (err: Error) => err);
+      const caught = await xds.programs(host, async () => expectedHost(await getEndpoint(namespace, 'shadowed')), name, 3_000).then(() => undefined, (err: unknown) => err as Error);
       expect(caught?.message, `${name} must fail the check`).toMatch(/expected:[\s\S]*received from istiod:/);
       process.stdout.write(`[istio-xds] ${name} caught: ${caught!.message.split('\n').slice(0, 60).join('\n')}\n`);
       await remove(name);

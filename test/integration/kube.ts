@@ -1,5 +1,6 @@
 // Helpers for integration tests: a client for the run's control plane and a namespace per test file.
 import { randomBytes } from 'node:crypto';
+import type * as http from 'node:http';
 import * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 import { inject } from 'vitest';
@@ -50,10 +51,10 @@ export async function printedTable(kc: k8s.KubeConfig, path: string, labelSelect
   const server = new URL(kc.getCurrentCluster()!.server);
   const options: https.RequestOptions = {};
   await kc.applyToHTTPSOptions(options);
-  const query = labelSelector ? `?${new URLSearchParams({ labelSelector })}` : '';
+  const query = labelSelector ? `?${new URLSearchParams({ labelSelector }).toString()}` : '';
   const body = await new Promise<string>((resolve, reject) => {
     const req = https.request(
-      { ...options, hostname: server.hostname, port: server.port, path: `${server.pathname.replace(/\/$/, '')}${path}${query}`, method: 'GET', headers: { ...options.headers, Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } },
+      { ...options, hostname: server.hostname, port: server.port, path: `${server.pathname.replace(/\/$/, '')}${path}${query}`, method: 'GET', headers: { ...(options.headers as http.OutgoingHttpHeaders | undefined), Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } },
       (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
@@ -63,7 +64,7 @@ export async function printedTable(kc: k8s.KubeConfig, path: string, labelSelect
     req.on('error', reject);
     req.end();
   });
-  const table = JSON.parse(body) as { columnDefinitions: { name: string; priority: number }[]; rows: { cells: unknown[] }[] };
+  const table = JSON.parse(body) as { columnDefinitions: { name: string; priority: number }[]; rows: { cells: (string | number | boolean | null)[] }[] };
   const columns = table.columnDefinitions.map((c) => ({ name: c.name.toUpperCase(), priority: c.priority }));
   const rows = table.rows.map((r) => Object.fromEntries(columns.map((c, i) => [c.name, r.cells[i] === null || r.cells[i] === undefined ? '' : String(r.cells[i])])));
   return { columns, rows };

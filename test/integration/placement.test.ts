@@ -52,14 +52,14 @@ beforeAll(async () => {
     },
   });
   await waitFor(`node ${gpuNode} Ready`, 60_000, async () => {
-    const n = (await user.get(nodeResource, undefined, gpuNode)) as (KubeObject & { status?: { conditions?: { type: string; status: string }[] } }) | undefined;
+    const n = await user.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(nodeResource, undefined, gpuNode);
     return n?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
   });
   // What a device plugin reports, and its address: the first of its /24, as for the cluster's own nodes.
   const gpus = { cpu: '32', memory: '128Gi', pods: '250', 'nvidia.com/gpu': '4' };
   await user.applyStatus(nodeResource, { apiVersion: 'v1', kind: 'Node', metadata: { name: gpuNode }, status: { capacity: gpus, allocatable: gpus, addresses: [{ type: 'InternalIP', address: '198.18.200.1' }, { type: 'Hostname', address: gpuNode }] } });
   await waitFor(`node ${gpuNode} with 4 GPUs`, 30_000, async () => {
-    const n = (await user.get(nodeResource, undefined, gpuNode)) as (KubeObject & { status?: { allocatable?: Record<string, string> } }) | undefined;
+    const n = await user.get<KubeObject & { status?: { allocatable?: Record<string, string> } }>(nodeResource, undefined, gpuNode);
     return n?.status?.allocatable?.['nvidia.com/gpu'] === '4' ? true : undefined;
   });
   plain = await createNamespace(admin, 'placement');

@@ -251,7 +251,7 @@ describe('the platform team\'s first hour on real containers', () => {
     }
     const r = await load.done;
     log(`real journey: controller upgrade (${seconds(timings.controllerUpgrade)} to the new pod holding the Lease) under load: ${describeReport(r)}`);
-    expect(after!.spec?.containers[0].image).toBe(`${journey.controllerRepository}:journey-2`);
+    expect(after.spec?.containers[0].image).toBe(`${journey.controllerRepository}:journey-2`);
     expect(await modelPods()).toEqual(podsBefore);
     expectPredicted(load, serving);
   }, 600_000);

@@ -140,7 +140,7 @@ export async function readyAddresses(namespace: string, service: string): Promis
  * each of those clusters resolving to the ready pods of its Service. Nothing when it routes nothing.
  */
 export async function expectedHost(e: MachineLearningEndpoint): Promise<ProgrammedHost | undefined> {
-  const namespace = e.metadata!.namespace!;
+  const namespace = e.metadata.namespace!;
   const traffic = e.status?.traffic ?? [];
   if (traffic.length === 0) return undefined;
   const serving = e.status?.endpointConfigVersion;
@@ -224,8 +224,8 @@ export function readXds(xdsAddress: string, extra: string[] = []): Promise<XdsSn
     const child = spawn(toolPath('xds-reader'), [`--xds=${xdsAddress}`, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     child.on('error', reject);
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as XdsSnapshot) : reject(new Error(`xds-reader exited with ${code}: ${err}`))));
   });

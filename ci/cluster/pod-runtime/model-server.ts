@@ -165,7 +165,7 @@ export class ModelServer {
       if (!probe) this.options.onAnswer?.(status);
     };
     // Drain the body (a prediction request carries one) before answering.
-    for await (const _ of req) void _;
+    for await (const _ of req as AsyncIterable<Buffer>) continue;
     if (probe) {
       if (this.isReady()) send(200, { status: 'ready' });
       else send(503, { status: 'not ready' });

@@ -28,7 +28,6 @@ const tokenRequestResource = (serviceAccount: string): Resource => ({ group: '',
 
 /** The fetcher's entrypoint in the controller image; the runtime runs the same program from source. */
 const fetcherCommand = ['node', '/app/dist/fetcher/main.js'];
-const fieldManager = 'ml-operator-local-kubelet';
 const initBackoffMs = [2_000, 4_000, 8_000, 16_000, 30_000];
 const isFetcher = (c: { command?: string[] }) => JSON.stringify(c.command) === JSON.stringify(fetcherCommand);
 
@@ -247,7 +246,7 @@ export class PodRuntime {
     }
     if (record || !this.node(pod.spec.nodeName)) return;
     if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return;
-    void this.run(pod).catch((err) => this.log.error({ pod: `${pod.metadata.namespace}/${pod.metadata.name}`, err }, 'pod failed to start'));
+    void this.run(pod).catch((err: unknown) => this.log.error({ pod: `${pod.metadata.namespace}/${pod.metadata.name}`, err }, 'pod failed to start'));
   }
 
   private gone(pod: Pod): void {
@@ -378,7 +377,7 @@ export class PodRuntime {
               instance: pod.metadata.labels?.['ml-operator.dev/model-instance'],
               version: pod.metadata.labels?.['ml-operator.dev/version'],
             },
-            address: record.ip!,
+            address: record.ip,
             port,
             readinessPath: container.readinessProbe?.httpGet?.path ?? '/',
             env,
@@ -469,8 +468,8 @@ export class PodRuntime {
       if (e.value !== undefined) env[e.name] = e.value;
       const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
       if (ref) {
-        const data = await dataOf(e.valueFrom?.secretKeyRef ? secretResource : configMapResource, ref.name).catch((err) => {
-          if (ref.optional) return {} as Record<string, string>;
+        const data = await dataOf(e.valueFrom?.secretKeyRef ? secretResource : configMapResource, ref.name).catch((err: unknown): Record<string, string> => {
+          if (ref.optional) return {};
           throw err;
         });
         if (data[ref.key] !== undefined) env[e.name] = data[ref.key];
@@ -538,8 +537,8 @@ export class PodRuntime {
       });
       record.fetcher = child;
       let output = '';
-      child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-      child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+      child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (output += c.toString()));
       const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 137)));
       record.fetcher = undefined;
       if (record.abort.signal.aborted) return false;

@@ -41,7 +41,7 @@ export function eventHandlers(config: OperatorConfig, caches: () => Caches | und
   };
   const onConfig = (o: KubeObject) => (isSnapshot(o) ? byEndpointLabel(o) : usingConfig(o.metadata.namespace, o.metadata.name));
   const onModel = (o: KubeObject) => {
-    if (isSnapshot(o)) return byEndpointLabel(o);
+    if (isSnapshot(o)) { byEndpointLabel(o); return; }
     for (const c of caches()?.configs.byIndex(indexes.model, keyOf(o.metadata.namespace, o.metadata.name)) ?? []) usingConfig(c.metadata.namespace, c.metadata.name);
   };
   const onVolume = (o: KubeObject) => {

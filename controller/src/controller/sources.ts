@@ -107,7 +107,7 @@ const lastApplied = 'kubectl.kubernetes.io/last-applied-configuration';
 export function transformFor(r: Resource): (obj: KubeObject) => KubeObject {
   const common = (obj: KubeObject) => {
     const annotations = obj.metadata.annotations;
-    if (annotations && lastApplied in annotations) delete annotations[lastApplied];
+    if (annotations && lastApplied in annotations) Reflect.deleteProperty(annotations, lastApplied);
     return obj;
   };
   if (r === resources.deployment) {

@@ -119,6 +119,6 @@ export async function fetchArtifact({ source, target, sha256, maxBytes }: FetchR
     return 'fetched';
   } finally {
     clearInterval(heartbeat);
-    await removeTree(tmp).catch((e) => log('warn', 'could not remove temporary directory', { path: tmp, error: String((e as Error).message) }));
+    await removeTree(tmp).catch((e: unknown) => log('warn', 'could not remove temporary directory', { path: tmp, error: (e as Error).message }));
   }
 }

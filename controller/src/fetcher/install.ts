@@ -35,7 +35,10 @@ export async function install(src: string, dest: string, trash: string, top = tr
     const s = join(src, name);
     const d = join(dest, name);
     for (let tries = 0; ; tries++) {
-      const [ss, ds] = await Promise.all([lstat(s), lstat(d).catch((e) => (errno(e) === 'ENOENT' ? null : Promise.reject(e)))]);
+      const [ss, ds] = await Promise.all([lstat(s), lstat(d).catch((e: unknown) => {
+          if (errno(e) === 'ENOENT') return null;
+          throw e;
+        })]);
       if (ss.isDirectory() && ds?.isDirectory()) {
         await install(s, d, trash, false);
         break;
@@ -81,7 +84,7 @@ export async function removeStaleTemps(target: string, log: Log, maxAgeMs = stal
     if (!st || now - st.mtimeMs <= maxAgeMs) continue;
     await removeTree(p).then(
       () => log('info', 'removed stale temporary directory', { path: p }),
-      (e) => log('warn', 'could not remove stale temporary directory', { path: p, error: String((e as Error).message) }),
+      (e: unknown) => log('warn', 'could not remove stale temporary directory', { path: p, error: (e as Error).message }),
     );
   }
 }

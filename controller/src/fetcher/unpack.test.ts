@@ -94,7 +94,7 @@ async function expectRefused(kind: 'tar.gz' | 'zip', members: Member[], reason: 
   const into = join(dir, 'into');
   const error = await unpack(kind, archive(kind, members), into, `https://h/a.${kind}`, unbounded).then(
     () => null,
-    (e: Error) => e,
+    (e: unknown) => e as Error,
   );
   expect(error?.message).toMatch(/^unsafe archive: /);
   expect(error?.message).toMatch(reason);

@@ -64,7 +64,10 @@ async function runTool(cmd: string, args: string[], options: { input?: Readable[
     }
   });
   // EPIPE: the tool stopped reading (done, or failed), and its exit code says which.
-  const feeding = input && pipeline([...input, child.stdin!]).catch((e: NodeJS.ErrnoException) => (e.code === 'EPIPE' || e.code === 'ERR_STREAM_PREMATURE_CLOSE' ? undefined : stop(e)));
+  const feeding = input && pipeline([...input, child.stdin!]).catch((e: unknown) => {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE') stop(e);
+  });
   let watching = false;
   const timer = watch
     ? setInterval(() => {

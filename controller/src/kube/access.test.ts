@@ -54,7 +54,7 @@ describe('loadClusterAccess', () => {
   it('reads a kubeconfig with a client certificate', async () => {
     const o = await options({ KUBECONFIG: kubeconfig({ 'client-certificate-data': Buffer.from('CERT').toString('base64'), 'client-key-data': Buffer.from('KEY').toString('base64') }) });
     expect(String(o.cert)).toBe('CERT');
-    expect(String(o.key)).toBe('KEY');
+    expect(String(o.key as Buffer)).toBe('KEY');
     expect(o.headers).toBeUndefined();
   });
   it('prefers KUBECONFIG to the in-cluster ServiceAccount, as kubectl does', async () => {

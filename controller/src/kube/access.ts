@@ -4,6 +4,7 @@
 // memory, half of the controller's). Anything else (exec plugins, auth providers, several kubeconfig
 // files) is handed to client-node's KubeConfig, loaded only then.
 import { readFileSync } from 'node:fs';
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -45,7 +46,8 @@ class StaticAccess implements ClusterAccess {
     if (c.key) opts.key = c.key;
     if (c.insecure) opts.rejectUnauthorized = false;
     const token = c.token?.();
-    if (token) opts.headers = { ...opts.headers, Authorization: `Bearer ${token}` };
+    // Headers as an object: RequestOptions also allows a raw [name, value, ...] list, which no caller passes.
+    if (token) opts.headers = { ...(opts.headers as OutgoingHttpHeaders | undefined), Authorization: `Bearer ${token}` };
   }
 }
 
@@ -66,8 +68,8 @@ interface NamedEntry<T> {
 }
 
 function fromFileOrData(base: Record<string, unknown>, file: string, data: string): Buffer | undefined {
-  if (typeof base[data] === 'string') return Buffer.from(base[data] as string, 'base64');
-  if (typeof base[file] === 'string') return readFileSync(base[file] as string);
+  if (typeof base[data] === 'string') return Buffer.from(base[data], 'base64');
+  if (typeof base[file] === 'string') return readFileSync(base[file]);
   return undefined;
 }
 

@@ -85,7 +85,7 @@ describe('KubeClient', () => {
   it('lists page by page, with an encoded label selector, and fills in apiVersion and kind', async () => {
     respond = (req, res) => {
       const next = req.query.get('continue');
-      if (!next) return json(res, 200, { metadata: { resourceVersion: '10', continue: 'page2' }, items: [{ metadata: { name: 'a', managedFields: [] } }] });
+      if (!next) { json(res, 200, { metadata: { resourceVersion: '10', continue: 'page2' }, items: [{ metadata: { name: 'a', managedFields: [] } }] }); return; }
       json(res, 200, { metadata: { resourceVersion: '10' }, items: [{ metadata: { name: 'b' } }] });
     };
     const client = new KubeClient(kc);
@@ -105,8 +105,8 @@ describe('KubeClient', () => {
 
   it('lists everything at once when the continue token expires', async () => {
     respond = (req, res) => {
-      if (req.query.get('continue')) return json(res, 410, { kind: 'Status', code: 410, reason: 'Expired', message: 'too old' });
-      if (req.query.get('limit')) return json(res, 200, { metadata: { resourceVersion: '5', continue: 'c' }, items: [{ metadata: { name: 'a' } }] });
+      if (req.query.get('continue')) { json(res, 410, { kind: 'Status', code: 410, reason: 'Expired', message: 'too old' }); return; }
+      if (req.query.get('limit')) { json(res, 200, { metadata: { resourceVersion: '5', continue: 'c' }, items: [{ metadata: { name: 'a' } }] }); return; }
       json(res, 200, { metadata: { resourceVersion: '9' }, items: [{ metadata: { name: 'a' } }, { metadata: { name: 'b' } }] });
     };
     const list = await new KubeClient(kc).list(configMap, 'ns');
@@ -133,21 +133,21 @@ describe('KubeClient', () => {
     let leading = false;
     const writes: string[] = [];
     const client = new KubeClient(kc, { onWrite: (verb, r) => writes.push(`${verb} ${r.plural}`), mayWrite: (r) => leading || r === resources.lease });
-    await expect(client.apply(configMap, { metadata: { name: 'a', namespace: 'ns' } } as never)).rejects.toThrow(FencedError);
+    await expect(client.apply(configMap, { metadata: { name: 'a', namespace: 'ns' } })).rejects.toThrow(FencedError);
     await expect(client.delete(configMap, 'ns', 'a')).rejects.toThrow(/PATCH|DELETE/);
     await expect(client.delete(configMap, 'ns', 'a')).rejects.toThrow(/does not hold the leader lease/);
     await client.get(configMap, 'ns', 'a');
-    await client.update(resources.lease, { metadata: { name: 'l', namespace: 'ns' } } as never);
+    await client.update(resources.lease, { metadata: { name: 'l', namespace: 'ns' } });
     leading = true;
-    await client.apply(configMap, { metadata: { name: 'a', namespace: 'ns' } } as never);
+    await client.apply(configMap, { metadata: { name: 'a', namespace: 'ns' } });
     expect(seen.map((r) => r.method)).toEqual(['GET', 'PUT', 'PATCH']);
     expect(writes).toEqual(['update leases', 'apply configmaps']);
   });
 
   it('creates, updates and deletes, with preconditions and propagation policy', async () => {
     respond = (req, res) => {
-      if (req.method === 'DELETE' && req.path.endsWith('/gone')) return json(res, 404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'not found' });
-      if (req.method === 'PUT') return json(res, 409, { kind: 'Status', code: 409, reason: 'Conflict', message: 'the object has been modified' });
+      if (req.method === 'DELETE' && req.path.endsWith('/gone')) { json(res, 404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'not found' }); return; }
+      if (req.method === 'PUT') { json(res, 409, { kind: 'Status', code: 409, reason: 'Conflict', message: 'the object has been modified' }); return; }
       json(res, req.method === 'POST' ? 201 : 200, req.body ? JSON.parse(req.body) : {});
     };
     const writes: string[] = [];

@@ -119,7 +119,7 @@ export class Informer<T extends KubeObject> {
         signal?.removeEventListener('abort', onAbort);
         resolve();
       };
-      if (signal?.aborted) return reject(signal.reason);
+      if (signal?.aborted) { reject(signal.reason); return; }
       signal?.addEventListener('abort', onAbort, { once: true });
       this.syncWaiters.add(done);
     });
@@ -189,7 +189,7 @@ export class Informer<T extends KubeObject> {
       this.index(obj, undefined);
       const ns = namespaceOf(obj);
       let byName = fresh.get(ns);
-      if (!byName) fresh.set(ns, (byName = new Map()));
+      if (!byName) fresh.set(ns, (byName = new Map<string, T>()));
       byName.set(obj.metadata.name, obj);
     }
     this.store = fresh;
@@ -238,13 +238,15 @@ export class Informer<T extends KubeObject> {
   }
 
   /** Applies one watch event to the cache; returns the resourceVersion it carries. */
-  private apply(type: WatchEventType, object: any): string | undefined {
+  private apply(type: WatchEventType, object: unknown): string | undefined {
+    // An ERROR event carries a Status; the others an object of the watched kind.
+    const event = object as { code?: unknown; reason?: string; message?: string; details?: unknown; metadata?: { resourceVersion?: string } } | null;
     if (type === 'ERROR') {
-      const code = Number(object?.code);
-      const message = `watch error: ${code} ${object?.reason ?? ''}: ${object?.message ?? JSON.stringify(object)}`;
-      throw code === 410 ? new GoneError(message) : new KubeError(message, code, String(object?.reason ?? 'Unknown'), object?.details);
+      const code = Number(event?.code);
+      const message = `watch error: ${code} ${event?.reason ?? ''}: ${event?.message ?? JSON.stringify(object)}`;
+      throw code === 410 ? new GoneError(message) : new KubeError(message, code, event?.reason ?? 'Unknown', event?.details);
     }
-    const resourceVersion: string | undefined = object?.metadata?.resourceVersion;
+    const resourceVersion = event?.metadata?.resourceVersion;
     if (type === 'BOOKMARK' || this.stopped) return resourceVersion;
     const obj = this.transform ? this.transform(object as T) : (object as T);
     const ns = namespaceOf(obj);
@@ -257,7 +259,7 @@ export class Informer<T extends KubeObject> {
       this.notify('delete', obj);
       return resourceVersion;
     }
-    if (!byName) this.store.set(ns, (byName = new Map()));
+    if (!byName) this.store.set(ns, (byName = new Map<string, T>()));
     byName.set(obj.metadata.name, obj);
     this.index(obj, previous);
     if (previous) this.notify('update', obj, previous);
@@ -271,10 +273,10 @@ export class Informer<T extends KubeObject> {
     const key = `${namespaceOf(obj)}/${obj.metadata.name}`;
     for (const [name, values] of Object.entries(this.indexers)) {
       let index = this.indices.get(name);
-      if (!index) this.indices.set(name, (index = new Map()));
+      if (!index) this.indices.set(name, (index = new Map<string, Map<string, T>>()));
       for (const value of values(obj)) {
         let entries = index.get(value);
-        if (!entries) index.set(value, (entries = new Map()));
+        if (!entries) index.set(value, (entries = new Map<string, T>()));
         entries.set(key, obj);
       }
     }

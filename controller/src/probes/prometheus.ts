@@ -15,7 +15,7 @@ interface QueryAnswer {
 export function prometheusClient(baseUrl: string, timeoutMs = 10_000): PrometheusClient {
   return {
     async query(promql, at) {
-      const url = `${baseUrl.replace(/\/+$/, '')}/api/v1/query?${new URLSearchParams({ query: promql, time: String(at.getTime() / 1000) })}`;
+      const url = `${baseUrl.replace(/\/+$/, '')}/api/v1/query?${new URLSearchParams({ query: promql, time: String(at.getTime() / 1000) }).toString()}`;
       let answer: QueryAnswer;
       try {
         const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });

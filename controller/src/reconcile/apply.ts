@@ -32,8 +32,8 @@ export class Applier {
       [this.deps.provider.auxiliaryResource, caches.auxiliary],
       [this.deps.autoscalerResource, caches.autoscalers],
       [resources.podDisruptionBudget, caches.disruptionBudgets],
-      [resources.endpointConfig, caches.configs as Store<KubeObject>],
-      [resources.model, caches.models as Store<KubeObject>],
+      [resources.endpointConfig, caches.configs],
+      [resources.model, caches.models],
     ];
     return stores.find(([r]) => r?.plural === resource.plural && r.group === resource.group)?.[1];
   }

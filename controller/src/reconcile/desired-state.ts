@@ -19,7 +19,7 @@ export interface WantedLive {
   /** Nodes that hold a hostPath model instance's files (empty in the other storage modes). */
   hostNodes(instance: string): string[];
   /** Whether the data plane has loaded a primary Service's auxiliary object, which the route may then name. */
-  loaded(service: string): boolean;
+  loaded: (service: string) => boolean;
   /** The cluster does not serve the provider's auxiliary objects (Traefik's TraefikService). */
   auxiliaryMissing: boolean;
 }
@@ -54,7 +54,7 @@ export function wantedRouting(ctx: desired.EndpointContext, provider: RoutingPro
 /** What the status reports beside the decision: the live counts and the data plane's word. */
 export interface Observed {
   /** Ready replicas of a model instance's Deployment. */
-  readyOf(instance: string): number;
+  readyOf: (instance: string) => number;
   /** The replicas an autoscaled instance runs now (undefined: not autoscaled, or not there yet). */
   autoscaledReplicas?(instance: string): number | undefined;
   /** What the data plane reports on the live route (providers that report), if there is one. */

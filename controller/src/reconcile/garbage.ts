@@ -76,7 +76,7 @@ const { keepInstances, keepVersions, keepAutoscalers, keepBudgets } = keep;
   if (keptConfigs.every((c) => c.status?.modelVersions)) {
     const keptModels = new Set([...keepInstances, ...keptConfigs.flatMap((c) => c.status!.modelVersions!.map((m) => m.instance ?? ''))]);
     for (const m of caches.models.byIndex(indexes.endpoint, key)) {
-      if (ours(m) && !keptModels.has(m.metadata.name!)) remove(resources.model, m);
+      if (ours(m) && !keptModels.has(m.metadata.name)) remove(resources.model, m);
     }
   }
   await Promise.all(deletions);

@@ -112,7 +112,7 @@ export class StatusWriter {
     const modelVersion = new Map<string, string>();
     // A status just written may not be in the cache yet: what was written (to that very object) counts.
     let memory = this.snapshotStatuses.get(endpointKey);
-    if (!memory) this.snapshotStatuses.set(endpointKey, (memory = new Map()));
+    if (!memory) this.snapshotStatuses.set(endpointKey, (memory = new Map<string, { uid: string | undefined; json: string }>()));
     const remembered = memory;
     const write = (r: Resource, live: KubeObject | undefined, name: string, status: Record<string, unknown>) => {
       const key = `${r.plural}/${name}`;

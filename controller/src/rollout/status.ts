@@ -15,7 +15,7 @@ export interface StatusInput {
   host: string;
   url: string;
   /** Ready replicas of a model instance's Deployment. */
-  readyOf(instance: string): number;
+  readyOf: (instance: string) => number;
   /** Conditions the data plane reports on the route, already named for the endpoint (RouteAccepted...). */
   routeConditions: ConditionInput[];
   /** Why the data plane gets no mirrors at all (the provider cannot mirror), if so. */

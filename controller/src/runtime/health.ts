@@ -70,10 +70,10 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
     else send(res, 503, `not ready${typeof state === 'string' ? `: ${state}` : ''}\n`);
   };
   const route = (probes: boolean, withMetrics: boolean) => (req: IncomingMessage, res: ServerResponse) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n');
+    if (req.method !== 'GET' && req.method !== 'HEAD') { send(res, 405, 'method not allowed\n'); return; }
     const path = (req.url ?? '/').split('?')[0];
-    if (probes && path === '/healthz') return send(res, 200, 'ok\n');
-    if (probes && path === '/readyz') return serveReady(res);
+    if (probes && path === '/healthz') { send(res, 200, 'ok\n'); return; }
+    if (probes && path === '/readyz') { serveReady(res); return; }
     if (withMetrics && path === '/metrics') return void serveMetrics(res);
     send(res, 404, 'not found\n');
   };

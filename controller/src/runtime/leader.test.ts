@@ -15,6 +15,8 @@ class LeaseServer {
   writes = 0;
 
   client(): KubeClient & { down: boolean } {
+    // The fake client's methods have their own `this`: `server` names the lease store they share.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const server = this;
     const client = {
       down: false,

@@ -117,7 +117,7 @@ export class LeaderElector {
         await this.client.update(resources.lease, {
           ...lease,
           spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, acquireTime: now, renewTime: now },
-        } as Lease);
+        });
         this.log.info('released the leader lease');
         return;
       } catch (err) {
@@ -180,7 +180,7 @@ export class LeaderElector {
     };
     const lease = await this.client.get<Lease>(resources.lease, this.namespace, this.name);
     if (!lease) {
-      const created = await this.client.create<Lease>(resources.lease, { metadata: { name: this.name, namespace: this.namespace }, spec: mine } as Lease);
+      const created = await this.client.create<Lease>(resources.lease, { metadata: { name: this.name, namespace: this.namespace }, spec: mine });
       this.observe(created);
       return true;
     }
@@ -198,7 +198,7 @@ export class LeaderElector {
         acquireTime: renewing ? (spec.acquireTime ?? mine.acquireTime) : mine.acquireTime,
         leaseTransitions: (spec.leaseTransitions ?? 0) + (renewing ? 0 : 1),
       },
-    } as Lease);
+    });
     this.observe(updated);
     return true;
   }

@@ -229,7 +229,7 @@ describe('WorkQueue', () => {
       calls++;
       if (calls === 1) throw new Error(`sync ${key}`);
       return Promise.resolve();
-    }) as (key: string) => Promise<ReconcileResult>);
+    }));
     queue.add('a');
     await vi.advanceTimersByTimeAsync(100);
     expect(calls).toBe(2);

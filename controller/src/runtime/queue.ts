@@ -6,6 +6,8 @@
 import type { Logger } from '../log.ts';
 
 /** What a reconcile returns: done, or "look again after this long". Throwing means "retry with backoff". */
+// void, not undefined: a reconcile function that returns nothing is done.
+// eslint-disable-next-line @typescript-eslint/no-invalid-void-type
 export type ReconcileResult = { requeueAfterMs?: number } | void;
 
 /** A failure that retrying cannot fix (invalid spec, say): the key is not requeued. */
@@ -24,7 +26,7 @@ export interface WorkQueueOptions {
   maxDelayMs?: number;
   logger: Logger;
   /** Called whenever the number of keys waiting to be processed changes. */
-  onDepth?(depth: number): void;
+  onDepth?: (depth: number) => void;
 }
 
 export class WorkQueue {
@@ -84,7 +86,7 @@ export class WorkQueue {
 
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
-    if (delayMs <= 0) return this.add(key);
+    if (delayMs <= 0) { this.add(key); return; }
     const at = Date.now() + delayMs;
     const pending = this.delayed.get(key);
     if (pending) {
