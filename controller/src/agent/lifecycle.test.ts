@@ -80,12 +80,13 @@ describe('the agent process', () => {
     const got = await Promise.all(answers);
     expect(got.map((a) => a.status)).toEqual(Array(20).fill(200));
     expect(await r.exited, r.output()).toBe(0);
-    const records = readRecords(r.captureDir);
+    // A probe sent before the agent got the signal may be answered and captured too; it has no id.
+    const records = readRecords(r.captureDir).filter((x) => x.eventMetadata.inferenceId !== undefined);
     expect(records.map((x) => x.eventMetadata.inferenceId).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `t${i}`).sort());
-    expect(r.output()).toMatch(/"msg":"stopped".*"inFlightAtSigterm":20,"unfinishedRequests":0,"recordsFlushed":20,"recordsDropped":0/);
+    expect(r.output()).toMatch(/"msg":"stopped".*"inFlightAtSigterm":2\d,"unfinishedRequests":0,"recordsFlushed":2\d,"recordsDropped":0/);
   }, 60_000);
 
-  it('streams a 64 MiB request and answer without holding them (peak memory grows by far less), and flags the record truncated', async () => {
+  it('streams a 256 MiB request and answer without holding them (peak memory grows by far less), and flags the record truncated', async () => {
     // Streams the request back as it comes: neither side is ever whole in memory.
     const echo = await listenOn((req, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
@@ -93,7 +94,7 @@ describe('the agent process', () => {
     });
     running = await startProcess(echo.url, { enabled: true, samplingPercent: 100, maxRecordBytes: 1000 }, 'large');
     const r = running;
-    const size = 64 << 20;
+    const size = 256 << 20;
     const chunk = Buffer.alloc(1 << 20);
     for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 7) % 251;
     const before = memory(r.child.pid!);
@@ -122,8 +123,9 @@ describe('the agent process', () => {
     process.stderr.write(`large body: ${size >> 20} MiB each way; agent RSS before ${(before.now / 2 ** 20).toFixed(1)} MiB, peak after ${(after.peak / 2 ** 20).toFixed(1)} MiB\n`);
     expect(received.bytes).toBe(size);
     expect(received.first.equals(chunk.subarray(0, 1000))).toBe(true);
-    // Holding either side whole would take the body's size at least; garbage not yet collected takes some.
-    expect(after.peak - before.now).toBeLessThan(size * 0.75);
+    // Holding either side whole would take the body's size at least. Chunks already passed on are
+    // freed by V8 in steps of its external-memory limit (64 MiB): about that much growth, whatever the size.
+    expect(after.peak - before.now).toBeLessThan(size / 2);
     r.child.kill('SIGTERM');
     expect(await r.exited, r.output()).toBe(0);
     const [record] = readRecords(r.captureDir);
