@@ -11,13 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient } from '@azure/storage-blob';
 import { azuriteAccount, minioRoot, startAzurite, startFakeGcs, startMinio, type RunningStore } from '../ci/object-stores.ts';
-import { bundleFetcher } from './bundle-fetcher.ts';
+import { bundledPrograms, bundleProgram } from './bundle.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dockerfile = readFileSync(join(root, 'controller', 'Dockerfile'), 'utf8');
 let app: string;
 let compile: { status: number | null; output: string };
-let bundle: { externalImports: string[] };
+let bundles: Record<string, { externalImports: string[] }>;
 
 function files(dir: string, suffix: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' })
@@ -33,7 +33,8 @@ beforeAll(async () => {
     encoding: 'utf8',
   });
   compile = { status: tsc.status, output: `${tsc.stdout}${tsc.stderr}` };
-  bundle = await bundleFetcher(join(app, 'dist', 'fetcher', 'main.js'));
+  bundles = {};
+  for (const program of bundledPrograms) bundles[program] = await bundleProgram(program, join(app, 'dist'));
   cpSync(join(root, 'package.json'), join(app, 'package.json'));
   symlinkSync(join(root, 'node_modules'), join(app, 'node_modules'));
 }, 120_000);
@@ -48,10 +49,10 @@ describe('the build stage', () => {
     expect(compile.status).toBe(0);
   });
 
-  it('emits one module per source, no tests, and rewrites relative imports to .js; the fetcher is one bundle', () => {
+  it('emits one module per source, no tests, and rewrites relative imports to .js; the fetcher and the agent are one bundle each', () => {
     const src = join(root, 'controller', 'src');
-    const sources = files(src, '.ts').filter((f) => !f.endsWith('.test.ts') && !f.startsWith('fetcher/') && !f.includes('/testing/'));
-    expect(files(join(app, 'dist'), '.js')).toEqual([...sources.map((f) => f.replace(/\.ts$/, '.js')), 'fetcher/main.js'].sort());
+    const sources = files(src, '.ts').filter((f) => !f.endsWith('.test.ts') && !f.startsWith('fetcher/') && !f.startsWith('agent/') && !f.includes('/testing/'));
+    expect(files(join(app, 'dist'), '.js')).toEqual([...sources.map((f) => f.replace(/\.ts$/, '.js')), 'fetcher/main.js', 'agent/main.js'].sort());
     for (const file of files(join(app, 'dist'), '.js')) {
       expect(readFileSync(join(app, 'dist', file), 'utf8'), file).not.toMatch(/from ['"]\.{1,2}\/[^'"]*\.ts['"]/);
     }
@@ -60,9 +61,9 @@ describe('the build stage', () => {
   it('needs only the production dependencies (npm ci --omit=dev)', () => {
     const { dependencies } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
     const packages = new Set<string>();
-    // The fetcher's bundle holds its packages: it may import nothing but Node.js's own modules.
-    expect(bundle.externalImports).toEqual([]);
-    for (const file of files(join(app, 'dist'), '.js').filter((f) => f !== 'fetcher/main.js')) {
+    // Each bundle holds its packages: it may import nothing but Node.js's own modules.
+    expect(bundles).toEqual({ fetcher: { externalImports: [] }, agent: { externalImports: [] } });
+    for (const file of files(join(app, 'dist'), '.js').filter((f) => f !== 'fetcher/main.js' && f !== 'agent/main.js')) {
       for (const [, specifier] of readFileSync(join(app, 'dist', file), 'utf8').matchAll(/(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
         if (specifier.startsWith('.') || specifier.startsWith('node:')) continue;
         packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]);
@@ -76,6 +77,7 @@ describe('the build stage', () => {
   it.each([
     ['the controller', 'main.js', ['--no-such-flag']],
     ['the artifact fetcher', 'fetcher/main.js', []],
+    ['the model agent', 'agent/main.js', []],
   ])('starts %s from /app/dist/%s', (_what, entrypoint, args) => {
     const run = spawnSync(process.execPath, [join(app, 'dist', entrypoint), ...args], { encoding: 'utf8', env: { PATH: process.env.PATH } });
     expect(run.stderr).not.toMatch(/ERR_MODULE_NOT_FOUND|ERR_UNKNOWN_FILE_EXTENSION|SyntaxError/);
@@ -132,7 +134,7 @@ describe('controller/Dockerfile', () => {
     expect(stages[1]).toMatch(/^RUN npm ci --omit=dev\b/m);
     expect(runtime).toMatch(/^COPY --from=dependencies \/app\/node_modules \.\/node_modules$/m);
     expect(runtime).toMatch(/^COPY --from=build \/src\/controller\/dist \.\/dist$/m);
-    expect(stages[0]).toMatch(/^RUN node controller\/bundle-fetcher\.ts$/m);
+    expect(stages[0]).toMatch(/^RUN node controller\/bundle\.ts$/m);
     expect(runtime).not.toMatch(/npm (ci|install)/);
   });
 

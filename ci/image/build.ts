@@ -218,7 +218,7 @@ function packArchive(dir: string, files: Record<string, string>, archive: string
 
 /**
  * The image at work, read-only as user 65532: the controller refuses an unknown flag (exit 2, after
- * loading its whole module graph), the fetcher prints its usage (exit 2), and the fetcher unpacks a
+ * loading its whole module graph), the fetcher and the model agent print their usage (exit 2), and the fetcher unpacks a
  * .tar.gz and a .zip from a read-only claim (pvc://) into a volume it owns (exit 0, the files there).
  */
 export async function checkImage(image: string): Promise<RunCheck[]> {
@@ -229,6 +229,7 @@ export async function checkImage(image: string): Promise<RunCheck[]> {
   };
   record('controller --no-such-flag', await runReadOnly(image, ['--no-such-flag']));
   record('fetcher without arguments', await runReadOnly(image, ['/app/dist/fetcher/main.js'], ['--entrypoint=node']));
+  record('agent without arguments', await runReadOnly(image, ['/app/dist/agent/main.js'], ['--entrypoint=node']));
   const scratch = mkdtempSync(join(tmpdir(), 'ml-operator-image-run-'));
   try {
     const claim = join(scratch, 'claim');
@@ -299,7 +300,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   process.stdout.write(`${built.image} (${built.id.slice(0, 12)}), built in ${built.seconds.toFixed(1)}s; pushed as ${pushed.reference}@${pushed.digest}\n`);
   process.stdout.write(`${sizeReport(await imageLayers(built.image), pushed)}\n`);
   const checks = await withProgress('image', `running the image read-only as user ${imageUser}`, () => checkImage(built.image));
-  const expected: Record<string, number> = { 'controller --no-such-flag': 2, 'fetcher without arguments': 2 };
+  const expected: Record<string, number> = { 'controller --no-such-flag': 2, 'fetcher without arguments': 2, 'agent without arguments': 2 };
   let failed = 0;
   for (const c of checks) {
     const want = expected[c.what] ?? 0;

@@ -60,6 +60,12 @@ describe('controller/Dockerfile built with podman', () => {
     expect(run.code, run.output).toBe(2);
   });
 
+  it('starts the model agent read-only as user 65532: without --model it prints its usage and exits with 2', () => {
+    const run = check('agent without arguments');
+    expect(run.output).toMatch(/--model is required[\s\S]*usage: agent/);
+    expect(run.code, run.output).toBe(2);
+  });
+
   it.each(['model.tar.gz', 'model.zip'])('unpacks %s from a read-only claim into a volume of user 65532 (the image carries tar, gzip and unzip)', (archive) => {
     const run = check(`fetcher pvc://models/${archive}`);
     expect(run.output).toMatch(/"msg":"done"/);

@@ -19,7 +19,7 @@ import { httpStatusText } from './s3.ts';
 import { redactUri, type ArtifactSource } from './uri.ts';
 
 type AzureSource = Extract<ArtifactSource, { scheme: 'azure' }>;
-type Identity = 'connection string' | 'account key' | 'SAS' | 'default credential';
+export type Identity = 'connection string' | 'account key' | 'SAS' | 'default credential';
 
 interface AzureError {
   name?: string;
@@ -28,10 +28,12 @@ interface AzureError {
   message?: string;
 }
 
-/** Opens the blob: one GET, whose headers give the size and whose body streams. */
-export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: number): () => Promise<OpenedObject> {
-  const shown = redactUri(source.uri);
-  let serviceUrl = `https://${source.account}.blob.core.windows.net`;
+/**
+ * A Blob service client for `account` with the credentials above (`sas`: one from the URI, if any).
+ * Shared with the model agent's capture writer, so that both read the same environment.
+ */
+export function azureService(account: string, sasFromUri: string, env: Env, log: Log, timeoutMs: number, shown: string): { service: BlobServiceClient; identity: Identity } {
+  let serviceUrl = `https://${account}.blob.core.windows.net`;
   if (env.AZURE_STORAGE_BLOB_ENDPOINT) {
     try {
       const url = new URL(env.AZURE_STORAGE_BLOB_ENDPOINT);
@@ -41,7 +43,7 @@ export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: 
       throw new FetchError(`invalid AZURE_STORAGE_BLOB_ENDPOINT ${redactUri(env.AZURE_STORAGE_BLOB_ENDPOINT)}: expected a URL such as http://azurite:10000/devstoreaccount1`);
     }
   }
-  const sas = (source.url?.search.slice(1) || env.AZURE_STORAGE_SAS_TOKEN || '').replace(/^\?/, '');
+  const sas = (sasFromUri || env.AZURE_STORAGE_SAS_TOKEN || '').replace(/^\?/, '');
   // One try per attempt: download.ts retries, with the same messages for every source.
   const options = { retryOptions: { maxTries: 1, tryTimeoutInMs: timeoutMs } };
   let identity: Identity;
@@ -52,7 +54,7 @@ export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: 
       service = BlobServiceClient.fromConnectionString(env.AZURE_STORAGE_CONNECTION_STRING, options);
     } else if (env.AZURE_STORAGE_KEY) {
       identity = 'account key';
-      service = new BlobServiceClient(serviceUrl, new StorageSharedKeyCredential(env.AZURE_STORAGE_ACCOUNT || source.account, env.AZURE_STORAGE_KEY), options);
+      service = new BlobServiceClient(serviceUrl, new StorageSharedKeyCredential(env.AZURE_STORAGE_ACCOUNT || account, env.AZURE_STORAGE_KEY), options);
     } else if (sas) {
       identity = 'SAS';
       service = new BlobServiceClient(`${serviceUrl}?${sas}`, new AnonymousCredential(), options);
@@ -65,6 +67,13 @@ export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: 
     throw new FetchError(`the artifactSecret's Azure credentials for ${shown} are malformed (${(e as Error).message.split('\n')[0]}): check AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY`);
   }
   log('info', 'credentials', { uri: shown, source: identity });
+  return { service, identity };
+}
+
+/** Opens the blob: one GET, whose headers give the size and whose body streams. */
+export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: number): () => Promise<OpenedObject> {
+  const shown = redactUri(source.uri);
+  const { service, identity } = azureService(source.account, source.url?.search.slice(1) ?? '', env, log, timeoutMs, shown);
   const blob: BlobClient = service.getContainerClient(source.container).getBlobClient(source.blob);
 
   return async () => {

@@ -17,7 +17,7 @@ import { httpStatusText } from './s3.ts';
 import { redactUri, type ArtifactSource } from './uri.ts';
 
 type GsSource = Extract<ArtifactSource, { scheme: 'gs' }>;
-type Identity = 'access token' | 'key' | 'default credentials' | 'emulator';
+export type Identity = 'access token' | 'key' | 'default credentials' | 'emulator';
 
 interface GoogleError {
   code?: number | string;
@@ -36,9 +36,11 @@ function endpointOf(name: string, value: string): string {
   }
 }
 
-/** Opens gs://bucket/object: its metadata first (size, and a clear refusal), then its media. */
-export function gcsOpener(source: GsSource, env: Env, log: Log, timeoutMs: number): { open: () => Promise<OpenedObject>; translate: (e: unknown) => FetchError | undefined } {
-  const shown = redactUri(source.uri);
+/**
+ * A Cloud Storage client for `shown` (a URI, for messages) with the credentials above. Shared with the
+ * model agent's capture writer, so that both read the same environment.
+ */
+export function gcsStorage(env: Env, log: Log, timeoutMs: number, shown: string): { storage: Storage; identity: Identity } {
   const options: StorageOptions = { retryOptions: { autoRetry: false }, timeout: timeoutMs };
   let identity: Identity;
   if (env.STORAGE_EMULATOR_HOST) {
@@ -76,6 +78,13 @@ export function gcsOpener(source: GsSource, env: Env, log: Log, timeoutMs: numbe
   } finally {
     if (emulatorHost !== undefined) process.env.STORAGE_EMULATOR_HOST = emulatorHost;
   }
+  return { storage, identity };
+}
+
+/** Opens gs://bucket/object: its metadata first (size, and a clear refusal), then its media. */
+export function gcsOpener(source: GsSource, env: Env, log: Log, timeoutMs: number): { open: () => Promise<OpenedObject>; translate: (e: unknown) => FetchError | undefined } {
+  const shown = redactUri(source.uri);
+  const { storage, identity } = gcsStorage(env, log, timeoutMs, shown);
   const file = storage.bucket(source.bucket).file(source.object);
   const translate = (e: unknown) => gcsError(e as GoogleError, identity, shown, env);
 

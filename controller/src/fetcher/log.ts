@@ -26,7 +26,7 @@ export function masker(env: Env): (text: string) => string {
   return (text) => secrets.reduce((t, s) => t.split(s).join('REDACTED'), text);
 }
 
-export function makeLog(env: Env, out: (line: string) => void): Log {
+export function makeLog(env: Env, out: (line: string) => void, component = 'fetcher'): Log {
   const mask = masker(env);
-  return (level, msg, fields = {}) => out(mask(JSON.stringify({ time: new Date().toISOString(), level, component: 'fetcher', msg, ...fields })));
+  return (level, msg, fields = {}) => out(mask(JSON.stringify({ time: new Date().toISOString(), level, component, msg, ...fields })));
 }

@@ -22,7 +22,7 @@ import { redactUri, type ArtifactSource } from './uri.ts';
 type S3Source = Extract<ArtifactSource, { scheme: 's3' }>;
 
 /** Where the credentials came from, for messages. */
-type Identity =
+export type Identity =
   | { kind: 'keys' }
   | { kind: 'web identity'; roleArn: string; tokenFile: string }
   | { kind: 'default chain' }
@@ -50,9 +50,11 @@ function endpointOf(name: string, value: string): string {
   }
 }
 
-/** Opens s3://bucket/key: resolves credentials (once for all attempts), then GETs the object. */
-export function s3Opener(source: S3Source, env: Env, log: Log, timeoutMs: number): () => Promise<OpenedObject> {
-  const shown = redactUri(source.uri);
+/**
+ * An S3 client for `shown` (a URI, for messages) with the credential chain above, made on first use
+ * and kept. Shared with the model agent's capture writer, so that both read the same environment.
+ */
+export function s3Connection(env: Env, log: Log, timeoutMs: number, shown: string): { connect: () => Promise<S3Client>; identity: () => Identity } {
   const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1';
   const s3EndpointName = env.AWS_ENDPOINT_URL_S3 ? 'AWS_ENDPOINT_URL_S3' : 'AWS_ENDPOINT_URL';
   const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL ? endpointOf(s3EndpointName, (env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL)!) : undefined;
@@ -107,7 +109,13 @@ export function s3Opener(source: S3Source, env: Env, log: Log, timeoutMs: number
     if (identity.kind !== 'anonymous') log('info', 'credentials', { uri: shown, source: identity.kind, ...(identity.kind === 'web identity' ? { roleArn: identity.roleArn } : {}) });
     return client;
   };
+  return { connect, identity: () => identity };
+}
 
+/** Opens s3://bucket/key: resolves credentials (once for all attempts), then GETs the object. */
+export function s3Opener(source: S3Source, env: Env, log: Log, timeoutMs: number): () => Promise<OpenedObject> {
+  const shown = redactUri(source.uri);
+  const { connect, identity } = s3Connection(env, log, timeoutMs, shown);
   return async () => {
     const s3 = await connect();
     try {
@@ -121,7 +129,7 @@ export function s3Opener(source: S3Source, env: Env, log: Log, timeoutMs: number
       const status = err.$metadata?.httpStatusCode;
       // No answer at all: a network error, which download.ts words and retries.
       if (!status) throw e;
-      throw s3StatusError(status, err, identity, shown, env);
+      throw s3StatusError(status, err, identity(), shown, env);
     }
   };
 }
