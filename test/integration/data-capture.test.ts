@@ -88,9 +88,9 @@ describe('Data Capture to S3 (MinIO)', () => {
     const sent = new Map<string, string>();
     const run = load(suite.host(name), {
       requests: 2000,
-      rate: 100,
+      rate: 40,
       concurrency: 64,
-      maxDurationMs: 60_000,
+      maxDurationMs: 120_000,
       method: 'POST',
       keepAnswers: true,
       requestFor: (i) => {
@@ -101,7 +101,6 @@ describe('Data Capture to S3 (MinIO)', () => {
     });
     const report = await run.done;
     printReport('2,000 requests, 25% captured', report);
-    expectServed(run, { namespace, backends: [instance] });
 
     const prefix = `records/${namespace}/${name}/${name}/`;
     const found = (await settledRecords(prefix, 3)).filter((r) => r.eventMetadata.inferenceId?.startsWith('req-'));
@@ -110,14 +109,16 @@ describe('Data Capture to S3 (MinIO)', () => {
     expect(found.length).toBeGreaterThanOrEqual(low);
     expect(found.length).toBeLessThanOrEqual(high);
     expect(new Set(found.map((r) => r.eventMetadata.inferenceId)).size).toBe(found.length);
-    const answers = new Map(run.samples.map((s) => [`req-${s.i}`, s.answer?.toString('utf8')]));
+    // A client that gave up (its deadline passed) got no answer to compare with; the record still has the model's.
+    const answers = new Map(run.samples.filter((s) => s.status === 200).map((s) => [`req-${s.i}`, s.answer?.toString('utf8')]));
     for (const r of found) {
       const id = r.eventMetadata.inferenceId!;
       expect(r.captureData.endpointInput, id).toMatchObject({ encoding: 'JSON', data: sent.get(id) });
-      expect(r.captureData.endpointOutput?.data, id).toBe(answers.get(id));
+      if (answers.has(id)) expect(r.captureData.endpointOutput?.data, id).toBe(answers.get(id));
       expect(r.mlOperator).toMatchObject({ endpoint: name, variant: name, status: 200, truncated: false });
       expect(r.eventVersion).toBe('0');
     }
+    expectServed(run, { namespace, backends: [instance] });
     const captured = await waitForEndpoint(namespace, name, 'DataCaptured True', (x) => x.status?.conditions?.find((c) => c.type === 'DataCaptured')?.status === 'True', 60_000);
     expect(captured.status!.conditions!.find((c) => c.type === 'DataCaptured')!.message).toContain(`s3://${bucket}/records`);
   }, 400_000);
