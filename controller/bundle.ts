@@ -19,7 +19,10 @@ export const bundledPrograms = ['fetcher', 'agent'] as const;
 export async function bundleProgram(program: (typeof bundledPrograms)[number], distDir: string = join(root, 'controller', 'dist')): Promise<{ externalImports: string[] }> {
   const { metafile } = await build({
     entryPoints: [join(root, 'controller', 'src', program, 'main.ts')],
-    outfile: join(distDir, program, 'main.js'),
+    // The agent runs beside every capturing model: what it imports dynamically (its object-store
+    // writers with their SDKs) goes into chunks/, read only when used, so that an agent writing to a
+    // volume keeps the SDKs out of its memory (about 64 MiB resident instead of 88).
+    ...(program === 'agent' ? { outdir: join(distDir, program), entryNames: 'main', splitting: true, chunkNames: 'chunks/[name]-[hash]' } : { outfile: join(distDir, program, 'main.js') }),
     bundle: true,
     platform: 'node',
     target: 'node24',

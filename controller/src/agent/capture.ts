@@ -52,6 +52,8 @@ export interface CaptureOptions {
   /** Backoff between attempts on a failing sink (doubling, capped at maxRetryMs). */
   minRetryMs?: number;
   maxRetryMs?: number;
+  /** How long one write (or check) may take before it counts as failed. */
+  sinkTimeoutMs?: number;
   now?: () => number;
 }
 
@@ -108,6 +110,11 @@ export class Capture {
       this.setHealth(true, null);
       void this.checkNow();
     }
+  }
+
+  /** Resolves once the current destination's sink is open (or has failed to open). */
+  async opened(): Promise<void> {
+    await this.destination?.sink.catch(() => {});
   }
 
   /** The config file could not be used: the last good config stays, and status says why. */
@@ -229,13 +236,13 @@ export class Capture {
       try {
         const sink = await destination.sink;
         if (file) {
-          await sink.put(file.key, file.body);
+          await this.bounded(sink.put(file.key, file.body), destination.name);
           this.queue.shift();
           this.held -= file.body.length;
           this.written += file.records;
           this.options.onWritten?.(file.records);
         } else {
-          await sink.check();
+          await this.bounded(sink.check(), destination.name);
         }
         if (destination === this.destination) this.setHealth(true, null);
         retryMs = this.options.minRetryMs ?? 500;
@@ -261,12 +268,27 @@ export class Capture {
     }
   }
 
+  /** A sink's call, failed if it has not settled in sinkTimeoutMs: a store that hangs is a failing store. */
+  private async bounded<T>(call: Promise<T>, destination: string): Promise<T> {
+    const timeoutMs = this.options.sinkTimeoutMs ?? 15_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${destination} did not answer within ${timeoutMs / 1000} s: check the endpoint and the network; the agent retries`)), timeoutMs);
+    });
+    call.catch(() => {});
+    try {
+      return await Promise.race([call, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** The first check of a new destination, so that a bad one is reported before any traffic. */
   async checkNow(): Promise<void> {
     const d = this.destination;
     if (!d) return;
     try {
-      await (await d.sink).check();
+      await this.bounded((await d.sink).check(), d.name);
       if (d === this.destination) this.setHealth(true, null);
     } catch (e) {
       if (d === this.destination) {

@@ -84,6 +84,8 @@ export async function startAgent(flags: Flags, env: Env, log: Log, sinkOpener: (
     }
   };
   await reload();
+  // An object store's SDK loads before the first request rather than under it.
+  await capture.opened();
   const poll = setInterval(() => void reload(), flags.configPollMs);
   poll.unref();
 

@@ -86,7 +86,7 @@ describe('the proxy', () => {
     expect(metrics).toMatch(/^ml_agent_requests_total\{code_class="5xx",namespace="ns1",endpoint="titanic",variant="a",version="v123"\} 1$/m);
     const ready = await fetch(`${agent.admin}/-/agent/ready`);
     expect(ready.status).toBe(503);
-    expect((await ready.json()).reason).toMatch(/the model did not answer on \/ready: connect ECONNREFUSED/);
+    expect(((await ready.json()) as { reason: string }).reason).toMatch(/the model did not answer on \/ready: connect ECONNREFUSED/);
   });
 
   it('serves readiness, status and metrics on the admin port only', async () => {

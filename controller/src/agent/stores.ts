@@ -53,14 +53,14 @@ export async function storeSink(destination: string, env: Env, log: Log, timeout
       destination,
       async check() {
         try {
-          await (await connect()).send(new HeadBucketCommand({ Bucket: bucket }));
+          await (await connect()).send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) });
         } catch (e) {
           throw describe(e, 'checking the bucket of', destination, 's3:ListBucket and s3:PutObject');
         }
       },
       async put(key, body) {
         try {
-          await (await connect()).send(new PutObjectCommand({ Bucket: bucket, Key: joinKey(prefix, key), Body: body, ContentType: 'application/jsonl' }));
+          await (await connect()).send(new PutObjectCommand({ Bucket: bucket, Key: joinKey(prefix, key), Body: body, ContentType: 'application/jsonl' }), { abortSignal: AbortSignal.timeout(timeoutMs) });
         } catch (e) {
           throw describe(e, 'writing to', destination, 's3:PutObject');
         }
@@ -102,14 +102,14 @@ export async function storeSink(destination: string, env: Env, log: Log, timeout
       destination,
       async check() {
         try {
-          await client.getProperties();
+          await client.getProperties({ abortSignal: AbortSignal.timeout(timeoutMs) });
         } catch (e) {
           throw describe(e, 'checking the container of', destination, permission);
         }
       },
       async put(key, body) {
         try {
-          await client.getBlockBlobClient(joinKey(prefix, key)).uploadData(body, { blobHTTPHeaders: { blobContentType: 'application/jsonl' } });
+          await client.getBlockBlobClient(joinKey(prefix, key)).uploadData(body, { blobHTTPHeaders: { blobContentType: 'application/jsonl' }, abortSignal: AbortSignal.timeout(timeoutMs) });
         } catch (e) {
           throw describe(e, 'writing to', destination, permission);
         }

@@ -1,0 +1,160 @@
+// `npm run bench:agent`: what the model agent costs. One model server process (a minimal node server
+// answering after 5 ms of work) and the agent as the image runs it (controller/bundle.ts's
+// dist/agent/main.js, its own process), with 10% of requests captured to a file sink. In the same run,
+// alternating 15 s slices, the same open-loop load of 500 requests/s goes direct to the model and
+// through the agent; then each is driven to saturation (closed loop, 32 at a time) for 10 s. Prints the
+// added latency at p50 and p99, the throughput ratio, and the agent's RSS at the start and end of the
+// run (and its peak). No assertions: the figures are for the issue's note.
+//   npm run bench:agent [-- --minutes=1]      (minutes of load through the agent; as many direct)
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { bundleProgram } from '../../controller/bundle.ts';
+import { freePort } from '../processes.ts';
+import { percentile } from '../traffic/load.ts';
+import { waitFor } from '../wait.ts';
+
+const minutesArg = process.argv.slice(2).find((a) => a.startsWith('--minutes='));
+const unknown = process.argv.slice(2).filter((a) => !a.startsWith('--minutes='));
+const minutes = minutesArg ? Number(minutesArg.slice('--minutes='.length)) : 1;
+if (unknown.length || !(minutes > 0)) {
+  process.stderr.write('usage: npm run bench:agent [-- --minutes=N]\n');
+  process.exit(2);
+}
+const rate = 500;
+const sliceMs = 15_000;
+
+const modelSource = `
+const http = require('node:http');
+http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => setTimeout(() => {
+    const body = JSON.stringify({ prediction: Buffer.concat(chunks).length % 7, model: 'bench' });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }, 5));
+}).listen(Number(process.argv[1]), '127.0.0.1');
+`;
+
+function start(args: string[], what: string): { child: ChildProcess; exited: Promise<void>; output: () => string } {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, ML_NAMESPACE: 'bench', ML_ENDPOINT: 'bench', ML_VARIANT: 'a', ML_MODEL_VERSION: 'v1', ML_POD_NAME: 'bench-pod' } });
+  let output = '';
+  child.stderr!.on('data', (c) => (output = (output + c).slice(-4000)));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.once('exit', (code) => code && process.stderr.write(`${what} exited with ${code}: ${output}\n`));
+  return { child, exited, output: () => output };
+}
+
+const rss = (pid: number) => {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)![1]) / 1024;
+  return { now: kb('VmRSS'), peak: kb('VmHWM') };
+};
+
+const agentPool = () => new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+function once(url: string, pool: http.Agent, body: string): Promise<{ ms: number; ok: boolean }> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const req = http.request(url, { method: 'POST', agent: pool, headers: { 'content-type': 'application/json' }, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ ms: performance.now() - started, ok: res.statusCode === 200 }));
+      res.on('error', () => resolve({ ms: performance.now() - started, ok: false }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve({ ms: performance.now() - started, ok: false }));
+    req.end(body);
+  });
+}
+
+/** Open loop: one request every 1/rate s for `ms`, each at its time; returns the latencies. */
+async function openLoop(url: string, pool: http.Agent, ms: number, out: number[], failures: { n: number }): Promise<void> {
+  const started = performance.now();
+  const pending: Promise<void>[] = [];
+  let i = 0;
+  for (;;) {
+    const due = started + (i * 1000) / rate;
+    if (due - started >= ms) break;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const body = JSON.stringify({ features: [i, i % 3, 0.5] });
+    pending.push(
+      once(url, pool, body).then((r) => {
+        if (r.ok) out.push(r.ms);
+        else failures.n++;
+      }),
+    );
+    i++;
+  }
+  await Promise.all(pending);
+}
+
+/** Closed loop, `concurrency` at a time for `ms`: answers per second. */
+async function saturate(url: string, ms: number, concurrency = 32): Promise<number> {
+  const pool = agentPool();
+  const end = performance.now() + ms;
+  let done = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) if ((await once(url, pool, '{"features":[1,2,3]}')).ok) done++;
+    }),
+  );
+  pool.destroy();
+  return done / (ms / 1000);
+}
+
+const work = mkdtempSync(join(tmpdir(), 'ml-operator-bench-agent-'));
+const processes: ChildProcess[] = [];
+try {
+  await bundleProgram('agent', join(work, 'dist'));
+  const [modelPort, port, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const model = start(['-e', modelSource, String(modelPort)], 'the model');
+  processes.push(model.child);
+  const capture = join(work, 'capture');
+  const config = join(work, 'config.json');
+  writeFileSync(config, JSON.stringify({ capture: { enabled: true, samplingPercent: 10, destination: pathToFileURL(capture).href, rotation: { maxBytes: 4 << 20, maxSeconds: 30 } } }));
+  const agent = start([join(work, 'dist', 'agent', 'main.js'), `--model=http://127.0.0.1:${modelPort}`, `--listen=127.0.0.1:${port}`, `--admin-listen=127.0.0.1:${adminPort}`, `--config=${config}`], 'the agent');
+  processes.push(agent.child);
+  const direct = `http://127.0.0.1:${modelPort}/predict`;
+  const through = `http://127.0.0.1:${port}/predict`;
+  await waitFor('the agent ready', 30_000, async () => ((await fetch(`http://127.0.0.1:${adminPort}/-/agent/ready`).catch(() => undefined))?.status === 200 ? true : undefined), agent.output);
+  // Warm-up: both paths, so that neither pays for JIT compilation in the figures.
+  const warm = { n: 0 };
+  const [poolDirect, poolAgent] = [agentPool(), agentPool()];
+  await openLoop(direct, poolDirect, 3000, [], warm);
+  await openLoop(through, poolAgent, 3000, [], warm);
+  const rssStart = rss(agent.child.pid!);
+  process.stdout.write(`agent bench: ${minutes} min at ${rate} req/s through the agent (10% captured to a file sink) and as long direct, in ${sliceMs / 1000} s slices; agent RSS at start ${rssStart.now.toFixed(1)} MiB\n`);
+  const latencies = { direct: [] as number[], agent: [] as number[] };
+  const failures = { direct: { n: 0 }, agent: { n: 0 } };
+  const slices = Math.max(1, Math.round((minutes * 60_000) / sliceMs));
+  const rssTrace: number[] = [];
+  for (let s = 0; s < slices; s++) {
+    await openLoop(direct, poolDirect, sliceMs, latencies.direct, failures.direct);
+    await openLoop(through, poolAgent, sliceMs, latencies.agent, failures.agent);
+    rssTrace.push(rss(agent.child.pid!).now);
+    process.stdout.write(`  slice ${s + 1}/${slices}: agent RSS ${rssTrace.at(-1)!.toFixed(1)} MiB\n`);
+  }
+  const rssEnd = rss(agent.child.pid!);
+  poolDirect.destroy();
+  poolAgent.destroy();
+  const d = latencies.direct.sort((a, b) => a - b);
+  const a = latencies.agent.sort((x, y) => x - y);
+  const row = (name: string, l: number[], f: number) => `  ${name.padEnd(8)} ${String(l.length).padStart(7)} ${String(f).padStart(6)} ${percentile(l, 50).toFixed(2).padStart(8)} ${percentile(l, 99).toFixed(2).padStart(8)} ${(l.at(-1) ?? 0).toFixed(1).padStart(8)}`;
+  process.stdout.write(`  ${'PATH'.padEnd(8)} ${'ANSWERS'.padStart(7)} ${'FAILED'.padStart(6)} ${'P50 ms'.padStart(8)} ${'P99 ms'.padStart(8)} ${'MAX ms'.padStart(8)}\n${row('direct', d, failures.direct.n)}\n${row('agent', a, failures.agent.n)}\n`);
+  process.stdout.write(`  added by the agent: p50 ${(percentile(a, 50) - percentile(d, 50)).toFixed(2)} ms, p99 ${(percentile(a, 99) - percentile(d, 99)).toFixed(2)} ms\n`);
+  const saturatedDirect = await saturate(direct, 10_000);
+  const saturatedAgent = await saturate(through, 10_000);
+  process.stdout.write(`  saturation (32 at a time, 10 s each): direct ${saturatedDirect.toFixed(0)}/s, through the agent ${saturatedAgent.toFixed(0)}/s: ${((saturatedAgent / saturatedDirect) * 100).toFixed(1)}% of direct\n`);
+  const status = (await (await fetch(`http://127.0.0.1:${adminPort}/-/agent/status`)).json()) as { capture: { written: number; dropped: number; healthy: boolean } };
+  process.stdout.write(`  agent RSS: start ${rssStart.now.toFixed(1)} MiB, end of the 500 req/s run ${rssEnd.now.toFixed(1)} MiB, peak ${rss(agent.child.pid!).peak.toFixed(1)} MiB; capture: ${status.capture.written} written, ${status.capture.dropped} dropped, healthy ${status.capture.healthy} (records still in the open file are not counted yet)\n`);
+  agent.child.kill('SIGTERM');
+  await agent.exited;
+} finally {
+  for (const p of processes) if (p.exitCode === null) p.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+}
