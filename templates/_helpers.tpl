@@ -158,12 +158,13 @@ Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
   verbs: ["create"]
 # Rollout gates: the capacity check reads the namespace's quotas; the smoke test reads its requests
 # from a ConfigMap and sends them to the new version's pods, found through their EndpointSlices.
+# Data Capture: the agents of an endpoint read their capture settings from a ConfigMap it writes.
 - apiGroups: [""]
   resources: ["resourcequotas"]
   verbs: ["list"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["list"]

@@ -33,6 +33,10 @@ export interface LoadOptions {
   headers?: Record<string, string>;
   method?: 'GET' | 'POST';
   body?: string;
+  /** Headers and body of request i, over `headers` and `body` (a distinct inference id and payload, say). */
+  requestFor?: (i: number) => { headers?: Record<string, string>; body?: string };
+  /** Keep each answer's body in its sample (`answer`), to compare with what was captured. */
+  keepAnswers?: boolean;
   /**
    * How long past its expected duration (its `sleepMs`) a request may take before it is cut and
    * counted as failed (status 0); default 3 s.
@@ -63,6 +67,8 @@ export interface Sample {
   status: number;
   error?: string;
   backend?: Backend;
+  /** The answer's body, when the run keeps them. */
+  answer?: Buffer;
 }
 
 export interface LoadReport {
@@ -200,8 +206,10 @@ export function startLoad(o: LoadOptions): LoadRun {
       const sleep = o.sleepMs?.(i) ?? 0;
       const sample: Sample = { i, start: elapsed(), end: 0, expectedMs: sleep, status: 0 };
       samples.push(sample);
-      const headers: Record<string, string> = { host: o.host, ...o.headers, ...(sleep > 0 ? { 'x-demo-sleep-ms': String(sleep) } : {}) };
-      if (o.body !== undefined) headers['content-type'] ??= 'application/json';
+      const own = o.requestFor?.(i);
+      const body = own?.body ?? o.body;
+      const headers: Record<string, string> = { host: o.host, ...o.headers, ...own?.headers, ...(sleep > 0 ? { 'x-demo-sleep-ms': String(sleep) } : {}) };
+      if (body !== undefined) headers['content-type'] ??= 'application/json';
       let deadline: NodeJS.Timeout | undefined;
       const finish = (status: number, body: string, error?: string) => {
         if (sample.end) return;
@@ -223,14 +231,18 @@ export function startLoad(o: LoadOptions): LoadRun {
       const req = request({ host: url.hostname, port: url.port || 80, path: `${url.pathname}${url.search}`, method: o.method ?? 'GET', headers, agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => finish(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8')));
+        res.on('end', () => {
+          const answer = Buffer.concat(chunks);
+          if (o.keepAnswers) sample.answer = answer;
+          finish(res.statusCode ?? 0, answer.toString('utf8'));
+        });
         res.on('error', (err) => finish(0, '', `response: ${err.message}`));
         // A connection cut after the headers: the answer is incomplete, whatever its status said.
         res.on('close', () => finish(0, '', `answer cut short after status ${res.statusCode}`));
       });
       deadline = setTimeout(() => req.destroy(new Error(`no answer within ${sleep + slack} ms`)), sleep + slack);
       req.on('error', (err: Error & { code?: string }) => finish(0, '', err.code ?? err.message));
-      req.end(o.body);
+      req.end(body);
     });
 
   const done = (async () => {

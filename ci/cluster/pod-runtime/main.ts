@@ -31,6 +31,7 @@ const runtime = new PodRuntime({
   dataDir: flags['data-dir'],
   node: process.execPath,
   fetcherScript: join(root, 'controller', 'src', 'fetcher', 'main.ts'),
+  agentScript: join(root, 'controller', 'src', 'agent', 'main.ts'),
   // No cloud metadata servers here: the SDKs' default credential chains must not look for one.
   fetcherEnv: { NODE_EXTRA_CA_CERTS: flags.ca, AWS_EC2_METADATA_DISABLED: 'true', METADATA_SERVER_DETECTION: 'none' },
 });

@@ -7,7 +7,7 @@
 // pod being deleted serves on through its containers' preStop sleep hooks (within its grace
 // period), then has its servers stopped, open connections cut, and is removed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, relative } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -30,11 +30,16 @@ const tokenRequestResource = (serviceAccount: string): Resource => ({ group: '',
 const fetcherCommand = ['node', '/app/dist/fetcher/main.js'];
 const initBackoffMs = [2_000, 4_000, 8_000, 16_000, 30_000];
 const isFetcher = (c: { command?: string[] }) => JSON.stringify(c.command) === JSON.stringify(fetcherCommand);
+/** The model agent's entrypoint in the controller image; run from source too, beside the pod's model server. */
+const agentCommand = ['node', '/app/dist/agent/main.js'];
+const isAgent = (c: { command?: string[] }) => JSON.stringify(c.command) === JSON.stringify(agentCommand);
+/** How often a configMap volume is brought up to date (a kubelet takes up to a minute). */
+const configMapRefreshMs = 2_000;
 
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean }; configMapKeyRef?: { name: string; key: string; optional?: boolean } };
+  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean }; configMapKeyRef?: { name: string; key: string; optional?: boolean }; fieldRef?: { fieldPath: string } };
 }
 interface Probe {
   httpGet?: { path?: string; port: number | string };
@@ -61,6 +66,7 @@ interface Volume {
   emptyDir?: object;
   persistentVolumeClaim?: { claimName: string };
   hostPath?: { path: string; type?: string };
+  configMap?: { name: string; optional?: boolean };
   projected?: { sources: { serviceAccountToken?: { audience?: string; expirationSeconds?: number; path: string } }[] };
 }
 export interface Pod extends KubeObject {
@@ -103,6 +109,8 @@ interface PodRecord {
   transitions: Map<string, { status: string; time: string }>;
   servers: ModelServer[];
   fetcher?: ChildProcess;
+  /** Model agents the pod runs, as local processes. */
+  agents: ChildProcess[];
   abort: AbortController;
   dir: string;
   writing?: Promise<void>;
@@ -172,6 +180,8 @@ export interface RuntimeOptions {
   /** Node.js binary and fetcher source the init containers of model pods run with. */
   node: string;
   fetcherScript: string;
+  /** Source of the model agent, which agent containers run (with fetcherEnv too). */
+  agentScript: string;
   /** Environment every fetcher gets in addition to the container's (the local CA, say). */
   fetcherEnv: Record<string, string>;
 }
@@ -260,6 +270,13 @@ export class PodRuntime {
     for (const server of record.servers) server.stop();
     record.servers = [];
     if (record.fetcher && record.fetcher.exitCode === null) record.fetcher.kill('SIGKILL');
+    // An agent drains on SIGTERM (requests in flight, captured records), then the grace period ends.
+    for (const agent of record.agents) {
+      if (agent.exitCode !== null) continue;
+      agent.kill('SIGTERM');
+      setTimeout(() => agent.exitCode === null && agent.kill('SIGKILL'), 10_000).unref();
+    }
+    record.agents = [];
   }
 
   private forget(record: PodRecord): void {
@@ -309,6 +326,7 @@ export class PodRuntime {
       initialized: false,
       transitions: new Map(),
       servers: [],
+      agents: [],
       abort: new AbortController(),
       dir: join(this.options.dataDir, 'pods', uid),
       dirty: false,
@@ -358,6 +376,14 @@ export class PodRuntime {
       const state = record.containers[i];
       try {
         const env = await this.environment(pod, container);
+        if (isAgent(container)) {
+          this.runAgent(record, state, container, volumes, env);
+          state.state = { running: { startedAt: now() } };
+          state.started = true;
+          if (container.readinessProbe?.httpGet) probes.push(this.probe(record, i, container));
+          else state.ready = true;
+          continue;
+        }
         const modelMount = container.volumeMounts?.find((m) => m.mountPath === env.MODEL_PATH);
         const modelDir = modelMount && volumes.get(modelMount.name) ? join(volumes.get(modelMount.name)!, modelMount.subPath ?? '') : undefined;
         // The server listens on every declared port, and on the probe's port (a real process listens
@@ -404,9 +430,66 @@ export class PodRuntime {
     await Promise.all(probes);
   }
 
+  /**
+   * Writes a ConfigMap's keys as files of its volume, as a kubelet does (a missing optional one is an
+   * empty volume). Paths of the pod's other volumes written in the files (a `file://` destination
+   * under a mount) are the directories that stand for those volumes here.
+   */
+  private async syncConfigMap(pod: Pod, record: PodRecord, volume: string, source: { name: string; optional?: boolean }, dir: string, dirs: Map<string, string>): Promise<void> {
+    const cm = await this.options.client.get<KubeObject & { data?: Record<string, string> }>(configMapResource, record.namespace, source.name);
+    if (!cm && !source.optional) throw new Error(`configmap "${source.name}" not found`);
+    const mounts = pod.spec.containers.flatMap((c) => c.volumeMounts ?? []).filter((m) => m.name !== volume);
+    for (const [key, text] of Object.entries(cm?.data ?? {})) {
+      let content = text;
+      for (const m of mounts) if (dirs.has(m.name)) content = content.split(`file://${m.mountPath}`).join(`file://${join(dirs.get(m.name)!, m.subPath ?? '')}`);
+      const file = join(dir, key);
+      if (existsSync(file) && readFileSync(file, 'utf8') === content) continue;
+      writeFileSync(`${file}.tmp`, content);
+      renameSync(`${file}.tmp`, file);
+    }
+    if (!cm) for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
+  }
+
+  /**
+   * Runs a model agent container as a local process beside the pod's servers: it listens on the pod's
+   * address (a pod's loopback is its address here), its paths are those of the pod's volumes.
+   */
+  private runAgent(record: PodRecord, state: ContainerRecord, container: Container, volumes: Map<string, string>, env: Record<string, string>): void {
+    const mounts = (container.volumeMounts ?? [])
+      .map((m) => ({ path: m.mountPath, dir: volumes.get(m.name) && join(volumes.get(m.name)!, m.subPath ?? '') }))
+      .filter((m): m is { path: string; dir: string } => !!m.dir);
+    const hostPath = (p: string) => {
+      const mount = mounts.filter((m) => p === m.path || p.startsWith(`${m.path}/`)).sort((a, b) => b.path.length - a.path.length)[0];
+      return mount ? join(mount.dir, relative(mount.path, p)) : p;
+    };
+    const args = (container.args ?? []).map((a) => {
+      const [flag, value] = a.split(/=(.*)/s);
+      if (value === undefined) return a;
+      const local = value.replace(/^0\.0\.0\.0:/, `${record.ip}:`).replace(/^http:\/\/127\.0\.0\.1:/, `http://${record.ip}:`);
+      return `${flag}=${local.startsWith('/') ? hostPath(local) : local}`;
+    });
+    const log = join(record.dir, `${container.name}.log`);
+    const logFd = openSync(log, 'a');
+    const child = spawn(this.options.node, [this.options.agentScript, ...args], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env, ...this.options.fetcherEnv },
+      stdio: ['ignore', 'ignore', logFd],
+    });
+    closeSync(logFd);
+    record.agents.push(child);
+    child.once('exit', (code, signal) => {
+      if (record.abort.signal.aborted) return;
+      const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().slice(-2000) : '';
+      state.state = { terminated: { exitCode: code ?? 137, reason: 'Error', message: tail || `exited (${signal ?? code})`, finishedAt: now() } };
+      state.ready = false;
+      this.log.warn({ pod: `${record.namespace}/${record.name}`, container: container.name, exitCode: code, signal, log: tail.slice(-500) }, 'agent exited');
+      void this.writeStatus(record);
+    });
+  }
+
   /** Directories that stand for the pod's volumes, by volume name. */
   private async volumes(pod: Pod, record: PodRecord): Promise<Map<string, string>> {
     const dirs = new Map<string, string>();
+    const configMaps: { volume: string; source: { name: string; optional?: boolean }; dir: string }[] = [];
     for (const v of pod.spec.volumes ?? []) {
       let dir: string | undefined;
       if (v.emptyDir) dir = join(record.dir, 'volumes', v.name);
@@ -429,6 +512,10 @@ export class PodRuntime {
         }
       }
       else if (v.hostPath) dir = this.nodeDirectory(record.node, v.hostPath);
+      else if (v.configMap) {
+        dir = join(record.dir, 'volumes', v.name);
+        configMaps.push({ volume: v.name, source: v.configMap, dir });
+      }
       else if (v.persistentVolumeClaim) {
         const claim = await this.options.client.get<KubeObject & { spec: { volumeName?: string } }>(claimResource, record.namespace, v.persistentVolumeClaim.claimName);
         const volume = claim?.spec.volumeName ? await this.options.client.get<KubeObject & { spec: { hostPath?: { path: string; type?: string } } }>(volumeResource, undefined, claim.spec.volumeName) : undefined;
@@ -439,6 +526,12 @@ export class PodRuntime {
         mkdirSync(dir, { recursive: true });
         dirs.set(v.name, dir);
       }
+    }
+    // Written once every other volume has its directory, which the files may name.
+    for (const { volume, source, dir } of configMaps) {
+      await this.syncConfigMap(pod, record, volume, source, dir, dirs);
+      const timer = setInterval(() => void this.syncConfigMap(pod, record, volume, source, dir, dirs).catch((err) => this.log.debug({ pod: record.name, err }, 'configMap volume not refreshed')), configMapRefreshMs);
+      record.abort.signal.addEventListener('abort', () => clearInterval(timer));
     }
     return dirs;
   }
@@ -464,8 +557,10 @@ export class PodRuntime {
       if (from.secretRef) Object.assign(env, await dataOf(secretResource, from.secretRef.name));
       if (from.configMapRef) Object.assign(env, await dataOf(configMapResource, from.configMapRef.name));
     }
+    const fields: Record<string, string | undefined> = { 'metadata.name': pod.metadata.name, 'metadata.namespace': namespace, 'metadata.uid': pod.metadata.uid, 'spec.nodeName': pod.spec.nodeName, 'status.podIP': this.pods.get(pod.metadata.uid!)?.ip };
     for (const e of container.env ?? []) {
       if (e.value !== undefined) env[e.name] = e.value;
+      if (e.valueFrom?.fieldRef) env[e.name] = fields[e.valueFrom.fieldRef.fieldPath] ?? '';
       const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
       if (ref) {
         const data = await dataOf(e.valueFrom?.secretKeyRef ? secretResource : configMapResource, ref.name).catch((err: unknown): Record<string, string> => {

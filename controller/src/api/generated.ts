@@ -596,6 +596,7 @@ export interface MachineLearningEndpointConfigSpec {
    * @maxItems 10
    */
   models: MachineLearningEndpointConfigVariant[];
+  dataCapture?: DataCaptureConfig;
 }
 /**
  * One variant: a model, its share of the traffic and its resources.
@@ -931,6 +932,58 @@ export interface TopologySpreadConstraint {
    * `ScheduleAnyway` (absent: a preference) or `DoNotSchedule` (a requirement: pods stay Pending rather than skew).
    */
   whenUnsatisfiable?: 'ScheduleAnyway' | 'DoNotSchedule';
+}
+/**
+ * Data Capture, as SageMaker's DataCaptureConfig: a sample of the requests each model pod of the endpoint gets and of its answers, kept as JSON Lines records (SageMaker's capture format) in object storage or a volume. Setting it adds the model agent, a small proxy from the controller image, to the pods of the versions made from then on (a new version, rolled out by the endpoint's strategy); changing samplingPercent, captureOptions, destination or the other fields, or turning it off with enabled: false, restarts no pod and takes effect within a minute. Removing the whole block makes versions without the agent again.
+ */
+export interface DataCaptureConfig {
+  /**
+   * Whether records are written (absent: true). false keeps the agent in the pods and writes nothing.
+   */
+  enabled?: boolean;
+  /**
+   * Share of the requests captured, in percent (0 to 100, absent: 100). Each request is sampled on its own.
+   */
+  samplingPercent?: number;
+  /**
+   * What a record holds: the request (Input), the answer (Output) or both (absent: both).
+   *
+   * @minItems 1
+   * @maxItems 2
+   */
+  captureOptions?: ('Input' | 'Output')[];
+  /**
+   * Where the records go: `s3://<bucket>/<prefix>`, `gs://<bucket>/<prefix>`, `azure://<account>/<container>/<prefix>` (through the same SDKs, credential chains and endpoint overrides as the artifact fetcher) or `pvc://<claim>/<path>` (a PersistentVolumeClaim of the namespace, mounted in the model pods; ReadWriteMany when a variant has more than one pod on different nodes). Files are `<prefix>/<namespace>/<endpoint>/<variant>/<yyyy>/<mm>/<dd>/<hh>/<pod>-<n>.jsonl`.
+   */
+  destination: string;
+  /**
+   * Name of a Secret of the namespace whose keys the agent gets as environment variables, as the fetcher gets the model's artifactSecret: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL_S3, STORAGE_EMULATOR_HOST or GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_CONNECTION_STRING, and so on. Absent: the pod's default credential chain (its ServiceAccount's workload identity). Part of the model version: changing it rolls out a new version.
+   */
+  credentialsSecret?: string;
+  /**
+   * Content types captured as text (encoding JSON or CSV); any other body is captured as base64 (encoding BASE64). Absent: application/json and text/csv.
+   *
+   * @maxItems 32
+   */
+  textContentTypes?: string[];
+  /**
+   * Largest body kept in a record, in bytes (absent: 1048576, 1 MiB): a larger body is cut to that size and the record flagged truncated.
+   */
+  maxRecordBytes?: number;
+  rotation?: DataCaptureRotation;
+}
+/**
+ * When a file is closed and the next one started.
+ */
+export interface DataCaptureRotation {
+  /**
+   * Size of a file that closes it (absent: 16777216, 16 MiB).
+   */
+  maxBytes?: number;
+  /**
+   * Age of a file that closes it (absent: 60): records reach the destination at most this late.
+   */
+  maxSeconds?: number;
 }
 /**
  * Observed state. On instances (snapshots) it records the model versions the config version resolved to.

@@ -60,5 +60,11 @@ export const fetcherFlagsAnnotation = 'ml-operator.dev/fetcher-flags';
  */
 export const podDefaultsAnnotation = 'ml-operator.dev/pod-defaults';
 
+/**
+ * On a model snapshot: its model agent, as JSON (image, credentialsSecret, claim), when the instance
+ * has one. A version keeps its agent (and the agent's image) for its life, as it keeps its fetcher.
+ */
+export const agentAnnotation = 'ml-operator.dev/agent';
+
 /** Finalizer that removes cluster-scoped PersistentVolumes (hostPath storage), which owner references cannot reach. */
 export const storageFinalizer = 'ml-operator.dev/storage';

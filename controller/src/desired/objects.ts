@@ -3,13 +3,14 @@
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
-import { fetcherFlagsAnnotation, fetcherImageAnnotation, labels, podDefaultsAnnotation, replicasOwnerAnnotation } from './labels.ts';
+import { agentAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, labels, podDefaultsAnnotation, replicasOwnerAnnotation } from './labels.ts';
 import { quantityValue } from './compare.ts';
 import { canonicalJson, contentVersion } from './names.ts';
 import { legacyPodDefaults, type PodDefaults, type VariantPlan, type VersionPlan } from './plan.ts';
 import { autoscaler } from './autoscaling.ts';
 import { commonLabels, namespaced, withHash, type Desired, type EndpointContext } from './common.ts';
 import { servicePort } from './ports.ts';
+import { agentContainer, agentVolumes, modelPortName } from './agent.ts';
 
 export { commonLabels, gatewayName, hostOf, namespaced, urlOf, type Desired, type EndpointContext } from './common.ts';
 export { servicePort };
@@ -64,7 +65,8 @@ function podDefaultsRecord(ctx: EndpointContext, v: VariantPlan): Record<string,
 /** The immutable snapshot of a model as one variant of a version runs it. */
 export function modelInstance(ctx: EndpointContext, v: VariantPlan): Desired {
   const fetcher = v.model.artifact ? { [fetcherImageAnnotation]: v.fetcherImage ?? ctx.config.fetcher.image, ...(v.fetcherFlags === false ? { [fetcherFlagsAnnotation]: 'none' } : {}) } : {};
-  const annotations = { ...fetcher, ...podDefaultsRecord(ctx, v) };
+  const agent: Record<string, string> = v.agent ? { [agentAnnotation]: JSON.stringify({ ...v.agent, image: v.agent.image ?? ctx.config.fetcher.image }) } : {};
+  const annotations = { ...fetcher, ...podDefaultsRecord(ctx, v), ...agent };
   return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model }, Object.keys(annotations).length ? annotations : undefined);
 }
 
@@ -254,7 +256,7 @@ function serverSecurityContext(v: VariantPlan): Record<string, unknown> {
 
 type ModelProbe = NonNullable<VariantPlan['model']['startupProbe']>;
 // An initial delay of 0 is stored as none: written so, it matches what the API server keeps.
-const probe = (p: ModelProbe) => ({ httpGet: { path: p.path, port: 'http' }, ...only({ initialDelaySeconds: p.initialDelaySeconds || undefined, periodSeconds: p.periodSeconds, timeoutSeconds: p.timeoutSeconds, failureThreshold: p.failureThreshold }) });
+const probe = (p: ModelProbe, port: string) => ({ httpGet: { path: p.path, port }, ...only({ initialDelaySeconds: p.initialDelaySeconds || undefined, periodSeconds: p.periodSeconds, timeoutSeconds: p.timeoutSeconds, failureThreshold: p.failureThreshold }) });
 
 /** Where the fetcher finds the projected ServiceAccount token of spec.artifactIdentity, and its default audience (IRSA's). */
 export const awsIdentityMountPath = '/var/run/secrets/ml-operator/aws';
@@ -333,6 +335,9 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     volumes.push({ name: shmVolume, emptyDir: { medium: 'Memory', sizeLimit: String(model.shmSize) } });
     serverMounts.push({ name: shmVolume, mountPath: shmMountPath });
   }
+  // With an agent, the port named http (the Service's target) is the agent's, and the server's is renamed.
+  const serverPort = v.agent ? modelPortName : 'http';
+  const preStop = v.preStop === false ? undefined : { preStop: { sleep: { seconds: preStopSleepSeconds } } };
   const server = {
     name: serverContainerName,
     image: model.image,
@@ -340,17 +345,21 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     ...(model.args?.length ? { args: model.args } : {}),
     // An empty value is no value: the API server stores it without one.
     env: [...(model.env ?? []).map((e) => (e.value === '' ? { name: e.name } : e)), { name: 'MODEL_PATH', value: modelMountPath }, { name: 'PORT', value: String(port) }],
-    ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
-    readinessProbe: { httpGet: { path: model.readinessPath ?? '/', port: 'http' }, periodSeconds: 5, failureThreshold: 3 },
-    ...(model.startupProbe ? { startupProbe: probe(model.startupProbe) } : {}),
-    ...(model.livenessProbe ? { livenessProbe: probe(model.livenessProbe) } : {}),
+    ports: [{ name: serverPort, containerPort: port, protocol: 'TCP' }],
+    readinessProbe: { httpGet: { path: model.readinessPath ?? '/', port: serverPort }, periodSeconds: 5, failureThreshold: 3 },
+    ...(model.startupProbe ? { startupProbe: probe(model.startupProbe, serverPort) } : {}),
+    ...(model.livenessProbe ? { livenessProbe: probe(model.livenessProbe, serverPort) } : {}),
     // A pod taken away (a scale-down, a replaced or drained version) serves on while the Service's
     // endpoints drop it and the gateway reloads, instead of failing the requests still sent to it.
-    ...(v.preStop === false ? {} : { lifecycle: { preStop: { sleep: { seconds: preStopSleepSeconds } } } }),
+    ...(preStop ? { lifecycle: preStop } : {}),
     resources: quantityResources(v),
     securityContext: serverSecurityContext(v),
     ...(serverMounts.length ? { volumeMounts: serverMounts } : {}),
   };
+  const agentContainers = v.agent
+    ? [agentContainer({ endpoint, v, image: v.agent.image ?? config.fetcher.image, modelPort: port, modelReadinessPath: model.readinessPath ?? '/', securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true }, preStop })]
+    : [];
+  volumes.push(...agentVolumes(endpoint, v));
   const d = namespaced(resources.deployment, endpoint, v.instance, podLabels, {
     spec: {
       // An autoscaled variant's replicas are the autoscaler's: the controller leaves the field alone.
@@ -367,7 +376,7 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
           // fsGroup makes a fresh volume writable by the fetcher, which runs as a non-root user.
           securityContext: podSecurityContext(v),
           ...(initContainers.length ? { initContainers } : {}),
-          containers: [server],
+          containers: [server, ...agentContainers],
           ...(volumes.length ? { volumes } : {}),
         },
       },

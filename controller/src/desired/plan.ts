@@ -1,7 +1,7 @@
 // Which version an endpoint should serve: the config and model versions that a config and its
 // models resolve to, or that a snapshot (instance) recorded. Pure: no I/O.
 import type { MachineLearningEndpointConfig, MachineLearningEndpointConfigSpec, MachineLearningEndpointConfigVariant, MachineLearningModel, MachineLearningModelSpec } from '../api/generated.ts';
-import { fetcherFlagsAnnotation, fetcherImageAnnotation, labels, podDefaultsAnnotation } from './labels.ts';
+import { agentAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, labels, podDefaultsAnnotation } from './labels.ts';
 import { contentVersion, versionedName } from './names.ts';
 import type { Toleration } from '../options.ts';
 
@@ -40,6 +40,22 @@ export interface VariantPlan {
   preStop?: boolean;
   /** The operator's defaults this instance runs with, once pinned; absent: the current ones. */
   podDefaults?: PodDefaults;
+  /** The model agent in front of the server, when the version has one. */
+  agent?: AgentPlan;
+}
+
+/**
+ * The model agent of an instance (see desired/agent.ts): what of it is fixed for the instance's life.
+ * Part of the model version, so that adding it, removing it or changing what its pods mount rolls
+ * out a new version; what it does (sampling, destination) comes from a ConfigMap and changes in place.
+ */
+export interface AgentPlan {
+  /** The image it runs, once pinned (as the fetcher's, see pinFetcher); absent: the operator's current one. */
+  image?: string;
+  /** Secret whose keys the agent gets as environment variables (object-store credentials, endpoint overrides). */
+  credentialsSecret?: string;
+  /** PersistentVolumeClaim the records are written to (a pvc:// destination), mounted in the pod. */
+  claim?: string;
 }
 
 export interface VersionPlan {
@@ -80,8 +96,22 @@ function variantResources(v: MachineLearningEndpointConfigVariant) {
   };
 }
 
-export function modelVersion(endpoint: string, model: MachineLearningModelSpec, variant: MachineLearningEndpointConfigVariant): string {
-  return contentVersion({ endpoint, model, resources: variantResources(variant) });
+/** What of the agent the version depends on: left out when there is none, so that versions without it keep theirs. */
+const agentIdentity = (agent: AgentPlan | undefined) => (agent ? { agent: { credentialsSecret: agent.credentialsSecret, claim: agent.claim } } : {});
+
+export function modelVersion(endpoint: string, model: MachineLearningModelSpec, variant: MachineLearningEndpointConfigVariant, agent?: AgentPlan): string {
+  return contentVersion({ endpoint, model, resources: variantResources(variant), ...agentIdentity(agent) });
+}
+
+/** The claim of a `pvc://<claim>/<path>` destination. */
+export const destinationClaim = (destination: string): string | undefined => destination.match(/^pvc:\/\/([^/]+)/)?.[1];
+
+/** The agent a version made from this config gets: one while it has a dataCapture block (enabled or not). */
+export function agentOf(config: MachineLearningEndpointConfigSpec): AgentPlan | undefined {
+  const capture = config.dataCapture;
+  if (!capture) return undefined;
+  const claim = destinationClaim(capture.destination);
+  return { ...(capture.credentialsSecret ? { credentialsSecret: capture.credentialsSecret } : {}), ...(claim ? { claim } : {}) };
 }
 
 export type Resolution =
@@ -92,10 +122,11 @@ export type Resolution =
 export function planFromTemplates(endpoint: string, configName: string, config: MachineLearningEndpointConfigSpec, models: ReadonlyMap<string, MachineLearningModelSpec>): Resolution {
   const missing = config.models.map((v) => v.model).filter((m) => !models.has(m));
   if (missing.length > 0) return { ok: false, reason: 'ModelNotFound', missing };
+  const agent = agentOf(config);
   const variants = config.models.map((variant) => {
     const model = models.get(variant.model)!;
-    const version = modelVersion(endpoint, model, variant);
-    return { variant, model, version, instance: versionedName(variant.model, version) };
+    const version = modelVersion(endpoint, model, variant, agent);
+    return { variant, model, version, instance: versionedName(variant.model, version), ...(agent ? { agent } : {}) };
   });
   const version = contentVersion({ endpoint, config, models: variants.map((v) => [v.variant.model, v.version]) });
   return { ok: true, plan: { config: configName, spec: config, version, instance: versionedName(configName, version), variants } };
@@ -120,7 +151,8 @@ export function planFromSnapshot(configInstance: MachineLearningEndpointConfig, 
     const fetcherImage = snapshot.metadata.annotations?.[fetcherImageAnnotation];
     const fetcherFlags = fetcherImage && snapshot.metadata.annotations?.[fetcherFlagsAnnotation] === 'none' ? { fetcherFlags: false } : {};
     const podDefaults = parsePodDefaults(snapshot.metadata.annotations?.[podDefaultsAnnotation]);
-    variants.push({ variant, model: snapshot.spec, version: entry.version, instance, ...(fetcherImage ? { fetcherImage } : {}), ...fetcherFlags, ...(podDefaults ? { podDefaults } : {}) });
+    const agent = parseAgent(snapshot.metadata.annotations?.[agentAnnotation]);
+    variants.push({ variant, model: snapshot.spec, version: entry.version, instance, ...(fetcherImage ? { fetcherImage } : {}), ...fetcherFlags, ...(podDefaults ? { podDefaults } : {}), ...(agent ? { agent } : {}) });
   }
   return { config: template, spec: configInstance.spec, version, instance: meta.name!, variants };
 }
@@ -131,6 +163,18 @@ export function parsePodDefaults(text: string | undefined): PodDefaults | undefi
   try {
     const d = JSON.parse(text) as Partial<PodDefaults>;
     return { spread: d.spread === true, gpuTolerations: Array.isArray(d.gpuTolerations) ? d.gpuTolerations : [], imagePullSecrets: Array.isArray(d.imagePullSecrets) ? d.imagePullSecrets.filter((n) => typeof n === 'string') : [] };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads the agent a model snapshot records; undefined when it has none (or it is unreadable). */
+export function parseAgent(text: string | undefined): AgentPlan | undefined {
+  if (!text) return undefined;
+  try {
+    const a = JSON.parse(text) as Record<string, unknown>;
+    const str = (k: string) => (typeof a[k] === 'string' && a[k] ? { [k]: a[k] as string } : {});
+    return { ...str('image'), ...str('credentialsSecret'), ...str('claim') };
   } catch {
     return undefined;
   }

@@ -4,7 +4,8 @@
 // from the caches comes in through the inputs, so that a test or a benchmark computes, from a spec
 // alone, exactly what the controller would write; the reconciler calls it, and nothing else of the
 // pipeline, between reading the world and writing to it.
-import type { MachineLearningEndpointStatus } from '../api/generated.ts';
+import type { DataCaptureConfig, MachineLearningEndpointStatus } from '../api/generated.ts';
+import { captureConfigMap } from '../desired/agent.ts';
 import * as desired from '../desired/objects.ts';
 import type { VariantPlan, VersionPlan } from '../desired/plan.ts';
 import type { ConditionInput } from '../desired/status.ts';
@@ -127,11 +128,25 @@ export function statusFor(inputs: DesiredStateInputs, decision: RolloutDecision,
   });
 }
 
+/**
+ * The settings the endpoint's agents read, while a version it deploys has agents: the capture the
+ * templates ask for now (else the serving version's), so that a change reaches running pods in place.
+ */
+function wantedCaptureConfig(inputs: DesiredStateInputs, decision: RolloutDecision): desired.Desired[] {
+  return agentInstances(decision).length ? [captureConfigMap(inputs.ctx.endpoint, captureSettings(inputs, decision))] : [];
+}
+
+/** The capture settings the endpoint's agents get: the templates' now, else the serving version's. */
+export const captureSettings = (inputs: DesiredStateInputs, decision: RolloutDecision): DataCaptureConfig | undefined => (inputs.rollout.target ?? decision.outcome.serving)?.spec.dataCapture;
+
+/** The model instances the decision deploys that run an agent. */
+export const agentInstances = (decision: RolloutDecision): string[] => [...new Set(decision.deploy.flatMap((d) => d.plan.variants.filter((v) => v.agent).map((v) => v.instance)))];
+
 /** Everything the controller wants for the endpoint now: the decision, the objects, the status. */
 export function desiredState(inputs: DesiredStateInputs): DesiredState {
   const { ctx, provider, live } = inputs;
   const decision = decide(inputs.rollout);
-  const workloads = [...wantedWorkloads(ctx, provider, decision, inputs.deadlineSeconds, live).values()];
+  const workloads = [...wantedWorkloads(ctx, provider, decision, inputs.deadlineSeconds, live).values(), ...wantedCaptureConfig(inputs, decision)];
   const routing = !inputs.hostBlocked && (decision.deploy.length > 0 || inputs.routed) ? wantedRouting(ctx, provider, decision, live) : [];
   return { decision, workloads, routing, removeRouting: inputs.hostBlocked, status: statusFor(inputs, decision) };
 }

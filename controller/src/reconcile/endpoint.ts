@@ -20,7 +20,10 @@ import type { PrometheusClient } from '../probes/prometheus.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
 import { Applier } from './apply.ts';
 import { involved, ownedBy, type Caches, type ClusterClient } from './caches.ts';
-import { desiredState, statusFor, type DesiredStateInputs } from './desired-state.ts';
+import { agentInstances, captureSettings, desiredState, statusFor, type DesiredStateInputs } from './desired-state.ts';
+import { askAgents, dataCapturedCondition, dataCapturePollMs, DataCaptureProbe } from '../probes/data-capture.ts';
+import { agentAdminPortName, agentContainerName } from '../desired/agent.ts';
+import { labels } from '../desired/labels.ts';
 import { collectGarbage } from './garbage.ts';
 import { nextCheckInMs } from '../rollout/analysis.ts';
 import { SharedLists } from '../probes/capacity.ts';
@@ -77,6 +80,7 @@ export class EndpointReconciler {
   private readonly status: StatusWriter;
   private readonly hostPath: HostPathStorage;
   private readonly pods: PodDiagnostics;
+  private readonly dataCapture = new DataCaptureProbe();
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
@@ -98,6 +102,7 @@ export class EndpointReconciler {
     const cached = caches.endpoints.get(namespace, name);
     if (!cached) {
       this.status.forget(key);
+      this.dataCapture.forget(key);
       return;
     }
     const endpoint = this.status.view(key, cached);
@@ -134,7 +139,8 @@ export class EndpointReconciler {
     const deployed = [...new Set(decision.deploy.flatMap((d) => d.plan.variants.map((v) => v.instance)))];
     const pods = await this.pods.problems(namespace, deployed, now);
     const owned: ConditionInput[] = conflicts.length ? [{ type: 'ResourcesOwned', status: 'False', reason: 'OwnershipConflict', message: conflicts.join('; ') }] : [];
-    const statusDeferredMs = await this.status.write(endpoint, statusFor(inputs, decision, [...owned, ...pods.conditions]));
+    const captured = await this.dataCaptured(key, inputs, decision, now);
+    const statusDeferredMs = await this.status.write(endpoint, statusFor(inputs, decision, [...owned, ...pods.conditions, ...(captured ? [captured] : [])]));
     this.logDecision(endpoint, inputs, decision, statusDeferredMs);
 
     // Removals come last, once the status records what drains: a restart in between keeps it running.
@@ -152,8 +158,28 @@ export class EndpointReconciler {
     const checkDue = rollout?.phase === 'Progressing' && rollout.weight ? nextCheckInMs(endpoint.spec.rollout?.analysis?.checks ?? [], rollout.analysis, rollout.stepStartedAt, now) : undefined;
     const primaries = decision.deploy.flatMap((d) => d.plan.variants.filter((v) => !v.variant.shadow).map((v) => v.instance));
     const loadDue = this.resolver.auxiliaryWaitMs(namespace, primaries, now);
-    const due = [decision.requeueAfterMs, recheckMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, loadDue, statusDeferredMs, pods.recheckMs].filter((n): n is number => n !== undefined);
+    const due = [decision.requeueAfterMs, recheckMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, loadDue, statusDeferredMs, pods.recheckMs, captured ? dataCapturePollMs : undefined].filter((n): n is number => n !== undefined);
     return due.length ? { requeueAfterMs: Math.min(...due) } : undefined;
+  }
+
+  /** The DataCaptured condition while the endpoint runs model agents: what they say about their sink, asked at most every 10 s. */
+  private async dataCaptured(key: string, inputs: DesiredStateInputs, decision: RolloutDecision, now: Date): Promise<ConditionInput | undefined> {
+    const instances = agentInstances(decision);
+    const capture = captureSettings(inputs, decision);
+    if (!instances.length || !capture) {
+      this.dataCapture.forget(key);
+      return undefined;
+    }
+    const enabled = capture.enabled ?? true;
+    const namespace = inputs.ctx.endpoint.metadata.namespace!;
+    return this.dataCapture.condition(key, JSON.stringify([capture, instances]), now, async () => {
+      if (!enabled) return dataCapturedCondition(capture.destination, false, []);
+      try {
+        return dataCapturedCondition(capture.destination, true, await askAgents(this.deps.client, namespace, instances, agentContainerName, agentAdminPortName, labels.modelInstance));
+      } catch (err) {
+        return { type: 'DataCaptured', status: 'Unknown', reason: 'AgentsNotListed', message: `the model agents' pods could not be listed: ${(err as Error).message}` };
+      }
+    });
   }
 
   /** Everything the decision reads, from the caches: the target, kept versions, the live route and workloads. */

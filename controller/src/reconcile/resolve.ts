@@ -6,9 +6,10 @@
 import type { MachineLearningEndpoint, MachineLearningModel } from '../api/generated.ts';
 import { autoscalingProblem } from '../desired/autoscaling.ts';
 import { upToDate } from '../desired/compare.ts';
-import { fetcherFlagsAnnotation, fetcherImageAnnotation, isSnapshot, labels, podDefaultsAnnotation } from '../desired/labels.ts';
+import { agentAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, isSnapshot, labels, podDefaultsAnnotation } from '../desired/labels.ts';
+import { agentContainerName } from '../desired/agent.ts';
 import * as desired from '../desired/objects.ts';
-import { legacyPodDefaults, parsePodDefaults, planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
+import { legacyPodDefaults, parseAgent, parsePodDefaults, planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import type { ConditionInput } from '../desired/status.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
@@ -103,14 +104,21 @@ export class Resolver {
       const recordedDefaults = v.podDefaults ?? parsePodDefaults(caches.models.get(namespace, v.instance)?.metadata.annotations?.[podDefaultsAnnotation]);
       return recordedDefaults ? { podDefaults: recordedDefaults } : {};
     };
+    // An agent keeps its image: the running Deployment's, else the one its snapshot recorded.
+    const agent = (v: VariantPlan): Pick<VariantPlan, 'agent'> => {
+      if (!v.agent) return {};
+      const spec = caches.deployments.get(namespace, v.instance)?.spec as { template?: { spec?: { containers?: { name: string; image: string }[] } } } | undefined;
+      const image = spec?.template?.spec?.containers?.find((c) => c.name === agentContainerName)?.image ?? parseAgent(caches.models.get(namespace, v.instance)?.metadata.annotations?.[agentAnnotation])?.image;
+      return image ? { agent: { ...v.agent, image } } : {};
+    };
     const variants = plan.variants.map((v) => {
       const pinned = running(v.instance) ?? recorded(v.instance);
       const preStop = withoutPreStop(v.instance) ? { preStop: false } : {};
       if (pinned) {
         const { fetcherFlags: _, ...rest } = v;
-        return { ...rest, ...pinned, ...preStop, ...podDefaults(v) };
+        return { ...rest, ...pinned, ...preStop, ...podDefaults(v), ...agent(v) };
       }
-      return { ...v, ...preStop, ...podDefaults(v) };
+      return { ...v, ...preStop, ...podDefaults(v), ...agent(v) };
     });
     return { ...plan, variants };
   }

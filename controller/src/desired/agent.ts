@@ -1,0 +1,133 @@
+// The model agent: a proxy from the controller image in front of the model server, in the model pod
+// (docs/agent.md). The pod's port named http is the agent's, so the Service reaches the model through
+// it; the server's port is renamed `model`. What the agent does with what it sees (Data Capture) comes
+// from a ConfigMap per endpoint that it re-reads, so that changing it restarts no pod; only what the
+// pod itself needs (the agent, its credentials, a claim to write to) is part of the model version.
+import type { DataCaptureConfig, MachineLearningEndpoint } from '../api/generated.ts';
+import { resources, type KubeObject } from '../kube/resources.ts';
+import { commonLabels, namespaced, type Desired, type EndpointContext } from './common.ts';
+import { destinationClaim, type VariantPlan } from './plan.ts';
+
+export const agentContainerName = 'agent';
+export const agentEntrypoint = ['node', '/app/dist/agent/main.js'];
+/** The server's port, renamed when an agent takes the name http. */
+export const modelPortName = 'model';
+export const agentAdminPortName = 'agent-admin';
+export const agentReadyPath = '/-/agent/ready';
+export const agentStatusPath = '/-/agent/status';
+export const agentMetricsPath = '/-/agent/metrics';
+export const agentConfigMountPath = '/etc/ml-operator/agent';
+export const agentConfigFile = 'config.json';
+/** Where the claim of a pvc:// destination is mounted in the agent: `<root>/<claim>`. */
+export const captureMountRoot = '/var/run/ml-operator/capture';
+const agentConfigVolume = 'agent-config';
+const captureVolume = 'capture';
+
+/** Defaults of the fields a dataCapture block may leave out. */
+export const captureDefaults = {
+  samplingPercent: 100,
+  captureOptions: ['Input', 'Output'],
+  textContentTypes: ['application/json', 'text/csv'],
+  maxRecordBytes: 1_048_576,
+  rotation: { maxBytes: 16_777_216, maxSeconds: 60 },
+} as const;
+
+/** The agent's data and admin ports: the usual ones, unless the model server already listens there. */
+export function agentPorts(modelPort: number): { data: number; admin: number } {
+  return { data: modelPort === 8080 ? 18080 : 8080, admin: modelPort === 9090 ? 19090 : 9090 };
+}
+
+export const captureConfigMapName = (endpoint: string) => `${endpoint}-data-capture`;
+
+/** Where the agent writes: object stores as the user wrote them, a claim as the directory it is mounted at. */
+export function agentDestination(destination: string): string {
+  const claim = destinationClaim(destination);
+  if (!claim) return destination;
+  const path = destination.slice(`pvc://${claim}`.length).replace(/^\/+/, '');
+  return `file://${captureMountRoot}/${claim}${path ? `/${path}` : ''}`;
+}
+
+/** The agent's config.json: the capture settings with every default filled in, off when there are none. */
+export function agentConfig(capture: DataCaptureConfig | undefined): { capture: Record<string, unknown> } {
+  if (!capture) return { capture: { enabled: false, samplingPercent: 0, captureOptions: [...captureDefaults.captureOptions], destination: '', textContentTypes: [...captureDefaults.textContentTypes], maxRecordBytes: captureDefaults.maxRecordBytes, rotation: { ...captureDefaults.rotation } } };
+  return {
+    capture: {
+      enabled: capture.enabled ?? true,
+      samplingPercent: capture.samplingPercent ?? captureDefaults.samplingPercent,
+      captureOptions: capture.captureOptions ?? [...captureDefaults.captureOptions],
+      destination: agentDestination(capture.destination),
+      textContentTypes: capture.textContentTypes ?? [...captureDefaults.textContentTypes],
+      maxRecordBytes: capture.maxRecordBytes ?? captureDefaults.maxRecordBytes,
+      rotation: { maxBytes: capture.rotation?.maxBytes ?? captureDefaults.rotation.maxBytes, maxSeconds: capture.rotation?.maxSeconds ?? captureDefaults.rotation.maxSeconds },
+    },
+  };
+}
+
+/** The ConfigMap the endpoint's agents read their capture settings from. */
+export function captureConfigMap(endpoint: MachineLearningEndpoint, capture: DataCaptureConfig | undefined): Desired {
+  const name = captureConfigMapName(endpoint.metadata.name!);
+  return namespaced(resources.configMap, endpoint, name, commonLabels(endpoint, 'data-capture', endpoint.metadata.name!), {
+    data: { [agentConfigFile]: `${JSON.stringify(agentConfig(capture), null, 2)}\n` },
+  } as Partial<KubeObject>);
+}
+
+/** The pod volumes the agent needs: its settings (optional, so a pod never waits for them) and the claim it writes to. */
+export function agentVolumes(endpoint: MachineLearningEndpoint, v: VariantPlan): unknown[] {
+  if (!v.agent) return [];
+  // Written as the API server stores it (defaultMode), so that it compares equal.
+  return [
+    { name: agentConfigVolume, configMap: { name: captureConfigMapName(endpoint.metadata.name!), optional: true, defaultMode: 420 } },
+    ...(v.agent.claim ? [{ name: captureVolume, persistentVolumeClaim: { claimName: v.agent.claim } }] : []),
+  ];
+}
+
+const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
+
+export interface AgentContainerInput {
+  endpoint: MachineLearningEndpoint;
+  v: VariantPlan;
+  image: string;
+  modelPort: number;
+  modelReadinessPath: string;
+  securityContext: Record<string, unknown>;
+  preStop?: Record<string, unknown>;
+}
+
+/** The agent container of a variant's pods. */
+export function agentContainer({ endpoint, v, image, modelPort, modelReadinessPath, securityContext, preStop }: AgentContainerInput): Record<string, unknown> {
+  const ports = agentPorts(modelPort);
+  const claim = v.agent?.claim;
+  return {
+    name: agentContainerName,
+    image,
+    command: agentEntrypoint,
+    args: [
+      `--listen=0.0.0.0:${ports.data}`,
+      `--admin-listen=0.0.0.0:${ports.admin}`,
+      `--model=http://127.0.0.1:${modelPort}`,
+      `--model-ready-path=${modelReadinessPath}`,
+      `--config=${agentConfigMountPath}/${agentConfigFile}`,
+    ],
+    env: [
+      fieldEnv('ML_NAMESPACE', 'metadata.namespace'),
+      { name: 'ML_ENDPOINT', value: endpoint.metadata.name! },
+      { name: 'ML_VARIANT', value: v.variant.model },
+      { name: 'ML_MODEL_VERSION', value: v.version },
+      fieldEnv('ML_POD_NAME', 'metadata.name'),
+    ],
+    ...(v.agent?.credentialsSecret ? { envFrom: [{ secretRef: { name: v.agent.credentialsSecret } }] } : {}),
+    ports: [
+      { name: 'http', containerPort: ports.data, protocol: 'TCP' },
+      { name: agentAdminPortName, containerPort: ports.admin, protocol: 'TCP' },
+    ],
+    // Ready only while the model is: the agent's own readiness asks the model.
+    readinessProbe: { httpGet: { path: agentReadyPath, port: agentAdminPortName }, periodSeconds: 5, failureThreshold: 3 },
+    ...(preStop ? { lifecycle: preStop } : {}),
+    resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+    securityContext,
+    volumeMounts: [
+      { name: agentConfigVolume, mountPath: agentConfigMountPath, readOnly: true },
+      ...(claim ? [{ name: captureVolume, mountPath: `${captureMountRoot}/${claim}` }] : []),
+    ],
+  };
+}
