@@ -147,7 +147,7 @@ describe('Data Capture to S3 (MinIO)', () => {
   }, 400_000);
 
   it('refuses a destination of another scheme at apply, naming the accepted ones', async () => {
-    const err = await applyConfig(suite.namespace, 'bad-destination', { models: [{ model: 'm' }], dataCapture: { destination: 'ftp://example.com/records' } }).catch((e: Error) => e);
+    const err = await applyConfig(suite.namespace, 'bad-destination', { models: [{ model: 'm' }], dataCapture: { destination: 'ftp://example.com/records' } }).catch((e: unknown) => e as Error);
     expect(String(err)).toContain('destination must be s3://<bucket>/<prefix>, gs://<bucket>/<prefix>, azure://<account>/<container>/<prefix> or pvc://<claim>/<path>');
   });
 });

@@ -530,7 +530,7 @@ export class PodRuntime {
     // Written once every other volume has its directory, which the files may name.
     for (const { volume, source, dir } of configMaps) {
       await this.syncConfigMap(pod, record, volume, source, dir, dirs);
-      const timer = setInterval(() => void this.syncConfigMap(pod, record, volume, source, dir, dirs).catch((err) => this.log.debug({ pod: record.name, err }, 'configMap volume not refreshed')), configMapRefreshMs);
+      const timer = setInterval(() => void this.syncConfigMap(pod, record, volume, source, dir, dirs).catch((err: unknown) => this.log.debug({ pod: record.name, err }, 'configMap volume not refreshed')), configMapRefreshMs);
       record.abort.signal.addEventListener('abort', () => clearInterval(timer));
     }
     return dirs;

@@ -34,20 +34,37 @@ export function createAdmin({ model, modelReadyPath, capture, metrics, draining,
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
   };
-  return http.createServer(async (req, res) => {
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'only GET' });
-    if (path === '/-/agent/ready') {
-      if (draining()) return json(res, 503, { ready: false, reason: 'the agent is draining (SIGTERM)' });
-      const r = await modelReady(readyUrl, readyTimeoutMs);
-      return json(res, r.ready ? 200 : 503, { ready: r.ready, reason: r.detail });
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      json(res, 405, { error: 'only GET' });
+      return;
     }
-    if (path === '/-/agent/status') return json(res, 200, { capture: capture.status() });
+    if (path === '/-/agent/ready') {
+      if (draining()) {
+        json(res, 503, { ready: false, reason: 'the agent is draining (SIGTERM)' });
+        return;
+      }
+      const r = await modelReady(readyUrl, readyTimeoutMs);
+      json(res, r.ready ? 200 : 503, { ready: r.ready, reason: r.detail });
+      return;
+    }
+    if (path === '/-/agent/status') {
+      json(res, 200, { capture: capture.status() });
+      return;
+    }
     if (path === '/-/agent/metrics') {
       const text = await metrics.registry.metrics();
       res.writeHead(200, { 'content-type': metrics.registry.contentType });
-      return res.end(text);
+      res.end(text);
+      return;
     }
     json(res, 404, { error: `no ${path} here: the admin port serves /-/agent/ready, /-/agent/status and /-/agent/metrics` });
+  };
+  return http.createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) json(res, 500, { error: err instanceof Error ? err.message : String(err) });
+      else res.destroy();
+    });
   });
 }

@@ -130,7 +130,7 @@ export function parseCaptureConfig(text: string): CaptureConfig {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new Error(`not JSON: ${(e as Error).message}`);
+    throw new Error(`not JSON: ${(e as Error).message}`, { cause: e });
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error('expected an object with a "capture" field');
   const c = (doc as { capture?: unknown }).capture;

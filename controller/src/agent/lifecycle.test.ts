@@ -47,7 +47,7 @@ async function startProcess(model: string, capture: Record<string, unknown>, nam
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let output = '';
-  child.stderr!.on('data', (c) => (output += c));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const r: Running = { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, captureDir, output: () => output, exited };
   await waitFor('the agent to be ready', 30_000, async () => ((await fetch(`${r.admin}/-/agent/ready`)).status === 200 ? true : undefined), r.output);

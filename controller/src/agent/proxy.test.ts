@@ -52,7 +52,7 @@ describe('the proxy', () => {
     let seen: { method?: string; url?: string; headers: Record<string, string | string[] | undefined>; body: string } | undefined;
     const echo = await listenOn((req, res) => {
       let body = '';
-      req.on('data', (c) => (body += c));
+      req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
         seen = { method: req.method, url: req.url, headers: req.headers, body };
         res.end();
@@ -107,6 +107,6 @@ describe('the proxy', () => {
     // The data port proxies everything, its own paths included: they are the model's.
     expect((await send(agent.url, { method: 'GET', path: '/-/agent/status' })).headers['x-model']).toBe('test');
     await agent.stop();
-    expect((await (await fetch(`${agent.admin}/-/agent/status`).catch(() => undefined))?.status)).toBeUndefined();
+    expect((await fetch(`${agent.admin}/-/agent/status`).catch(() => undefined))?.status).toBeUndefined();
   });
 });

@@ -132,7 +132,10 @@ export function createProxy({ model, capture, metrics, log }: ProxyOptions): Pro
       });
       up.on('error', (e: NodeJS.ErrnoException) => {
         if (answered || res.destroyed) return;
-        if (attempt === 0 && up.reusedSocket && isReset(e) && replay) return resend();
+        if (attempt === 0 && up.reusedSocket && isReset(e) && replay) {
+          resend();
+          return;
+        }
         fail(e);
       });
       up.on('drain', () => req.resume());

@@ -3,7 +3,6 @@
 // by itself when the sink comes back. And the config file: re-read, a bad one keeps the last good.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
-import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../../ci/wait.ts';

@@ -5,7 +5,7 @@
 // pod itself needs (the agent, its credentials, a claim to write to) is part of the model version.
 import type { DataCaptureConfig, MachineLearningEndpoint } from '../api/generated.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
-import { commonLabels, namespaced, type Desired, type EndpointContext } from './common.ts';
+import { commonLabels, namespaced, type Desired } from './common.ts';
 import { destinationClaim, type VariantPlan } from './plan.ts';
 
 export const agentContainerName = 'agent';

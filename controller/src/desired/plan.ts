@@ -173,7 +173,7 @@ export function parseAgent(text: string | undefined): AgentPlan | undefined {
   if (!text) return undefined;
   try {
     const a = JSON.parse(text) as Record<string, unknown>;
-    const str = (k: string) => (typeof a[k] === 'string' && a[k] ? { [k]: a[k] as string } : {});
+    const str = (k: string) => (typeof a[k] === 'string' && a[k] ? { [k]: a[k] } : {});
     return { ...str('image'), ...str('credentialsSecret'), ...str('claim') };
   } catch {
     return undefined;

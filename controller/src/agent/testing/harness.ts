@@ -153,7 +153,7 @@ export function send(url: string, options: { method?: string; path?: string; hea
 
 /** Runs `count` calls of `one(i)` with at most `concurrency` at once. */
 export async function inParallel<T>(count: number, concurrency: number, one: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(count);
+  const out = new Array<T>(count);
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
