@@ -1,8 +1,10 @@
 // `npm run image:sklearn`: builds the scikit-learn model server of examples/sklearn-server with
-// podman on the plain Debian base made here (ci/image/base.ts), and the two iris models its build
-// trains (the Dockerfile's `artifacts` stage, written out with `podman build --output`); prints the
-// image's size layer by layer, pushes it to a local OCI registry (ci/cluster/registry.ts), publishes
-// the artifacts (and their SHA-256 digests) under the artifact host's paths, and serves each one:
+// podman on the plain Debian base made here (ci/image/base.ts), and the iris models its build trains
+// (the Dockerfile's `artifacts` stage, written out with `podman build --output`): two good ones and a
+// deliberately bad one, with the agreement of each pair on the 150 iris rows (agreement.json); prints
+// the image's size layer by layer, pushes it to a local OCI registry (ci/cluster/registry.ts),
+// publishes the artifacts (and their SHA-256 digests) and agreement.json under the artifact host's
+// paths, and serves each model:
 // fetched and unpacked by the ml-operator fetcher, the image run read-only as user 65532, timed from
 // the container's start to ready, asked for predictions, stopped with SIGTERM.
 //
@@ -48,8 +50,18 @@ export interface SklearnArtifact {
   sha256: string;
 }
 
+/** Where agreement.json is published on the artifact host (https://models.example.com/sklearn-iris/agreement.json). */
+export const sklearnAgreementPath = `${sklearnArtifactDir}/agreement.json`;
+
+/**
+ * For each pair of models, named `a|b` with the artifacts' names sorted ("iris-1.0.0|iris-2.0.0"), the
+ * share of the 150 iris rows on which both predict the same class, computed at build time.
+ */
+export type SklearnAgreement = Record<string, number>;
+
 export interface SklearnBuild extends BuildResult {
   artifacts: SklearnArtifact[];
+  agreement: SklearnAgreement;
   artifactSeconds: number;
 }
 
@@ -90,8 +102,11 @@ export async function buildSklearnServer({ tag = sklearnTag, noCache = false, ar
         return { name: f.replace(/\.tar\.gz$/, ''), path, file, bytes: bytes.length, sha256 };
       });
     if (artifacts.length === 0) throw new Error(`the artifacts stage wrote no .tar.gz (found: ${readdirSync(out).join(', ') || 'nothing'})`);
+    const agreementBytes = readFileSync(join(out, 'agreement.json'));
+    const agreement = JSON.parse(agreementBytes.toString('utf8')) as SklearnAgreement;
+    publishArtifact(artifactsDir, sklearnAgreementPath, agreementBytes);
     await pruneImages(base);
-    return { image: tag, id, base, seconds, artifacts, artifactSeconds: (Date.now() - artifactsStarted) / 1000 };
+    return { image: tag, id, base, seconds, artifacts, agreement, artifactSeconds: (Date.now() - artifactsStarted) / 1000 };
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
@@ -228,6 +243,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   process.stdout.write(`${sizeReport(await imageLayers(built.image), pushed)}\n`);
   process.stdout.write(`artifacts (trained in ${built.artifactSeconds.toFixed(1)}s), published in ${artifactsDir}:\n`);
   for (const a of built.artifacts) process.stdout.write(`  https://${artifactHost}${a.path}  ${a.bytes} bytes  sha256 ${a.sha256}\n`);
+  process.stdout.write(`agreement on the 150 iris rows (https://${artifactHost}${sklearnAgreementPath}):\n`);
+  for (const [pair, share] of Object.entries(built.agreement)) process.stdout.write(`  ${pair}  ${share}\n`);
   const scratch = mkdtempSync(join(tmpdir(), 'ml-operator-sklearn-run-'));
   let failed = 0;
   try {

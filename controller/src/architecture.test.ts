@@ -14,6 +14,7 @@ export const layers: Record<string, number> = {
   'log.ts': 0,
   'options.ts': 1,
   kube: 1,
+  compare: 1,
   runtime: 2,
   desired: 2,
   rollout: 3,

@@ -1,17 +1,24 @@
-"""Trains the two iris models of the scikit-learn server image and packs each as a .tar.gz artifact.
+"""Trains the iris models of the scikit-learn server image and packs each as a .tar.gz artifact.
 
     python3 train.py OUT_DIR
 
-writes OUT_DIR/iris-1.0.0.tar.gz (LogisticRegression) and OUT_DIR/iris-2.0.0.tar.gz (DecisionTree),
-each holding, at the top level (the fetcher unpacks it into MODEL_PATH as it is):
+writes OUT_DIR/iris-1.0.0.tar.gz (LogisticRegression), OUT_DIR/iris-2.0.0.tar.gz (DecisionTree) and
+OUT_DIR/iris-permuted-1.0.0.tar.gz (a DecisionTree trained on the training labels shuffled with a
+fixed seed: a deliberately bad model, the candidate a shadow test must stop), each holding, at the
+top level (the fetcher unpacks it into MODEL_PATH as it is):
     model.joblib    the fitted estimator (joblib, as the scikit-learn of the image loads it)
     metadata.json   name, version, algorithm, features, class names, hold-out accuracy, examples
-The archives are reproducible for the same scikit-learn and numpy: fixed seeds, members sorted,
-no timestamps or owners. A model that scores under 90% on the held-out rows, or misclassifies one of
-its examples (the first flower of each species), fails the build.
+and OUT_DIR/agreement.json: for each pair of models ("iris-1.0.0|iris-2.0.0", names sorted), the
+share of the 150 iris rows on which both predict the same class, computed here from the fitted
+estimators: the figure a shadow comparison of the two must report. The archives are reproducible for
+the same scikit-learn and numpy: fixed seeds, members sorted, no timestamps or owners. A good model
+that scores under 90% on the held-out rows, or misclassifies one of its examples (the first flower of
+each species), fails the build; so does a bad model that scores 60% or more, or agrees with a good
+one on 60% of the rows or more.
 """
 import gzip
 import io
+import itertools
 import json
 import os
 import sys
@@ -25,10 +32,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
+# (name, version, algorithm, estimator, trained on shuffled labels)
 MODELS = [
-    ("1.0.0", "LogisticRegression(max_iter=1000)", lambda: LogisticRegression(max_iter=1000)),
-    ("2.0.0", "DecisionTreeClassifier(max_depth=3, random_state=0)", lambda: DecisionTreeClassifier(max_depth=3, random_state=0)),
+    ("iris", "1.0.0", "LogisticRegression(max_iter=1000)", lambda: LogisticRegression(max_iter=1000), False),
+    ("iris", "2.0.0", "DecisionTreeClassifier(max_depth=3, random_state=0)", lambda: DecisionTreeClassifier(max_depth=3, random_state=0), False),
+    ("iris-permuted", "1.0.0", "DecisionTreeClassifier(max_depth=3, random_state=0) on labels shuffled with seed 23",
+     lambda: DecisionTreeClassifier(max_depth=3, random_state=0), True),
 ]
+# Above this, the bad model would not be bad enough to tell apart from a good one (chance is 1/3).
+BAD_AT_MOST = 0.6
 
 
 def pack(path, files):
@@ -51,19 +63,31 @@ def main(out_dir):
     # One row of each class, for the server's GET /predict (the request a load generator sends).
     examples = [iris.data[numpy.flatnonzero(iris.target == c)[0]].tolist() for c in range(len(iris.target_names))]
     os.makedirs(out_dir, exist_ok=True)
-    for version, algorithm, make in MODELS:
-        model = make().fit(x_train, y_train)
+    # The labels the bad model learns: the training rows' labels in a fixed random order, so that
+    # the features say nothing about them.
+    shuffled = numpy.random.default_rng(23).permutation(y_train)
+    predictions = {}
+    for name, version, algorithm, make, permuted in MODELS:
+        model = make().fit(x_train, shuffled if permuted else y_train)
         accuracy = float(model.score(x_test, y_test))
-        if accuracy < 0.9:
-            sys.exit(f"iris {version} ({algorithm}) scores {accuracy:.3f} on the held-out rows: under 0.9")
-        # The examples are what clients check answers against (the labels they must get back).
-        wrong = [(row, iris.target_names[c]) for c, row in enumerate(examples) if model.predict([row])[0] != c]
-        if wrong:
-            sys.exit(f"iris {version} ({algorithm}) misclassifies its examples: {wrong}")
+        if permuted:
+            if accuracy >= BAD_AT_MOST:
+                sys.exit(f"{name} {version} ({algorithm}) scores {accuracy:.3f} on the held-out rows: not bad enough (under {BAD_AT_MOST})")
+        else:
+            if accuracy < 0.9:
+                sys.exit(f"{name} {version} ({algorithm}) scores {accuracy:.3f} on the held-out rows: under 0.9")
+            # The examples are what clients check answers against (the labels they must get back).
+            wrong = [(row, iris.target_names[c]) for c, row in enumerate(examples) if model.predict([row])[0] != c]
+            if wrong:
+                sys.exit(f"{name} {version} ({algorithm}) misclassifies its examples: {wrong}")
+        predictions[f"{name}-{version}"] = (model.predict(iris.data), permuted)
         weights = io.BytesIO()
         joblib.dump(model, weights)
+        training = {"dataset": "iris (sklearn.datasets.load_iris)", "trainRows": len(y_train), "testRows": len(y_test), "testAccuracy": round(accuracy, 4)}
+        if permuted:
+            training["labels"] = "the training labels shuffled (numpy.random.default_rng(23).permutation)"
         metadata = {
-            "name": "iris",
+            "name": name,
             "version": version,
             "algorithm": algorithm,
             "framework": f"scikit-learn {sklearn.__version__}",
@@ -71,12 +95,22 @@ def main(out_dir):
             "features": list(iris.feature_names),
             "classes": list(iris.target_names),
             "examples": examples,
-            "training": {"dataset": "iris (sklearn.datasets.load_iris)", "trainRows": len(y_train), "testRows": len(y_test), "testAccuracy": round(accuracy, 4)},
+            "training": training,
         }
-        archive = os.path.join(out_dir, f"iris-{version}.tar.gz")
+        archive = os.path.join(out_dir, f"{name}-{version}.tar.gz")
         pack(archive, {"model.joblib": weights.getvalue(), "metadata.json": (json.dumps(metadata, indent=2) + "\n").encode()})
         print(f"{archive}: {algorithm}, held-out accuracy {accuracy:.3f}, {os.path.getsize(archive)} bytes", flush=True)
-
+    agreement = {}
+    for a, b in itertools.combinations(sorted(predictions), 2):
+        (pa, bad_a), (pb, bad_b) = predictions[a], predictions[b]
+        # k / 150 as a double: the same number a comparison of the served answers computes.
+        share = int(numpy.sum(pa == pb)) / len(iris.target)
+        if (bad_a or bad_b) and not (bad_a and bad_b) and share >= BAD_AT_MOST:
+            sys.exit(f"{a} and {b} agree on {share:.3f} of the iris rows: the bad model is not bad enough (under {BAD_AT_MOST})")
+        agreement[f"{a}|{b}"] = share
+    with open(os.path.join(out_dir, "agreement.json"), "w", encoding="utf-8") as out:
+        out.write(json.dumps(agreement, indent=2, sort_keys=True) + "\n")
+    print(f"agreement on the {len(iris.target)} iris rows: " + ", ".join(f"{k} {v:.4f}" for k, v in agreement.items()), flush=True)
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

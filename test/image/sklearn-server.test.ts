@@ -1,5 +1,6 @@
 // The scikit-learn model server of examples/sklearn-server, built for real with podman on the local
-// Debian base (ci/image/sklearn.ts), with the two iris models its build trains. Each model is
+// Debian base (ci/image/sklearn.ts), with the iris models its build trains (two good ones and one
+// trained on shuffled labels, with the agreement of each pair computed at build time). Each model is
 // fetched and unpacked by the ml-operator fetcher over HTTP (its digest checked), mounted read-only
 // at /opt/ml/model, and served by the image run as the chart runs model servers: root filesystem
 // read-only, user 65532. Predictions are checked against the iris data set of the image's own
@@ -23,6 +24,8 @@ const modelDirs = new Map<string, string>();
 const readyMs = new Map<string, number>();
 let iris: { x: number[][]; y: number[] };
 const classes = ['setosa', 'versicolor', 'virginica'];
+/** The model trained on shuffled labels: a shadow test's candidate that must fail. */
+const badModel = 'iris-permuted-1.0.0';
 
 interface Prediction {
   predictions: number[];
@@ -80,8 +83,8 @@ describe('examples/sklearn-server built with podman', () => {
     expect(total).toBeLessThan(450e6);
   });
 
-  it('trains two models at build time, each a .tar.gz whose digest is published beside it and which the fetcher unpacks into metadata.json and model.joblib', () => {
-    expect(built.artifacts.map((a) => a.path)).toEqual(['/sklearn-iris/iris-1.0.0.tar.gz', '/sklearn-iris/iris-2.0.0.tar.gz']);
+  it('trains three models at build time, each a .tar.gz whose digest is published beside it and which the fetcher unpacks into metadata.json and model.joblib', () => {
+    expect(built.artifacts.map((a) => a.path)).toEqual(['/sklearn-iris/iris-1.0.0.tar.gz', '/sklearn-iris/iris-2.0.0.tar.gz', '/sklearn-iris/iris-permuted-1.0.0.tar.gz']);
     for (const a of built.artifacts) {
       expect(readFileSync(`${a.file}.sha256`, 'utf8')).toBe(`${a.sha256}  ${a.name}.tar.gz\n`);
       expect(a.bytes).toBeLessThan(100_000);
@@ -103,9 +106,9 @@ describe('examples/sklearn-server built with podman', () => {
     }
   });
 
-  it('predicts the iris data set mostly right with each model, the setosa rows right with both, and says which model answered', async () => {
+  it('predicts the iris data set mostly right with each good model, the setosa rows right with both, and says which model answered', async () => {
     const answers = new Map<string, Prediction>();
-    for (const a of built.artifacts) {
+    for (const a of built.artifacts.filter((x) => x.name !== badModel)) {
       const { status, json } = await post(servers.get(a.name)!, { instances: iris.x });
       expect(status, JSON.stringify(json)).toBe(200);
       const p = json as unknown as Prediction;
@@ -125,6 +128,31 @@ describe('examples/sklearn-server built with podman', () => {
     }
     const models = [...answers.values()].map((p) => p.model);
     expect(new Set(models).size).toBe(2);
+  });
+
+  it('serves the bad model (trained on shuffled labels) wrong on most rows, and each pair agrees on the served rows exactly as agreement.json says', async () => {
+    const predictions = new Map<string, number[]>();
+    for (const a of built.artifacts) {
+      const { status, json } = await post(servers.get(a.name)!, { instances: iris.x });
+      expect(status).toBe(200);
+      predictions.set(a.name, (json as unknown as Prediction).predictions);
+    }
+    const right = predictions.get(badModel)!.filter((c, i) => c === iris.y[i]).length;
+    process.stderr.write(`${badModel}: ${right}/${iris.x.length} iris rows right\n`);
+    expect(right / iris.x.length).toBeLessThan(0.6);
+    const names = [...predictions.keys()].sort();
+    const served: Record<string, number> = {};
+    for (const [i, a] of names.entries()) {
+      for (const b of names.slice(i + 1)) {
+        const pa = predictions.get(a)!;
+        served[`${a}|${b}`] = pa.filter((c, row) => c === predictions.get(b)![row]).length / pa.length;
+      }
+    }
+    process.stderr.write(`agreement on the served rows: ${JSON.stringify(served)}\n`);
+    expect(served).toEqual(built.agreement);
+    expect(JSON.parse(readFileSync(join(artifactsDir, 'sklearn-iris', 'agreement.json'), 'utf8'))).toEqual(built.agreement);
+    expect(built.agreement[`iris-1.0.0|${badModel}`]).toBeLessThan(0.6);
+    expect(built.agreement['iris-1.0.0|iris-2.0.0']).toBeGreaterThan(0.9);
   });
 
   it('refuses what is not a batch of four numbers with 400, and a batch over its limit with 413, and stays ready', async () => {
