@@ -11,14 +11,20 @@ describe('exec', () => {
   });
 
   it('writes the input to stdin, and runs in cwd with env', async () => {
-    const r = await exec('sh', sh('cat; pwd; echo "$GREETING"'), { input: 'in\n', cwd: '/tmp', env: { GREETING: 'hi', PATH: process.env.PATH } });
+    const r = await exec('sh', sh('cat; pwd; echo "$GREETING"'), {
+      input: 'in\n',
+      cwd: '/tmp',
+      env: { GREETING: 'hi', PATH: process.env.PATH },
+    });
     expect(r.stdout).toBe('in\n/tmp\nhi\n');
   });
 
   it('execOk throws what failed: the command, its exit and the end of its output', async () => {
     const failing = execOk('sh', sh('echo progress; echo "no such chart" >&2; exit 3'));
     await expect(failing).rejects.toThrow(ExecError);
-    await expect(failing).rejects.toThrow('sh -c "echo progress; echo \\"no such chart\\" >&2; exit 3" exited with 3:\nprogress\nno such chart');
+    await expect(failing).rejects.toThrow(
+      'sh -c "echo progress; echo \\"no such chart\\" >&2; exit 3" exited with 3:\nprogress\nno such chart',
+    );
   });
 
   it('kills a command that runs past its timeout, and says so', async () => {
@@ -26,20 +32,35 @@ describe('exec', () => {
     const r = await exec('sleep', ['30'], { timeoutMs: 100 });
     expect(r).toMatchObject({ code: null, signal: 'SIGTERM', timedOut: true });
     expect(Date.now() - started).toBeLessThan(10_000);
-    await expect(execOk('sleep', ['30'], { timeoutMs: 100 })).rejects.toThrow('sleep 30 did not finish within 100 ms and said nothing');
+    await expect(execOk('sleep', ['30'], { timeoutMs: 100 })).rejects.toThrow(
+      'sleep 30 did not finish within 100 ms and said nothing',
+    );
   });
 
   it('rejects when the command cannot start', async () => {
-    await expect(exec('/nonexistent/tool', [])).rejects.toThrow('cannot run /nonexistent/tool: spawn /nonexistent/tool ENOENT');
+    await expect(exec('/nonexistent/tool', [])).rejects.toThrow(
+      'cannot run /nonexistent/tool: spawn /nonexistent/tool ENOENT',
+    );
   });
 });
 
 describe('execSync', () => {
   it('gives the same result, blocking', () => {
-    expect(execSync('sh', sh('cat; echo err >&2; exit 2'), { input: 'x' })).toEqual({ code: 2, signal: null, stdout: 'x', stderr: 'err\n', output: 'xerr\n', timedOut: false });
+    expect(execSync('sh', sh('cat; echo err >&2; exit 2'), { input: 'x' })).toEqual({
+      code: 2,
+      signal: null,
+      stdout: 'x',
+      stderr: 'err\n',
+      output: 'xerr\n',
+      timedOut: false,
+    });
     expect(execOkSync('sh', sh('echo ok')).stdout).toBe('ok\n');
     expect(() => execOkSync('sh', sh('exit 4'))).toThrow('sh -c "exit 4" exited with 4 and said nothing');
-    expect(execSync('sleep', ['30'], { timeoutMs: 100 })).toMatchObject({ code: null, signal: 'SIGTERM', timedOut: true });
+    expect(execSync('sleep', ['30'], { timeoutMs: 100 })).toMatchObject({
+      code: null,
+      signal: 'SIGTERM',
+      timedOut: true,
+    });
     expect(() => execSync('/nonexistent/tool', [])).toThrow('cannot run /nonexistent/tool');
   });
 });
