@@ -1,11 +1,11 @@
 // Model artifacts the local cluster's artifact server holds: small .tar.gz archives with a
 // model.json, published under the paths the examples and tests name (https://models.example.com/...).
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { execOkSync } from '../exec.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 /** The host name the artifact server answers for, in the cluster's /etc/hosts. */
@@ -22,7 +22,7 @@ export function publishArtifact(dir: string, path: string, content: Record<strin
   const work = mkdtempSync(join(tmpdir(), 'ml-operator-artifact-'));
   try {
     writeFileSync(join(work, 'model.json'), JSON.stringify(content, null, 2) + '\n');
-    execFileSync('tar', ['-czf', file, '-C', work, 'model.json']);
+    execOkSync('tar', ['-czf', file, '-C', work, 'model.json']);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -1,8 +1,8 @@
 // A certificate authority of the local cluster's own and server certificates signed by it (openssl),
 // for the servers inside the cluster's network that clients reach over TLS (the artifact server).
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execOkSync } from '../exec.ts';
 
 export interface CertificateAuthority {
   certFile: string;
@@ -13,10 +13,9 @@ export interface CertificateAuthority {
 
 function openssl(args: string[]): void {
   try {
-    execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    execOkSync('openssl', args);
   } catch (err) {
-    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new Error(`openssl ${args[0]} failed: ${stderr || (err as Error).message} (the local cluster needs the openssl command: apt-get install openssl)`, { cause: err });
+    throw new Error(`${(err as Error).message}\n(the local cluster needs the openssl command: apt-get install openssl)`, { cause: err });
   }
 }
 

@@ -28,6 +28,7 @@ import { createNetworkNamespace, reapOrphanNamespaces, type NetworkNamespace } f
 import { busyboxImage } from './images.ts';
 import { startIstiod } from './istiod.ts';
 import { cleanUpRealNode, realNodeLabel, realNodeTaint, startRealNode, type RealNode } from './real-node.ts';
+import { execOk } from '../exec.ts';
 
 const dirPrefix = 'ml-operator-cluster-';
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
@@ -165,16 +166,8 @@ function httpsGet(url: string, token: string, ca: Buffer | undefined): Promise<{
 }
 
 /** Runs the cluster's own kubectl; rejects with its output when it fails. */
-export function kubectl(kubeconfig: string, args: string[], input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(toolPath('kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    if (input !== undefined) child.stdin!.end(input);
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`kubectl ${args.join(' ')} failed (exit ${code}):\n${out}`))));
-  });
+export async function kubectl(kubeconfig: string, args: string[], input?: string): Promise<string> {
+  return (await execOk(toolPath('kubectl'), [`--kubeconfig=${kubeconfig}`, ...args], { input })).output;
 }
 
 function kubeconfigYaml(server: string, caData: string, user: string, token: string): string {

@@ -3,13 +3,13 @@
 // podman (import, then save as an OCI archive). The archive is cached outside the repository, keyed
 // by the busybox binary and the recipe, so a machine builds it once.
 // Podman works in a storage of its own for each build (no shared state with other users of podman).
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheRoot } from '../cache.mjs';
 import { log } from '../log.ts';
+import { execOkSync } from '../exec.ts';
 
 export interface ImageArchive {
   /** Image reference the archive holds, e.g. localhost/ml-operator/busybox:1.35.0. */
@@ -29,7 +29,7 @@ export function imageToolsProblem(): string | undefined {
   // A dynamic busybox names its loader near the start of the file; the image has no libraries.
   if (readFileSync(busybox).subarray(0, 4096).includes('ld-linux')) return `${busybox} is linked dynamically: apt-get install busybox-static`;
   try {
-    execFileSync('podman', ['--version'], { stdio: 'ignore' });
+    execOkSync('podman', ['--version']);
   } catch {
     return 'podman is missing: apt-get install podman';
   }
@@ -37,12 +37,7 @@ export function imageToolsProblem(): string | undefined {
 }
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): string {
-  try {
-    return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new Error(`${command} ${args.join(' ')} failed: ${stderr || (err as Error).message}`, { cause: err });
-  }
+  return execOkSync(command, args, { env }).stdout;
 }
 
 /** The busybox image (built, or from the cache). */

@@ -4,9 +4,9 @@
 // every pod address of that range can be bound; a veth pair joins it to the host, so that a shell on
 // the host reaches the API server and the gateway at the namespace's side of the pair.
 // Removing the namespace removes the veth pair with it; namespaces whose owner died are reaped.
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { alive } from '../processes.ts';
+import { execOkSync } from '../exec.ts';
 
 const prefix = 'mlop-';
 /** Pod addresses: local on the namespace's loopback, one /24 per node. */
@@ -36,7 +36,7 @@ export interface NetworkNamespace {
 }
 
 function ip(args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execOkSync('ip', args).stdout;
 }
 
 /** Why this machine cannot make a network namespace, or undefined when it can. */
@@ -133,8 +133,7 @@ export function createNetworkNamespace(): NetworkNamespace {
     ip(['-n', name, 'link', 'set', nsLink, 'up']);
   } catch (err) {
     removeNamespace(name);
-    const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new Error(`cannot create the local cluster's network namespace ${name}: ${stderr || (err as Error).message}`, { cause: err });
+    throw new Error(`cannot create the local cluster's network namespace ${name}: ${(err as Error).message}`, { cause: err });
   }
   let removed = false;
   return {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { toolPath } from '../tools/build.ts';
 import { waitFor } from '../wait.ts';
+import { execOk } from '../exec.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 
@@ -23,15 +24,8 @@ export const serviceAccountOf = (r: Release) => `${r.name}-controller`;
 const releaseDefaults = ['controller.replicaCount=0', 'controller.podDisruptionBudget.enabled=false'];
 export const serviceAccount = serviceAccountOf(release);
 
-export function helm(kubeconfig: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(toolPath('helm'), [`--kubeconfig=${kubeconfig}`, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`helm ${args.join(' ')} failed (exit ${code}):\n${out}`))));
-  });
+export async function helm(kubeconfig: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
+  return (await execOk(toolPath('helm'), [`--kubeconfig=${kubeconfig}`, ...args], { cwd: root, env })).output;
 }
 
 /** `helm install` of the working tree, the controller's own Deployment scaled to zero (it runs locally). */

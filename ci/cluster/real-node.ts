@@ -10,7 +10,7 @@
 // kubelet's root, pod logs), its cgroups under a cgroup root named after the cluster's namespace;
 // cleanUpRealNode() kills what is left of its containers and removes its mounts and cgroups, after a
 // normal stop as after an owner that was killed outright.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -19,6 +19,7 @@ import { waitFor } from '../wait.ts';
 import type { CertificateAuthority } from './certs.ts';
 import type { ImageArchive } from './images.ts';
 import type { NetworkNamespace } from './netns.ts';
+import { execOk, execOkSync } from '../exec.ts';
 
 export const realNodeName = 'real-0';
 /** Label of the real node: pods select it to land there. */
@@ -84,7 +85,7 @@ interface NodeRecord {
 export function realNodeProblem(): string | undefined {
   for (const [command, pkg] of [['runc', 'runc'], ['iptables', 'iptables'], ['nsenter', 'util-linux']] as const) {
     try {
-      execFileSync(command, ['--version'], { stdio: 'ignore' });
+      execOkSync(command, ['--version']);
     } catch {
       return `the real node needs ${command}: apt-get install ${pkg}`;
     }
@@ -94,12 +95,7 @@ export function realNodeProblem(): string | undefined {
 }
 
 function exec(command: string, args: string[]): string {
-  try {
-    return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new Error(`${command} ${args.join(' ')} failed: ${stderr || (err as Error).message}`, { cause: err });
-  }
+  return execOkSync(command, args).stdout;
 }
 
 /** The cgroup hierarchies mounted under /sys/fs/cgroup (cgroup v1 controllers, name=systemd, the unified one). */
@@ -194,7 +190,7 @@ export function cleanUpRealNode(dir: string): void {
   }
   for (const mount of mountsUnder(dir)) {
     try {
-      execFileSync('umount', ['--lazy', mount], { stdio: 'ignore' });
+      execOkSync('umount', ['--lazy', mount]);
     } catch {
       // Unmounted with its parent.
     }
@@ -315,15 +311,8 @@ function kubeconfig(server: string, caFile: string, cert: { certFile: string; ke
   });
 }
 
-function ctr(socket: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(toolPath('ctr'), ['--address', socket, '--namespace', 'k8s.io', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`ctr ${args.join(' ')} failed (exit ${code}):\n${out}`))));
-  });
+async function ctr(socket: string, args: string[]): Promise<string> {
+  return (await execOk(toolPath('ctr'), ['--address', socket, '--namespace', 'k8s.io', ...args])).output;
 }
 
 /**

@@ -13,7 +13,6 @@
 // Cached by content: an image's tag carries a hash of this recipe (this file), the Debian suite and,
 // for the Node.js base, the Node.js and npm versions, so it is made once and made again only when one
 // of them changes. The Debian packages are the suite's (and its security updates') of the day it is made.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -22,6 +21,7 @@ import { cacheRoot } from '../cache.mjs';
 import { ensureDebianPackages, type DebianPackage } from '../debian.ts';
 import { withProgress } from '../log.ts';
 import { podman, podmanOk } from './podman.ts';
+import { execOk } from '../exec.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 
@@ -77,17 +77,8 @@ export function debianBaseImage(): string {
   return `localhost/ml-operator/debian:${suite}-slim-${recipeKey(`debian ${suite}`)}`;
 }
 
-function run(cmd: string, args: readonly string[], cwd?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve(output) : reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}:\n${output.trim().split('\n').slice(-30).join('\n')}`)),
-    );
-  });
+async function run(cmd: string, args: readonly string[], cwd?: string): Promise<string> {
+  return (await execOk(cmd, args, { cwd })).output;
 }
 
 interface Rootfs {

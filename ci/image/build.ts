@@ -11,7 +11,6 @@
 // registry the host's npm uses, trusting the host's certificate authorities, through a build-time
 // mount of an npmrc and the CA bundle over the base image's empty /usr/local/etc (npm's global
 // config directory): nothing of it stays in a layer.
-import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -21,6 +20,7 @@ import { log, withProgress } from '../log.ts';
 import { baseImage, ensureBaseImage, mmdebstrapPackage } from './base.ts';
 import { containersDir, ensurePodman, podman, podmanOk, podmanPackages } from './podman.ts';
 import { ensureDebianPackages } from '../debian.ts';
+import { execOkSync, execSync } from '../exec.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 export const defaultTag = 'localhost/ml-operator/controller:dev';
@@ -36,7 +36,7 @@ function npmBuildConfig(): string {
   const dir = join(containersDir(), 'npm-build-config');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const npmConfig = (key: string) => spawnSync('npm', ['config', 'get', key], { encoding: 'utf8' }).stdout?.trim() ?? '';
+  const npmConfig = (key: string) => execSync('npm', ['config', 'get', key]).stdout.trim();
   const lines = ['# The build-time npm config of ci/image/build.ts: the host\'s registry and certificate authorities.'];
   const registry = npmConfig('registry');
   if (/^https?:\/\//.test(registry)) lines.push(`registry=${registry}`);
@@ -210,10 +210,8 @@ function packArchive(dir: string, files: Record<string, string>, archive: string
   mkdirSync(src, { recursive: true });
   for (const [name, content] of Object.entries(files)) writeFileSync(join(src, name), content);
   const names = Object.keys(files);
-  const run = archive.endsWith('.zip')
-    ? spawnSync('zip', ['-q', join(dir, archive), ...names], { cwd: src, encoding: 'utf8' })
-    : spawnSync('tar', ['-czf', join(dir, archive), ...names], { cwd: src, encoding: 'utf8' });
-  if (run.status !== 0) throw new Error(`packing ${archive} failed: ${run.stderr}`);
+  if (archive.endsWith('.zip')) execOkSync('zip', ['-q', join(dir, archive), ...names], { cwd: src });
+  else execOkSync('tar', ['-czf', join(dir, archive), ...names], { cwd: src });
 }
 
 /**

@@ -11,7 +11,8 @@ import { parseDocument, type Document } from 'yaml';
 import { ensureTools, toolPath } from '../tools/build.ts';
 import { releaseUnreleased } from './changelog.ts';
 import { docs } from './docs.ts';
-import { execOk, runMain } from './exec.ts';
+import { execOk } from '../exec.ts';
+import { runMain } from './exec.ts';
 import { invalidVersion, subchartDir, versionProblems } from './versions.ts';
 
 /** package.json and package-lock.json: the fields that hold the version. */

@@ -7,7 +7,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureTools, toolPath } from '../tools/build.ts';
 import { docs } from './docs.ts';
-import { execOk, runMain } from './exec.ts';
+import { execOk } from '../exec.ts';
+import { runMain } from './exec.ts';
 import { versionProblems } from './versions.ts';
 
 export const repositoryRoot = dirname(dirname(dirname(fileURLToPath(import.meta.url))));

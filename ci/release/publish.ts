@@ -6,7 +6,8 @@
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { ensureTools, toolPath } from '../tools/build.ts';
-import { exec, execOk, runMain } from './exec.ts';
+import { exec, execOk } from '../exec.ts';
+import { runMain } from './exec.ts';
 import { packageChart, repositoryRoot } from './package.ts';
 
 export interface PublishOptions {

@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execOkSync } from '../exec.ts';
 
 export interface PublishedRelease {
   /** The chart version (also the CRDs' and the controller image's). */
@@ -22,7 +23,7 @@ export const lastPublished: PublishedRelease = { version: '0.1.0', commit: 'f3a8
 const repositoryRoot = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 
 function git(args: string[], root = repositoryRoot): string {
-  return execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  return execOkSync('git', args, { cwd: root }).stdout;
 }
 
 /** Throws, saying how to get it, when the clone lacks the commit (a shallow clone, say). */
@@ -47,7 +48,7 @@ export function pathsAt(commit: string, paths: readonly string[], root = reposit
   return paths.filter((p) => present.has(p));
 }
 
-/** Writes `paths` as they were at `commit` into `dest` (created when missing), with `git archive`. */
+/** Writes `paths` as they were at `commit` into `dest` (created when missing), with `git archive` (a binary pipe). */
 export function extractAt(commit: string, paths: readonly string[], dest: string, root = repositoryRoot): void {
   requireCommit(commit, root);
   mkdirSync(dest, { recursive: true });

@@ -9,7 +9,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { generatedAnnotationKeys } from '../../ci/release/artifacthub.ts';
 import { changesOf, releases } from '../../ci/release/changelog.ts';
 import { docs } from '../../ci/release/docs.ts';
-import { exec, type ExecResult } from '../../ci/release/exec.ts';
+import { exec, type ExecResult } from '../../ci/exec.ts';
 import { invalidVersion, releaseVersion, versionFields, versionProblems } from '../../ci/release/versions.ts';
 import { toolPath } from '../../ci/tools/build.ts';
 import { copyCheckout, expectedPackageFiles, isolatedHelmEnv, repositoryRoot as root } from '../../ci/release/checkout.ts';

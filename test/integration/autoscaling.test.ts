@@ -11,7 +11,8 @@ import { horizontalPodAutoscalerResource, scaledObjectResource } from '../../con
 import { traefikServicePattern } from '../../controller/src/desired/data-plane-metrics.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, getEndpoint, inService, k8s, user, waitForEndpoint } from './ml.ts';
-import { expectServed, gatewaySuite, load, printReport, servedModel, waitForGateway } from './traffic.ts';
+import { gatewaySuite, servedModel } from './fixtures.ts';
+import { expectServed, load, printReport, waitForGateway } from './traffic.ts';
 
 const suite = gatewaySuite('autoscaling');
 const model = servedModel('autoscaling');

@@ -10,7 +10,6 @@
 // Other test files use the same cluster at the same time: everything here lives in its own
 // namespaces and releases, the CRDs are never deleted, and release `ml-operator` only ever gains an
 // optional field and gets it back out (it is rolled back in afterAll if a test stopped half-way).
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +24,7 @@ import { KubeError } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
 import { adminConfig, apiError, createNamespace, deleteNamespace } from './kube.ts';
 import { user } from './ml.ts';
+import { exec, execOk, type ExecResult } from '../../ci/exec.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const kc = adminConfig();
@@ -45,30 +45,14 @@ let sharedReleaseToRestore: number | undefined;
 // ---------------------------------------------------------------------------------------------------
 // Commands
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
+/** Runs the command in the chart's directory. */
+function run(command: string, args: string[], input?: string): Promise<ExecResult> {
+  return exec(command, args, { cwd: root, input });
 }
 
-function run(command: string, args: string[], input?: string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input ?? '');
-  });
-}
-
-/** Runs the command and returns its stdout; fails with the whole output when it exits non-zero. */
+/** Runs the command and returns its stdout; fails with its output when it exits non-zero. */
 async function ok(command: string, args: string[], input?: string): Promise<string> {
-  const result = await run(command, args, input);
-  if (result.code !== 0) throw new Error(`${command} ${args.join(' ')} failed (exit ${result.code}):\n${result.stdout}\n${result.stderr}`);
-  return result.stdout;
+  return (await execOk(command, args, { cwd: root, input })).stdout;
 }
 
 const helm4 = toolPath('helm');

@@ -23,7 +23,7 @@ import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-p
 import { chartConfig, serviceAccountKubeconfig, startControllerProcess, type ControllerProcess, type Release } from '../../ci/cluster/operator.ts';
 import { log } from '../../ci/log.ts';
 import { bumpVersion } from '../../ci/release/bump-version.ts';
-import { execOk } from '../../ci/release/exec.ts';
+import { execOk } from '../../ci/exec.ts';
 import { packageChart } from '../../ci/release/package.ts';
 import { publishChart } from '../../ci/release/publish.ts';
 import { extractAt, fileAt, lastPublished, requireCommit } from '../../ci/release/published.ts';

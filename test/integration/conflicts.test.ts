@@ -10,8 +10,9 @@ import { resources, type KubeObject } from '../../controller/src/kube/resources.
 import { httpRouteResource } from '../../controller/src/routing/gateway-api.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, artifact, getEndpoint, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
+import { admin, applyConfig, applyEndpoint, applyModel, getEndpoint, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
 import { expectServed, installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
+import { servedModel } from './fixtures.ts';
 
 let namespace: string;
 let release: Release;
@@ -29,7 +30,7 @@ afterAll(async () => {
 });
 
 const reason = (e: { status?: { conditions?: { type: string; reason: string }[] } }, type: string) => e.status?.conditions?.find((c) => c.type === type)?.reason;
-const model = (image: string) => ({ image, artifact: artifact('conflicts'), readinessPath: '/healthz' });
+const model = servedModel('conflicts');
 
 describe('objects the controller does not own', () => {
   it('a user HTTPRoute with the name the endpoint wants: OwnershipConflict, the route left as it was, nothing served', async () => {

@@ -2,7 +2,7 @@
 // only when their pods answer their readiness probes on their own addresses, requests reach them
 // through the gateway, Istio's CRD schemas validate, RBAC denies what it should. Everything the
 // product is tested against later rests on this.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startLoad } from '../../ci/traffic/load.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { adminConfig, apiError, createNamespace, deleteNamespace } from './kube.ts';
+import { execOkSync } from '../../ci/exec.ts';
 
 const kc = adminConfig();
 let namespace: string;
@@ -162,12 +163,12 @@ describe('the local control plane', () => {
     // etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the pod runtime, Traefik, Prometheus, KEDA's operator and its metrics API server.
     expect(pids).toHaveLength(10);
     const netns = output.match(/network namespace: (\S+);/)![1];
-    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).toContain(netns);
+    expect(execOkSync('ip', ['netns', 'list']).stdout).toContain(netns);
     child.kill('SIGINT');
     await exited;
     for (const pid of pids) expect(() => process.kill(pid, 0), `process ${pid} is still running`).toThrow();
     expect(existsSync(join(tmpdir(), dir!))).toBe(false);
-    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(netns);
+    expect(execOkSync('ip', ['netns', 'list']).stdout).not.toContain(netns);
     expect(existsSync(`/etc/netns/${netns}`)).toBe(false);
   });
 });

@@ -9,8 +9,9 @@ import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, artifact, inService, list, runController, user, waitForEndpoint } from './ml.ts';
+import { admin, applyConfig, applyEndpoint, applyModel, inService, list, runController, user, waitForEndpoint } from './ml.ts';
 import { expectServed, installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
+import { servedModel } from './fixtures.ts';
 
 const root = '/mnt/ml-operator';
 let namespaces: string[];
@@ -33,7 +34,7 @@ afterAll(async () => {
   if (release) await uninstallRelease(release);
 });
 
-const model = (image: string) => ({ image, artifact: artifact('hostpath'), readinessPath: '/healthz' });
+const model = servedModel('hostpath');
 
 describe('hostPath storage', () => {
   it('serves from files on the nodes, one volume per namespace and instance, and a variant path under the root', async () => {

@@ -1,8 +1,8 @@
 // istioctl analyze on a namespace, and the messages the local cluster cannot avoid: Envoy cannot
 // run here, so the Gateways' selector (istio: ingressgateway) matches no pod.
-import { execFile } from 'node:child_process';
 import { inject } from 'vitest';
 import { toolPath } from '../../ci/tools/build.ts';
+import { exec } from '../../ci/exec.ts';
 
 export interface AnalysisMessage {
   code: string;
@@ -12,17 +12,15 @@ export interface AnalysisMessage {
   message?: string;
 }
 
-export function analyze(namespace: string): Promise<AnalysisMessage[]> {
-  return new Promise((resolve, reject) => {
-    execFile(toolPath('istioctl'), ['analyze', `--kubeconfig=${inject('kubeconfigPath')}`, '-n', namespace, '-o', 'json', '--timeout=60s'], { timeout: 90_000 }, (err, stdout, stderr) => {
-      // istioctl exits non-zero when it finds errors; the JSON still says which.
-      try {
-        resolve(JSON.parse(stdout || '[]') as AnalysisMessage[]);
-      } catch {
-        reject(err ?? new Error(`istioctl analyze printed no JSON: ${stdout}\n${stderr}`));
-      }
-    });
-  });
+export async function analyze(namespace: string): Promise<AnalysisMessage[]> {
+  const args = ['analyze', `--kubeconfig=${inject('kubeconfigPath')}`, '-n', namespace, '-o', 'json', '--timeout=60s'];
+  const r = await exec(toolPath('istioctl'), args, { timeoutMs: 90_000 });
+  // istioctl exits non-zero when it finds errors; the JSON still says which.
+  try {
+    return JSON.parse(r.stdout || '[]') as AnalysisMessage[];
+  } catch (err) {
+    throw new Error(`istioctl analyze printed no JSON (exit ${r.code}${r.timedOut ? ', timed out' : ''}):\n${r.output}`, { cause: err });
+  }
 }
 
 /**

@@ -12,9 +12,10 @@ import type { AnalysisCheck, MachineLearningEndpoint, MachineLearningEndpointRol
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { analyze, unexplained } from './istio.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, artifact, inService, runController, user, waitForEndpoint } from './ml.ts';
+import { admin, applyConfig, applyEndpoint, applyModel, inService, runController, user, waitForEndpoint } from './ml.ts';
 import { prometheus, startIstioExporter, type IstioExporter } from './prometheus.ts';
 import { installRelease, uninstallRelease } from './traffic.ts';
+import { servedModel } from './fixtures.ts';
 
 let namespace: string;
 let release: Release;
@@ -76,7 +77,7 @@ function mesh(name: string, answer: (service: string) => { errorShare: number; m
   };
 }
 
-const model = (image: string) => ({ image, artifact: artifact('istio-progressive'), readinessPath: '/healthz' });
+const model = servedModel('istio-progressive');
 const checks: AnalysisCheck[] = [
   { name: 'errors', builtin: 'errorRate', max: 0.05, intervalSeconds: 5 },
   { name: 'p99', builtin: 'latencyP99', max: 100, intervalSeconds: 5 },

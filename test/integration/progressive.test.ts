@@ -17,6 +17,7 @@ import { createNamespace, deleteNamespace } from './kube.ts';
 import { admin, applyConfig, applyEndpoint, applyModel, getEndpoint, inService, k8s, list, runController, waitForEndpoint } from './ml.ts';
 import { cuttablePathToPrometheus, query, type CuttablePath } from './prometheus.ts';
 import { artifact, backendsOf, expectServed, installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
+import { servedModel } from './fixtures.ts';
 
 let namespace: string;
 let capacityNamespace: string;
@@ -52,12 +53,7 @@ afterAll(async () => {
   if (release) await uninstallRelease(release);
 });
 
-const model = (image: string, env: Record<string, string> = {}) => ({
-  image,
-  artifact: artifact('progressive'),
-  readinessPath: '/healthz',
-  ...(Object.keys(env).length ? { env: Object.entries(env).map(([name, value]) => ({ name, value })) } : {}),
-});
+const model = servedModel('progressive');
 const errorRate = (o: Partial<AnalysisCheck> = {}): AnalysisCheck => ({ name: 'errors', builtin: 'errorRate', max: 0.05, intervalSeconds: 5, ...o });
 const latencyP99 = (o: Partial<AnalysisCheck> = {}): AnalysisCheck => ({ name: 'p99', builtin: 'latencyP99', max: 200, intervalSeconds: 5, ...o });
 const progressing = (e: MachineLearningEndpoint) => e.status?.conditions?.find((c) => c.type === 'Progressing');

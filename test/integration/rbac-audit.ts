@@ -2,12 +2,12 @@
 // reads and writes of ServiceAccounts), against what the chart granted each controller's
 // ServiceAccount (rendered with helm from the values each release was installed with). A verb used
 // but not granted, or granted but used by no controller in the whole run, fails it.
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { toolPath } from '../../ci/tools/build.ts';
+import { execOkSync } from '../../ci/exec.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 
@@ -35,7 +35,7 @@ interface AuditEvent {
 }
 
 function grantsOf(release: { name: string; namespace: string; values: string[] }): Set<Grant> {
-  const rendered = execFileSync(toolPath('helm'), ['template', release.name, '.', '-n', release.namespace, ...release.values.flatMap((v) => ['--set', v])], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const rendered = execOkSync(toolPath('helm'), ['template', release.name, '.', '-n', release.namespace, ...release.values.flatMap((v) => ['--set', v])], { cwd: root }).stdout;
   const objects = parseAllDocuments(rendered).map((d) => d.toJS() as { kind?: string; metadata?: { name: string }; rules?: Rule[]; roleRef?: { name: string }; subjects?: { kind: string; name: string }[] } | null);
   const serviceAccount = `${release.name}-controller`;
   const bound = new Set(

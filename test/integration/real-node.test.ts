@@ -4,7 +4,6 @@
 // ClusterIP reaches it through kube-proxy's iptables rules from the cluster's network namespace; and
 // deleting it delivers SIGTERM and waits the grace period before the kill. Pods that do not ask for
 // the real node keep going to the kwok nodes.
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
@@ -16,6 +15,7 @@ import { busyboxImage, type ImageArchive } from '../../ci/cluster/images.ts';
 import { realNodeLabel, realNodePodCidr, realNodeTaint } from '../../ci/cluster/real-node.ts';
 import { log } from '../../ci/log.ts';
 import { waitFor } from '../../ci/wait.ts';
+import { execOk } from '../../ci/exec.ts';
 
 const namespace = 'real-node';
 const graceSeconds = 6;
@@ -112,20 +112,12 @@ function probePod(reportAddress: string): k8s.V1Pod {
 }
 
 /** GET from inside the cluster's network namespace (busybox wget), bounded in time. */
-function getInNamespace(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', ['netns', 'exec', cluster.network.namespace, 'busybox', 'wget', '-q', '-O', '-', url], { timeout: 5000 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`wget ${url} in ${cluster.network.namespace}: ${stderr.trim() || err.message}`)) : resolve(stdout),
-    );
-  });
+async function getInNamespace(url: string): Promise<string> {
+  return (await execOk('ip', ['netns', 'exec', cluster.network.namespace, 'busybox', 'wget', '-q', '-O', '-', url], { timeoutMs: 5000 })).stdout;
 }
 
-function iptablesNat(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', ['netns', 'exec', cluster.network.namespace, 'iptables', '-t', 'nat', '-S', 'KUBE-SERVICES'], { timeout: 10_000 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`iptables -t nat -S KUBE-SERVICES: ${stderr.trim() || err.message}`)) : resolve(stdout),
-    );
-  });
+async function iptablesNat(): Promise<string> {
+  return (await execOk('ip', ['netns', 'exec', cluster.network.namespace, 'iptables', '-t', 'nat', '-S', 'KUBE-SERVICES'], { timeoutMs: 10_000 })).stdout;
 }
 
 /** Whether a process runs: exists and has not exited (a killed process whose parent, here the machine's init, has not reaped it yet is a zombie). */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse } from 'yaml';
-import { exec, type ExecResult } from '../../ci/release/exec.ts';
+import { exec, type ExecResult } from '../../ci/exec.ts';
 import { releaseVersion } from '../../ci/release/versions.ts';
 import { toolPath } from '../../ci/tools/build.ts';
 import { waitFor } from '../../ci/wait.ts';

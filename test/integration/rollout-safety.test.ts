@@ -5,8 +5,9 @@ import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, artifact, getEndpoint, inService, k8s, list, runController, user, waitForEndpoint } from './ml.ts';
+import { admin, applyConfig, applyEndpoint, applyModel, getEndpoint, inService, k8s, list, runController, user, waitForEndpoint } from './ml.ts';
 import { expectServed, installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
+import { servedModel } from './fixtures.ts';
 
 let namespace: string;
 let release: Release;
@@ -23,12 +24,7 @@ afterAll(async () => {
   if (release) await uninstallRelease(release);
 });
 
-const model = (image: string, env: Record<string, string> = {}) => ({
-  image,
-  artifact: artifact('safety'),
-  readinessPath: '/healthz',
-  ...(Object.keys(env).length ? { env: Object.entries(env).map(([name, value]) => ({ name, value })) } : {}),
-});
+const model = servedModel('safety');
 const core = () => admin.makeApiClient(k8s.CoreV1Api);
 const podsOf = async (instance: string) => (await core().listNamespacedPod({ namespace, labelSelector: `ml-operator.dev/model-instance=${instance}` })).items;
 const replicasOf = async (name: string) => ((await list(resources.deployment, namespace)).find((d) => d.metadata.name === name)?.spec as { replicas?: number } | undefined)?.replicas;

@@ -7,7 +7,8 @@ import { binomialInterval } from '../../ci/traffic/load.ts';
 import { waitFor } from '../../ci/wait.ts';
 import type { MachineLearningEndpoint } from '../../controller/src/api/generated.ts';
 import { applyConfig, applyEndpoint, applyModel, inService, waitForEndpoint } from './ml.ts';
-import { backendsOf, expectServed, gatewaySuite, load, printReport, servedModel, share, waitForGateway } from './traffic.ts';
+import { gatewaySuite, servedModel } from './fixtures.ts';
+import { backendsOf, expectServed, load, printReport, share, waitForGateway } from './traffic.ts';
 
 const suite = gatewaySuite('shadows', ['controller.config.routing.gatewayAPI.mirroring=TraefikService']);
 const host = (name: string) => suite.host(name);

@@ -12,8 +12,9 @@ import { planFromTemplates } from '../../controller/src/desired/plan.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { startApiProxy, type ApiProxy } from './api-proxy.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, artifact, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
+import { admin, applyConfig, applyEndpoint, applyModel, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
 import { expectServed, installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
+import { servedModel } from './fixtures.ts';
 
 let namespace: string;
 let release: Release;
@@ -33,7 +34,7 @@ afterAll(async () => {
 });
 
 const start = () => runController([namespace], { release, via: proxy });
-const model = (image: string) => ({ image, artifact: artifact('faults'), readinessPath: '/healthz' });
+const model = servedModel('faults');
 /** The version and instance a model image will get: content hashes of the specs as stored (defaults filled in). */
 async function instanceOf(image: string) {
   const storedModel = await user.get<KubeObject & { spec: MachineLearningModelSpec }>(resources.model, namespace, 'm');

@@ -8,7 +8,8 @@ import { inject, describe, expect, it } from 'vitest';
 import type { AnalysisCheck, MachineLearningEndpoint } from '../../controller/src/api/generated.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { applyConfig, applyEndpoint, applyModel, inService, waitForEndpoint } from './ml.ts';
-import { backendsOf, expectServed, gatewaySuite, load, printReport, servedModel, waitForGateway } from './traffic.ts';
+import { gatewaySuite, servedModel } from './fixtures.ts';
+import { backendsOf, expectServed, load, printReport, waitForGateway } from './traffic.ts';
 
 const suite = gatewaySuite('mirroring-gates', [
   'controller.config.routing.gatewayAPI.mirroring=TraefikService',

@@ -1,12 +1,11 @@
 // Helpers for tests that send real requests: the cluster's gateway, releases of the chart with the
 // Gateway API provider, model artifacts on the artifact server, and load through the gateway.
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, inject } from 'vitest';
-import { installChart, type ControllerProcess, type Release } from '../../ci/cluster/operator.ts';
+import { inject } from 'vitest';
+import { installChart, type Release } from '../../ci/cluster/operator.ts';
 import { binomialInterval, describeReport, startLoad, type LoadOptions, type LoadReport, type LoadRun, type Sample } from '../../ci/traffic/load.ts';
 import { waitFor } from '../../ci/wait.ts';
-import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, artifact, k8s, runController } from './ml.ts';
+import { admin, artifact, k8s } from './ml.ts';
 
 export { artifact };
 export { backendsOf, expectServed, maxExtraMs } from './served.ts';
@@ -76,33 +75,3 @@ export function share(samples: readonly Sample[], instance: string, expected: nu
   const hits = answered.filter((s) => s.backend!.instance === instance).length;
   return { observed: hits / answered.length, interval: binomialInterval(expected, answered.length), n: answered.length };
 }
-
-/**
- * A test file's namespace (restricted pods), a release of the chart with the Gateway API provider
- * watching it, and that release's controller, set up before the file's tests and removed after.
- */
-export function gatewaySuite(name: string, values: string[] = []): { readonly namespace: string; readonly release: Release; controller: ControllerProcess; host(endpoint: string): string } {
-  const suite = {} as { namespace: string; release: Release; controller: ControllerProcess; host(endpoint: string): string };
-  suite.host = (endpoint) => `${endpoint}.${suite.namespace}.models.example.com`;
-  beforeAll(async () => {
-    suite.namespace = await createNamespace(admin, name, { 'pod-security.kubernetes.io/enforce': 'restricted' });
-    suite.release = await installGatewayRelease(suite.namespace, 'shared', values);
-    suite.controller = await runController([suite.namespace], { release: suite.release });
-  });
-  afterAll(async () => {
-    await suite.controller?.stop();
-    if (suite.namespace) await deleteNamespace(admin, suite.namespace);
-    if (suite.release) await uninstallRelease(suite.release);
-  });
-  return suite;
-}
-
-/** Model specs served by the local model server, with an artifact of the given name and DEMO_* settings. */
-export const servedModel =
-  (artifactName: string) =>
-  (image: string, env: Record<string, string> = {}) => ({
-    image,
-    artifact: artifact(artifactName),
-    readinessPath: '/healthz',
-    ...(Object.keys(env).length ? { env: Object.entries(env).map(([name, value]) => ({ name, value })) } : {}),
-  });
