@@ -12,6 +12,7 @@ import { eventHandlers } from './controller/handlers.ts';
 import { startLoop } from './controller/loop.ts';
 import { buildSources, type Sources } from './controller/sources.ts';
 import { EndpointReconciler } from './reconcile/endpoint.ts';
+import { keyOf } from './reconcile/indexes.ts';
 import { routingProvider } from './routing/providers.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { startHealthServer } from './runtime/health.ts';
@@ -126,7 +127,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
             void startWorking().catch((err) => logger.error({ err }, 'failed to start the controllers'));
             return;
           }
-          for (const e of sources?.endpoints.list() ?? []) enqueue(`${e.metadata.namespace}/${e.metadata.name}`);
+          for (const e of sources?.endpoints.list() ?? []) enqueue(keyOf(e.metadata.namespace, e.metadata.name));
           queue.resume();
         },
         onStoppedLeading: () => {
