@@ -73,7 +73,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
       return undefined;
     };
     const autoscalers = await optional(autoscalerResource(options.config), options.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API" : 'the HorizontalPodAutoscaler API');
-    const auxiliary = await optional(provider.auxiliaryResource, "Traefik's TraefikService API");
+    const auxiliary = await optional(provider.auxiliary?.resource, "Traefik's TraefikService API");
     sources = buildSources({ client, logger, config: options.config, namespaces, provider, autoscalerResource: autoscalers, auxiliaryResource: auxiliary, hostPath: options.config.storage.mode === 'hostPath', handlers });
     for (const i of sources.informers) i.start();
     const started = Date.now();
@@ -81,7 +81,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
     synced = true;
     logger.info({ ms: Date.now() - started, namespaces: namespaces ?? 'all' }, 'caches synced; reconciling');
     const prometheus = options.config.prometheus.url ? prometheusClient(options.config.prometheus.url) : undefined;
-    const reconciler = new EndpointReconciler({ client, caches: sources, config: options.config, events, logger, metrics, prometheus, missing: { autoscalers: !autoscalers, auxiliary: !!provider.auxiliaryResource && !auxiliary } });
+    const reconciler = new EndpointReconciler({ client, caches: sources, config: options.config, events, logger, metrics, prometheus, missing: { autoscalers: !autoscalers, auxiliary: !!provider.auxiliary && !auxiliary } });
     startLoop({ queue, reconciler, caches: sources, metrics, events, logger });
     resolveLeading();
   }
