@@ -12,6 +12,7 @@ import { eventHandlers } from './controller/handlers.ts';
 import { startLoop } from './controller/loop.ts';
 import { buildSources, type Sources } from './controller/sources.ts';
 import { EndpointReconciler } from './reconcile/endpoint.ts';
+import { keyOf } from './reconcile/indexes.ts';
 import { routingProvider } from './routing/providers.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { startHealthServer } from './runtime/health.ts';
@@ -72,7 +73,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
       return undefined;
     };
     const autoscalers = await optional(autoscalerResource(options.config), options.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API" : 'the HorizontalPodAutoscaler API');
-    const auxiliary = await optional(provider.auxiliaryResource, "Traefik's TraefikService API");
+    const auxiliary = await optional(provider.auxiliary?.resource, "Traefik's TraefikService API");
     sources = buildSources({ client, logger, config: options.config, namespaces, provider, autoscalerResource: autoscalers, auxiliaryResource: auxiliary, hostPath: options.config.storage.mode === 'hostPath', handlers });
     for (const i of sources.informers) i.start();
     const started = Date.now();
@@ -80,7 +81,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
     synced = true;
     logger.info({ ms: Date.now() - started, namespaces: namespaces ?? 'all' }, 'caches synced; reconciling');
     const prometheus = options.config.prometheus.url ? prometheusClient(options.config.prometheus.url) : undefined;
-    const reconciler = new EndpointReconciler({ client, caches: sources, config: options.config, events, logger, metrics, prometheus, missing: { autoscalers: !autoscalers, auxiliary: !!provider.auxiliaryResource && !auxiliary } });
+    const reconciler = new EndpointReconciler({ client, caches: sources, config: options.config, events, logger, metrics, prometheus, missing: { autoscalers: !autoscalers, auxiliary: !!provider.auxiliary && !auxiliary } });
     startLoop({ queue, reconciler, caches: sources, metrics, events, logger });
     resolveLeading();
   }
@@ -126,7 +127,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
             void startWorking().catch((err: unknown) => logger.error({ err }, 'failed to start the controllers'));
             return;
           }
-          for (const e of sources?.endpoints.list() ?? []) enqueue(`${e.metadata.namespace}/${e.metadata.name}`);
+          for (const e of sources?.endpoints.list() ?? []) enqueue(keyOf(e.metadata.namespace, e.metadata.name));
           queue.resume();
         },
         onStoppedLeading: () => {

@@ -11,7 +11,8 @@ import { waitFor } from '../../ci/wait.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { applyConfig, applyEndpoint, applyModel, getEndpoint, inService, user, waitForEndpoint } from './ml.ts';
 import { expectServed } from './served.ts';
-import { gatewaySuite, load, printReport, servedModel, waitForGateway } from './traffic.ts';
+import { gatewaySuite, servedModel } from './fixtures.ts';
+import { load, printReport, waitForGateway } from './traffic.ts';
 
 const suite = gatewaySuite('data-capture');
 const model = servedModel('titanic');

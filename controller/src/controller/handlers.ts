@@ -14,13 +14,11 @@ import type { Caches } from '../reconcile/caches.ts';
 import { hostsOf, indexes, keyOf } from '../reconcile/indexes.ts';
 import type { Endpoint, SourceHandlers } from './sources.ts';
 
-export const endpointKey = (namespace: string | undefined, name: string) => `${namespace}/${name}`;
-
 /** `low`: a first pass, which waits behind everything else. */
 export type Priority = 'normal' | 'low';
 
 export function eventHandlers(config: OperatorConfig, caches: () => Caches | undefined, enqueue: (key: string, priority?: Priority) => void): SourceHandlers {
-  const enqueueEndpoint = (e: Endpoint) => enqueue(endpointKey(e.metadata.namespace, e.metadata.name));
+  const enqueueEndpoint = (e: Endpoint) => enqueue(keyOf(e.metadata.namespace, e.metadata.name));
   /** Every other endpoint that claims one of these hosts: a change may free or take it. */
   const sharingHosts = (e: Endpoint, hosts: Set<string>) => {
     const seen = new Set<string>();
@@ -34,7 +32,7 @@ export function eventHandlers(config: OperatorConfig, caches: () => Caches | und
   };
   const byEndpointLabel = (o: KubeObject) => {
     const endpoint = o.metadata.labels?.[labels.endpoint];
-    if (endpoint) enqueue(endpointKey(o.metadata.namespace, endpoint));
+    if (endpoint) enqueue(keyOf(o.metadata.namespace, endpoint));
   };
   const usingConfig = (namespace: string | undefined, config: string) => {
     for (const e of caches()?.endpoints.byIndex(indexes.config, keyOf(namespace, config)) ?? []) enqueueEndpoint(e);
@@ -46,11 +44,11 @@ export function eventHandlers(config: OperatorConfig, caches: () => Caches | und
   };
   const onVolume = (o: KubeObject) => {
     const l = o.metadata.labels ?? {};
-    if (l[labels.endpoint] && l[labels.endpointNamespace]) enqueue(endpointKey(l[labels.endpointNamespace], l[labels.endpoint]));
+    if (l[labels.endpoint] && l[labels.endpointNamespace]) enqueue(keyOf(l[labels.endpointNamespace], l[labels.endpoint]));
   };
   const endpoint = {
     onAdd: (e: Endpoint) => {
-      enqueue(endpointKey(e.metadata.namespace, e.metadata.name), 'low');
+      enqueue(keyOf(e.metadata.namespace, e.metadata.name), 'low');
       sharingHosts(e, new Set(hostsOf(e, config)));
     },
     onUpdate: (e: Endpoint, old: Endpoint) => {

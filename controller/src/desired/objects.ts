@@ -1,193 +1,25 @@
 // Every object the controller wants for an endpoint, computed from the endpoint, the version plans
-// and the operator config. Pure: the runtime decides whether and how to write them.
+// and the operator config. Pure: the runtime decides whether and how to write them. The snapshots
+// (snapshots.ts) and the storage (storage.ts) of a variant have files of their own; this one holds
+// the pod and the objects that serve it.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
-import { resources, type KubeObject } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
-import { agentAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, labels, podDefaultsAnnotation, replicasOwnerAnnotation } from './labels.ts';
+import { resources } from '../kube/resources.ts';
+import { labels, replicasOwnerAnnotation } from './labels.ts';
 import { quantityValue } from './compare.ts';
-import { canonicalJson, contentVersion } from './names.ts';
-import { legacyPodDefaults, type PodDefaults, type VariantPlan, type VersionPlan } from './plan.ts';
+import type { VariantPlan } from './plan.ts';
 import { autoscaler } from './autoscaling.ts';
-import { commonLabels, namespaced, withHash, type Desired, type EndpointContext } from './common.ts';
+import { namespaced, type Desired, type EndpointContext } from './common.ts';
 import { servicePort } from './ports.ts';
 import { agentContainer, agentVolumes, modelPortName } from './agent.ts';
+import { artifactSourceRoot, fetcherContainerName, fetcherEntrypoint, fetcherUser, modelMountPath, preStopSleepSeconds, restrictedContainer, serverContainerName, workloadLabels } from './containers.ts';
+import { podDefaultsOf, podDefaultsRecord } from './snapshots.ts';
+import { hostRootMountPath, hostSubPath, storage } from './storage.ts';
 
 export { commonLabels, gatewayName, hostOf, namespaced, urlOf, type Desired, type EndpointContext } from './common.ts';
 export { servicePort };
-
-export const modelMountPath = '/opt/ml/model';
-export const artifactSourceRoot = '/mnt/artifact-source';
-export const fetcherEntrypoint = ['node', '/app/dist/fetcher/main.js'];
-export const fetcherContainerName = 'fetch-artifact';
-/** The model server's container. */
-export const serverContainerName = 'server';
-/**
- * How long a model pod being removed keeps serving (its preStop sleep): longer than the Service's
- * endpoints take to drop it and the data plane to reload (Traefik throttles reloads to 2 s; Istio
- * pushes endpoints within about a second).
- */
-export const preStopSleepSeconds = 5;
-/** Numeric user of the controller image, which the fetcher runs as. */
-export const fetcherUser = 65532;
-
-function snapshotLabels(endpoint: MachineLearningEndpoint, template: string, version: string): Record<string, string> {
-  return { ...commonLabels(endpoint, 'snapshot', template), [labels.snapshot]: 'true', [labels.template]: template, [labels.version]: version };
-}
-
-/** The immutable snapshot of the config a version was built from. */
-export function configInstance(ctx: EndpointContext, plan: VersionPlan): Desired {
-  return namespaced(resources.endpointConfig, ctx.endpoint, plan.instance, snapshotLabels(ctx.endpoint, plan.config, plan.version), { spec: plan.spec });
-}
-
-export function configInstanceStatus(plan: VersionPlan) {
-  return { modelVersions: plan.variants.map((v) => ({ model: v.variant.model, version: v.version, instance: v.instance })) };
-}
-
-/** The operator defaults a new instance starts with (see PodDefaults). */
-export function currentPodDefaults(config: OperatorConfig): PodDefaults {
-  return { spread: true, gpuTolerations: config.models.gpuTolerations, imagePullSecrets: config.models.imagePullSecrets };
-}
-
-/** The defaults an instance runs with: the ones pinned to it, else the current ones. */
-export const podDefaultsOf = (ctx: EndpointContext, v: VariantPlan): PodDefaults => v.podDefaults ?? currentPodDefaults(ctx.config);
-
-/**
- * The annotation that records an instance's defaults, on its snapshot and its Deployment. None for
- * an instance made before them: its objects stay exactly as that release wrote them (a controller of
- * that release, running beside this one during an upgrade, then agrees with every byte), and an
- * absent annotation on a running Deployment reads as no defaults.
- */
-function podDefaultsRecord(ctx: EndpointContext, v: VariantPlan): Record<string, string> {
-  const d = podDefaultsOf(ctx, v);
-  return canonicalJson(d) === canonicalJson(legacyPodDefaults) ? {} : { [podDefaultsAnnotation]: JSON.stringify(d) };
-}
-
-/** The immutable snapshot of a model as one variant of a version runs it. */
-export function modelInstance(ctx: EndpointContext, v: VariantPlan): Desired {
-  const fetcher = v.model.artifact ? { [fetcherImageAnnotation]: v.fetcherImage ?? ctx.config.fetcher.image, ...(v.fetcherFlags === false ? { [fetcherFlagsAnnotation]: 'none' } : {}) } : {};
-  const agent: Record<string, string> = v.agent ? { [agentAnnotation]: JSON.stringify({ ...v.agent, image: v.agent.image ?? ctx.config.fetcher.image }) } : {};
-  const annotations = { ...fetcher, ...podDefaultsRecord(ctx, v), ...agent };
-  return namespaced(resources.model, ctx.endpoint, v.instance, snapshotLabels(ctx.endpoint, v.variant.model, v.version), { spec: v.model }, Object.keys(annotations).length ? annotations : undefined);
-}
-
-function workloadLabels(endpoint: MachineLearningEndpoint, v: VariantPlan): Record<string, string> {
-  return { ...commonLabels(endpoint, 'model-server', v.variant.model), [labels.modelInstance]: v.instance, [labels.version]: v.version };
-}
-
-const restrictedContainer = {
-  allowPrivilegeEscalation: false,
-  capabilities: { drop: ['ALL'] },
-  runAsNonRoot: true,
-  seccompProfile: { type: 'RuntimeDefault' },
-};
-
-/**
- * Name of the cluster-scoped PersistentVolume of a model instance (hostPath mode). Namespaces and
- * instance names are DNS labels, without dots: joined by dots, two different pairs never collide.
- */
-export const persistentVolumeName = (namespace: string, instance: string) => `ml-operator.${namespace}.${instance}`;
-
-/**
- * Where a model instance's files live on the node, relative to the chart's hostPathRoot (the volume's
- * root): `[variant.path/]<namespace>/<instance>`, so that a config can never point outside the root.
- */
-export function hostSubPath(namespace: string, v: VariantPlan): string {
-  return [...(v.variant.path ? [v.variant.path] : []), namespace, v.instance].join('/');
-}
-
-/** The claim of a model instance records where its files are, so that its clean-up needs nothing else. */
-export const hostSubPathAnnotation = 'ml-operator.dev/host-subpath';
-/** ...and the nodes that ran its pods, each of which holds a copy of the files. */
-export const hostNodesAnnotation = 'ml-operator.dev/nodes';
-
-/** Mount point of the whole hostPath root in the fetcher and clean-up containers. */
-export const hostRootMountPath = '/mnt/models';
-
-/**
- * Storage objects of a variant: a claim (pvc, hostPath) and its volume (hostPath only). A hostPath
- * volume is the chart's hostPathRoot itself (it must exist on the nodes, writable by the fetcher's
- * user 65532): the fetcher creates the instance's directory under it as that user, the server mounts
- * just that directory (subPath), and a clean-up pod removes it when the version goes. Root-owned
- * directories made by the kubelet (hostPath DirectoryOrCreate, subPath) would not be writable
- * under the restricted security context, and hostPath volumes take no fsGroup.
- */
-export function storage(ctx: EndpointContext, v: VariantPlan, nodes: readonly string[] = []): Desired[] {
-  const { endpoint, config } = ctx;
-  const { mode } = config.storage;
-  if (mode === 'emptyDir' || !v.model.artifact) return [];
-  const size = String(v.variant.size ?? config.storage.defaultSize);
-  const namespace = endpoint.metadata.namespace!;
-  const claim = namespaced(
-    resources.persistentVolumeClaim,
-    endpoint,
-    v.instance,
-    workloadLabels(endpoint, v),
-    {
-      spec: {
-        accessModes: ['ReadWriteOnce'],
-        resources: { requests: { storage: size } },
-        ...(mode === 'hostPath' ? { storageClassName: '', volumeName: persistentVolumeName(namespace, v.instance) } : {}),
-        ...(mode === 'pvc' && config.storage.storageClassName ? { storageClassName: config.storage.storageClassName } : {}),
-      },
-    },
-    mode === 'hostPath' ? { [hostSubPathAnnotation]: hostSubPath(namespace, v), ...(nodes.length ? { [hostNodesAnnotation]: [...nodes].sort().join(',') } : {}) } : undefined,
-  );
-  if (mode !== 'hostPath') return [claim];
-
-  const volume = withHash(resources.persistentVolume, {
-    apiVersion: 'v1',
-    kind: 'PersistentVolume',
-    metadata: {
-      name: persistentVolumeName(namespace, v.instance),
-      labels: { ...workloadLabels(endpoint, v), [labels.endpointNamespace]: namespace },
-    },
-    spec: {
-      capacity: { storage: size },
-      accessModes: ['ReadWriteOnce'],
-      persistentVolumeReclaimPolicy: 'Retain',
-      // No class (the claim's is ''): the API server drops an empty storageClassName from a volume.
-      hostPath: { path: config.storage.hostPathRoot, type: 'Directory' },
-      claimRef: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace, name: v.instance },
-    },
-  });
-  return [volume, claim];
-}
-
-/** The pod that removes a hostPath model instance's files from one node, through its claim, before the claim and volume go. */
-export function cleanupPod(endpoint: MachineLearningEndpoint, claim: KubeObject, fetcherImage: string, node: string): Desired {
-  const instance = claim.metadata.name;
-  const subPath = claim.metadata.annotations?.[hostSubPathAnnotation] ?? `${endpoint.metadata.namespace}/${instance}`;
-  const podLabels = { ...commonLabels(endpoint, 'cleanup', claim.metadata.labels?.[labels.name] ?? instance), [labels.modelInstance]: instance };
-  return namespaced(resources.pod, endpoint, cleanupPodName(instance, node), podLabels, {
-    spec: {
-      // The files are on that node: the pod runs there, whatever the scheduler would choose.
-      nodeName: node,
-      restartPolicy: 'OnFailure',
-      automountServiceAccountToken: false,
-      enableServiceLinks: false,
-      securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } },
-      containers: [
-        {
-          name: 'cleanup',
-          image: fetcherImage,
-          command: fetcherEntrypoint,
-          args: ['--remove', `${hostRootMountPath}/${subPath}`],
-          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
-          securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true },
-          volumeMounts: [{ name: 'models', mountPath: hostRootMountPath }],
-        },
-      ],
-      volumes: [{ name: 'models', persistentVolumeClaim: { claimName: instance } }],
-    },
-  });
-}
-
-/** Nodes that hold a hostPath model instance's files, as its claim records them. */
-export function hostNodesOf(claim: KubeObject | undefined): string[] {
-  return claim?.metadata.annotations?.[hostNodesAnnotation]?.split(',').filter(Boolean) ?? [];
-}
-
-export const cleanupPodName = (instance: string, node: string) => `${instance}-cleanup-${contentVersion(node).slice(0, 6)}`;
+export { artifactSourceRoot, fetcherContainerName, fetcherEntrypoint, fetcherUser, modelMountPath, preStopSleepSeconds, serverContainerName } from './containers.ts';
+export { configInstance, configInstanceStatus, currentPodDefaults, modelInstance, podDefaultsOf } from './snapshots.ts';
+export { cleanupPod, cleanupPodName, hostNodesAnnotation, hostNodesOf, hostRootMountPath, hostSubPath, hostSubPathAnnotation, persistentVolumeName, storage } from './storage.ts';
 
 /** GPUs of a variant are of this resource unless it names another. */
 export const defaultGpuResource = 'nvidia.com/gpu';

@@ -4,23 +4,28 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { ClusterAccess } from './access.ts';
+import { FencedError, KubeError } from './errors.ts';
+import {
+  applyPatchType,
+  collectionPath,
+  describe,
+  errorFromResponse,
+  networkError,
+  objectPath,
+  readBody,
+  requestTimeoutMs,
+  retryAfterSeconds,
+  signalError,
+  trimmed,
+  yamlSafeJson,
+  type Credentials,
+  type RequestSpec,
+} from './http.ts';
+import { TokenBucket } from './rate-limit.ts';
 import { apiVersionOf, type KubeObject, type Resource } from './resources.ts';
 
-/** A failed API call: the HTTP status code and the `reason` of the Status the server returned. */
-export class KubeError extends Error {
-  readonly code: number;
-  /** Status.reason (NotFound, Conflict, Invalid, Expired, ...), or the HTTP status text. */
-  readonly reason: string;
-  readonly details?: unknown;
-
-  constructor(message: string, code: number, reason: string, details?: unknown) {
-    super(message);
-    this.name = 'KubeError';
-    this.code = code;
-    this.reason = reason;
-    this.details = details;
-  }
-}
+export { FencedError, KubeError } from './errors.ts';
+export { TokenBucket } from './rate-limit.ts';
 
 export interface WriteCounter {
   (verb: 'apply' | 'create' | 'update' | 'delete', resource: Resource, subresource?: 'status'): void;
@@ -49,14 +54,6 @@ export interface KubeClientOptions {
   dryRun?: boolean;
 }
 
-/** A write refused by the client's fence (KubeClientOptions.mayWrite): nothing was sent. */
-export class FencedError extends Error {
-  constructor(what: string) {
-    super(`${what}: not sent: this replica does not hold the leader lease`);
-    this.name = 'FencedError';
-  }
-}
-
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
 export interface WatchOptions {
@@ -66,118 +63,18 @@ export interface WatchOptions {
   signal: AbortSignal;
 }
 
-interface Credentials {
-  headers: Record<string, string>;
-  /** user:password for basic auth. */
-  auth?: string;
-  tls: https.AgentOptions;
-}
-
-interface RequestSpec {
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
-  /** "PATCH deployments default/foo": the prefix of every error message about this call. */
-  what: string;
-  path: string;
-  query?: Record<string, string | undefined>;
-  body?: unknown;
-  contentType?: string;
-  /** Set on writes, which are counted once sent. */
-  write?: { verb: 'apply' | 'create' | 'update' | 'delete'; resource: Resource; subresource?: 'status' };
-}
-
 /**
  * Objects per page of a list. Small pages keep a relist's peak memory down (a page's body and its
  * parsed objects are alive at once, for every informer listing together); the count of requests it
  * adds is small (a thousand endpoints' objects relist in about 80).
  */
 const pageSize = 100;
-/** Bounds every call but watches, so that a dead connection cannot hang a reconcile forever. */
-const requestTimeoutMs = 60_000;
 /** Credentials are re-read this often: tokens rotate, and client-node re-reads token files itself. */
 const credentialsTtlMs = 5_000;
 /** Answers that ask to retry later (429, or a 5xx with Retry-After) are retried this many times, as client-go does. */
 const maxThrottledRetries = 10;
-/** The longest Retry-After honoured as given; a longer one is waited this long, then retried. */
-const maxRetryAfterSeconds = 30;
 
-/**
- * A token bucket shared by every request of one client: `burst` requests at once, then `qps` a
- * second. Requests past the bucket reserve their turn, so they go out in order.
- */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-  private readonly qps: number;
-  private readonly burst: number;
-  private readonly now: () => number;
 
-  constructor(qps: number, burst: number, now: () => number = () => performance.now()) {
-    if (!(qps > 0) || !(burst >= 1)) throw new Error(`rate limit: qps must be positive and burst at least 1 (got qps ${qps}, burst ${burst})`);
-    this.qps = qps;
-    this.burst = burst;
-    this.tokens = burst;
-    this.now = now;
-    this.last = now();
-  }
-
-  /** Milliseconds the caller must wait before its request; its token is taken now. */
-  reserve(): number {
-    const now = this.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.qps);
-    this.last = now;
-    this.tokens -= 1;
-    return this.tokens >= 0 ? 0 : (-this.tokens / this.qps) * 1000;
-  }
-}
-
-/** Drops metadata.managedFields (large, and nothing here reads it) and fills in apiVersion/kind. */
-function trimmed<T extends KubeObject>(obj: T, r: Resource): T {
-  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
-  obj.apiVersion ??= apiVersionOf(r);
-  obj.kind ??= r.kind;
-  return obj;
-}
-
-const applyPatchType = 'application/apply-patch+yaml';
-
-/**
- * JSON for a body the API server reads as YAML (server-side apply). YAML folds U+0085, U+2028 and
- * U+2029 inside a string into a space and refuses DEL, the C1 controls and U+FEFF, U+FFFE, U+FFFF,
- * all of which JSON leaves as they are; escaped (they only occur inside strings), they arrive whole.
- */
-function yamlSafeJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-function collectionPath(r: Resource, namespace: string | undefined): string {
-  const base = r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
-  const ns = r.namespaced && namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
-  return `${base}${ns}/${r.plural}`;
-}
-
-function objectPath(r: Resource, namespace: string | undefined, name: string): string {
-  if (r.namespaced && !namespace) throw new Error(`${r.plural} ${name}: a namespace is required`);
-  if (!name) throw new Error(`${r.plural}: a name is required`);
-  return `${collectionPath(r, namespace)}/${encodeURIComponent(name)}`;
-}
-
-function describe(r: Resource, namespace: string | undefined, name?: string, subresource?: string): string {
-  const resource = subresource ? `${r.plural}/${subresource}` : r.plural;
-  const target = r.namespaced ? [namespace ?? '(all namespaces)', name].filter(Boolean).join('/') : (name ?? '');
-  return target ? `${resource} ${target}` : resource;
-}
-
-function errorFromResponse(what: string, code: number, statusText: string, body: string): KubeError {
-  let status: { kind?: string; message?: string; reason?: string; details?: unknown } | undefined;
-  try {
-    status = JSON.parse(body);
-  } catch {
-    status = undefined;
-  }
-  const reason = status?.reason || statusText || 'Unknown';
-  const message = status?.message || body.trim().slice(0, 500) || statusText;
-  return new KubeError(`${what}: ${code} ${reason}: ${message}`, code, reason, status?.details);
-}
 
 export class KubeClient {
   private readonly kc: ClusterAccess;
@@ -488,40 +385,3 @@ export class KubeClient {
   }
 }
 
-/**
- * A connection failure, saying what failed; the socket error's message is in it and its code (say
- * ECONNREFUSED) kept, but not the error itself as `cause`, which logs would print a second time.
- */
-function networkError(what: string, err: Error & { code?: string }): Error {
-  return Object.assign(new Error(`${what}: ${err.message}`), err.code ? { code: err.code } : {});
-}
-
-/** A request timeout reads as such; a caller's own abort keeps the reason the caller gave. */
-function signalError(what: string, signal: AbortSignal): unknown {
-  const reason = signal.reason;
-  if (reason instanceof DOMException && reason.name === 'TimeoutError') return new Error(`${what}: no response within ${requestTimeoutMs / 1000}s`);
-  return reason;
-}
-
-/** Seconds to wait before a retry when the answer asks for one (429, or 5xx with Retry-After); undefined otherwise. */
-function retryAfterSeconds(res: http.IncomingMessage): number | undefined {
-  const code = res.statusCode ?? 0;
-  const header = res.headers['retry-after'];
-  const given = header !== undefined && /^\d+$/.test(header.trim()) ? Number(header) : undefined;
-  if (code === 429) return Math.min(given ?? 1, maxRetryAfterSeconds);
-  if (code >= 500 && given !== undefined) return Math.min(given, maxRetryAfterSeconds);
-  return undefined;
-}
-
-function readBody(what: string, res: http.IncomingMessage, signal: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    res.on('data', (chunk: Buffer) => chunks.push(chunk));
-    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    res.on('error', (err) => reject(signal.aborted ? signalError(what, signal) : networkError(what, err)));
-    res.on('close', () => {
-      if (!res.complete) reject(signal.aborted ? signalError(what, signal) : new Error(`${what}: the connection closed mid-response`));
-    });
-    if (res.destroyed && !res.complete) reject(signal.aborted ? signalError(what, signal) : new Error(`${what}: the connection closed mid-response`));
-  });
-}

@@ -29,7 +29,7 @@ export class Applier {
       [resources.pod, caches.pods],
       [this.deps.provider.gatewayResource, caches.gateways],
       [this.deps.provider.routeResource, caches.routes],
-      [this.deps.provider.auxiliaryResource, caches.auxiliary],
+      [this.deps.provider.auxiliary?.resource, caches.auxiliary],
       [this.deps.autoscalerResource, caches.autoscalers],
       [resources.podDisruptionBudget, caches.disruptionBudgets],
       [resources.endpointConfig, caches.configs],
@@ -90,7 +90,7 @@ export class Applier {
     const namespace = endpoint.metadata.namespace!;
     const stores: [Resource | undefined, Store<KubeObject> | undefined][] = [
       [this.deps.provider.routeResource, caches.routes],
-      [this.deps.provider.auxiliaryResource, caches.auxiliary],
+      [this.deps.provider.auxiliary?.resource, caches.auxiliary],
       [this.deps.provider.gatewayResource, caches.gateways],
     ];
     for (const [resource, store] of stores) {

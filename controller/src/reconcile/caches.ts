@@ -32,7 +32,7 @@ export interface Caches {
   gateways?: Store<KubeObject>;
   /** Route objects of the routing provider (VirtualServices, HTTPRoutes). */
   routes: Store<KubeObject>;
-  /** Objects besides routes that carry them (Traefik's mirroring TraefikServices), when the provider writes any. */
+  /** Objects besides routes that carry them (the provider's auxiliary objects), when the provider writes any. */
   auxiliary?: Store<KubeObject>;
   /** The autoscalers of autoscaled variants (HorizontalPodAutoscalers or KEDA ScaledObjects). */
   autoscalers?: Store<KubeObject>;

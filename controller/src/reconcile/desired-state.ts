@@ -20,8 +20,8 @@ export interface WantedLive {
   /** Nodes that hold a hostPath model instance's files (empty in the other storage modes). */
   hostNodes(instance: string): string[];
   /** Whether the data plane has loaded a primary Service's auxiliary object, which the route may then name. */
-  loaded: (service: string) => boolean;
-  /** The cluster does not serve the provider's auxiliary objects (Traefik's TraefikService). */
+  loaded(service: string): boolean;
+  /** The cluster does not serve the provider's auxiliary objects. */
   auxiliaryMissing: boolean;
 }
 
@@ -35,7 +35,7 @@ export function wantedWorkloads(ctx: desired.EndpointContext, provider: RoutingP
     want(desired.configInstance(ctx, plan));
     for (const planned of plan.variants) {
       want(desired.modelInstance(ctx, planned));
-      if (!planned.variant.shadow && provider.auxiliary && !live.auxiliaryMissing) for (const d of provider.auxiliary(ctx, [planned.instance], decision.mirrors ?? [])) want(d);
+      if (!planned.variant.shadow && provider.auxiliary && !live.auxiliaryMissing) for (const d of provider.auxiliary.objects(ctx, [planned.instance], decision.mirrors ?? [])) want(d);
       // A failed version scales to zero, autoscaled or not: its autoscaler goes.
       const v = planned.variant.autoscaling && replicas.get(planned.instance) === 0 ? { ...planned, variant: { ...planned.variant, autoscaling: undefined } } : planned;
       const count = v.variant.autoscaling ? live.startReplicas(v, decision.outcome.serving) : replicas.get(v.instance);

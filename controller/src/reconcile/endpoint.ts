@@ -42,7 +42,7 @@ export interface ReconcilerDeps {
   metrics?: Metrics;
   /** Where the metric gates are measured (undefined: no Prometheus configured). */
   prometheus?: PrometheusClient;
-  /** Optional APIs the cluster does not serve: the autoscalers' (KEDA), the provider's auxiliary objects (Traefik's). */
+  /** Optional APIs the cluster does not serve: the autoscalers' (KEDA), the provider's auxiliary objects. */
   missing?: { autoscalers: boolean; auxiliary: boolean };
   now?: () => Date;
 }
@@ -65,9 +65,6 @@ async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T
     }),
   );
 }
-
-const missingTraefikServices =
-  "shadow variants run but get no mirror: Traefik's TraefikService API (traefik.io/v1alpha1) is not served by this cluster; install Traefik's CRDs and enable its kubernetesCRD provider, then restart the controller";
 
 export class EndpointReconciler {
   private readonly deps: ReconcilerDeps;
@@ -234,7 +231,7 @@ export class EndpointReconciler {
         readyOf: (instance) => readiness(caches.deployments.get(namespace, instance)),
         autoscaledReplicas: autoscaled,
         routeStatus: liveRoute ? this.provider.status(ctx, liveRoute) : undefined,
-        mirroringUnavailable: this.provider.mirroringUnavailable() ?? (this.deps.missing?.auxiliary ? missingTraefikServices : undefined),
+        mirroringUnavailable: this.provider.mirroringUnavailable() ?? (this.deps.missing?.auxiliary ? this.provider.auxiliary?.missing : undefined),
       },
     };
     return { inputs, recheckMs: resolved.recheckMs };

@@ -55,7 +55,7 @@ const { keepInstances, keepVersions, keepAutoscalers, keepBudgets } = keep;
     for (const o of store.byIndex(indexes.endpoint, key)) if (gone(o)) remove(resource, o);
   }
   // Auxiliary route objects go with their Service.
-  if (provider.auxiliaryResource) for (const o of caches.auxiliary?.byIndex(indexes.endpoint, key) ?? []) if (gone(o)) remove(provider.auxiliaryResource, o);
+  if (provider.auxiliary) for (const o of caches.auxiliary?.byIndex(indexes.endpoint, key) ?? []) if (gone(o)) remove(provider.auxiliary.resource, o);
   // Autoscalers go with their Deployment, and when their variant no longer scales (or failed).
   for (const o of caches.autoscalers?.byIndex(indexes.endpoint, key) ?? []) if (ours(o) && !keepAutoscalers.has(o.metadata.name)) remove(autoscalerResource, o);
   // Disruption budgets go with their version, and when their variant is down to one replica.

@@ -50,9 +50,6 @@ export function readiness(live: KubeObject | undefined): number {
   return ((live?.status ?? {}) as DeploymentStatus).readyReplicas ?? 0;
 }
 
-/** How long the data plane may take to load an auxiliary route object (Traefik reloads at most every 2 s). */
-const auxiliaryLoadMs = 3000;
-
 export interface ResolverDeps {
   caches: Caches;
   config: OperatorConfig;
@@ -248,12 +245,8 @@ export class Resolver {
   }
 
   /**
-   * Whether the data plane has had time to load a primary Service's auxiliary object (Traefik's
-   * mirroring TraefikService), which a route may then name: it exists, and it and the Service's
-   * ready pods are older than the data plane's reload. Traefik loads a TraefikService when it is
-   * created, with no server while the pods are not ready, and learns of them on a later reload of
-   * its own: a route that names it sooner gets 503s for the moments between. True where the
-   * provider writes none.
+   * Whether the data plane has loaded a primary Service's auxiliary object, which a route may then
+   * name (the provider's auxiliary objects say when). True where the provider writes none.
    */
   auxiliaryLoaded(namespace: string, instance: string, now: Date): boolean {
     return this.auxiliaryLeftMs(namespace, instance, now) <= 0;
@@ -261,14 +254,9 @@ export class Resolver {
 
   /** How long until the data plane has loaded a primary Service's auxiliary object (0 or less: loaded, or none needed). */
   private auxiliaryLeftMs(namespace: string, instance: string, now: Date): number {
-    if (!this.deps.provider.auxiliaryName || this.deps.missing?.auxiliary) return 0;
-    const created = this.deps.caches.auxiliary?.get(namespace, this.deps.provider.auxiliaryName(instance))?.metadata.creationTimestamp;
-    if (!created) return auxiliaryLoadMs;
-    // Transition times are in whole seconds: a second more covers the rounding.
-    type Conditions = { conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
-    const available = ((this.deps.caches.deployments.get(namespace, instance)?.status ?? {}) as Conditions).conditions?.find((c) => c.type === 'Available' && c.status === 'True');
-    const readySince = available?.lastTransitionTime ? Date.parse(available.lastTransitionTime) + 1000 : 0;
-    return Math.max(Date.parse(created), readySince) + auxiliaryLoadMs - now.getTime();
+    const { provider, caches, missing } = this.deps;
+    if (!provider.auxiliary || missing?.auxiliary) return 0;
+    return provider.auxiliary.loadLeftMs(caches.auxiliary?.get(namespace, provider.auxiliary.name(instance)), caches.deployments.get(namespace, instance), now);
   }
 
   /** How long until every auxiliary object of these instances has been loaded (for a requeue), if any is not yet. */

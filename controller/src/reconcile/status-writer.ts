@@ -11,6 +11,7 @@ import { resources, type KubeObject, type Resource } from '../kube/resources.ts'
 import { progressOnly } from '../rollout/status.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import { involved, type Caches, type ClusterClient } from './caches.ts';
+import { keyOf } from './indexes.ts';
 import { waitingReason } from './missing-templates.ts';
 import { WrittenStatuses } from './read-your-writes.ts';
 
@@ -64,7 +65,7 @@ export class StatusWriter {
    * which a later pass reads back) is written at once. Returns how long a write was put off, if it was.
    */
   async write(endpoint: MachineLearningEndpoint, next: MachineLearningEndpointStatus): Promise<number | undefined> {
-    const key = `${endpoint.metadata.namespace}/${endpoint.metadata.name}`;
+    const key = keyOf(endpoint.metadata.namespace, endpoint.metadata.name!);
     if (canonicalJson(endpoint.status ?? {}) === canonicalJson(next)) {
       this.pending.delete(key);
       return undefined;

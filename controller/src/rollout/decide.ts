@@ -9,141 +9,18 @@
 // a switch (with their Services), the pending version and since when, and the history.
 //
 // Strategies are plans of steps (strategies.ts); BlueGreen is the plan of one step, all the traffic.
-import type { MachineLearningEndpointSpec, MachineLearningEndpointStatus, RolloutPreview, RolloutStatus } from '../api/generated.ts';
+import type { RolloutPreview, RolloutStatus } from '../api/generated.ts';
 import { quantityValue } from '../desired/compare.ts';
 import { fixedReplicas, isShadow, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import { findCondition, iso, type ConditionInput } from '../desired/status.ts';
-import { backends, mirrorsOf, targetsOf, type RouteBackend, type RouteMirror, type RouteTarget } from '../desired/route.ts';
-import { failing, unsettled, type CheckRecord } from './analysis.ts';
+import { failing, unsettled } from './analysis.ts';
+import { defaults, instanceReplicas, type Deployed, type Outcome, type RolloutDecision, type RolloutEvent, type RolloutInput } from './decision.ts';
+import { observe, servicesOf as servicesOfVersion, settle, withDrain } from './phases.ts';
 import { planFingerprint, planOf, type Step } from './strategies.ts';
 
-export const defaults = { progressDeadlineSeconds: 600, drainSeconds: 30, historyLimit: 3 } as const;
-
-/** The Deployment of one model instance, as the caches show it against what the decision wants. */
-export interface WorkloadState {
-  /** Ready replicas. */
-  ready: number;
-  /** The Deployment runs the wanted spec (with these replicas) and every replica is ready and available. */
-  available: boolean;
-}
-
-/** The route object in the cluster, as the provider reads it. */
-export interface LiveRoute {
-  /** Config versions it routes to, with their share in percent. */
-  versions: Map<string, number>;
-  /** Services it sends traffic to. */
-  services: string[];
-  /** Whether the data plane has processed its latest generation; undefined when the provider cannot tell. */
-  observed?: boolean;
-}
-
-export interface RolloutInput {
-  generation: number;
-  spec: MachineLearningEndpointSpec;
-  /** The endpoint's status as last written. */
-  status: MachineLearningEndpointStatus;
-  /** The version the templates (or spec.serveVersion) resolve to, or the problem that keeps them from resolving. */
-  target?: VersionPlan;
-  problem?: ConditionInput;
-  /** A version rebuilt from its snapshots; undefined when they are missing. */
-  snapshot(version: string): VersionPlan | undefined;
-  route?: LiveRoute;
-  /**
-   * Why the endpoint's route cannot be written (another owner's object, another endpoint's host):
-   * then no version switches, and no deadline runs out on account of it.
-   */
-  routeBlocked?: ConditionInput;
-  /** The state of an instance's Deployment if it ran `variant` with `replicas`. */
-  workload(variant: VariantPlan, replicas: number): WorkloadState;
-  /** The metric gates' records, with this round's evaluations (the reconciler runs the due ones). */
-  analysis?: CheckRecord[];
-  /** The smoke test of the pending version, when it ran this round. */
-  smokeTest?: { passed: boolean; message: string };
-  /** Whether the cluster can hold the pending version beside the serving one (before anything of it exists). */
-  capacity?: { ok: boolean; message: string };
-  now: Date;
-}
-
-/** A version whose workloads must exist, and the replicas of each of its instances. */
-export interface Deployed {
-  plan: VersionPlan;
-  replicas: Map<string, number>;
-}
-
-export interface RolloutEvent {
-  type: 'Normal' | 'Warning';
-  reason: string;
-  message: string;
-}
-
-export interface RolloutDecision {
-  /** What runs, in order; an instance in several entries takes the last entry's replicas. */
-  deploy: Deployed[];
-  /** The route to write; undefined while nothing can serve. */
-  route?: RouteBackend[];
-  /** The serving version's shadows that take their mirror, and the header targets of its variants (with the route). */
-  mirrors?: RouteMirror[];
-  targets?: RouteTarget[];
-  /** Versions whose snapshots are kept. */
-  keepVersions: Set<string>;
-  /** Model instances whose workloads are kept: everything else of the endpoint's is removed. */
-  keepInstances: Set<string>;
-  /** When nothing in the cluster will wake the reconcile: a deadline, a step, the end of a drain. */
-  requeueAfterMs?: number;
-  /** Facts for the status and events (the reconciler renders them). */
-  outcome: Outcome;
-}
-
-export interface Outcome {
-  serving?: VersionPlan;
-  /** A version that serves but whose snapshots are missing: its route is left as it is. */
-  unreadable?: string;
-  pending?: VersionPlan;
-  pendingSince?: string;
-  /** The pending version is one that served before (from the history). */
-  rollingBack: boolean;
-  /** The pending version failed this attempt (deadline, analysis, smoke test, abort) or waits for capacity. */
-  expired: boolean;
-  /** Switched all traffic this round: from the version given (undefined: the first version). */
-  switched?: { from?: string; to: string };
-  draining: NonNullable<MachineLearningEndpointStatus['draining']>;
-  history: string[];
-  deadlineSeconds: number;
-  problem?: ConditionInput;
-  blocked?: ConditionInput;
-  /** The rollout's state to record (status.rollout), and the plan to show (status.preview). */
-  rollout?: RolloutStatus;
-  preview?: RolloutPreview;
-  /** The Progressing condition, when the rollout says more than "deploying" or "available". */
-  progressing?: ConditionInput;
-  /** This round ended the rollout without promotion, for this reason (AnalysisFailed, CanaryUnavailable, Aborted, SmokeTestFailed). */
-  ended?: string;
-  /** Events of this round besides the condition transitions (a step taken). */
-  events: RolloutEvent[];
-}
+export * from './decision.ts';
 
 const failedPhases = new Set(['Failed', 'RolledBack', 'Aborted']);
-
-/**
- * The replicas each instance of a version runs; for an autoscaled variant, the count it starts at
- * (its minimum here: the reconciler starts it at the serving version's current count).
- */
-/** The replicas each instance of a version starts with: its fixed count, or its autoscaler's minimum. */
-export function instanceReplicas(plan: VersionPlan): Map<string, number> {
-  return new Map(plan.variants.map((v) => [v.instance, v.variant.autoscaling ? v.variant.autoscaling.minInstances : fixedReplicas(v)]));
-}
-
-/** The serving version and the version sharing its traffic (a canary), from the live route. */
-function splitOf(route: LiveRoute | undefined, recorded: string | undefined): { stable?: string; canary?: { version: string; weight: number } } {
-  const entries = [...(route?.versions ?? [])].filter(([, w]) => w > 0);
-  if (entries.length === 0) return { stable: recorded };
-  if (entries.length === 1) return { stable: entries[0][0] };
-  // Two versions: the one status names serves, the other takes a share. Without that, the larger.
-  const sorted = entries.sort((a, b) => b[1] - a[1]);
-  const stable = sorted.find(([v]) => v === recorded)?.[0] ?? sorted[0][0];
-  const [version, weight] = sorted.find(([v]) => v !== stable)!;
-  return { stable, canary: { version, weight } };
-}
 
 /** What the new version adds beside the serving one: its instances that the serving version does not run. */
 function previewOf(target: VersionPlan, serving: VersionPlan | undefined, steps: Step[], deadlineSeconds: number): RolloutPreview {
@@ -176,38 +53,12 @@ export function decide(input: RolloutInput): RolloutDecision {
   let requeueAfterMs: number | undefined;
   const requeueIn = (ms: number) => (requeueAfterMs = Math.max(1000, Math.min(requeueAfterMs ?? Infinity, ms)));
 
-  // What serves: the live route, or (for a route written by an older controller, or not seen yet)
-  // the version status names.
-  const split = splitOf(input.route, status.endpointConfigVersion);
-  const servingVersion = split.stable;
-  let serving = servingVersion === undefined ? undefined : servingVersion === target?.version ? target : input.snapshot(servingVersion);
-  const unreadable = servingVersion !== undefined && serving === undefined ? servingVersion : undefined;
-
-  let history = [...(status.history ?? [])];
-  let draining = [...(status.draining ?? [])];
-  const drain = (version: string, services: string[]) => {
-    draining = draining.filter((d) => d.version !== version);
-    if (services.length > 0) draining.push({ version, services, until: drainUntil });
-  };
-  // A switch the last round made but could not record (a crash between the route and the status):
-  // the version status still names has left the route, so it drains from now.
-  if (status.endpointConfigVersion && servingVersion && status.endpointConfigVersion !== servingVersion && !input.route?.versions.get(status.endpointConfigVersion)) {
-    const previous = status.endpointConfigVersion;
-    if (!draining.some((d) => d.version === previous)) {
-      drain(previous, (status.traffic ?? []).filter((t) => !t.version || t.version === previous).map((t) => t.service).filter((s) => !input.route?.services.includes(s)));
-    }
-    history = [previous, ...history];
-  }
-  const servicesOf = (p: VersionPlan | undefined, version: string) => p?.variants.map((v) => v.instance) ?? (status.traffic ?? []).filter((t) => t.version === version).map((t) => t.service);
-
-  // A version that shares the route but is not the one rolling out (the config changed again, or
-  // back): it leaves the route and drains.
-  let canary = split.canary;
-  if (canary && canary.version !== target?.version) {
-    const leaving = servicesOf(input.snapshot(canary.version), canary.version).filter((s) => !serving?.variants.some((v) => v.instance === s));
-    drain(canary.version, leaving);
-    canary = undefined;
-  }
+  // What serves, and what drains already.
+  const observed = observe(input, drainUntil);
+  const { servingVersion, unreadable } = observed;
+  let { serving, canary, history, draining } = observed;
+  const drain = (version: string, services: string[]) => (draining = withDrain(draining, version, services, drainUntil));
+  const servicesOf = (p: VersionPlan | undefined, version: string) => servicesOfVersion(status, p, version);
 
   let pending: Deployed | undefined;
   let pendingSince: string | undefined;
@@ -382,46 +233,11 @@ export function decide(input: RolloutInput): RolloutDecision {
   } else if (target && status.rollout?.version === target.version) {
     rollout = status.rollout;
   }
-  const servingNow = serving?.version ?? unreadable;
-
-  // A drain ends when its time is up and, where the provider tells, once the gateway has processed
-  // the route that no longer names the version.
-  const routeSettled = switched === undefined && input.route?.observed !== false;
-  const drained = draining.filter((d) => d.version !== servingNow && routeSettled && Date.parse(d.until) <= now.getTime());
-  draining = draining.filter((d) => d.version !== servingNow && !drained.includes(d));
-  // A version that drained served before: it stays in the history (for rollback) if it is not there yet.
-  for (const d of drained) if (!history.includes(d.version) && d.version !== pending?.plan.version) history.unshift(d.version);
-  for (const d of draining) requeueIn(Math.max(0, Date.parse(d.until) - now.getTime()) + 500);
-
-  // Draining versions first, then the serving one, then the pending one: an instance that several
-  // share gets the replicas of the last (which already took the larger count where it matters).
-  const deploy: Deployed[] = [];
-  for (const d of draining) {
-    const plan = input.snapshot(d.version) ?? (pending?.plan.version === d.version ? pending.plan : undefined);
-    if (plan) deploy.push({ plan, replicas: instanceReplicas(plan) });
-  }
-  if (serving) deploy.push({ plan: serving, replicas: instanceReplicas(serving) });
-  if (pending) deploy.push(pending);
-
-  history = [...new Set(history)].filter((v) => v !== servingNow && v !== pending?.plan.version).slice(0, historyLimit);
-
-  // A serving version that cannot be read (its route or its snapshot not in the cache yet, its
-  // template gone) keeps what the status last said takes its traffic: nothing of it is touched.
-  const unreadableServices = unreadable ? (status.traffic ?? []).filter((t) => !t.version || t.version === unreadable).map((t) => t.service) : [];
-  const keepInstances = new Set<string>([...deploy.flatMap((d) => [...d.replicas.keys()]), ...draining.flatMap((d) => d.services), ...(input.route?.services ?? []), ...unreadableServices]);
-  const keepVersions = new Set<string>([...(servingNow ? [servingNow] : []), ...(pending ? [pending.plan.version] : []), ...draining.map((d) => d.version), ...history]);
-
-  const shares = serving && !input.routeBlocked ? (pending && targetWeight > 0 ? [{ plan: serving, percent: 100 - targetWeight }, { plan: pending.plan, percent: targetWeight }] : [{ plan: serving, percent: 100 }]) : undefined;
-  // The serving version's shadows get their mirrors once they can take them; its variants, their header targets.
-  const servingPlan = serving;
-  const servingReplicasNow = servingPlan ? instanceReplicas(servingPlan) : undefined;
+  const settled = settle(input, { serving, unreadable, pending, switched, targetWeight, draining, history }, historyLimit);
+  ({ draining, history } = settled);
+  for (const ms of settled.drainsDueMs) requeueIn(ms);
   return {
-    deploy,
-    route: shares ? backends(shares) : undefined,
-    mirrors: shares && servingPlan ? mirrorsOf(servingPlan, (v) => input.workload(v, servingReplicasNow!.get(v.instance)!).available) : undefined,
-    targets: shares && servingPlan ? targetsOf(servingPlan) : undefined,
-    keepVersions,
-    keepInstances,
+    ...settled.decision,
     requeueAfterMs,
     outcome: {
       serving,

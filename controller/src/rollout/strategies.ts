@@ -3,6 +3,7 @@
 // traffic: promotion. Pure.
 import { createHash } from 'node:crypto';
 import type { MachineLearningEndpointRollout } from '../api/generated.ts';
+import { canonicalJson } from '../desired/names.ts';
 
 export interface Step {
   /** The new version's share of the traffic (percent). */
@@ -39,12 +40,5 @@ export function planOf(rollout: MachineLearningEndpointRollout): Step[] {
  */
 export function planFingerprint(rollout: MachineLearningEndpointRollout): string {
   const fields = { steps: planOf(rollout), strategy: rollout.strategy ?? 'BlueGreen', analysis: rollout.analysis ?? null, smokeTest: rollout.smokeTest ?? null, approval: rollout.approval ?? null, attempt: rollout.attempt ?? 0 };
-  return createHash('sha256').update(canonical(fields)).digest('hex').slice(0, 16);
-}
-
-/** JSON with the keys of every object sorted: the same value always gives the same text. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (v !== null && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
-  return JSON.stringify(v);
+  return createHash('sha256').update(canonicalJson(fields)).digest('hex').slice(0, 16);
 }

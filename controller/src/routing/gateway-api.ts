@@ -1,25 +1,21 @@
 // The Gateway API provider: one HTTPRoute per endpoint: a rule per variant for requests that name it
 // (header x-ml-variant), and the rule that carries the weighted backendRefs (the variants' Services)
-// and the shadows' mirrors (the RequestMirror filter, or Traefik's mirroring TraefikServices), attached either to one shared Gateway named in the chart
+// and the shadows' mirrors (the RequestMirror filter, or Traefik's mirroring: traefik-mirroring.ts),
+// attached either to one shared Gateway named in the chart
 // (what most platform teams run) or to a Gateway of the endpoint's own, of a configured
 // GatewayClass. Gateway API implementations report on the route: its Accepted and ResolvedRefs
 // conditions, and the generation they processed, which tells when a change has reached the proxy.
 import { labels } from '../desired/labels.ts';
-import { commonLabels, gatewayName, hostOf, namespaced, servicePort, type EndpointContext } from '../desired/objects.ts';
+import { commonLabels, gatewayName, hostOf, namespaced, type EndpointContext } from '../desired/objects.ts';
 import type { Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import type { RouteCondition, RoutingProvider } from './provider.ts';
+import { mirrorBackendRef, traefikMirroring, wrappedService } from './traefik-mirroring.ts';
 import { byService, decodeMirrors, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights } from '../desired/route.ts';
 
 const group = 'gateway.networking.k8s.io';
 export const httpRouteResource: Resource = { group, version: 'v1', kind: 'HTTPRoute', plural: 'httproutes', namespaced: true };
 export const gatewayApiGatewayResource: Resource = { group, version: 'v1', kind: 'Gateway', plural: 'gateways', namespaced: true };
-const traefikGroup = 'traefik.io';
-export const traefikServiceResource: Resource = { group: traefikGroup, version: 'v1alpha1', kind: 'TraefikService', plural: 'traefikservices', namespaced: true };
-
-/** The TraefikService that sends a primary Service its requests and mirrors a share of them to the shadows. */
-const mirrorServiceName = (service: string) => `${service}-mirror`;
-const wrappedService = (name: string) => (name.endsWith('-mirror') ? name.slice(0, -'-mirror'.length) : '');
 
 interface ParentRef {
   group: string;
@@ -106,7 +102,7 @@ export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
     const mode = config.routing.gatewayAPI.mirroring;
     const mirrors = mode === 'None' ? [] : (route.mirrors ?? []);
     const mirrorsAnnotation = encodeMirrors(mirrors);
-    // On Traefik, a primary Service is reached through its mirroring TraefikService (see auxiliary()),
+    // On Traefik, a primary Service is reached through its mirroring TraefikService (traefik-mirroring.ts),
     // once Traefik has had time to load it.
     const wrapped = (service: string) => mode === 'TraefikService' && (route.loaded?.(service) ?? true);
     const split = namespaced(
@@ -130,7 +126,7 @@ export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
                 ? { filters: mirrors.map((m) => ({ type: 'RequestMirror', requestMirror: { backendRef: { group: '', kind: 'Service', name: m.service, port: m.port }, percent: m.percent } })) }
                 : {}),
               backendRefs: byService(route.backends).map((b) =>
-                wrapped(b.service) ? { group: traefikGroup, kind: 'TraefikService', name: mirrorServiceName(b.service), weight: b.weight } : { group: '', kind: 'Service', name: b.service, port: b.port, weight: b.weight },
+                wrapped(b.service) ? mirrorBackendRef(b.service, b.weight) : { group: '', kind: 'Service', name: b.service, port: b.port, weight: b.weight },
               ),
             },
           ],
@@ -163,22 +159,7 @@ export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
       ? 'shadow variants run but get no mirror: the chart sets controller.config.routing.gatewayAPI.mirroring to None. Set RequestMirror if your Gateway API implementation supports the RequestMirror filter (Envoy Gateway, Istio, Cilium, NGINX Gateway Fabric), or TraefikService for Traefik'
       : undefined,
 
-  auxiliaryResource: config.routing.gatewayAPI.mirroring === 'TraefikService' ? traefikServiceResource : undefined,
-
-  // Traefik takes an HTTPRoute and a TraefikService it names from two providers, each on its own
-  // reload: a route must never name one that Traefik has not loaded yet, nor lose one it still names.
-  // So each primary Service gets its TraefikService with its workloads, long before a route names it,
-  // and keeps it until the Service goes; the shadows' mirrors change inside it.
-  auxiliary:
-    config.routing.gatewayAPI.mirroring === 'TraefikService'
-      ? (ctx, services, mirrors) =>
-          services.map((service) =>
-            namespaced(traefikServiceResource, ctx.endpoint, mirrorServiceName(service), { ...commonLabels(ctx.endpoint, 'routing', 'ml-endpoint'), [labels.modelInstance]: service }, {
-              spec: { mirroring: { name: service, port: servicePort, mirrors: mirrors.map((m) => ({ name: m.service, port: m.port, percent: m.percent })) } },
-            }),
-          )
-      : undefined,
-  auxiliaryName: config.routing.gatewayAPI.mirroring === 'TraefikService' ? (service: string) => mirrorServiceName(service) : undefined,
+  auxiliary: config.routing.gatewayAPI.mirroring === 'TraefikService' ? traefikMirroring : undefined,
 
   status(ctx, live) {
     const status = (live.status ?? {}) as HTTPRouteStatus;

@@ -39,17 +39,30 @@ export interface RoutingProvider {
   referencedServices(live: KubeObject): string[];
   /** Why this provider gives shadows no mirror at all, if so (the chart turned mirroring off). */
   mirroringUnavailable(): string | undefined;
-  /** Objects besides routes and gateways that carry the route (Traefik's mirroring services), to watch and collect. */
-  readonly auxiliaryResource?: Resource;
-  /**
-   * The auxiliary objects of primary Services, written with their workloads (before any route names
-   * them) and kept while the Service is: named by auxiliaryName, labelled with the model instance.
-   */
-  auxiliary?(ctx: EndpointContext, services: string[], mirrors: RouteMirror[]): Desired[];
-  auxiliaryName?(service: string): string;
+  /** Objects besides routes and gateways that carry the route (Traefik's mirroring, traefik-mirroring.ts), to write, watch and collect. */
+  readonly auxiliary?: AuxiliaryObjects;
   /**
    * What the data plane reports about the live route, or undefined when the provider reports
    * nothing (then only time tells when a change has reached every proxy).
    */
   status(ctx: EndpointContext, live: KubeObject): RouteStatus | undefined;
+}
+
+/**
+ * Objects a provider writes beside the route, one per primary Service: written with its workloads
+ * (before any route names them) and kept while the Service is, labelled with the model instance.
+ */
+export interface AuxiliaryObjects {
+  readonly resource: Resource;
+  /** Name of a primary Service's object. */
+  name(service: string): string;
+  /** The objects of primary Services, carrying the shadows' mirrors. */
+  objects(ctx: EndpointContext, services: string[], mirrors: RouteMirror[]): Desired[];
+  /**
+   * How long until the data plane has loaded a Service's object, from it and the Service's
+   * Deployment as the caches hold them (0 or less: loaded, and a route may name it).
+   */
+  loadLeftMs(object: KubeObject | undefined, deployment: KubeObject | undefined, now: Date): number;
+  /** What shadows lack, and what to install, when the cluster does not serve the objects' API. */
+  readonly missing: string;
 }

@@ -186,7 +186,7 @@ describe('shadows and variant targeting', () => {
     const config = { ...shared, routing: { ...shared.routing, gatewayAPI: { ...shared.routing.gatewayAPI, mirroring: 'TraefikService' as const } } };
     const provider = gatewayApi(config);
     const primary = p().variants[0].instance;
-    const [wrapper] = provider.auxiliary!({ endpoint, config }, [primary], full().mirrors!);
+    const [wrapper] = provider.auxiliary!.objects({ endpoint, config }, [primary], full().mirrors!);
     expect(wrapper.object.metadata.name).toBe(`${primary}-mirror`);
     expect(wrapper.object.spec).toEqual({ mirroring: { name: primary, port: 80, mirrors: [{ name: shadowService(), port: 80, percent: 25 }] } });
     const objects = provider.routes({ endpoint, config }, full());
@@ -210,8 +210,6 @@ describe('shadows and variant targeting', () => {
 describe('auxiliary objects', () => {
   it('exist only where the data plane needs them (Traefik mirroring)', () => {
     for (const provider of [istio, gatewayApi(shared), gatewayApi(perEndpoint)]) {
-      expect(provider.auxiliaryResource).toBeUndefined();
-      expect(provider.auxiliaryName).toBeUndefined();
       expect(provider.auxiliary).toBeUndefined();
     }
   });
