@@ -22,7 +22,7 @@ import { checkProperty, propertySeed } from '../../ci/property.ts';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfig, MachineLearningEndpointConfigSpec, MachineLearningEndpointConfigVariant, MachineLearningEndpointSpec, MachineLearningModel, MachineLearningModelSpec, AnalysisCheck, EnvVar } from '../../controller/src/api/generated.ts';
 import { autoscalingProblem } from '../../controller/src/desired/autoscaling.ts';
 import { contains, upToDate } from '../../controller/src/desired/compare.ts';
-import { cleanupPod, configInstanceStatus, hostOf, urlOf, type Desired, type EndpointContext } from '../../controller/src/desired/objects.ts';
+import { cleanupPod, configInstanceStatus, type Desired, type EndpointContext } from '../../controller/src/desired/objects.ts';
 import { planFromTemplates, type VersionPlan } from '../../controller/src/desired/plan.ts';
 import { KubeClient, KubeError } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
@@ -434,7 +434,7 @@ function controllerWrites(endpoint: MachineLearningEndpoint & KubeObject, config
     // spec.serveVersion pins a kept version (from its snapshots); one never kept resolves to nothing.
     const pinned = endpoint.spec.serveVersion;
     let target: VersionPlan | undefined = pinned ? snapshots.get(pinned) : resolution.plan;
-    let problem = target ? autoscalingProblem(operator, target.variants) : { type: 'TemplatesAvailable', status: 'False' as const, reason: 'VersionNotFound', message: `spec.serveVersion ${pinned} was never kept` };
+    const problem = target ? autoscalingProblem(operator, target.variants) : { type: 'TemplatesAvailable', status: 'False' as const, reason: 'VersionNotFound', message: `spec.serveVersion ${pinned} was never kept` };
     if (problem) {
       refused.push(problem.reason);
       target = undefined;
@@ -476,7 +476,6 @@ function controllerWrites(endpoint: MachineLearningEndpoint & KubeObject, config
       now = next && Date.parse(next) > now.getTime() ? new Date(next) : new Date(now.getTime() + 1000);
       if (!target || (decision.outcome.serving?.version === target.version && !decision.outcome.pending)) break;
     }
-    problem = undefined;
   }
   return { writes: [...writes.values()], refused };
 }

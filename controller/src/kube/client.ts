@@ -41,12 +41,12 @@ export interface KubeClientOptions {
    */
   rateLimit?: { qps: number; burst: number };
   /** Called for each answer that says "too many requests" (429) or "retry later" (Retry-After), before the retry. */
-  onThrottled?(what: string, retryAfterSeconds: number): void;
+  onThrottled?: (what: string, retryAfterSeconds: number) => void;
   /**
    * A fence on writes: when it returns false for a write's resource, the write is refused with a
    * FencedError before it is sent (a replica that lost the leader lease must not write).
    */
-  mayWrite?(r: Resource): boolean;
+  mayWrite?: (r: Resource) => boolean;
   /**
    * Sends every write as a server-side dry run (dryRun=All): the API server validates and admits it
    * (schemas, CEL rules, admission) and stores nothing. For checking what would be written.
@@ -126,6 +126,7 @@ export class KubeClient {
   }
 
   /** Lists in pages; the items all come from one snapshot, whose resourceVersion is returned. */
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names the item type it reads
   async list<T extends KubeObject>(r: Resource, namespace: string | undefined, opts: { labelSelector?: string } = {}): Promise<{ items: T[]; resourceVersion: string }> {
     const what = `GET ${describe(r, namespace)}`;
     const path = collectionPath(r, namespace);
@@ -215,6 +216,7 @@ export class KubeClient {
    * Raw watch stream (with bookmarks): calls onEvent per decoded line; resolves when the server ends
    * the stream; rejects on error, when onEvent throws, and with the signal's reason when it aborts.
    */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each caller reads the events as its resource's type
   async watch(r: Resource, namespace: string | undefined, opts: WatchOptions, onEvent: (type: WatchEventType, object: any) => void): Promise<void> {
     const what = `WATCH ${describe(r, namespace)}`;
     const query = {
@@ -240,7 +242,7 @@ export class KubeClient {
       };
       const deliver = (line: string) => {
         if (!line.trim()) return;
-        const event = JSON.parse(line) as { type: WatchEventType; object: any };
+        const event = JSON.parse(line) as { type: WatchEventType; object: KubeObject | undefined };
         const object = event.object;
         if (event.type !== 'ERROR' && object?.metadata) trimmed(object, r);
         onEvent(event.type, object);
@@ -330,7 +332,7 @@ export class KubeClient {
     const query = new URLSearchParams();
     for (const [key, value] of Object.entries(spec.query ?? {})) if (value !== undefined && value !== '') query.set(key, value);
     const basePath = this.server.pathname.replace(/\/$/, '');
-    const search = query.size > 0 ? `?${query}` : '';
+    const search = query.size > 0 ? `?${query.toString()}` : '';
     const body = spec.body === undefined ? undefined : spec.contentType === applyPatchType ? yamlSafeJson(spec.body) : JSON.stringify(spec.body);
     const headers: Record<string, string> = { ...credentials.headers, Accept: 'application/json', 'User-Agent': this.userAgent };
     if (body !== undefined) {

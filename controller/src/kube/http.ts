@@ -69,7 +69,7 @@ export function describe(r: Resource, namespace: string | undefined, name?: stri
 export function errorFromResponse(what: string, code: number, statusText: string, body: string): KubeError {
   let status: { kind?: string; message?: string; reason?: string; details?: unknown } | undefined;
   try {
-    status = JSON.parse(body);
+    status = JSON.parse(body) as typeof status;
   } catch {
     status = undefined;
   }
@@ -88,7 +88,7 @@ export function networkError(what: string, err: Error & { code?: string }): Erro
 
 /** A request timeout reads as such; a caller's own abort keeps the reason the caller gave. */
 export function signalError(what: string, signal: AbortSignal): unknown {
-  const reason = signal.reason;
+  const reason: unknown = signal.reason;
   if (reason instanceof DOMException && reason.name === 'TimeoutError') return new Error(`${what}: no response within ${requestTimeoutMs / 1000}s`);
   return reason;
 }

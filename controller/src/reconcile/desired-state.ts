@@ -20,7 +20,7 @@ export interface WantedLive {
   /** Nodes that hold a hostPath model instance's files (empty in the other storage modes). */
   hostNodes(instance: string): string[];
   /** Whether the data plane has loaded a primary Service's auxiliary object, which the route may then name. */
-  loaded(service: string): boolean;
+  loaded: (service: string) => boolean;
   /** The cluster does not serve the provider's auxiliary objects. */
   auxiliaryMissing: boolean;
 }

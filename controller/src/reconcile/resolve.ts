@@ -190,7 +190,7 @@ export class Resolver {
     const key = keyOf(namespace, endpoint);
     const configInstance = caches.configs.byIndex(indexes.endpoint, key).find((c) => c.metadata.labels?.[labels.version] === version);
     if (!configInstance) return undefined;
-    const models = new Map(caches.models.byIndex(indexes.endpoint, key).map((m) => [m.metadata.name!, m]));
+    const models = new Map(caches.models.byIndex(indexes.endpoint, key).map((m) => [m.metadata.name, m]));
     return planFromSnapshot(configInstance, models);
   }
 

@@ -56,7 +56,8 @@ export function decide(input: RolloutInput): RolloutDecision {
   // What serves, and what drains already.
   const observed = observe(input, drainUntil);
   const { servingVersion, unreadable } = observed;
-  let { serving, canary, history, draining } = observed;
+  const { canary } = observed;
+  let { serving, history, draining } = observed;
   const drain = (version: string, services: string[]) => (draining = withDrain(draining, version, services, drainUntil));
   const servicesOf = (p: VersionPlan | undefined, version: string) => servicesOfVersion(status, p, version);
 
@@ -113,7 +114,7 @@ export function decide(input: RolloutInput): RolloutDecision {
     if (failedBefore) {
       expired = true;
       rollout = recorded ?? { ...base, phase: 'Failed', step: 0, weight: 0, message: previousProgressing?.message };
-      progressing = deadlineFailed ? { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: previousProgressing!.message } : undefined;
+      progressing = deadlineFailed ? { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: previousProgressing.message } : undefined;
       // The condition the failure set (AnalysisFailed, CanaryUnavailable, SmokeTestFailed, ...) stays as it was.
       if (!progressing && recorded) {
         progressing =
