@@ -3,6 +3,7 @@
 // (status-writer.ts) and collect what is no longer kept (garbage.ts). The order of the writes is
 // what keeps traffic safe: workloads first, then the route (which only ever names Available
 // workloads), then the status (which records what drains), and removals last.
+import { setTimeout as delay } from 'node:timers/promises';
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { autoscalerResource } from '../desired/autoscaling.ts';
 import { storageFinalizer } from '../desired/labels.ts';
@@ -29,6 +30,7 @@ import { HostPathStorage } from './hostpath.ts';
 import { PodDiagnostics } from './pods.ts';
 import { deploymentAvailable, readiness, Resolver } from './resolve.ts';
 import { StatusWriter } from './status-writer.ts';
+import { routeToPending, unreadyRouteFaultMs } from './test-fault.ts';
 
 export interface ReconcilerDeps {
   client: ClusterClient;
@@ -77,6 +79,8 @@ export class EndpointReconciler {
   private readonly status: StatusWriter;
   private readonly hostPath: HostPathStorage;
   private readonly pods: PodDiagnostics;
+  /** Versions the test fault has already sent traffic to (once each). */
+  private readonly faulted = new Set<string>();
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
@@ -120,6 +124,7 @@ export class EndpointReconciler {
     await this.status.writeSnapshotStatuses(key, namespace, state.decision.deploy.map((d) => d.plan));
     if (state.removeRouting) await this.applier.removeRouting(inputs.ctx);
     for (const d of state.routing) {
+      await this.injectUnreadyRoute(endpoint, d, state.decision);
       if (await this.applier.ensure(endpoint, d)) continue;
       conflicts.push(this.applier.describeConflict(d));
       // The route cannot be written: nothing switches, and the status must not say otherwise.
@@ -154,6 +159,21 @@ export class EndpointReconciler {
     const loadDue = this.resolver.auxiliaryWaitMs(namespace, primaries, now);
     const due = [decision.requeueAfterMs, recheckMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, loadDue, statusDeferredMs, pods.recheckMs].filter((n): n is number => n !== undefined);
     return due.length ? { requeueAfterMs: Math.min(...due) } : undefined;
+  }
+
+  /** The test fault of test-fault.ts: the route names a pending version with no ready pod, for a moment. */
+  private async injectUnreadyRoute(endpoint: MachineLearningEndpoint, d: desired.Desired, decision: RolloutDecision): Promise<void> {
+    const ms = unreadyRouteFaultMs();
+    const pending = decision.outcome.pending;
+    if (!ms || !pending || d.resource.kind !== 'HTTPRoute' || this.faulted.has(pending.instance)) return;
+    const namespace = endpoint.metadata.namespace!;
+    if (pending.variants.some((v) => (this.deps.caches.deployments.get(namespace, v.instance)?.status as { readyReplicas?: number } | undefined)?.readyReplicas)) return;
+    const faulty = routeToPending(d.object, pending);
+    if (!faulty) return;
+    this.faulted.add(pending.instance);
+    this.deps.logger.warn({ endpoint: `${namespace}/${endpoint.metadata.name}`, version: pending.version, ms }, 'test fault: route to a version with no ready pod');
+    await this.applier.ensure(endpoint, { ...d, object: faulty });
+    await delay(ms);
   }
 
   /** Everything the decision reads, from the caches: the target, kept versions, the live route and workloads. */
