@@ -165,15 +165,18 @@ export class EndpointReconciler {
   private async injectUnreadyRoute(endpoint: MachineLearningEndpoint, d: desired.Desired, decision: RolloutDecision): Promise<void> {
     const ms = unreadyRouteFaultMs();
     const pending = decision.outcome.pending;
-    if (!ms || !pending || d.resource.kind !== 'HTTPRoute' || this.faulted.has(pending.instance)) return;
+    const serving = decision.outcome.serving;
+    if (!ms || !pending || !serving || serving.instance === pending.instance || d.resource.kind !== 'HTTPRoute' || this.faulted.has(pending.instance)) return;
     const namespace = endpoint.metadata.namespace!;
     if (pending.variants.some((v) => (this.deps.caches.deployments.get(namespace, v.instance)?.status as { readyReplicas?: number } | undefined)?.readyReplicas)) return;
     const faulty = routeToPending(d.object, pending);
     if (!faulty) return;
     this.faulted.add(pending.instance);
     this.deps.logger.warn({ endpoint: `${namespace}/${endpoint.metadata.name}`, version: pending.version, ms }, 'test fault: route to a version with no ready pod');
-    await this.applier.ensure(endpoint, { ...d, object: faulty });
+    await this.deps.client.apply(d.resource, faulty);
     await delay(ms);
+    // The route decided, written whatever the cache says (it may not have seen the faulty one yet).
+    await this.deps.client.apply(d.resource, d.object);
   }
 
   /** Everything the decision reads, from the caches: the target, kept versions, the live route and workloads. */
