@@ -195,7 +195,20 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     const x = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
     return x?.status?.state === 'InService' && x.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
   };
-  await waitFor(`all ${o.endpoints} endpoints to be InService`, 180_000, async () => ((await Promise.all(names.map(serving))).every(Boolean) ? true : undefined));
+  /** What an endpoint that is not serving says of itself, and where the controller's log is. */
+  const whyNot = async (list: string[]) => {
+    const current = `${logFile}.running`;
+    if (controller) writeFileSync(current, controller.logs());
+    const lines = await Promise.all(
+      list.map(async (e) => {
+        const x = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
+        const conditions = (x?.status?.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status} ${c.reason}: ${c.message}`);
+        return (await serving(e)) ? undefined : `${e}: ${x ? `${x.status?.state ?? 'no status'}${conditions.length ? `, ${conditions.join(', ')}` : ''}` : 'not found'}`;
+      }),
+    );
+    return `${lines.filter(Boolean).join('\n')}\n(the log of the controllers killed so far: ${logFile}; of the one running: ${current})`;
+  };
+  await waitFor(`all ${o.endpoints} endpoints to be InService`, 180_000, async () => ((await Promise.all(names.map(serving))).every(Boolean) ? true : undefined), () => whyNot(names));
   log(`chaos: ${o.endpoints} endpoints InService`);
 
   // Load: one bounded run per endpoint; an endpoint the soak deletes gets a new run once it routes again.
@@ -298,7 +311,7 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
           (async () => {
             await delay(1000 + rnd() * 4000);
             await applyEndpoint(e);
-            await waitFor(`endpoint ${e} recreated to be InService`, 180_000, () => serving(e));
+            await waitFor(`endpoint ${e} recreated to be InService`, 180_000, () => serving(e), () => whyNot([e]));
             await routed(e);
             window.to = Date.now();
             startRun(e);
