@@ -23,13 +23,22 @@ export interface RollbackFigures {
  * rollback no more may fail than its share allows (binomial, 99.9%). A window that ran past the
  * rollback would dilute them with requests the candidate no longer had a share of.
  */
-export function rollbackProblems(samples: readonly Sample[], o: { rollbackAt: number; share: number; errorRate: number; maxMs?: number }): { figures?: RollbackFigures; problems: string[] } {
+export function rollbackProblems(
+  samples: readonly Sample[],
+  o: { rollbackAt: number; share: number; errorRate: number; maxMs?: number },
+): { figures?: RollbackFigures; problems: string[] } {
   const first = samples.find(failed);
   if (!first) return { problems: ['no request failed: the candidate was not broken, or took no traffic'] };
   const maxMs = o.maxMs ?? 15_000;
   const window = samples.filter((s) => s.start >= first.start && s.start <= o.rollbackAt);
   const [, hi] = binomialInterval(o.share * o.errorRate, window.length);
-  const figures: RollbackFigures = { firstError: first.start, rollbackAt: o.rollbackAt, sent: window.length, failed: window.filter(failed).length, bound: Math.floor(hi * window.length) };
+  const figures: RollbackFigures = {
+    firstError: first.start,
+    rollbackAt: o.rollbackAt,
+    sent: window.length,
+    failed: window.filter(failed).length,
+    bound: Math.floor(hi * window.length),
+  };
   const problems: string[] = [];
   if (o.rollbackAt - first.start > maxMs) problems.push(`rolled back ${secs(o.rollbackAt - first.start)} after the first failed request, more than ${secs(maxMs)}`);
   if (figures.failed > figures.bound) {
