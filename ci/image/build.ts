@@ -11,10 +11,14 @@
 // registry the host's npm uses, trusting the host's certificate authorities, through a build-time
 // mount of an npmrc and the CA bundle over the base image's empty /usr/local/etc (npm's global
 // config directory): nothing of it stays in a layer.
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cacheRoot } from '../cache.mjs';
+import type { ImageArchive } from '../cluster/images.ts';
+import { extractAt, pathsAt } from '../release/published.ts';
 import { startRegistry } from '../cluster/registry.ts';
 import { log, withProgress } from '../log.ts';
 import { baseImage, ensureBaseImage, mmdebstrapPackage } from './base.ts';
@@ -126,6 +130,49 @@ export async function buildControllerImage({ tag = defaultTag, noCache = false }
   const id = (await podmanOk(['image', 'inspect', '--format', '{{.Id}}', tag])).trim();
   await pruneImages(base);
   return { image: tag, id, base, seconds: (Date.now() - started) / 1000 };
+}
+
+/** What controller/Dockerfile builds from (its .dockerignore lets in no more), as a release's tree holds them. */
+const imageSources = ['controller/Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'controller/tsconfig.build.json', 'controller/src'];
+
+/**
+ * The controller image of a published release, built from that release's tree (`commit`, extracted with
+ * `git archive`) with its own Dockerfile, named `<repository>:<version>`, and saved as an OCI archive that a
+ * real node imports. The archive is cached under the project's cache, keyed by the commit, so a machine (and
+ * a CI runner with a kept cache) builds it once.
+ */
+export async function buildReleaseControllerImage(commit: string, version: string, repository = 'localhost/ml-operator/controller'): Promise<ImageArchive & { cached: boolean; seconds: number }> {
+  const name = `${repository}:${version}`;
+  const dir = join(cacheRoot(), 'images');
+  const archive = join(dir, `controller-${version}-${commit.slice(0, 12)}.oci.tar`);
+  if (existsSync(archive)) return { name, archive, cached: true, seconds: 0 };
+  ensurePodman();
+  const base = await ensureBaseImage();
+  const started = Date.now();
+  const tree = mkdtempSync(join(tmpdir(), `ml-operator-release-${commit.slice(0, 7)}-`));
+  try {
+    extractAt(commit, pathsAt(commit, imageSources), tree);
+    await withProgress('image', `building the controller image of ${version} (commit ${commit.slice(0, 7)}) as ${name} from its own tree`, () =>
+      buildImage({ dockerfile: join(tree, 'controller', 'Dockerfile'), context: tree, tag: name, buildArgs: { NODE_IMAGE: base }, volumes: [`${npmBuildConfig()}:/usr/local/etc:ro`] }),
+    );
+    mkdirSync(dir, { recursive: true });
+    const tmp = `${archive}.tmp-${process.pid}`;
+    await podmanOk(['save', '--format', 'oci-archive', '-o', tmp, name]);
+    renameSync(tmp, archive);
+  } finally {
+    rmSync(tree, { recursive: true, force: true });
+  }
+  return { name, archive, cached: false, seconds: (Date.now() - started) / 1000 };
+}
+
+/** The working tree's controller image, named `<repository>:<tag>`, saved as an OCI archive in `dir` for a real node to import. */
+export async function controllerImageArchive(dir: string, tag: string, repository = 'localhost/ml-operator/controller'): Promise<ImageArchive & { seconds: number }> {
+  const built = await buildControllerImage({ tag: `${repository}:${tag}` });
+  mkdirSync(dir, { recursive: true });
+  const archive = join(dir, `controller-${tag}.oci.tar`);
+  rmSync(archive, { force: true });
+  await podmanOk(['save', '--format', 'oci-archive', '-o', archive, built.image]);
+  return { name: built.image, archive, seconds: built.seconds };
 }
 
 /**

@@ -3,30 +3,35 @@
 // recorded in ci/release/published.ts) is rebuilt from git, chart and controller, packaged and
 // pushed to a local OCI registry with the release scripts, and installed from there; the working
 // tree is packaged as the next release would be (version bumped on a copy) and pushed beside it.
-// Each release's own controller runs (from its own sources, with the flags its chart renders), the
-// new one starting before the old one stops, as the chart's rolling update does. Requests go straight to the model pods' addresses, because the
-// published release routes with Istio only and no Envoy runs here; the VirtualServices are watched
-// instead: they must only ever name Services with Ready pods. An endpoint made between the upgrade
-// and the rollback shows what each controller makes of the other's versions.
+// Each release's controller runs in a pod on the cluster's real node (ci/cluster/real-node.ts: a kubelet
+// with containerd), from its own image: the published one built from the release's tree
+// (buildReleaseControllerImage, cached by commit), the next one from the working tree; the chart's own
+// rolling update hands over, and the Lease is watched all along: the old leader keeps it until the new
+// pod takes it, both ways. Requests go straight to the model pods' addresses, because the published
+// release routes with Istio only and no Envoy runs here; the VirtualServices are watched instead: they
+// must only ever name Services with Ready pods. An endpoint made between the upgrade and the rollback
+// shows what each controller makes of the other's versions.
 //
 // This file runs its own control plane. CRDs are cluster-wide and belong to one release: the run's
 // shared cluster has the working tree's CRDs, owned by its release and used by the other test files
 // in their new fields, so it can neither take the published CRDs nor see them rolled back.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../../ci/cluster/artifacts.ts';
 import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
-import { chartConfig, serviceAccountKubeconfig, startControllerProcess, type ControllerProcess, type Release } from '../../ci/cluster/operator.ts';
+import type { Release } from '../../ci/cluster/operator.ts';
+import { realNodeLabel, realNodeTaint } from '../../ci/cluster/real-node.ts';
+import { buildReleaseControllerImage, controllerImageArchive } from '../../ci/image/build.ts';
 import { log } from '../../ci/log.ts';
 import { bumpVersion } from '../../ci/release/bump-version.ts';
 import { execOk } from '../../ci/exec.ts';
 import { packageChart } from '../../ci/release/package.ts';
 import { publishChart } from '../../ci/release/publish.ts';
-import { extractAt, fileAt, lastPublished, requireCommit } from '../../ci/release/published.ts';
+import { lastPublished, requireCommit } from '../../ci/release/published.ts';
 import { releaseVersion } from '../../ci/release/versions.ts';
 import { toolPath } from '../../ci/tools/build.ts';
 import type { DirectReport } from '../../ci/traffic/direct.ts';
@@ -35,6 +40,7 @@ import type { MachineLearningEndpoint } from '../../controller/src/api/generated
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { checkoutAt, copyCheckout, isolatedHelmEnv, repositoryRoot } from '../../ci/release/checkout.ts';
+import { maxExtraMs } from './served.ts';
 import { startRegistry, type Registry } from '../../ci/cluster/registry.ts';
 
 const published = lastPublished;
@@ -44,8 +50,22 @@ const next = (() => {
   return `${major}.${minor + 1}.0`;
 })();
 const release: Release = { name: 'ml-operator', namespace: 'ml-operator' };
-/** The user's values, the same at every step; the controller runs as a local process (replicas 0). */
-const values = ['controller.replicaCount=0', 'controller.podDisruptionBudget.enabled=false'];
+/** Where both releases find their controller image: imported into the real node's containerd, never pulled. */
+const imageRepository = 'localhost/ml-operator/controller';
+/**
+ * The user's values, the same at every step: one controller replica on the real node, with leader
+ * election (0.1.0's chart turns it off for one replica unless asked; the working tree's turns it on).
+ */
+const userValues = {
+  controller: {
+    image: { repository: imageRepository },
+    leaderElection: { enabled: true },
+    podDisruptionBudget: { enabled: false },
+    nodeSelector: { [realNodeLabel.key]: realNodeLabel.value },
+    tolerations: [{ key: realNodeTaint.key, operator: 'Equal', value: realNodeTaint.value, effect: realNodeTaint.effect }],
+  },
+};
+let values: string[];
 const namespace = 'models';
 /** Endpoints made under the published release, and the one made after the upgrade. */
 const endpoints = ['a', 'b'];
@@ -61,13 +81,10 @@ let registry: Registry;
 let kc: k8s.KubeConfig;
 let user: KubeClient;
 let chartRef: string;
-/** controller/src/main.ts of the published release, runnable with this checkout's node_modules. */
-let publishedController: string;
-const controllers: ControllerProcess[] = [];
 let load: ChildProcess | undefined;
 
 /** The controller image (which is the fetcher's) that a release's chart names by default. */
-const fetcherImage = (version: string) => `ghcr.io/ml-operator/controller:${version}`;
+const fetcherImage = (version: string) => `${imageRepository}:${version}`;
 
 const elapsed = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
 
@@ -79,14 +96,17 @@ beforeAll(async () => {
   requireCommit(published.commit);
   scratch = mkdtempSync(join(tmpdir(), 'ml-operator-chart-upgrade-'));
   helmEnv = isolatedHelmEnv(scratch);
-  cluster = await startControlPlane();
+  // The images build while the cluster starts.
+  const images = Promise.all([buildReleaseControllerImage(published.commit, published.version, imageRepository), controllerImageArchive(join(scratch, 'images'), next, imageRepository)]);
+  images.catch(() => undefined);
+  cluster = await startControlPlane({ realNode: true });
   kc = cluster.kubeConfig();
   user = new KubeClient(kc, { fieldManager: 'integration-test' });
   registry = await startRegistry(join(scratch, 'registry'));
   const oci = `oci://${registry.host}/charts`;
 
   // The published release, as it was packaged and pushed: its chart files at its commit.
-  const started = Date.now();
+  let started = Date.now();
   const old = checkoutAt(published.commit, join(scratch, `chart-${published.version}`));
   const oldArchive = await packageChart({ root: old, outDir: join(scratch, 'dist'), helm: toolPath('helm'), env: helmEnv });
   const pushedOld = await publishChart({ registry: oci, root: old, archive: oldArchive, plainHttp: true, helm: toolPath('helm'), env: helmEnv });
@@ -99,80 +119,120 @@ beforeAll(async () => {
   chartRef = pushedOld.chart;
   log(`chart-upgrade: ${chartRef} ${published.version} (commit ${published.commit.slice(0, 7)}) and ${next} (working tree) pushed in ${elapsed(started)}`);
 
-  // The published controller's sources, run with this checkout's dependencies: only while they are
-  // the ones it was released with.
-  const dependencies = (text: string) => (JSON.parse(text) as { dependencies: Record<string, string> }).dependencies;
-  expect(dependencies(readFileSync(join(repositoryRoot, 'package.json'), 'utf8'))).toEqual(dependencies(fileAt(published.commit, 'package.json')));
-  const dir = join(scratch, `controller-${published.version}`);
-  extractAt(published.commit, ['controller/src', 'package.json'], dir);
-  symlinkSync(join(repositoryRoot, 'node_modules'), join(dir, 'node_modules'));
-  publishedController = join(dir, 'controller', 'src', 'main.ts');
-}, 600_000);
+  started = Date.now();
+  const [publishedImage, nextImage] = await images;
+  for (const image of [publishedImage, nextImage]) await cluster.realNode!.provideImage(image);
+  log(`chart-upgrade: controller images ${publishedImage.name} (${publishedImage.cached ? 'from the cache' : `built from commit ${published.commit.slice(0, 7)}'s tree in ${publishedImage.seconds.toFixed(0)}s`}) and ${nextImage.name} (working tree, ${nextImage.seconds.toFixed(0)}s) on the real node ${elapsed(started)} after the charts were pushed`);
+  const valuesFile = join(scratch, 'values.json');
+  writeFileSync(valuesFile, JSON.stringify(userValues));
+  values = ['-f', valuesFile];
+}, 1_500_000);
 
 afterAll(async () => {
   if (load && load.exitCode === null && load.signalCode === null) load.kill('SIGKILL');
-  for (const c of controllers) await c.stop();
   await registry?.stop();
   await cluster?.stop();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
-interface Controller {
-  process: ControllerProcess;
-  identity: string;
-  /** Whether it runs with leader election, as its chart's Deployment says. */
-  leaderElect: boolean;
+interface LeaseSeen {
+  at: number;
+  holder: string;
+}
+
+/** The controller pods of the release: name, when first seen Ready and when first seen terminating (ms since the watcher's start). */
+interface ControllerPodSeen {
+  ready?: number;
+  terminating?: number;
+  image: string;
 }
 
 /**
- * Starts a controller with the config and the flags that the release's chart renders now (its
- * ConfigMap, and its Deployment's --leader-elect and --concurrency): 0.1.0's chart turns leader
- * election off for a single replica, the working tree's turns it on.
+ * Polls the controller's Lease and pods every 100 ms until stopped: every change of the Lease's holder
+ * ('' while nobody holds it), and when each controller pod became Ready and began to terminate.
  */
-async function runController(entry: string | undefined, identity: string): Promise<Controller> {
-  const deployment = await kc.makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ name: `${release.name}-controller`, namespace: release.namespace });
-  const args = deployment.spec!.template.spec!.containers[0].args ?? [];
-  const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-  const leaderElect = flag('leader-elect') === 'true';
-  const child = await startControllerProcess({
-    kubeconfig: await serviceAccountKubeconfig(kc, release),
-    config: await chartConfig(kc, {}, release),
-    leaderElect,
-    concurrency: Number(flag('concurrency')) || undefined,
-    identity,
-    release,
-    network: { namespace: cluster.network.namespace, address: cluster.network.address },
-    entry,
-    echo: process.env.ML_OPERATOR_TEST_LOGS === '1',
-  });
-  controllers.push(child);
-  return { process: child, identity, leaderElect };
+function watchControllers(): { t0: number; holders: LeaseSeen[]; pods: Map<string, ControllerPodSeen>; errors: string[]; stop(): Promise<void> } {
+  const coordination = kc.makeApiClient(k8s.CoordinationV1Api);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const t0 = Date.now();
+  const holders: LeaseSeen[] = [];
+  const pods = new Map<string, ControllerPodSeen>();
+  const errors: string[] = [];
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        const lease = await coordination.readNamespacedLease({ name: `${release.name}-controller`, namespace: release.namespace }).catch((err: unknown) => {
+          if (err instanceof k8s.ApiException && err.code === 404) return undefined;
+          throw err;
+        });
+        const at = Date.now() - t0;
+        const spec = lease?.spec;
+        // A released Lease keeps its last holder's name with a duration of 1 s (or none): nobody holds it.
+        const expired = !spec?.renewTime || new Date(spec.renewTime).getTime() + (spec.leaseDurationSeconds ?? 0) * 1000 < Date.now() - 1000;
+        const holder = spec?.holderIdentity && !expired && (spec.leaseDurationSeconds ?? 0) > 1 ? spec.holderIdentity : '';
+        if (holders.at(-1)?.holder !== holder) holders.push({ at, holder });
+        for (const p of (await core.listNamespacedPod({ namespace: release.namespace })).items) {
+          const name = p.metadata!.name!;
+          const seen = pods.get(name) ?? { image: p.spec!.containers[0].image! };
+          pods.set(name, seen);
+          if (seen.ready === undefined && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) seen.ready = Date.now() - t0;
+          if (seen.terminating === undefined && p.metadata!.deletionTimestamp) seen.terminating = Date.now() - t0;
+        }
+      } catch (err) {
+        errors.push(`${((Date.now() - t0) / 1000).toFixed(1)}s: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  return {
+    t0,
+    holders,
+    pods,
+    errors,
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
 }
 
-const reconciled = async (c: ControllerProcess): Promise<number> => Number((await c.metrics()).match(/^ml_operator_reconcile_total\{result="success"\} (\d+)/m)?.[1] ?? 0);
-
-/** Waits until the controller works (leads, when it elects) and has had a successful reconcile per endpoint. */
-async function working(c: Controller, endpointCount: number): Promise<void> {
-  if (c.leaderElect) await waitFor(`${c.identity} to lead`, 60_000, async () => (c.process.logs().includes('became leader') ? true : undefined), () => c.process.logs().slice(-3000));
-  await waitFor(`${c.identity} to reconcile every endpoint`, 60_000, async () => ((await reconciled(c.process)) >= endpointCount ? true : undefined), () => c.process.logs().slice(-3000));
+/** The Ready controller pod that holds the Lease. */
+async function leader(): Promise<{ name: string; image: string; uid: string }> {
+  const coordination = kc.makeApiClient(k8s.CoordinationV1Api);
+  const lease = await coordination.readNamespacedLease({ name: `${release.name}-controller`, namespace: release.namespace });
+  const holder = lease.spec?.holderIdentity ?? '';
+  const pods = (await kc.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace: release.namespace })).items;
+  const pod = pods.find((p) => p.metadata!.name === holder && !p.metadata!.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+  if (!pod) throw new Error(`the Lease names ${JSON.stringify(holder)}, which is no Ready controller pod (pods: ${pods.map((p) => p.metadata!.name).join(', ')})`);
+  return { name: holder, image: pod.spec!.containers[0].image!, uid: pod.metadata!.uid! };
 }
 
 /**
- * The rolling update of the controller's Deployment, as `helm upgrade` or `helm rollback` runs it:
- * the new controller starts before the old one stops. Where both elect a leader, the new one waits
- * on the Lease until the old one releases it; where either does not (0.1.0's default with one
- * replica), both act at once: the old one stops only once the new one has reconciled every endpoint.
+ * Waits until a controller pod other than `from` runs `image`, is Ready, holds the Lease and `from` is gone
+ * (the rolling update of `helm upgrade` or `helm rollback`, whose --wait returns once the new pod is Ready).
  */
-async function handOver(from: Controller, entry: string | undefined, identity: string, endpointCount: number): Promise<{ to: Controller; overlapped: boolean }> {
-  const started = Date.now();
-  const to = await runController(entry, identity);
-  const overlapped = !(from.leaderElect && to.leaderElect);
-  if (overlapped) await working(to, endpointCount);
-  else expect(to.process.logs()).not.toContain('became leader');
-  await from.process.stop();
-  await working(to, endpointCount);
-  log(`chart-upgrade: ${identity} (leader election ${to.leaderElect ? 'on' : 'off'}) took over from ${from.identity} (${from.leaderElect ? 'on' : 'off'}) ${elapsed(started)} after it started${overlapped ? ', both acting at once until then' : ''}`);
-  return { to, overlapped };
+async function handedOver(from: string, image: string): Promise<{ name: string; uid: string }> {
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  return waitFor(`a controller pod running ${image} to hold the Lease, and ${from} to be gone`, 180_000, async () => {
+    const l = await leader().catch(() => undefined);
+    const pods = (await core.listNamespacedPod({ namespace: release.namespace })).items.map((p) => p.metadata!.name!);
+    return l && l.name !== from && l.image === image && !pods.includes(from) ? l : undefined;
+  }, async () => JSON.stringify((await core.listNamespacedPod({ namespace: release.namespace })).items.map((p) => ({ name: p.metadata!.name, image: p.spec!.containers[0].image, status: p.status?.containerStatuses }))));
+}
+
+/**
+ * What the Lease went through between `since` and `until` (ms of the watcher): the holders in turn, and
+ * the longest time nobody held it. `from` must hold it until `to` takes it: the sequence is exactly
+ * [from, to], with only a release between them.
+ */
+function leaseHandover(w: ReturnType<typeof watchControllers>, since: number, until: number): { holders: string[]; unheldMs: number } {
+  const inWindow = w.holders.filter((h) => h.at >= since && h.at <= until);
+  const atStart = w.holders.filter((h) => h.at < since).at(-1);
+  const seq = [...(atStart ? [{ ...atStart, at: since }] : []), ...inWindow];
+  let unheldMs = 0;
+  for (let i = 0; i < seq.length; i++) if (seq[i].holder === '') unheldMs = Math.max(unheldMs, (seq[i + 1]?.at ?? until) - seq[i].at);
+  return { holders: seq.map((h) => h.holder).filter((h) => h !== ''), unheldMs };
 }
 
 interface PodState {
@@ -222,7 +282,7 @@ async function endpointVersions(names = endpoints): Promise<Record<string, strin
   for (const e of names) {
     const o = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
     const ready = o?.status?.state === 'InService' && o.status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-    out[e] = ready ? o.status!.endpointConfigVersion : `not in service: ${JSON.stringify(o?.status)}`;
+    out[e] = ready ? o!.status!.endpointConfigVersion : `not in service: ${JSON.stringify(o?.status)}`;
   }
   return out;
 }
@@ -305,8 +365,8 @@ async function startDirectLoad(pods: PodState[]): Promise<{ stop(): Promise<Dire
   load = child;
   let out = '';
   let err = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await waitFor('the load to start', 30_000, async () => {
     if (child.exitCode !== null) throw new Error(`the load exited with ${child.exitCode}: ${err}`);
@@ -345,12 +405,13 @@ async function applyWorkload(): Promise<void> {
 describe(`helm upgrade from ${published.version} (published) to the working tree, and helm rollback`, () => {
   it('updates the CRDs, restarts no model pod of the published release, fails no request, and routes only to Ready pods, both ways', { timeout: 1_200_000 }, async () => {
     let started = Date.now();
-    await helm(['install', release.name, chartRef, '--version', published.version, '--plain-http', '-n', release.namespace, '--create-namespace', ...values.flatMap((v) => ['--set', v]), '--wait', '--timeout', '2m']);
+    await helm(['install', release.name, chartRef, '--version', published.version, '--plain-http', '-n', release.namespace, '--create-namespace', ...values, '--wait', '--timeout', '2m']);
     const installSeconds = elapsed(started);
     await kc.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: namespace } } });
     expect(await servesArtifactSha256()).toBe(false);
 
-    let controller = await runController(publishedController, `controller-${published.version}`);
+    const first = await waitFor('the published controller to lead', 180_000, () => leader().catch(() => undefined));
+    expect(first.image).toBe(fetcherImage(published.version));
     started = Date.now();
     await applyWorkload();
     await waitFor('both endpoints in service', 180_000, async () => (Object.values(await endpointVersions()).every((v) => v && !v.startsWith('not')) ? true : undefined), async () => JSON.stringify(await endpointVersions(), null, 2));
@@ -361,16 +422,19 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     expect(before.map((p) => p.ready)).toEqual([true, true, true, true]);
 
     const routes = watchRoutes();
+    const lease = watchControllers();
+    const loadStartedAt = Date.now() - lease.t0;
     const traffic = await startDirectLoad(before);
 
     // helm upgrade to the next release: CRDs, RBAC, config; then the controllers' rolling update.
     started = Date.now();
-    await helm(['upgrade', release.name, chartRef, '--version', next, '--plain-http', '-n', release.namespace, ...values.flatMap((v) => ['--set', v]), '--wait', '--timeout', '2m']);
+    await helm(['upgrade', release.name, chartRef, '--version', next, '--plain-http', '-n', release.namespace, ...values, '--wait', '--timeout', '2m']);
     const upgradeSeconds = elapsed(started);
+    const upgradeStarted = started - lease.t0;
     expect(await servesArtifactSha256()).toBe(true);
     started = Date.now();
-    const upgraded = await handOver(controller, undefined, `controller-${next}`, endpoints.length);
-    controller = upgraded.to;
+    const upgraded = await handedOver(first.name, fetcherImage(next));
+    const upgradeLease = leaseHandover(lease, upgradeStarted, Date.now() - lease.t0);
     // A rolling update of the model pods would bump a Deployment's generation at once, and replace
     // pods over the next seconds: look for a while.
     await new Promise((resolve) => setTimeout(resolve, 10_000));
@@ -389,11 +453,13 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     await user.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name: 'with-digest', namespace }, spec: { image: 'acme/d:1', artifact: 'https://models.example.com/d.tar.gz', artifactSha256: 'b'.repeat(64) } });
 
     started = Date.now();
+    const rollbackStarted = started - lease.t0;
     await helm(['rollback', release.name, '1', '-n', release.namespace, '--wait', '--timeout', '2m']);
     const rollbackSeconds = elapsed(started);
     const servedAfterRollback = await servesArtifactSha256();
     started = Date.now();
-    const rolledBack = await handOver(controller, publishedController, `controller-${published.version}-again`, endpoints.length + 1);
+    const rolledBack = await handedOver(upgraded.name, fetcherImage(published.version));
+    const rollbackLease = leaseHandover(lease, rollbackStarted, Date.now() - lease.t0);
     await new Promise((resolve) => setTimeout(resolve, 10_000));
     const rollbackHandover = elapsed(started);
     const afterRollback = { generations: await deploymentGenerations(), pods: await modelPods(), versions: await endpointVersions(), fetchers: await fetchers() };
@@ -410,6 +476,9 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
 
     const report = await traffic.stop();
     const seen = await routes.stop();
+    await lease.stop();
+    const podSeen = (name: string) => lease.pods.get(name) ?? ({} as ControllerPodSeen);
+    const leaseTimes = (name: string) => lease.holders.filter((h) => h.holder === name).map((h) => h.at);
     const history = JSON.parse(await helm(['history', release.name, '-n', release.namespace, '-o', 'json'])) as { revision: number; chart: string; status: string; description: string }[];
 
     const total = Object.values(report).reduce((n, r) => n + r.sent, 0);
@@ -417,9 +486,12 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     process.stdout.write(
       [
         `[chart-upgrade] helm install ${published.version} ${installSeconds}, upgrade to ${next} ${upgradeSeconds} + controller handover ${upgradeHandover}, rollback ${rollbackSeconds} + handover ${rollbackHandover}`,
-        `[chart-upgrade] controllers: ${published.version} with leader election ${rolledBack.to.leaderElect ? 'on' : 'off'}, ${next} with ${upgraded.to.leaderElect ? 'on' : 'off'}; both acted at once during the upgrade: ${upgraded.overlapped}, during the rollback: ${rolledBack.overlapped}`,
-        `[chart-upgrade] requests straight to the pods: ${total} sent, ${failed} failed`,
-        ...Object.entries(report).map(([pod, r]) => `[chart-upgrade]   ${pod}: ${r.sent} sent, ${r.failed} failed, answered by ${JSON.stringify(r.byPod)}${r.failures.length ? `, first failures ${JSON.stringify(r.failures.slice(0, 3))}` : ''}`),
+        `[chart-upgrade] controller pods on the real node: ${first.name} (${published.version}) -> ${upgraded.name} (${next}) -> ${rolledBack.name} (${published.version}); ` +
+          `seen Ready/terminating at (s of the watch): ${[first.name, upgraded.name, rolledBack.name].map((n) => `${n} ${JSON.stringify(podSeen(n))}`).join(', ')}`,
+        `[chart-upgrade] Lease holders (s of the watch, '' = released): ${lease.holders.map((h) => `${(h.at / 1000).toFixed(1)} ${h.holder || "''"}`).join(', ')}`,
+        `[chart-upgrade] upgrade: holders ${upgradeLease.holders.join(' -> ')}, unheld at most ${upgradeLease.unheldMs} ms; rollback: holders ${rollbackLease.holders.join(' -> ')}, unheld at most ${rollbackLease.unheldMs} ms`,
+        `[chart-upgrade] requests straight to the pods (from ${(loadStartedAt / 1000).toFixed(1)}s of the watch on): ${total} sent, ${failed} failed, worst beyond the asked duration ${Math.round(Math.max(...Object.values(report).map((r) => r.worstExtraMs)))} ms`,
+        ...Object.entries(report).map(([pod, r]) => `[chart-upgrade]   ${pod}: ${r.sent} sent, ${r.failed} failed, latency p50/p99/max ${r.latency.p50}/${r.latency.p99}/${r.latency.max} ms, answered by ${JSON.stringify(r.byPod)}${r.failures.length ? `, first failures ${JSON.stringify(r.failures.slice(0, 3))}` : ''}`),
         `[chart-upgrade] model pods before ${before.map((p) => `${p.name} (${p.uid.slice(0, 8)})`).join(', ')}`,
         `[chart-upgrade] after the upgrade ${afterUpgrade.pods.map((p) => `${p.name} (${p.uid.slice(0, 8)}, restarts ${p.restarts})`).join(', ')}`,
         `[chart-upgrade] after the rollback ${afterRollback.pods.map((p) => `${p.name} (${p.uid.slice(0, 8)}, restarts ${p.restarts})`).join(', ')}`,
@@ -444,6 +516,21 @@ describe(`helm upgrade from ${published.version} (published) to the working tree
     expect(afterRollback.fetchers).toEqual(afterUpgrade.fetchers);
     expect(laterAfter.version).toEqual(laterBefore.version);
     expect(failed).toBe(0);
+    for (const r of Object.values(report)) expect(r.worstExtraMs).toBeLessThanOrEqual(maxExtraMs);
+    // The old leader keeps the Lease until the new pod takes it, both ways: exactly two holders in turn,
+    // the old one still holding once the new pod was Ready (it hands over only on its way out), and no
+    // more than a release and the new pod's next try (its retry period, 2 s) between them.
+    expect(upgradeLease.holders).toEqual([first.name, upgraded.name]);
+    expect(rollbackLease.holders).toEqual([upgraded.name, rolledBack.name]);
+    for (const [from, to, unheldMs] of [[first.name, upgraded.name, upgradeLease.unheldMs], [upgraded.name, rolledBack.name, rollbackLease.unheldMs]] as const) {
+      expect(podSeen(to).ready, `${to} seen Ready`).toBeDefined();
+      expect(podSeen(from).terminating, `${from} seen terminating`).toBeDefined();
+      expect(podSeen(from).terminating!).toBeGreaterThanOrEqual(podSeen(to).ready!);
+      // The new pod took the Lease only after the old one was told to stop.
+      expect(Math.min(...leaseTimes(to))).toBeGreaterThanOrEqual(podSeen(from).terminating! - 200);
+      expect(unheldMs).toBeLessThan(5000);
+    }
+    expect(lease.errors).toEqual([]);
     for (const p of before) expect(report[p.name].byPod).toEqual({ [p.name]: report[p.name].sent });
     // About 10 requests a second to each pod for the whole run.
     expect(Math.min(...Object.values(report).map((r) => r.sent))).toBeGreaterThan(100);

@@ -3,9 +3,11 @@
 // right after the route is switched (before the status says so), right after the status records the
 // switch (before the old version is removed), and right before the first removal of the old
 // version. Each time a fresh controller takes over; every switch completes, nothing the route uses
-// is ever deleted, and every request is answered by a version of the endpoint, in time.
+// is ever deleted, and every request is answered by a version of the endpoint, in time: each switch
+// under load from its change to the old version's removal, answered only by its old or new version.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
+import { coverageProblems, type Span } from '../../ci/traffic/figures.ts';
 import { waitFor } from '../../ci/wait.ts';
 import type { MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
 import { planFromTemplates } from '../../controller/src/desired/plan.ts';
@@ -63,6 +65,8 @@ describe('the controller killed at each step of a switch', () => {
     ];
     let previous = await instanceOf('acme/m:1');
     const instances = [previous.instance];
+    /** Each switch, from the change to the old version's removal, on the load's clock. */
+    const spans: Span[] = [];
     for (const [i, step] of steps.entries()) {
       const image = `acme/m:${i + 2}`;
       const next = await instanceOf(image);
@@ -72,6 +76,7 @@ describe('the controller killed at each step of a switch', () => {
       const fired = step.name.startsWith('after the status')
         ? new Promise<string>((resolve) => void proxy.arm({ method: 'PATCH', path: /\/httproutes\/e$/, when: 'observe', act: () => void proxy.arm(kill).then(resolve) }))
         : proxy.arm(kill);
+      const from = run.elapsed();
       await applyModel(namespace, 'm', model(image));
       const what = await fired;
       await controller.kill();
@@ -83,12 +88,15 @@ describe('the controller killed at each step of a switch', () => {
         const pods = await admin.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace, labelSelector: `ml-operator.dev/model-instance=${previous.instance}` });
         return pods.items.length === 0 ? true : undefined;
       });
+      spans.push({ name: `switch ${i + 1}, killed ${step.name}`, from, to: run.elapsed(), backends: [previous.instance, next.instance] });
       previous = next;
     }
     run.stop();
     const r = await run.done;
     printReport('four switches, the controller killed at a different step of each', r);
     expectServed(run, { backends: instances, namespace });
-    expect(r.sent).toBeGreaterThan(500);
+    // Every switch under load, and answered only by its old or its new version.
+    for (const span of spans) process.stdout.write(`[faults] ${span.name}: ${((span.to - span.from) / 1000).toFixed(1)} s, ${run.samples.filter((x) => x.start >= span.from && x.start < span.to).length} requests sent in it\n`);
+    expect(coverageProblems(run.samples, spans, 40)).toEqual([]);
   });
 });
