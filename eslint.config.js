@@ -9,15 +9,6 @@ export default defineConfig(
   {
     ignores: ['**/node_modules/**', '**/dist/**', 'controller/src/api/generated.ts', 'codegen/testdata/**'],
   },
-  {
-    // Being changed on other branches right now (the chaos soak and the benchmark): to be linted after those
-    // land, and then this block goes.
-    ignores: [
-      // Being edited on the chaos-figures and upgrade-bench branches: linted after they land.
-      'ci/chaos/**',
-      'ci/bench/**',
-    ],
-  },
   js.configs.recommended,
   tseslint.configs.strictTypeChecked,
   {

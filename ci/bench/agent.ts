@@ -43,7 +43,7 @@ http.createServer((req, res) => {
 function start(args: string[], what: string): { child: ChildProcess; exited: Promise<void>; output: () => string } {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, ML_NAMESPACE: 'bench', ML_ENDPOINT: 'bench', ML_VARIANT: 'a', ML_MODEL_VERSION: 'v1', ML_POD_NAME: 'bench-pod' } });
   let output = '';
-  child.stderr!.on('data', (c) => (output = (output + c).slice(-4000)));
+  child.stderr.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4000)));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.once('exit', (code) => code && process.stderr.write(`${what} exited with ${code}: ${output}\n`));
   return { child, exited, output: () => output };

@@ -186,7 +186,10 @@ async function lowerBound(b: Bench, endpoints: number, concurrency: number, run:
   const directTimes = perEndpointTimes(config.models.length + 1);
   const directAvailable = perEndpointTimes(config.models.length);
   const directInformers = [
-    deploymentsAvailable(client, direct, (name, deployment) => (directTimes.done(name, deployment), directAvailable.done(name, deployment))),
+    deploymentsAvailable(client, direct, (name, deployment) => {
+      directTimes.done(name, deployment);
+      directAvailable.done(name, deployment);
+    }),
     routesAccepted(client, direct, operatorConfig, (name) => directTimes.done(name, 'route')),
   ];
   log(`bench: ${endpoints}: lower bound (run ${run}, ${concurrency} writes at once): applying the objects of ${endpoints} endpoints directly`);

@@ -16,7 +16,7 @@ if (!(minutes > 0) || !(endpoints > 0)) throw new Error('--minutes and --endpoin
 const seed = args.seed ? Number(args.seed) : randomInt(2 ** 31);
 
 const cluster = await startControlPlane({ observability: false, nodes: 2 });
-let problems: string[] = [];
+let problems: string[];
 try {
   // The CRDs, as a cluster's first release installs them (the soak's own release leaves them out).
   await installChart(cluster.kubeconfigPath);

@@ -166,7 +166,7 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   for (const e of names) state.endpoints[e] = { config: pick(configs), rollout: rolloutOf(pick(strategies)) };
 
   const apply = async (r: Resource, kind: string, name: string, spec: unknown) => {
-    await user.apply(r, { apiVersion, kind, metadata: { name, namespace }, spec } as KubeObject);
+    await user.apply(r, { apiVersion, kind, metadata: { name, namespace }, spec });
   };
   const applyModel = (m: string) => apply(resources.model, 'MachineLearningModel', m, state.models[m]);
   const applyConfig = (c: string) => apply(resources.endpointConfig, 'MachineLearningEndpointConfig', c, state.configs[c]);
@@ -462,7 +462,7 @@ function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: s
     const all = (await user.list<Deployment & KubeObject>(deploymentResource, namespace)).items;
     const behind = all.filter((d) => selects(svc?.spec?.selector, d.spec?.template.metadata?.labels));
     if (svc && behind.some(available)) return undefined;
-    return `at +${((Date.now() - t0()) / 1000).toFixed(1)}s route ${route} (generation ${live.metadata.generation}) sends traffic to Service ${service}${svc ? `, whose Deployments (${behind.map((d) => `${d.metadata!.name} ${d.status?.availableReplicas ?? 0} available`).join(', ') || 'none'}) have no available replica` : ', which does not exist'}`;
+    return `at +${((Date.now() - t0()) / 1000).toFixed(1)}s route ${route} (generation ${live.metadata.generation}) sends traffic to Service ${service}${svc ? `, whose Deployments (${behind.map((d) => `${d.metadata.name} ${d.status?.availableReplicas ?? 0} available`).join(', ') || 'none'}) have no available replica` : ', which does not exist'}`;
   };
   const check = async () => {
     if (running) {
@@ -539,7 +539,7 @@ async function unconverged(user: KubeClient, namespace: string, state: State, na
       }
       const expected = (100 * (v.weight ?? 1)) / total;
       if (Math.abs(t.weight - expected) > 1) why.push(`${v.model} at ${t.weight}%, not ${expected.toFixed(1)}%`);
-      const svc = services.find((x) => x.metadata!.name === t.service);
+      const svc = services.find((x) => x.metadata.name === t.service);
       const d = deployments.filter((x) => selects(svc?.spec?.selector, x.spec?.template.metadata?.labels));
       if (d.length !== 1) {
         why.push(`${d.length} Deployments behind ${t.service}`);
@@ -553,7 +553,7 @@ async function unconverged(user: KubeClient, namespace: string, state: State, na
       if (budgets.has(t.service) !== instances > 1) why.push(`${v.model}: ${budgets.has(t.service) ? 'a' : 'no'} PodDisruptionBudget at ${instances} instance(s)`);
     }
     // Nothing but the serving version's Deployments.
-    const own = deployments.filter((d) => d.metadata!.labels?.['ml-operator.dev/endpoint'] === name);
+    const own = deployments.filter((d) => d.metadata.labels?.['ml-operator.dev/endpoint'] === name);
     if (own.length !== spec.models.length) why.push(`${own.length} Deployments, ${spec.models.length} variants`);
     if (why.length) {
       const conditions = (s.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status} ${c.reason}: ${c.message}`);
@@ -592,7 +592,7 @@ async function findDuplicates(user: KubeClient, namespace: string, names: string
     const byInstance = new Map<string, string[]>();
     for (const o of (await user.list(r, namespace, { labelSelector: managedBy })).items) {
       const key = o.metadata.labels?.['ml-operator.dev/model-instance'] ?? '';
-      byInstance.set(key, [...(byInstance.get(key) ?? []), o.metadata.name!]);
+      byInstance.set(key, [...(byInstance.get(key) ?? []), o.metadata.name]);
     }
     for (const [key, list] of byInstance) if (list.length > 1) out.push(`${r.kind}s ${list.join(', ')} for model instance ${key}`);
   }

@@ -11,7 +11,6 @@
 // registry the host's npm uses, trusting the host's certificate authorities, through a build-time
 // mount of an npmrc and the CA bundle over the base image's empty /usr/local/etc (npm's global
 // config directory): nothing of it stays in a layer.
-import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';

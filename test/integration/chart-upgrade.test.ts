@@ -282,7 +282,7 @@ async function endpointVersions(names = endpoints): Promise<Record<string, strin
   for (const e of names) {
     const o = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
     const ready = o?.status?.state === 'InService' && o.status.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-    out[e] = ready ? o!.status!.endpointConfigVersion : `not in service: ${JSON.stringify(o?.status)}`;
+    out[e] = ready ? o.status!.endpointConfigVersion : `not in service: ${JSON.stringify(o?.status)}`;
   }
   return out;
 }
@@ -365,8 +365,8 @@ async function startDirectLoad(pods: PodState[]): Promise<{ stop(): Promise<Dire
   load = child;
   let out = '';
   let err = '';
-  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await waitFor('the load to start', 30_000, async () => {
     if (child.exitCode !== null) throw new Error(`the load exited with ${child.exitCode}: ${err}`);
