@@ -24,7 +24,9 @@ function installCommand(packages: readonly DebianPackage[]): string {
 export function requireDebianPackages(packages: readonly DebianPackage[], why: string): void {
   const missing = missingDebianPackages(packages);
   if (missing.length) {
-    throw new Error(`${why} needs ${missing.map((p) => `${p.name} (${p.file})`).join(', ')}: install with \`${installCommand(missing)}\` (.ci/run does this in CI)`);
+    throw new Error(
+      `${why} needs ${missing.map((p) => `${p.name} (${p.file})`).join(', ')}: install with \`${installCommand(missing)}\` (.ci/run does this in CI)`,
+    );
   }
 }
 
@@ -35,7 +37,10 @@ export function ensureDebianPackages(packages: readonly DebianPackage[], why: st
   if (process.getuid?.() !== 0 || !existsSync('/usr/bin/apt-get')) requireDebianPackages(packages, why);
   log(`${why}: installing the Debian packages ${missing.map((p) => p.name).join(' ')} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', ...missing.map((p) => p.name)]]) {
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', '--no-install-recommends', ...missing.map((p) => p.name)],
+  ]) {
     const run = spawnSync('apt-get', args, { env, stdio: ['ignore', 'inherit', 'inherit'] });
     if (run.status !== 0) throw new Error(`apt-get ${args.join(' ')} exited with ${run.status ?? run.signal}`);
   }

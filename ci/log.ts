@@ -8,7 +8,10 @@ export function log(message: string): void {
 export async function withProgress<T>(scope: string, what: string, work: () => Promise<T>): Promise<T> {
   const started = Date.now();
   log(`${scope}: ${what} ...`);
-  const timer = setInterval(() => log(`${scope}: still ${what} (${Math.round((Date.now() - started) / 1000)}s)`), 30_000);
+  const timer = setInterval(
+    () => log(`${scope}: still ${what} (${Math.round((Date.now() - started) / 1000)}s)`),
+    30_000,
+  );
   try {
     const result = await work();
     log(`${scope}: ${what}: done in ${((Date.now() - started) / 1000).toFixed(1)}s`);

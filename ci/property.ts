@@ -30,17 +30,32 @@ const messageOf = (err: unknown) => (err instanceof Error ? err.message : String
  * Checks `property` on `numRuns` samples from `seed`. On a failure, replays the failing sample and
  * shrinks it, then throws an error with the failure seen first and what the replay found.
  */
-export async function checkProperty<T>(property: fc.IAsyncPropertyWithHooks<T> | fc.IAsyncProperty<T>, o: PropertyRunOptions): Promise<{ numRuns: number }> {
+export async function checkProperty<T>(
+  property: fc.IAsyncPropertyWithHooks<T> | fc.IAsyncProperty<T>,
+  o: PropertyRunOptions,
+): Promise<{ numRuns: number }> {
   const result = await fc.check(property, { seed: o.seed, numRuns: o.numRuns, endOnFailure: true });
   if (!result.failed) return { numRuns: result.numRuns };
-  const first = result.errorInstance !== null ? messageOf(result.errorInstance) : `interrupted or skipped (${result.interrupted ? 'interrupted' : 'too many skipped samples'})`;
-  o.log(`property: sample ${result.counterexamplePath} of seed ${o.seed} failed; replaying and shrinking it (replay: ${o.replay})`);
+  const first =
+    result.errorInstance !== null
+      ? messageOf(result.errorInstance)
+      : `interrupted or skipped (${result.interrupted ? 'interrupted' : 'too many skipped samples'})`;
+  o.log(
+    `property: sample ${result.counterexamplePath} of seed ${o.seed} failed; replaying and shrinking it (replay: ${o.replay})`,
+  );
   let replayed: string;
   try {
-    await fc.assert(property, { seed: o.seed, path: result.counterexamplePath ?? undefined, endOnFailure: false, plugins: [fc.interruptAfterTimeLimit(o.shrinkMs)] });
+    await fc.assert(property, {
+      seed: o.seed,
+      path: result.counterexamplePath ?? undefined,
+      endOnFailure: false,
+      plugins: [fc.interruptAfterTimeLimit(o.shrinkMs)],
+    });
     replayed = 'its replay passed: the failure did not reproduce (a flaky failure, which counts as one)';
   } catch (err) {
     replayed = `its replay failed again, shrunk to:\n${messageOf(err)}`;
   }
-  throw new Error(`the property failed on sample ${result.numRuns} of seed ${o.seed} (replay: ${o.replay}):\n${first}\n\n${replayed}`);
+  throw new Error(
+    `the property failed on sample ${result.numRuns} of seed ${o.seed} (replay: ${o.replay}):\n${first}\n\n${replayed}`,
+  );
 }

@@ -4,7 +4,12 @@ import { setTimeout as delay } from 'node:timers/promises';
  * Polls `probe` until it returns a value other than undefined, or fails after `timeoutMs` with the
  * last error the probe threw and, if given, what `explain` says (a log tail, the object's state).
  */
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, explain?: () => string | Promise<string>): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+  explain?: () => string | Promise<string>,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   let interval = 50;

@@ -8,18 +8,30 @@ describe('API reference helpers', () => {
   });
 
   it('names types the Kubernetes way', () => {
-    expect(typeName({ anyOf: [{ type: 'integer' }, { type: 'string' }], 'x-kubernetes-int-or-string': true })).toBe('int-or-string');
+    expect(typeName({ anyOf: [{ type: 'integer' }, { type: 'string' }], 'x-kubernetes-int-or-string': true })).toBe(
+      'int-or-string',
+    );
     expect(typeName({ type: 'array', items: { type: 'string' } })).toBe('[]string');
     expect(typeName({ type: 'object', additionalProperties: { type: 'string' } })).toBe('map[string]string');
     expect(typeName({ type: 'integer', format: 'int64', nullable: true })).toBe('integer (int64), nullable');
   });
 
   it('lists the constraints', () => {
-    expect(constraints({ type: 'integer', minimum: 0, maximum: 10, exclusiveMaximum: true })).toEqual(['minimum 0', 'maximum (exclusive) 10']);
-    expect(constraints({ type: 'array', maxItems: 3, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] })).toEqual([
-      'max items 3',
-      'list-map keyed by `name`',
+    expect(constraints({ type: 'integer', minimum: 0, maximum: 10, exclusiveMaximum: true })).toEqual([
+      'minimum 0',
+      'maximum (exclusive) 10',
     ]);
-    expect(constraints({ type: 'string', enum: ['a', 'b'], pattern: '^(a|b)$' })).toEqual(['one of `a`, `b`', 'pattern `^(a\\|b)$`']);
+    expect(
+      constraints({
+        type: 'array',
+        maxItems: 3,
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['name'],
+      }),
+    ).toEqual(['max items 3', 'list-map keyed by `name`']);
+    expect(constraints({ type: 'string', enum: ['a', 'b'], pattern: '^(a|b)$' })).toEqual([
+      'one of `a`, `b`',
+      'pattern `^(a\\|b)$`',
+    ]);
   });
 });

@@ -30,7 +30,9 @@ function fieldRows(node: SchemaNode, path: string): FieldRow[] {
 
 function ruleRows(node: SchemaNode, path: string): RuleRow[] {
   const own = (node['x-kubernetes-validations'] ?? []).map((rule) => ({ path, rule }));
-  const children = Object.entries(node.properties ?? {}).flatMap(([name, child]) => ruleRows(child, path ? `${path}.${name}` : name));
+  const children = Object.entries(node.properties ?? {}).flatMap(([name, child]) =>
+    ruleRows(child, path ? `${path}.${name}` : name),
+  );
   const nested = [
     ...(node.additionalProperties ? ruleRows(node.additionalProperties, `${path}.*`) : []),
     ...(node.items ? ruleRows(node.items, `${path}[]`) : []),
@@ -42,7 +44,8 @@ export function typeName(node: SchemaNode): string {
   const nullable = node.nullable ? ', nullable' : '';
   if (isIntOrString(node)) return `int-or-string${nullable}`;
   if (node.type === 'array' && node.items) return `[]${typeName(node.items)}${nullable}`;
-  if (node.type === 'object' && node.additionalProperties) return `map[string]${typeName(node.additionalProperties)}${nullable}`;
+  if (node.type === 'object' && node.additionalProperties)
+    return `map[string]${typeName(node.additionalProperties)}${nullable}`;
   return `${node.type}${node.format ? ` (${node.format})` : ''}${nullable}`;
 }
 
@@ -63,7 +66,8 @@ export function constraints(node: SchemaNode): string[] {
   bound('min properties', node.minProperties);
   bound('max properties', node.maxProperties);
   const listType = node['x-kubernetes-list-type'];
-  if (listType === 'map') found.push(`list-map keyed by ${(node['x-kubernetes-list-map-keys'] ?? []).map(code).join(', ')}`);
+  if (listType === 'map')
+    found.push(`list-map keyed by ${(node['x-kubernetes-list-map-keys'] ?? []).map(code).join(', ')}`);
   else if (listType) found.push(`list type ${listType}`);
   if (node['x-kubernetes-map-type']) found.push(`map type ${node['x-kubernetes-map-type']}`);
   if (node['x-kubernetes-preserve-unknown-fields']) found.push('unknown fields kept');
@@ -85,14 +89,20 @@ export function code(text: string): string {
 export function cell(text: string): string {
   return text
     .split(/(`+[^`]*?`+)/)
-    .map((part, i) => (i % 2 === 1 ? part : part.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')))
+    .map((part, i) =>
+      i % 2 === 1 ? part : part.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;'),
+    )
     .join('')
     .replaceAll('|', '\\|')
     .replace(/\r?\n/g, '<br>');
 }
 
 function table(headers: string[], rows: string[][]): string {
-  return [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`, ...rows.map((row) => `| ${row.join(' | ')} |`)].join('\n');
+  return [
+    `| ${headers.join(' | ')} |`,
+    `|${headers.map(() => '---').join('|')}|`,
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+  ].join('\n');
 }
 
 function kindSection(kind: KindSchema): string {
@@ -102,28 +112,43 @@ function kindSection(kind: KindSchema): string {
   return [
     `## ${crd.kind}`,
     cell(schema.description ?? ''),
-    table(['', ''], [
-      ['apiVersion', code(`${crd.group}/${crd.version}`)],
-      ['kind', code(crd.kind)],
-      ['resource', code(crd.plural)],
-      ['short names', crd.shortNames.map(code).join(', ')],
-      ['categories', crd.categories.map(code).join(', ')],
-      ['scope', 'Namespaced, with the `status` subresource'],
-    ]),
+    table(
+      ['', ''],
+      [
+        ['apiVersion', code(`${crd.group}/${crd.version}`)],
+        ['kind', code(crd.kind)],
+        ['resource', code(crd.plural)],
+        ['short names', crd.shortNames.map(code).join(', ')],
+        ['categories', crd.categories.map(code).join(', ')],
+        ['scope', 'Namespaced, with the `status` subresource'],
+      ],
+    ),
     `### Printer columns`,
     'Shown by `kubectl get`; the ones with a priority above 0 only with `-o wide`.',
-    table(['Column', 'Type', 'JSON path', 'Priority', 'Description'], crd.printerColumns.map((c) => [
-      cell(c.name), c.type, code(c.jsonPath), String(c.priority ?? 0), cell(c.description ?? ''),
-    ])),
+    table(
+      ['Column', 'Type', 'JSON path', 'Priority', 'Description'],
+      crd.printerColumns.map((c) => [
+        cell(c.name),
+        c.type,
+        code(c.jsonPath),
+        String(c.priority ?? 0),
+        cell(c.description ?? ''),
+      ]),
+    ),
     ...sections.map(([name, node]) => fieldsSection(name, node, schema.required?.includes(name) ?? false)),
     `### Validation rules`,
     rules.length === 0
       ? 'None beyond the field constraints above.'
       : [
           'CEL rules (`x-kubernetes-validations`) that the API server checks on every write; the message is what `kubectl` shows when one fails.',
-          table(['Field', 'Rule', 'Message'], rules.map(({ path, rule }) => [
-            path ? code(path) : '(object)', code(rule.rule), rule.message ? cell(rule.message) : `computed: ${code(rule.messageExpression ?? '')}`,
-          ])),
+          table(
+            ['Field', 'Rule', 'Message'],
+            rules.map(({ path, rule }) => [
+              path ? code(path) : '(object)',
+              code(rule.rule),
+              rule.message ? cell(rule.message) : `computed: ${code(rule.messageExpression ?? '')}`,
+            ]),
+          ),
         ].join('\n\n'),
   ].join('\n\n');
 }
@@ -132,25 +157,32 @@ function fieldsSection(name: string, node: SchemaNode, required: boolean): strin
   const rows = [{ path: name, node, required }, ...fieldRows(node, name)];
   return [
     `### ${name}`,
-    table(['Field', 'Type', 'Default', 'Constraints', 'Required', 'Description'], rows.map((row) => [
-      code(row.path),
-      code(typeName(row.node)),
-      row.node.default === undefined ? '' : code(JSON.stringify(row.node.default)),
-      constraints(row.node).join('<br>'),
-      row.required ? 'yes' : '',
-      cell(row.node.description ?? ''),
-    ])),
+    table(
+      ['Field', 'Type', 'Default', 'Constraints', 'Required', 'Description'],
+      rows.map((row) => [
+        code(row.path),
+        code(typeName(row.node)),
+        row.node.default === undefined ? '' : code(JSON.stringify(row.node.default)),
+        constraints(row.node).join('<br>'),
+        row.required ? 'yes' : '',
+        cell(row.node.description ?? ''),
+      ]),
+    ),
   ].join('\n\n');
 }
 
 /** The whole reference: one section per kind, in the order given. */
 export function apiReference(kinds: readonly KindSchema[], header: string): string {
   const groups = [...new Set(kinds.map(({ crd }) => `${crd.group}/${crd.version}`))];
-  return [
-    `<!-- ${header} -->`,
-    '# API reference',
-    `Kinds of ${groups.map(code).join(', ')}. Every kind is namespaced, has a \`status\` subresource (only the controller writes it) and belongs to the ${[...new Set(kinds.flatMap(({ crd }) => crd.categories))].map(code).join(', ')} category: \`kubectl get ${kinds[0]?.crd.categories[0] ?? ''}\` lists them all.`,
-    kinds.map(({ crd }) => `- [${crd.kind}](#${crd.kind.toLowerCase()}) (${crd.shortNames.map(code).join(', ')})`).join('\n'),
-    ...kinds.map(kindSection),
-  ].join('\n\n') + '\n';
+  return (
+    [
+      `<!-- ${header} -->`,
+      '# API reference',
+      `Kinds of ${groups.map(code).join(', ')}. Every kind is namespaced, has a \`status\` subresource (only the controller writes it) and belongs to the ${[...new Set(kinds.flatMap(({ crd }) => crd.categories))].map(code).join(', ')} category: \`kubectl get ${kinds[0]?.crd.categories[0] ?? ''}\` lists them all.`,
+      kinds
+        .map(({ crd }) => `- [${crd.kind}](#${crd.kind.toLowerCase()}) (${crd.shortNames.map(code).join(', ')})`)
+        .join('\n'),
+      ...kinds.map(kindSection),
+    ].join('\n\n') + '\n'
+  );
 }

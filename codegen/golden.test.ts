@@ -16,7 +16,10 @@ const goldenNames: Record<string, string> = {
 };
 
 describe('golden files of the fixture schema', async () => {
-  const source = { path: 'codegen/testdata/widget.schema.json', text: readFileSync(join(testdata, 'widget.schema.json'), 'utf8') };
+  const source = {
+    path: 'codegen/testdata/widget.schema.json',
+    text: readFileSync(join(testdata, 'widget.schema.json'), 'utf8'),
+  };
   const outputs = await renderOutputs([source]);
 
   it('produces exactly the outputs that have goldens', () => {

@@ -31,14 +31,22 @@ function validSchema(): Record<string, any> {
         required: ['port'],
         properties: {
           port: { description: 'Port.', type: 'integer', minimum: 1, default: 80 },
-          size: { description: 'Size.', anyOf: [{ type: 'integer' }, { type: 'string' }], 'x-kubernetes-int-or-string': true },
+          size: {
+            description: 'Size.',
+            anyOf: [{ type: 'integer' }, { type: 'string' }],
+            'x-kubernetes-int-or-string': true,
+          },
           labels: { description: 'Labels.', type: 'object', additionalProperties: { type: 'string' } },
           items: {
             description: 'Items.',
             type: 'array',
             'x-kubernetes-list-type': 'map',
             'x-kubernetes-list-map-keys': ['name'],
-            items: { type: 'object', required: ['name'], properties: { name: { description: 'Name.', type: 'string' } } },
+            items: {
+              type: 'object',
+              required: ['name'],
+              properties: { name: { description: 'Name.', type: 'string' } },
+            },
           },
         },
         'x-kubernetes-validations': [{ rule: 'self.port != 1', message: 'port 1 is reserved' }],
@@ -74,25 +82,35 @@ describe('lintSchema', () => {
   it('rejects $ref', () => {
     const schema = validSchema();
     schema.properties.spec.properties.other = { description: 'Other.', $ref: '#/$defs/Other' };
-    expect(messages(schema)).toContain('schemas/x.schema.json: /properties/spec/properties/other/$ref: "$ref" is not allowed in a CRD schema: inline the schema (a "title" names a shared type)');
+    expect(messages(schema)).toContain(
+      'schemas/x.schema.json: /properties/spec/properties/other/$ref: "$ref" is not allowed in a CRD schema: inline the schema (a "title" names a shared type)',
+    );
   });
 
   it('rejects properties beside additionalProperties', () => {
     const schema = validSchema();
     schema.properties.spec.properties.labels.properties = { a: { description: 'A.', type: 'string' } };
-    expect(messages(schema)).toContain('schemas/x.schema.json: /properties/spec/properties/labels: "properties" and "additionalProperties" are mutually exclusive in a CRD');
+    expect(messages(schema)).toContain(
+      'schemas/x.schema.json: /properties/spec/properties/labels: "properties" and "additionalProperties" are mutually exclusive in a CRD',
+    );
   });
 
   it('rejects a boolean additionalProperties', () => {
     const schema = validSchema();
     schema.properties.spec.properties.labels.additionalProperties = false;
-    expect(messages(schema)).toEqual([expect.stringMatching(/^schemas\/x\.schema\.json: \/properties\/spec\/properties\/labels\/additionalProperties: a boolean "additionalProperties"/)]);
+    expect(messages(schema)).toEqual([
+      expect.stringMatching(
+        /^schemas\/x\.schema\.json: \/properties\/spec\/properties\/labels\/additionalProperties: a boolean "additionalProperties"/,
+      ),
+    ]);
   });
 
   it('requires a description on every property', () => {
     const schema = validSchema();
     delete schema.properties.spec.properties.items.items.properties.name.description;
-    expect(messages(schema)).toEqual(['schemas/x.schema.json: /properties/spec/properties/items/items/properties/name: missing "description" (kubectl explain shows it)']);
+    expect(messages(schema)).toEqual([
+      'schemas/x.schema.json: /properties/spec/properties/items/items/properties/name: missing "description" (kubectl explain shows it)',
+    ]);
   });
 
   it('rejects keywords a CRD does not accept', () => {
@@ -119,15 +137,21 @@ describe('lintSchema', () => {
   it('wants int-or-string spelled the CRD way', () => {
     const withType = validSchema();
     withType.properties.spec.properties.size.type = 'string';
-    expect(messages(withType)).toEqual(['schemas/x.schema.json: /properties/spec/properties/size/type: an int-or-string node must not have "type" (the anyOf says it)']);
+    expect(messages(withType)).toEqual([
+      'schemas/x.schema.json: /properties/spec/properties/size/type: an int-or-string node must not have "type" (the anyOf says it)',
+    ]);
 
     const withoutMarker = validSchema();
     delete withoutMarker.properties.spec.properties.size['x-kubernetes-int-or-string'];
-    expect(messages(withoutMarker)).toEqual(['schemas/x.schema.json: /properties/spec/properties/size: "anyOf" is only supported for int-or-string, with "x-kubernetes-int-or-string": true']);
+    expect(messages(withoutMarker)).toEqual([
+      'schemas/x.schema.json: /properties/spec/properties/size: "anyOf" is only supported for int-or-string, with "x-kubernetes-int-or-string": true',
+    ]);
 
     const wrongAnyOf = validSchema();
     wrongAnyOf.properties.spec.properties.size.anyOf = [{ type: 'string' }, { type: 'integer' }];
-    expect(messages(wrongAnyOf)).toEqual(['schemas/x.schema.json: /properties/spec/properties/size/anyOf: an int-or-string node needs exactly "anyOf": [{"type": "integer"}, {"type": "string"}]']);
+    expect(messages(wrongAnyOf)).toEqual([
+      'schemas/x.schema.json: /properties/spec/properties/size/anyOf: an int-or-string node needs exactly "anyOf": [{"type": "integer"}, {"type": "string"}]',
+    ]);
   });
 
   it('checks list-map keys, required names and defaults', () => {
@@ -136,7 +160,7 @@ describe('lintSchema', () => {
     schema.properties.spec.required = ['port', 'missing'];
     schema.properties.spec.properties.port.default = '80';
     expect(messages(schema)).toEqual([
-      'schemas/x.schema.json: /properties/spec/properties/port/default: the default does not match the node\'s type',
+      "schemas/x.schema.json: /properties/spec/properties/port/default: the default does not match the node's type",
       'schemas/x.schema.json: /properties/spec/properties/items/x-kubernetes-list-map-keys: list-map key "name" must be required or have a default',
       'schemas/x.schema.json: /properties/spec/required: required property "missing" is not in "properties"',
     ]);
@@ -154,14 +178,19 @@ describe('lintSchema', () => {
   it('allows nothing but {"type": "object"} for the root metadata', () => {
     const schema = validSchema();
     schema.properties.metadata.description = 'Standard object metadata.';
-    expect(messages(schema)).toEqual([expect.stringMatching(/^schemas\/x\.schema\.json: \/properties\/metadata: the root "metadata" must be exactly/)]);
+    expect(messages(schema)).toEqual([
+      expect.stringMatching(/^schemas\/x\.schema\.json: \/properties\/metadata: the root "metadata" must be exactly/),
+    ]);
   });
 
   it('checks the CRD information and that printer columns point at fields', () => {
     const schema = validSchema();
     const crd = schema['x-ml-operator-crd'];
     crd.shortNames = ['TH'];
-    crd.printerColumns.push({ name: 'Ready', type: 'string', jsonPath: '.status.ready' }, { name: 'Bad', type: 'text', jsonPath: 'spec.port' });
+    crd.printerColumns.push(
+      { name: 'Ready', type: 'string', jsonPath: '.status.ready' },
+      { name: 'Bad', type: 'text', jsonPath: 'spec.port' },
+    );
     expect(messages(schema)).toEqual([
       'schemas/x.schema.json: /x-ml-operator-crd/shortNames: "shortNames" must be an array of lowercase names',
       'schemas/x.schema.json: /x-ml-operator-crd/printerColumns/3/jsonPath: ".status.ready" is not a field of the schema',

@@ -19,12 +19,39 @@ const scalarTypes = new Set(['string', 'integer', 'number', 'boolean']);
 const nodeTypes = new Set([...scalarTypes, 'object', 'array']);
 
 const nodeKeywords = new Set([
-  'type', 'title', 'description', 'format', 'default', 'enum', 'example', 'externalDocs', 'nullable',
-  'pattern', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf',
-  'minLength', 'maxLength', 'minItems', 'maxItems', 'minProperties', 'maxProperties',
-  'required', 'properties', 'additionalProperties', 'items', 'anyOf',
-  'x-kubernetes-int-or-string', 'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-embedded-resource',
-  'x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-map-type', 'x-kubernetes-validations',
+  'type',
+  'title',
+  'description',
+  'format',
+  'default',
+  'enum',
+  'example',
+  'externalDocs',
+  'nullable',
+  'pattern',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+  'multipleOf',
+  'minLength',
+  'maxLength',
+  'minItems',
+  'maxItems',
+  'minProperties',
+  'maxProperties',
+  'required',
+  'properties',
+  'additionalProperties',
+  'items',
+  'anyOf',
+  'x-kubernetes-int-or-string',
+  'x-kubernetes-preserve-unknown-fields',
+  'x-kubernetes-embedded-resource',
+  'x-kubernetes-list-type',
+  'x-kubernetes-list-map-keys',
+  'x-kubernetes-map-type',
+  'x-kubernetes-validations',
 ]);
 
 /** Keywords of JSON Schema that a CRD rejects (or codegen cannot type), with what to do instead. */
@@ -36,7 +63,8 @@ const rejectedKeywords: Record<string, string> = {
   oneOf: '"oneOf" is not supported: express the constraint as an x-kubernetes-validations rule',
   not: '"not" is not supported: express the constraint as an x-kubernetes-validations rule',
   uniqueItems: '"uniqueItems" is not accepted in a CRD: use "x-kubernetes-list-type": "set"',
-  patternProperties: '"patternProperties" is not accepted in a CRD: use "additionalProperties" with a CEL rule on the keys',
+  patternProperties:
+    '"patternProperties" is not accepted in a CRD: use "additionalProperties" with a CEL rule on the keys',
 };
 
 const numberKeywords = ['minimum', 'maximum', 'multipleOf'] as const;
@@ -70,7 +98,10 @@ export function lintSchema(document: unknown): LintIssue[] {
 function lintRootMetadata(metadata: unknown, report: Report): void {
   if (metadata === undefined) return;
   if (!isPlainObject(metadata) || Object.keys(metadata).length !== 1 || metadata.type !== 'object') {
-    report(['properties', 'metadata'], 'the root "metadata" must be exactly {"type": "object"}: the API server defines it and rejects anything else');
+    report(
+      ['properties', 'metadata'],
+      'the root "metadata" must be exactly {"type": "object"}: the API server defines it and rejects anything else',
+    );
   }
 }
 
@@ -87,7 +118,8 @@ function lintNode(node: unknown, path: Path, report: Report): void {
   }
   if (node['x-kubernetes-int-or-string'] !== undefined || node.anyOf !== undefined) lintIntOrString(node, path, report);
   else if (node.type === undefined) report(path, 'missing "type"');
-  else if (typeof node.type !== 'string' || !nodeTypes.has(node.type)) report([...path, 'type'], `"type" must be one of ${[...nodeTypes].join(', ')}`);
+  else if (typeof node.type !== 'string' || !nodeTypes.has(node.type))
+    report([...path, 'type'], `"type" must be one of ${[...nodeTypes].join(', ')}`);
   lintAnnotations(node, path, report);
   lintBounds(node, path, report);
   lintObject(node, path, report);
@@ -102,15 +134,26 @@ function lintIntOrString(node: Record<string, unknown>, path: Path, report: Repo
     return;
   }
   const anyOf = node.anyOf;
-  const spelledRight = Array.isArray(anyOf) && anyOf.length === 2
-    && anyOf.every((branch, i) => isPlainObject(branch) && Object.keys(branch).length === 1 && branch.type === ['integer', 'string'][i]);
-  if (!spelledRight) report([...path, 'anyOf'], 'an int-or-string node needs exactly "anyOf": [{"type": "integer"}, {"type": "string"}]');
-  if (node.type !== undefined) report([...path, 'type'], 'an int-or-string node must not have "type" (the anyOf says it)');
+  const spelledRight =
+    Array.isArray(anyOf) &&
+    anyOf.length === 2 &&
+    anyOf.every(
+      (branch, i) =>
+        isPlainObject(branch) && Object.keys(branch).length === 1 && branch.type === ['integer', 'string'][i],
+    );
+  if (!spelledRight)
+    report(
+      [...path, 'anyOf'],
+      'an int-or-string node needs exactly "anyOf": [{"type": "integer"}, {"type": "string"}]',
+    );
+  if (node.type !== undefined)
+    report([...path, 'type'], 'an int-or-string node must not have "type" (the anyOf says it)');
 }
 
 function lintAnnotations(node: Record<string, unknown>, path: Path, report: Report): void {
   for (const keyword of ['title', 'description', 'format', 'pattern'] as const) {
-    if (node[keyword] !== undefined && typeof node[keyword] !== 'string') report([...path, keyword], `"${keyword}" must be a string`);
+    if (node[keyword] !== undefined && typeof node[keyword] !== 'string')
+      report([...path, keyword], `"${keyword}" must be a string`);
   }
   if (typeof node.pattern === 'string') {
     try {
@@ -119,38 +162,57 @@ function lintAnnotations(node: Record<string, unknown>, path: Path, report: Repo
       report([...path, 'pattern'], `"pattern" is not a valid regular expression: ${(err as Error).message}`);
     }
   }
-  if (node.enum !== undefined && (!Array.isArray(node.enum) || node.enum.length === 0)) report([...path, 'enum'], '"enum" must be a non-empty array');
-  for (const keyword of ['nullable', 'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-embedded-resource'] as const) {
-    if (node[keyword] !== undefined && typeof node[keyword] !== 'boolean') report([...path, keyword], `"${keyword}" must be a boolean`);
+  if (node.enum !== undefined && (!Array.isArray(node.enum) || node.enum.length === 0))
+    report([...path, 'enum'], '"enum" must be a non-empty array');
+  for (const keyword of [
+    'nullable',
+    'x-kubernetes-preserve-unknown-fields',
+    'x-kubernetes-embedded-resource',
+  ] as const) {
+    if (node[keyword] !== undefined && typeof node[keyword] !== 'boolean')
+      report([...path, keyword], `"${keyword}" must be a boolean`);
   }
-  if (node.default !== undefined && !defaultMatchesType(node)) report([...path, 'default'], `the default does not match the node's type`);
+  if (node.default !== undefined && !defaultMatchesType(node))
+    report([...path, 'default'], `the default does not match the node's type`);
 }
 
 function defaultMatchesType(node: Record<string, unknown>): boolean {
   const value = node.default;
   if (node['x-kubernetes-int-or-string'] === true) return Number.isInteger(value) || typeof value === 'string';
   switch (node.type) {
-    case 'string': return typeof value === 'string';
-    case 'integer': return Number.isInteger(value);
-    case 'number': return typeof value === 'number';
-    case 'boolean': return typeof value === 'boolean';
-    case 'array': return Array.isArray(value);
-    case 'object': return isPlainObject(value);
-    default: return true;
+    case 'string':
+      return typeof value === 'string';
+    case 'integer':
+      return Number.isInteger(value);
+    case 'number':
+      return typeof value === 'number';
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'array':
+      return Array.isArray(value);
+    case 'object':
+      return isPlainObject(value);
+    default:
+      return true;
   }
 }
 
 function lintBounds(node: Record<string, unknown>, path: Path, report: Report): void {
   for (const keyword of numberKeywords) {
-    if (node[keyword] !== undefined && typeof node[keyword] !== 'number') report([...path, keyword], `"${keyword}" must be a number`);
+    if (node[keyword] !== undefined && typeof node[keyword] !== 'number')
+      report([...path, keyword], `"${keyword}" must be a number`);
   }
   for (const keyword of countKeywords) {
     const value = node[keyword];
-    if (value !== undefined && !(Number.isInteger(value) && (value as number) >= 0)) report([...path, keyword], `"${keyword}" must be an integer >= 0`);
+    if (value !== undefined && !(Number.isInteger(value) && (value as number) >= 0))
+      report([...path, keyword], `"${keyword}" must be an integer >= 0`);
   }
   for (const keyword of ['exclusiveMinimum', 'exclusiveMaximum'] as const) {
     if (node[keyword] !== undefined && typeof node[keyword] !== 'boolean') {
-      report([...path, keyword], `"${keyword}" must be a boolean in a CRD (OpenAPI v3.0), beside "${keyword === 'exclusiveMinimum' ? 'minimum' : 'maximum'}"`);
+      report(
+        [...path, keyword],
+        `"${keyword}" must be a boolean in a CRD (OpenAPI v3.0), beside "${keyword === 'exclusiveMinimum' ? 'minimum' : 'maximum'}"`,
+      );
     }
   }
 }
@@ -169,17 +231,22 @@ function lintObject(node: Record<string, unknown>, path: Path, report: Report): 
   }
   if (additionalProperties !== undefined) {
     if (typeof additionalProperties === 'boolean') {
-      report([...path, 'additionalProperties'], 'a boolean "additionalProperties" is not accepted: unknown fields are pruned; use "x-kubernetes-preserve-unknown-fields": true to keep them');
+      report(
+        [...path, 'additionalProperties'],
+        'a boolean "additionalProperties" is not accepted: unknown fields are pruned; use "x-kubernetes-preserve-unknown-fields": true to keep them',
+      );
     } else lintNode(additionalProperties, [...path, 'additionalProperties'], report);
   }
   if (required !== undefined) lintRequired(required, properties, [...path, 'required'], report);
   const mapType = node['x-kubernetes-map-type'];
-  if (mapType !== undefined && mapType !== 'atomic' && mapType !== 'granular') report([...path, 'x-kubernetes-map-type'], '"x-kubernetes-map-type" must be "atomic" or "granular"');
+  if (mapType !== undefined && mapType !== 'atomic' && mapType !== 'granular')
+    report([...path, 'x-kubernetes-map-type'], '"x-kubernetes-map-type" must be "atomic" or "granular"');
 }
 
 function lintProperties(properties: Record<string, unknown>, path: Path, report: Report): void {
   for (const [name, property] of Object.entries(properties)) {
-    if (isPlainObject(property) && typeof property.description !== 'string') report([...path, name], 'missing "description" (kubectl explain shows it)');
+    if (isPlainObject(property) && typeof property.description !== 'string')
+      report([...path, name], 'missing "description" (kubectl explain shows it)');
     lintNode(property, [...path, name], report);
   }
 }
@@ -190,14 +257,16 @@ function lintRequired(required: unknown, properties: unknown, path: Path, report
     return;
   }
   for (const name of required) {
-    if (!isPlainObject(properties) || !Object.hasOwn(properties, name)) report(path, `required property "${name}" is not in "properties"`);
+    if (!isPlainObject(properties) || !Object.hasOwn(properties, name))
+      report(path, `required property "${name}" is not in "properties"`);
   }
 }
 
 function lintArray(node: Record<string, unknown>, path: Path, report: Report): void {
   if (node.type === 'array') {
     if (node.items === undefined) report(path, 'an array needs "items"');
-    else if (Array.isArray(node.items)) report([...path, 'items'], '"items" must be one schema (tuples are not accepted in a CRD)');
+    else if (Array.isArray(node.items))
+      report([...path, 'items'], '"items" must be one schema (tuples are not accepted in a CRD)');
     else lintNode(node.items, [...path, 'items'], report);
   } else if (node.items !== undefined) {
     report(path, '"items" needs "type": "array"');
@@ -211,8 +280,13 @@ function lintListType(node: Record<string, unknown>, path: Path, report: Report)
   if (listType !== undefined && !['atomic', 'set', 'map'].includes(listType as string)) {
     report([...path, 'x-kubernetes-list-type'], '"x-kubernetes-list-type" must be "atomic", "set" or "map"');
   }
-  if (listType !== undefined && node.type !== 'array') report([...path, 'x-kubernetes-list-type'], '"x-kubernetes-list-type" needs "type": "array"');
-  if (keys !== undefined && listType !== 'map') report([...path, 'x-kubernetes-list-map-keys'], '"x-kubernetes-list-map-keys" needs "x-kubernetes-list-type": "map"');
+  if (listType !== undefined && node.type !== 'array')
+    report([...path, 'x-kubernetes-list-type'], '"x-kubernetes-list-type" needs "type": "array"');
+  if (keys !== undefined && listType !== 'map')
+    report(
+      [...path, 'x-kubernetes-list-map-keys'],
+      '"x-kubernetes-list-map-keys" needs "x-kubernetes-list-type": "map"',
+    );
   if (listType !== 'map') return;
   const items = isPlainObject(node.items) ? node.items : {};
   const itemProperties = isPlainObject(items.properties) ? items.properties : {};
@@ -224,9 +298,12 @@ function lintListType(node: Record<string, unknown>, path: Path, report: Report)
   }
   for (const key of keys as string[]) {
     const keySchema = itemProperties[key];
-    if (!isPlainObject(keySchema)) report([...path, 'x-kubernetes-list-map-keys'], `list-map key "${key}" is not a property of the items`);
-    else if (!scalarTypes.has(keySchema.type as string)) report([...path, 'x-kubernetes-list-map-keys'], `list-map key "${key}" must be a scalar`);
-    else if (!itemRequired.includes(key) && keySchema.default === undefined) report([...path, 'x-kubernetes-list-map-keys'], `list-map key "${key}" must be required or have a default`);
+    if (!isPlainObject(keySchema))
+      report([...path, 'x-kubernetes-list-map-keys'], `list-map key "${key}" is not a property of the items`);
+    else if (!scalarTypes.has(keySchema.type as string))
+      report([...path, 'x-kubernetes-list-map-keys'], `list-map key "${key}" must be a scalar`);
+    else if (!itemRequired.includes(key) && keySchema.default === undefined)
+      report([...path, 'x-kubernetes-list-map-keys'], `list-map key "${key}" must be required or have a default`);
   }
 }
 
@@ -241,12 +318,15 @@ function lintValidations(rules: unknown, path: Path, report: Report): void {
       report([...path, i], 'a validation rule must be an object');
       return;
     }
-    if (typeof rule.rule !== 'string' || rule.rule.trim() === '') report([...path, i], 'a validation rule needs a CEL "rule"');
-    if (rule.message === undefined && rule.messageExpression === undefined) report([...path, i], 'a validation rule needs a "message" that tells the user what to fix');
+    if (typeof rule.rule !== 'string' || rule.rule.trim() === '')
+      report([...path, i], 'a validation rule needs a CEL "rule"');
+    if (rule.message === undefined && rule.messageExpression === undefined)
+      report([...path, i], 'a validation rule needs a "message" that tells the user what to fix');
     for (const key of Object.keys(rule)) {
       if (!ruleKeys.has(key)) report([...path, i, key], `"${key}" is not a field of a validation rule`);
     }
-    if (rule.reason !== undefined && !ruleReasons.has(rule.reason as string)) report([...path, i, 'reason'], `"reason" must be one of ${[...ruleReasons].join(', ')}`);
+    if (rule.reason !== undefined && !ruleReasons.has(rule.reason as string))
+      report([...path, i, 'reason'], `"reason" must be one of ${[...ruleReasons].join(', ')}`);
   });
 }
 
@@ -257,17 +337,23 @@ const columnKeys = new Set(['name', 'type', 'jsonPath', 'description', 'format',
 function lintCrdInfo(info: unknown, schema: Record<string, unknown>, report: Report): void {
   const path = [crdInfoKey];
   if (!isPlainObject(info)) {
-    report(path, `missing "${crdInfoKey}" (group, version, kind, plural, singular, shortNames, categories, printerColumns)`);
+    report(
+      path,
+      `missing "${crdInfoKey}" (group, version, kind, plural, singular, shortNames, categories, printerColumns)`,
+    );
     return;
   }
   for (const key of Object.keys(info)) if (!crdInfoKeys.includes(key)) report([...path, key], `unknown key "${key}"`);
   for (const key of ['group', 'version', 'kind', 'plural', 'singular']) {
-    if (typeof info[key] !== 'string' || info[key] === '') report([...path, key], `"${key}" must be a non-empty string`);
+    if (typeof info[key] !== 'string' || info[key] === '')
+      report([...path, key], `"${key}" must be a non-empty string`);
   }
   for (const key of ['plural', 'singular']) {
-    if (typeof info[key] === 'string' && !/^[a-z][a-z0-9]*$/.test(info[key])) report([...path, key], `"${key}" must be lowercase letters and digits`);
+    if (typeof info[key] === 'string' && !/^[a-z][a-z0-9]*$/.test(info[key]))
+      report([...path, key], `"${key}" must be lowercase letters and digits`);
   }
-  if (typeof info.kind === 'string' && !/^[A-Z][A-Za-z0-9]*$/.test(info.kind)) report([...path, 'kind'], '"kind" must be CamelCase');
+  if (typeof info.kind === 'string' && !/^[A-Z][A-Za-z0-9]*$/.test(info.kind))
+    report([...path, 'kind'], '"kind" must be CamelCase');
   for (const key of ['shortNames', 'categories']) {
     const names = info[key];
     if (!Array.isArray(names) || !names.every((n) => typeof n === 'string' && /^[a-z][a-z0-9]*$/.test(n))) {
@@ -275,7 +361,10 @@ function lintCrdInfo(info: unknown, schema: Record<string, unknown>, report: Rep
     }
   }
   if (!Array.isArray(info.printerColumns)) report([...path, 'printerColumns'], '"printerColumns" must be an array');
-  else info.printerColumns.forEach((column, i) => lintPrinterColumn(column, schema, [...path, 'printerColumns', i], report));
+  else
+    info.printerColumns.forEach((column, i) =>
+      lintPrinterColumn(column, schema, [...path, 'printerColumns', i], report),
+    );
 }
 
 function lintPrinterColumn(column: unknown, schema: Record<string, unknown>, path: Path, report: Report): void {
@@ -285,9 +374,12 @@ function lintPrinterColumn(column: unknown, schema: Record<string, unknown>, pat
   }
   for (const key of Object.keys(column)) if (!columnKeys.has(key)) report([...path, key], `unknown key "${key}"`);
   if (typeof column.name !== 'string' || column.name === '') report(path, 'a printer column needs a "name"');
-  if (!columnTypes.has(column.type as string)) report([...path, 'type'], `"type" must be one of ${[...columnTypes].join(', ')}`);
-  if (column.priority !== undefined && !(Number.isInteger(column.priority) && (column.priority as number) >= 0)) report([...path, 'priority'], '"priority" must be an integer >= 0');
-  if (typeof column.jsonPath !== 'string' || !column.jsonPath.startsWith('.')) report([...path, 'jsonPath'], '"jsonPath" must be a simple JSON path that starts with "."');
+  if (!columnTypes.has(column.type as string))
+    report([...path, 'type'], `"type" must be one of ${[...columnTypes].join(', ')}`);
+  if (column.priority !== undefined && !(Number.isInteger(column.priority) && (column.priority as number) >= 0))
+    report([...path, 'priority'], '"priority" must be an integer >= 0');
+  if (typeof column.jsonPath !== 'string' || !column.jsonPath.startsWith('.'))
+    report([...path, 'jsonPath'], '"jsonPath" must be a simple JSON path that starts with "."');
   else if (!column.jsonPath.startsWith('.metadata.') && !jsonPathExists(schema, column.jsonPath)) {
     report([...path, 'jsonPath'], `"${column.jsonPath}" is not a field of the schema`);
   }

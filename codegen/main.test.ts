@@ -44,7 +44,10 @@ describe('codegen', () => {
     writeFileSync(obsolete, `{{/* ${header} */}}\n`);
     writeFileSync(join(root, 'templates/crds/handwritten.yaml'), 'kind: ConfigMap\n');
 
-    expect(await codegen(root, { check: true })).toEqual({ stale: ['docs/api.md'], obsolete: ['templates/crds/oldthings.ml-operator.dev.yaml'] });
+    expect(await codegen(root, { check: true })).toEqual({
+      stale: ['docs/api.md'],
+      obsolete: ['templates/crds/oldthings.ml-operator.dev.yaml'],
+    });
     expect(readFileSync(edited, 'utf8')).toBe('edited by hand\n');
 
     await codegen(root, { check: false });
@@ -61,7 +64,9 @@ describe('codegen', () => {
     writeFileSync(file, JSON.stringify(schema));
     const run = codegen(root, { check: false });
     await expect(run).rejects.toThrow(LintError);
-    await expect(run).rejects.toThrow('schemas/machinelearningmodel.schema.json: /properties/spec/properties/port: missing "type"');
+    await expect(run).rejects.toThrow(
+      'schemas/machinelearningmodel.schema.json: /properties/spec/properties/port: missing "type"',
+    );
     expect(await codegen(root, { check: true }).catch((err: unknown) => err)).toBeInstanceOf(LintError);
   });
 

@@ -25,7 +25,12 @@ async function readIfExists(path: string): Promise<string | undefined> {
 
 async function readSources(root: string): Promise<SourceFile[]> {
   const names = (await readdir(join(root, schemaDir))).filter((name) => name.endsWith('.schema.json')).sort();
-  return Promise.all(names.map(async (name) => ({ path: `${schemaDir}/${name}`, text: await readFile(join(root, schemaDir, name), 'utf8') })));
+  return Promise.all(
+    names.map(async (name) => ({
+      path: `${schemaDir}/${name}`,
+      text: await readFile(join(root, schemaDir, name), 'utf8'),
+    })),
+  );
 }
 
 /** Generated files in the CRD template folder that no schema produces any more. */
@@ -80,7 +85,8 @@ async function main(args: string[]): Promise<number> {
     }
     for (const path of stale) process.stdout.write(`codegen: wrote ${path}\n`);
     for (const path of obsolete) process.stdout.write(`codegen: removed ${path}\n`);
-    if (stale.length === 0 && obsolete.length === 0) process.stdout.write('codegen: nothing to do, every generated file is up to date\n');
+    if (stale.length === 0 && obsolete.length === 0)
+      process.stdout.write('codegen: nothing to do, every generated file is up to date\n');
     return 0;
   } catch (err) {
     if (!(err instanceof LintError)) throw err;

@@ -6,7 +6,12 @@ import { generateTypes, typescriptSchema } from './types.ts';
 import type { KindSchema } from './schema.ts';
 
 const root = join(import.meta.dirname, '..');
-const kinds = loadKinds(readdirSync(join(root, 'schemas')).map((name) => ({ path: `schemas/${name}`, text: readFileSync(join(root, 'schemas', name), 'utf8') })));
+const kinds = loadKinds(
+  readdirSync(join(root, 'schemas')).map((name) => ({
+    path: `schemas/${name}`,
+    text: readFileSync(join(root, 'schemas', name), 'utf8'),
+  })),
+);
 
 describe('generateTypes for the repository schemas', async () => {
   const source = await generateTypes(kinds, 'header');
@@ -23,7 +28,12 @@ describe('generateTypes for the repository schemas', async () => {
       expect(source).toContain(`export interface ${crd.kind}Status {`);
       expect(source).toContain(`export const ${crd.kind}Resource = {`);
     }
-    for (const name of ['MachineLearningEndpointConfigVariant', 'TrafficEntry', 'EnvVar', 'MachineLearningEndpointRollout']) {
+    for (const name of [
+      'MachineLearningEndpointConfigVariant',
+      'TrafficEntry',
+      'EnvVar',
+      'MachineLearningEndpointRollout',
+    ]) {
       expect(source).toContain(`export interface ${name} {`);
     }
     expect(source.match(/export interface Condition \{/g)).toHaveLength(1);
@@ -45,6 +55,8 @@ describe('typescriptSchema', () => {
     clash.crd.kind = 'Other';
     const conditions = clash.schema.properties!.status.properties!.conditions.items!;
     conditions.properties!.extra = { description: 'Extra.', type: 'string' };
-    expect(() => typescriptSchema([kind, clash])).toThrow(/type name "Condition" \(the "title" at Other\.status\.conditions\[\]\) names two different schemas/);
+    expect(() => typescriptSchema([kind, clash])).toThrow(
+      /type name "Condition" \(the "title" at Other\.status\.conditions\[\]\) names two different schemas/,
+    );
   });
 });

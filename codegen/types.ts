@@ -29,7 +29,10 @@ export function typescriptSchema(kinds: readonly KindSchema[]): JSONSchema {
 function prepareRoot(kind: string, apiVersion: string, schema: SchemaNode): SchemaNode {
   const root = prepareNode(clone(schema));
   const properties = root.properties ?? {};
-  const literal = (value: string, description?: string): SchemaNode => ({ tsType: JSON.stringify(value).replaceAll('"', "'"), description });
+  const literal = (value: string, description?: string): SchemaNode => ({
+    tsType: JSON.stringify(value).replaceAll('"', "'"),
+    description,
+  });
   if (properties.apiVersion) properties.apiVersion = literal(apiVersion, properties.apiVersion.description);
   if (properties.kind) properties.kind = literal(kind, properties.kind.description);
   if (properties.metadata) {
@@ -37,7 +40,10 @@ function prepareRoot(kind: string, apiVersion: string, schema: SchemaNode): Sche
     // Every object the controller reads or applies has metadata (a name at least).
     root.required = [...new Set([...(root.required ?? []), 'metadata'])];
   }
-  for (const [name, suffix] of [['spec', 'Spec'], ['status', 'Status']] as const) {
+  for (const [name, suffix] of [
+    ['spec', 'Spec'],
+    ['status', 'Status'],
+  ] as const) {
     if (properties[name]) properties[name].title ??= `${kind}${suffix}`;
   }
   return { ...root, title: kind };
@@ -66,7 +72,10 @@ function prepareNode(node: SchemaNode): SchemaNode {
 /** The node's description as JSDoc text: with its default, and safe inside a comment. */
 function jsdocText(node: SchemaNode): string | undefined {
   // Optional in the type (a client may omit it), but the reader should know what the server fills in.
-  const text = node.default === undefined ? node.description : `${node.description ?? ''}\n\n@default ${JSON.stringify(node.default)}`.trim();
+  const text =
+    node.default === undefined
+      ? node.description
+      : `${node.description ?? ''}\n\n@default ${JSON.stringify(node.default)}`.trim();
   // The generator copies descriptions into JSDoc as they are: a `*/` would end the comment.
   return text?.replaceAll('*/', '*\\/');
 }
@@ -76,13 +85,17 @@ function jsdocText(node: SchemaNode): string | undefined {
  * must be the same schema: one name, one type.
  */
 function hoist(node: SchemaNode, defs: Record<string, JSONSchema>, where: string): JSONSchema {
-  for (const [name, child] of Object.entries(node.properties ?? {})) node.properties![name] = hoist(child, defs, `${where}.${name}`) as SchemaNode;
-  if (node.additionalProperties) node.additionalProperties = hoist(node.additionalProperties, defs, `${where}.*`) as SchemaNode;
+  for (const [name, child] of Object.entries(node.properties ?? {}))
+    node.properties![name] = hoist(child, defs, `${where}.${name}`) as SchemaNode;
+  if (node.additionalProperties)
+    node.additionalProperties = hoist(node.additionalProperties, defs, `${where}.*`) as SchemaNode;
   if (node.items) node.items = hoist(node.items, defs, `${where}[]`) as SchemaNode;
   if (node.title === undefined) return node as JSONSchema;
   const existing = defs[node.title];
   if (existing && !jsonEqual(existing, node)) {
-    throw new Error(`type name "${node.title}" (the "title" at ${where}) names two different schemas: give one another title or make them identical`);
+    throw new Error(
+      `type name "${node.title}" (the "title" at ${where}) names two different schemas: give one another title or make them identical`,
+    );
   }
   defs[node.title] = node as JSONSchema;
   return { $ref: `#/$defs/${node.title}` };
@@ -91,16 +104,18 @@ function hoist(node: SchemaNode, defs: Record<string, JSONSchema>, where: string
 /** Per kind, what a client needs to call the API. */
 function apiConstants(kinds: readonly KindSchema[]): string {
   return kinds
-    .map(({ crd }) => [
-      `/** API coordinates of ${crd.kind}, for calls to the Kubernetes API. */`,
-      `export const ${crd.kind}Resource = {`,
-      `  group: '${crd.group}',`,
-      `  version: '${crd.version}',`,
-      `  apiVersion: '${crd.group}/${crd.version}',`,
-      `  kind: '${crd.kind}',`,
-      `  plural: '${crd.plural}',`,
-      `} as const;`,
-    ].join('\n'))
+    .map(({ crd }) =>
+      [
+        `/** API coordinates of ${crd.kind}, for calls to the Kubernetes API. */`,
+        `export const ${crd.kind}Resource = {`,
+        `  group: '${crd.group}',`,
+        `  version: '${crd.version}',`,
+        `  apiVersion: '${crd.group}/${crd.version}',`,
+        `  kind: '${crd.kind}',`,
+        `  plural: '${crd.plural}',`,
+        `} as const;`,
+      ].join('\n'),
+    )
     .join('\n\n');
 }
 

@@ -16,25 +16,33 @@ const root = dirname(dirname(fileURLToPath(import.meta.url)));
 export const bundledPrograms = ['fetcher', 'agent'] as const;
 
 /** Writes `<program>/main.js` under `distDir`; returns what it imports from outside Node.js itself (nothing, when whole). */
-export async function bundleProgram(program: (typeof bundledPrograms)[number], distDir: string = join(root, 'controller', 'dist')): Promise<{ externalImports: string[] }> {
+export async function bundleProgram(
+  program: (typeof bundledPrograms)[number],
+  distDir: string = join(root, 'controller', 'dist'),
+): Promise<{ externalImports: string[] }> {
   const { metafile } = await build({
     entryPoints: [join(root, 'controller', 'src', program, 'main.ts')],
     // The agent runs beside every capturing model: what it imports dynamically (its object-store
     // writers with their SDKs) goes into chunks/, read only when used, so that an agent writing to a
     // volume keeps the SDKs out of its memory (about 64 MiB resident instead of 88).
-    ...(program === 'agent' ? { outdir: join(distDir, program), entryNames: 'main', splitting: true, chunkNames: 'chunks/[name]-[hash]' } : { outfile: join(distDir, program, 'main.js') }),
+    ...(program === 'agent'
+      ? { outdir: join(distDir, program), entryNames: 'main', splitting: true, chunkNames: 'chunks/[name]-[hash]' }
+      : { outfile: join(distDir, program, 'main.js') }),
     bundle: true,
     platform: 'node',
     target: 'node24',
     format: 'esm',
     // CommonJS modules inside an ES module bundle still call require() for Node's own modules.
-    banner: { js: "import { createRequire as __bundleCreateRequire } from 'node:module'; const require = __bundleCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __bundleCreateRequire } from 'node:module'; const require = __bundleCreateRequire(import.meta.url);",
+    },
     logLevel: 'warning',
     metafile: true,
   });
   const externalImports = new Set<string>();
   for (const output of Object.values(metafile.outputs)) {
-    for (const i of output.imports) if (i.external && !i.path.startsWith('node:') && !builtinModules.includes(i.path)) externalImports.add(i.path);
+    for (const i of output.imports)
+      if (i.external && !i.path.startsWith('node:') && !builtinModules.includes(i.path)) externalImports.add(i.path);
   }
   return { externalImports: [...externalImports].sort() };
 }

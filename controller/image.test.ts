@@ -10,7 +10,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { BlobServiceClient } from '@azure/storage-blob';
-import { azuriteAccount, minioRoot, startAzurite, startFakeGcs, startMinio, type RunningStore } from '../ci/object-stores.ts';
+import {
+  azuriteAccount,
+  minioRoot,
+  startAzurite,
+  startFakeGcs,
+  startMinio,
+  type RunningStore,
+} from '../ci/object-stores.ts';
 import { bundledPrograms, bundleProgram } from './bundle.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -28,10 +35,20 @@ function files(dir: string, suffix: string): string[] {
 beforeAll(async () => {
   // /app as the image lays it out; the build stage's command, with the output sent here.
   app = mkdtempSync(join(tmpdir(), 'ml-operator-image-'));
-  const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'controller/tsconfig.build.json', '--outDir', join(app, 'dist')], {
-    cwd: root,
-    encoding: 'utf8',
-  });
+  const tsc = spawnSync(
+    process.execPath,
+    [
+      join(root, 'node_modules/typescript/bin/tsc'),
+      '-p',
+      'controller/tsconfig.build.json',
+      '--outDir',
+      join(app, 'dist'),
+    ],
+    {
+      cwd: root,
+      encoding: 'utf8',
+    },
+  );
   compile = { status: tsc.status, output: `${tsc.stdout}${tsc.stderr}` };
   bundles = {};
   for (const program of bundledPrograms) bundles[program] = await bundleProgram(program, join(app, 'dist'));
@@ -51,9 +68,14 @@ describe('the build stage', () => {
 
   it('emits one module per source, no tests, and rewrites relative imports to .js; the fetcher and the agent are one bundle each', () => {
     const src = join(root, 'controller', 'src');
-    const sources = files(src, '.ts').filter((f) => !f.endsWith('.test.ts') && !f.startsWith('fetcher/') && !f.startsWith('agent/') && !f.includes('/testing/'));
+    const sources = files(src, '.ts').filter(
+      (f) =>
+        !f.endsWith('.test.ts') && !f.startsWith('fetcher/') && !f.startsWith('agent/') && !f.includes('/testing/'),
+    );
     const emitted = files(join(app, 'dist'), '.js').filter((f) => !f.startsWith('agent/chunks/'));
-    expect(emitted).toEqual([...sources.map((f) => f.replace(/\.ts$/, '.js')), 'fetcher/main.js', 'agent/main.js'].sort());
+    expect(emitted).toEqual(
+      [...sources.map((f) => f.replace(/\.ts$/, '.js')), 'fetcher/main.js', 'agent/main.js'].sort(),
+    );
     expect(files(join(app, 'dist', 'agent', 'chunks'), '.js').length).toBeGreaterThan(0);
     for (const file of files(join(app, 'dist'), '.js')) {
       expect(readFileSync(join(app, 'dist', file), 'utf8'), file).not.toMatch(/from ['"]\.{1,2}\/[^'"]*\.ts['"]/);
@@ -65,8 +87,12 @@ describe('the build stage', () => {
     const packages = new Set<string>();
     // Each bundle holds its packages: it may import nothing but Node.js's own modules.
     expect(bundles).toEqual({ fetcher: { externalImports: [] }, agent: { externalImports: [] } });
-    for (const file of files(join(app, 'dist'), '.js').filter((f) => f !== 'fetcher/main.js' && !f.startsWith('agent/'))) {
-      for (const [, specifier] of readFileSync(join(app, 'dist', file), 'utf8').matchAll(/(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
+    for (const file of files(join(app, 'dist'), '.js').filter(
+      (f) => f !== 'fetcher/main.js' && !f.startsWith('agent/'),
+    )) {
+      for (const [, specifier] of readFileSync(join(app, 'dist', file), 'utf8').matchAll(
+        /(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g,
+      )) {
         if (specifier.startsWith('.') || specifier.startsWith('node:')) continue;
         packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]);
       }
@@ -81,7 +107,10 @@ describe('the build stage', () => {
     ['the artifact fetcher', 'fetcher/main.js', []],
     ['the model agent', 'agent/main.js', []],
   ])('starts %s from /app/dist/%s', (_what, entrypoint, args) => {
-    const run = spawnSync(process.execPath, [join(app, 'dist', entrypoint), ...args], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+    const run = spawnSync(process.execPath, [join(app, 'dist', entrypoint), ...args], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH },
+    });
     expect(run.stderr).not.toMatch(/ERR_MODULE_NOT_FOUND|ERR_UNKNOWN_FILE_EXTENSION|SyntaxError/);
     expect(run.status, run.stderr).toBe(2);
   });
@@ -94,13 +123,24 @@ describe('the bundled fetcher against real object stores', () => {
   let work: string;
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'ml-operator-bundle-'));
-    const [minio, gcs, azurite] = await Promise.all([startMinio(), startFakeGcs({ 'models/w.bin': 'gcs-weights' }), startAzurite()]);
+    const [minio, gcs, azurite] = await Promise.all([
+      startMinio(),
+      startFakeGcs({ 'models/w.bin': 'gcs-weights' }),
+      startAzurite(),
+    ]);
     stores = [minio, gcs, azurite];
-    const s3 = new S3Client({ endpoint: minio.url, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: minioRoot.user, secretAccessKey: minioRoot.password } });
+    const s3 = new S3Client({
+      endpoint: minio.url,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: minioRoot.user, secretAccessKey: minioRoot.password },
+    });
     await s3.send(new CreateBucketCommand({ Bucket: 'models' }));
     await s3.send(new PutObjectCommand({ Bucket: 'models', Key: 'w.bin', Body: 's3-weights' }));
     s3.destroy();
-    const container = BlobServiceClient.fromConnectionString(`DefaultEndpointsProtocol=http;AccountName=${azuriteAccount.name};AccountKey=${azuriteAccount.key};BlobEndpoint=${azurite.url}/${azuriteAccount.name};`).getContainerClient('models');
+    const container = BlobServiceClient.fromConnectionString(
+      `DefaultEndpointsProtocol=http;AccountName=${azuriteAccount.name};AccountKey=${azuriteAccount.key};BlobEndpoint=${azurite.url}/${azuriteAccount.name};`,
+    ).getContainerClient('models');
     await container.create();
     await container.getBlockBlobClient('w.bin').uploadData(Buffer.from('azure-weights'));
   }, 120_000);
@@ -110,12 +150,32 @@ describe('the bundled fetcher against real object stores', () => {
   });
 
   it.each([
-    ['s3://models/w.bin', 's3-weights', (): Record<string, string> => ({ AWS_ACCESS_KEY_ID: minioRoot.user, AWS_SECRET_ACCESS_KEY: minioRoot.password, AWS_ENDPOINT_URL: stores[0].url, AWS_EC2_METADATA_DISABLED: 'true' })],
+    [
+      's3://models/w.bin',
+      's3-weights',
+      (): Record<string, string> => ({
+        AWS_ACCESS_KEY_ID: minioRoot.user,
+        AWS_SECRET_ACCESS_KEY: minioRoot.password,
+        AWS_ENDPOINT_URL: stores[0].url,
+        AWS_EC2_METADATA_DISABLED: 'true',
+      }),
+    ],
     ['gs://models/w.bin', 'gcs-weights', (): Record<string, string> => ({ STORAGE_EMULATOR_HOST: stores[1].url })],
-    [`azure://${azuriteAccount.name}/models/w.bin`, 'azure-weights', (): Record<string, string> => ({ AZURE_STORAGE_KEY: azuriteAccount.key, AZURE_STORAGE_BLOB_ENDPOINT: `${stores[2].url}/${azuriteAccount.name}` })],
+    [
+      `azure://${azuriteAccount.name}/models/w.bin`,
+      'azure-weights',
+      (): Record<string, string> => ({
+        AZURE_STORAGE_KEY: azuriteAccount.key,
+        AZURE_STORAGE_BLOB_ENDPOINT: `${stores[2].url}/${azuriteAccount.name}`,
+      }),
+    ],
   ])('downloads %s', (uri, content, env) => {
     const target = mkdtempSync(join(work, 'target-'));
-    const run = spawnSync(process.execPath, [join(app, 'dist', 'fetcher', 'main.js'), uri, target], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env() }, timeout: 60_000 });
+    const run = spawnSync(process.execPath, [join(app, 'dist', 'fetcher', 'main.js'), uri, target], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, ...env() },
+      timeout: 60_000,
+    });
     expect(run.status, run.stderr).toBe(0);
     expect(readFileSync(join(target, 'w.bin'), 'utf8')).toBe(content);
   });
@@ -146,7 +206,10 @@ describe('controller/Dockerfile', () => {
     const nodeOptions = [...runtime.matchAll(/NODE_OPTIONS="([^"]*)"/g)].map((m) => m[1]);
     expect(nodeOptions.length).toBeGreaterThan(0);
     for (const value of nodeOptions) {
-      const run = spawnSync(process.execPath, ['-e', ''], { encoding: 'utf8', env: { PATH: process.env.PATH, NODE_OPTIONS: value } });
+      const run = spawnSync(process.execPath, ['-e', ''], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, NODE_OPTIONS: value },
+      });
       expect(run.stderr, value).toBe('');
       expect(run.status, value).toBe(0);
     }
@@ -155,7 +218,13 @@ describe('controller/Dockerfile', () => {
   it('runs as the non-root user 65532 with node /app/dist/main.js, and carries tar and unzip for the fetcher', () => {
     expect(runtime).toMatch(/^WORKDIR \/app$/m);
     expect(runtime).toMatch(/^USER 65532:65532$/m);
-    const entrypoint = JSON.parse(runtime.trim().split('\n').at(-1)!.replace(/^ENTRYPOINT /, '')) as string[];
+    const entrypoint = JSON.parse(
+      runtime
+        .trim()
+        .split('\n')
+        .at(-1)!
+        .replace(/^ENTRYPOINT /, ''),
+    ) as string[];
     expect(entrypoint[0]).toBe('node');
     expect(entrypoint.at(-1)).toBe('/app/dist/main.js');
     expect(entrypoint.slice(1, -1).every((flag) => flag.startsWith('--'))).toBe(true);

@@ -41,7 +41,17 @@ http.createServer((req, res) => {
 `;
 
 function start(args: string[], what: string): { child: ChildProcess; exited: Promise<void>; output: () => string } {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, ML_NAMESPACE: 'bench', ML_ENDPOINT: 'bench', ML_VARIANT: 'a', ML_MODEL_VERSION: 'v1', ML_POD_NAME: 'bench-pod' } });
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: {
+      PATH: process.env.PATH,
+      ML_NAMESPACE: 'bench',
+      ML_ENDPOINT: 'bench',
+      ML_VARIANT: 'a',
+      ML_MODEL_VERSION: 'v1',
+      ML_POD_NAME: 'bench-pod',
+    },
+  });
   let output = '';
   child.stderr.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4000)));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -60,11 +70,15 @@ const agentPool = () => new http.Agent({ keepAlive: true, maxSockets: 256 });
 function once(url: string, pool: http.Agent, body: string): Promise<{ ms: number; ok: boolean }> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const req = http.request(url, { method: 'POST', agent: pool, headers: { 'content-type': 'application/json' }, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ ms: performance.now() - started, ok: res.statusCode === 200 }));
-      res.on('error', () => resolve({ ms: performance.now() - started, ok: false }));
-    });
+    const req = http.request(
+      url,
+      { method: 'POST', agent: pool, headers: { 'content-type': 'application/json' }, timeout: 10_000 },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ ms: performance.now() - started, ok: res.statusCode === 200 }));
+        res.on('error', () => resolve({ ms: performance.now() - started, ok: false }));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', () => resolve({ ms: performance.now() - started, ok: false }));
     req.end(body);
@@ -72,7 +86,13 @@ function once(url: string, pool: http.Agent, body: string): Promise<{ ms: number
 }
 
 /** Open loop: one request every 1/rate s for `ms`, each at its time; returns the latencies. */
-async function openLoop(url: string, pool: http.Agent, ms: number, out: number[], failures: { n: number }): Promise<void> {
+async function openLoop(
+  url: string,
+  pool: http.Agent,
+  ms: number,
+  out: number[],
+  failures: { n: number },
+): Promise<void> {
   const started = performance.now();
   const pending: Promise<void>[] = [];
   let i = 0;
@@ -116,19 +136,48 @@ try {
   processes.push(model.child);
   const capture = join(work, 'capture');
   const config = join(work, 'config.json');
-  writeFileSync(config, JSON.stringify({ capture: { enabled: true, samplingPercent: 10, destination: pathToFileURL(capture).href, rotation: { maxBytes: 4 << 20, maxSeconds: 30 } } }));
-  const agent = start([join(work, 'dist', 'agent', 'main.js'), `--model=http://127.0.0.1:${modelPort}`, `--listen=127.0.0.1:${port}`, `--admin-listen=127.0.0.1:${adminPort}`, `--config=${config}`], 'the agent');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      capture: {
+        enabled: true,
+        samplingPercent: 10,
+        destination: pathToFileURL(capture).href,
+        rotation: { maxBytes: 4 << 20, maxSeconds: 30 },
+      },
+    }),
+  );
+  const agent = start(
+    [
+      join(work, 'dist', 'agent', 'main.js'),
+      `--model=http://127.0.0.1:${modelPort}`,
+      `--listen=127.0.0.1:${port}`,
+      `--admin-listen=127.0.0.1:${adminPort}`,
+      `--config=${config}`,
+    ],
+    'the agent',
+  );
   processes.push(agent.child);
   const direct = `http://127.0.0.1:${modelPort}/predict`;
   const through = `http://127.0.0.1:${port}/predict`;
-  await waitFor('the agent ready', 30_000, async () => ((await fetch(`http://127.0.0.1:${adminPort}/-/agent/ready`).catch(() => undefined))?.status === 200 ? true : undefined), agent.output);
+  await waitFor(
+    'the agent ready',
+    30_000,
+    async () =>
+      (await fetch(`http://127.0.0.1:${adminPort}/-/agent/ready`).catch(() => undefined))?.status === 200
+        ? true
+        : undefined,
+    agent.output,
+  );
   // Warm-up: both paths, so that neither pays for JIT compilation in the figures.
   const warm = { n: 0 };
   const [poolDirect, poolAgent] = [agentPool(), agentPool()];
   await openLoop(direct, poolDirect, 3000, [], warm);
   await openLoop(through, poolAgent, 3000, [], warm);
   const rssStart = rss(agent.child.pid!);
-  process.stdout.write(`agent bench: ${minutes} min at ${rate} req/s through the agent (10% captured to a file sink) and as long direct, in ${sliceMs / 1000} s slices; agent RSS at start ${rssStart.now.toFixed(1)} MiB\n`);
+  process.stdout.write(
+    `agent bench: ${minutes} min at ${rate} req/s through the agent (10% captured to a file sink) and as long direct, in ${sliceMs / 1000} s slices; agent RSS at start ${rssStart.now.toFixed(1)} MiB\n`,
+  );
   const latencies = { direct: [] as number[], agent: [] as number[] };
   const failures = { direct: { n: 0 }, agent: { n: 0 } };
   const slices = Math.max(1, Math.round((minutes * 60_000) / sliceMs));
@@ -144,14 +193,25 @@ try {
   poolAgent.destroy();
   const d = latencies.direct.sort((a, b) => a - b);
   const a = latencies.agent.sort((x, y) => x - y);
-  const row = (name: string, l: number[], f: number) => `  ${name.padEnd(8)} ${String(l.length).padStart(7)} ${String(f).padStart(6)} ${percentile(l, 50).toFixed(2).padStart(8)} ${percentile(l, 99).toFixed(2).padStart(8)} ${(l.at(-1) ?? 0).toFixed(1).padStart(8)}`;
-  process.stdout.write(`  ${'PATH'.padEnd(8)} ${'ANSWERS'.padStart(7)} ${'FAILED'.padStart(6)} ${'P50 ms'.padStart(8)} ${'P99 ms'.padStart(8)} ${'MAX ms'.padStart(8)}\n${row('direct', d, failures.direct.n)}\n${row('agent', a, failures.agent.n)}\n`);
-  process.stdout.write(`  added by the agent: p50 ${(percentile(a, 50) - percentile(d, 50)).toFixed(2)} ms, p99 ${(percentile(a, 99) - percentile(d, 99)).toFixed(2)} ms\n`);
+  const row = (name: string, l: number[], f: number) =>
+    `  ${name.padEnd(8)} ${String(l.length).padStart(7)} ${String(f).padStart(6)} ${percentile(l, 50).toFixed(2).padStart(8)} ${percentile(l, 99).toFixed(2).padStart(8)} ${(l.at(-1) ?? 0).toFixed(1).padStart(8)}`;
+  process.stdout.write(
+    `  ${'PATH'.padEnd(8)} ${'ANSWERS'.padStart(7)} ${'FAILED'.padStart(6)} ${'P50 ms'.padStart(8)} ${'P99 ms'.padStart(8)} ${'MAX ms'.padStart(8)}\n${row('direct', d, failures.direct.n)}\n${row('agent', a, failures.agent.n)}\n`,
+  );
+  process.stdout.write(
+    `  added by the agent: p50 ${(percentile(a, 50) - percentile(d, 50)).toFixed(2)} ms, p99 ${(percentile(a, 99) - percentile(d, 99)).toFixed(2)} ms\n`,
+  );
   const saturatedDirect = await saturate(direct, 10_000);
   const saturatedAgent = await saturate(through, 10_000);
-  process.stdout.write(`  saturation (32 at a time, 10 s each): direct ${saturatedDirect.toFixed(0)}/s, through the agent ${saturatedAgent.toFixed(0)}/s: ${((saturatedAgent / saturatedDirect) * 100).toFixed(1)}% of direct\n`);
-  const status = (await (await fetch(`http://127.0.0.1:${adminPort}/-/agent/status`)).json()) as { capture: { written: number; dropped: number; healthy: boolean } };
-  process.stdout.write(`  agent RSS: start ${rssStart.now.toFixed(1)} MiB, end of the 500 req/s run ${rssEnd.now.toFixed(1)} MiB, peak ${rss(agent.child.pid!).peak.toFixed(1)} MiB; capture: ${status.capture.written} written, ${status.capture.dropped} dropped, healthy ${status.capture.healthy} (records still in the open file are not counted yet)\n`);
+  process.stdout.write(
+    `  saturation (32 at a time, 10 s each): direct ${saturatedDirect.toFixed(0)}/s, through the agent ${saturatedAgent.toFixed(0)}/s: ${((saturatedAgent / saturatedDirect) * 100).toFixed(1)}% of direct\n`,
+  );
+  const status = (await (await fetch(`http://127.0.0.1:${adminPort}/-/agent/status`)).json()) as {
+    capture: { written: number; dropped: number; healthy: boolean };
+  };
+  process.stdout.write(
+    `  agent RSS: start ${rssStart.now.toFixed(1)} MiB, end of the 500 req/s run ${rssEnd.now.toFixed(1)} MiB, peak ${rss(agent.child.pid!).peak.toFixed(1)} MiB; capture: ${status.capture.written} written, ${status.capture.dropped} dropped, healthy ${status.capture.healthy} (records still in the open file are not counted yet)\n`,
+  );
   agent.child.kill('SIGTERM');
   await agent.exited;
 } finally {

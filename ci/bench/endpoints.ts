@@ -21,7 +21,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { pino } from 'pino';
-import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
+import type {
+  MachineLearningEndpoint,
+  MachineLearningEndpointConfigSpec,
+  MachineLearningModelSpec,
+} from '../../controller/src/api/generated.ts';
 import { labels } from '../../controller/src/desired/labels.ts';
 import { planFromTemplates } from '../../controller/src/desired/plan.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
@@ -31,7 +35,14 @@ import { parseConfig, type OperatorConfig } from '../../controller/src/options.t
 import { routingProvider } from '../../controller/src/routing/providers.ts';
 import { desiredState } from '../../controller/src/reconcile/desired-state.ts';
 import { startControlPlane, type ControlPlane } from '../cluster/control-plane.ts';
-import { chartConfig, installChart, release, serviceAccount, serviceAccountKubeconfig, startControllerProcess } from '../cluster/operator.ts';
+import {
+  chartConfig,
+  installChart,
+  release,
+  serviceAccount,
+  serviceAccountKubeconfig,
+  startControllerProcess,
+} from '../cluster/operator.ts';
 import { log } from '../log.ts';
 import { percentile, report, startLoad, type Sample } from '../traffic/load.ts';
 import { waitFor } from '../wait.ts';
@@ -39,12 +50,16 @@ import { waitFor } from '../wait.ts';
 const root = join(import.meta.dirname, '..', '..');
 const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const sizes = (flag('endpoints') ?? '50,200,1000').split(',').map(Number);
-if (sizes.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--endpoints=${flag('endpoints')}: expected counts separated by commas, e.g. 50,200,1000`);
+if (sizes.some((n) => !Number.isInteger(n) || n < 1))
+  throw new Error(`--endpoints=${flag('endpoints')}: expected counts separated by commas, e.g. 50,200,1000`);
 /** Writes at once of the controller run's client (N endpoint applies). */
 const concurrency = Number(flag('concurrency') ?? 8);
 /** The lower bound's client concurrencies tried at each size; the fastest is the one measured. */
 const lowerBoundConcurrencies = (flag('lower-bound-concurrency') ?? '4,16,64').split(',').map(Number);
-if (lowerBoundConcurrencies.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--lower-bound-concurrency=${flag('lower-bound-concurrency')}: expected counts separated by commas, e.g. 4,16,64`);
+if (lowerBoundConcurrencies.some((n) => !Number.isInteger(n) || n < 1))
+  throw new Error(
+    `--lower-bound-concurrency=${flag('lower-bound-concurrency')}: expected counts separated by commas, e.g. 4,16,64`,
+  );
 /** Rounds of both sides per size (the median and spread are over them). */
 const runs = Number(flag('runs') ?? 3);
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs=${flag('runs')}: expected a count >= 1`);
@@ -54,7 +69,10 @@ const cpuProfile = process.argv.includes('--cpu-prof');
 /** Where to write the controller's debug log of each run (`<path>.<N>`), to see where its time goes. */
 const controllerLog = flag('controller-log');
 /** The controller's client rate limit, when not the chart's default. */
-const controllerArgs = [flag('kube-api-qps') && `--kube-api-qps=${flag('kube-api-qps')}`, flag('kube-api-burst') && `--kube-api-burst=${flag('kube-api-burst')}`].filter((a): a is string => !!a);
+const controllerArgs = [
+  flag('kube-api-qps') && `--kube-api-qps=${flag('kube-api-qps')}`,
+  flag('kube-api-burst') && `--kube-api-burst=${flag('kube-api-burst')}`,
+].filter((a): a is string => !!a);
 const apiVersion = 'ml-operator.dev/v1alpha1';
 const quiet = pino({ level: 'silent' });
 
@@ -168,9 +186,15 @@ async function retryTransient<T>(write: () => Promise<T>): Promise<T> {
 async function deleteAndSettle(b: Bench, namespace: string): Promise<void> {
   const started = Date.now();
   await b.client.delete(resources.namespace, undefined, namespace);
-  await waitFor(`the namespace ${namespace} and everything in it to be gone`, 900_000, async () => ((await b.client.get(resources.namespace, undefined, namespace)) ? undefined : true));
+  await waitFor(`the namespace ${namespace} and everything in it to be gone`, 900_000, async () =>
+    (await b.client.get(resources.namespace, undefined, namespace)) ? undefined : true,
+  );
   const core = b.cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
-  await waitFor(`the pods of ${namespace} to be gone`, 300_000, async () => ((await core.listPodForAllNamespaces({ fieldSelector: `metadata.namespace=${namespace}`, limit: 1 })).items.length ? undefined : true));
+  await waitFor(`the pods of ${namespace} to be gone`, 300_000, async () =>
+    (await core.listPodForAllNamespaces({ fieldSelector: `metadata.namespace=${namespace}`, limit: 1 })).items.length
+      ? undefined
+      : true,
+  );
   log(`bench: ${namespace} deleted and settled in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 }
 
@@ -192,7 +216,9 @@ async function lowerBound(b: Bench, endpoints: number, concurrency: number, run:
     }),
     routesAccepted(client, direct, operatorConfig, (name) => directTimes.done(name, 'route')),
   ];
-  log(`bench: ${endpoints}: lower bound (run ${run}, ${concurrency} writes at once): applying the objects of ${endpoints} endpoints directly`);
+  log(
+    `bench: ${endpoints}: lower bound (run ${run}, ${concurrency} writes at once): applying the objects of ${endpoints} endpoints directly`,
+  );
   resetProgress();
   const directStarted = Date.now();
   // All N are asked for at once, as in the controller's run: each one's clock starts now.
@@ -202,7 +228,10 @@ async function lowerBound(b: Bench, endpoints: number, concurrency: number, run:
   }
   const writesBefore = b.writes();
   await pool(endpoints, concurrency, async (i) => {
-    const endpoint: MachineLearningEndpoint = { metadata: { name: endpointName(i), namespace: direct, uid: '00000000-0000-0000-0000-000000000000' }, spec: { config: 'ab' } };
+    const endpoint: MachineLearningEndpoint = {
+      metadata: { name: endpointName(i), namespace: direct, uid: '00000000-0000-0000-0000-000000000000' },
+      spec: { config: 'ab' },
+    };
     const resolution = planFromTemplates(endpointName(i), 'ab', config, new Map(Object.entries(models)));
     if (!resolution.ok) throw new Error('unresolved');
     // What the controller wants for the endpoint once its version is Available, as desiredState
@@ -211,7 +240,15 @@ async function lowerBound(b: Bench, endpoints: number, concurrency: number, run:
     const state = desiredState({
       ctx: { endpoint, config: operatorConfig },
       provider,
-      rollout: { generation: 1, spec: endpoint.spec, status: {}, target: resolution.plan, snapshot: () => undefined, workload: () => ({ ready: 1, available: true }), now: new Date() },
+      rollout: {
+        generation: 1,
+        spec: endpoint.spec,
+        status: {},
+        target: resolution.plan,
+        snapshot: () => undefined,
+        workload: () => ({ ready: 1, available: true }),
+        now: new Date(),
+      },
       deadlineSeconds: 600,
       live: { startReplicas: () => 1, hostNodes: () => [], loaded: () => true, auxiliaryMissing: false },
       routed: false,
@@ -219,19 +256,34 @@ async function lowerBound(b: Bench, endpoints: number, concurrency: number, run:
       observed: { readyOf: () => 1 },
     });
     const isRoute = (d: { resource: unknown }) => d.resource === provider.routeResource;
-    const snapshot = (d: { resource: unknown }) => d.resource === resources.endpointConfig || d.resource === resources.model;
-    const objects = [...state.routing.filter((d) => !isRoute(d)), ...state.workloads.filter((d) => !snapshot(d)), ...state.routing.filter(isRoute)];
+    const snapshot = (d: { resource: unknown }) =>
+      d.resource === resources.endpointConfig || d.resource === resources.model;
+    const objects = [
+      ...state.routing.filter((d) => !isRoute(d)),
+      ...state.workloads.filter((d) => !snapshot(d)),
+      ...state.routing.filter(isRoute),
+    ];
     for (const d of objects) {
       delete d.object.metadata.ownerReferences;
       await retryTransient(() => client.apply(d.resource, d.object));
     }
   });
   const directWrites = b.writes() - writesBefore;
-  await waitFor(`every directly applied Deployment to be Available (${endpoints} endpoints)`, 900_000, async () => progress('lower bound', directTimes, endpoints, directStarted));
+  await waitFor(`every directly applied Deployment to be Available (${endpoints} endpoints)`, 900_000, async () =>
+    progress('lower bound', directTimes, endpoints, directStarted),
+  );
   const seconds = (Date.now() - directStarted) / 1000;
   for (const i of directInformers) i.stop();
-  const result = { concurrency, seconds, ...directTimes.percentiles(), availableMedianMs: directAvailable.percentiles().medianMs, writesPerEndpoint: directWrites / endpoints };
-  log(`bench: ${endpoints}: lower bound (run ${run}, ${concurrency} at once): ${seconds.toFixed(1)}s, median ${(result.medianMs / 1000).toFixed(1)}s per endpoint`);
+  const result = {
+    concurrency,
+    seconds,
+    ...directTimes.percentiles(),
+    availableMedianMs: directAvailable.percentiles().medianMs,
+    writesPerEndpoint: directWrites / endpoints,
+  };
+  log(
+    `bench: ${endpoints}: lower bound (run ${run}, ${concurrency} at once): ${seconds.toFixed(1)}s, median ${(result.medianMs / 1000).toFixed(1)}s per endpoint`,
+  );
   await deleteAndSettle(b, direct);
   return result;
 }
@@ -241,7 +293,12 @@ async function lowerBound(b: Bench, endpoints: number, concurrency: number, run:
  * request per endpoint through the gateway and a cold restart over the converged endpoints. The namespace
  * is deleted (and the cluster settled) afterwards.
  */
-async function controllerRun(b: Bench, endpoints: number, run: string, last: boolean): Promise<{ run: ControllerRun; gateway?: Result['gateway']; restart?: Result['restart'] }> {
+async function controllerRun(
+  b: Bench,
+  endpoints: number,
+  run: string,
+  last: boolean,
+): Promise<{ run: ControllerRun; gateway?: Result['gateway']; restart?: Result['restart'] }> {
   const { client, operatorConfig, cluster } = b;
   const admin = cluster.kubeConfig();
   const ns = `bench-controller-${run}`;
@@ -257,18 +314,37 @@ async function controllerRun(b: Bench, endpoints: number, run: string, last: boo
     logLevel: controllerLog ? 'debug' : undefined,
     args: controllerArgs,
   });
-  for (const [name, spec] of Object.entries(models)) await client.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name, namespace: ns }, spec });
-  await client.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name: 'ab', namespace: ns }, spec: config });
+  for (const [name, spec] of Object.entries(models))
+    await client.apply(resources.model, {
+      apiVersion,
+      kind: 'MachineLearningModel',
+      metadata: { name, namespace: ns },
+      spec,
+    });
+  await client.apply(resources.endpointConfig, {
+    apiVersion,
+    kind: 'MachineLearningEndpointConfig',
+    metadata: { name: 'ab', namespace: ns },
+    spec: config,
+  });
   const times = perEndpointTimes();
   resetProgress();
   // When each endpoint's Deployments became Available, and its route accepted: the switch should follow at once.
   const available = perEndpointTimes(config.models.length);
   const accepted = perEndpointTimes();
-  const controllerInformers = [deploymentsAvailable(client, ns, available.done), routesAccepted(client, ns, operatorConfig, accepted.done)];
-  const inService = new Informer<MachineLearningEndpoint & KubeObject>(client, resources.endpoint, { namespace: ns, logger: quiet }, {
-    onAdd: (e) => isInService(e) && times.done(e.metadata.name),
-    onUpdate: (e) => isInService(e) && times.done(e.metadata.name),
-  });
+  const controllerInformers = [
+    deploymentsAvailable(client, ns, available.done),
+    routesAccepted(client, ns, operatorConfig, accepted.done),
+  ];
+  const inService = new Informer<MachineLearningEndpoint & KubeObject>(
+    client,
+    resources.endpoint,
+    { namespace: ns, logger: quiet },
+    {
+      onAdd: (e) => isInService(e) && times.done(e.metadata.name),
+      onUpdate: (e) => isInService(e) && times.done(e.metadata.name),
+    },
+  );
   inService.start();
   await inService.waitForSync();
   const metricsBefore = await controller.metrics();
@@ -278,25 +354,40 @@ async function controllerRun(b: Bench, endpoints: number, run: string, last: boo
   // Every clock starts at the run's start, as the lower bound's do.
   for (let i = 0; i < endpoints; i++) for (const t of [times, available, accepted]) t.started(endpointName(i), started);
   await pool(endpoints, concurrency, (i) =>
-    client.apply(resources.endpoint, { apiVersion, kind: 'MachineLearningEndpoint', metadata: { name: endpointName(i), namespace: ns }, spec: { config: 'ab' } }),
+    client.apply(resources.endpoint, {
+      apiVersion,
+      kind: 'MachineLearningEndpoint',
+      metadata: { name: endpointName(i), namespace: ns },
+      spec: { config: 'ab' },
+    }),
   );
-  await waitFor(`every endpoint to be InService (${endpoints})`, 900_000, async () => progress('controller', times, endpoints, started));
+  await waitFor(`every endpoint to be InService (${endpoints})`, 900_000, async () =>
+    progress('controller', times, endpoints, started),
+  );
   const seconds = (Date.now() - started) / 1000;
   inService.stop();
   for (const i of controllerInformers) i.stop();
   const names = [...Array(endpoints).keys()].map(endpointName);
   const sorted = (xs: (number | undefined)[]) => xs.filter((x): x is number => x !== undefined).sort((x, y) => x - y);
-  const availableMs = sorted(names.map((n) => available.doneAt(n)).map((t) => (t === undefined ? undefined : t - started)));
-  const gatewayLag = sorted(names.map((n) => {
-    const [a, r] = [available.doneAt(n), accepted.doneAt(n)];
-    return a === undefined || r === undefined ? undefined : r - a;
-  }));
-  const ownLag = sorted(names.map((n) => {
-    const [a, r, done] = [available.doneAt(n), accepted.doneAt(n), times.doneAt(n)];
-    return a === undefined || r === undefined || done === undefined ? undefined : done - Math.max(a, r);
-  }));
+  const availableMs = sorted(
+    names.map((n) => available.doneAt(n)).map((t) => (t === undefined ? undefined : t - started)),
+  );
+  const gatewayLag = sorted(
+    names.map((n) => {
+      const [a, r] = [available.doneAt(n), accepted.doneAt(n)];
+      return a === undefined || r === undefined ? undefined : r - a;
+    }),
+  );
+  const ownLag = sorted(
+    names.map((n) => {
+      const [a, r, done] = [available.doneAt(n), accepted.doneAt(n), times.doneAt(n)];
+      return a === undefined || r === undefined || done === undefined ? undefined : done - Math.max(a, r);
+    }),
+  );
   // Let the last status writes land before counting.
-  await waitFor('the work queue to drain', 60_000, async () => (/^ml_operator_workqueue_depth 0$/m.test(await controller.metrics()) ? true : undefined));
+  await waitFor('the work queue to drain', 60_000, async () =>
+    /^ml_operator_workqueue_depth 0$/m.test(await controller.metrics()) ? true : undefined,
+  );
   // The kernel's high-water mark of the process: its peak, whenever it came.
   const peakRss = peakRssOf(controller.child.pid!);
   const cpu = cpuSeconds(controller.child.pid!) - cpuBefore;
@@ -306,19 +397,35 @@ async function controllerRun(b: Bench, endpoints: number, run: string, last: boo
     ...times.percentiles(),
     availableMs: { median: percentile(availableMs, 50), p90: percentile(availableMs, 90) },
     gatewayLagMs: { median: percentile(gatewayLag, 50), p90: percentile(gatewayLag, 90) },
-    ownLagMs: { median: percentile(ownLag, 50), p90: percentile(ownLag, 90), p99: percentile(ownLag, 99), max: ownLag.at(-1) ?? 0 },
+    ownLagMs: {
+      median: percentile(ownLag, 50),
+      p90: percentile(ownLag, 90),
+      p99: percentile(ownLag, 99),
+      max: ownLag.at(-1) ?? 0,
+    },
     writes: classifyWrites(metricsBefore, metricsAfter),
     cpuSeconds: cpu,
     peakRssKiB: peakRss,
-    heap: { usedMiB: counter(metricsAfter, 'nodejs_heap_size_used_bytes') / 2 ** 20, totalMiB: counter(metricsAfter, 'nodejs_heap_size_total_bytes') / 2 ** 20, rssMiB: rss(controller.child.pid!) / 1024 },
-    throttled: counter(metricsAfter, 'ml_operator_api_throttled_total') - counter(metricsBefore, 'ml_operator_api_throttled_total'),
-    reconciles: counter(metricsAfter, 'ml_operator_reconcile_total') - counter(metricsBefore, 'ml_operator_reconcile_total'),
+    heap: {
+      usedMiB: counter(metricsAfter, 'nodejs_heap_size_used_bytes') / 2 ** 20,
+      totalMiB: counter(metricsAfter, 'nodejs_heap_size_total_bytes') / 2 ** 20,
+      rssMiB: rss(controller.child.pid!) / 1024,
+    },
+    throttled:
+      counter(metricsAfter, 'ml_operator_api_throttled_total') -
+      counter(metricsBefore, 'ml_operator_api_throttled_total'),
+    reconciles:
+      counter(metricsAfter, 'ml_operator_reconcile_total') - counter(metricsBefore, 'ml_operator_reconcile_total'),
   };
   await controller.stop();
   if (controllerLog) writeFileSync(`${controllerLog}.${endpoints}.${run}`, controller.logs());
-  log(`bench: ${endpoints}: controller (run ${run}): ${seconds.toFixed(1)}s, median ${(result.medianMs / 1000).toFixed(1)}s per endpoint; own share median ${result.ownLagMs.median} ms`);
+  log(
+    `bench: ${endpoints}: controller (run ${run}): ${seconds.toFixed(1)}s, median ${(result.medianMs / 1000).toFixed(1)}s per endpoint; own share median ${result.ownLagMs.median} ms`,
+  );
   if (profileDir) {
-    log(`bench: ${endpoints}: CPU profile of the controller while it served the ${endpoints} endpoints in ${profileDir} (open it in Chrome's DevTools or speedscope)`);
+    log(
+      `bench: ${endpoints}: CPU profile of the controller while it served the ${endpoints} endpoints in ${profileDir} (open it in Chrome's DevTools or speedscope)`,
+    );
     process.stderr.write(profileSummary(profileDir));
   }
   if (!last) {
@@ -355,18 +462,34 @@ async function controllerRun(b: Bench, endpoints: number, run: string, last: boo
     args: controllerArgs,
     nodeOptions: imageNodeOptions,
   });
-  const readyMs = await waitFor('the restarted controller to be ready', 120_000, async () => ((await fetch(`http://127.0.0.1:${again.healthPort}/readyz`).catch(() => undefined))?.ok ? Date.now() - restarted : undefined));
+  const readyMs = await waitFor('the restarted controller to be ready', 120_000, async () =>
+    (await fetch(`http://127.0.0.1:${again.healthPort}/readyz`).catch(() => undefined))?.ok
+      ? Date.now() - restarted
+      : undefined,
+  );
   const reconciledMs = await waitFor('the restarted controller to reconcile every endpoint once', 300_000, async () => {
     const text = await again.metrics();
-    return counter(text, 'ml_operator_reconcile_total') >= endpoints && /^ml_operator_workqueue_depth 0$/m.test(text) ? Date.now() - restarted : undefined;
+    return counter(text, 'ml_operator_reconcile_total') >= endpoints && /^ml_operator_workqueue_depth 0$/m.test(text)
+      ? Date.now() - restarted
+      : undefined;
   });
   const restartText = await again.metrics();
-  const restart = { readyMs, reconciledMs, writes: sum(classifyWrites('', restartText)), peakRssKiB: peakRssOf(again.child.pid!) };
+  const restart = {
+    readyMs,
+    reconciledMs,
+    writes: sum(classifyWrites('', restartText)),
+    peakRssKiB: peakRssOf(again.child.pid!),
+  };
   await again.stop();
   await deleteAndSettle(b, ns);
   return {
     run: result,
-    gateway: { answered: answers.filter((a) => a.status === 200 && a.backend?.instance).length, byStatus: traffic.byStatus, p50: traffic.latency.p50, p99: traffic.latency.p99 },
+    gateway: {
+      answered: answers.filter((a) => a.status === 200 && a.backend?.instance).length,
+      byStatus: traffic.byStatus,
+      p50: traffic.latency.p50,
+      p99: traffic.latency.p99,
+    },
     restart,
   };
 }
@@ -389,12 +512,19 @@ async function measure(endpoints: number): Promise<Result> {
     ]);
     let writes = 0;
     const client = new KubeClient(admin, { fieldManager: 'bench', onWrite: () => writes++ });
-    const b: Bench = { cluster, client, operatorConfig: parseConfig(await chartConfig(admin), 'chart ConfigMap'), writes: () => writes };
+    const b: Bench = {
+      cluster,
+      client,
+      operatorConfig: parseConfig(await chartConfig(admin), 'chart ConfigMap'),
+      writes: () => writes,
+    };
 
     const sweep: LowerBoundRun[] = [];
     for (const c of lowerBoundConcurrencies) sweep.push(await lowerBound(b, endpoints, c, `sweep-${c}`));
     const fastest = sweep.reduce((x, y) => (y.seconds < x.seconds ? y : x)).concurrency;
-    log(`bench: ${endpoints}: the lower bound is fastest with ${fastest} writes at once (${sweep.map((r) => `${r.concurrency}: ${r.seconds.toFixed(1)}s`).join(', ')})`);
+    log(
+      `bench: ${endpoints}: the lower bound is fastest with ${fastest} writes at once (${sweep.map((r) => `${r.concurrency}: ${r.seconds.toFixed(1)}s`).join(', ')})`,
+    );
 
     const lowerBounds: LowerBoundRun[] = [];
     const controllers: ControllerRun[] = [];
@@ -415,7 +545,16 @@ async function measure(endpoints: number): Promise<Result> {
         }
       }
     }
-    return { endpoints, sweep, lowerBound: lowerBounds, controller: controllers, order, gateway: gatewayResult!, restart: restart!, apiServer: auditFigures(cluster) };
+    return {
+      endpoints,
+      sweep,
+      lowerBound: lowerBounds,
+      controller: controllers,
+      order,
+      gateway: gatewayResult!,
+      restart: restart!,
+      apiServer: auditFigures(cluster),
+    };
   } finally {
     await cluster.stop();
   }
@@ -450,19 +589,34 @@ function perEndpointTimes(parts = 1) {
 }
 
 /** Watches the Deployments of a namespace and tells when one of an endpoint's is Available. */
-function deploymentsAvailable(client: KubeClient, namespace: string, done: (endpoint: string, deployment: string) => void): Informer<KubeObject> {
+function deploymentsAvailable(
+  client: KubeClient,
+  namespace: string,
+  done: (endpoint: string, deployment: string) => void,
+): Informer<KubeObject> {
   const seen = (d: KubeObject) => {
     const status = (d.status ?? {}) as { readyReplicas?: number; availableReplicas?: number };
     const endpoint = d.metadata.labels?.[labels.endpoint];
-    if (endpoint && (status.readyReplicas ?? 0) >= 1 && (status.availableReplicas ?? 0) >= 1) done(endpoint, d.metadata.name);
+    if (endpoint && (status.readyReplicas ?? 0) >= 1 && (status.availableReplicas ?? 0) >= 1)
+      done(endpoint, d.metadata.name);
   };
-  const informer = new Informer<KubeObject>(client, resources.deployment, { namespace, logger: quiet }, { onAdd: seen, onUpdate: seen });
+  const informer = new Informer<KubeObject>(
+    client,
+    resources.deployment,
+    { namespace, logger: quiet },
+    { onAdd: seen, onUpdate: seen },
+  );
   informer.start();
   return informer;
 }
 
 /** Watches the routes of a namespace and tells when the gateway has accepted an endpoint's. */
-function routesAccepted(client: KubeClient, namespace: string, operatorConfig: OperatorConfig, done: (endpoint: string) => void): Informer<KubeObject> {
+function routesAccepted(
+  client: KubeClient,
+  namespace: string,
+  operatorConfig: OperatorConfig,
+  done: (endpoint: string) => void,
+): Informer<KubeObject> {
   const provider = routingProvider(operatorConfig);
   const seen = (r: KubeObject) => {
     const name = r.metadata.labels?.[labels.endpoint];
@@ -470,7 +624,12 @@ function routesAccepted(client: KubeClient, namespace: string, operatorConfig: O
     const ctx = { endpoint: { metadata: { name, namespace }, spec: { config: 'ab' } }, config: operatorConfig };
     if (provider.status(ctx, r)?.conditions.find((c) => c.type === 'Accepted')?.status === 'True') done(name);
   };
-  const informer = new Informer<KubeObject>(client, provider.routeResource, { namespace, logger: quiet }, { onAdd: seen, onUpdate: seen });
+  const informer = new Informer<KubeObject>(
+    client,
+    provider.routeResource,
+    { namespace, logger: quiet },
+    { onAdd: seen, onUpdate: seen },
+  );
   informer.start();
   return informer;
 }
@@ -481,7 +640,12 @@ const resetProgress = () => {
   lastProgress = '';
   progressAt = 0;
 };
-function progress(what: string, times: ReturnType<typeof perEndpointTimes>, endpoints: number, started: number): true | undefined {
+function progress(
+  what: string,
+  times: ReturnType<typeof perEndpointTimes>,
+  endpoints: number,
+  started: number,
+): true | undefined {
   const count = times.count();
   const line = `bench: ${what}: ${count}/${endpoints} done after ${((Date.now() - started) / 1000).toFixed(0)}s`;
   // One line when the count moves, at most every 5 s: a person never waits in silence, nor drowns.
@@ -495,19 +659,26 @@ function progress(what: string, times: ReturnType<typeof perEndpointTimes>, endp
 
 /** Sum of a counter's series in a Prometheus text exposition. */
 function counter(text: string, name: string): number {
-  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+  return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'gm'))].reduce(
+    (n, m) => n + Number(m[1]),
+    0,
+  );
 }
 
 /** The controller's write requests between two scrapes, by what they wrote. */
 function classifyWrites(before: string, after: string): ControllerRun['writes'] {
-  const series = (text: string) => new Map([...text.matchAll(/^ml_operator_api_writes_total\{([^}]*)\} ([0-9.e+]+)$/gm)].map((m) => [m[1], Number(m[2])]));
+  const series = (text: string) =>
+    new Map(
+      [...text.matchAll(/^ml_operator_api_writes_total\{([^}]*)\} ([0-9.e+]+)$/gm)].map((m) => [m[1], Number(m[2])]),
+    );
   const a = series(before);
   const kinds = { objects: 0, snapshotStatuses: 0, endpointStatuses: 0, events: 0, other: 0 };
   for (const [labelsText, value] of series(after)) {
     const resource = labelsText.match(/resource="([^"]*)"/)?.[1] ?? '';
     const delta = value - (a.get(labelsText) ?? 0);
     if (resource === 'machinelearningendpoints/status') kinds.endpointStatuses += delta;
-    else if (resource === 'machinelearningendpointconfigs/status' || resource === 'machinelearningmodels/status') kinds.snapshotStatuses += delta;
+    else if (resource === 'machinelearningendpointconfigs/status' || resource === 'machinelearningmodels/status')
+      kinds.snapshotStatuses += delta;
     else if (resource === 'events') kinds.events += delta;
     else if (resource.endsWith('/status') || resource === 'leases') kinds.other += delta;
     else kinds.objects += delta;
@@ -526,7 +697,12 @@ function auditFigures(cluster: ControlPlane): Result['apiServer'] {
     if (!line) continue;
     const controller = line.includes(`"username":"system:serviceaccount:${release.namespace}:${serviceAccount}"`);
     if (!controller && !line.includes('"code":409') && !line.includes('"code":429')) continue;
-    const event = JSON.parse(line) as { verb?: string; objectRef?: { resource?: string; subresource?: string }; user?: { username?: string }; responseStatus?: { code?: number } };
+    const event = JSON.parse(line) as {
+      verb?: string;
+      objectRef?: { resource?: string; subresource?: string };
+      user?: { username?: string };
+      responseStatus?: { code?: number };
+    };
     if (controller && event.objectRef?.resource !== 'leases') {
       const what = `${event.verb} ${event.objectRef?.resource ?? '?'}${event.objectRef?.subresource ? `/${event.objectRef.subresource}` : ''}${event.responseStatus?.code === 404 ? ' (404)' : ''}`;
       controllerRequests[what] = (controllerRequests[what] ?? 0) + 1;
@@ -565,16 +741,75 @@ function print(all: Result[]): void {
       '',
       `  ${r.endpoints} endpoints (rounds started with: ${r.order.join(', ')})`,
       `    lower bound's sweep (one run each): ${r.sweep.map((x) => `${x.concurrency} at once ${x.seconds.toFixed(1)}s`).join(', ')}; kept ${lb[0].concurrency}`,
-      `    lower bound (the same objects applied directly): all Available and routes accepted in ${over(lb.map((x) => x.seconds * 1000), s)}; per endpoint median ${over(lb.map((x) => x.medianMs), s)} (Deployments Available alone: ${over(lb.map((x) => x.availableMedianMs), s)}), p90 ${over(lb.map((x) => x.p90Ms), s)}; ${lb[0].writesPerEndpoint.toFixed(1)} writes per endpoint`,
-      `    controller: all InService in ${over(cs.map((x) => x.seconds * 1000), s)}; per endpoint median ${over(cs.map((x) => x.medianMs), s)}, p90 ${over(cs.map((x) => x.p90Ms), s)}`,
-      `    controller / lower bound, round by round: all InService ${over(cs.map((x, i) => x.seconds / lb[i].seconds), ratio)} (target <= ${r.endpoints >= 1000 ? '1.3' : '1.2'}x); per endpoint median ${over(cs.map((x, i) => x.medianMs / lb[i].medianMs), ratio)}`,
-      `    where an endpoint's time goes (controller runs): Deployments Available after ${over(cs.map((x) => x.availableMs.median), s)} median (API server, kube-controller-manager, nodes); ` +
-        `then the gateway accepts the route after ${over(cs.map((x) => x.gatewayLagMs.median), ms)} median, p90 ${over(cs.map((x) => x.gatewayLagMs.p90), ms)} (the gateway)`,
-      `    the controller's own share, from the later of "Deployments Available" and "route accepted" to InService: median ${over(cs.map((x) => x.ownLagMs.median), ms)}, p90 ${over(cs.map((x) => x.ownLagMs.p90), ms)}, p99 ${over(cs.map((x) => x.ownLagMs.p99), ms)}, max ${over(cs.map((x) => x.ownLagMs.max), ms)}`,
+      `    lower bound (the same objects applied directly): all Available and routes accepted in ${over(
+        lb.map((x) => x.seconds * 1000),
+        s,
+      )}; per endpoint median ${over(
+        lb.map((x) => x.medianMs),
+        s,
+      )} (Deployments Available alone: ${over(
+        lb.map((x) => x.availableMedianMs),
+        s,
+      )}), p90 ${over(
+        lb.map((x) => x.p90Ms),
+        s,
+      )}; ${lb[0].writesPerEndpoint.toFixed(1)} writes per endpoint`,
+      `    controller: all InService in ${over(
+        cs.map((x) => x.seconds * 1000),
+        s,
+      )}; per endpoint median ${over(
+        cs.map((x) => x.medianMs),
+        s,
+      )}, p90 ${over(
+        cs.map((x) => x.p90Ms),
+        s,
+      )}`,
+      `    controller / lower bound, round by round: all InService ${over(
+        cs.map((x, i) => x.seconds / lb[i].seconds),
+        ratio,
+      )} (target <= ${r.endpoints >= 1000 ? '1.3' : '1.2'}x); per endpoint median ${over(
+        cs.map((x, i) => x.medianMs / lb[i].medianMs),
+        ratio,
+      )}`,
+      `    where an endpoint's time goes (controller runs): Deployments Available after ${over(
+        cs.map((x) => x.availableMs.median),
+        s,
+      )} median (API server, kube-controller-manager, nodes); ` +
+        `then the gateway accepts the route after ${over(
+          cs.map((x) => x.gatewayLagMs.median),
+          ms,
+        )} median, p90 ${over(
+          cs.map((x) => x.gatewayLagMs.p90),
+          ms,
+        )} (the gateway)`,
+      `    the controller's own share, from the later of "Deployments Available" and "route accepted" to InService: median ${over(
+        cs.map((x) => x.ownLagMs.median),
+        ms,
+      )}, p90 ${over(
+        cs.map((x) => x.ownLagMs.p90),
+        ms,
+      )}, p99 ${over(
+        cs.map((x) => x.ownLagMs.p99),
+        ms,
+      )}, max ${over(
+        cs.map((x) => x.ownLagMs.max),
+        ms,
+      )}`,
       `    last round: writes per endpoint ${per(sum(w))} (objects ${per(w.objects)}, snapshot statuses ${per(w.snapshotStatuses)}, endpoint statuses ${per(w.endpointStatuses)}, events ${per(w.events)}${w.other ? `, other ${per(w.other)}` : ''}); budget ${budget} (${objectsPerEndpoint} objects + ${snapshotStatusesPerEndpoint} snapshot statuses + 2)`,
-      `    controller CPU ${over(cs.map((x) => (x.cpuSeconds * 1000) / r.endpoints), (x) => x.toFixed(1))} ms per endpoint, ${(c.reconciles / r.endpoints).toFixed(1)} reconciles per endpoint (last round); peak RSS ${over(cs.map((x) => x.peakRssKiB / 1024), (x) => x.toFixed(0))} MiB (target <= 150 MiB at 1,000); at the end of the last round: heap ${c.heap.usedMiB.toFixed(0)} MiB used of ${c.heap.totalMiB.toFixed(0)} MiB, RSS ${c.heap.rssMiB.toFixed(0)} MiB`,
+      `    controller CPU ${over(
+        cs.map((x) => (x.cpuSeconds * 1000) / r.endpoints),
+        (x) => x.toFixed(1),
+      )} ms per endpoint, ${(c.reconciles / r.endpoints).toFixed(1)} reconciles per endpoint (last round); peak RSS ${over(
+        cs.map((x) => x.peakRssKiB / 1024),
+        (x) => x.toFixed(0),
+      )} MiB (target <= 150 MiB at 1,000); at the end of the last round: heap ${c.heap.usedMiB.toFixed(0)} MiB used of ${c.heap.totalMiB.toFixed(0)} MiB, RSS ${c.heap.rssMiB.toFixed(0)} MiB`,
       `    throttled: ${cs.reduce((n, x) => n + x.throttled, 0)} answers 429/Retry-After to the controller in all rounds; ${r.apiServer.throttled} 429s in the audit log; conflicts (409) by user: ${JSON.stringify(r.apiServer.conflictsByUser)}`,
-      `    the controller's requests per endpoint and round, from the audit log (every round and the restart): ${Object.entries(r.apiServer.controllerRequests).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${(v / r.endpoints / cs.length).toFixed(2)}`).join(', ')}`,
+      `    the controller's requests per endpoint and round, from the audit log (every round and the restart): ${Object.entries(
+        r.apiServer.controllerRequests,
+      )
+        .sort((x, y) => y[1] - x[1])
+        .map(([k, v]) => `${k} ${(v / r.endpoints / cs.length).toFixed(2)}`)
+        .join(', ')}`,
       `    through the gateway (last round): ${r.gateway.answered}/${r.endpoints} endpoints answered by a model; statuses ${JSON.stringify(r.gateway.byStatus)}; p50 ${r.gateway.p50.toFixed(1)} ms, p99 ${r.gateway.p99.toFixed(1)} ms`,
       `    cold restart over ${r.endpoints} converged endpoints: ready in ${s(r.restart.readyMs)}, every endpoint reconciled in ${s(r.restart.reconciledMs)}, ${r.restart.writes} writes (target 0); peak RSS ${(r.restart.peakRssKiB / 1024).toFixed(0)} MiB`,
     );
@@ -585,8 +820,13 @@ function print(all: Result[]): void {
     const med = (xs: number[]) => spread(xs).median;
     for (const r of all) {
       const rssOf = (x: Result) => med(x.controller.map((c) => c.peakRssKiB));
-      const extra = r === first ? '' : `, RSS per extra endpoint ${((rssOf(r) - rssOf(first)) / (r.endpoints - first.endpoints)).toFixed(1)} KiB`;
-      lines.push(`    N=${String(r.endpoints).padStart(5)}: ${((med(r.controller.map((c) => c.seconds)) * 1000) / r.endpoints).toFixed(1)} ms per endpoint (lower bound ${((med(r.lowerBound.map((c) => c.seconds)) * 1000) / r.endpoints).toFixed(1)}), CPU ${((med(r.controller.map((c) => c.cpuSeconds)) * 1000) / r.endpoints).toFixed(1)} ms per endpoint${extra}`);
+      const extra =
+        r === first
+          ? ''
+          : `, RSS per extra endpoint ${((rssOf(r) - rssOf(first)) / (r.endpoints - first.endpoints)).toFixed(1)} KiB`;
+      lines.push(
+        `    N=${String(r.endpoints).padStart(5)}: ${((med(r.controller.map((c) => c.seconds)) * 1000) / r.endpoints).toFixed(1)} ms per endpoint (lower bound ${((med(r.lowerBound.map((c) => c.seconds)) * 1000) / r.endpoints).toFixed(1)}), CPU ${((med(r.controller.map((c) => c.cpuSeconds)) * 1000) / r.endpoints).toFixed(1)} ms per endpoint${extra}`,
+      );
     }
   }
   process.stdout.write(lines.join('\n') + '\n\n');
@@ -597,7 +837,11 @@ function profileSummary(dir: string): string {
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) return `no .cpuprofile in ${dir}\n`;
   type Node = { id: number; callFrame: { functionName: string; url: string; lineNumber: number } };
-  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
+  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as {
+    nodes: Node[];
+    samples: number[];
+    timeDeltas: number[];
+  };
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<string, number>();
   let total = 0;
@@ -610,7 +854,16 @@ function profileSummary(dir: string): string {
     total += us;
   });
   const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 12);
-  return ['  CPU profile, self time (of ' + (total / 1e6).toFixed(1) + 's sampled):', ...top.map(([k, us]) => `    ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1e3).toFixed(0).padStart(6)} ms  ${k}`), ''].join('\n') + '\n';
+  return (
+    [
+      '  CPU profile, self time (of ' + (total / 1e6).toFixed(1) + 's sampled):',
+      ...top.map(
+        ([k, us]) =>
+          `    ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1e3).toFixed(0).padStart(6)} ms  ${k}`,
+      ),
+      '',
+    ].join('\n') + '\n'
+  );
 }
 
 /** Current resident set of a process, in KiB. */
@@ -643,7 +896,11 @@ function cpuSeconds(pid: number): number {
 
 if (!typeStripping) {
   log('bench: compiling the controller (controller/tsconfig.build.json), as its image does');
-  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'controller/tsconfig.build.json')], { stdio: 'inherit' });
+  execFileSync(
+    process.execPath,
+    [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'controller/tsconfig.build.json')],
+    { stdio: 'inherit' },
+  );
 }
 const entry: string | undefined = typeStripping ? undefined : join(root, 'controller', 'dist', 'main.js');
 /**
@@ -652,7 +909,11 @@ const entry: string | undefined = typeStripping ? undefined : join(root, 'contro
  */
 function dockerfileNodeFlags(): string[] {
   const dockerfile = readFileSync(join(root, 'controller', 'Dockerfile'), 'utf8');
-  const fromEnv = dockerfile.match(/NODE_OPTIONS="([^"]*)"/)?.[1].split(/\s+/).filter(Boolean) ?? [];
+  const fromEnv =
+    dockerfile
+      .match(/NODE_OPTIONS="([^"]*)"/)?.[1]
+      .split(/\s+/)
+      .filter(Boolean) ?? [];
   const entrypoint = dockerfile.match(/^ENTRYPOINT (\[.*\])$/m);
   const fromEntrypoint = entrypoint ? (JSON.parse(entrypoint[1]) as string[]).slice(1, -1) : [];
   return [...fromEnv, ...fromEntrypoint];

@@ -9,7 +9,9 @@ import { log } from '../log.ts';
 import { describeSoak, runSoak, soakProblems } from './soak.ts';
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string]));
-for (const key of Object.keys(args)) if (!['minutes', 'endpoints', 'seed'].includes(key)) throw new Error(`unknown flag --${key} (use --minutes=N, --endpoints=N, --seed=S)`);
+for (const key of Object.keys(args))
+  if (!['minutes', 'endpoints', 'seed'].includes(key))
+    throw new Error(`unknown flag --${key} (use --minutes=N, --endpoints=N, --seed=S)`);
 const minutes = Number(args.minutes ?? 5);
 const endpoints = Number(args.endpoints ?? 20);
 if (!(minutes > 0) || !(endpoints > 0)) throw new Error('--minutes and --endpoints must be positive numbers');
@@ -22,8 +24,17 @@ try {
   await installChart(cluster.kubeconfigPath);
   const kc = cluster.kubeConfig();
   const namespace = 'chaos';
-  await kc.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } } });
-  const report = await runSoak(cluster, namespace, { endpoints, changes: Math.round(40 * minutes), kills: Math.round(20 * minutes), churnMs: minutes * 60_000, rate: 2, seed });
+  await kc.makeApiClient(k8s.CoreV1Api).createNamespace({
+    body: { metadata: { name: namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } },
+  });
+  const report = await runSoak(cluster, namespace, {
+    endpoints,
+    changes: Math.round(40 * minutes),
+    kills: Math.round(20 * minutes),
+    churnMs: minutes * 60_000,
+    rate: 2,
+    seed,
+  });
   process.stdout.write(`\n${describeSoak(report)}\n`);
   problems = soakProblems(report);
   log(problems.length ? `chaos: FAILED:\n  ${problems.join('\n  ')}\nreplay with --seed=${seed}` : 'chaos: passed');

@@ -13,17 +13,33 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as k8s from '@kubernetes/client-node';
-import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningEndpointSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
+import type {
+  MachineLearningEndpoint,
+  MachineLearningEndpointConfigSpec,
+  MachineLearningEndpointSpec,
+  MachineLearningModelSpec,
+} from '../../controller/src/api/generated.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
 import { publishArtifact } from '../cluster/artifacts.ts';
 import type { ControlPlane } from '../cluster/control-plane.ts';
-import { chartConfig, installChart, serviceAccountKubeconfig, serviceAccountOf, startControllerProcess, type ControllerProcess, type Release } from '../cluster/operator.ts';
+import {
+  chartConfig,
+  installChart,
+  serviceAccountKubeconfig,
+  serviceAccountOf,
+  startControllerProcess,
+  type ControllerProcess,
+  type Release,
+} from '../cluster/operator.ts';
 import { log } from '../log.ts';
 import { describeReport, extraMs, startLoad, type LoadRun, type Sample } from '../traffic/load.ts';
 import { waitFor } from '../wait.ts';
 
-export type SoakCluster = Pick<ControlPlane, 'kubeconfigPath' | 'auditLogPath' | 'network' | 'gateway' | 'artifactsDir'>;
+export type SoakCluster = Pick<
+  ControlPlane,
+  'kubeconfigPath' | 'auditLogPath' | 'network' | 'gateway' | 'artifactsDir'
+>;
 
 export interface SoakOptions {
   endpoints: number;
@@ -111,13 +127,20 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   const g = cluster.gateway;
 
   const release: Release = { name: `chaos-${randomBytes(3).toString('hex')}`, namespace: `${namespace}-release` };
-  await installChart(cluster.kubeconfigPath, [
-    'crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${namespace}}`,
-    'controller.config.routing.provider=gatewayAPI',
-    `controller.config.routing.gatewayAPI.sharedGateway.name=${g.shared.name}`,
-    `controller.config.routing.gatewayAPI.sharedGateway.namespace=${g.shared.namespace}`,
-    `controller.config.routing.gatewayAPI.sharedGateway.sectionName=${g.shared.sectionName}`,
-  ], release);
+  await installChart(
+    cluster.kubeconfigPath,
+    [
+      'crds.enabled=false',
+      'namespace.create=false',
+      'rbac.aggregateClusterRoles=false',
+      `global.watchNamespaces={${namespace}}`,
+      'controller.config.routing.provider=gatewayAPI',
+      `controller.config.routing.gatewayAPI.sharedGateway.name=${g.shared.name}`,
+      `controller.config.routing.gatewayAPI.sharedGateway.namespace=${g.shared.namespace}`,
+      `controller.config.routing.gatewayAPI.sharedGateway.sectionName=${g.shared.sectionName}`,
+    ],
+    release,
+  );
   const controllerUser = `system:serviceaccount:${release.namespace}:${serviceAccountOf(release)}`;
   const kubeconfig = await serviceAccountKubeconfig(admin, release);
   const config = await chartConfig(admin, {}, release);
@@ -128,10 +151,16 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   const keepLog = (c: ControllerProcess | undefined) => c && appendFileSync(logFile, c.logs());
   const startController = async () => {
     controller = await startControllerProcess({
-      kubeconfig, config, namespaces: [namespace], release,
+      kubeconfig,
+      config,
+      namespaces: [namespace],
+      release,
       // The same pod name across restarts, as a container restarted in its pod: it takes its own lease back at once.
-      leaderElect: true, identity: `${release.name}-controller-0`,
-      network: cluster.network, echo: o.echo, logLevel: o.logLevel,
+      leaderElect: true,
+      identity: `${release.name}-controller-0`,
+      network: cluster.network,
+      echo: o.echo,
+      logLevel: o.logLevel,
     });
   };
 
@@ -142,7 +171,11 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     return `https://models.example.com${path}`;
   };
   const generations: Record<string, number> = {};
-  const modelSpec = (m: string): MachineLearningModelSpec => ({ image: `acme/${m}:${generations[m]}`, artifact: artifact(m, generations[m]), readinessPath: '/healthz' });
+  const modelSpec = (m: string): MachineLearningModelSpec => ({
+    image: `acme/${m}:${generations[m]}`,
+    artifact: artifact(m, generations[m]),
+    readinessPath: '/healthz',
+  });
   const state: State = { models: {}, configs: {}, endpoints: {} };
   for (const m of models) {
     generations[m] = 1;
@@ -151,7 +184,15 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   const variantsOf = (): MachineLearningEndpointConfigSpec => {
     const n = 1 + Math.floor(rnd() * 2);
     const chosen = [...models].sort(() => rnd() - 0.5).slice(0, n);
-    return { models: chosen.map((model) => ({ model, weight: 1 + Math.floor(rnd() * 9), instances: 1 + Math.floor(rnd() * 2), cpus: '10m', memory: '32Mi' })) };
+    return {
+      models: chosen.map((model) => ({
+        model,
+        weight: 1 + Math.floor(rnd() * 9),
+        instances: 1 + Math.floor(rnd() * 2),
+        cpus: '10m',
+        memory: '32Mi',
+      })),
+    };
   };
   for (const c of configs) state.configs[c] = variantsOf();
   const strategies = ['BlueGreen', 'Canary', 'Linear'] as const;
@@ -169,10 +210,13 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     await user.apply(r, { apiVersion, kind, metadata: { name, namespace }, spec });
   };
   const applyModel = (m: string) => apply(resources.model, 'MachineLearningModel', m, state.models[m]);
-  const applyConfig = (c: string) => apply(resources.endpointConfig, 'MachineLearningEndpointConfig', c, state.configs[c]);
+  const applyConfig = (c: string) =>
+    apply(resources.endpointConfig, 'MachineLearningEndpointConfig', c, state.configs[c]);
   const applyEndpoint = (e: string) => apply(resources.endpoint, 'MachineLearningEndpoint', e, state.endpoints[e]);
 
-  log(`chaos: seed ${o.seed}; ${o.endpoints} endpoints, ${o.changes} changes and ${o.kills} controller kills over ${(o.churnMs / 1000).toFixed(0)}s, ${o.rate} requests/s to each endpoint`);
+  log(
+    `chaos: seed ${o.seed}; ${o.endpoints} endpoints, ${o.changes} changes and ${o.kills} controller kills over ${(o.churnMs / 1000).toFixed(0)}s, ${o.rate} requests/s to each endpoint`,
+  );
   await startController();
   for (const m of models) await applyModel(m);
   for (const c of configs) await applyConfig(c);
@@ -181,22 +225,44 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   const watcher = startRouteWatcher(admin, user, namespace, () => churnStarted);
   const serving = async (e: string) => {
     const x = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
-    return x?.status?.state === 'InService' && x.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
+    return x?.status?.state === 'InService' &&
+      x.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+      ? true
+      : undefined;
   };
-  await waitFor(`all ${o.endpoints} endpoints to be InService`, 180_000, async () => ((await Promise.all(names.map(serving))).every(Boolean) ? true : undefined));
+  await waitFor(`all ${o.endpoints} endpoints to be InService`, 180_000, async () =>
+    (await Promise.all(names.map(serving))).every(Boolean) ? true : undefined,
+  );
   log(`chaos: ${o.endpoints} endpoints InService`);
 
   // Load: one bounded run per endpoint; an endpoint the soak deletes gets a new run once it routes again.
   const runs: { endpoint: string; run: LoadRun; t0: number }[] = [];
   const routed = async (e: string) => {
     await waitFor(`the gateway to route ${host(e)}`, 120_000, async () => {
-      const probe = startLoad({ url: `http://${g.address}:${g.port}/predict`, host: host(e), requests: 1, concurrency: 1, maxDurationMs: 5000 });
+      const probe = startLoad({
+        url: `http://${g.address}:${g.port}/predict`,
+        host: host(e),
+        requests: 1,
+        concurrency: 1,
+        maxDurationMs: 5000,
+      });
       await probe.done;
       return probe.samples[0].status === 200 ? true : undefined;
     });
   };
   const startRun = (e: string) => {
-    runs.push({ endpoint: e, t0: Date.now(), run: startLoad({ url: `http://${g.address}:${g.port}/predict`, host: host(e), requests: Math.ceil(o.rate * (o.churnMs + 600_000) / 1000), rate: o.rate, concurrency: 4, maxDurationMs: o.churnMs + 600_000 }) });
+    runs.push({
+      endpoint: e,
+      t0: Date.now(),
+      run: startLoad({
+        url: `http://${g.address}:${g.port}/predict`,
+        host: host(e),
+        requests: Math.ceil((o.rate * (o.churnMs + 600_000)) / 1000),
+        rate: o.rate,
+        concurrency: 4,
+        maxDurationMs: o.churnMs + 600_000,
+      }),
+    });
   };
   for (const e of names) await routed(e);
   for (const e of names) startRun(e);
@@ -207,7 +273,12 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   const counts: Record<string, number> = {};
   /** What happened when, for explaining a failure: [ms since the churn started, endpoints touched, what]. */
   const timeline: { at: number; endpoints: string[]; what: string }[] = [];
-  const usersOf = (template: string) => names.filter((e) => state.endpoints[e].config === template || state.configs[state.endpoints[e].config].models.some((v) => v.model === template));
+  const usersOf = (template: string) =>
+    names.filter(
+      (e) =>
+        state.endpoints[e].config === template ||
+        state.configs[state.endpoints[e].config].models.some((v) => v.model === template),
+    );
   const note = (what: string, endpoints: string[]) => timeline.push({ at: Date.now() - churnStarted, endpoints, what });
   const changeAt = Array.from({ length: o.changes }, () => rnd() * o.churnMs).sort((a, b) => a - b);
   const killAt = Array.from({ length: o.kills }, () => rnd() * o.churnMs).sort((a, b) => a - b);
@@ -228,18 +299,31 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     }
   })();
   const change = async () => {
-    const kind = pick(['weights', 'weights', 'instances', 'image', 'strategy', 'configSwap', 'templateDeleted', 'endpointDeleted'] as const);
+    const kind = pick([
+      'weights',
+      'weights',
+      'instances',
+      'image',
+      'strategy',
+      'configSwap',
+      'templateDeleted',
+      'endpointDeleted',
+    ] as const);
     counts[kind] = (counts[kind] ?? 0) + 1;
     switch (kind) {
       case 'weights': {
         const c = pick(configs);
-        state.configs[c] = { models: state.configs[c].models.map((v) => ({ ...v, weight: 1 + Math.floor(rnd() * 9) })) };
+        state.configs[c] = {
+          models: state.configs[c].models.map((v) => ({ ...v, weight: 1 + Math.floor(rnd() * 9) })),
+        };
         note(`config ${c} weights ${state.configs[c].models.map((v) => v.weight).join('/')}`, usersOf(c));
         return applyConfig(c);
       }
       case 'instances': {
         const c = pick(configs);
-        state.configs[c] = { models: state.configs[c].models.map((v) => ({ ...v, instances: 1 + Math.floor(rnd() * 2) })) };
+        state.configs[c] = {
+          models: state.configs[c].models.map((v) => ({ ...v, instances: 1 + Math.floor(rnd() * 2) })),
+        };
         note(`config ${c} instances ${state.configs[c].models.map((v) => v.instances).join('/')}`, usersOf(c));
         return applyConfig(c);
       }
@@ -258,7 +342,10 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
       }
       case 'configSwap': {
         const e = pick(names);
-        state.endpoints[e] = { ...state.endpoints[e], config: pick(configs.filter((c) => c !== state.endpoints[e].config)) };
+        state.endpoints[e] = {
+          ...state.endpoints[e],
+          config: pick(configs.filter((c) => c !== state.endpoints[e].config)),
+        };
         note(`endpoint ${e} config ${state.endpoints[e].config} (${state.endpoints[e].rollout!.strategy})`, [e]);
         return applyEndpoint(e);
       }
@@ -317,7 +404,9 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     // Reported below with what each endpoint lacks.
   }
   const convergedMs = Date.now() - lastChange;
-  log(`chaos: ${notConverged.length === 0 ? `converged ${(convergedMs / 1000).toFixed(1)}s after the last change` : `${notConverged.length} endpoint(s) did not converge`}`);
+  log(
+    `chaos: ${notConverged.length === 0 ? `converged ${(convergedMs / 1000).toFixed(1)}s after the last change` : `${notConverged.length} endpoint(s) did not converge`}`,
+  );
 
   // Orphans go with the garbage collector (an endpoint deleted took its objects along): poll for it.
   let orphans: string[] = [];
@@ -336,15 +425,22 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   for (const r of runs) r.run.stop();
   const reports = await Promise.all(runs.map((r) => r.run.done));
   watcher.stop();
-  const auditLog = watcher.violations().length || notConverged.length || orphans.length || duplicates.length ? join(tmpdir(), `ml-operator-chaos-${namespace}-audit.log`) : undefined;
+  const auditLog =
+    watcher.violations().length || notConverged.length || orphans.length || duplicates.length
+      ? join(tmpdir(), `ml-operator-chaos-${namespace}-audit.log`)
+      : undefined;
   if (auditLog) copyFileSync(cluster.auditLogPath, auditLog);
   await controller!.stop();
   keepLog(controller);
 
-  const excusedOf = (r: (typeof runs)[number], s: Sample) => deletions.some((d) => d.endpoint === r.endpoint && r.t0 + s.start < d.to && r.t0 + s.end > d.from);
+  const excusedOf = (r: (typeof runs)[number], s: Sample) =>
+    deletions.some((d) => d.endpoint === r.endpoint && r.t0 + s.start < d.to && r.t0 + s.end > d.from);
   /** What touched an endpoint in the 10 s before a moment of the churn, to explain a failure. */
   const before = (endpoint: string, at: number) => {
-    const events = [...timeline, ...watcher.podDeletions().map((d) => ({ at: d.at - churnStarted, endpoints: [d.endpoint], what: d.what }))]
+    const events = [
+      ...timeline,
+      ...watcher.podDeletions().map((d) => ({ at: d.at - churnStarted, endpoints: [d.endpoint], what: d.what })),
+    ]
       .filter((t) => t.at <= at && t.at > at - 10_000 && t.endpoints.includes(endpoint))
       .sort((a, b) => a.at - b.at)
       .map((t) => `${t.what} at +${(t.at / 1000).toFixed(1)}s`);
@@ -365,18 +461,46 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
       else {
         failed++;
         const at = r.t0 + s.start - churnStarted;
-        if (failures.length < 10) failures.push(`${r.endpoint} at +${(at / 1000).toFixed(1)}s: ${s.status || s.error} (${before(r.endpoint, at)})`);
+        if (failures.length < 10)
+          failures.push(
+            `${r.endpoint} at +${(at / 1000).toFixed(1)}s: ${s.status || s.error} (${before(r.endpoint, at)})`,
+          );
       }
     }
   }
   const requests = reports.reduce((n, r) => n + r.sent, 0);
-  log(`chaos: traffic: ${requests} requests, ${failed} failed, ${excused} to endpoints while deleted, worst latency beyond the asked ${worstExtraMs.toFixed(0)} ms; e.g. ${describeReport(reports[0])}`);
+  log(
+    `chaos: traffic: ${requests} requests, ${failed} failed, ${excused} to endpoints while deleted, worst latency beyond the asked ${worstExtraMs.toFixed(0)} ms; e.g. ${describeReport(reports[0])}`,
+  );
   const maxExtraMs = o.maxExtraMs ?? 3000;
-  return { controllerLog: logFile, auditLog, seed: o.seed, endpoints: o.endpoints, kills, changes: counts, requests, failed, excused, failures, worstExtraMs, maxExtraMs, checks: watcher.checks(), violations, convergedMs, duplicates, orphans, quietWrites, quietWindowMs, notConverged };
+  return {
+    controllerLog: logFile,
+    auditLog,
+    seed: o.seed,
+    endpoints: o.endpoints,
+    kills,
+    changes: counts,
+    requests,
+    failed,
+    excused,
+    failures,
+    worstExtraMs,
+    maxExtraMs,
+    checks: watcher.checks(),
+    violations,
+    convergedMs,
+    duplicates,
+    orphans,
+    quietWrites,
+    quietWindowMs,
+    notConverged,
+  };
 }
 
 export function describeSoak(r: SoakReport): string {
-  const changes = Object.entries(r.changes).map(([k, v]) => `${k} ${v}`).join(', ');
+  const changes = Object.entries(r.changes)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   return [
     `seed ${r.seed}: ${r.endpoints} endpoints, ${r.kills} controller kills, ${Object.values(r.changes).reduce((a, b) => a + b, 0)} changes (${changes})`,
     `traffic: ${r.requests} requests, ${r.failed} failed, ${r.excused} to endpoints the soak had deleted${r.failures.length ? ` (${r.failures.join('; ')})` : ''}; worst latency beyond the asked ${r.worstExtraMs.toFixed(0)} ms (bound ${r.maxExtraMs} ms)`,
@@ -384,7 +508,14 @@ export function describeSoak(r: SoakReport): string {
     `controller logs: ${r.controllerLog}${r.auditLog ? `; the API server's audit log: ${r.auditLog}` : ''}`,
     `converged ${(r.convergedMs / 1000).toFixed(1)}s after the last change${r.notConverged.length ? `; NOT converged: ${r.notConverged.join('; ')}` : ''}`,
     `duplicates ${r.duplicates.length}${r.duplicates.length ? `: ${r.duplicates.join('; ')}` : ''}; orphans ${r.orphans.length}${r.orphans.length ? `: ${r.orphans.join('; ')}` : ''}`,
-    `controller writes in the ${r.quietWindowMs / 1000}s after convergence: ${r.quietWrites.length}${r.quietWrites.length ? ` (${r.quietWrites.slice(0, 5).map((w) => `${w.verb} ${w.uri}`).join('; ')})` : ''}`,
+    `controller writes in the ${r.quietWindowMs / 1000}s after convergence: ${r.quietWrites.length}${
+      r.quietWrites.length
+        ? ` (${r.quietWrites
+            .slice(0, 5)
+            .map((w) => `${w.verb} ${w.uri}`)
+            .join('; ')})`
+        : ''
+    }`,
   ].join('\n');
 }
 
@@ -394,16 +525,35 @@ interface Route extends KubeObject {
   spec?: { rules?: { backendRefs?: { name: string; weight?: number }[] }[] };
 }
 
-const deploymentResource: Resource = { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments', namespaced: true };
+const deploymentResource: Resource = {
+  group: 'apps',
+  version: 'v1',
+  kind: 'Deployment',
+  plural: 'deployments',
+  namespaced: true,
+};
 const serviceResource: Resource = { group: '', version: 'v1', kind: 'Service', plural: 'services', namespaced: true };
-const routeResource: Resource = { group: 'gateway.networking.k8s.io', version: 'v1', kind: 'HTTPRoute', plural: 'httproutes', namespaced: true };
+const routeResource: Resource = {
+  group: 'gateway.networking.k8s.io',
+  version: 'v1',
+  kind: 'HTTPRoute',
+  plural: 'httproutes',
+  namespaced: true,
+};
 
-const selects = (selector: Record<string, string> | undefined, l: Record<string, string> | undefined) => !!selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => l?.[k] === v);
+const selects = (selector: Record<string, string> | undefined, l: Record<string, string> | undefined) =>
+  !!selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => l?.[k] === v);
 const available = (d: Deployment | undefined) => (d?.status?.availableReplicas ?? 0) >= 1;
 
 /** Services a route sends traffic to (backends of weight above zero). */
 function routedServices(route: { spec?: Route['spec'] }): string[] {
-  return [...new Set((route.spec?.rules ?? []).flatMap((r) => (r.backendRefs ?? []).filter((b) => (b.weight ?? 1) > 0).map((b) => b.name)))];
+  return [
+    ...new Set(
+      (route.spec?.rules ?? []).flatMap((r) =>
+        (r.backendRefs ?? []).filter((b) => (b.weight ?? 1) > 0).map((b) => b.name),
+      ),
+    ),
+  ];
 }
 
 /**
@@ -417,21 +567,45 @@ function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: s
   const apps = admin.makeApiClient(k8s.AppsV1Api);
   const core = admin.makeApiClient(k8s.CoreV1Api);
   const informers = [
-    k8s.makeInformer<k8s.KubernetesObject & { spec?: Route['spec'] }>(admin, `/apis/gateway.networking.k8s.io/v1/namespaces/${namespace}/httproutes`, () => custom.listNamespacedCustomObject({ group: 'gateway.networking.k8s.io', version: 'v1', namespace, plural: 'httproutes' }) as never),
-    k8s.makeInformer<Service>(admin, `/api/v1/namespaces/${namespace}/services`, () => core.listNamespacedService({ namespace })),
-    k8s.makeInformer<Deployment>(admin, `/apis/apps/v1/namespaces/${namespace}/deployments`, () => apps.listNamespacedDeployment({ namespace })),
+    k8s.makeInformer<k8s.KubernetesObject & { spec?: Route['spec'] }>(
+      admin,
+      `/apis/gateway.networking.k8s.io/v1/namespaces/${namespace}/httproutes`,
+      () =>
+        custom.listNamespacedCustomObject({
+          group: 'gateway.networking.k8s.io',
+          version: 'v1',
+          namespace,
+          plural: 'httproutes',
+        }) as never,
+    ),
+    k8s.makeInformer<Service>(admin, `/api/v1/namespaces/${namespace}/services`, () =>
+      core.listNamespacedService({ namespace }),
+    ),
+    k8s.makeInformer<Deployment>(admin, `/apis/apps/v1/namespaces/${namespace}/deployments`, () =>
+      apps.listNamespacedDeployment({ namespace }),
+    ),
   ] as const;
   const [routes, services, deployments] = informers;
   const deletions: { at: number; endpoint: string; what: string }[] = [];
-  const pods = k8s.makeInformer<k8s.V1Pod>(admin, `/api/v1/namespaces/${namespace}/pods`, () => core.listNamespacedPod({ namespace }));
+  const pods = k8s.makeInformer<k8s.V1Pod>(admin, `/api/v1/namespaces/${namespace}/pods`, () =>
+    core.listNamespacedPod({ namespace }),
+  );
   const seenDeleting = new Set<string>();
   pods.on('update', (p) => {
     if (!p.metadata?.deletionTimestamp || seenDeleting.has(p.metadata.uid!)) return;
     seenDeleting.add(p.metadata.uid!);
     const rs = p.metadata.ownerReferences?.find((o) => o.kind === 'ReplicaSet')?.name ?? '';
     const deployment = deployments.list(namespace).find((d) => rs.startsWith(`${d.metadata!.name}-`));
-    const why = !deployment ? 'its Deployment deleted' : deployment.metadata?.deletionTimestamp ? 'its Deployment being deleted' : `Deployment ${deployment.metadata!.name} at ${deployment.spec?.replicas} replicas, generation ${deployment.metadata!.generation}`;
-    deletions.push({ at: Date.now(), endpoint: p.metadata.labels?.['ml-operator.dev/endpoint'] ?? '', what: `pod ${p.metadata.name} deleted (${why})` });
+    const why = !deployment
+      ? 'its Deployment deleted'
+      : deployment.metadata?.deletionTimestamp
+        ? 'its Deployment being deleted'
+        : `Deployment ${deployment.metadata!.name} at ${deployment.spec?.replicas} replicas, generation ${deployment.metadata!.generation}`;
+    deletions.push({
+      at: Date.now(),
+      endpoint: p.metadata.labels?.['ml-operator.dev/endpoint'] ?? '',
+      what: `pod ${p.metadata.name} deleted (${why})`,
+    });
   });
   let stopped = false;
   let checks = 0;
@@ -445,7 +619,11 @@ function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: s
       if (r.metadata?.deletionTimestamp) continue;
       for (const s of routedServices(r)) {
         const svc = services.get(s, namespace);
-        const ok = svc && deployments.list(namespace).some((d) => selects(svc.spec?.selector, d.spec?.template.metadata?.labels) && available(d));
+        const ok =
+          svc &&
+          deployments
+            .list(namespace)
+            .some((d) => selects(svc.spec?.selector, d.spec?.template.metadata?.labels) && available(d));
         if (!ok) out.push({ route: r.metadata!.name!, service: s });
       }
     }
@@ -512,7 +690,9 @@ function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: s
 async function unconverged(user: KubeClient, namespace: string, state: State, names: string[]): Promise<string[]> {
   const deployments = (await user.list<Deployment & KubeObject>(deploymentResource, namespace)).items;
   const services = (await user.list<Service & KubeObject>(serviceResource, namespace)).items;
-  const budgets = new Set((await user.list(resources.podDisruptionBudget, namespace)).items.map((b) => b.metadata.name));
+  const budgets = new Set(
+    (await user.list(resources.podDisruptionBudget, namespace)).items.map((b) => b.metadata.name),
+  );
   const out: string[] = [];
   for (const name of names) {
     const e = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, name);
@@ -530,7 +710,8 @@ async function unconverged(user: KubeClient, namespace: string, state: State, na
     const spec = state.configs[state.endpoints[name].config];
     const total = spec.models.reduce((n, v) => n + (v.weight ?? 1), 0);
     const traffic = s.traffic ?? [];
-    if (traffic.length !== spec.models.length) why.push(`${traffic.length} variants served, ${spec.models.length} in the spec`);
+    if (traffic.length !== spec.models.length)
+      why.push(`${traffic.length} variants served, ${spec.models.length} in the spec`);
     for (const v of spec.models) {
       const t = traffic.find((x) => x.variant === v.model);
       if (!t) {
@@ -546,18 +727,27 @@ async function unconverged(user: KubeClient, namespace: string, state: State, na
         continue;
       }
       const image = state.models[v.model].image;
-      if (!d[0].spec?.template.spec?.containers.some((c) => c.image === image)) why.push(`${v.model} runs ${d[0].spec?.template.spec?.containers.map((c) => c.image).join(',')}, not ${image}`);
+      if (!d[0].spec?.template.spec?.containers.some((c) => c.image === image))
+        why.push(`${v.model} runs ${d[0].spec?.template.spec?.containers.map((c) => c.image).join(',')}, not ${image}`);
       const instances = v.instances ?? 1;
-      if (d[0].spec?.replicas !== instances || d[0].status?.readyReplicas !== instances) why.push(`${v.model}: ${d[0].status?.readyReplicas ?? 0}/${d[0].spec?.replicas} ready, ${instances} wanted`);
+      if (d[0].spec?.replicas !== instances || d[0].status?.readyReplicas !== instances)
+        why.push(`${v.model}: ${d[0].status?.readyReplicas ?? 0}/${d[0].spec?.replicas} ready, ${instances} wanted`);
       // A variant of more than one replica keeps a disruption budget; one of one replica has none.
-      if (budgets.has(t.service) !== instances > 1) why.push(`${v.model}: ${budgets.has(t.service) ? 'a' : 'no'} PodDisruptionBudget at ${instances} instance(s)`);
+      if (budgets.has(t.service) !== instances > 1)
+        why.push(`${v.model}: ${budgets.has(t.service) ? 'a' : 'no'} PodDisruptionBudget at ${instances} instance(s)`);
     }
     // Nothing but the serving version's Deployments.
     const own = deployments.filter((d) => d.metadata.labels?.['ml-operator.dev/endpoint'] === name);
     if (own.length !== spec.models.length) why.push(`${own.length} Deployments, ${spec.models.length} variants`);
     if (why.length) {
-      const conditions = (s.conditions ?? []).filter((c) => c.status !== 'True').map((c) => `${c.type}=${c.status} ${c.reason}: ${c.message}`);
-      why.push(`rollout ${JSON.stringify({ phase: s.rollout?.phase, version: s.rollout?.version, step: s.rollout?.step, message: s.rollout?.message })}`, `serving ${s.endpointConfigVersion}`, ...conditions);
+      const conditions = (s.conditions ?? [])
+        .filter((c) => c.status !== 'True')
+        .map((c) => `${c.type}=${c.status} ${c.reason}: ${c.message}`);
+      why.push(
+        `rollout ${JSON.stringify({ phase: s.rollout?.phase, version: s.rollout?.version, step: s.rollout?.step, message: s.rollout?.message })}`,
+        `serving ${s.endpointConfigVersion}`,
+        ...conditions,
+      );
       out.push(`${name}: ${why.join(', ')}`);
     }
   }
@@ -565,7 +755,14 @@ async function unconverged(user: KubeClient, namespace: string, state: State, na
 }
 
 const disruptionBudgetResource = resources.podDisruptionBudget;
-const ownedKinds: Resource[] = [deploymentResource, serviceResource, routeResource, disruptionBudgetResource, resources.model, resources.endpointConfig];
+const ownedKinds: Resource[] = [
+  deploymentResource,
+  serviceResource,
+  routeResource,
+  disruptionBudgetResource,
+  resources.model,
+  resources.endpointConfig,
+];
 
 /** Objects the controller labels as its own whose owner is gone (or that have none). */
 async function findOrphans(user: KubeClient, namespace: string): Promise<string[]> {
@@ -574,7 +771,10 @@ async function findOrphans(user: KubeClient, namespace: string): Promise<string[
   for (const r of ownedKinds) {
     for (const o of (await user.list(r, namespace, { labelSelector: managedBy })).items) {
       const owners = o.metadata.ownerReferences ?? [];
-      if (!owners.some((ref) => endpoints.has(ref.uid))) out.push(`${r.kind} ${o.metadata.name}${owners.length ? ` (owner ${owners.map((x) => `${x.kind} ${x.name}`).join(', ')} is gone)` : ' (no owner)'}`);
+      if (!owners.some((ref) => endpoints.has(ref.uid)))
+        out.push(
+          `${r.kind} ${o.metadata.name}${owners.length ? ` (owner ${owners.map((x) => `${x.kind} ${x.name}`).join(', ')} is gone)` : ' (no owner)'}`,
+        );
     }
   }
   return out;
@@ -594,7 +794,8 @@ async function findDuplicates(user: KubeClient, namespace: string, names: string
       const key = o.metadata.labels?.['ml-operator.dev/model-instance'] ?? '';
       byInstance.set(key, [...(byInstance.get(key) ?? []), o.metadata.name]);
     }
-    for (const [key, list] of byInstance) if (list.length > 1) out.push(`${r.kind}s ${list.join(', ')} for model instance ${key}`);
+    for (const [key, list] of byInstance)
+      if (list.length > 1) out.push(`${r.kind}s ${list.join(', ')} for model instance ${key}`);
   }
   return out;
 }
@@ -602,14 +803,34 @@ async function findDuplicates(user: KubeClient, namespace: string, names: string
 const writeVerbs = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
 
 /** Write requests in an audit log made by `username` in `namespace` since byte `offset`. */
-export function writesSince(auditLogPath: string, offset: number, username: string, namespace: string): { verb: string; uri: string }[] {
+export function writesSince(
+  auditLogPath: string,
+  offset: number,
+  username: string,
+  namespace: string,
+): { verb: string; uri: string }[] {
   return readFileSync(auditLogPath)
     .subarray(offset)
     .toString()
     .split('\n')
     .filter(Boolean)
-    .map((l) => JSON.parse(l) as { verb: string; requestURI: string; user: { username: string }; objectRef?: { namespace?: string }; stage: string })
-    .filter((e) => e.stage === 'ResponseComplete' && writeVerbs.has(e.verb) && e.user.username === username && e.objectRef?.namespace === namespace)
+    .map(
+      (l) =>
+        JSON.parse(l) as {
+          verb: string;
+          requestURI: string;
+          user: { username: string };
+          objectRef?: { namespace?: string };
+          stage: string;
+        },
+    )
+    .filter(
+      (e) =>
+        e.stage === 'ResponseComplete' &&
+        writeVerbs.has(e.verb) &&
+        e.user.username === username &&
+        e.objectRef?.namespace === namespace,
+    )
     .map((e) => ({ verb: e.verb, uri: e.requestURI }));
 }
 
@@ -617,11 +838,20 @@ export function writesSince(auditLogPath: string, offset: number, username: stri
 export function soakProblems(r: SoakReport): string[] {
   return [
     ...(r.failed ? [`${r.failed} failed requests`] : []),
-    ...(r.worstExtraMs > r.maxExtraMs ? [`a request took ${r.worstExtraMs.toFixed(0)} ms beyond what it asked for, more than ${r.maxExtraMs} ms`] : []),
+    ...(r.worstExtraMs > r.maxExtraMs
+      ? [`a request took ${r.worstExtraMs.toFixed(0)} ms beyond what it asked for, more than ${r.maxExtraMs} ms`]
+      : []),
     ...r.violations.map((v) => `watcher: ${v}`),
     ...r.notConverged.map((n) => `not converged: ${n}`),
     ...r.duplicates.map((d) => `duplicate: ${d}`),
     ...r.orphans.map((o) => `orphan: ${o}`),
-    ...(r.quietWrites.length ? [`${r.quietWrites.length} controller writes after convergence: ${r.quietWrites.slice(0, 5).map((w) => `${w.verb} ${w.uri}`).join('; ')}`] : []),
+    ...(r.quietWrites.length
+      ? [
+          `${r.quietWrites.length} controller writes after convergence: ${r.quietWrites
+            .slice(0, 5)
+            .map((w) => `${w.verb} ${w.uri}`)
+            .join('; ')}`,
+        ]
+      : []),
   ];
 }

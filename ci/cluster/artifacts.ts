@@ -47,7 +47,10 @@ export function exampleArtifactPaths(): string[] {
 /** Archives for the examples, plus `titanic.tar.gz` that tests use. */
 export function seedArtifacts(dir: string): void {
   for (const path of [...exampleArtifactPaths(), '/titanic.tar.gz']) {
-    const name = path.split('/').at(-1)!.replace(/\.(tar\.gz|tgz|zip)$/, '');
+    const name = path
+      .split('/')
+      .at(-1)!
+      .replace(/\.(tar\.gz|tgz|zip)$/, '');
     publishArtifact(dir, path, { name, format: 'demo', publishedBy: 'ml-operator local cluster' });
   }
 }

@@ -8,19 +8,42 @@ export interface CertificateAuthority {
   certFile: string;
   keyFile: string;
   /** Issues a server certificate for these names and addresses (a client one too, with `client`); returns its files. */
-  issue(name: string, hosts: string[], options?: { client?: boolean; commonName?: string; organization?: string }): { certFile: string; keyFile: string };
+  issue(
+    name: string,
+    hosts: string[],
+    options?: { client?: boolean; commonName?: string; organization?: string },
+  ): { certFile: string; keyFile: string };
 }
 
 function openssl(args: string[]): void {
   try {
     execOkSync('openssl', args);
   } catch (err) {
-    throw new Error(`${(err as Error).message}\n(the local cluster needs the openssl command: apt-get install openssl)`, { cause: err });
+    throw new Error(
+      `${(err as Error).message}\n(the local cluster needs the openssl command: apt-get install openssl)`,
+      { cause: err },
+    );
   }
 }
 
 export function createCertificateAuthority(dir: string): CertificateAuthority {
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30', '-subj', '/CN=ml-operator local cluster CA', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')]);
+  openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-days',
+    '30',
+    '-subj',
+    '/CN=ml-operator local cluster CA',
+    '-keyout',
+    join(dir, 'ca.key'),
+    '-out',
+    join(dir, 'ca.crt'),
+  ]);
   return openCertificateAuthority(dir);
 }
 
@@ -37,9 +60,41 @@ export function openCertificateAuthority(dir: string): CertificateAuthority {
       const cert = join(dir, `${name}.crt`);
       const ext = join(dir, `${name}.ext`);
       const san = hosts.map((h) => (/^\d+\.\d+\.\d+\.\d+$/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
-      writeFileSync(ext, `${san ? `subjectAltName=${san}\n` : ''}extendedKeyUsage=${options.client ? 'serverAuth,clientAuth' : 'serverAuth'}\n`);
-      openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `${options.organization ? `/O=${options.organization}` : ''}/CN=${options.commonName ?? hosts[0]}`, '-keyout', key, '-out', csr]);
-      openssl(['x509', '-req', '-in', csr, '-CA', certFile, '-CAkey', keyFile, '-CAcreateserial', '-days', '30', '-extfile', ext, '-out', cert]);
+      writeFileSync(
+        ext,
+        `${san ? `subjectAltName=${san}\n` : ''}extendedKeyUsage=${options.client ? 'serverAuth,clientAuth' : 'serverAuth'}\n`,
+      );
+      openssl([
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-subj',
+        `${options.organization ? `/O=${options.organization}` : ''}/CN=${options.commonName ?? hosts[0]}`,
+        '-keyout',
+        key,
+        '-out',
+        csr,
+      ]);
+      openssl([
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        certFile,
+        '-CAkey',
+        keyFile,
+        '-CAcreateserial',
+        '-days',
+        '30',
+        '-extfile',
+        ext,
+        '-out',
+        cert,
+      ]);
       return { certFile: cert, keyFile: key };
     },
   };

@@ -8,7 +8,18 @@
 // is stopped, its network namespace and its directory removed, on normal exit, on error and on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -16,7 +27,16 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as k8s from '@kubernetes/client-node';
 import { parseAllDocuments, stringify } from 'yaml';
-import { clusterTools, crdFiles, ensureTools, kubernetesVersion, kwokStagesFile, toolPath, type Binary, type KubernetesRelease } from '../tools/build.ts';
+import {
+  clusterTools,
+  crdFiles,
+  ensureTools,
+  kubernetesVersion,
+  kwokStagesFile,
+  toolPath,
+  type Binary,
+  type KubernetesRelease,
+} from '../tools/build.ts';
 import { log } from '../log.ts';
 import { alive } from '../processes.ts';
 import { waitFor } from '../wait.ts';
@@ -154,11 +174,15 @@ function reapOrphans(): void {
 
 function httpsGet(url: string, token: string, ca: Buffer | undefined): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { Authorization: `Bearer ${token}` }, ca, rejectUnauthorized: ca !== undefined, timeout: 2000 }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = request(
+      url,
+      { headers: { Authorization: `Bearer ${token}` }, ca, rejectUnauthorized: ca !== undefined, timeout: 2000 },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
     req.on('error', reject);
     req.end();
@@ -216,7 +240,7 @@ const sharedGateway = { name: 'ml-gateway', namespace: 'gateway-system', section
  */
 const crdsNewerThanOldest: Record<string, string> = {
   'tlsroutes.gateway.networking.k8s.io':
-    "Gateway API 1.5+ checks TLSRoute hostnames with CEL isIP(), which Kubernetes serves from 1.31; Traefik watches TLSRoutes only with its experimental channel, which is off here",
+    'Gateway API 1.5+ checks TLSRoute hostnames with CEL isIP(), which Kubernetes serves from 1.31; Traefik watches TLSRoutes only with its experimental channel, which is off here',
 };
 
 /** The add-ons' CRD files, without those the release refuses (written to dir when some are left out). */
@@ -226,7 +250,9 @@ function addOnCrdFiles(release: KubernetesRelease, dir: string, progress: (messa
     const docs = parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as { metadata: { name: string } });
     const kept = docs.filter((crd) => !(crd.metadata.name in crdsNewerThanOldest));
     if (kept.length === docs.length) return file;
-    for (const crd of docs) if (!kept.includes(crd)) progress(`leaving out the CRD ${crd.metadata.name}: ${crdsNewerThanOldest[crd.metadata.name]}`);
+    for (const crd of docs)
+      if (!kept.includes(crd))
+        progress(`leaving out the CRD ${crd.metadata.name}: ${crdsNewerThanOldest[crd.metadata.name]}`);
     const filtered = join(dir, `${release}-${file.split('/').at(-1)}`);
     writeFileSync(filtered, kept.map((c) => stringify(c)).join('---\n'));
     return filtered;
@@ -241,9 +267,14 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const progress = (message: string) => verbose && log(`cluster: ${message}`);
   const started = Date.now();
   const withRealNode = options.realNode ?? false;
-  if (withRealNode && (options.kubernetes ?? 'current') !== 'current') throw new Error('the real node runs the current release only');
+  if (withRealNode && (options.kubernetes ?? 'current') !== 'current')
+    throw new Error('the real node runs the current release only');
   // Only what a cluster runs: `npm test` builds the rest of the suite's tools itself (ci/test.ts).
-  await ensureTools({ realNode: withRealNode, istio: options.istio, only: clusterTools(options.kubernetes ?? 'current') });
+  await ensureTools({
+    realNode: withRealNode,
+    istio: options.istio,
+    only: clusterTools(options.kubernetes ?? 'current'),
+  });
   reapOrphans();
 
   const dir = mkdtempSync(join(tmpdir(), dirPrefix));
@@ -282,7 +313,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
    * Starts a program inside the cluster's network namespace, its output in `<dir>/<name>.log`; in
    * the host's mount namespace with `hostMounts` (the real node's components).
    */
-  function startComponent(name: string, program: string, args: string[], env: NodeJS.ProcessEnv = process.env, hostMounts = false): Component {
+  function startComponent(
+    name: string,
+    program: string,
+    args: string[],
+    env: NodeJS.ProcessEnv = process.env,
+    hostMounts = false,
+  ): Component {
     const logFile = join(dir, `${name}.log`);
     const fd = openSync(logFile, 'a');
     // A process group of its own: a terminal's Ctrl-C or a parent's group kill reaches this
@@ -298,7 +335,10 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     else components.push(component);
     recordPids();
     child.on('exit', (code, signal) => {
-      if (!stopped && !component.faulted) process.stderr.write(`cluster: ${name} exited unexpectedly (code ${code}, signal ${signal})\n${logTail(component)}\n`);
+      if (!stopped && !component.faulted)
+        process.stderr.write(
+          `cluster: ${name} exited unexpectedly (code ${code}, signal ${signal})\n${logTail(component)}\n`,
+        );
     });
     return component;
   }
@@ -323,9 +363,16 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     },
     async start(target, args = []) {
       const c = componentNamed(target);
-      if (c.child.exitCode === null && c.child.signalCode === null) throw new Error(`${target} is still running: kill it first`);
+      if (c.child.exitCode === null && c.child.signalCode === null)
+        throw new Error(`${target} is still running: kill it first`);
       const names = new Set(args.map((a) => a.split('=')[0]));
-      startComponent(target, c.program, [...c.args.filter((a) => !names.has(a.split('=')[0])), ...args], c.env, c.hostMounts);
+      startComponent(
+        target,
+        c.program,
+        [...c.args.filter((a) => !names.has(a.split('=')[0])), ...args],
+        c.env,
+        c.hostMounts,
+      );
       await readiness[target]!();
       progress(`${target} started again${args.length ? ` with ${args.join(' ')}` : ''}`);
     },
@@ -352,7 +399,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     // Reverse start order: clients before the API server, the API server before etcd.
     for (const c of [...components].reverse()) {
       // The real node's containers outlive the kubelet and containerd: removed while containerd still serves.
-      if (c.name === 'containerd' && c.child.exitCode === null && c.child.signalCode === null) await realNode?.removeContainers().catch(() => undefined);
+      if (c.name === 'containerd' && c.child.exitCode === null && c.child.signalCode === null)
+        await realNode?.removeContainers().catch(() => undefined);
       if (c.child.exitCode !== null || c.child.signalCode !== null) continue;
       const exited = new Promise((resolve) => c.child.once('exit', resolve));
       c.child.kill('SIGTERM');
@@ -371,19 +419,36 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
   try {
     netns = createNetworkNamespace();
-    progress(`network namespace ${netns.name}: pods in 198.18.0.0/16, reachable from the host at ${netns.address} (veth, host side ${netns.hostAddress})`);
+    progress(
+      `network namespace ${netns.name}: pods in 198.18.0.0/16, reachable from the host at ${netns.address} (veth, host side ${netns.hostAddress})`,
+    );
     const pki = join(dir, 'pki');
     mkdirSync(pki);
     const ca = createCertificateAuthority(pki);
     const artifactCert = ca.issue('artifacts', [artifactHost, artifactsAddress]);
     // The API server's certificate, from the same CA: valid for the host's view (the veth address),
     // for loopback inside the namespace, and for the kubernetes Service's names.
-    const apiCert = ca.issue('apiserver', [netns.address, '127.0.0.1', 'localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local', '10.96.0.1']);
+    const apiCert = ca.issue('apiserver', [
+      netns.address,
+      '127.0.0.1',
+      'localhost',
+      'kubernetes',
+      'kubernetes.default',
+      'kubernetes.default.svc',
+      'kubernetes.default.svc.cluster.local',
+      '10.96.0.1',
+    ]);
     // The aggregation layer: the API server proxies to extension API servers (KEDA's external
     // metrics) with this client certificate and the user in request headers.
     const frontProxy = ca.issue('front-proxy-client', [], { client: true, commonName: 'front-proxy-client' });
     // The API server's client certificate towards a real node's kubelet (logs, exec).
-    const kubeletClient = withRealNode ? ca.issue('apiserver-kubelet-client', [], { client: true, commonName: 'kube-apiserver-kubelet-client', organization: 'system:masters' }) : undefined;
+    const kubeletClient = withRealNode
+      ? ca.issue('apiserver-kubelet-client', [], {
+          client: true,
+          commonName: 'kube-apiserver-kubelet-client',
+          organization: 'system:masters',
+        })
+      : undefined;
     const artifactsDir = join(dir, 'artifacts');
     seedArtifacts(artifactsDir);
     netns.setHosts({ [artifactHost]: artifactsAddress });
@@ -391,7 +456,10 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const tokens = { admin: randomBytes(16).toString('hex'), system: randomBytes(16).toString('hex') };
     writeFileSync(
       join(dir, 'tokens.csv'),
-      [`${tokens.admin},admin,admin,"system:masters"`, `${tokens.system},system:ml-operator-local-components,components,"system:masters"`].join('\n') + '\n',
+      [
+        `${tokens.admin},admin,admin,"system:masters"`,
+        `${tokens.system},system:ml-operator-local-components,components,"system:masters"`,
+      ].join('\n') + '\n',
     );
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     writeFileSync(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
@@ -414,7 +482,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     ]);
     const server = `https://${netns.address}:${apiPort}`;
     const etcdUrl = `http://${netns.address}:2379/health`;
-    readiness.etcd = () => waitFor('etcd /health', 30_000, async () => ((await fetch(etcdUrl)).ok ? true : undefined), () => logTail(componentNamed('etcd'))).then(() => undefined);
+    readiness.etcd = () =>
+      waitFor(
+        'etcd /health',
+        30_000,
+        async () => ((await fetch(etcdUrl)).ok ? true : undefined),
+        () => logTail(componentNamed('etcd')),
+      ).then(() => undefined);
     await readiness.etcd();
 
     progress(`starting kube-apiserver ${kubernetesVersion(release)} on ${server}`);
@@ -428,7 +502,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
       // A real node's kubelet authenticates with a client certificate and is authorized as a node.
       ...(withRealNode
-        ? ['--authorization-mode=Node,RBAC', `--client-ca-file=${ca.certFile}`, `--kubelet-client-certificate=${kubeletClient!.certFile}`, `--kubelet-client-key=${kubeletClient!.keyFile}`, '--kubelet-preferred-address-types=InternalIP']
+        ? [
+            '--authorization-mode=Node,RBAC',
+            `--client-ca-file=${ca.certFile}`,
+            `--kubelet-client-certificate=${kubeletClient!.certFile}`,
+            `--kubelet-client-key=${kubeletClient!.keyFile}`,
+            '--kubelet-preferred-address-types=InternalIP',
+          ]
         : ['--authorization-mode=RBAC']),
       `--enable-admission-plugins=PodSecurity${withRealNode ? ',NodeRestriction' : ''}`,
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
@@ -453,14 +533,22 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     ]);
     const certFile = ca.certFile;
     readiness['kube-apiserver'] = () =>
-      waitFor('kube-apiserver /readyz', 60_000, async () => {
-        const res = await httpsGet(`${server}/readyz`, tokens.admin, readFileSync(certFile));
-        return res.status === 200 ? true : undefined;
-      }, () => logTail(componentNamed('kube-apiserver'))).then(() => undefined);
+      waitFor(
+        'kube-apiserver /readyz',
+        60_000,
+        async () => {
+          const res = await httpsGet(`${server}/readyz`, tokens.admin, readFileSync(certFile));
+          return res.status === 200 ? true : undefined;
+        },
+        () => logTail(componentNamed('kube-apiserver')),
+      ).then(() => undefined);
     await readiness['kube-apiserver']();
 
-    const served = JSON.parse((await httpsGet(`${server}/version`, tokens.admin, readFileSync(certFile))).body) as { gitVersion: string };
-    if (served.gitVersion !== kubernetesVersion(release)) throw new Error(`kube-apiserver reports ${served.gitVersion}, expected ${kubernetesVersion(release)}`);
+    const served = JSON.parse((await httpsGet(`${server}/version`, tokens.admin, readFileSync(certFile))).body) as {
+      gitVersion: string;
+    };
+    if (served.gitVersion !== kubernetesVersion(release))
+      throw new Error(`kube-apiserver reports ${served.gitVersion}, expected ${kubernetesVersion(release)}`);
 
     const caData = readFileSync(certFile).toString('base64');
     const kubeconfigPath = join(dir, 'kubeconfig');
@@ -520,7 +608,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
           metadata: {
             name: `kwok-node-${i}`,
             annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
-            labels: { 'kubernetes.io/hostname': `kwok-node-${i}`, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', [labelKey]: labelValue },
+            labels: {
+              'kubernetes.io/hostname': `kwok-node-${i}`,
+              'kubernetes.io/os': 'linux',
+              'kubernetes.io/arch': 'amd64',
+              [labelKey]: labelValue,
+            },
           },
           // Each node's pods get addresses of its own /24 of the pod range; .1 is the node's.
           spec: { podCIDR: `198.18.${i}.0/24`, podCIDRs: [`198.18.${i}.0/24`] },
@@ -535,7 +628,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     progress('installing the Istio networking, Gateway API and Traefik CRDs');
     const addOnCrds = addOnCrdFiles(release, dir, progress);
     await kubectl(kubeconfigPath, ['apply', '--server-side', ...addOnCrds.flatMap((f) => ['-f', f])]);
-    await kubectl(kubeconfigPath, ['wait', '--for=condition=Established', '--timeout=60s', ...addOnCrds.flatMap((f) => ['-f', f])]);
+    await kubectl(kubeconfigPath, [
+      'wait',
+      '--for=condition=Established',
+      '--timeout=60s',
+      ...addOnCrds.flatMap((f) => ['-f', f]),
+    ]);
 
     progress(`starting Traefik (Gateway API) on ${netns.address}:${gatewayPort}`);
     writeFileSync(join(dir, 'gateway.token'), tokens.system);
@@ -575,7 +673,10 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     if (observability) {
       progress(`starting Prometheus on ${netns.address}:${prometheusPort}, scraping the gateway every second`);
       mkdirSync(targetsDir);
-      writeFileSync(join(dir, 'prometheus.yml'), prometheusConfig(`${netns.address}:${gatewayMetricsPort}`, `${netns.address}:${podMetricsPort}`, targetsDir));
+      writeFileSync(
+        join(dir, 'prometheus.yml'),
+        prometheusConfig(`${netns.address}:${gatewayMetricsPort}`, `${netns.address}:${podMetricsPort}`, targetsDir),
+      );
       prometheus = startTool('prometheus', [
         `--config.file=${join(dir, 'prometheus.yml')}`,
         `--storage.tsdb.path=${join(dir, 'prometheus')}`,
@@ -587,60 +688,126 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       progress(`starting KEDA (operator, and its external metrics API on ${netns.address}:${kedaMetricsApiPort})`);
       const kedaDir = join(dir, 'keda');
       mkdirSync(kedaDir);
-      const kedaCert = ca.issue('keda', [netns.address, 'keda-operator.keda.svc', 'keda-operator.keda.svc.cluster.local', 'keda-metrics-apiserver.keda.svc'], { client: true });
+      const kedaCert = ca.issue(
+        'keda',
+        [
+          netns.address,
+          'keda-operator.keda.svc',
+          'keda-operator.keda.svc.cluster.local',
+          'keda-metrics-apiserver.keda.svc',
+        ],
+        { client: true },
+      );
       copyFileSync(kedaCert.certFile, join(kedaDir, 'tls.crt'));
       copyFileSync(kedaCert.keyFile, join(kedaDir, 'tls.key'));
       copyFileSync(ca.certFile, join(kedaDir, 'ca.crt'));
       await kubectl(kubeconfigPath, ['apply', '--server-side', '-f', '-'], kedaObjects(netns.address));
-      const kedaEnv = { ...process.env, KUBECONFIG: componentsKubeconfig, WATCH_NAMESPACE: '', POD_NAMESPACE: 'keda', POD_NAME: 'keda-operator', KEDA_CLUSTER_OBJECT_NAMESPACE: 'keda' };
-      startComponent('keda-operator', toolPath('keda-operator'), [
-        '--leader-elect=false',
-        '--metrics-bind-address=0',
-        '--health-probe-bind-address=0',
-        `--metrics-service-bind-address=${netns.address}:${kedaGrpcPort}`,
-        `--cert-dir=${kedaDir}`,
-        '--enable-cert-rotation=false',
-        `--ca-dir=${kedaDir}`,
-        '--zap-log-level=info',
-        '--zap-encoder=json',
-      ], kedaEnv);
-      kedaAdapter = startComponent('keda-adapter', toolPath('keda-adapter'), [
-        `--bind-address=${netns.address}`,
-        `--secure-port=${kedaMetricsApiPort}`,
-        `--cert-dir=${kedaDir}`,
-        `--tls-cert-file=${join(kedaDir, 'tls.crt')}`,
-        `--tls-private-key-file=${join(kedaDir, 'tls.key')}`,
-        `--lister-kubeconfig=${componentsKubeconfig}`,
-        `--authentication-kubeconfig=${componentsKubeconfig}`,
-        `--authorization-kubeconfig=${componentsKubeconfig}`,
-        `--metrics-service-address=${netns.address}:${kedaGrpcPort}`,
-        `--port=${kedaAdapterMetricsPort}`,
-        '--zap-encoder=json',
-      ], kedaEnv);
+      const kedaEnv = {
+        ...process.env,
+        KUBECONFIG: componentsKubeconfig,
+        WATCH_NAMESPACE: '',
+        POD_NAMESPACE: 'keda',
+        POD_NAME: 'keda-operator',
+        KEDA_CLUSTER_OBJECT_NAMESPACE: 'keda',
+      };
+      startComponent(
+        'keda-operator',
+        toolPath('keda-operator'),
+        [
+          '--leader-elect=false',
+          '--metrics-bind-address=0',
+          '--health-probe-bind-address=0',
+          `--metrics-service-bind-address=${netns.address}:${kedaGrpcPort}`,
+          `--cert-dir=${kedaDir}`,
+          '--enable-cert-rotation=false',
+          `--ca-dir=${kedaDir}`,
+          '--zap-log-level=info',
+          '--zap-encoder=json',
+        ],
+        kedaEnv,
+      );
+      kedaAdapter = startComponent(
+        'keda-adapter',
+        toolPath('keda-adapter'),
+        [
+          `--bind-address=${netns.address}`,
+          `--secure-port=${kedaMetricsApiPort}`,
+          `--cert-dir=${kedaDir}`,
+          `--tls-cert-file=${join(kedaDir, 'tls.crt')}`,
+          `--tls-private-key-file=${join(kedaDir, 'tls.key')}`,
+          `--lister-kubeconfig=${componentsKubeconfig}`,
+          `--authentication-kubeconfig=${componentsKubeconfig}`,
+          `--authorization-kubeconfig=${componentsKubeconfig}`,
+          `--metrics-service-address=${netns.address}:${kedaGrpcPort}`,
+          `--port=${kedaAdapterMetricsPort}`,
+          '--zap-encoder=json',
+        ],
+        kedaEnv,
+      );
     }
 
-    await waitFor('the fake nodes to be Ready', 30_000, async () => {
-      const list = await core.listNode();
-      const ready = list.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
-      return ready.length >= nodes ? true : undefined;
-    }, () => logTail(components.find((c) => c.name === 'kwok')!));
+    await waitFor(
+      'the fake nodes to be Ready',
+      30_000,
+      async () => {
+        const list = await core.listNode();
+        const ready = list.items.filter((n) =>
+          n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+        );
+        return ready.length >= nodes ? true : undefined;
+      },
+      () => logTail(components.find((c) => c.name === 'kwok')!),
+    );
     // Each node's address is the first of its /24 (kwok's initialisation replaces the status a node is created with).
     const nodeClient = new KubeClient(kc, { fieldManager: 'ml-operator-local-cluster' });
     for (let i = 0; i < nodes; i++) {
-      await nodeClient.applyStatus(nodeResource, { apiVersion: 'v1', kind: 'Node', metadata: { name: `kwok-node-${i}` }, status: { addresses: [{ type: 'InternalIP', address: `198.18.${i}.1` }, { type: 'Hostname', address: `kwok-node-${i}` }] } });
+      await nodeClient.applyStatus(nodeResource, {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: `kwok-node-${i}` },
+        status: {
+          addresses: [
+            { type: 'InternalIP', address: `198.18.${i}.1` },
+            { type: 'Hostname', address: `kwok-node-${i}` },
+          ],
+        },
+      });
     }
-    await waitFor('the default ServiceAccount', 30_000, async () => {
-      await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
-      return true;
-    }, () => logTail(components.find((c) => c.name === 'kube-controller-manager')!));
-    await waitFor('the pod runtime', 30_000, async () => (readFileSync(runtime.logFile, 'utf8').includes('pod runtime ready') ? true : undefined), () => logTail(runtime));
+    await waitFor(
+      'the default ServiceAccount',
+      30_000,
+      async () => {
+        await core.readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
+        return true;
+      },
+      () => logTail(components.find((c) => c.name === 'kube-controller-manager')!),
+    );
+    await waitFor(
+      'the pod runtime',
+      30_000,
+      async () => (readFileSync(runtime.logFile, 'utf8').includes('pod runtime ready') ? true : undefined),
+      () => logTail(runtime),
+    );
     const metricsUrl = `http://${netns.address}:${gatewayMetricsPort}/metrics`;
-    await waitFor('Traefik to accept the shared Gateway', 60_000, async () => {
-      const ping = await fetch(`http://${netns!.address}:${gatewayMetricsPort}/ping`);
-      if (!ping.ok) return undefined;
-      const out = await kubectl(kubeconfigPath, ['get', 'gateway', sharedGateway.name, '-n', sharedGateway.namespace, '-o', 'jsonpath={.status.conditions[?(@.type=="Programmed")].status}']);
-      return out.trim() === 'True' ? true : undefined;
-    }, () => logTail(traefik));
+    await waitFor(
+      'Traefik to accept the shared Gateway',
+      60_000,
+      async () => {
+        const ping = await fetch(`http://${netns!.address}:${gatewayMetricsPort}/ping`);
+        if (!ping.ok) return undefined;
+        const out = await kubectl(kubeconfigPath, [
+          'get',
+          'gateway',
+          sharedGateway.name,
+          '-n',
+          sharedGateway.namespace,
+          '-o',
+          'jsonpath={.status.conditions[?(@.type=="Programmed")].status}',
+        ]);
+        return out.trim() === 'True' ? true : undefined;
+      },
+      () => logTail(traefik),
+    );
 
     if (withRealNode) {
       const nodeStarted = Date.now();
@@ -659,7 +826,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         },
         busyboxImage(),
       );
-      progress(`real node ${realNode.name} (${realNodeLabel.key}=${realNodeLabel.value}, taint ${realNodeTaint.key}=${realNodeTaint.value}:${realNodeTaint.effect}) Ready in ${((Date.now() - nodeStarted) / 1000).toFixed(1)}s`);
+      progress(
+        `real node ${realNode.name} (${realNodeLabel.key}=${realNodeLabel.value}, taint ${realNodeTaint.key}=${realNodeTaint.value}:${realNodeTaint.effect}) Ready in ${((Date.now() - nodeStarted) / 1000).toFixed(1)}s`,
+      );
     }
 
     const istiod = options.istio
@@ -674,11 +843,27 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
     const prometheusUrl = `http://${netns.address}:${prometheusPort}`;
     if (observability) {
-      await waitFor('KEDA external metrics API to be Available', 120_000, async () => {
-        const out = await kubectl(kubeconfigPath, ['get', 'apiservice', 'v1beta1.external.metrics.k8s.io', '-o', 'jsonpath={.status.conditions[?(@.type=="Available")].status}']);
-        return out.trim() === 'True' ? true : undefined;
-      }, () => logTail(kedaAdapter!));
-      await waitFor('Prometheus to be ready', 60_000, async () => ((await fetch(`${prometheusUrl}/-/ready`)).ok ? true : undefined), () => logTail(prometheus!));
+      await waitFor(
+        'KEDA external metrics API to be Available',
+        120_000,
+        async () => {
+          const out = await kubectl(kubeconfigPath, [
+            'get',
+            'apiservice',
+            'v1beta1.external.metrics.k8s.io',
+            '-o',
+            'jsonpath={.status.conditions[?(@.type=="Available")].status}',
+          ]);
+          return out.trim() === 'True' ? true : undefined;
+        },
+        () => logTail(kedaAdapter!),
+      );
+      await waitFor(
+        'Prometheus to be ready',
+        60_000,
+        async () => ((await fetch(`${prometheusUrl}/-/ready`)).ok ? true : undefined),
+        () => logTail(prometheus!),
+      );
     }
     progress(`ready in ${((Date.now() - started) / 1000).toFixed(1)}s (kubeconfig: ${kubeconfigPath})`);
     return {
@@ -692,9 +877,19 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       },
       faults,
       network: { namespace: netns.name, address: netns.address, hostAddress: netns.hostAddress },
-      gateway: { address: netns.address, port: gatewayPort, className: gatewayClassName, shared: sharedGateway, metricsUrl },
+      gateway: {
+        address: netns.address,
+        port: gatewayPort,
+        className: gatewayClassName,
+        shared: sharedGateway,
+        metricsUrl,
+      },
       artifactsDir,
-      prometheus: { url: prometheusUrl, targetsDir, podMetricsUrl: `http://${netns.address}:${podMetricsPort}/metrics` },
+      prometheus: {
+        url: prometheusUrl,
+        targetsDir,
+        podMetricsUrl: `http://${netns.address}:${podMetricsPort}/metrics`,
+      },
       realNode,
       istiod: istiod && { xdsAddress: istiod.xdsAddress, debugUrl: istiod.debugUrl },
       kubeConfig() {
@@ -721,13 +916,32 @@ function kedaObjects(address: string): string {
     kind: 'List',
     items: [
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'keda' } },
-      { apiVersion: 'v1', kind: 'Service', metadata, spec: { ports: [{ name: 'https', port: 443, targetPort: kedaMetricsApiPort, protocol: 'TCP' }] } },
-      { apiVersion: 'v1', kind: 'Endpoints', metadata, subsets: [{ addresses: [{ ip: address }], ports: [{ name: 'https', port: kedaMetricsApiPort, protocol: 'TCP' }] }] },
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata,
+        spec: { ports: [{ name: 'https', port: 443, targetPort: kedaMetricsApiPort, protocol: 'TCP' }] },
+      },
+      {
+        apiVersion: 'v1',
+        kind: 'Endpoints',
+        metadata,
+        subsets: [
+          { addresses: [{ ip: address }], ports: [{ name: 'https', port: kedaMetricsApiPort, protocol: 'TCP' }] },
+        ],
+      },
       {
         apiVersion: 'apiregistration.k8s.io/v1',
         kind: 'APIService',
         metadata: { name: 'v1beta1.external.metrics.k8s.io' },
-        spec: { group: 'external.metrics.k8s.io', version: 'v1beta1', service: { name: metadata.name, namespace: 'keda', port: 443 }, insecureSkipTLSVerify: true, groupPriorityMinimum: 100, versionPriority: 100 },
+        spec: {
+          group: 'external.metrics.k8s.io',
+          version: 'v1beta1',
+          service: { name: metadata.name, namespace: 'keda', port: 443 },
+          insecureSkipTLSVerify: true,
+          groupPriorityMinimum: 100,
+          versionPriority: 100,
+        },
       },
     ],
   });
@@ -751,7 +965,12 @@ function gatewayObjects(): string {
     apiVersion: 'v1',
     kind: 'List',
     items: [
-      { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: gatewayClassName }, spec: { controllerName: 'traefik.io/gateway-controller' } },
+      {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'GatewayClass',
+        metadata: { name: gatewayClassName },
+        spec: { controllerName: 'traefik.io/gateway-controller' },
+      },
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: sharedGateway.namespace } },
       {
         apiVersion: 'gateway.networking.k8s.io/v1',
@@ -759,7 +978,14 @@ function gatewayObjects(): string {
         metadata: { name: sharedGateway.name, namespace: sharedGateway.namespace },
         spec: {
           gatewayClassName,
-          listeners: [{ name: sharedGateway.sectionName, protocol: 'HTTP', port: gatewayPort, allowedRoutes: { namespaces: { from: 'All' } } }],
+          listeners: [
+            {
+              name: sharedGateway.sectionName,
+              protocol: 'HTTP',
+              port: gatewayPort,
+              allowedRoutes: { namespaces: { from: 'All' } },
+            },
+          ],
         },
       },
     ],

@@ -35,7 +35,9 @@ const { gateway, network } = cluster;
 const gatewayAddress = `${gateway.address}${gateway.port === 80 ? '' : `:${gateway.port}`}`;
 writeFileSync(join(cluster.dir, 'gateway.address'), gatewayAddress);
 
-log('demo: installing the chart from the working tree (helm upgrade --install ml-operator .), routing with the Gateway API provider');
+log(
+  'demo: installing the chart from the working tree (helm upgrade --install ml-operator .), routing with the Gateway API provider',
+);
 await installChart(cluster.kubeconfigPath, [
   'controller.config.routing.provider=gatewayAPI',
   `controller.config.routing.gatewayAPI.sharedGateway.name=${gateway.shared.name}`,
@@ -63,51 +65,100 @@ const demoExamples = ['titanic', 'ab-test'];
 const exampleDirs = demoExamples.map((d) => join(root, 'examples', d));
 for (const dir of exampleDirs) if (!existsSync(dir)) throw new Error(`demo: ${dir} is missing`);
 log(`demo: applying ${exampleDirs.map((d) => d.slice(root.length + 1)).join(', ')} to namespace ${namespace}`);
-await kubectl(cluster.kubeconfigPath, ['apply', '--server-side', '-n', namespace, ...exampleDirs.flatMap((d) => ['-f', d])]);
+await kubectl(cluster.kubeconfigPath, [
+  'apply',
+  '--server-side',
+  '-n',
+  namespace,
+  ...exampleDirs.flatMap((d) => ['-f', d]),
+]);
 
 const client = new KubeClient(admin, { fieldManager: 'demo' });
 type Endpoint = MachineLearningEndpoint & KubeObject;
 let lastReport = '';
 const endpoints = await waitFor('every example endpoint to be InService', 180_000, async () => {
   const { items } = await client.list<Endpoint>(resources.endpoint, namespace);
-  const report = items.map((e) => `${e.metadata.name} ${e.status?.state ?? 'Pending'} ${e.status?.ready ?? ''}`).join(', ');
+  const report = items
+    .map((e) => `${e.metadata.name} ${e.status?.state ?? 'Pending'} ${e.status?.ready ?? ''}`)
+    .join(', ');
   if (report !== lastReport) log(`demo: ${report}`);
   lastReport = report;
-  return items.length > 0 && items.every((e) => e.status?.state === 'InService' && e.status.observedGeneration === e.metadata.generation) ? items : undefined;
+  return items.length > 0 &&
+    items.every((e) => e.status?.state === 'InService' && e.status.observedGeneration === e.metadata.generation)
+    ? items
+    : undefined;
 });
 
 const table = (rows: string[][]) => {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => '  ' + r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+  return rows
+    .map(
+      (r) =>
+        '  ' +
+        r
+          .map((c, i) => c.padEnd(widths[i]))
+          .join('  ')
+          .trimEnd(),
+    )
+    .join('\n');
 };
 const out: string[] = [''];
 for (const e of endpoints) {
   const s = e.status!;
   // The gateway reports a route accepted when it builds its configuration, and serves it a moment later.
   await waitFor(`the gateway to route ${s.host}`, 30_000, async () => {
-    const probe = startLoad({ url: `http://${gatewayAddress}/predict`, host: s.host!, requests: 1, concurrency: 1, maxDurationMs: 5000 });
+    const probe = startLoad({
+      url: `http://${gatewayAddress}/predict`,
+      host: s.host!,
+      requests: 1,
+      concurrency: 1,
+      maxDurationMs: 5000,
+    });
     await probe.done;
     return probe.samples[0].status === 200 ? true : undefined;
   });
   log(`demo: sending ${requestsPerEndpoint} requests to ${s.host} through the gateway at ${gatewayAddress}`);
-  const run = startLoad({ url: `http://${gatewayAddress}/predict`, host: s.host!, requests: requestsPerEndpoint, concurrency: 16, maxDurationMs: 60_000 });
+  const run = startLoad({
+    url: `http://${gatewayAddress}/predict`,
+    host: s.host!,
+    requests: requestsPerEndpoint,
+    concurrency: 16,
+    maxDurationMs: 60_000,
+  });
   const r = await run.done;
   const byModel = run.samples.filter((x) => x.status === 200 && x.backend?.instance);
   const answered = byModel.length;
-  const others = Object.entries(r.byStatus).filter(([status]) => status !== '200').map(([status, n]) => `${n} with status ${status === '0' ? '(no answer)' : status}`);
-  out.push(`endpoint ${namespace}/${e.metadata.name}: ${s.state}, host ${s.host}, serving config version ${s.endpointConfigVersion}, ${s.ready} replicas ready`);
+  const others = Object.entries(r.byStatus)
+    .filter(([status]) => status !== '200')
+    .map(([status, n]) => `${n} with status ${status === '0' ? '(no answer)' : status}`);
+  out.push(
+    `endpoint ${namespace}/${e.metadata.name}: ${s.state}, host ${s.host}, serving config version ${s.endpointConfigVersion}, ${s.ready} replicas ready`,
+  );
   out.push(
     table([
       ['VARIANT', 'MODEL VERSION', 'WEIGHT', 'OBSERVED', 'READY', 'SERVICE'],
-      ...s.traffic!.map((t) => [t.variant, t.modelVersion, `${t.weight}%`, `${((100 * (r.byInstance[t.service] ?? 0)) / Math.max(1, answered)).toFixed(1)}%`, `${t.readyReplicas}/${t.replicas}`, t.service]),
+      ...s.traffic!.map((t) => [
+        t.variant,
+        t.modelVersion,
+        `${t.weight}%`,
+        `${((100 * (r.byInstance[t.service] ?? 0)) / Math.max(1, answered)).toFixed(1)}%`,
+        `${t.readyReplicas}/${t.replicas}`,
+        t.service,
+      ]),
     ]),
   );
-  out.push(`  ${r.sent} requests: ${answered} answered by a model${others.length ? `, ${others.join(', ')}` : ''}; latency p50 ${r.latency.p50.toFixed(1)} ms, p99 ${r.latency.p99.toFixed(1)} ms`);
+  out.push(
+    `  ${r.sent} requests: ${answered} answered by a model${others.length ? `, ${others.join(', ')}` : ''}; latency p50 ${r.latency.p50.toFixed(1)} ms, p99 ${r.latency.p99.toFixed(1)} ms`,
+  );
   out.push('');
 }
 const example = endpoints.find((e) => e.metadata.name === 'titanic-ab') ?? endpoints[0];
 out.push(
-  'The cluster keeps running. Its network namespace is ' + network.namespace + '; the API server and the gateway listen at ' + gateway.address + '.',
+  'The cluster keeps running. Its network namespace is ' +
+    network.namespace +
+    '; the API server and the gateway listen at ' +
+    gateway.address +
+    '.',
   'Send a request of your own (from this shell, or entering the namespace):',
   `  curl -s -H 'Host: ${example.status!.host}' http://${gatewayAddress}/predict -d '{"passenger": {"age": 29, "class": 1}}'`,
   `  ip netns exec ${network.namespace} curl -s -H 'Host: ${example.status!.host}' http://${gatewayAddress}/predict`,
@@ -129,4 +180,5 @@ out.push(
 process.stdout.write(out.join('\n') + '\n');
 await new Promise<void>((resolve) => controller.child.once('exit', () => resolve()));
 // The controller ended (Ctrl-C or a crash): the control plane's own signal handler stops the rest.
-if (!process.exitCode && controller.child.exitCode) log(`demo: the controller exited with ${controller.child.exitCode}; see ${logPath}`);
+if (!process.exitCode && controller.child.exitCode)
+  log(`demo: the controller exited with ${controller.child.exitCode}; see ${logPath}`);

@@ -4,7 +4,17 @@
 // by the busybox binary and the recipe, so a machine builds it once.
 // Podman works in a storage of its own for each build (no shared state with other users of podman).
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheRoot } from '../cache.mjs';
@@ -27,7 +37,8 @@ const defaultCommand = '["/bin/sleep","infinity"]';
 export function imageToolsProblem(): string | undefined {
   if (!existsSync(busybox)) return `${busybox} is missing: apt-get install busybox-static`;
   // A dynamic busybox names its loader near the start of the file; the image has no libraries.
-  if (readFileSync(busybox).subarray(0, 4096).includes('ld-linux')) return `${busybox} is linked dynamically: apt-get install busybox-static`;
+  if (readFileSync(busybox).subarray(0, 4096).includes('ld-linux'))
+    return `${busybox} is linked dynamically: apt-get install busybox-static`;
   try {
     execOkSync('podman', ['--version']);
   } catch {
@@ -65,16 +76,33 @@ export function busyboxImage(): ImageArchive {
     chmodSync(join(rootfs, 'tmp'), 0o1777);
     writeFileSync(join(rootfs, 'bin', 'busybox'), readFileSync(busybox), { mode: 0o755 });
     for (const applet of applets) symlinkSync('busybox', join(rootfs, 'bin', applet));
-    writeFileSync(join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnonroot:x:65532:65532:nonroot:/home/nonroot:/bin/sh\n');
+    writeFileSync(
+      join(rootfs, 'etc', 'passwd'),
+      'root:x:0:0:root:/root:/bin/sh\nnonroot:x:65532:65532:nonroot:/home/nonroot:/bin/sh\n',
+    );
     writeFileSync(join(rootfs, 'etc', 'group'), 'root:x:0:\nnonroot:x:65532:\n');
     writeFileSync(join(rootfs, 'www', 'index.html'), 'busybox\n');
     const tarball = join(work, 'rootfs.tar');
     // Fixed owners and times: the same busybox gives the same layer.
-    run('tar', ['--numeric-owner', '--owner=0', '--group=0', '--mtime=1970-01-01', '--sort=name', '-C', rootfs, '-cf', tarball, '.']);
+    run('tar', [
+      '--numeric-owner',
+      '--owner=0',
+      '--group=0',
+      '--mtime=1970-01-01',
+      '--sort=name',
+      '-C',
+      rootfs,
+      '-cf',
+      tarball,
+      '.',
+    ]);
     const podman = ['--root', join(work, 'storage'), '--runroot', join(work, 'run'), '--storage-driver', 'vfs'];
     // Podman reads containers.conf even to import; one of its own keeps the host's settings out.
     const conf = join(work, 'containers.conf');
-    writeFileSync(conf, '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n');
+    writeFileSync(
+      conf,
+      '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n',
+    );
     const env = { ...process.env, CONTAINERS_CONF: conf };
     run('podman', [...podman, 'import', '--change', `CMD ${defaultCommand}`, tarball, name], env);
     const tmp = `${archive}.tmp-${process.pid}`;

@@ -47,7 +47,12 @@ export interface IstiodOptions {
    */
   namespaces?: string[];
   /** Starts a program in the cluster's network namespace with its output in `logFile` (the control plane's own components); by default a child of this process. */
-  start?: (name: string, program: string, args: string[], env: NodeJS.ProcessEnv) => { child: ChildProcess; logFile: string };
+  start?: (
+    name: string,
+    program: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+  ) => { child: ChildProcess; logFile: string };
   progress?: (message: string) => void;
 }
 
@@ -65,10 +70,34 @@ function rbacObjects(): unknown[] {
       metadata: { name },
       rules: [
         // Revision tags live on the webhook configurations: istiod is not ready until it has read them.
-        { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], verbs: ['get', 'list', 'watch', 'update', 'patch'] },
-        { apiGroups: ['admissionregistration.k8s.io'], resources: ['validatingwebhookconfigurations'], verbs: ['get', 'list', 'watch', 'update'] },
-        { apiGroups: ['config.istio.io', 'security.istio.io', 'networking.istio.io', 'authentication.istio.io', 'rbac.istio.io', 'telemetry.istio.io', 'extensions.istio.io'], resources: ['*'], verbs: read },
-        { apiGroups: ['networking.istio.io'], resources: ['workloadentries', 'workloadentries/status', 'serviceentries/status'], verbs: write },
+        {
+          apiGroups: ['admissionregistration.k8s.io'],
+          resources: ['mutatingwebhookconfigurations'],
+          verbs: ['get', 'list', 'watch', 'update', 'patch'],
+        },
+        {
+          apiGroups: ['admissionregistration.k8s.io'],
+          resources: ['validatingwebhookconfigurations'],
+          verbs: ['get', 'list', 'watch', 'update'],
+        },
+        {
+          apiGroups: [
+            'config.istio.io',
+            'security.istio.io',
+            'networking.istio.io',
+            'authentication.istio.io',
+            'rbac.istio.io',
+            'telemetry.istio.io',
+            'extensions.istio.io',
+          ],
+          resources: ['*'],
+          verbs: read,
+        },
+        {
+          apiGroups: ['networking.istio.io'],
+          resources: ['workloadentries', 'workloadentries/status', 'serviceentries/status'],
+          verbs: write,
+        },
         { apiGroups: ['security.istio.io'], resources: ['authorizationpolicies/status'], verbs: write },
         { apiGroups: [''], resources: ['services/status'], verbs: write },
         { apiGroups: ['apiextensions.k8s.io'], resources: ['customresourcedefinitions'], verbs: read },
@@ -83,11 +112,21 @@ function rbacObjects(): unknown[] {
         { apiGroups: ['gateway.networking.k8s.io', 'gateway.networking.x-k8s.io'], resources: ['*'], verbs: read },
         // Gateways' TLS certificates (credentialName), and other clusters' kubeconfigs.
         { apiGroups: [''], resources: ['secrets'], verbs: read },
-        { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceexports'], verbs: ['get', 'watch', 'list', 'create', 'delete'] },
+        {
+          apiGroups: ['multicluster.x-k8s.io'],
+          resources: ['serviceexports'],
+          verbs: ['get', 'watch', 'list', 'create', 'delete'],
+        },
         { apiGroups: ['multicluster.x-k8s.io'], resources: ['serviceimports'], verbs: read },
       ],
     },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name }, subjects },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects,
+    },
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'Role',
@@ -111,10 +150,15 @@ function rbacObjects(): unknown[] {
 
 /** Installs the CRDs of Istio's chart that the cluster lacks (it has the networking ones istioctl analyzes). */
 async function installCrds(kubeconfigPath: string, dir: string): Promise<number> {
-  const installed = new Set((await kubectl(kubeconfigPath, ['get', 'crd', '-o', 'name'])).split('\n').map((l) => l.replace(/^.*\//, '').trim()));
+  const installed = new Set(
+    (await kubectl(kubeconfigPath, ['get', 'crd', '-o', 'name'])).split('\n').map((l) => l.replace(/^.*\//, '').trim()),
+  );
   const crds = parseAllDocuments(readFileSync(istioCrdsFile(), 'utf8'))
     .map((d) => d.toJS() as { kind?: string; metadata: { name: string } } | null)
-    .filter((c): c is { kind: string; metadata: { name: string } } => c?.kind === 'CustomResourceDefinition' && !installed.has(c.metadata.name));
+    .filter(
+      (c): c is { kind: string; metadata: { name: string } } =>
+        c?.kind === 'CustomResourceDefinition' && !installed.has(c.metadata.name),
+    );
   if (crds.length === 0) return 0;
   const file = join(dir, 'istio-crds.yaml');
   writeFileSync(file, crds.map((c) => stringify(c)).join('---\n'));
@@ -123,7 +167,14 @@ async function installCrds(kubeconfigPath: string, dir: string): Promise<number>
   return crds.length;
 }
 
-function startChild(name: string, program: string, args: string[], env: NodeJS.ProcessEnv, dir: string, netns: string): { child: ChildProcess; logFile: string } {
+function startChild(
+  name: string,
+  program: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  dir: string,
+  netns: string,
+): { child: ChildProcess; logFile: string } {
   const logFile = join(dir, `${name}.log`);
   const fd = openSync(logFile, 'a');
   const child = spawn('ip', ['netns', 'exec', netns, program, ...args], { cwd: dir, stdio: ['ignore', fd, fd], env });
@@ -139,25 +190,51 @@ export async function startIstiod(o: IstiodOptions): Promise<Istiod> {
   mkdirSync(dir, { recursive: true });
   const crds = await installCrds(o.kubeconfigPath, dir);
   progress(`istiod: ${crds} more CRDs of Istio's chart installed`);
-  await kubectl(o.kubeconfigPath, ['apply', '--server-side', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: istioNamespace } }));
-  await kubectl(o.kubeconfigPath, ['apply', '--server-side', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbacObjects() }));
+  await kubectl(
+    o.kubeconfigPath,
+    ['apply', '--server-side', '-f', '-'],
+    JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: istioNamespace } }),
+  );
+  await kubectl(
+    o.kubeconfigPath,
+    ['apply', '--server-side', '-f', '-'],
+    JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbacObjects() }),
+  );
 
   // Its own kubeconfig, with a token of its ServiceAccount, as the pod's would be.
-  const admin = JSON.parse(await kubectl(o.kubeconfigPath, ['config', 'view', '--raw', '-o', 'json'])) as { clusters: { cluster: Record<string, string> }[] };
-  const token = (await kubectl(o.kubeconfigPath, ['create', 'token', serviceAccount, '-n', istioNamespace, '--duration=24h'])).trim();
+  const admin = JSON.parse(await kubectl(o.kubeconfigPath, ['config', 'view', '--raw', '-o', 'json'])) as {
+    clusters: { cluster: Record<string, string> }[];
+  };
+  const token = (
+    await kubectl(o.kubeconfigPath, ['create', 'token', serviceAccount, '-n', istioNamespace, '--duration=24h'])
+  ).trim();
   const kubeconfig = join(dir, 'kubeconfig');
-  writeFileSync(kubeconfig, JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'local', cluster: admin.clusters[0].cluster }],
-    users: [{ name: serviceAccount, user: { token } }],
-    contexts: [{ name: 'local', context: { cluster: 'local', user: serviceAccount } }],
-    'current-context': 'local',
-  }));
+  writeFileSync(
+    kubeconfig,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'local', cluster: admin.clusters[0].cluster }],
+      users: [{ name: serviceAccount, user: { token } }],
+      contexts: [{ name: 'local', context: { cluster: 'local', user: serviceAccount } }],
+      'current-context': 'local',
+    }),
+  );
   // Mesh config: the defaults, limited to the given namespaces when there are some.
   const meshConfig = join(dir, 'mesh');
   const namespaces = o.namespaces && [...new Set([istioNamespace, ...o.namespaces])];
-  writeFileSync(meshConfig, JSON.stringify(namespaces ? { discoverySelectors: [{ matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }] }] } : {}));
+  writeFileSync(
+    meshConfig,
+    JSON.stringify(
+      namespaces
+        ? {
+            discoverySelectors: [
+              { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: namespaces }] },
+            ],
+          }
+        : {},
+    ),
+  );
 
   const { address } = o.network;
   const args = [
@@ -190,8 +267,14 @@ export async function startIstiod(o: IstiodOptions): Promise<Istiod> {
     PILOT_ENABLE_GATEWAY_API_GATEWAYCLASS_CONTROLLER: 'false',
     PILOT_ENABLE_ANALYSIS: 'false',
   };
-  const { child, logFile } = (o.start ?? ((n, p, a, e) => startChild(n, p, a, e, dir, o.network.namespace)))('istiod', toolPath('pilot-discovery'), args, env);
-  const tail = () => `last lines of istiod's log (${logFile}):\n${existsSync(logFile) ? readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-20).join('\n') : ''}`;
+  const { child, logFile } = (o.start ?? ((n, p, a, e) => startChild(n, p, a, e, dir, o.network.namespace)))(
+    'istiod',
+    toolPath('pilot-discovery'),
+    args,
+    env,
+  );
+  const tail = () =>
+    `last lines of istiod's log (${logFile}):\n${existsSync(logFile) ? readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-20).join('\n') : ''}`;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const killNow = () => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL');
   process.on('exit', killNow);
@@ -206,14 +289,21 @@ export async function startIstiod(o: IstiodOptions): Promise<Istiod> {
   };
   const debugUrl = `http://${address}:${istiodPorts.debug}`;
   try {
-    await waitFor('istiod /ready', 120_000, async () => {
-      if (child.exitCode !== null) throw new Error(`istiod exited with code ${child.exitCode}`);
-      return (await fetch(`${debugUrl}/ready`)).ok ? true : undefined;
-    }, tail);
+    await waitFor(
+      'istiod /ready',
+      120_000,
+      async () => {
+        if (child.exitCode !== null) throw new Error(`istiod exited with code ${child.exitCode}`);
+        return (await fetch(`${debugUrl}/ready`)).ok ? true : undefined;
+      },
+      tail,
+    );
   } catch (err) {
     await stop();
     throw err;
   }
-  progress(`istiod ready in ${((Date.now() - started) / 1000).toFixed(1)}s: xDS at ${address}:${istiodPorts.xds}, debug ${debugUrl}`);
+  progress(
+    `istiod ready in ${((Date.now() - started) / 1000).toFixed(1)}s: xDS at ${address}:${istiodPorts.xds}, debug ${debugUrl}`,
+  );
   return { xdsAddress: `${address}:${istiodPorts.xds}`, debugUrl, logFile, pid: child.pid!, stop };
 }

@@ -7,14 +7,27 @@ import { startControlPlane } from './control-plane.ts';
 import { toolPath } from '../tools/build.ts';
 
 const release = process.argv.includes('--kubernetes=oldest') ? 'oldest' : 'current';
-const cluster = await startControlPlane({ kubernetes: release, realNode: process.argv.includes('--real-node'), istio: process.argv.includes('--istio') });
+const cluster = await startControlPlane({
+  kubernetes: release,
+  realNode: process.argv.includes('--real-node'),
+  istio: process.argv.includes('--istio'),
+});
 process.stdout.write(
   [
     '',
     `The local cluster is running Kubernetes ${cluster.kubernetesVersion} (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the pod runtime, Traefik, Prometheus, KEDA),`,
     `  pids: ${cluster.pids.join(' ')}`,
-    ...(cluster.realNode ? [`  real node ${cluster.realNode.name}: pods that tolerate ml-operator.dev/real-node=true:NoSchedule and select ml-operator.dev/real-node=true run in containers (containerd at ${cluster.realNode.containerdSocket})`] : []),
-    ...(cluster.istiod ? [`  istiod: xDS at ${cluster.istiod.xdsAddress}, debug ${cluster.istiod.debugUrl}; what an ingress gateway (istio: ingressgateway) is sent:`, `  ${toolPath('xds-reader')} --xds=${cluster.istiod.xdsAddress}`] : []),
+    ...(cluster.realNode
+      ? [
+          `  real node ${cluster.realNode.name}: pods that tolerate ml-operator.dev/real-node=true:NoSchedule and select ml-operator.dev/real-node=true run in containers (containerd at ${cluster.realNode.containerdSocket})`,
+        ]
+      : []),
+    ...(cluster.istiod
+      ? [
+          `  istiod: xDS at ${cluster.istiod.xdsAddress}, debug ${cluster.istiod.debugUrl}; what an ingress gateway (istio: ingressgateway) is sent:`,
+          `  ${toolPath('xds-reader')} --xds=${cluster.istiod.xdsAddress}`,
+        ]
+      : []),
     `  network namespace: ${cluster.network.namespace}; API server and gateway at ${cluster.network.address}`,
     `  export KUBECONFIG=${cluster.kubeconfigPath}`,
     `  ${toolPath('kubectl')} get nodes`,

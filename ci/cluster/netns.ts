@@ -41,14 +41,15 @@ function ip(args: string[]): string {
 
 /** Why this machine cannot make a network namespace, or undefined when it can. */
 export function networkNamespaceProblem(): string | undefined {
-  if (process.platform !== 'linux') return `the local cluster needs Linux network namespaces; this is ${process.platform}`;
+  if (process.platform !== 'linux')
+    return `the local cluster needs Linux network namespaces; this is ${process.platform}`;
   if (process.getuid?.() !== 0) {
     return 'the local cluster runs in a network namespace of its own (ip netns add, a veth pair), which needs root: run it as root (or in a container with CAP_NET_ADMIN and CAP_SYS_ADMIN)';
   }
   try {
     ip(['-V']);
   } catch {
-    return "the local cluster needs the `ip` command (Debian package iproute2) to create its network namespace: apt-get install iproute2";
+    return 'the local cluster needs the `ip` command (Debian package iproute2) to create its network namespace: apt-get install iproute2';
   }
   return undefined;
 }
@@ -133,7 +134,9 @@ export function createNetworkNamespace(): NetworkNamespace {
     ip(['-n', name, 'link', 'set', nsLink, 'up']);
   } catch (err) {
     removeNamespace(name);
-    throw new Error(`cannot create the local cluster's network namespace ${name}: ${(err as Error).message}`, { cause: err });
+    throw new Error(`cannot create the local cluster's network namespace ${name}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   let removed = false;
   return {
@@ -144,7 +147,11 @@ export function createNetworkNamespace(): NetworkNamespace {
     hostMountsCommand: (command, args) => ['nsenter', [`--net=/run/netns/${name}`, '--', command, ...args]],
     setHosts(entries) {
       mkdirSync(`/etc/netns/${name}`, { recursive: true });
-      const lines = ['127.0.0.1 localhost', '::1 localhost', ...Object.entries(entries).map(([host, addr]) => `${addr} ${host}`)];
+      const lines = [
+        '127.0.0.1 localhost',
+        '::1 localhost',
+        ...Object.entries(entries).map(([host, addr]) => `${addr} ${host}`),
+      ];
       writeFileSync(`/etc/netns/${name}/hosts`, lines.join('\n') + '\n');
     },
     remove() {

@@ -31,12 +31,22 @@ export async function helm(kubeconfig: string, args: string[], env?: NodeJS.Proc
 /** `helm install` of the working tree, the controller's own Deployment scaled to zero (it runs locally). */
 export async function installChart(kubeconfig: string, values: string[] = [], into: Release = release): Promise<void> {
   // Each release's values, beside the kubeconfig, so that an audit of the run can render what each was granted.
-  appendFileSync(join(dirname(kubeconfig), 'releases.jsonl'), `${JSON.stringify({ ...into, values: [...releaseDefaults, ...values] })}\n`);
+  appendFileSync(
+    join(dirname(kubeconfig), 'releases.jsonl'),
+    `${JSON.stringify({ ...into, values: [...releaseDefaults, ...values] })}\n`,
+  );
   await helm(kubeconfig, [
-    'upgrade', '--install', into.name, '.',
-    '--namespace', into.namespace, '--create-namespace',
+    'upgrade',
+    '--install',
+    into.name,
+    '.',
+    '--namespace',
+    into.namespace,
+    '--create-namespace',
     ...[...releaseDefaults, ...values].flatMap((v) => ['--set', v]),
-    '--wait', '--timeout', '2m',
+    '--wait',
+    '--timeout',
+    '2m',
   ]);
 }
 
@@ -51,18 +61,24 @@ export async function serviceAccountKubeconfig(admin: k8s.KubeConfig, of: Releas
   });
   const cluster = admin.getCurrentCluster()!;
   return JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'local', cluster: { server: cluster.server, 'certificate-authority-data': cluster.caData } }],
-      users: [{ name: serviceAccount, user: { token: token.status!.token } }],
-      contexts: [{ name: 'local', context: { cluster: 'local', user: serviceAccount } }],
-      'current-context': 'local',
-    });
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'local', cluster: { server: cluster.server, 'certificate-authority-data': cluster.caData } }],
+    users: [{ name: serviceAccount, user: { token: token.status!.token } }],
+    contexts: [{ name: 'local', context: { cluster: 'local', user: serviceAccount } }],
+    'current-context': 'local',
+  });
 }
 
 /** The config file the chart rendered for the controller (its ConfigMap), with overrides. */
-export async function chartConfig(admin: k8s.KubeConfig, overrides: Record<string, unknown> = {}, of: Release = release): Promise<Record<string, unknown>> {
-  const cm = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedConfigMap({ name: `${of.name}-controller`, namespace: of.namespace });
+export async function chartConfig(
+  admin: k8s.KubeConfig,
+  overrides: Record<string, unknown> = {},
+  of: Release = release,
+): Promise<Record<string, unknown>> {
+  const cm = await admin
+    .makeApiClient(k8s.CoreV1Api)
+    .readNamespacedConfigMap({ name: `${of.name}-controller`, namespace: of.namespace });
   return { ...(JSON.parse(cm.data!['config.json']) as Record<string, unknown>), ...overrides };
 }
 
@@ -126,9 +142,16 @@ export async function startControllerProcess(o: ControllerOptions): Promise<Cont
     ...(o.namespaces?.length ? [`--watch-namespaces=${o.namespaces.join(',')}`] : []),
     ...(o.args ?? []),
   ];
-  const [command, argv] = o.network ? ['ip', ['netns', 'exec', o.network.namespace, process.execPath, ...args]] : [process.execPath, args];
+  const [command, argv] = o.network
+    ? ['ip', ['netns', 'exec', o.network.namespace, process.execPath, ...args]]
+    : [process.execPath, args];
   const child = spawn(command, argv, {
-    env: { ...process.env, KUBECONFIG: kubeconfigPath, POD_NAMESPACE: (o.release ?? release).namespace, POD_NAME: o.identity ?? `local-${process.pid}` },
+    env: {
+      ...process.env,
+      KUBECONFIG: kubeconfigPath,
+      POD_NAMESPACE: (o.release ?? release).namespace,
+      POD_NAME: o.identity ?? `local-${process.pid}`,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

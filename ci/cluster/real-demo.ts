@@ -17,13 +17,23 @@ const journey = await prepareRealJourney(cluster, await images);
 for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => void journey.stop().catch(() => undefined));
 
 const installed = Date.now();
-log(`demo: helm install ${journey.release.name} ${journey.chart.chart} --version ${journey.chart.version} --plain-http (controller ${journey.controllerRepository}:journey-1 in a pod on the real node)`);
+log(
+  `demo: helm install ${journey.release.name} ${journey.chart.chart} --version ${journey.chart.version} --plain-http (controller ${journey.controllerRepository}:journey-1 in a pod on the real node)`,
+);
 await journey.helmRelease('journey-1');
 await journey.applyModel('iris-a', journey.irisModel(journey.artifacts['iris-1.0.0']));
 await journey.applyModel('iris-b', journey.irisModel(journey.artifacts['iris-2.0.0']));
 const weights = { 'iris-a': 80, 'iris-b': 20 };
 await journey.applyConfig('iris', {
-  models: Object.entries(weights).map(([model, weight]) => ({ model, weight, instances: 1, cpus: '100m', memory: '256Mi', size: '64Mi', ...onRealNode })),
+  models: Object.entries(weights).map(([model, weight]) => ({
+    model,
+    weight,
+    instances: 1,
+    cpus: '100m',
+    memory: '256Mi',
+    size: '64Mi',
+    ...onRealNode,
+  })),
 });
 await journey.applyEndpoint('iris', 'iris');
 let last = '';
@@ -34,21 +44,31 @@ await waitFor('the endpoint to be InService', 300_000, async () => {
   last = now;
   return e?.status?.state === 'InService' ? true : undefined;
 });
-await waitFor('a first prediction through the gateway', 120_000, async () => ((await journey.predictions('iris', { requests: 1, maxDurationMs: 10_000, concurrency: 1 }).done).failed === 0 ? true : undefined));
+await waitFor('a first prediction through the gateway', 120_000, async () =>
+  (await journey.predictions('iris', { requests: 1, maxDurationMs: 10_000, concurrency: 1 }).done).failed === 0
+    ? true
+    : undefined,
+);
 const firstAfter = (Date.now() - installed) / 1000;
 
 log(`demo: sending ${requests} predictions through the gateway`);
 const run = journey.predictions('iris', { requests, maxDurationMs: 120_000, concurrency: 4 });
 const r = await run.done;
 const byModel = new Map<string, number>();
-for (const s of run.samples) if (s.status === 200) byModel.set(s.backend?.model ?? '-', (byModel.get(s.backend?.model ?? '-') ?? 0) + 1);
+for (const s of run.samples)
+  if (s.status === 200) byModel.set(s.backend?.model ?? '-', (byModel.get(s.backend?.model ?? '-') ?? 0) + 1);
 const host = journey.host('iris');
 const gateway = `${cluster.gateway.address}:${cluster.gateway.port}`;
 const out = [
   '',
   `helm install to the first prediction: ${firstAfter.toFixed(1)}s`,
   'A few predictions (POST /predict {"instances": [[5.1, 3.5, 1.4, 0.2]]}):',
-  ...run.samples.slice(0, 5).map((s) => `  ${s.status} ${s.backend?.model ?? '-'} ${JSON.stringify(s.backend?.labels)} from ${s.backend?.pod ?? '-'}`),
+  ...run.samples
+    .slice(0, 5)
+    .map(
+      (s) =>
+        `  ${s.status} ${s.backend?.model ?? '-'} ${JSON.stringify(s.backend?.labels)} from ${s.backend?.pod ?? '-'}`,
+    ),
   `${r.sent} predictions, ${r.failed} failed; configured iris-a (iris/1.0.0) 80%, iris-b (iris/2.0.0) 20%; observed: ${[...byModel].map(([m, n]) => `${m} ${((100 * n) / Math.max(1, r.sent - r.failed)).toFixed(1)}%`).join(', ')}`,
   `latency p50 ${r.latency.p50.toFixed(1)} ms, p99 ${r.latency.p99.toFixed(1)} ms`,
   '',

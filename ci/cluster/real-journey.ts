@@ -8,7 +8,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
+import type {
+  MachineLearningEndpoint,
+  MachineLearningEndpointConfigSpec,
+  MachineLearningModelSpec,
+} from '../../controller/src/api/generated.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { copyCheckout, isolatedHelmEnv } from '../release/checkout.ts';
@@ -38,7 +42,9 @@ export const irisExamples: { flower: number[]; label: string }[] = [
 /** Where a pod asks to run on the real node: its label, and a toleration of its taint. */
 export const onRealNode = {
   nodeSelector: { [realNodeLabel.key]: realNodeLabel.value },
-  tolerations: [{ key: realNodeTaint.key, operator: 'Equal' as const, value: realNodeTaint.value, effect: realNodeTaint.effect }],
+  tolerations: [
+    { key: realNodeTaint.key, operator: 'Equal' as const, value: realNodeTaint.value, effect: realNodeTaint.effect },
+  ],
 };
 
 export interface JourneyImages {
@@ -87,9 +93,17 @@ export interface RealJourney {
  * images (tag `journey-1` for the controller) and the chart, publishes the iris artifacts and
  * creates the release's and the models' namespaces with PSS restricted enforced.
  */
-export async function prepareRealJourney(cluster: ControlPlane, images: JourneyImages, release: Release = { name: 'journey', namespace: 'ml-platform' }, models = 'ml-models'): Promise<RealJourney> {
-  if (!cluster.realNode) throw new Error('the journey needs a cluster with the real node (startControlPlane({ realNode: true }))');
-  const registry = await startRegistry(join(cluster.dir, 'registry'), { inNetwork: { namespace: cluster.network.namespace, address: cluster.network.address } });
+export async function prepareRealJourney(
+  cluster: ControlPlane,
+  images: JourneyImages,
+  release: Release = { name: 'journey', namespace: 'ml-platform' },
+  models = 'ml-models',
+): Promise<RealJourney> {
+  if (!cluster.realNode)
+    throw new Error('the journey needs a cluster with the real node (startControlPlane({ realNode: true }))');
+  const registry = await startRegistry(join(cluster.dir, 'registry'), {
+    inNetwork: { namespace: cluster.network.namespace, address: cluster.network.address },
+  });
   // An owner that exits without stop() leaves no registry behind in a namespace that is gone.
   let stopped = false;
   const killRegistry = () => {
@@ -107,21 +121,33 @@ export async function prepareRealJourney(cluster: ControlPlane, images: JourneyI
   const pushStarted = Date.now();
   const controllerRepository = `${registry.host}/ml-operator/controller`;
   await pushImage(images.controller.image, registry.host, 'ml-operator/controller', 'journey-1');
-  const sklearnImage = (await pushImage(images.sklearn.image, registry.host, 'ml-operator/sklearn-server', '1.0.0')).reference;
+  const sklearnImage = (await pushImage(images.sklearn.image, registry.host, 'ml-operator/sklearn-server', '1.0.0'))
+    .reference;
   // Packaged from a copy of the chart with Helm's homes of its own: `helm dependency build` writes
   // into the chart's directory, which other runs install from.
   const scratch = join(cluster.dir, 'journey');
   const helmEnv = isolatedHelmEnv(scratch);
-  const chart = await publishChart({ registry: `oci://${registry.host}/charts`, root: copyCheckout(join(scratch, 'chart')), plainHttp: true, helm: toolPath('helm'), env: helmEnv, force: true });
+  const chart = await publishChart({
+    registry: `oci://${registry.host}/charts`,
+    root: copyCheckout(join(scratch, 'chart')),
+    plainHttp: true,
+    helm: toolPath('helm'),
+    env: helmEnv,
+    force: true,
+  });
   const pushSeconds = (Date.now() - pushStarted) / 1000;
-  log(`journey: pushed the controller and scikit-learn images and the chart (${chart.chart}:${chart.version}) in ${pushSeconds.toFixed(1)}s`);
+  log(
+    `journey: pushed the controller and scikit-learn images and the chart (${chart.chart}:${chart.version}) in ${pushSeconds.toFixed(1)}s`,
+  );
 
   const artifacts = Object.fromEntries(images.sklearn.artifacts.map((a) => [a.name, a]));
   for (const a of images.sklearn.artifacts) publishArtifact(cluster.artifactsDir, a.path, readFileSync(a.file));
 
   const core = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
   for (const name of [release.namespace, models]) {
-    await core.createNamespace({ body: { metadata: { name, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } } });
+    await core.createNamespace({
+      body: { metadata: { name, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } },
+    });
   }
   const user = new KubeClient(cluster.kubeConfig(), { fieldManager: 'platform-team' });
   let installed = false;
@@ -150,22 +176,73 @@ export async function prepareRealJourney(cluster: ControlPlane, images: JourneyI
             image: { repository: controllerRepository, tag },
             ...onRealNode,
             podAnnotations,
-            config: { routing: { provider: 'gatewayAPI', gatewayAPI: { sharedGateway: { name: g.shared.name, namespace: g.shared.namespace, sectionName: g.shared.sectionName } } } },
+            config: {
+              routing: {
+                provider: 'gatewayAPI',
+                gatewayAPI: {
+                  sharedGateway: {
+                    name: g.shared.name,
+                    namespace: g.shared.namespace,
+                    sectionName: g.shared.sectionName,
+                  },
+                },
+              },
+            },
           },
         }),
       );
-      await helm(cluster.kubeconfigPath, [
-        installed ? 'upgrade' : 'install', release.name, chart.chart, '--version', chart.version, '--plain-http',
-        '--namespace', release.namespace, '-f', values, '--wait', '--timeout', '5m',
-      ], helmEnv);
+      await helm(
+        cluster.kubeconfigPath,
+        [
+          installed ? 'upgrade' : 'install',
+          release.name,
+          chart.chart,
+          '--version',
+          chart.version,
+          '--plain-http',
+          '--namespace',
+          release.namespace,
+          '-f',
+          values,
+          '--wait',
+          '--timeout',
+          '5m',
+        ],
+        helmEnv,
+      );
       installed = true;
     },
     irisModel(a, overrides = {}) {
-      return { image: sklearnImage, artifact: artifactUrl(a.path), artifactSha256: a.sha256, port: 8080, readinessPath: '/healthz', ...overrides };
+      return {
+        image: sklearnImage,
+        artifact: artifactUrl(a.path),
+        artifactSha256: a.sha256,
+        port: 8080,
+        readinessPath: '/healthz',
+        ...overrides,
+      };
     },
-    applyModel: (name, spec) => user.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name, namespace: models }, spec }),
-    applyConfig: (name, spec) => user.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name, namespace: models }, spec }),
-    applyEndpoint: (name, config) => user.apply(resources.endpoint, { apiVersion, kind: 'MachineLearningEndpoint', metadata: { name, namespace: models }, spec: { config } }),
+    applyModel: (name, spec) =>
+      user.apply(resources.model, {
+        apiVersion,
+        kind: 'MachineLearningModel',
+        metadata: { name, namespace: models },
+        spec,
+      }),
+    applyConfig: (name, spec) =>
+      user.apply(resources.endpointConfig, {
+        apiVersion,
+        kind: 'MachineLearningEndpointConfig',
+        metadata: { name, namespace: models },
+        spec,
+      }),
+    applyEndpoint: (name, config) =>
+      user.apply(resources.endpoint, {
+        apiVersion,
+        kind: 'MachineLearningEndpoint',
+        metadata: { name, namespace: models },
+        spec: { config },
+      }),
     endpoint: (name) => user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, models, name),
     host,
     predictions: (endpoint, o) =>

@@ -33,7 +33,11 @@ export const realNodeTaint = { key: 'ml-operator.dev/real-node', value: 'true', 
 export const realNodePodCidr = '198.19.255.0/24';
 const bridge = 'mlop-cni0';
 /** kubelet's own values of these kernel settings (it writes them at start); put back at clean-up. */
-const kubeletSysctls: Record<string, string> = { 'vm/overcommit_memory': '1', 'kernel/panic': '10', 'kernel/panic_on_oops': '1' };
+const kubeletSysctls: Record<string, string> = {
+  'vm/overcommit_memory': '1',
+  'kernel/panic': '10',
+  'kernel/panic_on_oops': '1',
+};
 
 /** What the real node needs of the cluster that starts it. */
 export interface RealNodeHost {
@@ -47,7 +51,12 @@ export interface RealNodeHost {
   componentsKubeconfig: string;
   adminKubeconfig: string;
   /** Starts a component in the namespace's network and the host's mounts; its output in <dir>/<name>.log. */
-  start(name: string, program: string, args: string[], env?: NodeJS.ProcessEnv): { child: ChildProcess; logFile: string };
+  start(
+    name: string,
+    program: string,
+    args: string[],
+    env?: NodeJS.ProcessEnv,
+  ): { child: ChildProcess; logFile: string };
   logTail(name: string): string;
   progress: (message: string) => void;
 }
@@ -83,7 +92,11 @@ interface NodeRecord {
 
 /** Why this machine cannot run the real node, or undefined when it can. */
 export function realNodeProblem(): string | undefined {
-  for (const [command, pkg] of [['runc', 'runc'], ['iptables', 'iptables'], ['nsenter', 'util-linux']] as const) {
+  for (const [command, pkg] of [
+    ['runc', 'runc'],
+    ['iptables', 'iptables'],
+    ['nsenter', 'util-linux'],
+  ] as const) {
     try {
       execOkSync(command, ['--version']);
     } catch {
@@ -103,7 +116,12 @@ function cgroupHierarchies(): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((line) => line.split(' '))
-    .filter((f) => f.length > 4 && (f[4] === '/sys/fs/cgroup' || f[4].startsWith('/sys/fs/cgroup/')) && /^cgroup2? /.test(f.slice(f.indexOf('-') + 1).join(' ')))
+    .filter(
+      (f) =>
+        f.length > 4 &&
+        (f[4] === '/sys/fs/cgroup' || f[4].startsWith('/sys/fs/cgroup/')) &&
+        /^cgroup2? /.test(f.slice(f.indexOf('-') + 1).join(' ')),
+    )
     .map((f) => f[4]);
 }
 
@@ -117,7 +135,8 @@ function createCgroupRoot(root: string): void {
     mkdirSync(path, { recursive: true });
     for (const file of ['cpuset.cpus', 'cpuset.mems']) {
       const own = join(path, file);
-      if (existsSync(own) && readFileSync(own, 'utf8').trim() === '') writeFileSync(own, readFileSync(join(hierarchy, file), 'utf8'));
+      if (existsSync(own) && readFileSync(own, 'utf8').trim() === '')
+        writeFileSync(own, readFileSync(join(hierarchy, file), 'utf8'));
     }
   }
 }
@@ -133,7 +152,15 @@ function cgroupDirs(root: string): string[] {
 }
 
 function pidsIn(dirs: string[]): number[] {
-  return [...new Set(dirs.flatMap((d) => (existsSync(join(d, 'cgroup.procs')) ? readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number) : [])))];
+  return [
+    ...new Set(
+      dirs.flatMap((d) =>
+        existsSync(join(d, 'cgroup.procs'))
+          ? readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
+          : [],
+      ),
+    ),
+  ];
 }
 
 function cmdlineOf(pid: number): string {
@@ -186,7 +213,8 @@ export function cleanUpRealNode(dir: string): void {
   const cniResults = '/var/lib/cni/results';
   if (existsSync(sandboxes) && existsSync(cniResults)) {
     const ids = readdirSync(sandboxes);
-    for (const entry of readdirSync(cniResults)) if (ids.some((id) => entry.includes(`-${id}-`))) rmSync(join(cniResults, entry), { force: true });
+    for (const entry of readdirSync(cniResults))
+      if (ids.some((id) => entry.includes(`-${id}-`))) rmSync(join(cniResults, entry), { force: true });
   }
   for (const mount of mountsUnder(dir)) {
     try {
@@ -205,7 +233,8 @@ export function cleanUpRealNode(dir: string): void {
   for (const [key, original] of Object.entries(record.sysctls)) {
     const file = `/proc/sys/${key}`;
     // Only where the kubelet's value is still there: another node may have started since.
-    if (readFileSync(file, 'utf8').trim() === kubeletSysctls[key] && original !== kubeletSysctls[key]) writeFileSync(file, original);
+    if (readFileSync(file, 'utf8').trim() === kubeletSysctls[key] && original !== kubeletSysctls[key])
+      writeFileSync(file, original);
   }
   writeFileSync(recordFile, JSON.stringify({ ...record, sysctls: {} }));
 }
@@ -213,7 +242,13 @@ export function cleanUpRealNode(dir: string): void {
 /** containerd's limit on the length of its shims' socket directory (a socket's path is its directory and 65 characters). */
 const maxShimSocketDir = 42;
 
-function containerdConfig(dir: string, socket: string, sandboxImage: string, shimSocketDir: string | undefined, registryDir: string): string {
+function containerdConfig(
+  dir: string,
+  socket: string,
+  sandboxImage: string,
+  shimSocketDir: string | undefined,
+  registryDir: string,
+): string {
   const q = (s: string) => JSON.stringify(s);
   return `version = 4
 root = ${q(join(dir, 'root'))}
@@ -236,10 +271,14 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 [plugins.'io.containerd.server.v1.metrics']
   address = ""
 
-${shimSocketDir ? `# The shims' sockets too (default /run/containerd/s).
+${
+  shimSocketDir
+    ? `# The shims' sockets too (default /run/containerd/s).
 [plugins.'io.containerd.shim.v1.manager']
   socket_dir = ${q(shimSocketDir)}
-` : ''}
+`
+    : ''
+}
 [plugins.'io.containerd.internal.v1.opt']
   path = ${q(join(dir, 'opt'))}
 
@@ -328,8 +367,13 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
   mkdirSync(containerdDir, { recursive: true });
   const socket = join(containerdDir, 'containerd.sock');
   const cgroupRoot = `/${netns.name}`;
-  const sysctls = Object.fromEntries(Object.keys(kubeletSysctls).map((k) => [k, readFileSync(`/proc/sys/${k}`, 'utf8').trim()]));
-  writeFileSync(join(host.dir, 'real-node.json'), JSON.stringify({ cgroupRoot, containerdSocket: socket, sysctls } satisfies NodeRecord));
+  const sysctls = Object.fromEntries(
+    Object.keys(kubeletSysctls).map((k) => [k, readFileSync(`/proc/sys/${k}`, 'utf8').trim()]),
+  );
+  writeFileSync(
+    join(host.dir, 'real-node.json'),
+    JSON.stringify({ cgroupRoot, containerdSocket: socket, sysctls } satisfies NodeRecord),
+  );
 
   // Service ClusterIPs need a route for the kernel to send a packet that kube-proxy's rules then
   // rewrite to a pod's address; a node has its default route, this namespace only the veth pair.
@@ -342,11 +386,30 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
   const shimSocketDir = join(host.dir, 's');
   const registryDir = join(containerdDir, 'certs.d');
   mkdirSync(registryDir);
-  writeFileSync(join(containerdDir, 'config.toml'), containerdConfig(containerdDir, socket, sandboxImage.name, shimSocketDir.length <= maxShimSocketDir ? shimSocketDir : undefined, registryDir));
+  writeFileSync(
+    join(containerdDir, 'config.toml'),
+    containerdConfig(
+      containerdDir,
+      socket,
+      sandboxImage.name,
+      shimSocketDir.length <= maxShimSocketDir ? shimSocketDir : undefined,
+      registryDir,
+    ),
+  );
   // containerd finds its runc shim on PATH.
   const path = `${dirname(toolPath('containerd-shim-runc-v2'))}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`;
-  host.start('containerd', toolPath('containerd'), ['--config', join(containerdDir, 'config.toml'), '--log-level', 'warn'], { ...process.env, PATH: path });
-  await waitFor('containerd to serve', 30_000, async () => (existsSync(socket) ? await ctr(socket, ['version']) : undefined), () => host.logTail('containerd'));
+  host.start(
+    'containerd',
+    toolPath('containerd'),
+    ['--config', join(containerdDir, 'config.toml'), '--log-level', 'warn'],
+    { ...process.env, PATH: path },
+  );
+  await waitFor(
+    'containerd to serve',
+    30_000,
+    async () => (existsSync(socket) ? await ctr(socket, ['version']) : undefined),
+    () => host.logTail('containerd'),
+  );
 
   const node: RealNode = {
     name: realNodeName,
@@ -356,18 +419,25 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
     async provideImage(image) {
       await ctr(socket, ['images', 'import', '--no-unpack=false', image.archive]);
       const listed = await ctr(socket, ['images', 'ls', '-q']);
-      if (!listed.split('\n').includes(image.name)) throw new Error(`ctr import of ${image.archive} did not give ${image.name}; images: ${listed}`);
+      if (!listed.split('\n').includes(image.name))
+        throw new Error(`ctr import of ${image.archive} did not give ${image.name}; images: ${listed}`);
     },
     pullFrom(registryHost) {
       const hostDir = join(registryDir, registryHost);
       mkdirSync(hostDir, { recursive: true });
-      writeFileSync(join(hostDir, 'hosts.toml'), `server = "http://${registryHost}"\n\n[host."http://${registryHost}"]\n  capabilities = ["pull", "resolve"]\n`);
+      writeFileSync(
+        join(hostDir, 'hosts.toml'),
+        `server = "http://${registryHost}"\n\n[host."http://${registryHost}"]\n  capabilities = ["pull", "resolve"]\n`,
+      );
     },
     async removeContainers() {
       const tasks = (await ctr(socket, ['tasks', 'ls', '-q'])).split('\n').filter(Boolean);
-      for (const id of tasks) await ctr(socket, ['tasks', 'kill', '--all', '--signal', 'SIGKILL', id]).catch(() => undefined);
+      for (const id of tasks)
+        await ctr(socket, ['tasks', 'kill', '--all', '--signal', 'SIGKILL', id]).catch(() => undefined);
       for (const id of tasks) {
-        await waitFor(`the container ${id} to exit`, 10_000, async () => ((await ctr(socket, ['tasks', 'ls'])).match(new RegExp(`^${id}\\s+\\d+\\s+RUNNING`, 'm')) ? undefined : true)).catch(() => undefined);
+        await waitFor(`the container ${id} to exit`, 10_000, async () =>
+          (await ctr(socket, ['tasks', 'ls'])).match(new RegExp(`^${id}\\s+\\d+\\s+RUNNING`, 'm')) ? undefined : true,
+        ).catch(() => undefined);
         await ctr(socket, ['tasks', 'delete', '--force', id]).catch(() => undefined);
       }
     },
@@ -378,9 +448,16 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
   createCgroupRoot(cgroupRoot);
   const kubeletDir = join(dir, 'kubelet');
   mkdirSync(kubeletDir);
-  const client = host.ca.issue('kubelet-client', [], { client: true, commonName: `system:node:${realNodeName}`, organization: 'system:nodes' });
+  const client = host.ca.issue('kubelet-client', [], {
+    client: true,
+    commonName: `system:node:${realNodeName}`,
+    organization: 'system:nodes',
+  });
   const serving = host.ca.issue('kubelet-serving', [netns.address, realNodeName]);
-  writeFileSync(join(kubeletDir, 'kubeconfig'), kubeconfig(host.server, host.ca.certFile, client, `system:node:${realNodeName}`));
+  writeFileSync(
+    join(kubeletDir, 'kubeconfig'),
+    kubeconfig(host.server, host.ca.certFile, client, `system:node:${realNodeName}`),
+  );
   writeFileSync(
     join(kubeletDir, 'config.json'),
     JSON.stringify({
@@ -394,7 +471,11 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
       tlsCertFile: serving.certFile,
       tlsPrivateKeyFile: serving.keyFile,
       // Only holders of the cluster CA's certificates (the API server) call it.
-      authentication: { anonymous: { enabled: false }, webhook: { enabled: false }, x509: { clientCAFile: host.ca.certFile } },
+      authentication: {
+        anonymous: { enabled: false },
+        webhook: { enabled: false },
+        x509: { clientCAFile: host.ca.certFile },
+      },
       authorization: { mode: 'AlwaysAllow' },
       containerRuntimeEndpoint: `unix://${socket}`,
       cgroupDriver: 'cgroupfs',
@@ -411,7 +492,12 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
       serializeImagePulls: false,
       // The machine's disk is shared and fuller than a node's defaults allow (imagefs.available<15%):
       // evict only when it is really out of room, and never collect the images tests provide.
-      evictionHard: { 'memory.available': '50Mi', 'nodefs.available': '1%', 'imagefs.available': '1%', 'nodefs.inodesFree': '1%' },
+      evictionHard: {
+        'memory.available': '50Mi',
+        'nodefs.available': '1%',
+        'imagefs.available': '1%',
+        'nodefs.inodesFree': '1%',
+      },
       imageGCHighThresholdPercent: 100,
       imageGCLowThresholdPercent: 99,
       nodeStatusUpdateFrequency: '5s',
@@ -459,16 +545,26 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(host.adminKubeconfig);
   const core = kc.makeApiClient(k8s.CoreV1Api);
-  await waitFor(`the real node ${realNodeName} to be Ready`, 120_000, async () => {
-    const n = await core.readNode({ name: realNodeName });
-    return n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
-  }, async () => {
-    const n = await core.readNode({ name: realNodeName }).catch(() => undefined);
-    return `node conditions: ${JSON.stringify(n?.status?.conditions?.map((c) => `${c.type}=${c.status} ${c.message ?? ''}`))}\n${host.logTail('kubelet')}\n${host.logTail('containerd')}`;
-  });
-  await waitFor('kube-proxy to be healthy', 30_000, async () => {
-    const res = await fetch(`http://${netns.address}:10256/healthz`);
-    return res.ok ? true : undefined;
-  }, () => host.logTail('kube-proxy'));
+  await waitFor(
+    `the real node ${realNodeName} to be Ready`,
+    120_000,
+    async () => {
+      const n = await core.readNode({ name: realNodeName });
+      return n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
+    },
+    async () => {
+      const n = await core.readNode({ name: realNodeName }).catch(() => undefined);
+      return `node conditions: ${JSON.stringify(n?.status?.conditions?.map((c) => `${c.type}=${c.status} ${c.message ?? ''}`))}\n${host.logTail('kubelet')}\n${host.logTail('containerd')}`;
+    },
+  );
+  await waitFor(
+    'kube-proxy to be healthy',
+    30_000,
+    async () => {
+      const res = await fetch(`http://${netns.address}:10256/healthz`);
+      return res.ok ? true : undefined;
+    },
+    () => host.logTail('kube-proxy'),
+  );
   return node;
 }

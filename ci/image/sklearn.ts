@@ -29,7 +29,17 @@ import { freePort } from '../processes.ts';
 import { waitFor } from '../wait.ts';
 import { main as fetcher } from '../../controller/src/fetcher/main.ts';
 import { debianBaseImage, ensureDebianBaseImage } from './base.ts';
-import { buildImage, imageLayers, imagePackages, imageUser, pruneImages, pushImage, sizeReport, type BuildResult, type Pushed } from './build.ts';
+import {
+  buildImage,
+  imageLayers,
+  imagePackages,
+  imageUser,
+  pruneImages,
+  pushImage,
+  sizeReport,
+  type BuildResult,
+  type Pushed,
+} from './build.ts';
 import { ensurePodman, podman, podmanOk } from './podman.ts';
 
 const root = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
@@ -70,14 +80,20 @@ export interface SklearnBuild extends BuildResult {
  * each artifact into `artifactsDir` under /sklearn-iris/, with `<file>.sha256` beside it (the
  * format of sha256sum).
  */
-export async function buildSklearnServer({ tag = sklearnTag, noCache = false, artifactsDir = defaultArtifactsDir() }: { tag?: string; noCache?: boolean; artifactsDir?: string } = {}): Promise<SklearnBuild> {
+export async function buildSklearnServer({
+  tag = sklearnTag,
+  noCache = false,
+  artifactsDir = defaultArtifactsDir(),
+}: { tag?: string; noCache?: boolean; artifactsDir?: string } = {}): Promise<SklearnBuild> {
   ensurePodman();
   const base = await ensureDebianBaseImage();
   const buildArgs = { BASE_IMAGE: base };
   const dockerfile = join(sklearnContext, 'Dockerfile');
   const started = Date.now();
-  await withProgress('image', `building examples/sklearn-server/Dockerfile as ${tag} (podman build, BASE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`, () =>
-    buildImage({ dockerfile, context: sklearnContext, tag, buildArgs, noCache }),
+  await withProgress(
+    'image',
+    `building examples/sklearn-server/Dockerfile as ${tag} (podman build, BASE_IMAGE=${base}${noCache ? ', no layer cache' : ''})`,
+    () => buildImage({ dockerfile, context: sklearnContext, tag, buildArgs, noCache }),
   );
   const seconds = (Date.now() - started) / 1000;
   const id = (await podmanOk(['image', 'inspect', '--format', '{{.Id}}', tag])).trim();
@@ -86,7 +102,7 @@ export async function buildSklearnServer({ tag = sklearnTag, noCache = false, ar
   try {
     // The training stage starts from the server image's package layer, which the build above has
     // just made or found: never with --no-cache, which would install the packages again.
-    await withProgress('image', 'training the iris models (the Dockerfile\'s artifacts stage)', () =>
+    await withProgress('image', "training the iris models (the Dockerfile's artifacts stage)", () =>
       buildImage({ dockerfile, context: sklearnContext, buildArgs, target: 'artifacts', output: out }),
     );
     const artifacts = readdirSync(out)
@@ -101,12 +117,21 @@ export async function buildSklearnServer({ tag = sklearnTag, noCache = false, ar
         writeFileSync(`${file}.sha256`, `${sha256}  ${f}\n`);
         return { name: f.replace(/\.tar\.gz$/, ''), path, file, bytes: bytes.length, sha256 };
       });
-    if (artifacts.length === 0) throw new Error(`the artifacts stage wrote no .tar.gz (found: ${readdirSync(out).join(', ') || 'nothing'})`);
+    if (artifacts.length === 0)
+      throw new Error(`the artifacts stage wrote no .tar.gz (found: ${readdirSync(out).join(', ') || 'nothing'})`);
     const agreementBytes = readFileSync(join(out, 'agreement.json'));
     const agreement = JSON.parse(agreementBytes.toString('utf8')) as SklearnAgreement;
     publishArtifact(artifactsDir, sklearnAgreementPath, agreementBytes);
     await pruneImages(base);
-    return { image: tag, id, base, seconds, artifacts, agreement, artifactSeconds: (Date.now() - artifactsStarted) / 1000 };
+    return {
+      image: tag,
+      id,
+      base,
+      seconds,
+      artifacts,
+      agreement,
+      artifactSeconds: (Date.now() - artifactsStarted) / 1000,
+    };
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
@@ -163,7 +188,11 @@ let serial = 0;
  * a network namespace of its own (podman's bridge) like a pod; its port 8080 is published on a free
  * port of 127.0.0.1 only.
  */
-export async function startSklearnServer(image: string, modelDir: string, env: Record<string, string> = {}): Promise<RunningServer> {
+export async function startSklearnServer(
+  image: string,
+  modelDir: string,
+  env: Record<string, string> = {},
+): Promise<RunningServer> {
   const port = await freePort();
   const name = `ml-operator-sklearn-${process.pid}-${++serial}`;
   const started = Date.now();
@@ -202,7 +231,12 @@ export async function startSklearnServer(image: string, modelDir: string, env: R
 }
 
 /** Polls `url` until it answers 200 (each request bounded to 2 s); returns the milliseconds since `since`. */
-export async function waitReady(url: string, since: number, timeoutMs = 60_000, explain?: () => Promise<string>): Promise<number> {
+export async function waitReady(
+  url: string,
+  since: number,
+  timeoutMs = 60_000,
+  explain?: () => Promise<string>,
+): Promise<number> {
   await waitFor(
     `${url} to answer 200`,
     timeoutMs,
@@ -219,13 +253,18 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
-  const unknown = args.filter((a) => a !== '--no-cache' && !a.startsWith('--tag=') && !a.startsWith('--artifacts-dir='));
+  const unknown = args.filter(
+    (a) => a !== '--no-cache' && !a.startsWith('--tag=') && !a.startsWith('--artifacts-dir='),
+  );
   if (unknown.length) {
-    process.stderr.write(`unknown argument ${unknown.join(' ')}\nusage: npm run image:sklearn [-- --no-cache] [--tag=NAME] [--artifacts-dir=DIR]\n`);
+    process.stderr.write(
+      `unknown argument ${unknown.join(' ')}\nusage: npm run image:sklearn [-- --no-cache] [--tag=NAME] [--artifacts-dir=DIR]\n`,
+    );
     process.exit(2);
   }
   const tag = args.find((a) => a.startsWith('--tag='))?.slice('--tag='.length) ?? sklearnTag;
-  const artifactsDir = args.find((a) => a.startsWith('--artifacts-dir='))?.slice('--artifacts-dir='.length) ?? defaultArtifactsDir();
+  const artifactsDir =
+    args.find((a) => a.startsWith('--artifacts-dir='))?.slice('--artifacts-dir='.length) ?? defaultArtifactsDir();
   const started = Date.now();
   ensureDebianPackages(imagePackages, 'npm run image:sklearn');
   const hadBase = (await podman(['image', 'exists', debianBaseImage()])).code === 0;
@@ -235,14 +274,22 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const registry = await startRegistry();
   let pushed: Pushed;
   try {
-    pushed = await pushImage(built.image, registry.host, 'ml-operator/sklearn-server', tag.slice(tag.lastIndexOf(':') + 1));
+    pushed = await pushImage(
+      built.image,
+      registry.host,
+      'ml-operator/sklearn-server',
+      tag.slice(tag.lastIndexOf(':') + 1),
+    );
   } finally {
     await registry.stop();
   }
-  process.stdout.write(`${built.image} (${built.id.slice(0, 12)}), built in ${built.seconds.toFixed(1)}s; pushed as ${pushed.reference}@${pushed.digest}\n`);
+  process.stdout.write(
+    `${built.image} (${built.id.slice(0, 12)}), built in ${built.seconds.toFixed(1)}s; pushed as ${pushed.reference}@${pushed.digest}\n`,
+  );
   process.stdout.write(`${sizeReport(await imageLayers(built.image), pushed)}\n`);
   process.stdout.write(`artifacts (trained in ${built.artifactSeconds.toFixed(1)}s), published in ${artifactsDir}:\n`);
-  for (const a of built.artifacts) process.stdout.write(`  https://${artifactHost}${a.path}  ${a.bytes} bytes  sha256 ${a.sha256}\n`);
+  for (const a of built.artifacts)
+    process.stdout.write(`  https://${artifactHost}${a.path}  ${a.bytes} bytes  sha256 ${a.sha256}\n`);
   process.stdout.write(`agreement on the 150 iris rows (https://${artifactHost}${sklearnAgreementPath}):\n`);
   for (const [pair, share] of Object.entries(built.agreement)) process.stdout.write(`  ${pair}  ${share}\n`);
   const scratch = mkdtempSync(join(tmpdir(), 'ml-operator-sklearn-run-'));

@@ -47,7 +47,10 @@ function crds(root: string): { info: CrdInfo; description: string }[] {
     .filter((f) => f.endsWith('.schema.json'))
     .sort()
     .map((f) => {
-      const schema = JSON.parse(readFileSync(join(root, 'schemas', f), 'utf8')) as { 'x-ml-operator-crd': CrdInfo; description: string };
+      const schema = JSON.parse(readFileSync(join(root, 'schemas', f), 'utf8')) as {
+        'x-ml-operator-crd': CrdInfo;
+        description: string;
+      };
       return { info: schema['x-ml-operator-crd'], description: schema.description };
     });
 }
@@ -65,7 +68,9 @@ function exampleObjects(root: string): KubeObject[] {
 export function generatedAnnotations(root: string): Record<string, string> {
   const chart = parse(readFileSync(join(root, 'Chart.yaml'), 'utf8')) as { version: string };
   const subchart = parse(readFileSync(join(root, subchartDir, 'Chart.yaml'), 'utf8')) as { appVersion: string };
-  const subchartValues = parse(readFileSync(join(root, subchartDir, 'values.yaml'), 'utf8')) as { image: { repository: string } };
+  const subchartValues = parse(readFileSync(join(root, subchartDir, 'values.yaml'), 'utf8')) as {
+    image: { repository: string };
+  };
   const kinds = crds(root);
   const examples = exampleObjects(root);
   const crdExamples = kinds.map(({ info }) => {

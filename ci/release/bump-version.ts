@@ -53,7 +53,13 @@ export interface BumpOptions {
   date?: string;
 }
 
-export async function bumpVersion({ root, version, helm, env, date = new Date().toISOString().slice(0, 10) }: BumpOptions): Promise<void> {
+export async function bumpVersion({
+  root,
+  version,
+  helm,
+  env,
+  date = new Date().toISOString().slice(0, 10),
+}: BumpOptions): Promise<void> {
   const invalid = invalidVersion(version);
   if (invalid) throw new Error(invalid);
   editJson(join(root, 'package.json'), (pkg) => (pkg.version = version));

@@ -44,7 +44,9 @@ describe('changesOf', () => {
   });
 
   it('refuses a section Keep a Changelog does not know', () => {
-    expect(() => changesOf('## [1.0.0] - 2026-01-01\n\n### Improved\n\n- x\n', '1.0.0')).toThrow(/"### Improved" is not a Keep a Changelog section/);
+    expect(() => changesOf('## [1.0.0] - 2026-01-01\n\n### Improved\n\n- x\n', '1.0.0')).toThrow(
+      /"### Improved" is not a Keep a Changelog section/,
+    );
   });
 });
 

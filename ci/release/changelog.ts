@@ -50,7 +50,10 @@ export function changesOf(changelog: string, version: string): Change[] | undefi
     const heading = line.match(/^### (\w+)\s*$/);
     if (heading) {
       const name = heading[1].toLowerCase();
-      if (!(changeKinds as readonly string[]).includes(name)) throw new Error(`CHANGELOG.md [${version}]: "### ${heading[1]}" is not a Keep a Changelog section (${changeKinds.join(', ')})`);
+      if (!(changeKinds as readonly string[]).includes(name))
+        throw new Error(
+          `CHANGELOG.md [${version}]: "### ${heading[1]}" is not a Keep a Changelog section (${changeKinds.join(', ')})`,
+        );
       kind = name as Change['kind'];
     } else if (/^[-*] /.test(line)) {
       if (!kind) throw new Error(`CHANGELOG.md [${version}]: "${line}" is not under a ### section`);

@@ -30,7 +30,8 @@ const checkoutEntries = [
 export function copyCheckout(dest: string): string {
   for (const entry of checkoutEntries) cpSync(join(repositoryRoot, entry), join(dest, entry), { recursive: true });
   // A subchart archive left by `helm dependency build` in the checkout is not part of the chart.
-  for (const file of readdirSync(join(dest, 'charts')).filter((f) => f.endsWith('.tgz'))) rmSync(join(dest, 'charts', file));
+  for (const file of readdirSync(join(dest, 'charts')).filter((f) => f.endsWith('.tgz')))
+    rmSync(join(dest, 'charts', file));
   return dest;
 }
 
@@ -54,11 +55,15 @@ function filesUnder(root: string, dir: string): string[] {
 export function expectedPackageFiles(root: string): string[] {
   const { name } = parse(readFileSync(join(root, 'Chart.yaml'), 'utf8')) as { name: string };
   const chartFiles = (dir: string) => [
-    ...['Chart.yaml', 'values.yaml', 'values.schema.json', 'README.md', 'LICENSE'].map((f) => join(dir, f)).filter((f) => existsSync(join(root, f))),
+    ...['Chart.yaml', 'values.yaml', 'values.schema.json', 'README.md', 'LICENSE']
+      .map((f) => join(dir, f))
+      .filter((f) => existsSync(join(root, f))),
     ...filesUnder(root, join(dir, 'templates')),
     ...(existsSync(join(root, dir, 'dashboards')) ? filesUnder(root, join(dir, 'dashboards')) : []),
   ];
-  return [...chartFiles('.'), 'Chart.lock', ...chartFiles(join('charts', 'controller'))].map((f) => join(name, f)).sort();
+  return [...chartFiles('.'), 'Chart.lock', ...chartFiles(join('charts', 'controller'))]
+    .map((f) => join(name, f))
+    .sort();
 }
 
 /** Environment that keeps Helm's config, cache and data inside `scratch`, out of the user's home. */

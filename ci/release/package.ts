@@ -26,7 +26,8 @@ export interface PackageOptions {
 /** Packages the chart and returns the archive's path. */
 export async function packageChart({ root, outDir, helm, env }: PackageOptions): Promise<string> {
   const problems = versionProblems(root);
-  if (problems.length > 0) throw new Error(`versions disagree (fix with npm run version:bump -- X.Y.Z):\n  ${problems.join('\n  ')}`);
+  if (problems.length > 0)
+    throw new Error(`versions disagree (fix with npm run version:bump -- X.Y.Z):\n  ${problems.join('\n  ')}`);
   const stale = docs(root, { check: true });
   if (stale.length > 0) throw new Error(`generated docs are out of date in ${stale.join(', ')}: run npm run docs`);
   await execOk(helm, ['dependency', 'build', '.'], { cwd: root, env });
@@ -45,7 +46,9 @@ async function main(args: string[]): Promise<number> {
     if (args[i] === '--dir' && args[i + 1]) root = resolve(args[++i]);
     else if (args[i] === '--out' && args[i + 1]) outDir = resolve(args[++i]);
     else {
-      process.stderr.write(`chart:package: unknown argument ${args[i]}\nusage: npm run chart:package [-- --out DIR] [--dir CHECKOUT]\n`);
+      process.stderr.write(
+        `chart:package: unknown argument ${args[i]}\nusage: npm run chart:package [-- --out DIR] [--dir CHECKOUT]\n`,
+      );
       return 2;
     }
   }

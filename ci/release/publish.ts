@@ -33,12 +33,21 @@ export interface Published {
 
 function parseRegistry(registry: string): { url: string; host: string } {
   const match = registry.match(/^oci:\/\/([^/\s]+)(\/[^\s]*)?$/);
-  if (!match) throw new Error(`"${registry}" is not an OCI registry reference: give oci://HOST/PATH, e.g. oci://ghcr.io/ml-operator/charts`);
+  if (!match)
+    throw new Error(
+      `"${registry}" is not an OCI registry reference: give oci://HOST/PATH, e.g. oci://ghcr.io/ml-operator/charts`,
+    );
   return { url: registry.replace(/\/+$/, ''), host: match[1] };
 }
 
 /** Whether the registry holds `chart` at `version`; throws when the registry cannot tell. */
-async function exists(helm: string, chart: string, version: string, flags: string[], env?: NodeJS.ProcessEnv): Promise<boolean> {
+async function exists(
+  helm: string,
+  chart: string,
+  version: string,
+  flags: string[],
+  env?: NodeJS.ProcessEnv,
+): Promise<boolean> {
   const result = await exec(helm, ['show', 'chart', chart, '--version', version, ...flags], { env });
   if (result.code === 0) return true;
   // Helm says `...: not found` for a missing repository or tag; anything else (refused connection,
@@ -53,12 +62,18 @@ export async function publishChart(options: PublishOptions): Promise<Published> 
   const { url, host } = parseRegistry(options.registry);
   const flags = plainHttp ? ['--plain-http'] : [];
   const archive = options.archive ?? (await packageChart({ root, outDir: join(root, 'dist'), helm, env }));
-  const meta = parse((await execOk(helm, ['show', 'chart', archive], { env })).stdout) as { name: string; version: string };
+  const meta = parse((await execOk(helm, ['show', 'chart', archive], { env })).stdout) as {
+    name: string;
+    version: string;
+  };
   const chart = `${url}/${meta.name}`;
 
   const { HELM_REGISTRY_USERNAME: username, HELM_REGISTRY_PASSWORD: password } = env;
   if (username && password) {
-    await execOk(helm, ['registry', 'login', host, '--username', username, '--password-stdin', ...flags], { env, input: password });
+    await execOk(helm, ['registry', 'login', host, '--username', username, '--password-stdin', ...flags], {
+      env,
+      input: password,
+    });
   }
   if (!force && (await exists(helm, chart, meta.version, flags, env))) {
     throw new Error(
@@ -73,7 +88,8 @@ export async function publishChart(options: PublishOptions): Promise<Published> 
 }
 
 async function main(args: string[]): Promise<number> {
-  const usage = 'usage: npm run chart:publish -- oci://HOST/PATH [--plain-http] [--force] [--package FILE] [--dir CHECKOUT]';
+  const usage =
+    'usage: npm run chart:publish -- oci://HOST/PATH [--plain-http] [--force] [--package FILE] [--dir CHECKOUT]';
   let root = repositoryRoot;
   let archive: string | undefined;
   let plainHttp = false;
@@ -94,7 +110,14 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   await ensureTools();
-  const published = await publishChart({ registry: positional[0], root, archive, plainHttp, force, helm: toolPath('helm') });
+  const published = await publishChart({
+    registry: positional[0],
+    root,
+    archive,
+    plainHttp,
+    force,
+    helm: toolPath('helm'),
+  });
   process.stdout.write(
     `Published ${published.chart}:${published.version}\n` +
       `Digest: ${published.digest}\n` +

@@ -31,7 +31,9 @@ export function requireCommit(commit: string, root = repositoryRoot): void {
   try {
     git(['cat-file', '-e', `${commit}^{commit}`], root);
   } catch {
-    throw new Error(`commit ${commit} is not in this clone: the release it was published from needs the full history (git fetch --unshallow, or a clone without --depth)`);
+    throw new Error(
+      `commit ${commit} is not in this clone: the release it was published from needs the full history (git fetch --unshallow, or a clone without --depth)`,
+    );
   }
 }
 
@@ -44,7 +46,11 @@ export function fileAt(commit: string, path: string, root = repositoryRoot): str
 /** The entries of `paths` that exist at `commit`. */
 export function pathsAt(commit: string, paths: readonly string[], root = repositoryRoot): string[] {
   requireCommit(commit, root);
-  const present = new Set(git(['ls-tree', '--name-only', commit, ...paths], root).split('\n').filter(Boolean));
+  const present = new Set(
+    git(['ls-tree', '--name-only', commit, ...paths], root)
+      .split('\n')
+      .filter(Boolean),
+  );
   return paths.filter((p) => present.has(p));
 }
 
@@ -52,7 +58,10 @@ export function pathsAt(commit: string, paths: readonly string[], root = reposit
 export function extractAt(commit: string, paths: readonly string[], dest: string, root = repositoryRoot): void {
   requireCommit(commit, root);
   mkdirSync(dest, { recursive: true });
-  const archive = execFileSync('git', ['archive', '--format=tar', commit, '--', ...paths], { cwd: root, maxBuffer: 256 << 20 });
+  const archive = execFileSync('git', ['archive', '--format=tar', commit, '--', ...paths], {
+    cwd: root,
+    maxBuffer: 256 << 20,
+  });
   execFileSync('tar', ['-x', '-C', dest], { input: archive });
 }
 

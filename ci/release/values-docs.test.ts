@@ -3,7 +3,9 @@ import { docComment, spliceValuesSection, valueRows, valuesTable } from './value
 
 describe('docComment', () => {
   it('takes the text from `-- ` to the end of the block, joined into one line', () => {
-    expect(docComment(' -- Controller replicas. More than one\n turns leader election on.')).toBe('Controller replicas. More than one turns leader election on.');
+    expect(docComment(' -- Controller replicas. More than one\n turns leader election on.')).toBe(
+      'Controller replicas. More than one turns leader election on.',
+    );
   });
 
   it('ignores what comes before `-- ` and after an empty comment line', () => {
@@ -42,8 +44,18 @@ mode: "a|b"
   it('gives one row per documented value, in file order, with type and JSON default', () => {
     expect(valueRows(values)).toEqual([
       { key: 'global.shared', type: 'list', default: '`[]`', description: 'Shared value.' },
-      { key: 'resources', type: 'object', default: '`{"requests":{"cpu":"100m"}}`', description: 'One row for the whole map: its children are not documented.' },
-      { key: 'config', type: 'object', default: 'see below', description: 'A map with documented children: a row of its own, then theirs.' },
+      {
+        key: 'resources',
+        type: 'object',
+        default: '`{"requests":{"cpu":"100m"}}`',
+        description: 'One row for the whole map: its children are not documented.',
+      },
+      {
+        key: 'config',
+        type: 'object',
+        default: 'see below',
+        description: 'A map with documented children: a row of its own, then theirs.',
+      },
       { key: 'config.domain', type: 'string', default: '`"example.com"`', description: 'The domain.' },
       { key: 'config.gateway.port', type: 'int', default: '`80`', description: 'The port.' },
       { key: 'config.gateway.ratio', type: 'float', default: '`0.5`', description: 'A ratio.' },
@@ -52,22 +64,32 @@ mode: "a|b"
   });
 
   it('prefixes keys and leaves out skipped top-level keys', () => {
-    expect(valueRows(values, { prefix: 'controller.', skip: ['global', 'config', 'resources'] }).map((r) => r.key)).toEqual(['controller.mode']);
+    expect(
+      valueRows(values, { prefix: 'controller.', skip: ['global', 'config', 'resources'] }).map((r) => r.key),
+    ).toEqual(['controller.mode']);
   });
 
   it('renders a Markdown table with pipes escaped', () => {
     const table = valuesTable(valueRows('# -- Pipes | here.\nmode: "a|b"\n'));
-    expect(table.split('\n')).toEqual(['| Key | Type | Default | Description |', '|-----|------|---------|-------------|', '| `mode` | string | `"a\\|b"` | Pipes \\| here. |']);
+    expect(table.split('\n')).toEqual([
+      '| Key | Type | Default | Description |',
+      '|-----|------|---------|-------------|',
+      '| `mode` | string | `"a\\|b"` | Pipes \\| here. |',
+    ]);
   });
 });
 
 describe('spliceValuesSection', () => {
   it('replaces the markers and what is between them', () => {
     const readme = 'intro\n<!-- values:start -->\nold\n<!-- values:end -->\noutro\n';
-    expect(spliceValuesSection(readme, '<!-- values:start -->\nnew\n<!-- values:end -->')).toBe('intro\n<!-- values:start -->\nnew\n<!-- values:end -->\noutro\n');
+    expect(spliceValuesSection(readme, '<!-- values:start -->\nnew\n<!-- values:end -->')).toBe(
+      'intro\n<!-- values:start -->\nnew\n<!-- values:end -->\noutro\n',
+    );
   });
 
   it('says where the markers must go when they are missing', () => {
-    expect(() => spliceValuesSection('no markers', 'x')).toThrow(/README\.md needs the markers <!-- values:start --> and <!-- values:end -->/);
+    expect(() => spliceValuesSection('no markers', 'x')).toThrow(
+      /README\.md needs the markers <!-- values:start --> and <!-- values:end -->/,
+    );
   });
 });

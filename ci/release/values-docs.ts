@@ -43,7 +43,10 @@ function commentOf(map: YAMLMap, pair: Pair, index: number): string | undefined 
 }
 
 function hasDocumentedDescendant(map: YAMLMap): boolean {
-  return map.items.some((pair, i) => docComment(commentOf(map, pair, i)) !== undefined || (isMap(pair.value) && hasDocumentedDescendant(pair.value)));
+  return map.items.some(
+    (pair, i) =>
+      docComment(commentOf(map, pair, i)) !== undefined || (isMap(pair.value) && hasDocumentedDescendant(pair.value)),
+  );
 }
 
 /**
@@ -51,7 +54,10 @@ function hasDocumentedDescendant(map: YAMLMap): boolean {
  * (`controller.` for the subchart's values set through the umbrella chart). Top-level keys in
  * `skip` are left out.
  */
-export function valueRows(valuesYaml: string, { prefix = '', skip = [] }: { prefix?: string; skip?: string[] } = {}): ValueRow[] {
+export function valueRows(
+  valuesYaml: string,
+  { prefix = '', skip = [] }: { prefix?: string; skip?: string[] } = {},
+): ValueRow[] {
   const doc = parseDocument(valuesYaml);
   if (doc.errors.length > 0) throw doc.errors[0];
   const rows: ValueRow[] = [];
@@ -107,6 +113,9 @@ export function valuesSection(umbrellaValues: string, subchartValues: string): s
 export function spliceValuesSection(readme: string, section: string): string {
   const start = readme.indexOf(valuesStart);
   const end = readme.indexOf(valuesEnd);
-  if (start < 0 || end < start) throw new Error(`README.md needs the markers ${valuesStart} and ${valuesEnd} (in that order) where the values tables go`);
+  if (start < 0 || end < start)
+    throw new Error(
+      `README.md needs the markers ${valuesStart} and ${valuesEnd} (in that order) where the values tables go`,
+    );
   return readme.slice(0, start) + section + readme.slice(end + valuesEnd.length);
 }

@@ -12,12 +12,14 @@ export const subchartDir = join('charts', 'controller');
  * semver.org's grammar without build metadata: OCI tags cannot hold `+` (helm push rewrites it to
  * `_`), so a chart version with one would be published under another name.
  */
-const semverPattern = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$/;
+const semverPattern =
+  /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$/;
 
 /** Why `version` cannot be a release version, or undefined when it can. */
 export function invalidVersion(version: string): string | undefined {
   if (semverPattern.test(version)) return undefined;
-  if (/^v\d/.test(version) && semverPattern.test(version.slice(1))) return `"${version}": chart versions carry no "v" prefix (use ${version.slice(1)})`;
+  if (/^v\d/.test(version) && semverPattern.test(version.slice(1)))
+    return `"${version}": chart versions carry no "v" prefix (use ${version.slice(1)})`;
   if (version.includes('+')) return `"${version}": build metadata ("+...") is not allowed, OCI tags cannot hold "+"`;
   return `"${version}" is not a semantic version (MAJOR.MINOR.PATCH, optionally -PRERELEASE)`;
 }
@@ -73,14 +75,18 @@ export function versionFields(root: string): VersionField[] {
 export function versionProblems(root: string): string[] {
   const [source, ...others] = versionFields(root);
   const problems: string[] = [];
-  const invalid = typeof source.value === 'string' ? invalidVersion(source.value) : `${JSON.stringify(source.value)} is not a string`;
+  const invalid =
+    typeof source.value === 'string' ? invalidVersion(source.value) : `${JSON.stringify(source.value)} is not a string`;
   if (invalid) problems.push(`${source.place}: ${invalid}`);
   for (const { place, value } of others) {
-    if (value !== source.value) problems.push(`${place} is ${JSON.stringify(value)}, ${source.place} is ${JSON.stringify(source.value)}`);
+    if (value !== source.value)
+      problems.push(`${place} is ${JSON.stringify(value)}, ${source.place} is ${JSON.stringify(source.value)}`);
   }
   const tag = readYaml(root, join(subchartDir, 'values.yaml')).image?.tag;
   if (tag !== '' && tag !== source.value) {
-    problems.push(`charts/controller/values.yaml image.tag is ${JSON.stringify(tag)}: leave it empty so that the image follows appVersion`);
+    problems.push(
+      `charts/controller/values.yaml image.tag is ${JSON.stringify(tag)}: leave it empty so that the image follows appVersion`,
+    );
   }
   return problems;
 }

@@ -9,12 +9,15 @@ const helpers = ['../cluster/operator.ts'].map((f) => readFileSync(new URL(f, im
 
 describe("the local cluster's tools", () => {
   it('are all built by a first npm start, and nothing the cluster does not run', () => {
-    const started = [controlPlane, ...helpers].flatMap((text) => [...text.matchAll(/(?:toolPath|startTool)\('([a-z0-9-]+)'/g)].map((m) => m[1]));
+    const started = [controlPlane, ...helpers].flatMap((text) =>
+      [...text.matchAll(/(?:toolPath|startTool)\('([a-z0-9-]+)'/g)].map((m) => m[1]),
+    );
     const tools = new Set(started.map((b) => binaries[b as keyof typeof binaries]));
     // The real node's tools come with the real node (ensureTools({ realNode: true })).
     for (const realNode of ['kubernetes-node', 'containerd', 'cni-plugins'] as const) tools.delete(realNode);
     expect([...tools].sort()).toEqual([...clusterTools('current')].sort());
     expect(clusterTools('oldest')).toEqual(expect.arrayContaining(['kubernetes', 'kubernetes-oldest']));
-    for (const other of ['helm3', 'helm-unittest', 'istioctl', 'minio', 'fake-gcs-server']) expect(clusterTools('current')).not.toContain(other);
+    for (const other of ['helm3', 'helm-unittest', 'istioctl', 'minio', 'fake-gcs-server'])
+      expect(clusterTools('current')).not.toContain(other);
   });
 });

@@ -11,6 +11,11 @@ const toolsDir = dirname(fileURLToPath(import.meta.url));
 describe("the real node's Kubernetes", () => {
   it('pins the k8s.io/kubernetes version of the control plane', () => {
     const goMod = readFileSync(join(toolsDir, 'kubernetes-node', 'go.mod'), 'utf8');
-    expect(goMod).toMatch(new RegExp(`^\\s*(require\\s+)?k8s\\.io/kubernetes ${kubernetesVersion('current').replaceAll('.', '\\.')}\\b`, 'm'));
+    expect(goMod).toMatch(
+      new RegExp(
+        `^\\s*(require\\s+)?k8s\\.io/kubernetes ${kubernetesVersion('current').replaceAll('.', '\\.')}\\b`,
+        'm',
+      ),
+    );
   });
 });

@@ -24,14 +24,23 @@ function parse(argv: string[]): { rate: number; seconds: number; requests: numbe
   const rate = Number(flag('rate') ?? 10);
   const seconds = Number(flag('seconds') ?? 60);
   const requests = Number(flag('requests') ?? rate * seconds);
-  const targets = argv.filter((a) => a.startsWith('--target=')).map((a) => {
-    const spec = a.slice('--target='.length);
-    const eq = spec.indexOf('=');
-    return [spec.slice(0, eq), spec.slice(eq + 1)] as [string, string];
-  });
-  const bad = !(rate > 0 && rate <= 500) || !(seconds > 0 && seconds <= 3600) || !(requests > 0 && requests <= 1_000_000) || targets.length === 0 || targets.some(([n, u]) => !n || !URL.canParse(u));
+  const targets = argv
+    .filter((a) => a.startsWith('--target='))
+    .map((a) => {
+      const spec = a.slice('--target='.length);
+      const eq = spec.indexOf('=');
+      return [spec.slice(0, eq), spec.slice(eq + 1)] as [string, string];
+    });
+  const bad =
+    !(rate > 0 && rate <= 500) ||
+    !(seconds > 0 && seconds <= 3600) ||
+    !(requests > 0 && requests <= 1_000_000) ||
+    targets.length === 0 ||
+    targets.some(([n, u]) => !n || !URL.canParse(u));
   if (bad) {
-    process.stderr.write('usage: direct.ts --rate=1..500 --seconds=1..3600 [--requests=N] --target=NAME=URL [--target=NAME=URL ...]\n');
+    process.stderr.write(
+      'usage: direct.ts --rate=1..500 --seconds=1..3600 [--requests=N] --target=NAME=URL [--target=NAME=URL ...]\n',
+    );
     process.exit(2);
   }
   return { rate, seconds, requests, targets };
@@ -41,7 +50,18 @@ async function main(): Promise<void> {
   const { rate, seconds, requests, targets } = parse(process.argv.slice(2));
   const runs = new Map<string, { url: string; run: LoadRun }>();
   for (const [name, url] of targets) {
-    runs.set(name, { url, run: startLoad({ url, host: new URL(url).host, requests, rate, concurrency: 16, maxDurationMs: seconds * 1000, timeoutMs: 10_000 }) });
+    runs.set(name, {
+      url,
+      run: startLoad({
+        url,
+        host: new URL(url).host,
+        requests,
+        rate,
+        concurrency: 16,
+        maxDurationMs: seconds * 1000,
+        timeoutMs: 10_000,
+      }),
+    });
   }
   const stopAll = () => {
     for (const { run } of runs.values()) run.stop();

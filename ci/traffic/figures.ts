@@ -40,9 +40,14 @@ export function rollbackProblems(
     bound: Math.floor(hi * window.length),
   };
   const problems: string[] = [];
-  if (o.rollbackAt - first.start > maxMs) problems.push(`rolled back ${secs(o.rollbackAt - first.start)} after the first failed request, more than ${secs(maxMs)}`);
+  if (o.rollbackAt - first.start > maxMs)
+    problems.push(
+      `rolled back ${secs(o.rollbackAt - first.start)} after the first failed request, more than ${secs(maxMs)}`,
+    );
   if (figures.failed > figures.bound) {
-    problems.push(`${figures.failed} of ${figures.sent} requests failed from the first error to the rollback, more than the ${figures.bound} a ${o.share * 100}% share failing ${o.errorRate * 100}% allows (99.9%)`);
+    problems.push(
+      `${figures.failed} of ${figures.sent} requests failed from the first error to the rollback, more than the ${figures.bound} a ${o.share * 100}% share failing ${o.errorRate * 100}% allows (99.9%)`,
+    );
   }
   return { figures, problems };
 }
@@ -65,12 +70,19 @@ export function coverageProblems(samples: readonly Sample[], spans: readonly Spa
   const problems: string[] = [];
   for (const span of spans) {
     const inside = samples.filter((s) => s.start >= span.from && s.start < span.to);
-    const wanted = Math.floor((((span.to - span.from) / 1000) * rate) * 0.9);
-    if (inside.length < wanted || inside.length === 0) problems.push(`${span.name}: ${inside.length} requests sent in its ${secs(span.to - span.from)}, fewer than ${wanted} (90% of ${rate}/s)`);
-    const strangers = inside.filter((s) => s.backend?.instance !== undefined && !span.backends.includes(s.backend.instance));
+    const wanted = Math.floor(((span.to - span.from) / 1000) * rate * 0.9);
+    if (inside.length < wanted || inside.length === 0)
+      problems.push(
+        `${span.name}: ${inside.length} requests sent in its ${secs(span.to - span.from)}, fewer than ${wanted} (90% of ${rate}/s)`,
+      );
+    const strangers = inside.filter(
+      (s) => s.backend?.instance !== undefined && !span.backends.includes(s.backend.instance),
+    );
     if (strangers.length) {
       const who = [...new Set(strangers.map((s) => s.backend!.instance!))].join(', ');
-      problems.push(`${span.name}: ${strangers.length} answers from ${who}, neither the old nor the new version (${span.backends.join(', ')})`);
+      problems.push(
+        `${span.name}: ${strangers.length} answers from ${who}, neither the old nor the new version (${span.backends.join(', ')})`,
+      );
     }
   }
   return problems;

@@ -6,7 +6,16 @@ import { ModelServer } from '../cluster/pod-runtime/model-server.ts';
 import { freePort } from '../processes.ts';
 import { servedProblems, startLoad, type LoadOptions } from './load.ts';
 
-const identity = { pod: 'm-1a2b3c-xyz12', namespace: 'team', node: 'node-1', container: 'server', image: 'acme/m:1', model: 'm', instance: 'm-1a2b3c', version: 'v1' };
+const identity = {
+  pod: 'm-1a2b3c-xyz12',
+  namespace: 'team',
+  node: 'node-1',
+  container: 'server',
+  image: 'acme/m:1',
+  model: 'm',
+  instance: 'm-1a2b3c',
+  version: 'v1',
+};
 const rule = { backends: ['m-1a2b3c'], namespace: 'team', maxExtraMs: 1000 };
 let servers: ModelServer[] = [];
 
@@ -19,7 +28,15 @@ async function serve(env: Record<string, string> = {}): Promise<string> {
 }
 
 async function run(url: string, o: Partial<LoadOptions> = {}) {
-  const load = startLoad({ url, host: 'm.team.example.com', requests: 40, rate: 40, concurrency: 64, maxDurationMs: 20_000, ...o });
+  const load = startLoad({
+    url,
+    host: 'm.team.example.com',
+    requests: 40,
+    rate: 40,
+    concurrency: 64,
+    maxDurationMs: 20_000,
+    ...o,
+  });
   const report = await load.done;
   return { samples: load.samples, report, problems: servedProblems(load.samples, rule, report.capped) };
 }
@@ -38,7 +55,9 @@ describe('the load client and the served rule', () => {
   });
 
   it('keeps sending on time while a cold start stalls the first answers 2 s, and calls them too slow though none failed', async () => {
-    const { samples, report, problems } = await run(await serve({ DEMO_STALL_MS: '2000', DEMO_STALL_SECONDS: '0.5' }), { timeoutMs: 5000 });
+    const { samples, report, problems } = await run(await serve({ DEMO_STALL_MS: '2000', DEMO_STALL_SECONDS: '0.5' }), {
+      timeoutMs: 5000,
+    });
     // Open loop: all 40 sent within the second they were due in, the slow answers notwithstanding.
     expect(report.sent).toBe(40);
     expect(samples.at(-1)!.start).toBeLessThan(1500);
@@ -51,11 +70,17 @@ describe('the load client and the served rule', () => {
   it('counts the requests held back by the in-flight cap', async () => {
     const { report, problems } = await run(await serve({ DEMO_LATENCY_MS: '500' }), { concurrency: 4, requests: 20 });
     expect(report.capped).toBeGreaterThan(0);
-    expect(problems).toContain(`${report.capped} requests waited for the in-flight cap: answers were slow enough to hold sends back`);
+    expect(problems).toContain(
+      `${report.capped} requests waited for the in-flight cap: answers were slow enough to hold sends back`,
+    );
   });
 
   it('cuts a request that hangs at its deadline, its asked duration plus the slack', async () => {
-    const { samples, problems } = await run(await serve({ DEMO_FAULT: 'hang' }), { requests: 3, sleepMs: () => 200, timeoutMs: 500 });
+    const { samples, problems } = await run(await serve({ DEMO_FAULT: 'hang' }), {
+      requests: 3,
+      sleepMs: () => 200,
+      timeoutMs: 500,
+    });
     for (const s of samples) {
       expect(s.status).toBe(0);
       expect(s.error).toBe('no answer within 700 ms');
@@ -67,12 +92,23 @@ describe('the load client and the served rule', () => {
 
   it.each([
     ['reset', /^request \d+ \(sent at [\d.]+ s\): no answer \(ECONNRESET\)$/],
-    ['crash', /^request \d+ \(sent at [\d.]+ s\): no answer \((response: aborted|answer cut short after status 200)\)$/],
-    ['wrong', /^request \d+ \(sent at [\d.]+ s\): 200 from another-model-v1 \(pod m-1a2b3c-xyz12\), not a backend of the endpoint \(m-1a2b3c\)$/],
+    [
+      'crash',
+      /^request \d+ \(sent at [\d.]+ s\): no answer \((response: aborted|answer cut short after status 200)\)$/,
+    ],
+    [
+      'wrong',
+      /^request \d+ \(sent at [\d.]+ s\): 200 from another-model-v1 \(pod m-1a2b3c-xyz12\), not a backend of the endpoint \(m-1a2b3c\)$/,
+    ],
   ])('calls an answer that fails by %s not served', async (fault, problem) => {
-    const { report, problems } = await run(await serve({ DEMO_FAULT: fault, DEMO_FAULT_RATE: '0.5' }), { requests: 60, rate: 60 });
+    const { report, problems } = await run(await serve({ DEMO_FAULT: fault, DEMO_FAULT_RATE: '0.5' }), {
+      requests: 60,
+      rate: 60,
+    });
     const faulty = problems.length;
-    process.stdout.write(`[load] DEMO_FAULT=${fault} for half the requests: ${faulty} of ${report.sent} not served, ${report.failed} failed by status\n`);
+    process.stdout.write(
+      `[load] DEMO_FAULT=${fault} for half the requests: ${faulty} of ${report.sent} not served, ${report.failed} failed by status\n`,
+    );
     expect(faulty).toBeGreaterThan(10);
     expect(faulty).toBeLessThan(50);
     for (const p of problems) expect(p).toMatch(problem);
@@ -86,9 +122,16 @@ describe('the load client and the served rule', () => {
   });
 
   it('refuses a fault it does not know', () => {
-    expect(() => new ModelServer({ identity, address: '127.0.0.1', port: 1, readinessPath: '/healthz', env: { DEMO_FAULT: 'explode' } })).toThrow(
-      'DEMO_FAULT=explode: expected one of reset, hang, crash, wrong',
-    );
+    expect(
+      () =>
+        new ModelServer({
+          identity,
+          address: '127.0.0.1',
+          port: 1,
+          readinessPath: '/healthz',
+          env: { DEMO_FAULT: 'explode' },
+        }),
+    ).toThrow('DEMO_FAULT=explode: expected one of reset, hang, crash, wrong');
   });
 
   it('calls an answer from another namespace, or with a wrong prediction, not served', () => {
@@ -96,14 +139,24 @@ describe('the load client and the served rule', () => {
     const problems = servedProblems(
       [
         { ...base, backend: { pod: 'm-1a2b3c-xyz12', namespace: 'elsewhere', instance: 'm-1a2b3c' } },
-        { ...base, i: 1, backend: { pod: 'm-1a2b3c-xyz12', namespace: 'team', instance: 'm-1a2b3c', labels: ['virginica'] } },
+        {
+          ...base,
+          i: 1,
+          backend: { pod: 'm-1a2b3c-xyz12', namespace: 'team', instance: 'm-1a2b3c', labels: ['virginica'] },
+        },
         { ...base, i: 2, backend: { pod: 'm-1a2b3c-abc', model: 'iris/1.0.0', labels: ['setosa'] } },
         { ...base, i: 3, backend: { pod: 'other-9z-abc', model: 'iris/1.0.0', labels: ['setosa'] } },
       ],
-      { ...rule, answer: (s) => (s.backend?.labels?.[0] === 'setosa' ? undefined : `labels ${JSON.stringify(s.backend?.labels)}, expected ["setosa"]`) },
+      {
+        ...rule,
+        answer: (s) =>
+          s.backend?.labels?.[0] === 'setosa'
+            ? undefined
+            : `labels ${JSON.stringify(s.backend?.labels)}, expected ["setosa"]`,
+      },
     );
     expect(problems).toEqual([
-      'request 0 (sent at 0.0 s): 200 from pod m-1a2b3c-xyz12 of namespace elsewhere, not the endpoint\'s team',
+      "request 0 (sent at 0.0 s): 200 from pod m-1a2b3c-xyz12 of namespace elsewhere, not the endpoint's team",
       'request 1 (sent at 0.0 s): 200 from pod m-1a2b3c-xyz12: labels ["virginica"], expected ["setosa"]',
       'request 3 (sent at 0.0 s): 200 from iris/1.0.0 (pod other-9z-abc), not a backend of the endpoint (m-1a2b3c)',
     ]);

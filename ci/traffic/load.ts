@@ -120,7 +120,12 @@ export function report(samples: readonly Sample[], durationMs: number, capped = 
     byStatus,
     byInstance,
     failed: samples.filter((s) => s.status < 200 || s.status >= 300).length,
-    latency: { p50: percentile(latencies, 50), p90: percentile(latencies, 90), p99: percentile(latencies, 99), max: latencies.at(-1) ?? 0 },
+    latency: {
+      p50: percentile(latencies, 50),
+      p90: percentile(latencies, 90),
+      p99: percentile(latencies, 99),
+      max: latencies.at(-1) ?? 0,
+    },
     worstExtraMs: Math.max(0, ...samples.map(extraMs)),
     capped,
     errors: [...errors].slice(0, 10),
@@ -156,22 +161,32 @@ export function servedProblems(samples: readonly Sample[], rule: ServedRule, cap
   const ownPod = (pod: string) => rule.backends.some((b) => pod.startsWith(`${b}-`));
   for (const s of samples) {
     if (s.status < 200 || s.status >= 300) {
-      problems.push(`${at(s)}: ${s.status === 0 ? `no answer (${s.error ?? 'unknown'})` : `status ${s.status}`}${s.backend ? ` from ${s.backend.pod}` : ''}`);
+      problems.push(
+        `${at(s)}: ${s.status === 0 ? `no answer (${s.error ?? 'unknown'})` : `status ${s.status}`}${s.backend ? ` from ${s.backend.pod}` : ''}`,
+      );
       continue;
     }
     const b = s.backend;
     if (!b) problems.push(`${at(s)}: ${s.status} that names no backend (not a model server's answer)`);
     else if (b.instance !== undefined ? !rule.backends.includes(b.instance) : !ownPod(b.pod)) {
-      problems.push(`${at(s)}: ${s.status} from ${b.instance ?? b.model ?? '?'} (pod ${b.pod}), not a backend of the endpoint (${rule.backends.join(', ')})`);
+      problems.push(
+        `${at(s)}: ${s.status} from ${b.instance ?? b.model ?? '?'} (pod ${b.pod}), not a backend of the endpoint (${rule.backends.join(', ')})`,
+      );
     } else if (rule.namespace && b.namespace !== undefined && b.namespace !== rule.namespace) {
-      problems.push(`${at(s)}: ${s.status} from pod ${b.pod} of namespace ${b.namespace}, not the endpoint's ${rule.namespace}`);
+      problems.push(
+        `${at(s)}: ${s.status} from pod ${b.pod} of namespace ${b.namespace}, not the endpoint's ${rule.namespace}`,
+      );
     } else {
       const wrong = rule.answer?.(s);
       if (wrong) problems.push(`${at(s)}: ${s.status} from pod ${b.pod}: ${wrong}`);
     }
-    if (extraMs(s) > rule.maxExtraMs) problems.push(`${at(s)}: took ${extraMs(s).toFixed(0)} ms beyond the ${s.expectedMs} ms it asked for, more than ${rule.maxExtraMs} ms`);
+    if (extraMs(s) > rule.maxExtraMs)
+      problems.push(
+        `${at(s)}: took ${extraMs(s).toFixed(0)} ms beyond the ${s.expectedMs} ms it asked for, more than ${rule.maxExtraMs} ms`,
+      );
   }
-  if (capped > 0) problems.push(`${capped} requests waited for the in-flight cap: answers were slow enough to hold sends back`);
+  if (capped > 0)
+    problems.push(`${capped} requests waited for the in-flight cap: answers were slow enough to hold sends back`);
   return problems;
 }
 
@@ -182,7 +197,9 @@ export function describeReport(r: LoadReport): string {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, v]) => `${k} ${v} (${((100 * v) / Math.max(1, answered)).toFixed(1)}%)`)
     .join(', ');
-  const statuses = Object.entries(r.byStatus).map(([k, v]) => `${k === '0' ? 'no answer' : k}: ${v}`).join(', ');
+  const statuses = Object.entries(r.byStatus)
+    .map(([k, v]) => `${k === '0' ? 'no answer' : k}: ${v}`)
+    .join(', ');
   const latency = `latency p50 ${r.latency.p50.toFixed(0)} ms, p90 ${r.latency.p90.toFixed(0)} ms, p99 ${r.latency.p99.toFixed(0)} ms, max ${r.latency.max.toFixed(0)} ms, worst beyond the asked duration ${r.worstExtraMs.toFixed(0)} ms`;
   return `${r.sent} requests in ${(r.durationMs / 1000).toFixed(1)}s; ${statuses}; failed ${r.failed}; by instance: ${shares}; ${latency}${r.capped ? `; ${r.capped} held back by the in-flight cap` : ''}${r.errors.length ? `; errors: ${r.errors.join(' | ')}` : ''}`;
 }
@@ -208,7 +225,12 @@ export function startLoad(o: LoadOptions): LoadRun {
       samples.push(sample);
       const own = o.requestFor?.(i);
       const body = own?.body ?? o.body;
-      const headers: Record<string, string> = { host: o.host, ...o.headers, ...own?.headers, ...(sleep > 0 ? { 'x-demo-sleep-ms': String(sleep) } : {}) };
+      const headers: Record<string, string> = {
+        host: o.host,
+        ...o.headers,
+        ...own?.headers,
+        ...(sleep > 0 ? { 'x-demo-sleep-ms': String(sleep) } : {}),
+      };
       if (body !== undefined) headers['content-type'] ??= 'application/json';
       let deadline: NodeJS.Timeout | undefined;
       const finish = (status: number, body: string, error?: string) => {
@@ -220,7 +242,13 @@ export function startLoad(o: LoadOptions): LoadRun {
         try {
           const parsed = JSON.parse(body) as Backend;
           if (parsed && typeof parsed.pod === 'string') {
-            sample.backend = { pod: parsed.pod, namespace: parsed.namespace, instance: parsed.instance, version: parsed.version, model: parsed.model };
+            sample.backend = {
+              pod: parsed.pod,
+              namespace: parsed.namespace,
+              instance: parsed.instance,
+              version: parsed.version,
+              model: parsed.model,
+            };
             if (Array.isArray(parsed.labels)) sample.backend.labels = parsed.labels;
           }
         } catch {
@@ -228,18 +256,28 @@ export function startLoad(o: LoadOptions): LoadRun {
         }
         resolve();
       };
-      const req = request({ host: url.hostname, port: url.port || 80, path: `${url.pathname}${url.search}`, method: o.method ?? 'GET', headers, agent }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const answer = Buffer.concat(chunks);
-          if (o.keepAnswers) sample.answer = answer;
-          finish(res.statusCode ?? 0, answer.toString('utf8'));
-        });
-        res.on('error', (err) => finish(0, '', `response: ${err.message}`));
-        // A connection cut after the headers: the answer is incomplete, whatever its status said.
-        res.on('close', () => finish(0, '', `answer cut short after status ${res.statusCode}`));
-      });
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port || 80,
+          path: `${url.pathname}${url.search}`,
+          method: o.method ?? 'GET',
+          headers,
+          agent,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const answer = Buffer.concat(chunks);
+            if (o.keepAnswers) sample.answer = answer;
+            finish(res.statusCode ?? 0, answer.toString('utf8'));
+          });
+          res.on('error', (err) => finish(0, '', `response: ${err.message}`));
+          // A connection cut after the headers: the answer is incomplete, whatever its status said.
+          res.on('close', () => finish(0, '', `answer cut short after status ${res.statusCode}`));
+        },
+      );
       deadline = setTimeout(() => req.destroy(new Error(`no answer within ${sleep + slack} ms`)), sleep + slack);
       req.on('error', (err: Error & { code?: string }) => finish(0, '', err.code ?? err.message));
       req.end(body);

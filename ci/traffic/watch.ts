@@ -12,7 +12,9 @@ const host = flag('host');
 const rate = Number(flag('rate') ?? 20);
 const seconds = Number(flag('seconds') ?? 60);
 if (!host || !(rate > 0 && rate <= 500) || !(seconds > 0 && seconds <= 3600)) {
-  process.stderr.write('usage: npm run traffic -- --host=HOST [--gateway=ADDRESS[:PORT]] [--rate=1..500] [--seconds=1..3600]\n');
+  process.stderr.write(
+    'usage: npm run traffic -- --host=HOST [--gateway=ADDRESS[:PORT]] [--rate=1..500] [--seconds=1..3600]\n',
+  );
   process.exit(2);
 }
 
@@ -28,11 +30,20 @@ function defaultGateway(): string | undefined {
 }
 const gateway = flag('gateway') ?? defaultGateway();
 if (!gateway) {
-  process.stderr.write('no --gateway given and no running `npm start` found: start the demo first, or pass --gateway=ADDRESS\n');
+  process.stderr.write(
+    'no --gateway given and no running `npm start` found: start the demo first, or pass --gateway=ADDRESS\n',
+  );
   process.exit(2);
 }
 
-const run = startLoad({ url: `http://${gateway}/predict`, host, requests: Math.ceil(rate * seconds), rate, concurrency: 64, maxDurationMs: seconds * 1000 + 1000 });
+const run = startLoad({
+  url: `http://${gateway}/predict`,
+  host,
+  requests: Math.ceil(rate * seconds),
+  rate,
+  concurrency: 64,
+  maxDurationMs: seconds * 1000 + 1000,
+});
 process.once('SIGINT', () => run.stop());
 // Samples before `firstOpen` are all reported; later ones are reported once they end.
 let firstOpen = 0;
@@ -49,10 +60,18 @@ const tick = setInterval(() => {
   while (firstOpen < run.samples.length && reported.has(firstOpen)) reported.delete(firstOpen++);
   const counts = new Map<string, number>();
   for (const s of window) {
-    const key = s.status === 200 ? (s.backend?.instance ?? '?') : s.status === 0 ? `failed (${s.error ?? 'no answer'})` : `status ${s.status}`;
+    const key =
+      s.status === 200
+        ? (s.backend?.instance ?? '?')
+        : s.status === 0
+          ? `failed (${s.error ?? 'no answer'})`
+          : `status ${s.status}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
-  const line = [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join('  ');
+  const line = [...counts]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k} ${v}`)
+    .join('  ');
   process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line || '(no answers)'}\n`);
 }, 1000);
 const r = await run.done;

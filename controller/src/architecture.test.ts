@@ -28,7 +28,13 @@ export const layers: Record<string, number> = {
 };
 
 function files(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory()
+      ? files(join(dir, e.name))
+      : e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')
+        ? [join(dir, e.name)]
+        : [],
+  );
 }
 
 const unitOf = (file: string) => relative(src, file).split('/')[0];
@@ -50,11 +56,19 @@ describe('the layers of controller/src', () => {
         if (from === to) continue;
         if (from === 'agent' && (to === 'fetcher' || to === 'compare')) continue;
         if (from === 'fetcher' || to === 'fetcher' || from === 'agent' || to === 'agent') {
-          wrong.push(`${relative(src, file)} -> ${relative(src, target)} (the programs of model pods, fetcher/ and agent/, stand apart)`);
+          wrong.push(
+            `${relative(src, file)} -> ${relative(src, target)} (the programs of model pods, fetcher/ and agent/, stand apart)`,
+          );
           continue;
         }
-        if (layers[from] === undefined || layers[to] === undefined) wrong.push(`${relative(src, file)} -> ${relative(src, target)} (a folder with no layer: add it to docs/architecture.md and this test)`);
-        else if (layers[to] >= layers[from]) wrong.push(`${relative(src, file)} (level ${layers[from]}) -> ${relative(src, target)} (level ${layers[to]})`);
+        if (layers[from] === undefined || layers[to] === undefined)
+          wrong.push(
+            `${relative(src, file)} -> ${relative(src, target)} (a folder with no layer: add it to docs/architecture.md and this test)`,
+          );
+        else if (layers[to] >= layers[from])
+          wrong.push(
+            `${relative(src, file)} (level ${layers[from]}) -> ${relative(src, target)} (level ${layers[to]})`,
+          );
       }
     }
     expect(wrong).toEqual([]);

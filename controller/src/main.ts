@@ -18,10 +18,21 @@ let kc;
 try {
   kc = await loadClusterAccess();
 } catch (err) {
-  logger.fatal({ err }, 'cannot reach the cluster: no in-cluster ServiceAccount and no usable kubeconfig (set KUBECONFIG)');
+  logger.fatal(
+    { err },
+    'cannot reach the cluster: no in-cluster ServiceAccount and no usable kubeconfig (set KUBECONFIG)',
+  );
   process.exit(1);
 }
-logger.info({ server: kc.getCurrentCluster()?.server, identity: options.identity, namespaces: options.watchNamespaces.length ? options.watchNamespaces : 'all', leaderElect: options.leaderElect }, 'starting');
+logger.info(
+  {
+    server: kc.getCurrentCluster()?.server,
+    identity: options.identity,
+    namespaces: options.watchNamespaces.length ? options.watchNamespaces : 'all',
+    leaderElect: options.leaderElect,
+  },
+  'starting',
+);
 
 const controller = await startController(options, kc, logger);
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -33,7 +33,8 @@ export async function startController(options: Options, kc: ClusterAccess, logge
   const metrics = new Metrics();
   const client = new KubeClient(kc, {
     fieldManager: 'ml-operator',
-    onWrite: (verb, r, subresource) => metrics.apiWrites.inc({ verb, resource: subresource ? `${r.plural}/${subresource}` : r.plural }),
+    onWrite: (verb, r, subresource) =>
+      metrics.apiWrites.inc({ verb, resource: subresource ? `${r.plural}/${subresource}` : r.plural }),
     rateLimit: { qps: options.kubeApiQps, burst: options.kubeApiBurst },
     onThrottled: (what, retryAfterSeconds) => {
       metrics.apiThrottled.inc();
@@ -47,7 +48,11 @@ export async function startController(options: Options, kc: ClusterAccess, logge
   let working = false;
   const events = new EventRecorder(client, { component: 'ml-operator', host: options.identity, logger });
   const namespaces = options.watchNamespaces.length ? options.watchNamespaces : undefined;
-  const queue = new WorkQueue({ concurrency: options.concurrency, logger, onDepth: (d) => metrics.workqueueDepth.set(d) });
+  const queue = new WorkQueue({
+    concurrency: options.concurrency,
+    logger,
+    onDepth: (d) => metrics.workqueueDepth.set(d),
+  });
   const provider = routingProvider(options.config);
 
   let synced = false;
@@ -69,19 +74,44 @@ export async function startController(options: Options, kc: ClusterAccess, logge
     const optional = async (r: Resource | undefined, what: string) => {
       if (!r) return undefined;
       if (await client.served(r)) return r;
-      logger.error({ resource: `${r.plural}.${r.group}/${r.version}` }, `${what} is not served by this cluster: endpoints that need it report it in their status until it is installed (then restart the controller)`);
+      logger.error(
+        { resource: `${r.plural}.${r.group}/${r.version}` },
+        `${what} is not served by this cluster: endpoints that need it report it in their status until it is installed (then restart the controller)`,
+      );
       return undefined;
     };
-    const autoscalers = await optional(autoscalerResource(options.config), options.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API" : 'the HorizontalPodAutoscaler API');
+    const autoscalers = await optional(
+      autoscalerResource(options.config),
+      options.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API" : 'the HorizontalPodAutoscaler API',
+    );
     const auxiliary = await optional(provider.auxiliary?.resource, "Traefik's TraefikService API");
-    sources = buildSources({ client, logger, config: options.config, namespaces, provider, autoscalerResource: autoscalers, auxiliaryResource: auxiliary, hostPath: options.config.storage.mode === 'hostPath', handlers });
+    sources = buildSources({
+      client,
+      logger,
+      config: options.config,
+      namespaces,
+      provider,
+      autoscalerResource: autoscalers,
+      auxiliaryResource: auxiliary,
+      hostPath: options.config.storage.mode === 'hostPath',
+      handlers,
+    });
     for (const i of sources.informers) i.start();
     const started = Date.now();
     await Promise.all(sources.informers.map((i) => i.waitForSync(abort.signal)));
     synced = true;
     logger.info({ ms: Date.now() - started, namespaces: namespaces ?? 'all' }, 'caches synced; reconciling');
     const prometheus = options.config.prometheus.url ? prometheusClient(options.config.prometheus.url) : undefined;
-    const reconciler = new EndpointReconciler({ client, caches: sources, config: options.config, events, logger, metrics, prometheus, missing: { autoscalers: !autoscalers, auxiliary: !!provider.auxiliary && !auxiliary } });
+    const reconciler = new EndpointReconciler({
+      client,
+      caches: sources,
+      config: options.config,
+      events,
+      logger,
+      metrics,
+      prometheus,
+      missing: { autoscalers: !autoscalers, auxiliary: !!provider.auxiliary && !auxiliary },
+    });
     startLoop({ queue, reconciler, caches: sources, metrics, events, logger });
     resolveLeading();
   }
@@ -94,7 +124,10 @@ export async function startController(options: Options, kc: ClusterAccess, logge
     logger,
   });
 
-  logger.info({ healthPort: health.port, metricsPort: health.metricsPort ?? health.port }, 'serving /healthz, /readyz and /metrics');
+  logger.info(
+    { healthPort: health.port, metricsPort: health.metricsPort ?? health.port },
+    'serving /healthz, /readyz and /metrics',
+  );
 
   let elector: LeaderElector | undefined;
   let stopping: Promise<void> | undefined;
@@ -116,12 +149,20 @@ export async function startController(options: Options, kc: ClusterAccess, logge
     // renew in time, say while the API server was down) stops writing at once, holds its queue and
     // stands by with warm caches; when it leads again it resumes with every endpoint queued.
     const elect = () => {
-      elector = new LeaderElector(client, { namespace: options.leaderElectionNamespace, name: options.leaderElectionId, identity: options.identity, logger });
+      elector = new LeaderElector(client, {
+        namespace: options.leaderElectionNamespace,
+        name: options.leaderElectionId,
+        identity: options.identity,
+        logger,
+      });
       void elector.run({
         onStartedLeading: () => {
           leadingNow = true;
           metrics.leader.set(1);
-          logger.info({ identity: options.identity, lease: `${options.leaderElectionNamespace}/${options.leaderElectionId}` }, 'became leader');
+          logger.info(
+            { identity: options.identity, lease: `${options.leaderElectionNamespace}/${options.leaderElectionId}` },
+            'became leader',
+          );
           if (!working) {
             working = true;
             void startWorking().catch((err: unknown) => logger.error({ err }, 'failed to start the controllers'));
@@ -134,7 +175,10 @@ export async function startController(options: Options, kc: ClusterAccess, logge
           leadingNow = false;
           queue.hold();
           metrics.leader.set(0);
-          logger.error({ identity: options.identity }, 'lost the leader lease; writes stopped, standing by until this replica leads again');
+          logger.error(
+            { identity: options.identity },
+            'lost the leader lease; writes stopped, standing by until this replica leads again',
+          );
           if (!abort.signal.aborted) elect();
         },
       });

@@ -15,7 +15,9 @@ import { expectedPackageFiles, isolatedHelmEnv } from '../../ci/release/checkout
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const subchart = join(root, 'charts', 'controller');
 const helmMajors = { helm4: toolPath('helm'), helm3: helm3Path() } as const;
-const scenarios = readdirSync(join(root, 'ci')).filter((f) => f.endsWith('-values.yaml')).sort();
+const scenarios = readdirSync(join(root, 'ci'))
+  .filter((f) => f.endsWith('-values.yaml'))
+  .sort();
 
 /**
  * go build names the helm 3 binary after its package (`helm`), where toolPath('helm3') expects
@@ -95,7 +97,9 @@ describe('chart metadata', () => {
   });
 
   it('depends on the controller subchart unpacked in charts/', () => {
-    expect(chart.dependencies).toEqual([{ name: 'controller', version: subchartMeta.version, repository: 'file://charts/controller' }]);
+    expect(chart.dependencies).toEqual([
+      { name: 'controller', version: subchartMeta.version, repository: 'file://charts/controller' },
+    ]);
     const lock = parse(readFileSync(join(root, 'Chart.lock'), 'utf8'));
     expect(lock.dependencies).toEqual(chart.dependencies);
   });
@@ -118,7 +122,10 @@ describe('chart metadata', () => {
     const walk = (map: YAMLMap, path: string, covered: boolean) => {
       map.items.forEach((pair, i) => {
         const key = isScalar(pair.key) ? String(pair.key.value) : '?';
-        const comment = [(pair.key as { commentBefore?: string }).commentBefore, i === 0 ? map.commentBefore : undefined].join('\n');
+        const comment = [
+          (pair.key as { commentBefore?: string }).commentBefore,
+          i === 0 ? map.commentBefore : undefined,
+        ].join('\n');
         const documented = covered || /^\s*-- /m.test(comment);
         if (isMap(pair.value) && pair.value.items.length > 0) walk(pair.value, `${path}${key}.`, documented);
         else if (!documented) undocumented.push(`${path}${key}`);
@@ -132,7 +139,13 @@ describe('chart metadata', () => {
 describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
   it('has a scenario for every case the chart supports', () => {
     expect(scenarios).toEqual(
-      expect.arrayContaining(['default-values.yaml', 'watch-namespaces-values.yaml', 'crds-disabled-values.yaml', 'ha-values.yaml', 'examples-values.yaml']),
+      expect.arrayContaining([
+        'default-values.yaml',
+        'watch-namespaces-values.yaml',
+        'crds-disabled-values.yaml',
+        'ha-values.yaml',
+        'examples-values.yaml',
+      ]),
     );
   });
 
@@ -147,7 +160,9 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
   });
 
   it.each(scenarios)('renders ci/%s, every object with the standard labels', async (scenario) => {
-    const rendered = objects(await ok(helm, ['template', 'ml-operator', '.', '-n', 'ml-operator', '-f', scenarioPath(scenario)]));
+    const rendered = objects(
+      await ok(helm, ['template', 'ml-operator', '.', '-n', 'ml-operator', '-f', scenarioPath(scenario)]),
+    );
     expect(rendered.length).toBeGreaterThan(0);
     for (const o of rendered) {
       expect(o.metadata.labels, `${o.kind}/${o.metadata.name}`).toMatchObject({
@@ -169,7 +184,9 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
       objects(await ok(helm, ['template', 'ml-operator', '.', '-n', 'ml-operator', '-f', scenarioPath(scenario)]));
     const find = (rendered: K8sObject[], kind: string) => rendered.filter((o) => o.kind === kind);
     const args = (rendered: K8sObject[]) => {
-      const [deployment] = find(rendered, 'Deployment') as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } }[];
+      const [deployment] = find(rendered, 'Deployment') as unknown as {
+        spec: { template: { spec: { containers: { args: string[] }[] } } };
+      }[];
       return deployment.spec.template.spec.containers[0].args;
     };
 
@@ -184,43 +201,79 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
       expect(namespace.metadata.name).toBe('machine-learning');
       expect(namespace.metadata.annotations?.['helm.sh/resource-policy']).toBe('keep');
       const [serviceAccount] = find(rendered, 'ServiceAccount');
-      const [deployment] = find(rendered, 'Deployment') as unknown as { spec: { template: { spec: { serviceAccountName: string } } } }[];
+      const [deployment] = find(rendered, 'Deployment') as unknown as {
+        spec: { template: { spec: { serviceAccountName: string } } };
+      }[];
       expect(deployment.spec.template.spec.serviceAccountName).toBe(serviceAccount.metadata.name);
     });
 
     it('watch-namespaces: Roles in each watched namespace; cluster-wide, only the nodes list of the capacity check', async () => {
       const rendered = await render('watch-namespaces-values.yaml');
-      const watched = parse(readFileSync(scenarioPath('watch-namespaces-values.yaml'), 'utf8')).global.watchNamespaces as string[];
+      const watched = parse(readFileSync(scenarioPath('watch-namespaces-values.yaml'), 'utf8')).global
+        .watchNamespaces as string[];
       expect(args(rendered)).toContain(`--watch-namespaces=${watched.join(',')}`);
       const controllerRoles = find(rendered, 'Role').filter((o) => o.metadata.name === 'ml-operator-controller');
       expect(controllerRoles.map((o) => o.metadata.namespace).sort()).toEqual([...watched].sort());
-      expect(find(rendered, 'RoleBinding').filter((o) => o.metadata.name === 'ml-operator-controller')).toHaveLength(watched.length);
+      expect(find(rendered, 'RoleBinding').filter((o) => o.metadata.name === 'ml-operator-controller')).toHaveLength(
+        watched.length,
+      );
       // Cluster-wide: the aggregated roles for people, and the controller's right to list nodes.
-      expect(find(rendered, 'ClusterRole').map((o) => o.metadata.name).sort()).toEqual(['ml-operator-controller-nodes', 'ml-operator-edit', 'ml-operator-view']);
-      expect(find(rendered, 'ClusterRole').find((o) => o.metadata.name === 'ml-operator-controller-nodes')!.rules).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['list'] }]);
-      expect(find(rendered, 'ClusterRoleBinding').map((o) => o.metadata.name)).toEqual(['ml-operator-controller-nodes']);
+      expect(
+        find(rendered, 'ClusterRole')
+          .map((o) => o.metadata.name)
+          .sort(),
+      ).toEqual(['ml-operator-controller-nodes', 'ml-operator-edit', 'ml-operator-view']);
+      expect(
+        find(rendered, 'ClusterRole').find((o) => o.metadata.name === 'ml-operator-controller-nodes')!.rules,
+      ).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['list'] }]);
+      expect(find(rendered, 'ClusterRoleBinding').map((o) => o.metadata.name)).toEqual([
+        'ml-operator-controller-nodes',
+      ]);
     });
 
     it('hostpath: with watched namespaces, the cluster-wide rights are on PersistentVolumes and the nodes list', async () => {
       const rendered = await render('hostpath-values.yaml');
       const bindings = find(rendered, 'ClusterRoleBinding');
-      expect(bindings.map((o) => o.metadata.name).sort()).toEqual(['ml-operator-controller-nodes', 'ml-operator-controller-persistentvolumes']);
-      const role = find(rendered, 'ClusterRole').find((o) => o.metadata.name === 'ml-operator-controller-persistentvolumes');
-      expect(role?.rules).toEqual([{ apiGroups: [''], resources: ['persistentvolumes'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] }]);
+      expect(bindings.map((o) => o.metadata.name).sort()).toEqual([
+        'ml-operator-controller-nodes',
+        'ml-operator-controller-persistentvolumes',
+      ]);
+      const role = find(rendered, 'ClusterRole').find(
+        (o) => o.metadata.name === 'ml-operator-controller-persistentvolumes',
+      );
+      expect(role?.rules).toEqual([
+        {
+          apiGroups: [''],
+          resources: ['persistentvolumes'],
+          verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
+        },
+      ]);
     });
 
     it('production: the Grafana dashboard, per endpoint, and the NetworkPolicy lets the controller reach Prometheus', async () => {
       const rendered = await render('production-values.yaml');
       const [dashboard] = find(rendered, 'ConfigMap').filter((o) => o.metadata.labels?.grafana_dashboard === '1');
       expect(dashboard.metadata.namespace).toBe('monitoring');
-      const json = JSON.parse((dashboard.data as Record<string, string>)['ml-operator-endpoints.json']) as { templating: { list: { name: string }[] }; panels: { title: string; targets: { expr: string }[] }[] };
+      const json = JSON.parse((dashboard.data as Record<string, string>)['ml-operator-endpoints.json']) as {
+        templating: { list: { name: string }[] };
+        panels: { title: string; targets: { expr: string }[] }[];
+      };
       expect(json.templating.list.map((v) => v.name)).toEqual(['datasource', 'namespace', 'endpoint']);
-      expect(json.panels.map((p) => p.title)).toEqual(expect.arrayContaining(['Traffic split (route weights)', 'Error rate (5xx), by version', 'Latency p99, by version', 'Rollout step and canary weight']));
+      expect(json.panels.map((p) => p.title)).toEqual(
+        expect.arrayContaining([
+          'Traffic split (route weights)',
+          'Error rate (5xx), by version',
+          'Latency p99, by version',
+          'Rollout step and canary weight',
+        ]),
+      );
       for (const p of json.panels) {
         expect(p.targets.length, p.title).toBeGreaterThan(0);
         for (const t of p.targets) expect(t.expr, p.title).toMatch(/namespace="\$namespace"|\$namespace-/);
       }
-      const [policy] = find(rendered, 'NetworkPolicy') as unknown as { spec: { egress: { ports?: { port: number | string }[] }[] } }[];
+      const [policy] = find(rendered, 'NetworkPolicy') as unknown as {
+        spec: { egress: { ports?: { port: number | string }[] }[] };
+      }[];
       expect(policy.spec.egress.flatMap((e) => (e.ports ?? []).map((p) => p.port))).toContain(9090);
     });
 
@@ -236,18 +289,25 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
     });
 
     it('gateway-api and gateway-class: the rights of the Gateway API provider, and none on Istio', async () => {
-      const rules = async (scenario: string) => find(await render(scenario), 'ClusterRole').find((o) => o.metadata.name === 'ml-operator-controller')!.rules as { apiGroups: string[]; resources: string[] }[];
+      const rules = async (scenario: string) =>
+        find(await render(scenario), 'ClusterRole').find((o) => o.metadata.name === 'ml-operator-controller')!
+          .rules as { apiGroups: string[]; resources: string[] }[];
       const groups = (r: { apiGroups: string[] }[]) => r.flatMap((x) => x.apiGroups);
       const shared = await rules('gateway-api-values.yaml');
       expect(groups(shared)).not.toContain('networking.istio.io');
       expect(shared.find((r) => r.apiGroups.includes('gateway.networking.k8s.io'))!.resources).toEqual(['httproutes']);
       const perEndpoint = await rules('gateway-class-values.yaml');
-      expect(perEndpoint.find((r) => r.apiGroups.includes('gateway.networking.k8s.io'))!.resources).toEqual(['httproutes', 'gateways']);
+      expect(perEndpoint.find((r) => r.apiGroups.includes('gateway.networking.k8s.io'))!.resources).toEqual([
+        'httproutes',
+        'gateways',
+      ]);
       expect(groups(await rules('default-values.yaml'))).not.toContain('gateway.networking.k8s.io');
     });
 
     it('examples: the titanic model, config and endpoint in the models namespace', async () => {
-      const examples = (await render('examples-values.yaml')).filter((o) => o.apiVersion === 'ml-operator.dev/v1alpha1');
+      const examples = (await render('examples-values.yaml')).filter(
+        (o) => o.apiVersion === 'ml-operator.dev/v1alpha1',
+      );
       expect(examples.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`).sort()).toEqual([
         'MachineLearningEndpoint/machine-learning/titanic',
         'MachineLearningEndpointConfig/machine-learning/titanic',
@@ -259,23 +319,76 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
   describe('values.schema.json', () => {
     // Each bad value, and the message that must name it.
     const rejections: { what: string; values: string; message: RegExp }[] = [
-      { what: 'a wrong type', values: 'crds:\n  enabled: "yes"\n', message: /at '\/crds\/enabled': got string, want boolean/ },
-      { what: 'an unknown key at the top level', values: 'replicas: 2\n', message: /additional properties 'replicas' not allowed/ },
-      { what: 'an unknown nested key', values: 'namespace:\n  nmae: models\n', message: /at '\/namespace': additional properties 'nmae' not allowed/ },
-      { what: 'an unknown key in the subchart', values: 'controller:\n  image:\n    tagg: "1.0"\n', message: /at '\/image': additional properties 'tagg' not allowed/ },
-      { what: 'a bad storage mode', values: 'controller:\n  config:\n    storage:\n      mode: nfs\n', message: /at '\/config\/storage\/mode': value must be one of 'pvc', 'hostPath', 'emptyDir'/ },
-      { what: 'negative replicas', values: 'controller:\n  replicaCount: -1\n', message: /at '\/replicaCount': minimum: got -1, want 0/ },
-      { what: 'a bad image pullPolicy', values: 'controller:\n  image:\n    pullPolicy: Sometimes\n', message: /at '\/image\/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'/ },
-      { what: 'a bad namespace name', values: 'namespace:\n  name: Machine_Learning\n', message: /at '\/namespace\/name': 'Machine_Learning' does not match pattern/ },
-      { what: 'a bad watched namespace', values: 'global:\n  watchNamespaces: [team-a, Team_B]\n', message: /at '\/global\/watchNamespaces\/1': 'Team_B' does not match pattern/ },
-      { what: 'a bad log level', values: 'controller:\n  logLevel: verbose\n', message: /at '\/logLevel': value must be one of 'debug', 'info', 'warn', 'error'/ },
-      { what: 'a port out of range', values: 'controller:\n  metrics:\n    port: 70000\n', message: /at '\/metrics\/port': maximum: got 70,?000, want 65,?535/ },
-      { what: 'a digest that is not one', values: 'controller:\n  image:\n    digest: latest\n', message: /at '\/image\/digest': 'latest' does not match pattern/ },
-      { what: 'an unknown routing provider', values: 'controller:\n  config:\n    routing:\n      provider: envoy\n', message: /at '\/config\/routing\/provider': value must be one of 'istio', 'gatewayAPI'/ },
+      {
+        what: 'a wrong type',
+        values: 'crds:\n  enabled: "yes"\n',
+        message: /at '\/crds\/enabled': got string, want boolean/,
+      },
+      {
+        what: 'an unknown key at the top level',
+        values: 'replicas: 2\n',
+        message: /additional properties 'replicas' not allowed/,
+      },
+      {
+        what: 'an unknown nested key',
+        values: 'namespace:\n  nmae: models\n',
+        message: /at '\/namespace': additional properties 'nmae' not allowed/,
+      },
+      {
+        what: 'an unknown key in the subchart',
+        values: 'controller:\n  image:\n    tagg: "1.0"\n',
+        message: /at '\/image': additional properties 'tagg' not allowed/,
+      },
+      {
+        what: 'a bad storage mode',
+        values: 'controller:\n  config:\n    storage:\n      mode: nfs\n',
+        message: /at '\/config\/storage\/mode': value must be one of 'pvc', 'hostPath', 'emptyDir'/,
+      },
+      {
+        what: 'negative replicas',
+        values: 'controller:\n  replicaCount: -1\n',
+        message: /at '\/replicaCount': minimum: got -1, want 0/,
+      },
+      {
+        what: 'a bad image pullPolicy',
+        values: 'controller:\n  image:\n    pullPolicy: Sometimes\n',
+        message: /at '\/image\/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'/,
+      },
+      {
+        what: 'a bad namespace name',
+        values: 'namespace:\n  name: Machine_Learning\n',
+        message: /at '\/namespace\/name': 'Machine_Learning' does not match pattern/,
+      },
+      {
+        what: 'a bad watched namespace',
+        values: 'global:\n  watchNamespaces: [team-a, Team_B]\n',
+        message: /at '\/global\/watchNamespaces\/1': 'Team_B' does not match pattern/,
+      },
+      {
+        what: 'a bad log level',
+        values: 'controller:\n  logLevel: verbose\n',
+        message: /at '\/logLevel': value must be one of 'debug', 'info', 'warn', 'error'/,
+      },
+      {
+        what: 'a port out of range',
+        values: 'controller:\n  metrics:\n    port: 70000\n',
+        message: /at '\/metrics\/port': maximum: got 70,?000, want 65,?535/,
+      },
+      {
+        what: 'a digest that is not one',
+        values: 'controller:\n  image:\n    digest: latest\n',
+        message: /at '\/image\/digest': 'latest' does not match pattern/,
+      },
+      {
+        what: 'an unknown routing provider',
+        values: 'controller:\n  config:\n    routing:\n      provider: envoy\n',
+        message: /at '\/config\/routing\/provider': value must be one of 'istio', 'gatewayAPI'/,
+      },
       {
         what: 'the Gateway API provider without a Gateway to attach to',
         values: 'controller:\n  config:\n    routing:\n      provider: gatewayAPI\n',
-        message: /at '\/config\/routing\/gatewayAPI\/gatewayClassName': minLength: got 0, want 1[\s\S]*at '\/config\/routing\/gatewayAPI\/sharedGateway\/name': minLength: got 0, want 1/,
+        message:
+          /at '\/config\/routing\/gatewayAPI\/gatewayClassName': minLength: got 0, want 1[\s\S]*at '\/config\/routing\/gatewayAPI\/sharedGateway\/name': minLength: got 0, want 1/,
       },
     ];
 
@@ -305,7 +418,9 @@ describe.each(Object.entries(helmMajors))('%s', (major, helm) => {
     expect(readFileSync(join(copy, 'Chart.lock'), 'utf8')).toBe(readFileSync(join(root, 'Chart.lock'), 'utf8'));
     const deps = await ok(helm, ['dependency', 'list', '.'], copy);
     const { version } = parse(readFileSync(join(subchart, 'Chart.yaml'), 'utf8'));
-    expect(deps).toMatch(new RegExp(`controller\\s+${version.replaceAll('.', '\\.')}\\s+file://charts/controller\\s+ok`));
+    expect(deps).toMatch(
+      new RegExp(`controller\\s+${version.replaceAll('.', '\\.')}\\s+file://charts/controller\\s+ok`),
+    );
   });
 
   it('packages the chart with its subchart and nothing of the project around it', async () => {
@@ -377,41 +492,43 @@ describe('examples/', () => {
       ...server('triton', 'densenet-triton'),
       ...server('vllm', 'qwen-vllm'),
     ]);
-    const ab = exampleObjects.find(({ object }) => object.metadata.name === 'titanic-ab' && object.kind === 'MachineLearningEndpointConfig');
+    const ab = exampleObjects.find(
+      ({ object }) => object.metadata.name === 'titanic-ab' && object.kind === 'MachineLearningEndpointConfig',
+    );
     expect((ab?.object.spec as { models: { weight: number }[] }).models.map((m) => m.weight)).toEqual([80, 20]);
   });
 
   // Helm validates values against a JSON Schema: a throwaway chart whose values.schema.json is the
   // API's schema validates each example with the same engine, no extra dependency.
-  it.each(exampleObjects.map(({ file, object }) => [`${file}: ${object.kind}/${object.metadata.name}`, object] as const))(
-    '%s is valid against schemas/',
-    async (_name, object) => {
-      const chart = mkdtempSync(join(scratch, 'schema-check-'));
-      writeFileSync(join(chart, 'Chart.yaml'), 'apiVersion: v2\nname: schema-check\nversion: 0.0.0\n');
-      cpSync(join(root, 'schemas', apiSchemas[object.kind]), join(chart, 'values.schema.json'));
-      writeFileSync(join(chart, 'object.json'), JSON.stringify(object));
-      await ok(helmMajors.helm4, ['template', 'x', chart, '-f', join(chart, 'object.json')]);
-      // The API server drops or refuses fields its schema does not declare: every field must be declared.
-      const schema = JSON.parse(readFileSync(join(root, 'schemas', apiSchemas[object.kind]), 'utf8'));
-      const undeclared: string[] = [];
-      const walk = (value: unknown, node: { properties?: Record<string, unknown>; items?: unknown }, path: string) => {
-        if (Array.isArray(value)) value.forEach((v, i) => walk(v, (node.items ?? {}), `${path}[${i}]`));
-        else if (value && typeof value === 'object' && node.properties) {
-          for (const [key, v] of Object.entries(value)) {
-            const child = node.properties[key];
-            if (!child) undeclared.push(`${path}.${key}`);
-            else walk(v, child, `${path}.${key}`);
-          }
+  it.each(
+    exampleObjects.map(({ file, object }) => [`${file}: ${object.kind}/${object.metadata.name}`, object] as const),
+  )('%s is valid against schemas/', async (_name, object) => {
+    const chart = mkdtempSync(join(scratch, 'schema-check-'));
+    writeFileSync(join(chart, 'Chart.yaml'), 'apiVersion: v2\nname: schema-check\nversion: 0.0.0\n');
+    cpSync(join(root, 'schemas', apiSchemas[object.kind]), join(chart, 'values.schema.json'));
+    writeFileSync(join(chart, 'object.json'), JSON.stringify(object));
+    await ok(helmMajors.helm4, ['template', 'x', chart, '-f', join(chart, 'object.json')]);
+    // The API server drops or refuses fields its schema does not declare: every field must be declared.
+    const schema = JSON.parse(readFileSync(join(root, 'schemas', apiSchemas[object.kind]), 'utf8'));
+    const undeclared: string[] = [];
+    const walk = (value: unknown, node: { properties?: Record<string, unknown>; items?: unknown }, path: string) => {
+      if (Array.isArray(value)) value.forEach((v, i) => walk(v, node.items ?? {}, `${path}[${i}]`));
+      else if (value && typeof value === 'object' && node.properties) {
+        for (const [key, v] of Object.entries(value)) {
+          const child = node.properties[key];
+          if (!child) undeclared.push(`${path}.${key}`);
+          else walk(v, child, `${path}.${key}`);
         }
-      };
-      walk({ spec: object.spec }, schema, '');
-      expect(undeclared).toEqual([]);
-    },
-  );
+      }
+    };
+    walk({ spec: object.spec }, schema, '');
+    expect(undeclared).toEqual([]);
+  });
 
   it("matches the chart's titanic example", async () => {
-    const rendered = objects(await ok(helmMajors.helm4, ['template', 'ml-operator', '.', '--set', 'examples.enabled=true']))
-      .filter((o) => o.apiVersion === 'ml-operator.dev/v1alpha1');
+    const rendered = objects(
+      await ok(helmMajors.helm4, ['template', 'ml-operator', '.', '--set', 'examples.enabled=true']),
+    ).filter((o) => o.apiVersion === 'ml-operator.dev/v1alpha1');
     const titanic = exampleObjects.filter(({ file }) => file.startsWith('titanic'));
     expect(rendered).toHaveLength(titanic.length);
     for (const { object } of titanic) {

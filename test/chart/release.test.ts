@@ -12,7 +12,12 @@ import { docs } from '../../ci/release/docs.ts';
 import { exec, type ExecResult } from '../../ci/exec.ts';
 import { invalidVersion, releaseVersion, versionFields, versionProblems } from '../../ci/release/versions.ts';
 import { toolPath } from '../../ci/tools/build.ts';
-import { copyCheckout, expectedPackageFiles, isolatedHelmEnv, repositoryRoot as root } from '../../ci/release/checkout.ts';
+import {
+  copyCheckout,
+  expectedPackageFiles,
+  isolatedHelmEnv,
+  repositoryRoot as root,
+} from '../../ci/release/checkout.ts';
 
 const helm = toolPath('helm');
 let scratch: string;
@@ -58,7 +63,9 @@ describe('one version', () => {
   it('tags the controller image with it by default', async () => {
     const result = await exec(helm, ['template', 'ml-operator', '.'], { cwd: root, env: helmEnv });
     expectSuccess(result);
-    const deployment = parseAllDocuments(result.stdout).map((d) => d.toJS()).find((o) => o?.kind === 'Deployment');
+    const deployment = parseAllDocuments(result.stdout)
+      .map((d) => d.toJS())
+      .find((o) => o?.kind === 'Deployment');
     const repository = readYaml(root, 'charts/controller/values.yaml').image.repository;
     expect(deployment.spec.template.spec.containers[0].image).toBe(`${repository}:${version}`);
   });
@@ -80,7 +87,10 @@ describe('npm run version:bump', () => {
   it('sets the version everywhere, regenerates Chart.lock and the annotations, and leaves the snapshots alone', async () => {
     const dir = checkout();
     const lockBefore = readYaml(dir, 'Chart.lock');
-    const snapshots = ['tests/__snapshot__/snapshot_test.yaml.snap', 'charts/controller/tests/__snapshot__/snapshot_test.yaml.snap'];
+    const snapshots = [
+      'tests/__snapshot__/snapshot_test.yaml.snap',
+      'charts/controller/tests/__snapshot__/snapshot_test.yaml.snap',
+    ];
     const snapshotsBefore = snapshots.map((f) => readFileSync(join(dir, f), 'utf8'));
 
     const result = await script('bump-version', ['1.2.3', '--dir', dir]);
@@ -89,18 +99,25 @@ describe('npm run version:bump', () => {
     expect(versionProblems(dir)).toEqual([]);
     expect(releaseVersion(dir)).toBe('1.2.3');
     const lock = readYaml(dir, 'Chart.lock');
-    expect(lock.dependencies).toEqual([{ name: 'controller', repository: 'file://charts/controller', version: '1.2.3' }]);
+    expect(lock.dependencies).toEqual([
+      { name: 'controller', repository: 'file://charts/controller', version: '1.2.3' },
+    ]);
     expect(lock.digest).not.toBe(lockBefore.digest);
     // The lock is what `helm dependency build` (chart:package's first step) accepts.
     expectSuccess(await exec(helm, ['dependency', 'build', '.'], { cwd: dir, env: helmEnv }));
-    expect(readYaml(dir, 'Chart.yaml').annotations['helm.sh/images']).toBe('- name: controller\n  image: ghcr.io/ml-operator/controller:1.2.3\n');
+    expect(readYaml(dir, 'Chart.yaml').annotations['helm.sh/images']).toBe(
+      '- name: controller\n  image: ghcr.io/ml-operator/controller:1.2.3\n',
+    );
     expect(docs(dir, { check: true })).toEqual([]);
     expect(releases(readFileSync(join(dir, 'CHANGELOG.md'), 'utf8')).slice(0, 2)).toEqual([
       { name: 'Unreleased', date: undefined },
       { name: '1.2.3', date: new Date().toISOString().slice(0, 10) },
     ]);
     // The suites pin their own chart version: a release changes no snapshot.
-    for (const args of [['--strict', '--with-subchart=false', '.'], ['--strict', 'charts/controller']]) {
+    for (const args of [
+      ['--strict', '--with-subchart=false', '.'],
+      ['--strict', 'charts/controller'],
+    ]) {
       expectSuccess(await exec(toolPath('helm-unittest'), args, { cwd: dir, env: helmEnv }));
     }
     expect(snapshots.map((f) => readFileSync(join(dir, f), 'utf8'))).toEqual(snapshotsBefore);
@@ -133,7 +150,11 @@ describe('npm run chart:package', () => {
     const files = listing.stdout.trim().split('\n').sort();
     expect(files).toEqual(expectedPackageFiles(dir));
     // What must never be in it, spelled out (the exact list above already excludes them).
-    expect(files.filter((f) => /node_modules|\/tests?\/|__snapshot__|\.ts$|package\.json|CHANGELOG|Dockerfile|\/ci\/|\/schemas\//.test(f))).toEqual([]);
+    expect(
+      files.filter((f) =>
+        /node_modules|\/tests?\/|__snapshot__|\.ts$|package\.json|CHANGELOG|Dockerfile|\/ci\/|\/schemas\//.test(f),
+      ),
+    ).toEqual([]);
     expect(statSync(archive).size).toBeLessThan(100_000);
   });
 
@@ -143,7 +164,9 @@ describe('npm run chart:package', () => {
     writeFileSync(chart, readFileSync(chart, 'utf8').replace(/^version: .*$/m, 'version: 0.0.1'));
     const result = await script('package', ['--dir', dir, '--out', join(scratch, 'refused')]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/versions disagree \(fix with npm run version:bump -- X\.Y\.Z\):\n\s+Chart\.yaml version is "0\.0\.1"/);
+    expect(result.stderr).toMatch(
+      /versions disagree \(fix with npm run version:bump -- X\.Y\.Z\):\n\s+Chart\.yaml version is "0\.0\.1"/,
+    );
   });
 });
 
@@ -156,17 +179,32 @@ describe('npm run docs', () => {
   it('--check fails and names the file when a value comment changed', async () => {
     const dir = checkout();
     const values = join(dir, 'charts/controller/values.yaml');
-    writeFileSync(values, readFileSync(values, 'utf8').replace('# -- Endpoints reconciled at once', '# -- Endpoints reconciled in parallel'));
+    writeFileSync(
+      values,
+      readFileSync(values, 'utf8').replace(
+        '# -- Endpoints reconciled at once',
+        '# -- Endpoints reconciled in parallel',
+      ),
+    );
     const result = await script('docs', ['--check', '--dir', dir]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('docs: out of date: README.md');
     expectSuccess(await script('docs', ['--dir', dir]));
-    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toMatch(/\| `controller.concurrency` \| int \| `16` \| Endpoints reconciled in parallel \(`--concurrency`\)\./);
+    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toMatch(
+      /\| `controller.concurrency` \| int \| `16` \| Endpoints reconciled in parallel \(`--concurrency`\)\./,
+    );
   });
 
   it('documents every value of both charts in the README', () => {
     const readme = readFileSync(join(root, 'README.md'), 'utf8');
-    for (const key of ['crds.enabled', 'namespace.name', 'global.watchNamespaces', 'controller.image.repository', 'controller.config.storage.mode', 'controller.resources']) {
+    for (const key of [
+      'crds.enabled',
+      'namespace.name',
+      'global.watchNamespaces',
+      'controller.image.repository',
+      'controller.config.storage.mode',
+      'controller.resources',
+    ]) {
       expect(readme).toContain(`| \`${key}\` |`);
     }
   });
@@ -178,14 +216,23 @@ describe('Chart.yaml annotations', () => {
 
   it('are all strings, as Helm requires', () => {
     for (const [key, value] of Object.entries(annotations)) expect(typeof value, key).toBe('string');
-    expect(Object.keys(annotations)).toEqual(expect.arrayContaining(generatedAnnotationKeys.filter((k) => k !== 'artifacthub.io/changes')));
+    expect(Object.keys(annotations)).toEqual(
+      expect.arrayContaining(generatedAnnotationKeys.filter((k) => k !== 'artifacthub.io/changes')),
+    );
   });
 
   it('list the three CRDs, with an example of each from examples/titanic', () => {
     const crds = list('artifacthub.io/crds');
-    expect(crds.map((c) => c.kind).sort()).toEqual(['MachineLearningEndpoint', 'MachineLearningEndpointConfig', 'MachineLearningModel']);
-    for (const crd of crds) expect(Object.keys(crd).sort()).toEqual(['description', 'displayName', 'kind', 'name', 'version']);
-    const examples = ['model.yaml', 'config.yaml', 'endpoint.yaml'].map((f) => readYaml(join(root, 'examples/titanic'), f));
+    expect(crds.map((c) => c.kind).sort()).toEqual([
+      'MachineLearningEndpoint',
+      'MachineLearningEndpointConfig',
+      'MachineLearningModel',
+    ]);
+    for (const crd of crds)
+      expect(Object.keys(crd).sort()).toEqual(['description', 'displayName', 'kind', 'name', 'version']);
+    const examples = ['model.yaml', 'config.yaml', 'endpoint.yaml'].map((f) =>
+      readYaml(join(root, 'examples/titanic'), f),
+    );
     expect(list('artifacthub.io/crdsExamples')).toEqual(expect.arrayContaining(examples));
     expect(list('artifacthub.io/crdsExamples')).toHaveLength(3);
   });
@@ -197,8 +244,11 @@ describe('Chart.yaml annotations', () => {
   });
 
   it('carry the license, links and the changes of this version', () => {
-    expect(annotations['artifacthub.io/license']).toBe(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).license);
-    for (const link of list('artifacthub.io/links')) expect(link).toEqual({ name: expect.any(String), url: expect.stringMatching(/^https:\/\//) });
+    expect(annotations['artifacthub.io/license']).toBe(
+      JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).license,
+    );
+    for (const link of list('artifacthub.io/links'))
+      expect(link).toEqual({ name: expect.any(String), url: expect.stringMatching(/^https:\/\//) });
     const changes = changesOf(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), releaseVersion(root));
     expect(list('artifacthub.io/changes')).toEqual(changes);
   });

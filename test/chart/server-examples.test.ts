@@ -8,7 +8,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
+import type {
+  MachineLearningEndpoint,
+  MachineLearningEndpointConfigSpec,
+  MachineLearningModelSpec,
+} from '../../controller/src/api/generated.ts';
 import { quantityValue } from '../../controller/src/desired/compare.ts';
 import { deployment, modelMountPath } from '../../controller/src/desired/objects.ts';
 import { planFromTemplates } from '../../controller/src/desired/plan.ts';
@@ -44,7 +48,11 @@ interface ServerDocs {
 
 const servers: Record<string, ServerDocs> = {
   mlserver: {
-    docs: ['https://docs.seldon.ai/mlserver/reference/settings', 'https://docs.seldon.ai/mlserver/reference/model-settings', 'https://docs.seldon.ai/mlserver/api-reference'],
+    docs: [
+      'https://docs.seldon.ai/mlserver/reference/settings',
+      'https://docs.seldon.ai/mlserver/reference/model-settings',
+      'https://docs.seldon.ai/mlserver/api-reference',
+    ],
     image: 'docker.io/seldonio/mlserver',
     port: 8080,
     readinessPath: '/v2/health/ready',
@@ -87,7 +95,11 @@ const servers: Record<string, ServerDocs> = {
     imageUser: 'root',
   },
   torchserve: {
-    docs: ['https://pytorch.org/serve/inference_api.html', 'https://pytorch.org/serve/configuration.html', 'https://github.com/pytorch/serve/blob/master/docker/README.md'],
+    docs: [
+      'https://pytorch.org/serve/inference_api.html',
+      'https://pytorch.org/serve/configuration.html',
+      'https://github.com/pytorch/serve/blob/master/docker/README.md',
+    ],
     image: 'docker.io/pytorch/torchserve',
     port: 8080,
     readinessPath: '/ping',
@@ -97,7 +109,11 @@ const servers: Record<string, ServerDocs> = {
     shm: '1Gi',
   },
   vllm: {
-    docs: ['https://docs.vllm.ai/en/stable/deployment/docker/', 'https://docs.vllm.ai/en/v0.6.3/serving/deploying_with_k8s.html', 'https://docs.vllm.ai/en/latest/serving/deploying_with_docker.html'],
+    docs: [
+      'https://docs.vllm.ai/en/stable/deployment/docker/',
+      'https://docs.vllm.ai/en/v0.6.3/serving/deploying_with_k8s.html',
+      'https://docs.vllm.ai/en/latest/serving/deploying_with_docker.html',
+    ],
     image: 'docker.io/vllm/vllm-openai',
     port: 8000,
     readinessPath: '/health',
@@ -115,7 +131,14 @@ type Doc = { kind: string; metadata: { name: string }; spec: Record<string, unkn
 function load(dir: string): { docs: Doc[]; text: string } {
   const files = readdirSync(join(root, 'examples', dir)).filter((f) => f.endsWith('.yaml'));
   const text = files.map((f) => readFileSync(join(root, 'examples', dir, f), 'utf8')).join('\n');
-  return { docs: files.flatMap((f) => parseAllDocuments(readFileSync(join(root, 'examples', dir, f), 'utf8')).map((d) => d.toJS() as Doc)).filter(Boolean), text };
+  return {
+    docs: files
+      .flatMap((f) =>
+        parseAllDocuments(readFileSync(join(root, 'examples', dir, f), 'utf8')).map((d) => d.toJS() as Doc),
+      )
+      .filter(Boolean),
+    text,
+  };
 }
 
 const operatorConfig: OperatorConfig = { ...defaultConfig, fetcher: { image: 'ghcr.io/ml-operator/controller:1' } };
@@ -126,23 +149,43 @@ function render(dir: string) {
   const of = (kind: string) => docs.filter((d) => d.kind === kind);
   const [endpoint] = of('MachineLearningEndpoint');
   const [config] = of('MachineLearningEndpointConfig');
-  const models = new Map(of('MachineLearningModel').map((m) => [m.metadata.name, m.spec as unknown as MachineLearningModelSpec]));
+  const models = new Map(
+    of('MachineLearningModel').map((m) => [m.metadata.name, m.spec as unknown as MachineLearningModelSpec]),
+  );
   const spec = endpoint.spec as { config: string };
   expect(spec.config).toBe(config.metadata.name);
-  const resolved = planFromTemplates(endpoint.metadata.name, config.metadata.name, config.spec as unknown as MachineLearningEndpointConfigSpec, models);
+  const resolved = planFromTemplates(
+    endpoint.metadata.name,
+    config.metadata.name,
+    config.spec as unknown as MachineLearningEndpointConfigSpec,
+    models,
+  );
   if (!resolved.ok) throw new Error(`${dir}: models missing: ${resolved.missing.join(', ')}`);
   expect(resolved.plan.variants).toHaveLength(1);
-  const ep: MachineLearningEndpoint = { metadata: { name: endpoint.metadata.name, namespace: 'machine-learning', uid: 'uid-1', generation: 1 }, spec: spec };
+  const ep: MachineLearningEndpoint = {
+    metadata: { name: endpoint.metadata.name, namespace: 'machine-learning', uid: 'uid-1', generation: 1 },
+    spec: spec,
+  };
   const d = deployment({ endpoint: ep, config: operatorConfig }, resolved.plan.variants[0], 600).object as any;
   const pod = d.spec.template.spec;
-  return { pod, server: pod.containers.find((c: { name: string }) => c.name === 'server'), model: resolved.plan.variants[0].model };
+  return {
+    pod,
+    server: pod.containers.find((c: { name: string }) => c.name === 'server'),
+    model: resolved.plan.variants[0].model,
+  };
 }
 
 describe('the real model server examples', () => {
   it('are every example directory besides the demo ones, each with a model, a config and an endpoint', () => {
     const dirs = readdirSync(join(root, 'examples')).filter((d) => !demoExamples.has(d));
     expect(dirs.sort()).toEqual(Object.keys(servers).sort());
-    for (const dir of dirs) expect(load(dir).docs.map((d) => d.kind).sort(), dir).toEqual(['MachineLearningEndpoint', 'MachineLearningEndpointConfig', 'MachineLearningModel']);
+    for (const dir of dirs)
+      expect(
+        load(dir)
+          .docs.map((d) => d.kind)
+          .sort(),
+        dir,
+      ).toEqual(['MachineLearningEndpoint', 'MachineLearningEndpointConfig', 'MachineLearningModel']);
   });
 
   describe.each(Object.entries(servers))('%s', (dir, server) => {
@@ -166,7 +209,10 @@ describe('the real model server examples', () => {
       expect(container.ports).toEqual([{ name: 'http', containerPort: server.port, protocol: 'TCP' }]);
       expect(env.PORT).toBe(String(server.port));
       // A flag that names a port names this one.
-      for (const a of args.filter((x) => /^--(http[-_]port|rest_api_port|port)=/.test(x) && !x.startsWith('--port=8500'))) expect(a.split('=')[1], a).toBe(String(server.port));
+      for (const a of args.filter(
+        (x) => /^--(http[-_]port|rest_api_port|port)=/.test(x) && !x.startsWith('--port=8500'),
+      ))
+        expect(a.split('=')[1], a).toBe(String(server.port));
     });
 
     it('is ready on the documented readiness path, and probed on documented health paths only', () => {
@@ -188,7 +234,8 @@ describe('the real model server examples', () => {
     it('runs as a user the kubelet accepts: a numeric non-root uid, or root allowed explicitly', () => {
       const podSc = pod.securityContext;
       const sc = container.securityContext;
-      const uid = sc.runAsUser ?? podSc.runAsUser ?? (typeof server.imageUser === 'number' ? server.imageUser : undefined);
+      const uid =
+        sc.runAsUser ?? podSc.runAsUser ?? (typeof server.imageUser === 'number' ? server.imageUser : undefined);
       const nonRoot = sc.runAsNonRoot ?? podSc.runAsNonRoot;
       if (nonRoot) {
         // runAsNonRoot: the kubelet refuses a root image and one whose user is a name it cannot check.
@@ -214,17 +261,22 @@ describe('the real model server examples', () => {
       expect(quantityValue(shm.emptyDir.sizeLimit)).toBeGreaterThanOrEqual(quantityValue(server.shm)!);
       expect(container.volumeMounts).toContainEqual({ name: 'dshm', mountPath: '/dev/shm' });
       // It counts against the pod's memory: the limit leaves room for the server beside it.
-      expect(quantityValue(container.resources.limits.memory)).toBeGreaterThan(2 * quantityValue(shm.emptyDir.sizeLimit)!);
+      expect(quantityValue(container.resources.limits.memory)).toBeGreaterThan(
+        2 * quantityValue(shm.emptyDir.sizeLimit)!,
+      );
     });
 
     it('has a startup probe long enough for a slow loader, and only then', () => {
-      const p = container.startupProbe as { initialDelaySeconds?: number; failureThreshold?: number; periodSeconds?: number } | undefined;
+      const p = container.startupProbe as
+        { initialDelaySeconds?: number; failureThreshold?: number; periodSeconds?: number } | undefined;
       if (!server.startupSeconds) {
         expect(p).toBeUndefined();
         return;
       }
       expect(p).toBeDefined();
-      expect((p!.initialDelaySeconds ?? 0) + (p!.failureThreshold ?? 3) * (p!.periodSeconds ?? 10)).toBeGreaterThanOrEqual(server.startupSeconds);
+      expect(
+        (p!.initialDelaySeconds ?? 0) + (p!.failureThreshold ?? 3) * (p!.periodSeconds ?? 10),
+      ).toBeGreaterThanOrEqual(server.startupSeconds);
     });
 
     it('asks for a GPU and lands on a GPU node only when the server needs one', () => {

@@ -7,7 +7,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireDebianPackages } from '../../ci/debian.ts';
 import { requireRegistryBinary, startRegistry } from '../../ci/cluster/registry.ts';
-import { buildControllerImage, checkImage, imageLayers, imagePackages, pushImage, runReadOnly, sizeReport, type BuildResult, type Layer, type RunCheck } from '../../ci/image/build.ts';
+import {
+  buildControllerImage,
+  checkImage,
+  imageLayers,
+  imagePackages,
+  pushImage,
+  runReadOnly,
+  sizeReport,
+  type BuildResult,
+  type Layer,
+  type RunCheck,
+} from '../../ci/image/build.ts';
 import { nodeVersion } from '../../ci/image/base.ts';
 import { podman, podmanOk } from '../../ci/image/podman.ts';
 import { repositoryRoot } from '../../ci/release/checkout.ts';
@@ -37,7 +48,9 @@ const check = (what: string) => {
 
 describe('controller/Dockerfile built with podman', () => {
   it('is based on the local Node.js of .nvmrc, runs node as user 65532 with the controller as entrypoint', async () => {
-    const [config] = JSON.parse(await podmanOk(['image', 'inspect', tag])) as { Config: { User: string; Entrypoint: string[]; Env: string[] } }[];
+    const [config] = JSON.parse(await podmanOk(['image', 'inspect', tag])) as {
+      Config: { User: string; Entrypoint: string[]; Env: string[] };
+    }[];
     expect(config.Config.User).toBe('65532:65532');
     expect(config.Config.Entrypoint[0]).toBe('node');
     expect(config.Config.Entrypoint.at(-1)).toBe('/app/dist/main.js');
@@ -66,15 +79,22 @@ describe('controller/Dockerfile built with podman', () => {
     expect(run.code, run.output).toBe(2);
   });
 
-  it.each(['model.tar.gz', 'model.zip'])('unpacks %s from a read-only claim into a volume of user 65532 (the image carries tar, gzip and unzip)', (archive) => {
-    const run = check(`fetcher pvc://models/${archive}`);
-    expect(run.output).toMatch(/"msg":"done"/);
-    expect(run.output).toMatch(/unpacked: config\.json, weights\.bin$/);
-    expect(run.code, run.output).toBe(0);
-  });
+  it.each(['model.tar.gz', 'model.zip'])(
+    'unpacks %s from a read-only claim into a volume of user 65532 (the image carries tar, gzip and unzip)',
+    (archive) => {
+      const run = check(`fetcher pvc://models/${archive}`);
+      expect(run.output).toMatch(/"msg":"done"/);
+      expect(run.output).toMatch(/unpacked: config\.json, weights\.bin$/);
+      expect(run.code, run.output).toBe(0);
+    },
+  );
 
   it('writes nothing at run time outside its volumes: the runs above had a read-only root filesystem', async () => {
-    const write = await runReadOnly(tag, ['-e', "require('node:fs').writeFileSync('/app/probe', 'x')"], ['--entrypoint=node']);
+    const write = await runReadOnly(
+      tag,
+      ['-e', "require('node:fs').writeFileSync('/app/probe', 'x')"],
+      ['--entrypoint=node'],
+    );
     expect(write.stderr).toMatch(/EROFS/);
     expect(write.code).not.toBe(0);
   });
@@ -96,7 +116,9 @@ describe('controller/Dockerfile built with podman', () => {
       expect(pushed.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
       expect(pushed.layerSizes).toHaveLength(layers.length);
       // Compressed, every layer is smaller than unpacked.
-      pushed.layerSizes.forEach((size, i) => expect(size, layers[i].createdBy).toBeLessThanOrEqual(Math.max(layers[i].size, 1024)));
+      pushed.layerSizes.forEach((size, i) =>
+        expect(size, layers[i].createdBy).toBeLessThanOrEqual(Math.max(layers[i].size, 1024)),
+      );
     } finally {
       await registry.stop();
     }

@@ -12,7 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireDebianPackages } from '../../ci/debian.ts';
 import { imageLayers, imagePackages, runReadOnly, sizeReport } from '../../ci/image/build.ts';
 import { podman, podmanOk } from '../../ci/image/podman.ts';
-import { buildSklearnServer, fetchArtifact, startSklearnServer, waitReady, type RunningServer, type SklearnBuild } from '../../ci/image/sklearn.ts';
+import {
+  buildSklearnServer,
+  fetchArtifact,
+  startSklearnServer,
+  waitReady,
+  type RunningServer,
+  type SklearnBuild,
+} from '../../ci/image/sklearn.ts';
 import { describeReport, startLoad } from '../../ci/traffic/load.ts';
 
 const tag = `localhost/ml-operator/sklearn-server:test-${process.pid}`;
@@ -35,7 +42,12 @@ interface Prediction {
 }
 
 async function post(server: RunningServer, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const r = await fetch(`${server.url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+  const r = await fetch(`${server.url}/predict`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
   return { status: r.status, json: (await r.json()) as Record<string, unknown> };
 }
 
@@ -43,7 +55,14 @@ beforeAll(async () => {
   requireDebianPackages(imagePackages, 'the image test');
   built = await buildSklearnServer({ tag, artifactsDir });
   // The data set, as the image's scikit-learn ships it (the server never sees it).
-  const dump = await runReadOnly(tag, ['-c', 'import json; from sklearn.datasets import load_iris; d = load_iris(); print(json.dumps({"x": d.data.tolist(), "y": d.target.tolist()}))'], ['--entrypoint=python3']);
+  const dump = await runReadOnly(
+    tag,
+    [
+      '-c',
+      'import json; from sklearn.datasets import load_iris; d = load_iris(); print(json.dumps({"x": d.data.tolist(), "y": d.target.tolist()}))',
+    ],
+    ['--entrypoint=python3'],
+  );
   if (dump.code !== 0) throw new Error(`load_iris in the image: exit ${dump.code}: ${dump.stderr}`);
   iris = JSON.parse(dump.stdout);
   mkdirSync(join(scratch, 'models'));
@@ -68,7 +87,9 @@ afterAll(async () => {
 
 describe('examples/sklearn-server built with podman', () => {
   it('runs python3 server.py as user 65532 on the plain Debian base, MODEL_PATH /opt/ml/model, without Node.js', async () => {
-    const [config] = JSON.parse(await podmanOk(['image', 'inspect', tag])) as { Config: { User: string; Entrypoint: string[]; Env: string[] } }[];
+    const [config] = JSON.parse(await podmanOk(['image', 'inspect', tag])) as {
+      Config: { User: string; Entrypoint: string[]; Env: string[] };
+    }[];
     expect(config.Config.User).toBe('65532:65532');
     expect(config.Config.Entrypoint).toEqual(['python3', '-u', '/app/server.py']);
     expect(config.Config.Env).toContain('MODEL_PATH=/opt/ml/model');
@@ -84,12 +105,24 @@ describe('examples/sklearn-server built with podman', () => {
   });
 
   it('trains three models at build time, each a .tar.gz whose digest is published beside it and which the fetcher unpacks into metadata.json and model.joblib', () => {
-    expect(built.artifacts.map((a) => a.path)).toEqual(['/sklearn-iris/iris-1.0.0.tar.gz', '/sklearn-iris/iris-2.0.0.tar.gz', '/sklearn-iris/iris-permuted-1.0.0.tar.gz']);
+    expect(built.artifacts.map((a) => a.path)).toEqual([
+      '/sklearn-iris/iris-1.0.0.tar.gz',
+      '/sklearn-iris/iris-2.0.0.tar.gz',
+      '/sklearn-iris/iris-permuted-1.0.0.tar.gz',
+    ]);
     for (const a of built.artifacts) {
       expect(readFileSync(`${a.file}.sha256`, 'utf8')).toBe(`${a.sha256}  ${a.name}.tar.gz\n`);
       expect(a.bytes).toBeLessThan(100_000);
-      expect(readdirSync(modelDirs.get(a.name)!).filter((f) => !f.startsWith('.')).sort()).toEqual(['metadata.json', 'model.joblib']);
-      const metadata = JSON.parse(readFileSync(join(modelDirs.get(a.name)!, 'metadata.json'), 'utf8')) as { name: string; version: string; classes: string[] };
+      expect(
+        readdirSync(modelDirs.get(a.name)!)
+          .filter((f) => !f.startsWith('.'))
+          .sort(),
+      ).toEqual(['metadata.json', 'model.joblib']);
+      const metadata = JSON.parse(readFileSync(join(modelDirs.get(a.name)!, 'metadata.json'), 'utf8')) as {
+        name: string;
+        version: string;
+        classes: string[];
+      };
       expect(`${metadata.name}-${metadata.version}`).toBe(a.name);
       expect(metadata.classes).toEqual(classes);
     }
@@ -99,7 +132,12 @@ describe('examples/sklearn-server built with podman', () => {
     for (const a of built.artifacts) {
       const r = await fetch(`${servers.get(a.name)!.url}/healthz`, { signal: AbortSignal.timeout(10_000) });
       expect(r.status).toBe(200);
-      const body = (await r.json()) as { status: string; model: string; classes: string[]; artifact: { uri: string; sha256: string } };
+      const body = (await r.json()) as {
+        status: string;
+        model: string;
+        classes: string[];
+        artifact: { uri: string; sha256: string };
+      };
       expect(body).toMatchObject({ status: 'ready', model: a.name.replace(/-(?=\d)/, '/'), classes });
       expect(body.artifact.sha256).toBe(a.sha256);
       expect(body.artifact.uri).toMatch(new RegExp(`${a.path.replaceAll('.', '\\.')}$`));
@@ -150,19 +188,31 @@ describe('examples/sklearn-server built with podman', () => {
     }
     process.stderr.write(`agreement on the served rows: ${JSON.stringify(served)}\n`);
     expect(served).toEqual(built.agreement);
-    expect(JSON.parse(readFileSync(join(artifactsDir, 'sklearn-iris', 'agreement.json'), 'utf8'))).toEqual(built.agreement);
+    expect(JSON.parse(readFileSync(join(artifactsDir, 'sklearn-iris', 'agreement.json'), 'utf8'))).toEqual(
+      built.agreement,
+    );
     expect(built.agreement[`iris-1.0.0|${badModel}`]).toBeLessThan(0.6);
     expect(built.agreement['iris-1.0.0|iris-2.0.0']).toBeGreaterThan(0.9);
   });
 
   it('refuses what is not a batch of four numbers with 400, and a batch over its limit with 413, and stays ready', async () => {
     const server = servers.get(built.artifacts[0].name)!;
-    for (const body of [{}, { instances: [] }, { instances: [[5.1, 3.5, 1.4]] }, { instances: [[5.1, 3.5, 1.4, 'x']] }, { instances: 'abc' }]) {
+    for (const body of [
+      {},
+      { instances: [] },
+      { instances: [[5.1, 3.5, 1.4]] },
+      { instances: [[5.1, 3.5, 1.4, 'x']] },
+      { instances: 'abc' },
+    ]) {
       const { status, json } = await post(server, body);
       expect(status, JSON.stringify(body)).toBe(400);
       expect(json.error).toBeTypeOf('string');
     }
-    const raw = await fetch(`${server.url}/predict`, { method: 'POST', body: 'not json', signal: AbortSignal.timeout(10_000) });
+    const raw = await fetch(`${server.url}/predict`, {
+      method: 'POST',
+      body: 'not json',
+      signal: AbortSignal.timeout(10_000),
+    });
     expect(raw.status).toBe(400);
     const tooMany = await post(server, { instances: Array.from({ length: 1001 }, () => [5.1, 3.5, 1.4, 0.2]) });
     expect(tooMany.status).toBe(413);
@@ -172,15 +222,38 @@ describe('examples/sklearn-server built with podman', () => {
   it('answers the load client of the gateway tests (GET /predict, and POST with instances) every time, naming its pod', async () => {
     for (const a of built.artifacts) {
       const server = servers.get(a.name)!;
-      const get = startLoad({ url: `${server.url}/predict`, host: 'iris.example.com', requests: 200, concurrency: 8, maxDurationMs: 30_000, timeoutMs: 10_000 });
+      const get = startLoad({
+        url: `${server.url}/predict`,
+        host: 'iris.example.com',
+        requests: 200,
+        concurrency: 8,
+        maxDurationMs: 30_000,
+        timeoutMs: 10_000,
+      });
       const body = JSON.stringify({ instances: [[6.3, 3.3, 6.0, 2.5]] });
-      const postRun = startLoad({ url: `${server.url}/predict`, host: 'iris.example.com', method: 'POST', body, requests: 200, concurrency: 8, maxDurationMs: 30_000, timeoutMs: 10_000 });
-      for (const [what, run] of [['GET', get], ['POST', postRun]] as const) {
+      const postRun = startLoad({
+        url: `${server.url}/predict`,
+        host: 'iris.example.com',
+        method: 'POST',
+        body,
+        requests: 200,
+        concurrency: 8,
+        maxDurationMs: 30_000,
+        timeoutMs: 10_000,
+      });
+      for (const [what, run] of [
+        ['GET', get],
+        ['POST', postRun],
+      ] as const) {
         const report = await run.done;
         process.stderr.write(`${a.name} ${what} /predict: ${describeReport(report)}\n`);
         expect(report.sent).toBe(200);
         expect(report.failed, report.errors.join('; ')).toBe(0);
-        expect(run.samples.every((s) => typeof s.backend?.pod === 'string' && s.backend.model === a.name.replace(/-(?=\d)/, '/'))).toBe(true);
+        expect(
+          run.samples.every(
+            (s) => typeof s.backend?.pod === 'string' && s.backend.model === a.name.replace(/-(?=\d)/, '/'),
+          ),
+        ).toBe(true);
       }
     }
   });
@@ -193,7 +266,11 @@ describe('examples/sklearn-server built with podman', () => {
       const state = await (async () => {
         const deadline = Date.now() + 60_000;
         while (Date.now() < deadline) {
-          const [status, code] = (await podmanOk(['inspect', '--format', '{{.State.Status}} {{.State.ExitCode}}', server.name])).trim().split(' ');
+          const [status, code] = (
+            await podmanOk(['inspect', '--format', '{{.State.Status}} {{.State.ExitCode}}', server.name])
+          )
+            .trim()
+            .split(' ');
           if (status === 'exited') return Number(code);
           const r = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
           if (r) expect(r.status).toBe(503);

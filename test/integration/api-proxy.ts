@@ -42,43 +42,53 @@ export async function startApiProxy(): Promise<ApiProxy> {
   const upstream = new URL(JSON.parse(readFileSync(inject('kubeconfigPath'), 'utf8')).clusters[0].cluster.server);
   const armed: { fault: Fault; fired: (what: string) => void }[] = [];
 
-  const server: Server = createServer({ cert: readFileSync(cert.certFile), key: readFileSync(cert.keyFile) }, (req, res) => {
-    const what = `${req.method} ${req.url}`;
-    const path = (req.url ?? '').split('?')[0];
-    const index = armed.findIndex((a) => a.fault.method === req.method && a.fault.path.test(path));
-    const hit = index >= 0 ? armed.splice(index, 1)[0] : undefined;
-    if (hit?.fault.when === 'before') {
-      hit.fault.act();
-      hit.fired(what);
-      req.socket.destroy();
-      return;
-    }
-    const killAfter = hit?.fault.when === 'after' ? hit : undefined;
-    if (hit && !killAfter) {
-      hit.fault.act();
-      hit.fired(what);
-    }
-    const up = request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstream.host }, ca: caPem },
-      (answer) => {
-        if (killAfter) {
-          // The API server has done it: the caller dies before it hears so.
-          answer.resume();
-          answer.on('end', () => {
-            killAfter.fault.act();
-            killAfter.fired(what);
-            req.socket.destroy();
-          });
-          return;
-        }
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    up.on('error', () => req.socket.destroy());
-    res.on('close', () => up.destroy());
-    req.pipe(up);
-  });
+  const server: Server = createServer(
+    { cert: readFileSync(cert.certFile), key: readFileSync(cert.keyFile) },
+    (req, res) => {
+      const what = `${req.method} ${req.url}`;
+      const path = (req.url ?? '').split('?')[0];
+      const index = armed.findIndex((a) => a.fault.method === req.method && a.fault.path.test(path));
+      const hit = index >= 0 ? armed.splice(index, 1)[0] : undefined;
+      if (hit?.fault.when === 'before') {
+        hit.fault.act();
+        hit.fired(what);
+        req.socket.destroy();
+        return;
+      }
+      const killAfter = hit?.fault.when === 'after' ? hit : undefined;
+      if (hit && !killAfter) {
+        hit.fault.act();
+        hit.fired(what);
+      }
+      const up = request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: upstream.host },
+          ca: caPem,
+        },
+        (answer) => {
+          if (killAfter) {
+            // The API server has done it: the caller dies before it hears so.
+            answer.resume();
+            answer.on('end', () => {
+              killAfter.fault.act();
+              killAfter.fired(what);
+              req.socket.destroy();
+            });
+            return;
+          }
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      up.on('error', () => req.socket.destroy());
+      res.on('close', () => up.destroy());
+      req.pipe(up);
+    },
+  );
   await new Promise<void>((resolve) => server.listen(0, address, resolve));
   return {
     server: `https://${address}:${(server.address() as AddressInfo).port}`,

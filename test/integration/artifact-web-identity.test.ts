@@ -38,7 +38,11 @@ let controller: ControllerProcess;
 const core = () => admin.makeApiClient(k8s.CoreV1Api);
 
 async function tokenFor(audiences: string[]): Promise<string> {
-  const res = await core().createNamespacedServiceAccountToken({ name: serviceAccount, namespace, body: { spec: { audiences, expirationSeconds: 600 } } });
+  const res = await core().createNamespacedServiceAccountToken({
+    name: serviceAccount,
+    namespace,
+    body: { spec: { audiences, expirationSeconds: 600 } },
+  });
   const token = res.status?.token;
   if (!token) throw new Error(`the API server issued no token for ServiceAccount ${namespace}/${serviceAccount}`);
   return token;
@@ -55,7 +59,13 @@ async function run(uri: string, env: Env) {
   const target = mkdtempSync(join(dir, 'target-'));
   const code = await main([uri, target], env, { retryDelaysMs: [5, 10], timeoutMs: 10_000, log: (l) => lines.push(l) });
   const logs = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { code, target, logs, text: lines.join('\n'), error: logs.find((l) => l.level === 'error')?.msg as string | undefined };
+  return {
+    code,
+    target,
+    logs,
+    text: lines.join('\n'),
+    error: logs.find((l) => l.level === 'error')?.msg as string | undefined,
+  };
 }
 
 beforeAll(async () => {
@@ -68,7 +78,11 @@ beforeAll(async () => {
   await admin.makeApiClient(k8s.RbacAuthorizationV1Api).createClusterRoleBinding({
     body: {
       metadata: { name: binding },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:service-account-issuer-discovery' },
+      roleRef: {
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: 'ClusterRole',
+        name: 'system:service-account-issuer-discovery',
+      },
       subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:unauthenticated' }],
     },
   });
@@ -78,24 +92,41 @@ beforeAll(async () => {
   const configUrl = `${cluster.server}/.well-known/openid-configuration`;
   // Anonymous, as MinIO will ask: the binding is in force once this answers.
   const agent = new Agent({ ca: readFileSync(caFile) });
-  await waitFor('anonymous OIDC discovery on the API server', 30_000, () =>
-    new Promise<true | undefined>((resolve) => {
-      get(configUrl, { agent }, (res) => {
-        res.resume();
-        resolve(res.statusCode === 200 ? true : undefined);
-      }).on('error', () => resolve(undefined));
-    }),
+  await waitFor(
+    'anonymous OIDC discovery on the API server',
+    30_000,
+    () =>
+      new Promise<true | undefined>((resolve) => {
+        get(configUrl, { agent }, (res) => {
+          res.resume();
+          resolve(res.statusCode === 200 ? true : undefined);
+        }).on('error', () => resolve(undefined));
+      }),
   );
   agent.destroy();
   // On the host's side of the cluster's veth pair: model pods' fetchers run in its network namespace.
-  minio = await startMinio({ address: inject('network').hostAddress, openId: { configUrl, clientId: audience, rolePolicy: 'readonly', caFile } });
+  minio = await startMinio({
+    address: inject('network').hostAddress,
+    openId: { configUrl, clientId: audience, rolePolicy: 'readonly', caFile },
+  });
   // MinIO names the role after its client ID: arn:minio:iam:::role/<base64url(sha1(client ID))>.
   roleArn = `arn:minio:iam:::role/${createHash('sha1').update(audience).digest('base64url')}`;
-  const s3 = new S3Client({ endpoint: minio.url, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: minioRoot.user, secretAccessKey: minioRoot.password } });
+  const s3 = new S3Client({
+    endpoint: minio.url,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: minioRoot.user, secretAccessKey: minioRoot.password },
+  });
   await s3.send(new CreateBucketCommand({ Bucket: 'models' }));
   await s3.send(new PutObjectCommand({ Bucket: 'models', Key: 'reader/model.bin', Body: content }));
   publishArtifact(dir, 'model.tar.gz', { name: 'reader', format: 'demo' });
-  await s3.send(new PutObjectCommand({ Bucket: 'models', Key: 'reader/model.tar.gz', Body: readFileSync(join(dir, 'model.tar.gz')) }));
+  await s3.send(
+    new PutObjectCommand({
+      Bucket: 'models',
+      Key: 'reader/model.tar.gz',
+      Body: readFileSync(join(dir, 'model.tar.gz')),
+    }),
+  );
   s3.destroy();
 }, 180_000);
 
@@ -103,12 +134,21 @@ afterAll(async () => {
   await controller?.stop();
   if (release) await uninstallRelease(release);
   await minio?.stop();
-  if (binding) await admin.makeApiClient(k8s.RbacAuthorizationV1Api).deleteClusterRoleBinding({ name: binding }).catch(() => undefined);
+  if (binding)
+    await admin
+      .makeApiClient(k8s.RbacAuthorizationV1Api)
+      .deleteClusterRoleBinding({ name: binding })
+      .catch(() => undefined);
   if (namespace) await deleteNamespace(admin, namespace);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const identityEnv = (file: string, arn = roleArn): Env => ({ AWS_ROLE_ARN: arn, AWS_WEB_IDENTITY_TOKEN_FILE: file, AWS_ENDPOINT_URL: minio.url, AWS_REGION: 'us-east-1' });
+const identityEnv = (file: string, arn = roleArn): Env => ({
+  AWS_ROLE_ARN: arn,
+  AWS_WEB_IDENTITY_TOKEN_FILE: file,
+  AWS_ENDPOINT_URL: minio.url,
+  AWS_REGION: 'us-east-1',
+});
 
 describe('s3:// with web identity (STS AssumeRoleWithWebIdentity, the API server as OIDC issuer)', () => {
   it('downloads with a ServiceAccount token and no keys; without the token the same request is anonymous and refused', async () => {
@@ -117,7 +157,10 @@ describe('s3:// with web identity (STS AssumeRoleWithWebIdentity, the API server
     expect(r.code, r.text).toBe(0);
     expect(readFileSync(join(r.target, 'model.bin'), 'utf8')).toBe(content);
     expect(r.logs.find((l) => l.msg === 'credentials')).toMatchObject({ source: 'web identity', roleArn });
-    const anonymous = await run('s3://models/reader/model.bin', { AWS_ENDPOINT_URL: minio.url, AWS_REGION: 'us-east-1' });
+    const anonymous = await run('s3://models/reader/model.bin', {
+      AWS_ENDPOINT_URL: minio.url,
+      AWS_REGION: 'us-east-1',
+    });
     expect(anonymous.code).toBe(1);
     expect(anonymous.error).toMatch(/^403 Forbidden .*the request was anonymous/);
   });
@@ -127,7 +170,11 @@ describe('s3:// with web identity (STS AssumeRoleWithWebIdentity, the API server
     const wrong = 'arn:minio:iam:::role/no-such-role';
     const r = await run('s3://models/reader/model.bin', identityEnv(file, wrong));
     expect(r.code).toBe(1);
-    expect(r.error).toMatch(new RegExp(`^could not assume role ${wrong} with the web identity token ${file} for s3://models/reader/model\\.bin \\(400 InvalidParameterValue: .*\\): check that the role exists, that its trust policy allows sts:AssumeRoleWithWebIdentity`));
+    expect(r.error).toMatch(
+      new RegExp(
+        `^could not assume role ${wrong} with the web identity token ${file} for s3://models/reader/model\\.bin \\(400 InvalidParameterValue: .*\\): check that the role exists, that its trust policy allows sts:AssumeRoleWithWebIdentity`,
+      ),
+    );
     expect(r.logs.filter((l) => l.msg === 'retrying')).toEqual([]);
   });
 
@@ -135,14 +182,25 @@ describe('s3:// with web identity (STS AssumeRoleWithWebIdentity, the API server
     const other = tokenFile('token-other', await tokenFor(['https://kubernetes.default.svc.cluster.local']));
     const r = await run('s3://models/reader/model.bin', identityEnv(other));
     expect(r.code).toBe(1);
-    expect(r.error).toMatch(new RegExp(`^could not assume role ${roleArn.replace(/[/+]/g, '\\$&')} with the web identity token ${other} for s3://models/reader/model\\.bin \\(400 \\w+: .*azp.*\\): the token's audience is not one the role trusts`));
+    expect(r.error).toMatch(
+      new RegExp(
+        `^could not assume role ${roleArn.replace(/[/+]/g, '\\$&')} with the web identity token ${other} for s3://models/reader/model\\.bin \\(400 \\w+: .*azp.*\\): the token's audience is not one the role trusts`,
+      ),
+    );
     const real = await tokenFor([audience]);
     const [header, payload, signature] = real.split('.');
-    const forgedPayload = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), sub: 'system:serviceaccount:kube-system:admin' })).toString('base64url');
+    const forgedPayload = Buffer.from(
+      JSON.stringify({
+        ...JSON.parse(Buffer.from(payload, 'base64url').toString()),
+        sub: 'system:serviceaccount:kube-system:admin',
+      }),
+    ).toString('base64url');
     const forged = tokenFile('token-forged', `${header}.${forgedPayload}.${signature}`);
     const f = await run('s3://models/reader/model.bin', identityEnv(forged));
     expect(f.code).toBe(1);
-    expect(f.error).toMatch(/^could not assume role .* with the web identity token .*token-forged for s3:\/\/models\/reader\/model\.bin \(400 \w+: .*\): the token's signature was not accepted: check that the identity provider trusts this cluster's OIDC issuer/);
+    expect(f.error).toMatch(
+      /^could not assume role .* with the web identity token .*token-forged for s3:\/\/models\/reader\/model\.bin \(400 \w+: .*\): the token's signature was not accepted: check that the identity provider trusts this cluster's OIDC issuer/,
+    );
   });
 
   it('says an expired token has expired', async () => {
@@ -152,13 +210,17 @@ describe('s3:// with web identity (STS AssumeRoleWithWebIdentity, the API server
     const [header, payload] = real.split('.');
     const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, unknown>;
     const now = Math.floor(Date.now() / 1000);
-    const expiredPayload = Buffer.from(JSON.stringify({ ...claims, iat: now - 7200, nbf: now - 7200, exp: now - 3600 })).toString('base64url');
+    const expiredPayload = Buffer.from(
+      JSON.stringify({ ...claims, iat: now - 7200, nbf: now - 7200, exp: now - 3600 }),
+    ).toString('base64url');
     const key = createPrivateKey(readFileSync(join(dirname(inject('kubeconfigPath')), 'sa.key')));
     const signature = sign('sha256', Buffer.from(`${header}.${expiredPayload}`), key).toString('base64url');
     const file = tokenFile('token-expired', `${header}.${expiredPayload}.${signature}`);
     const r = await run('s3://models/reader/model.bin', identityEnv(file));
     expect(r.code).toBe(1);
-    expect(r.error).toMatch(/^could not assume role .* with the web identity token .*token-expired for s3:\/\/models\/reader\/model\.bin \(400 .*\): the ServiceAccount token has expired/);
+    expect(r.error).toMatch(
+      /^could not assume role .* with the web identity token .*token-expired for s3:\/\/models\/reader\/model\.bin \(400 .*\): the ServiceAccount token has expired/,
+    );
   });
 });
 
@@ -167,10 +229,20 @@ describe('a model with spec.artifactIdentity, end to end', () => {
     release = await installGatewayRelease([namespace], 'shared');
     controller = await runController([namespace], { release });
     // The store's address only: no keys anywhere.
-    await core().createNamespacedSecret({ namespace, body: { metadata: { name: 'minio' }, stringData: { AWS_ENDPOINT_URL: minio.url, AWS_REGION: 'us-east-1' } } });
+    await core().createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: 'minio' }, stringData: { AWS_ENDPOINT_URL: minio.url, AWS_REGION: 'us-east-1' } },
+    });
   }, 240_000);
 
-  const model = (awsRoleArn: string) => ({ image: 'acme/reader:1', artifact: 's3://models/reader/model.tar.gz', readinessPath: '/healthz', serviceAccountName: serviceAccount, artifactSecret: 'minio', artifactIdentity: { awsRoleArn, audience } });
+  const model = (awsRoleArn: string) => ({
+    image: 'acme/reader:1',
+    artifact: 's3://models/reader/model.tar.gz',
+    readinessPath: '/healthz',
+    serviceAccountName: serviceAccount,
+    artifactSecret: 'minio',
+    artifactIdentity: { awsRoleArn, audience },
+  });
 
   it('serves from the bucket through the projected token and the role', async () => {
     await applyModel(namespace, 'reader', model(roleArn));
@@ -185,10 +257,22 @@ describe('a model with spec.artifactIdentity, end to end', () => {
     await applyModel(namespace, 'wrong-role', model(wrong));
     await applyConfig(namespace, 'bad', { models: [{ model: 'wrong-role' }] });
     await applyEndpoint(namespace, 'bad', { config: 'bad', rollout: { drainSeconds: 1 } });
-    const fetched = (e: { status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] } }) => e.status?.conditions?.find((c) => c.type === 'ArtifactsFetched');
-    const e = await waitForEndpoint(namespace, 'bad', 'ArtifactsFetched False', (x) => fetched(x)?.status === 'False', 120_000);
+    const fetched = (e: {
+      status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] };
+    }) => e.status?.conditions?.find((c) => c.type === 'ArtifactsFetched');
+    const e = await waitForEndpoint(
+      namespace,
+      'bad',
+      'ArtifactsFetched False',
+      (x) => fetched(x)?.status === 'False',
+      120_000,
+    );
     const condition = fetched(e)!;
     expect(condition.reason).toBe('FetchFailed');
-    expect(condition.message).toMatch(new RegExp(`^wrong-role-[0-9a-f]+: could not assume role ${wrong} with the web identity token \\S+/token for s3://models/reader/model\\.tar\\.gz \\(400 InvalidParameterValue: .*\\): check that the role exists`));
+    expect(condition.message).toMatch(
+      new RegExp(
+        `^wrong-role-[0-9a-f]+: could not assume role ${wrong} with the web identity token \\S+/token for s3://models/reader/model\\.tar\\.gz \\(400 InvalidParameterValue: .*\\): check that the role exists`,
+      ),
+    );
   });
 });

@@ -17,14 +17,33 @@ afterAll(async () => {
 });
 
 describe('chaos: random changes and controller kills under load', () => {
-  it('keeps every request answered in time, routes only to available Deployments, and converges with nothing duplicated, orphaned or rewritten', { timeout: 900_000 }, async () => {
-    const seed = process.env.ML_OPERATOR_CHAOS_SEED ? Number(process.env.ML_OPERATOR_CHAOS_SEED) : randomInt(2 ** 31);
-    const cluster = { kubeconfigPath: inject('kubeconfigPath'), auditLogPath: inject('auditLogPath'), network: inject('network'), gateway: inject('gateway'), artifactsDir: inject('artifactsDir') };
-    const report = await runSoak(cluster, namespace, { endpoints: 20, changes: 100, kills: 50, churnMs: 150_000, rate: 2, seed, echo: process.env.ML_OPERATOR_TEST_LOGS === '1', logLevel: process.env.ML_OPERATOR_CHAOS_LOG_LEVEL });
-    process.stdout.write(`[chaos] ${describeSoak(report).replaceAll('\n', '\n[chaos] ')}\n`);
-    expect(report.kills).toBe(50);
-    expect(Object.values(report.changes).reduce((a, b) => a + b, 0)).toBe(100);
-    expect(report.checks, 'the watcher never checked a route').toBeGreaterThan(100);
-    expect(soakProblems(report), `chaos soak with seed ${seed} (replay: ML_OPERATOR_CHAOS_SEED=${seed})`).toEqual([]);
-  });
+  it(
+    'keeps every request answered in time, routes only to available Deployments, and converges with nothing duplicated, orphaned or rewritten',
+    { timeout: 900_000 },
+    async () => {
+      const seed = process.env.ML_OPERATOR_CHAOS_SEED ? Number(process.env.ML_OPERATOR_CHAOS_SEED) : randomInt(2 ** 31);
+      const cluster = {
+        kubeconfigPath: inject('kubeconfigPath'),
+        auditLogPath: inject('auditLogPath'),
+        network: inject('network'),
+        gateway: inject('gateway'),
+        artifactsDir: inject('artifactsDir'),
+      };
+      const report = await runSoak(cluster, namespace, {
+        endpoints: 20,
+        changes: 100,
+        kills: 50,
+        churnMs: 150_000,
+        rate: 2,
+        seed,
+        echo: process.env.ML_OPERATOR_TEST_LOGS === '1',
+        logLevel: process.env.ML_OPERATOR_CHAOS_LOG_LEVEL,
+      });
+      process.stdout.write(`[chaos] ${describeSoak(report).replaceAll('\n', '\n[chaos] ')}\n`);
+      expect(report.kills).toBe(50);
+      expect(Object.values(report.changes).reduce((a, b) => a + b, 0)).toBe(100);
+      expect(report.checks, 'the watcher never checked a route').toBeGreaterThan(100);
+      expect(soakProblems(report), `chaos soak with seed ${seed} (replay: ML_OPERATOR_CHAOS_SEED=${seed})`).toEqual([]);
+    },
+  );
 });

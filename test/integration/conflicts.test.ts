@@ -4,13 +4,27 @@
 // first keeps all of that host's traffic.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
-import type { MachineLearningEndpointConfigSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
+import type {
+  MachineLearningEndpointConfigSpec,
+  MachineLearningModelSpec,
+} from '../../controller/src/api/generated.ts';
 import { planFromTemplates } from '../../controller/src/desired/plan.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { httpRouteResource } from '../../controller/src/routing/gateway-api.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, getEndpoint, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
+import {
+  admin,
+  applyConfig,
+  applyEndpoint,
+  applyModel,
+  getEndpoint,
+  inService,
+  k8s,
+  runController,
+  user,
+  waitForEndpoint,
+} from './ml.ts';
 import { expectServed, installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
 import { servedModel } from './fixtures.ts';
 
@@ -29,7 +43,8 @@ afterAll(async () => {
   if (release) await uninstallRelease(release);
 });
 
-const reason = (e: { status?: { conditions?: { type: string; reason: string }[] } }, type: string) => e.status?.conditions?.find((c) => c.type === type)?.reason;
+const reason = (e: { status?: { conditions?: { type: string; reason: string }[] } }, type: string) =>
+  e.status?.conditions?.find((c) => c.type === type)?.reason;
 const model = servedModel('conflicts');
 
 describe('objects the controller does not own', () => {
@@ -46,14 +61,27 @@ describe('objects the controller does not own', () => {
     await applyModel(namespace, 'taken', model('acme/taken:1'));
     await applyConfig(namespace, 'taken', { models: [{ model: 'taken' }] });
     await applyEndpoint(namespace, 'taken', { config: 'taken' });
-    const e = await waitForEndpoint(namespace, 'taken', 'OwnershipConflict', (x) => reason(x, 'Ready') === 'OwnershipConflict', 60_000);
+    const e = await waitForEndpoint(
+      namespace,
+      'taken',
+      'OwnershipConflict',
+      (x) => reason(x, 'Ready') === 'OwnershipConflict',
+      60_000,
+    );
     expect(e.status!.state).toBe('Failed');
-    expect(e.status!.conditions!.find((c) => c.type === 'Ready')!.message).toContain(`HTTPRoute ${namespace}/taken exists and does not belong to this endpoint`);
-    expect(e.status!.conditions!.find((c) => c.type === 'ResourcesOwned')).toMatchObject({ status: 'False', reason: 'OwnershipConflict' });
+    expect(e.status!.conditions!.find((c) => c.type === 'Ready')!.message).toContain(
+      `HTTPRoute ${namespace}/taken exists and does not belong to this endpoint`,
+    );
+    expect(e.status!.conditions!.find((c) => c.type === 'ResourcesOwned')).toMatchObject({
+      status: 'False',
+      reason: 'OwnershipConflict',
+    });
     const after = await user.get<KubeObject>(httpRouteResource, namespace, 'taken');
     expect(after!.metadata.resourceVersion).toBe(before!.metadata.resourceVersion);
     expect(after!.metadata.ownerReferences).toBeUndefined();
-    const events = await admin.makeApiClient(k8s.CoreV1Api).listNamespacedEvent({ namespace, fieldSelector: 'involvedObject.name=taken' });
+    const events = await admin
+      .makeApiClient(k8s.CoreV1Api)
+      .listNamespacedEvent({ namespace, fieldSelector: 'involvedObject.name=taken' });
     expect(events.items.some((ev) => ev.reason === 'OwnershipConflict' && ev.type === 'Warning')).toBe(true);
 
     // Once the user removes theirs, the endpoint serves.
@@ -68,16 +96,40 @@ describe('objects the controller does not own', () => {
     const serving = await waitForEndpoint(namespace, 'svc', 'InService', inService, 60_000);
     // Instance names are content hashes of the specs as stored (defaults filled in): the next
     // version's is known before it exists. Take it first.
-    const storedModel = await user.get<KubeObject & { spec: MachineLearningModelSpec }>(resources.model, namespace, 'svc');
-    const storedConfig = await user.get<KubeObject & { spec: MachineLearningEndpointConfigSpec }>(resources.endpointConfig, namespace, 'svc');
-    const next = planFromTemplates('svc', 'svc', storedConfig!.spec, new Map([['svc', { ...storedModel!.spec, image: 'acme/svc:2' }]]));
+    const storedModel = await user.get<KubeObject & { spec: MachineLearningModelSpec }>(
+      resources.model,
+      namespace,
+      'svc',
+    );
+    const storedConfig = await user.get<KubeObject & { spec: MachineLearningEndpointConfigSpec }>(
+      resources.endpointConfig,
+      namespace,
+      'svc',
+    );
+    const next = planFromTemplates(
+      'svc',
+      'svc',
+      storedConfig!.spec,
+      new Map([['svc', { ...storedModel!.spec, image: 'acme/svc:2' }]]),
+    );
     if (!next.ok) throw new Error('unresolved');
     const taken = next.plan.variants[0].instance;
     const core = admin.makeApiClient(k8s.CoreV1Api);
-    const theirs = await core.createNamespacedService({ namespace, body: { metadata: { name: taken }, spec: { selector: { app: 'theirs' }, ports: [{ port: 80 }] } } });
+    const theirs = await core.createNamespacedService({
+      namespace,
+      body: { metadata: { name: taken }, spec: { selector: { app: 'theirs' }, ports: [{ port: 80 }] } },
+    });
     await applyModel(namespace, 'svc', model('acme/svc:2'));
-    const waiting = await waitForEndpoint(namespace, 'svc', 'the conflict reported', (x) => reason(x, 'ResourcesOwned') === 'OwnershipConflict', 60_000);
-    expect(waiting.status!.conditions!.find((c) => c.type === 'ResourcesOwned')!.message).toContain(`Service ${namespace}/${taken} exists and does not belong to this endpoint`);
+    const waiting = await waitForEndpoint(
+      namespace,
+      'svc',
+      'the conflict reported',
+      (x) => reason(x, 'ResourcesOwned') === 'OwnershipConflict',
+      60_000,
+    );
+    expect(waiting.status!.conditions!.find((c) => c.type === 'ResourcesOwned')!.message).toContain(
+      `Service ${namespace}/${taken} exists and does not belong to this endpoint`,
+    );
     expect(waiting.status!.endpointConfigVersion).toBe(serving.status!.endpointConfigVersion);
     expect(waiting.status!.state).toBe('Updating');
     const still = await core.readNamespacedService({ name: taken, namespace });
@@ -85,7 +137,13 @@ describe('objects the controller does not own', () => {
     expect(still.spec!.selector).toEqual({ app: 'theirs' });
 
     await core.deleteNamespacedService({ name: taken, namespace });
-    const switched = await waitForEndpoint(namespace, 'svc', 'v2 serving once the name is free', (x) => inService(x) && x.status!.endpointConfigVersion === next.plan.version, 60_000);
+    const switched = await waitForEndpoint(
+      namespace,
+      'svc',
+      'v2 serving once the name is free',
+      (x) => inService(x) && x.status!.endpointConfigVersion === next.plan.version,
+      60_000,
+    );
     expect(switched.status!.traffic![0].service).toBe(taken);
   });
 });
@@ -100,8 +158,16 @@ describe('two endpoints that claim one host', () => {
     await applyModel(namespace, 'second', model('acme/second:1'));
     await applyConfig(namespace, 'second', { models: [{ model: 'second' }] });
     await applyEndpoint(namespace, 'second', { config: 'second', host: `shared.${namespace}.example.com` });
-    const second = await waitForEndpoint(namespace, 'second', 'HostConflict', (x) => reason(x, 'Ready') === 'HostConflict', 60_000);
-    expect(second.status!.conditions!.find((c) => c.type === 'Ready')!.message).toContain(`already served by endpoint ${namespace}/first`);
+    const second = await waitForEndpoint(
+      namespace,
+      'second',
+      'HostConflict',
+      (x) => reason(x, 'Ready') === 'HostConflict',
+      60_000,
+    );
+    expect(second.status!.conditions!.find((c) => c.type === 'Ready')!.message).toContain(
+      `already served by endpoint ${namespace}/first`,
+    );
     expect(await user.get(httpRouteResource, namespace, 'second')).toBeUndefined();
 
     const run = load(`shared.${namespace}.example.com`, { requests: 500, concurrency: 8, maxDurationMs: 30_000 });
@@ -116,7 +182,9 @@ describe('two endpoints that claim one host', () => {
     expect(await user.get(httpRouteResource, namespace, 'third')).toBeDefined();
     await applyEndpoint(namespace, 'third', { config: 'second', host: `shared.${namespace}.example.com` });
     await waitForEndpoint(namespace, 'third', 'HostConflict', (x) => reason(x, 'Ready') === 'HostConflict', 60_000);
-    await waitFor("third's HTTPRoute removed", 30_000, async () => ((await user.get(httpRouteResource, namespace, 'third')) ? undefined : true));
+    await waitFor("third's HTTPRoute removed", 30_000, async () =>
+      (await user.get(httpRouteResource, namespace, 'third')) ? undefined : true,
+    );
     await user.delete(resources.endpoint, namespace, 'third');
 
     // The first lets go of the host: the second takes it.

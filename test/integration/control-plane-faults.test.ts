@@ -11,7 +11,14 @@ import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { publishArtifact } from '../../ci/cluster/artifacts.ts';
 import { startControlPlane, type ControlPlane, type FaultTarget } from '../../ci/cluster/control-plane.ts';
-import { chartConfig, installChart, release, serviceAccountKubeconfig, startControllerProcess, type ControllerProcess } from '../../ci/cluster/operator.ts';
+import {
+  chartConfig,
+  installChart,
+  release,
+  serviceAccountKubeconfig,
+  startControllerProcess,
+  type ControllerProcess,
+} from '../../ci/cluster/operator.ts';
 import { describeReport, startLoad, type LoadRun } from '../../ci/traffic/load.ts';
 import { waitFor } from '../../ci/wait.ts';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec } from '../../controller/src/api/generated.ts';
@@ -42,7 +49,9 @@ beforeAll(async () => {
     `controller.config.routing.gatewayAPI.sharedGateway.namespace=${g.shared.namespace}`,
     `controller.config.routing.gatewayAPI.sharedGateway.sectionName=${g.shared.sectionName}`,
   ]);
-  await admin.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name: namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } } });
+  await admin.makeApiClient(k8s.CoreV1Api).createNamespace({
+    body: { metadata: { name: namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } },
+  });
   controller = await startControllerProcess({
     kubeconfig: await serviceAccountKubeconfig(admin),
     config: await chartConfig(admin),
@@ -55,7 +64,11 @@ beforeAll(async () => {
   });
   for (const m of ['a', 'b']) {
     publishArtifact(cluster.artifactsDir, `/${m}.tar.gz`, { name: m, format: 'demo' });
-    await apply('MachineLearningModel', m, { image: `acme/${m}:1`, artifact: `https://models.example.com/${m}.tar.gz`, readinessPath: '/healthz' });
+    await apply('MachineLearningModel', m, {
+      image: `acme/${m}:1`,
+      artifact: `https://models.example.com/${m}.tar.gz`,
+      readinessPath: '/healthz',
+    });
   }
   await apply('MachineLearningEndpointConfig', 'c', weights(80, 20));
   await apply('MachineLearningEndpoint', 'e', { config: 'c' });
@@ -73,16 +86,33 @@ afterAll(async () => {
 });
 
 function weights(a: number, b: number): MachineLearningEndpointConfigSpec {
-  return { models: [{ model: 'a', weight: a }, { model: 'b', weight: b }] };
+  return {
+    models: [
+      { model: 'a', weight: a },
+      { model: 'b', weight: b },
+    ],
+  };
 }
 
-async function apply(kind: 'MachineLearningModel' | 'MachineLearningEndpointConfig' | 'MachineLearningEndpoint', name: string, spec: unknown): Promise<void> {
-  const r = { MachineLearningModel: resources.model, MachineLearningEndpointConfig: resources.endpointConfig, MachineLearningEndpoint: resources.endpoint }[kind];
+async function apply(
+  kind: 'MachineLearningModel' | 'MachineLearningEndpointConfig' | 'MachineLearningEndpoint',
+  name: string,
+  spec: unknown,
+): Promise<void> {
+  const r = {
+    MachineLearningModel: resources.model,
+    MachineLearningEndpointConfig: resources.endpointConfig,
+    MachineLearningEndpoint: resources.endpoint,
+  }[kind];
   await user.apply(r, { apiVersion, kind, metadata: { name, namespace }, spec });
 }
 
 /** Applies, retrying for as long as the API server refuses or cannot be reached, as a user's `kubectl apply` in a loop would. */
-async function applyWhenPossible(kind: 'MachineLearningEndpointConfig' | 'MachineLearningEndpoint', name: string, spec: unknown): Promise<number> {
+async function applyWhenPossible(
+  kind: 'MachineLearningEndpointConfig' | 'MachineLearningEndpoint',
+  name: string,
+  spec: unknown,
+): Promise<number> {
   await waitFor(`the API server to take the ${kind} ${name}`, 120_000, async () => {
     await apply(kind, name, spec);
     return true;
@@ -108,14 +138,22 @@ async function converged(name: string, a: number, b: number, timeoutMs: number):
       const byVariant = Object.fromEntries((s?.traffic ?? []).map((t) => [t.variant, t.weight]));
       return s?.state === 'InService' && ready && byVariant.a === a && byVariant.b === b ? true : undefined;
     },
-    () => `last status: ${JSON.stringify(last?.status, null, 2)}\ncontroller log tail:\n${controller.logs().slice(-3000)}`,
+    () =>
+      `last status: ${JSON.stringify(last?.status, null, 2)}\ncontroller log tail:\n${controller.logs().slice(-3000)}`,
   );
   return Date.now();
 }
 
 function load(endpoint: string, requests: number, rate?: number): LoadRun {
   const g = cluster.gateway;
-  return startLoad({ url: `http://${g.address}:${g.port}/predict`, host: host(endpoint), requests, rate, concurrency: 64, maxDurationMs: 240_000 });
+  return startLoad({
+    url: `http://${g.address}:${g.port}/predict`,
+    host: host(endpoint),
+    requests,
+    rate,
+    concurrency: 64,
+    maxDurationMs: 240_000,
+  });
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
@@ -160,7 +198,11 @@ async function throughOutage(what: string, fault: Fault, to: [number, number]): 
   expect(done - recovered).toBeLessThanOrEqual(30_000);
 }
 
-const killed = (target: FaultTarget, downMs: number): Fault => ({ begin: () => cluster.faults.kill(target), downMs, end: () => cluster.faults.start(target) });
+const killed = (target: FaultTarget, downMs: number): Fault => ({
+  begin: () => cluster.faults.kill(target),
+  downMs,
+  end: () => cluster.faults.start(target),
+});
 
 describe('the control plane failing under a serving endpoint', () => {
   it('kube-apiserver killed and started again: traffic untouched, watches recover, a change converges within 30 s', async () => {
@@ -175,7 +217,11 @@ describe('the control plane failing under a serving endpoint', () => {
     const logsBefore = controller.logs().length;
     await throughOutage(
       'kube-apiserver frozen (SIGSTOP) for 60 s',
-      { begin: () => cluster.faults.pause('kube-apiserver'), downMs: 60_000, end: () => cluster.faults.resume('kube-apiserver') },
+      {
+        begin: () => cluster.faults.pause('kube-apiserver'),
+        downMs: 60_000,
+        end: () => cluster.faults.resume('kube-apiserver'),
+      },
       [70, 30],
     );
     const during = controller.logs().slice(logsBefore);
@@ -188,7 +234,11 @@ describe('the control plane failing under a serving endpoint', () => {
     // with Retry-After; the cluster's own components (system:masters) are exempt from it.
     const serving = await backends('e');
     await cluster.faults.kill('kube-apiserver');
-    await cluster.faults.start('kube-apiserver', ['--enable-priority-and-fairness=false', '--max-requests-inflight=1', '--max-mutating-requests-inflight=1']);
+    await cluster.faults.start('kube-apiserver', [
+      '--enable-priority-and-fairness=false',
+      '--max-requests-inflight=1',
+      '--max-mutating-requests-inflight=1',
+    ]);
     const throttledBefore = throttled(await controller.metrics());
     const names = Array.from({ length: 8 }, (_, i) => `t${i}-${randomBytes(2).toString('hex')}`);
     const started = Date.now();
@@ -198,7 +248,9 @@ describe('the control plane failing under a serving endpoint', () => {
     run.stop();
     const r = await run.done;
     const count = throttled(await controller.metrics()) - throttledBefore;
-    process.stdout.write(`[faults] 429s: ${names.length} new endpoints converged in ${seconds(Math.max(...times) - started)} (median ${seconds(times.sort((x, y) => x - y)[names.length >> 1] - started)}), the controller was told to retry later ${count} times; traffic to the serving endpoint: ${describeReport(r)}\n`);
+    process.stdout.write(
+      `[faults] 429s: ${names.length} new endpoints converged in ${seconds(Math.max(...times) - started)} (median ${seconds(times.sort((x, y) => x - y)[names.length >> 1] - started)}), the controller was told to retry later ${count} times; traffic to the serving endpoint: ${describeReport(r)}\n`,
+    );
     expect(count, 'the API server never answered 429: the fault was not in place').toBeGreaterThan(0);
     expectServed(run, { backends: serving, namespace });
     expect(controller.child.exitCode).toBeNull();

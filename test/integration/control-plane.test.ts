@@ -36,7 +36,15 @@ describe('the local control plane', () => {
           selector: { matchLabels: labels },
           template: {
             metadata: { labels: { ...labels, 'ml-operator.dev/model-instance': 'web-1' } },
-            spec: { containers: [{ name: 'web', image: 'registry.example/web:1', readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 } }] },
+            spec: {
+              containers: [
+                {
+                  name: 'web',
+                  image: 'registry.example/web:1',
+                  readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 },
+                },
+              ],
+            },
           },
         },
       },
@@ -50,23 +58,44 @@ describe('the local control plane', () => {
     const pods = await kc.makeApiClient(k8s.CoreV1Api).listNamespacedPod({ namespace, labelSelector: 'app=web' });
     expect(pods.items.map((p) => p.status?.phase)).toEqual(['Running', 'Running']);
     expect(pods.items.every((p) => p.spec?.nodeName?.startsWith('kwok-node-'))).toBe(true);
-    for (const p of pods.items) expect(p.status?.podIP, 'an address of its node\'s /24').toMatch(new RegExp(`^198\\.18\\.${p.spec!.nodeName!.split('-').at(-1)}\\.\\d+$`));
+    for (const p of pods.items)
+      expect(p.status?.podIP, "an address of its node's /24").toMatch(
+        new RegExp(`^198\\.18\\.${p.spec!.nodeName!.split('-').at(-1)}\\.\\d+$`),
+      );
   });
 
   it('routes a request through the gateway to a pod, which names itself in the answer', async () => {
     const core = kc.makeApiClient(k8s.CoreV1Api);
-    await core.createNamespacedService({ namespace, body: { metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } } });
+    await core.createNamespacedService({
+      namespace,
+      body: {
+        metadata: { name: 'web' },
+        spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+      },
+    });
     const g = inject('gateway');
     const objects = k8s.KubernetesObjectApi.makeApiClient(kc);
     await objects.create({
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: 'HTTPRoute',
       metadata: { name: 'web', namespace },
-      spec: { parentRefs: [{ name: g.shared.name, namespace: g.shared.namespace }], hostnames: ['web.example.com'], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] },
+      spec: {
+        parentRefs: [{ name: g.shared.name, namespace: g.shared.namespace }],
+        hostnames: ['web.example.com'],
+        rules: [{ backendRefs: [{ name: 'web', port: 80 }] }],
+      },
     });
-    const pods = (await core.listNamespacedPod({ namespace, labelSelector: 'app=web' })).items.map((p) => p.metadata!.name);
+    const pods = (await core.listNamespacedPod({ namespace, labelSelector: 'app=web' })).items.map(
+      (p) => p.metadata!.name,
+    );
     const answer = await waitFor('an answer through the gateway', 30_000, async () => {
-      const run = startLoad({ url: `http://${g.address}:${g.port}/predict`, host: 'web.example.com', requests: 1, concurrency: 1, maxDurationMs: 5000 });
+      const run = startLoad({
+        url: `http://${g.address}:${g.port}/predict`,
+        host: 'web.example.com',
+        requests: 1,
+        concurrency: 1,
+        maxDurationMs: 5000,
+      });
       await run.done;
       return run.samples[0].status === 200 ? run.samples[0].backend : undefined;
     });
@@ -83,13 +112,24 @@ describe('the local control plane', () => {
       env: Object.entries(env).map(([name, value]) => ({ name, value })),
       readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 1 },
     });
-    await core.createNamespacedPod({ namespace, body: { metadata: { name: 'never-ready' }, spec: { containers: [container({ DEMO_READY: 'false' })] } } });
+    await core.createNamespacedPod({
+      namespace,
+      body: { metadata: { name: 'never-ready' }, spec: { containers: [container({ DEMO_READY: 'false' })] } },
+    });
     await core.createNamespacedPod({
       namespace,
       body: {
         metadata: { name: 'no-artifact' },
         spec: {
-          initContainers: [{ name: 'fetch-artifact', image: 'ml-operator/controller:1', command: ['node', '/app/dist/fetcher/main.js'], args: ['https://models.example.com/missing.tar.gz', '/opt/ml/model'], volumeMounts: [{ name: 'model', mountPath: '/opt/ml/model' }] }],
+          initContainers: [
+            {
+              name: 'fetch-artifact',
+              image: 'ml-operator/controller:1',
+              command: ['node', '/app/dist/fetcher/main.js'],
+              args: ['https://models.example.com/missing.tar.gz', '/opt/ml/model'],
+              volumeMounts: [{ name: 'model', mountPath: '/opt/ml/model' }],
+            },
+          ],
           containers: [container({})],
           volumes: [{ name: 'model', emptyDir: {} }],
         },
@@ -97,7 +137,10 @@ describe('the local control plane', () => {
     });
     const init = await waitFor('the fetcher to fail', 60_000, async () => {
       const p = await core.readNamespacedPod({ name: 'no-artifact', namespace });
-      return p.status?.initContainerStatuses?.[0]?.lastState?.terminated ?? p.status?.initContainerStatuses?.[0]?.state?.terminated;
+      return (
+        p.status?.initContainerStatuses?.[0]?.lastState?.terminated ??
+        p.status?.initContainerStatuses?.[0]?.state?.terminated
+      );
     });
     expect(init.exitCode).toBe(1);
     expect(init.message).toMatch(/404/);
@@ -126,7 +169,9 @@ describe('the local control plane', () => {
     const valid = [{ route: [{ destination: { host: 'a', port: { number: 80 } }, weight: 100 }] }];
     await objects.create(virtualService(valid));
     const invalid = [{ route: [{ destination: { host: 'a' }, weight: 'all of it' }] }];
-    const error = await apiError(objects.create({ ...virtualService(invalid), metadata: { name: 'vs-bad', namespace } }));
+    const error = await apiError(
+      objects.create({ ...virtualService(invalid), metadata: { name: 'vs-bad', namespace } }),
+    );
     expect(error?.code).toBe(422);
     expect(error?.message).toMatch(/weight/);
   });
@@ -134,7 +179,11 @@ describe('the local control plane', () => {
   it('denies a ServiceAccount that has no rights', async () => {
     const core = kc.makeApiClient(k8s.CoreV1Api);
     await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'nobody' } } });
-    const token = await core.createNamespacedServiceAccountToken({ name: 'nobody', namespace, body: { spec: { audiences: [] } } });
+    const token = await core.createNamespacedServiceAccountToken({
+      name: 'nobody',
+      namespace,
+      body: { spec: { audiences: [] } },
+    });
     const restricted = new k8s.KubeConfig();
     restricted.loadFromOptions({
       clusters: kc.clusters,
@@ -154,8 +203,15 @@ describe('the local control plane', () => {
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    await waitFor('npm run cluster to be ready', 90_000, async () => (output.includes('KUBECONFIG=') ? true : undefined), () => output);
-    const dir = [...readdirSync(tmpdir()).filter((d) => d.startsWith('ml-operator-cluster-'))].find((d) => !before.has(d));
+    await waitFor(
+      'npm run cluster to be ready',
+      90_000,
+      async () => (output.includes('KUBECONFIG=') ? true : undefined),
+      () => output,
+    );
+    const dir = [...readdirSync(tmpdir()).filter((d) => d.startsWith('ml-operator-cluster-'))].find(
+      (d) => !before.has(d),
+    );
     expect(dir).toBeDefined();
     const pidsLine = output.match(/pids: ([\d ]+)/);
     expect(pidsLine).not.toBeNull();

@@ -22,15 +22,31 @@ let minio: RunningStore;
 let s3: S3Client;
 
 interface CaptureRecord {
-  captureData: { endpointInput?: { data: string; encoding: string; observedContentType: string }; endpointOutput?: { data: string; encoding: string } };
+  captureData: {
+    endpointInput?: { data: string; encoding: string; observedContentType: string };
+    endpointOutput?: { data: string; encoding: string };
+  };
   eventMetadata: { eventId: string; inferenceId?: string; inferenceTime: string };
   eventVersion: string;
-  mlOperator: { endpoint: string; variant: string; modelVersion: string; pod: string; status: number; latencyMs: number; truncated: boolean };
+  mlOperator: {
+    endpoint: string;
+    variant: string;
+    modelVersion: string;
+    pod: string;
+    status: number;
+    latencyMs: number;
+    truncated: boolean;
+  };
 }
 
 beforeAll(async () => {
   minio = await startMinio({ address: inject('network').hostAddress });
-  s3 = new S3Client({ endpoint: minio.url, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: minioRoot.user, secretAccessKey: minioRoot.password } });
+  s3 = new S3Client({
+    endpoint: minio.url,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: minioRoot.user, secretAccessKey: minioRoot.password },
+  });
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));
 }, 120_000);
 afterAll(async () => {
@@ -39,8 +55,18 @@ afterAll(async () => {
 });
 
 async function storeSecret(namespace: string): Promise<void> {
-  const data = { AWS_ACCESS_KEY_ID: minioRoot.user, AWS_SECRET_ACCESS_KEY: minioRoot.password, AWS_ENDPOINT_URL_S3: minio.url, AWS_REGION: 'us-east-1' };
-  await user.apply({ group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true }, { apiVersion: 'v1', kind: 'Secret', metadata: { name: secret, namespace }, stringData: data } as KubeObject);
+  const data = {
+    AWS_ACCESS_KEY_ID: minioRoot.user,
+    AWS_SECRET_ACCESS_KEY: minioRoot.password,
+    AWS_ENDPOINT_URL_S3: minio.url,
+    AWS_REGION: 'us-east-1',
+  };
+  await user.apply({ group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true }, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: secret, namespace },
+    stringData: data,
+  } as KubeObject);
 }
 
 /** Every record under the prefix, with the file it came from. */
@@ -50,7 +76,9 @@ async function records(prefix: string): Promise<CaptureRecord[]> {
   do {
     const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
     for (const o of page.Contents ?? []) {
-      const text = await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key! }))).Body!.transformToString();
+      const text = await (
+        await s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key! }))
+      ).Body!.transformToString();
       for (const line of text.split('\n')) if (line.trim()) out.push(JSON.parse(line) as CaptureRecord);
     }
     token = page.NextContinuationToken;
@@ -71,7 +99,13 @@ async function settledRecords(prefix: string, rotationSeconds: number): Promise<
 }
 
 const podUids = async (namespace: string, instance: string) =>
-  (await user.list<KubeObject>(resources.pod, namespace, { labelSelector: `ml-operator.dev/model-instance=${instance}` })).items.map((p) => p.metadata.uid).sort();
+  (
+    await user.list<KubeObject>(resources.pod, namespace, {
+      labelSelector: `ml-operator.dev/model-instance=${instance}`,
+    })
+  ).items
+    .map((p) => p.metadata.uid)
+    .sort();
 
 describe('Data Capture to S3 (MinIO)', () => {
   it('keeps 25% of 2,000 requests through the gateway, each record byte-equal to what its client sent and got', async () => {
@@ -79,7 +113,12 @@ describe('Data Capture to S3 (MinIO)', () => {
     const name = 'capture-s3';
     await storeSecret(namespace);
     await applyModel(namespace, name, model(`acme/${name}:1`));
-    const dataCapture = { samplingPercent: 25, destination: `s3://${bucket}/records`, credentialsSecret: secret, rotation: { maxSeconds: 3 } };
+    const dataCapture = {
+      samplingPercent: 25,
+      destination: `s3://${bucket}/records`,
+      credentialsSecret: secret,
+      rotation: { maxSeconds: 3 },
+    };
     await applyConfig(namespace, name, { models: [{ model: name, instances: 2 }], dataCapture });
     await applyEndpoint(namespace, name, { config: name });
     const e = await waitForEndpoint(namespace, name, 'InService', inService, 120_000);
@@ -95,7 +134,10 @@ describe('Data Capture to S3 (MinIO)', () => {
       method: 'POST',
       keepAnswers: true,
       requestFor: (i) => {
-        const body = JSON.stringify({ passenger: i, features: [i % 3, (i * 7) % 11, Math.round(Math.random() * 1e6) / 1e3] });
+        const body = JSON.stringify({
+          passenger: i,
+          features: [i % 3, (i * 7) % 11, Math.round(Math.random() * 1e6) / 1e3],
+        });
         sent.set(`req-${i}`, body);
         return { headers: { 'x-ml-inference-id': `req-${i}` }, body };
       },
@@ -106,12 +148,16 @@ describe('Data Capture to S3 (MinIO)', () => {
     const prefix = `records/${namespace}/${name}/${name}/`;
     const found = (await settledRecords(prefix, 3)).filter((r) => r.eventMetadata.inferenceId?.startsWith('req-'));
     const [low, high] = binomialInterval(0.25, 2000).map((p) => p * 2000);
-    process.stdout.write(`[capture] ${found.length} records of 2000 requests at 25% (99.9% interval ${low.toFixed(0)}..${high.toFixed(0)})\n`);
+    process.stdout.write(
+      `[capture] ${found.length} records of 2000 requests at 25% (99.9% interval ${low.toFixed(0)}..${high.toFixed(0)})\n`,
+    );
     expect(found.length).toBeGreaterThanOrEqual(low);
     expect(found.length).toBeLessThanOrEqual(high);
     expect(new Set(found.map((r) => r.eventMetadata.inferenceId)).size).toBe(found.length);
     // A client that gave up (its deadline passed) got no answer to compare with; the record still has the model's.
-    const answers = new Map(run.samples.filter((s) => s.status === 200).map((s) => [`req-${s.i}`, s.answer?.toString('utf8')]));
+    const answers = new Map(
+      run.samples.filter((s) => s.status === 200).map((s) => [`req-${s.i}`, s.answer?.toString('utf8')]),
+    );
     for (const r of found) {
       const id = r.eventMetadata.inferenceId!;
       expect(r.captureData.endpointInput, id).toMatchObject({ encoding: 'JSON', data: sent.get(id) });
@@ -120,8 +166,16 @@ describe('Data Capture to S3 (MinIO)', () => {
       expect(r.eventVersion).toBe('0');
     }
     expectServed(run, { namespace, backends: [instance] });
-    const captured = await waitForEndpoint(namespace, name, 'DataCaptured True', (x) => x.status?.conditions?.find((c) => c.type === 'DataCaptured')?.status === 'True', 60_000);
-    expect(captured.status!.conditions!.find((c) => c.type === 'DataCaptured')!.message).toContain(`s3://${bucket}/records`);
+    const captured = await waitForEndpoint(
+      namespace,
+      name,
+      'DataCaptured True',
+      (x) => x.status?.conditions?.find((c) => c.type === 'DataCaptured')?.status === 'True',
+      60_000,
+    );
+    expect(captured.status!.conditions!.find((c) => c.type === 'DataCaptured')!.message).toContain(
+      `s3://${bucket}/records`,
+    );
   }, 400_000);
 
   it('changes the sampling and turns capture off under load: 0 failed requests, no pod restarted', async () => {
@@ -130,13 +184,41 @@ describe('Data Capture to S3 (MinIO)', () => {
     const e = await getEndpoint(namespace, name);
     const instance = e.status!.traffic![0].service;
     const before = await podUids(namespace, instance);
-    const run = load(suite.host(name), { requests: 100_000, rate: 40, concurrency: 64, maxDurationMs: 150_000, headers: { 'x-ml-inference-id': 'after-change' } });
+    const run = load(suite.host(name), {
+      requests: 100_000,
+      rate: 40,
+      concurrency: 64,
+      maxDurationMs: 150_000,
+      headers: { 'x-ml-inference-id': 'after-change' },
+    });
     try {
-      await applyConfig(namespace, name, { models: [{ model: name, instances: 2 }], dataCapture: { samplingPercent: 100, destination: `s3://${bucket}/records`, credentialsSecret: secret, rotation: { maxSeconds: 3 } } });
+      await applyConfig(namespace, name, {
+        models: [{ model: name, instances: 2 }],
+        dataCapture: {
+          samplingPercent: 100,
+          destination: `s3://${bucket}/records`,
+          credentialsSecret: secret,
+          rotation: { maxSeconds: 3 },
+        },
+      });
       // Every request after the change is captured: records with that id appear within the agents' config poll and kubelet's refresh.
-      await waitFor('records of requests sent after sampling went to 100%', 120_000, async () => ((await records(`records/${namespace}/${name}/`)).filter((r) => r.eventMetadata.inferenceId === 'after-change').length > 50 ? true : undefined));
-      await applyConfig(namespace, name, { models: [{ model: name, instances: 2 }], dataCapture: { enabled: false, destination: `s3://${bucket}/records`, credentialsSecret: secret } });
-      await waitForEndpoint(namespace, name, 'DataCaptured False (disabled)', (x) => x.status?.conditions?.find((c) => c.type === 'DataCaptured')?.reason === 'CaptureDisabled', 60_000);
+      await waitFor('records of requests sent after sampling went to 100%', 120_000, async () =>
+        (await records(`records/${namespace}/${name}/`)).filter((r) => r.eventMetadata.inferenceId === 'after-change')
+          .length > 50
+          ? true
+          : undefined,
+      );
+      await applyConfig(namespace, name, {
+        models: [{ model: name, instances: 2 }],
+        dataCapture: { enabled: false, destination: `s3://${bucket}/records`, credentialsSecret: secret },
+      });
+      await waitForEndpoint(
+        namespace,
+        name,
+        'DataCaptured False (disabled)',
+        (x) => x.status?.conditions?.find((c) => c.type === 'DataCaptured')?.reason === 'CaptureDisabled',
+        60_000,
+      );
     } finally {
       run.stop();
     }
@@ -148,7 +230,12 @@ describe('Data Capture to S3 (MinIO)', () => {
   }, 400_000);
 
   it('refuses a destination of another scheme at apply, naming the accepted ones', async () => {
-    const err = await applyConfig(suite.namespace, 'bad-destination', { models: [{ model: 'm' }], dataCapture: { destination: 'ftp://example.com/records' } }).catch((e: unknown) => e as Error);
-    expect(String(err)).toContain('destination must be s3://<bucket>/<prefix>, gs://<bucket>/<prefix>, azure://<account>/<container>/<prefix> or pvc://<claim>/<path>');
+    const err = await applyConfig(suite.namespace, 'bad-destination', {
+      models: [{ model: 'm' }],
+      dataCapture: { destination: 'ftp://example.com/records' },
+    }).catch((e: unknown) => e as Error);
+    expect(String(err)).toContain(
+      'destination must be s3://<bucket>/<prefix>, gs://<bucket>/<prefix>, azure://<account>/<container>/<prefix> or pvc://<claim>/<path>',
+    );
   });
 });

@@ -6,7 +6,21 @@ import { serviceAccount, release, type ControllerProcess } from '../../ci/cluste
 import { waitFor } from '../../ci/wait.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, auditLogPath, getEndpoint, inService, list, runController, user, waitForEndpoint, writesSince, artifact } from './ml.ts';
+import {
+  admin,
+  applyConfig,
+  applyEndpoint,
+  applyModel,
+  auditLogPath,
+  getEndpoint,
+  inService,
+  list,
+  runController,
+  user,
+  waitForEndpoint,
+  writesSince,
+  artifact,
+} from './ml.ts';
 
 const gcTimeoutMs = 90_000;
 let namespace: string;
@@ -22,15 +36,24 @@ afterAll(async () => {
 });
 
 const model = (image: string) => ({ image, artifact: artifact('m') });
-const reason = (e: { status?: { conditions?: { type: string; reason: string }[] } }, type: string) => e.status?.conditions?.find((c) => c.type === type)?.reason;
-const names = async (r: (typeof resources)[keyof typeof resources]) => (await list(r, namespace)).map((o) => o.metadata.name).sort();
+const reason = (e: { status?: { conditions?: { type: string; reason: string }[] } }, type: string) =>
+  e.status?.conditions?.find((c) => c.type === type)?.reason;
+const names = async (r: (typeof resources)[keyof typeof resources]) =>
+  (await list(r, namespace)).map((o) => o.metadata.name).sort();
 
 describe('templates that are missing', () => {
   it('a missing config is reported, nothing is created, and its creation converges the endpoint', async () => {
     await applyEndpoint(namespace, 'early', { config: 'later' });
-    const e = await waitForEndpoint(namespace, 'early', 'ConfigNotFound', (x) => reason(x, 'Ready') === 'ConfigNotFound');
+    const e = await waitForEndpoint(
+      namespace,
+      'early',
+      'ConfigNotFound',
+      (x) => reason(x, 'Ready') === 'ConfigNotFound',
+    );
     expect(e.status!.state).toBe('Creating');
-    expect(e.status!.conditions!.find((c) => c.type === 'Ready')!.message).toContain(`${namespace}/later does not exist`);
+    expect(e.status!.conditions!.find((c) => c.type === 'Ready')!.message).toContain(
+      `${namespace}/later does not exist`,
+    );
     expect(await names(resources.deployment)).toEqual([]);
     expect(await names(resources.gateway)).toEqual([]);
 
@@ -44,14 +67,26 @@ describe('templates that are missing', () => {
   it('deleting a template in use leaves the endpoint serving from its snapshots, and says so', async () => {
     const serving = await getEndpoint(namespace, 'early');
     await user.delete(resources.endpointConfig, namespace, 'later');
-    const e = await waitForEndpoint(namespace, 'early', 'TemplatesAvailable=False', (x) => reason(x, 'TemplatesAvailable') === 'ConfigNotFound');
+    const e = await waitForEndpoint(
+      namespace,
+      'early',
+      'TemplatesAvailable=False',
+      (x) => reason(x, 'TemplatesAvailable') === 'ConfigNotFound',
+    );
     expect(e.status!.state).toBe('InService');
     expect(e.status!.endpointConfigVersion).toBe(serving.status!.endpointConfigVersion);
-    expect(e.status!.conditions!.find((c) => c.type === 'TemplatesAvailable')!.message).toContain('serving from the snapshots');
+    expect(e.status!.conditions!.find((c) => c.type === 'TemplatesAvailable')!.message).toContain(
+      'serving from the snapshots',
+    );
     expect(e.status!.conditions!.find((c) => c.type === 'Ready')!.status).toBe('True');
     expect(await names(resources.deployment)).toEqual(serving.status!.traffic!.map((t) => t.service));
     await user.delete(resources.model, namespace, 'late-model');
-    await waitForEndpoint(namespace, 'early', 'still serving without its model', (x) => x.status?.state === 'InService');
+    await waitForEndpoint(
+      namespace,
+      'early',
+      'still serving without its model',
+      (x) => x.status?.state === 'InService',
+    );
     await user.delete(resources.endpoint, namespace, 'early');
   });
 });
@@ -62,11 +97,20 @@ describe('a config shared by two endpoints', () => {
     await applyConfig(namespace, 'shared', { models: [{ model: 'shared-model', instances: 2 }] });
     await applyEndpoint(namespace, 'one', { config: 'shared' });
     await applyEndpoint(namespace, 'two', { config: 'shared' });
-    const [one, two] = await Promise.all([waitForEndpoint(namespace, 'one', 'InService', inService), waitForEndpoint(namespace, 'two', 'InService', inService)]);
+    const [one, two] = await Promise.all([
+      waitForEndpoint(namespace, 'one', 'InService', inService),
+      waitForEndpoint(namespace, 'two', 'InService', inService),
+    ]);
     expect(one.status!.endpointConfigVersion).not.toBe(two.status!.endpointConfigVersion);
     expect(one.status!.traffic![0].service).not.toBe(two.status!.traffic![0].service);
     const twoObjects = async () =>
-      (await Promise.all([resources.deployment, resources.service, resources.virtualService, resources.gateway].map((r) => list(r, namespace))))
+      (
+        await Promise.all(
+          [resources.deployment, resources.service, resources.virtualService, resources.gateway].map((r) =>
+            list(r, namespace),
+          ),
+        )
+      )
         .flat()
         .filter((o) => o.metadata.labels?.['ml-operator.dev/endpoint'] === 'two')
         .map((o) => `${o.kind}/${o.metadata.name}/${o.metadata.uid}`)
@@ -75,7 +119,9 @@ describe('a config shared by two endpoints', () => {
     await user.delete(resources.endpoint, namespace, 'one');
     // kube-controller-manager's garbage collector learns of CRDs installed after it started only at its
     // 30 s discovery resync, so right after start-up collection can take that long.
-    await waitFor("endpoint one's objects to be collected", gcTimeoutMs, async () => ((await names(resources.deployment)).includes(one.status!.traffic![0].service) ? undefined : true));
+    await waitFor("endpoint one's objects to be collected", gcTimeoutMs, async () =>
+      (await names(resources.deployment)).includes(one.status!.traffic![0].service) ? undefined : true,
+    );
     expect(await twoObjects()).toEqual(before);
     expect((await getEndpoint(namespace, 'two')).status!.state).toBe('InService');
   });
@@ -88,11 +134,23 @@ describe('a host two endpoints claim', () => {
     await applyEndpoint(namespace, 'holder', { config: 'host', host: `held.${namespace}.example.com` });
     await applyEndpoint(namespace, 'mover', { config: 'host', host: `own.${namespace}.example.com` });
     await Promise.all(['holder', 'mover'].map((n) => waitForEndpoint(namespace, n, 'InService', inService)));
-    expect((await names(resources.virtualService)).filter((n) => n === 'holder' || n === 'mover')).toEqual(['holder', 'mover']);
+    expect((await names(resources.virtualService)).filter((n) => n === 'holder' || n === 'mover')).toEqual([
+      'holder',
+      'mover',
+    ]);
     await applyEndpoint(namespace, 'mover', { config: 'host', host: `held.${namespace}.example.com` });
-    const moved = await waitForEndpoint(namespace, 'mover', 'HostConflict', (x) => reason(x, 'Ready') === 'HostConflict');
+    const moved = await waitForEndpoint(
+      namespace,
+      'mover',
+      'HostConflict',
+      (x) => reason(x, 'Ready') === 'HostConflict',
+    );
     expect(moved.status!.state).toBe('Failed');
-    await waitFor("the mover's routing removed", 30_000, async () => ((await names(resources.virtualService)).includes('mover') || (await names(resources.gateway)).includes('mover-gw') ? undefined : true));
+    await waitFor("the mover's routing removed", 30_000, async () =>
+      (await names(resources.virtualService)).includes('mover') || (await names(resources.gateway)).includes('mover-gw')
+        ? undefined
+        : true,
+    );
     expect((await getEndpoint(namespace, 'holder')).status!.state).toBe('InService');
     for (const n of ['holder', 'mover']) await user.delete(resources.endpoint, namespace, n);
   });
@@ -105,18 +163,38 @@ describe('the controller', () => {
     await applyEndpoint(namespace, 'crash', { config: 'crash', rollout: { drainSeconds: 2 } });
     const v1 = await waitForEndpoint(namespace, 'crash', 'InService', inService);
     await applyModel(namespace, 'crash-model', model('acme/crash:2'));
-    await waitForEndpoint(namespace, 'crash', 'rolling out', (x) => x.status?.state === 'Updating' || x.status?.endpointConfigVersion !== v1.status!.endpointConfigVersion, 30_000);
+    await waitForEndpoint(
+      namespace,
+      'crash',
+      'rolling out',
+      (x) => x.status?.state === 'Updating' || x.status?.endpointConfigVersion !== v1.status!.endpointConfigVersion,
+      30_000,
+    );
     await controller.kill();
     controller = await runController([namespace]);
-    const v2 = await waitForEndpoint(namespace, 'crash', 'the new version serving', (x) => inService(x) && x.status!.endpointConfigVersion !== v1.status!.endpointConfigVersion, 90_000);
+    const v2 = await waitForEndpoint(
+      namespace,
+      'crash',
+      'the new version serving',
+      (x) => inService(x) && x.status!.endpointConfigVersion !== v1.status!.endpointConfigVersion,
+      90_000,
+    );
     const serviceName = v2.status!.traffic![0].service;
     await waitFor('only the new version to run', 30_000, async () => {
-      const deployments = (await list(resources.deployment, namespace)).filter((d) => d.metadata.labels?.['ml-operator.dev/endpoint'] === 'crash');
+      const deployments = (await list(resources.deployment, namespace)).filter(
+        (d) => d.metadata.labels?.['ml-operator.dev/endpoint'] === 'crash',
+      );
       return deployments.length === 1 && deployments[0].metadata.name === serviceName ? true : undefined;
     });
-    const snapshots = (await list(resources.endpointConfig, namespace)).filter((c) => c.metadata.labels?.['ml-operator.dev/endpoint'] === 'crash');
-    expect(snapshots.map((c) => c.metadata.labels!['ml-operator.dev/version']).sort()).toEqual([v1.status!.endpointConfigVersion, v2.status!.endpointConfigVersion].sort());
-    const virtualServices = (await list(resources.virtualService, namespace)).filter((v) => v.metadata.labels?.['ml-operator.dev/endpoint'] === 'crash');
+    const snapshots = (await list(resources.endpointConfig, namespace)).filter(
+      (c) => c.metadata.labels?.['ml-operator.dev/endpoint'] === 'crash',
+    );
+    expect(snapshots.map((c) => c.metadata.labels!['ml-operator.dev/version']).sort()).toEqual(
+      [v1.status!.endpointConfigVersion, v2.status!.endpointConfigVersion].sort(),
+    );
+    const virtualServices = (await list(resources.virtualService, namespace)).filter(
+      (v) => v.metadata.labels?.['ml-operator.dev/endpoint'] === 'crash',
+    );
     expect(virtualServices).toHaveLength(1);
   });
 

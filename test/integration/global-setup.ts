@@ -33,7 +33,10 @@ export interface ClusterSetupOptions {
   rbacAudit: 'full' | 'missing';
 }
 
-export function clusterSetup(options: ClusterSetupOptions): { setup: (project: TestProject) => Promise<void>; teardown: () => Promise<void> } {
+export function clusterSetup(options: ClusterSetupOptions): {
+  setup: (project: TestProject) => Promise<void>;
+  teardown: () => Promise<void>;
+} {
   let cluster: ControlPlane | undefined;
 
   async function setup(project: TestProject): Promise<void> {
@@ -55,7 +58,9 @@ export function clusterSetup(options: ClusterSetupOptions): { setup: (project: T
     const { pids } = cluster;
     // The run's RBAC audit: every verb a controller used was granted, and every verb granted was used.
     const audit = auditRbac(cluster.kubeconfigPath, cluster.auditLogPath);
-    log(`rbac audit (Kubernetes ${cluster.kubernetesVersion}): ${audit.releases} release(s), ${audit.requests} distinct (group, resource, verb) used by their controllers`);
+    log(
+      `rbac audit (Kubernetes ${cluster.kubernetesVersion}): ${audit.releases} release(s), ${audit.requests} distinct (group, resource, verb) used by their controllers`,
+    );
     await cluster.stop();
     const left = pids.filter(alive);
     if (left.length > 0) throw new Error(`control plane processes still running after stop: ${left.join(', ')}`);
@@ -65,7 +70,10 @@ export function clusterSetup(options: ClusterSetupOptions): { setup: (project: T
         [
           `the RBAC audit of this run on Kubernetes ${cluster.kubernetesVersion} failed (test/integration/rbac-audit.ts):`,
           ...audit.missing.map((m) => `  used but not granted: ${m}`),
-          ...unused.map((u) => `  granted but used by no controller in the run: ${u} (remove it from the chart, or add the test that needs it)`),
+          ...unused.map(
+            (u) =>
+              `  granted but used by no controller in the run: ${u} (remove it from the chart, or add the test that needs it)`,
+          ),
         ].join('\n'),
       );
     }

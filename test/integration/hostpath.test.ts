@@ -9,7 +9,17 @@ import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, inService, list, runController, user, waitForEndpoint } from './ml.ts';
+import {
+  admin,
+  applyConfig,
+  applyEndpoint,
+  applyModel,
+  inService,
+  list,
+  runController,
+  user,
+  waitForEndpoint,
+} from './ml.ts';
 import { expectServed, installGatewayRelease, load, printReport, uninstallRelease, waitForGateway } from './traffic.ts';
 import { servedModel } from './fixtures.ts';
 
@@ -19,7 +29,8 @@ let release: Release;
 let controller: ControllerProcess;
 const nodesDir = () => join(dirname(inject('kubeconfigPath')), 'data', 'nodes');
 /** Files of a model instance on whichever nodes ran it. */
-const onNodes = (relative: string) => readdirSync(nodesDir()).filter((node) => existsSync(join(nodesDir(), node, root, relative)));
+const onNodes = (relative: string) =>
+  readdirSync(nodesDir()).filter((node) => existsSync(join(nodesDir(), node, root, relative)));
 
 beforeAll(async () => {
   namespaces = [await createNamespace(admin, 'hostpath-a'), await createNamespace(admin, 'hostpath-b')];
@@ -46,7 +57,10 @@ describe('hostPath storage', () => {
     const served = await Promise.all(namespaces.map((ns) => waitForEndpoint(ns, 'e', 'InService', inService, 90_000)));
     // Same endpoint name, same model: the same instance name in both namespaces, and two volumes.
     const instance = served[0].status!.traffic![0].service;
-    const volumes = (await list(resources.persistentVolume, '')).map((v) => v.metadata.name).filter((n) => n.endsWith(instance)).sort();
+    const volumes = (await list(resources.persistentVolume, ''))
+      .map((v) => v.metadata.name)
+      .filter((n) => n.endsWith(instance))
+      .sort();
     expect(volumes).toEqual(namespaces.map((ns) => `ml-operator.${ns}.${instance}`).sort());
     for (const ns of namespaces) expect(onNodes(`team-x/${ns}/${instance}/model.json`).length).toBeGreaterThan(0);
     await waitForGateway(`e.${namespaces[0]}.models.example.com`);
@@ -61,11 +75,21 @@ describe('hostPath storage', () => {
     const [ns] = namespaces;
     const before = (await waitForEndpoint(ns, 'e', 'InService', inService)).status!.traffic![0].service;
     await applyModel(ns, 'm', model('acme/m:2'));
-    await waitForEndpoint(ns, 'e', 'the new version serving', (x) => inService(x) && x.status!.traffic![0].service !== before && !x.status!.draining?.length, 90_000);
+    await waitForEndpoint(
+      ns,
+      'e',
+      'the new version serving',
+      (x) => inService(x) && x.status!.traffic![0].service !== before && !x.status!.draining?.length,
+      90_000,
+    );
     await waitFor('the old files, claim and volume removed', 60_000, async () => {
       const claims = (await list(resources.persistentVolumeClaim, ns)).map((c) => c.metadata.name);
       const volumes = (await list(resources.persistentVolume, '')).map((v) => v.metadata.name);
-      return !claims.includes(before) && !volumes.includes(`ml-operator.${ns}.${before}`) && onNodes(`team-x/${ns}/${before}`).length === 0 ? true : undefined;
+      return !claims.includes(before) &&
+        !volumes.includes(`ml-operator.${ns}.${before}`) &&
+        onNodes(`team-x/${ns}/${before}`).length === 0
+        ? true
+        : undefined;
     });
     // The other namespace's files of the same instance name are untouched.
     expect(onNodes(`team-x/${namespaces[1]}/${before}/model.json`).length).toBeGreaterThan(0);
@@ -79,11 +103,15 @@ describe('hostPath storage', () => {
     // What owner references cannot reach (files on nodes, cluster-scoped volumes) holds the endpoint until removed.
     expect(serving.metadata.finalizers).toEqual(['ml-operator.dev/storage']);
     await user.delete(resources.endpoint, ns, 'e');
-    await waitFor('the endpoint gone', 90_000, async () => ((await user.get(resources.endpoint, ns, 'e')) ? undefined : true));
+    await waitFor('the endpoint gone', 90_000, async () =>
+      (await user.get(resources.endpoint, ns, 'e')) ? undefined : true,
+    );
     expect(onNodes(`team-x/${ns}/${instance}`)).toEqual([]);
     // The volume goes once its claim has (Kubernetes' protection finalizers wait for the pods to end).
     await waitFor('the volume removed', 90_000, async () =>
-      (await list(resources.persistentVolume, '')).some((v) => v.metadata.name.startsWith(`ml-operator.${ns}.`)) ? undefined : true,
+      (await list(resources.persistentVolume, '')).some((v) => v.metadata.name.startsWith(`ml-operator.${ns}.`))
+        ? undefined
+        : true,
     );
   });
 });

@@ -8,7 +8,18 @@ import type { ControllerProcess } from '../../ci/cluster/operator.ts';
 import { resources } from '../../controller/src/kube/resources.ts';
 import { analyze, unexplained } from './istio.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, artifact, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
+import {
+  admin,
+  applyConfig,
+  applyEndpoint,
+  applyModel,
+  artifact,
+  inService,
+  k8s,
+  runController,
+  user,
+  waitForEndpoint,
+} from './ml.ts';
 
 let namespace: string;
 let controller: ControllerProcess;
@@ -36,30 +47,67 @@ describe('istioctl analyze', () => {
       await applyConfig(namespace, name, { models: [{ model: name, weight: 1 }] });
       await applyEndpoint(namespace, name, { config: name, rollout });
     }
-    for (const name of ['serving', 'updating', 'failed', 'orphaned']) await waitForEndpoint(namespace, name, 'InService', inService, 90_000);
+    for (const name of ['serving', 'updating', 'failed', 'orphaned'])
+      await waitForEndpoint(namespace, name, 'InService', inService, 90_000);
 
     // Shadowed: a variant named by header routes, and a shadow mirrored a quarter of the requests.
     await applyModel(namespace, 'shadow', model('acme/shadow:1'));
-    await applyConfig(namespace, 'shadowed', { models: [{ model: 'serving' }, { model: 'shadow', shadow: { percent: 25 } }] });
+    await applyConfig(namespace, 'shadowed', {
+      models: [{ model: 'serving' }, { model: 'shadow', shadow: { percent: 25 } }],
+    });
     await applyEndpoint(namespace, 'shadowed', { config: 'shadowed', rollout });
-    const shadowed = await waitForEndpoint(namespace, 'shadowed', 'InService, mirrored', (e) => inService(e) && e.status?.shadows?.[0]?.mirrored === true, 90_000);
-    const vs = await user.get<{ metadata: { name: string }; spec: { http: { name: string; mirrors?: unknown[] }[] } }>(resources.virtualService, namespace, 'shadowed');
+    const shadowed = await waitForEndpoint(
+      namespace,
+      'shadowed',
+      'InService, mirrored',
+      (e) => inService(e) && e.status?.shadows?.[0]?.mirrored === true,
+      90_000,
+    );
+    const vs = await user.get<{ metadata: { name: string }; spec: { http: { name: string; mirrors?: unknown[] }[] } }>(
+      resources.virtualService,
+      namespace,
+      'shadowed',
+    );
     expect(vs!.spec.http.map((h) => h.name)).toEqual(['variant-serving', 'variants']);
-    expect(vs!.spec.http[1].mirrors).toEqual([{ destination: { host: `${shadowed.status!.shadows![0].service}.${namespace}.svc.cluster.local`, port: { number: 80 } }, percentage: { value: 25 } }]);
+    expect(vs!.spec.http[1].mirrors).toEqual([
+      {
+        destination: {
+          host: `${shadowed.status!.shadows![0].service}.${namespace}.svc.cluster.local`,
+          port: { number: 80 },
+        },
+        percentage: { value: 25 },
+      },
+    ]);
 
     // Updating: a new version that takes an hour to get ready.
     await applyModel(namespace, 'updating', model('acme/updating:2', { DEMO_READY_DELAY_SECONDS: '3600' }));
     await waitForEndpoint(namespace, 'updating', 'Updating', (e) => e.status?.state === 'Updating');
     // Failed: a new version that never gets ready, past its deadline.
     await applyModel(namespace, 'failed', model('acme/failed:2', { DEMO_READY: 'false' }));
-    await waitForEndpoint(namespace, 'failed', 'ProgressDeadlineExceeded', (e) => e.status?.conditions?.find((c) => c.type === 'Progressing')?.reason === 'ProgressDeadlineExceeded', 60_000);
+    await waitForEndpoint(
+      namespace,
+      'failed',
+      'ProgressDeadlineExceeded',
+      (e) => e.status?.conditions?.find((c) => c.type === 'Progressing')?.reason === 'ProgressDeadlineExceeded',
+      60_000,
+    );
     // Orphaned: its config and model deleted; it serves from its snapshots.
     await user.delete(resources.endpointConfig, namespace, 'orphaned');
     await user.delete(resources.model, namespace, 'orphaned');
-    await waitForEndpoint(namespace, 'orphaned', 'serving from snapshots', (e) => e.status?.conditions?.find((c) => c.type === 'TemplatesAvailable')?.status === 'False');
+    await waitForEndpoint(
+      namespace,
+      'orphaned',
+      'serving from snapshots',
+      (e) => e.status?.conditions?.find((c) => c.type === 'TemplatesAvailable')?.status === 'False',
+    );
     // And one whose config never existed: nothing is created for it.
     await applyEndpoint(namespace, 'missing', { config: 'nowhere' });
-    await waitForEndpoint(namespace, 'missing', 'ConfigNotFound', (e) => e.status?.conditions?.find((c) => c.type === 'Ready')?.reason === 'ConfigNotFound');
+    await waitForEndpoint(
+      namespace,
+      'missing',
+      'ConfigNotFound',
+      (e) => e.status?.conditions?.find((c) => c.type === 'Ready')?.reason === 'ConfigNotFound',
+    );
 
     // A control that shows the analyzers read the VirtualServices: one of the same shape that
     // routes to a Service that does not exist must be reported.
@@ -68,11 +116,24 @@ describe('istioctl analyze', () => {
       apiVersion: 'networking.istio.io/v1',
       kind: 'VirtualService',
       metadata: { name: 'control', namespace },
-      spec: { hosts: ['control.example.com'], gateways: ['serving-gw'], http: [{ name: 'variants', route: [{ destination: { host: `absent.${namespace}.svc.cluster.local`, port: { number: 80 } }, weight: 100 }] }] },
+      spec: {
+        hosts: ['control.example.com'],
+        gateways: ['serving-gw'],
+        http: [
+          {
+            name: 'variants',
+            route: [
+              { destination: { host: `absent.${namespace}.svc.cluster.local`, port: { number: 80 } }, weight: 100 },
+            ],
+          },
+        ],
+      },
     });
 
     const messages = await analyze(namespace);
-    process.stdout.write(`[istioctl] analyze -n ${namespace}: ${messages.length} message(s)\n${messages.map((m) => `  ${m.level} ${m.code} ${m.origin}: ${m.message ?? ''}`).join('\n')}\n`);
+    process.stdout.write(
+      `[istioctl] analyze -n ${namespace}: ${messages.length} message(s)\n${messages.map((m) => `  ${m.level} ${m.code} ${m.origin}: ${m.message ?? ''}`).join('\n')}\n`,
+    );
     const control = messages.filter((m) => m.origin === `VirtualService ${namespace}/control`);
     expect(control.map((m) => m.code)).toContain('IST0101');
     // Only what the local cluster cannot satisfy (istio.ts explains each), and nothing else.

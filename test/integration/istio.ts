@@ -19,7 +19,10 @@ export async function analyze(namespace: string): Promise<AnalysisMessage[]> {
   try {
     return JSON.parse(r.stdout || '[]') as AnalysisMessage[];
   } catch (err) {
-    throw new Error(`istioctl analyze printed no JSON (exit ${r.code}${r.timedOut ? ', timed out' : ''}):\n${r.output}`, { cause: err });
+    throw new Error(
+      `istioctl analyze printed no JSON (exit ${r.code}${r.timedOut ? ', timed out' : ''}):\n${r.output}`,
+      { cause: err },
+    );
   }
 }
 
@@ -31,9 +34,16 @@ export async function analyze(namespace: string): Promise<AnalysisMessage[]> {
  * - IST0102 (Info): the namespace is not labelled for sidecar injection; endpoints need no sidecar
  *   (traffic enters through the ingress gateway), so this is information, not a fault.
  */
-export function unexplained(messages: readonly AnalysisMessage[], namespace: string, gateways: readonly string[]): AnalysisMessage[] {
+export function unexplained(
+  messages: readonly AnalysisMessage[],
+  namespace: string,
+  gateways: readonly string[],
+): AnalysisMessage[] {
   const origins = gateways.map((g) => `Gateway ${namespace}/${g}`);
   const explained = (m: AnalysisMessage) =>
-    (m.code === 'IST0101' && origins.includes(m.origin) && /Referenced selector not found: "istio=ingressgateway"/.test(m.message ?? '')) || (m.code === 'IST0102' && m.level === 'Info');
+    (m.code === 'IST0101' &&
+      origins.includes(m.origin) &&
+      /Referenced selector not found: "istio=ingressgateway"/.test(m.message ?? '')) ||
+    (m.code === 'IST0102' && m.level === 'Info');
   return messages.filter((m) => !explained(m));
 }

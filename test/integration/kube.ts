@@ -12,7 +12,11 @@ export function adminConfig(): k8s.KubeConfig {
 }
 
 /** Creates a namespace named after `prefix` with a random suffix; returns its name. */
-export async function createNamespace(kc: k8s.KubeConfig, prefix: string, labels: Record<string, string> = {}): Promise<string> {
+export async function createNamespace(
+  kc: k8s.KubeConfig,
+  prefix: string,
+  labels: Record<string, string> = {},
+): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString('hex')}`;
   await kc.makeApiClient(k8s.CoreV1Api).createNamespace({ body: { metadata: { name, labels } } });
   return name;
@@ -54,18 +58,39 @@ export async function printedTable(kc: k8s.KubeConfig, path: string, labelSelect
   const query = labelSelector ? `?${new URLSearchParams({ labelSelector }).toString()}` : '';
   const body = await new Promise<string>((resolve, reject) => {
     const req = https.request(
-      { ...options, hostname: server.hostname, port: server.port, path: `${server.pathname.replace(/\/$/, '')}${path}${query}`, method: 'GET', headers: { ...(options.headers as http.OutgoingHttpHeaders | undefined), Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } },
+      {
+        ...options,
+        hostname: server.hostname,
+        port: server.port,
+        path: `${server.pathname.replace(/\/$/, '')}${path}${query}`,
+        method: 'GET',
+        headers: {
+          ...(options.headers as http.OutgoingHttpHeaders | undefined),
+          Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io',
+        },
+      },
       (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`GET ${path} as a Table: ${res.statusCode} ${text}`))));
+        res.on('end', () =>
+          res.statusCode === 200
+            ? resolve(text)
+            : reject(new Error(`GET ${path} as a Table: ${res.statusCode} ${text}`)),
+        );
       },
     );
     req.on('error', reject);
     req.end();
   });
-  const table = JSON.parse(body) as { columnDefinitions: { name: string; priority: number }[]; rows: { cells: (string | number | boolean | null)[] }[] };
+  const table = JSON.parse(body) as {
+    columnDefinitions: { name: string; priority: number }[];
+    rows: { cells: (string | number | boolean | null)[] }[];
+  };
   const columns = table.columnDefinitions.map((c) => ({ name: c.name.toUpperCase(), priority: c.priority }));
-  const rows = table.rows.map((r) => Object.fromEntries(columns.map((c, i) => [c.name, r.cells[i] === null || r.cells[i] === undefined ? '' : String(r.cells[i])])));
+  const rows = table.rows.map((r) =>
+    Object.fromEntries(
+      columns.map((c, i) => [c.name, r.cells[i] === null || r.cells[i] === undefined ? '' : String(r.cells[i])]),
+    ),
+  );
   return { columns, rows };
 }

@@ -16,7 +16,18 @@ import type { MachineLearningEndpoint, MachineLearningEndpointRollout } from '..
 import { resources } from '../../controller/src/kube/resources.ts';
 import { templateGraceMs } from '../../controller/src/reconcile/missing-templates.ts';
 import { createNamespace, deleteNamespace, printedTable, type PrintedTable } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, getEndpoint, inService, k8s, runController, user, waitForEndpoint } from './ml.ts';
+import {
+  admin,
+  applyConfig,
+  applyEndpoint,
+  applyModel,
+  getEndpoint,
+  inService,
+  k8s,
+  runController,
+  user,
+  waitForEndpoint,
+} from './ml.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Its own discovery cache: the CRDs may have changed since another run cached them. */
@@ -33,7 +44,10 @@ let rollouts: string;
 let controller: ControllerProcess;
 
 beforeAll(async () => {
-  for (const dir of exampleDirs) examples[dir] = await createNamespace(admin, `kubectl-${dir}`, { 'pod-security.kubernetes.io/enforce': 'restricted' });
+  for (const dir of exampleDirs)
+    examples[dir] = await createNamespace(admin, `kubectl-${dir}`, {
+      'pod-security.kubernetes.io/enforce': 'restricted',
+    });
   rollouts = await createNamespace(admin, 'kubectl-columns', { 'pod-security.kubernetes.io/enforce': 'restricted' });
   controller = await runController([...Object.values(examples), rollouts]);
 });
@@ -45,31 +59,52 @@ afterAll(async () => {
 
 type Event = k8s.CoreV1Event;
 async function endpointEvents(namespace: string, name?: string): Promise<Event[]> {
-  const selector = ['involvedObject.kind=MachineLearningEndpoint', ...(name ? [`involvedObject.name=${name}`] : [])].join(',');
+  const selector = [
+    'involvedObject.kind=MachineLearningEndpoint',
+    ...(name ? [`involvedObject.name=${name}`] : []),
+  ].join(',');
   return (await admin.makeApiClient(k8s.CoreV1Api).listNamespacedEvent({ namespace, fieldSelector: selector })).items;
 }
-const describeEvents = (events: Event[]) => events.map((e) => `${e.type} ${e.reason} ${e.involvedObject.name}: ${e.message}`).join('\n');
-const templatesAvailable = (e: MachineLearningEndpoint) => e.status?.conditions?.find((c) => c.type === 'TemplatesAvailable');
+const describeEvents = (events: Event[]) =>
+  events.map((e) => `${e.type} ${e.reason} ${e.involvedObject.name}: ${e.message}`).join('\n');
+const templatesAvailable = (e: MachineLearningEndpoint) =>
+  e.status?.conditions?.find((c) => c.type === 'TemplatesAvailable');
 const eventTime = (e: Event) => new Date(e.lastTimestamp ?? e.eventTime ?? 0).getTime();
 
 describe('the examples as shipped, after a first kubectl apply -f of their directories', () => {
   const endpoints: Record<string, string> = { titanic: 'titanic', 'ab-test': 'titanic-ab' };
   const mine: Record<string, string[]> = {
-    titanic: ['machinelearningendpoint.ml-operator.dev/titanic', 'machinelearningendpointconfig.ml-operator.dev/titanic', 'machinelearningmodel.ml-operator.dev/titanic'],
-    'ab-test': ['machinelearningendpoint.ml-operator.dev/titanic-ab', 'machinelearningendpointconfig.ml-operator.dev/titanic-ab', 'machinelearningmodel.ml-operator.dev/titanic-a', 'machinelearningmodel.ml-operator.dev/titanic-b'],
+    titanic: [
+      'machinelearningendpoint.ml-operator.dev/titanic',
+      'machinelearningendpointconfig.ml-operator.dev/titanic',
+      'machinelearningmodel.ml-operator.dev/titanic',
+    ],
+    'ab-test': [
+      'machinelearningendpoint.ml-operator.dev/titanic-ab',
+      'machinelearningendpointconfig.ml-operator.dev/titanic-ab',
+      'machinelearningmodel.ml-operator.dev/titanic-a',
+      'machinelearningmodel.ml-operator.dev/titanic-b',
+    ],
   };
 
   it('come InService with Normal events only: each endpoint, applied before its models, waits for them quietly', async () => {
     // As the README and the chart's NOTES say; kubectl applies the files of a directory in name order.
-    await Promise.all(exampleDirs.map((dir) => kubectl(['apply', '-n', examples[dir], '-f', join(root, 'examples', dir)])));
+    await Promise.all(
+      exampleDirs.map((dir) => kubectl(['apply', '-n', examples[dir], '-f', join(root, 'examples', dir)])),
+    );
     for (const dir of exampleDirs) {
       await waitForEndpoint(examples[dir], endpoints[dir], 'InService', inService, 120_000);
       const events = await waitFor(`a VersionSwitched event for ${endpoints[dir]}`, 30_000, async () => {
         const all = await endpointEvents(examples[dir]);
         return all.some((e) => e.reason === 'VersionSwitched') ? all : undefined;
       });
-      process.stdout.write(`[kubectl-view] events of endpoint ${endpoints[dir]} after kubectl apply -f examples/${dir}/:\n${describeEvents(events)}\n`);
-      expect(events.filter((e) => e.type !== 'Normal'), describeEvents(events)).toEqual([]);
+      process.stdout.write(
+        `[kubectl-view] events of endpoint ${endpoints[dir]} after kubectl apply -f examples/${dir}/:\n${describeEvents(events)}\n`,
+      );
+      expect(
+        events.filter((e) => e.type !== 'Normal'),
+        describeEvents(events),
+      ).toEqual([]);
     }
   });
 
@@ -80,27 +115,40 @@ describe('the examples as shipped, after a first kubectl apply -f of their direc
       expect(listed.trim().split('\n').sort()).toEqual(mine[dir]);
       const models = await printedTable(admin, `/apis/ml-operator.dev/v1alpha1/namespaces/${ns}/machinelearningmodels`);
       const snapshots = models.rows.filter((r) => r['SNAPSHOT-OF'] !== '');
-      expect(snapshots.map((r) => [r['SNAPSHOT-OF'], r.ENDPOINT]).sort()).toEqual(mine[dir].filter((o) => o.startsWith('machinelearningmodel.')).map((o) => [o.split('/')[1], endpoints[dir]]));
+      expect(snapshots.map((r) => [r['SNAPSHOT-OF'], r.ENDPOINT]).sort()).toEqual(
+        mine[dir].filter((o) => o.startsWith('machinelearningmodel.')).map((o) => [o.split('/')[1], endpoints[dir]]),
+      );
       for (const r of snapshots) expect(r.NAME.startsWith(`${r['SNAPSHOT-OF']}-`), r.NAME).toBe(true);
-      for (const r of models.rows.filter((x) => x['SNAPSHOT-OF'] === '')) expect(mine[dir]).toContain(`machinelearningmodel.ml-operator.dev/${r.NAME}`);
+      for (const r of models.rows.filter((x) => x['SNAPSHOT-OF'] === ''))
+        expect(mine[dir]).toContain(`machinelearningmodel.ml-operator.dev/${r.NAME}`);
     }
     // What the README shows.
     const ns = examples.titanic;
     const show = async (args: string[]) => `$ kubectl ${args.join(' ')}\n${await kubectl([...args, '-n', ns])}`;
     const described = await kubectl(['describe', 'mle', 'titanic', '-n', ns]);
-    process.stdout.write(`[kubectl-view] in namespace ${ns}:\n${await show(['get', 'ml', '-l', templatesOnly])}${await show(['get', 'ml'])}$ kubectl describe mle titanic (its events)\n${described.slice(described.indexOf('Events:'))}\n`);
+    process.stdout.write(
+      `[kubectl-view] in namespace ${ns}:\n${await show(['get', 'ml', '-l', templatesOnly])}${await show(['get', 'ml'])}$ kubectl describe mle titanic (its events)\n${described.slice(described.indexOf('Events:'))}\n`,
+    );
   });
 
   it('warns at once when a template the serving version was made from disappears', async () => {
     const ns = examples.titanic;
     const deleted = Date.now();
     await user.delete(resources.model, ns, 'titanic');
-    const warning = await waitFor('a ModelNotFound Warning on endpoint titanic', templateGraceMs / 2, async () => (await endpointEvents(ns, 'titanic')).find((e) => e.type === 'Warning' && e.reason === 'ModelNotFound'));
-    process.stdout.write(`[kubectl-view] template deleted under a serving endpoint: Warning ${warning.reason} ${((Date.now() - deleted) / 1000).toFixed(1)} s after the delete\n`);
+    const warning = await waitFor('a ModelNotFound Warning on endpoint titanic', templateGraceMs / 2, async () =>
+      (await endpointEvents(ns, 'titanic')).find((e) => e.type === 'Warning' && e.reason === 'ModelNotFound'),
+    );
+    process.stdout.write(
+      `[kubectl-view] template deleted under a serving endpoint: Warning ${warning.reason} ${((Date.now() - deleted) / 1000).toFixed(1)} s after the delete\n`,
+    );
     expect(warning.message).toContain(`MachineLearningModel ${ns}/titanic named by config titanic does not exist`);
     const e = await getEndpoint(ns, 'titanic');
     expect(e.status?.state).toBe('InService');
-    expect(templatesAvailable(e)).toMatchObject({ status: 'False', reason: 'ModelNotFound', message: expect.stringContaining('serving from the snapshots of config version') });
+    expect(templatesAvailable(e)).toMatchObject({
+      status: 'False',
+      reason: 'ModelNotFound',
+      message: expect.stringContaining('serving from the snapshots of config version'),
+    });
   });
 });
 
@@ -108,18 +156,33 @@ describe('a reference that is not there yet', () => {
   it('is waited for quietly (WaitingForTemplates), then warned about once the grace period is over', async () => {
     await applyConfig(rollouts, 'orphan', { models: [{ model: 'nowhere', cpus: '100m', memory: '64Mi' }] });
     await applyEndpoint(rollouts, 'orphan', { config: 'orphan' });
-    const waiting = await waitForEndpoint(rollouts, 'orphan', 'WaitingForTemplates', (e) => templatesAvailable(e)?.reason === 'WaitingForTemplates');
+    const waiting = await waitForEndpoint(
+      rollouts,
+      'orphan',
+      'WaitingForTemplates',
+      (e) => templatesAvailable(e)?.reason === 'WaitingForTemplates',
+    );
     expect(waiting.status?.state).toBe('Creating');
-    expect(waiting.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'WaitingForTemplates' });
+    expect(waiting.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'WaitingForTemplates',
+    });
     expect(await endpointEvents(rollouts, 'orphan')).toEqual([]);
     const since = new Date(templatesAvailable(waiting)!.lastTransitionTime).getTime();
-    const warning = await waitFor('a ModelNotFound Warning on endpoint orphan', templateGraceMs + 20_000, async () => (await endpointEvents(rollouts, 'orphan')).find((e) => e.type === 'Warning' && e.reason === 'ModelNotFound'));
+    const warning = await waitFor('a ModelNotFound Warning on endpoint orphan', templateGraceMs + 20_000, async () =>
+      (await endpointEvents(rollouts, 'orphan')).find((e) => e.type === 'Warning' && e.reason === 'ModelNotFound'),
+    );
     const after = (eventTime(warning) - since) / 1000;
-    process.stdout.write(`[kubectl-view] a model that never comes: Warning ModelNotFound ${after.toFixed(0)} s after the endpoint first waited (grace ${templateGraceMs / 1000} s)\n`);
+    process.stdout.write(
+      `[kubectl-view] a model that never comes: Warning ModelNotFound ${after.toFixed(0)} s after the endpoint first waited (grace ${templateGraceMs / 1000} s)\n`,
+    );
     // Event and condition times are whole seconds.
     expect(after).toBeGreaterThanOrEqual(templateGraceMs / 1000 - 1);
     expect(after).toBeLessThanOrEqual(templateGraceMs / 1000 + 10);
-    expect(templatesAvailable(await getEndpoint(rollouts, 'orphan'))).toMatchObject({ status: 'False', reason: 'ModelNotFound' });
+    expect(templatesAvailable(await getEndpoint(rollouts, 'orphan'))).toMatchObject({
+      status: 'False',
+      reason: 'ModelNotFound',
+    });
   }, 120_000);
 });
 
@@ -132,10 +195,12 @@ describe('the printer columns, in every state of a rollout', () => {
     readinessPath: '/ping',
     ...(Object.keys(env).length ? { env: Object.entries(env).map(([n, value]) => ({ name: n, value })) } : {}),
   });
-  const endpoint = (rollout: MachineLearningEndpointRollout = {}) => applyEndpoint(rollouts, name, { config: name, rollout: { drainSeconds: 1, ...rollout } });
+  const endpoint = (rollout: MachineLearningEndpointRollout = {}) =>
+    applyEndpoint(rollouts, name, { config: name, rollout: { drainSeconds: 1, ...rollout } });
   const canary = { strategy: 'Canary' as const, canary: { percent: 20, bakeSeconds: 600 } };
   const linear = { strategy: 'Linear' as const, linear: { stepPercent: 25, intervalSeconds: 600 } };
-  const table = (plural: string) => printedTable(admin, `/apis/ml-operator.dev/v1alpha1/namespaces/${rollouts}/${plural}`);
+  const table = (plural: string) =>
+    printedTable(admin, `/apis/ml-operator.dev/v1alpha1/namespaces/${rollouts}/${plural}`);
   const withoutAge = (r: Record<string, string>) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'AGE'));
 
   /**
@@ -167,11 +232,30 @@ describe('the printer columns, in every state of a rollout', () => {
     ]);
     const e = await getEndpoint(rollouts, name);
     const configs = await table('machinelearningendpointconfigs');
-    expect(configs.columns.map((c) => c.name)).toEqual(['NAME', 'SNAPSHOT-OF', 'ENDPOINT', 'VERSION', 'FIRST-MODEL', 'AGE']);
+    expect(configs.columns.map((c) => c.name)).toEqual([
+      'NAME',
+      'SNAPSHOT-OF',
+      'ENDPOINT',
+      'VERSION',
+      'FIRST-MODEL',
+      'AGE',
+    ]);
     for (const r of configs.rows) {
-      if (r.NAME === name || r.NAME === 'orphan') expect(withoutAge(r), `${what}: template ${r.NAME}`).toEqual({ NAME: r.NAME, 'SNAPSHOT-OF': '', ENDPOINT: '', VERSION: '', 'FIRST-MODEL': r.NAME === name ? name : 'nowhere' });
+      if (r.NAME === name || r.NAME === 'orphan')
+        expect(withoutAge(r), `${what}: template ${r.NAME}`).toEqual({
+          NAME: r.NAME,
+          'SNAPSHOT-OF': '',
+          ENDPOINT: '',
+          VERSION: '',
+          'FIRST-MODEL': r.NAME === name ? name : 'nowhere',
+        });
       else {
-        expect(r, `${what}: config snapshot`).toMatchObject({ NAME: `${name}-${r.VERSION}`, 'SNAPSHOT-OF': name, ENDPOINT: name, 'FIRST-MODEL': name });
+        expect(r, `${what}: config snapshot`).toMatchObject({
+          NAME: `${name}-${r.VERSION}`,
+          'SNAPSHOT-OF': name,
+          ENDPOINT: name,
+          'FIRST-MODEL': name,
+        });
         expect(r.VERSION).toMatch(/^[0-9a-f]{10}$/);
       }
     }
@@ -185,14 +269,26 @@ describe('the printer columns, in every state of a rollout', () => {
       { name: 'ARTIFACT', priority: 1 },
       { name: 'AGE', priority: 0 },
     ]);
-    const live = (await user.list(resources.model, rollouts)).items as { metadata: { name: string }; spec: { image: string } }[];
+    const live = (await user.list(resources.model, rollouts)).items as {
+      metadata: { name: string };
+      spec: { image: string };
+    }[];
     for (const r of models.rows) {
       const image = live.find((m) => m.metadata.name === r.NAME)?.spec.image;
       expect(r.IMAGE, `${what}: IMAGE of ${r.NAME}`).toBe(image);
       if (r.NAME === name) {
-        expect(r, `${what}: template`).toMatchObject({ 'SNAPSHOT-OF': '', ENDPOINT: '', 'CONFIG-VERSION': '', ARTIFACT: 'https://models.example.com/titanic.tar.gz' });
+        expect(r, `${what}: template`).toMatchObject({
+          'SNAPSHOT-OF': '',
+          ENDPOINT: '',
+          'CONFIG-VERSION': '',
+          ARTIFACT: 'https://models.example.com/titanic.tar.gz',
+        });
       } else {
-        expect(r, `${what}: model snapshot`).toMatchObject({ 'SNAPSHOT-OF': name, ENDPOINT: name, 'CONFIG-VERSION': expect.stringMatching(/^[0-9a-f]{10}$/) });
+        expect(r, `${what}: model snapshot`).toMatchObject({
+          'SNAPSHOT-OF': name,
+          ENDPOINT: name,
+          'CONFIG-VERSION': expect.stringMatching(/^[0-9a-f]{10}$/),
+        });
         expect(r.NAME).toMatch(new RegExp(`^${name}-[0-9a-f]{10}$`));
       }
     }
@@ -203,18 +299,51 @@ describe('the printer columns, in every state of a rollout', () => {
     await applyModel(rollouts, name, model('acme/columns:1', { DEMO_READY_DELAY_SECONDS: '6' }));
     await applyConfig(rollouts, name, { models: [{ model: name, cpus: '100m', memory: '64Mi' }] });
     await endpoint();
-    await expectColumns('Creating', { STATE: 'Creating', VERSION: '', HOST: host(), READY: '0/1', ROLLOUT: '', CONFIG: name });
+    await expectColumns('Creating', {
+      STATE: 'Creating',
+      VERSION: '',
+      HOST: host(),
+      READY: '0/1',
+      ROLLOUT: '',
+      CONFIG: name,
+    });
     await waitForEndpoint(rollouts, name, 'InService', inService);
     const v1 = (await getEndpoint(rollouts, name)).status!.endpointConfigVersion!;
-    await expectColumns('InService', { STATE: 'InService', VERSION: v1, HOST: host(), READY: '1/1', ROLLOUT: '', CONFIG: name });
+    await expectColumns('InService', {
+      STATE: 'InService',
+      VERSION: v1,
+      HOST: host(),
+      READY: '1/1',
+      ROLLOUT: '',
+      CONFIG: name,
+    });
   });
 
   it('BlueGreen: the rollout while the new version deploys, nothing once it serves', async () => {
     const v1 = (await getEndpoint(rollouts, name)).status!.endpointConfigVersion!;
     await applyModel(rollouts, name, model('acme/columns:2', { DEMO_READY_DELAY_SECONDS: '6' }));
-    await expectColumns('Updating (BlueGreen)', { STATE: 'Updating', VERSION: v1, HOST: host(), READY: '1/1', ROLLOUT: 'BlueGreen 0/1 0%', CONFIG: name });
-    const e = await waitForEndpoint(rollouts, name, 'the new version serving', (x) => inService(x) && x.status!.endpointConfigVersion !== v1);
-    await expectColumns('InService after BlueGreen', { STATE: 'InService', VERSION: e.status!.endpointConfigVersion!, HOST: host(), READY: '1/1', ROLLOUT: '', CONFIG: name });
+    await expectColumns('Updating (BlueGreen)', {
+      STATE: 'Updating',
+      VERSION: v1,
+      HOST: host(),
+      READY: '1/1',
+      ROLLOUT: 'BlueGreen 0/1 0%',
+      CONFIG: name,
+    });
+    const e = await waitForEndpoint(
+      rollouts,
+      name,
+      'the new version serving',
+      (x) => inService(x) && x.status!.endpointConfigVersion !== v1,
+    );
+    await expectColumns('InService after BlueGreen', {
+      STATE: 'InService',
+      VERSION: e.status!.endpointConfigVersion!,
+      HOST: host(),
+      READY: '1/1',
+      ROLLOUT: '',
+      CONFIG: name,
+    });
   });
 
   it('Canary: the step and the share, Paused while it waits for approval, nothing once promoted', async () => {
@@ -222,26 +351,80 @@ describe('the printer columns, in every state of a rollout', () => {
     await endpoint(canary);
     await applyModel(rollouts, name, model('acme/columns:3'));
     // Both versions take traffic: READY counts both.
-    await expectColumns('Canary step 1', { STATE: 'Updating', VERSION: v2, HOST: host(), READY: '2/2', ROLLOUT: 'Canary 1/2 20%', CONFIG: name });
+    await expectColumns('Canary step 1', {
+      STATE: 'Updating',
+      VERSION: v2,
+      HOST: host(),
+      READY: '2/2',
+      ROLLOUT: 'Canary 1/2 20%',
+      CONFIG: name,
+    });
     await endpoint({ ...canary, canary: { percent: 20, bakeSeconds: 1 }, approval: { beforePromotion: true } });
-    const paused = await expectColumns('Canary paused', { STATE: 'Updating', VERSION: v2, HOST: host(), READY: '2/2', ROLLOUT: 'Canary 1/2 20% Paused', CONFIG: name });
+    const paused = await expectColumns('Canary paused', {
+      STATE: 'Updating',
+      VERSION: v2,
+      HOST: host(),
+      READY: '2/2',
+      ROLLOUT: 'Canary 1/2 20% Paused',
+      CONFIG: name,
+    });
     const v3 = paused.status!.rollout!.version!;
-    await endpoint({ ...canary, canary: { percent: 20, bakeSeconds: 1 }, approval: { beforePromotion: true }, approvedVersion: v3 });
-    await expectColumns('promoted', { STATE: 'InService', VERSION: v3, HOST: host(), READY: '1/1', ROLLOUT: '', CONFIG: name });
+    await endpoint({
+      ...canary,
+      canary: { percent: 20, bakeSeconds: 1 },
+      approval: { beforePromotion: true },
+      approvedVersion: v3,
+    });
+    await expectColumns('promoted', {
+      STATE: 'InService',
+      VERSION: v3,
+      HOST: host(),
+      READY: '1/1',
+      ROLLOUT: '',
+      CONFIG: name,
+    });
   });
 
   it('an aborted canary says so; a dry run says Planned; Linear its step', async () => {
     const v3 = (await getEndpoint(rollouts, name)).status!.endpointConfigVersion!;
     await endpoint(canary);
     await applyModel(rollouts, name, model('acme/columns:4'));
-    const step = await expectColumns('Canary step 1 again', { STATE: 'Updating', VERSION: v3, HOST: host(), READY: '2/2', ROLLOUT: 'Canary 1/2 20%', CONFIG: name });
+    const step = await expectColumns('Canary step 1 again', {
+      STATE: 'Updating',
+      VERSION: v3,
+      HOST: host(),
+      READY: '2/2',
+      ROLLOUT: 'Canary 1/2 20%',
+      CONFIG: name,
+    });
     await endpoint({ ...canary, abortVersion: step.status!.rollout!.version });
-    await expectColumns('aborted', { STATE: 'InService', VERSION: v3, HOST: host(), READY: '1/1', ROLLOUT: 'Canary Aborted', CONFIG: name });
+    await expectColumns('aborted', {
+      STATE: 'InService',
+      VERSION: v3,
+      HOST: host(),
+      READY: '1/1',
+      ROLLOUT: 'Canary Aborted',
+      CONFIG: name,
+    });
     await endpoint({ ...canary, dryRun: true });
     await applyModel(rollouts, name, model('acme/columns:5'));
-    await expectColumns('dry run', { STATE: 'InService', VERSION: v3, HOST: host(), READY: '1/1', ROLLOUT: 'Canary Planned', CONFIG: name });
+    await expectColumns('dry run', {
+      STATE: 'InService',
+      VERSION: v3,
+      HOST: host(),
+      READY: '1/1',
+      ROLLOUT: 'Canary Planned',
+      CONFIG: name,
+    });
     await endpoint(linear);
-    await expectColumns('Linear step 1', { STATE: 'Updating', VERSION: v3, HOST: host(), READY: '2/2', ROLLOUT: 'Linear 1/4 25%', CONFIG: name });
+    await expectColumns('Linear step 1', {
+      STATE: 'Updating',
+      VERSION: v3,
+      HOST: host(),
+      READY: '2/2',
+      ROLLOUT: 'Linear 1/4 25%',
+      CONFIG: name,
+    });
   });
 
   it('a version that never becomes Available: the rollout Failed, the serving one InService', async () => {
@@ -249,6 +432,13 @@ describe('the printer columns, in every state of a rollout', () => {
     await endpoint({ ...linear, progressDeadlineSeconds: 10 });
     // A newer version replaces the one at 25%, which leaves the route.
     await applyModel(rollouts, name, model('acme/columns:6', { DEMO_READY: 'false' }));
-    await expectColumns('deadline exceeded', { STATE: 'InService', VERSION: v3, HOST: host(), READY: '1/1', ROLLOUT: 'Linear Failed', CONFIG: name });
+    await expectColumns('deadline exceeded', {
+      STATE: 'InService',
+      VERSION: v3,
+      HOST: host(),
+      READY: '1/1',
+      ROLLOUT: 'Linear Failed',
+      CONFIG: name,
+    });
   });
 });

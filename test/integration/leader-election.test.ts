@@ -19,7 +19,10 @@ afterAll(async () => {
 
 const reconciles = async (c: ControllerProcess) => {
   const text = await c.metrics();
-  return [...text.matchAll(/^ml_operator_reconcile_total\{result="[a-z]+"\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  return [...text.matchAll(/^ml_operator_reconcile_total\{result="[a-z]+"\} (\d+)/gm)].reduce(
+    (n, m) => n + Number(m[1]),
+    0,
+  );
 };
 const isLeader = async (c: ControllerProcess) => /^ml_operator_leader 1$/m.test(await c.metrics());
 
@@ -50,6 +53,8 @@ describe('two controller replicas', () => {
     // period after the crash; the standby notices within one more retry period. Margin: 4 s.
     expect(handover).toBeLessThan(15_000 + 2 * 2_000 + 4_000);
     await applyModel(namespace, 'm', { image: 'acme/m:2' });
-    await waitFor('the new leader to reconcile', 30_000, async () => ((await reconciles(standby)) > 0 ? true : undefined));
+    await waitFor('the new leader to reconcile', 30_000, async () =>
+      (await reconciles(standby)) > 0 ? true : undefined,
+    );
   });
 });

@@ -3,10 +3,21 @@
 import * as k8s from '@kubernetes/client-node';
 import { inject } from 'vitest';
 import { publishArtifact } from '../../ci/cluster/artifacts.ts';
-import { chartConfig, serviceAccountKubeconfig, startControllerProcess, type ControllerProcess, type Release } from '../../ci/cluster/operator.ts';
+import {
+  chartConfig,
+  serviceAccountKubeconfig,
+  startControllerProcess,
+  type ControllerProcess,
+  type Release,
+} from '../../ci/cluster/operator.ts';
 import { writesSince as auditWrites } from '../../ci/chaos/soak.ts';
 import { waitFor } from '../../ci/wait.ts';
-import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningEndpointSpec, MachineLearningModelSpec } from '../../controller/src/api/generated.ts';
+import type {
+  MachineLearningEndpoint,
+  MachineLearningEndpointConfigSpec,
+  MachineLearningEndpointSpec,
+  MachineLearningModelSpec,
+} from '../../controller/src/api/generated.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
 import { adminConfig } from './kube.ts';
@@ -19,11 +30,25 @@ const apiVersion = 'ml-operator.dev/v1alpha1';
 export async function applyModel(namespace: string, name: string, spec: MachineLearningModelSpec): Promise<void> {
   await user.apply(resources.model, { apiVersion, kind: 'MachineLearningModel', metadata: { name, namespace }, spec });
 }
-export async function applyConfig(namespace: string, name: string, spec: MachineLearningEndpointConfigSpec): Promise<void> {
-  await user.apply(resources.endpointConfig, { apiVersion, kind: 'MachineLearningEndpointConfig', metadata: { name, namespace }, spec });
+export async function applyConfig(
+  namespace: string,
+  name: string,
+  spec: MachineLearningEndpointConfigSpec,
+): Promise<void> {
+  await user.apply(resources.endpointConfig, {
+    apiVersion,
+    kind: 'MachineLearningEndpointConfig',
+    metadata: { name, namespace },
+    spec,
+  });
 }
 export async function applyEndpoint(namespace: string, name: string, spec: MachineLearningEndpointSpec): Promise<void> {
-  await user.apply(resources.endpoint, { apiVersion, kind: 'MachineLearningEndpoint', metadata: { name, namespace }, spec });
+  await user.apply(resources.endpoint, {
+    apiVersion,
+    kind: 'MachineLearningEndpoint',
+    metadata: { name, namespace },
+    spec,
+  });
 }
 
 export async function getEndpoint(namespace: string, name: string): Promise<MachineLearningEndpoint & KubeObject> {
@@ -37,7 +62,13 @@ export async function list(r: Resource, namespace: string): Promise<KubeObject[]
 }
 
 /** Polls the endpoint until `ok` holds; on time-out the error shows the endpoint's status. */
-export async function waitForEndpoint(namespace: string, name: string, what: string, ok: (e: MachineLearningEndpoint) => boolean, timeoutMs = 60_000): Promise<MachineLearningEndpoint> {
+export async function waitForEndpoint(
+  namespace: string,
+  name: string,
+  what: string,
+  ok: (e: MachineLearningEndpoint) => boolean,
+  timeoutMs = 60_000,
+): Promise<MachineLearningEndpoint> {
   let last: MachineLearningEndpoint | undefined;
   return waitFor(
     `endpoint ${namespace}/${name}: ${what}`,
@@ -50,12 +81,22 @@ export async function waitForEndpoint(namespace: string, name: string, what: str
   );
 }
 
-export const inService = (e: MachineLearningEndpoint) => e.status?.state === 'InService' && e.status.observedGeneration === e.metadata.generation && e.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+export const inService = (e: MachineLearningEndpoint) =>
+  e.status?.state === 'InService' &&
+  e.status.observedGeneration === e.metadata.generation &&
+  e.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
 
 /** Runs the controller locally as the chart's ServiceAccount, watching only the given namespaces. */
 export async function runController(
   namespaces: string[],
-  options: { leaderElect?: boolean; identity?: string; echo?: boolean; release?: Release; via?: { server: string; caData: string }; logLevel?: string } = {},
+  options: {
+    leaderElect?: boolean;
+    identity?: string;
+    echo?: boolean;
+    release?: Release;
+    via?: { server: string; caData: string };
+    logLevel?: string;
+  } = {},
 ): Promise<ControllerProcess> {
   let kubeconfig = await serviceAccountKubeconfig(admin, options.release);
   if (options.via) {
@@ -89,7 +130,11 @@ export function artifact(name: string): string {
 }
 
 /** Write requests in the run's audit log made by `user` in `namespace` since byte `offset`. */
-export async function writesSince(offset: number, username: string, namespace: string): Promise<{ verb: string; uri: string }[]> {
+export async function writesSince(
+  offset: number,
+  username: string,
+  namespace: string,
+): Promise<{ verb: string; uri: string }[]> {
   return auditWrites(auditLogPath(), offset, username, namespace);
 }
 

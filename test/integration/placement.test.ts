@@ -11,7 +11,18 @@ import { waitFor } from '../../ci/wait.ts';
 import type { MachineLearningEndpoint } from '../../controller/src/api/generated.ts';
 import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, artifact, inService, list, runController, user, waitForEndpoint } from './ml.ts';
+import {
+  admin,
+  applyConfig,
+  applyEndpoint,
+  applyModel,
+  artifact,
+  inService,
+  list,
+  runController,
+  user,
+  waitForEndpoint,
+} from './ml.ts';
 import { installGatewayRelease, uninstallRelease } from './traffic.ts';
 
 const nodeResource: Resource = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false };
@@ -20,7 +31,10 @@ const gpuNode = `kwok-gpu-${process.pid}`;
 const gpuPodCidr = '198.18.200.0/24';
 const poolLabel = 'ml-operator.dev/test-pool';
 
-type Pod = KubeObject & { spec: { nodeName?: string; imagePullSecrets?: { name: string }[]; tolerations?: unknown[] }; status?: { phase?: string } };
+type Pod = KubeObject & {
+  spec: { nodeName?: string; imagePullSecrets?: { name: string }[]; tolerations?: unknown[] };
+  status?: { phase?: string };
+};
 type Condition = { type: string; status: string; reason: string; message: string };
 
 let plain: string;
@@ -29,13 +43,24 @@ let restricted: string;
 let release: Release;
 let controller: ControllerProcess;
 
-const podsOf = async (namespace: string, instance: string) => ((await list(resources.pod, namespace)) as Pod[]).filter((p) => p.metadata.labels?.['ml-operator.dev/model-instance'] === instance && !p.metadata.deletionTimestamp);
+const podsOf = async (namespace: string, instance: string) =>
+  ((await list(resources.pod, namespace)) as Pod[]).filter(
+    (p) => p.metadata.labels?.['ml-operator.dev/model-instance'] === instance && !p.metadata.deletionTimestamp,
+  );
 const servedInstance = (e: MachineLearningEndpoint) => e.status!.traffic![0].service;
-const condition = (e: MachineLearningEndpoint, type: string) => e.status?.conditions?.find((c) => c.type === type) as Condition | undefined;
-const model = (extra: Record<string, unknown> = {}) => ({ image: 'acme/placement:1', artifact: artifact('placement'), readinessPath: '/healthz', ...extra });
+const condition = (e: MachineLearningEndpoint, type: string) =>
+  e.status?.conditions?.find((c) => c.type === type) as Condition | undefined;
+const model = (extra: Record<string, unknown> = {}) => ({
+  image: 'acme/placement:1',
+  artifact: artifact('placement'),
+  readinessPath: '/healthz',
+  ...extra,
+});
 
 beforeAll(async () => {
-  log('placement: a tainted GPU node of its own, three namespaces (one baseline, one restricted), a release and a controller');
+  log(
+    'placement: a tainted GPU node of its own, three namespaces (one baseline, one restricted), a release and a controller',
+  );
   await user.apply(nodeResource, {
     apiVersion: 'v1',
     kind: 'Node',
@@ -43,30 +68,64 @@ beforeAll(async () => {
       name: gpuNode,
       // kwok keeps it alive; the pod runtime serves the pods of nodes labelled type=kwok.
       annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
-      labels: { 'kubernetes.io/hostname': gpuNode, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', type: 'kwok', [poolLabel]: 'gpu' },
+      labels: {
+        'kubernetes.io/hostname': gpuNode,
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/arch': 'amd64',
+        type: 'kwok',
+        [poolLabel]: 'gpu',
+      },
     },
-    spec: { podCIDR: gpuPodCidr, podCIDRs: [gpuPodCidr], taints: [{ key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' }] },
+    spec: {
+      podCIDR: gpuPodCidr,
+      podCIDRs: [gpuPodCidr],
+      taints: [{ key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' }],
+    },
     status: {
       allocatable: { cpu: '32', memory: '128Gi', pods: '250', 'nvidia.com/gpu': '4' },
       capacity: { cpu: '32', memory: '128Gi', pods: '250', 'nvidia.com/gpu': '4' },
     },
   });
   await waitFor(`node ${gpuNode} Ready`, 60_000, async () => {
-    const n = await user.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(nodeResource, undefined, gpuNode);
+    const n = await user.get<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(
+      nodeResource,
+      undefined,
+      gpuNode,
+    );
     return n?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? true : undefined;
   });
   // What a device plugin reports, and its address: the first of its /24, as for the cluster's own nodes.
   const gpus = { cpu: '32', memory: '128Gi', pods: '250', 'nvidia.com/gpu': '4' };
-  await user.applyStatus(nodeResource, { apiVersion: 'v1', kind: 'Node', metadata: { name: gpuNode }, status: { capacity: gpus, allocatable: gpus, addresses: [{ type: 'InternalIP', address: '198.18.200.1' }, { type: 'Hostname', address: gpuNode }] } });
+  await user.applyStatus(nodeResource, {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: gpuNode },
+    status: {
+      capacity: gpus,
+      allocatable: gpus,
+      addresses: [
+        { type: 'InternalIP', address: '198.18.200.1' },
+        { type: 'Hostname', address: gpuNode },
+      ],
+    },
+  });
   await waitFor(`node ${gpuNode} with 4 GPUs`, 30_000, async () => {
-    const n = await user.get<KubeObject & { status?: { allocatable?: Record<string, string> } }>(nodeResource, undefined, gpuNode);
+    const n = await user.get<KubeObject & { status?: { allocatable?: Record<string, string> } }>(
+      nodeResource,
+      undefined,
+      gpuNode,
+    );
     return n?.status?.allocatable?.['nvidia.com/gpu'] === '4' ? true : undefined;
   });
   plain = await createNamespace(admin, 'placement');
   baseline = await createNamespace(admin, 'placement-baseline', { 'pod-security.kubernetes.io/enforce': 'baseline' });
-  restricted = await createNamespace(admin, 'placement-restricted', { 'pod-security.kubernetes.io/enforce': 'restricted' });
+  restricted = await createNamespace(admin, 'placement-restricted', {
+    'pod-security.kubernetes.io/enforce': 'restricted',
+  });
   // The chart's defaults: the nvidia.com/gpu toleration (not set here), and a pull secret for every model pod.
-  release = await installGatewayRelease([plain, baseline, restricted], 'shared', ['controller.config.models.imagePullSecrets[0]=cluster-registry']);
+  release = await installGatewayRelease([plain, baseline, restricted], 'shared', [
+    'controller.config.models.imagePullSecrets[0]=cluster-registry',
+  ]);
   controller = await runController([plain, baseline, restricted], { release });
 }, 240_000);
 
@@ -76,7 +135,9 @@ afterAll(async () => {
   if (release) await uninstallRelease(release);
   // Other files share the cluster: the node goes, and with it the pods bound to it.
   await user.delete(nodeResource, undefined, gpuNode).catch(() => undefined);
-  await waitFor(`node ${gpuNode} gone`, 60_000, async () => ((await user.get(nodeResource, undefined, gpuNode)) ? undefined : true));
+  await waitFor(`node ${gpuNode} gone`, 60_000, async () =>
+    (await user.get(nodeResource, undefined, gpuNode)) ? undefined : true,
+  );
 }, 180_000);
 
 describe('placement', () => {
@@ -95,9 +156,15 @@ describe('placement', () => {
     const cpuInstance = e.status!.traffic!.find((t) => t.variant === 'cpu')!.service;
     const gpuPods = await podsOf(plain, gpuInstance);
     const cpuPods = await podsOf(plain, cpuInstance);
-    log(`placement: GPU pods on ${gpuPods.map((p) => p.spec.nodeName).join(', ')}; CPU pods on ${cpuPods.map((p) => p.spec.nodeName).join(', ')}`);
+    log(
+      `placement: GPU pods on ${gpuPods.map((p) => p.spec.nodeName).join(', ')}; CPU pods on ${cpuPods.map((p) => p.spec.nodeName).join(', ')}`,
+    );
     expect(gpuPods.map((p) => p.spec.nodeName)).toEqual([gpuNode, gpuNode]);
-    expect(gpuPods[0].spec.tolerations).toContainEqual({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
+    expect(gpuPods[0].spec.tolerations).toContainEqual({
+      key: 'nvidia.com/gpu',
+      operator: 'Exists',
+      effect: 'NoSchedule',
+    });
     expect(cpuPods).toHaveLength(4);
     expect(cpuPods.filter((p) => p.spec.nodeName === gpuNode)).toEqual([]);
     // The default spread puts the CPU variant's 4 replicas on both untainted nodes.
@@ -108,9 +175,13 @@ describe('placement', () => {
     // Both variants run more than one replica: each has a disruption budget, owned by the endpoint.
     const budgets = await list(resources.podDisruptionBudget, plain);
     expect(budgets.map((b) => b.metadata.name).sort()).toEqual([cpuInstance, gpuInstance].sort());
-    const budget = budgets.find((b) => b.metadata.name === gpuInstance)! as KubeObject & { spec: { maxUnavailable: number } };
+    const budget = budgets.find((b) => b.metadata.name === gpuInstance)! as KubeObject & {
+      spec: { maxUnavailable: number };
+    };
     expect(budget.spec.maxUnavailable).toBe(1);
-    expect(budget.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'MachineLearningEndpoint', name: 'e', controller: true })]);
+    expect(budget.metadata.ownerReferences).toEqual([
+      expect.objectContaining({ kind: 'MachineLearningEndpoint', name: 'e', controller: true }),
+    ]);
 
     // Down to one replica (in place: instances is not part of the version), its budget goes.
     await applyConfig(plain, 'c', {
@@ -127,9 +198,17 @@ describe('placement', () => {
 
   it('leaves a GPU variant without the toleration Pending, and the endpoint says why with the scheduler’s words', async () => {
     await applyModel(plain, 'untolerated', model());
-    await applyConfig(plain, 'u', { models: [{ model: 'untolerated', gpus: 1, tolerations: [], nodeSelector: { [poolLabel]: 'gpu' } }] });
+    await applyConfig(plain, 'u', {
+      models: [{ model: 'untolerated', gpus: 1, tolerations: [], nodeSelector: { [poolLabel]: 'gpu' } }],
+    });
     await applyEndpoint(plain, 'u', { config: 'u' });
-    const e = await waitForEndpoint(plain, 'u', 'PodsScheduled False, Unschedulable', (x) => condition(x, 'PodsScheduled')?.reason === 'Unschedulable', 90_000);
+    const e = await waitForEndpoint(
+      plain,
+      'u',
+      'PodsScheduled False, Unschedulable',
+      (x) => condition(x, 'PodsScheduled')?.reason === 'Unschedulable',
+      90_000,
+    );
     const c = condition(e, 'PodsScheduled')!;
     log(`placement: ${c.reason}: ${c.message}`);
     expect(c.status).toBe('False');
@@ -164,7 +243,9 @@ describe('identity', () => {
     await applyConfig(baseline, 'r', { models: [{ model: 'root' }] });
     await applyEndpoint(baseline, 'r', { config: 'r' });
     const e = await waitForEndpoint(baseline, 'r', 'InService', inService, 120_000);
-    const [pod] = (await podsOf(baseline, servedInstance(e))) as (Pod & { spec: { securityContext?: Record<string, unknown> } })[];
+    const [pod] = (await podsOf(baseline, servedInstance(e))) as (Pod & {
+      spec: { securityContext?: Record<string, unknown> };
+    })[];
     expect(pod.spec.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false });
     expect(condition(e, 'PodsScheduled')).toBeUndefined();
   });
@@ -173,7 +254,13 @@ describe('identity', () => {
     await applyModel(restricted, 'root', root());
     await applyConfig(restricted, 'r', { models: [{ model: 'root' }] });
     await applyEndpoint(restricted, 'r', { config: 'r' });
-    const e = await waitForEndpoint(restricted, 'r', 'PodsScheduled False, FailedCreate', (x) => condition(x, 'PodsScheduled')?.reason === 'FailedCreate', 90_000);
+    const e = await waitForEndpoint(
+      restricted,
+      'r',
+      'PodsScheduled False, FailedCreate',
+      (x) => condition(x, 'PodsScheduled')?.reason === 'FailedCreate',
+      90_000,
+    );
     const c = condition(e, 'PodsScheduled')!;
     log(`placement: ${c.reason}: ${c.message}`);
     expect(c.message).toMatch(/violates PodSecurity "restricted:/);

@@ -8,11 +8,24 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ControllerProcess, Release } from '../../ci/cluster/operator.ts';
-import type { AnalysisCheck, MachineLearningEndpoint, MachineLearningEndpointRollout } from '../../controller/src/api/generated.ts';
+import type {
+  AnalysisCheck,
+  MachineLearningEndpoint,
+  MachineLearningEndpointRollout,
+} from '../../controller/src/api/generated.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { analyze, unexplained } from './istio.ts';
 import { createNamespace, deleteNamespace } from './kube.ts';
-import { admin, applyConfig, applyEndpoint, applyModel, inService, runController, user, waitForEndpoint } from './ml.ts';
+import {
+  admin,
+  applyConfig,
+  applyEndpoint,
+  applyModel,
+  inService,
+  runController,
+  user,
+  waitForEndpoint,
+} from './ml.ts';
 import { prometheus, startIstioExporter, type IstioExporter } from './prometheus.ts';
 import { installRelease, uninstallRelease } from './traffic.ts';
 import { servedModel } from './fixtures.ts';
@@ -36,7 +49,9 @@ afterAll(async () => {
   if (release) await uninstallRelease(release);
 });
 
-type VirtualService = KubeObject & { spec: { http: { name: string; route: { destination: { host: string }; weight: number }[] }[] } };
+type VirtualService = KubeObject & {
+  spec: { http: { name: string; route: { destination: { host: string }; weight: number }[] }[] };
+};
 
 /** The weights the live VirtualService's split gives each Service (its route named variants; the others serve x-ml-variant). */
 async function vsWeights(name: string): Promise<Map<string, number>> {
@@ -53,7 +68,11 @@ async function vsWeights(name: string): Promise<Map<string, number>> {
  * What Istio's proxies would report while a gateway sends 40 requests a quarter second to the
  * endpoint in the VirtualService's weights: each Service answers as `answer` says. Bounded in time.
  */
-function mesh(name: string, answer: (service: string) => { errorShare: number; ms: number }, maxMs: number): { stop(): Promise<void> } {
+function mesh(
+  name: string,
+  answer: (service: string) => { errorShare: number; ms: number },
+  maxMs: number,
+): { stop(): Promise<void> } {
   let stopped = false;
   const done = (async () => {
     const deadline = Date.now() + maxMs;
@@ -86,7 +105,12 @@ const progressing = (e: MachineLearningEndpoint) => e.status?.conditions?.find((
 
 describe('Linear rollout with the Istio provider, gated on Istio metrics in Prometheus', () => {
   it('promotes a healthy candidate step by step: the VirtualService carries each step and passes istioctl analyze at every one', async () => {
-    const rollout: MachineLearningEndpointRollout = { strategy: 'Linear', linear: { stepPercent: 25, intervalSeconds: 10 }, analysis: { checks }, drainSeconds: 2 };
+    const rollout: MachineLearningEndpointRollout = {
+      strategy: 'Linear',
+      linear: { stepPercent: 25, intervalSeconds: 10 },
+      analysis: { checks },
+      drainSeconds: 2,
+    };
     await applyModel(namespace, 'linear', model('acme/linear:1'));
     await applyConfig(namespace, 'linear', { models: [{ model: 'linear' }] });
     await applyEndpoint(namespace, 'linear', { config: 'linear', rollout });
@@ -96,18 +120,34 @@ describe('Linear rollout with the Istio provider, gated on Istio metrics in Prom
       await applyModel(namespace, 'linear', model('acme/linear:2'));
       const seen: number[] = [];
       for (const weight of [25, 50, 75]) {
-        const e = await waitForEndpoint(namespace, 'linear', `the ${weight}% step`, (x) => x.status?.rollout?.phase === 'Progressing' && (x.status.rollout.weight ?? 0) >= weight, 60_000);
+        const e = await waitForEndpoint(
+          namespace,
+          'linear',
+          `the ${weight}% step`,
+          (x) => x.status?.rollout?.phase === 'Progressing' && (x.status.rollout.weight ?? 0) >= weight,
+          60_000,
+        );
         expect(e.status!.rollout!.weight).toBe(weight);
-        const candidate = e.status!.traffic!.filter((t) => t.version === e.status!.rollout!.version).map((t) => t.service);
+        const candidate = e
+          .status!.traffic!.filter((t) => t.version === e.status!.rollout!.version)
+          .map((t) => t.service);
         const weights = await vsWeights('linear');
         const candidateWeight = [...weights].filter(([s]) => candidate.includes(s)).reduce((n, [, w]) => n + w, 0);
         const messages = await analyze(namespace);
-        process.stdout.write(`[istio] step ${weight}%: VirtualService ${JSON.stringify(Object.fromEntries(weights))}; istioctl analyze: ${messages.map((m) => m.code).join(', ') || 'nothing'}\n`);
+        process.stdout.write(
+          `[istio] step ${weight}%: VirtualService ${JSON.stringify(Object.fromEntries(weights))}; istioctl analyze: ${messages.map((m) => m.code).join(', ') || 'nothing'}\n`,
+        );
         if (candidateWeight === weight) seen.push(weight);
         expect(unexplained(messages, namespace, ['linear-gw'])).toEqual([]);
       }
       expect(seen).toEqual([25, 50, 75]);
-      const promoted = await waitForEndpoint(namespace, 'linear', 'promoted', (x) => inService(x) && x.status!.endpointConfigVersion !== v1.status!.endpointConfigVersion, 60_000);
+      const promoted = await waitForEndpoint(
+        namespace,
+        'linear',
+        'promoted',
+        (x) => inService(x) && x.status!.endpointConfigVersion !== v1.status!.endpointConfigVersion,
+        60_000,
+      );
       expect(promoted.status!.rollout!.phase).toBe('Promoted');
       expect(promoted.status!.rollout!.analysis!.map((a) => [a.name, a.result])).toEqual([
         ['errors', 'Passed'],
@@ -123,11 +163,24 @@ describe('Linear rollout with the Istio provider, gated on Istio metrics in Prom
   it('rolls back a candidate whose proxies report 50% 503s, in one write of the VirtualService', async () => {
     const serving = await waitForEndpoint(namespace, 'linear', 'InService', inService);
     const servingServices = serving.status!.traffic!.map((t) => t.service);
-    const traffic = mesh('linear', (service) => ({ errorShare: servingServices.includes(service) ? 0 : 0.5, ms: 20 }), 90_000);
+    const traffic = mesh(
+      'linear',
+      (service) => ({ errorShare: servingServices.includes(service) ? 0 : 0.5, ms: 20 }),
+      90_000,
+    );
     try {
       await applyModel(namespace, 'linear', model('acme/linear:3'));
-      const rolledBack = await waitForEndpoint(namespace, 'linear', 'rolled back', (x) => x.status?.rollout?.phase === 'RolledBack', 60_000);
-      expect(progressing(rolledBack)).toMatchObject({ reason: 'AnalysisFailed', message: expect.stringMatching(/check errors = 0\.\d+, outside its bound \(<= 0\.05\)/) });
+      const rolledBack = await waitForEndpoint(
+        namespace,
+        'linear',
+        'rolled back',
+        (x) => x.status?.rollout?.phase === 'RolledBack',
+        60_000,
+      );
+      expect(progressing(rolledBack)).toMatchObject({
+        reason: 'AnalysisFailed',
+        message: expect.stringMatching(/check errors = 0\.\d+, outside its bound \(<= 0\.05\)/),
+      });
       expect(rolledBack.status!.endpointConfigVersion).toBe(serving.status!.endpointConfigVersion);
       expect([...(await vsWeights('linear')).keys()]).toEqual(servingServices);
       expect(unexplained(await analyze(namespace), namespace, ['linear-gw'])).toEqual([]);

@@ -19,8 +19,16 @@ export interface Series {
 
 /** An instant query against the cluster's Prometheus; throws on a query error. */
 export async function query(expr: string): Promise<Series[]> {
-  const res = await fetch(`${prometheus().url}/api/v1/query`, { method: 'POST', body: new URLSearchParams({ query: expr }), signal: AbortSignal.timeout(10_000) });
-  const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: Series[] } };
+  const res = await fetch(`${prometheus().url}/api/v1/query`, {
+    method: 'POST',
+    body: new URLSearchParams({ query: expr }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const body = (await res.json()) as {
+    status: string;
+    error?: string;
+    data?: { resultType: string; result: Series[] };
+  };
   if (body.status !== 'success') throw new Error(`Prometheus refused ${expr}: ${body.error}`);
   return body.data!.resultType === 'vector' ? body.data!.result : [];
 }
@@ -82,7 +90,9 @@ export interface IstioExporter {
 }
 
 /** Istio's default buckets of istio_request_duration_milliseconds. */
-const istioBuckets = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+const istioBuckets = [
+  1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
+];
 
 /**
  * Serves istio_requests_total and istio_request_duration_milliseconds with the labels Istio's
@@ -91,7 +101,10 @@ const istioBuckets = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 
  */
 export async function startIstioExporter(): Promise<IstioExporter> {
   const requests = new Map<string, { labels: Record<string, string>; count: number }>();
-  const durations = new Map<string, { labels: Record<string, string>; buckets: number[]; sum: number; count: number }>();
+  const durations = new Map<
+    string,
+    { labels: Record<string, string>; buckets: number[]; sum: number; count: number }
+  >();
   const labelsOf = (namespace: string, service: string, code?: number) => ({
     reporter: 'destination',
     source_workload: 'istio-ingressgateway',
@@ -105,13 +118,20 @@ export async function startIstioExporter(): Promise<IstioExporter> {
     ...(code !== undefined ? { response_code: String(code) } : {}),
     connection_security_policy: 'unknown',
   });
-  const text = (labels: Record<string, string>) => `{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}`;
+  const text = (labels: Record<string, string>) =>
+    `{${Object.entries(labels)
+      .map(([k, v]) => `${k}="${v}"`)
+      .join(',')}}`;
   const server: Server = createHttpServer((req, res) => {
     const lines = ['# TYPE istio_requests_total counter'];
     for (const r of requests.values()) lines.push(`istio_requests_total${text(r.labels)} ${r.count}`);
     lines.push('# TYPE istio_request_duration_milliseconds histogram');
     for (const d of durations.values()) {
-      istioBuckets.forEach((le, i) => lines.push(`istio_request_duration_milliseconds_bucket${text({ ...d.labels, le: String(le) })} ${d.buckets[i]}`));
+      istioBuckets.forEach((le, i) =>
+        lines.push(
+          `istio_request_duration_milliseconds_bucket${text({ ...d.labels, le: String(le) })} ${d.buckets[i]}`,
+        ),
+      );
       lines.push(`istio_request_duration_milliseconds_bucket${text({ ...d.labels, le: '+Inf' })} ${d.count}`);
       lines.push(`istio_request_duration_milliseconds_sum${text(d.labels)} ${d.sum}`);
       lines.push(`istio_request_duration_milliseconds_count${text(d.labels)} ${d.count}`);
@@ -123,7 +143,9 @@ export async function startIstioExporter(): Promise<IstioExporter> {
   const port = (server.address() as { port: number }).port;
   const file = join(prometheus().targetsDir, `istio-${randomBytes(4).toString('hex')}.json`);
   writeFileSync(file, JSON.stringify([{ targets: [`${address}:${port}`], labels: { job: 'istio-proxies' } }]));
-  await waitFor('Prometheus to scrape the Istio-shaped metrics', 30_000, async () => ((await query(`up{instance="${address}:${port}"}`))[0]?.value[1] === '1' ? true : undefined));
+  await waitFor('Prometheus to scrape the Istio-shaped metrics', 30_000, async () =>
+    (await query(`up{instance="${address}:${port}"}`))[0]?.value[1] === '1' ? true : undefined,
+  );
   return {
     record(namespace, service, code, count, ms) {
       const rl = labelsOf(namespace, service, code);

@@ -35,16 +35,37 @@ interface AuditEvent {
 }
 
 function grantsOf(release: { name: string; namespace: string; values: string[] }): Set<Grant> {
-  const rendered = execOkSync(toolPath('helm'), ['template', release.name, '.', '-n', release.namespace, ...release.values.flatMap((v) => ['--set', v])], { cwd: root }).stdout;
-  const objects = parseAllDocuments(rendered).map((d) => d.toJS() as { kind?: string; metadata?: { name: string }; rules?: Rule[]; roleRef?: { name: string }; subjects?: { kind: string; name: string }[] } | null);
+  const rendered = execOkSync(
+    toolPath('helm'),
+    ['template', release.name, '.', '-n', release.namespace, ...release.values.flatMap((v) => ['--set', v])],
+    { cwd: root },
+  ).stdout;
+  const objects = parseAllDocuments(rendered).map(
+    (d) =>
+      d.toJS() as {
+        kind?: string;
+        metadata?: { name: string };
+        rules?: Rule[];
+        roleRef?: { name: string };
+        subjects?: { kind: string; name: string }[];
+      } | null,
+  );
   const serviceAccount = `${release.name}-controller`;
   const bound = new Set(
-    objects.filter((o) => (o?.kind === 'RoleBinding' || o?.kind === 'ClusterRoleBinding') && o.subjects?.some((s) => s.kind === 'ServiceAccount' && s.name === serviceAccount)).map((o) => o!.roleRef!.name),
+    objects
+      .filter(
+        (o) =>
+          (o?.kind === 'RoleBinding' || o?.kind === 'ClusterRoleBinding') &&
+          o.subjects?.some((s) => s.kind === 'ServiceAccount' && s.name === serviceAccount),
+      )
+      .map((o) => o!.roleRef!.name),
   );
   const grants = new Set<Grant>();
   for (const o of objects) {
     if ((o?.kind !== 'Role' && o?.kind !== 'ClusterRole') || !bound.has(o.metadata!.name)) continue;
-    for (const r of o.rules ?? []) for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) grants.add(`${g}|${res}|${v}`);
+    for (const r of o.rules ?? [])
+      for (const g of r.apiGroups)
+        for (const res of r.resources) for (const v of r.verbs) grants.add(`${g}|${res}|${v}`);
   }
   return grants;
 }
@@ -56,7 +77,9 @@ function usedBy(auditLog: string, username: string): Set<Grant> {
     const e = JSON.parse(line) as AuditEvent;
     if (e.user.username !== username || e.stage !== 'ResponseComplete' || !e.objectRef?.resource) continue;
     if ((e.responseStatus?.code ?? 0) === 403) continue;
-    const resource = e.objectRef.subresource ? `${e.objectRef.resource}/${e.objectRef.subresource}` : e.objectRef.resource;
+    const resource = e.objectRef.subresource
+      ? `${e.objectRef.resource}/${e.objectRef.subresource}`
+      : e.objectRef.resource;
     const group = e.objectRef.apiGroup ?? '';
     used.add(`${group}|${resource}|${e.verb}`);
     // A server-side apply that creates the object is authorized as create as well.
@@ -66,7 +89,10 @@ function usedBy(auditLog: string, username: string): Set<Grant> {
 }
 
 /** What the run's controllers used that was not granted, and what was granted and never used. */
-export function auditRbac(kubeconfigPath: string, auditLogPath: string): { missing: string[]; unused: string[]; releases: number; requests: number } {
+export function auditRbac(
+  kubeconfigPath: string,
+  auditLogPath: string,
+): { missing: string[]; unused: string[]; releases: number; requests: number } {
   const recorded = join(dirname(kubeconfigPath), 'releases.jsonl');
   if (!existsSync(recorded)) return { missing: [], unused: [], releases: 0, requests: 0 };
   // The last install of a release (helm upgrade) decides what it was granted.

@@ -9,10 +9,22 @@ import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
 import { serviceAccountOf } from '../../ci/cluster/operator.ts';
-import { buildJourneyImages, irisExamples, onRealNode, prepareRealJourney, type RealJourney } from '../../ci/cluster/real-journey.ts';
+import {
+  buildJourneyImages,
+  irisExamples,
+  onRealNode,
+  prepareRealJourney,
+  type RealJourney,
+} from '../../ci/cluster/real-journey.ts';
 import { buildControllerImage, pushImage } from '../../ci/image/build.ts';
 import { log } from '../../ci/log.ts';
-import { binomialInterval, describeReport, type LoadOptions, type LoadRun, type Sample } from '../../ci/traffic/load.ts';
+import {
+  binomialInterval,
+  describeReport,
+  type LoadOptions,
+  type LoadRun,
+  type Sample,
+} from '../../ci/traffic/load.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { backendsOf, expectServed } from './served.ts';
 
@@ -37,87 +49,137 @@ beforeAll(async () => {
   journey = await prepareRealJourney(cluster, built);
   timings.pushes = journey.pushSeconds * 1000;
   ({ release, models } = journey);
-  log(`real journey: images built in ${seconds(timings.imageBuilds)}, pushed with the chart in ${seconds(timings.pushes)}`);
+  log(
+    `real journey: images built in ${seconds(timings.imageBuilds)}, pushed with the chart in ${seconds(timings.pushes)}`,
+  );
 }, 1_500_000);
 
 afterAll(async () => {
-  log(`real journey: total ${seconds(Date.now() - started)}; timings: ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, seconds(v)])))}`);
+  log(
+    `real journey: total ${seconds(Date.now() - started)}; timings: ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, seconds(v)])))}`,
+  );
   await journey?.stop().catch(() => undefined);
   await cluster?.stop();
 });
 
 async function controllerPod(): Promise<k8s.V1Pod | undefined> {
   const pods = await core.listNamespacedPod({ namespace: release.namespace });
-  return pods.items.find((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+  return pods.items.find(
+    (p) =>
+      !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+  );
 }
 
 async function leaseHolder(): Promise<string | undefined> {
   const coordination = cluster.kubeConfig().makeApiClient(k8s.CoordinationV1Api);
-  const lease = await coordination.readNamespacedLease({ name: `${release.name}-controller`, namespace: release.namespace }).catch(() => undefined);
+  const lease = await coordination
+    .readNamespacedLease({ name: `${release.name}-controller`, namespace: release.namespace })
+    .catch(() => undefined);
   return lease?.spec?.holderIdentity ?? undefined;
 }
 
 async function podsExplain(namespace: string): Promise<string> {
   const pods = await core.listNamespacedPod({ namespace });
-  return pods.items.map((p) => `${p.metadata?.name} on ${p.spec?.nodeName}: ${p.status?.phase} ${JSON.stringify(p.status?.initContainerStatuses?.map((s) => s.state))} ${JSON.stringify(p.status?.containerStatuses?.map((s) => s.state))}`).join('\n');
+  return pods.items
+    .map(
+      (p) =>
+        `${p.metadata?.name} on ${p.spec?.nodeName}: ${p.status?.phase} ${JSON.stringify(p.status?.initContainerStatuses?.map((s) => s.state))} ${JSON.stringify(p.status?.containerStatuses?.map((s) => s.state))}`,
+    )
+    .join('\n');
 }
 
 const model = (name: string, spec: Parameters<RealJourney['applyModel']>[1]) => journey.applyModel(name, spec);
 const endpoint = async () => (await journey.endpoint(endpointName))!;
-const predictions = (o: Partial<LoadOptions> & Pick<LoadOptions, 'requests' | 'maxDurationMs'>): LoadRun => journey.predictions(endpointName, o);
+const predictions = (o: Partial<LoadOptions> & Pick<LoadOptions, 'requests' | 'maxDurationMs'>): LoadRun =>
+  journey.predictions(endpointName, o);
 
 const expected = irisExamples.map((e) => e.label);
 /** A prediction is right when it gives each flower its species. */
-const rightLabels = (s: Sample) => (JSON.stringify(s.backend?.labels) === JSON.stringify(expected) ? undefined : `labels ${JSON.stringify(s.backend?.labels)}, expected ${JSON.stringify(expected)}`);
+const rightLabels = (s: Sample) =>
+  JSON.stringify(s.backend?.labels) === JSON.stringify(expected)
+    ? undefined
+    : `labels ${JSON.stringify(s.backend?.labels)}, expected ${JSON.stringify(expected)}`;
 /** Every prediction answered, by a pod of the endpoint's instances (`backends`), right and in time. */
 const expectPredicted = (run: LoadRun, backends: string[]) => expectServed(run, { backends, answer: rightLabels });
 
 /** Model pods (those of the models namespace), by UID with their containers' restart counts. */
 async function modelPods(): Promise<Map<string, number>> {
   const pods = await core.listNamespacedPod({ namespace: models });
-  return new Map(pods.items.filter((p) => !p.metadata?.deletionTimestamp).map((p) => [p.metadata!.uid!, (p.status?.containerStatuses ?? []).reduce((n, c) => n + c.restartCount, 0)]));
+  return new Map(
+    pods.items
+      .filter((p) => !p.metadata?.deletionTimestamp)
+      .map((p) => [p.metadata!.uid!, (p.status?.containerStatuses ?? []).reduce((n, c) => n + c.restartCount, 0)]),
+  );
 }
 
 /** Waits until the models namespace holds only the serving version's pods (`count`), all Ready: drained versions are gone. */
 async function settledModelPods(count: number): Promise<k8s.V1Pod[]> {
-  return waitFor(`the models namespace to hold only the ${count} serving pods`, 180_000, async () => {
-    const pods = (await core.listNamespacedPod({ namespace: models })).items;
-    return pods.length === count && pods.every((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) ? pods : undefined;
-  }, () => podsExplain(models));
+  return waitFor(
+    `the models namespace to hold only the ${count} serving pods`,
+    180_000,
+    async () => {
+      const pods = (await core.listNamespacedPod({ namespace: models })).items;
+      return pods.length === count &&
+        pods.every(
+          (p) =>
+            !p.metadata?.deletionTimestamp &&
+            p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+        )
+        ? pods
+        : undefined;
+    },
+    () => podsExplain(models),
+  );
 }
 
 /** The kubelet's "Successfully pulled image" events of a namespace: image and how long the pull took. */
 async function pulls(namespace: string): Promise<string[]> {
   const events = await core.listNamespacedEvent({ namespace });
-  return events.items.filter((e) => e.reason === 'Pulled' && /Successfully pulled/.test(e.message ?? '')).map((e) => e.message!.replace(/^Successfully pulled image /, ''));
+  return events.items
+    .filter((e) => e.reason === 'Pulled' && /Successfully pulled/.test(e.message ?? ''))
+    .map((e) => e.message!.replace(/^Successfully pulled image /, ''));
 }
 
-describe('the platform team\'s first hour on real containers', () => {
+describe("the platform team's first hour on real containers", () => {
   let installStarted = 0;
 
   it('installs the chart from the registry; the controller runs in a pod on the real node and holds the Lease', async () => {
     installStarted = Date.now();
     await journey.helmRelease('journey-1');
     timings.helmInstall = Date.now() - installStarted;
-    const pod = await waitFor('the controller pod to be Ready', 180_000, controllerPod, () => podsExplain(release.namespace));
+    const pod = await waitFor('the controller pod to be Ready', 180_000, controllerPod, () =>
+      podsExplain(release.namespace),
+    );
     timings.controllerReady = Date.now() - installStarted;
     log(`real journey: controller image pulls: ${(await pulls(release.namespace)).join('; ')}`);
     expect(pod.spec?.nodeName).toBe(cluster.realNode!.name);
     expect(pod.spec?.containers[0].image).toBe(`${journey.controllerRepository}:journey-1`);
-    expect(pod.status?.containerStatuses?.[0].imageID).toMatch(new RegExp(`^${journey.registry.host.replace(/\./g, '\\.')}/ml-operator/controller@sha256:`));
-    const holder = await waitFor('the controller to hold its Lease', 60_000, async () => ((await leaseHolder()) === pod.metadata!.name ? true : undefined), async () => `holder: ${await leaseHolder()}`);
+    expect(pod.status?.containerStatuses?.[0].imageID).toMatch(
+      new RegExp(`^${journey.registry.host.replace(/\./g, '\\.')}/ml-operator/controller@sha256:`),
+    );
+    const holder = await waitFor(
+      'the controller to hold its Lease',
+      60_000,
+      async () => ((await leaseHolder()) === pod.metadata!.name ? true : undefined),
+      async () => `holder: ${await leaseHolder()}`,
+    );
     expect(holder).toBe(true);
     // Its requests reach the API server from the pod's own address: in-cluster config, through the
     // `kubernetes` Service's ClusterIP (in the serving certificate's names) and kube-proxy's rules.
     const username = `system:serviceaccount:${release.namespace}:${serviceAccountOf(release)}`;
     const sources = await waitFor("the controller's requests in the audit log", 30_000, async () => {
-      const events = readFileSync(cluster.auditLogPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { user?: { username?: string }; sourceIPs?: string[] });
+      const events = readFileSync(cluster.auditLogPath, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { user?: { username?: string }; sourceIPs?: string[] });
       const ips = new Set(events.filter((e) => e.user?.username === username).flatMap((e) => e.sourceIPs ?? []));
       return ips.size ? [...ips] : undefined;
     });
     log(`real journey: the controller's API requests come from ${sources.join(', ')} (its pod: ${pod.status?.podIP})`);
     expect(sources).toEqual([pod.status!.podIP]);
-    log(`real journey: helm install ${seconds(timings.helmInstall)}, controller pod ${pod.metadata!.name} Ready on ${pod.spec?.nodeName} ${seconds(timings.controllerReady)} after the install started`);
+    log(
+      `real journey: helm install ${seconds(timings.helmInstall)}, controller pod ${pod.metadata!.name} Ready on ${pod.spec?.nodeName} ${seconds(timings.controllerReady)} after the install started`,
+    );
   }, 400_000);
 
   it('serves real predictions through the gateway, split 80/20 between two models', async () => {
@@ -130,7 +192,12 @@ describe('the platform team\'s first hour on real containers', () => {
       ],
     });
     await journey.applyEndpoint(endpointName, 'iris');
-    await waitFor('the endpoint to be InService', 300_000, async () => ((await endpoint()).status?.state === 'InService' ? true : undefined), async () => `${JSON.stringify((await endpoint()).status?.conditions)}\n${await podsExplain(models)}`);
+    await waitFor(
+      'the endpoint to be InService',
+      300_000,
+      async () => ((await endpoint()).status?.state === 'InService' ? true : undefined),
+      async () => `${JSON.stringify((await endpoint()).status?.conditions)}\n${await podsExplain(models)}`,
+    );
     await waitFor('a first prediction through the gateway', 120_000, async () => {
       const r = await predictions({ requests: 1, maxDurationMs: 10_000, concurrency: 1 }).done;
       return r.failed === 0 ? true : undefined;
@@ -141,7 +208,9 @@ describe('the platform team\'s first hour on real containers', () => {
     // Real containers on the real node, the server image pulled from the registry, the artifact fetched by the fetcher.
     for (const p of await settledModelPods(2)) {
       expect(p.spec?.nodeName).toBe(cluster.realNode!.name);
-      expect(p.status?.containerStatuses?.find((c) => c.image.includes('sklearn-server'))?.imageID).toMatch(new RegExp(`^${journey.registry.host.replace(/\./g, '\\.')}/ml-operator/sklearn-server@sha256:`));
+      expect(p.status?.containerStatuses?.find((c) => c.image.includes('sklearn-server'))?.imageID).toMatch(
+        new RegExp(`^${journey.registry.host.replace(/\./g, '\\.')}/ml-operator/sklearn-server@sha256:`),
+      );
       expect(p.status?.initContainerStatuses?.map((c) => c.state?.terminated?.exitCode)).toEqual([0]);
     }
 
@@ -154,28 +223,51 @@ describe('the platform team\'s first hour on real containers', () => {
     const second = run.samples.filter((s) => s.backend?.model === 'iris/2.0.0').length;
     expect(first + second).toBe(500);
     const [lo, hi] = binomialInterval(0.8, 500);
-    log(`real journey: split iris/1.0.0 ${first}, iris/2.0.0 ${second} (share ${(first / 500).toFixed(3)}, 99.9% interval ${lo.toFixed(3)}-${hi.toFixed(3)})`);
+    log(
+      `real journey: split iris/1.0.0 ${first}, iris/2.0.0 ${second} (share ${(first / 500).toFixed(3)}, 99.9% interval ${lo.toFixed(3)}-${hi.toFixed(3)})`,
+    );
     expect(first / 500).toBeGreaterThanOrEqual(lo);
     expect(first / 500).toBeLessThanOrEqual(hi);
   }, 600_000);
 
-  it('keeps traffic on the serving version while a model\'s artifact cannot be fetched, and says why', async () => {
+  it("keeps traffic on the serving version while a model's artifact cannot be fetched, and says why", async () => {
     const before = await endpoint();
     const serving = before.status?.endpointConfigVersion;
     expect(serving).toBeTruthy();
     const load = predictions({ requests: 10_000, maxDurationMs: 400_000, rate: 10 });
     try {
-      await model('iris-b', journey.irisModel(journey.artifacts['iris-2.0.0'], { artifact: journey.artifactUrl('/sklearn-iris/iris-9.9.9.tar.gz'), artifactSha256: undefined }));
-      const stuck = await waitFor('the new pod to fail in its fetcher', 180_000, async () => {
-        const pods = await core.listNamespacedPod({ namespace: models });
-        return pods.items.find((p) => p.status?.initContainerStatuses?.some((s) => (s.lastState?.terminated?.exitCode ?? s.state?.terminated?.exitCode ?? 0) !== 0));
-      }, () => podsExplain(models));
+      await model(
+        'iris-b',
+        journey.irisModel(journey.artifacts['iris-2.0.0'], {
+          artifact: journey.artifactUrl('/sklearn-iris/iris-9.9.9.tar.gz'),
+          artifactSha256: undefined,
+        }),
+      );
+      const stuck = await waitFor(
+        'the new pod to fail in its fetcher',
+        180_000,
+        async () => {
+          const pods = await core.listNamespacedPod({ namespace: models });
+          return pods.items.find((p) =>
+            p.status?.initContainerStatuses?.some(
+              (s) => (s.lastState?.terminated?.exitCode ?? s.state?.terminated?.exitCode ?? 0) !== 0,
+            ),
+          );
+        },
+        () => podsExplain(models),
+      );
       expect(stuck.status?.phase).toBe('Pending');
       const fetcher = stuck.status!.initContainerStatuses![0];
       const message = fetcher.lastState?.terminated?.message ?? fetcher.state?.terminated?.message ?? '';
       log(`real journey: the fetcher's error: ${message}`);
       expect(message).toMatch(/404|not found/i);
-      const condition = await waitFor('the endpoint to say the artifact could not be fetched', 120_000, async () => (await endpoint()).status?.conditions?.find((c) => c.type === 'ArtifactsFetched' && c.status === 'False'), async () => JSON.stringify((await endpoint()).status?.conditions));
+      const condition = await waitFor(
+        'the endpoint to say the artifact could not be fetched',
+        120_000,
+        async () =>
+          (await endpoint()).status?.conditions?.find((c) => c.type === 'ArtifactsFetched' && c.status === 'False'),
+        async () => JSON.stringify((await endpoint()).status?.conditions),
+      );
       expect(condition.reason).toBe('FetchFailed');
       expect(condition.message).toContain('iris-9.9.9');
       const e = await endpoint();
@@ -184,15 +276,31 @@ describe('the platform team\'s first hour on real containers', () => {
       expect(e.status?.pendingEndpointConfigVersion).toBeTruthy();
       // Held there under traffic: the stuck version takes none, the serving one answers everything.
       const heldFrom = load.elapsed();
-      await waitFor('10 s of traffic while the new version is stuck', 30_000, async () => (load.elapsed() - heldFrom > 10_000 ? true : undefined));
+      await waitFor('10 s of traffic while the new version is stuck', 30_000, async () =>
+        load.elapsed() - heldFrom > 10_000 ? true : undefined,
+      );
       expect((await endpoint()).status?.endpointConfigVersion).toBe(serving);
-      expect(stuck.metadata?.uid && (await core.listNamespacedPod({ namespace: models })).items.find((p) => p.metadata?.uid === stuck.metadata?.uid)?.status?.phase).toBe('Pending');
+      expect(
+        stuck.metadata?.uid &&
+          (await core.listNamespacedPod({ namespace: models })).items.find(
+            (p) => p.metadata?.uid === stuck.metadata?.uid,
+          )?.status?.phase,
+      ).toBe('Pending');
       // Back to the artifact that works: the stuck version is dropped.
       await model('iris-b', journey.irisModel(journey.artifacts['iris-2.0.0']));
-      await waitFor('the endpoint to settle back', 300_000, async () => {
-        const now = await endpoint();
-        return now.status?.state === 'InService' && !now.status.pendingEndpointConfigVersion && !now.status.conditions?.some((c) => c.type === 'ArtifactsFetched' && c.status === 'False') ? true : undefined;
-      }, async () => JSON.stringify((await endpoint()).status, null, 1));
+      await waitFor(
+        'the endpoint to settle back',
+        300_000,
+        async () => {
+          const now = await endpoint();
+          return now.status?.state === 'InService' &&
+            !now.status.pendingEndpointConfigVersion &&
+            !now.status.conditions?.some((c) => c.type === 'ArtifactsFetched' && c.status === 'False')
+            ? true
+            : undefined;
+        },
+        async () => JSON.stringify((await endpoint()).status, null, 1),
+      );
     } finally {
       load.stop();
     }
@@ -209,18 +317,27 @@ describe('the platform team\'s first hour on real containers', () => {
     let switchedAt = 0;
     try {
       await model('iris-a', journey.irisModel(journey.artifacts['iris-2.0.0']));
-      await waitFor('every answer to come from the new model', 360_000, async () => {
-        const recent = load.samples.filter((s) => s.end > 0).slice(-30);
-        return recent.length === 30 && recent.every((s) => s.backend?.model === 'iris/2.0.0') ? true : undefined;
-      }, async () => `${JSON.stringify((await endpoint()).status?.conditions)}\n${await podsExplain(models)}`);
+      await waitFor(
+        'every answer to come from the new model',
+        360_000,
+        async () => {
+          const recent = load.samples.filter((s) => s.end > 0).slice(-30);
+          return recent.length === 30 && recent.every((s) => s.backend?.model === 'iris/2.0.0') ? true : undefined;
+        },
+        async () => `${JSON.stringify((await endpoint()).status?.conditions)}\n${await podsExplain(models)}`,
+      );
       switchedAt = load.elapsed();
-      await waitFor('a few more answers', 30_000, async () => (load.samples.filter((s) => s.start > switchedAt && s.end > 0).length >= 30 ? true : undefined));
+      await waitFor('a few more answers', 30_000, async () =>
+        load.samples.filter((s) => s.start > switchedAt && s.end > 0).length >= 30 ? true : undefined,
+      );
       await settledModelPods(2);
     } finally {
       load.stop();
     }
     const r = await load.done;
-    log(`real journey: blue/green under load (all answers from iris/2.0.0 ${seconds(switchedAt)} after the change): ${describeReport(r)}`);
+    log(
+      `real journey: blue/green under load (all answers from iris/2.0.0 ${seconds(switchedAt)} after the change): ${describeReport(r)}`,
+    );
     expectPredicted(load, backendsOf(before, await endpoint()));
     expect(load.samples.filter((s) => s.start > switchedAt).every((s) => s.backend?.model === 'iris/2.0.0')).toBe(true);
   }, 500_000);
@@ -238,19 +355,30 @@ describe('the platform team\'s first hour on real containers', () => {
     try {
       const upgradeStarted = Date.now();
       await journey.helmRelease('journey-2', { 'ml-operator.dev/upgraded-by': 'platform-team' });
-      after = await waitFor('the new controller pod to be Ready and hold the Lease', 180_000, async () => {
-        const p = await controllerPod();
-        return p && p.metadata!.uid !== before!.metadata!.uid && (await leaseHolder()) === p.metadata!.name ? p : undefined;
-      }, () => podsExplain(release.namespace));
+      after = await waitFor(
+        'the new controller pod to be Ready and hold the Lease',
+        180_000,
+        async () => {
+          const p = await controllerPod();
+          return p && p.metadata!.uid !== before!.metadata!.uid && (await leaseHolder()) === p.metadata!.name
+            ? p
+            : undefined;
+        },
+        () => podsExplain(release.namespace),
+      );
       timings.controllerUpgrade = Date.now() - upgradeStarted;
       // The new controller reconciles everything once; give it a moment under load.
       const t = load.elapsed();
-      await waitFor('20 s of traffic under the new controller', 60_000, async () => (load.elapsed() - t > 20_000 ? true : undefined));
+      await waitFor('20 s of traffic under the new controller', 60_000, async () =>
+        load.elapsed() - t > 20_000 ? true : undefined,
+      );
     } finally {
       load.stop();
     }
     const r = await load.done;
-    log(`real journey: controller upgrade (${seconds(timings.controllerUpgrade)} to the new pod holding the Lease) under load: ${describeReport(r)}`);
+    log(
+      `real journey: controller upgrade (${seconds(timings.controllerUpgrade)} to the new pod holding the Lease) under load: ${describeReport(r)}`,
+    );
     expect(after.spec?.containers[0].image).toBe(`${journey.controllerRepository}:journey-2`);
     expect(await modelPods()).toEqual(podsBefore);
     expectPredicted(load, serving);

@@ -35,9 +35,13 @@ beforeAll(async () => {
   const provided = Date.now();
   image = busyboxImage();
   await cluster.realNode!.provideImage(image);
-  log(`real node test: image ${image.name} built or taken from the cache and imported into containerd in ${((Date.now() - provided) / 1000).toFixed(1)}s`);
+  log(
+    `real node test: image ${image.name} built or taken from the cache and imported into containerd in ${((Date.now() - provided) / 1000).toFixed(1)}s`,
+  );
   core = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
-  await core.createNamespace({ body: { metadata: { name: namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } } });
+  await core.createNamespace({
+    body: { metadata: { name: namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } },
+  });
   // The pod reaches the host side of the cluster's veth pair (its address masqueraded to the namespace's).
   reportServer = createServer((req, res) => {
     reports.push({ what: new URL(req.url ?? '/', 'http://x').pathname.slice(1), at: Date.now() });
@@ -79,9 +83,16 @@ function probePod(reportAddress: string): k8s.V1Pod {
     metadata: { name: 'probe', namespace, labels: { app: 'probe' } },
     spec: {
       nodeSelector: { [realNodeLabel.key]: realNodeLabel.value },
-      tolerations: [{ key: realNodeTaint.key, operator: 'Equal', value: realNodeTaint.value, effect: realNodeTaint.effect }],
+      tolerations: [
+        { key: realNodeTaint.key, operator: 'Equal', value: realNodeTaint.value, effect: realNodeTaint.effect },
+      ],
       terminationGracePeriodSeconds: graceSeconds,
-      securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        runAsGroup: 65532,
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
       volumes: [{ name: 'www', emptyDir: {} }],
       initContainers: [
         {
@@ -113,11 +124,19 @@ function probePod(reportAddress: string): k8s.V1Pod {
 
 /** GET from inside the cluster's network namespace (busybox wget), bounded in time. */
 async function getInNamespace(url: string): Promise<string> {
-  return (await execOk('ip', ['netns', 'exec', cluster.network.namespace, 'busybox', 'wget', '-q', '-O', '-', url], { timeoutMs: 5000 })).stdout;
+  return (
+    await execOk('ip', ['netns', 'exec', cluster.network.namespace, 'busybox', 'wget', '-q', '-O', '-', url], {
+      timeoutMs: 5000,
+    })
+  ).stdout;
 }
 
 async function iptablesNat(): Promise<string> {
-  return (await execOk('ip', ['netns', 'exec', cluster.network.namespace, 'iptables', '-t', 'nat', '-S', 'KUBE-SERVICES'], { timeoutMs: 10_000 })).stdout;
+  return (
+    await execOk('ip', ['netns', 'exec', cluster.network.namespace, 'iptables', '-t', 'nat', '-S', 'KUBE-SERVICES'], {
+      timeoutMs: 10_000,
+    })
+  ).stdout;
 }
 
 /** Whether a process runs: exists and has not exited (a killed process whose parent, here the machine's init, has not reaped it yet is a zombie). */
@@ -136,18 +155,31 @@ describe('the real node', () => {
     await core.createNamespacedPod({ namespace, body: probePod(`${cluster.network.hostAddress}:${port}`) });
     await core.createNamespacedService({
       namespace,
-      body: { metadata: { name: 'probe', namespace }, spec: { selector: { app: 'probe' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] } },
+      body: {
+        metadata: { name: 'probe', namespace },
+        spec: { selector: { app: 'probe' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
+      },
     });
 
-    await waitFor('the server container to run', 120_000, async () => {
-      const p = await core.readNamespacedPod({ name: 'probe', namespace });
-      return p.status?.containerStatuses?.find((c) => c.name === 'server')?.state?.running ? true : undefined;
-    }, async () => JSON.stringify((await core.readNamespacedPod({ name: 'probe', namespace })).status, null, 1));
+    await waitFor(
+      'the server container to run',
+      120_000,
+      async () => {
+        const p = await core.readNamespacedPod({ name: 'probe', namespace });
+        return p.status?.containerStatuses?.find((c) => c.name === 'server')?.state?.running ? true : undefined;
+      },
+      async () => JSON.stringify((await core.readNamespacedPod({ name: 'probe', namespace })).status, null, 1),
+    );
     const runningAt = Date.now();
-    const pod = await waitFor('the pod on the real node to be Ready', 120_000, async () => {
-      const p = await core.readNamespacedPod({ name: 'probe', namespace });
-      return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? p : undefined;
-    }, async () => JSON.stringify((await core.readNamespacedPod({ name: 'probe', namespace })).status, null, 1));
+    const pod = await waitFor(
+      'the pod on the real node to be Ready',
+      120_000,
+      async () => {
+        const p = await core.readNamespacedPod({ name: 'probe', namespace });
+        return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? p : undefined;
+      },
+      async () => JSON.stringify((await core.readNamespacedPod({ name: 'probe', namespace })).status, null, 1),
+    );
     const readyAt = Date.now();
     expect(pod.spec?.nodeName).toBe(cluster.realNode!.name);
     const [net, bits] = realNodePodCidr.split('/');
@@ -171,8 +203,12 @@ describe('the real node', () => {
     // The Service's ClusterIP is no address of the namespace: only kube-proxy's rules take a request there to the pod.
     const service = await core.readNamespacedService({ name: 'probe', namespace });
     const clusterIP = service.spec!.clusterIP!;
-    await waitFor('kube-proxy to program the Service', 60_000, async () => ((await iptablesNat()).includes(`-d ${clusterIP}/32`) ? true : undefined));
-    const body = await waitFor(`the Service ${clusterIP} to answer from the cluster's network namespace`, 60_000, () => getInNamespace(`http://${clusterIP}/index.html`));
+    await waitFor('kube-proxy to program the Service', 60_000, async () =>
+      (await iptablesNat()).includes(`-d ${clusterIP}/32`) ? true : undefined,
+    );
+    const body = await waitFor(`the Service ${clusterIP} to answer from the cluster's network namespace`, 60_000, () =>
+      getInNamespace(`http://${clusterIP}/index.html`),
+    );
     expect(body).toBe('prepared by probe\n');
     expect(await getInNamespace(`http://${clusterIP}/uid.txt`)).toBe('65532\n');
     expect(await getInNamespace(`http://${clusterIP}/rootfs.txt`)).toBe('read-only\n');
@@ -200,7 +236,9 @@ describe('the real node', () => {
     expect(term!.at - deleted).toBeLessThan(graceSeconds * 1000);
     const alive = reports.filter((r) => r.what === 'alive');
     const lastAlive = alive.at(-1)?.at ?? 0;
-    log(`real node test: SIGTERM reported ${((term!.at - deleted) / 1000).toFixed(1)}s after the delete, last report while terminating ${((lastAlive - deleted) / 1000).toFixed(1)}s, pod gone ${((gone - deleted) / 1000).toFixed(1)}s after (grace period ${graceSeconds}s)`);
+    log(
+      `real node test: SIGTERM reported ${((term!.at - deleted) / 1000).toFixed(1)}s after the delete, last report while terminating ${((lastAlive - deleted) / 1000).toFixed(1)}s, pod gone ${((gone - deleted) / 1000).toFixed(1)}s after (grace period ${graceSeconds}s)`,
+    );
     // Still running well into the grace period (not killed at the SIGTERM)...
     expect(lastAlive - deleted).toBeGreaterThanOrEqual((graceSeconds - 2) * 1000);
     // ... and killed at its end, not left running: no report after the pod was gone, and gone soon after.
@@ -214,10 +252,23 @@ describe('the real node', () => {
       namespace,
       body: {
         metadata: { name: 'plain', namespace },
-        spec: { securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } }, containers: [{ name: 'c', image: 'acme/plain:1', securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } } }] },
+        spec: {
+          securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name: 'c',
+              image: 'acme/plain:1',
+              securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+            },
+          ],
+        },
       },
     });
-    const nodeName = await waitFor('the plain pod to be scheduled', 60_000, async () => (await core.readNamespacedPod({ name: 'plain', namespace })).spec?.nodeName || undefined);
+    const nodeName = await waitFor(
+      'the plain pod to be scheduled',
+      60_000,
+      async () => (await core.readNamespacedPod({ name: 'plain', namespace })).spec?.nodeName || undefined,
+    );
     expect(nodeName).toMatch(/^kwok-node-/);
     const node = await core.readNode({ name: cluster.realNode!.name });
     expect(node.spec?.taints).toContainEqual(expect.objectContaining(realNodeTaint));
@@ -233,17 +284,34 @@ describe('the real node', () => {
           nodeSelector: { [realNodeLabel.key]: realNodeLabel.value },
           tolerations: [{ key: realNodeTaint.key, operator: 'Exists' }],
           securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } },
-          containers: [{ name: 'c', image: image.name, imagePullPolicy: 'Never', command: ['sleep', '3600'], securityContext: restricted }],
+          containers: [
+            {
+              name: 'c',
+              image: image.name,
+              imagePullPolicy: 'Never',
+              command: ['sleep', '3600'],
+              securityContext: restricted,
+            },
+          ],
         },
       },
     });
-    await waitFor('the sleeper to run', 60_000, async () => ((await core.readNamespacedPod({ name: 'sleeper', namespace })).status?.phase === 'Running' ? true : undefined));
+    await waitFor('the sleeper to run', 60_000, async () =>
+      (await core.readNamespacedPod({ name: 'sleeper', namespace })).status?.phase === 'Running' ? true : undefined,
+    );
     // Every cgroup v1 hierarchy under /sys/fs/cgroup, or the unified one at /sys/fs/cgroup itself.
     const hierarchies = ['/sys/fs/cgroup', ...readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h))];
     const cgroups = hierarchies.map((h) => join(h, cluster.realNode!.cgroupRoot)).filter((d) => existsSync(d));
     const procs = (dir: string): number[] => {
-      const own = existsSync(join(dir, 'cgroup.procs')) ? readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number) : [];
-      return [...own, ...readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => procs(join(dir, e.name)))];
+      const own = existsSync(join(dir, 'cgroup.procs'))
+        ? readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)
+        : [];
+      return [
+        ...own,
+        ...readdirSync(dir, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .flatMap((e) => procs(join(dir, e.name))),
+      ];
     };
     const containerPids = [...new Set(cgroups.flatMap(procs))];
     const shims = readdirSync('/proc')
@@ -259,11 +327,16 @@ describe('the real node', () => {
     // The sleeper and the sandbox: at least two processes, and a shim for each pod.
     expect(containerPids.length).toBeGreaterThanOrEqual(2);
     expect(shims.length).toBeGreaterThanOrEqual(1);
-    const mountsOf = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(cluster.dir));
+    const mountsOf = () =>
+      readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(cluster.dir));
     expect(mountsOf().length).toBeGreaterThan(0);
     // libcni's cache of each sandbox's network (outside the cluster's directory).
     const cniResults = () => (existsSync('/var/lib/cni/results') ? readdirSync('/var/lib/cni/results') : []);
-    const sandboxIds = readdirSync(join(cluster.dir, 'node', 'containerd', 'state', 'io.containerd.grpc.v1.cri', 'sandboxes'));
+    const sandboxIds = readdirSync(
+      join(cluster.dir, 'node', 'containerd', 'state', 'io.containerd.grpc.v1.cri', 'sandboxes'),
+    );
     const cached = () => cniResults().filter((entry) => sandboxIds.some((id) => entry.includes(id)));
     expect(cached().length).toBeGreaterThan(0);
 

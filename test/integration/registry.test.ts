@@ -21,10 +21,15 @@ import { requireRegistryBinary, startRegistry, type Registry } from '../../ci/cl
 const kc = adminConfig();
 const kubeconfig = inject('kubeconfigPath');
 const helmMajors = { helm4: toolPath('helm'), helm3: toolPath('helm3') } as const;
-const crdNames = ['machinelearningmodels', 'machinelearningendpointconfigs', 'machinelearningendpoints'].map((plural) => `${plural}.ml-operator.dev`);
+const crdNames = ['machinelearningmodels', 'machinelearningendpointconfigs', 'machinelearningendpoints'].map(
+  (plural) => `${plural}.ml-operator.dev`,
+);
 
 // Two versions after the repository's, so that nothing here looks like a real release.
-const [major, minor, patch] = releaseVersion(repositoryRoot).match(/^(\d+)\.(\d+)\.(\d+)/)!.slice(1).map(Number);
+const [major, minor, patch] = releaseVersion(repositoryRoot)
+  .match(/^(\d+)\.(\d+)\.(\d+)/)!
+  .slice(1)
+  .map(Number);
 const first = `${major}.${minor}.${patch + 1}`;
 const second = `${major}.${minor}.${patch + 2}`;
 
@@ -56,7 +61,12 @@ async function ok(command: string, args: string[], env: NodeJS.ProcessEnv = helm
 function helmHomes(name: string): NodeJS.ProcessEnv {
   const home = join(scratch, 'helm', name);
   const { HELM_REGISTRY_USERNAME: _user, HELM_REGISTRY_PASSWORD: _password, ...env } = process.env;
-  return { ...env, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
+  return {
+    ...env,
+    HELM_CACHE_HOME: join(home, 'cache'),
+    HELM_CONFIG_HOME: join(home, 'config'),
+    HELM_DATA_HOME: join(home, 'data'),
+  };
 }
 
 beforeAll(async () => {
@@ -93,20 +103,29 @@ describe('npm run chart:publish to an OCI registry', () => {
     expect(manifest.headers.get('docker-content-digest')).toBe(digest);
   });
 
-  it.each(Object.entries(helmMajors))('serves what was published to %s: helm show chart and helm show values', async (_major, helm) => {
-    const chart = parse(await ok(helm, ['show', 'chart', chartRef(), '--version', first, '--plain-http']));
-    expect(chart).toEqual(parse(readFileSync(join(checkout, 'Chart.yaml'), 'utf8')));
-    expect(chart.annotations['helm.sh/images']).toContain(`ghcr.io/ml-operator/controller:${first}`);
-    const values = await ok(helm, ['show', 'values', chartRef(), '--version', first, '--plain-http']);
-    expect(values.trimEnd()).toBe(readFileSync(join(checkout, 'values.yaml'), 'utf8').trimEnd());
-  });
+  it.each(Object.entries(helmMajors))(
+    'serves what was published to %s: helm show chart and helm show values',
+    async (_major, helm) => {
+      const chart = parse(await ok(helm, ['show', 'chart', chartRef(), '--version', first, '--plain-http']));
+      expect(chart).toEqual(parse(readFileSync(join(checkout, 'Chart.yaml'), 'utf8')));
+      expect(chart.annotations['helm.sh/images']).toContain(`ghcr.io/ml-operator/controller:${first}`);
+      const values = await ok(helm, ['show', 'values', chartRef(), '--version', first, '--plain-http']);
+      expect(values.trimEnd()).toBe(readFileSync(join(checkout, 'values.yaml'), 'utf8').trimEnd());
+    },
+  );
 
   it(`refuses to publish ${first} again without --force, and names the way out`, async () => {
     const result = await script('publish', [`oci://${registry.host}/charts`, '--plain-http', '--dir', checkout]);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`chart:publish: ${chartRef()}:${first} already exists.`);
     expect(result.stderr).toContain(`pass --force to overwrite ${chartRef()}:${first}`);
-    const forced = await script('publish', [`oci://${registry.host}/charts`, '--plain-http', '--force', '--dir', checkout]);
+    const forced = await script('publish', [
+      `oci://${registry.host}/charts`,
+      '--plain-http',
+      '--force',
+      '--dir',
+      checkout,
+    ]);
     expect(forced.code, forced.stderr).toBe(0);
     expect(forced.stdout).toContain(`Published ${chartRef()}:${first}\n`);
   });
@@ -127,7 +146,9 @@ async function crdsExist(): Promise<boolean> {
 }
 
 async function controllerImage(namespace: string, release: string): Promise<string | undefined> {
-  const deployment = await kc.makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ name: `${release}-controller`, namespace });
+  const deployment = await kc
+    .makeApiClient(k8s.AppsV1Api)
+    .readNamespacedDeployment({ name: `${release}-controller`, namespace });
   return deployment.spec?.template.spec?.containers[0].image;
 }
 
@@ -147,7 +168,14 @@ describe.each(Object.entries(helmMajors))('%s installs the chart from the regist
     const name = `from-registry-${major}-${randomBytes(2).toString('hex')}`;
     // The CRDs are cluster-wide and kept on uninstall: install them only when no release has, so
     // that two releases never both claim them.
-    const values = ['--set', `crds.enabled=${!(await crdsExist())}`, '--set', 'namespace.create=false', '--set', `namespace.name=${namespace}`];
+    const values = [
+      '--set',
+      `crds.enabled=${!(await crdsExist())}`,
+      '--set',
+      'namespace.create=false',
+      '--set',
+      `namespace.name=${namespace}`,
+    ];
     const cluster = ['--namespace', namespace, '--kubeconfig', kubeconfig];
     const target = [...cluster, '--plain-http'];
 
@@ -162,16 +190,29 @@ describe.each(Object.entries(helmMajors))('%s installs the chart from the regist
     }
     expect(await controllerImage(namespace, name)).toBe(`ghcr.io/ml-operator/controller:${first}`);
     const listed = () => ok(helm, ['list', ...cluster, '--output', 'json']).then((out) => JSON.parse(out));
-    expect(await listed()).toEqual([expect.objectContaining({ name, chart: `ml-operator-${first}`, app_version: first, status: 'deployed' })]);
+    expect(await listed()).toEqual([
+      expect.objectContaining({ name, chart: `ml-operator-${first}`, app_version: first, status: 'deployed' }),
+    ]);
 
     await ok(helm, ['upgrade', name, chartRef(), '--version', second, ...target, ...values]);
     expect(await controllerImage(namespace, name)).toBe(`ghcr.io/ml-operator/controller:${second}`);
-    expect(await listed()).toEqual([expect.objectContaining({ name, chart: `ml-operator-${second}`, revision: '2', status: 'deployed' })]);
+    expect(await listed()).toEqual([
+      expect.objectContaining({ name, chart: `ml-operator-${second}`, revision: '2', status: 'deployed' }),
+    ]);
 
     await ok(helm, ['uninstall', name, ...cluster]);
-    releases.splice(releases.findIndex((r) => r.name === name), 1);
+    releases.splice(
+      releases.findIndex((r) => r.name === name),
+      1,
+    );
     await waitFor(`Deployment ${name}-controller to be deleted`, 30_000, async () =>
-      (await apiError(kc.makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ name: `${name}-controller`, namespace })))?.code === 404 ? true : undefined,
+      (
+        await apiError(
+          kc.makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ name: `${name}-controller`, namespace }),
+        )
+      )?.code === 404
+        ? true
+        : undefined,
     );
     expect(await crdsExist()).toBe(true);
   });
@@ -189,23 +230,34 @@ describe('a registry that requires a login', () => {
     archive = packaged.stdout.trim();
   });
 
-  const publish = (env: NodeJS.ProcessEnv) => script('publish', [`oci://${secured.host}/charts`, '--plain-http', '--package', archive], env);
+  const publish = (env: NodeJS.ProcessEnv) =>
+    script('publish', [`oci://${secured.host}/charts`, '--plain-http', '--package', archive], env);
 
   it('fails clearly without credentials', async () => {
     const result = await publish(helmHomes('anonymous'));
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/chart:publish: cannot tell whether oci:\/\/127\.0\.0\.1:\d+\/charts\/ml-operator:\S+ exists:\n.*(401|unauthorized|credential)/i);
+    expect(result.stderr).toMatch(
+      /chart:publish: cannot tell whether oci:\/\/127\.0\.0\.1:\d+\/charts\/ml-operator:\S+ exists:\n.*(401|unauthorized|credential)/i,
+    );
   });
 
   it('fails clearly with a wrong password', async () => {
-    const result = await publish({ ...helmHomes('wrong-password'), HELM_REGISTRY_USERNAME: publisher.username, HELM_REGISTRY_PASSWORD: 'not-the-password' });
+    const result = await publish({
+      ...helmHomes('wrong-password'),
+      HELM_REGISTRY_USERNAME: publisher.username,
+      HELM_REGISTRY_PASSWORD: 'not-the-password',
+    });
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/registry login 127\.0\.0\.1:\d+ .*exited with 1:\n.*401/s);
     expect(result.stderr).not.toContain('not-the-password');
   });
 
   it('logs in with HELM_REGISTRY_USERNAME and HELM_REGISTRY_PASSWORD and publishes', async () => {
-    const env = { ...helmHomes('publisher'), HELM_REGISTRY_USERNAME: publisher.username, HELM_REGISTRY_PASSWORD: publisher.password };
+    const env = {
+      ...helmHomes('publisher'),
+      HELM_REGISTRY_USERNAME: publisher.username,
+      HELM_REGISTRY_PASSWORD: publisher.password,
+    };
     const result = await publish(env);
     expect(result.code, `${result.stderr}\n${secured.logs()}`).toBe(0);
     expect(result.stdout).toContain(`Published oci://${secured.host}/charts/ml-operator:${second}\n`);

@@ -90,7 +90,12 @@ describe('KubeClient', () => {
   it('applies server-side: creates, then leaves an identical object untouched', async () => {
     const writes: string[] = [];
     const client = new KubeClient(kc, { onWrite: (verb, r) => writes.push(`${verb} ${r.plural}`) });
-    const body = () => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'applied', namespace, labels: { test: 'apply' } }, data: { a: '1' } });
+    const body = () => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'applied', namespace, labels: { test: 'apply' } },
+      data: { a: '1' },
+    });
     const created = await client.apply<ConfigMap>(configMap, body());
     expect(created.metadata.uid).toBeTruthy();
     expect(created.metadata.managedFields).toBeUndefined();
@@ -115,47 +120,81 @@ describe('KubeClient', () => {
     // and refuses the C1 controls: the strings of a model (env, args, paths) must reach the objects whole.
     const client = new KubeClient(kc);
     const data = { nel: 'a\u0085b', separators: 'c\u2028d\u2029e', controls: 'f\u007f\u0080\u009fg', bom: '\ufeffh' };
-    const applied = await client.apply<ConfigMap>(configMap, { metadata: { name: 'unusual-strings', namespace }, data } as ConfigMap);
+    const applied = await client.apply<ConfigMap>(configMap, {
+      metadata: { name: 'unusual-strings', namespace },
+      data,
+    } as ConfigMap);
     expect(applied.data).toEqual(data);
   });
 
   it('rejects an apply that breaks the schema, saying what failed', async () => {
     const client = new KubeClient(kc);
     const route = { destination: { host: 'a' }, weight: 2 ** 31 };
-    const err = await client.apply(resources.virtualService, { metadata: { name: 'bad', namespace }, spec: { hosts: ['a'], http: [{ route: [route] }] } }).catch((e: unknown) => e);
+    const err = await client
+      .apply(resources.virtualService, {
+        metadata: { name: 'bad', namespace },
+        spec: { hosts: ['a'], http: [{ route: [route] }] },
+      })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KubeError);
     expect((err as KubeError).code).toBe(422);
-    expect((err as KubeError).message).toMatch(new RegExp(`^PATCH virtualservices ${namespace}/bad: 422 Invalid: .*weight`));
+    expect((err as KubeError).message).toMatch(
+      new RegExp(`^PATCH virtualservices ${namespace}/bad: 422 Invalid: .*weight`),
+    );
   });
 
   it('applies status through the /status subresource, apart from the spec', async () => {
     const client = new KubeClient(kc);
     const vs = (extra: object) => ({ metadata: { name: 'routes', namespace }, ...extra });
-    const spec = { hosts: ['model.example.com'], http: [{ route: [{ destination: { host: 'a', port: { number: 80 } } }] }] };
+    const spec = {
+      hosts: ['model.example.com'],
+      http: [{ route: [{ destination: { host: 'a', port: { number: 80 } } }] }],
+    };
     await client.apply(resources.virtualService, vs({ spec }));
-    const status = { observedGeneration: 1, conditions: [{ type: 'Reconciled', status: 'True', reason: 'Test', message: 'ok' }] };
+    const status = {
+      observedGeneration: 1,
+      conditions: [{ type: 'Reconciled', status: 'True', reason: 'Test', message: 'ok' }],
+    };
     const withStatus = await client.applyStatus<KubeObject>(resources.virtualService, vs({ status }));
     expect(withStatus.status).toMatchObject(status);
     const again = await client.applyStatus<KubeObject>(resources.virtualService, vs({ status }));
     expect(again.metadata.resourceVersion).toBe(withStatus.metadata.resourceVersion);
     // Status sent to the main resource is ignored; spec sent to /status too.
     await client.apply(resources.virtualService, vs({ spec, status: { observedGeneration: 7 } }));
-    const got = await client.get<KubeObject & { status: { observedGeneration: number } }>(resources.virtualService, namespace, 'routes');
+    const got = await client.get<KubeObject & { status: { observedGeneration: number } }>(
+      resources.virtualService,
+      namespace,
+      'routes',
+    );
     expect(got!.status.observedGeneration).toBe(1);
   });
 
   it('updates with optimistic concurrency and deletes with a uid precondition', async () => {
     const client = new KubeClient(kc);
-    const created = await client.create<ConfigMap>(configMap, { metadata: { name: 'updated', namespace }, data: { v: '1' } } as ConfigMap);
+    const created = await client.create<ConfigMap>(configMap, {
+      metadata: { name: 'updated', namespace },
+      data: { v: '1' },
+    } as ConfigMap);
     const updated = await client.update<ConfigMap>(configMap, { ...created, data: { v: '2' } } as ConfigMap);
     expect(updated.data).toEqual({ v: '2' });
-    const stale = await client.update(configMap, { ...created, data: { v: '3' } } as ConfigMap).catch((e: unknown) => e);
+    const stale = await client
+      .update(configMap, { ...created, data: { v: '3' } } as ConfigMap)
+      .catch((e: unknown) => e);
     expect(stale).toMatchObject({ code: 409, reason: 'Conflict' });
-    const duplicate = await client.create(configMap, { metadata: { name: 'updated', namespace } }).catch((e: unknown) => e);
+    const duplicate = await client
+      .create(configMap, { metadata: { name: 'updated', namespace } })
+      .catch((e: unknown) => e);
     expect(duplicate).toMatchObject({ code: 409, reason: 'AlreadyExists' });
-    const wrongUid = await client.delete(configMap, namespace, 'updated', { uid: 'not-the-uid' }).catch((e: unknown) => e);
+    const wrongUid = await client
+      .delete(configMap, namespace, 'updated', { uid: 'not-the-uid' })
+      .catch((e: unknown) => e);
     expect(wrongUid).toMatchObject({ code: 409 });
-    expect(await client.delete(configMap, namespace, 'updated', { uid: created.metadata.uid, propagationPolicy: 'Background' })).toBe(true);
+    expect(
+      await client.delete(configMap, namespace, 'updated', {
+        uid: created.metadata.uid,
+        propagationPolicy: 'Background',
+      }),
+    ).toBe(true);
     expect(await client.delete(configMap, namespace, 'updated')).toBe(false);
   });
 });
@@ -171,11 +210,15 @@ describe('Informer', () => {
       { namespace, labelSelector: 'informer=yes', logger, watchTimeoutSeconds: 60 },
       {
         onAdd: (o) => events.push(`add ${o.metadata.name}`),
-        onUpdate: (o, old) => o.data?.v !== old.data?.v && events.push(`update ${o.metadata.name} ${old.data?.v}->${o.data?.v}`),
+        onUpdate: (o, old) =>
+          o.data?.v !== old.data?.v && events.push(`update ${o.metadata.name} ${old.data?.v}->${o.data?.v}`),
         onDelete: (o) => events.push(`delete ${o.metadata.name}`),
       },
     );
-    const cm = (name: string, v: string, labels = { informer: 'yes' }) => ({ metadata: { name, namespace, labels }, data: { v } });
+    const cm = (name: string, v: string, labels = { informer: 'yes' }) => ({
+      metadata: { name, namespace, labels },
+      data: { v },
+    });
     await admin.apply(configMap, cm('before', '1'));
     await admin.apply(configMap, cm('unlabelled', '1', { informer: 'no' }));
     informer.start();
@@ -187,7 +230,12 @@ describe('Informer', () => {
       await admin.apply(configMap, cm('after', '1'));
       await admin.apply(configMap, cm('before', '2'));
       await admin.delete(configMap, namespace, 'after');
-      await waitFor('the informer to see add, update and delete', 30_000, async () => (events.length === 4 ? true : undefined), () => events.join('\n'));
+      await waitFor(
+        'the informer to see add, update and delete',
+        30_000,
+        async () => (events.length === 4 ? true : undefined),
+        () => events.join('\n'),
+      );
       expect(events).toEqual(['add before', 'add after', 'update before 1->2', 'delete after']);
       expect(informer.get(namespace, 'before')?.data).toEqual({ v: '2' });
       expect(informer.get(namespace, 'before')?.metadata.managedFields).toBeUndefined();
@@ -199,12 +247,20 @@ describe('Informer', () => {
       proxy.dropConnections();
       await admin.apply(configMap, cm('while-cut', '1'));
       await admin.apply(configMap, cm('before', '3'));
-      await waitFor('the informer to catch up after the cut', 30_000, async () => (informer.get(namespace, 'while-cut') && informer.get(namespace, 'before')?.data?.v === '3' ? true : undefined), () => events.join('\n'));
+      await waitFor(
+        'the informer to catch up after the cut',
+        30_000,
+        async () =>
+          informer.get(namespace, 'while-cut') && informer.get(namespace, 'before')?.data?.v === '3' ? true : undefined,
+        () => events.join('\n'),
+      );
       expect(events.sort()).toEqual(['add while-cut', 'update before 2->3']);
 
       // And it keeps watching afterwards.
       await admin.delete(configMap, namespace, 'while-cut');
-      await waitFor('the informer to see a delete after the cut', 30_000, async () => (informer.get(namespace, 'while-cut') ? undefined : true));
+      await waitFor('the informer to see a delete after the cut', 30_000, async () =>
+        informer.get(namespace, 'while-cut') ? undefined : true,
+      );
       expect(events.at(-1)).toBe('delete while-cut');
     } finally {
       informer.stop();
@@ -222,10 +278,20 @@ describe('LeaderElector', () => {
     const contender = async (identity: string) => {
       const proxy = await startProxy();
       const elector = new LeaderElector(new KubeClient(proxy.kubeConfig), { ...lease, identity, logger, ...timing });
-      const leading = elector.run({ onStartedLeading: () => started.push(identity), onStoppedLeading: () => stopped.push(identity) });
+      const leading = elector.run({
+        onStartedLeading: () => started.push(identity),
+        onStoppedLeading: () => stopped.push(identity),
+      });
       return { identity, proxy, elector, leading };
     };
-    const leaseHolder = async () => (await new KubeClient(kc).get<KubeObject & { spec: { holderIdentity?: string } }>(resources.lease, namespace, lease.name))?.spec.holderIdentity;
+    const leaseHolder = async () =>
+      (
+        await new KubeClient(kc).get<KubeObject & { spec: { holderIdentity?: string } }>(
+          resources.lease,
+          namespace,
+          lease.name,
+        )
+      )?.spec.holderIdentity;
 
     const a = await contender('replica-a');
     const b = await contender('replica-b');
@@ -262,7 +328,9 @@ describe('LeaderElector', () => {
     expect(takeoverMs).toBeGreaterThanOrEqual(timing.leaseDurationMs - timing.retryPeriodMs);
     expect(takeoverMs).toBeLessThan(timing.leaseDurationMs + 2 * timing.retryPeriodMs + 1_000);
     expect(await leaseHolder()).toBe(third.identity);
-    await waitFor('the cut-off leader to step down', 10_000, async () => (stopped.includes(second.identity) ? true : undefined));
+    await waitFor('the cut-off leader to step down', 10_000, async () =>
+      stopped.includes(second.identity) ? true : undefined,
+    );
     expect(second.elector.isLeader()).toBe(false);
     expect(stopped).toEqual([second.identity]);
 

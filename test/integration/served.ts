@@ -13,7 +13,9 @@ import type { MachineLearningEndpoint } from '../../controller/src/api/generated
 export const maxExtraMs = 1000;
 
 /** The model instances (Service names) the endpoints' statuses route to. */
-export const backendsOf = (...endpoints: MachineLearningEndpoint[]): string[] => [...new Set(endpoints.flatMap((e) => (e.status?.traffic ?? []).map((t) => t.service)))];
+export const backendsOf = (...endpoints: MachineLearningEndpoint[]): string[] => [
+  ...new Set(endpoints.flatMap((e) => (e.status?.traffic ?? []).map((t) => t.service))),
+];
 
 /**
  * Every request of the run was answered with a 2xx, by a backend of the endpoint under test (one of
@@ -22,5 +24,8 @@ export const backendsOf = (...endpoints: MachineLearningEndpoint[]): string[] =>
  */
 export function expectServed(run: LoadRun, rule: Omit<ServedRule, 'maxExtraMs'> & { maxExtraMs?: number }): void {
   const problems = servedProblems(run.samples, { maxExtraMs, ...rule }, run.capped);
-  expect(problems.slice(0, 20), `${problems.length} of ${run.samples.length} requests not served as they should be (the first 20)`).toEqual([]);
+  expect(
+    problems.slice(0, 20),
+    `${problems.length} of ${run.samples.length} requests not served as they should be (the first 20)`,
+  ).toEqual([]);
 }

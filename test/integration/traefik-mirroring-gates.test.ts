@@ -27,9 +27,20 @@ const progressing = (e: MachineLearningEndpoint) => e.status?.conditions?.find((
 async function serveMirrored(name: string): Promise<MachineLearningEndpoint> {
   await applyModel(suite.namespace, name, model(`acme/${name}:1`));
   await applyModel(suite.namespace, `${name}-shadow`, model(`acme/${name}-shadow:1`));
-  await applyConfig(suite.namespace, name, { models: [{ model: name }, { model: `${name}-shadow`, shadow: { percent: 10 } }] });
-  await applyEndpoint(suite.namespace, name, { config: name, rollout: { strategy: 'Canary', canary: { percent: 20, bakeSeconds: 15 }, analysis: { checks }, drainSeconds: 5 } });
-  const e = await waitForEndpoint(suite.namespace, name, 'InService and mirrored', (x) => inService(x) && x.status?.shadows?.[0]?.mirrored === true, 90_000);
+  await applyConfig(suite.namespace, name, {
+    models: [{ model: name }, { model: `${name}-shadow`, shadow: { percent: 10 } }],
+  });
+  await applyEndpoint(suite.namespace, name, {
+    config: name,
+    rollout: { strategy: 'Canary', canary: { percent: 20, bakeSeconds: 15 }, analysis: { checks }, drainSeconds: 5 },
+  });
+  const e = await waitForEndpoint(
+    suite.namespace,
+    name,
+    'InService and mirrored',
+    (x) => inService(x) && x.status?.shadows?.[0]?.mirrored === true,
+    90_000,
+  );
   await waitForGateway(suite.host(name));
   return e;
 }
@@ -42,18 +53,41 @@ describe('metric gates with Traefik mirroring on', () => {
       await waitFor('load before the change', 10_000, async () => (run.samples.length > 100 ? true : undefined));
       const changedAt = run.elapsed();
       await applyModel(suite.namespace, 'healthy', model('acme/healthy:2'));
-      const step = await waitForEndpoint(suite.namespace, 'healthy', 'the canary step', (e) => e.status?.rollout?.weight === 20, 100_000);
+      const step = await waitForEndpoint(
+        suite.namespace,
+        'healthy',
+        'the canary step',
+        (e) => e.status?.rollout?.weight === 20,
+        100_000,
+      );
       const stepAt = run.elapsed();
-      const v2 = await waitForEndpoint(suite.namespace, 'healthy', 'promoted', (e) => inService(e) && e.status!.endpointConfigVersion !== v1.status!.endpointConfigVersion && e.status!.rollout?.phase === 'Promoted', 100_000);
+      const v2 = await waitForEndpoint(
+        suite.namespace,
+        'healthy',
+        'promoted',
+        (e) =>
+          inService(e) &&
+          e.status!.endpointConfigVersion !== v1.status!.endpointConfigVersion &&
+          e.status!.rollout?.phase === 'Promoted',
+        100_000,
+      );
       const promotedAt = run.elapsed();
-      await waitFor('load after the promotion', 20_000, async () => (run.elapsed() > promotedAt + 8000 ? true : undefined));
+      await waitFor('load after the promotion', 20_000, async () =>
+        run.elapsed() > promotedAt + 8000 ? true : undefined,
+      );
       run.stop();
       const r = await run.done;
       printReport('a healthy Canary with Traefik mirroring', r);
-      const failed = run.samples.filter((x) => x.status < 200 || x.status >= 300).map((x) => `${x.status} at ${(x.start / 1000).toFixed(2)} s`);
-      process.stdout.write(`[mirroring-gates] changed at ${(changedAt / 1000).toFixed(2)} s, step ${step.status!.rollout!.step} seen at ${(stepAt / 1000).toFixed(2)} s, promoted at ${(promotedAt / 1000).toFixed(2)} s; failed: ${failed.join(', ') || 'none'}\n`);
+      const failed = run.samples
+        .filter((x) => x.status < 200 || x.status >= 300)
+        .map((x) => `${x.status} at ${(x.start / 1000).toFixed(2)} s`);
+      process.stdout.write(
+        `[mirroring-gates] changed at ${(changedAt / 1000).toFixed(2)} s, step ${step.status!.rollout!.step} seen at ${(stepAt / 1000).toFixed(2)} s, promoted at ${(promotedAt / 1000).toFixed(2)} s; failed: ${failed.join(', ') || 'none'}\n`,
+      );
       const analysis = v2.status!.rollout!.analysis!;
-      process.stdout.write(`[mirroring-gates] promoted: ${analysis.map((a) => `${a.name} = ${a.value} (${a.result})`).join(', ')}\n`);
+      process.stdout.write(
+        `[mirroring-gates] promoted: ${analysis.map((a) => `${a.name} = ${a.value} (${a.result})`).join(', ')}\n`,
+      );
       expect(analysis.map((a) => [a.name, a.result])).toEqual([
         ['errors', 'Passed'],
         ['p99', 'Passed'],
@@ -72,13 +106,22 @@ describe('metric gates with Traefik mirroring on', () => {
     try {
       await waitFor('load before the change', 10_000, async () => (run.samples.length > 100 ? true : undefined));
       await applyModel(suite.namespace, 'broken', model('acme/broken:2', { DEMO_ERROR_RATE: '0.5' }));
-      const rolledBack = await waitForEndpoint(suite.namespace, 'broken', 'rolled back', (e) => e.status?.rollout?.phase === 'RolledBack', 90_000);
+      const rolledBack = await waitForEndpoint(
+        suite.namespace,
+        'broken',
+        'rolled back',
+        (e) => e.status?.rollout?.phase === 'RolledBack',
+        90_000,
+      );
       run.stop();
       const r = await run.done;
       printReport('a broken Canary with Traefik mirroring', r);
       process.stdout.write(`[mirroring-gates] rolled back: ${progressing(rolledBack)!.message}\n`);
       expect(rolledBack.status!.endpointConfigVersion).toBe(v1.status!.endpointConfigVersion);
-      expect(progressing(rolledBack)).toMatchObject({ reason: 'AnalysisFailed', message: expect.stringMatching(/check errors = 0\.\d+, outside its bound \(<= 0\.05\)/) });
+      expect(progressing(rolledBack)).toMatchObject({
+        reason: 'AnalysisFailed',
+        message: expect.stringMatching(/check errors = 0\.\d+, outside its bound \(<= 0\.05\)/),
+      });
       const value = Number(progressing(rolledBack)!.message.match(/check errors = (0\.\d+)/)![1]);
       // The candidate fails half its requests: the measured share is about that.
       expect(value).toBeGreaterThan(0.2);

@@ -3,7 +3,15 @@
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { installChart, type Release } from '../../ci/cluster/operator.ts';
-import { binomialInterval, describeReport, startLoad, type LoadOptions, type LoadReport, type LoadRun, type Sample } from '../../ci/traffic/load.ts';
+import {
+  binomialInterval,
+  describeReport,
+  startLoad,
+  type LoadOptions,
+  type LoadReport,
+  type LoadRun,
+  type Sample,
+} from '../../ci/traffic/load.ts';
 import { waitFor } from '../../ci/wait.ts';
 import { admin, artifact, k8s } from './ml.ts';
 
@@ -18,10 +26,20 @@ export type RoutingMode = 'shared' | 'perEndpoint';
  * Installs a release of the chart whose controller watches only the given namespaces (so the release
  * gets Roles there, and cluster-wide only the nodes list of the capacity check), with more values.
  */
-export async function installRelease(namespace: string | string[], values: string[], prefix = 'rel'): Promise<Release & { values: string[] }> {
+export async function installRelease(
+  namespace: string | string[],
+  values: string[],
+  prefix = 'rel',
+): Promise<Release & { values: string[] }> {
   const watched = Array.isArray(namespace) ? namespace : [namespace];
   const release = { name: `${prefix}-${randomBytes(3).toString('hex')}`, namespace: `${watched[0]}-release` };
-  const all = ['crds.enabled=false', 'namespace.create=false', 'rbac.aggregateClusterRoles=false', `global.watchNamespaces={${watched.join(',')}}`, ...values];
+  const all = [
+    'crds.enabled=false',
+    'namespace.create=false',
+    'rbac.aggregateClusterRoles=false',
+    `global.watchNamespaces={${watched.join(',')}}`,
+    ...values,
+  ];
   await installChart(inject('kubeconfigPath'), all, release);
   return { ...release, values: all };
 }
@@ -30,7 +48,11 @@ export async function installRelease(namespace: string | string[], values: strin
  * Installs a release of the chart whose controller routes with the Gateway API provider: attached to
  * the cluster's shared Gateway, or with a Gateway of Traefik's class per endpoint.
  */
-export async function installGatewayRelease(namespace: string | string[], mode: RoutingMode, extra: string[] = []): Promise<Release & { values: string[] }> {
+export async function installGatewayRelease(
+  namespace: string | string[],
+  mode: RoutingMode,
+  extra: string[] = [],
+): Promise<Release & { values: string[] }> {
   const g = gateway();
   const routing =
     mode === 'shared'
@@ -70,8 +92,16 @@ export function printReport(what: string, r: LoadReport): void {
 }
 
 /** Asserts-ready data: the observed share of `instance` and the 99.9% binomial interval around `expected`. */
-export function share(samples: readonly Sample[], instance: string, expected: number): { observed: number; interval: [number, number]; n: number } {
+export function share(
+  samples: readonly Sample[],
+  instance: string,
+  expected: number,
+): { observed: number; interval: [number, number]; n: number } {
   const answered = samples.filter((s) => s.status === 200 && s.backend);
   const hits = answered.filter((s) => s.backend!.instance === instance).length;
-  return { observed: hits / answered.length, interval: binomialInterval(expected, answered.length), n: answered.length };
+  return {
+    observed: hits / answered.length,
+    interval: binomialInterval(expected, answered.length),
+    n: answered.length,
+  };
 }

@@ -18,7 +18,10 @@ interface Listener {
   filter_chains?: {
     filter_chain_match?: { server_names?: string[] };
     filters?: { name: string; typed_config?: { rds?: { route_config_name?: string } } }[];
-    transport_socket?: { name: string; typed_config?: { common_tls_context?: { tls_certificate_sds_secret_configs?: { name: string }[] } } };
+    transport_socket?: {
+      name: string;
+      typed_config?: { common_tls_context?: { tls_certificate_sds_secret_configs?: { name: string }[] } };
+    };
   }[];
 }
 interface EnvoyRoute {
@@ -27,7 +30,12 @@ interface EnvoyRoute {
   route?: {
     cluster?: string;
     weighted_clusters?: { clusters: { name: string; weight?: number }[] };
-    request_mirror_policies?: { cluster: string; runtime_fraction?: { default_value?: { numerator?: number; denominator?: 'HUNDRED' | 'TEN_THOUSAND' | 'MILLION' } } }[];
+    request_mirror_policies?: {
+      cluster: string;
+      runtime_fraction?: {
+        default_value?: { numerator?: number; denominator?: 'HUNDRED' | 'TEN_THOUSAND' | 'MILLION' };
+      };
+    }[];
   };
 }
 interface RouteConfiguration {
@@ -65,10 +73,15 @@ const denominators = { HUNDRED: 100, TEN_THOUSAND: 10_000, MILLION: 1_000_000 } 
 
 function summarise(r: EnvoyRoute): ProgrammedRoute {
   const header = r.match?.headers?.map((h) => `${h.name}=${h.string_match?.exact ?? '?'}`).join(',');
-  const clusters = r.route?.weighted_clusters?.clusters.map((c) => ({ name: c.name, weight: c.weight ?? 0 })) ?? (r.route?.cluster ? [{ name: r.route.cluster, weight: 100 }] : []);
+  const clusters =
+    r.route?.weighted_clusters?.clusters.map((c) => ({ name: c.name, weight: c.weight ?? 0 })) ??
+    (r.route?.cluster ? [{ name: r.route.cluster, weight: 100 }] : []);
   const mirrors = (r.route?.request_mirror_policies ?? []).map((m) => {
     const f = m.runtime_fraction?.default_value;
-    return { cluster: m.cluster, percent: f ? ((f.numerator ?? 0) * 100) / denominators[f.denominator ?? 'HUNDRED'] : 100 };
+    return {
+      cluster: m.cluster,
+      percent: f ? ((f.numerator ?? 0) * 100) / denominators[f.denominator ?? 'HUNDRED'] : 100,
+    };
   });
   return { ...(header ? { header } : {}), clusters, mirrors };
 }
@@ -94,10 +107,15 @@ export function programmedHost(snapshot: XdsSnapshot, host: string, port = 80): 
     .flatMap((fc) => fc.filters ?? [])
     .map((f) => f.typed_config?.rds?.route_config_name)
     .filter((n): n is string => Boolean(n));
-  const vhost = snapshot.routes.filter((r) => routeNames.includes(r.name)).flatMap((r) => r.virtual_hosts ?? []).find((v) => v.domains.includes(host));
+  const vhost = snapshot.routes
+    .filter((r) => routeNames.includes(r.name))
+    .flatMap((r) => r.virtual_hosts ?? [])
+    .find((v) => v.domains.includes(host));
   if (!vhost) return undefined;
   const routes = (vhost.routes ?? []).map(summarise);
-  const clusters = [...new Set(routes.flatMap((r) => [...r.clusters.map((c) => c.name), ...r.mirrors.map((m) => m.cluster)]))];
+  const clusters = [
+    ...new Set(routes.flatMap((r) => [...r.clusters.map((c) => c.name), ...r.mirrors.map((m) => m.cluster)])),
+  ];
   return { routes, endpoints: Object.fromEntries(clusters.map((c) => [c, endpointsOf(snapshot, c)])) };
 }
 
@@ -115,19 +133,30 @@ export function tlsSecretsFor(snapshot: XdsSnapshot, host: string, port = 443): 
 }
 
 /** Istio's name of the outbound cluster of a Service's port. */
-export const clusterOf = (namespace: string, service: string, port = 80) => `outbound|${port}||${service}.${namespace}.svc.cluster.local`;
+export const clusterOf = (namespace: string, service: string, port = 80) =>
+  `outbound|${port}||${service}.${namespace}.svc.cluster.local`;
 
 /** Ready pods' addresses (ip:port of the container port the Service's `http` port targets) of a Service. */
 export async function readyAddresses(namespace: string, service: string): Promise<string[]> {
   const core = admin.makeApiClient(k8s.CoreV1Api);
   const svc = await core.readNamespacedService({ name: service, namespace });
-  const selector = Object.entries(svc.spec?.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+  const selector = Object.entries(svc.spec?.selector ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
   const target = svc.spec?.ports?.find((p) => p.name === 'http')?.targetPort;
   const pods = await core.listNamespacedPod({ namespace, labelSelector: selector });
   return pods.items
-    .filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') && p.status.podIP)
+    .filter(
+      (p) =>
+        !p.metadata?.deletionTimestamp &&
+        p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') &&
+        p.status.podIP,
+    )
     .map((p) => {
-      const port = typeof target === 'number' ? target : p.spec?.containers.flatMap((c) => c.ports ?? []).find((cp) => cp.name === target)?.containerPort;
+      const port =
+        typeof target === 'number'
+          ? target
+          : p.spec?.containers.flatMap((c) => c.ports ?? []).find((cp) => cp.name === target)?.containerPort;
       return `${p.status!.podIP}:${port}`;
     })
     .sort();
@@ -147,12 +176,28 @@ export async function expectedHost(e: MachineLearningEndpoint): Promise<Programm
   const targets = traffic.filter((t) => t.version === serving || t.version === undefined);
   const split = new Map<string, number>();
   for (const t of traffic) split.set(t.service, (split.get(t.service) ?? 0) + t.weight);
-  const mirrors = (e.status?.shadows ?? []).filter((s) => s.mirrored).map((s) => ({ cluster: clusterOf(namespace, s.service), percent: s.percent }));
+  const mirrors = (e.status?.shadows ?? [])
+    .filter((s) => s.mirrored)
+    .map((s) => ({ cluster: clusterOf(namespace, s.service), percent: s.percent }));
   const routes: ProgrammedRoute[] = [
-    ...[...new Map(targets.map((t) => [t.variant, t.service]))].map(([variant, service]) => ({ header: `x-ml-variant=${variant}`, clusters: [{ name: clusterOf(namespace, service), weight: 100 }], mirrors: [] })),
-    { clusters: [...split].filter(([, w]) => w > 0).map(([service, weight]) => ({ name: clusterOf(namespace, service), weight })), mirrors },
+    ...[...new Map(targets.map((t) => [t.variant, t.service]))].map(([variant, service]) => ({
+      header: `x-ml-variant=${variant}`,
+      clusters: [{ name: clusterOf(namespace, service), weight: 100 }],
+      mirrors: [],
+    })),
+    {
+      clusters: [...split]
+        .filter(([, w]) => w > 0)
+        .map(([service, weight]) => ({ name: clusterOf(namespace, service), weight })),
+      mirrors,
+    },
   ];
-  const services = [...new Set([...traffic.map((t) => t.service), ...(e.status?.shadows ?? []).filter((s) => s.mirrored).map((s) => s.service)])];
+  const services = [
+    ...new Set([
+      ...traffic.map((t) => t.service),
+      ...(e.status?.shadows ?? []).filter((s) => s.mirrored).map((s) => s.service),
+    ]),
+  ];
   const endpoints: Record<string, string[]> = {};
   for (const s of services) endpoints[clusterOf(namespace, s)] = await readyAddresses(namespace, s);
   return { routes, endpoints };
@@ -161,7 +206,14 @@ export async function expectedHost(e: MachineLearningEndpoint): Promise<Programm
 /** The programmed host in a stable order for comparison (endpoints by cluster name). */
 function canonical(h: ProgrammedHost | undefined): string {
   if (!h) return 'nothing';
-  return JSON.stringify({ routes: h.routes, endpoints: Object.fromEntries(Object.entries(h.endpoints).sort(([a], [b]) => a.localeCompare(b))) }, null, 2);
+  return JSON.stringify(
+    {
+      routes: h.routes,
+      endpoints: Object.fromEntries(Object.entries(h.endpoints).sort(([a], [b]) => a.localeCompare(b))),
+    },
+    null,
+    2,
+  );
 }
 
 /**
@@ -176,7 +228,9 @@ export class XdsWatch {
 
   constructor(xdsAddress: string) {
     // 50 ms of quiet closes a snapshot: istiod sends the types of one push back to back.
-    this.child = spawn(toolPath('xds-reader'), [`--xds=${xdsAddress}`, '--watch', '--quiet=50ms'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(toolPath('xds-reader'), [`--xds=${xdsAddress}`, '--watch', '--quiet=50ms'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.child.stderr!.on('data', (c: Buffer) => (this.stderr = (this.stderr + c.toString()).slice(-4000)));
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       const snapshot = JSON.parse(line) as XdsSnapshot;
@@ -195,7 +249,13 @@ export class XdsWatch {
    * Waits until what the gateway is programmed with for `host` is what the endpoint's status says
    * (or nothing, for `undefined`); fails with both printed.
    */
-  async programs(host: string, expected: () => Promise<ProgrammedHost | undefined>, what: string, timeoutMs = 20_000, port = 80): Promise<ProgrammedHost | undefined> {
+  async programs(
+    host: string,
+    expected: () => Promise<ProgrammedHost | undefined>,
+    what: string,
+    timeoutMs = 20_000,
+    port = 80,
+  ): Promise<ProgrammedHost | undefined> {
     let want = 'nothing';
     let got = 'nothing';
     await waitFor(
@@ -221,12 +281,18 @@ export class XdsWatch {
 /** One snapshot: xds-reader connects, takes what istiod sends, prints it and exits. */
 export function readXds(xdsAddress: string, extra: string[] = []): Promise<XdsSnapshot> {
   return new Promise((resolve, reject) => {
-    const child = spawn(toolPath('xds-reader'), [`--xds=${xdsAddress}`, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(toolPath('xds-reader'), [`--xds=${xdsAddress}`, ...extra], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as XdsSnapshot) : reject(new Error(`xds-reader exited with ${code}: ${err}`))));
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out) as XdsSnapshot)
+        : reject(new Error(`xds-reader exited with ${code}: ${err}`)),
+    );
   });
 }

@@ -12,8 +12,20 @@ import { startArtifactServer } from './artifact-server.ts';
 import { PodRuntime } from './runtime.ts';
 
 const root = dirname(dirname(dirname(dirname(fileURLToPath(import.meta.url)))));
-const flags = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split(/=(.*)/s).slice(0, 2) as [string, string]));
-for (const required of ['kubeconfig', 'data-dir', 'artifacts-dir', 'artifacts-address', 'cert', 'key', 'ca', 'node-selector', 'metrics-address']) {
+const flags = Object.fromEntries(
+  process.argv.slice(2).map((a) => a.replace(/^--/, '').split(/=(.*)/s).slice(0, 2) as [string, string]),
+);
+for (const required of [
+  'kubeconfig',
+  'data-dir',
+  'artifacts-dir',
+  'artifacts-address',
+  'cert',
+  'key',
+  'ca',
+  'node-selector',
+  'metrics-address',
+]) {
   if (!flags[required]) {
     process.stderr.write(`pod runtime: --${required} is required\n`);
     process.exit(2);
@@ -22,8 +34,18 @@ for (const required of ['kubeconfig', 'data-dir', 'artifacts-dir', 'artifacts-ad
 
 const logger = createLogger('info').child({ component: 'pod-runtime' });
 const access = await loadClusterAccess({ KUBECONFIG: flags.kubeconfig });
-const client = new KubeClient(access, { fieldManager: 'ml-operator-local-kubelet', userAgent: 'ml-operator-local-kubelet' });
-const artifacts = await startArtifactServer({ dir: flags['artifacts-dir'], address: flags['artifacts-address'], httpPort: 80, httpsPort: 443, certFile: flags.cert, keyFile: flags.key });
+const client = new KubeClient(access, {
+  fieldManager: 'ml-operator-local-kubelet',
+  userAgent: 'ml-operator-local-kubelet',
+});
+const artifacts = await startArtifactServer({
+  dir: flags['artifacts-dir'],
+  address: flags['artifacts-address'],
+  httpPort: 80,
+  httpsPort: 443,
+  certFile: flags.cert,
+  keyFile: flags.key,
+});
 const runtime = new PodRuntime({
   client,
   logger,
@@ -39,7 +61,8 @@ await runtime.start();
 // The pods' request counts, for Prometheus and tests (what each pod's proxy would report).
 const [metricsHost, metricsPort] = flags['metrics-address'].split(/:(?=\d+$)/);
 const metrics = createServer((req, res) => {
-  if (req.url === '/metrics') res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(runtime.metrics());
+  if (req.url === '/metrics')
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(runtime.metrics());
   else res.writeHead(404).end();
 });
 await new Promise<void>((resolve) => metrics.listen(Number(metricsPort), metricsHost, resolve));

@@ -86,7 +86,8 @@ export function behaviour(env: Record<string, string>): BehaviourSettings {
   let latencyMs: [number, number] = [0, 0];
   if (latency) {
     const m = latency.match(/^(\d+)(?:-(\d+))?$/);
-    if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) throw new Error(`DEMO_LATENCY_MS=${latency}: expected milliseconds (50) or a range (20-80)`);
+    if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1])))
+      throw new Error(`DEMO_LATENCY_MS=${latency}: expected milliseconds (50) or a range (20-80)`);
     latencyMs = [Number(m[1]), Number(m[2] ?? m[1])];
   }
   const errorRate = fraction('DEMO_ERROR_RATE', env.DEMO_ERROR_RATE, 0);
@@ -96,7 +97,8 @@ export function behaviour(env: Record<string, string>): BehaviourSettings {
   const stallMs = nonNegative('DEMO_STALL_MS', env.DEMO_STALL_MS, 'milliseconds', 0);
   const stallWindowMs = nonNegative('DEMO_STALL_SECONDS', env.DEMO_STALL_SECONDS, 'seconds', 10) * 1000;
   const fault = env.DEMO_FAULT?.trim() || undefined;
-  if (fault !== undefined && !isFault(fault)) throw new Error(`DEMO_FAULT=${fault}: expected one of ${faults.join(', ')}`);
+  if (fault !== undefined && !isFault(fault))
+    throw new Error(`DEMO_FAULT=${fault}: expected one of ${faults.join(', ')}`);
   const faultRate = fraction('DEMO_FAULT_RATE', env.DEMO_FAULT_RATE, 1);
   return { latencyMs, errorRate, ready: ready !== 'false', readyDelayMs, stallMs, stallWindowMs, fault, faultRate };
 }
@@ -104,7 +106,10 @@ export function behaviour(env: Record<string, string>): BehaviourSettings {
 function artifactOf(modelDir: string | undefined): unknown {
   if (!modelDir) return undefined;
   try {
-    const marker = JSON.parse(readFileSync(join(modelDir, '.ml-operator-artifact'), 'utf8')) as { uri: string; sha256: string | null };
+    const marker = JSON.parse(readFileSync(join(modelDir, '.ml-operator-artifact'), 'utf8')) as {
+      uri: string;
+      sha256: string | null;
+    };
     return { uri: marker.uri, sha256: marker.sha256 };
   } catch {
     return undefined;
@@ -175,7 +180,8 @@ export class ModelServer {
     const asked = Number(req.headers['x-demo-sleep-ms'] ?? 0);
     this.firstRequestAt ??= Date.now();
     const stall = Date.now() - this.firstRequestAt < this.settings.stallWindowMs ? this.settings.stallMs : 0;
-    const wait = (Number.isFinite(asked) && asked > 0 ? Math.min(asked, 60_000) : 0) + low + Math.random() * (high - low) + stall;
+    const wait =
+      (Number.isFinite(asked) && asked > 0 ? Math.min(asked, 60_000) : 0) + low + Math.random() * (high - low) + stall;
     if (wait > 0) await delay(wait);
     const { identity } = this.options;
     const body = { ...identity, method: req.method, path, ...(this.artifact ? { artifact: this.artifact } : {}) };
@@ -214,7 +220,12 @@ export class ModelServer {
       }
       case 'wrong': {
         const { identity } = this.options;
-        const text = JSON.stringify({ ...body, model: 'another-model', instance: `another-model-${identity.version ?? 'v0'}`, version: 'another-version' });
+        const text = JSON.stringify({
+          ...body,
+          model: 'another-model',
+          instance: `another-model-${identity.version ?? 'v0'}`,
+          version: 'another-version',
+        });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
         res.end(text);
         this.options.onAnswer?.(200);

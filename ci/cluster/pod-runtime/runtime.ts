@@ -7,7 +7,17 @@
 // pod being deleted serves on through its containers' preStop sleep hooks (within its grace
 // period), then has its servers stopped, open connections cut, and is removed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { request } from 'node:http';
 import { join, relative } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -20,11 +30,35 @@ import { ModelServer } from './model-server.ts';
 export const podResource: Resource = { group: '', version: 'v1', kind: 'Pod', plural: 'pods', namespaced: true };
 export const nodeResource: Resource = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false };
 const secretResource: Resource = { group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true };
-const configMapResource: Resource = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
-const claimResource: Resource = { group: '', version: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true };
-const volumeResource: Resource = { group: '', version: 'v1', kind: 'PersistentVolume', plural: 'persistentvolumes', namespaced: false };
+const configMapResource: Resource = {
+  group: '',
+  version: 'v1',
+  kind: 'ConfigMap',
+  plural: 'configmaps',
+  namespaced: true,
+};
+const claimResource: Resource = {
+  group: '',
+  version: 'v1',
+  kind: 'PersistentVolumeClaim',
+  plural: 'persistentvolumeclaims',
+  namespaced: true,
+};
+const volumeResource: Resource = {
+  group: '',
+  version: 'v1',
+  kind: 'PersistentVolume',
+  plural: 'persistentvolumes',
+  namespaced: false,
+};
 /** The token subresource of a ServiceAccount, where a kubelet asks for the tokens of projected volumes. */
-const tokenRequestResource = (serviceAccount: string): Resource => ({ group: '', version: 'v1', kind: 'TokenRequest', plural: `serviceaccounts/${encodeURIComponent(serviceAccount)}/token`, namespaced: true });
+const tokenRequestResource = (serviceAccount: string): Resource => ({
+  group: '',
+  version: 'v1',
+  kind: 'TokenRequest',
+  plural: `serviceaccounts/${encodeURIComponent(serviceAccount)}/token`,
+  namespaced: true,
+});
 
 /** The fetcher's entrypoint in the controller image; the runtime runs the same program from source. */
 const fetcherCommand = ['node', '/app/dist/fetcher/main.js'];
@@ -39,7 +73,11 @@ const configMapRefreshMs = 2_000;
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean }; configMapKeyRef?: { name: string; key: string; optional?: boolean }; fieldRef?: { fieldPath: string } };
+  valueFrom?: {
+    secretKeyRef?: { name: string; key: string; optional?: boolean };
+    configMapKeyRef?: { name: string; key: string; optional?: boolean };
+    fieldRef?: { fieldPath: string };
+  };
 }
 interface Probe {
   httpGet?: { path?: string; port: number | string };
@@ -70,8 +108,20 @@ interface Volume {
   projected?: { sources: { serviceAccountToken?: { audience?: string; expirationSeconds?: number; path: string } }[] };
 }
 export interface Pod extends KubeObject {
-  spec: { nodeName?: string; serviceAccountName?: string; containers: Container[]; initContainers?: Container[]; volumes?: Volume[]; restartPolicy?: string; terminationGracePeriodSeconds?: number };
-  status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string; lastTransitionTime?: string }[] };
+  spec: {
+    nodeName?: string;
+    serviceAccountName?: string;
+    containers: Container[];
+    initContainers?: Container[];
+    volumes?: Volume[];
+    restartPolicy?: string;
+    terminationGracePeriodSeconds?: number;
+  };
+  status?: {
+    phase?: string;
+    podIP?: string;
+    conditions?: { type: string; status: string; lastTransitionTime?: string }[];
+  };
 }
 interface Node extends KubeObject {
   spec?: { podCIDR?: string };
@@ -203,13 +253,23 @@ export class PodRuntime {
     this.options = options;
     this.log = options.logger;
     const onPod = (pod: Pod) => this.sync(pod);
-    this.podInformer = new Informer<Pod>(options.client, podResource, { logger: this.log }, { onAdd: onPod, onUpdate: onPod, onDelete: (pod) => this.gone(pod) });
-    this.nodeInformer = new Informer<Node>(options.client, nodeResource, { logger: this.log, labelSelector: options.nodeSelector }, {
-      // A node that shows up late may have pods waiting for it.
-      onAdd: () => {
-        for (const pod of this.podInformer.list()) this.sync(pod);
+    this.podInformer = new Informer<Pod>(
+      options.client,
+      podResource,
+      { logger: this.log },
+      { onAdd: onPod, onUpdate: onPod, onDelete: (pod) => this.gone(pod) },
+    );
+    this.nodeInformer = new Informer<Node>(
+      options.client,
+      nodeResource,
+      { logger: this.log, labelSelector: options.nodeSelector },
+      {
+        // A node that shows up late may have pods waiting for it.
+        onAdd: () => {
+          for (const pod of this.podInformer.list()) this.sync(pod);
+        },
       },
-    });
+    );
   }
 
   private countAnswer(namespace: string, pod: string, instance: string, status: number): void {
@@ -221,9 +281,16 @@ export class PodRuntime {
 
   /** Prometheus text of the answers per pod: local_pod_requests_total{namespace, pod, instance, code}. */
   metrics(): string {
-    const lines = ['# HELP local_pod_requests_total Requests the local pods answered (readiness probes aside), by status.', '# TYPE local_pod_requests_total counter'];
+    const lines = [
+      '# HELP local_pod_requests_total Requests the local pods answered (readiness probes aside), by status.',
+      '# TYPE local_pod_requests_total counter',
+    ];
     for (const { labels, count } of this.answers.values()) {
-      lines.push(`local_pod_requests_total{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}} ${count}`);
+      lines.push(
+        `local_pod_requests_total{${Object.entries(labels)
+          .map(([k, v]) => `${k}="${v}"`)
+          .join(',')}} ${count}`,
+      );
     }
     return `${lines.join('\n')}\n`;
   }
@@ -256,7 +323,9 @@ export class PodRuntime {
     }
     if (record || !this.node(pod.spec.nodeName)) return;
     if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return;
-    void this.run(pod).catch((err: unknown) => this.log.error({ pod: `${pod.metadata.namespace}/${pod.metadata.name}`, err }, 'pod failed to start'));
+    void this.run(pod).catch((err: unknown) =>
+      this.log.error({ pod: `${pod.metadata.namespace}/${pod.metadata.name}`, err }, 'pod failed to start'),
+    );
   }
 
   private gone(pod: Pod): void {
@@ -293,16 +362,23 @@ export class PodRuntime {
       // preStop sleep hooks, as a kubelet runs them: the pod serves on, within its grace period,
       // while the Service's endpoints drop it and the data plane catches up.
       const sleep = Math.max(0, ...pod.spec.containers.map((c) => c.lifecycle?.preStop?.sleep?.seconds ?? 0));
-      const grace = (pod.metadata as { deletionGracePeriodSeconds?: number }).deletionGracePeriodSeconds ?? pod.spec.terminationGracePeriodSeconds ?? 30;
+      const grace =
+        (pod.metadata as { deletionGracePeriodSeconds?: number }).deletionGracePeriodSeconds ??
+        pod.spec.terminationGracePeriodSeconds ??
+        30;
       if (sleep > 0 && !this.stopped) await delay(Math.min(sleep, grace) * 1000);
       this.halt(record);
     }
     if (!record && !this.node(pod.spec.nodeName)) return;
     try {
-      await this.options.client.delete(podResource, pod.metadata.namespace, pod.metadata.name, { gracePeriodSeconds: 0, uid: pod.metadata.uid });
+      await this.options.client.delete(podResource, pod.metadata.namespace, pod.metadata.name, {
+        gracePeriodSeconds: 0,
+        uid: pod.metadata.uid,
+      });
     } catch (err) {
       // Another delete won, or the pod changed: the next event brings it back here.
-      if (!(err instanceof KubeError && (err.code === 409 || err.code === 404))) this.log.warn({ pod: pod.metadata.name, err }, 'could not remove a terminated pod');
+      if (!(err instanceof KubeError && (err.code === 409 || err.code === 404)))
+        this.log.warn({ pod: pod.metadata.name, err }, 'could not remove a terminated pod');
     }
     if (record) this.forget(record);
   }
@@ -321,8 +397,22 @@ export class PodRuntime {
       hostIP: node.status?.addresses?.find((a) => a.type === 'InternalIP')?.address ?? '',
       startTime: now(),
       phase: 'Pending',
-      init: (pod.spec.initContainers ?? []).map((c) => ({ name: c.name, image: c.image, state: { waiting: { reason: 'PodInitializing' } }, restartCount: 0, ready: false, started: false })),
-      containers: pod.spec.containers.map((c) => ({ name: c.name, image: c.image, state: { waiting: { reason: 'PodInitializing' } }, restartCount: 0, ready: false, started: false })),
+      init: (pod.spec.initContainers ?? []).map((c) => ({
+        name: c.name,
+        image: c.image,
+        state: { waiting: { reason: 'PodInitializing' } },
+        restartCount: 0,
+        ready: false,
+        started: false,
+      })),
+      containers: pod.spec.containers.map((c) => ({
+        name: c.name,
+        image: c.image,
+        state: { waiting: { reason: 'PodInitializing' } },
+        restartCount: 0,
+        ready: false,
+        started: false,
+      })),
       initialized: false,
       transitions: new Map(),
       servers: [],
@@ -346,7 +436,10 @@ export class PodRuntime {
         volumes = await this.volumes(pod, record);
         break;
       } catch (err) {
-        for (const c of [...record.init, ...record.containers]) c.state = { waiting: { reason: 'ContainerCreating', message: `MountVolume.SetUp failed: ${(err as Error).message}` } };
+        for (const c of [...record.init, ...record.containers])
+          c.state = {
+            waiting: { reason: 'ContainerCreating', message: `MountVolume.SetUp failed: ${(err as Error).message}` },
+          };
         await this.writeStatus(record);
         await delay(5000, undefined, { signal }).catch(() => undefined);
         if (signal.aborted) return;
@@ -364,7 +457,9 @@ export class PodRuntime {
     // A pod of the fetcher alone (hostPath clean-up) runs to completion, as a Job's pod would.
     if (pod.spec.containers.every((c) => isFetcher(c))) {
       const restart = pod.spec.restartPolicy !== 'Never';
-      const results = await Promise.all(pod.spec.containers.map((c, i) => this.runToCompletion(pod, record, record.containers[i], c, volumes, restart)));
+      const results = await Promise.all(
+        pod.spec.containers.map((c, i) => this.runToCompletion(pod, record, record.containers[i], c, volumes, restart)),
+      );
       if (signal.aborted) return;
       record.phase = results.every(Boolean) ? 'Succeeded' : 'Failed';
       await this.writeStatus(record);
@@ -385,7 +480,10 @@ export class PodRuntime {
           continue;
         }
         const modelMount = container.volumeMounts?.find((m) => m.mountPath === env.MODEL_PATH);
-        const modelDir = modelMount && volumes.get(modelMount.name) ? join(volumes.get(modelMount.name)!, modelMount.subPath ?? '') : undefined;
+        const modelDir =
+          modelMount && volumes.get(modelMount.name)
+            ? join(volumes.get(modelMount.name)!, modelMount.subPath ?? '')
+            : undefined;
         // The server listens on every declared port, and on the probe's port (a real process listens
         // where it listens, declared or not).
         const ports = new Set((container.ports ?? []).map((p) => p.containerPort));
@@ -408,7 +506,13 @@ export class PodRuntime {
             readinessPath: container.readinessProbe?.httpGet?.path ?? '/',
             env,
             modelDir,
-            onAnswer: (status) => this.countAnswer(record.namespace, pod.metadata.name, pod.metadata.labels?.['ml-operator.dev/model-instance'] ?? '', status),
+            onAnswer: (status) =>
+              this.countAnswer(
+                record.namespace,
+                pod.metadata.name,
+                pod.metadata.labels?.['ml-operator.dev/model-instance'] ?? '',
+                status,
+              ),
           });
           await server.listen();
           if (signal.aborted) {
@@ -422,8 +526,13 @@ export class PodRuntime {
         if (container.readinessProbe?.httpGet) probes.push(this.probe(record, i, container));
         else state.ready = true;
       } catch (err) {
-        state.state = { terminated: { exitCode: 1, reason: 'Error', message: (err as Error).message, finishedAt: now() } };
-        this.log.warn({ pod: `${record.namespace}/${record.name}`, container: container.name, err: (err as Error).message }, 'container failed to start');
+        state.state = {
+          terminated: { exitCode: 1, reason: 'Error', message: (err as Error).message, finishedAt: now() },
+        };
+        this.log.warn(
+          { pod: `${record.namespace}/${record.name}`, container: container.name, err: (err as Error).message },
+          'container failed to start',
+        );
       }
     }
     await this.writeStatus(record);
@@ -435,13 +544,26 @@ export class PodRuntime {
    * empty volume). Paths of the pod's other volumes written in the files (a `file://` destination
    * under a mount) are the directories that stand for those volumes here.
    */
-  private async syncConfigMap(pod: Pod, record: PodRecord, volume: string, source: { name: string; optional?: boolean }, dir: string, dirs: Map<string, string>): Promise<void> {
-    const cm = await this.options.client.get<KubeObject & { data?: Record<string, string> }>(configMapResource, record.namespace, source.name);
+  private async syncConfigMap(
+    pod: Pod,
+    record: PodRecord,
+    volume: string,
+    source: { name: string; optional?: boolean },
+    dir: string,
+    dirs: Map<string, string>,
+  ): Promise<void> {
+    const cm = await this.options.client.get<KubeObject & { data?: Record<string, string> }>(
+      configMapResource,
+      record.namespace,
+      source.name,
+    );
     if (!cm && !source.optional) throw new Error(`configmap "${source.name}" not found`);
     const mounts = pod.spec.containers.flatMap((c) => c.volumeMounts ?? []).filter((m) => m.name !== volume);
     for (const [key, text] of Object.entries(cm?.data ?? {})) {
       let content = text;
-      for (const m of mounts) if (dirs.has(m.name)) content = content.split(`file://${m.mountPath}`).join(`file://${join(dirs.get(m.name)!, m.subPath ?? '')}`);
+      for (const m of mounts)
+        if (dirs.has(m.name))
+          content = content.split(`file://${m.mountPath}`).join(`file://${join(dirs.get(m.name)!, m.subPath ?? '')}`);
       const file = join(dir, key);
       if (existsSync(file) && readFileSync(file, 'utf8') === content) continue;
       writeFileSync(`${file}.tmp`, content);
@@ -454,18 +576,28 @@ export class PodRuntime {
    * Runs a model agent container as a local process beside the pod's servers: it listens on the pod's
    * address (a pod's loopback is its address here), its paths are those of the pod's volumes.
    */
-  private runAgent(record: PodRecord, state: ContainerRecord, container: Container, volumes: Map<string, string>, env: Record<string, string>): void {
+  private runAgent(
+    record: PodRecord,
+    state: ContainerRecord,
+    container: Container,
+    volumes: Map<string, string>,
+    env: Record<string, string>,
+  ): void {
     const mounts = (container.volumeMounts ?? [])
       .map((m) => ({ path: m.mountPath, dir: volumes.get(m.name) && join(volumes.get(m.name)!, m.subPath ?? '') }))
       .filter((m): m is { path: string; dir: string } => !!m.dir);
     const hostPath = (p: string) => {
-      const mount = mounts.filter((m) => p === m.path || p.startsWith(`${m.path}/`)).sort((a, b) => b.path.length - a.path.length)[0];
+      const mount = mounts
+        .filter((m) => p === m.path || p.startsWith(`${m.path}/`))
+        .sort((a, b) => b.path.length - a.path.length)[0];
       return mount ? join(mount.dir, relative(mount.path, p)) : p;
     };
     const args = (container.args ?? []).map((a) => {
       const [flag, value] = a.split(/=(.*)/s);
       if (value === undefined) return a;
-      const local = value.replace(/^0\.0\.0\.0:/, `${record.ip}:`).replace(/^http:\/\/127\.0\.0\.1:/, `http://${record.ip}:`);
+      const local = value
+        .replace(/^0\.0\.0\.0:/, `${record.ip}:`)
+        .replace(/^http:\/\/127\.0\.0\.1:/, `http://${record.ip}:`);
       return `${flag}=${local.startsWith('/') ? hostPath(local) : local}`;
     });
     const log = join(record.dir, `${container.name}.log`);
@@ -479,9 +611,25 @@ export class PodRuntime {
     child.once('exit', (code, signal) => {
       if (record.abort.signal.aborted) return;
       const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().slice(-2000) : '';
-      state.state = { terminated: { exitCode: code ?? 137, reason: 'Error', message: tail || `exited (${signal ?? code})`, finishedAt: now() } };
+      state.state = {
+        terminated: {
+          exitCode: code ?? 137,
+          reason: 'Error',
+          message: tail || `exited (${signal ?? code})`,
+          finishedAt: now(),
+        },
+      };
       state.ready = false;
-      this.log.warn({ pod: `${record.namespace}/${record.name}`, container: container.name, exitCode: code, signal, log: tail.slice(-500) }, 'agent exited');
+      this.log.warn(
+        {
+          pod: `${record.namespace}/${record.name}`,
+          container: container.name,
+          exitCode: code,
+          signal,
+          log: tail.slice(-500),
+        },
+        'agent exited',
+      );
       void this.writeStatus(record);
     });
   }
@@ -502,23 +650,38 @@ export class PodRuntime {
           const token = source.serviceAccountToken;
           if (!token) continue;
           const serviceAccount = pod.spec.serviceAccountName || 'default';
-          const issued = await this.options.client.create<KubeObject & { status?: { token?: string } }>(tokenRequestResource(serviceAccount), {
-            apiVersion: 'authentication.k8s.io/v1',
-            kind: 'TokenRequest',
-            metadata: { namespace: record.namespace },
-            spec: { ...(token.audience ? { audiences: [token.audience] } : {}), expirationSeconds: token.expirationSeconds ?? 3600, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid } },
-          } as KubeObject);
+          const issued = await this.options.client.create<KubeObject & { status?: { token?: string } }>(
+            tokenRequestResource(serviceAccount),
+            {
+              apiVersion: 'authentication.k8s.io/v1',
+              kind: 'TokenRequest',
+              metadata: { namespace: record.namespace },
+              spec: {
+                ...(token.audience ? { audiences: [token.audience] } : {}),
+                expirationSeconds: token.expirationSeconds ?? 3600,
+                boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid },
+              },
+            } as KubeObject,
+          );
           writeFileSync(join(dir, token.path), issued.status?.token ?? '', { mode: 0o600 });
         }
-      }
-      else if (v.hostPath) dir = this.nodeDirectory(record.node, v.hostPath);
+      } else if (v.hostPath) dir = this.nodeDirectory(record.node, v.hostPath);
       else if (v.configMap) {
         dir = join(record.dir, 'volumes', v.name);
         configMaps.push({ volume: v.name, source: v.configMap, dir });
-      }
-      else if (v.persistentVolumeClaim) {
-        const claim = await this.options.client.get<KubeObject & { spec: { volumeName?: string } }>(claimResource, record.namespace, v.persistentVolumeClaim.claimName);
-        const volume = claim?.spec.volumeName ? await this.options.client.get<KubeObject & { spec: { hostPath?: { path: string; type?: string } } }>(volumeResource, undefined, claim.spec.volumeName) : undefined;
+      } else if (v.persistentVolumeClaim) {
+        const claim = await this.options.client.get<KubeObject & { spec: { volumeName?: string } }>(
+          claimResource,
+          record.namespace,
+          v.persistentVolumeClaim.claimName,
+        );
+        const volume = claim?.spec.volumeName
+          ? await this.options.client.get<KubeObject & { spec: { hostPath?: { path: string; type?: string } } }>(
+              volumeResource,
+              undefined,
+              claim.spec.volumeName,
+            )
+          : undefined;
         if (volume?.spec.hostPath) dir = this.nodeDirectory(record.node, volume.spec.hostPath);
         else dir = join(record.dir, 'volumes', v.name);
       }
@@ -530,7 +693,13 @@ export class PodRuntime {
     // Written once every other volume has its directory, which the files may name.
     for (const { volume, source, dir } of configMaps) {
       await this.syncConfigMap(pod, record, volume, source, dir, dirs);
-      const timer = setInterval(() => void this.syncConfigMap(pod, record, volume, source, dir, dirs).catch((err: unknown) => this.log.debug({ pod: record.name, err }, 'configMap volume not refreshed')), configMapRefreshMs);
+      const timer = setInterval(
+        () =>
+          void this.syncConfigMap(pod, record, volume, source, dir, dirs).catch((err: unknown) =>
+            this.log.debug({ pod: record.name, err }, 'configMap volume not refreshed'),
+          ),
+        configMapRefreshMs,
+      );
       record.abort.signal.addEventListener('abort', () => clearInterval(timer));
     }
     return dirs;
@@ -539,7 +708,8 @@ export class PodRuntime {
   /** A hostPath directory of a node (under `<data>/nodes/<node>`): type Directory must exist, as on a real node. */
   private nodeDirectory(node: string, hostPath: { path: string; type?: string }): string {
     const dir = join(this.options.dataDir, 'nodes', node, hostPath.path);
-    if (hostPath.type === 'Directory' && !existsSync(dir)) throw new Error(`hostPath type check failed: ${hostPath.path} is not a directory on node ${node}`);
+    if (hostPath.type === 'Directory' && !existsSync(dir))
+      throw new Error(`hostPath type check failed: ${hostPath.path} is not a directory on node ${node}`);
     return dir;
   }
 
@@ -551,22 +721,32 @@ export class PodRuntime {
       const obj = await client.get<KubeObject & { data?: Record<string, string> }>(r, namespace, name);
       if (!obj) throw new Error(`${r.kind} ${namespace}/${name} not found`);
       const data = obj.data ?? {};
-      return r === secretResource ? Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')])) : data;
+      return r === secretResource
+        ? Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]))
+        : data;
     };
     for (const from of container.envFrom ?? []) {
       if (from.secretRef) Object.assign(env, await dataOf(secretResource, from.secretRef.name));
       if (from.configMapRef) Object.assign(env, await dataOf(configMapResource, from.configMapRef.name));
     }
-    const fields: Record<string, string | undefined> = { 'metadata.name': pod.metadata.name, 'metadata.namespace': namespace, 'metadata.uid': pod.metadata.uid, 'spec.nodeName': pod.spec.nodeName, 'status.podIP': this.pods.get(pod.metadata.uid!)?.ip };
+    const fields: Record<string, string | undefined> = {
+      'metadata.name': pod.metadata.name,
+      'metadata.namespace': namespace,
+      'metadata.uid': pod.metadata.uid,
+      'spec.nodeName': pod.spec.nodeName,
+      'status.podIP': this.pods.get(pod.metadata.uid!)?.ip,
+    };
     for (const e of container.env ?? []) {
       if (e.value !== undefined) env[e.name] = e.value;
       if (e.valueFrom?.fieldRef) env[e.name] = fields[e.valueFrom.fieldRef.fieldPath] ?? '';
       const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
       if (ref) {
-        const data = await dataOf(e.valueFrom?.secretKeyRef ? secretResource : configMapResource, ref.name).catch((err: unknown): Record<string, string> => {
-          if (ref.optional) return {};
-          throw err;
-        });
+        const data = await dataOf(e.valueFrom?.secretKeyRef ? secretResource : configMapResource, ref.name).catch(
+          (err: unknown): Record<string, string> => {
+            if (ref.optional) return {};
+            throw err;
+          },
+        );
         if (data[ref.key] !== undefined) env[e.name] = data[ref.key];
         else if (!ref.optional) throw new Error(`couldn't find key ${ref.key} in ${ref.name}`);
       }
@@ -578,31 +758,60 @@ export class PodRuntime {
    * Runs a container to completion, again with back-off after a failure when `restart` says so; true
    * once it succeeded. Only the artifact fetcher (init containers, clean-up pods) can run this way.
    */
-  private async runToCompletion(pod: Pod, record: PodRecord, state: ContainerRecord, container: Container, volumes: Map<string, string>, restart: boolean): Promise<boolean> {
+  private async runToCompletion(
+    pod: Pod,
+    record: PodRecord,
+    state: ContainerRecord,
+    container: Container,
+    volumes: Map<string, string>,
+    restart: boolean,
+  ): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       if (record.abort.signal.aborted) return false;
       if (await this.runFetcher(pod, record, state, container, volumes)) return true;
       if (!restart) return false;
       const wait = initBackoffMs[Math.min(attempt, initBackoffMs.length - 1)];
       state.lastState = state.state;
-      state.state = { waiting: { reason: 'CrashLoopBackOff', message: `back-off ${wait / 1000}s restarting failed container=${container.name} pod=${pod.metadata.name}` } };
+      state.state = {
+        waiting: {
+          reason: 'CrashLoopBackOff',
+          message: `back-off ${wait / 1000}s restarting failed container=${container.name} pod=${pod.metadata.name}`,
+        },
+      };
       await this.writeStatus(record);
       await delay(wait, undefined, { signal: record.abort.signal }).catch(() => undefined);
     }
   }
 
   /** Runs the fetcher of a container once, as a local process; true when it succeeded. */
-  private async runFetcher(pod: Pod, record: PodRecord, state: ContainerRecord, container: Container, volumes: Map<string, string>): Promise<boolean> {
+  private async runFetcher(
+    pod: Pod,
+    record: PodRecord,
+    state: ContainerRecord,
+    container: Container,
+    volumes: Map<string, string>,
+  ): Promise<boolean> {
     const startedAt = now();
     const finish = async (exitCode: number, message: string): Promise<boolean> => {
-      state.state = { terminated: { exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', ...(message ? { message } : {}), startedAt, finishedAt: now() } };
+      state.state = {
+        terminated: {
+          exitCode,
+          reason: exitCode === 0 ? 'Completed' : 'Error',
+          ...(message ? { message } : {}),
+          startedAt,
+          finishedAt: now(),
+        },
+      };
       if (exitCode === 0) state.ready = true;
       else state.restartCount++;
       await this.writeStatus(record);
       return exitCode === 0;
     };
     if (!isFetcher(container)) {
-      return finish(128, `the local cluster's pod runtime runs only the artifact fetcher (${fetcherCommand.join(' ')}) to completion, not ${container.image}`);
+      return finish(
+        128,
+        `the local cluster's pod runtime runs only the artifact fetcher (${fetcherCommand.join(' ')}) to completion, not ${container.image}`,
+      );
     }
     let env: Record<string, string>;
     try {
@@ -615,19 +824,27 @@ export class PodRuntime {
       .map((m) => ({ path: m.mountPath, dir: volumes.get(m.name) && join(volumes.get(m.name)!, m.subPath ?? '') }))
       .filter((m): m is { path: string; dir: string } => !!m.dir);
     const hostPath = (p: string) => {
-      const mount = mounts.filter((m) => p === m.path || p.startsWith(`${m.path}/`)).sort((a, b) => b.path.length - a.path.length)[0];
+      const mount = mounts
+        .filter((m) => p === m.path || p.startsWith(`${m.path}/`))
+        .sort((a, b) => b.path.length - a.path.length)[0];
       return mount ? join(mount.dir, relative(mount.path, p)) : p;
     };
     const args = (container.args ?? []).map(hostPath);
     // Files the container is told about in its environment (a projected token's path) are in its volumes too.
-    for (const [name, value] of Object.entries(env)) if (value.startsWith('/') && mounts.some((m) => value.startsWith(`${m.path}/`))) env[name] = hostPath(value);
+    for (const [name, value] of Object.entries(env))
+      if (value.startsWith('/') && mounts.some((m) => value.startsWith(`${m.path}/`))) env[name] = hostPath(value);
     const tmp = mounts.find((m) => m.path === '/tmp')?.dir;
     state.state = { running: { startedAt } };
     await this.writeStatus(record);
     return this.fetches.run(async () => {
       if (record.abort.signal.aborted) return false;
       const child = spawn(this.options.node, [this.options.fetcherScript, ...args], {
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env, ...this.options.fetcherEnv, ...(tmp ? { TMPDIR: tmp } : {}) },
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          ...env,
+          ...this.options.fetcherEnv,
+          ...(tmp ? { TMPDIR: tmp } : {}),
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       record.fetcher = child;
@@ -650,7 +867,16 @@ export class PodRuntime {
           }
         })
         .find((l) => l?.level === 'error');
-      if (code !== 0) this.log.info({ pod: `${record.namespace}/${record.name}`, container: container.name, exitCode: code, message: lastError?.msg }, 'init container failed');
+      if (code !== 0)
+        this.log.info(
+          {
+            pod: `${record.namespace}/${record.name}`,
+            container: container.name,
+            exitCode: code,
+            message: lastError?.msg,
+          },
+          'init container failed',
+        );
       return finish(code, code === 0 ? '' : (lastError?.msg ?? output.trim().slice(-2000)));
     });
   }
@@ -659,7 +885,10 @@ export class PodRuntime {
   private async probe(record: PodRecord, index: number, container: Container): Promise<void> {
     const probe = container.readinessProbe!;
     const get = probe.httpGet!;
-    const port = typeof get.port === 'number' ? get.port : (container.ports?.find((p) => p.name === get.port)?.containerPort ?? Number(get.port));
+    const port =
+      typeof get.port === 'number'
+        ? get.port
+        : (container.ports?.find((p) => p.name === get.port)?.containerPort ?? Number(get.port));
     const period = (probe.periodSeconds ?? 10) * 1000;
     const timeout = (probe.timeoutSeconds ?? 1) * 1000;
     const failureThreshold = probe.failureThreshold ?? 3;
@@ -700,7 +929,10 @@ export class PodRuntime {
           await this.writes.run(() => this.options.client.applyStatus(podResource, body));
         } catch (err) {
           if (err instanceof KubeError && (err.code === 404 || err.code === 409 || err.code === 422)) return;
-          this.log.warn({ pod: `${record.namespace}/${record.name}`, err: (err as Error).message }, 'could not write the pod status; retrying');
+          this.log.warn(
+            { pod: `${record.namespace}/${record.name}`, err: (err as Error).message },
+            'could not write the pod status; retrying',
+          );
           record.dirty = true;
           await delay(1000);
         }
@@ -744,9 +976,24 @@ export class PodRuntime {
         startTime: record.startTime,
         conditions: [
           condition('PodReadyToStartContainers', true),
-          condition('Initialized', record.initialized, 'ContainersNotInitialized', `containers with incomplete status: [${notInitialized.join(' ')}]`),
-          condition('ContainersReady', record.initialized && containersReady, 'ContainersNotReady', `containers with unready status: [${notReady.join(' ')}]`),
-          condition('Ready', record.initialized && containersReady, 'ContainersNotReady', `containers with unready status: [${notReady.join(' ')}]`),
+          condition(
+            'Initialized',
+            record.initialized,
+            'ContainersNotInitialized',
+            `containers with incomplete status: [${notInitialized.join(' ')}]`,
+          ),
+          condition(
+            'ContainersReady',
+            record.initialized && containersReady,
+            'ContainersNotReady',
+            `containers with unready status: [${notReady.join(' ')}]`,
+          ),
+          condition(
+            'Ready',
+            record.initialized && containersReady,
+            'ContainersNotReady',
+            `containers with unready status: [${notReady.join(' ')}]`,
+          ),
         ],
         ...(record.init.length ? { initContainerStatuses: record.init.map(containerStatus) } : {}),
         containerStatuses: record.containers.map(containerStatus),
@@ -757,11 +1004,22 @@ export class PodRuntime {
 
 function httpProbe(address: string, port: number, path: string, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request({ host: address, port, path, method: 'GET', agent: false, timeout: timeoutMs, headers: { 'user-agent': 'kube-probe/local' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 400));
-      res.on('error', () => resolve(false));
-    });
+    const req = request(
+      {
+        host: address,
+        port,
+        path,
+        method: 'GET',
+        agent: false,
+        timeout: timeoutMs,
+        headers: { 'user-agent': 'kube-probe/local' },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 400));
+        res.on('error', () => resolve(false));
+      },
+    );
     req.on('timeout', () => req.destroy());
     req.on('error', () => resolve(false));
     req.end();

@@ -23,11 +23,20 @@ function modelReady(url: URL, timeoutMs: number): Promise<{ ready: boolean; deta
       resolve({ ready: ok, detail: `the model answered ${res.statusCode} on ${url.pathname}` });
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (e) => resolve({ ready: false, detail: `the model did not answer on ${url.pathname}: ${e.message}` }));
+    req.on('error', (e) =>
+      resolve({ ready: false, detail: `the model did not answer on ${url.pathname}: ${e.message}` }),
+    );
   });
 }
 
-export function createAdmin({ model, modelReadyPath, capture, metrics, draining, readyTimeoutMs = 2000 }: AdminOptions): http.Server {
+export function createAdmin({
+  model,
+  modelReadyPath,
+  capture,
+  metrics,
+  draining,
+  readyTimeoutMs = 2000,
+}: AdminOptions): http.Server {
   const readyUrl = new URL(model.pathname.replace(/\/+$/, '') + modelReadyPath, model);
   const json = (res: http.ServerResponse, status: number, body: unknown) => {
     const text = `${JSON.stringify(body)}\n`;
@@ -59,7 +68,9 @@ export function createAdmin({ model, modelReadyPath, capture, metrics, draining,
       res.end(text);
       return;
     }
-    json(res, 404, { error: `no ${path} here: the admin port serves /-/agent/ready, /-/agent/status and /-/agent/metrics` });
+    json(res, 404, {
+      error: `no ${path} here: the admin port serves /-/agent/ready, /-/agent/status and /-/agent/metrics`,
+    });
   };
   return http.createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {

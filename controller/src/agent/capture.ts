@@ -96,7 +96,13 @@ export class Capture {
     this.config = config;
     this.configError = null;
     const destination = config.enabled ? config.destination : '';
-    if (previous && previous.enabled && previous.destination === destination && previous.rotation.maxBytes === config.rotation.maxBytes) return;
+    if (
+      previous &&
+      previous.enabled &&
+      previous.destination === destination &&
+      previous.rotation.maxBytes === config.rotation.maxBytes
+    )
+      return;
     this.seal();
     if (!destination) {
       this.destination = undefined;
@@ -136,12 +142,22 @@ export class Capture {
   add(exchange: Exchange): void {
     const c = this.config;
     if (!c || !c.enabled || !this.destination || this.stopped) return;
-    const line = Buffer.from(`${JSON.stringify(toRecord(exchange, c.captureOptions, c.textContentTypes, this.options.identity))}\n`);
+    const line = Buffer.from(
+      `${JSON.stringify(toRecord(exchange, c.captureOptions, c.textContentTypes, this.options.identity))}\n`,
+    );
     if (this.held + line.length > this.options.bufferBytes) {
       this.drop(1);
       return;
     }
-    if (!this.open) this.open = { destination: this.destination, lines: [], bytes: 0, records: 0, opened: this.now(), firstRecord: exchange.time };
+    if (!this.open)
+      this.open = {
+        destination: this.destination,
+        lines: [],
+        bytes: 0,
+        records: 0,
+        opened: this.now(),
+        firstRecord: exchange.time,
+      };
     this.open.lines.push(line);
     this.open.bytes += line.length;
     this.open.records++;
@@ -176,7 +192,10 @@ export class Capture {
     while (this.queue.length && this.now() < deadline) {
       this.kick();
       const timeout = new AbortController();
-      await Promise.race([this.pumping, delay(Math.max(0, deadline - this.now()), undefined, { signal: timeout.signal }).catch(() => {})]);
+      await Promise.race([
+        this.pumping,
+        delay(Math.max(0, deadline - this.now()), undefined, { signal: timeout.signal }).catch(() => {}),
+      ]);
       timeout.abort();
     }
     const left = this.queue.splice(0);
@@ -259,7 +278,13 @@ export class Capture {
         this.wake = undefined;
         retryMs = Math.min(retryMs * 2, maxRetryMs);
         // A sink that failed to open is opened again: its credentials or endpoint may have come back.
-        if (this.destination === destination && (await destination.sink.then(() => false, () => true))) {
+        if (
+          this.destination === destination &&
+          (await destination.sink.then(
+            () => false,
+            () => true,
+          ))
+        ) {
           const sink = this.options.openSink(destination.name);
           sink.catch(() => {});
           destination.sink = sink;
@@ -273,7 +298,15 @@ export class Capture {
     const timeoutMs = this.options.sinkTimeoutMs ?? 15_000;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${destination} did not answer within ${timeoutMs / 1000} s: check the endpoint and the network; the agent retries`)), timeoutMs);
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${destination} did not answer within ${timeoutMs / 1000} s: check the endpoint and the network; the agent retries`,
+            ),
+          ),
+        timeoutMs,
+      );
     });
     call.catch(() => {});
     try {

@@ -60,17 +60,29 @@ export const usage = [
 function hostPort(name: string, value: string): { host: string; port: number } {
   const m = /^(\[[0-9a-f:]+\]|[^:]*):(\d{1,5})$/i.exec(value);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`${name} must be <address>:<port> such as 0.0.0.0:8080, not ${JSON.stringify(value)}`);
+  if (!m || port > 65535)
+    throw new UsageError(`${name} must be <address>:<port> such as 0.0.0.0:8080, not ${JSON.stringify(value)}`);
   return { host: (m[1] || '0.0.0.0').replace(/^\[|\]$/g, ''), port };
 }
 
 function positive(name: string, value: string, allowZero = false): number {
   const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(n) || (allowZero ? n < 0 : n <= 0)) throw new UsageError(`${name} must be a positive number, not ${JSON.stringify(value)}`);
+  if (!/^\d+(\.\d+)?$/.test(value) || !Number.isFinite(n) || (allowZero ? n < 0 : n <= 0))
+    throw new UsageError(`${name} must be a positive number, not ${JSON.stringify(value)}`);
   return n;
 }
 
-const known = ['--listen', '--admin-listen', '--model', '--model-ready-path', '--config', '--config-poll-seconds', '--buffer-bytes', '--drain-timeout-seconds', '--flush-timeout-seconds'];
+const known = [
+  '--listen',
+  '--admin-listen',
+  '--model',
+  '--model-ready-path',
+  '--config',
+  '--config-poll-seconds',
+  '--buffer-bytes',
+  '--drain-timeout-seconds',
+  '--flush-timeout-seconds',
+];
 
 /** Reads `--name=value` flags; throws UsageError naming what is wrong. */
 export function parseFlags(argv: readonly string[]): Flags {
@@ -78,21 +90,27 @@ export function parseFlags(argv: readonly string[]): Flags {
   for (const arg of argv) {
     const eq = arg.indexOf('=');
     const name = eq < 0 ? arg : arg.slice(0, eq);
-    if (!known.includes(name) || eq < 0) throw new UsageError(`unknown or incomplete flag ${JSON.stringify(arg)}; known flags: ${known.map((k) => `${k}=...`).join(' ')}`);
+    if (!known.includes(name) || eq < 0)
+      throw new UsageError(
+        `unknown or incomplete flag ${JSON.stringify(arg)}; known flags: ${known.map((k) => `${k}=...`).join(' ')}`,
+      );
     if (given.has(name)) throw new UsageError(`${name} is given twice`);
     given.set(name, arg.slice(eq + 1));
   }
   const modelText = given.get('--model');
-  if (!modelText) throw new UsageError('--model is required: the model server in the pod, such as --model=http://127.0.0.1:8081');
+  if (!modelText)
+    throw new UsageError('--model is required: the model server in the pod, such as --model=http://127.0.0.1:8081');
   let model: URL;
   try {
     model = new URL(modelText);
   } catch {
     throw new UsageError(`--model must be a URL such as http://127.0.0.1:8081, not ${JSON.stringify(modelText)}`);
   }
-  if (model.protocol !== 'http:') throw new UsageError(`--model must be an http:// URL (the model in the pod), not ${JSON.stringify(modelText)}`);
+  if (model.protocol !== 'http:')
+    throw new UsageError(`--model must be an http:// URL (the model in the pod), not ${JSON.stringify(modelText)}`);
   const readyPath = given.get('--model-ready-path') ?? '/';
-  if (!readyPath.startsWith('/')) throw new UsageError(`--model-ready-path must start with /, not ${JSON.stringify(readyPath)}`);
+  if (!readyPath.startsWith('/'))
+    throw new UsageError(`--model-ready-path must start with /, not ${JSON.stringify(readyPath)}`);
   return {
     listen: hostPort('--listen', given.get('--listen') ?? '0.0.0.0:8080'),
     adminListen: hostPort('--admin-listen', given.get('--admin-listen') ?? '0.0.0.0:9090'),
@@ -120,7 +138,8 @@ export function identityFrom(env: Record<string, string | undefined>): Identity 
 const destinationPattern = /^(s3|gs):\/\/[^/]+|^azure:\/\/[a-z0-9]{3,24}\/[a-z0-9-]{3,63}|^file:\/\/\//;
 
 function wholeNumber(path: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) throw new Error(`${path} must be a whole number >= ${min}, not ${JSON.stringify(value)}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min)
+    throw new Error(`${path} must be a whole number >= ${min}, not ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -132,24 +151,28 @@ export function parseCaptureConfig(text: string): CaptureConfig {
   } catch (e) {
     throw new Error(`not JSON: ${(e as Error).message}`, { cause: e });
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error('expected an object with a "capture" field');
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    throw new Error('expected an object with a "capture" field');
   const c = (doc as { capture?: unknown }).capture;
   if (c === undefined) return { ...defaultCapture };
   if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error('capture must be an object');
   const raw = c as Record<string, unknown>;
   const out: CaptureConfig = { ...defaultCapture, rotation: { ...defaultCapture.rotation } };
   if (raw.enabled !== undefined) {
-    if (typeof raw.enabled !== 'boolean') throw new Error(`capture.enabled must be true or false, not ${JSON.stringify(raw.enabled)}`);
+    if (typeof raw.enabled !== 'boolean')
+      throw new Error(`capture.enabled must be true or false, not ${JSON.stringify(raw.enabled)}`);
     out.enabled = raw.enabled;
   }
   if (raw.samplingPercent !== undefined) {
     const p = raw.samplingPercent;
-    if (typeof p !== 'number' || !(p >= 0 && p <= 100)) throw new Error(`capture.samplingPercent must be a number from 0 to 100, not ${JSON.stringify(p)}`);
+    if (typeof p !== 'number' || !(p >= 0 && p <= 100))
+      throw new Error(`capture.samplingPercent must be a number from 0 to 100, not ${JSON.stringify(p)}`);
     out.samplingPercent = p;
   }
   if (raw.captureOptions !== undefined) {
     const o = raw.captureOptions;
-    if (!Array.isArray(o) || o.length === 0 || o.some((x) => x !== 'Input' && x !== 'Output')) throw new Error(`capture.captureOptions must list "Input", "Output" or both, not ${JSON.stringify(o)}`);
+    if (!Array.isArray(o) || o.length === 0 || o.some((x) => x !== 'Input' && x !== 'Output'))
+      throw new Error(`capture.captureOptions must list "Input", "Output" or both, not ${JSON.stringify(o)}`);
     out.captureOptions = [...new Set(o as CaptureOption[])];
   }
   if (raw.destination !== undefined) {
@@ -157,19 +180,25 @@ export function parseCaptureConfig(text: string): CaptureConfig {
     out.destination = raw.destination;
   }
   if (out.enabled && !destinationPattern.test(out.destination)) {
-    throw new Error(`capture.destination ${JSON.stringify(out.destination)} is not one of s3://<bucket>/<prefix>, gs://<bucket>/<prefix>, azure://<account>/<container>/<prefix>, file:///<dir>`);
+    throw new Error(
+      `capture.destination ${JSON.stringify(out.destination)} is not one of s3://<bucket>/<prefix>, gs://<bucket>/<prefix>, azure://<account>/<container>/<prefix>, file:///<dir>`,
+    );
   }
   if (raw.textContentTypes !== undefined) {
     const t = raw.textContentTypes;
-    if (!Array.isArray(t) || t.some((x) => typeof x !== 'string')) throw new Error('capture.textContentTypes must be a list of media types');
+    if (!Array.isArray(t) || t.some((x) => typeof x !== 'string'))
+      throw new Error('capture.textContentTypes must be a list of media types');
     out.textContentTypes = (t as string[]).map((x) => x.trim().toLowerCase());
   }
-  if (raw.maxRecordBytes !== undefined) out.maxRecordBytes = wholeNumber('capture.maxRecordBytes', raw.maxRecordBytes, 0);
+  if (raw.maxRecordBytes !== undefined)
+    out.maxRecordBytes = wholeNumber('capture.maxRecordBytes', raw.maxRecordBytes, 0);
   if (raw.rotation !== undefined) {
-    if (typeof raw.rotation !== 'object' || raw.rotation === null) throw new Error('capture.rotation must be an object');
+    if (typeof raw.rotation !== 'object' || raw.rotation === null)
+      throw new Error('capture.rotation must be an object');
     const r = raw.rotation as Record<string, unknown>;
     if (r.maxBytes !== undefined) out.rotation.maxBytes = wholeNumber('capture.rotation.maxBytes', r.maxBytes, 1);
-    if (r.maxSeconds !== undefined) out.rotation.maxSeconds = wholeNumber('capture.rotation.maxSeconds', r.maxSeconds, 1);
+    if (r.maxSeconds !== undefined)
+      out.rotation.maxSeconds = wholeNumber('capture.rotation.maxSeconds', r.maxSeconds, 1);
   }
   return out;
 }

@@ -42,15 +42,38 @@ async function startProcess(model: string, capture: Record<string, unknown>, nam
   const config = join(dir, `${name}.json`);
   writeFileSync(config, JSON.stringify({ capture: { destination: pathToFileURL(captureDir).href, ...capture } }));
   const [port, adminPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, [mainFile, `--model=${model}`, `--listen=127.0.0.1:${port}`, `--admin-listen=127.0.0.1:${adminPort}`, '--model-ready-path=/ready', `--config=${config}`], {
-    env: { PATH: process.env.PATH, ...identityEnv },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      mainFile,
+      `--model=${model}`,
+      `--listen=127.0.0.1:${port}`,
+      `--admin-listen=127.0.0.1:${adminPort}`,
+      '--model-ready-path=/ready',
+      `--config=${config}`,
+    ],
+    {
+      env: { PATH: process.env.PATH, ...identityEnv },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let output = '';
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const r: Running = { child, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, captureDir, output: () => output, exited };
-  await waitFor('the agent to be ready', 30_000, async () => ((await fetch(`${r.admin}/-/agent/ready`)).status === 200 ? true : undefined), r.output);
+  const r: Running = {
+    child,
+    url: `http://127.0.0.1:${port}`,
+    admin: `http://127.0.0.1:${adminPort}`,
+    captureDir,
+    output: () => output,
+    exited,
+  };
+  await waitFor(
+    'the agent to be ready',
+    30_000,
+    async () => ((await fetch(`${r.admin}/-/agent/ready`)).status === 200 ? true : undefined),
+    r.output,
+  );
   return r;
 }
 
@@ -69,21 +92,43 @@ describe('the agent process', () => {
   afterAll(() => model.close());
 
   it('on SIGTERM stops taking connections, finishes the 20 requests in flight and writes all of their records before it exits 0', async () => {
-    running = await startProcess(model.url, { enabled: true, samplingPercent: 100, rotation: { maxBytes: 10_000_000, maxSeconds: 3600 } }, 'sigterm');
+    running = await startProcess(
+      model.url,
+      { enabled: true, samplingPercent: 100, rotation: { maxBytes: 10_000_000, maxSeconds: 3600 } },
+      'sigterm',
+    );
     const r = running;
     const answers = Array.from({ length: 20 }, (_, i) =>
-      send(r.url, { headers: { 'content-type': 'application/json', 'x-sleep-ms': '1500', 'x-ml-inference-id': `t${i}` }, body: `{"i":${i}}` }),
+      send(r.url, {
+        headers: { 'content-type': 'application/json', 'x-sleep-ms': '1500', 'x-ml-inference-id': `t${i}` },
+        body: `{"i":${i}}`,
+      }),
     );
-    await waitFor('20 requests in flight', 10_000, async () => ((await (await fetch(`${r.admin}/-/agent/metrics`)).text()).match(/^ml_agent_in_flight\{[^}]*\} 20$/m) ? true : undefined));
+    await waitFor('20 requests in flight', 10_000, async () =>
+      (await (await fetch(`${r.admin}/-/agent/metrics`)).text()).match(/^ml_agent_in_flight\{[^}]*\} 20$/m)
+        ? true
+        : undefined,
+    );
     r.child.kill('SIGTERM');
-    await waitFor('the data port to refuse connections', 5000, async () => ((await send(r.url, { body: 'late', timeoutMs: 1000 }).then(() => false, () => true)) ? true : undefined));
+    await waitFor('the data port to refuse connections', 5000, async () =>
+      (await send(r.url, { body: 'late', timeoutMs: 1000 }).then(
+        () => false,
+        () => true,
+      ))
+        ? true
+        : undefined,
+    );
     const got = await Promise.all(answers);
     expect(got.map((a) => a.status)).toEqual(Array(20).fill(200));
     expect(await r.exited, r.output()).toBe(0);
     // A probe sent before the agent got the signal may be answered and captured too; it has no id.
     const records = readRecords(r.captureDir).filter((x) => x.eventMetadata.inferenceId !== undefined);
-    expect(records.map((x) => x.eventMetadata.inferenceId).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `t${i}`).sort());
-    expect(r.output()).toMatch(/"msg":"stopped".*"inFlightAtSigterm":2\d,"unfinishedRequests":0,"recordsFlushed":2\d,"recordsDropped":0/);
+    expect(records.map((x) => x.eventMetadata.inferenceId).sort()).toEqual(
+      Array.from({ length: 20 }, (_, i) => `t${i}`).sort(),
+    );
+    expect(r.output()).toMatch(
+      /"msg":"stopped".*"inFlightAtSigterm":2\d,"unfinishedRequests":0,"recordsFlushed":2\d,"recordsDropped":0/,
+    );
   }, 60_000);
 
   it('streams a 256 MiB request and answer without holding them (peak memory grows by far less), and flags the record truncated', async () => {
@@ -99,15 +144,19 @@ describe('the agent process', () => {
     for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 7) % 251;
     const before = memory(r.child.pid!);
     const received = await new Promise<{ bytes: number; first: Buffer }>((resolve, reject) => {
-      const req = http.request(`${r.url}/upload`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'x-ml-inference-id': 'big' } }, (res) => {
-        let bytes = 0;
-        const first: Buffer[] = [];
-        res.on('data', (c: Buffer) => {
-          if (bytes < 1000) first.push(c.subarray(0, 1000 - bytes));
-          bytes += c.length;
-        });
-        res.on('end', () => resolve({ bytes, first: Buffer.concat(first) }));
-      });
+      const req = http.request(
+        `${r.url}/upload`,
+        { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'x-ml-inference-id': 'big' } },
+        (res) => {
+          let bytes = 0;
+          const first: Buffer[] = [];
+          res.on('data', (c: Buffer) => {
+            if (bytes < 1000) first.push(c.subarray(0, 1000 - bytes));
+            bytes += c.length;
+          });
+          res.on('end', () => resolve({ bytes, first: Buffer.concat(first) }));
+        },
+      );
       req.on('error', reject);
       let sent = 0;
       const more = () => {
@@ -120,7 +169,9 @@ describe('the agent process', () => {
       more();
     });
     const after = memory(r.child.pid!);
-    process.stderr.write(`large body: ${size >> 20} MiB each way; agent RSS before ${(before.now / 2 ** 20).toFixed(1)} MiB, peak after ${(after.peak / 2 ** 20).toFixed(1)} MiB\n`);
+    process.stderr.write(
+      `large body: ${size >> 20} MiB each way; agent RSS before ${(before.now / 2 ** 20).toFixed(1)} MiB, peak after ${(after.peak / 2 ** 20).toFixed(1)} MiB\n`,
+    );
     expect(received.bytes).toBe(size);
     expect(received.first.equals(chunk.subarray(0, 1000))).toBe(true);
     // Holding either side whole would take the body's size at least. Chunks already passed on are

@@ -45,7 +45,12 @@ const listen = (server: Server, host: string, port: number) =>
     });
   });
 
-export async function startAgent(flags: Flags, env: Env, log: Log, sinkOpener: (destination: string) => Promise<Sink> = (d) => openSink(d, env, log)): Promise<Agent> {
+export async function startAgent(
+  flags: Flags,
+  env: Env,
+  log: Log,
+  sinkOpener: (destination: string) => Promise<Sink> = (d) => openSink(d, env, log),
+): Promise<Agent> {
   const identity = identityFrom(env);
   const metrics = agentMetrics(identity);
   const capture = new Capture({
@@ -54,7 +59,11 @@ export async function startAgent(flags: Flags, env: Env, log: Log, sinkOpener: (
     openSink: sinkOpener,
     onWritten: (n) => metrics.captureRecords.inc({ result: 'written' }, n),
     onDropped: (n) => metrics.captureRecords.inc({ result: 'dropped' }, n),
-    onError: (message, destination) => log('warn', 'capture sink failing: records wait in the buffer, dropped once it is full', { destination, error: message }),
+    onError: (message, destination) =>
+      log('warn', 'capture sink failing: records wait in the buffer, dropped once it is full', {
+        destination,
+        error: message,
+      }),
   });
   let lastText: string | undefined;
   let lastError: string | null = null;
@@ -76,7 +85,11 @@ export async function startAgent(flags: Flags, env: Env, log: Log, sinkOpener: (
       const config = parseCaptureConfig(text);
       capture.configure(config);
       lastError = null;
-      log('info', 'capture config', { enabled: config.enabled, samplingPercent: config.samplingPercent, destination: config.destination });
+      log('info', 'capture config', {
+        enabled: config.enabled,
+        samplingPercent: config.samplingPercent,
+        destination: config.destination,
+      });
     } catch (e) {
       lastError = `${flags.configPath}: ${(e as Error).message}; the last good capture config stays in use`;
       capture.reportConfigError(lastError);
@@ -91,10 +104,20 @@ export async function startAgent(flags: Flags, env: Env, log: Log, sinkOpener: (
 
   const proxy = createProxy({ model: flags.model, capture, metrics, log });
   let draining = false;
-  const admin = createAdmin({ model: flags.model, modelReadyPath: flags.modelReadyPath, capture, metrics, draining: () => draining });
+  const admin = createAdmin({
+    model: flags.model,
+    modelReadyPath: flags.modelReadyPath,
+    capture,
+    metrics,
+    draining: () => draining,
+  });
   const adminPort = await listen(admin, flags.adminListen.host, flags.adminListen.port);
   const dataPort = await listen(proxy.server, flags.listen.host, flags.listen.port);
-  log('info', 'serving', { listen: `${flags.listen.host}:${dataPort}`, admin: `${flags.adminListen.host}:${adminPort}`, model: flags.model.origin });
+  log('info', 'serving', {
+    listen: `${flags.listen.host}:${dataPort}`,
+    admin: `${flags.adminListen.host}:${adminPort}`,
+    model: flags.model.origin,
+  });
 
   let stopping: Promise<void> | undefined;
   const stop = () =>

@@ -14,15 +14,30 @@ export interface AgentMetrics {
 
 export function agentMetrics(identity: Identity): AgentMetrics {
   const registry = new Registry();
-  registry.setDefaultLabels({ namespace: identity.namespace, endpoint: identity.endpoint, variant: identity.variant, version: identity.modelVersion });
+  registry.setDefaultLabels({
+    namespace: identity.namespace,
+    endpoint: identity.endpoint,
+    variant: identity.variant,
+    version: identity.modelVersion,
+  });
   const registers = [registry];
-  const captureRecords = new Counter({ name: 'ml_agent_capture_records_total', help: 'Captured records, by result: written to the sink, or dropped (buffer full, or unwritten at shutdown).', labelNames: ['result'] as const, registers });
+  const captureRecords = new Counter({
+    name: 'ml_agent_capture_records_total',
+    help: 'Captured records, by result: written to the sink, or dropped (buffer full, or unwritten at shutdown).',
+    labelNames: ['result'] as const,
+    registers,
+  });
   // Both series exist from the start, so that a rate over them is 0 rather than absent.
   captureRecords.inc({ result: 'written' }, 0);
   captureRecords.inc({ result: 'dropped' }, 0);
   return {
     registry,
-    requests: new Counter({ name: 'ml_agent_requests_total', help: 'Requests answered through the agent, by status class (2xx, 4xx, 5xx...).', labelNames: ['code_class'] as const, registers }),
+    requests: new Counter({
+      name: 'ml_agent_requests_total',
+      help: 'Requests answered through the agent, by status class (2xx, 4xx, 5xx...).',
+      labelNames: ['code_class'] as const,
+      registers,
+    }),
     duration: new Histogram({
       name: 'ml_agent_request_duration_seconds',
       help: 'Time from a request’s arrival to the end of its answer, as the agent saw it.',
@@ -32,6 +47,10 @@ export function agentMetrics(identity: Identity): AgentMetrics {
     }),
     inFlight: new Gauge({ name: 'ml_agent_in_flight', help: 'Requests being answered now.', registers }),
     captureRecords,
-    modelErrors: new Counter({ name: 'ml_agent_model_errors_total', help: 'Requests the model could not be reached for (connection refused or reset before an answer): answered 502 by the agent.', registers }),
+    modelErrors: new Counter({
+      name: 'ml_agent_model_errors_total',
+      help: 'Requests the model could not be reached for (connection refused or reset before an answer): answered 502 by the agent.',
+      registers,
+    }),
   };
 }

@@ -3,7 +3,15 @@
 // status and metrics (and the data port does not).
 import * as net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { inParallel, listenOn, send, startModel, startTestAgent, type Listening, type TestAgent } from './testing/harness.ts';
+import {
+  inParallel,
+  listenOn,
+  send,
+  startModel,
+  startTestAgent,
+  type Listening,
+  type TestAgent,
+} from './testing/harness.ts';
 
 let model: Listening;
 let modelConnections = 0;
@@ -32,7 +40,18 @@ function raw(port: number, request: string): Promise<string> {
 describe('the proxy', () => {
   it('passes the status, its reason, the headers (case, order, repeats) and the body through unchanged', async () => {
     const odd = await listenOn((req, res) => {
-      res.writeHead(418, 'Short And Stout', ['X-Custom-Case', 'A', 'set-cookie', 'a=1', 'set-cookie', 'b=2', 'content-type', 'text/weird', 'content-length', '5']);
+      res.writeHead(418, 'Short And Stout', [
+        'X-Custom-Case',
+        'A',
+        'set-cookie',
+        'a=1',
+        'set-cookie',
+        'b=2',
+        'content-type',
+        'text/weird',
+        'content-length',
+        '5',
+      ]);
       res.end(req.method === 'HEAD' ? undefined : 'hello');
     });
     agent = await startTestAgent(odd.url, { enabled: false });
@@ -49,7 +68,9 @@ describe('the proxy', () => {
   });
 
   it('passes the request through unchanged: method, path and query, headers, body', async () => {
-    let seen: { method?: string; url?: string; headers: Record<string, string | string[] | undefined>; body: string } | undefined;
+    let seen:
+      | { method?: string; url?: string; headers: Record<string, string | string[] | undefined>; body: string }
+      | undefined;
     const echo = await listenOn((req, res) => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
@@ -59,9 +80,19 @@ describe('the proxy', () => {
       });
     });
     agent = await startTestAgent(echo.url, { enabled: false });
-    await send(agent.url, { method: 'PUT', path: '/v1/models/x:predict?a=1&b=%20', headers: { 'x-ml-inference-id': 'id-1', authorization: 'Bearer t', 'content-type': 'application/json' }, body: '{"a":1}' });
+    await send(agent.url, {
+      method: 'PUT',
+      path: '/v1/models/x:predict?a=1&b=%20',
+      headers: { 'x-ml-inference-id': 'id-1', authorization: 'Bearer t', 'content-type': 'application/json' },
+      body: '{"a":1}',
+    });
     expect(seen).toMatchObject({ method: 'PUT', url: '/v1/models/x:predict?a=1&b=%20', body: '{"a":1}' });
-    expect(seen!.headers).toMatchObject({ 'x-ml-inference-id': 'id-1', authorization: 'Bearer t', 'content-type': 'application/json', 'content-length': '7' });
+    expect(seen!.headers).toMatchObject({
+      'x-ml-inference-id': 'id-1',
+      authorization: 'Bearer t',
+      'content-type': 'application/json',
+      'content-length': '7',
+    });
     await echo.close();
   });
 
@@ -80,22 +111,46 @@ describe('the proxy', () => {
     agent = await startTestAgent(url, { enabled: false });
     const answer = await send(agent.url, { path: '/predict', body: 'x' });
     expect(answer.status).toBe(502);
-    expect(answer.body.toString()).toMatch(new RegExp(`^ml-operator agent: the model at ${url} did not answer POST /predict: connect ECONNREFUSED`));
+    expect(answer.body.toString()).toMatch(
+      new RegExp(`^ml-operator agent: the model at ${url} did not answer POST /predict: connect ECONNREFUSED`),
+    );
     const metrics = await (await fetch(`${agent.admin}/-/agent/metrics`)).text();
-    expect(metrics).toMatch(/^ml_agent_model_errors_total\{namespace="ns1",endpoint="titanic",variant="a",version="v123"\} 1$/m);
-    expect(metrics).toMatch(/^ml_agent_requests_total\{code_class="5xx",namespace="ns1",endpoint="titanic",variant="a",version="v123"\} 1$/m);
+    expect(metrics).toMatch(
+      /^ml_agent_model_errors_total\{namespace="ns1",endpoint="titanic",variant="a",version="v123"\} 1$/m,
+    );
+    expect(metrics).toMatch(
+      /^ml_agent_requests_total\{code_class="5xx",namespace="ns1",endpoint="titanic",variant="a",version="v123"\} 1$/m,
+    );
     const ready = await fetch(`${agent.admin}/-/agent/ready`);
     expect(ready.status).toBe(503);
-    expect(((await ready.json()) as { reason: string }).reason).toMatch(/the model did not answer on \/ready: connect ECONNREFUSED/);
+    expect(((await ready.json()) as { reason: string }).reason).toMatch(
+      /the model did not answer on \/ready: connect ECONNREFUSED/,
+    );
   });
 
   it('serves readiness, status and metrics on the admin port only', async () => {
     agent = await startTestAgent(model.url, { enabled: true, samplingPercent: 100 });
-    await inParallel(10, 5, (i) => send(agent!.url, { headers: { 'content-type': 'application/json', 'x-status': i < 7 ? '200' : '404' }, body: '{}' }));
+    await inParallel(10, 5, (i) =>
+      send(agent!.url, {
+        headers: { 'content-type': 'application/json', 'x-status': i < 7 ? '200' : '404' },
+        body: '{}',
+      }),
+    );
     const ready = await fetch(`${agent.admin}/-/agent/ready`);
     expect(ready.status).toBe(200);
-    const status = (await (await fetch(`${agent.admin}/-/agent/status`)).json()) as { capture: Record<string, unknown> };
-    expect(status.capture).toMatchObject({ enabled: true, samplingPercent: 100, destination: expect.stringMatching(/^file:\/\/\//), healthy: true, error: null, written: 0, dropped: 0, configError: null });
+    const status = (await (await fetch(`${agent.admin}/-/agent/status`)).json()) as {
+      capture: Record<string, unknown>;
+    };
+    expect(status.capture).toMatchObject({
+      enabled: true,
+      samplingPercent: 100,
+      destination: expect.stringMatching(/^file:\/\/\//),
+      healthy: true,
+      error: null,
+      written: 0,
+      dropped: 0,
+      configError: null,
+    });
     expect(Date.parse(status.capture.since as string)).not.toBeNaN();
     const metrics = await (await fetch(`${agent.admin}/-/agent/metrics`)).text();
     const labels = 'namespace="ns1",endpoint="titanic",variant="a",version="v123"';

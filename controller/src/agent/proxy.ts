@@ -13,7 +13,16 @@ import type { Capture } from './capture.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { CapturedBody } from './record.ts';
 
-const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect']);
+const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+]);
 const replayBytes = 64 * 1024;
 
 /** Raw headers (name, value, name, value...) without the hop-by-hop ones, in their order and case. */
@@ -112,7 +121,14 @@ export function createProxy({ model, capture, metrics, log }: ProxyOptions): Pro
     };
 
     const send = (attempt: number) => {
-      const up = http.request({ ...target, agent, method: req.method, path: base + (req.url ?? '/'), headers, setHost: false });
+      const up = http.request({
+        ...target,
+        agent,
+        method: req.method,
+        path: base + (req.url ?? '/'),
+        headers,
+        setHost: false,
+      });
       upstream = up;
       up.on('response', (answer) => {
         answered = true;

@@ -33,7 +33,15 @@ export interface CaptureRecord {
   captureData: { endpointInput?: CaptureData; endpointOutput?: CaptureData };
   eventMetadata: { eventId: string; inferenceId?: string; inferenceTime: string };
   eventVersion: '0';
-  mlOperator: { endpoint: string; variant: string; modelVersion: string; pod: string; status: number; latencyMs: number; truncated: boolean };
+  mlOperator: {
+    endpoint: string;
+    variant: string;
+    modelVersion: string;
+    pod: string;
+    status: number;
+    latencyMs: number;
+    truncated: boolean;
+  };
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -41,7 +49,10 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const mediaType = (contentType: string | undefined) => (contentType ?? '').split(';')[0].trim().toLowerCase();
 
 /** The encoding SageMaker readers expect for a body of this content type. */
-export function encodingOf(contentType: string | undefined, textContentTypes: readonly string[]): 'JSON' | 'CSV' | 'BASE64' {
+export function encodingOf(
+  contentType: string | undefined,
+  textContentTypes: readonly string[],
+): 'JSON' | 'CSV' | 'BASE64' {
   const type = mediaType(contentType);
   if (!type || !textContentTypes.includes(type)) return 'BASE64';
   return type.endsWith('json') ? 'JSON' : 'CSV';
@@ -60,14 +71,26 @@ function captureData(body: CapturedBody, mode: 'INPUT' | 'OUTPUT', textContentTy
   return { observedContentType: body.contentType ?? '', mode, data: data ?? body.bytes.toString('base64'), encoding };
 }
 
-export function toRecord(exchange: Exchange, options: readonly CaptureOption[], textContentTypes: readonly string[], identity: Identity): CaptureRecord {
+export function toRecord(
+  exchange: Exchange,
+  options: readonly CaptureOption[],
+  textContentTypes: readonly string[],
+  identity: Identity,
+): CaptureRecord {
   const captureData_: CaptureRecord['captureData'] = {};
   if (options.includes('Input')) captureData_.endpointInput = captureData(exchange.input, 'INPUT', textContentTypes);
-  if (options.includes('Output')) captureData_.endpointOutput = captureData(exchange.output, 'OUTPUT', textContentTypes);
-  const truncated = (options.includes('Input') && exchange.input.truncated) || (options.includes('Output') && exchange.output.truncated);
+  if (options.includes('Output'))
+    captureData_.endpointOutput = captureData(exchange.output, 'OUTPUT', textContentTypes);
+  const truncated =
+    (options.includes('Input') && exchange.input.truncated) ||
+    (options.includes('Output') && exchange.output.truncated);
   return {
     captureData: captureData_,
-    eventMetadata: { eventId: randomUUID(), ...(exchange.inferenceId !== undefined ? { inferenceId: exchange.inferenceId } : {}), inferenceTime: exchange.time.toISOString() },
+    eventMetadata: {
+      eventId: randomUUID(),
+      ...(exchange.inferenceId !== undefined ? { inferenceId: exchange.inferenceId } : {}),
+      inferenceTime: exchange.time.toISOString(),
+    },
     eventVersion: '0',
     mlOperator: {
       endpoint: identity.endpoint,

@@ -28,7 +28,10 @@ export function fileSink(destination: string): Sink {
         await mkdir(root, { recursive: true });
         await access(root, constants.W_OK);
       } catch (e) {
-        throw new Error(`cannot write to ${root} (${(e as Error).message}): check that the claim is mounted and writable by the agent's user`, { cause: e });
+        throw new Error(
+          `cannot write to ${root} (${(e as Error).message}): check that the claim is mounted and writable by the agent's user`,
+          { cause: e },
+        );
       }
     },
     async put(key, body) {
@@ -41,7 +44,10 @@ export function fileSink(destination: string): Sink {
         await rename(temporary, path);
       } catch (e) {
         await rm(temporary, { force: true }).catch(() => {});
-        throw new Error(`writing ${path} failed (${(e as Error).message}): check that the claim is mounted, writable and not full`, { cause: e });
+        throw new Error(
+          `writing ${path} failed (${(e as Error).message}): check that the claim is mounted, writable and not full`,
+          { cause: e },
+        );
       }
     },
     close() {},

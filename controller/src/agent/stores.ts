@@ -23,16 +23,28 @@ interface StoreError {
 /** What failed, in the store's words, and what to check. */
 function describe(e: unknown, action: string, destination: string, permission: string): Error {
   const err = (e ?? {}) as StoreError;
-  const status = err.$metadata?.httpStatusCode ?? err.statusCode ?? (typeof err.code === 'number' ? err.code : undefined) ?? err.status ?? err.response?.status;
-  const code = err.Code ?? (err.name && err.name !== 'Error' && err.name !== 'RestError' ? err.name : undefined) ?? (typeof err.code === 'string' ? err.code : undefined);
+  const status =
+    err.$metadata?.httpStatusCode ??
+    err.statusCode ??
+    (typeof err.code === 'number' ? err.code : undefined) ??
+    err.status ??
+    err.response?.status;
+  const code =
+    err.Code ??
+    (err.name && err.name !== 'Error' && err.name !== 'RestError' ? err.name : undefined) ??
+    (typeof err.code === 'string' ? err.code : undefined);
   const said = [code, (err.message ?? String(e)).split('\n')[0].slice(0, 300)].filter(Boolean).join(': ');
   let hint: string;
   if (status === 401 || status === 403) hint = `check the capture credentials and that they may ${permission}`;
   else if (status === 404) hint = 'check that the bucket (or container) of the destination exists, and the endpoint';
-  else if (status === 429 || (status !== undefined && status >= 500)) hint = 'the store is failing or throttling: the agent retries';
-  else if (status === undefined) hint = 'the store could not be reached: check the endpoint and the network; the agent retries';
+  else if (status === 429 || (status !== undefined && status >= 500))
+    hint = 'the store is failing or throttling: the agent retries';
+  else if (status === undefined)
+    hint = 'the store could not be reached: check the endpoint and the network; the agent retries';
   else hint = 'the store refused the request: check the destination';
-  return new Error(`${status ? `${status} ${httpStatusText(status)} ` : ''}${action} ${destination} (${said}): ${hint}`);
+  return new Error(
+    `${status ? `${status} ${httpStatusText(status)} ` : ''}${action} ${destination} (${said}): ${hint}`,
+  );
 }
 
 function split(destination: string): { scheme: string; parts: string[] } {
@@ -53,20 +65,35 @@ export async function storeSink(destination: string, env: Env, log: Log, timeout
       destination,
       async check() {
         try {
-          await (await connect()).send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) });
+          await (
+            await connect()
+          ).send(new HeadBucketCommand({ Bucket: bucket }), { abortSignal: AbortSignal.timeout(timeoutMs) });
         } catch (e) {
           throw describe(e, 'checking the bucket of', destination, 's3:ListBucket and s3:PutObject');
         }
       },
       async put(key, body) {
         try {
-          await (await connect()).send(new PutObjectCommand({ Bucket: bucket, Key: joinKey(prefix, key), Body: body, ContentType: 'application/jsonl' }), { abortSignal: AbortSignal.timeout(timeoutMs) });
+          await (
+            await connect()
+          ).send(
+            new PutObjectCommand({
+              Bucket: bucket,
+              Key: joinKey(prefix, key),
+              Body: body,
+              ContentType: 'application/jsonl',
+            }),
+            { abortSignal: AbortSignal.timeout(timeoutMs) },
+          );
         } catch (e) {
           throw describe(e, 'writing to', destination, 's3:PutObject');
         }
       },
       close() {
-        void connect().then((c) => c.destroy(), () => {});
+        void connect().then(
+          (c) => c.destroy(),
+          () => {},
+        );
       },
     };
   }
@@ -80,14 +107,26 @@ export async function storeSink(destination: string, env: Env, log: Log, timeout
         try {
           await bucket.getMetadata();
         } catch (e) {
-          throw describe(e, 'checking the bucket of', destination, 'storage.objects.create on the bucket (roles/storage.objectCreator)');
+          throw describe(
+            e,
+            'checking the bucket of',
+            destination,
+            'storage.objects.create on the bucket (roles/storage.objectCreator)',
+          );
         }
       },
       async put(key, body) {
         try {
-          await bucket.file(joinKey(prefix, key)).save(body, { resumable: false, validation: false, contentType: 'application/jsonl' });
+          await bucket
+            .file(joinKey(prefix, key))
+            .save(body, { resumable: false, validation: false, contentType: 'application/jsonl' });
         } catch (e) {
-          throw describe(e, 'writing to', destination, 'storage.objects.create on the bucket (roles/storage.objectCreator)');
+          throw describe(
+            e,
+            'writing to',
+            destination,
+            'storage.objects.create on the bucket (roles/storage.objectCreator)',
+          );
         }
       },
       close() {},
@@ -109,7 +148,10 @@ export async function storeSink(destination: string, env: Env, log: Log, timeout
       },
       async put(key, body) {
         try {
-          await client.getBlockBlobClient(joinKey(prefix, key)).uploadData(body, { blobHTTPHeaders: { blobContentType: 'application/jsonl' }, abortSignal: AbortSignal.timeout(timeoutMs) });
+          await client.getBlockBlobClient(joinKey(prefix, key)).uploadData(body, {
+            blobHTTPHeaders: { blobContentType: 'application/jsonl' },
+            abortSignal: AbortSignal.timeout(timeoutMs),
+          });
         } catch (e) {
           throw describe(e, 'writing to', destination, permission);
         }

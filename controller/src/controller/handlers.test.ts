@@ -14,17 +14,35 @@ function store<T extends KubeObject>(items: T[], indexers: Indexers<T> = {}): St
     byIndex: (index, value) => items.filter((o) => indexers[index](o).includes(value)),
   };
 }
-const endpoint = (ns: string, name: string, config: string, host?: string): Endpoint => ({ metadata: { name, namespace: ns, uid: `${ns}-${name}` }, spec: { config, ...(host ? { host } : {}) } });
-const endpoints = [endpoint('a', 'e1', 'c1', 'api.example.com'), endpoint('b', 'e2', 'c2', 'api.example.com'), endpoint('a', 'e3', 'c2'), endpoint('a', 'e4', 'c3')];
+const endpoint = (ns: string, name: string, config: string, host?: string): Endpoint => ({
+  metadata: { name, namespace: ns, uid: `${ns}-${name}` },
+  spec: { config, ...(host ? { host } : {}) },
+});
+const endpoints = [
+  endpoint('a', 'e1', 'c1', 'api.example.com'),
+  endpoint('b', 'e2', 'c2', 'api.example.com'),
+  endpoint('a', 'e3', 'c2'),
+  endpoint('a', 'e4', 'c3'),
+];
 const configs: Config[] = [
   { metadata: { name: 'c2', namespace: 'a' }, spec: { models: [{ model: 'm' }] } },
   { metadata: { name: 'c3', namespace: 'a' }, spec: { models: [{ model: 'other' }] } },
 ];
-const caches = { endpoints: store(endpoints, endpointIndexers(defaultConfig)), configs: store(configs, configIndexers), models: store<Model>([]) } as unknown as Caches;
+const caches = {
+  endpoints: store(endpoints, endpointIndexers(defaultConfig)),
+  configs: store(configs, configIndexers),
+  models: store<Model>([]),
+} as unknown as Caches;
 
 function keysFor(fire: (h: ReturnType<typeof eventHandlers>) => void): string[] {
   const keys: string[] = [];
-  fire(eventHandlers(defaultConfig, () => caches, (k) => keys.push(k)));
+  fire(
+    eventHandlers(
+      defaultConfig,
+      () => caches,
+      (k) => keys.push(k),
+    ),
+  );
   return keys.sort();
 }
 
@@ -39,22 +57,38 @@ describe('event handlers', () => {
   });
   it('put a new endpoint behind the queue, and anything about one in flight ahead of it', () => {
     const calls: [string, string | undefined][] = [];
-    const h = eventHandlers(defaultConfig, () => caches, (k, p) => calls.push([k, p]));
+    const h = eventHandlers(
+      defaultConfig,
+      () => caches,
+      (k, p) => calls.push([k, p]),
+    );
     h.endpoint.onAdd!(endpoints[3]);
     expect(calls).toEqual([['a/e4', 'low']]);
     calls.length = 0;
     // A status change of a host's claimant may hand the host over: the other claimants look again.
     h.endpoint.onUpdate!({ ...endpoints[0], status: { state: 'InService' } }, endpoints[0]);
-    expect(calls).toEqual([['a/e1', undefined], ['b/e2', undefined]]);
+    expect(calls).toEqual([
+      ['a/e1', undefined],
+      ['b/e2', undefined],
+    ]);
     calls.length = 0;
-    h.owned.onUpdate!({ metadata: { name: 'x', namespace: 'a', labels: { 'ml-operator.dev/endpoint': 'e4' } } }, { metadata: { name: 'x', namespace: 'a' } });
+    h.owned.onUpdate!(
+      { metadata: { name: 'x', namespace: 'a', labels: { 'ml-operator.dev/endpoint': 'e4' } } },
+      { metadata: { name: 'x', namespace: 'a' } },
+    );
     expect(calls).toEqual([['a/e4', undefined]]);
   });
   it('map a model template to the endpoints whose config names it, in its namespace', () => {
-    expect(keysFor((h) => h.model.onAdd!({ metadata: { name: 'm', namespace: 'a' }, spec: { image: 'acme/m:1' } }))).toEqual(['a/e3']);
+    expect(
+      keysFor((h) => h.model.onAdd!({ metadata: { name: 'm', namespace: 'a' }, spec: { image: 'acme/m:1' } })),
+    ).toEqual(['a/e3']);
   });
   it('map a config template to the endpoints that use it, and a snapshot or owned object to its endpoint label', () => {
     expect(keysFor((h) => h.config.onDelete!(configs[0]))).toEqual(['a/e3']);
-    expect(keysFor((h) => h.owned.onAdd!({ metadata: { name: 'x', namespace: 'a', labels: { 'ml-operator.dev/endpoint': 'e4' } } }))).toEqual(['a/e4']);
+    expect(
+      keysFor((h) =>
+        h.owned.onAdd!({ metadata: { name: 'x', namespace: 'a', labels: { 'ml-operator.dev/endpoint': 'e4' } } }),
+      ),
+    ).toEqual(['a/e4']);
   });
 });

@@ -17,7 +17,11 @@ import type { Endpoint, SourceHandlers } from './sources.ts';
 /** `low`: a first pass, which waits behind everything else. */
 export type Priority = 'normal' | 'low';
 
-export function eventHandlers(config: OperatorConfig, caches: () => Caches | undefined, enqueue: (key: string, priority?: Priority) => void): SourceHandlers {
+export function eventHandlers(
+  config: OperatorConfig,
+  caches: () => Caches | undefined,
+  enqueue: (key: string, priority?: Priority) => void,
+): SourceHandlers {
   const enqueueEndpoint = (e: Endpoint) => enqueue(keyOf(e.metadata.namespace, e.metadata.name));
   /** Every other endpoint that claims one of these hosts: a change may free or take it. */
   const sharingHosts = (e: Endpoint, hosts: Set<string>) => {
@@ -37,14 +41,20 @@ export function eventHandlers(config: OperatorConfig, caches: () => Caches | und
   const usingConfig = (namespace: string | undefined, config: string) => {
     for (const e of caches()?.endpoints.byIndex(indexes.config, keyOf(namespace, config)) ?? []) enqueueEndpoint(e);
   };
-  const onConfig = (o: KubeObject) => (isSnapshot(o) ? byEndpointLabel(o) : usingConfig(o.metadata.namespace, o.metadata.name));
+  const onConfig = (o: KubeObject) =>
+    isSnapshot(o) ? byEndpointLabel(o) : usingConfig(o.metadata.namespace, o.metadata.name);
   const onModel = (o: KubeObject) => {
-    if (isSnapshot(o)) { byEndpointLabel(o); return; }
-    for (const c of caches()?.configs.byIndex(indexes.model, keyOf(o.metadata.namespace, o.metadata.name)) ?? []) usingConfig(c.metadata.namespace, c.metadata.name);
+    if (isSnapshot(o)) {
+      byEndpointLabel(o);
+      return;
+    }
+    for (const c of caches()?.configs.byIndex(indexes.model, keyOf(o.metadata.namespace, o.metadata.name)) ?? [])
+      usingConfig(c.metadata.namespace, c.metadata.name);
   };
   const onVolume = (o: KubeObject) => {
     const l = o.metadata.labels ?? {};
-    if (l[labels.endpoint] && l[labels.endpointNamespace]) enqueue(keyOf(l[labels.endpointNamespace], l[labels.endpoint]));
+    if (l[labels.endpoint] && l[labels.endpointNamespace])
+      enqueue(keyOf(l[labels.endpointNamespace], l[labels.endpoint]));
   };
   const endpoint = {
     onAdd: (e: Endpoint) => {

@@ -30,7 +30,14 @@ describe('the controller loop', () => {
     const events: string[] = [];
     const metrics = new Metrics();
     const caches = { endpoints: { get: () => undefined } } as unknown as Caches;
-    startLoop({ queue, reconciler, caches, metrics, events: { record: (_o: unknown, _t: string, reason: string) => events.push(reason) } as unknown as EventRecorder, logger });
+    startLoop({
+      queue,
+      reconciler,
+      caches,
+      metrics,
+      events: { record: (_o: unknown, _t: string, reason: string) => events.push(reason) } as unknown as EventRecorder,
+      logger,
+    });
     queue.add('ns/e');
     // A retry with backoff would come after 1 ms, then 2, 4... up to 5 minutes: none comes within
     // 10 minutes. The key waits for the next term, when every endpoint is queued again.

@@ -11,7 +11,14 @@ import type { EventRecorder } from '../runtime/events.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { WorkQueue } from '../runtime/queue.ts';
 
-export function startLoop(o: { queue: WorkQueue; reconciler: EndpointReconciler; caches: Caches; metrics: Metrics; events: EventRecorder; logger: Logger }): void {
+export function startLoop(o: {
+  queue: WorkQueue;
+  reconciler: EndpointReconciler;
+  caches: Caches;
+  metrics: Metrics;
+  events: EventRecorder;
+  logger: Logger;
+}): void {
   const { queue, reconciler, caches, metrics, events, logger } = o;
   queue.start(async (key) => {
     const log = logger.child({ endpoint: key, reconcileId: randomBytes(4).toString('hex') });
@@ -35,7 +42,12 @@ export function startLoop(o: { queue: WorkQueue; reconciler: EndpointReconciler;
       const [namespace, name] = key.split('/');
       const endpoint = caches.endpoints.get(namespace, name);
       if (endpoint) {
-        events.record({ ...endpoint, apiVersion: 'ml-operator.dev/v1alpha1', kind: resources.endpoint.kind }, 'Warning', 'ReconcileError', (err as Error).message);
+        events.record(
+          { ...endpoint, apiVersion: 'ml-operator.dev/v1alpha1', kind: resources.endpoint.kind },
+          'Warning',
+          'ReconcileError',
+          (err as Error).message,
+        );
       }
       throw err;
     } finally {

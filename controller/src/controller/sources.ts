@@ -30,7 +30,11 @@ export class Watched<T extends KubeObject> implements Store<T> {
   }
 
   private informerFor(namespace: string | undefined): Informer<T> | undefined {
-    return this.byNamespace.size === 0 ? this.informers[0] : namespace === undefined ? undefined : this.byNamespace.get(namespace);
+    return this.byNamespace.size === 0
+      ? this.informers[0]
+      : namespace === undefined
+        ? undefined
+        : this.byNamespace.get(namespace);
   }
 
   get(namespace: string | undefined, name: string): T | undefined {
@@ -43,7 +47,9 @@ export class Watched<T extends KubeObject> implements Store<T> {
   }
 
   byIndex(index: string, value: string): T[] {
-    return this.informers.length === 1 ? this.informers[0].byIndex(index, value) : this.informers.flatMap((i) => i.byIndex(index, value));
+    return this.informers.length === 1
+      ? this.informers[0].byIndex(index, value)
+      : this.informers.flatMap((i) => i.byIndex(index, value));
   }
 }
 
@@ -73,8 +79,29 @@ export function buildSources(o: {
   hostPath: boolean;
   handlers: SourceHandlers;
 }): Sources {
-  const watch = <T extends KubeObject>(r: Resource, labelSelector: string | undefined, handlers: InformerHandlers<T>, indexers: Indexers<T>, namespaces = o.namespaces) =>
-    new Watched<T>((namespace) => new Informer<T>(o.client, r, { namespace, labelSelector, logger: o.logger, indexers, transform: transformFor(r) as unknown as (obj: T) => T }, handlers), namespaces);
+  const watch = <T extends KubeObject>(
+    r: Resource,
+    labelSelector: string | undefined,
+    handlers: InformerHandlers<T>,
+    indexers: Indexers<T>,
+    namespaces = o.namespaces,
+  ) =>
+    new Watched<T>(
+      (namespace) =>
+        new Informer<T>(
+          o.client,
+          r,
+          {
+            namespace,
+            labelSelector,
+            logger: o.logger,
+            indexers,
+            transform: transformFor(r) as unknown as (obj: T) => T,
+          },
+          handlers,
+        ),
+      namespaces,
+    );
   const owned = (r: Resource) => watch<KubeObject>(r, managedBySelector, o.handlers.owned, ownedIndexers);
   const stores = {
     endpoints: watch<Endpoint>(resources.endpoint, undefined, o.handlers.endpoint, endpointIndexers(o.config)),
@@ -89,7 +116,9 @@ export function buildSources(o: {
     autoscalers: o.autoscalerResource ? owned(o.autoscalerResource) : undefined,
     disruptionBudgets: owned(resources.podDisruptionBudget),
     // PersistentVolumes are cluster-scoped: one informer, whatever namespaces are watched.
-    volumes: o.hostPath ? watch<KubeObject>(resources.persistentVolume, managedBySelector, o.handlers.volume, ownedIndexers, undefined) : undefined,
+    volumes: o.hostPath
+      ? watch<KubeObject>(resources.persistentVolume, managedBySelector, o.handlers.volume, ownedIndexers, undefined)
+      : undefined,
     pods: o.hostPath ? owned(resources.pod) : undefined,
   };
   const informers = Object.values(stores).flatMap((w) => (w ? (w.informers as Informer<KubeObject>[]) : []));
@@ -115,12 +144,33 @@ export function transformFor(r: Resource): (obj: KubeObject) => KubeObject {
       const status = (obj.status ?? {}) as Record<string, unknown>;
       const { replicas, readyReplicas, updatedReplicas, availableReplicas, observedGeneration } = status;
       // A ReplicaSet that cannot create pods (Pod Security, a quota) shows as this condition.
-      const failure = ((status.conditions ?? []) as { type: string; status: string; reason?: string; message?: string }[]).filter((c) => c.type === 'ReplicaFailure' && c.status === 'True').map(({ type, status, reason, message }) => ({ type, status, reason, message }));
-      return common({ ...obj, status: { replicas, readyReplicas, updatedReplicas, availableReplicas, observedGeneration, ...(failure.length ? { conditions: failure } : {}) } });
+      const failure = (
+        (status.conditions ?? []) as { type: string; status: string; reason?: string; message?: string }[]
+      )
+        .filter((c) => c.type === 'ReplicaFailure' && c.status === 'True')
+        .map(({ type, status, reason, message }) => ({ type, status, reason, message }));
+      return common({
+        ...obj,
+        status: {
+          replicas,
+          readyReplicas,
+          updatedReplicas,
+          availableReplicas,
+          observedGeneration,
+          ...(failure.length ? { conditions: failure } : {}),
+        },
+      });
     };
   }
   if (r === resources.pod) {
-    return (obj) => common({ apiVersion: obj.apiVersion, kind: obj.kind, metadata: obj.metadata, spec: { nodeName: (obj.spec as { nodeName?: string } | undefined)?.nodeName }, status: { phase: (obj.status as { phase?: string } | undefined)?.phase } });
+    return (obj) =>
+      common({
+        apiVersion: obj.apiVersion,
+        kind: obj.kind,
+        metadata: obj.metadata,
+        spec: { nodeName: (obj.spec as { nodeName?: string } | undefined)?.nodeName },
+        status: { phase: (obj.status as { phase?: string } | undefined)?.phase },
+      });
   }
   return common;
 }

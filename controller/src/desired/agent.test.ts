@@ -1,15 +1,28 @@
 import { describe, expect, it } from 'vitest';
-import type { MachineLearningEndpoint, MachineLearningEndpointConfigSpec, MachineLearningModel, MachineLearningModelSpec } from '../api/generated.ts';
+import type {
+  MachineLearningEndpoint,
+  MachineLearningEndpointConfigSpec,
+  MachineLearningModel,
+  MachineLearningModelSpec,
+} from '../api/generated.ts';
 import { defaultConfig, type OperatorConfig } from '../options.ts';
 import { agentConfig, agentContainerName, captureConfigMap, captureConfigMapName } from './agent.ts';
 import { agentAnnotation } from './labels.ts';
 import * as desired from './objects.ts';
 import { planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from './plan.ts';
 
-const endpoint: MachineLearningEndpoint = { metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 }, spec: { config: 'titanic' } };
+const endpoint: MachineLearningEndpoint = {
+  metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 },
+  spec: { config: 'titanic' },
+};
 const operatorConfig: OperatorConfig = { ...defaultConfig, fetcher: { image: 'ml-operator/controller:1' } };
 const ctx = { endpoint, config: operatorConfig };
-const model: MachineLearningModelSpec = { image: 'acme/titanic:1', port: 8080, readinessPath: '/ping', startupProbe: { path: '/ping' } };
+const model: MachineLearningModelSpec = {
+  image: 'acme/titanic:1',
+  port: 8080,
+  readinessPath: '/ping',
+  startupProbe: { path: '/ping' },
+};
 const base: MachineLearningEndpointConfigSpec = { models: [{ model: 'titanic', instances: 2 }] };
 const capture = { destination: 's3://captures/titanic', samplingPercent: 25 };
 
@@ -19,9 +32,22 @@ function plan(cfg: MachineLearningEndpointConfigSpec): VersionPlan {
   return r.plan;
 }
 
-type Container = { name: string; ports?: { name: string; containerPort: number }[]; readinessProbe?: { httpGet: { port: string } }; startupProbe?: { httpGet: { port: string } }; args?: string[]; env?: unknown[]; envFrom?: unknown[]; volumeMounts?: { name: string; mountPath: string }[] };
-type PodSpec = { containers: Container[]; volumes?: { name: string; configMap?: { name: string }; persistentVolumeClaim?: { claimName: string } }[] };
-const podSpec = (v: VariantPlan) => (desired.deployment(ctx, v, 600).object.spec as { template: { spec: PodSpec } }).template.spec;
+type Container = {
+  name: string;
+  ports?: { name: string; containerPort: number }[];
+  readinessProbe?: { httpGet: { port: string } };
+  startupProbe?: { httpGet: { port: string } };
+  args?: string[];
+  env?: unknown[];
+  envFrom?: unknown[];
+  volumeMounts?: { name: string; mountPath: string }[];
+};
+type PodSpec = {
+  containers: Container[];
+  volumes?: { name: string; configMap?: { name: string }; persistentVolumeClaim?: { claimName: string } }[];
+};
+const podSpec = (v: VariantPlan) =>
+  (desired.deployment(ctx, v, 600).object.spec as { template: { spec: PodSpec } }).template.spec;
 
 describe('the model agent', () => {
   it('is part of the model version: a config that gains dataCapture rolls out new instances, one without keeps its own', () => {
@@ -34,10 +60,17 @@ describe('the model agent', () => {
 
   it('keeps the instances when only the sampling, the destination in the same store or enabled change: no pod restarts', () => {
     const before = plan({ ...base, dataCapture: capture });
-    for (const change of [{ samplingPercent: 50 }, { enabled: false }, { destination: 's3://other/prefix' }, { captureOptions: ['Input' as const] }]) {
+    for (const change of [
+      { samplingPercent: 50 },
+      { enabled: false },
+      { destination: 's3://other/prefix' },
+      { captureOptions: ['Input' as const] },
+    ]) {
       const after = plan({ ...base, dataCapture: { ...capture, ...change } });
       expect(after.variants[0].instance).toBe(before.variants[0].instance);
-      expect(desired.deployment(ctx, after.variants[0], 600).object).toEqual(desired.deployment(ctx, before.variants[0], 600).object);
+      expect(desired.deployment(ctx, after.variants[0], 600).object).toEqual(
+        desired.deployment(ctx, before.variants[0], 600).object,
+      );
     }
   });
 
@@ -48,44 +81,78 @@ describe('the model agent', () => {
     expect(server.ports).toEqual([{ name: 'model', containerPort: 8080, protocol: 'TCP' }]);
     expect(server.readinessProbe!.httpGet.port).toBe('model');
     expect(server.startupProbe!.httpGet.port).toBe('model');
-    expect(agent.ports!.map((p) => [p.name, p.containerPort])).toEqual([['http', 18080], ['agent-admin', 9090]]);
+    expect(agent.ports!.map((p) => [p.name, p.containerPort])).toEqual([
+      ['http', 18080],
+      ['agent-admin', 9090],
+    ]);
     expect(agent.args).toContain('--model=http://127.0.0.1:8080');
     expect(agent.args).toContain('--model-ready-path=/ping');
     expect(agent.readinessProbe!.httpGet.port).toBe('agent-admin');
-    expect(spec.volumes).toContainEqual(expect.objectContaining({ configMap: expect.objectContaining({ name: captureConfigMapName('titanic'), optional: true }) }));
-    expect((desired.service(ctx, plan({ ...base, dataCapture: capture }).variants[0]).object.spec as { ports: { targetPort: string }[] }).ports[0].targetPort).toBe('http');
+    expect(spec.volumes).toContainEqual(
+      expect.objectContaining({
+        configMap: expect.objectContaining({ name: captureConfigMapName('titanic'), optional: true }),
+      }),
+    );
+    expect(
+      (
+        desired.service(ctx, plan({ ...base, dataCapture: capture }).variants[0]).object.spec as {
+          ports: { targetPort: string }[];
+        }
+      ).ports[0].targetPort,
+    ).toBe('http');
   });
 
   it('gets the identity of its pod and the credentials Secret, as the fetcher gets the artifact one', () => {
-    const agent = podSpec(plan({ ...base, dataCapture: { ...capture, credentialsSecret: 'capture-creds' } }).variants[0]).containers[1];
+    const agent = podSpec(
+      plan({ ...base, dataCapture: { ...capture, credentialsSecret: 'capture-creds' } }).variants[0],
+    ).containers[1];
     expect(agent.envFrom).toEqual([{ secretRef: { name: 'capture-creds' } }]);
     expect(agent.env).toContainEqual({ name: 'ML_ENDPOINT', value: 'titanic' });
-    expect(agent.env).toContainEqual({ name: 'ML_POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } });
+    expect(agent.env).toContainEqual({
+      name: 'ML_POD_NAME',
+      valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } },
+    });
   });
 
   it('mounts the claim of a pvc:// destination and writes there as a file:// destination', () => {
     const p = plan({ ...base, dataCapture: { destination: 'pvc://captures/titanic/records' } });
     const spec = podSpec(p.variants[0]);
     expect(spec.volumes).toContainEqual({ name: 'capture', persistentVolumeClaim: { claimName: 'captures' } });
-    expect(spec.containers[1].volumeMounts).toContainEqual({ name: 'capture', mountPath: '/var/run/ml-operator/capture/captures' });
-    expect(agentConfig({ destination: 'pvc://captures/titanic/records' }).capture.destination).toBe('file:///var/run/ml-operator/capture/captures/titanic/records');
+    expect(spec.containers[1].volumeMounts).toContainEqual({
+      name: 'capture',
+      mountPath: '/var/run/ml-operator/capture/captures',
+    });
+    expect(agentConfig({ destination: 'pvc://captures/titanic/records' }).capture.destination).toBe(
+      'file:///var/run/ml-operator/capture/captures/titanic/records',
+    );
     // Another claim is another pod spec: a new version.
-    expect(plan({ ...base, dataCapture: { destination: 'pvc://other/x' } }).variants[0].instance).not.toBe(p.variants[0].instance);
+    expect(plan({ ...base, dataCapture: { destination: 'pvc://other/x' } }).variants[0].instance).not.toBe(
+      p.variants[0].instance,
+    );
   });
 
   it('is recorded on the snapshot, so that a version rebuilt from its snapshots keeps its agent and its image', () => {
     const p = plan({ ...base, dataCapture: capture });
     const snapshot = desired.modelInstance(ctx, p.variants[0]).object as MachineLearningModel;
     expect(JSON.parse(snapshot.metadata.annotations![agentAnnotation])).toEqual({ image: 'ml-operator/controller:1' });
-    const configSnapshot = { ...desired.configInstance(ctx, p).object, status: desired.configInstanceStatus(p) } as never;
+    const configSnapshot = {
+      ...desired.configInstance(ctx, p).object,
+      status: desired.configInstanceStatus(p),
+    } as never;
     const rebuilt = planFromSnapshot(configSnapshot, new Map([[p.variants[0].instance, snapshot]]));
     expect(rebuilt!.variants[0].agent).toEqual({ image: 'ml-operator/controller:1' });
     const upgraded = { ...ctx, config: { ...operatorConfig, fetcher: { image: 'ml-operator/controller:2' } } };
-    expect((desired.deployment(upgraded, rebuilt!.variants[0], 600).object.spec as { template: { spec: PodSpec } }).template.spec.containers[1]).toMatchObject({ image: 'ml-operator/controller:1' });
+    expect(
+      (desired.deployment(upgraded, rebuilt!.variants[0], 600).object.spec as { template: { spec: PodSpec } }).template
+        .spec.containers[1],
+    ).toMatchObject({ image: 'ml-operator/controller:1' });
   });
 
   it("writes the agents' settings with every default filled in, and off when there are none", () => {
-    const cm = captureConfigMap(endpoint, capture).object as unknown as { metadata: { name: string }; data: Record<string, string> };
+    const cm = captureConfigMap(endpoint, capture).object as unknown as {
+      metadata: { name: string };
+      data: Record<string, string>;
+    };
     expect(cm.metadata.name).toBe('titanic-data-capture');
     expect(JSON.parse(cm.data['config.json'])).toEqual({
       capture: {

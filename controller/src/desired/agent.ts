@@ -49,7 +49,18 @@ export function agentDestination(destination: string): string {
 
 /** The agent's config.json: the capture settings with every default filled in, off when there are none. */
 export function agentConfig(capture: DataCaptureConfig | undefined): { capture: Record<string, unknown> } {
-  if (!capture) return { capture: { enabled: false, samplingPercent: 0, captureOptions: [...captureDefaults.captureOptions], destination: '', textContentTypes: [...captureDefaults.textContentTypes], maxRecordBytes: captureDefaults.maxRecordBytes, rotation: { ...captureDefaults.rotation } } };
+  if (!capture)
+    return {
+      capture: {
+        enabled: false,
+        samplingPercent: 0,
+        captureOptions: [...captureDefaults.captureOptions],
+        destination: '',
+        textContentTypes: [...captureDefaults.textContentTypes],
+        maxRecordBytes: captureDefaults.maxRecordBytes,
+        rotation: { ...captureDefaults.rotation },
+      },
+    };
   return {
     capture: {
       enabled: capture.enabled ?? true,
@@ -58,7 +69,10 @@ export function agentConfig(capture: DataCaptureConfig | undefined): { capture: 
       destination: agentDestination(capture.destination),
       textContentTypes: capture.textContentTypes ?? [...captureDefaults.textContentTypes],
       maxRecordBytes: capture.maxRecordBytes ?? captureDefaults.maxRecordBytes,
-      rotation: { maxBytes: capture.rotation?.maxBytes ?? captureDefaults.rotation.maxBytes, maxSeconds: capture.rotation?.maxSeconds ?? captureDefaults.rotation.maxSeconds },
+      rotation: {
+        maxBytes: capture.rotation?.maxBytes ?? captureDefaults.rotation.maxBytes,
+        maxSeconds: capture.rotation?.maxSeconds ?? captureDefaults.rotation.maxSeconds,
+      },
     },
   };
 }
@@ -66,9 +80,15 @@ export function agentConfig(capture: DataCaptureConfig | undefined): { capture: 
 /** The ConfigMap the endpoint's agents read their capture settings from. */
 export function captureConfigMap(endpoint: MachineLearningEndpoint, capture: DataCaptureConfig | undefined): Desired {
   const name = captureConfigMapName(endpoint.metadata.name!);
-  return namespaced(resources.configMap, endpoint, name, commonLabels(endpoint, 'data-capture', endpoint.metadata.name!), {
-    data: { [agentConfigFile]: `${JSON.stringify(agentConfig(capture), null, 2)}\n` },
-  } as Partial<KubeObject>);
+  return namespaced(
+    resources.configMap,
+    endpoint,
+    name,
+    commonLabels(endpoint, 'data-capture', endpoint.metadata.name!),
+    {
+      data: { [agentConfigFile]: `${JSON.stringify(agentConfig(capture), null, 2)}\n` },
+    } as Partial<KubeObject>,
+  );
 }
 
 /** The pod volumes the agent needs: its settings (optional, so a pod never waits for them) and the claim it writes to. */
@@ -76,12 +96,18 @@ export function agentVolumes(endpoint: MachineLearningEndpoint, v: VariantPlan):
   if (!v.agent) return [];
   // Written as the API server stores it (defaultMode), so that it compares equal.
   return [
-    { name: agentConfigVolume, configMap: { name: captureConfigMapName(endpoint.metadata.name!), optional: true, defaultMode: 420 } },
+    {
+      name: agentConfigVolume,
+      configMap: { name: captureConfigMapName(endpoint.metadata.name!), optional: true, defaultMode: 420 },
+    },
     ...(v.agent.claim ? [{ name: captureVolume, persistentVolumeClaim: { claimName: v.agent.claim } }] : []),
   ];
 }
 
-const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
+const fieldEnv = (name: string, fieldPath: string) => ({
+  name,
+  valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } },
+});
 
 export interface AgentContainerInput {
   endpoint: MachineLearningEndpoint;
@@ -94,7 +120,15 @@ export interface AgentContainerInput {
 }
 
 /** The agent container of a variant's pods. */
-export function agentContainer({ endpoint, v, image, modelPort, modelReadinessPath, securityContext, preStop }: AgentContainerInput): Record<string, unknown> {
+export function agentContainer({
+  endpoint,
+  v,
+  image,
+  modelPort,
+  modelReadinessPath,
+  securityContext,
+  preStop,
+}: AgentContainerInput): Record<string, unknown> {
   const ports = agentPorts(modelPort);
   const claim = v.agent?.claim;
   return {
@@ -121,7 +155,11 @@ export function agentContainer({ endpoint, v, image, modelPort, modelReadinessPa
       { name: agentAdminPortName, containerPort: ports.admin, protocol: 'TCP' },
     ],
     // Ready only while the model is: the agent's own readiness asks the model.
-    readinessProbe: { httpGet: { path: agentReadyPath, port: agentAdminPortName }, periodSeconds: 5, failureThreshold: 3 },
+    readinessProbe: {
+      httpGet: { path: agentReadyPath, port: agentAdminPortName },
+      periodSeconds: 5,
+      failureThreshold: 3,
+    },
     ...(preStop ? { lifecycle: preStop } : {}),
     resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '128Mi' } },
     securityContext,

@@ -6,16 +6,31 @@ import { replicasOwnerAnnotation } from './labels.ts';
 import * as desired from './objects.ts';
 import { planFromTemplates, type VariantPlan } from './plan.ts';
 
-const endpoint: MachineLearningEndpoint = { metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 }, spec: { config: 'titanic' } };
+const endpoint: MachineLearningEndpoint = {
+  metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 },
+  spec: { config: 'titanic' },
+};
 const hpa: OperatorConfig = { ...defaultConfig, fetcher: { image: 'ml-operator/controller:1' } };
-const keda: OperatorConfig = { ...hpa, autoscaling: { engine: 'keda' }, prometheus: { url: 'http://prometheus.monitoring:9090', dataPlane: 'istio' } };
+const keda: OperatorConfig = {
+  ...hpa,
+  autoscaling: { engine: 'keda' },
+  prometheus: { url: 'http://prometheus.monitoring:9090', dataPlane: 'istio' },
+};
 
 function variant(v: Partial<MachineLearningEndpointConfigVariant>): VariantPlan {
-  const r = planFromTemplates('titanic', 'titanic', { models: [{ model: 'titanic', ...v }] }, new Map([['titanic', { image: 'acme/titanic:1' }]]));
+  const r = planFromTemplates(
+    'titanic',
+    'titanic',
+    { models: [{ model: 'titanic', ...v }] },
+    new Map([['titanic', { image: 'acme/titanic:1' }]]),
+  );
   if (!r.ok) throw new Error('unresolved');
   return r.plan.variants[0];
 }
-const cpu = variant({ cpus: '1', autoscaling: { minInstances: 2, maxInstances: 10, target: { cpuUtilization: 70 }, scaleDownStabilizationSeconds: 60 } });
+const cpu = variant({
+  cpus: '1',
+  autoscaling: { minInstances: 2, maxInstances: 10, target: { cpuUtilization: 70 }, scaleDownStabilizationSeconds: 60 },
+});
 const rps = variant({ autoscaling: { minInstances: 0, maxInstances: 8, target: { requestsPerSecond: 20 } } });
 
 describe('autoscaled variants', () => {
@@ -27,13 +42,22 @@ describe('autoscaled variants', () => {
       scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: cpu.instance },
       minReplicas: 2,
       maxReplicas: 10,
-      metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
+      metrics: [
+        { type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } },
+      ],
       behavior: { scaleDown: { stabilizationWindowSeconds: 60 } },
     });
   });
 
   it('get a KEDA ScaledObject on requests per second from the data plane, down to zero when asked', () => {
-    const o = autoscaler({ endpoint, config: keda }, rps).object as { kind?: string; spec: { minReplicaCount: number; maxReplicaCount: number; triggers: { type: string; metadata: Record<string, string> }[] } };
+    const o = autoscaler({ endpoint, config: keda }, rps).object as {
+      kind?: string;
+      spec: {
+        minReplicaCount: number;
+        maxReplicaCount: number;
+        triggers: { type: string; metadata: Record<string, string> }[];
+      };
+    };
     expect(o.kind).toBe('ScaledObject');
     expect(o.spec.minReplicaCount).toBe(0);
     expect(o.spec.maxReplicaCount).toBe(8);
@@ -64,13 +88,22 @@ describe('autoscaled variants', () => {
   });
 
   it('keep their model version when the bounds or the target change: the autoscaler changes in place', () => {
-    expect(variant({ cpus: '1', autoscaling: { minInstances: 1, maxInstances: 3, target: { cpuUtilization: 50 } } }).instance).toBe(cpu.instance);
+    expect(
+      variant({ cpus: '1', autoscaling: { minInstances: 1, maxInstances: 3, target: { cpuUtilization: 50 } } })
+        .instance,
+    ).toBe(cpu.instance);
   });
 
   it('are refused, with the reason, where the engine or the chart cannot carry them', () => {
     expect(autoscalingProblem(hpa, [rps])?.message).toMatch(/requestsPerSecond target needs the KEDA engine/);
-    expect(autoscalingProblem({ ...keda, prometheus: { url: '', dataPlane: '' } }, [rps])?.message).toMatch(/set the chart value controller.config.prometheus.url/);
-    expect(autoscalingProblem(hpa, [variant({ autoscaling: { minInstances: 1, maxInstances: 2, target: { cpuUtilization: 50 } } })])?.message).toMatch(/set cpus on the variant/);
+    expect(autoscalingProblem({ ...keda, prometheus: { url: '', dataPlane: '' } }, [rps])?.message).toMatch(
+      /set the chart value controller.config.prometheus.url/,
+    );
+    expect(
+      autoscalingProblem(hpa, [
+        variant({ autoscaling: { minInstances: 1, maxInstances: 2, target: { cpuUtilization: 50 } } }),
+      ])?.message,
+    ).toMatch(/set cpus on the variant/);
     expect(autoscalingProblem(hpa, [cpu])).toBeUndefined();
     expect(autoscalingProblem(keda, [rps])).toBeUndefined();
   });

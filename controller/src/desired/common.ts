@@ -28,7 +28,9 @@ export function hostOf({ endpoint, config }: EndpointContext): string {
 
 export function urlOf(ctx: EndpointContext): string {
   const { tls } = ctx.config.gateway;
-  return tls.enabled ? `https://${hostOf(ctx)}${tls.port === 443 ? '' : `:${tls.port}`}` : `http://${hostOf(ctx)}${ctx.config.gateway.port === 80 ? '' : `:${ctx.config.gateway.port}`}`;
+  return tls.enabled
+    ? `https://${hostOf(ctx)}${tls.port === 443 ? '' : `:${tls.port}`}`
+    : `http://${hostOf(ctx)}${ctx.config.gateway.port === 80 ? '' : `:${ctx.config.gateway.port}`}`;
 }
 
 function ownerReference(endpoint: MachineLearningEndpoint) {
@@ -45,7 +47,11 @@ function ownerReference(endpoint: MachineLearningEndpoint) {
 /** Name of the per-endpoint gateway (Istio Gateway or Gateway API Gateway). */
 export const gatewayName = (endpoint: string) => `${endpoint}-gw`;
 
-export function commonLabels(endpoint: MachineLearningEndpoint, component: string, name: string): Record<string, string> {
+export function commonLabels(
+  endpoint: MachineLearningEndpoint,
+  component: string,
+  name: string,
+): Record<string, string> {
   return {
     [labels.managedBy]: managerName,
     [labels.partOf]: managerName,
@@ -74,8 +80,13 @@ export function namespaced(
   return withHash(resource, {
     apiVersion: apiVersionOf(resource),
     kind: resource.kind,
-    metadata: { name, namespace: endpoint.metadata.namespace, labels: objectLabels, ...(annotations ? { annotations } : {}), ownerReferences: [ownerReference(endpoint)] },
+    metadata: {
+      name,
+      namespace: endpoint.metadata.namespace,
+      labels: objectLabels,
+      ...(annotations ? { annotations } : {}),
+      ownerReferences: [ownerReference(endpoint)],
+    },
     ...rest,
   });
 }
-

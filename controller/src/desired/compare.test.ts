@@ -50,15 +50,42 @@ describe('contains', () => {
 });
 
 describe('upToDate', () => {
-  const desired = { metadata: { name: 'x', annotations: { [desiredHashAnnotation]: 'h1' }, labels: { a: 'b' } }, spec: { replicas: 2 } };
+  const desired = {
+    metadata: { name: 'x', annotations: { [desiredHashAnnotation]: 'h1' }, labels: { a: 'b' } },
+    spec: { replicas: 2 },
+  };
   it('is true for a live object with our hash and every field', () => {
-    expect(upToDate({ metadata: { name: 'x', annotations: { [desiredHashAnnotation]: 'h1' }, labels: { a: 'b' }, uid: 'u' }, spec: { replicas: 2, paused: false } }, desired)).toBe(true);
+    expect(
+      upToDate(
+        {
+          metadata: { name: 'x', annotations: { [desiredHashAnnotation]: 'h1' }, labels: { a: 'b' }, uid: 'u' },
+          spec: { replicas: 2, paused: false },
+        },
+        desired,
+      ),
+    ).toBe(true);
   });
   it('is false when the hash differs (we changed what we want)', () => {
-    expect(upToDate({ metadata: { name: 'x', annotations: { [desiredHashAnnotation]: 'h0' }, labels: { a: 'b' } }, spec: { replicas: 2 } }, desired)).toBe(false);
+    expect(
+      upToDate(
+        {
+          metadata: { name: 'x', annotations: { [desiredHashAnnotation]: 'h0' }, labels: { a: 'b' } },
+          spec: { replicas: 2 },
+        },
+        desired,
+      ),
+    ).toBe(false);
   });
   it('is false when someone else changed a field we set', () => {
-    expect(upToDate({ metadata: { name: 'x', annotations: { [desiredHashAnnotation]: 'h1' }, labels: { a: 'b' } }, spec: { replicas: 5 } }, desired)).toBe(false);
+    expect(
+      upToDate(
+        {
+          metadata: { name: 'x', annotations: { [desiredHashAnnotation]: 'h1' }, labels: { a: 'b' } },
+          spec: { replicas: 5 },
+        },
+        desired,
+      ),
+    ).toBe(false);
   });
   it('is false when the object does not exist', () => {
     expect(upToDate(undefined, desired)).toBe(false);

@@ -6,8 +6,22 @@ import { desiredHashAnnotation } from './labels.ts';
 
 const quantityPattern = /^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[KMGTPE]i|[numkMGTPE])?$/;
 const suffixes: Record<string, number> = {
-  n: 1e-9, u: 1e-6, m: 1e-3, '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+  n: 1e-9,
+  u: 1e-6,
+  m: 1e-3,
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
 };
 
 /** The value of a Kubernetes quantity ("500m", "2Gi", "1e3"), or undefined when it is not one. */
@@ -32,7 +46,9 @@ function exactQuantity(value: string | number): { numerator: bigint; scale: numb
   let scale = decimals.length;
   const suffix = m[3] ?? '';
   const binary = ({ Ki: 10, Mi: 20, Gi: 30, Ti: 40, Pi: 50, Ei: 60 } as Record<string, number>)[suffix];
-  const decimal = /^[eE]./.test(suffix) ? Number(suffix.slice(1)) : ({ n: -9, u: -6, m: -3, '': 0, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 } as Record<string, number>)[suffix];
+  const decimal = /^[eE]./.test(suffix)
+    ? Number(suffix.slice(1))
+    : ({ n: -9, u: -6, m: -3, '': 0, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 } as Record<string, number>)[suffix];
   if (binary !== undefined) numerator <<= BigInt(binary);
   else if (decimal >= 0) numerator *= 10n ** BigInt(decimal);
   else scale -= decimal;
@@ -62,7 +78,10 @@ export function contains(live: unknown, desired: unknown): boolean {
     return Object.entries(desired).every(([k, v]) => contains((live as Record<string, unknown>)[k], v));
   }
   if (live === desired) return true;
-  if ((typeof desired === 'string' || typeof desired === 'number') && (typeof live === 'string' || typeof live === 'number')) {
+  if (
+    (typeof desired === 'string' || typeof desired === 'number') &&
+    (typeof live === 'string' || typeof live === 'number')
+  ) {
     const a = quantityValue(desired);
     const b = quantityValue(live);
     if (a === undefined || b === undefined) return false;
@@ -79,5 +98,8 @@ export function upToDate(live: KubeObject | undefined, desired: KubeObject): boo
   const hash = desired.metadata.annotations?.[desiredHashAnnotation];
   if (live.metadata.annotations?.[desiredHashAnnotation] !== hash) return false;
   const { metadata, ...rest } = desired;
-  return contains(live, rest) && contains(live.metadata, { labels: metadata.labels, ownerReferences: metadata.ownerReferences });
+  return (
+    contains(live, rest) &&
+    contains(live.metadata, { labels: metadata.labels, ownerReferences: metadata.ownerReferences })
+  );
 }

@@ -21,7 +21,11 @@ export const preStopSleepSeconds = 5;
 export const fetcherUser = 65532;
 
 export function workloadLabels(endpoint: MachineLearningEndpoint, v: VariantPlan): Record<string, string> {
-  return { ...commonLabels(endpoint, 'model-server', v.variant.model), [labels.modelInstance]: v.instance, [labels.version]: v.version };
+  return {
+    ...commonLabels(endpoint, 'model-server', v.variant.model),
+    [labels.modelInstance]: v.instance,
+    [labels.version]: v.version,
+  };
 }
 
 export const restrictedContainer = {

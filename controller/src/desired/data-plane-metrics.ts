@@ -30,9 +30,22 @@ export function serviceMatchers(dataPlane: DataPlane, namespace: string, service
 }
 
 /** The request counter and the latency histogram of a data plane (seconds or milliseconds). */
-export const requestMetrics: Record<DataPlane, { requests: string; status: string; latencyBuckets: string; latencyToMs: string }> = {
-  traefik: { requests: 'traefik_service_requests_total', status: 'code', latencyBuckets: 'traefik_service_request_duration_seconds_bucket', latencyToMs: '1000 * ' },
-  istio: { requests: 'istio_requests_total', status: 'response_code', latencyBuckets: 'istio_request_duration_milliseconds_bucket', latencyToMs: '' },
+export const requestMetrics: Record<
+  DataPlane,
+  { requests: string; status: string; latencyBuckets: string; latencyToMs: string }
+> = {
+  traefik: {
+    requests: 'traefik_service_requests_total',
+    status: 'code',
+    latencyBuckets: 'traefik_service_request_duration_seconds_bucket',
+    latencyToMs: '1000 * ',
+  },
+  istio: {
+    requests: 'istio_requests_total',
+    status: 'response_code',
+    latencyBuckets: 'istio_request_duration_milliseconds_bucket',
+    latencyToMs: '',
+  },
 };
 
 /** Escapes a name for use inside a PromQL regular expression. */

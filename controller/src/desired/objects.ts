@@ -11,15 +11,43 @@ import { autoscaler } from './autoscaling.ts';
 import { namespaced, type Desired, type EndpointContext } from './common.ts';
 import { servicePort } from './ports.ts';
 import { agentContainer, agentVolumes, modelPortName } from './agent.ts';
-import { artifactSourceRoot, fetcherContainerName, fetcherEntrypoint, fetcherUser, modelMountPath, preStopSleepSeconds, restrictedContainer, serverContainerName, workloadLabels } from './containers.ts';
+import {
+  artifactSourceRoot,
+  fetcherContainerName,
+  fetcherEntrypoint,
+  fetcherUser,
+  modelMountPath,
+  preStopSleepSeconds,
+  restrictedContainer,
+  serverContainerName,
+  workloadLabels,
+} from './containers.ts';
 import { podDefaultsOf, podDefaultsRecord } from './snapshots.ts';
 import { hostRootMountPath, hostSubPath, storage } from './storage.ts';
 
 export { commonLabels, gatewayName, hostOf, namespaced, urlOf, type Desired, type EndpointContext } from './common.ts';
 export { servicePort };
-export { artifactSourceRoot, fetcherContainerName, fetcherEntrypoint, fetcherUser, modelMountPath, preStopSleepSeconds, serverContainerName } from './containers.ts';
+export {
+  artifactSourceRoot,
+  fetcherContainerName,
+  fetcherEntrypoint,
+  fetcherUser,
+  modelMountPath,
+  preStopSleepSeconds,
+  serverContainerName,
+} from './containers.ts';
 export { configInstance, configInstanceStatus, currentPodDefaults, modelInstance, podDefaultsOf } from './snapshots.ts';
-export { cleanupPod, cleanupPodName, hostNodesAnnotation, hostNodesOf, hostRootMountPath, hostSubPath, hostSubPathAnnotation, persistentVolumeName, storage } from './storage.ts';
+export {
+  cleanupPod,
+  cleanupPodName,
+  hostNodesAnnotation,
+  hostNodesOf,
+  hostRootMountPath,
+  hostSubPath,
+  hostSubPathAnnotation,
+  persistentVolumeName,
+  storage,
+} from './storage.ts';
 
 /** GPUs of a variant are of this resource unless it names another. */
 export const defaultGpuResource = 'nvidia.com/gpu';
@@ -37,7 +65,8 @@ function podSelector(endpoint: MachineLearningEndpoint, v: VariantPlan): Record<
   return { [labels.endpoint]: endpoint.metadata.name!, [labels.modelInstance]: v.instance };
 }
 
-const only = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
+const only = <T extends object>(o: T): Partial<T> =>
+  Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
 
 /**
  * Where a variant's pods may run, and who they are: the variant's placement (or the operator's GPU
@@ -48,15 +77,33 @@ function podPlacement(ctx: EndpointContext, v: VariantPlan): Record<string, unkn
   const { variant, model } = v;
   const defaults = podDefaultsOf(ctx, v);
   // An empty value is stored as no value: written so, it matches what the API server keeps.
-  const tolerations = (variant.tolerations ?? (variant.gpus ? defaults.gpuTolerations : [])).map(({ value, ...t }) => (value ? { ...t, value } : t));
+  const tolerations = (variant.tolerations ?? (variant.gpus ? defaults.gpuTolerations : [])).map(({ value, ...t }) =>
+    value ? { ...t, value } : t,
+  );
   const spread =
-    variant.topologySpreadConstraints?.map((c) => ({ maxSkew: c.maxSkew ?? 1, topologyKey: c.topologyKey, whenUnsatisfiable: c.whenUnsatisfiable ?? 'ScheduleAnyway', labelSelector: { matchLabels: podSelector(ctx.endpoint, v) } })) ??
-    (defaults.spread ? [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: podSelector(ctx.endpoint, v) } }] : []);
+    variant.topologySpreadConstraints?.map((c) => ({
+      maxSkew: c.maxSkew ?? 1,
+      topologyKey: c.topologyKey,
+      whenUnsatisfiable: c.whenUnsatisfiable ?? 'ScheduleAnyway',
+      labelSelector: { matchLabels: podSelector(ctx.endpoint, v) },
+    })) ??
+    (defaults.spread
+      ? [
+          {
+            maxSkew: 1,
+            topologyKey: 'kubernetes.io/hostname',
+            whenUnsatisfiable: 'ScheduleAnyway',
+            labelSelector: { matchLabels: podSelector(ctx.endpoint, v) },
+          },
+        ]
+      : []);
   const pullSecrets = [...new Set([...defaults.imagePullSecrets, ...(model.imagePullSecrets ?? [])])];
   return {
     ...(model.serviceAccountName ? { serviceAccountName: model.serviceAccountName } : {}),
     ...(pullSecrets.length ? { imagePullSecrets: pullSecrets.map((name) => ({ name })) } : {}),
-    ...(model.terminationGracePeriodSeconds !== undefined ? { terminationGracePeriodSeconds: model.terminationGracePeriodSeconds } : {}),
+    ...(model.terminationGracePeriodSeconds !== undefined
+      ? { terminationGracePeriodSeconds: model.terminationGracePeriodSeconds }
+      : {}),
     ...(variant.priorityClassName ? { priorityClassName: variant.priorityClassName } : {}),
     ...(variant.nodeSelector && Object.keys(variant.nodeSelector).length ? { nodeSelector: variant.nodeSelector } : {}),
     ...(variant.affinity && Object.keys(variant.affinity).length ? { affinity: variant.affinity } : {}),
@@ -68,7 +115,18 @@ function podPlacement(ctx: EndpointContext, v: VariantPlan): Record<string, unkn
 /** The pod's security context: restricted, with what the model explicitly loosens. */
 function podSecurityContext(v: VariantPlan): Record<string, unknown> {
   const p = v.model.securityContext?.pod ?? {};
-  return { runAsNonRoot: true, fsGroup: fetcherUser, seccompProfile: { type: 'RuntimeDefault' }, ...only({ runAsUser: p.runAsUser, runAsGroup: p.runAsGroup, runAsNonRoot: p.runAsNonRoot, fsGroup: p.fsGroup, supplementalGroups: p.supplementalGroups?.length ? p.supplementalGroups : undefined }) };
+  return {
+    runAsNonRoot: true,
+    fsGroup: fetcherUser,
+    seccompProfile: { type: 'RuntimeDefault' },
+    ...only({
+      runAsUser: p.runAsUser,
+      runAsGroup: p.runAsGroup,
+      runAsNonRoot: p.runAsNonRoot,
+      fsGroup: p.fsGroup,
+      supplementalGroups: p.supplementalGroups?.length ? p.supplementalGroups : undefined,
+    }),
+  };
 }
 
 /** The server container's security context: restricted, with what the model explicitly loosens. */
@@ -80,15 +138,35 @@ function serverSecurityContext(v: VariantPlan): Record<string, unknown> {
   return {
     ...restrictedContainer,
     runAsNonRoot,
-    ...only({ runAsUser: c.runAsUser, runAsGroup: c.runAsGroup, allowPrivilegeEscalation: c.allowPrivilegeEscalation, readOnlyRootFilesystem: c.readOnlyRootFilesystem }),
+    ...only({
+      runAsUser: c.runAsUser,
+      runAsGroup: c.runAsGroup,
+      allowPrivilegeEscalation: c.allowPrivilegeEscalation,
+      readOnlyRootFilesystem: c.readOnlyRootFilesystem,
+    }),
     // Empty lists are stored as none: they are written so, or the Deployment would be rewritten on every reconcile.
-    ...(c.capabilities ? { capabilities: { ...(c.capabilities.add?.length ? { add: c.capabilities.add } : {}), ...((c.capabilities.drop ?? ['ALL']).length ? { drop: c.capabilities.drop ?? ['ALL'] } : {}) } } : {}),
+    ...(c.capabilities
+      ? {
+          capabilities: {
+            ...(c.capabilities.add?.length ? { add: c.capabilities.add } : {}),
+            ...((c.capabilities.drop ?? ['ALL']).length ? { drop: c.capabilities.drop ?? ['ALL'] } : {}),
+          },
+        }
+      : {}),
   };
 }
 
 type ModelProbe = NonNullable<VariantPlan['model']['startupProbe']>;
 // An initial delay of 0 is stored as none: written so, it matches what the API server keeps.
-const probe = (p: ModelProbe, port: string) => ({ httpGet: { path: p.path, port }, ...only({ initialDelaySeconds: p.initialDelaySeconds || undefined, periodSeconds: p.periodSeconds, timeoutSeconds: p.timeoutSeconds, failureThreshold: p.failureThreshold }) });
+const probe = (p: ModelProbe, port: string) => ({
+  httpGet: { path: p.path, port },
+  ...only({
+    initialDelaySeconds: p.initialDelaySeconds || undefined,
+    periodSeconds: p.periodSeconds,
+    timeoutSeconds: p.timeoutSeconds,
+    failureThreshold: p.failureThreshold,
+  }),
+});
 
 /** Where the fetcher finds the projected ServiceAccount token of spec.artifactIdentity, and its default audience (IRSA's). */
 export const awsIdentityMountPath = '/var/run/secrets/ml-operator/aws';
@@ -99,13 +177,21 @@ export const defaultAwsIdentityAudience = 'sts.amazonaws.com';
 export const shmMountPath = '/dev/shm';
 const shmVolume = 'dshm';
 
-function deploymentAnnotations(autoscaled: boolean, defaults: Record<string, string>): Record<string, string> | undefined {
+function deploymentAnnotations(
+  autoscaled: boolean,
+  defaults: Record<string, string>,
+): Record<string, string> | undefined {
   const a = { ...(autoscaled ? { [replicasOwnerAnnotation]: 'autoscaler' } : {}), ...defaults };
   return Object.keys(a).length ? a : undefined;
 }
 
 /** The Deployment of a variant; `replicas` when the rollout wants another count than the variant's `instances`. */
-export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas = v.variant.instances ?? 1): Desired {
+export function deployment(
+  ctx: EndpointContext,
+  v: VariantPlan,
+  progressDeadlineSeconds: number,
+  replicas = v.variant.instances ?? 1,
+): Desired {
   const autoscaled = v.variant.autoscaling !== undefined;
   const { endpoint, config } = ctx;
   const model = v.model;
@@ -116,11 +202,17 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
   const initContainers: unknown[] = [];
   if (artifact) {
     const size = String(v.variant.size ?? config.storage.defaultSize);
-    volumes.push(config.storage.mode === 'emptyDir' ? { name: 'model', emptyDir: { sizeLimit: size } } : { name: 'model', persistentVolumeClaim: { claimName: v.instance } });
+    volumes.push(
+      config.storage.mode === 'emptyDir'
+        ? { name: 'model', emptyDir: { sizeLimit: size } }
+        : { name: 'model', persistentVolumeClaim: { claimName: v.instance } },
+    );
     volumes.push({ name: 'fetch-tmp', emptyDir: {} });
     // hostPath: the fetcher fills the instance's directory under the volume's root; elsewhere the volume is the model directory.
     const hostPath = config.storage.mode === 'hostPath';
-    const fetchInto = hostPath ? `${hostRootMountPath}/${hostSubPath(endpoint.metadata.namespace!, v)}` : modelMountPath;
+    const fetchInto = hostPath
+      ? `${hostRootMountPath}/${hostSubPath(endpoint.metadata.namespace!, v)}`
+      : modelMountPath;
     const fetcherMounts: unknown[] = [
       { name: 'model', mountPath: hostPath ? hostRootMountPath : modelMountPath },
       { name: 'fetch-tmp', mountPath: '/tmp' },
@@ -140,7 +232,21 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
       : [];
     if (identity) {
       // Written as the API server stores it (defaultMode, expirationSeconds), so that it compares equal.
-      volumes.push({ name: awsIdentityVolume, projected: { defaultMode: 420, sources: [{ serviceAccountToken: { audience: identity.audience ?? defaultAwsIdentityAudience, expirationSeconds: 3600, path: 'token' } }] } });
+      volumes.push({
+        name: awsIdentityVolume,
+        projected: {
+          defaultMode: 420,
+          sources: [
+            {
+              serviceAccountToken: {
+                audience: identity.audience ?? defaultAwsIdentityAudience,
+                expirationSeconds: 3600,
+                path: 'token',
+              },
+            },
+          ],
+        },
+      });
       fetcherMounts.push({ name: awsIdentityVolume, mountPath: awsIdentityMountPath, readOnly: true });
     }
     initContainers.push({
@@ -151,18 +257,37 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
       // A fetcher pinned from 0.1.0 knows neither flag (its models have no digest): it keeps its own
       // command line, so that its pods stay as they are.
       args: [
-        ...(v.fetcherFlags === false ? [] : [`--max-bytes=${Math.floor(quantityValue(size) ?? 0)}`, ...(model.artifactSha256 ? [`--sha256=${model.artifactSha256.toLowerCase()}`] : [])]),
+        ...(v.fetcherFlags === false
+          ? []
+          : [
+              `--max-bytes=${Math.floor(quantityValue(size) ?? 0)}`,
+              ...(model.artifactSha256 ? [`--sha256=${model.artifactSha256.toLowerCase()}`] : []),
+            ]),
         artifact,
         fetchInto,
       ],
       ...(model.artifactSecret ? { envFrom: [{ secretRef: { name: model.artifactSecret } }] } : {}),
       ...(identityEnv.length ? { env: identityEnv } : {}),
       resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
-      securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true },
+      securityContext: {
+        ...restrictedContainer,
+        runAsUser: fetcherUser,
+        runAsGroup: fetcherUser,
+        readOnlyRootFilesystem: true,
+      },
       volumeMounts: fetcherMounts,
     });
   }
-  const serverMounts: unknown[] = artifact ? [{ name: 'model', mountPath: modelMountPath, readOnly: true, ...(config.storage.mode === 'hostPath' ? { subPath: hostSubPath(endpoint.metadata.namespace!, v) } : {}) }] : [];
+  const serverMounts: unknown[] = artifact
+    ? [
+        {
+          name: 'model',
+          mountPath: modelMountPath,
+          readOnly: true,
+          ...(config.storage.mode === 'hostPath' ? { subPath: hostSubPath(endpoint.metadata.namespace!, v) } : {}),
+        },
+      ]
+    : [];
   if (model.shmSize !== undefined) {
     volumes.push({ name: shmVolume, emptyDir: { medium: 'Memory', sizeLimit: String(model.shmSize) } });
     serverMounts.push({ name: shmVolume, mountPath: shmMountPath });
@@ -176,9 +301,17 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     ...(model.command?.length ? { command: model.command } : {}),
     ...(model.args?.length ? { args: model.args } : {}),
     // An empty value is no value: the API server stores it without one.
-    env: [...(model.env ?? []).map((e) => (e.value === '' ? { name: e.name } : e)), { name: 'MODEL_PATH', value: modelMountPath }, { name: 'PORT', value: String(port) }],
+    env: [
+      ...(model.env ?? []).map((e) => (e.value === '' ? { name: e.name } : e)),
+      { name: 'MODEL_PATH', value: modelMountPath },
+      { name: 'PORT', value: String(port) },
+    ],
     ports: [{ name: serverPort, containerPort: port, protocol: 'TCP' }],
-    readinessProbe: { httpGet: { path: model.readinessPath ?? '/', port: serverPort }, periodSeconds: 5, failureThreshold: 3 },
+    readinessProbe: {
+      httpGet: { path: model.readinessPath ?? '/', port: serverPort },
+      periodSeconds: 5,
+      failureThreshold: 3,
+    },
     ...(model.startupProbe ? { startupProbe: probe(model.startupProbe, serverPort) } : {}),
     ...(model.livenessProbe ? { livenessProbe: probe(model.livenessProbe, serverPort) } : {}),
     // A pod taken away (a scale-down, a replaced or drained version) serves on while the Service's
@@ -189,31 +322,53 @@ export function deployment(ctx: EndpointContext, v: VariantPlan, progressDeadlin
     ...(serverMounts.length ? { volumeMounts: serverMounts } : {}),
   };
   const agentContainers = v.agent
-    ? [agentContainer({ endpoint, v, image: v.agent.image ?? config.fetcher.image, modelPort: port, modelReadinessPath: model.readinessPath ?? '/', securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true }, preStop })]
+    ? [
+        agentContainer({
+          endpoint,
+          v,
+          image: v.agent.image ?? config.fetcher.image,
+          modelPort: port,
+          modelReadinessPath: model.readinessPath ?? '/',
+          securityContext: {
+            ...restrictedContainer,
+            runAsUser: fetcherUser,
+            runAsGroup: fetcherUser,
+            readOnlyRootFilesystem: true,
+          },
+          preStop,
+        }),
+      ]
     : [];
   volumes.push(...agentVolumes(endpoint, v));
-  const d = namespaced(resources.deployment, endpoint, v.instance, podLabels, {
-    spec: {
-      // An autoscaled variant's replicas are the autoscaler's: the controller leaves the field alone.
-      ...(autoscaled ? {} : { replicas }),
-      progressDeadlineSeconds,
-      revisionHistoryLimit: 2,
-      selector: { matchLabels: podSelector(endpoint, v) },
-      template: {
-        metadata: { labels: podLabels },
-        spec: {
-          automountServiceAccountToken: model.automountServiceAccountToken ?? false,
-          enableServiceLinks: false,
-          ...podPlacement(ctx, v),
-          // fsGroup makes a fresh volume writable by the fetcher, which runs as a non-root user.
-          securityContext: podSecurityContext(v),
-          ...(initContainers.length ? { initContainers } : {}),
-          containers: [server, ...agentContainers],
-          ...(volumes.length ? { volumes } : {}),
+  const d = namespaced(
+    resources.deployment,
+    endpoint,
+    v.instance,
+    podLabels,
+    {
+      spec: {
+        // An autoscaled variant's replicas are the autoscaler's: the controller leaves the field alone.
+        ...(autoscaled ? {} : { replicas }),
+        progressDeadlineSeconds,
+        revisionHistoryLimit: 2,
+        selector: { matchLabels: podSelector(endpoint, v) },
+        template: {
+          metadata: { labels: podLabels },
+          spec: {
+            automountServiceAccountToken: model.automountServiceAccountToken ?? false,
+            enableServiceLinks: false,
+            ...podPlacement(ctx, v),
+            // fsGroup makes a fresh volume writable by the fetcher, which runs as a non-root user.
+            securityContext: podSecurityContext(v),
+            ...(initContainers.length ? { initContainers } : {}),
+            containers: [server, ...agentContainers],
+            ...(volumes.length ? { volumes } : {}),
+          },
         },
       },
     },
-  }, deploymentAnnotations(autoscaled, podDefaultsRecord(ctx, v)));
+    deploymentAnnotations(autoscaled, podDefaultsRecord(ctx, v)),
+  );
   return autoscaled ? { ...d, initialReplicas: replicas } : d;
 }
 
@@ -233,7 +388,11 @@ export function service(ctx: EndpointContext, v: VariantPlan): Desired {
  * drain evicts its pods one at a time, so that it keeps serving. None for one replica, which a
  * budget could only block.
  */
-export function disruptionBudget(ctx: EndpointContext, v: VariantPlan, replicas = v.variant.instances ?? 1): Desired | undefined {
+export function disruptionBudget(
+  ctx: EndpointContext,
+  v: VariantPlan,
+  replicas = v.variant.instances ?? 1,
+): Desired | undefined {
   const most = v.variant.autoscaling ? (replicas === 0 ? 0 : v.variant.autoscaling.maxInstances) : replicas;
   if (most <= 1) return undefined;
   const { endpoint } = ctx;
@@ -243,7 +402,19 @@ export function disruptionBudget(ctx: EndpointContext, v: VariantPlan, replicas 
 }
 
 /** Everything that runs one variant: storage, Deployment, Service, its disruption budget and its autoscaler when it has them. */
-export function workloads(ctx: EndpointContext, v: VariantPlan, progressDeadlineSeconds: number, replicas?: number, hostNodes: readonly string[] = []): Desired[] {
+export function workloads(
+  ctx: EndpointContext,
+  v: VariantPlan,
+  progressDeadlineSeconds: number,
+  replicas?: number,
+  hostNodes: readonly string[] = [],
+): Desired[] {
   const budget = disruptionBudget(ctx, v, replicas);
-  return [...storage(ctx, v, hostNodes), deployment(ctx, v, progressDeadlineSeconds, replicas), service(ctx, v), ...(budget ? [budget] : []), ...(v.variant.autoscaling ? [autoscaler(ctx, v)] : [])];
+  return [
+    ...storage(ctx, v, hostNodes),
+    deployment(ctx, v, progressDeadlineSeconds, replicas),
+    service(ctx, v),
+    ...(budget ? [budget] : []),
+    ...(v.variant.autoscaling ? [autoscaler(ctx, v)] : []),
+  ];
 }

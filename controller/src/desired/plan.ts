@@ -1,7 +1,19 @@
 // Which version an endpoint should serve: the config and model versions that a config and its
 // models resolve to, or that a snapshot (instance) recorded. Pure: no I/O.
-import type { MachineLearningEndpointConfig, MachineLearningEndpointConfigSpec, MachineLearningEndpointConfigVariant, MachineLearningModel, MachineLearningModelSpec } from '../api/generated.ts';
-import { agentAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, labels, podDefaultsAnnotation } from './labels.ts';
+import type {
+  MachineLearningEndpointConfig,
+  MachineLearningEndpointConfigSpec,
+  MachineLearningEndpointConfigVariant,
+  MachineLearningModel,
+  MachineLearningModelSpec,
+} from '../api/generated.ts';
+import {
+  agentAnnotation,
+  fetcherFlagsAnnotation,
+  fetcherImageAnnotation,
+  labels,
+  podDefaultsAnnotation,
+} from './labels.ts';
 import { contentVersion, versionedName } from './names.ts';
 import type { Toleration } from '../options.ts';
 
@@ -97,9 +109,15 @@ function variantResources(v: MachineLearningEndpointConfigVariant) {
 }
 
 /** What of the agent the version depends on: left out when there is none, so that versions without it keep theirs. */
-const agentIdentity = (agent: AgentPlan | undefined) => (agent ? { agent: { credentialsSecret: agent.credentialsSecret, claim: agent.claim } } : {});
+const agentIdentity = (agent: AgentPlan | undefined) =>
+  agent ? { agent: { credentialsSecret: agent.credentialsSecret, claim: agent.claim } } : {};
 
-export function modelVersion(endpoint: string, model: MachineLearningModelSpec, variant: MachineLearningEndpointConfigVariant, agent?: AgentPlan): string {
+export function modelVersion(
+  endpoint: string,
+  model: MachineLearningModelSpec,
+  variant: MachineLearningEndpointConfigVariant,
+  agent?: AgentPlan,
+): string {
   return contentVersion({ endpoint, model, resources: variantResources(variant), ...agentIdentity(agent) });
 }
 
@@ -111,15 +129,21 @@ export function agentOf(config: MachineLearningEndpointConfigSpec): AgentPlan | 
   const capture = config.dataCapture;
   if (!capture) return undefined;
   const claim = destinationClaim(capture.destination);
-  return { ...(capture.credentialsSecret ? { credentialsSecret: capture.credentialsSecret } : {}), ...(claim ? { claim } : {}) };
+  return {
+    ...(capture.credentialsSecret ? { credentialsSecret: capture.credentialsSecret } : {}),
+    ...(claim ? { claim } : {}),
+  };
 }
 
-export type Resolution =
-  | { ok: true; plan: VersionPlan }
-  | { ok: false; reason: 'ModelNotFound'; missing: string[] };
+export type Resolution = { ok: true; plan: VersionPlan } | { ok: false; reason: 'ModelNotFound'; missing: string[] };
 
 /** Resolves a config template and the model templates it names into the version to serve. */
-export function planFromTemplates(endpoint: string, configName: string, config: MachineLearningEndpointConfigSpec, models: ReadonlyMap<string, MachineLearningModelSpec>): Resolution {
+export function planFromTemplates(
+  endpoint: string,
+  configName: string,
+  config: MachineLearningEndpointConfigSpec,
+  models: ReadonlyMap<string, MachineLearningModelSpec>,
+): Resolution {
   const missing = config.models.map((v) => v.model).filter((m) => !models.has(m));
   if (missing.length > 0) return { ok: false, reason: 'ModelNotFound', missing };
   const agent = agentOf(config);
@@ -129,14 +153,20 @@ export function planFromTemplates(endpoint: string, configName: string, config: 
     return { variant, model, version, instance: versionedName(variant.model, version), ...(agent ? { agent } : {}) };
   });
   const version = contentVersion({ endpoint, config, models: variants.map((v) => [v.variant.model, v.version]) });
-  return { ok: true, plan: { config: configName, spec: config, version, instance: versionedName(configName, version), variants } };
+  return {
+    ok: true,
+    plan: { config: configName, spec: config, version, instance: versionedName(configName, version), variants },
+  };
 }
 
 /**
  * Rebuilds the plan of a version from its snapshots, for when a template is gone or another version
  * is rolling out. Undefined when a snapshot is missing: then nothing of that version is touched.
  */
-export function planFromSnapshot(configInstance: MachineLearningEndpointConfig, modelInstances: ReadonlyMap<string, MachineLearningModel>): VersionPlan | undefined {
+export function planFromSnapshot(
+  configInstance: MachineLearningEndpointConfig,
+  modelInstances: ReadonlyMap<string, MachineLearningModel>,
+): VersionPlan | undefined {
   const meta = configInstance.metadata;
   const version = meta.labels?.[labels.version];
   const template = meta.labels?.[labels.template];
@@ -149,10 +179,20 @@ export function planFromSnapshot(configInstance: MachineLearningEndpointConfig, 
     const snapshot = instance ? modelInstances.get(instance) : undefined;
     if (!entry || !instance || !snapshot) return undefined;
     const fetcherImage = snapshot.metadata.annotations?.[fetcherImageAnnotation];
-    const fetcherFlags = fetcherImage && snapshot.metadata.annotations?.[fetcherFlagsAnnotation] === 'none' ? { fetcherFlags: false } : {};
+    const fetcherFlags =
+      fetcherImage && snapshot.metadata.annotations?.[fetcherFlagsAnnotation] === 'none' ? { fetcherFlags: false } : {};
     const podDefaults = parsePodDefaults(snapshot.metadata.annotations?.[podDefaultsAnnotation]);
     const agent = parseAgent(snapshot.metadata.annotations?.[agentAnnotation]);
-    variants.push({ variant, model: snapshot.spec, version: entry.version, instance, ...(fetcherImage ? { fetcherImage } : {}), ...fetcherFlags, ...(podDefaults ? { podDefaults } : {}), ...(agent ? { agent } : {}) });
+    variants.push({
+      variant,
+      model: snapshot.spec,
+      version: entry.version,
+      instance,
+      ...(fetcherImage ? { fetcherImage } : {}),
+      ...fetcherFlags,
+      ...(podDefaults ? { podDefaults } : {}),
+      ...(agent ? { agent } : {}),
+    });
   }
   return { config: template, spec: configInstance.spec, version, instance: meta.name!, variants };
 }
@@ -162,7 +202,13 @@ export function parsePodDefaults(text: string | undefined): PodDefaults | undefi
   if (!text) return undefined;
   try {
     const d = JSON.parse(text) as Partial<PodDefaults>;
-    return { spread: d.spread === true, gpuTolerations: Array.isArray(d.gpuTolerations) ? d.gpuTolerations : [], imagePullSecrets: Array.isArray(d.imagePullSecrets) ? d.imagePullSecrets.filter((n) => typeof n === 'string') : [] };
+    return {
+      spread: d.spread === true,
+      gpuTolerations: Array.isArray(d.gpuTolerations) ? d.gpuTolerations : [],
+      imagePullSecrets: Array.isArray(d.imagePullSecrets)
+        ? d.imagePullSecrets.filter((n) => typeof n === 'string')
+        : [],
+    };
   } catch {
     return undefined;
   }

@@ -89,12 +89,22 @@ export function byService(route: readonly RouteBackend[]): RouteBackend[] {
 
 /** The mirrors of a version's shadow variants that can take them (their workloads are Available). */
 export function mirrorsOf(plan: VersionPlan, available: (v: VariantPlan) => boolean): RouteMirror[] {
-  return plan.variants.filter((v) => isShadow(v) && available(v)).map((v) => ({ version: plan.version, variant: v.variant.model, service: v.instance, port: servicePort, percent: v.variant.shadow!.percent }));
+  return plan.variants
+    .filter((v) => isShadow(v) && available(v))
+    .map((v) => ({
+      version: plan.version,
+      variant: v.variant.model,
+      service: v.instance,
+      port: servicePort,
+      percent: v.variant.shadow!.percent,
+    }));
 }
 
 /** The header targets of a version: each of its primary variants, whatever its weight. */
 export function targetsOf(plan: VersionPlan): RouteTarget[] {
-  return plan.variants.filter((v) => !isShadow(v)).map((v) => ({ variant: v.variant.model, service: v.instance, port: servicePort }));
+  return plan.variants
+    .filter((v) => !isShadow(v))
+    .map((v) => ({ variant: v.variant.model, service: v.instance, port: servicePort }));
 }
 
 /** Annotation on the route object naming the Services it mirrors to, `svc=25,...` (what must not be deleted). */
@@ -105,7 +115,10 @@ export function encodeMirrors(mirrors: readonly RouteMirror[] | undefined): stri
 }
 
 export function decodeMirrors(value: string | undefined): string[] {
-  return (value ?? '').split(',').map((p) => p.split('=')[0]).filter(Boolean);
+  return (value ?? '')
+    .split(',')
+    .map((p) => p.split('=')[0])
+    .filter(Boolean);
 }
 
 /** Percent of the traffic each config version receives in a route. */

@@ -53,11 +53,20 @@ export function storage(ctx: EndpointContext, v: VariantPlan, nodes: readonly st
       spec: {
         accessModes: ['ReadWriteOnce'],
         resources: { requests: { storage: size } },
-        ...(mode === 'hostPath' ? { storageClassName: '', volumeName: persistentVolumeName(namespace, v.instance) } : {}),
-        ...(mode === 'pvc' && config.storage.storageClassName ? { storageClassName: config.storage.storageClassName } : {}),
+        ...(mode === 'hostPath'
+          ? { storageClassName: '', volumeName: persistentVolumeName(namespace, v.instance) }
+          : {}),
+        ...(mode === 'pvc' && config.storage.storageClassName
+          ? { storageClassName: config.storage.storageClassName }
+          : {}),
       },
     },
-    mode === 'hostPath' ? { [hostSubPathAnnotation]: hostSubPath(namespace, v), ...(nodes.length ? { [hostNodesAnnotation]: [...nodes].sort().join(',') } : {}) } : undefined,
+    mode === 'hostPath'
+      ? {
+          [hostSubPathAnnotation]: hostSubPath(namespace, v),
+          ...(nodes.length ? { [hostNodesAnnotation]: [...nodes].sort().join(',') } : {}),
+        }
+      : undefined,
   );
   if (mode !== 'hostPath') return [claim];
 
@@ -81,10 +90,18 @@ export function storage(ctx: EndpointContext, v: VariantPlan, nodes: readonly st
 }
 
 /** The pod that removes a hostPath model instance's files from one node, through its claim, before the claim and volume go. */
-export function cleanupPod(endpoint: MachineLearningEndpoint, claim: KubeObject, fetcherImage: string, node: string): Desired {
+export function cleanupPod(
+  endpoint: MachineLearningEndpoint,
+  claim: KubeObject,
+  fetcherImage: string,
+  node: string,
+): Desired {
   const instance = claim.metadata.name;
   const subPath = claim.metadata.annotations?.[hostSubPathAnnotation] ?? `${endpoint.metadata.namespace}/${instance}`;
-  const podLabels = { ...commonLabels(endpoint, 'cleanup', claim.metadata.labels?.[labels.name] ?? instance), [labels.modelInstance]: instance };
+  const podLabels = {
+    ...commonLabels(endpoint, 'cleanup', claim.metadata.labels?.[labels.name] ?? instance),
+    [labels.modelInstance]: instance,
+  };
   return namespaced(resources.pod, endpoint, cleanupPodName(instance, node), podLabels, {
     spec: {
       // The files are on that node: the pod runs there, whatever the scheduler would choose.
@@ -100,7 +117,12 @@ export function cleanupPod(endpoint: MachineLearningEndpoint, claim: KubeObject,
           command: fetcherEntrypoint,
           args: ['--remove', `${hostRootMountPath}/${subPath}`],
           resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
-          securityContext: { ...restrictedContainer, runAsUser: fetcherUser, runAsGroup: fetcherUser, readOnlyRootFilesystem: true },
+          securityContext: {
+            ...restrictedContainer,
+            runAsUser: fetcherUser,
+            runAsGroup: fetcherUser,
+            readOnlyRootFilesystem: true,
+          },
           volumeMounts: [{ name: 'models', mountPath: hostRootMountPath }],
         },
       ],
@@ -114,4 +136,5 @@ export function hostNodesOf(claim: KubeObject | undefined): string[] {
   return claim?.metadata.annotations?.[hostNodesAnnotation]?.split(',').filter(Boolean) ?? [];
 }
 
-export const cleanupPodName = (instance: string, node: string) => `${instance}-cleanup-${contentVersion(node).slice(0, 6)}`;
+export const cleanupPodName = (instance: string, node: string) =>
+  `${instance}-cleanup-${contentVersion(node).slice(0, 6)}`;

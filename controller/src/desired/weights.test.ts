@@ -14,7 +14,12 @@ describe('percentages', () => {
   it('sums to exactly 100 when shares are fractions', () => {
     expect(percentages([1, 1, 1])).toEqual([34, 33, 33]);
     expect(percentages([2, 1])).toEqual([67, 33]);
-    for (const weights of [[1, 1, 1, 1, 1, 1, 1], [3, 7, 11], [1, 999], [13, 17, 19, 23]]) {
+    for (const weights of [
+      [1, 1, 1, 1, 1, 1, 1],
+      [3, 7, 11],
+      [1, 999],
+      [13, 17, 19, 23],
+    ]) {
       expect(sum(percentages(weights))).toBe(100);
     }
   });

@@ -5,12 +5,15 @@
  */
 export function percentages(weights: readonly number[]): number[] {
   const total = weights.reduce((sum, w) => sum + w, 0);
-  if (weights.some((w) => !Number.isInteger(w) || w < 0)) throw new Error(`weights must be integers >= 0, got ${weights.join(', ')}`);
+  if (weights.some((w) => !Number.isInteger(w) || w < 0))
+    throw new Error(`weights must be integers >= 0, got ${weights.join(', ')}`);
   if (total <= 0) throw new Error('at least one weight must be greater than 0');
   const exact = weights.map((w) => (w * 100) / total);
   const result = exact.map(Math.floor);
   let left = 100 - result.reduce((sum, p) => sum + p, 0);
-  const byRemainder = exact.map((e, i) => ({ i, remainder: e - Math.floor(e) })).sort((a, b) => b.remainder - a.remainder || a.i - b.i);
+  const byRemainder = exact
+    .map((e, i) => ({ i, remainder: e - Math.floor(e) }))
+    .sort((a, b) => b.remainder - a.remainder || a.i - b.i);
   for (const { i } of byRemainder) {
     if (left === 0) break;
     if (weights[i] === 0) continue;

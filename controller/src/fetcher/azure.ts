@@ -11,7 +11,12 @@
 // (http://azurite:10000/<account>) or a private endpoint.
 import type { Readable } from 'node:stream';
 import { DefaultAzureCredential } from '@azure/identity';
-import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential, type BlobClient } from '@azure/storage-blob';
+import {
+  AnonymousCredential,
+  BlobServiceClient,
+  StorageSharedKeyCredential,
+  type BlobClient,
+} from '@azure/storage-blob';
 import { FetchError } from './errors.ts';
 import type { OpenedObject } from './download.ts';
 import type { Env, Log } from './log.ts';
@@ -32,7 +37,14 @@ interface AzureError {
  * A Blob service client for `account` with the credentials above (`sas`: one from the URI, if any).
  * Shared with the model agent's capture writer, so that both read the same environment.
  */
-export function azureService(account: string, sasFromUri: string, env: Env, log: Log, timeoutMs: number, shown: string): { service: BlobServiceClient; identity: Identity } {
+export function azureService(
+  account: string,
+  sasFromUri: string,
+  env: Env,
+  log: Log,
+  timeoutMs: number,
+  shown: string,
+): { service: BlobServiceClient; identity: Identity } {
   let serviceUrl = `https://${account}.blob.core.windows.net`;
   if (env.AZURE_STORAGE_BLOB_ENDPOINT) {
     try {
@@ -40,7 +52,9 @@ export function azureService(account: string, sasFromUri: string, env: Env, log:
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http(s)');
       serviceUrl = url.href.replace(/\/+$/, '');
     } catch {
-      throw new FetchError(`invalid AZURE_STORAGE_BLOB_ENDPOINT ${redactUri(env.AZURE_STORAGE_BLOB_ENDPOINT)}: expected a URL such as http://azurite:10000/devstoreaccount1`);
+      throw new FetchError(
+        `invalid AZURE_STORAGE_BLOB_ENDPOINT ${redactUri(env.AZURE_STORAGE_BLOB_ENDPOINT)}: expected a URL such as http://azurite:10000/devstoreaccount1`,
+      );
     }
   }
   const sas = (sasFromUri || env.AZURE_STORAGE_SAS_TOKEN || '').replace(/^\?/, '');
@@ -54,7 +68,11 @@ export function azureService(account: string, sasFromUri: string, env: Env, log:
       service = BlobServiceClient.fromConnectionString(env.AZURE_STORAGE_CONNECTION_STRING, options);
     } else if (env.AZURE_STORAGE_KEY) {
       identity = 'account key';
-      service = new BlobServiceClient(serviceUrl, new StorageSharedKeyCredential(env.AZURE_STORAGE_ACCOUNT || account, env.AZURE_STORAGE_KEY), options);
+      service = new BlobServiceClient(
+        serviceUrl,
+        new StorageSharedKeyCredential(env.AZURE_STORAGE_ACCOUNT || account, env.AZURE_STORAGE_KEY),
+        options,
+      );
     } else if (sas) {
       identity = 'SAS';
       service = new BlobServiceClient(`${serviceUrl}?${sas}`, new AnonymousCredential(), options);
@@ -64,7 +82,9 @@ export function azureService(account: string, sasFromUri: string, env: Env, log:
     }
   } catch (e) {
     // A malformed connection string or key is refused here, before any request.
-    throw new FetchError(`the artifactSecret's Azure credentials for ${shown} are malformed (${(e as Error).message.split('\n')[0]}): check AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY`);
+    throw new FetchError(
+      `the artifactSecret's Azure credentials for ${shown} are malformed (${(e as Error).message.split('\n')[0]}): check AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY`,
+    );
   }
   log('info', 'credentials', { uri: shown, source: identity });
   return { service, identity };
@@ -73,7 +93,14 @@ export function azureService(account: string, sasFromUri: string, env: Env, log:
 /** Opens the blob: one GET, whose headers give the size and whose body streams. */
 export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: number): () => Promise<OpenedObject> {
   const shown = redactUri(source.uri);
-  const { service, identity } = azureService(source.account, source.url?.search.slice(1) ?? '', env, log, timeoutMs, shown);
+  const { service, identity } = azureService(
+    source.account,
+    source.url?.search.slice(1) ?? '',
+    env,
+    log,
+    timeoutMs,
+    shown,
+  );
   const blob: BlobClient = service.getContainerClient(source.container).getBlobClient(source.blob);
 
   return async () => {
@@ -92,7 +119,11 @@ export function azureOpener(source: AzureSource, env: Env, log: Log, timeoutMs: 
 
 function azureError(err: AzureError, identity: Identity, shown: string, env: Env): FetchError | undefined {
   const message = (err.message ?? '').split('\n')[0].slice(0, 300);
-  if (err.name === 'CredentialUnavailableError' || err.name === 'AggregateAuthenticationError' || err.name === 'AuthenticationError') {
+  if (
+    err.name === 'CredentialUnavailableError' ||
+    err.name === 'AggregateAuthenticationError' ||
+    err.name === 'AuthenticationError'
+  ) {
     return new FetchError(
       `could not get Azure credentials for ${shown} (${err.name}: ${message}): give the pod an Azure identity (AKS workload identity: a ServiceAccount with azure.workload.identity/client-id and pods labelled azure.workload.identity/use, or a managed identity), or set spec.artifactSecret to a Secret with AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_KEY`,
     );
@@ -118,5 +149,8 @@ function azureError(err: AzureError, identity: Identity, shown: string, env: Env
     hint = 'the store refused the request: check spec.artifact';
   }
   const detail = [code, message].filter(Boolean).join(': ');
-  return new FetchError(`${status} ${httpStatusText(status)} fetching ${shown}${detail ? ` (${detail})` : ''}: ${hint}`, status === 429 || status >= 500);
+  return new FetchError(
+    `${status} ${httpStatusText(status)} fetching ${shown}${detail ? ` (${detail})` : ''}: ${hint}`,
+    status === 429 || status >= 500,
+  );
 }

@@ -9,9 +9,26 @@
 import { mkdir, mkdtemp, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { azureOpener } from './azure.ts';
-import { copyFromClaim, defaultRetryDelaysMs, downloadFromStore, downloadRequest, downloadWithRetries, type DownloadContext } from './download.ts';
+import {
+  copyFromClaim,
+  defaultRetryDelaysMs,
+  downloadFromStore,
+  downloadRequest,
+  downloadWithRetries,
+  type DownloadContext,
+} from './download.ts';
 import { gcsOpener } from './gcs.ts';
-import { install, markerMatches, markerName, readMarker, removeStaleTemps, removeTree, safeBasename, tempPrefix, type Marker } from './install.ts';
+import {
+  install,
+  markerMatches,
+  markerName,
+  readMarker,
+  removeStaleTemps,
+  removeTree,
+  safeBasename,
+  tempPrefix,
+  type Marker,
+} from './install.ts';
 import { makeLog, type Env } from './log.ts';
 import { s3Opener } from './s3.ts';
 import { unpack } from './unpack.ts';
@@ -44,7 +61,11 @@ export interface Options {
 }
 
 /** Fetches the source into `target`; resolves when done, throws FetchError otherwise. */
-export async function fetchArtifact({ source, target, sha256, maxBytes }: FetchRequest, env: Env, options: Options = {}): Promise<'fetched' | 'skipped'> {
+export async function fetchArtifact(
+  { source, target, sha256, maxBytes }: FetchRequest,
+  env: Env,
+  options: Options = {},
+): Promise<'fetched' | 'skipped'> {
   const log = makeLog(env, options.log ?? ((line) => process.stderr.write(`${line}\n`)));
   const { uri } = source;
   const shown = redactUri(uri);
@@ -72,18 +93,30 @@ export async function fetchArtifact({ source, target, sha256, maxBytes }: FetchR
     let file: string | undefined;
     let result: DownloadResult | null;
     log('info', 'start', { uri: shown, target, kind: kind ?? 'file', maxBytes: maxBytes ?? null });
-    if (maxBytes === undefined) log('warn', 'no --max-bytes: the download and the unpacked artifact are not bounded', { uri: shown });
+    if (maxBytes === undefined)
+      log('warn', 'no --max-bytes: the download and the unpacked artifact are not bounded', { uri: shown });
     if (source.scheme === 'pvc') {
-      ({ file, result } = await copyFromClaim(source, env, download, content, log, { singleFile: sha256 !== undefined, limits }));
+      ({ file, result } = await copyFromClaim(source, env, download, content, log, {
+        singleFile: sha256 !== undefined,
+        limits,
+      }));
     } else {
       file = join(download, safeBasename(source.path));
       const timeoutMs = options.timeoutMs ?? 60_000;
-      const ctx: DownloadContext = { source, env, log, timeoutMs, retryDelaysMs: options.retryDelaysMs ?? defaultRetryDelaysMs, maxBytes };
+      const ctx: DownloadContext = {
+        source,
+        env,
+        log,
+        timeoutMs,
+        retryDelaysMs: options.retryDelaysMs ?? defaultRetryDelaysMs,
+        maxBytes,
+      };
       if (source.scheme === 's3') result = await downloadFromStore(s3Opener(source, env, log, timeoutMs), file, ctx);
       else if (source.scheme === 'gs') {
         const gcs = gcsOpener(source, env, log, timeoutMs);
         result = await downloadFromStore(gcs.open, file, ctx, gcs.translate);
-      } else if (source.scheme === 'azure') result = await downloadFromStore(azureOpener(source, env, log, timeoutMs), file, ctx);
+      } else if (source.scheme === 'azure')
+        result = await downloadFromStore(azureOpener(source, env, log, timeoutMs), file, ctx);
       else result = await downloadWithRetries(downloadRequest(source, env), file, ctx);
     }
     if (result) {
@@ -111,7 +144,13 @@ export async function fetchArtifact({ source, target, sha256, maxBytes }: FetchR
     }
     if (now) await unlink(join(target, markerName)).catch(() => {});
     await install(content, target, trash);
-    const marker: Marker = { uri, sha256: result?.sha256 ?? null, bytes: result?.bytes ?? tree.bytes, kind: markerKind, fetchedAt: new Date().toISOString() };
+    const marker: Marker = {
+      uri,
+      sha256: result?.sha256 ?? null,
+      bytes: result?.bytes ?? tree.bytes,
+      kind: markerKind,
+      fetchedAt: new Date().toISOString(),
+    };
     const markerTmp = join(tmp, 'marker');
     await writeFile(markerTmp, `${JSON.stringify(marker)}\n`, { mode: 0o644 });
     await rename(markerTmp, join(target, markerName));
@@ -119,6 +158,8 @@ export async function fetchArtifact({ source, target, sha256, maxBytes }: FetchR
     return 'fetched';
   } finally {
     clearInterval(heartbeat);
-    await removeTree(tmp).catch((e: unknown) => log('warn', 'could not remove temporary directory', { path: tmp, error: (e as Error).message }));
+    await removeTree(tmp).catch((e: unknown) =>
+      log('warn', 'could not remove temporary directory', { path: tmp, error: (e as Error).message }),
+    );
   }
 }

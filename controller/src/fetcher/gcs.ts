@@ -40,7 +40,12 @@ function endpointOf(name: string, value: string): string {
  * A Cloud Storage client for `shown` (a URI, for messages) with the credentials above. Shared with the
  * model agent's capture writer, so that both read the same environment.
  */
-export function gcsStorage(env: Env, log: Log, timeoutMs: number, shown: string): { storage: Storage; identity: Identity } {
+export function gcsStorage(
+  env: Env,
+  log: Log,
+  timeoutMs: number,
+  shown: string,
+): { storage: Storage; identity: Identity } {
   const options: StorageOptions = { retryOptions: { autoRetry: false }, timeout: timeoutMs };
   let identity: Identity;
   if (env.STORAGE_EMULATOR_HOST) {
@@ -62,7 +67,9 @@ export function gcsStorage(env: Env, log: Log, timeoutMs: number, shown: string)
         // eslint-disable-next-line @typescript-eslint/no-deprecated
         options.credentials = JSON.parse(env.GOOGLE_APPLICATION_CREDENTIALS_JSON) as StorageOptions['credentials'];
       } catch {
-        throw new FetchError(`the artifactSecret's GOOGLE_APPLICATION_CREDENTIALS_JSON is not JSON: it must hold a service account key file's content (fetching ${shown})`);
+        throw new FetchError(
+          `the artifactSecret's GOOGLE_APPLICATION_CREDENTIALS_JSON is not JSON: it must hold a service account key file's content (fetching ${shown})`,
+        );
       }
       identity = 'key';
     } else {
@@ -84,7 +91,12 @@ export function gcsStorage(env: Env, log: Log, timeoutMs: number, shown: string)
 }
 
 /** Opens gs://bucket/object: its metadata first (size, and a clear refusal), then its media. */
-export function gcsOpener(source: GsSource, env: Env, log: Log, timeoutMs: number): { open: () => Promise<OpenedObject>; translate: (e: unknown) => FetchError | undefined } {
+export function gcsOpener(
+  source: GsSource,
+  env: Env,
+  log: Log,
+  timeoutMs: number,
+): { open: () => Promise<OpenedObject>; translate: (e: unknown) => FetchError | undefined } {
   const shown = redactUri(source.uri);
   const { storage, identity } = gcsStorage(env, log, timeoutMs, shown);
   const file = storage.bucket(source.bucket).file(source.object);
@@ -116,7 +128,9 @@ function gcsError(err: GoogleError, identity: Identity, shown: string, env: Env)
   if (!status) {
     if (typeof err.code === 'string' && /^E[A-Z]+/.test(err.code)) return undefined; // a network error: download.ts words it
     if (/invalid_grant|invalid_client|unauthorized_client|token/i.test(message)) {
-      return new FetchError(`could not get a Google access token for ${shown} (${message}): check the ${identity === 'key' ? "artifactSecret's GOOGLE_APPLICATION_CREDENTIALS_JSON key (it may be deleted or disabled)" : "pod's Google identity (Workload Identity binding of its ServiceAccount)"}`);
+      return new FetchError(
+        `could not get a Google access token for ${shown} (${message}): check the ${identity === 'key' ? "artifactSecret's GOOGLE_APPLICATION_CREDENTIALS_JSON key (it may be deleted or disabled)" : "pod's Google identity (Workload Identity binding of its ServiceAccount)"}`,
+      );
     }
     return undefined;
   }
@@ -137,5 +151,8 @@ function gcsError(err: GoogleError, identity: Identity, shown: string, env: Env)
   } else {
     hint = 'the store refused the request: check spec.artifact';
   }
-  return new FetchError(`${status} ${httpStatusText(status)} fetching ${shown}${message ? ` (${message})` : ''}: ${hint}`, status === 429 || status >= 500);
+  return new FetchError(
+    `${status} ${httpStatusText(status)} fetching ${shown}${message ? ` (${message})` : ''}: ${hint}`,
+    status === 429 || status >= 500,
+  );
 }

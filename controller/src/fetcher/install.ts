@@ -35,10 +35,13 @@ export async function install(src: string, dest: string, trash: string, top = tr
     const s = join(src, name);
     const d = join(dest, name);
     for (let tries = 0; ; tries++) {
-      const [ss, ds] = await Promise.all([lstat(s), lstat(d).catch((e: unknown) => {
+      const [ss, ds] = await Promise.all([
+        lstat(s),
+        lstat(d).catch((e: unknown) => {
           if (errno(e) === 'ENOENT') return null;
           throw e;
-        })]);
+        }),
+      ]);
       if (ss.isDirectory() && ds?.isDirectory()) {
         await install(s, d, trash, false);
         break;
@@ -76,7 +79,12 @@ export async function removeTree(path: string): Promise<void> {
 }
 
 /** Removes `.fetch-*` directories left by runs that died more than `maxAgeMs` ago. */
-export async function removeStaleTemps(target: string, log: Log, maxAgeMs = staleTempMs, now = Date.now()): Promise<void> {
+export async function removeStaleTemps(
+  target: string,
+  log: Log,
+  maxAgeMs = staleTempMs,
+  now = Date.now(),
+): Promise<void> {
   for (const name of await readdir(target)) {
     if (!name.startsWith(tempPrefix)) continue;
     const p = join(target, name);
@@ -84,7 +92,8 @@ export async function removeStaleTemps(target: string, log: Log, maxAgeMs = stal
     if (!st || now - st.mtimeMs <= maxAgeMs) continue;
     await removeTree(p).then(
       () => log('info', 'removed stale temporary directory', { path: p }),
-      (e: unknown) => log('warn', 'could not remove stale temporary directory', { path: p, error: (e as Error).message }),
+      (e: unknown) =>
+        log('warn', 'could not remove stale temporary directory', { path: p, error: (e as Error).message }),
     );
   }
 }

@@ -28,5 +28,6 @@ export function masker(env: Env): (text: string) => string {
 
 export function makeLog(env: Env, out: (line: string) => void, component = 'fetcher'): Log {
   const mask = masker(env);
-  return (level, msg, fields = {}) => out(mask(JSON.stringify({ time: new Date().toISOString(), level, component, msg, ...fields })));
+  return (level, msg, fields = {}) =>
+    out(mask(JSON.stringify({ time: new Date().toISOString(), level, component, msg, ...fields })));
 }

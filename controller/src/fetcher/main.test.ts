@@ -1,5 +1,17 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -37,7 +49,10 @@ interface TestServer {
 }
 
 /** A loopback server; https with `tlsOptions` (see testCertificate). */
-async function serve(handler: (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void, tlsOptions?: { key: string; cert: string }): Promise<TestServer> {
+async function serve(
+  handler: (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void,
+  tlsOptions?: { key: string; cert: string },
+): Promise<TestServer> {
   const hits: http.IncomingMessage[] = [];
   const listener = (req: http.IncomingMessage, res: http.ServerResponse) => {
     hits.push(req);
@@ -54,7 +69,29 @@ async function serve(handler: (req: http.IncomingMessage, res: http.ServerRespon
 function testCertificate(): { key: string; cert: string; untrust(): void } {
   const certDir = mkdtempSync(join(tmpdir(), 'fetcher-tls-'));
   try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(certDir, 'key.pem'),
+        '-out',
+        join(certDir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     const key = readFileSync(join(certDir, 'key.pem'), 'utf8');
     const cert = readFileSync(join(certDir, 'cert.pem'), 'utf8');
     const before = tls.getCACertificates('default');
@@ -74,7 +111,11 @@ const sendFile = (res: http.ServerResponse, file: string) => {
 /** Runs main with `options` (such as --sha256=...) before the URI and the target. */
 async function run(uri: string, target: string, env: Env = {}, options: string[] = []) {
   const lines: string[] = [];
-  const code = await main([...options, uri, target], env, { retryDelaysMs: [5, 10], timeoutMs: 5000, log: (l) => lines.push(l) });
+  const code = await main([...options, uri, target], env, {
+    retryDelaysMs: [5, 10],
+    timeoutMs: 5000,
+    log: (l) => lines.push(l),
+  });
   return { code, lines, logs: lines.map((l) => JSON.parse(l) as Record<string, unknown>), text: lines.join('\n') };
 }
 
@@ -91,8 +132,12 @@ function makeModel(): { src: string; tgz: string; zip: string } {
   return { src, tgz, zip };
 }
 
-const userFiles = (target: string) => readdirSync(target).filter((n) => !n.startsWith('.')).sort();
-const marker = (target: string) => JSON.parse(readFileSync(join(target, markerName), 'utf8')) as { uri: string; sha256: string | null };
+const userFiles = (target: string) =>
+  readdirSync(target)
+    .filter((n) => !n.startsWith('.'))
+    .sort();
+const marker = (target: string) =>
+  JSON.parse(readFileSync(join(target, markerName), 'utf8')) as { uri: string; sha256: string | null };
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 const sha256Of = (text: string) => createHash('sha256').update(text).digest('hex');
 const errorOf = (r: { logs: Record<string, unknown>[] }) => r.logs.find((l) => l.level === 'error')?.msg;
@@ -112,7 +157,11 @@ describe('http', () => {
     expect(readFileSync(join(target, 'sub', 'config.json'), 'utf8')).toBe('{"layers":2}');
     expect(marker(target)).toMatchObject({ uri, sha256: sha256(tgz) });
     expect(readdirSync(target).filter((n) => n.startsWith('.fetch-'))).toEqual([]);
-    expect(first.logs.find((l) => l.msg === 'fetching')).toMatchObject({ level: 'info', uri, bytes: statSync(tgz).size });
+    expect(first.logs.find((l) => l.msg === 'fetching')).toMatchObject({
+      level: 'info',
+      uri,
+      bytes: statSync(tgz).size,
+    });
     expect(statSync(join(target, 'model.bin')).mode & 0o777).toBe(0o644);
 
     const second = await run(uri, target);
@@ -159,7 +208,10 @@ describe('http', () => {
 
     it('refuses a redirect from https to http, which would expose the artifact to tampering', async () => {
       const plain = await serve((_req, res) => res.end('tampered'));
-      const secure = await serve((_req, res) => res.writeHead(302, { location: `${plain.url}/model.bin` }).end(), certificate);
+      const secure = await serve(
+        (_req, res) => res.writeHead(302, { location: `${plain.url}/model.bin` }).end(),
+        certificate,
+      );
       const target = join(dir, 'target');
       const r = await run(`${secure.url}/model.bin`, target, { HTTP_AUTHORIZATION: 'Bearer s3cr3t-token' });
       expect(r.code).toBe(1);
@@ -193,9 +245,15 @@ describe('http', () => {
     const server = await serve((_req, res) => res.writeHead(404).end());
     const terminationLog = join(dir, 'termination-log');
     writeFileSync(terminationLog, '');
-    const code = await main([`${server.url}/missing.bin`, join(dir, 'target')], {}, { retryDelaysMs: [5, 10], timeoutMs: 5000, log: () => {}, terminationLog });
+    const code = await main(
+      [`${server.url}/missing.bin`, join(dir, 'target')],
+      {},
+      { retryDelaysMs: [5, 10], timeoutMs: 5000, log: () => {}, terminationLog },
+    );
     expect(code).toBe(1);
-    expect(readFileSync(terminationLog, 'utf8')).toBe(`404 Not Found fetching ${server.url}/missing.bin: check spec.artifact`);
+    expect(readFileSync(terminationLog, 'utf8')).toBe(
+      `404 Not Found fetching ${server.url}/missing.bin: check spec.artifact`,
+    );
   });
 
   it('fails at once on 404 with a clear message', async () => {
@@ -261,21 +319,34 @@ describe('http', () => {
 
 describe('object store settings', () => {
   it('refuses half a key pair', async () => {
-    const r = await run('s3://bkt1/m.bin', join(dir, 'target'), { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_ENDPOINT_URL: 'http://127.0.0.1:9' });
+    const r = await run('s3://bkt1/m.bin', join(dir, 'target'), {
+      AWS_ACCESS_KEY_ID: 'AKIDTEST',
+      AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+    });
     expect(r.code).toBe(1);
-    expect(errorOf(r)).toBe('incomplete AWS credentials: AWS_SECRET_ACCESS_KEY is missing: the artifactSecret needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
+    expect(errorOf(r)).toBe(
+      'incomplete AWS credentials: AWS_SECRET_ACCESS_KEY is missing: the artifactSecret needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
+    );
   });
 
   it('refuses half a web identity', async () => {
-    const r = await run('s3://bkt1/m.bin', join(dir, 'target'), { AWS_ROLE_ARN: 'arn:aws:iam::123456789012:role/reader', AWS_ENDPOINT_URL: 'http://127.0.0.1:9' });
+    const r = await run('s3://bkt1/m.bin', join(dir, 'target'), {
+      AWS_ROLE_ARN: 'arn:aws:iam::123456789012:role/reader',
+      AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+    });
     expect(r.code).toBe(1);
-    expect(errorOf(r)).toBe('incomplete web identity for s3://bkt1/m.bin: AWS_WEB_IDENTITY_TOKEN_FILE is missing: both are needed to assume a role with the pod\'s ServiceAccount token');
+    expect(errorOf(r)).toBe(
+      "incomplete web identity for s3://bkt1/m.bin: AWS_WEB_IDENTITY_TOKEN_FILE is missing: both are needed to assume a role with the pod's ServiceAccount token",
+    );
   });
 
   it('names an endpoint that is not a URL', async () => {
     const s3 = await run('s3://bkt1/m.bin', join(dir, 'target'), { AWS_ENDPOINT_URL: 'minio:9000 ' });
     expect(errorOf(s3)).toMatch(/^invalid AWS_ENDPOINT_URL minio:9000/);
-    const azure = await run('azure://acct1/models/m.bin', join(dir, 'target'), { AZURE_STORAGE_KEY: 'a2V5', AZURE_STORAGE_BLOB_ENDPOINT: 'not a url' });
+    const azure = await run('azure://acct1/models/m.bin', join(dir, 'target'), {
+      AZURE_STORAGE_KEY: 'a2V5',
+      AZURE_STORAGE_BLOB_ENDPOINT: 'not a url',
+    });
     expect(errorOf(azure)).toMatch(/^invalid AZURE_STORAGE_BLOB_ENDPOINT not a url/);
   });
 
@@ -305,7 +376,11 @@ describe('pvc', () => {
     expect(readFileSync(join(target, 'tokenizer', 'vocab.txt'), 'utf8')).toBe('a b c');
     expect(readFileSync(join(target, 'latest.bin'), 'utf8')).toBe('bert-weights');
     expect(marker(target)).toMatchObject({ uri: 'pvc://models/bert', sha256: null });
-    expect((await run('pvc://models/bert', target, { ARTIFACT_SOURCE_ROOT: root })).logs.some((l) => l.msg === 'already fetched')).toBe(true);
+    expect(
+      (await run('pvc://models/bert', target, { ARTIFACT_SOURCE_ROOT: root })).logs.some(
+        (l) => l.msg === 'already fetched',
+      ),
+    ).toBe(true);
   });
 
   it('unpacks an archive from the claim', async () => {
@@ -358,7 +433,9 @@ describe('--sha256', () => {
     const expected = sha256Of('genuine');
     const r = await run(`${server.url}/m.bin`, target, {}, [`--sha256=${expected}`]);
     expect(r.code).toBe(1);
-    expect(errorOf(r)).toBe(`sha256 mismatch for ${server.url}/m.bin: expected ${expected}, got ${sha256Of('tampered')}; nothing was installed: check spec.artifactSha256 and that the artifact is the one it was computed from`);
+    expect(errorOf(r)).toBe(
+      `sha256 mismatch for ${server.url}/m.bin: expected ${expected}, got ${sha256Of('tampered')}; nothing was installed: check spec.artifactSha256 and that the artifact is the one it was computed from`,
+    );
     expect(server.hits).toHaveLength(1);
     expect(readdirSync(target)).toEqual(['old.bin']);
   });
@@ -370,7 +447,9 @@ describe('--sha256', () => {
     const env = { ARTIFACT_SOURCE_ROOT: root };
     const wrong = await run('pvc://models/w.bin', join(dir, 't1'), env, [`--sha256=${sha256Of('other')}`]);
     expect(wrong.code).toBe(1);
-    expect(errorOf(wrong)).toMatch(/^sha256 mismatch for pvc:\/\/models\/w\.bin: expected [0-9a-f]{64}, got [0-9a-f]{64}; nothing was installed/);
+    expect(errorOf(wrong)).toMatch(
+      /^sha256 mismatch for pvc:\/\/models\/w\.bin: expected [0-9a-f]{64}, got [0-9a-f]{64}; nothing was installed/,
+    );
     expect(readdirSync(join(dir, 't1'))).toEqual([]);
     const right = await run('pvc://models/w.bin', join(dir, 't2'), env, [`--sha256=${sha256Of('weights')}`]);
     expect(right.code, right.text).toBe(0);
@@ -415,7 +494,9 @@ describe('--max-bytes', () => {
     const uri = `${server.url}/m.bin`;
     const r = await run(uri, target, {}, ['--max-bytes=1000']);
     expect(r.code).toBe(1);
-    expect(errorOf(r)).toBe(`${uri} is larger than --max-bytes=1000: the server announces 2000 bytes; nothing was installed: ${advice} to fit the artifact`);
+    expect(errorOf(r)).toBe(
+      `${uri} is larger than --max-bytes=1000: the server announces 2000 bytes; nothing was installed: ${advice} to fit the artifact`,
+    );
     expect(server.hits).toHaveLength(1);
     expect(readdirSync(target)).toEqual([]);
   });
@@ -434,7 +515,9 @@ describe('--max-bytes', () => {
     const uri = `${server.url}/m.bin`;
     const r = await run(uri, join(dir, 'target'), {}, ['--max-bytes=100000']);
     expect(r.code).toBe(1);
-    expect(errorOf(r)).toBe(`${uri} is larger than --max-bytes=100000: the download was stopped after more than 100000 bytes; nothing was installed: ${advice} to fit the artifact`);
+    expect(errorOf(r)).toBe(
+      `${uri} is larger than --max-bytes=100000: the download was stopped after more than 100000 bytes; nothing was installed: ${advice} to fit the artifact`,
+    );
     expect(sent).toBeLessThan(10 * 1024 * 1024);
     expect(server.hits).toHaveLength(1);
   });
@@ -459,10 +542,14 @@ describe('--max-bytes', () => {
     const env = { ARTIFACT_SOURCE_ROOT: root };
     const file = await run('pvc://models/big.bin', join(dir, 't1'), env, ['--max-bytes=1000']);
     expect(file.code).toBe(1);
-    expect(errorOf(file)).toBe(`pvc://models/big.bin is larger than --max-bytes=1000: the download was stopped after more than 1000 bytes; nothing was installed: ${advice} to fit the artifact`);
+    expect(errorOf(file)).toBe(
+      `pvc://models/big.bin is larger than --max-bytes=1000: the download was stopped after more than 1000 bytes; nothing was installed: ${advice} to fit the artifact`,
+    );
     const directory = await run('pvc://models/dir', join(dir, 't2'), env, ['--max-bytes=1000']);
     expect(directory.code).toBe(1);
-    expect(errorOf(directory)).toBe(`pvc://models/dir is larger than --max-bytes=1000: it holds 1200 bytes in 3 entries; nothing was copied: ${advice} to fit the artifact`);
+    expect(errorOf(directory)).toBe(
+      `pvc://models/dir is larger than --max-bytes=1000: it holds 1200 bytes in 3 entries; nothing was copied: ${advice} to fit the artifact`,
+    );
     expect(readdirSync(join(dir, 't2'))).toEqual([]);
   });
 
@@ -480,15 +567,28 @@ describe('--max-bytes', () => {
     const uri = `${server.url}/bomb.tar.gz`;
     const r = await run(uri, target, {}, ['--max-bytes=1048576']);
     expect(r.code).toBe(1);
-    expect(errorOf(r)).toBe(`archive ${uri} unpacks to more than --max-bytes=1048576: its listing shows ${50 * 1024 * 1024} bytes so far; nothing was extracted: ${advice} to fit the unpacked artifact`);
+    expect(errorOf(r)).toBe(
+      `archive ${uri} unpacks to more than --max-bytes=1048576: its listing shows ${50 * 1024 * 1024} bytes so far; nothing was extracted: ${advice} to fit the unpacked artifact`,
+    );
     expect(readdirSync(target)).toEqual([]);
   });
 
   it('must be a positive whole number of bytes', async () => {
-    for (const bad of ['--max-bytes=0', '--max-bytes=-5', '--max-bytes=1.5', '--max-bytes=10Gi', '--max-bytes=1e6', '--max-bytes=', '--max-bytes', '--max-bytes=99999999999999999999']) {
+    for (const bad of [
+      '--max-bytes=0',
+      '--max-bytes=-5',
+      '--max-bytes=1.5',
+      '--max-bytes=10Gi',
+      '--max-bytes=1e6',
+      '--max-bytes=',
+      '--max-bytes',
+      '--max-bytes=99999999999999999999',
+    ]) {
       const r = await run('http://127.0.0.1:9/m.bin', join(dir, 'target'), {}, [bad]);
       expect(r.code, bad).toBe(2);
-      expect(errorOf(r), bad).toMatch(/^--max-bytes must be a positive whole number of bytes \(the variant's volume size\), not /);
+      expect(errorOf(r), bad).toMatch(
+        /^--max-bytes must be a positive whole number of bytes \(the variant's volume size\), not /,
+      );
     }
   });
 });
@@ -514,13 +614,17 @@ describe('archives', () => {
     writeFileSync(join(work, 'good.bin'), 'good');
     const evil = join(dir, 'evil.tar.gz');
     execFileSync('tar', ['-czPf', evil, 'good.bin', '../evil'], { cwd: work });
-    expect(execFileSync('tar', ['-tzf', evil], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).toContain('../evil');
+    expect(execFileSync('tar', ['-tzf', evil], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).toContain(
+      '../evil',
+    );
     const server = await serve((_req, res) => sendFile(res, evil));
     const holder = join(dir, 'holder');
     const target = join(holder, 'target');
     const r = await run(`${server.url}/evil.tar.gz`, target);
     expect(r.code).toBe(1);
-    expect(r.logs.find((l) => l.level === 'error')?.msg).toMatch(/^unsafe archive: .*"\.\.\/evil".*nothing was extracted/);
+    expect(r.logs.find((l) => l.level === 'error')?.msg).toMatch(
+      /^unsafe archive: .*"\.\.\/evil".*nothing was extracted/,
+    );
     expect(readdirSync(holder)).toEqual(['target']);
     expect(readdirSync(target)).toEqual([]);
   });
@@ -567,13 +671,26 @@ describe('housekeeping and usage', () => {
     writeFileSync(join(root, 'models', 'w.bin'), 'w');
     const script = join(import.meta.dirname, 'main.ts');
     const target = join(dir, 'target');
-    const ok = spawnSync(process.execPath, [script, 'pvc://models/w.bin', target], { env: { ...process.env, ARTIFACT_SOURCE_ROOT: root }, encoding: 'utf8' });
+    const ok = spawnSync(process.execPath, [script, 'pvc://models/w.bin', target], {
+      env: { ...process.env, ARTIFACT_SOURCE_ROOT: root },
+      encoding: 'utf8',
+    });
     expect(ok.status, ok.stderr).toBe(0);
     expect(ok.stdout).toBe('');
-    expect(ok.stderr.trim().split('\n').map((l) => JSON.parse(l).msg)).toContain('done');
+    expect(
+      ok.stderr
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).msg),
+    ).toContain('done');
     expect(readFileSync(join(target, 'w.bin'), 'utf8')).toBe('w');
     expect(spawnSync(process.execPath, [script], { encoding: 'utf8' }).status).toBe(2);
-    expect(spawnSync(process.execPath, [script, 'pvc://models/missing', target], { env: { ...process.env, ARTIFACT_SOURCE_ROOT: root }, encoding: 'utf8' }).status).toBe(1);
+    expect(
+      spawnSync(process.execPath, [script, 'pvc://models/missing', target], {
+        env: { ...process.env, ARTIFACT_SOURCE_ROOT: root },
+        encoding: 'utf8',
+      }).status,
+    ).toBe(1);
   });
 
   it('removes stale .fetch-* directories and keeps fresh ones', async () => {
@@ -598,7 +715,12 @@ describe('housekeeping and usage', () => {
     expect(existsSync(target)).toBe(false);
     expect(existsSync(join(dir, 'volumes', 'ns'))).toBe(true);
     expect(await main(['--remove', target], {}, { log: (l) => lines.push(l) })).toBe(0);
-    for (const bad of [['--remove', '/mnt'], ['--remove', 'relative/dir/here'], ['--remove', `${dir}/a/../b`], ['--remove']]) {
+    for (const bad of [
+      ['--remove', '/mnt'],
+      ['--remove', 'relative/dir/here'],
+      ['--remove', `${dir}/a/../b`],
+      ['--remove'],
+    ]) {
       expect(await main(bad, {}, { log: (l) => lines.push(l) }), bad.join(' ')).toBe(2);
     }
   });
@@ -608,7 +730,9 @@ describe('housekeeping and usage', () => {
     expect(await main([], {}, { log: (l) => lines.push(l) })).toBe(2);
     expect(await main(['only-one'], {}, { log: (l) => lines.push(l) })).toBe(2);
     expect(await main(['ftp://x/y', join(dir, 't')], {}, { log: (l) => lines.push(l) })).toBe(2);
-    expect(await main(['--no-such-option', 'http://h/m.bin', join(dir, 't')], {}, { log: (l) => lines.push(l) })).toBe(2);
+    expect(await main(['--no-such-option', 'http://h/m.bin', join(dir, 't')], {}, { log: (l) => lines.push(l) })).toBe(
+      2,
+    );
     expect(lines.join('\n')).toMatch(/usage: fetcher \[--max-bytes=N\] \[--sha256=HEX\] <artifact-uri> <target-dir>/);
     expect(lines.join('\n')).toMatch(/unsupported artifact URI ftp:\/\/x\/y/);
     expect(lines.join('\n')).toMatch(/unknown option --no-such-option/);

@@ -18,7 +18,7 @@ import { parseArtifactUri, redactUri } from './uri.ts';
 export const usage = [
   'usage: fetcher [--max-bytes=N] [--sha256=HEX] <artifact-uri> <target-dir>',
   '  artifact-uri: http(s)://..., s3://<bucket>/<key>, gs://<bucket>/<object>, azure://<account>/<container>/<blob> or pvc://<claim>/<path>',
-  '  --max-bytes=N: the most bytes the download, and then the unpacked artifact, may take (the variant\'s volume size)',
+  "  --max-bytes=N: the most bytes the download, and then the unpacked artifact, may take (the variant's volume size)",
   '  --sha256=HEX: the SHA-256 digest (64 hexadecimal characters) the downloaded file must have',
   '   or: fetcher --remove <dir>   removes a model directory the fetcher filled (hostPath storage clean-up)',
 ].join('\n');
@@ -38,17 +38,23 @@ export function parseArgs(argv: readonly string[]): FetchRequest {
     if (options.has(name)) throw new UsageError(`${name} is given twice`);
     options.set(name, eq < 0 ? '' : arg.slice(eq + 1));
   }
-  if (operands.length !== 2 || !operands[0] || !operands[1]) throw new UsageError('expected two arguments: <artifact-uri> <target-dir>');
+  if (operands.length !== 2 || !operands[0] || !operands[1])
+    throw new UsageError('expected two arguments: <artifact-uri> <target-dir>');
   const request: FetchRequest = { source: parseArtifactUri(operands[0]), target: resolve(operands[1]) };
   const sha256 = options.get('--sha256');
   if (sha256 !== undefined) {
-    if (!/^[0-9a-f]{64}$/i.test(sha256)) throw new UsageError(`--sha256 must be 64 hexadecimal characters (the artifact's SHA-256 digest), not ${JSON.stringify(sha256.slice(0, 100))}`);
+    if (!/^[0-9a-f]{64}$/i.test(sha256))
+      throw new UsageError(
+        `--sha256 must be 64 hexadecimal characters (the artifact's SHA-256 digest), not ${JSON.stringify(sha256.slice(0, 100))}`,
+      );
     request.sha256 = sha256.toLowerCase();
   }
   const maxBytes = options.get('--max-bytes');
   if (maxBytes !== undefined) {
     if (!/^[1-9][0-9]*$/.test(maxBytes) || !Number.isSafeInteger(Number(maxBytes))) {
-      throw new UsageError(`--max-bytes must be a positive whole number of bytes (the variant's volume size), not ${JSON.stringify(maxBytes.slice(0, 100))}`);
+      throw new UsageError(
+        `--max-bytes must be a positive whole number of bytes (the variant's volume size), not ${JSON.stringify(maxBytes.slice(0, 100))}`,
+      );
     }
     request.maxBytes = Number(maxBytes);
   }
@@ -62,8 +68,17 @@ export function parseArgs(argv: readonly string[]): FetchRequest {
  */
 async function removeDirectory(args: readonly string[], log: ReturnType<typeof makeLog>): Promise<number> {
   const dir = args[0];
-  if (args.length !== 1 || !dir || !isAbsolute(dir) || normalize(dir) !== dir.replace(/\/+$/, '') || dir.split('/').filter(Boolean).length < 3) {
-    log('error', `--remove takes one absolute, normalised directory at least three levels deep, not ${JSON.stringify(args)}\n${usage}`);
+  if (
+    args.length !== 1 ||
+    !dir ||
+    !isAbsolute(dir) ||
+    normalize(dir) !== dir.replace(/\/+$/, '') ||
+    dir.split('/').filter(Boolean).length < 3
+  ) {
+    log(
+      'error',
+      `--remove takes one absolute, normalised directory at least three levels deep, not ${JSON.stringify(args)}\n${usage}`,
+    );
     return 2;
   }
   try {
@@ -98,7 +113,8 @@ export async function main(argv: readonly string[], env: Env, options: Options =
     await fetchArtifact(request, env, { ...options, log: out });
     return 0;
   } catch (e) {
-    const message = e instanceof FetchError ? e.message : `fetching ${shown} failed: ${(e as Error)?.message ?? String(e)}`;
+    const message =
+      e instanceof FetchError ? e.message : `fetching ${shown} failed: ${(e as Error)?.message ?? String(e)}`;
     log('error', message, { uri: shown });
     // The kubelet mounts this file; its content becomes the container's termination message, read
     // by the controller for the endpoint's ArtifactsFetched condition. The log line stays the record.

@@ -54,25 +54,57 @@ function endpointOf(name: string, value: string): string {
  * An S3 client for `shown` (a URI, for messages) with the credential chain above, made on first use
  * and kept. Shared with the model agent's capture writer, so that both read the same environment.
  */
-export function s3Connection(env: Env, log: Log, timeoutMs: number, shown: string): { connect: () => Promise<S3Client>; identity: () => Identity } {
+export function s3Connection(
+  env: Env,
+  log: Log,
+  timeoutMs: number,
+  shown: string,
+): { connect: () => Promise<S3Client>; identity: () => Identity } {
   const region = env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1';
   const s3EndpointName = env.AWS_ENDPOINT_URL_S3 ? 'AWS_ENDPOINT_URL_S3' : 'AWS_ENDPOINT_URL';
-  const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL ? endpointOf(s3EndpointName, (env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL)!) : undefined;
-  const stsEndpoint = env.AWS_ENDPOINT_URL_STS || env.AWS_ENDPOINT_URL ? endpointOf(env.AWS_ENDPOINT_URL_STS ? 'AWS_ENDPOINT_URL_STS' : 'AWS_ENDPOINT_URL', (env.AWS_ENDPOINT_URL_STS || env.AWS_ENDPOINT_URL)!) : undefined;
+  const endpoint =
+    env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL
+      ? endpointOf(s3EndpointName, (env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL)!)
+      : undefined;
+  const stsEndpoint =
+    env.AWS_ENDPOINT_URL_STS || env.AWS_ENDPOINT_URL
+      ? endpointOf(
+          env.AWS_ENDPOINT_URL_STS ? 'AWS_ENDPOINT_URL_STS' : 'AWS_ENDPOINT_URL',
+          (env.AWS_ENDPOINT_URL_STS || env.AWS_ENDPOINT_URL)!,
+        )
+      : undefined;
   const requestHandler = { connectionTimeout: timeoutMs, requestTimeout: timeoutMs };
   // Our own attempts (download.ts) retry, with the same messages for every source.
-  const base: S3ClientConfig = { region, maxAttempts: 1, followRegionRedirects: true, requestHandler, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) };
+  const base: S3ClientConfig = {
+    region,
+    maxAttempts: 1,
+    followRegionRedirects: true,
+    requestHandler,
+    ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+  };
 
-  const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_SESSION_TOKEN: sessionToken, AWS_ROLE_ARN: roleArn, AWS_WEB_IDENTITY_TOKEN_FILE: tokenFile } = env;
+  const {
+    AWS_ACCESS_KEY_ID: accessKeyId,
+    AWS_SECRET_ACCESS_KEY: secretAccessKey,
+    AWS_SESSION_TOKEN: sessionToken,
+    AWS_ROLE_ARN: roleArn,
+    AWS_WEB_IDENTITY_TOKEN_FILE: tokenFile,
+  } = env;
   let identity: Identity;
   let provider: AwsCredentialIdentityProvider;
   if (accessKeyId || secretAccessKey) {
-    if (!accessKeyId || !secretAccessKey) throw new FetchError(`incomplete AWS credentials: ${accessKeyId ? 'AWS_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID'} is missing: the artifactSecret needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`);
+    if (!accessKeyId || !secretAccessKey)
+      throw new FetchError(
+        `incomplete AWS credentials: ${accessKeyId ? 'AWS_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID'} is missing: the artifactSecret needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
+      );
     identity = { kind: 'keys' };
     const keys: AwsCredentialIdentity = { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
     provider = async () => keys;
   } else if (roleArn || tokenFile) {
-    if (!roleArn || !tokenFile) throw new FetchError(`incomplete web identity for ${shown}: ${roleArn ? 'AWS_WEB_IDENTITY_TOKEN_FILE' : 'AWS_ROLE_ARN'} is missing: both are needed to assume a role with the pod's ServiceAccount token`);
+    if (!roleArn || !tokenFile)
+      throw new FetchError(
+        `incomplete web identity for ${shown}: ${roleArn ? 'AWS_WEB_IDENTITY_TOKEN_FILE' : 'AWS_ROLE_ARN'} is missing: both are needed to assume a role with the pod's ServiceAccount token`,
+      );
     identity = { kind: 'web identity', roleArn, tokenFile };
     provider = fromTokenFile({
       roleArn,
@@ -82,7 +114,9 @@ export function s3Connection(env: Env, log: Log, timeoutMs: number, shown: strin
     });
   } else {
     identity = { kind: 'default chain' };
-    provider = fromNodeProviderChain({ clientConfig: { region, requestHandler, ...(stsEndpoint ? { endpoint: stsEndpoint } : {}) } });
+    provider = fromNodeProviderChain({
+      clientConfig: { region, requestHandler, ...(stsEndpoint ? { endpoint: stsEndpoint } : {}) },
+    });
   }
 
   let client: S3Client | undefined;
@@ -93,9 +127,16 @@ export function s3Connection(env: Env, log: Log, timeoutMs: number, shown: strin
       credentials = await provider();
     } catch (e) {
       const err = e as SdkError & { tryNextLink?: boolean };
-      if (identity.kind === 'default chain' && /could not load credentials from any providers/i.test(err.message ?? '')) {
+      if (
+        identity.kind === 'default chain' &&
+        /could not load credentials from any providers/i.test(err.message ?? '')
+      ) {
         // Nothing configured anywhere: a public bucket may still serve it.
-        log('warn', 'no AWS credentials found (no artifactSecret keys, no web identity, no Pod Identity or instance metadata): the request is anonymous', { uri: shown });
+        log(
+          'warn',
+          'no AWS credentials found (no artifactSecret keys, no web identity, no Pod Identity or instance metadata): the request is anonymous',
+          { uri: shown },
+        );
         identity = { kind: 'anonymous' };
       } else {
         throw credentialError(err, identity, shown);
@@ -103,10 +144,19 @@ export function s3Connection(env: Env, log: Log, timeoutMs: number, shown: strin
     }
     client = new S3Client(
       identity.kind === 'anonymous'
-        ? { ...base, credentials: { accessKeyId: '', secretAccessKey: '' }, signer: { sign: async (request) => request } }
+        ? {
+            ...base,
+            credentials: { accessKeyId: '', secretAccessKey: '' },
+            signer: { sign: async (request) => request },
+          }
         : { ...base, credentials: credentials! },
     );
-    if (identity.kind !== 'anonymous') log('info', 'credentials', { uri: shown, source: identity.kind, ...(identity.kind === 'web identity' ? { roleArn: identity.roleArn } : {}) });
+    if (identity.kind !== 'anonymous')
+      log('info', 'credentials', {
+        uri: shown,
+        source: identity.kind,
+        ...(identity.kind === 'web identity' ? { roleArn: identity.roleArn } : {}),
+      });
     return client;
   };
   return { connect, identity: () => identity };
@@ -138,7 +188,10 @@ function credentialError(err: SdkError, identity: Identity, shown: string): Fetc
   const status = err.$metadata?.httpStatusCode;
   const detail = describe(err);
   if (!status && err.code && /^E[A-Z]+/.test(err.code)) {
-    return new FetchError(`network error getting AWS credentials for ${shown} (${detail}): check the STS endpoint (AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL) and the pod's network access`, true);
+    return new FetchError(
+      `network error getting AWS credentials for ${shown} (${detail}): check the STS endpoint (AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL) and the pod's network access`,
+      true,
+    );
   }
   const retryable = status !== undefined && (status === 429 || status >= 500);
   if (identity.kind === 'web identity') {
@@ -151,11 +204,17 @@ function credentialError(err: SdkError, identity: Identity, shown: string): Fetc
         : /verif|signature/i.test(said)
           ? "the token's signature was not accepted: check that the identity provider trusts this cluster's OIDC issuer (its discovery document and signing keys) and that the token file holds the projected token unchanged"
           : /token/i.test(code)
-          ? `the ServiceAccount token was refused: check that the role's trust policy names this cluster's OIDC issuer, the pod's ServiceAccount (system:serviceaccount:<namespace>:<name>) and the token's audience`
-          : `check that the role exists, that its trust policy allows sts:AssumeRoleWithWebIdentity from this cluster's OIDC issuer for the pod's ServiceAccount, and the token's audience`;
-    return new FetchError(`could not assume role ${identity.roleArn} with the web identity token ${identity.tokenFile} for ${shown}${status ? ` (${status} ${detail})` : ` (${detail})`}: ${why}`, retryable);
+            ? `the ServiceAccount token was refused: check that the role's trust policy names this cluster's OIDC issuer, the pod's ServiceAccount (system:serviceaccount:<namespace>:<name>) and the token's audience`
+            : `check that the role exists, that its trust policy allows sts:AssumeRoleWithWebIdentity from this cluster's OIDC issuer for the pod's ServiceAccount, and the token's audience`;
+    return new FetchError(
+      `could not assume role ${identity.roleArn} with the web identity token ${identity.tokenFile} for ${shown}${status ? ` (${status} ${detail})` : ` (${detail})`}: ${why}`,
+      retryable,
+    );
   }
-  if (identity.kind === 'keys') return new FetchError(`the artifactSecret's AWS keys could not be used for ${shown} (${detail}): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN`);
+  if (identity.kind === 'keys')
+    return new FetchError(
+      `the artifactSecret's AWS keys could not be used for ${shown} (${detail}): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN`,
+    );
   return new FetchError(
     `could not get AWS credentials for ${shown} from the pod's environment (${detail}): check the pod's AWS identity (EKS Pod Identity association, IRSA annotation on the ServiceAccount, instance profile), or set spec.artifactSecret to a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
     retryable,
@@ -168,7 +227,10 @@ function s3StatusError(status: number, err: SdkError, identity: Identity, shown:
   let hint: string;
   if (status === 401 || status === 403) {
     if (/ExpiredToken/i.test(code)) {
-      hint = identity.kind === 'keys' ? "the session token has expired: renew the artifactSecret's AWS_SESSION_TOKEN (with its keys)" : 'the temporary credentials have expired: the pod retries with new ones when it restarts';
+      hint =
+        identity.kind === 'keys'
+          ? "the session token has expired: renew the artifactSecret's AWS_SESSION_TOKEN (with its keys)"
+          : 'the temporary credentials have expired: the pod retries with new ones when it restarts';
     } else if (identity.kind === 'keys') {
       hint = /InvalidAccessKeyId|SignatureDoesNotMatch/i.test(code)
         ? "check the artifactSecret's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys)"
@@ -176,9 +238,11 @@ function s3StatusError(status: number, err: SdkError, identity: Identity, shown:
     } else if (identity.kind === 'web identity') {
       hint = `the role ${identity.roleArn} was assumed but may not read this object: check its permissions policy (s3:GetObject on the bucket and key) and the bucket policy`;
     } else if (identity.kind === 'default chain') {
-      hint = "check that the pod's AWS identity (EKS Pod Identity association, instance profile) may s3:GetObject this key";
+      hint =
+        "check that the pod's AWS identity (EKS Pod Identity association, instance profile) may s3:GetObject this key";
     } else {
-      hint = 'the request was anonymous (no AWS credentials found): set spec.artifactSecret to a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the pod an AWS identity (spec.artifactIdentity.awsRoleArn, IRSA or EKS Pod Identity)';
+      hint =
+        'the request was anonymous (no AWS credentials found): set spec.artifactSecret to a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the pod an AWS identity (spec.artifactIdentity.awsRoleArn, IRSA or EKS Pod Identity)';
     }
   } else if (status === 404) {
     hint = `check spec.artifact (bucket and key)${env.AWS_ENDPOINT_URL || env.AWS_ENDPOINT_URL_S3 ? ' and AWS_ENDPOINT_URL' : ' and AWS_REGION'}`;
@@ -191,7 +255,10 @@ function s3StatusError(status: number, err: SdkError, identity: Identity, shown:
   } else {
     hint = 'the store refused the request: check spec.artifact';
   }
-  return new FetchError(`${status} ${httpStatusText(status)} fetching ${shown}${detail ? ` (${detail})` : ''}: ${hint}`, status === 429 || status >= 500);
+  return new FetchError(
+    `${status} ${httpStatusText(status)} fetching ${shown}${detail ? ` (${detail})` : ''}: ${hint}`,
+    status === 429 || status >= 500,
+  );
 }
 
 export const httpStatusText = (status: number) => STATUS_CODES[status] ?? 'Unknown status';

@@ -105,10 +105,24 @@ async function expectRefused(kind: 'tar.gz' | 'zip', members: Member[], reason: 
 
 describe('safeEntries', () => {
   it('accepts relative members', () => {
-    expect(safeEntries(['./', './model.bin', 'sub/', 'sub/a..b', ''])).toEqual(['./', './model.bin', 'sub/', 'sub/a..b']);
+    expect(safeEntries(['./', './model.bin', 'sub/', 'sub/a..b', ''])).toEqual([
+      './',
+      './model.bin',
+      'sub/',
+      'sub/a..b',
+    ]);
   });
   it('refuses members that escape the target or hit the fetcher files', () => {
-    for (const bad of ['../evil', '/etc/passwd', 'a/../../b', './..', 'a\\..\\..\\b', 'C:/x', '.ml-operator-artifact', './.fetch-x/y']) {
+    for (const bad of [
+      '../evil',
+      '/etc/passwd',
+      'a/../../b',
+      './..',
+      'a\\..\\..\\b',
+      'C:/x',
+      '.ml-operator-artifact',
+      './.fetch-x/y',
+    ]) {
       expect(() => safeEntries(['ok', bad]), bad).toThrow(/unsafe archive/);
     }
   });
@@ -116,37 +130,102 @@ describe('safeEntries', () => {
 
 describe('parseTarLine', () => {
   it('reads names and link targets with spaces, arrows, quotes and escaped bytes', () => {
-    expect(parseTarLine('lrw-r--r-- 0/0               0 2024-01-01 00:00 "a -> b" -> "c \\"d\\""')).toEqual({ name: 'a -> b', type: 'symlink', size: 0, link: 'c "d"' });
-    expect(parseTarLine('hrw-r--r-- 0/0 0 2024-01-01 00:00 "x" link to "y\\nz"')).toEqual({ name: 'x', type: 'hardlink', size: 0, link: 'y\nz' });
-    expect(parseTarLine('-rw-r--r-- 0/0 5 2024-01-01 00:00 "\\303\\274.bin"')).toEqual({ name: '\u00fc.bin', type: 'file', size: 5 });
-    expect(parseTarLine('crw-r--r-- 0/0 1,3 2024-01-01 00:00 "null"')).toEqual({ name: 'null', type: 'character device', size: 0 });
+    expect(parseTarLine('lrw-r--r-- 0/0               0 2024-01-01 00:00 "a -> b" -> "c \\"d\\""')).toEqual({
+      name: 'a -> b',
+      type: 'symlink',
+      size: 0,
+      link: 'c "d"',
+    });
+    expect(parseTarLine('hrw-r--r-- 0/0 0 2024-01-01 00:00 "x" link to "y\\nz"')).toEqual({
+      name: 'x',
+      type: 'hardlink',
+      size: 0,
+      link: 'y\nz',
+    });
+    expect(parseTarLine('-rw-r--r-- 0/0 5 2024-01-01 00:00 "\\303\\274.bin"')).toEqual({
+      name: '\u00fc.bin',
+      type: 'file',
+      size: 5,
+    });
+    expect(parseTarLine('crw-r--r-- 0/0 1,3 2024-01-01 00:00 "null"')).toEqual({
+      name: 'null',
+      type: 'character device',
+      size: 0,
+    });
     expect(() => parseTarLine('no quoted name')).toThrow(/unexpected listing line/);
   });
 });
 
 describe('hostile archives', () => {
   it('refuses a tar member written through a symbolic link of the archive', async () => {
-    await expectRefused('tar.gz', [{ name: 'link', type: 'symlink', link: outside() }, { name: 'link/passwd', data: 'pwned' }], /link\/passwd would be written through the symbolic link link;/);
-    await expectRefused('tar.gz', [{ name: 'sub', type: 'dir' }, { name: 'link', type: 'symlink', link: 'sub' }, { name: 'link/x', data: 'x' }], /link\/x would be written through the symbolic link link;/);
+    await expectRefused(
+      'tar.gz',
+      [
+        { name: 'link', type: 'symlink', link: outside() },
+        { name: 'link/passwd', data: 'pwned' },
+      ],
+      /link\/passwd would be written through the symbolic link link;/,
+    );
+    await expectRefused(
+      'tar.gz',
+      [
+        { name: 'sub', type: 'dir' },
+        { name: 'link', type: 'symlink', link: 'sub' },
+        { name: 'link/x', data: 'x' },
+      ],
+      /link\/x would be written through the symbolic link link;/,
+    );
   });
 
   it('refuses a zip member written through a symbolic link of the archive', async () => {
-    await expectRefused('zip', [{ name: 'link', type: 'symlink', link: outside() }, { name: 'link/passwd', data: 'pwned' }], /link\/passwd would be written through the symbolic link link;/);
+    await expectRefused(
+      'zip',
+      [
+        { name: 'link', type: 'symlink', link: outside() },
+        { name: 'link/passwd', data: 'pwned' },
+      ],
+      /link\/passwd would be written through the symbolic link link;/,
+    );
   });
 
   it('refuses a symbolic link that points outside the target', async () => {
-    await expectRefused('tar.gz', [{ name: 'passwd', type: 'symlink', link: '/etc/passwd' }], /symbolic link passwd points outside the artifact \(\/etc\/passwd\)/);
-    await expectRefused('tar.gz', [{ name: 'a/up', type: 'symlink', link: '../../x' }], /symbolic link a\/up points outside the artifact \(\.\.\/\.\.\/x\)/);
+    await expectRefused(
+      'tar.gz',
+      [{ name: 'passwd', type: 'symlink', link: '/etc/passwd' }],
+      /symbolic link passwd points outside the artifact \(\/etc\/passwd\)/,
+    );
+    await expectRefused(
+      'tar.gz',
+      [{ name: 'a/up', type: 'symlink', link: '../../x' }],
+      /symbolic link a\/up points outside the artifact \(\.\.\/\.\.\/x\)/,
+    );
   });
 
   it('refuses a hard link to a file that is not in the archive', async () => {
-    await expectRefused('tar.gz', [{ name: 'hl', type: 'hardlink', link: join(outside(), 'secret') }], /hard link hl points to \/.*\/outside\/secret, which is not a file of the archive/);
-    await expectRefused('tar.gz', [{ name: 'hl', type: 'hardlink', link: '../outside/secret' }], /hard link hl points to \.\.\/outside\/secret, which is not a file of the archive/);
+    await expectRefused(
+      'tar.gz',
+      [{ name: 'hl', type: 'hardlink', link: join(outside(), 'secret') }],
+      /hard link hl points to \/.*\/outside\/secret, which is not a file of the archive/,
+    );
+    await expectRefused(
+      'tar.gz',
+      [{ name: 'hl', type: 'hardlink', link: '../outside/secret' }],
+      /hard link hl points to \.\.\/outside\/secret, which is not a file of the archive/,
+    );
   });
 
   it('keeps a hard link to a file of the archive', async () => {
     const into = join(dir, 'into');
-    await unpack('tar.gz', archive('tar.gz', [{ name: 'w.bin', data: 'weights' }, { name: 'alias.bin', type: 'hardlink', link: 'w.bin' }]), into, 'https://h/a.tar.gz', unbounded);
+    await unpack(
+      'tar.gz',
+      archive('tar.gz', [
+        { name: 'w.bin', data: 'weights' },
+        { name: 'alias.bin', type: 'hardlink', link: 'w.bin' },
+      ]),
+      into,
+      'https://h/a.tar.gz',
+      unbounded,
+    );
     expect(readFileSync(join(into, 'alias.bin'), 'utf8')).toBe('weights');
   });
 
@@ -158,7 +237,14 @@ describe('hostile archives', () => {
   });
 
   it('refuses devices and fifos', async () => {
-    await expectRefused('tar.gz', [{ name: 'ok.bin', data: 'x' }, { name: 'null', type: 'chr' }], /null is a character device/);
+    await expectRefused(
+      'tar.gz',
+      [
+        { name: 'ok.bin', data: 'x' },
+        { name: 'null', type: 'chr' },
+      ],
+      /null is a character device/,
+    );
     await expectRefused('tar.gz', [{ name: 'disk', type: 'blk' }], /disk is a block device/);
     await expectRefused('tar.gz', [{ name: 'pipe', type: 'fifo' }], /pipe is a fifo/);
     await expectRefused('zip', [{ name: 'pipe', type: 'fifo' }], /pipe is a fifo/);
@@ -167,20 +253,41 @@ describe('hostile archives', () => {
 
   it('refuses a zip symbolic link that points outside, once extracted (a zip listing does not show targets)', async () => {
     const into = join(dir, 'into');
-    await unpack('zip', archive('zip', [{ name: 'passwd', type: 'symlink', link: '/etc/passwd' }]), into, 'https://h/a.zip', unbounded);
+    await unpack(
+      'zip',
+      archive('zip', [{ name: 'passwd', type: 'symlink', link: '/etc/passwd' }]),
+      into,
+      'https://h/a.zip',
+      unbounded,
+    );
     await expect(checkTree(into)).rejects.toThrow(/symbolic link passwd points outside the artifact \(\/etc\/passwd\)/);
   });
 
   it('refuses a chain of links that leads outside, which no link shows alone', async () => {
     // a/b -> .. is the root; x -> a/b/.. then is the root's parent, although it reads as a/.
     const into = join(dir, 'into');
-    await unpack('tar.gz', archive('tar.gz', [{ name: 'a', type: 'dir' }, { name: 'a/b', type: 'symlink', link: '..' }, { name: 'x', type: 'symlink', link: 'a/b/..' }]), into, 'https://h/a.tar.gz', unbounded);
+    await unpack(
+      'tar.gz',
+      archive('tar.gz', [
+        { name: 'a', type: 'dir' },
+        { name: 'a/b', type: 'symlink', link: '..' },
+        { name: 'x', type: 'symlink', link: 'a/b/..' },
+      ]),
+      into,
+      'https://h/a.tar.gz',
+      unbounded,
+    );
     await expect(checkTree(into)).rejects.toThrow(/symbolic link x points outside the artifact \(a\/b\/\.\.\)/);
   });
 
   it('keeps symbolic links inside the artifact', async () => {
     const into = join(dir, 'into');
-    const file = archive('tar.gz', [{ name: 'v2', type: 'dir' }, { name: 'v2/w.bin', data: 'w' }, { name: 'latest', type: 'symlink', link: 'v2' }, { name: 'v2/up', type: 'symlink', link: '../latest/w.bin' }]);
+    const file = archive('tar.gz', [
+      { name: 'v2', type: 'dir' },
+      { name: 'v2/w.bin', data: 'w' },
+      { name: 'latest', type: 'symlink', link: 'v2' },
+      { name: 'v2/up', type: 'symlink', link: '../latest/w.bin' },
+    ]);
     await unpack('tar.gz', file, into, 'https://h/a.tar.gz', unbounded);
     await checkTree(into);
     expect(readFileSync(join(into, 'v2', 'up'), 'utf8')).toBe('w');
@@ -193,7 +300,10 @@ describe('limits', () => {
   it('refuses before extraction an archive whose listing is larger than --max-bytes', async () => {
     for (const kind of ['tar.gz', 'zip'] as const) {
       const into = join(dir, `into-${kind}`);
-      const file = archive(kind, [{ name: 'a.bin', data: 'x'.repeat(600) }, { name: 'b.bin', data: 'x'.repeat(600) }]);
+      const file = archive(kind, [
+        { name: 'a.bin', data: 'x'.repeat(600) },
+        { name: 'b.bin', data: 'x'.repeat(600) },
+      ]);
       await expect(unpack(kind, file, into, `https://h/a.${kind}`, limits(1000))).rejects.toThrow(
         `archive https://h/a.${kind} unpacks to more than --max-bytes=1000: its listing shows 1200 bytes so far; nothing was extracted`,
       );
@@ -227,7 +337,9 @@ describe('limits', () => {
     const into = join(dir, 'into');
     mkdirSync(into);
     // As if the listing had shown one small file.
-    await expect(extract('tar.gz', file, into, 'https://h/a.tar.gz', unbounded, { bytes: 100, entries: 1 })).rejects.toThrow(
+    await expect(
+      extract('tar.gz', file, into, 'https://h/a.tar.gz', unbounded, { bytes: 100, entries: 1 }),
+    ).rejects.toThrow(
       /^unpacking https:\/\/h\/a\.tar\.gz stopped: tar read more than \d+ bytes of the decompressed archive, although its listing shows 100 bytes: its headers do not match its content; rebuild the archive$/,
     );
     expect(statSync(join(into, 'big.bin')).size).toBeLessThan(32 * 1024 * 1024);

@@ -28,8 +28,13 @@ export function safeEntries(list: readonly string[]): string[] {
     return top === markerName || top.startsWith(tempPrefix);
   });
   if (bad.length) {
-    const shown = bad.slice(0, 5).map((e) => JSON.stringify(e)).join(', ');
-    throw new FetchError(`unsafe archive: ${bad.length} member(s) would be written outside the target or over the fetcher's files (${shown}${bad.length > 5 ? ', ...' : ''}); nothing was extracted: rebuild the archive with relative paths`);
+    const shown = bad
+      .slice(0, 5)
+      .map((e) => JSON.stringify(e))
+      .join(', ');
+    throw new FetchError(
+      `unsafe archive: ${bad.length} member(s) would be written outside the target or over the fetcher's files (${shown}${bad.length > 5 ? ', ...' : ''}); nothing was extracted: rebuild the archive with relative paths`,
+    );
   }
   return entries;
 }
@@ -44,9 +49,16 @@ const watchIntervalMs = 50;
  * 50 ms while it works: when any of them fails, the tool is killed and that error thrown. Returns
  * the exit code and the end of its messages.
  */
-async function runTool(cmd: string, args: string[], options: { input?: Readable[]; onLine?: (line: string) => void; watch?: () => Promise<void> } = {}): Promise<{ code: number; output: string }> {
+async function runTool(
+  cmd: string,
+  args: string[],
+  options: { input?: Readable[]; onLine?: (line: string) => void; watch?: () => Promise<void> } = {},
+): Promise<{ code: number; output: string }> {
   const { input, onLine, watch } = options;
-  const child = spawn(cmd, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, {
+    env: { ...process.env, LC_ALL: 'C' },
+    stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+  });
   let stopped: { error: unknown } | undefined;
   const stop = (error: unknown) => {
     stopped ??= { error };
@@ -64,10 +76,12 @@ async function runTool(cmd: string, args: string[], options: { input?: Readable[
     }
   });
   // EPIPE: the tool stopped reading (done, or failed), and its exit code says which.
-  const feeding = input && pipeline([...input, child.stdin!]).catch((e: unknown) => {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE') stop(e);
-  });
+  const feeding =
+    input &&
+    pipeline([...input, child.stdin!]).catch((e: unknown) => {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EPIPE' && code !== 'ERR_STREAM_PREMATURE_CLOSE') stop(e);
+    });
   let watching = false;
   const timer = watch
     ? setInterval(() => {
@@ -85,7 +99,8 @@ async function runTool(cmd: string, args: string[], options: { input?: Readable[
       child.once('close', (c) => resolvePromise(c ?? 128));
     });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FetchError(`${cmd} is not installed in the fetcher image: it is needed to unpack this archive`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new FetchError(`${cmd} is not installed in the fetcher image: it is needed to unpack this archive`);
     throw e;
   } finally {
     clearInterval(timer);
@@ -95,7 +110,8 @@ async function runTool(cmd: string, args: string[], options: { input?: Readable[
   return { code, output: lastLines(stderr || stdout) };
 }
 
-export type MemberType = 'file' | 'directory' | 'symlink' | 'hardlink' | 'character device' | 'block device' | 'fifo' | 'socket' | 'unknown';
+export type MemberType =
+  'file' | 'directory' | 'symlink' | 'hardlink' | 'character device' | 'block device' | 'fifo' | 'socket' | 'unknown';
 
 /** A member as the archive tool itself lists it, so that what is checked is what it will extract. */
 export interface ArchiveMember {
@@ -107,8 +123,26 @@ export interface ArchiveMember {
 }
 
 /** The type letters of `tar -tv` and zipinfo; zipinfo's '?' is a member without type bits, which unzip writes as a file. */
-const tarTypes: Record<string, MemberType> = { '-': 'file', d: 'directory', l: 'symlink', h: 'hardlink', c: 'character device', b: 'block device', p: 'fifo', s: 'socket' };
-const zipTypes: Record<string, MemberType> = { '-': 'file', '?': 'file', d: 'directory', l: 'symlink', c: 'character device', b: 'block device', p: 'fifo', s: 'socket' };
+const tarTypes: Record<string, MemberType> = {
+  '-': 'file',
+  d: 'directory',
+  l: 'symlink',
+  h: 'hardlink',
+  c: 'character device',
+  b: 'block device',
+  p: 'fifo',
+  s: 'socket',
+};
+const zipTypes: Record<string, MemberType> = {
+  '-': 'file',
+  '?': 'file',
+  d: 'directory',
+  l: 'symlink',
+  c: 'character device',
+  b: 'block device',
+  p: 'fifo',
+  s: 'socket',
+};
 
 /** Reads a C-quoted string (`--quoting-style=c`) at `at`; returns it and the index after it. */
 function unquote(line: string, at: number): [string, number] {
@@ -184,10 +218,19 @@ function tarStream(file: string, budget: () => number, tooLong: (limit: number) 
 const isZlibError = (e: unknown) => /^Z_/.test(String((e as NodeJS.ErrnoException)?.code));
 
 /** Lists the archive, stopping as soon as it passes the limits: a bomb is refused before it is expanded. */
-async function listMembers(kind: ArchiveKind, file: string, uri: string, limits: Limits): Promise<{ members: ArchiveMember[]; listed: Listed }> {
+async function listMembers(
+  kind: ArchiveKind,
+  file: string,
+  uri: string,
+  limits: Limits,
+): Promise<{ members: ArchiveMember[]; listed: Listed }> {
   const shown = redactUri(uri);
-  const invalid = (detail: string) => new FetchError(`${shown} is not a valid ${kind === 'zip' ? 'zip' : 'gzip-compressed tar'} archive (${detail}): check spec.artifact or rename it so that its suffix matches its format`);
-  const unreadable = (detail: string) => new FetchError(`could not read the listing of ${shown} (${detail}): nothing was extracted`);
+  const invalid = (detail: string) =>
+    new FetchError(
+      `${shown} is not a valid ${kind === 'zip' ? 'zip' : 'gzip-compressed tar'} archive (${detail}): check spec.artifact or rename it so that its suffix matches its format`,
+    );
+  const unreadable = (detail: string) =>
+    new FetchError(`could not read the listing of ${shown} (${detail}): nothing was extracted`);
   const members: ArchiveMember[] = [];
   const entries = new Set<string>();
   const listed = { bytes: 0, entries: 0 };
@@ -199,10 +242,14 @@ async function listMembers(kind: ArchiveKind, file: string, uri: string, limits:
     segments.forEach((_, i) => entries.add(segments.slice(0, i + 1).join('/')));
     listed.entries = entries.size;
     if (limits.maxBytes !== undefined && listed.bytes > limits.maxBytes) {
-      throw new FetchError(`archive ${shown} unpacks to more than --max-bytes=${limits.maxBytes}: its listing shows ${listed.bytes} bytes so far; nothing was extracted: ${sizeAdvice} to fit the unpacked artifact`);
+      throw new FetchError(
+        `archive ${shown} unpacks to more than --max-bytes=${limits.maxBytes}: its listing shows ${listed.bytes} bytes so far; nothing was extracted: ${sizeAdvice} to fit the unpacked artifact`,
+      );
     }
     if (listed.entries > limits.maxEntries) {
-      throw new FetchError(`archive ${shown} holds more than ${limits.maxEntries} entries (files, directories and links): ${listed.entries} so far; nothing was extracted: pack the model into fewer files`);
+      throw new FetchError(
+        `archive ${shown} holds more than ${limits.maxEntries} entries (files, directories and links): ${listed.entries} so far; nothing was extracted: pack the model into fewer files`,
+      );
     }
   };
   const onTarLine = (line: string) => {
@@ -227,7 +274,14 @@ async function listMembers(kind: ArchiveKind, file: string, uri: string, limits:
       kind === 'tar.gz'
         ? // -P shows names and link targets as stored, not with a leading '/' stripped, which would hide it from the checks.
           await runTool('tar', ['-tv', '-P', '--quoting-style=c', '--numeric-owner', '-f', '-'], {
-            input: tarStream(file, () => streamBudget(listed), (limit) => unreadable(`tar read more than ${limit} bytes of the decompressed archive for ${listed.bytes} bytes of files: its headers are out of proportion`)),
+            input: tarStream(
+              file,
+              () => streamBudget(listed),
+              (limit) =>
+                unreadable(
+                  `tar read more than ${limit} bytes of the decompressed archive for ${listed.bytes} bytes of files: its headers are out of proportion`,
+                ),
+            ),
             onLine: onTarLine,
           })
         : await runTool('unzip', ['-Z', '-s', '-T', file], { onLine: onZipLine });
@@ -235,10 +289,12 @@ async function listMembers(kind: ArchiveKind, file: string, uri: string, limits:
     throw isZlibError(e) ? invalid((e as Error).message) : e;
   }
   if (run.code !== 0) {
-    if (kind === 'zip' && /empty/i.test(run.output)) throw new FetchError(`archive ${shown} is empty: check spec.artifact`);
+    if (kind === 'zip' && /empty/i.test(run.output))
+      throw new FetchError(`archive ${shown} is empty: check spec.artifact`);
     throw invalid(run.output);
   }
-  if (kind === 'zip' && declared !== members.length) throw unreadable(`read ${members.length} members of ${declared ?? 'an unknown number'}`);
+  if (kind === 'zip' && declared !== members.length)
+    throw unreadable(`read ${members.length} members of ${declared ?? 'an unknown number'}`);
   return { members, listed };
 }
 
@@ -272,16 +328,21 @@ export function checkMembers(members: readonly ArchiveMember[]): void {
     const segments = segmentsOf(m.name);
     const shown = segments.join('/');
     const through = segments.slice(0, -1).findIndex((_, i) => links.has(segments.slice(0, i + 1).join('/')));
-    if (through >= 0) problems.push(`${shown} would be written through the symbolic link ${segments.slice(0, through + 1).join('/')}`);
-    if (m.type === 'symlink' && m.link !== undefined && !linkStaysInside(m.name, m.link)) problems.push(`symbolic link ${shown} points outside the artifact (${m.link})`);
-    if (m.type === 'hardlink' && !files.has(segmentsOf(m.link ?? '').join('/'))) problems.push(`hard link ${shown} points to ${m.link}, which is not a file of the archive`);
+    if (through >= 0)
+      problems.push(`${shown} would be written through the symbolic link ${segments.slice(0, through + 1).join('/')}`);
+    if (m.type === 'symlink' && m.link !== undefined && !linkStaysInside(m.name, m.link))
+      problems.push(`symbolic link ${shown} points outside the artifact (${m.link})`);
+    if (m.type === 'hardlink' && !files.has(segmentsOf(m.link ?? '').join('/')))
+      problems.push(`hard link ${shown} points to ${m.link}, which is not a file of the archive`);
     if (m.type === 'file') files.add(segments.join('/'));
     if (m.type === 'unknown') problems.push(`${shown} has a type that tar or unzip cannot extract safely`);
     else if (!['file', 'directory', 'symlink', 'hardlink'].includes(m.type)) problems.push(`${shown} is a ${m.type}`);
   }
   if (problems.length) {
     const more = problems.length > 5 ? `; and ${problems.length - 5} more` : '';
-    throw new FetchError(`unsafe archive: ${problems.slice(0, 5).join('; ')}${more}; nothing was extracted: rebuild the archive from regular files, directories and relative links that stay inside it`);
+    throw new FetchError(
+      `unsafe archive: ${problems.slice(0, 5).join('; ')}${more}; nothing was extracted: rebuild the archive from regular files, directories and relative links that stay inside it`,
+    );
   }
 }
 
@@ -289,15 +350,26 @@ export function checkMembers(members: readonly ArchiveMember[]): void {
  * Extracts into `into` (which exists) and stops the tool as soon as it writes more than the limits
  * allow, or (tar) reads more than the listing accounts for.
  */
-export async function extract(kind: ArchiveKind, file: string, into: string, uri: string, limits: Limits, listed: Listed): Promise<void> {
+export async function extract(
+  kind: ArchiveKind,
+  file: string,
+  into: string,
+  uri: string,
+  limits: Limits,
+  listed: Listed,
+): Promise<void> {
   const shown = redactUri(uri);
   const mismatch = `its headers do not match its content; rebuild the archive`;
   const check = (tree: { bytes: number; entries: number }) => {
     if (limits.maxBytes !== undefined && tree.bytes > limits.maxBytes) {
-      throw new FetchError(`unpacking ${shown} stopped: it wrote ${tree.bytes} bytes, more than --max-bytes=${limits.maxBytes}, although its listing shows ${listed.bytes} bytes: ${mismatch}, or ${sizeAdvice} if the artifact is that large`);
+      throw new FetchError(
+        `unpacking ${shown} stopped: it wrote ${tree.bytes} bytes, more than --max-bytes=${limits.maxBytes}, although its listing shows ${listed.bytes} bytes: ${mismatch}, or ${sizeAdvice} if the artifact is that large`,
+      );
     }
     if (tree.entries > limits.maxEntries) {
-      throw new FetchError(`unpacking ${shown} stopped: it created ${tree.entries} entries, more than ${limits.maxEntries}, although its listing shows ${listed.entries}: ${mismatch}`);
+      throw new FetchError(
+        `unpacking ${shown} stopped: it created ${tree.entries} entries, more than ${limits.maxEntries}, although its listing shows ${listed.entries}: ${mismatch}`,
+      );
     }
   };
   const watch = async () => check(await measureTree(into));
@@ -305,18 +377,34 @@ export async function extract(kind: ArchiveKind, file: string, into: string, uri
   const x =
     kind === 'tar.gz'
       ? await runTool('tar', ['-x', '-f', '-', '-C', into, '--no-same-owner'], {
-          input: tarStream(file, () => budget, (limit) => new FetchError(`unpacking ${shown} stopped: tar read more than ${limit} bytes of the decompressed archive, although its listing shows ${listed.bytes} bytes: ${mismatch}`)),
+          input: tarStream(
+            file,
+            () => budget,
+            (limit) =>
+              new FetchError(
+                `unpacking ${shown} stopped: tar read more than ${limit} bytes of the decompressed archive, although its listing shows ${listed.bytes} bytes: ${mismatch}`,
+              ),
+          ),
           watch,
         })
       : await runTool('unzip', ['-qq', '-o', file, '-d', into], { watch });
   // unzip exits 1 on warnings after extracting everything.
-  if (x.code !== 0 && !(kind === 'zip' && x.code === 1)) throw new FetchError(`unpacking ${shown} failed (${x.output}): check the archive and the free space on the model volume (spec size)`);
+  if (x.code !== 0 && !(kind === 'zip' && x.code === 1))
+    throw new FetchError(
+      `unpacking ${shown} failed (${x.output}): check the archive and the free space on the model volume (spec size)`,
+    );
   // What the tool wrote after the last look of the watch.
   await watch();
 }
 
 /** Lists the archive, refuses unsafe members and archives past the limits, then extracts into `into`. Returns the member count. */
-export async function unpack(kind: ArchiveKind, file: string, into: string, uri: string, limits: Limits): Promise<number> {
+export async function unpack(
+  kind: ArchiveKind,
+  file: string,
+  into: string,
+  uri: string,
+  limits: Limits,
+): Promise<number> {
   const { members, listed } = await listMembers(kind, file, uri, limits);
   checkMembers(members);
   if (!members.length) throw new FetchError(`archive ${redactUri(uri)} is empty: check spec.artifact`);

@@ -22,13 +22,22 @@ const azureHostSuffix = '.blob.core.windows.net';
 const azureForm = 'azure://<account>/<container>/<blob> or https://<account>.blob.core.windows.net/<container>/<blob>';
 
 function azureSource(uri: string, account: string, rest: string, url?: URL): ArtifactSource {
-  if (!accountPattern.test(account)) throw new UsageError(`invalid storage account name ${JSON.stringify(account)} in ${redactUri(uri)} (3 to 24 lowercase letters and digits; expected ${azureForm})`);
+  if (!accountPattern.test(account))
+    throw new UsageError(
+      `invalid storage account name ${JSON.stringify(account)} in ${redactUri(uri)} (3 to 24 lowercase letters and digits; expected ${azureForm})`,
+    );
   const slash = rest.indexOf('/');
   const container = slash < 0 ? rest : rest.slice(0, slash);
   const blob = slash < 0 ? '' : rest.slice(slash + 1);
-  if (!containerPattern.test(container)) throw new UsageError(`invalid container name ${JSON.stringify(container)} in ${redactUri(uri)} (expected ${azureForm})`);
+  if (!containerPattern.test(container))
+    throw new UsageError(
+      `invalid container name ${JSON.stringify(container)} in ${redactUri(uri)} (expected ${azureForm})`,
+    );
   if (!blob) throw new UsageError(`${redactUri(uri)} names a container but no blob (expected ${azureForm})`);
-  if (blob.endsWith('/')) throw new UsageError(`${redactUri(uri)} names a prefix, not a blob: point spec.artifact at one blob (an archive such as model.tar.gz)`);
+  if (blob.endsWith('/'))
+    throw new UsageError(
+      `${redactUri(uri)} names a prefix, not a blob: point spec.artifact at one blob (an archive such as model.tar.gz)`,
+    );
   return { scheme: 'azure', uri, account, container, blob, path: blob, ...(url ? { url } : {}) };
 }
 
@@ -37,7 +46,8 @@ function azureSource(uri: string, account: string, rest: string, url?: URL): Art
  * segment names a plain file in the target. Throws UsageError on anything unsupported.
  */
 export function parseArtifactUri(uri: string): ArtifactSource {
-  const supported = 'supported: http://, https://, s3://<bucket>/<key>, gs://<bucket>/<object>, azure://<account>/<container>/<blob>, pvc://<claim>/<path>';
+  const supported =
+    'supported: http://, https://, s3://<bucket>/<key>, gs://<bucket>/<object>, azure://<account>/<container>/<blob>, pvc://<claim>/<path>';
   if (typeof uri !== 'string' || uri.trim() === '') throw new UsageError(`empty artifact URI (${supported})`);
   if (/[\0\r\n]/.test(uri)) throw new UsageError('artifact URI contains control characters');
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri)?.[1]?.toLowerCase();
@@ -71,9 +81,18 @@ export function parseArtifactUri(uri: string): ArtifactSource {
   if (scheme === 's3' || scheme === 'gs') {
     const m = /^[a-z0-9]+:\/\/([^/]*)\/?([\s\S]*)$/i.exec(uri)!;
     const [, bucket, key] = m;
-    if (!bucketPattern.test(bucket)) throw new UsageError(`invalid bucket name ${JSON.stringify(bucket)} in ${uri} (expected ${scheme}://<bucket>/<${scheme === 's3' ? 'key' : 'object'}>)`);
-    if (!key) throw new UsageError(`${uri} names a bucket but no object (expected ${scheme}://<bucket>/<${scheme === 's3' ? 'key' : 'object'}>)`);
-    if (key.endsWith('/')) throw new UsageError(`${uri} names a prefix, not an object: point spec.artifact at one object (an archive such as model.tar.gz)`);
+    if (!bucketPattern.test(bucket))
+      throw new UsageError(
+        `invalid bucket name ${JSON.stringify(bucket)} in ${uri} (expected ${scheme}://<bucket>/<${scheme === 's3' ? 'key' : 'object'}>)`,
+      );
+    if (!key)
+      throw new UsageError(
+        `${uri} names a bucket but no object (expected ${scheme}://<bucket>/<${scheme === 's3' ? 'key' : 'object'}>)`,
+      );
+    if (key.endsWith('/'))
+      throw new UsageError(
+        `${uri} names a prefix, not an object: point spec.artifact at one object (an archive such as model.tar.gz)`,
+      );
     return scheme === 's3' ? { scheme, uri, bucket, key, path: key } : { scheme, uri, bucket, object: key, path: key };
   }
   if (scheme === 'azure') {
@@ -84,7 +103,8 @@ export function parseArtifactUri(uri: string): ArtifactSource {
     const m = /^pvc:\/\/([^/]*)\/([\s\S]*)$/i.exec(uri);
     if (!m) throw new UsageError(`${uri}: expected pvc://<claim>/<path> (the path may be empty for the whole claim)`);
     const [, claim, rest] = m;
-    if (!claimPattern.test(claim) || claim.length > 253) throw new UsageError(`invalid claim name ${JSON.stringify(claim)} in ${uri}`);
+    if (!claimPattern.test(claim) || claim.length > 253)
+      throw new UsageError(`invalid claim name ${JSON.stringify(claim)} in ${uri}`);
     const segments = rest.split('/').filter((s) => s !== '' && s !== '.');
     if (segments.includes('..')) throw new UsageError(`${uri}: the path must stay inside the claim (no '..')`);
     return { scheme: 'pvc', uri, claim, path: segments.join('/') };

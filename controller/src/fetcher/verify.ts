@@ -22,7 +22,9 @@ export const sizeAdvice = "raise the variant's size (spec.models[].size in the e
 
 /** The artifact itself (the download, the pvc:// file or directory) is larger than the limit. */
 export function tooLarge(uri: string, maxBytes: number, seen: string, done = 'nothing was installed'): FetchError {
-  return new FetchError(`${redactUri(uri)} is larger than --max-bytes=${maxBytes}: ${seen}; ${done}: ${sizeAdvice} to fit the artifact`);
+  return new FetchError(
+    `${redactUri(uri)} is larger than --max-bytes=${maxBytes}: ${seen}; ${done}: ${sizeAdvice} to fit the artifact`,
+  );
 }
 
 export interface DownloadResult {
@@ -31,7 +33,10 @@ export interface DownloadResult {
 }
 
 /** A pass-through stream that counts and hashes what flows through it, and fails once it passes `limit.maxBytes`. */
-export function digestingStream(limit?: { maxBytes: number; uri: string }): { stream: Transform; result(): DownloadResult } {
+export function digestingStream(limit?: { maxBytes: number; uri: string }): {
+  stream: Transform;
+  result(): DownloadResult;
+} {
   const hash = createHash('sha256');
   let bytes = 0;
   const stream = new Transform({
@@ -77,7 +82,9 @@ export async function measureTree(dir: string): Promise<{ bytes: number; entries
 /** Throws unless the download has the expected digest; runs before anything is unpacked or installed. */
 export function checkDigest(result: DownloadResult, expected: string, uri: string): void {
   if (result.sha256 !== expected) {
-    throw new FetchError(`sha256 mismatch for ${redactUri(uri)}: expected ${expected}, got ${result.sha256}; nothing was installed: check spec.artifactSha256 and that the artifact is the one it was computed from`);
+    throw new FetchError(
+      `sha256 mismatch for ${redactUri(uri)}: expected ${expected}, got ${result.sha256}; nothing was installed: check spec.artifactSha256 and that the artifact is the one it was computed from`,
+    );
   }
 }
 
@@ -88,12 +95,14 @@ export function checkDigest(result: DownloadResult, expected: string, uri: strin
  * `path` must lie under `root` through directories only (checkTree descends into no link).
  */
 async function linkStaysInside(root: string, path: string): Promise<boolean> {
-  const at = relative(root, dirname(path)).split(sep).filter((s) => s !== '');
+  const at = relative(root, dirname(path))
+    .split(sep)
+    .filter((s) => s !== '');
   const first = await readlink(path);
   if (isAbsolute(first)) return false;
   let pending = first.split('/');
   // Past the kernel's own limit open(2) fails with ELOOP, which reaches nothing.
-  for (let hops = 0; pending.length && hops <= 40; ) {
+  for (let hops = 0; pending.length && hops <= 40;) {
     const segment = pending.shift()!;
     if (segment === '' || segment === '.') continue;
     if (segment === '..') {
@@ -125,7 +134,9 @@ export async function checkTree(root: string): Promise<{ files: number; bytes: n
       const rel = relative(root, p);
       if (entry.isSymbolicLink()) {
         if (!(await linkStaysInside(root, p))) {
-          throw new FetchError(`unsafe artifact: symbolic link ${rel} points outside the artifact (${await readlink(p)}): use relative links inside it`);
+          throw new FetchError(
+            `unsafe artifact: symbolic link ${rel} points outside the artifact (${await readlink(p)}): use relative links inside it`,
+          );
         }
       } else if (entry.isDirectory()) {
         await chmod(p, 0o755);

@@ -15,7 +15,16 @@ const kubeconfig = (user: Record<string, unknown>, cluster: Record<string, unkno
       kind: 'Config',
       'current-context': 'c',
       contexts: [{ name: 'c', context: { cluster: 'k', user: 'u' } }],
-      clusters: [{ name: 'k', cluster: { server: 'https://127.0.0.1:6443', 'certificate-authority-data': Buffer.from('CA').toString('base64'), ...cluster } }],
+      clusters: [
+        {
+          name: 'k',
+          cluster: {
+            server: 'https://127.0.0.1:6443',
+            'certificate-authority-data': Buffer.from('CA').toString('base64'),
+            ...cluster,
+          },
+        },
+      ],
       users: [{ name: 'u', user }],
     }),
   );
@@ -52,23 +61,40 @@ describe('loadClusterAccess', () => {
     expect(String(o.ca)).toBe('CA');
   });
   it('reads a kubeconfig with a client certificate', async () => {
-    const o = await options({ KUBECONFIG: kubeconfig({ 'client-certificate-data': Buffer.from('CERT').toString('base64'), 'client-key-data': Buffer.from('KEY').toString('base64') }) });
+    const o = await options({
+      KUBECONFIG: kubeconfig({
+        'client-certificate-data': Buffer.from('CERT').toString('base64'),
+        'client-key-data': Buffer.from('KEY').toString('base64'),
+      }),
+    });
     expect(String(o.cert)).toBe('CERT');
     expect(String(o.key as Buffer)).toBe('KEY');
     expect(o.headers).toBeUndefined();
   });
   it('prefers KUBECONFIG to the in-cluster ServiceAccount, as kubectl does', async () => {
-    const o = await options({ KUBECONFIG: kubeconfig({ token: 'from-file' }), KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }, '/nonexistent');
+    const o = await options(
+      {
+        KUBECONFIG: kubeconfig({ token: 'from-file' }),
+        KUBERNETES_SERVICE_HOST: '10.96.0.1',
+        KUBERNETES_SERVICE_PORT: '443',
+      },
+      '/nonexistent',
+    );
     expect(o.headers).toEqual({ Authorization: 'Bearer from-file' });
   });
   it('hands an exec plugin to client-node', async () => {
-    const access = await loadClusterAccess({ ...process.env, KUBECONFIG: kubeconfig({ exec: { apiVersion: 'client.authentication.k8s.io/v1', command: 'true' } }) });
+    const access = await loadClusterAccess({
+      ...process.env,
+      KUBECONFIG: kubeconfig({ exec: { apiVersion: 'client.authentication.k8s.io/v1', command: 'true' } }),
+    });
     expect(access.constructor.name).toBe('KubeConfig');
     expect(access.getCurrentCluster()?.server).toBe('https://127.0.0.1:6443');
   });
   it('names the context that does not exist', async () => {
     const path = join(dir(), 'config');
     writeFileSync(path, JSON.stringify({ 'current-context': 'gone', contexts: [] }));
-    await expect(loadClusterAccess({ KUBECONFIG: path })).rejects.toThrow(/current-context "gone" is not among its contexts/);
+    await expect(loadClusterAccess({ KUBECONFIG: path })).rejects.toThrow(
+      /current-context "gone" is not among its contexts/,
+    );
   });
 });

@@ -47,7 +47,8 @@ class StaticAccess implements ClusterAccess {
     if (c.insecure) opts.rejectUnauthorized = false;
     const token = c.token?.();
     // Headers as an object: RequestOptions also allows a raw [name, value, ...] list, which no caller passes.
-    if (token) opts.headers = { ...(opts.headers as OutgoingHttpHeaders | undefined), Authorization: `Bearer ${token}` };
+    if (token)
+      opts.headers = { ...(opts.headers as OutgoingHttpHeaders | undefined), Authorization: `Bearer ${token}` };
   }
 }
 
@@ -56,7 +57,11 @@ function inCluster(env: NodeJS.ProcessEnv, dir: string): ClusterAccess | undefin
   const port = env.KUBERNETES_SERVICE_PORT;
   if (!host || !port) return undefined;
   const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  return new StaticAccess({ server, ca: readFileSync(join(dir, 'ca.crt')), token: () => readFileSync(join(dir, 'token'), 'utf8').trim() });
+  return new StaticAccess({
+    server,
+    ca: readFileSync(join(dir, 'ca.crt')),
+    token: () => readFileSync(join(dir, 'token'), 'utf8').trim(),
+  });
 }
 
 interface NamedEntry<T> {
@@ -82,11 +87,20 @@ export function fromKubeconfig(path: string): ClusterAccess | undefined {
     users?: NamedEntry<Record<string, unknown>>[];
   };
   const context = config.contexts?.find((c) => c.name === config['current-context'])?.context;
-  if (!context) throw new Error(`${path}: current-context ${JSON.stringify(config['current-context'])} is not among its contexts`);
+  if (!context)
+    throw new Error(`${path}: current-context ${JSON.stringify(config['current-context'])} is not among its contexts`);
   const cluster = config.clusters?.find((c) => c.name === context.cluster)?.cluster;
-  if (!cluster || typeof cluster.server !== 'string') throw new Error(`${path}: cluster ${JSON.stringify(context.cluster)} has no server`);
+  if (!cluster || typeof cluster.server !== 'string')
+    throw new Error(`${path}: cluster ${JSON.stringify(context.cluster)} has no server`);
   const user = config.users?.find((u) => u.name === context.user)?.user ?? {};
-  const simple = new Set(['token', 'tokenFile', 'client-certificate', 'client-certificate-data', 'client-key', 'client-key-data']);
+  const simple = new Set([
+    'token',
+    'tokenFile',
+    'client-certificate',
+    'client-certificate-data',
+    'client-key',
+    'client-key-data',
+  ]);
   if (Object.keys(user).some((k) => !simple.has(k)) || cluster['proxy-url']) return undefined;
   const token = typeof user.token === 'string' ? user.token : undefined;
   const tokenFile = typeof user.tokenFile === 'string' ? user.tokenFile : undefined;
@@ -104,7 +118,10 @@ export function fromKubeconfig(path: string): ClusterAccess | undefined {
  * In-cluster when running in a pod, else the kubeconfig named by KUBECONFIG (or ~/.kube/config),
  * as kubectl would choose.
  */
-export async function loadClusterAccess(env: NodeJS.ProcessEnv = process.env, dir = serviceAccountDir): Promise<ClusterAccess> {
+export async function loadClusterAccess(
+  env: NodeJS.ProcessEnv = process.env,
+  dir = serviceAccountDir,
+): Promise<ClusterAccess> {
   const kubeconfig = env.KUBECONFIG;
   if (!kubeconfig) {
     const access = inCluster(env, dir);

@@ -42,7 +42,9 @@ beforeEach(async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   kc = new KubeConfig();
   kc.loadFromOptions({
-    clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}/prefix`, skipTLSVerify: true }],
+    clusters: [
+      { name: 'c', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}/prefix`, skipTLSVerify: true },
+    ],
     users: [{ name: 'u', token: 'secret-token' }],
     contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
     currentContext: 'ctx',
@@ -79,13 +81,23 @@ describe('KubeClient', () => {
         : json(res, 200, { metadata: { name: 'here', managedFields: [{ manager: 'x' }] } });
     const client = new KubeClient(kc);
     expect(await client.get(configMap, 'ns', 'missing')).toBeUndefined();
-    expect(await client.get(configMap, 'ns', 'here')).toEqual({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'here' } });
+    expect(await client.get(configMap, 'ns', 'here')).toEqual({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'here' },
+    });
   });
 
   it('lists page by page, with an encoded label selector, and fills in apiVersion and kind', async () => {
     respond = (req, res) => {
       const next = req.query.get('continue');
-      if (!next) { json(res, 200, { metadata: { resourceVersion: '10', continue: 'page2' }, items: [{ metadata: { name: 'a', managedFields: [] } }] }); return; }
+      if (!next) {
+        json(res, 200, {
+          metadata: { resourceVersion: '10', continue: 'page2' },
+          items: [{ metadata: { name: 'a', managedFields: [] } }],
+        });
+        return;
+      }
       json(res, 200, { metadata: { resourceVersion: '10' }, items: [{ metadata: { name: 'b' } }] });
     };
     const client = new KubeClient(kc);
@@ -105,9 +117,18 @@ describe('KubeClient', () => {
 
   it('lists everything at once when the continue token expires', async () => {
     respond = (req, res) => {
-      if (req.query.get('continue')) { json(res, 410, { kind: 'Status', code: 410, reason: 'Expired', message: 'too old' }); return; }
-      if (req.query.get('limit')) { json(res, 200, { metadata: { resourceVersion: '5', continue: 'c' }, items: [{ metadata: { name: 'a' } }] }); return; }
-      json(res, 200, { metadata: { resourceVersion: '9' }, items: [{ metadata: { name: 'a' } }, { metadata: { name: 'b' } }] });
+      if (req.query.get('continue')) {
+        json(res, 410, { kind: 'Status', code: 410, reason: 'Expired', message: 'too old' });
+        return;
+      }
+      if (req.query.get('limit')) {
+        json(res, 200, { metadata: { resourceVersion: '5', continue: 'c' }, items: [{ metadata: { name: 'a' } }] });
+        return;
+      }
+      json(res, 200, {
+        metadata: { resourceVersion: '9' },
+        items: [{ metadata: { name: 'a' } }, { metadata: { name: 'b' } }],
+      });
     };
     const list = await new KubeClient(kc).list(configMap, 'ns');
     expect(list.resourceVersion).toBe('9');
@@ -117,13 +138,31 @@ describe('KubeClient', () => {
   it('applies server-side with its field manager, force and strict validation, and counts the write', async () => {
     respond = (req, res) => json(res, 200, JSON.parse(req.body));
     const writes: string[] = [];
-    const client = new KubeClient(kc, { fieldManager: 'tester', onWrite: (verb, r) => writes.push(`${verb} ${r.plural}`) });
-    const applied = await client.apply(configMap, { metadata: { name: 'a', namespace: 'ns' }, data: { k: 'v' } } as never);
-    await client.applyStatus(resources.endpoint, { metadata: { name: 'e', namespace: 'ns' }, status: { phase: 'Ready' } });
-    expect(applied).toEqual({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a', namespace: 'ns' }, data: { k: 'v' } });
+    const client = new KubeClient(kc, {
+      fieldManager: 'tester',
+      onWrite: (verb, r) => writes.push(`${verb} ${r.plural}`),
+    });
+    const applied = await client.apply(configMap, {
+      metadata: { name: 'a', namespace: 'ns' },
+      data: { k: 'v' },
+    } as never);
+    await client.applyStatus(resources.endpoint, {
+      metadata: { name: 'e', namespace: 'ns' },
+      status: { phase: 'Ready' },
+    });
+    expect(applied).toEqual({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'a', namespace: 'ns' },
+      data: { k: 'v' },
+    });
     expect(seen[0]).toMatchObject({ method: 'PATCH', path: '/prefix/api/v1/namespaces/ns/configmaps/a' });
     expect(seen[0].headers['content-type']).toBe('application/apply-patch+yaml');
-    expect(Object.fromEntries(seen[0].query)).toEqual({ fieldManager: 'tester', force: 'true', fieldValidation: 'Strict' });
+    expect(Object.fromEntries(seen[0].query)).toEqual({
+      fieldManager: 'tester',
+      force: 'true',
+      fieldValidation: 'Strict',
+    });
     expect(seen[1].path).toMatch(/^\/prefix\/apis\/[^/]+\/[^/]+\/namespaces\/ns\/machinelearningendpoints\/e\/status$/);
     expect(writes).toEqual(['apply configmaps', 'apply machinelearningendpoints']);
   });
@@ -132,7 +171,10 @@ describe('KubeClient', () => {
     respond = (req, res) => json(res, 200, req.body ? JSON.parse(req.body) : { metadata: { name: 'a' } });
     let leading = false;
     const writes: string[] = [];
-    const client = new KubeClient(kc, { onWrite: (verb, r) => writes.push(`${verb} ${r.plural}`), mayWrite: (r) => leading || r === resources.lease });
+    const client = new KubeClient(kc, {
+      onWrite: (verb, r) => writes.push(`${verb} ${r.plural}`),
+      mayWrite: (r) => leading || r === resources.lease,
+    });
     await expect(client.apply(configMap, { metadata: { name: 'a', namespace: 'ns' } })).rejects.toThrow(FencedError);
     await expect(client.delete(configMap, 'ns', 'a')).rejects.toThrow(/PATCH|DELETE/);
     await expect(client.delete(configMap, 'ns', 'a')).rejects.toThrow(/does not hold the leader lease/);
@@ -146,14 +188,22 @@ describe('KubeClient', () => {
 
   it('creates, updates and deletes, with preconditions and propagation policy', async () => {
     respond = (req, res) => {
-      if (req.method === 'DELETE' && req.path.endsWith('/gone')) { json(res, 404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'not found' }); return; }
-      if (req.method === 'PUT') { json(res, 409, { kind: 'Status', code: 409, reason: 'Conflict', message: 'the object has been modified' }); return; }
+      if (req.method === 'DELETE' && req.path.endsWith('/gone')) {
+        json(res, 404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'not found' });
+        return;
+      }
+      if (req.method === 'PUT') {
+        json(res, 409, { kind: 'Status', code: 409, reason: 'Conflict', message: 'the object has been modified' });
+        return;
+      }
       json(res, req.method === 'POST' ? 201 : 200, req.body ? JSON.parse(req.body) : {});
     };
     const writes: string[] = [];
     const client = new KubeClient(kc, { onWrite: (verb) => writes.push(verb) });
     await client.create(configMap, { metadata: { name: 'a', namespace: 'ns' } });
-    const conflict = await client.update(configMap, { metadata: { name: 'a', namespace: 'ns', resourceVersion: '3' } }).catch((e: unknown) => e);
+    const conflict = await client
+      .update(configMap, { metadata: { name: 'a', namespace: 'ns', resourceVersion: '3' } })
+      .catch((e: unknown) => e);
     expect(await client.delete(configMap, 'ns', 'a', { propagationPolicy: 'Foreground', uid: 'u1' })).toBe(true);
     expect(await client.delete(configMap, 'ns', 'gone')).toBe(false);
     expect(seen.map((s) => `${s.method} ${s.path}`)).toEqual([
@@ -165,7 +215,11 @@ describe('KubeClient', () => {
     expect(JSON.parse(seen[1].body).metadata.resourceVersion).toBe('3');
     expect(JSON.parse(seen[2].body)).toMatchObject({ propagationPolicy: 'Foreground', preconditions: { uid: 'u1' } });
     expect(conflict).toBeInstanceOf(KubeError);
-    expect(conflict).toMatchObject({ code: 409, reason: 'Conflict', message: 'PUT configmaps ns/a: 409 Conflict: the object has been modified' });
+    expect(conflict).toMatchObject({
+      code: 409,
+      reason: 'Conflict',
+      message: 'PUT configmaps ns/a: 409 Conflict: the object has been modified',
+    });
     expect(writes).toEqual(['create', 'update', 'delete', 'delete']);
   });
 
@@ -177,14 +231,34 @@ describe('KubeClient', () => {
     await client.applyStatus(resources.endpoint, { metadata: { name: 'e', namespace: 'ns' }, status: {} });
     await client.create(configMap, { metadata: { name: 'b', namespace: 'ns' } });
     await client.delete(configMap, 'ns', 'a');
-    expect(seen.map((s) => `${s.method} ${s.query.get('dryRun')}`)).toEqual(['GET null', 'PATCH All', 'PATCH All', 'POST All', 'DELETE All']);
+    expect(seen.map((s) => `${s.method} ${s.query.get('dryRun')}`)).toEqual([
+      'GET null',
+      'PATCH All',
+      'PATCH All',
+      'POST All',
+      'DELETE All',
+    ]);
     expect(seen[1].query.get('fieldValidation')).toBe('Strict');
   });
 
   it('says what failed, from the Status the server returned', async () => {
-    respond = (_, res) => json(res, 422, { kind: 'Status', code: 422, reason: 'Invalid', message: 'spec.replicas: Invalid value', details: { name: 'foo' } });
-    const err = await new KubeClient(kc).apply(resources.deployment, { metadata: { name: 'foo', namespace: 'default' } }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 422, reason: 'Invalid', details: { name: 'foo' }, message: 'PATCH deployments default/foo: 422 Invalid: spec.replicas: Invalid value' });
+    respond = (_, res) =>
+      json(res, 422, {
+        kind: 'Status',
+        code: 422,
+        reason: 'Invalid',
+        message: 'spec.replicas: Invalid value',
+        details: { name: 'foo' },
+      });
+    const err = await new KubeClient(kc)
+      .apply(resources.deployment, { metadata: { name: 'foo', namespace: 'default' } })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 422,
+      reason: 'Invalid',
+      details: { name: 'foo' },
+      message: 'PATCH deployments default/foo: 422 Invalid: spec.replicas: Invalid value',
+    });
   });
 
   it('decodes a watch stream split at any byte, and resolves when the server ends it', async () => {
@@ -192,9 +266,19 @@ describe('KubeClient', () => {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       const lines =
         [
-          { type: 'ADDED', object: { kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'é', resourceVersion: '2', managedFields: [] } } },
+          {
+            type: 'ADDED',
+            object: {
+              kind: 'ConfigMap',
+              apiVersion: 'v1',
+              metadata: { name: 'é', resourceVersion: '2', managedFields: [] },
+            },
+          },
           { type: 'BOOKMARK', object: { kind: 'ConfigMap', apiVersion: 'v1', metadata: { resourceVersion: '3' } } },
-          { type: 'DELETED', object: { kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'é', resourceVersion: '4' } } },
+          {
+            type: 'DELETED',
+            object: { kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'é', resourceVersion: '4' } },
+          },
         ]
           .map((e) => JSON.stringify(e))
           .join('\n') + '\n';
@@ -203,18 +287,37 @@ describe('KubeClient', () => {
       res.end();
     };
     const events: unknown[] = [];
-    await new KubeClient(kc).watch(configMap, 'ns', { resourceVersion: '1', labelSelector: 'a=b', timeoutSeconds: 30, signal: new AbortController().signal }, (type, object) => events.push([type, object.metadata]));
+    await new KubeClient(kc).watch(
+      configMap,
+      'ns',
+      { resourceVersion: '1', labelSelector: 'a=b', timeoutSeconds: 30, signal: new AbortController().signal },
+      (type, object) => events.push([type, object.metadata]),
+    );
     expect(events).toEqual([
       ['ADDED', { name: 'é', resourceVersion: '2' }],
       ['BOOKMARK', { resourceVersion: '3' }],
       ['DELETED', { name: 'é', resourceVersion: '4' }],
     ]);
-    expect(Object.fromEntries(seen[0].query)).toEqual({ watch: 'true', allowWatchBookmarks: 'true', resourceVersion: '1', labelSelector: 'a=b', timeoutSeconds: '30' });
+    expect(Object.fromEntries(seen[0].query)).toEqual({
+      watch: 'true',
+      allowWatchBookmarks: 'true',
+      resourceVersion: '1',
+      labelSelector: 'a=b',
+      timeoutSeconds: '30',
+    });
   });
 
   it('rejects a watch the server refuses, with its status code', async () => {
-    respond = (_, res) => json(res, 410, { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' });
-    const err = await new KubeClient(kc).watch(configMap, 'ns', { resourceVersion: '1', timeoutSeconds: 30, signal: new AbortController().signal }, () => {}).catch((e: unknown) => e);
+    respond = (_, res) =>
+      json(res, 410, { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' });
+    const err = await new KubeClient(kc)
+      .watch(
+        configMap,
+        'ns',
+        { resourceVersion: '1', timeoutSeconds: 30, signal: new AbortController().signal },
+        () => {},
+      )
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 410, reason: 'Expired' });
   });
 
@@ -225,11 +328,21 @@ describe('KubeClient', () => {
     };
     const client = new KubeClient(kc);
     const controller = new AbortController();
-    const aborted = client.watch(configMap, 'ns', { resourceVersion: '1', timeoutSeconds: 30, signal: controller.signal }, () => controller.abort(new Error('enough')));
+    const aborted = client.watch(
+      configMap,
+      'ns',
+      { resourceVersion: '1', timeoutSeconds: 30, signal: controller.signal },
+      () => controller.abort(new Error('enough')),
+    );
     await expect(aborted).rejects.toThrow('enough');
-    const throwing = client.watch(configMap, 'ns', { resourceVersion: '1', timeoutSeconds: 30, signal: new AbortController().signal }, () => {
-      throw new Error('handler failed');
-    });
+    const throwing = client.watch(
+      configMap,
+      'ns',
+      { resourceVersion: '1', timeoutSeconds: 30, signal: new AbortController().signal },
+      () => {
+        throw new Error('handler failed');
+      },
+    );
     await expect(throwing).rejects.toThrow('handler failed');
   });
 
@@ -240,7 +353,14 @@ describe('KubeClient', () => {
       setTimeout(() => res.socket?.destroy(), 20);
     };
     const events: string[] = [];
-    const err = await new KubeClient(kc).watch(configMap, 'ns', { resourceVersion: '1', timeoutSeconds: 30, signal: new AbortController().signal }, (type) => events.push(type)).catch((e: unknown) => e);
+    const err = await new KubeClient(kc)
+      .watch(
+        configMap,
+        'ns',
+        { resourceVersion: '1', timeoutSeconds: 30, signal: new AbortController().signal },
+        (type) => events.push(type),
+      )
+      .catch((e: unknown) => e);
     expect(events).toEqual(['ADDED']);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(/^WATCH configmaps ns: /);
@@ -253,12 +373,22 @@ describe('KubeClient throttling', () => {
     respond = (_, res) => {
       if (answered++ < 2) {
         res.writeHead(429, { 'Content-Type': 'application/json', 'Retry-After': '0' });
-        res.end(JSON.stringify({ kind: 'Status', code: 429, reason: 'TooManyRequests', message: 'too many requests, please try again later' }));
+        res.end(
+          JSON.stringify({
+            kind: 'Status',
+            code: 429,
+            reason: 'TooManyRequests',
+            message: 'too many requests, please try again later',
+          }),
+        );
       } else json(res, 200, { metadata: { name: 'x' } });
     };
     const throttled: string[] = [];
     const writes: string[] = [];
-    const client = new KubeClient(kc, { onThrottled: (what, s) => throttled.push(`${what} ${s}`), onWrite: (verb, r, sub) => writes.push(`${verb} ${r.plural}${sub ? `/${sub}` : ''}`) });
+    const client = new KubeClient(kc, {
+      onThrottled: (what, s) => throttled.push(`${what} ${s}`),
+      onWrite: (verb, r, sub) => writes.push(`${verb} ${r.plural}${sub ? `/${sub}` : ''}`),
+    });
     await client.applyStatus(configMap, { metadata: { name: 'x', namespace: 'ns' } });
     expect(seen).toHaveLength(3);
     expect(throttled).toEqual(['PATCH configmaps/status ns/x 0', 'PATCH configmaps/status ns/x 0']);

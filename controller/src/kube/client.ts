@@ -74,8 +74,6 @@ const credentialsTtlMs = 5_000;
 /** Answers that ask to retry later (429, or a 5xx with Retry-After) are retried this many times, as client-go does. */
 const maxThrottledRetries = 10;
 
-
-
 export class KubeClient {
   private readonly kc: ClusterAccess;
   private readonly server: URL;
@@ -105,7 +103,11 @@ export class KubeClient {
 
   async get<T extends KubeObject>(r: Resource, namespace: string | undefined, name: string): Promise<T | undefined> {
     try {
-      const obj = await this.call<T>({ method: 'GET', what: `GET ${describe(r, namespace, name)}`, path: objectPath(r, namespace, name) });
+      const obj = await this.call<T>({
+        method: 'GET',
+        what: `GET ${describe(r, namespace, name)}`,
+        path: objectPath(r, namespace, name),
+      });
       return trimmed(obj, r);
     } catch (err) {
       if (err instanceof KubeError && err.code === 404) return undefined;
@@ -127,7 +129,11 @@ export class KubeClient {
 
   /** Lists in pages; the items all come from one snapshot, whose resourceVersion is returned. */
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names the item type it reads
-  async list<T extends KubeObject>(r: Resource, namespace: string | undefined, opts: { labelSelector?: string } = {}): Promise<{ items: T[]; resourceVersion: string }> {
+  async list<T extends KubeObject>(
+    r: Resource,
+    namespace: string | undefined,
+    opts: { labelSelector?: string } = {},
+  ): Promise<{ items: T[]; resourceVersion: string }> {
     const what = `GET ${describe(r, namespace)}`;
     const path = collectionPath(r, namespace);
     const items: T[] = [];
@@ -136,7 +142,12 @@ export class KubeClient {
       type Page = { items: T[] | null; metadata: { resourceVersion: string; continue?: string } };
       let page: Page;
       try {
-        page = await this.call<Page>({ method: 'GET', what, path, query: { labelSelector: opts.labelSelector, limit: String(pageSize), continue: continueToken } });
+        page = await this.call<Page>({
+          method: 'GET',
+          what,
+          path,
+          query: { labelSelector: opts.labelSelector, limit: String(pageSize), continue: continueToken },
+        });
       } catch (err) {
         // The snapshot behind a continue token expired mid-way: list everything at once, as client-go's pager does.
         if (!(continueToken && err instanceof KubeError && err.code === 410)) throw err;
@@ -189,7 +200,16 @@ export class KubeClient {
   }
 
   /** Returns false when the object did not exist. */
-  async delete(r: Resource, namespace: string | undefined, name: string, opts: { propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'; uid?: string; gracePeriodSeconds?: number } = {}): Promise<boolean> {
+  async delete(
+    r: Resource,
+    namespace: string | undefined,
+    name: string,
+    opts: {
+      propagationPolicy?: 'Background' | 'Foreground' | 'Orphan';
+      uid?: string;
+      gracePeriodSeconds?: number;
+    } = {},
+  ): Promise<boolean> {
     const path = objectPath(r, namespace, name);
     try {
       await this.call({
@@ -216,8 +236,13 @@ export class KubeClient {
    * Raw watch stream (with bookmarks): calls onEvent per decoded line; resolves when the server ends
    * the stream; rejects on error, when onEvent throws, and with the signal's reason when it aborts.
    */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each caller reads the events as its resource's type
-  async watch(r: Resource, namespace: string | undefined, opts: WatchOptions, onEvent: (type: WatchEventType, object: any) => void): Promise<void> {
+  async watch(
+    r: Resource,
+    namespace: string | undefined,
+    opts: WatchOptions,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each caller reads the events as its resource's type
+    onEvent: (type: WatchEventType, object: any) => void,
+  ): Promise<void> {
     const what = `WATCH ${describe(r, namespace)}`;
     const query = {
       watch: 'true',
@@ -284,7 +309,12 @@ export class KubeClient {
     });
   }
 
-  private async serverSideApply<T extends KubeObject>(r: Resource, obj: KubeObject, subresource?: 'status', fieldManager = this.fieldManager): Promise<T> {
+  private async serverSideApply<T extends KubeObject>(
+    r: Resource,
+    obj: KubeObject,
+    subresource?: 'status',
+    fieldManager = this.fieldManager,
+  ): Promise<T> {
     const { name, namespace } = obj.metadata;
     const path = objectPath(r, namespace, name) + (subresource ? `/${subresource}` : '');
     const applied = await this.call<T>({
@@ -328,13 +358,26 @@ export class KubeClient {
   /** Sends the request and resolves with the response once its headers arrive. */
   private async send(spec: RequestSpec, signal: AbortSignal): Promise<http.IncomingMessage> {
     const credentials = await this.currentCredentials();
-    const agent = (this.agent ??= this.server.protocol === 'https:' ? new https.Agent({ ...credentials.tls, keepAlive: true }) : new http.Agent({ keepAlive: true }));
+    const agent = (this.agent ??=
+      this.server.protocol === 'https:'
+        ? new https.Agent({ ...credentials.tls, keepAlive: true })
+        : new http.Agent({ keepAlive: true }));
     const query = new URLSearchParams();
-    for (const [key, value] of Object.entries(spec.query ?? {})) if (value !== undefined && value !== '') query.set(key, value);
+    for (const [key, value] of Object.entries(spec.query ?? {}))
+      if (value !== undefined && value !== '') query.set(key, value);
     const basePath = this.server.pathname.replace(/\/$/, '');
     const search = query.size > 0 ? `?${query.toString()}` : '';
-    const body = spec.body === undefined ? undefined : spec.contentType === applyPatchType ? yamlSafeJson(spec.body) : JSON.stringify(spec.body);
-    const headers: Record<string, string> = { ...credentials.headers, Accept: 'application/json', 'User-Agent': this.userAgent };
+    const body =
+      spec.body === undefined
+        ? undefined
+        : spec.contentType === applyPatchType
+          ? yamlSafeJson(spec.body)
+          : JSON.stringify(spec.body);
+    const headers: Record<string, string> = {
+      ...credentials.headers,
+      Accept: 'application/json',
+      'User-Agent': this.userAgent,
+    };
     if (body !== undefined) {
       headers['Content-Type'] = spec.contentType ?? 'application/json';
       headers['Content-Length'] = String(Buffer.byteLength(body));
@@ -378,7 +421,8 @@ export class KubeClient {
     const opts: https.RequestOptions = {};
     await this.kc.applyToHTTPSOptions(opts);
     const headers: Record<string, string> = {};
-    for (const [key, value] of Object.entries(opts.headers ?? {})) if (value !== undefined) headers[key] = String(value);
+    for (const [key, value] of Object.entries(opts.headers ?? {}))
+      if (value !== undefined) headers[key] = String(value);
     const tls: https.AgentOptions = {};
     for (const key of ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'servername'] as const) {
       if (opts[key] !== undefined) Object.assign(tls, { [key]: opts[key] });
@@ -386,4 +430,3 @@ export class KubeClient {
     return { headers, auth: opts.auth ?? undefined, tls };
   }
 }
-

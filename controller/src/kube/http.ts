@@ -45,7 +45,10 @@ export const applyPatchType = 'application/apply-patch+yaml';
  * all of which JSON leaves as they are; escaped (they only occur inside strings), they arrive whole.
  */
 export function yamlSafeJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(
+    /[\u007f-\u009f\u2028\u2029\ufeff\ufffe\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 export function collectionPath(r: Resource, namespace: string | undefined): string {
@@ -89,7 +92,8 @@ export function networkError(what: string, err: Error & { code?: string }): Erro
 /** A request timeout reads as such; a caller's own abort keeps the reason the caller gave. */
 export function signalError(what: string, signal: AbortSignal): unknown {
   const reason: unknown = signal.reason;
-  if (reason instanceof DOMException && reason.name === 'TimeoutError') return new Error(`${what}: no response within ${requestTimeoutMs / 1000}s`);
+  if (reason instanceof DOMException && reason.name === 'TimeoutError')
+    return new Error(`${what}: no response within ${requestTimeoutMs / 1000}s`);
   return reason;
 }
 
@@ -110,8 +114,10 @@ export function readBody(what: string, res: http.IncomingMessage, signal: AbortS
     res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     res.on('error', (err) => reject(signal.aborted ? signalError(what, signal) : networkError(what, err)));
     res.on('close', () => {
-      if (!res.complete) reject(signal.aborted ? signalError(what, signal) : new Error(`${what}: the connection closed mid-response`));
+      if (!res.complete)
+        reject(signal.aborted ? signalError(what, signal) : new Error(`${what}: the connection closed mid-response`));
     });
-    if (res.destroyed && !res.complete) reject(signal.aborted ? signalError(what, signal) : new Error(`${what}: the connection closed mid-response`));
+    if (res.destroyed && !res.complete)
+      reject(signal.aborted ? signalError(what, signal) : new Error(`${what}: the connection closed mid-response`));
   });
 }

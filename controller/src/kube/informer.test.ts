@@ -9,7 +9,11 @@ import type { KubeObject, Resource } from './resources.ts';
 
 const configMap: Resource = { group: '', version: 'v1', kind: 'ConfigMap', plural: 'configmaps', namespaced: true };
 
-const cm = (namespace: string, name: string, resourceVersion: string): KubeObject => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace, name, resourceVersion } });
+const cm = (namespace: string, name: string, resourceVersion: string): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { namespace, name, resourceVersion },
+});
 
 interface WatchCall {
   opts: WatchOptions;
@@ -32,7 +36,12 @@ class ScriptedClient {
     return { items: next.items.map((o) => structuredClone(o)), resourceVersion: next.resourceVersion };
   }
 
-  watch(_r: Resource, _ns: string | undefined, opts: WatchOptions, onEvent: (type: WatchEventType, object: any) => void): Promise<void> {
+  watch(
+    _r: Resource,
+    _ns: string | undefined,
+    opts: WatchOptions,
+    onEvent: (type: WatchEventType, object: any) => void,
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
       let open = true;
       const call: WatchCall = {
@@ -65,7 +74,14 @@ class ScriptedClient {
   }
 }
 
-function setup(options: { watchTimeoutSeconds?: number; namespace?: string; indexers?: Indexers<KubeObject>; transform?: (o: KubeObject) => KubeObject } = {}) {
+function setup(
+  options: {
+    watchTimeoutSeconds?: number;
+    namespace?: string;
+    indexers?: Indexers<KubeObject>;
+    transform?: (o: KubeObject) => KubeObject;
+  } = {},
+) {
   const client = new ScriptedClient();
   const events: string[] = [];
   const logs: { level: number; msg: string }[] = [];
@@ -73,10 +89,17 @@ function setup(options: { watchTimeoutSeconds?: number; namespace?: string; inde
   const informer = new Informer<KubeObject>(
     client as unknown as KubeClient,
     configMap,
-    { logger, watchTimeoutSeconds: options.watchTimeoutSeconds ?? 60, namespace: options.namespace, indexers: options.indexers, transform: options.transform },
+    {
+      logger,
+      watchTimeoutSeconds: options.watchTimeoutSeconds ?? 60,
+      namespace: options.namespace,
+      indexers: options.indexers,
+      transform: options.transform,
+    },
     {
       onAdd: (o) => events.push(`add ${o.metadata.name}@${o.metadata.resourceVersion}`),
-      onUpdate: (o, old) => events.push(`update ${o.metadata.name}@${old.metadata.resourceVersion}->${o.metadata.resourceVersion}`),
+      onUpdate: (o, old) =>
+        events.push(`update ${o.metadata.name}@${old.metadata.resourceVersion}->${o.metadata.resourceVersion}`),
       onDelete: (o) => events.push(`delete ${o.metadata.name}`),
     },
   );
@@ -102,23 +125,42 @@ describe('Informer', () => {
     expect(informer.get('a', 'one')?.metadata.resourceVersion).toBe('1');
     expect(informer.get('b', 'one')).toBeUndefined();
     expect(informer.list('b').map((o) => o.metadata.name)).toEqual(['two']);
-    expect(informer.list().map((o) => o.metadata.name).sort()).toEqual(['one', 'two']);
+    expect(
+      informer
+        .list()
+        .map((o) => o.metadata.name)
+        .sort(),
+    ).toEqual(['one', 'two']);
     await vi.advanceTimersByTimeAsync(0);
     expect(client.currentWatch.opts).toMatchObject({ resourceVersion: '5', timeoutSeconds: 60 });
     informer.stop();
   });
 
   it('keeps its indexes true through watch events and relists, and caches objects as transformed', async () => {
-    const labelled = (name: string, rv: string, owner?: string): KubeObject => ({ ...cm('a', name, rv), metadata: { ...cm('a', name, rv).metadata, ...(owner && { labels: { owner } }), annotations: { big: 'x'.repeat(100) } } });
+    const labelled = (name: string, rv: string, owner?: string): KubeObject => ({
+      ...cm('a', name, rv),
+      metadata: {
+        ...cm('a', name, rv).metadata,
+        ...(owner && { labels: { owner } }),
+        annotations: { big: 'x'.repeat(100) },
+      },
+    });
     const { client, events, informer } = setup({
       indexers: { owner: (o) => (o.metadata.labels?.owner ? [o.metadata.labels.owner] : []) },
       transform: (o) => ({ ...o, metadata: { ...o.metadata, annotations: undefined } }),
     });
-    client.lists.push({ items: [labelled('one', '1', 'x'), labelled('two', '2', 'x'), labelled('three', '3')], resourceVersion: '5' });
+    client.lists.push({
+      items: [labelled('one', '1', 'x'), labelled('two', '2', 'x'), labelled('three', '3')],
+      resourceVersion: '5',
+    });
     client.lists.push({ items: [labelled('two', '2', 'x'), labelled('four', '9', 'y')], resourceVersion: '10' });
     informer.start();
     await vi.advanceTimersByTimeAsync(0);
-    const names = (owner: string) => informer.byIndex('owner', owner).map((o) => o.metadata.name).sort();
+    const names = (owner: string) =>
+      informer
+        .byIndex('owner', owner)
+        .map((o) => o.metadata.name)
+        .sort();
     expect(names('x')).toEqual(['one', 'two']);
     expect(informer.get('a', 'one')?.metadata.annotations).toBeUndefined();
     client.currentWatch.send('MODIFIED', labelled('one', '6', 'y'));
@@ -128,7 +170,12 @@ describe('Informer', () => {
     expect(names('y')).toEqual(['one', 'three']);
     // The handlers get the transformed object too.
     expect(events.at(-1)).toBe('delete two');
-    client.currentWatch.send('ERROR', { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' });
+    client.currentWatch.send('ERROR', {
+      kind: 'Status',
+      code: 410,
+      reason: 'Expired',
+      message: 'too old resource version',
+    });
     await vi.advanceTimersByTimeAsync(0);
     expect(names('x')).toEqual(['two']);
     expect(names('y')).toEqual(['four']);
@@ -157,13 +204,24 @@ describe('Informer', () => {
 
   it('relists on 410 Gone, reporting only what changed against the cache', async () => {
     const { client, events, informer } = setup();
-    client.lists.push({ items: [cm('a', 'same', '1'), cm('a', 'changed', '2'), cm('a', 'vanished', '3')], resourceVersion: '5' });
-    client.lists.push({ items: [cm('a', 'same', '1'), cm('a', 'changed', '7'), cm('a', 'new', '8')], resourceVersion: '9' });
+    client.lists.push({
+      items: [cm('a', 'same', '1'), cm('a', 'changed', '2'), cm('a', 'vanished', '3')],
+      resourceVersion: '5',
+    });
+    client.lists.push({
+      items: [cm('a', 'same', '1'), cm('a', 'changed', '7'), cm('a', 'new', '8')],
+      resourceVersion: '9',
+    });
     client.lists.push({ items: [cm('a', 'same', '1')], resourceVersion: '12' });
     informer.start();
     await vi.advanceTimersByTimeAsync(0);
     events.length = 0;
-    client.currentWatch.send('ERROR', { kind: 'Status', code: 410, reason: 'Expired', message: 'too old resource version' });
+    client.currentWatch.send('ERROR', {
+      kind: 'Status',
+      code: 410,
+      reason: 'Expired',
+      message: 'too old resource version',
+    });
     await vi.advanceTimersByTimeAsync(0);
     expect(events).toEqual(['update changed@2->7', 'add new@8', 'delete vanished']);
     expect(client.currentWatch.opts.resourceVersion).toBe('9');
@@ -191,7 +249,12 @@ describe('Informer', () => {
     await vi.advanceTimersByTimeAsync(10_000);
     expect(listedAt.slice(1).map((t, i) => t - listedAt[i])).toEqual([200, 400, 800]);
     expect(informer.hasSynced()).toBe(true);
-    const errors = logs.filter((l) => l.level === 50) as unknown as { resource: string; namespace: string; retryInMs: number; err: { message: string } }[];
+    const errors = logs.filter((l) => l.level === 50) as unknown as {
+      resource: string;
+      namespace: string;
+      retryInMs: number;
+      err: { message: string };
+    }[];
     expect(errors.map((e) => e.retryInMs)).toEqual([200, 400, 800]);
     expect(errors[0]).toMatchObject({ resource: 'configmaps', namespace: '*', err: { message: failure.message } });
     informer.stop();
@@ -230,12 +293,17 @@ describe('Informer', () => {
     const client = new ScriptedClient();
     const logs: { msg: string }[] = [];
     const seen: string[] = [];
-    const informer = new Informer<KubeObject>(client as unknown as KubeClient, configMap, { logger: pino({}, { write: (l: string) => logs.push(JSON.parse(l)) }), watchTimeoutSeconds: 60 }, {
-      onAdd: (o) => {
-        seen.push(o.metadata.name);
-        if (o.metadata.name === 'bad') throw new Error('handler bug');
+    const informer = new Informer<KubeObject>(
+      client as unknown as KubeClient,
+      configMap,
+      { logger: pino({}, { write: (l: string) => logs.push(JSON.parse(l)) }), watchTimeoutSeconds: 60 },
+      {
+        onAdd: (o) => {
+          seen.push(o.metadata.name);
+          if (o.metadata.name === 'bad') throw new Error('handler bug');
+        },
       },
-    });
+    );
     client.lists.push({ items: [cm('a', 'bad', '1'), cm('a', 'good', '2')], resourceVersion: '5' });
     informer.start();
     await vi.advanceTimersByTimeAsync(0);

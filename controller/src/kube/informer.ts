@@ -119,7 +119,10 @@ export class Informer<T extends KubeObject> {
         signal?.removeEventListener('abort', onAbort);
         resolve();
       };
-      if (signal?.aborted) { reject(signal.reason); return; }
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
       signal?.addEventListener('abort', onAbort, { once: true });
       this.syncWaiters.add(done);
     });
@@ -179,7 +182,9 @@ export class Informer<T extends KubeObject> {
 
   /** Replaces the cache with a fresh list and tells the handlers what changed; returns the list's resourceVersion. */
   private async relist(): Promise<string | undefined> {
-    const { items, resourceVersion } = await this.client.list<T>(this.resource, this.namespace, { labelSelector: this.labelSelector });
+    const { items, resourceVersion } = await this.client.list<T>(this.resource, this.namespace, {
+      labelSelector: this.labelSelector,
+    });
     if (this.stopped) return undefined;
     const old = this.store;
     const fresh = new Map<string, Map<string, T>>();
@@ -221,16 +226,33 @@ export class Informer<T extends KubeObject> {
     const controller = new AbortController();
     const onStop = () => controller.abort(this.stopController.signal.reason);
     this.stopController.signal.addEventListener('abort', onStop, { once: true });
-    let stallTimer = setTimeout(() => controller.abort(new StalledError(`nothing received for ${stallMs / 1000}s`)), stallMs);
+    let stallTimer = setTimeout(
+      () => controller.abort(new StalledError(`nothing received for ${stallMs / 1000}s`)),
+      stallMs,
+    );
     const startedAt = Date.now();
     try {
-      await this.client.watch(this.resource, this.namespace, { resourceVersion: this.resourceVersion!, labelSelector: this.labelSelector, timeoutSeconds, signal: controller.signal }, (type, object) => {
-        clearTimeout(stallTimer);
-        stallTimer = setTimeout(() => controller.abort(new StalledError(`nothing received for ${stallMs / 1000}s`)), stallMs);
-        this.resourceVersion = this.apply(type, object) ?? this.resourceVersion;
-        this.healthy = true;
-      });
-      if (!this.healthy && Date.now() - startedAt < shortWatchMs) throw new Error('the watch ended at once without delivering anything');
+      await this.client.watch(
+        this.resource,
+        this.namespace,
+        {
+          resourceVersion: this.resourceVersion!,
+          labelSelector: this.labelSelector,
+          timeoutSeconds,
+          signal: controller.signal,
+        },
+        (type, object) => {
+          clearTimeout(stallTimer);
+          stallTimer = setTimeout(
+            () => controller.abort(new StalledError(`nothing received for ${stallMs / 1000}s`)),
+            stallMs,
+          );
+          this.resourceVersion = this.apply(type, object) ?? this.resourceVersion;
+          this.healthy = true;
+        },
+      );
+      if (!this.healthy && Date.now() - startedAt < shortWatchMs)
+        throw new Error('the watch ended at once without delivering anything');
     } finally {
       clearTimeout(stallTimer);
       this.stopController.signal.removeEventListener('abort', onStop);
@@ -240,11 +262,19 @@ export class Informer<T extends KubeObject> {
   /** Applies one watch event to the cache; returns the resourceVersion it carries. */
   private apply(type: WatchEventType, object: unknown): string | undefined {
     // An ERROR event carries a Status; the others an object of the watched kind.
-    const event = object as { code?: unknown; reason?: string; message?: string; details?: unknown; metadata?: { resourceVersion?: string } } | null;
+    const event = object as {
+      code?: unknown;
+      reason?: string;
+      message?: string;
+      details?: unknown;
+      metadata?: { resourceVersion?: string };
+    } | null;
     if (type === 'ERROR') {
       const code = Number(event?.code);
       const message = `watch error: ${code} ${event?.reason ?? ''}: ${event?.message ?? JSON.stringify(object)}`;
-      throw code === 410 ? new GoneError(message) : new KubeError(message, code, event?.reason ?? 'Unknown', event?.details);
+      throw code === 410
+        ? new GoneError(message)
+        : new KubeError(message, code, event?.reason ?? 'Unknown', event?.details);
     }
     const resourceVersion = event?.metadata?.resourceVersion;
     if (type === 'BOOKMARK' || this.stopped) return resourceVersion;
@@ -300,7 +330,10 @@ export class Informer<T extends KubeObject> {
       else if (event === 'update') this.handlers.onUpdate?.(obj, old!);
       else this.handlers.onDelete?.(obj);
     } catch (err) {
-      this.log.error({ err, event, name: obj.metadata.name, objectNamespace: obj.metadata.namespace }, 'informer handler threw');
+      this.log.error(
+        { err, event, name: obj.metadata.name, objectNamespace: obj.metadata.namespace },
+        'informer handler threw',
+      );
     }
   }
 }

@@ -11,7 +11,8 @@ export class TokenBucket {
   private readonly now: () => number;
 
   constructor(qps: number, burst: number, now: () => number = () => performance.now()) {
-    if (!(qps > 0) || !(burst >= 1)) throw new Error(`rate limit: qps must be positive and burst at least 1 (got qps ${qps}, burst ${burst})`);
+    if (!(qps > 0) || !(burst >= 1))
+      throw new Error(`rate limit: qps must be positive and burst at least 1 (got qps ${qps}, burst ${burst})`);
     this.qps = qps;
     this.burst = burst;
     this.tokens = burst;

@@ -4,7 +4,14 @@ import type { AnalysisCheck, MachineLearningEndpointRollout, MachineLearningEndp
 import type { VersionPlan } from '../desired/plan.ts';
 import { iso } from '../desired/status.ts';
 import type { OperatorConfig } from '../options.ts';
-import { due, evaluate, renderQuery, type CheckRecord, type Measurement, type MetricsSource } from '../rollout/analysis.ts';
+import {
+  due,
+  evaluate,
+  renderQuery,
+  type CheckRecord,
+  type Measurement,
+  type MetricsSource,
+} from '../rollout/analysis.ts';
 import { planFingerprint } from '../rollout/strategies.ts';
 import type { PrometheusClient } from './prometheus.ts';
 
@@ -26,25 +33,39 @@ export async function runAnalysis(o: {
   now: Date;
 }): Promise<CheckRecord[] | undefined> {
   const recorded = o.status.rollout;
-  if (!recorded || recorded.version !== o.target.version || recorded.plan !== planFingerprint(o.rollout)) return undefined;
+  if (!recorded || recorded.version !== o.target.version || recorded.plan !== planFingerprint(o.rollout))
+    return undefined;
   if (recorded.phase !== 'Progressing' || !recorded.weight || o.checks.length === 0) return recorded.analysis;
-  const source: MetricsSource | undefined = o.config.prometheus.dataPlane || (o.provider === 'istio' ? 'istio' : undefined);
+  const source: MetricsSource | undefined =
+    o.config.prometheus.dataPlane || (o.provider === 'istio' ? 'istio' : undefined);
   let records = [...(recorded.analysis ?? [])];
   const ctx = {
     namespace: o.namespace,
     endpoint: o.endpoint,
     version: o.target.version,
     previousVersion: o.serving?.version ?? '',
-    services: o.target.variants.map((v) => v.instance).filter((s) => !o.serving?.variants.some((v) => v.instance === s)),
+    services: o.target.variants
+      .map((v) => v.instance)
+      .filter((s) => !o.serving?.variants.some((v) => v.instance === s)),
     previousServices: o.serving?.variants.map((v) => v.instance) ?? [],
   };
   for (const check of due(o.checks, records, o.now, recorded.stepStartedAt)) {
     let m: Measurement;
     let query: string | undefined;
     if (!o.prometheus) m = { error: 'no Prometheus is configured: set controller.config.prometheus.url' };
-    else if (check.builtin && !source) m = { error: 'built-in checks need to know whose metrics to read with the gatewayAPI provider: set controller.config.prometheus.dataPlane (istio or traefik), or give the check a query' };
+    else if (check.builtin && !source)
+      m = {
+        error:
+          'built-in checks need to know whose metrics to read with the gatewayAPI provider: set controller.config.prometheus.dataPlane (istio or traefik), or give the check a query',
+      };
     else m = await o.prometheus.query((query = renderQuery(check, source ?? 'istio', ctx)), o.now);
-    const next = evaluate(check, records.find((r) => r.name === check.name), m, iso(o.now), query);
+    const next = evaluate(
+      check,
+      records.find((r) => r.name === check.name),
+      m,
+      iso(o.now),
+      query,
+    );
     records = [...records.filter((r) => r.name !== check.name), next];
   }
   return records.sort((a, b) => a.name.localeCompare(b.name));

@@ -8,7 +8,13 @@ import type { KubeObject } from '../kube/resources.ts';
 
 type Reader = Pick<KubeClient, 'get' | 'list'>;
 
-const resourceQuotaResource = { group: '', version: 'v1', kind: 'ResourceQuota', plural: 'resourcequotas', namespaced: true } as const;
+const resourceQuotaResource = {
+  group: '',
+  version: 'v1',
+  kind: 'ResourceQuota',
+  plural: 'resourcequotas',
+  namespaced: true,
+} as const;
 const nodeResource = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false } as const;
 
 /**
@@ -24,7 +30,10 @@ export class SharedLists {
     this.client = client;
   }
 
-  list<T extends KubeObject>(r: { plural: string; group: string; version: string; kind: string; namespaced: boolean }, namespace: string | undefined): Promise<T[]> {
+  list<T extends KubeObject>(
+    r: { plural: string; group: string; version: string; kind: string; namespaced: boolean },
+    namespace: string | undefined,
+  ): Promise<T[]> {
     const key = `${r.plural}.${r.group}/${namespace ?? ''}`;
     const pending = this.inFlight.get(key);
     if (pending) return pending as Promise<T[]>;
@@ -41,14 +50,26 @@ export class SharedLists {
  * serving one: quota headroom for its pods, CPUs, memory and GPUs, and for each of its variants a
  * node whose allocatable resources fit one replica.
  */
-export async function checkCapacity(lists: SharedLists, namespace: string, target: VersionPlan, serving: VersionPlan | undefined): Promise<{ ok: boolean; message: string }> {
+export async function checkCapacity(
+  lists: SharedLists,
+  namespace: string,
+  target: VersionPlan,
+  serving: VersionPlan | undefined,
+): Promise<{ ok: boolean; message: string }> {
   const shared = new Set(serving?.variants.map((v) => v.instance) ?? []);
   const added = target.variants.filter((v) => !shared.has(v.instance));
   if (added.length === 0) return { ok: true, message: 'nothing to add' };
-  const per = (v: (typeof added)[number]) => ({ cpu: quantityValue(v.variant.cpus ?? 0) ?? 0, memory: quantityValue(v.variant.memory ?? 0) ?? 0, gpu: v.variant.gpus ?? 0, gpuResource: v.variant.gpuResource ?? defaultGpuResource });
+  const per = (v: (typeof added)[number]) => ({
+    cpu: quantityValue(v.variant.cpus ?? 0) ?? 0,
+    memory: quantityValue(v.variant.memory ?? 0) ?? 0,
+    gpu: v.variant.gpus ?? 0,
+    gpuResource: v.variant.gpuResource ?? defaultGpuResource,
+  });
   // GPUs count per resource name: a variant may ask for amd.com/gpu, another for nvidia.com/gpu.
   const gpus = new Map<string, number>();
-  for (const v of added) if (v.variant.gpus) gpus.set(per(v).gpuResource, (gpus.get(per(v).gpuResource) ?? 0) + (v.variant.instances ?? 1) * v.variant.gpus);
+  for (const v of added)
+    if (v.variant.gpus)
+      gpus.set(per(v).gpuResource, (gpus.get(per(v).gpuResource) ?? 0) + (v.variant.instances ?? 1) * v.variant.gpus);
   const total = added.reduce(
     (t, v) => {
       const n = v.variant.instances ?? 1;
@@ -61,7 +82,9 @@ export async function checkCapacity(lists: SharedLists, namespace: string, targe
   // Both lists at once: one round trip.
   const nodesListed = lists.list<Node>(nodeResource, undefined);
   nodesListed.catch(() => undefined);
-  const quotas = await lists.list<KubeObject & { status?: { hard?: Record<string, string>; used?: Record<string, string> } }>(resourceQuotaResource, namespace);
+  const quotas = await lists.list<
+    KubeObject & { status?: { hard?: Record<string, string>; used?: Record<string, string> } }
+  >(resourceQuotaResource, namespace);
   for (const q of quotas) {
     const hard = q.status?.hard ?? {};
     const used = q.status?.used ?? {};
@@ -77,7 +100,11 @@ export async function checkCapacity(lists: SharedLists, namespace: string, targe
     ] as const) {
       if (hard[key] === undefined || need === 0) continue;
       const left = (quantityValue(hard[key]) ?? 0) - (quantityValue(used[key] ?? '0') ?? 0);
-      if (need > left) return { ok: false, message: `ResourceQuota ${namespace}/${q.metadata.name} leaves ${formatAmount(key, left)} of ${key}, and the new version needs ${formatAmount(key, need)} beside the serving one` };
+      if (need > left)
+        return {
+          ok: false,
+          message: `ResourceQuota ${namespace}/${q.metadata.name} leaves ${formatAmount(key, left)} of ${key}, and the new version needs ${formatAmount(key, need)} beside the serving one`,
+        };
     }
   }
   let nodes: Node[];
@@ -85,20 +112,33 @@ export async function checkCapacity(lists: SharedLists, namespace: string, targe
     nodes = await nodesListed;
   } catch (err) {
     // Installed with global.rbac.create=false and no right to list nodes: the quota check still holds.
-    if (err instanceof KubeError && err.code === 403) return { ok: true, message: `the quota can hold ${total.pods} more pod(s); nodes not checked (no right to list them)` };
+    if (err instanceof KubeError && err.code === 403)
+      return {
+        ok: true,
+        message: `the quota can hold ${total.pods} more pod(s); nodes not checked (no right to list them)`,
+      };
     throw err;
   }
   const schedulable = nodes.filter((n) => !n.spec?.unschedulable);
   for (const v of added) {
     const p = per(v);
     // Only the nodes its nodeSelector picks can hold it.
-    const selected = schedulable.filter((n) => Object.entries(v.variant.nodeSelector ?? {}).every(([k, want]) => n.metadata.labels?.[k] === want));
+    const selected = schedulable.filter((n) =>
+      Object.entries(v.variant.nodeSelector ?? {}).every(([k, want]) => n.metadata.labels?.[k] === want),
+    );
     const fits = selected.some((n) => {
       const a = n.status?.allocatable ?? {};
-      return (quantityValue(a.cpu ?? '0') ?? 0) >= p.cpu && (quantityValue(a.memory ?? '0') ?? 0) >= p.memory && (quantityValue(a[p.gpuResource] ?? '0') ?? 0) >= p.gpu;
+      return (
+        (quantityValue(a.cpu ?? '0') ?? 0) >= p.cpu &&
+        (quantityValue(a.memory ?? '0') ?? 0) >= p.memory &&
+        (quantityValue(a[p.gpuResource] ?? '0') ?? 0) >= p.gpu
+      );
     });
     if (!fits) {
-      const which = v.variant.nodeSelector && Object.keys(v.variant.nodeSelector).length ? `the ${selected.length} schedulable node(s) its nodeSelector picks` : `the ${schedulable.length} schedulable node(s)`;
+      const which =
+        v.variant.nodeSelector && Object.keys(v.variant.nodeSelector).length
+          ? `the ${selected.length} schedulable node(s) its nodeSelector picks`
+          : `the ${schedulable.length} schedulable node(s)`;
       return {
         ok: false,
         message: `no node can hold a replica of ${v.variant.model} (${p.cpu} CPUs, ${formatAmount('memory', p.memory)} memory${p.gpu ? `, ${p.gpu} ${p.gpuResource}` : ''}): ${which} allocate less`,

@@ -1,12 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import { dataCapturedCondition, dataCapturePollMs, DataCaptureProbe, type AgentCaptureStatus } from './data-capture.ts';
 
-const healthy: AgentCaptureStatus = { enabled: true, samplingPercent: 25, destination: 's3://captures/x', healthy: true, error: null, written: 10, dropped: 0, configError: null };
+const healthy: AgentCaptureStatus = {
+  enabled: true,
+  samplingPercent: 25,
+  destination: 's3://captures/x',
+  healthy: true,
+  error: null,
+  written: 10,
+  dropped: 0,
+  configError: null,
+};
 const destination = 's3://captures/x';
 
 describe('the DataCaptured condition', () => {
   it('is True while every answering agent writes', () => {
-    expect(dataCapturedCondition(destination, true, [{ pod: 'a', status: healthy }, { pod: 'b', status: healthy }])).toMatchObject({ status: 'True', reason: 'Capturing' });
+    expect(
+      dataCapturedCondition(destination, true, [
+        { pod: 'a', status: healthy },
+        { pod: 'b', status: healthy },
+      ]),
+    ).toMatchObject({ status: 'True', reason: 'Capturing' });
   });
   it("is False naming the destination, the pods, the sink's error and what to check while a sink fails", () => {
     const c = dataCapturedCondition(destination, true, [
@@ -21,8 +35,13 @@ describe('the DataCaptured condition', () => {
   });
   it('says when capture is off, when a config is refused, and when no agent answers', () => {
     expect(dataCapturedCondition(destination, false, [])).toMatchObject({ status: 'False', reason: 'CaptureDisabled' });
-    expect(dataCapturedCondition(destination, true, [{ pod: 'a', status: { ...healthy, configError: 'bad JSON' } }])).toMatchObject({ status: 'False', reason: 'AgentConfigInvalid' });
-    expect(dataCapturedCondition(destination, true, [{ pod: 'a', unreachable: 'ECONNREFUSED' }])).toMatchObject({ status: 'Unknown', reason: 'NoAgentAnswered' });
+    expect(
+      dataCapturedCondition(destination, true, [{ pod: 'a', status: { ...healthy, configError: 'bad JSON' } }]),
+    ).toMatchObject({ status: 'False', reason: 'AgentConfigInvalid' });
+    expect(dataCapturedCondition(destination, true, [{ pod: 'a', unreachable: 'ECONNREFUSED' }])).toMatchObject({
+      status: 'Unknown',
+      reason: 'NoAgentAnswered',
+    });
   });
 });
 

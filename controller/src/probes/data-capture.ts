@@ -33,13 +33,28 @@ export interface AgentAnswer {
 }
 
 /** The condition the agents' answers make, for the destination the endpoint asks for. */
-export function dataCapturedCondition(destination: string, enabled: boolean, answers: readonly AgentAnswer[]): ConditionInput {
+export function dataCapturedCondition(
+  destination: string,
+  enabled: boolean,
+  answers: readonly AgentAnswer[],
+): ConditionInput {
   const type = 'DataCaptured';
-  if (!enabled) return { type, status: 'False', reason: 'CaptureDisabled', message: `dataCapture.enabled is false: the agents capture nothing (destination ${destination})` };
+  if (!enabled)
+    return {
+      type,
+      status: 'False',
+      reason: 'CaptureDisabled',
+      message: `dataCapture.enabled is false: the agents capture nothing (destination ${destination})`,
+    };
   const configErrors = answers.filter((a) => a.status?.configError);
   if (configErrors.length) {
     const a = configErrors[0];
-    return { type, status: 'False', reason: 'AgentConfigInvalid', message: `pod ${a.pod} cannot use its capture settings (${a.status!.configError}); it keeps its last good ones. Check the ConfigMap the controller writes (<endpoint>-data-capture)` };
+    return {
+      type,
+      status: 'False',
+      reason: 'AgentConfigInvalid',
+      message: `pod ${a.pod} cannot use its capture settings (${a.status!.configError}); it keeps its last good ones. Check the ConfigMap the controller writes (<endpoint>-data-capture)`,
+    };
   }
   const failing = answers.filter((a) => a.status && a.status.enabled && !a.status.healthy);
   if (failing.length) {
@@ -57,9 +72,19 @@ export function dataCapturedCondition(destination: string, enabled: boolean, ans
   const answered = answers.filter((a) => a.status);
   if (!answered.length) {
     const why = answers.find((a) => a.unreachable)?.unreachable;
-    return { type, status: 'Unknown', reason: 'NoAgentAnswered', message: why ? `no model agent answered: ${why}` : 'no ready pod with a model agent yet' };
+    return {
+      type,
+      status: 'Unknown',
+      reason: 'NoAgentAnswered',
+      message: why ? `no model agent answered: ${why}` : 'no ready pod with a model agent yet',
+    };
   }
-  return { type, status: 'True', reason: 'Capturing', message: `${answered.length} pod(s) write records to ${destination}` };
+  return {
+    type,
+    status: 'True',
+    reason: 'Capturing',
+    message: `${answered.length} pod(s) write records to ${destination}`,
+  };
 }
 
 type PodWithStatus = KubeObject & {
@@ -68,24 +93,54 @@ type PodWithStatus = KubeObject & {
 };
 
 /** Asks each ready pod of the instances for its agent's status. */
-export async function askAgents(client: Lister, namespace: string, instances: readonly string[], agentContainer: string, adminPortName: string, instanceLabel: string): Promise<AgentAnswer[]> {
+export async function askAgents(
+  client: Lister,
+  namespace: string,
+  instances: readonly string[],
+  agentContainer: string,
+  adminPortName: string,
+  instanceLabel: string,
+): Promise<AgentAnswer[]> {
   const answers: AgentAnswer[] = [];
   for (const instance of instances) {
-    const { items } = await client.list<PodWithStatus>(resources.pod, namespace, { labelSelector: `${instanceLabel}=${instance}` });
-    const ready = items.filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+    const { items } = await client.list<PodWithStatus>(resources.pod, namespace, {
+      labelSelector: `${instanceLabel}=${instance}`,
+    });
+    const ready = items.filter(
+      (p) =>
+        p.status?.podIP &&
+        !p.metadata.deletionTimestamp &&
+        p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+    );
     answers.push(
       ...(await Promise.all(
         ready.map(async (pod): Promise<AgentAnswer> => {
-          const port = pod.spec?.containers?.find((c) => c.name === agentContainer)?.ports?.find((p) => p.name === adminPortName)?.containerPort;
+          const port = pod.spec?.containers
+            ?.find((c) => c.name === agentContainer)
+            ?.ports?.find((p) => p.name === adminPortName)?.containerPort;
           if (!port) return { pod: pod.metadata.name, unreachable: `pod ${pod.metadata.name} has no agent admin port` };
           const ip = pod.status!.podIP!;
           try {
-            const res = await fetch(`http://${ip.includes(':') ? `[${ip}]` : ip}:${port}/-/agent/status`, { signal: AbortSignal.timeout(askTimeoutMs) });
-            if (!res.ok) return { pod: pod.metadata.name, unreachable: `pod ${pod.metadata.name}: /-/agent/status answered ${res.status}` };
+            const res = await fetch(`http://${ip.includes(':') ? `[${ip}]` : ip}:${port}/-/agent/status`, {
+              signal: AbortSignal.timeout(askTimeoutMs),
+            });
+            if (!res.ok)
+              return {
+                pod: pod.metadata.name,
+                unreachable: `pod ${pod.metadata.name}: /-/agent/status answered ${res.status}`,
+              };
             const body = (await res.json()) as { capture?: AgentCaptureStatus };
-            return body.capture ? { pod: pod.metadata.name, status: body.capture } : { pod: pod.metadata.name, unreachable: `pod ${pod.metadata.name}: /-/agent/status has no capture section` };
+            return body.capture
+              ? { pod: pod.metadata.name, status: body.capture }
+              : {
+                  pod: pod.metadata.name,
+                  unreachable: `pod ${pod.metadata.name}: /-/agent/status has no capture section`,
+                };
           } catch (err) {
-            return { pod: pod.metadata.name, unreachable: `pod ${pod.metadata.name} (${ip}:${port}): ${(err as Error).message}` };
+            return {
+              pod: pod.metadata.name,
+              unreachable: `pod ${pod.metadata.name} (${ip}:${port}): ${(err as Error).message}`,
+            };
           }
         }),
       )),
@@ -99,9 +154,15 @@ export class DataCaptureProbe {
   private readonly last = new Map<string, { fingerprint: string; at: number; condition: ConditionInput }>();
 
   /** The endpoint's condition, asked anew when the last is older than the poll period or `fingerprint` (the settings) changed. */
-  async condition(key: string, fingerprint: string, now: Date, ask: () => Promise<ConditionInput>): Promise<ConditionInput> {
+  async condition(
+    key: string,
+    fingerprint: string,
+    now: Date,
+    ask: () => Promise<ConditionInput>,
+  ): Promise<ConditionInput> {
     const cached = this.last.get(key);
-    if (cached && cached.fingerprint === fingerprint && now.getTime() - cached.at < dataCapturePollMs) return cached.condition;
+    if (cached && cached.fingerprint === fingerprint && now.getTime() - cached.at < dataCapturePollMs)
+      return cached.condition;
     const condition = await ask();
     this.last.set(key, { fingerprint, at: now.getTime(), condition });
     return condition;

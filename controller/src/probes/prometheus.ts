@@ -20,7 +20,8 @@ export function prometheusClient(baseUrl: string, timeoutMs = 10_000): Prometheu
       try {
         const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
         answer = (await res.json()) as QueryAnswer;
-        if (!res.ok || answer.status !== 'success') return { error: `Prometheus at ${baseUrl} answered ${res.status}: ${answer.error ?? 'error'}` };
+        if (!res.ok || answer.status !== 'success')
+          return { error: `Prometheus at ${baseUrl} answered ${res.status}: ${answer.error ?? 'error'}` };
       } catch (err) {
         return { error: `Prometheus at ${baseUrl} is unreachable: ${(err as Error).message}` };
       }
@@ -29,7 +30,8 @@ export function prometheusClient(baseUrl: string, timeoutMs = 10_000): Prometheu
       if (resultType === 'scalar') text = (result as [number, string])[1];
       else if (resultType === 'vector') {
         const series = result as { value: [number, string] }[];
-        if (series.length > 1) return { error: `the query returned ${series.length} series, not one number: aggregate it (sum, max...)` };
+        if (series.length > 1)
+          return { error: `the query returned ${series.length} series, not one number: aggregate it (sum, max...)` };
         text = series[0]?.value[1];
       } else return { error: `the query returned a ${resultType}, not one number` };
       if (text === undefined) return { empty: 'no series: no requests measured yet?' };

@@ -13,9 +13,19 @@ import { ownedBy, type Caches, type ClusterClient, type Store } from './caches.t
 import { indexes, keyOf } from './indexes.ts';
 
 export class Applier {
-  private readonly deps: { client: ClusterClient; caches: Caches; provider: RoutingProvider; autoscalerResource: Resource };
+  private readonly deps: {
+    client: ClusterClient;
+    caches: Caches;
+    provider: RoutingProvider;
+    autoscalerResource: Resource;
+  };
 
-  constructor(deps: { client: ClusterClient; caches: Caches; provider: RoutingProvider; autoscalerResource: Resource }) {
+  constructor(deps: {
+    client: ClusterClient;
+    caches: Caches;
+    provider: RoutingProvider;
+    autoscalerResource: Resource;
+  }) {
     this.deps = deps;
   }
 
@@ -46,7 +56,9 @@ export class Applier {
    */
   async ensure(endpoint: MachineLearningEndpoint, d: desired.Desired): Promise<boolean> {
     const { namespace, name } = d.object.metadata;
-    const live = this.storeFor(d.resource)?.get(namespace, name) ?? (await this.deps.client.get<KubeObject>(d.resource, namespace, name));
+    const live =
+      this.storeFor(d.resource)?.get(namespace, name) ??
+      (await this.deps.client.get<KubeObject>(d.resource, namespace, name));
     if (live && !ownedBy(endpoint, live)) return false;
     if (upToDate(live, d.object)) return true;
     if (d.initialReplicas !== undefined) {
@@ -73,7 +85,11 @@ export class Applier {
     if (!live) await client.apply(d.resource, { ...d.object, spec: { ...spec, replicas } });
     // Once the controller's own apply carries the mark, the field is shared and left to the autoscaler.
     if (live?.metadata.annotations?.[replicasOwnerAnnotation] !== 'autoscaler') {
-      await client.apply(d.resource, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace }, spec: { replicas } }, replicasFieldManager);
+      await client.apply(
+        d.resource,
+        { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace }, spec: { replicas } },
+        replicasFieldManager,
+      );
     }
     await client.apply(d.resource, d.object);
   }

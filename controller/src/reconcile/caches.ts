@@ -47,7 +47,11 @@ export type ClusterClient = Pick<KubeClient, 'get' | 'list' | 'apply' | 'applySt
 export function ownedBy(endpoint: MachineLearningEndpoint, o: KubeObject): boolean {
   if (!o.metadata.namespace) {
     const l = o.metadata.labels ?? {};
-    return l[labels.managedBy] === managerName && l[labels.endpoint] === endpoint.metadata.name && l[labels.endpointNamespace] === endpoint.metadata.namespace;
+    return (
+      l[labels.managedBy] === managerName &&
+      l[labels.endpoint] === endpoint.metadata.name &&
+      l[labels.endpointNamespace] === endpoint.metadata.namespace
+    );
   }
   return o.metadata.ownerReferences?.some((r) => r.controller && r.uid === endpoint.metadata.uid) ?? false;
 }

@@ -5,8 +5,16 @@ import { defaultConfig } from '../options.ts';
 import { routingProvider } from '../routing/providers.ts';
 import { desiredState, type DesiredStateInputs } from './desired-state.ts';
 
-const endpoint = { metadata: { name: 'iris', namespace: 'models', uid: 'u1', generation: 1 }, spec: { config: 'iris' } } as MachineLearningEndpoint;
-const plan = planFromTemplates('iris', 'iris', { models: [{ model: 'iris', instances: 2 }] }, new Map([['iris', { image: 'acme/iris:1' }]]));
+const endpoint = {
+  metadata: { name: 'iris', namespace: 'models', uid: 'u1', generation: 1 },
+  spec: { config: 'iris' },
+} as MachineLearningEndpoint;
+const plan = planFromTemplates(
+  'iris',
+  'iris',
+  { models: [{ model: 'iris', instances: 2 }] },
+  new Map([['iris', { image: 'acme/iris:1' }]]),
+);
 if (!plan.ok) throw new Error('no plan');
 
 function inputs(o: Partial<DesiredStateInputs> & { available?: boolean } = {}): DesiredStateInputs {
@@ -19,7 +27,15 @@ function inputs(o: Partial<DesiredStateInputs> & { available?: boolean } = {}): 
     hostBlocked: false,
     live: { startReplicas: () => 1, hostNodes: () => [], loaded: () => true, auxiliaryMissing: false },
     observed: { readyOf: () => (o.available ? 2 : 0) },
-    rollout: { generation: 1, spec: endpoint.spec, status: {}, target: plan.ok ? plan.plan : undefined, snapshot: () => undefined, workload: () => ({ ready: o.available ? 2 : 0, available: !!o.available }), now: new Date('2026-01-01T00:00:00Z') },
+    rollout: {
+      generation: 1,
+      spec: endpoint.spec,
+      status: {},
+      target: plan.ok ? plan.plan : undefined,
+      snapshot: () => undefined,
+      workload: () => ({ ready: o.available ? 2 : 0, available: !!o.available }),
+      now: new Date('2026-01-01T00:00:00Z'),
+    },
     ...o,
   };
 }
@@ -29,18 +45,49 @@ const kinds = (ds: { resource: { kind: string } }[]) => ds.map((d) => d.resource
 describe('desiredState, from a spec alone', () => {
   it('a first version: its snapshots and workloads, the gateway, and no route until it is Available', () => {
     const creating = desiredState(inputs());
-    expect(kinds(creating.workloads)).toEqual(['Deployment', 'MachineLearningEndpointConfig', 'MachineLearningModel', 'PodDisruptionBudget', 'Service']);
+    expect(kinds(creating.workloads)).toEqual([
+      'Deployment',
+      'MachineLearningEndpointConfig',
+      'MachineLearningModel',
+      'PodDisruptionBudget',
+      'Service',
+    ]);
     expect(kinds(creating.routing)).toEqual(['Gateway']);
-    expect(creating.status).toMatchObject({ state: 'Creating', conditions: expect.arrayContaining([expect.objectContaining({ type: 'Ready', reason: 'Creating', message: expect.stringMatching(/^waiting for the first version to become Available: iris-\w+ 0\/2 ready$/) })]) });
+    expect(creating.status).toMatchObject({
+      state: 'Creating',
+      conditions: expect.arrayContaining([
+        expect.objectContaining({
+          type: 'Ready',
+          reason: 'Creating',
+          message: expect.stringMatching(/^waiting for the first version to become Available: iris-\w+ 0\/2 ready$/),
+        }),
+      ]),
+    });
     const serving = desiredState(inputs({ available: true }));
     expect(kinds(serving.routing)).toEqual(['Gateway', 'VirtualService']);
-    expect(serving.status).toMatchObject({ state: 'InService', ready: '2/2', traffic: [{ variant: 'iris', weight: 100 }] });
+    expect(serving.status).toMatchObject({
+      state: 'InService',
+      ready: '2/2',
+      traffic: [{ variant: 'iris', weight: 100 }],
+    });
   });
 
   it('a host another endpoint holds: nothing routed, its route objects removed', () => {
-    const blocked = desiredState(inputs({ available: true, hostBlocked: true, rollout: { ...inputs({ available: true }).rollout, routeBlocked: { type: 'Ready', status: 'False', reason: 'HostConflict', message: 'taken' } } }));
+    const blocked = desiredState(
+      inputs({
+        available: true,
+        hostBlocked: true,
+        rollout: {
+          ...inputs({ available: true }).rollout,
+          routeBlocked: { type: 'Ready', status: 'False', reason: 'HostConflict', message: 'taken' },
+        },
+      }),
+    );
     expect(blocked.routing).toEqual([]);
     expect(blocked.removeRouting).toBe(true);
-    expect(blocked.status).toMatchObject({ state: 'Failed', conditions: expect.arrayContaining([expect.objectContaining({ type: 'Ready', reason: 'HostConflict' })]) });
+    expect(blocked.status).toMatchObject({
+      state: 'Failed',
+      conditions: expect.arrayContaining([expect.objectContaining({ type: 'Ready', reason: 'HostConflict' })]),
+    });
   });
 });

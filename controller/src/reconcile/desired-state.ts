@@ -28,16 +28,26 @@ export interface WantedLive {
 export const wantedKey = (d: desired.Desired) => `${d.resource.plural}.${d.resource.group}/${d.object.metadata.name}`;
 
 /** The snapshots, auxiliary route objects and workloads of every version the decision deploys, by wantedKey (the last one of a name wins). */
-export function wantedWorkloads(ctx: desired.EndpointContext, provider: RoutingProvider, decision: RolloutDecision, deadlineSeconds: number, live: WantedLive): Map<string, desired.Desired> {
+export function wantedWorkloads(
+  ctx: desired.EndpointContext,
+  provider: RoutingProvider,
+  decision: RolloutDecision,
+  deadlineSeconds: number,
+  live: WantedLive,
+): Map<string, desired.Desired> {
   const wanted = new Map<string, desired.Desired>();
   const want = (d: desired.Desired) => wanted.set(wantedKey(d), d);
   for (const { plan, replicas } of decision.deploy) {
     want(desired.configInstance(ctx, plan));
     for (const planned of plan.variants) {
       want(desired.modelInstance(ctx, planned));
-      if (!planned.variant.shadow && provider.auxiliary && !live.auxiliaryMissing) for (const d of provider.auxiliary.objects(ctx, [planned.instance], decision.mirrors ?? [])) want(d);
+      if (!planned.variant.shadow && provider.auxiliary && !live.auxiliaryMissing)
+        for (const d of provider.auxiliary.objects(ctx, [planned.instance], decision.mirrors ?? [])) want(d);
       // A failed version scales to zero, autoscaled or not: its autoscaler goes.
-      const v = planned.variant.autoscaling && replicas.get(planned.instance) === 0 ? { ...planned, variant: { ...planned.variant, autoscaling: undefined } } : planned;
+      const v =
+        planned.variant.autoscaling && replicas.get(planned.instance) === 0
+          ? { ...planned, variant: { ...planned.variant, autoscaling: undefined } }
+          : planned;
       const count = v.variant.autoscaling ? live.startReplicas(v, decision.outcome.serving) : replicas.get(v.instance);
       for (const d of desired.workloads(ctx, v, deadlineSeconds, count, live.hostNodes(v.instance))) want(d);
     }
@@ -46,9 +56,22 @@ export function wantedWorkloads(ctx: desired.EndpointContext, provider: RoutingP
 }
 
 /** The endpoint's gateways and route objects; the route only when the decision has one. */
-export function wantedRouting(ctx: desired.EndpointContext, provider: RoutingProvider, decision: RolloutDecision, live: WantedLive): desired.Desired[] {
+export function wantedRouting(
+  ctx: desired.EndpointContext,
+  provider: RoutingProvider,
+  decision: RolloutDecision,
+  live: WantedLive,
+): desired.Desired[] {
   const mirrors = live.auxiliaryMissing ? [] : decision.mirrors;
-  const routes = decision.route ? provider.routes(ctx, { host: desired.hostOf(ctx), backends: decision.route, mirrors, targets: decision.targets, loaded: live.loaded }) : [];
+  const routes = decision.route
+    ? provider.routes(ctx, {
+        host: desired.hostOf(ctx),
+        backends: decision.route,
+        mirrors,
+        targets: decision.targets,
+        loaded: live.loaded,
+      })
+    : [];
   return [...provider.gateways(ctx), ...routes];
 }
 
@@ -106,14 +129,25 @@ function withLiveReplicas(decision: RolloutDecision, observed: Observed): Rollou
  * The status a decision makes, with the conditions only the writes could find (objects of someone
  * else's, pods that cannot run) added to the data plane's.
  */
-export function statusFor(inputs: DesiredStateInputs, decision: RolloutDecision, extra: readonly ConditionInput[] = []): MachineLearningEndpointStatus {
+export function statusFor(
+  inputs: DesiredStateInputs,
+  decision: RolloutDecision,
+  extra: readonly ConditionInput[] = [],
+): MachineLearningEndpointStatus {
   const { ctx, provider, observed } = inputs;
   const namespace = ctx.endpoint.metadata.namespace;
   // A route just written, that the gateway has not reported on yet, serves nothing so far.
   const routeConditions: ConditionInput[] =
     observed.routeStatus?.conditions ??
     (provider.reportsStatus && decision.route
-      ? [{ type: 'Accepted', status: 'Unknown', reason: 'Pending', message: `${provider.routeResource.kind} ${namespace}/${provider.routeName(ctx)} was just written; waiting for the gateway to report on it` }]
+      ? [
+          {
+            type: 'Accepted',
+            status: 'Unknown',
+            reason: 'Pending',
+            message: `${provider.routeResource.kind} ${namespace}/${provider.routeName(ctx)} was just written; waiting for the gateway to report on it`,
+          },
+        ]
       : []);
   return renderStatus({
     decision: withLiveReplicas(decision, observed),
@@ -133,20 +167,31 @@ export function statusFor(inputs: DesiredStateInputs, decision: RolloutDecision,
  * templates ask for now (else the serving version's), so that a change reaches running pods in place.
  */
 function wantedCaptureConfig(inputs: DesiredStateInputs, decision: RolloutDecision): desired.Desired[] {
-  return agentInstances(decision).length ? [captureConfigMap(inputs.ctx.endpoint, captureSettings(inputs, decision))] : [];
+  return agentInstances(decision).length
+    ? [captureConfigMap(inputs.ctx.endpoint, captureSettings(inputs, decision))]
+    : [];
 }
 
 /** The capture settings the endpoint's agents get: the templates' now, else the serving version's. */
-export const captureSettings = (inputs: DesiredStateInputs, decision: RolloutDecision): DataCaptureConfig | undefined => (inputs.rollout.target ?? decision.outcome.serving)?.spec.dataCapture;
+export const captureSettings = (inputs: DesiredStateInputs, decision: RolloutDecision): DataCaptureConfig | undefined =>
+  (inputs.rollout.target ?? decision.outcome.serving)?.spec.dataCapture;
 
 /** The model instances the decision deploys that run an agent. */
-export const agentInstances = (decision: RolloutDecision): string[] => [...new Set(decision.deploy.flatMap((d) => d.plan.variants.filter((v) => v.agent).map((v) => v.instance)))];
+export const agentInstances = (decision: RolloutDecision): string[] => [
+  ...new Set(decision.deploy.flatMap((d) => d.plan.variants.filter((v) => v.agent).map((v) => v.instance))),
+];
 
 /** Everything the controller wants for the endpoint now: the decision, the objects, the status. */
 export function desiredState(inputs: DesiredStateInputs): DesiredState {
   const { ctx, provider, live } = inputs;
   const decision = decide(inputs.rollout);
-  const workloads = [...wantedWorkloads(ctx, provider, decision, inputs.deadlineSeconds, live).values(), ...wantedCaptureConfig(inputs, decision)];
-  const routing = !inputs.hostBlocked && (decision.deploy.length > 0 || inputs.routed) ? wantedRouting(ctx, provider, decision, live) : [];
+  const workloads = [
+    ...wantedWorkloads(ctx, provider, decision, inputs.deadlineSeconds, live).values(),
+    ...wantedCaptureConfig(inputs, decision),
+  ];
+  const routing =
+    !inputs.hostBlocked && (decision.deploy.length > 0 || inputs.routed)
+      ? wantedRouting(ctx, provider, decision, live)
+      : [];
   return { decision, workloads, routing, removeRouting: inputs.hostBlocked, status: statusFor(inputs, decision) };
 }

@@ -8,7 +8,11 @@ import { key, model, namespace, serveFirstVersion, setUp } from './testing/fixtu
 describe('status read-your-writes', () => {
   it('decides from the newest status it wrote even when the watch delivers an older write of its own first', async () => {
     const t = setUp();
-    await serveFirstVersion(t, { strategy: 'Linear', linear: { stepPercent: 50, intervalSeconds: 10 }, drainSeconds: 1 });
+    await serveFirstVersion(t, {
+      strategy: 'Linear',
+      linear: { stepPercent: 50, intervalSeconds: 10 },
+      drainSeconds: 1,
+    });
 
     // A new version. From here the endpoint's watch lags: its events arrive only when the test says.
     t.cluster.held.add(resources.endpoint.plural);
@@ -25,7 +29,12 @@ describe('status read-your-writes', () => {
     expect(t.cluster.deliverOldest(resources.endpoint)).toBe(true);
     t.advance(1);
     await t.reconciler.reconcile(key);
-    expect(t.endpoint().status!.rollout).toMatchObject({ step: 1, weight: 50, stepStartedAt: step1.stepStartedAt, history: [{ step: 1, weight: 50 }] });
+    expect(t.endpoint().status!.rollout).toMatchObject({
+      step: 1,
+      weight: 50,
+      stepStartedAt: step1.stepStartedAt,
+      history: [{ step: 1, weight: 50 }],
+    });
 
     // Every status written from the first step on keeps it, through to the promotion.
     t.cluster.held.clear();
@@ -35,9 +44,23 @@ describe('status read-your-writes', () => {
       await t.reconciler.reconcile(key);
       await t.cluster.rollOutDeployments();
     }
-    expect(t.endpoint().status!.rollout).toMatchObject({ phase: 'Promoted', history: [{ step: 1, weight: 50, startedAt: step1.stepStartedAt }, { step: 2, weight: 100 }] });
-    const afterStep1 = t.cluster.endpointStatusWrites.slice(t.cluster.endpointStatusWrites.findIndex((w) => (w.status as MachineLearningEndpointStatus).rollout?.weight === 50));
-    for (const w of afterStep1) expect((w.status as MachineLearningEndpointStatus).rollout?.history?.[0], `status written at resourceVersion ${w.resourceVersion}`).toMatchObject({ step: 1, weight: 50 });
+    expect(t.endpoint().status!.rollout).toMatchObject({
+      phase: 'Promoted',
+      history: [
+        { step: 1, weight: 50, startedAt: step1.stepStartedAt },
+        { step: 2, weight: 100 },
+      ],
+    });
+    const afterStep1 = t.cluster.endpointStatusWrites.slice(
+      t.cluster.endpointStatusWrites.findIndex(
+        (w) => (w.status as MachineLearningEndpointStatus).rollout?.weight === 50,
+      ),
+    );
+    for (const w of afterStep1)
+      expect(
+        (w.status as MachineLearningEndpointStatus).rollout?.history?.[0],
+        `status written at resourceVersion ${w.resourceVersion}`,
+      ).toMatchObject({ step: 1, weight: 50 });
   });
 });
 
@@ -47,11 +70,15 @@ describe('Linear rollouts through a watch that lags at random', () => {
     // A seeded generator: the seed is printed, and RECONCILE_SEED replays a run.
     const seed = Number(process.env.RECONCILE_SEED ?? Math.floor(Math.random() * 2 ** 31));
     let state = seed;
-    const random = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const random = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
     console.log(`Linear rollouts with a lagging watch: seed ${seed} (RECONCILE_SEED=${seed} replays it)`);
 
     const t = setUp();
-    await serveFirstVersion(t, { strategy: 'Linear', linear: { stepPercent: 50, intervalSeconds: 10 }, drainSeconds: 1 });
+    await serveFirstVersion(t, {
+      strategy: 'Linear',
+      linear: { stepPercent: 50, intervalSeconds: 10 },
+      drainSeconds: 1,
+    });
     t.cluster.held.add(resources.endpoint.plural);
     let lagged = 0;
     for (let rollout = 2; rollout <= 101; rollout++) {
@@ -72,9 +99,17 @@ describe('Linear rollouts through a watch that lags at random', () => {
         t.advance(random() < 0.5 ? 1 : 6);
       }
       const status = t.endpoint().status!;
-      expect(status.rollout, `rollout ${rollout}`).toMatchObject({ phase: 'Promoted', history: [{ step: 1, weight: 50 }, { step: 2, weight: 100 }] });
+      expect(status.rollout, `rollout ${rollout}`).toMatchObject({
+        phase: 'Promoted',
+        history: [
+          { step: 1, weight: 50 },
+          { step: 2, weight: 100 },
+        ],
+      });
     }
-    console.log(`100 Linear rollouts promoted with their full history; ${lagged} rounds decided while the cache lagged behind a status write`);
+    console.log(
+      `100 Linear rollouts promoted with their full history; ${lagged} rounds decided while the cache lagged behind a status write`,
+    );
     expect(lagged).toBeGreaterThan(50);
   });
 });
@@ -86,12 +121,22 @@ describe('a weights-only change while a new version is pending', () => {
       apiVersion: 'ml-operator.dev/v1alpha1',
       kind: 'MachineLearningEndpointConfig',
       metadata: { name: 'iris', namespace },
-      spec: { models: [{ model: 'iris', weight: weights[0] }, { model: 'iris-b', weight: weights[1] }] },
+      spec: {
+        models: [
+          { model: 'iris', weight: weights[0] },
+          { model: 'iris-b', weight: weights[1] },
+        ],
+      },
     });
     await t.cluster.put(resources.model, model('acme/iris:1'));
     await t.cluster.put(resources.model, { ...model('acme/iris-b:1'), metadata: { name: 'iris-b', namespace } });
     await t.cluster.put(resources.endpointConfig, config([50, 50]));
-    await t.cluster.put(resources.endpoint, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpoint', metadata: { name: 'iris', namespace }, spec: { config: 'iris', rollout: { drainSeconds: 1 } } });
+    await t.cluster.put(resources.endpoint, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpoint',
+      metadata: { name: 'iris', namespace },
+      spec: { config: 'iris', rollout: { drainSeconds: 1 } },
+    });
     for (let round = 0; round < 10 && t.endpoint().status?.state !== 'InService'; round++) {
       await t.reconciler.reconcile(key);
       await t.cluster.rollOutDeployments();
@@ -119,7 +164,10 @@ describe('a weights-only change while a new version is pending', () => {
     await t.cluster.rollOutDeployments();
     t.advance(1);
     await t.reconciler.reconcile(key);
-    expect(t.endpoint().status).toMatchObject({ state: 'InService', endpointConfigVersion: status.pendingEndpointConfigVersion });
+    expect(t.endpoint().status).toMatchObject({
+      state: 'InService',
+      endpointConfigVersion: status.pendingEndpointConfigVersion,
+    });
     expect(weights()).toEqual({ iris: 90, 'iris-b': 10 });
   });
 });

@@ -87,7 +87,12 @@ export class EndpointReconciler {
     this.sharedLists = new SharedLists(deps.client);
     const { client, caches, config, events, logger, missing } = deps;
     this.resolver = new Resolver({ caches, config, provider: this.provider, missing });
-    this.applier = new Applier({ client, caches, provider: this.provider, autoscalerResource: this.autoscalerResource });
+    this.applier = new Applier({
+      client,
+      caches,
+      provider: this.provider,
+      autoscalerResource: this.autoscalerResource,
+    });
     this.status = new StatusWriter({ client, caches, events, now: this.now });
     this.hostPath = new HostPathStorage({ client, caches, config, logger, applier: this.applier, status: this.status });
     this.pods = new PodDiagnostics({ client, caches, logger });
@@ -104,7 +109,8 @@ export class EndpointReconciler {
     }
     const endpoint = this.status.view(key, cached);
     if (endpoint.metadata.deletionTimestamp) return this.hostPath.finalize(endpoint);
-    if (config.storage.mode === 'hostPath' && !endpoint.metadata.finalizers?.includes(storageFinalizer)) await this.hostPath.setFinalizer(endpoint, true);
+    if (config.storage.mode === 'hostPath' && !endpoint.metadata.finalizers?.includes(storageFinalizer))
+      await this.hostPath.setFinalizer(endpoint, true);
 
     // Read.
     const now = this.now();
@@ -119,13 +125,22 @@ export class EndpointReconciler {
     await eachLimited(workloads, writesAtOnce, async (d) => {
       if (!(await this.applier.ensure(endpoint, d))) conflicts.push(this.applier.describeConflict(d));
     });
-    await this.status.writeSnapshotStatuses(key, namespace, state.decision.deploy.map((d) => d.plan));
+    await this.status.writeSnapshotStatuses(
+      key,
+      namespace,
+      state.decision.deploy.map((d) => d.plan),
+    );
     if (state.removeRouting) await this.applier.removeRouting(inputs.ctx);
     for (const d of state.routing) {
       if (await this.applier.ensure(endpoint, d)) continue;
       conflicts.push(this.applier.describeConflict(d));
       // The route cannot be written: nothing switches, and the status must not say otherwise.
-      const routeBlocked: ConditionInput = { type: 'Ready', status: 'False', reason: 'OwnershipConflict', message: conflicts.join('; ') };
+      const routeBlocked: ConditionInput = {
+        type: 'Ready',
+        status: 'False',
+        reason: 'OwnershipConflict',
+        message: conflicts.join('; '),
+      };
       state = desiredState({ ...inputs, rollout: { ...inputs.rollout, routeBlocked } });
       break;
     }
@@ -135,32 +150,67 @@ export class EndpointReconciler {
     // The status, with what only the writes and the pods could tell.
     const deployed = [...new Set(decision.deploy.flatMap((d) => d.plan.variants.map((v) => v.instance)))];
     const pods = await this.pods.problems(namespace, deployed, now);
-    const owned: ConditionInput[] = conflicts.length ? [{ type: 'ResourcesOwned', status: 'False', reason: 'OwnershipConflict', message: conflicts.join('; ') }] : [];
+    const owned: ConditionInput[] = conflicts.length
+      ? [{ type: 'ResourcesOwned', status: 'False', reason: 'OwnershipConflict', message: conflicts.join('; ') }]
+      : [];
     const captured = await this.dataCaptured(key, inputs, decision, now);
-    const statusDeferredMs = await this.status.write(endpoint, statusFor(inputs, decision, [...owned, ...pods.conditions, ...(captured ? [captured] : [])]));
+    const statusDeferredMs = await this.status.write(
+      endpoint,
+      statusFor(inputs, decision, [...owned, ...pods.conditions, ...(captured ? [captured] : [])]),
+    );
     this.logDecision(endpoint, inputs, decision, statusDeferredMs);
 
     // Removals come last, once the status records what drains: a restart in between keeps it running.
-    const wantedNames = (r: Resource) => new Set(workloads.filter((d) => d.resource === r).map((d) => d.object.metadata.name));
-    await collectGarbage({ ...this.deps, provider: this.provider, autoscalerResource: this.autoscalerResource, status: this.status, hostPath: this.hostPath }, endpoint, {
-      keepInstances: decision.keepInstances,
-      keepVersions: decision.keepVersions,
-      keepAutoscalers: wantedNames(this.autoscalerResource),
-      keepBudgets: wantedNames(resources.podDisruptionBudget),
-    });
+    const wantedNames = (r: Resource) =>
+      new Set(workloads.filter((d) => d.resource === r).map((d) => d.object.metadata.name));
+    await collectGarbage(
+      {
+        ...this.deps,
+        provider: this.provider,
+        autoscalerResource: this.autoscalerResource,
+        status: this.status,
+        hostPath: this.hostPath,
+      },
+      endpoint,
+      {
+        keepInstances: decision.keepInstances,
+        keepVersions: decision.keepVersions,
+        keepAutoscalers: wantedNames(this.autoscalerResource),
+        keepBudgets: wantedNames(resources.podDisruptionBudget),
+      },
+    );
 
     // Objects of someone else's are not watched: look again in a while, in case they went away. And
     // the metric gates of a bake, and the data plane's loading of new objects, come due on their own clock.
     const rollout = decision.outcome.rollout;
-    const checkDue = rollout?.phase === 'Progressing' && rollout.weight ? nextCheckInMs(endpoint.spec.rollout?.analysis?.checks ?? [], rollout.analysis, rollout.stepStartedAt, now) : undefined;
-    const primaries = decision.deploy.flatMap((d) => d.plan.variants.filter((v) => !v.variant.shadow).map((v) => v.instance));
+    const checkDue =
+      rollout?.phase === 'Progressing' && rollout.weight
+        ? nextCheckInMs(endpoint.spec.rollout?.analysis?.checks ?? [], rollout.analysis, rollout.stepStartedAt, now)
+        : undefined;
+    const primaries = decision.deploy.flatMap((d) =>
+      d.plan.variants.filter((v) => !v.variant.shadow).map((v) => v.instance),
+    );
     const loadDue = this.resolver.auxiliaryWaitMs(namespace, primaries, now);
-    const due = [decision.requeueAfterMs, recheckMs, conflicts.length ? conflictRecheckMs : undefined, checkDue, loadDue, statusDeferredMs, pods.recheckMs, captured ? dataCapturePollMs : undefined].filter((n): n is number => n !== undefined);
+    const due = [
+      decision.requeueAfterMs,
+      recheckMs,
+      conflicts.length ? conflictRecheckMs : undefined,
+      checkDue,
+      loadDue,
+      statusDeferredMs,
+      pods.recheckMs,
+      captured ? dataCapturePollMs : undefined,
+    ].filter((n): n is number => n !== undefined);
     return due.length ? { requeueAfterMs: Math.min(...due) } : undefined;
   }
 
   /** The DataCaptured condition while the endpoint runs model agents: what they say about their sink, asked at most every 10 s. */
-  private async dataCaptured(key: string, inputs: DesiredStateInputs, decision: RolloutDecision, now: Date): Promise<ConditionInput | undefined> {
+  private async dataCaptured(
+    key: string,
+    inputs: DesiredStateInputs,
+    decision: RolloutDecision,
+    now: Date,
+  ): Promise<ConditionInput | undefined> {
     const instances = agentInstances(decision);
     const capture = captureSettings(inputs, decision);
     if (!instances.length || !capture) {
@@ -172,9 +222,25 @@ export class EndpointReconciler {
     return this.dataCapture.condition(key, JSON.stringify([capture, instances]), now, async () => {
       if (!enabled) return dataCapturedCondition(capture.destination, false, []);
       try {
-        return dataCapturedCondition(capture.destination, true, await askAgents(this.deps.client, namespace, instances, agentContainerName, agentAdminPortName, labels.modelInstance));
+        return dataCapturedCondition(
+          capture.destination,
+          true,
+          await askAgents(
+            this.deps.client,
+            namespace,
+            instances,
+            agentContainerName,
+            agentAdminPortName,
+            labels.modelInstance,
+          ),
+        );
       } catch (err) {
-        return { type: 'DataCaptured', status: 'Unknown', reason: 'AgentsNotListed', message: `the model agents' pods could not be listed: ${(err as Error).message}` };
+        return {
+          type: 'DataCaptured',
+          status: 'Unknown',
+          reason: 'AgentsNotListed',
+          message: `the model agents' pods could not be listed: ${(err as Error).message}`,
+        };
       }
     });
   }
@@ -213,7 +279,8 @@ export class EndpointReconciler {
       },
       now,
     };
-    const autoscaled = (instance: string) => (caches.deployments.get(namespace, instance)?.spec as { replicas?: number } | undefined)?.replicas;
+    const autoscaled = (instance: string) =>
+      (caches.deployments.get(namespace, instance)?.spec as { replicas?: number } | undefined)?.replicas;
     const inputs: DesiredStateInputs = {
       ctx,
       provider: this.provider,
@@ -231,7 +298,9 @@ export class EndpointReconciler {
         readyOf: (instance) => readiness(caches.deployments.get(namespace, instance)),
         autoscaledReplicas: autoscaled,
         routeStatus: liveRoute ? this.provider.status(ctx, liveRoute) : undefined,
-        mirroringUnavailable: this.provider.mirroringUnavailable() ?? (this.deps.missing?.auxiliary ? this.provider.auxiliary?.missing : undefined),
+        mirroringUnavailable:
+          this.provider.mirroringUnavailable() ??
+          (this.deps.missing?.auxiliary ? this.provider.auxiliary?.missing : undefined),
       },
     };
     return { inputs, recheckMs: resolved.recheckMs };
@@ -250,12 +319,19 @@ export class EndpointReconciler {
     if (decision.route) metrics?.setRoute(labels.namespace, labels.endpoint, decision.route);
     const { switched, serving } = decision.outcome;
     if (switched && serving) {
-      const message = switched.from ? `traffic switched from config version ${switched.from} to ${serving.version} (${serving.instance})` : `serving config version ${serving.version} (${serving.instance})`;
+      const message = switched.from
+        ? `traffic switched from config version ${switched.from} to ${serving.version} (${serving.instance})`
+        : `serving config version ${serving.version} (${serving.instance})`;
       events.record(involved(endpoint), 'Normal', 'VersionSwitched', message);
     }
   }
 
-  private logDecision(endpoint: MachineLearningEndpoint, inputs: DesiredStateInputs, decision: RolloutDecision, statusDeferredMs: number | undefined): void {
+  private logDecision(
+    endpoint: MachineLearningEndpoint,
+    inputs: DesiredStateInputs,
+    decision: RolloutDecision,
+    statusDeferredMs: number | undefined,
+  ): void {
     if (!this.deps.logger.isLevelEnabled('debug')) return;
     const { outcome } = decision;
     const route = inputs.rollout.route ? Object.fromEntries(inputs.rollout.route.versions) : undefined;

@@ -34,7 +34,7 @@ export interface Kept {
  * versions it no longer keeps. What the live route references is always among the kept.
  */
 export async function collectGarbage(deps: GarbageDeps, endpoint: MachineLearningEndpoint, keep: Kept): Promise<void> {
-const { keepInstances, keepVersions, keepAutoscalers, keepBudgets } = keep;
+  const { keepInstances, keepVersions, keepAutoscalers, keepBudgets } = keep;
   const { caches, client, provider, autoscalerResource } = deps;
   const namespace = endpoint.metadata.namespace!;
   const name = endpoint.metadata.name!;
@@ -44,7 +44,9 @@ const { keepInstances, keepVersions, keepAutoscalers, keepBudgets } = keep;
   const deletions: Promise<unknown>[] = [];
   const remove = (r: Resource, o: KubeObject) => {
     deps.status.forgetSnapshot(key, r, o.metadata.name);
-    deletions.push(client.delete(r, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background', uid: o.metadata.uid }));
+    deletions.push(
+      client.delete(r, o.metadata.namespace, o.metadata.name, { propagationPolicy: 'Background', uid: o.metadata.uid }),
+    );
   };
 
   const gone = (o: KubeObject) => ours(o) && !keepInstances.has(o.metadata.labels?.[labels.modelInstance] ?? '');
@@ -55,11 +57,15 @@ const { keepInstances, keepVersions, keepAutoscalers, keepBudgets } = keep;
     for (const o of store.byIndex(indexes.endpoint, key)) if (gone(o)) remove(resource, o);
   }
   // Auxiliary route objects go with their Service.
-  if (provider.auxiliary) for (const o of caches.auxiliary?.byIndex(indexes.endpoint, key) ?? []) if (gone(o)) remove(provider.auxiliary.resource, o);
+  if (provider.auxiliary)
+    for (const o of caches.auxiliary?.byIndex(indexes.endpoint, key) ?? [])
+      if (gone(o)) remove(provider.auxiliary.resource, o);
   // Autoscalers go with their Deployment, and when their variant no longer scales (or failed).
-  for (const o of caches.autoscalers?.byIndex(indexes.endpoint, key) ?? []) if (ours(o) && !keepAutoscalers.has(o.metadata.name)) remove(autoscalerResource, o);
+  for (const o of caches.autoscalers?.byIndex(indexes.endpoint, key) ?? [])
+    if (ours(o) && !keepAutoscalers.has(o.metadata.name)) remove(autoscalerResource, o);
   // Disruption budgets go with their version, and when their variant is down to one replica.
-  for (const o of caches.disruptionBudgets?.byIndex(indexes.endpoint, key) ?? []) if (ours(o) && !keepBudgets.has(o.metadata.name)) remove(resources.podDisruptionBudget, o);
+  for (const o of caches.disruptionBudgets?.byIndex(indexes.endpoint, key) ?? [])
+    if (ours(o) && !keepBudgets.has(o.metadata.name)) remove(resources.podDisruptionBudget, o);
   // A claim already being deleted has been cleaned up: its pods are ending, its volume follows.
   const claims = caches.claims.byIndex(indexes.endpoint, key).filter((c) => gone(c) && !c.metadata.deletionTimestamp);
   if (deps.config.storage.mode === 'hostPath') {
@@ -74,7 +80,10 @@ const { keepInstances, keepVersions, keepAutoscalers, keepBudgets } = keep;
   for (const c of configSnapshots) if (!keptConfigs.includes(c)) remove(resources.endpointConfig, c);
   // Model snapshots are shared between config versions: keep every one a kept config refers to.
   if (keptConfigs.every((c) => c.status?.modelVersions)) {
-    const keptModels = new Set([...keepInstances, ...keptConfigs.flatMap((c) => c.status!.modelVersions!.map((m) => m.instance ?? ''))]);
+    const keptModels = new Set([
+      ...keepInstances,
+      ...keptConfigs.flatMap((c) => c.status!.modelVersions!.map((m) => m.instance ?? '')),
+    ]);
     for (const m of caches.models.byIndex(indexes.endpoint, key)) {
       if (ours(m) && !keptModels.has(m.metadata.name)) remove(resources.model, m);
     }

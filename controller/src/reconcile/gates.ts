@@ -58,19 +58,38 @@ export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint
     });
     for (const r of input.analysis ?? []) {
       if (r.evaluatedAt === iso(input.now)) metrics?.analysisEvaluations.inc({ result: r.result ?? 'Inconclusive' });
-      if (r.value !== undefined) metrics?.analysisValue.set({ namespace, endpoint: endpoint.metadata.name!, check: r.name }, Number(r.value));
+      if (r.value !== undefined)
+        metrics?.analysisValue.set({ namespace, endpoint: endpoint.metadata.name!, check: r.name }, Number(r.value));
     }
   }
-  if (!rollout.dryRun && newInstances.length && newInstances.every((v) => !caches.deployments.get(namespace, v.instance))) {
+  if (
+    !rollout.dryRun &&
+    newInstances.length &&
+    newInstances.every((v) => !caches.deployments.get(namespace, v.instance))
+  ) {
     input.capacity = await checkCapacity(sharedLists, namespace, target, serving);
   }
   const recorded = input.status.rollout;
-  const smokeDone = recorded?.version === target.version && recorded.plan === planFingerprint(rollout) && recorded.smokeTest !== undefined;
+  const smokeDone =
+    recorded?.version === target.version &&
+    recorded.plan === planFingerprint(rollout) &&
+    recorded.smokeTest !== undefined;
   const takesTraffic = (input.route?.versions.get(target.version) ?? 0) > 0;
   // The instances it tests are the new ones, asked for with the counts the decision uses (an
   // instance shared with the serving version runs the larger count of the two, and is not tested).
   const starting = instanceReplicas(target);
-  if (rollout.smokeTest && !smokeDone && !takesTraffic && newInstances.every((v) => input.workload(v, starting.get(v.instance)!).available)) {
-    input.smokeTest = await runSmokeTest(client, namespace, rollout.smokeTest.configMap, newInstances.map((v) => v.instance), rollout.smokeTest.timeoutSeconds ?? 10);
+  if (
+    rollout.smokeTest &&
+    !smokeDone &&
+    !takesTraffic &&
+    newInstances.every((v) => input.workload(v, starting.get(v.instance)!).available)
+  ) {
+    input.smokeTest = await runSmokeTest(
+      client,
+      namespace,
+      rollout.smokeTest.configMap,
+      newInstances.map((v) => v.instance),
+      rollout.smokeTest.timeoutSeconds ?? 10,
+    );
   }
 }

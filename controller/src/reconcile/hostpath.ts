@@ -34,7 +34,11 @@ export class HostPathStorage {
     await this.deps.client.apply(resources.endpoint, {
       apiVersion: 'ml-operator.dev/v1alpha1',
       kind: resources.endpoint.kind,
-      metadata: { name: endpoint.metadata.name!, namespace: endpoint.metadata.namespace, finalizers: present ? [storageFinalizer] : [] },
+      metadata: {
+        name: endpoint.metadata.name!,
+        namespace: endpoint.metadata.namespace,
+        finalizers: present ? [storageFinalizer] : [],
+      },
     });
   }
 
@@ -44,16 +48,26 @@ export class HostPathStorage {
    */
   async finalize(endpoint: MachineLearningEndpoint): Promise<ReconcileResult> {
     if (!endpoint.metadata.finalizers?.includes(storageFinalizer)) return;
-    if (endpoint.status?.state !== 'Deleting') await this.deps.status.write(endpoint, { ...endpoint.status, state: 'Deleting' });
+    if (endpoint.status?.state !== 'Deleting')
+      await this.deps.status.write(endpoint, { ...endpoint.status, state: 'Deleting' });
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
-    const claims = this.deps.caches.claims.byIndex(indexes.endpoint, keyOf(namespace, name)).filter((c) => ownedBy(endpoint, c) && !c.metadata.deletionTimestamp);
+    const claims = this.deps.caches.claims
+      .byIndex(indexes.endpoint, keyOf(namespace, name))
+      .filter((c) => ownedBy(endpoint, c) && !c.metadata.deletionTimestamp);
     const done = await Promise.all(claims.map((c) => this.cleanUp(endpoint, c)));
-    this.deps.logger.debug({ endpoint: `${namespace}/${name}`, claims: claims.map((c) => c.metadata.name), done }, 'removing what owner references cannot reach');
+    this.deps.logger.debug(
+      { endpoint: `${namespace}/${name}`, claims: claims.map((c) => c.metadata.name), done },
+      'removing what owner references cannot reach',
+    );
     // Clean-up pods run: their end (a pod event) brings the endpoint back here.
     if (done.some((d) => !d)) return { requeueAfterMs: 30_000 };
     const volumes = this.deps.caches.volumes?.byIndex(indexes.endpoint, keyOf(namespace, name)) ?? [];
-    await Promise.all(volumes.map((v) => this.deps.client.delete(resources.persistentVolume, undefined, v.metadata.name, { uid: v.metadata.uid })));
+    await Promise.all(
+      volumes.map((v) =>
+        this.deps.client.delete(resources.persistentVolume, undefined, v.metadata.name, { uid: v.metadata.uid }),
+      ),
+    );
     await this.setFinalizer(endpoint, false);
   }
 
@@ -66,7 +80,11 @@ export class HostPathStorage {
     if (!caches.pods) return [];
     const running = caches.pods
       .list(namespace)
-      .filter((p) => p.metadata.labels?.[labels.modelInstance] === instance && p.metadata.labels?.[labels.component] === 'model-server')
+      .filter(
+        (p) =>
+          p.metadata.labels?.[labels.modelInstance] === instance &&
+          p.metadata.labels?.[labels.component] === 'model-server',
+      )
       .map((p) => (p.spec as { nodeName?: string }).nodeName)
       .filter((n): n is string => !!n);
     return [...new Set([...desired.hostNodesOf(caches.claims.get(namespace, instance)), ...running])].sort();
@@ -86,12 +104,17 @@ export class HostPathStorage {
       const pod = caches.pods?.get(namespace, name) as (KubeObject & { status?: { phase?: string } }) | undefined;
       if (pod?.status?.phase === 'Succeeded') continue;
       pending = true;
-      if (!pod) await this.deps.applier.ensure(endpoint, desired.cleanupPod(endpoint, claim, config.fetcher.image, node));
+      if (!pod)
+        await this.deps.applier.ensure(endpoint, desired.cleanupPod(endpoint, claim, config.fetcher.image, node));
     }
     if (pending) return false;
     await Promise.all(pods.map(({ name }) => client.delete(resources.pod, namespace, name)));
     await client.delete(resources.persistentVolumeClaim, namespace, claim.metadata.name, { uid: claim.metadata.uid });
-    await client.delete(resources.persistentVolume, undefined, desired.persistentVolumeName(namespace, claim.metadata.name));
+    await client.delete(
+      resources.persistentVolume,
+      undefined,
+      desired.persistentVolumeName(namespace, claim.metadata.name),
+    );
     return true;
   }
 }

@@ -44,7 +44,10 @@ export const endpointIndexers = (config: OperatorConfig): Indexers<Endpoint> => 
 
 export const configIndexers: Indexers<MachineLearningEndpointConfig & KubeObject> = {
   [indexes.endpoint]: (c) => (isSnapshot(c) ? byEndpointLabel(c) : []),
-  [indexes.model]: (c) => (isSnapshot(c) ? [] : [...new Set((c.spec?.models ?? []).map((v) => keyOf(c.metadata.namespace, v.model)))]),
+  [indexes.model]: (c) =>
+    isSnapshot(c) ? [] : [...new Set((c.spec?.models ?? []).map((v) => keyOf(c.metadata.namespace, v.model)))],
 };
 
-export const modelIndexers: Indexers<KubeObject> = { [indexes.endpoint]: (m) => (isSnapshot(m) ? byEndpointLabel(m) : []) };
+export const modelIndexers: Indexers<KubeObject> = {
+  [indexes.endpoint]: (m) => (isSnapshot(m) ? byEndpointLabel(m) : []),
+};

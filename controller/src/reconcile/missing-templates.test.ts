@@ -5,15 +5,37 @@ import { missingTemplates, templateGraceMs, type MissingTemplates } from './miss
 
 const now = new Date('2026-11-30T12:00:00Z');
 const at = (seconds: number) => new Date(now.getTime() + seconds * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-const problem: ConditionInput = { type: 'TemplatesAvailable', status: 'False', reason: 'ModelNotFound', message: 'MachineLearningModel ml/b named by config c does not exist: create it' };
-const condition = (reason: string, status: Condition['status'], since: number): Condition => ({ type: 'TemplatesAvailable', status, reason, message: '', lastTransitionTime: at(since) });
-const decide = (o: Partial<MissingTemplates>) => missingTemplates({ problem, what: 'MachineLearningModel ml/b named by config c', names: ['b'], servedFrom: undefined, previous: undefined, now, ...o });
+const problem: ConditionInput = {
+  type: 'TemplatesAvailable',
+  status: 'False',
+  reason: 'ModelNotFound',
+  message: 'MachineLearningModel ml/b named by config c does not exist: create it',
+};
+const condition = (reason: string, status: Condition['status'], since: number): Condition => ({
+  type: 'TemplatesAvailable',
+  status,
+  reason,
+  message: '',
+  lastTransitionTime: at(since),
+});
+const decide = (o: Partial<MissingTemplates>) =>
+  missingTemplates({
+    problem,
+    what: 'MachineLearningModel ml/b named by config c',
+    names: ['b'],
+    servedFrom: undefined,
+    previous: undefined,
+    now,
+    ...o,
+  });
 
 describe('a config or model an endpoint names that does not exist', () => {
   it('is waited for quietly when first seen missing, and the endpoint is looked at again when the grace period ends', () => {
     const r = decide({});
     expect(r.problem).toMatchObject({ type: 'TemplatesAvailable', status: 'False', reason: 'WaitingForTemplates' });
-    expect(r.problem!.message).toBe(`waiting for MachineLearningModel ml/b named by config c, which does not exist yet (objects applied together arrive in any order); if it still does not exist at ${at(30)}, this becomes ModelNotFound: ${problem.message}`);
+    expect(r.problem!.message).toBe(
+      `waiting for MachineLearningModel ml/b named by config c, which does not exist yet (objects applied together arrive in any order); if it still does not exist at ${at(30)}, this becomes ModelNotFound: ${problem.message}`,
+    );
     expect(r.recheckMs).toBe(templateGraceMs);
     // A template that was there and went away, from an endpoint that serves nothing yet, is new to it too.
     expect(decide({ previous: condition('Resolved', 'True', -600) }).problem!.reason).toBe('WaitingForTemplates');

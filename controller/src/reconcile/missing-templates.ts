@@ -43,7 +43,8 @@ export interface MissingTemplates {
 }
 
 export function missingTemplates(m: MissingTemplates): Resolved {
-  const disappeared = m.servedFrom === null || (m.servedFrom !== undefined && m.names.some((n) => m.servedFrom!.includes(n)));
+  const disappeared =
+    m.servedFrom === null || (m.servedFrom !== undefined && m.names.some((n) => m.servedFrom!.includes(n)));
   if (disappeared) return { problem: m.problem };
   const missingBefore = m.previous?.status === 'False' && missingReasons.has(m.previous.reason);
   const since = missingBefore ? Date.parse(m.previous!.lastTransitionTime) : m.now.getTime();

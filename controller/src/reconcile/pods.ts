@@ -32,12 +32,32 @@ export class PodDiagnostics {
    * Pods are listed only for a Deployment that lacks ready replicas, at most every podCheckMs; while
    * one does, the endpoint is looked at again, since a pending pod changes no Deployment.
    */
-  async problems(namespace: string, instances: string[], now: Date): Promise<{ conditions: ConditionInput[]; recheckMs?: number }> {
+  async problems(
+    namespace: string,
+    instances: string[],
+    now: Date,
+  ): Promise<{ conditions: ConditionInput[]; recheckMs?: number }> {
     const { caches, client, logger } = this.deps;
-    type Live = KubeObject & { spec?: { replicas?: number }; status?: { readyReplicas?: number; conditions?: { type: string; status: string; reason?: string; message?: string }[] } };
+    type Live = KubeObject & {
+      spec?: { replicas?: number };
+      status?: {
+        readyReplicas?: number;
+        conditions?: { type: string; status: string; reason?: string; message?: string }[];
+      };
+    };
     type Terminated = { exitCode?: number; reason?: string; message?: string };
-    type ContainerStatus = { name: string; state?: { terminated?: Terminated }; lastState?: { terminated?: Terminated } };
-    type PodStatus = { status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[]; initContainerStatuses?: ContainerStatus[] } };
+    type ContainerStatus = {
+      name: string;
+      state?: { terminated?: Terminated };
+      lastState?: { terminated?: Terminated };
+    };
+    type PodStatus = {
+      status?: {
+        phase?: string;
+        conditions?: { type: string; status: string; reason?: string; message?: string }[];
+        initContainerStatuses?: ContainerStatus[];
+      };
+    };
     const problems: { reason: string; text: string }[] = [];
     const fetchFailures: string[] = [];
     let waiting = false;
@@ -46,7 +66,10 @@ export class PodDiagnostics {
       if (!live) continue;
       const failure = live.status?.conditions?.find((c) => c.type === 'ReplicaFailure' && c.status === 'True');
       if (failure) {
-        problems.push({ reason: failure.reason || 'FailedCreate', text: `${instance}: ${failure.message ?? 'its ReplicaSet cannot create pods'}` });
+        problems.push({
+          reason: failure.reason || 'FailedCreate',
+          text: `${instance}: ${failure.message ?? 'its ReplicaSet cannot create pods'}`,
+        });
         continue;
       }
       if ((live.status?.readyReplicas ?? 0) >= (live.spec?.replicas ?? 1)) {
@@ -59,24 +82,65 @@ export class PodDiagnostics {
       if (!checked || now.getTime() - checked.at >= podCheckMs) {
         let items: (KubeObject & PodStatus)[] = [];
         try {
-          items = (await client.list<KubeObject & PodStatus>(resources.pod, namespace, { labelSelector: `${labels.modelInstance}=${instance}` })).items;
+          items = (
+            await client.list<KubeObject & PodStatus>(resources.pod, namespace, {
+              labelSelector: `${labels.modelInstance}=${instance}`,
+            })
+          ).items;
         } catch (err) {
           // No right to list pods (installed without the chart's RBAC): the status just says less.
           logger.debug({ err, instance: key }, 'pods not listed');
         }
-        const unschedulable = items.flatMap((p) => (p.status?.phase === 'Pending' ? (p.status.conditions ?? []) : [])).find((c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable');
+        const unschedulable = items
+          .flatMap((p) => (p.status?.phase === 'Pending' ? (p.status.conditions ?? []) : []))
+          .find((c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable');
         // The artifact fetcher's last failure: its termination message says what to fix.
-        const fetcher = items.flatMap((p) => p.status?.initContainerStatuses ?? []).find((c) => c.name === desired.fetcherContainerName && ((c.state?.terminated?.exitCode ?? 0) !== 0 || (c.lastState?.terminated?.exitCode ?? 0) !== 0));
-        const failed = fetcher && ((fetcher.state?.terminated?.exitCode ?? 0) !== 0 ? fetcher.state!.terminated! : fetcher.lastState!.terminated!);
-        checked = { at: now.getTime(), message: unschedulable?.message, fetchFailure: failed ? failed.message?.trim() || `the fetcher exited with ${failed.exitCode}${failed.reason ? ` (${failed.reason})` : ''}; see its log` : undefined };
+        const fetcher = items
+          .flatMap((p) => p.status?.initContainerStatuses ?? [])
+          .find(
+            (c) =>
+              c.name === desired.fetcherContainerName &&
+              ((c.state?.terminated?.exitCode ?? 0) !== 0 || (c.lastState?.terminated?.exitCode ?? 0) !== 0),
+          );
+        const failed =
+          fetcher &&
+          ((fetcher.state?.terminated?.exitCode ?? 0) !== 0
+            ? fetcher.state!.terminated!
+            : fetcher.lastState!.terminated!);
+        checked = {
+          at: now.getTime(),
+          message: unschedulable?.message,
+          fetchFailure: failed
+            ? failed.message?.trim() ||
+              `the fetcher exited with ${failed.exitCode}${failed.reason ? ` (${failed.reason})` : ''}; see its log`
+            : undefined,
+        };
         this.checks.set(key, checked);
       }
       if (checked.message) problems.push({ reason: 'Unschedulable', text: `${instance}: ${checked.message}` });
       if (checked.fetchFailure) fetchFailures.push(`${instance}: ${checked.fetchFailure}`);
     }
     const conditions: ConditionInput[] = [
-      ...(problems.length ? [{ type: 'PodsScheduled', status: 'False' as const, reason: problems[0].reason, message: problems.map((p) => p.text).join('; ') }] : []),
-      ...(fetchFailures.length ? [{ type: 'ArtifactsFetched', status: 'False' as const, reason: 'FetchFailed', message: fetchFailures.join('; ') }] : []),
+      ...(problems.length
+        ? [
+            {
+              type: 'PodsScheduled',
+              status: 'False' as const,
+              reason: problems[0].reason,
+              message: problems.map((p) => p.text).join('; '),
+            },
+          ]
+        : []),
+      ...(fetchFailures.length
+        ? [
+            {
+              type: 'ArtifactsFetched',
+              status: 'False' as const,
+              reason: 'FetchFailed',
+              message: fetchFailures.join('; '),
+            },
+          ]
+        : []),
     ];
     return { conditions, ...(waiting || problems.length ? { recheckMs: podCheckMs } : {}) };
   }

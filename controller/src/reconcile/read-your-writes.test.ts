@@ -3,7 +3,11 @@ import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { compareResourceVersions, WrittenStatuses } from './read-your-writes.ts';
 
 const at = (resourceVersion: string, state: 'Updating' | 'InService' = 'Updating') =>
-  ({ metadata: { name: 'e', namespace: 'n', resourceVersion }, spec: { config: 'c' }, status: { state } }) as MachineLearningEndpoint;
+  ({
+    metadata: { name: 'e', namespace: 'n', resourceVersion },
+    spec: { config: 'c' },
+    status: { state },
+  }) as MachineLearningEndpoint;
 
 describe('compareResourceVersions', () => {
   it('orders integers by value, however long', () => {
@@ -12,7 +16,13 @@ describe('compareResourceVersions', () => {
     expect(compareResourceVersions('42', '42')).toBe(0);
   });
   it('does not compare what is not a canonical integer', () => {
-    for (const [a, b] of [['0', '1'], ['01', '2'], ['abc', '1'], ['', '1']]) expect(compareResourceVersions(a, b)).toBeUndefined();
+    for (const [a, b] of [
+      ['0', '1'],
+      ['01', '2'],
+      ['abc', '1'],
+      ['', '1'],
+    ])
+      expect(compareResourceVersions(a, b)).toBeUndefined();
   });
 });
 

@@ -44,7 +44,12 @@ export class WrittenStatuses {
   }
 
   /** Records a status write: based on the object at `basedOn`, it produced `produced`. */
-  remember(key: string, basedOn: string | undefined, produced: string | undefined, status: MachineLearningEndpointStatus): void {
+  remember(
+    key: string,
+    basedOn: string | undefined,
+    produced: string | undefined,
+    status: MachineLearningEndpointStatus,
+  ): void {
     if (produced === undefined) {
       this.written.delete(key);
       return;

@@ -13,17 +13,42 @@ describe('resolving what an endpoint asks for', () => {
   it('names what is missing and what to do, once the grace for templates applied along with the endpoint is over', async () => {
     const t = setUp();
     const waitingSince = (seconds: number) => ({
-      conditions: [{ type: 'TemplatesAvailable', status: 'False', reason: 'WaitingForTemplates', message: '', lastTransitionTime: new Date(t.now().getTime() - seconds * 1000).toISOString() }],
+      conditions: [
+        {
+          type: 'TemplatesAvailable',
+          status: 'False',
+          reason: 'WaitingForTemplates',
+          message: '',
+          lastTransitionTime: new Date(t.now().getTime() - seconds * 1000).toISOString(),
+        },
+      ],
     });
-    const endpoint = (spec: Record<string, unknown>, status?: unknown) => ({ metadata: { name: 'iris', namespace }, spec: { config: 'iris', ...spec }, status }) as never;
+    const endpoint = (spec: Record<string, unknown>, status?: unknown) =>
+      ({ metadata: { name: 'iris', namespace }, spec: { config: 'iris', ...spec }, status }) as never;
     const r = resolverOf(t);
-    expect(r.resolveTarget(endpoint({}), t.now())).toMatchObject({ problem: { reason: 'WaitingForTemplates' }, recheckMs: 30_000 });
-    expect(r.resolveTarget(endpoint({}, waitingSince(31)), t.now()).problem).toMatchObject({ reason: 'ConfigNotFound', message: expect.stringContaining(`MachineLearningEndpointConfig ${namespace}/iris does not exist`) });
-    await t.cluster.put(resources.endpointConfig, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpointConfig', metadata: { name: 'iris', namespace }, spec: { models: [{ model: 'iris' }] } });
-    expect(r.resolveTarget(endpoint({}, waitingSince(31)), t.now()).problem).toMatchObject({ reason: 'ModelNotFound', message: expect.stringContaining(`MachineLearningModel ${namespace}/iris named by config iris does not exist`) });
+    expect(r.resolveTarget(endpoint({}), t.now())).toMatchObject({
+      problem: { reason: 'WaitingForTemplates' },
+      recheckMs: 30_000,
+    });
+    expect(r.resolveTarget(endpoint({}, waitingSince(31)), t.now()).problem).toMatchObject({
+      reason: 'ConfigNotFound',
+      message: expect.stringContaining(`MachineLearningEndpointConfig ${namespace}/iris does not exist`),
+    });
+    await t.cluster.put(resources.endpointConfig, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpointConfig',
+      metadata: { name: 'iris', namespace },
+      spec: { models: [{ model: 'iris' }] },
+    });
+    expect(r.resolveTarget(endpoint({}, waitingSince(31)), t.now()).problem).toMatchObject({
+      reason: 'ModelNotFound',
+      message: expect.stringContaining(`MachineLearningModel ${namespace}/iris named by config iris does not exist`),
+    });
     await t.cluster.put(resources.model, model('acme/iris:1'));
     expect(r.resolveTarget(endpoint({}), t.now()).target?.variants.map((v) => v.model.image)).toEqual(['acme/iris:1']);
-    expect(r.resolveTarget(endpoint({ serveVersion: 'nope' }), t.now()).problem).toMatchObject({ reason: 'VersionNotFound' });
+    expect(r.resolveTarget(endpoint({ serveVersion: 'nope' }), t.now()).problem).toMatchObject({
+      reason: 'VersionNotFound',
+    });
   });
 
   it('keeps the fetcher an instance started with, so that a controller upgrade restarts no model pod', async () => {
@@ -33,10 +58,19 @@ describe('resolving what an endpoint asks for', () => {
     const target = r.resolveTarget(t.cluster.caches.endpoints.get(namespace, 'iris')!, t.now()).target!;
     const instance = target.variants[0].instance;
     // Running: its Deployment's fetcher, whatever the operator's is now.
-    const deployment = t.cluster.read<KubeObject & { spec: { template: { spec: { initContainers: { name: string; image: string; args: string[] }[] } } } }>(resources.deployment, namespace, instance)!;
-    deployment.spec.template.spec.initContainers = deployment.spec.template.spec.initContainers.map((c) => (c.name === fetcherContainerName ? { ...c, image: 'ml-operator:0.1.0', args: ['https://x', '/opt/ml/model'] } : c));
+    const deployment = t.cluster.read<
+      KubeObject & {
+        spec: { template: { spec: { initContainers: { name: string; image: string; args: string[] }[] } } };
+      }
+    >(resources.deployment, namespace, instance)!;
+    deployment.spec.template.spec.initContainers = deployment.spec.template.spec.initContainers.map((c) =>
+      c.name === fetcherContainerName ? { ...c, image: 'ml-operator:0.1.0', args: ['https://x', '/opt/ml/model'] } : c,
+    );
     await t.cluster.put(resources.deployment, deployment);
-    expect(r.pinFetcher(namespace, target)!.variants[0]).toMatchObject({ fetcherImage: 'ml-operator:0.1.0', fetcherFlags: false });
+    expect(r.pinFetcher(namespace, target)!.variants[0]).toMatchObject({
+      fetcherImage: 'ml-operator:0.1.0',
+      fetcherFlags: false,
+    });
     // Not running (scaled away, or a new instance): the current one.
     await t.cluster.delete(resources.deployment, namespace, instance);
     await t.cluster.delete(resources.model, namespace, instance);

@@ -6,10 +6,25 @@
 import type { MachineLearningEndpoint, MachineLearningModel } from '../api/generated.ts';
 import { autoscalingProblem } from '../desired/autoscaling.ts';
 import { upToDate } from '../desired/compare.ts';
-import { agentAnnotation, fetcherFlagsAnnotation, fetcherImageAnnotation, isSnapshot, labels, podDefaultsAnnotation } from '../desired/labels.ts';
+import {
+  agentAnnotation,
+  fetcherFlagsAnnotation,
+  fetcherImageAnnotation,
+  isSnapshot,
+  labels,
+  podDefaultsAnnotation,
+} from '../desired/labels.ts';
 import { agentContainerName } from '../desired/agent.ts';
 import * as desired from '../desired/objects.ts';
-import { legacyPodDefaults, parseAgent, parsePodDefaults, planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
+import {
+  legacyPodDefaults,
+  parseAgent,
+  parsePodDefaults,
+  planFromSnapshot,
+  planFromTemplates,
+  type VariantPlan,
+  type VersionPlan,
+} from '../desired/plan.ts';
 import type { ConditionInput } from '../desired/status.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
@@ -36,7 +51,8 @@ export function deploymentAvailable(live: KubeObject | undefined, wanted: desire
   if (!live || !upToDate(live, wanted.object)) return false;
   const status = (live.status ?? {}) as DeploymentStatus;
   // An autoscaled Deployment wants whatever count its autoscaler (or its start) set.
-  const replicas = (wanted.object.spec as { replicas?: number }).replicas ?? (live.spec as { replicas?: number }).replicas ?? 1;
+  const replicas =
+    (wanted.object.spec as { replicas?: number }).replicas ?? (live.spec as { replicas?: number }).replicas ?? 1;
   return (
     (status.observedGeneration ?? 0) >= (live.metadata.generation ?? 0) &&
     (status.updatedReplicas ?? 0) >= replicas &&
@@ -58,7 +74,6 @@ export interface ResolverDeps {
   missing?: { autoscalers: boolean; auxiliary: boolean };
 }
 
-
 export class Resolver {
   private readonly deps: ResolverDeps;
 
@@ -77,19 +92,26 @@ export class Resolver {
     const { caches } = this.deps;
     type Pin = Pick<VariantPlan, 'fetcherImage' | 'fetcherFlags'>;
     const running = (instance: string): Pin | undefined => {
-      const spec = caches.deployments.get(namespace, instance)?.spec as { template?: { spec?: { initContainers?: { name: string; image: string; args?: string[] }[] } } } | undefined;
+      const spec = caches.deployments.get(namespace, instance)?.spec as
+        { template?: { spec?: { initContainers?: { name: string; image: string; args?: string[] }[] } } } | undefined;
       const fetcher = spec?.template?.spec?.initContainers?.find((c) => c.name === desired.fetcherContainerName);
       if (!fetcher) return undefined;
-      return { fetcherImage: fetcher.image, ...((fetcher.args ?? []).some((a) => a.startsWith('--')) ? {} : { fetcherFlags: false }) };
+      return {
+        fetcherImage: fetcher.image,
+        ...((fetcher.args ?? []).some((a) => a.startsWith('--')) ? {} : { fetcherFlags: false }),
+      };
     };
     const recorded = (instance: string): Pin | undefined => {
       const annotations = caches.models.get(namespace, instance)?.metadata.annotations;
       const image = annotations?.[fetcherImageAnnotation];
-      return image ? { fetcherImage: image, ...(annotations?.[fetcherFlagsAnnotation] === 'none' ? { fetcherFlags: false } : {}) } : undefined;
+      return image
+        ? { fetcherImage: image, ...(annotations?.[fetcherFlagsAnnotation] === 'none' ? { fetcherFlags: false } : {}) }
+        : undefined;
     };
     // A server running without the preStop hook (made by a release before it) keeps running so.
     const withoutPreStop = (instance: string) => {
-      const spec = caches.deployments.get(namespace, instance)?.spec as { template?: { spec?: { containers?: { name: string; lifecycle?: unknown }[] } } } | undefined;
+      const spec = caches.deployments.get(namespace, instance)?.spec as
+        { template?: { spec?: { containers?: { name: string; lifecycle?: unknown }[] } } } | undefined;
       const server = spec?.template?.spec?.containers?.find((c) => c.name === desired.serverContainerName);
       return server !== undefined && server.lifecycle === undefined;
     };
@@ -97,15 +119,23 @@ export class Resolver {
     // it), else the ones the snapshot recorded, else (a new instance) the current ones.
     const podDefaults = (v: VariantPlan): Pick<VariantPlan, 'podDefaults'> => {
       const live = caches.deployments.get(namespace, v.instance);
-      if (live) return { podDefaults: parsePodDefaults(live.metadata.annotations?.[podDefaultsAnnotation]) ?? legacyPodDefaults };
-      const recordedDefaults = v.podDefaults ?? parsePodDefaults(caches.models.get(namespace, v.instance)?.metadata.annotations?.[podDefaultsAnnotation]);
+      if (live)
+        return {
+          podDefaults: parsePodDefaults(live.metadata.annotations?.[podDefaultsAnnotation]) ?? legacyPodDefaults,
+        };
+      const recordedDefaults =
+        v.podDefaults ??
+        parsePodDefaults(caches.models.get(namespace, v.instance)?.metadata.annotations?.[podDefaultsAnnotation]);
       return recordedDefaults ? { podDefaults: recordedDefaults } : {};
     };
     // An agent keeps its image: the running Deployment's, else the one its snapshot recorded.
     const agent = (v: VariantPlan): Pick<VariantPlan, 'agent'> => {
       if (!v.agent) return {};
-      const spec = caches.deployments.get(namespace, v.instance)?.spec as { template?: { spec?: { containers?: { name: string; image: string }[] } } } | undefined;
-      const image = spec?.template?.spec?.containers?.find((c) => c.name === agentContainerName)?.image ?? parseAgent(caches.models.get(namespace, v.instance)?.metadata.annotations?.[agentAnnotation])?.image;
+      const spec = caches.deployments.get(namespace, v.instance)?.spec as
+        { template?: { spec?: { containers?: { name: string; image: string }[] } } } | undefined;
+      const image =
+        spec?.template?.spec?.containers?.find((c) => c.name === agentContainerName)?.image ??
+        parseAgent(caches.models.get(namespace, v.instance)?.metadata.annotations?.[agentAnnotation])?.image;
       return image ? { agent: { ...v.agent, image } } : {};
     };
     const variants = plan.variants.map((v) => {
@@ -138,7 +168,11 @@ export class Resolver {
     const missing = (problem: ConditionInput, what: string, names: string[]): Resolved => {
       const serving = endpoint.status?.endpointConfigVersion;
       const plan = serving ? this.snapshotPlan(namespace, endpoint.metadata.name!, serving) : undefined;
-      const servedFrom = plan ? [plan.config, ...plan.variants.map((v) => v.variant.model)] : serving ? null : undefined;
+      const servedFrom = plan
+        ? [plan.config, ...plan.variants.map((v) => v.variant.model)]
+        : serving
+          ? null
+          : undefined;
       const previous = endpoint.status?.conditions?.find((c) => c.type === problem.type);
       return missingTemplates({ problem, what, names, servedFrom, previous, now });
     };
@@ -171,7 +205,9 @@ export class Resolver {
     if (!config) {
       const what = `MachineLearningEndpointConfig ${namespace}/${configName}`;
       const message = `${what} does not exist: create it, or point spec.config at an existing config`;
-      return missing({ type: 'TemplatesAvailable', status: 'False', reason: 'ConfigNotFound', message }, what, [configName]);
+      return missing({ type: 'TemplatesAvailable', status: 'False', reason: 'ConfigNotFound', message }, what, [
+        configName,
+      ]);
     }
     const models = new Map<string, MachineLearningModel['spec']>();
     for (const v of config.spec.models) {
@@ -182,13 +218,19 @@ export class Resolver {
     if (resolution.ok) return { target: resolution.plan };
     const what = `MachineLearningModel ${resolution.missing.map((m) => `${namespace}/${m}`).join(', ')} named by config ${configName}`;
     const message = `${what} does not exist: create it, or remove the variant from the config`;
-    return missing({ type: 'TemplatesAvailable', status: 'False', reason: 'ModelNotFound', message }, what, resolution.missing);
+    return missing(
+      { type: 'TemplatesAvailable', status: 'False', reason: 'ModelNotFound', message },
+      what,
+      resolution.missing,
+    );
   }
 
   snapshotPlan(namespace: string, endpoint: string, version: string): VersionPlan | undefined {
     const { caches } = this.deps;
     const key = keyOf(namespace, endpoint);
-    const configInstance = caches.configs.byIndex(indexes.endpoint, key).find((c) => c.metadata.labels?.[labels.version] === version);
+    const configInstance = caches.configs
+      .byIndex(indexes.endpoint, key)
+      .find((c) => c.metadata.labels?.[labels.version] === version);
     if (!configInstance) return undefined;
     const models = new Map(caches.models.byIndex(indexes.endpoint, key).map((m) => [m.metadata.name, m]));
     return planFromSnapshot(configInstance, models);
@@ -198,7 +240,12 @@ export class Resolver {
   hostConflict(ctx: desired.EndpointContext): ConditionInput | undefined {
     const { endpoint, config } = ctx;
     const host = desired.hostOf(ctx);
-    const holder = hostHolder(host, this.deps.caches.endpoints.byIndex(indexes.host, host).filter((e) => desired.hostOf({ endpoint: e, config }) === host));
+    const holder = hostHolder(
+      host,
+      this.deps.caches.endpoints
+        .byIndex(indexes.host, host)
+        .filter((e) => desired.hostOf({ endpoint: e, config }) === host),
+    );
     if (!holder || holder.metadata.uid === endpoint.metadata.uid) return undefined;
     return {
       type: 'Ready',
@@ -214,8 +261,18 @@ export class Resolver {
     const problem = autoscalingProblem(this.deps.config, resolved.target.variants);
     if (problem) return { problem };
     if (this.deps.missing?.autoscalers && resolved.target.variants.some((v) => v.variant.autoscaling)) {
-      const api = this.deps.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API (keda.sh/v1alpha1)" : 'the HorizontalPodAutoscaler API (autoscaling/v2)';
-      return { problem: { type: 'TemplatesAvailable', status: 'False', reason: 'AutoscalingUnsupported', message: `${api} is not served by this cluster: install it (then restart the controller), or remove autoscaling from the variants` } };
+      const api =
+        this.deps.config.autoscaling.engine === 'keda'
+          ? "KEDA's ScaledObject API (keda.sh/v1alpha1)"
+          : 'the HorizontalPodAutoscaler API (autoscaling/v2)';
+      return {
+        problem: {
+          type: 'TemplatesAvailable',
+          status: 'False',
+          reason: 'AutoscalingUnsupported',
+          message: `${api} is not served by this cluster: install it (then restart the controller), or remove autoscaling from the variants`,
+        },
+      };
     }
     return resolved;
   }
@@ -227,7 +284,10 @@ export class Resolver {
   startReplicas(namespace: string, v: VersionPlan['variants'][number], serving: VersionPlan | undefined): number {
     const a = v.variant.autoscaling!;
     const peer = serving?.variants.find((s) => s.variant.model === v.variant.model && s.instance !== v.instance);
-    const current = peer ? (this.deps.caches.deployments.get(namespace, peer.instance)?.spec as { replicas?: number } | undefined)?.replicas : undefined;
+    const current = peer
+      ? (this.deps.caches.deployments.get(namespace, peer.instance)?.spec as { replicas?: number } | undefined)
+          ?.replicas
+      : undefined;
     return Math.min(a.maxInstances, Math.max(a.minInstances, current ?? a.minInstances));
   }
 
@@ -236,7 +296,10 @@ export class Resolver {
     const deploy = decision.deploy.map((d) => {
       const replicas = new Map(d.replicas);
       for (const v of d.plan.variants) {
-        const live = v.variant.autoscaling ? (this.deps.caches.deployments.get(namespace, v.instance)?.spec as { replicas?: number } | undefined)?.replicas : undefined;
+        const live = v.variant.autoscaling
+          ? (this.deps.caches.deployments.get(namespace, v.instance)?.spec as { replicas?: number } | undefined)
+              ?.replicas
+          : undefined;
         if (live !== undefined) replicas.set(v.instance, live);
       }
       return { ...d, replicas };
@@ -256,7 +319,11 @@ export class Resolver {
   private auxiliaryLeftMs(namespace: string, instance: string, now: Date): number {
     const { provider, caches, missing } = this.deps;
     if (!provider.auxiliary || missing?.auxiliary) return 0;
-    return provider.auxiliary.loadLeftMs(caches.auxiliary?.get(namespace, provider.auxiliary.name(instance)), caches.deployments.get(namespace, instance), now);
+    return provider.auxiliary.loadLeftMs(
+      caches.auxiliary?.get(namespace, provider.auxiliary.name(instance)),
+      caches.deployments.get(namespace, instance),
+      now,
+    );
   }
 
   /** How long until every auxiliary object of these instances has been loaded (for a requeue), if any is not yet. */

@@ -4,12 +4,27 @@ import { resources } from '../kube/resources.ts';
 import { StatusWriter } from './status-writer.ts';
 import { namespace, setUp } from './testing/fixtures.ts';
 
-const condition = (type: string, status: 'True' | 'False', reason: string) => ({ type, status, reason, message: reason, lastTransitionTime: '2026-01-01T00:00:00Z' });
-const creating = (ready: string): MachineLearningEndpointStatus => ({ state: 'Creating', ready, conditions: [condition('Ready', 'False', 'Creating')] });
+const condition = (type: string, status: 'True' | 'False', reason: string) => ({
+  type,
+  status,
+  reason,
+  message: reason,
+  lastTransitionTime: '2026-01-01T00:00:00Z',
+});
+const creating = (ready: string): MachineLearningEndpointStatus => ({
+  state: 'Creating',
+  ready,
+  conditions: [condition('Ready', 'False', 'Creating')],
+});
 
 async function given() {
   const t = setUp();
-  await t.cluster.put(resources.endpoint, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpoint', metadata: { name: 'iris', namespace }, spec: { config: 'iris' } });
+  await t.cluster.put(resources.endpoint, {
+    apiVersion: 'ml-operator.dev/v1alpha1',
+    kind: 'MachineLearningEndpoint',
+    metadata: { name: 'iris', namespace },
+    spec: { config: 'iris' },
+  });
   const writer = new StatusWriter({ client: t.cluster, caches: t.cluster.caches, events: t.recorder, now: t.now });
   const endpoint = () => writer.view('models/iris', t.cluster.caches.endpoints.get(namespace, 'iris')!);
   const statusWrites = () => t.cluster.writes.filter((w) => w.verb === 'status').length;
@@ -27,10 +42,20 @@ describe('the status writer', () => {
     expect(await writer.write(endpoint(), creating('1/2'))).toBeUndefined();
     expect(statusWrites()).toBe(1);
     expect(t.endpoint().status?.ready).toBe('1/2');
-    await writer.write(endpoint(), { state: 'InService', endpointConfigVersion: 'v1', ready: '2/2', conditions: [condition('Ready', 'True', 'Serving')] });
+    await writer.write(endpoint(), {
+      state: 'InService',
+      endpointConfigVersion: 'v1',
+      ready: '2/2',
+      conditions: [condition('Ready', 'True', 'Serving')],
+    });
     expect(statusWrites()).toBe(2);
     // Nothing new: no write.
-    await writer.write(endpoint(), { state: 'InService', endpointConfigVersion: 'v1', ready: '2/2', conditions: [condition('Ready', 'True', 'Serving')] });
+    await writer.write(endpoint(), {
+      state: 'InService',
+      endpointConfigVersion: 'v1',
+      ready: '2/2',
+      conditions: [condition('Ready', 'True', 'Serving')],
+    });
     expect(statusWrites()).toBe(2);
   });
 
@@ -38,7 +63,11 @@ describe('the status writer', () => {
     const { t, writer, endpoint } = await given();
     t.advance(5);
     await writer.write(endpoint(), creating('0/1'));
-    const failing = { state: 'InService' as const, endpointConfigVersion: 'v1', conditions: [condition('Ready', 'True', 'Serving'), condition('Progressing', 'False', 'AnalysisFailed')] };
+    const failing = {
+      state: 'InService' as const,
+      endpointConfigVersion: 'v1',
+      conditions: [condition('Ready', 'True', 'Serving'), condition('Progressing', 'False', 'AnalysisFailed')],
+    };
     await writer.write(endpoint(), failing);
     await writer.write(endpoint(), { ...failing, ready: '1/1' });
     expect(t.events).toEqual([{ type: 'Warning', reason: 'AnalysisFailed', message: 'AnalysisFailed' }]);
@@ -46,18 +75,32 @@ describe('the status writer', () => {
 
   it("writes a snapshot's status once, even while the cache does not show the write yet", async () => {
     const { t, writer } = await given();
-    await t.cluster.put(resources.endpointConfig, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpointConfig', metadata: { name: 'iris-v1', namespace }, spec: { models: [] } });
+    await t.cluster.put(resources.endpointConfig, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpointConfig',
+      metadata: { name: 'iris-v1', namespace },
+      spec: { models: [] },
+    });
     t.cluster.held.add(resources.endpointConfig.plural);
     const plan = { config: 'iris', spec: { models: [] }, version: 'v1', instance: 'iris-v1', variants: [] };
     await writer.writeSnapshotStatuses('models/iris', namespace, [plan]);
     await writer.writeSnapshotStatuses('models/iris', namespace, [plan]);
-    expect(t.cluster.writes.filter((w) => w.verb === 'status' && w.plural === resources.endpointConfig.plural)).toHaveLength(1);
+    expect(
+      t.cluster.writes.filter((w) => w.verb === 'status' && w.plural === resources.endpointConfig.plural),
+    ).toHaveLength(1);
     // Recreated under the same name (a new uid): written again.
     t.cluster.held.clear();
     t.cluster.deliver();
     await t.cluster.delete(resources.endpointConfig, namespace, 'iris-v1');
-    await t.cluster.put(resources.endpointConfig, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpointConfig', metadata: { name: 'iris-v1', namespace }, spec: { models: [] } });
+    await t.cluster.put(resources.endpointConfig, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpointConfig',
+      metadata: { name: 'iris-v1', namespace },
+      spec: { models: [] },
+    });
     await writer.writeSnapshotStatuses('models/iris', namespace, [plan]);
-    expect(t.cluster.writes.filter((w) => w.verb === 'status' && w.plural === resources.endpointConfig.plural)).toHaveLength(2);
+    expect(
+      t.cluster.writes.filter((w) => w.verb === 'status' && w.plural === resources.endpointConfig.plural),
+    ).toHaveLength(2);
   });
 });

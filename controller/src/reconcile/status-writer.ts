@@ -95,7 +95,11 @@ export class StatusWriter {
   }
 
   /** One Event per condition that turns bad, so `kubectl describe` and `kubectl get events` tell the story. */
-  private recordTransitions(endpoint: MachineLearningEndpoint, before: readonly Condition[] | undefined, after: readonly Condition[]): void {
+  private recordTransitions(
+    endpoint: MachineLearningEndpoint,
+    before: readonly Condition[] | undefined,
+    after: readonly Condition[],
+  ): void {
     for (const c of after) {
       const old = before?.find((b) => b.type === c.type);
       if (c.status !== 'False' || (old?.status === 'False' && old.reason === c.reason)) continue;
@@ -113,7 +117,8 @@ export class StatusWriter {
     const modelVersion = new Map<string, string>();
     // A status just written may not be in the cache yet: what was written (to that very object) counts.
     let memory = this.snapshotStatuses.get(endpointKey);
-    if (!memory) this.snapshotStatuses.set(endpointKey, (memory = new Map<string, { uid: string | undefined; json: string }>()));
+    if (!memory)
+      this.snapshotStatuses.set(endpointKey, (memory = new Map<string, { uid: string | undefined; json: string }>()));
     const remembered = memory;
     const write = (r: Resource, live: KubeObject | undefined, name: string, status: Record<string, unknown>) => {
       const key = `${r.plural}/${name}`;
@@ -121,17 +126,31 @@ export class StatusWriter {
       const written = remembered.get(key);
       // Only the fields written here count: the status may hold others (an older release's).
       const liveStatus = (live?.status ?? {}) as Record<string, unknown>;
-      if (live && canonicalJson(Object.fromEntries(Object.keys(status).map((k) => [k, liveStatus[k]]))) === json) return;
+      if (live && canonicalJson(Object.fromEntries(Object.keys(status).map((k) => [k, liveStatus[k]]))) === json)
+        return;
       if (written?.json === json && (!live || live.metadata.uid === written.uid)) return;
       writes.push(
-        client.applyStatus(r, { apiVersion: 'ml-operator.dev/v1alpha1', kind: r.kind, metadata: { name, namespace }, status }).then((o) => remembered.set(key, { uid: o.metadata.uid, json })),
+        client
+          .applyStatus(r, {
+            apiVersion: 'ml-operator.dev/v1alpha1',
+            kind: r.kind,
+            metadata: { name, namespace },
+            status,
+          })
+          .then((o) => remembered.set(key, { uid: o.metadata.uid, json })),
       );
     };
     for (const plan of plans) {
-      write(resources.endpointConfig, caches.configs.get(namespace, plan.instance), plan.instance, desired.configInstanceStatus(plan));
+      write(
+        resources.endpointConfig,
+        caches.configs.get(namespace, plan.instance),
+        plan.instance,
+        desired.configInstanceStatus(plan),
+      );
       for (const v of plan.variants) modelVersion.set(v.instance, plan.version);
     }
-    for (const [instance, version] of modelVersion) write(resources.model, caches.models.get(namespace, instance), instance, { endpointConfigVersion: version });
+    for (const [instance, version] of modelVersion)
+      write(resources.model, caches.models.get(namespace, instance), instance, { endpointConfigVersion: version });
     await Promise.all(writes);
   }
 }

@@ -55,11 +55,19 @@ export type Measurement = { value: number } | { empty: string } | { error: strin
 const format = (n: number) => (Number.isInteger(n) ? String(n) : n.toPrecision(4));
 
 export function bounds(check: CheckSpec): string {
-  return [check.min !== undefined ? `>= ${check.min}` : '', check.max !== undefined ? `<= ${check.max}` : ''].filter(Boolean).join(' and ');
+  return [check.min !== undefined ? `>= ${check.min}` : '', check.max !== undefined ? `<= ${check.max}` : '']
+    .filter(Boolean)
+    .join(' and ');
 }
 
 /** One evaluation applied to a check's record; an inconclusive one names the query it ran, so that a user can run it too. */
-export function evaluate(check: CheckSpec, record: CheckRecord | undefined, m: Measurement, at: string, query?: string): CheckRecord {
+export function evaluate(
+  check: CheckSpec,
+  record: CheckRecord | undefined,
+  m: Measurement,
+  at: string,
+  query?: string,
+): CheckRecord {
   const failures = record?.failures ?? 0;
   const inconclusive = record?.inconclusive ?? 0;
   if ('value' in m) {
@@ -86,15 +94,26 @@ export function evaluate(check: CheckSpec, record: CheckRecord | undefined, m: M
 }
 
 /** The check that fails the rollout, if any: too many evaluations out of bounds, or inconclusive in a row. */
-export function failing(checks: readonly CheckSpec[], records: readonly CheckRecord[]): { check: CheckSpec; record: CheckRecord; why: string } | undefined {
+export function failing(
+  checks: readonly CheckSpec[],
+  records: readonly CheckRecord[],
+): { check: CheckSpec; record: CheckRecord; why: string } | undefined {
   for (const check of checks) {
     const record = records.find((r) => r.name === check.name);
     if (!record) continue;
     if ((record.failures ?? 0) > (check.failureLimit ?? checkDefaults.failureLimit)) {
-      return { check, record, why: `${check.name} = ${record.value}, outside its bound (${bounds(check)}) ${record.failures} time(s), more than its failureLimit ${check.failureLimit ?? checkDefaults.failureLimit}` };
+      return {
+        check,
+        record,
+        why: `${check.name} = ${record.value}, outside its bound (${bounds(check)}) ${record.failures} time(s), more than its failureLimit ${check.failureLimit ?? checkDefaults.failureLimit}`,
+      };
     }
     if ((record.inconclusive ?? 0) > (check.inconclusiveLimit ?? checkDefaults.inconclusiveLimit)) {
-      return { check, record, why: `${check.name} was inconclusive ${record.inconclusive} times in a row, more than its inconclusiveLimit ${check.inconclusiveLimit ?? checkDefaults.inconclusiveLimit}: ${record.message}` };
+      return {
+        check,
+        record,
+        why: `${check.name} was inconclusive ${record.inconclusive} times in a row, more than its inconclusiveLimit ${check.inconclusiveLimit ?? checkDefaults.inconclusiveLimit}: ${record.message}`,
+      };
     }
   }
   return undefined;
@@ -111,7 +130,12 @@ export function dueAt(check: CheckSpec, records: readonly CheckRecord[], stepSta
 }
 
 /** The checks due for evaluation now. */
-export function due(checks: readonly CheckSpec[], records: readonly CheckRecord[], now: Date, stepStartedAt?: string): CheckSpec[] {
+export function due(
+  checks: readonly CheckSpec[],
+  records: readonly CheckRecord[],
+  now: Date,
+  stepStartedAt?: string,
+): CheckSpec[] {
   return checks.filter((c) => dueAt(c, records, stepStartedAt) <= now.getTime());
 }
 
@@ -119,13 +143,27 @@ export function due(checks: readonly CheckSpec[], records: readonly CheckRecord[
  * The checks that keep a baked step from moving on: those not yet evaluated during the step, and
  * those whose last evaluation was inconclusive (the step holds until they pass or fail).
  */
-export function unsettled(checks: readonly CheckSpec[], records: readonly CheckRecord[], stepStartedAt: string): { check: CheckSpec; record?: CheckRecord }[] {
+export function unsettled(
+  checks: readonly CheckSpec[],
+  records: readonly CheckRecord[],
+  stepStartedAt: string,
+): { check: CheckSpec; record?: CheckRecord }[] {
   return checks
     .map((check) => ({ check, record: records.find((r) => r.name === check.name) }))
-    .filter(({ record }) => !record?.evaluatedAt || Date.parse(record.evaluatedAt) < Date.parse(stepStartedAt) || record.result !== 'Passed');
+    .filter(
+      ({ record }) =>
+        !record?.evaluatedAt ||
+        Date.parse(record.evaluatedAt) < Date.parse(stepStartedAt) ||
+        record.result !== 'Passed',
+    );
 }
 
-export function nextCheckInMs(checks: readonly CheckSpec[], records: readonly CheckRecord[] | undefined, stepStartedAt: string | undefined, now: Date): number | undefined {
+export function nextCheckInMs(
+  checks: readonly CheckSpec[],
+  records: readonly CheckRecord[] | undefined,
+  stepStartedAt: string | undefined,
+  now: Date,
+): number | undefined {
   if (!checks.length) return undefined;
   return Math.max(1000, Math.min(...checks.map((c) => dueAt(c, records ?? [], stepStartedAt) - now.getTime())));
 }

@@ -1,38 +1,62 @@
 import { describe, expect, it } from 'vitest';
-import type { MachineLearningEndpointConfigSpec, MachineLearningEndpointRollout, MachineLearningEndpointStatus } from '../api/generated.ts';
+import type {
+  MachineLearningEndpointConfigSpec,
+  MachineLearningEndpointRollout,
+  MachineLearningEndpointStatus,
+} from '../api/generated.ts';
 import { planFromTemplates, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import { decide, type LiveRoute, type RolloutInput } from './decide.ts';
 import { renderStatus } from './status.ts';
 import { planFingerprint } from './strategies.ts';
 
 const now = new Date('2026-11-30T12:00:00Z');
-const at = (secondsFromNow: number) => new Date(now.getTime() + secondsFromNow * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+const at = (secondsFromNow: number) =>
+  new Date(now.getTime() + secondsFromNow * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
-function plan(image: string, instances = 1, extra: Partial<MachineLearningEndpointConfigSpec['models'][0]> = {}): VersionPlan {
+function plan(
+  image: string,
+  instances = 1,
+  extra: Partial<MachineLearningEndpointConfigSpec['models'][0]> = {},
+): VersionPlan {
   const r = planFromTemplates('e', 'c', { models: [{ model: 'm', instances, ...extra }] }, new Map([['m', { image }]]));
   if (!r.ok) throw new Error('unresolved');
   return r.plan;
 }
 const v1 = plan('acme/m:1');
 const v2 = plan('acme/m:2');
-const routeTo = (p: VersionPlan, observed?: boolean): LiveRoute => ({ versions: new Map([[p.version, 100]]), services: p.variants.map((v) => v.instance), observed });
+const routeTo = (p: VersionPlan, observed?: boolean): LiveRoute => ({
+  versions: new Map([[p.version, 100]]),
+  services: p.variants.map((v) => v.instance),
+  observed,
+});
 
 /** Workloads: every instance in `available` runs as wanted and is ready; others have nothing ready. */
-function input(o: Partial<RolloutInput> & { available?: string[]; readyCount?: (v: VariantPlan) => number }): RolloutInput {
+function input(
+  o: Partial<RolloutInput> & { available?: string[]; readyCount?: (v: VariantPlan) => number },
+): RolloutInput {
   const available = new Set(o.available ?? []);
   return {
     generation: 1,
     spec: { config: 'c', rollout: { drainSeconds: 30, progressDeadlineSeconds: 60 } },
     status: {},
     snapshot: (version) => [v1, v2].find((p) => p.version === version),
-    workload: (v, replicas) => ({ ready: o.readyCount?.(v) ?? (available.has(v.instance) ? replicas : 0), available: available.has(v.instance) }),
+    workload: (v, replicas) => ({
+      ready: o.readyCount?.(v) ?? (available.has(v.instance) ? replicas : 0),
+      available: available.has(v.instance),
+    }),
     now,
     ...o,
   };
 }
 const serving = (p: VersionPlan, extra: MachineLearningEndpointStatus = {}): MachineLearningEndpointStatus => ({
   endpointConfigVersion: p.version,
-  traffic: p.variants.map((v) => ({ variant: v.variant.model, version: p.version, modelVersion: v.version, service: v.instance, weight: 100 })),
+  traffic: p.variants.map((v) => ({
+    variant: v.variant.model,
+    version: p.version,
+    modelVersion: v.version,
+    service: v.instance,
+    weight: 100,
+  })),
   ...extra,
 });
 const instancesOf = (p: VersionPlan) => p.variants.map((v) => v.instance);
@@ -51,7 +75,14 @@ describe('the first version', () => {
 
 describe('a switch (finding 1: no drain)', () => {
   it('keeps the previous version running, recorded in status, until its drain period ends', () => {
-    const d = decide(input({ target: v2, status: serving(v1), route: routeTo(v1), available: [...instancesOf(v1), ...instancesOf(v2)] }));
+    const d = decide(
+      input({
+        target: v2,
+        status: serving(v1),
+        route: routeTo(v1),
+        available: [...instancesOf(v1), ...instancesOf(v2)],
+      }),
+    );
     expect(d.route!.map((b) => b.service)).toEqual(instancesOf(v2));
     expect(d.outcome.draining).toEqual([{ version: v1.version, services: instancesOf(v1), until: at(30) }]);
     for (const i of instancesOf(v1)) expect(d.keepInstances).toContain(i);
@@ -117,7 +148,12 @@ describe('a pending version (finding 4: it changes the serving one)', () => {
     const oneAndNewModel = planFromTemplates(
       'e',
       'c',
-      { models: [{ model: 'm', instances: 1 }, { model: 'n', instances: 1 }] },
+      {
+        models: [
+          { model: 'm', instances: 1 },
+          { model: 'n', instances: 1 },
+        ],
+      },
       new Map([
         ['m', { image: 'acme/m:1' }],
         ['n', { image: 'acme/n:1' }],
@@ -127,7 +163,15 @@ describe('a pending version (finding 4: it changes the serving one)', () => {
     const next = oneAndNewModel.plan;
     const shared = four.variants[0].instance;
     expect(next.variants[0].instance).toBe(shared);
-    const d = decide(input({ target: next, status: serving(four), route: routeTo(four), snapshot: (v) => (v === four.version ? four : undefined), available: [shared] }));
+    const d = decide(
+      input({
+        target: next,
+        status: serving(four),
+        route: routeTo(four),
+        snapshot: (v) => (v === four.version ? four : undefined),
+        available: [shared],
+      }),
+    );
     expect(d.outcome.pending).toBe(next);
     const replicas = new Map<string, number>();
     for (const x of d.deploy) for (const [i, n] of x.replicas) replicas.set(i, n);
@@ -136,7 +180,8 @@ describe('a pending version (finding 4: it changes the serving one)', () => {
 });
 
 describe('the progress deadline (finding 6: it strands resources)', () => {
-  const status = (extra: MachineLearningEndpointStatus = {}) => serving(v1, { pendingEndpointConfigVersion: v2.version, pendingSince: at(-61), ...extra });
+  const status = (extra: MachineLearningEndpointStatus = {}) =>
+    serving(v1, { pendingEndpointConfigVersion: v2.version, pendingSince: at(-61), ...extra });
   it('scales a version that missed it to zero, keeps its snapshots and the traffic where it was', () => {
     const d = decide(input({ target: v2, status: status(), route: routeTo(v1), available: instancesOf(v1) }));
     expect(d.outcome.expired).toBe(true);
@@ -146,10 +191,27 @@ describe('the progress deadline (finding 6: it strands resources)', () => {
   });
 
   it('does not retry by itself, but does on a new generation', () => {
-    const failed = status({ conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: '', lastTransitionTime: at(-1), observedGeneration: 1 }] });
+    const failed = status({
+      conditions: [
+        {
+          type: 'Progressing',
+          status: 'False',
+          reason: 'ProgressDeadlineExceeded',
+          message: '',
+          lastTransitionTime: at(-1),
+          observedGeneration: 1,
+        },
+      ],
+    });
     // The Deployment became Available since: still no switch for this attempt.
-    expect(decide(input({ target: v2, status: failed, route: routeTo(v1), available: [...instancesOf(v1), ...instancesOf(v2)] })).outcome.expired).toBe(true);
-    const retried = decide(input({ generation: 2, target: v2, status: failed, route: routeTo(v1), available: instancesOf(v1) }));
+    expect(
+      decide(
+        input({ target: v2, status: failed, route: routeTo(v1), available: [...instancesOf(v1), ...instancesOf(v2)] }),
+      ).outcome.expired,
+    ).toBe(true);
+    const retried = decide(
+      input({ generation: 2, target: v2, status: failed, route: routeTo(v1), available: instancesOf(v1) }),
+    );
     expect(retried.outcome.expired).toBe(false);
     expect(retried.outcome.pendingSince).toBe(at(0));
     expect(retried.deploy.find((x) => x.plan === v2)!.replicas.get(v2.variants[0].instance)).toBe(1);
@@ -157,18 +219,51 @@ describe('the progress deadline (finding 6: it strands resources)', () => {
 
   it('is pending no more once it failed, and stays failed when the next round reads that status back', () => {
     const d = decide(input({ target: v2, status: status(), route: routeTo(v1), available: instancesOf(v1) }));
-    const written = renderStatus({ decision: d, previous: status(), generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now });
+    const written = renderStatus({
+      decision: d,
+      previous: status(),
+      generation: 1,
+      host: 'h',
+      url: 'http://h',
+      readyOf: () => 1,
+      routeConditions: [],
+      now,
+    });
     expect(written.pendingEndpointConfigVersion).toBeUndefined();
-    expect(written).toMatchObject({ state: 'InService', endpointConfigVersion: v1.version, rollout: { version: v2.version, phase: 'Failed' } });
+    expect(written).toMatchObject({
+      state: 'InService',
+      endpointConfigVersion: v1.version,
+      rollout: { version: v2.version, phase: 'Failed' },
+    });
     // Available since: still no switch for this attempt, and still not pending.
-    const next = decide(input({ target: v2, status: written, route: routeTo(v1), available: [...instancesOf(v1), ...instancesOf(v2)] }));
+    const next = decide(
+      input({ target: v2, status: written, route: routeTo(v1), available: [...instancesOf(v1), ...instancesOf(v2)] }),
+    );
     expect(next.outcome.expired).toBe(true);
-    expect(renderStatus({ decision: next, previous: written, generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now }).pendingEndpointConfigVersion).toBeUndefined();
+    expect(
+      renderStatus({
+        decision: next,
+        previous: written,
+        generation: 1,
+        host: 'h',
+        url: 'http://h',
+        readyOf: () => 1,
+        routeConditions: [],
+        now,
+      }).pendingEndpointConfigVersion,
+    ).toBeUndefined();
   });
 
   it('abandons a pending version whose templates were deleted: nothing of it is kept', () => {
     const problem = { type: 'TemplatesAvailable', status: 'False' as const, reason: 'ConfigNotFound', message: 'gone' };
-    const d = decide(input({ problem, status: serving(v1, { pendingEndpointConfigVersion: v2.version, pendingSince: at(-5) }), route: routeTo(v1), available: instancesOf(v1) }));
+    const d = decide(
+      input({
+        problem,
+        status: serving(v1, { pendingEndpointConfigVersion: v2.version, pendingSince: at(-5) }),
+        route: routeTo(v1),
+        available: instancesOf(v1),
+      }),
+    );
     expect(d.outcome.pending).toBeUndefined();
     expect(d.keepInstances).not.toContain(v2.variants[0].instance);
     expect(d.keepVersions).not.toContain(v2.version);
@@ -179,13 +274,39 @@ describe('the progress deadline (finding 6: it strands resources)', () => {
 describe('Ready (finding 5: true while nothing is ready)', () => {
   const render = (readyCount: number) => {
     const three = plan('acme/m:1', 3);
-    const decision = decide(input({ target: three, status: serving(three), route: routeTo(three), snapshot: () => three, available: instancesOf(three) }));
-    return renderStatus({ decision, previous: undefined, generation: 1, host: 'h', url: 'http://h', readyOf: () => readyCount, routeConditions: [], now });
+    const decision = decide(
+      input({
+        target: three,
+        status: serving(three),
+        route: routeTo(three),
+        snapshot: () => three,
+        available: instancesOf(three),
+      }),
+    );
+    return renderStatus({
+      decision,
+      previous: undefined,
+      generation: 1,
+      host: 'h',
+      url: 'http://h',
+      readyOf: () => readyCount,
+      routeConditions: [],
+      now,
+    });
   };
   it('READY (kubectl get mle) counts the first version coming up, not 0/0, before anything serves', () => {
     const three = plan('acme/m:1', 3);
     const decision = decide(input({ target: three, readyCount: () => 1 }));
-    const status = renderStatus({ decision, previous: undefined, generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now });
+    const status = renderStatus({
+      decision,
+      previous: undefined,
+      generation: 1,
+      host: 'h',
+      url: 'http://h',
+      readyOf: () => 1,
+      routeConditions: [],
+      now,
+    });
     expect(status).toMatchObject({ state: 'Creating', ready: '1/3' });
   });
   it('is True only when the serving version has every wanted replica ready', () => {
@@ -193,12 +314,19 @@ describe('Ready (finding 5: true while nothing is ready)', () => {
   });
   it('is Degraded, with counts, when some are missing', () => {
     const s = render(2);
-    expect(s.conditions!.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Degraded', message: expect.stringContaining('m 2/3 ready') });
+    expect(s.conditions!.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'Degraded',
+      message: expect.stringContaining('m 2/3 ready'),
+    });
     expect(s.state).toBe('InService');
     expect(s.ready).toBe('2/3');
   });
   it('is Unavailable when a variant that takes traffic has none ready', () => {
-    expect(render(0).conditions!.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Unavailable' });
+    expect(render(0).conditions!.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'Unavailable',
+    });
   });
 });
 
@@ -208,7 +336,12 @@ describe('shadow variants', () => {
     ['shadow', { image: 'acme/shadow:1' }],
   ]);
   const withShadow = (image: string) => {
-    const r = planFromTemplates('e', 'c', { models: [{ model: 'm' }, { model: 'shadow', shadow: { percent: 25 } }] }, new Map([...models2, ['m', { image }]]));
+    const r = planFromTemplates(
+      'e',
+      'c',
+      { models: [{ model: 'm' }, { model: 'shadow', shadow: { percent: 25 } }] },
+      new Map([...models2, ['m', { image }]]),
+    );
     if (!r.ok) throw new Error('unresolved');
     return r.plan;
   };
@@ -221,13 +354,25 @@ describe('shadow variants', () => {
     expect(d.route!.map((x) => x.service)).toEqual([b.variants[0].instance]);
     expect(d.mirrors).toEqual([]);
     expect(d.targets!.map((t) => t.variant)).toEqual(['m']);
-    const ready = decide(input({ target: b, status: serving(b), route: routeTo(b), available: b.variants.map((v) => v.instance) }));
-    expect(ready.mirrors).toEqual([{ version: b.version, variant: 'shadow', service: b.variants[1].instance, port: 80, percent: 25 }]);
+    const ready = decide(
+      input({ target: b, status: serving(b), route: routeTo(b), available: b.variants.map((v) => v.instance) }),
+    );
+    expect(ready.mirrors).toEqual([
+      { version: b.version, variant: 'shadow', service: b.variants[1].instance, port: 80, percent: 25 },
+    ]);
   });
 });
 
 describe('progressive delivery', () => {
-  const canary = { config: 'c', rollout: { strategy: 'Canary' as const, canary: { percent: 10, bakeSeconds: 60 }, drainSeconds: 30, progressDeadlineSeconds: 60 } };
+  const canary = {
+    config: 'c',
+    rollout: {
+      strategy: 'Canary' as const,
+      canary: { percent: 10, bakeSeconds: 60 },
+      drainSeconds: 30,
+      progressDeadlineSeconds: 60,
+    },
+  };
   const split = (s: VersionPlan, t: VersionPlan, w: number): LiveRoute => ({
     versions: new Map([
       [s.version, 100 - w],
@@ -237,12 +382,35 @@ describe('progressive delivery', () => {
   });
   const both = [...instancesOf(v1), ...instancesOf(v2)];
   const weights = (d: ReturnType<typeof decide>) => Object.fromEntries(d.route!.map((b) => [b.version, b.weight]));
-  const atStep = (step: number, weight: number, startedAt: string, extra = {}, rollout: MachineLearningEndpointRollout = canary.rollout) => ({ version: v2.version, plan: planFingerprint(rollout), strategy: 'Canary', steps: 2, phase: 'Progressing' as const, step, weight, stepStartedAt: startedAt, ...extra });
+  const atStep = (
+    step: number,
+    weight: number,
+    startedAt: string,
+    extra = {},
+    rollout: MachineLearningEndpointRollout = canary.rollout,
+  ) => ({
+    version: v2.version,
+    plan: planFingerprint(rollout),
+    strategy: 'Canary',
+    steps: 2,
+    phase: 'Progressing' as const,
+    step,
+    weight,
+    stepStartedAt: startedAt,
+    ...extra,
+  });
 
   it('Canary: the first step sends canary.percent to the new version in one write, the rest stays', () => {
     const d = decide(input({ spec: canary, target: v2, status: serving(v1), route: routeTo(v1), available: both }));
     expect(weights(d)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
-    expect(d.outcome.rollout).toMatchObject({ phase: 'Progressing', step: 1, steps: 2, weight: 10, stepStartedAt: at(0), nextStepAt: at(60) });
+    expect(d.outcome.rollout).toMatchObject({
+      phase: 'Progressing',
+      step: 1,
+      steps: 2,
+      weight: 10,
+      stepStartedAt: at(0),
+      nextStepAt: at(60),
+    });
     expect(d.outcome.switched).toBeUndefined();
     expect(d.outcome.events.map((e) => e.reason)).toEqual(['RolloutStep']);
     expect(d.requeueAfterMs).toBe(60_200);
@@ -250,7 +418,20 @@ describe('progressive delivery', () => {
 
   it('a variant both versions share (same model version) is one entry of the traffic table, with both shares summed', () => {
     const two = (n: string) => {
-      const r = planFromTemplates('e', 'c', { models: [{ model: 'm', weight: 1 }, { model: 'n', weight: 1 }] }, new Map([['m', { image: 'acme/m:1' }], ['n', { image: n }]]));
+      const r = planFromTemplates(
+        'e',
+        'c',
+        {
+          models: [
+            { model: 'm', weight: 1 },
+            { model: 'n', weight: 1 },
+          ],
+        },
+        new Map([
+          ['m', { image: 'acme/m:1' }],
+          ['n', { image: n }],
+        ]),
+      );
       if (!r.ok) throw new Error('unresolved');
       return r.plan;
     };
@@ -259,12 +440,34 @@ describe('progressive delivery', () => {
     const shared = a.variants[0].instance;
     expect(b.variants[0].instance).toBe(shared);
     const all = [...new Set([...instancesOf(a), ...instancesOf(b)])];
-    const d = decide(input({ spec: canary, target: b, status: serving(a), route: routeTo(a), available: all, snapshot: (version) => [a, b].find((p) => p.version === version) }));
+    const d = decide(
+      input({
+        spec: canary,
+        target: b,
+        status: serving(a),
+        route: routeTo(a),
+        available: all,
+        snapshot: (version) => [a, b].find((p) => p.version === version),
+      }),
+    );
     expect(weights(d)).toEqual({ [a.version]: 45, [b.version]: 5 });
-    const status = renderStatus({ decision: d, previous: serving(a), generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now });
+    const status = renderStatus({
+      decision: d,
+      previous: serving(a),
+      generation: 1,
+      host: 'h',
+      url: 'http://h',
+      readyOf: () => 1,
+      routeConditions: [],
+      now,
+    });
     const services = status.traffic!.map((t) => t.service);
     expect(services).toHaveLength(new Set(services).size);
-    expect(Object.fromEntries(status.traffic!.map((t) => [t.service, t.weight]))).toEqual({ [shared]: 50, [a.variants[1].instance]: 45, [b.variants[1].instance]: 5 });
+    expect(Object.fromEntries(status.traffic!.map((t) => [t.service, t.weight]))).toEqual({
+      [shared]: 50,
+      [a.variants[1].instance]: 45,
+      [b.variants[1].instance]: 5,
+    });
   });
 
   it('a first version takes all the traffic at once: there is nothing to share it with', () => {
@@ -274,10 +477,26 @@ describe('progressive delivery', () => {
   });
 
   it('holds the step until its bake is over, then promotes: all traffic, and the old version drains', () => {
-    const baking = decide(input({ spec: canary, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-30)) }), route: split(v1, v2, 10), available: both }));
+    const baking = decide(
+      input({
+        spec: canary,
+        target: v2,
+        status: serving(v1, { rollout: atStep(1, 10, at(-30)) }),
+        route: split(v1, v2, 10),
+        available: both,
+      }),
+    );
     expect(weights(baking)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
     expect(baking.requeueAfterMs).toBe(30_200);
-    const done = decide(input({ spec: canary, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-60)) }), route: split(v1, v2, 10), available: both }));
+    const done = decide(
+      input({
+        spec: canary,
+        target: v2,
+        status: serving(v1, { rollout: atStep(1, 10, at(-60)) }),
+        route: split(v1, v2, 10),
+        available: both,
+      }),
+    );
     expect(weights(done)).toEqual({ [v2.version]: 100 });
     expect(done.outcome.switched).toEqual({ from: v1.version, to: v2.version });
     expect(done.outcome.draining).toEqual([{ version: v1.version, services: instancesOf(v1), until: at(30) }]);
@@ -286,18 +505,25 @@ describe('progressive delivery', () => {
 
   it('a restarted controller resumes the step the route shows, and bakes it again from now: it never skips a bake', () => {
     // The route took step 1, the status write that would have recorded it was lost.
-    const d = decide(input({ spec: canary, target: v2, status: serving(v1), route: split(v1, v2, 10), available: both }));
+    const d = decide(
+      input({ spec: canary, target: v2, status: serving(v1), route: split(v1, v2, 10), available: both }),
+    );
     expect(weights(d)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
     expect(d.outcome.rollout).toMatchObject({ step: 1, stepStartedAt: at(0), nextStepAt: at(60) });
   });
 
   it('Linear: steps of stepPercent, every intervalSeconds, the variants keeping their weights inside each version', () => {
-    const linear = { config: 'c', rollout: { strategy: 'Linear' as const, linear: { stepPercent: 25, intervalSeconds: 10 }, drainSeconds: 30 } };
+    const linear = {
+      config: 'c',
+      rollout: { strategy: 'Linear' as const, linear: { stepPercent: 25, intervalSeconds: 10 }, drainSeconds: 30 },
+    };
     let route = routeTo(v1);
     let status = serving(v1);
     const seen: number[] = [];
     for (let i = 0; i < 4; i++) {
-      const d = decide(input({ spec: linear, target: v2, status, route, available: both, now: new Date(now.getTime() + i * 10_000) }));
+      const d = decide(
+        input({ spec: linear, target: v2, status, route, available: both, now: new Date(now.getTime() + i * 10_000) }),
+      );
       seen.push(weights(d)[v2.version]);
       route = d.route!.length === 1 ? routeTo(v2) : split(v1, v2, weights(d)[v2.version]);
       status = { ...serving(v1), rollout: d.outcome.rollout };
@@ -307,10 +533,26 @@ describe('progressive delivery', () => {
 
   it('a plan changed mid-rollout to one whose first step is above the share the route gives: goes to that step (BlueGreen: all of it)', () => {
     const linearAt25 = split(v1, v2, 25);
-    const blueGreen = decide(input({ spec: { config: 'c', rollout: { drainSeconds: 30 } }, target: v2, status: serving(v1), route: linearAt25, available: both }));
+    const blueGreen = decide(
+      input({
+        spec: { config: 'c', rollout: { drainSeconds: 30 } },
+        target: v2,
+        status: serving(v1),
+        route: linearAt25,
+        available: both,
+      }),
+    );
     expect(weights(blueGreen)).toEqual({ [v2.version]: 100 });
     expect(blueGreen.outcome.switched).toEqual({ from: v1.version, to: v2.version });
-    const wider = decide(input({ spec: { ...canary, rollout: { ...canary.rollout, canary: { percent: 40, bakeSeconds: 60 } } }, target: v2, status: serving(v1), route: linearAt25, available: both }));
+    const wider = decide(
+      input({
+        spec: { ...canary, rollout: { ...canary.rollout, canary: { percent: 40, bakeSeconds: 60 } } },
+        target: v2,
+        status: serving(v1),
+        route: linearAt25,
+        available: both,
+      }),
+    );
     expect(weights(wider)).toEqual({ [v1.version]: 60, [v2.version]: 40 });
     expect(wider.outcome.rollout).toMatchObject({ phase: 'Progressing', step: 1, weight: 40 });
   });
@@ -318,16 +560,40 @@ describe('progressive delivery', () => {
   it('a failed check sends all traffic back to the serving version in one write; the new one drains, then scales to zero', () => {
     const checks = [{ name: 'errors', builtin: 'errorRate' as const, max: 0.05 }];
     const spec = { ...canary, rollout: { ...canary.rollout, analysis: { checks } } };
-    const analysis = [{ name: 'errors', value: '0.5', result: 'Failed' as const, failures: 1, inconclusive: 0, evaluatedAt: at(0) }];
-    const d = decide(input({ spec, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-10)) }), route: split(v1, v2, 10), available: both, analysis }));
+    const analysis = [
+      { name: 'errors', value: '0.5', result: 'Failed' as const, failures: 1, inconclusive: 0, evaluatedAt: at(0) },
+    ];
+    const d = decide(
+      input({
+        spec,
+        target: v2,
+        status: serving(v1, { rollout: atStep(1, 10, at(-10)) }),
+        route: split(v1, v2, 10),
+        available: both,
+        analysis,
+      }),
+    );
     expect(weights(d)).toEqual({ [v1.version]: 100 });
     expect(d.outcome.rollout).toMatchObject({ phase: 'RolledBack', weight: 0 });
-    expect(d.outcome.progressing).toMatchObject({ status: 'False', reason: 'AnalysisFailed', message: expect.stringContaining('errors = 0.5, outside its bound (<= 0.05)') });
+    expect(d.outcome.progressing).toMatchObject({
+      status: 'False',
+      reason: 'AnalysisFailed',
+      message: expect.stringContaining('errors = 0.5, outside its bound (<= 0.05)'),
+    });
     expect(d.outcome.ended).toBe('AnalysisFailed');
     expect(d.outcome.events).toEqual([]);
     expect(d.outcome.draining).toEqual([{ version: v2.version, services: instancesOf(v2), until: at(30) }]);
     // Next round, after the drain: it stays failed, with no traffic and no replicas.
-    const later = decide(input({ spec, target: v2, status: serving(v1, { rollout: d.outcome.rollout }), route: routeTo(v1), available: both, now: new Date(now.getTime() + 31_000) }));
+    const later = decide(
+      input({
+        spec,
+        target: v2,
+        status: serving(v1, { rollout: d.outcome.rollout }),
+        route: routeTo(v1),
+        available: both,
+        now: new Date(now.getTime() + 31_000),
+      }),
+    );
     expect(weights(later)).toEqual({ [v1.version]: 100 });
     expect(later.deploy.find((x) => x.plan === v2)!.replicas.get(v2.variants[0].instance)).toBe(0);
     expect(later.outcome.expired).toBe(true);
@@ -337,35 +603,95 @@ describe('progressive delivery', () => {
     const checks = [{ name: 'errors', builtin: 'errorRate' as const, max: 0.05, intervalSeconds: 10 }];
     const spec = { ...canary, rollout: { ...canary.rollout, analysis: { checks } } };
     const status = serving(v1, { rollout: atStep(1, 10, at(-60), {}, spec.rollout) });
-    const inconclusive = [{ name: 'errors', result: 'Inconclusive' as const, failures: 0, inconclusive: 1, evaluatedAt: at(-5), message: 'errors: no value (no series)' }];
-    const held = decide(input({ spec, target: v2, status, route: split(v1, v2, 10), available: both, analysis: inconclusive }));
+    const inconclusive = [
+      {
+        name: 'errors',
+        result: 'Inconclusive' as const,
+        failures: 0,
+        inconclusive: 1,
+        evaluatedAt: at(-5),
+        message: 'errors: no value (no series)',
+      },
+    ];
+    const held = decide(
+      input({ spec, target: v2, status, route: split(v1, v2, 10), available: both, analysis: inconclusive }),
+    );
     expect(weights(held)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
-    expect(held.outcome.progressing).toMatchObject({ reason: 'AnalysisPending', message: expect.stringContaining('errors: no value (no series)') });
+    expect(held.outcome.progressing).toMatchObject({
+      reason: 'AnalysisPending',
+      message: expect.stringContaining('errors: no value (no series)'),
+    });
     const stale = [{ name: 'errors', result: 'Passed' as const, failures: 0, inconclusive: 0, evaluatedAt: at(-70) }];
-    expect(weights(decide(input({ spec, target: v2, status, route: split(v1, v2, 10), available: both, analysis: stale })))).toEqual({ [v1.version]: 90, [v2.version]: 10 });
-    const passed = [{ name: 'errors', result: 'Passed' as const, value: '0', failures: 0, inconclusive: 0, evaluatedAt: at(-5) }];
-    const promoted = decide(input({ spec, target: v2, status, route: split(v1, v2, 10), available: both, analysis: passed }));
+    expect(
+      weights(decide(input({ spec, target: v2, status, route: split(v1, v2, 10), available: both, analysis: stale }))),
+    ).toEqual({ [v1.version]: 90, [v2.version]: 10 });
+    const passed = [
+      { name: 'errors', result: 'Passed' as const, value: '0', failures: 0, inconclusive: 0, evaluatedAt: at(-5) },
+    ];
+    const promoted = decide(
+      input({ spec, target: v2, status, route: split(v1, v2, 10), available: both, analysis: passed }),
+    );
     expect(weights(promoted)).toEqual({ [v2.version]: 100 });
     expect(promoted.outcome.rollout).toMatchObject({ phase: 'Promoted', analysis: passed });
   });
 
   it('a rollback holds under the same plan (spec changes that keep it do not retry), and a new attempt retries', () => {
     const rolledBack = atStep(1, 0, at(-10), { phase: 'RolledBack' as const });
-    const other = decide(input({ generation: 7, spec: { ...canary, rollout: { ...canary.rollout, drainSeconds: 5 } }, target: v2, status: serving(v1, { rollout: rolledBack }), route: routeTo(v1), available: both }));
+    const other = decide(
+      input({
+        generation: 7,
+        spec: { ...canary, rollout: { ...canary.rollout, drainSeconds: 5 } },
+        target: v2,
+        status: serving(v1, { rollout: rolledBack }),
+        route: routeTo(v1),
+        available: both,
+      }),
+    );
     expect(weights(other)).toEqual({ [v1.version]: 100 });
     expect(other.outcome.expired).toBe(true);
-    const retried = decide(input({ generation: 8, spec: { ...canary, rollout: { ...canary.rollout, attempt: 2 } }, target: v2, status: serving(v1, { rollout: rolledBack }), route: routeTo(v1), available: both }));
+    const retried = decide(
+      input({
+        generation: 8,
+        spec: { ...canary, rollout: { ...canary.rollout, attempt: 2 } },
+        target: v2,
+        status: serving(v1, { rollout: rolledBack }),
+        route: routeTo(v1),
+        available: both,
+      }),
+    );
     expect(weights(retried)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
   });
 
   it('keeps the condition a rollback set (which check, which value) on the rounds after it', () => {
     const checks = [{ name: 'errors', builtin: 'errorRate' as const, max: 0.05 }];
     const spec = { ...canary, rollout: { ...canary.rollout, analysis: { checks } } };
-    const analysis = [{ name: 'errors', value: '0.5', result: 'Failed' as const, failures: 1, inconclusive: 0, evaluatedAt: at(0) }];
-    const first = decide(input({ spec, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-10), {}, spec.rollout) }), route: split(v1, v2, 10), available: both, analysis }));
+    const analysis = [
+      { name: 'errors', value: '0.5', result: 'Failed' as const, failures: 1, inconclusive: 0, evaluatedAt: at(0) },
+    ];
+    const first = decide(
+      input({
+        spec,
+        target: v2,
+        status: serving(v1, { rollout: atStep(1, 10, at(-10), {}, spec.rollout) }),
+        route: split(v1, v2, 10),
+        available: both,
+        analysis,
+      }),
+    );
     const condition = { ...first.outcome.progressing!, observedGeneration: 1, lastTransitionTime: at(0) };
-    const next = decide(input({ spec, target: v2, status: serving(v1, { rollout: first.outcome.rollout, conditions: [condition] }), route: routeTo(v1), available: both }));
-    expect(next.outcome.progressing).toMatchObject({ reason: 'AnalysisFailed', message: first.outcome.progressing!.message });
+    const next = decide(
+      input({
+        spec,
+        target: v2,
+        status: serving(v1, { rollout: first.outcome.rollout, conditions: [condition] }),
+        route: routeTo(v1),
+        available: both,
+      }),
+    );
+    expect(next.outcome.progressing).toMatchObject({
+      reason: 'AnalysisFailed',
+      message: first.outcome.progressing!.message,
+    });
   });
 
   it('waits for approval before promotion when asked, and goes on once spec.rollout.approvedVersion names the version', () => {
@@ -374,77 +700,218 @@ describe('progressive delivery', () => {
     const held = decide(input({ spec, target: v2, status, route: split(v1, v2, 10), available: both }));
     expect(weights(held)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
     expect(held.outcome.rollout).toMatchObject({ phase: 'Paused' });
-    expect(held.outcome.progressing).toMatchObject({ reason: 'WaitingForApproval', message: expect.stringContaining(`spec.rollout.approvedVersion to ${v2.version}`) });
+    expect(held.outcome.progressing).toMatchObject({
+      reason: 'WaitingForApproval',
+      message: expect.stringContaining(`spec.rollout.approvedVersion to ${v2.version}`),
+    });
     // Approving is a spec change (a new generation) that leaves the plan, its step and its bake as they are.
-    const approved = decide(input({ generation: 2, spec: { ...spec, rollout: { ...spec.rollout, approvedVersion: v2.version } }, target: v2, status, route: split(v1, v2, 10), available: both }));
+    const approved = decide(
+      input({
+        generation: 2,
+        spec: { ...spec, rollout: { ...spec.rollout, approvedVersion: v2.version } },
+        target: v2,
+        status,
+        route: split(v1, v2, 10),
+        available: both,
+      }),
+    );
     expect(weights(approved)).toEqual({ [v2.version]: 100 });
   });
 
   it('aborts by a spec change: traffic back in one write, marked Aborted', () => {
     const spec = { ...canary, rollout: { ...canary.rollout, abortVersion: v2.version } };
-    const d = decide(input({ spec, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-10)) }), route: split(v1, v2, 10), available: both }));
+    const d = decide(
+      input({
+        spec,
+        target: v2,
+        status: serving(v1, { rollout: atStep(1, 10, at(-10)) }),
+        route: split(v1, v2, 10),
+        available: both,
+      }),
+    );
     expect(weights(d)).toEqual({ [v1.version]: 100 });
     expect(d.outcome.rollout).toMatchObject({ phase: 'Aborted' });
   });
 
   it('previews the plan, and with dryRun creates nothing of the new version', () => {
     const bigger = plan('acme/m:2', 3, { cpus: '2', memory: '4Gi', gpus: 1 });
-    const d = decide(input({ spec: { ...canary, rollout: { ...canary.rollout, dryRun: true } }, target: bigger, status: serving(v1), route: routeTo(v1), available: instancesOf(v1) }));
-    expect(d.outcome.preview).toEqual({ version: bigger.version, steps: [{ weight: 10, seconds: 60 }, { weight: 100, seconds: 0 }], replicas: 3, cpus: '6', memory: '12288Mi', gpus: 3, worstCaseSeconds: 120 });
+    const d = decide(
+      input({
+        spec: { ...canary, rollout: { ...canary.rollout, dryRun: true } },
+        target: bigger,
+        status: serving(v1),
+        route: routeTo(v1),
+        available: instancesOf(v1),
+      }),
+    );
+    expect(d.outcome.preview).toEqual({
+      version: bigger.version,
+      steps: [
+        { weight: 10, seconds: 60 },
+        { weight: 100, seconds: 0 },
+      ],
+      replicas: 3,
+      cpus: '6',
+      memory: '12288Mi',
+      gpus: 3,
+      worstCaseSeconds: 120,
+    });
     expect(d.deploy.map((x) => x.plan.version)).toEqual([v1.version]);
     expect(d.outcome.progressing).toMatchObject({ reason: 'DryRun' });
   });
 
   it('reports InsufficientCapacity before anything of the new version is created', () => {
-    const d = decide(input({ spec: canary, target: v2, status: serving(v1), route: routeTo(v1), available: instancesOf(v1), capacity: { ok: false, message: 'ResourceQuota ml/q leaves 0 of pods' } }));
+    const d = decide(
+      input({
+        spec: canary,
+        target: v2,
+        status: serving(v1),
+        route: routeTo(v1),
+        available: instancesOf(v1),
+        capacity: { ok: false, message: 'ResourceQuota ml/q leaves 0 of pods' },
+      }),
+    );
     expect(d.deploy.map((x) => x.plan.version)).toEqual([v1.version]);
-    expect(d.outcome.progressing).toMatchObject({ status: 'False', reason: 'InsufficientCapacity', message: expect.stringContaining('leaves 0 of pods') });
+    expect(d.outcome.progressing).toMatchObject({
+      status: 'False',
+      reason: 'InsufficientCapacity',
+      message: expect.stringContaining('leaves 0 of pods'),
+    });
   });
 
   it('runs the smoke test before any traffic: a failure stops the rollout with what was asked and answered', () => {
     const spec = { ...canary, rollout: { ...canary.rollout, smokeTest: { configMap: 'smoke' } } };
     const waiting = decide(input({ spec, target: v2, status: serving(v1), route: routeTo(v1), available: both }));
     expect(weights(waiting)).toEqual({ [v1.version]: 100 });
-    const failed = decide(input({ spec, target: v2, status: serving(v1), route: routeTo(v1), available: both, smokeTest: { passed: false, message: 'POST /predict to m-x answered 500, expected 200' } }));
+    const failed = decide(
+      input({
+        spec,
+        target: v2,
+        status: serving(v1),
+        route: routeTo(v1),
+        available: both,
+        smokeTest: { passed: false, message: 'POST /predict to m-x answered 500, expected 200' },
+      }),
+    );
     expect(weights(failed)).toEqual({ [v1.version]: 100 });
-    expect(failed.outcome.progressing).toMatchObject({ reason: 'SmokeTestFailed', message: expect.stringContaining('answered 500, expected 200') });
-    const passed = decide(input({ spec, target: v2, status: serving(v1), route: routeTo(v1), available: both, smokeTest: { passed: true, message: '1 request(s)' } }));
+    expect(failed.outcome.progressing).toMatchObject({
+      reason: 'SmokeTestFailed',
+      message: expect.stringContaining('answered 500, expected 200'),
+    });
+    const passed = decide(
+      input({
+        spec,
+        target: v2,
+        status: serving(v1),
+        route: routeTo(v1),
+        available: both,
+        smokeTest: { passed: true, message: '1 request(s)' },
+      }),
+    );
     expect(passed.outcome.rollout?.smokeTest).toMatch(/^Passed/);
-    const next = decide(input({ spec, target: v2, status: serving(v1, { rollout: passed.outcome.rollout }), route: routeTo(v1), available: both }));
+    const next = decide(
+      input({
+        spec,
+        target: v2,
+        status: serving(v1, { rollout: passed.outcome.rollout }),
+        route: routeTo(v1),
+        available: both,
+      }),
+    );
     expect(weights(next)).toEqual({ [v1.version]: 90, [v2.version]: 10 });
   });
 
   describe('the ROLLOUT column of kubectl get mle (status.rolloutSummary): only what a rollout under way means', () => {
     const column = (d: ReturnType<typeof decide>, previous: MachineLearningEndpointStatus) =>
-      renderStatus({ decision: d, previous, generation: 1, host: 'h', url: 'http://h', readyOf: () => 1, routeConditions: [], now }).rolloutSummary;
+      renderStatus({
+        decision: d,
+        previous,
+        generation: 1,
+        host: 'h',
+        url: 'http://h',
+        readyOf: () => 1,
+        routeConditions: [],
+        now,
+      }).rolloutSummary;
     const blueGreen = { config: 'c', rollout: { drainSeconds: 30, progressDeadlineSeconds: 60 } };
 
     it('is empty for a first version, while it comes up and once it serves (no canary at 100% on an endpoint that never had one)', () => {
       const first = decide(input({ target: v1, available: instancesOf(v1) }));
       expect(first.outcome.rollout).toMatchObject({ phase: 'Promoted', step: 1, weight: 100 });
       expect(column(first, {})).toBeUndefined();
-      const later = decide(input({ target: v1, status: serving(v1, { rollout: first.outcome.rollout }), route: routeTo(v1), available: instancesOf(v1) }));
+      const later = decide(
+        input({
+          target: v1,
+          status: serving(v1, { rollout: first.outcome.rollout }),
+          route: routeTo(v1),
+          available: instancesOf(v1),
+        }),
+      );
       expect(column(later, serving(v1))).toBeUndefined();
       expect(column(decide(input({ target: v1 })), {})).toBeUndefined();
     });
 
     it('names the strategy, the step and the share while a new version rolls out, Paused while it waits for approval', () => {
-      expect(column(decide(input({ spec: blueGreen, target: v2, status: serving(v1), route: routeTo(v1), available: instancesOf(v1) })), serving(v1))).toBe('BlueGreen 0/1 0%');
-      expect(column(decide(input({ spec: canary, target: v2, status: serving(v1), route: routeTo(v1), available: both })), serving(v1))).toBe('Canary 1/2 10%');
+      expect(
+        column(
+          decide(
+            input({ spec: blueGreen, target: v2, status: serving(v1), route: routeTo(v1), available: instancesOf(v1) }),
+          ),
+          serving(v1),
+        ),
+      ).toBe('BlueGreen 0/1 0%');
+      expect(
+        column(
+          decide(input({ spec: canary, target: v2, status: serving(v1), route: routeTo(v1), available: both })),
+          serving(v1),
+        ),
+      ).toBe('Canary 1/2 10%');
       const spec = { ...canary, rollout: { ...canary.rollout, approval: { beforePromotion: true } } };
-      const held = decide(input({ spec, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-61), {}, spec.rollout) }), route: split(v1, v2, 10), available: both }));
+      const held = decide(
+        input({
+          spec,
+          target: v2,
+          status: serving(v1, { rollout: atStep(1, 10, at(-61), {}, spec.rollout) }),
+          route: split(v1, v2, 10),
+          available: both,
+        }),
+      );
       expect(column(held, serving(v1))).toBe('Canary 1/2 10% Paused');
     });
 
     it('is empty once the new version is promoted', () => {
-      const done = decide(input({ spec: canary, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-60)) }), route: split(v1, v2, 10), available: both }));
+      const done = decide(
+        input({
+          spec: canary,
+          target: v2,
+          status: serving(v1, { rollout: atStep(1, 10, at(-60)) }),
+          route: split(v1, v2, 10),
+          available: both,
+        }),
+      );
       expect(column(done, serving(v1))).toBeUndefined();
     });
 
     it('says how a rollout ended that did not promote, and Planned for a dry run', () => {
-      const aborted = decide(input({ spec: { ...canary, rollout: { ...canary.rollout, abortVersion: v2.version } }, target: v2, status: serving(v1, { rollout: atStep(1, 10, at(-10)) }), route: split(v1, v2, 10), available: both }));
+      const aborted = decide(
+        input({
+          spec: { ...canary, rollout: { ...canary.rollout, abortVersion: v2.version } },
+          target: v2,
+          status: serving(v1, { rollout: atStep(1, 10, at(-10)) }),
+          route: split(v1, v2, 10),
+          available: both,
+        }),
+      );
       expect(column(aborted, serving(v1))).toBe('Canary Aborted');
-      const dryRun = decide(input({ spec: { ...canary, rollout: { ...canary.rollout, dryRun: true } }, target: v2, status: serving(v1), route: routeTo(v1), available: instancesOf(v1) }));
+      const dryRun = decide(
+        input({
+          spec: { ...canary, rollout: { ...canary.rollout, dryRun: true } },
+          target: v2,
+          status: serving(v1),
+          route: routeTo(v1),
+          available: instancesOf(v1),
+        }),
+      );
       expect(column(dryRun, serving(v1))).toBe('Canary Planned');
     });
   });

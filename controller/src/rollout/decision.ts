@@ -1,5 +1,10 @@
 // The rollout decision's inputs and outputs, and what its phases share. Pure.
-import type { MachineLearningEndpointSpec, MachineLearningEndpointStatus, RolloutPreview, RolloutStatus } from '../api/generated.ts';
+import type {
+  MachineLearningEndpointSpec,
+  MachineLearningEndpointStatus,
+  RolloutPreview,
+  RolloutStatus,
+} from '../api/generated.ts';
 import { fixedReplicas, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import type { ConditionInput } from '../desired/status.ts';
 import type { RouteBackend, RouteMirror, RouteTarget } from '../desired/route.ts';
@@ -116,5 +121,10 @@ export interface Outcome {
  */
 /** The replicas each instance of a version starts with: its fixed count, or its autoscaler's minimum. */
 export function instanceReplicas(plan: VersionPlan): Map<string, number> {
-  return new Map(plan.variants.map((v) => [v.instance, v.variant.autoscaling ? v.variant.autoscaling.minInstances : fixedReplicas(v)]));
+  return new Map(
+    plan.variants.map((v) => [
+      v.instance,
+      v.variant.autoscaling ? v.variant.autoscaling.minInstances : fixedReplicas(v),
+    ]),
+  );
 }

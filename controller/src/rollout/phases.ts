@@ -4,7 +4,14 @@
 import type { MachineLearningEndpointStatus } from '../api/generated.ts';
 import type { VersionPlan } from '../desired/plan.ts';
 import { backends, mirrorsOf, targetsOf } from '../desired/route.ts';
-import { instanceReplicas, type Deployed, type LiveRoute, type Outcome, type RolloutDecision, type RolloutInput } from './decision.ts';
+import {
+  instanceReplicas,
+  type Deployed,
+  type LiveRoute,
+  type Outcome,
+  type RolloutDecision,
+  type RolloutInput,
+} from './decision.ts';
 
 export type Draining = NonNullable<MachineLearningEndpointStatus['draining']>;
 
@@ -15,7 +22,10 @@ export function withDrain(draining: Draining, version: string, services: string[
 }
 
 /** The serving version and the version sharing its traffic (a canary), from the live route. */
-export function splitOf(route: LiveRoute | undefined, recorded: string | undefined): { stable?: string; canary?: { version: string; weight: number } } {
+export function splitOf(
+  route: LiveRoute | undefined,
+  recorded: string | undefined,
+): { stable?: string; canary?: { version: string; weight: number } } {
   const entries = [...(route?.versions ?? [])].filter(([, w]) => w > 0);
   if (entries.length === 0) return { stable: recorded };
   if (entries.length === 1) return { stable: entries[0][0] };
@@ -27,8 +37,15 @@ export function splitOf(route: LiveRoute | undefined, recorded: string | undefin
 }
 
 /** The Services of a version: its plan's, else what the status last said takes its traffic. */
-export function servicesOf(status: MachineLearningEndpointStatus, p: VersionPlan | undefined, version: string): string[] {
-  return p?.variants.map((v) => v.instance) ?? (status.traffic ?? []).filter((t) => t.version === version).map((t) => t.service);
+export function servicesOf(
+  status: MachineLearningEndpointStatus,
+  p: VersionPlan | undefined,
+  version: string,
+): string[] {
+  return (
+    p?.variants.map((v) => v.instance) ??
+    (status.traffic ?? []).filter((t) => t.version === version).map((t) => t.service)
+  );
 }
 
 export interface Observation {
@@ -47,7 +64,12 @@ export function observe(input: RolloutInput, drainUntil: string): Observation {
   const { status, target } = input;
   const split = splitOf(input.route, status.endpointConfigVersion);
   const servingVersion = split.stable;
-  const serving = servingVersion === undefined ? undefined : servingVersion === target?.version ? target : input.snapshot(servingVersion);
+  const serving =
+    servingVersion === undefined
+      ? undefined
+      : servingVersion === target?.version
+        ? target
+        : input.snapshot(servingVersion);
   const unreadable = servingVersion !== undefined && serving === undefined ? servingVersion : undefined;
   let history = [...(status.history ?? [])];
   let draining = [...(status.draining ?? [])];
@@ -56,7 +78,10 @@ export function observe(input: RolloutInput, drainUntil: string): Observation {
   const previous = status.endpointConfigVersion;
   if (previous && servingVersion && previous !== servingVersion && !input.route?.versions.get(previous)) {
     if (!draining.some((d) => d.version === previous)) {
-      const left = (status.traffic ?? []).filter((t) => !t.version || t.version === previous).map((t) => t.service).filter((s) => !input.route?.services.includes(s));
+      const left = (status.traffic ?? [])
+        .filter((t) => !t.version || t.version === previous)
+        .map((t) => t.service)
+        .filter((s) => !input.route?.services.includes(s));
       draining = withDrain(draining, previous, left, drainUntil);
     }
     history = [previous, ...history];
@@ -65,7 +90,9 @@ export function observe(input: RolloutInput, drainUntil: string): Observation {
   // back): it leaves the route and drains.
   let canary = split.canary;
   if (canary && canary.version !== target?.version) {
-    const leaving = servicesOf(status, input.snapshot(canary.version), canary.version).filter((s) => !serving?.variants.some((v) => v.instance === s));
+    const leaving = servicesOf(status, input.snapshot(canary.version), canary.version).filter(
+      (s) => !serving?.variants.some((v) => v.instance === s),
+    );
     draining = withDrain(draining, canary.version, leaving, drainUntil);
     canary = undefined;
   }
@@ -100,11 +127,14 @@ export function settle(input: RolloutInput, v: Verdict, historyLimit: number): S
   // A drain ends when its time is up and, where the provider tells, once the gateway has processed
   // the route that no longer names the version.
   const routeSettled = switched === undefined && input.route?.observed !== false;
-  const drained = v.draining.filter((d) => d.version !== servingNow && routeSettled && Date.parse(d.until) <= now.getTime());
+  const drained = v.draining.filter(
+    (d) => d.version !== servingNow && routeSettled && Date.parse(d.until) <= now.getTime(),
+  );
   const draining = v.draining.filter((d) => d.version !== servingNow && !drained.includes(d));
   let history = [...v.history];
   // A version that drained served before: it stays in the history (for rollback) if it is not there yet.
-  for (const d of drained) if (!history.includes(d.version) && d.version !== pending?.plan.version) history.unshift(d.version);
+  for (const d of drained)
+    if (!history.includes(d.version) && d.version !== pending?.plan.version) history.unshift(d.version);
   const drainsDueMs = draining.map((d) => Math.max(0, Date.parse(d.until) - now.getTime()) + 500);
 
   // Draining versions first, then the serving one, then the pending one: an instance that several
@@ -121,11 +151,31 @@ export function settle(input: RolloutInput, v: Verdict, historyLimit: number): S
 
   // A serving version that cannot be read (its route or its snapshot not in the cache yet, its
   // template gone) keeps what the status last said takes its traffic: nothing of it is touched.
-  const unreadableServices = unreadable ? (status.traffic ?? []).filter((t) => !t.version || t.version === unreadable).map((t) => t.service) : [];
-  const keepInstances = new Set<string>([...deploy.flatMap((d) => [...d.replicas.keys()]), ...draining.flatMap((d) => d.services), ...(input.route?.services ?? []), ...unreadableServices]);
-  const keepVersions = new Set<string>([...(servingNow ? [servingNow] : []), ...(pending ? [pending.plan.version] : []), ...draining.map((d) => d.version), ...history]);
+  const unreadableServices = unreadable
+    ? (status.traffic ?? []).filter((t) => !t.version || t.version === unreadable).map((t) => t.service)
+    : [];
+  const keepInstances = new Set<string>([
+    ...deploy.flatMap((d) => [...d.replicas.keys()]),
+    ...draining.flatMap((d) => d.services),
+    ...(input.route?.services ?? []),
+    ...unreadableServices,
+  ]);
+  const keepVersions = new Set<string>([
+    ...(servingNow ? [servingNow] : []),
+    ...(pending ? [pending.plan.version] : []),
+    ...draining.map((d) => d.version),
+    ...history,
+  ]);
 
-  const shares = serving && !input.routeBlocked ? (pending && targetWeight > 0 ? [{ plan: serving, percent: 100 - targetWeight }, { plan: pending.plan, percent: targetWeight }] : [{ plan: serving, percent: 100 }]) : undefined;
+  const shares =
+    serving && !input.routeBlocked
+      ? pending && targetWeight > 0
+        ? [
+            { plan: serving, percent: 100 - targetWeight },
+            { plan: pending.plan, percent: targetWeight },
+          ]
+        : [{ plan: serving, percent: 100 }]
+      : undefined;
   // The serving version's shadows get their mirrors once they can take them; its variants, their header targets.
   const servingReplicas = serving ? instanceReplicas(serving) : undefined;
   return {
@@ -135,7 +185,10 @@ export function settle(input: RolloutInput, v: Verdict, historyLimit: number): S
     decision: {
       deploy,
       route: shares ? backends(shares) : undefined,
-      mirrors: shares && serving ? mirrorsOf(serving, (p) => input.workload(p, servingReplicas!.get(p.instance)!).available) : undefined,
+      mirrors:
+        shares && serving
+          ? mirrorsOf(serving, (p) => input.workload(p, servingReplicas!.get(p.instance)!).available)
+          : undefined,
       targets: shares && serving ? targetsOf(serving) : undefined,
       keepVersions,
       keepInstances,

@@ -29,7 +29,11 @@ function replicasOf(decision: RolloutDecision): Map<string, number> {
   return replicas;
 }
 
-function table(route: readonly RouteBackend[], replicas: Map<string, number>, readyOf: (instance: string) => number): TrafficEntry[] {
+function table(
+  route: readonly RouteBackend[],
+  replicas: Map<string, number>,
+  readyOf: (instance: string) => number,
+): TrafficEntry[] {
   // status.traffic is a map keyed by Service: a Service two versions share is one entry.
   return byService(route).map((b) => ({
     variant: b.variant,
@@ -43,7 +47,9 @@ function table(route: readonly RouteBackend[], replicas: Map<string, number>, re
 }
 
 function waitingFor(plan: VersionPlan, replicas: Map<string, number>, readyOf: (instance: string) => number): string {
-  return plan.variants.map((v) => `${v.instance} ${readyOf(v.instance)}/${replicas.get(v.instance) ?? 0} ready`).join(', ');
+  return plan.variants
+    .map((v) => `${v.instance} ${readyOf(v.instance)}/${replicas.get(v.instance) ?? 0} ready`)
+    .join(', ');
 }
 
 /**
@@ -52,8 +58,12 @@ function waitingFor(plan: VersionPlan, replicas: Map<string, number>, readyOf: (
  * it did not promote. Nothing once the latest version serves, nor for a first version (the state
  * says how it comes up): a finished BlueGreen switch is no canary at 100%.
  */
-export function rolloutSummary(rollout: RolloutStatus | undefined, servingVersion: string | undefined): string | undefined {
-  if (!rollout?.phase || !servingVersion || rollout.version === servingVersion || rollout.phase === 'Promoted') return undefined;
+export function rolloutSummary(
+  rollout: RolloutStatus | undefined,
+  servingVersion: string | undefined,
+): string | undefined {
+  if (!rollout?.phase || !servingVersion || rollout.version === servingVersion || rollout.phase === 'Promoted')
+    return undefined;
   const strategy = rollout.strategy ?? 'BlueGreen';
   switch (rollout.phase) {
     case 'Progressing':
@@ -95,7 +105,9 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
   if (o.blocked) {
     conditions.push({ type: 'Ready', status: 'False', reason: o.blocked.reason, message: o.blocked.message });
   } else if (servingVersion) {
-    const missing = o.unreadable ? '; its snapshots are missing, so its objects are left as they are until a new version replaces it' : '';
+    const missing = o.unreadable
+      ? '; its snapshots are missing, so its objects are left as they are until a new version replaces it'
+      : '';
     if (routeDown) {
       conditions.push({
         type: 'Ready',
@@ -118,14 +130,31 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
         message: `config version ${servingVersion} serves at ${s.url} with fewer replicas than wanted: ${short.map((t) => `${t.variant} ${t.readyReplicas}/${t.replicas} ready`).join(', ')}${missing}`,
       });
     } else {
-      conditions.push({ type: 'Ready', status: 'True', reason: 'Serving', message: `serving config version ${servingVersion}${o.serving ? ` (${o.serving.instance})` : ''} at ${s.url}${missing}` });
+      conditions.push({
+        type: 'Ready',
+        status: 'True',
+        reason: 'Serving',
+        message: `serving config version ${servingVersion}${o.serving ? ` (${o.serving.instance})` : ''} at ${s.url}${missing}`,
+      });
     }
   } else if (o.problem) {
     conditions.push({ type: 'Ready', status: 'False', reason: o.problem.reason, message: o.problem.message });
   } else if (o.expired) {
-    conditions.push({ type: 'Ready', status: 'False', reason: 'ProgressDeadlineExceeded', message: `the first version did not become Available within ${o.deadlineSeconds}s: ${waitingFor(o.pending!, replicas, readyOf)}` });
+    conditions.push({
+      type: 'Ready',
+      status: 'False',
+      reason: 'ProgressDeadlineExceeded',
+      message: `the first version did not become Available within ${o.deadlineSeconds}s: ${waitingFor(o.pending!, replicas, readyOf)}`,
+    });
   } else {
-    conditions.push({ type: 'Ready', status: 'False', reason: 'Creating', message: o.pending ? `waiting for the first version to become Available: ${waitingFor(o.pending, replicas, readyOf)}` : 'nothing to serve yet' });
+    conditions.push({
+      type: 'Ready',
+      status: 'False',
+      reason: 'Creating',
+      message: o.pending
+        ? `waiting for the first version to become Available: ${waitingFor(o.pending, replicas, readyOf)}`
+        : 'nothing to serve yet',
+    });
   }
 
   if (o.progressing) {
@@ -138,15 +167,37 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
       message: `config version ${o.pending.version} did not become Available within ${o.deadlineSeconds}s; ${servingVersion ? `traffic stays on version ${servingVersion}` : 'nothing serves'}, and its Deployments are scaled to zero (its snapshots stay). Check the model's pods and events, fix the model or config and apply it, or bump spec.rollout.attempt to try the same version again.`,
     });
   } else if (o.pending) {
-    conditions.push({ type: 'Progressing', status: 'True', reason: 'NewVersionDeploying', message: `deploying config version ${o.pending.version}: ${waitingFor(o.pending, replicas, readyOf)}` });
+    conditions.push({
+      type: 'Progressing',
+      status: 'True',
+      reason: 'NewVersionDeploying',
+      message: `deploying config version ${o.pending.version}: ${waitingFor(o.pending, replicas, readyOf)}`,
+    });
   } else if (servingVersion) {
-    const drain = o.draining.length ? `; draining ${o.draining.map((d) => `${d.version} until ${d.until}`).join(', ')}` : '';
-    conditions.push({ type: 'Progressing', status: 'True', reason: 'NewVersionAvailable', message: `config version ${servingVersion} is serving${drain}` });
+    const drain = o.draining.length
+      ? `; draining ${o.draining.map((d) => `${d.version} until ${d.until}`).join(', ')}`
+      : '';
+    conditions.push({
+      type: 'Progressing',
+      status: 'True',
+      reason: 'NewVersionAvailable',
+      message: `config version ${servingVersion} is serving${drain}`,
+    });
   }
   conditions.push(
     o.problem
-      ? { ...o.problem, message: servingVersion ? `${o.problem.message}; serving from the snapshots of config version ${servingVersion}` : o.problem.message }
-      : { type: 'TemplatesAvailable', status: 'True', reason: 'Resolved', message: 'the config and every model it names exist' },
+      ? {
+          ...o.problem,
+          message: servingVersion
+            ? `${o.problem.message}; serving from the snapshots of config version ${servingVersion}`
+            : o.problem.message,
+        }
+      : {
+          type: 'TemplatesAvailable',
+          status: 'True',
+          reason: 'Resolved',
+          message: 'the config and every model it names exist',
+        },
   );
   conditions.push(...s.routeConditions);
   if (shadows.length > 0) {
@@ -155,19 +206,37 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
       s.mirroringUnavailable
         ? { type: 'ShadowsMirrored', status: 'False', reason: 'MirroringUnavailable', message: s.mirroringUnavailable }
         : notMirrored.length > 0
-          ? { type: 'ShadowsMirrored', status: 'False', reason: 'ShadowNotReady', message: `not mirrored until they are ready (primary traffic is unaffected): ${notMirrored.map((x) => `${x.variant} (${x.service}) ${x.readyReplicas}/${x.replicas} ready`).join(', ')}` }
-          : { type: 'ShadowsMirrored', status: 'True', reason: 'Mirrored', message: shadows.map((x) => `${x.percent}% of the requests mirrored to ${x.variant} (${x.service})`).join(', ') },
+          ? {
+              type: 'ShadowsMirrored',
+              status: 'False',
+              reason: 'ShadowNotReady',
+              message: `not mirrored until they are ready (primary traffic is unaffected): ${notMirrored.map((x) => `${x.variant} (${x.service}) ${x.readyReplicas}/${x.replicas} ready`).join(', ')}`,
+            }
+          : {
+              type: 'ShadowsMirrored',
+              status: 'True',
+              reason: 'Mirrored',
+              message: shadows
+                .map((x) => `${x.percent}% of the requests mirrored to ${x.variant} (${x.service})`)
+                .join(', '),
+            },
     );
   }
 
   const summary = rolloutSummary(o.rollout, servingVersion);
   // READY counts what takes traffic; before anything does, the first version coming up (not 0/0).
-  const counted = traffic.length > 0 || servingVersion || !o.pending ? traffic : o.pending.variants.filter((v) => !isShadow(v)).map((v) => ({ readyReplicas: readyOf(v.instance), replicas: replicas.get(v.instance) ?? 0 }));
+  const counted =
+    traffic.length > 0 || servingVersion || !o.pending
+      ? traffic
+      : o.pending.variants
+          .filter((v) => !isShadow(v))
+          .map((v) => ({ readyReplicas: readyOf(v.instance), replicas: replicas.get(v.instance) ?? 0 }));
   const wanted = counted.reduce((n, t) => n + (t.replicas ?? 0), 0);
   const ready = counted.reduce((n, t) => n + Math.min(t.readyReplicas ?? 0, t.replicas ?? 0), 0);
   let state: MachineLearningEndpointStatus['state'];
   // The first version is still being created until the gateway has taken its route.
-  const servedBefore = previous?.state === 'InService' || previous?.state === 'Updating' || previous?.state === 'RollingBack';
+  const servedBefore =
+    previous?.state === 'InService' || previous?.state === 'Updating' || previous?.state === 'RollingBack';
   // A route that cannot be written serves nothing.
   if (o.blocked) state = 'Failed';
   else if (servingVersion && routeDown?.status === 'Unknown' && !servedBefore) state = 'Creating';
@@ -178,7 +247,9 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     state,
     ...(servingVersion ? { endpointConfigVersion: servingVersion } : {}),
     // Pending means on its way: a version that failed, was rolled back or aborted is not (status.rollout and the Progressing condition say what became of it).
-    ...(o.pending && !o.expired ? { pendingEndpointConfigVersion: o.pending.version, pendingSince: o.pendingSince } : {}),
+    ...(o.pending && !o.expired
+      ? { pendingEndpointConfigVersion: o.pending.version, pendingSince: o.pendingSince }
+      : {}),
     host: s.host,
     url: s.url,
     ready: `${ready}/${wanted}`,
@@ -199,7 +270,11 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
  * not: the next round reads it back to know what the route sends traffic to, and must not decide
  * (or collect garbage) on a status that does not say so yet.
  */
-export function progressOnly(previous: MachineLearningEndpointStatus | undefined, next: MachineLearningEndpointStatus, deleting: boolean): boolean {
+export function progressOnly(
+  previous: MachineLearningEndpointStatus | undefined,
+  next: MachineLearningEndpointStatus,
+  deleting: boolean,
+): boolean {
   if (deleting || previous?.endpointConfigVersion || next.endpointConfigVersion) return false;
   const ready = next.conditions?.find((c) => c.type === 'Ready');
   return ready?.reason === 'Creating' || ready?.reason === 'RoutePending';

@@ -18,7 +18,10 @@ export function planOf(rollout: MachineLearningEndpointRollout): Step[] {
   switch (rollout.strategy) {
     case 'Canary':
       return [
-        { weight: rollout.canary?.percent ?? strategyDefaults.canaryPercent, seconds: rollout.canary?.bakeSeconds ?? strategyDefaults.bakeSeconds },
+        {
+          weight: rollout.canary?.percent ?? strategyDefaults.canaryPercent,
+          seconds: rollout.canary?.bakeSeconds ?? strategyDefaults.bakeSeconds,
+        },
         { weight: 100, seconds: 0 },
       ];
     case 'Linear': {
@@ -39,6 +42,13 @@ export function planOf(rollout: MachineLearningEndpointRollout): Step[] {
  * the drain and the deadline leave it as it is.
  */
 export function planFingerprint(rollout: MachineLearningEndpointRollout): string {
-  const fields = { steps: planOf(rollout), strategy: rollout.strategy ?? 'BlueGreen', analysis: rollout.analysis ?? null, smokeTest: rollout.smokeTest ?? null, approval: rollout.approval ?? null, attempt: rollout.attempt ?? 0 };
+  const fields = {
+    steps: planOf(rollout),
+    strategy: rollout.strategy ?? 'BlueGreen',
+    analysis: rollout.analysis ?? null,
+    smokeTest: rollout.smokeTest ?? null,
+    approval: rollout.approval ?? null,
+    attempt: rollout.attempt ?? 0,
+  };
   return createHash('sha256').update(canonicalJson(fields)).digest('hex').slice(0, 16);
 }

@@ -11,11 +11,32 @@ import type { Resource } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import type { RouteCondition, RoutingProvider } from './provider.ts';
 import { mirrorBackendRef, traefikMirroring, wrappedService } from './traefik-mirroring.ts';
-import { byService, decodeMirrors, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights } from '../desired/route.ts';
+import {
+  byService,
+  decodeMirrors,
+  encodeMirrors,
+  encodeVersions,
+  routeMirrorsAnnotation,
+  routeVersionsAnnotation,
+  variantHeader,
+  versionWeights,
+} from '../desired/route.ts';
 
 const group = 'gateway.networking.k8s.io';
-export const httpRouteResource: Resource = { group, version: 'v1', kind: 'HTTPRoute', plural: 'httproutes', namespaced: true };
-export const gatewayApiGatewayResource: Resource = { group, version: 'v1', kind: 'Gateway', plural: 'gateways', namespaced: true };
+export const httpRouteResource: Resource = {
+  group,
+  version: 'v1',
+  kind: 'HTTPRoute',
+  plural: 'httproutes',
+  namespaced: true,
+};
+export const gatewayApiGatewayResource: Resource = {
+  group,
+  version: 'v1',
+  kind: 'Gateway',
+  plural: 'gateways',
+  namespaced: true,
+};
 
 interface ParentRef {
   group: string;
@@ -26,7 +47,11 @@ interface ParentRef {
 }
 
 interface HTTPRouteStatus {
-  parents?: { parentRef: Partial<ParentRef>; controllerName?: string; conditions?: { type: string; status: string; reason?: string; message?: string; observedGeneration?: number }[] }[];
+  parents?: {
+    parentRef: Partial<ParentRef>;
+    controllerName?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string; observedGeneration?: number }[];
+  }[];
 }
 
 /** Where the endpoint's routes attach: the shared Gateway, or the endpoint's own, by listener. */
@@ -45,8 +70,17 @@ function parentRefs(ctx: EndpointContext, listener: 'http' | 'https'): ParentRef
   }
   const tls = ctx.config.gateway.tls;
   // With TLS, the route serves on both listeners, unless plain HTTP only redirects.
-  const sections = tls.enabled ? (tls.httpsRedirect ? [listener === 'http' ? 'http' : 'https'] : ['http', 'https']) : ['http'];
-  return sections.map((sectionName) => ({ group, kind: 'Gateway', name: gatewayName(ctx.endpoint.metadata.name!), sectionName }));
+  const sections = tls.enabled
+    ? tls.httpsRedirect
+      ? [listener === 'http' ? 'http' : 'https']
+      : ['http', 'https']
+    : ['http'];
+  return sections.map((sectionName) => ({
+    group,
+    kind: 'Gateway',
+    name: gatewayName(ctx.endpoint.metadata.name!),
+    sectionName,
+  }));
 }
 
 function sameParent(ref: Partial<ParentRef>, want: ParentRef, routeNamespace: string): boolean {
@@ -60,7 +94,8 @@ function sameParent(ref: Partial<ParentRef>, want: ParentRef, routeNamespace: st
 }
 
 const shared = (ctx: EndpointContext) => ctx.config.routing.gatewayAPI.sharedGateway.name !== '';
-const redirects = (ctx: EndpointContext) => !shared(ctx) && ctx.config.gateway.tls.enabled && ctx.config.gateway.tls.httpsRedirect;
+const redirects = (ctx: EndpointContext) =>
+  !shared(ctx) && ctx.config.gateway.tls.enabled && ctx.config.gateway.tls.httpsRedirect;
 
 /** The provider for one operator config: with a shared Gateway it writes no Gateways, and so watches none. */
 export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
@@ -74,21 +109,32 @@ export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
     const { endpoint, config } = ctx;
     const hostname = hostOf(ctx);
     const allowedRoutes = { namespaces: { from: 'Same' } };
-    const listeners: unknown[] = [{ name: 'http', protocol: 'HTTP', port: config.gateway.port, hostname, allowedRoutes }];
+    const listeners: unknown[] = [
+      { name: 'http', protocol: 'HTTP', port: config.gateway.port, hostname, allowedRoutes },
+    ];
     if (config.gateway.tls.enabled) {
       listeners.push({
         name: 'https',
         protocol: 'HTTPS',
         port: config.gateway.tls.port,
         hostname,
-        tls: { mode: 'Terminate', certificateRefs: [{ group: '', kind: 'Secret', name: config.gateway.tls.credentialName }] },
+        tls: {
+          mode: 'Terminate',
+          certificateRefs: [{ group: '', kind: 'Secret', name: config.gateway.tls.credentialName }],
+        },
         allowedRoutes,
       });
     }
     return [
-      namespaced(gatewayApiGatewayResource, endpoint, gatewayName(endpoint.metadata.name!), commonLabels(endpoint, 'gateway', 'ml-endpoint'), {
-        spec: { gatewayClassName: config.routing.gatewayAPI.gatewayClassName, listeners },
-      }),
+      namespaced(
+        gatewayApiGatewayResource,
+        endpoint,
+        gatewayName(endpoint.metadata.name!),
+        commonLabels(endpoint, 'gateway', 'ml-endpoint'),
+        {
+          spec: { gatewayClassName: config.routing.gatewayAPI.gatewayClassName, listeners },
+        },
+      ),
     ];
   },
 
@@ -97,7 +143,10 @@ export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
   routes(ctx, route) {
     const { endpoint } = ctx;
     const primary = [...versionWeights(route.backends)].sort((a, b) => b[1] - a[1])[0]?.[0];
-    const routeLabels = { ...commonLabels(endpoint, 'routing', 'ml-endpoint'), ...(primary ? { [labels.version]: primary } : {}) };
+    const routeLabels = {
+      ...commonLabels(endpoint, 'routing', 'ml-endpoint'),
+      ...(primary ? { [labels.version]: primary } : {}),
+    };
     const everything = [{ path: { type: 'PathPrefix', value: '/' } }];
     const mode = config.routing.gatewayAPI.mirroring;
     const mirrors = mode === 'None' ? [] : (route.mirrors ?? []);
@@ -117,38 +166,78 @@ export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
           rules: [
             // A request that names a variant goes to it: a header match ranks ahead of the plain prefix.
             ...(route.targets ?? []).map((t) => ({
-              matches: [{ path: { type: 'PathPrefix', value: '/' }, headers: [{ type: 'Exact', name: variantHeader, value: t.variant }] }],
+              matches: [
+                {
+                  path: { type: 'PathPrefix', value: '/' },
+                  headers: [{ type: 'Exact', name: variantHeader, value: t.variant }],
+                },
+              ],
               backendRefs: [{ group: '', kind: 'Service', name: t.service, port: t.port, weight: 1 }],
             })),
             {
               matches: everything,
               ...(mode === 'RequestMirror' && mirrors.length
-                ? { filters: mirrors.map((m) => ({ type: 'RequestMirror', requestMirror: { backendRef: { group: '', kind: 'Service', name: m.service, port: m.port }, percent: m.percent } })) }
+                ? {
+                    filters: mirrors.map((m) => ({
+                      type: 'RequestMirror',
+                      requestMirror: {
+                        backendRef: { group: '', kind: 'Service', name: m.service, port: m.port },
+                        percent: m.percent,
+                      },
+                    })),
+                  }
                 : {}),
               backendRefs: byService(route.backends).map((b) =>
-                wrapped(b.service) ? mirrorBackendRef(b.service, b.weight) : { group: '', kind: 'Service', name: b.service, port: b.port, weight: b.weight },
+                wrapped(b.service)
+                  ? mirrorBackendRef(b.service, b.weight)
+                  : { group: '', kind: 'Service', name: b.service, port: b.port, weight: b.weight },
               ),
             },
           ],
         },
       },
-      { [routeVersionsAnnotation]: encodeVersions(route.backends), ...(mirrorsAnnotation ? { [routeMirrorsAnnotation]: mirrorsAnnotation } : {}) },
+      {
+        [routeVersionsAnnotation]: encodeVersions(route.backends),
+        ...(mirrorsAnnotation ? { [routeMirrorsAnnotation]: mirrorsAnnotation } : {}),
+      },
     );
     if (!redirects(ctx)) return [split];
-    const redirect = namespaced(httpRouteResource, endpoint, `${endpoint.metadata.name}-https-redirect`, commonLabels(endpoint, 'routing', 'ml-endpoint'), {
-      spec: {
-        parentRefs: parentRefs(ctx, 'http'),
-        hostnames: [route.host],
-        rules: [{ matches: everything, filters: [{ type: 'RequestRedirect', requestRedirect: { scheme: 'https', statusCode: 301 } }] }],
+    const redirect = namespaced(
+      httpRouteResource,
+      endpoint,
+      `${endpoint.metadata.name}-https-redirect`,
+      commonLabels(endpoint, 'routing', 'ml-endpoint'),
+      {
+        spec: {
+          parentRefs: parentRefs(ctx, 'http'),
+          hostnames: [route.host],
+          rules: [
+            {
+              matches: everything,
+              filters: [{ type: 'RequestRedirect', requestRedirect: { scheme: 'https', statusCode: 301 } }],
+            },
+          ],
+        },
       },
-    });
+    );
     return [split, redirect];
   },
 
   referencedServices(live) {
-    const spec = (live.spec ?? {}) as { rules?: { backendRefs?: { name?: string; kind?: string }[]; filters?: { requestMirror?: { backendRef?: { name?: string } } }[] }[] };
+    const spec = (live.spec ?? {}) as {
+      rules?: {
+        backendRefs?: { name?: string; kind?: string }[];
+        filters?: { requestMirror?: { backendRef?: { name?: string } } }[];
+      }[];
+    };
     const services = (spec.rules ?? []).flatMap((r) => [
-      ...(r.backendRefs ?? []).map((b) => ((b.kind ?? 'Service') === 'Service' ? (b.name ?? '') : b.kind === 'TraefikService' ? wrappedService(b.name ?? '') : '')),
+      ...(r.backendRefs ?? []).map((b) =>
+        (b.kind ?? 'Service') === 'Service'
+          ? (b.name ?? '')
+          : b.kind === 'TraefikService'
+            ? wrappedService(b.name ?? '')
+            : '',
+      ),
       ...(r.filters ?? []).map((f) => f.requestMirror?.backendRef?.name ?? ''),
     ]);
     return [...services, ...decodeMirrors(live.metadata.annotations?.[routeMirrorsAnnotation])].filter(Boolean);
@@ -166,16 +255,39 @@ export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
     const namespace = live.metadata.namespace ?? '';
     const generation = live.metadata.generation ?? 0;
     const wanted = parentRefs(ctx, 'https');
-    const parents = wanted.map((ref) => ({ ref, status: status.parents?.find((p) => sameParent(p.parentRef, ref, namespace)) }));
-    const describe = (ref: ParentRef) => `Gateway ${ref.namespace ?? namespace}/${ref.name}${ref.sectionName ? ` (listener ${ref.sectionName})` : ''}`;
-    const observed = parents.every((p) => p.status?.conditions?.some((c) => c.type === 'Accepted' && (c.observedGeneration ?? 0) >= generation));
+    const parents = wanted.map((ref) => ({
+      ref,
+      status: status.parents?.find((p) => sameParent(p.parentRef, ref, namespace)),
+    }));
+    const describe = (ref: ParentRef) =>
+      `Gateway ${ref.namespace ?? namespace}/${ref.name}${ref.sectionName ? ` (listener ${ref.sectionName})` : ''}`;
+    const observed = parents.every((p) =>
+      p.status?.conditions?.some((c) => c.type === 'Accepted' && (c.observedGeneration ?? 0) >= generation),
+    );
     const conditions: RouteCondition[] = ['Accepted', 'ResolvedRefs'].map((type) => {
       for (const p of parents) {
         const c = p.status?.conditions?.find((x) => x.type === type);
-        if (!c) return { type, status: 'Unknown', reason: 'Pending', message: `${describe(p.ref)} has not reported on HTTPRoute ${namespace}/${live.metadata.name} yet: is a Gateway API implementation running for it?` };
-        if (c.status !== 'True') return { type, status: c.status === 'False' ? 'False' : 'Unknown', reason: c.reason ?? 'Unknown', message: `${describe(p.ref)}: ${c.message ?? c.reason ?? ''}`.trim() };
+        if (!c)
+          return {
+            type,
+            status: 'Unknown',
+            reason: 'Pending',
+            message: `${describe(p.ref)} has not reported on HTTPRoute ${namespace}/${live.metadata.name} yet: is a Gateway API implementation running for it?`,
+          };
+        if (c.status !== 'True')
+          return {
+            type,
+            status: c.status === 'False' ? 'False' : 'Unknown',
+            reason: c.reason ?? 'Unknown',
+            message: `${describe(p.ref)}: ${c.message ?? c.reason ?? ''}`.trim(),
+          };
       }
-      return { type, status: 'True', reason: type, message: `HTTPRoute ${namespace}/${live.metadata.name}: ${type} by ${parents.map((p) => describe(p.ref)).join(', ')}` };
+      return {
+        type,
+        status: 'True',
+        reason: type,
+        message: `HTTPRoute ${namespace}/${live.metadata.name}: ${type} by ${parents.map((p) => describe(p.ref)).join(', ')}`,
+      };
     });
     return { observed, conditions };
   },

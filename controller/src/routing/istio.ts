@@ -6,7 +6,16 @@ import { commonLabels, gatewayName, hostOf, namespaced } from '../desired/object
 import { labels } from '../desired/labels.ts';
 import { resources } from '../kube/resources.ts';
 import type { RoutingProvider } from './provider.ts';
-import { byService, encodeMirrors, encodeVersions, routeMirrorsAnnotation, routeVersionsAnnotation, variantHeader, versionWeights, type RouteSpec } from '../desired/route.ts';
+import {
+  byService,
+  encodeMirrors,
+  encodeVersions,
+  routeMirrorsAnnotation,
+  routeVersionsAnnotation,
+  variantHeader,
+  versionWeights,
+  type RouteSpec,
+} from '../desired/route.ts';
 
 interface VirtualServiceSpec {
   http?: { route?: { destination?: { host?: string } }[]; mirrors?: { destination?: { host?: string } }[] }[];
@@ -34,12 +43,22 @@ export const istio: RoutingProvider = {
       },
     ];
     if (tls.enabled) {
-      servers.push({ port: { number: tls.port, name: 'https', protocol: 'HTTPS' }, hosts: [host], tls: { mode: 'SIMPLE', credentialName: tls.credentialName } });
+      servers.push({
+        port: { number: tls.port, name: 'https', protocol: 'HTTPS' },
+        hosts: [host],
+        tls: { mode: 'SIMPLE', credentialName: tls.credentialName },
+      });
     }
     return [
-      namespaced(resources.gateway, endpoint, gatewayName(endpoint.metadata.name!), commonLabels(endpoint, 'gateway', 'ml-endpoint'), {
-        spec: { selector: config.gateway.selector, servers },
-      }),
+      namespaced(
+        resources.gateway,
+        endpoint,
+        gatewayName(endpoint.metadata.name!),
+        commonLabels(endpoint, 'gateway', 'ml-endpoint'),
+        {
+          spec: { selector: config.gateway.selector, servers },
+        },
+      ),
     ];
   },
 
@@ -49,33 +68,60 @@ export const istio: RoutingProvider = {
     const { endpoint } = ctx;
     const namespace = endpoint.metadata.namespace;
     const primary = primaryVersion(route);
-    const destination = (service: string, port: number) => ({ host: `${service}.${namespace}.svc.cluster.local`, port: { number: port } });
+    const destination = (service: string, port: number) => ({
+      host: `${service}.${namespace}.svc.cluster.local`,
+      port: { number: port },
+    });
     const mirrors = route.mirrors ?? [];
     const mirrorsAnnotation = encodeMirrors(mirrors);
-    return [namespaced(resources.virtualService, endpoint, endpoint.metadata.name!, { ...commonLabels(endpoint, 'routing', 'ml-endpoint'), ...(primary ? { [labels.version]: primary } : {}) }, {
-      spec: {
-        hosts: [route.host],
-        gateways: [gatewayName(endpoint.metadata.name!)],
-        http: [
-          // A request that names a variant goes to it, ahead of the weighted split.
-          ...(route.targets ?? []).map((t) => ({
-            name: `variant-${t.variant}`,
-            match: [{ headers: { [variantHeader]: { exact: t.variant } } }],
-            route: [{ destination: destination(t.service, t.port), weight: 100 }],
-          })),
-          {
-            name: 'variants',
-            route: byService(route.backends).map((b) => ({ destination: destination(b.service, b.port), weight: b.weight })),
-            ...(mirrors.length ? { mirrors: mirrors.map((m) => ({ destination: destination(m.service, m.port), percentage: { value: m.percent } })) } : {}),
+    return [
+      namespaced(
+        resources.virtualService,
+        endpoint,
+        endpoint.metadata.name!,
+        { ...commonLabels(endpoint, 'routing', 'ml-endpoint'), ...(primary ? { [labels.version]: primary } : {}) },
+        {
+          spec: {
+            hosts: [route.host],
+            gateways: [gatewayName(endpoint.metadata.name!)],
+            http: [
+              // A request that names a variant goes to it, ahead of the weighted split.
+              ...(route.targets ?? []).map((t) => ({
+                name: `variant-${t.variant}`,
+                match: [{ headers: { [variantHeader]: { exact: t.variant } } }],
+                route: [{ destination: destination(t.service, t.port), weight: 100 }],
+              })),
+              {
+                name: 'variants',
+                route: byService(route.backends).map((b) => ({
+                  destination: destination(b.service, b.port),
+                  weight: b.weight,
+                })),
+                ...(mirrors.length
+                  ? {
+                      mirrors: mirrors.map((m) => ({
+                        destination: destination(m.service, m.port),
+                        percentage: { value: m.percent },
+                      })),
+                    }
+                  : {}),
+              },
+            ],
           },
-        ],
-      },
-    }, { [routeVersionsAnnotation]: encodeVersions(route.backends), ...(mirrorsAnnotation ? { [routeMirrorsAnnotation]: mirrorsAnnotation } : {}) })];
+        },
+        {
+          [routeVersionsAnnotation]: encodeVersions(route.backends),
+          ...(mirrorsAnnotation ? { [routeMirrorsAnnotation]: mirrorsAnnotation } : {}),
+        },
+      ),
+    ];
   },
 
   referencedServices(live) {
     const spec = (live.spec ?? {}) as VirtualServiceSpec;
-    return (spec.http ?? []).flatMap((h) => [...(h.route ?? []), ...(h.mirrors ?? [])].map((r) => r.destination?.host?.split('.')[0] ?? '')).filter(Boolean);
+    return (spec.http ?? [])
+      .flatMap((h) => [...(h.route ?? []), ...(h.mirrors ?? [])].map((r) => r.destination?.host?.split('.')[0] ?? ''))
+      .filter(Boolean);
   },
 
   mirroringUnavailable: () => undefined,

@@ -3,10 +3,14 @@ import type { KubeObject } from '../kube/resources.ts';
 import { loadLeftMs, loadMs, mirrorBackendRef, traefikMirroring, wrappedService } from './traefik-mirroring.ts';
 
 const at = (iso: string) => new Date(iso);
-const mirror = (created: string): KubeObject => ({ metadata: { name: 'm-aa-mirror', namespace: 'ml', creationTimestamp: created } });
+const mirror = (created: string): KubeObject => ({
+  metadata: { name: 'm-aa-mirror', namespace: 'ml', creationTimestamp: created },
+});
 const deployment = (availableSince?: string): KubeObject => ({
   metadata: { name: 'm-aa', namespace: 'ml' },
-  status: availableSince ? { conditions: [{ type: 'Available', status: 'True', lastTransitionTime: availableSince }] } : {},
+  status: availableSince
+    ? { conditions: [{ type: 'Available', status: 'True', lastTransitionTime: availableSince }] }
+    : {},
 });
 
 describe("Traefik's readiness: when a route may name a mirroring TraefikService", () => {
@@ -37,7 +41,12 @@ describe("Traefik's mirroring objects", () => {
     expect(traefikMirroring.name('m-aa')).toBe('m-aa-mirror');
     expect(wrappedService(traefikMirroring.name('m-aa'))).toBe('m-aa');
     expect(wrappedService('m-aa')).toBe('');
-    expect(mirrorBackendRef('m-aa', 90)).toEqual({ group: 'traefik.io', kind: 'TraefikService', name: 'm-aa-mirror', weight: 90 });
+    expect(mirrorBackendRef('m-aa', 90)).toEqual({
+      group: 'traefik.io',
+      kind: 'TraefikService',
+      name: 'm-aa-mirror',
+      weight: 90,
+    });
   });
 
   it('say what to install when the cluster does not serve them', () => {

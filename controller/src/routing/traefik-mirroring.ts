@@ -13,7 +13,13 @@ import type { KubeObject, Resource } from '../kube/resources.ts';
 import type { AuxiliaryObjects } from './provider.ts';
 
 export const traefikGroup = 'traefik.io';
-export const traefikServiceResource: Resource = { group: traefikGroup, version: 'v1alpha1', kind: 'TraefikService', plural: 'traefikservices', namespaced: true };
+export const traefikServiceResource: Resource = {
+  group: traefikGroup,
+  version: 'v1alpha1',
+  kind: 'TraefikService',
+  plural: 'traefikservices',
+  namespaced: true,
+};
 
 /** The TraefikService that sends a primary Service its requests and mirrors a share of them to the shadows. */
 export const mirrorServiceName = (service: string) => `${service}-mirror`;
@@ -22,7 +28,12 @@ export const mirrorServiceName = (service: string) => `${service}-mirror`;
 export const wrappedService = (name: string) => (name.endsWith('-mirror') ? name.slice(0, -'-mirror'.length) : '');
 
 /** An HTTPRoute backendRef to a primary Service's mirroring TraefikService. */
-export const mirrorBackendRef = (service: string, weight: number) => ({ group: traefikGroup, kind: 'TraefikService', name: mirrorServiceName(service), weight });
+export const mirrorBackendRef = (service: string, weight: number) => ({
+  group: traefikGroup,
+  kind: 'TraefikService',
+  name: mirrorServiceName(service),
+  weight,
+});
 
 /** How long Traefik may take to load a TraefikService or a change of its servers (it reloads at most every 2 s). */
 export const loadMs = 3000;
@@ -40,7 +51,9 @@ export function loadLeftMs(mirror: KubeObject | undefined, deployment: KubeObjec
   const created = mirror?.metadata.creationTimestamp;
   if (!created) return loadMs;
   // Transition times are in whole seconds: a second more covers the rounding.
-  const available = ((deployment?.status ?? {}) as Conditions).conditions?.find((c) => c.type === 'Available' && c.status === 'True');
+  const available = ((deployment?.status ?? {}) as Conditions).conditions?.find(
+    (c) => c.type === 'Available' && c.status === 'True',
+  );
   const readySince = available?.lastTransitionTime ? Date.parse(available.lastTransitionTime) + 1000 : 0;
   return Math.max(Date.parse(created), readySince) + loadMs - now.getTime();
 }
@@ -50,9 +63,21 @@ export const traefikMirroring: AuxiliaryObjects = {
   name: mirrorServiceName,
   objects: (ctx, services, mirrors) =>
     services.map((service) =>
-      namespaced(traefikServiceResource, ctx.endpoint, mirrorServiceName(service), { ...commonLabels(ctx.endpoint, 'routing', 'ml-endpoint'), [labels.modelInstance]: service }, {
-        spec: { mirroring: { name: service, port: servicePort, mirrors: mirrors.map((m) => ({ name: m.service, port: m.port, percent: m.percent })) } },
-      }),
+      namespaced(
+        traefikServiceResource,
+        ctx.endpoint,
+        mirrorServiceName(service),
+        { ...commonLabels(ctx.endpoint, 'routing', 'ml-endpoint'), [labels.modelInstance]: service },
+        {
+          spec: {
+            mirroring: {
+              name: service,
+              port: servicePort,
+              mirrors: mirrors.map((m) => ({ name: m.service, port: m.port, percent: m.percent })),
+            },
+          },
+        },
+      ),
     ),
   loadLeftMs,
   missing:

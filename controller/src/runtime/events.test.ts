@@ -19,7 +19,11 @@ function setup(create: (r: Resource, obj: KubeObject) => Promise<KubeObject> = a
       return create(r, obj);
     },
   } as unknown as KubeClient;
-  const recorder = new EventRecorder(client, { component: 'ml-operator', host: 'replica-1', logger: pino({}, { write: (l: string) => logs.push(JSON.parse(l)) }) });
+  const recorder = new EventRecorder(client, {
+    component: 'ml-operator',
+    host: 'replica-1',
+    logger: pino({}, { write: (l: string) => logs.push(JSON.parse(l)) }),
+  });
   return { created, logs, recorder };
 }
 
@@ -40,7 +44,14 @@ describe('EventRecorder', () => {
     expect(event.metadata.name).toMatch(/^iris\.[0-9a-f]{16}$/);
     expect(event).toEqual({
       metadata: { name: event.metadata.name, namespace: 'models' },
-      involvedObject: { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpoint', name: 'iris', namespace: 'models', uid: 'uid-1', resourceVersion: '42' },
+      involvedObject: {
+        apiVersion: 'ml-operator.dev/v1alpha1',
+        kind: 'MachineLearningEndpoint',
+        name: 'iris',
+        namespace: 'models',
+        uid: 'uid-1',
+        resourceVersion: '42',
+      },
       type: 'Normal',
       reason: 'VersionSwitched',
       message: 'serving config version 2',
@@ -64,7 +75,12 @@ describe('EventRecorder', () => {
     const { created, recorder } = setup();
     for (let i = 0; i < 100; i++) recorder.record(endpoint, 'Warning', 'ReconcileError', 'boom');
     recorder.record(endpoint, 'Warning', 'ReconcileError', 'another message');
-    recorder.record({ ...endpoint, metadata: { ...endpoint.metadata, name: 'other', uid: 'uid-2' } }, 'Warning', 'ReconcileError', 'boom');
+    recorder.record(
+      { ...endpoint, metadata: { ...endpoint.metadata, name: 'other', uid: 'uid-2' } },
+      'Warning',
+      'ReconcileError',
+      'boom',
+    );
     expect(created).toHaveLength(3);
     vi.advanceTimersByTime(10 * 60_000 - 1);
     recorder.record(endpoint, 'Warning', 'ReconcileError', 'boom');

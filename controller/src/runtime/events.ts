@@ -41,7 +41,12 @@ export class EventRecorder {
   }
 
   /** Posts an Event about `involved`; never throws, logs failures. */
-  record(involved: KubeObject & { apiVersion: string; kind: string }, type: EventType, reason: string, message: string): void {
+  record(
+    involved: KubeObject & { apiVersion: string; kind: string },
+    type: EventType,
+    reason: string,
+    message: string,
+  ): void {
     try {
       const now = Date.now();
       const { name, namespace, uid } = involved.metadata;

@@ -12,7 +12,14 @@ afterEach(async () => {
 });
 
 async function start(options: { ready: () => boolean | string; metricsPort?: number; metrics?: Metrics }) {
-  const server = await startHealthServer({ port: 0, host: '127.0.0.1', metrics: options.metrics ?? new Metrics(), ready: options.ready, metricsPort: options.metricsPort, logger });
+  const server = await startHealthServer({
+    port: 0,
+    host: '127.0.0.1',
+    metrics: options.metrics ?? new Metrics(),
+    ready: options.ready,
+    metricsPort: options.metricsPort,
+    logger,
+  });
   servers.push(server);
   return server;
 }
@@ -79,7 +86,10 @@ describe('the health server', () => {
         throw new Error('bug');
       },
     });
-    expect(await get(server.port, '/readyz')).toMatchObject({ status: 503, body: 'not ready: readiness check failed: bug\n' });
+    expect(await get(server.port, '/readyz')).toMatchObject({
+      status: 503,
+      body: 'not ready: readiness check failed: bug\n',
+    });
   });
 
   it('closes although clients keep connections alive', async () => {

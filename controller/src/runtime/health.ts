@@ -49,7 +49,8 @@ function close(server: Server): Promise<void> {
 
 export async function startHealthServer(options: HealthServerOptions): Promise<HealthServer> {
   const { metrics, ready, logger } = options;
-  const separateMetrics = options.metricsPort !== undefined && !(options.metricsPort === options.port && options.port !== 0);
+  const separateMetrics =
+    options.metricsPort !== undefined && !(options.metricsPort === options.port && options.port !== 0);
 
   const serveMetrics = async (res: ServerResponse) => {
     try {
@@ -70,10 +71,19 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
     else send(res, 503, `not ready${typeof state === 'string' ? `: ${state}` : ''}\n`);
   };
   const route = (probes: boolean, withMetrics: boolean) => (req: IncomingMessage, res: ServerResponse) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') { send(res, 405, 'method not allowed\n'); return; }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      send(res, 405, 'method not allowed\n');
+      return;
+    }
     const path = (req.url ?? '/').split('?')[0];
-    if (probes && path === '/healthz') { send(res, 200, 'ok\n'); return; }
-    if (probes && path === '/readyz') { serveReady(res); return; }
+    if (probes && path === '/healthz') {
+      send(res, 200, 'ok\n');
+      return;
+    }
+    if (probes && path === '/readyz') {
+      serveReady(res);
+      return;
+    }
     if (withMetrics && path === '/metrics') return void serveMetrics(res);
     send(res, 404, 'not found\n');
   };

@@ -6,7 +6,9 @@ import { KubeError, type KubeClient } from '../kube/client.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import { LeaderElector } from './leader.ts';
 
-type Lease = KubeObject & { spec: { holderIdentity?: string; leaseDurationSeconds?: number; renewTime?: string; leaseTransitions?: number } };
+type Lease = KubeObject & {
+  spec: { holderIdentity?: string; leaseDurationSeconds?: number; renewTime?: string; leaseTransitions?: number };
+};
 
 /** One Lease, shared by every client made from it; a client can be cut off from it. */
 class LeaseServer {
@@ -31,7 +33,8 @@ class LeaseServer {
       },
       async update(_r: unknown, obj: Lease) {
         if (client.down) throw new Error('connect ECONNREFUSED');
-        if (obj.metadata.resourceVersion !== server.lease?.metadata.resourceVersion) throw new KubeError('409 Conflict', 409, 'Conflict');
+        if (obj.metadata.resourceVersion !== server.lease?.metadata.resourceVersion)
+          throw new KubeError('409 Conflict', 409, 'Conflict');
         return server.store(obj);
       },
     };
@@ -53,7 +56,9 @@ function elector(server: LeaseServer, identity: string) {
   const le = new LeaderElector(client, { namespace: 'ns', name: 'lock', identity, logger, ...timing });
   const log: string[] = [];
   let leading = false;
-  void le.run({ onStartedLeading: () => log.push('started'), onStoppedLeading: () => log.push('stopped') }).then(() => (leading = true));
+  void le
+    .run({ onStartedLeading: () => log.push('started'), onStoppedLeading: () => log.push('stopped') })
+    .then(() => (leading = true));
   return { client, le, log, leading: () => leading };
 }
 
@@ -107,7 +112,10 @@ describe('LeaderElector', () => {
     const server = new LeaseServer();
     const a = elector(server, 'a');
     await vi.advanceTimersByTimeAsync(0);
-    server.lease = { metadata: { ...server.lease!.metadata, resourceVersion: 'usurped' }, spec: { ...server.lease!.spec, holderIdentity: 'usurper' } };
+    server.lease = {
+      metadata: { ...server.lease!.metadata, resourceVersion: 'usurped' },
+      spec: { ...server.lease!.spec, holderIdentity: 'usurper' },
+    };
     await vi.advanceTimersByTimeAsync(timing.retryPeriodMs);
     expect(a.log).toEqual(['started', 'stopped']);
     expect(server.lease.spec.holderIdentity).toBe('usurper');
@@ -145,6 +153,16 @@ describe('LeaderElector', () => {
   });
 
   it('rejects timings that cannot work', () => {
-    expect(() => new LeaderElector(new LeaseServer().client(), { namespace: 'ns', name: 'l', identity: 'a', logger, leaseDurationMs: 5_000, renewDeadlineMs: 5_000 })).toThrow(/leaseDuration > renewDeadline/);
+    expect(
+      () =>
+        new LeaderElector(new LeaseServer().client(), {
+          namespace: 'ns',
+          name: 'l',
+          identity: 'a',
+          logger,
+          leaseDurationMs: 5_000,
+          renewDeadlineMs: 5_000,
+        }),
+    ).toThrow(/leaseDuration > renewDeadline/);
   });
 });

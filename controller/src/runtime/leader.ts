@@ -137,7 +137,9 @@ export class LeaderElector {
       const deadline = lastRenewal + this.renewDeadlineMs;
       // A hung request must not keep this process leading past renewDeadline.
       let timer: NodeJS.Timeout | undefined;
-      const expired = new Promise<'expired'>((resolve) => (timer = setTimeout(() => resolve('expired'), Math.max(0, deadline - Date.now()))));
+      const expired = new Promise<'expired'>(
+        (resolve) => (timer = setTimeout(() => resolve('expired'), Math.max(0, deadline - Date.now()))),
+      );
       const outcome = await Promise.race([this.attempt(), expired]);
       clearTimeout(timer);
       if (signal.aborted) return;
@@ -149,7 +151,10 @@ export class LeaderElector {
       if (!takenOver && Date.now() < deadline) continue;
       this.leading = false;
       this.stopController.abort();
-      this.log.error({ holder: this.observed?.spec?.holderIdentity }, takenOver ? 'another replica took the leader lease' : 'could not renew the leader lease in time; stepping down');
+      this.log.error(
+        { holder: this.observed?.spec?.holderIdentity },
+        takenOver ? 'another replica took the leader lease' : 'could not renew the leader lease in time; stepping down',
+      );
       callbacks.onStoppedLeading();
       return;
     }
@@ -180,7 +185,10 @@ export class LeaderElector {
     };
     const lease = await this.client.get<Lease>(resources.lease, this.namespace, this.name);
     if (!lease) {
-      const created = await this.client.create<Lease>(resources.lease, { metadata: { name: this.name, namespace: this.namespace }, spec: mine });
+      const created = await this.client.create<Lease>(resources.lease, {
+        metadata: { name: this.name, namespace: this.namespace },
+        spec: mine,
+      });
       this.observe(created);
       return true;
     }

@@ -50,7 +50,7 @@ export class Metrics {
   });
   readonly rolloutWeight = new Gauge({
     name: 'ml_operator_rollout_weight_percent',
-    help: "Share of the traffic (percent) the version rolling out takes, by endpoint.",
+    help: 'Share of the traffic (percent) the version rolling out takes, by endpoint.',
     labelNames: ['namespace', 'endpoint'] as const,
     registers: [this.registry],
   });
@@ -60,7 +60,10 @@ export class Metrics {
     labelNames: ['namespace', 'endpoint', 'version', 'service'] as const,
     registers: [this.registry],
   });
-  private readonly routeLabels = new Map<string, { namespace: string; endpoint: string; version: string; service: string }[]>();
+  private readonly routeLabels = new Map<
+    string,
+    { namespace: string; endpoint: string; version: string; service: string }[]
+  >();
   readonly analysisValue = new Gauge({
     name: 'ml_operator_analysis_value',
     help: 'Last value a metric gate measured, by endpoint and check.',
@@ -86,7 +89,11 @@ export class Metrics {
   });
 
   /** The weights an endpoint's route carries now; Services it no longer names drop out. */
-  setRoute(namespace: string, endpoint: string, backends: readonly { version: string; service: string; weight: number }[] | undefined): void {
+  setRoute(
+    namespace: string,
+    endpoint: string,
+    backends: readonly { version: string; service: string; weight: number }[] | undefined,
+  ): void {
     const key = `${namespace}/${endpoint}`;
     for (const labels of this.routeLabels.get(key) ?? []) this.routeWeight.remove(labels);
     const now = (backends ?? []).map((b) => ({ namespace, endpoint, version: b.version, service: b.service }));

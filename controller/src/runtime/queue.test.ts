@@ -7,7 +7,8 @@ const logger = pino({ level: 'silent' });
 /** A handler whose calls stay in flight until the test settles them. */
 function controlledHandler() {
   const calls: { key: string; resolve: (r?: ReconcileResult) => void; reject: (e: unknown) => void }[] = [];
-  const handler = (key: string) => new Promise<ReconcileResult>((resolve, reject) => calls.push({ key, resolve, reject }));
+  const handler = (key: string) =>
+    new Promise<ReconcileResult>((resolve, reject) => calls.push({ key, resolve, reject }));
   return { calls, handler };
 }
 
@@ -225,11 +226,11 @@ describe('WorkQueue', () => {
   it('survives a handler that throws synchronously', async () => {
     let calls = 0;
     const queue = new WorkQueue({ concurrency: 1, baseDelayMs: 10, logger });
-    queue.start(((key: string) => {
+    queue.start((key: string) => {
       calls++;
       if (calls === 1) throw new Error(`sync ${key}`);
       return Promise.resolve();
-    }));
+    });
     queue.add('a');
     await vi.advanceTimersByTimeAsync(100);
     expect(calls).toBe(2);

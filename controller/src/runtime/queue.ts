@@ -86,7 +86,10 @@ export class WorkQueue {
 
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
-    if (delayMs <= 0) { this.add(key); return; }
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
     const at = Date.now() + delayMs;
     const pending = this.delayed.get(key);
     if (pending) {
@@ -133,7 +136,8 @@ export class WorkQueue {
     const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
     await Promise.race([finished, timedOut]);
     clearTimeout(timer);
-    if (this.processing.size > 0) this.log.warn({ inFlight: [...this.processing] }, 'work queue shutdown timed out with reconciles still running');
+    if (this.processing.size > 0)
+      this.log.warn({ inFlight: [...this.processing] }, 'work queue shutdown timed out with reconciles still running');
   }
 
   private pump(): void {
@@ -163,7 +167,10 @@ export class WorkQueue {
         const failures = this.failures.get(key) ?? 0;
         this.failures.set(key, failures + 1);
         const delayMs = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.min(failures, 52));
-        this.log.error({ err, key, failures: failures + 1, retryInMs: delayMs }, 'reconcile failed; retrying after backoff');
+        this.log.error(
+          { err, key, failures: failures + 1, retryInMs: delayMs },
+          'reconcile failed; retrying after backoff',
+        );
         this.addAfter(key, delayMs);
       }
     } finally {

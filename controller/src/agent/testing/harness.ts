@@ -47,9 +47,16 @@ export function startModel(): Promise<Listening> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.from(Buffer.concat(chunks).reverse());
-      const type = (req.headers['x-answer-type'] as string | undefined) ?? req.headers['content-type'] ?? 'application/octet-stream';
+      const type =
+        (req.headers['x-answer-type'] as string | undefined) ??
+        req.headers['content-type'] ??
+        'application/octet-stream';
       const answer = () => {
-        res.writeHead(Number(req.headers['x-status'] ?? 200), { 'content-type': type, 'x-model': 'test', 'content-length': body.length });
+        res.writeHead(Number(req.headers['x-status'] ?? 200), {
+          'content-type': type,
+          'x-model': 'test',
+          'content-length': body.length,
+        });
         res.end(body);
       };
       const sleep = Number(req.headers['x-sleep-ms'] ?? 0);
@@ -74,17 +81,41 @@ export interface TestAgent {
   dispose(): Promise<void>;
 }
 
-export const identityEnv: Env = { ML_NAMESPACE: 'ns1', ML_ENDPOINT: 'titanic', ML_VARIANT: 'a', ML_MODEL_VERSION: 'v123', ML_POD_NAME: 'titanic-a-pod-1' };
+export const identityEnv: Env = {
+  ML_NAMESPACE: 'ns1',
+  ML_ENDPOINT: 'titanic',
+  ML_VARIANT: 'a',
+  ML_MODEL_VERSION: 'v123',
+  ML_POD_NAME: 'titanic-a-pod-1',
+};
 
-export async function startTestAgent(model: string, capture: unknown, options: { flags?: string[]; env?: Env; openSink?: (destination: string) => Promise<Sink> } = {}): Promise<TestAgent> {
+export async function startTestAgent(
+  model: string,
+  capture: unknown,
+  options: { flags?: string[]; env?: Env; openSink?: (destination: string) => Promise<Sink> } = {},
+): Promise<TestAgent> {
   const dir = mkdtempSync(join(tmpdir(), 'agent-test-'));
   const captureDir = join(dir, 'capture');
   const configPath = join(dir, 'config.json');
-  const writeConfig = (c: unknown) => writeFileSync(configPath, typeof c === 'string' ? c : JSON.stringify({ capture: c }));
-  writeConfig(typeof capture === 'object' && capture !== null && !('destination' in capture) ? { destination: pathToFileURL(captureDir).href, ...capture } : capture);
+  const writeConfig = (c: unknown) =>
+    writeFileSync(configPath, typeof c === 'string' ? c : JSON.stringify({ capture: c }));
+  writeConfig(
+    typeof capture === 'object' && capture !== null && !('destination' in capture)
+      ? { destination: pathToFileURL(captureDir).href, ...capture }
+      : capture,
+  );
   const logs: string[] = [];
-  const log = (level: string, msg: string, fields: Record<string, unknown> = {}) => logs.push(JSON.stringify({ level, msg, ...fields }));
-  const flags = parseFlags([`--model=${model}`, '--listen=127.0.0.1:0', '--admin-listen=127.0.0.1:0', '--model-ready-path=/ready', `--config=${configPath}`, '--config-poll-seconds=0.1', ...(options.flags ?? [])]);
+  const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
+    logs.push(JSON.stringify({ level, msg, ...fields }));
+  const flags = parseFlags([
+    `--model=${model}`,
+    '--listen=127.0.0.1:0',
+    '--admin-listen=127.0.0.1:0',
+    '--model-ready-path=/ready',
+    `--config=${configPath}`,
+    '--config-poll-seconds=0.1',
+    ...(options.flags ?? []),
+  ]);
   const env = { ...identityEnv, ...options.env };
   const agent = await startAgent(flags, env, log, options.openSink);
   return {
@@ -136,15 +167,40 @@ export interface Answer {
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
 /** One request over kept-alive connections; resolves with the whole answer. */
-export function send(url: string, options: { method?: string; path?: string; headers?: Record<string, string>; body?: Buffer | string; timeoutMs?: number } = {}): Promise<Answer> {
+export function send(
+  url: string,
+  options: {
+    method?: string;
+    path?: string;
+    headers?: Record<string, string>;
+    body?: Buffer | string;
+    timeoutMs?: number;
+  } = {},
+): Promise<Answer> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const req = http.request(url + (options.path ?? '/predict'), { method: options.method ?? 'POST', headers: options.headers, agent: keepAlive, timeout: options.timeoutMs ?? 30_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), ms: performance.now() - started }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      url + (options.path ?? '/predict'),
+      {
+        method: options.method ?? 'POST',
+        headers: options.headers,
+        agent: keepAlive,
+        timeout: options.timeoutMs ?? 30_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks),
+            ms: performance.now() - started,
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timed out')));
     req.on('error', reject);
     req.end(options.body);

@@ -11,7 +11,8 @@ import type { Caches, ClusterClient, Store } from '../caches.ts';
 
 type Key = string;
 const nodeResource: Resource = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false };
-const keyOf = (r: Resource, namespace: string | undefined, name: string): Key => `${r.group}/${r.plural}/${namespace ?? ''}/${name}`;
+const keyOf = (r: Resource, namespace: string | undefined, name: string): Key =>
+  `${r.group}/${r.plural}/${namespace ?? ''}/${name}`;
 
 interface PendingEvent {
   key: Key;
@@ -78,7 +79,10 @@ export class FakeCluster implements ClusterClient {
       apiVersion: 'v1',
       kind: 'Node',
       metadata: { name: 'node-1', uid: 'uid-node-1', resourceVersion: '1' },
-      status: { allocatable: { cpu: '64', memory: '256Gi', pods: '110' }, conditions: [{ type: 'Ready', status: 'True' }] },
+      status: {
+        allocatable: { cpu: '64', memory: '256Gi', pods: '110' },
+        conditions: [{ type: 'Ready', status: 'True' }],
+      },
     });
   }
 
@@ -140,7 +144,9 @@ export class FakeCluster implements ClusterClient {
   }
 
   list_<T extends KubeObject>(r: Resource): T[] {
-    return [...this.objects.entries()].filter(([k]) => k.startsWith(`${r.group}/${r.plural}/`)).map(([, o]) => structuredClone(o) as T);
+    return [...this.objects.entries()]
+      .filter(([k]) => k.startsWith(`${r.group}/${r.plural}/`))
+      .map(([, o]) => structuredClone(o) as T);
   }
 
   // The client's API, as the reconciler uses it.
@@ -152,16 +158,33 @@ export class FakeCluster implements ClusterClient {
   /** List requests made (a reconcile lists only what its caches cannot answer). */
   lists = 0;
 
-  async list<T extends KubeObject>(r: Resource, namespace: string | undefined, opts: { labelSelector?: string } = {}): Promise<{ items: T[]; resourceVersion: string }> {
+  async list<T extends KubeObject>(
+    r: Resource,
+    namespace: string | undefined,
+    opts: { labelSelector?: string } = {},
+  ): Promise<{ items: T[]; resourceVersion: string }> {
     this.lists++;
     const [key, value] = opts.labelSelector?.split('=') ?? [];
-    const items = this.list_<T>(r).filter((o) => (namespace === undefined || o.metadata.namespace === namespace) && (key === undefined || o.metadata.labels?.[key] === value));
+    const items = this.list_<T>(r).filter(
+      (o) =>
+        (namespace === undefined || o.metadata.namespace === namespace) &&
+        (key === undefined || o.metadata.labels?.[key] === value),
+    );
     return { items, resourceVersion: String(this.revision) };
   }
 
   /** Objects someone else made (no owner reference of the endpoint's), straight into the server and the caches. */
   async create(r: Resource, obj: KubeObject): Promise<KubeObject> {
-    const o = { ...structuredClone(obj), metadata: { uid: `uid-${++this.uids}`, generation: 1, creationTimestamp: this.now().toISOString(), ...structuredClone(obj.metadata), resourceVersion: String(++this.revision) } };
+    const o = {
+      ...structuredClone(obj),
+      metadata: {
+        uid: `uid-${++this.uids}`,
+        generation: 1,
+        creationTimestamp: this.now().toISOString(),
+        ...structuredClone(obj.metadata),
+        resourceVersion: String(++this.revision),
+      },
+    };
     this.commit(r, o, o.metadata.namespace, o.metadata.name);
     return o;
   }
@@ -176,8 +199,16 @@ export class FakeCluster implements ClusterClient {
       ...applied.metadata,
       resourceVersion: String(++this.revision),
     };
-    if (live && JSON.stringify(live.spec) !== JSON.stringify(applied.spec) && applied.spec !== undefined) metadata.generation = (live.metadata.generation ?? 1) + 1;
-    const next: KubeObject = { ...live, ...applied, apiVersion: obj.apiVersion, kind: obj.kind ?? r.kind, metadata, ...(live?.status !== undefined ? { status: live.status } : {}) };
+    if (live && JSON.stringify(live.spec) !== JSON.stringify(applied.spec) && applied.spec !== undefined)
+      metadata.generation = (live.metadata.generation ?? 1) + 1;
+    const next: KubeObject = {
+      ...live,
+      ...applied,
+      apiVersion: obj.apiVersion,
+      kind: obj.kind ?? r.kind,
+      metadata,
+      ...(live?.status !== undefined ? { status: live.status } : {}),
+    };
     if (applied.spec === undefined && live?.spec !== undefined) next.spec = live.spec;
     this.commit(r, next, namespace, name);
     return structuredClone(next) as T;
@@ -188,8 +219,16 @@ export class FakeCluster implements ClusterClient {
     const live = this.read(r, namespace, name);
     if (!live) throw Object.assign(new Error(`${r.kind} ${namespace}/${name} not found`), { code: 404 });
     this.writes.push({ verb: 'status', plural: r.plural, name });
-    const next = { ...live, status: structuredClone(obj.status), metadata: { ...live.metadata, resourceVersion: String(++this.revision) } };
-    if (r.plural === resources.endpoint.plural) this.endpointStatusWrites.push({ resourceVersion: next.metadata.resourceVersion, status: structuredClone(obj.status) });
+    const next = {
+      ...live,
+      status: structuredClone(obj.status),
+      metadata: { ...live.metadata, resourceVersion: String(++this.revision) },
+    };
+    if (r.plural === resources.endpoint.plural)
+      this.endpointStatusWrites.push({
+        resourceVersion: next.metadata.resourceVersion,
+        status: structuredClone(obj.status),
+      });
     this.commit(r, next, namespace, name);
     return structuredClone(next) as T;
   }
@@ -211,7 +250,13 @@ export class FakeCluster implements ClusterClient {
   async rollOutDeployments(): Promise<void> {
     for (const d of this.list_<KubeObject & { spec: { replicas?: number } }>(resources.deployment)) {
       const replicas = d.spec.replicas ?? 1;
-      const status = { observedGeneration: d.metadata.generation, replicas, updatedReplicas: replicas, readyReplicas: replicas, availableReplicas: replicas };
+      const status = {
+        observedGeneration: d.metadata.generation,
+        replicas,
+        updatedReplicas: replicas,
+        readyReplicas: replicas,
+        availableReplicas: replicas,
+      };
       if (JSON.stringify(d.status) === JSON.stringify(status)) continue;
       await this.applyStatus(resources.deployment, { ...d, status });
     }

@@ -19,8 +19,17 @@ export function setUp(configure: (c: OperatorConfig) => void = () => {}) {
   let now = new Date('2026-01-01T00:00:00Z');
   cluster.now = () => now;
   const events: { type: string; reason: string; message: string }[] = [];
-  const recorder = { record: (_o: unknown, type: string, reason: string, message: string) => events.push({ type, reason, message }) } as unknown as EventRecorder;
-  const reconciler = new EndpointReconciler({ client: cluster, caches: cluster.caches, config, events: recorder, logger: pino({ level: 'silent' }), now: () => now });
+  const recorder = {
+    record: (_o: unknown, type: string, reason: string, message: string) => events.push({ type, reason, message }),
+  } as unknown as EventRecorder;
+  const reconciler = new EndpointReconciler({
+    client: cluster,
+    caches: cluster.caches,
+    config,
+    events: recorder,
+    logger: pino({ level: 'silent' }),
+    now: () => now,
+  });
   return {
     config,
     recorder,
@@ -29,20 +38,37 @@ export function setUp(configure: (c: OperatorConfig) => void = () => {}) {
     events,
     now: () => now,
     advance: (seconds: number) => (now = new Date(now.getTime() + seconds * 1000)),
-    endpoint: () => cluster.read<KubeObject & { status?: MachineLearningEndpointStatus }>(resources.endpoint, namespace, 'iris')!,
+    endpoint: () =>
+      cluster.read<KubeObject & { status?: MachineLearningEndpointStatus }>(resources.endpoint, namespace, 'iris')!,
   };
 }
 
-export const model = (image: string) => ({ apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningModel', metadata: { name: 'iris', namespace }, spec: { image, artifact: 'https://models.example.com/iris.tar.gz' } });
+export const model = (image: string) => ({
+  apiVersion: 'ml-operator.dev/v1alpha1',
+  kind: 'MachineLearningModel',
+  metadata: { name: 'iris', namespace },
+  spec: { image, artifact: 'https://models.example.com/iris.tar.gz' },
+});
 
 export async function serveFirstVersion(t: ReturnType<typeof setUp>, rollout: Record<string, unknown>) {
   await t.cluster.put(resources.model, model('acme/iris:1'));
-  await t.cluster.put(resources.endpointConfig, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpointConfig', metadata: { name: 'iris', namespace }, spec: { models: [{ model: 'iris', weight: 1 }] } });
-  await t.cluster.put(resources.endpoint, { apiVersion: 'ml-operator.dev/v1alpha1', kind: 'MachineLearningEndpoint', metadata: { name: 'iris', namespace }, spec: { config: 'iris', rollout } });
+  await t.cluster.put(resources.endpointConfig, {
+    apiVersion: 'ml-operator.dev/v1alpha1',
+    kind: 'MachineLearningEndpointConfig',
+    metadata: { name: 'iris', namespace },
+    spec: { models: [{ model: 'iris', weight: 1 }] },
+  });
+  await t.cluster.put(resources.endpoint, {
+    apiVersion: 'ml-operator.dev/v1alpha1',
+    kind: 'MachineLearningEndpoint',
+    metadata: { name: 'iris', namespace },
+    spec: { config: 'iris', rollout },
+  });
   for (let round = 0; round < 10 && t.endpoint().status?.state !== 'InService'; round++) {
     await t.reconciler.reconcile(key);
     await t.cluster.rollOutDeployments();
     t.advance(3);
   }
-  if (t.endpoint().status?.state !== 'InService') throw new Error(`the first version is not InService: ${JSON.stringify(t.endpoint().status, null, 1)}`);
+  if (t.endpoint().status?.state !== 'InService')
+    throw new Error(`the first version is not InService: ${JSON.stringify(t.endpoint().status, null, 1)}`);
 }
