@@ -128,6 +128,23 @@ interface Node extends KubeObject {
   status?: { addresses?: { type: string; address: string }[] };
 }
 
+/**
+ * Paths inside a container map to the directories that stand for its volumes (and their subPaths):
+ * its mounts, and a path's directory on this machine (the longest mount that holds it; else itself).
+ */
+function containerPaths(container: Container, volumes: ReadonlyMap<string, string>) {
+  const mounts = (container.volumeMounts ?? [])
+    .map((m) => ({ path: m.mountPath, dir: volumes.get(m.name) && join(volumes.get(m.name)!, m.subPath ?? '') }))
+    .filter((m): m is { path: string; dir: string } => !!m.dir);
+  const hostPath = (p: string) => {
+    const mount = mounts
+      .filter((m) => p === m.path || p.startsWith(`${m.path}/`))
+      .sort((a, b) => b.path.length - a.path.length)[0];
+    return mount ? join(mount.dir, relative(mount.path, p)) : p;
+  };
+  return { mounts, hostPath };
+}
+
 type ContainerState =
   | { waiting: { reason: string; message?: string } }
   | { running: { startedAt: string } }
@@ -583,15 +600,7 @@ export class PodRuntime {
     volumes: Map<string, string>,
     env: Record<string, string>,
   ): void {
-    const mounts = (container.volumeMounts ?? [])
-      .map((m) => ({ path: m.mountPath, dir: volumes.get(m.name) && join(volumes.get(m.name)!, m.subPath ?? '') }))
-      .filter((m): m is { path: string; dir: string } => !!m.dir);
-    const hostPath = (p: string) => {
-      const mount = mounts
-        .filter((m) => p === m.path || p.startsWith(`${m.path}/`))
-        .sort((a, b) => b.path.length - a.path.length)[0];
-      return mount ? join(mount.dir, relative(mount.path, p)) : p;
-    };
+    const { hostPath } = containerPaths(container, volumes);
     const args = (container.args ?? []).map((a) => {
       const [flag, value] = a.split(/=(.*)/s);
       if (value === undefined) return a;
@@ -819,16 +828,7 @@ export class PodRuntime {
     } catch (err) {
       return finish(128, (err as Error).message);
     }
-    // Paths inside the container map to the directories that stand for its volumes (and their subPaths).
-    const mounts = (container.volumeMounts ?? [])
-      .map((m) => ({ path: m.mountPath, dir: volumes.get(m.name) && join(volumes.get(m.name)!, m.subPath ?? '') }))
-      .filter((m): m is { path: string; dir: string } => !!m.dir);
-    const hostPath = (p: string) => {
-      const mount = mounts
-        .filter((m) => p === m.path || p.startsWith(`${m.path}/`))
-        .sort((a, b) => b.path.length - a.path.length)[0];
-      return mount ? join(mount.dir, relative(mount.path, p)) : p;
-    };
+    const { mounts, hostPath } = containerPaths(container, volumes);
     const args = (container.args ?? []).map(hostPath);
     // Files the container is told about in its environment (a projected token's path) are in its volumes too.
     for (const [name, value] of Object.entries(env))
