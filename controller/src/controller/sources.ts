@@ -131,7 +131,8 @@ const lastApplied = 'kubectl.kubernetes.io/last-applied-configuration';
 /**
  * What the cache keeps of each object: everything the controller reads, nothing else (managed
  * fields are dropped by the client already). A Deployment keeps its spec (drift is checked against
- * it) but only the counts of its status; a pod only where it runs and how it ended.
+ * it) but of its status only the counts, a ReplicaFailure and when it became Available; a pod only
+ * where it runs and how it ended.
  */
 export function transformFor(r: Resource): (obj: KubeObject) => KubeObject {
   const common = (obj: KubeObject) => {
@@ -143,12 +144,24 @@ export function transformFor(r: Resource): (obj: KubeObject) => KubeObject {
     return (obj) => {
       const status = (obj.status ?? {}) as Record<string, unknown>;
       const { replicas, readyReplicas, updatedReplicas, availableReplicas, observedGeneration } = status;
-      // A ReplicaSet that cannot create pods (Pod Security, a quota) shows as this condition.
-      const failure = (
-        (status.conditions ?? []) as { type: string; status: string; reason?: string; message?: string }[]
-      )
-        .filter((c) => c.type === 'ReplicaFailure' && c.status === 'True')
-        .map(({ type, status, reason, message }) => ({ type, status, reason, message }));
+      type DeploymentCondition = {
+        type: string;
+        status: string;
+        reason?: string;
+        message?: string;
+        lastTransitionTime?: string;
+      };
+      const conditions = (status.conditions ?? []) as DeploymentCondition[];
+      const kept = [
+        // A ReplicaSet that cannot create pods (Pod Security, a quota) shows as this condition.
+        ...conditions
+          .filter((c) => c.type === 'ReplicaFailure' && c.status === 'True')
+          .map(({ type, status, reason, message }) => ({ type, status, reason, message })),
+        // When its pods became ready: a data plane that learns of ready pods on its own reload counts from it.
+        ...conditions
+          .filter((c) => c.type === 'Available' && c.status === 'True' && c.lastTransitionTime)
+          .map(({ type, status, lastTransitionTime }) => ({ type, status, lastTransitionTime })),
+      ];
       return common({
         ...obj,
         status: {
@@ -157,7 +170,7 @@ export function transformFor(r: Resource): (obj: KubeObject) => KubeObject {
           updatedReplicas,
           availableReplicas,
           observedGeneration,
-          ...(failure.length ? { conditions: failure } : {}),
+          ...(kept.length ? { conditions: kept } : {}),
         },
       });
     };
