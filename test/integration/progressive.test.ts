@@ -94,10 +94,13 @@ const errorRate = (o: Partial<AnalysisCheck> = {}): AnalysisCheck => ({
   intervalSeconds: 5,
   ...o,
 });
+// Traefik's latency histogram has buckets at 100, 300 and 1,200 ms, and its p99 is interpolated inside
+// one: a bound of 200 ms fails as soon as 1% of requests take over 100 ms, which a loaded 2-core CI
+// machine does to a healthy candidate; 300 ms fails when 1% take over 300 ms, as the slow one does.
 const latencyP99 = (o: Partial<AnalysisCheck> = {}): AnalysisCheck => ({
   name: 'p99',
   builtin: 'latencyP99',
-  max: 200,
+  max: 300,
   intervalSeconds: 5,
   ...o,
 });
@@ -491,10 +494,10 @@ describe('Canary and Linear under load, with metric gates on Traefik metrics in 
       );
       expect(progressing(rolledBack)).toMatchObject({
         reason: 'AnalysisFailed',
-        message: expect.stringMatching(/check p99 = \d+(\.\d+)?, outside its bound \(<= 200\)/),
+        message: expect.stringMatching(/check p99 = \d+(\.\d+)?, outside its bound \(<= 300\)/),
       });
       expect(rolledBack.status!.endpointConfigVersion).toBe(serving.status!.endpointConfigVersion);
-      // The candidate answers in 400 ms, well within the bound: the gate, not the bound, caught it.
+      // The candidate answers in 400 ms, within the load's 1 s bound: the gate, not that bound, caught it.
       expectServed(run, { backends: backendsOf(serving, started), namespace });
     } finally {
       run.stop();
