@@ -1,10 +1,25 @@
 // The steps of a rollout that the gates let go on (decide.ts, verdict.ts): the step the route is
 // at, its bake, the checks it holds for, the approval before promotion, and the next step or the
 // promotion itself. Pure.
-import type { RolloutStatus } from '../api/generated.ts';
+import type { RolloutStatus, RolloutStep } from '../api/generated.ts';
 import { iso } from '../desired/status.ts';
 import { unsettled } from './analysis.ts';
 import type { Attempt, Move } from './verdict.ts';
+
+/** The most steps status.rollout.history holds (the schema's maxItems): the latest are kept. */
+export const rolloutHistoryLimit = 50;
+
+/**
+ * The history with a step taken now: a step taken again because the route has not carried it yet
+ * (the data plane had not loaded its backends) replaces its own entry instead of adding one, and only
+ * the latest `rolloutHistoryLimit` steps are kept: a status the schema refuses could never be written.
+ */
+export function withStep(history: readonly RolloutStep[] | undefined, step: RolloutStep): RolloutStep[] {
+  const last = history?.at(-1);
+  const before =
+    last && last.step === step.step && last.weight === step.weight ? history!.slice(0, -1) : (history ?? []);
+  return [...before, step].slice(-rolloutHistoryLimit);
+}
 
 /** Where the rollout stands on its plan this round. */
 interface Position {
@@ -130,7 +145,7 @@ function promotion(a: Attempt, p: Position): Move {
       step: steps,
       weight: 100,
       stepStartedAt: now,
-      history: [...(a.base.history ?? []), { step: steps, weight: 100, startedAt: now }],
+      history: withStep(a.base.history, { step: steps, weight: 100, startedAt: now }),
     },
   };
 }
@@ -151,7 +166,7 @@ function nextStep(a: Attempt, p: Position): Move {
       weight,
       stepStartedAt: iso(input.now),
       nextStepAt: due,
-      history: [...(a.base.history ?? []), { step: next + 1, weight, startedAt: iso(input.now) }],
+      history: withStep(a.base.history, { step: next + 1, weight, startedAt: iso(input.now) }),
     },
     progressing: {
       type: 'Progressing',

@@ -7,6 +7,7 @@ import { setConditions, type ConditionInput } from '../desired/status.ts';
 import { isShadow, type VersionPlan } from '../desired/plan.ts';
 import { byService, type RouteBackend } from '../desired/route.ts';
 import type { RolloutDecision } from './decide.ts';
+import { rolloutHistoryLimit } from './advance.ts';
 
 export interface StatusInput {
   decision: RolloutDecision;
@@ -73,6 +74,32 @@ export function rolloutSummary(
     default:
       return `${strategy} ${rollout.phase}`;
   }
+}
+
+/** The schema's bounds on status.rollout (its maxLength and maxItems). */
+export const rolloutBounds = { message: 4096, smokeTest: 4096, analysisMessage: 1024, history: rolloutHistoryLimit };
+
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 3)}...` : text);
+
+/**
+ * status.rollout within the schema's bounds: a message quoting an answer or a query's error is cut,
+ * the history keeps its latest steps. A status the API server refuses could never be written, and
+ * the endpoint would stop reporting anything.
+ */
+export function fitted(r: RolloutStatus): RolloutStatus {
+  return {
+    ...r,
+    ...(r.message === undefined ? {} : { message: clip(r.message, rolloutBounds.message) }),
+    ...(r.smokeTest === undefined ? {} : { smokeTest: clip(r.smokeTest, rolloutBounds.smokeTest) }),
+    ...(r.history ? { history: r.history.slice(-rolloutBounds.history) } : {}),
+    ...(r.analysis
+      ? {
+          analysis: r.analysis.map((a) =>
+            a.message === undefined ? a : { ...a, message: clip(a.message, rolloutBounds.analysisMessage) },
+          ),
+        }
+      : {}),
+  };
 }
 
 export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
@@ -257,7 +284,7 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     ...(shadows.length ? { shadows } : {}),
     history: o.history,
     ...(o.draining.length ? { draining: o.draining } : {}),
-    ...(o.rollout ? { rollout: o.rollout } : {}),
+    ...(o.rollout ? { rollout: fitted(o.rollout) } : {}),
     ...(summary ? { rolloutSummary: summary } : {}),
     ...(o.preview ? { preview: o.preview } : {}),
     conditions: setConditions(previous?.conditions, conditions, s.generation, s.now),

@@ -1,7 +1,8 @@
 // The verdict and the steps of an attempt, each phase on its own (decide.test.ts covers them assembled).
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { planFromTemplates, type VersionPlan } from '../desired/plan.ts';
-import { advance } from './advance.ts';
+import { advance, rolloutHistoryLimit } from './advance.ts';
 import type { RolloutInput } from './decision.ts';
 import { planOf } from './strategies.ts';
 import { gated, prejudged, type Attempt, type RolloutSpec } from './verdict.ts';
@@ -27,7 +28,13 @@ function attempt(o: {
 }): Attempt {
   const spec = o.spec ?? { strategy: 'Canary', canary: { percent: 20, bakeSeconds: 60 } };
   const steps = planOf(spec);
-  const base = { version: target.version, strategy: spec.strategy ?? 'BlueGreen', steps: steps.length, plan: 'p' };
+  const base = {
+    version: target.version,
+    strategy: spec.strategy ?? 'BlueGreen',
+    steps: steps.length,
+    plan: 'p',
+    ...(o.recorded?.history ? { history: o.recorded.history } : {}),
+  };
   return {
     input: {
       generation: 1,
@@ -180,5 +187,33 @@ describe('the steps (advance)', () => {
     expect(advance(attempt({ spec, weightNow: 20, recorded })).rollout.phase).toBe('Paused');
     const approved = advance(attempt({ spec: { ...spec, approvedVersion: target.version }, weightNow: 20, recorded }));
     expect(approved.promote).toBe(true);
+  });
+});
+
+describe('the history of the steps taken (status.rollout.history)', () => {
+  it('does not grow while the route has not reached the step taken (the data plane not ready for it yet)', () => {
+    // Each round finds the route still at 0% for the pending version and takes step 1 again.
+    let recorded: Attempt['recorded'];
+    for (let round = 0; round < 60; round++) recorded = advance(attempt({ weightNow: 0, recorded })).rollout;
+    expect(recorded!.history).toHaveLength(1);
+    expect(recorded!.history![0]).toMatchObject({ step: 1, weight: 20, startedAt: ago(0) });
+  });
+
+  it('keeps the last 50 steps of a Linear plan of 100 (more would be refused by the schema)', () => {
+    const spec: RolloutSpec = { strategy: 'Linear', linear: { stepPercent: 1, intervalSeconds: 0 } };
+    let recorded: Attempt['recorded'];
+    let weight = 0;
+    for (let round = 0; round < 99; round++) {
+      const move = advance(attempt({ spec, weightNow: weight, recorded }));
+      recorded = move.rollout;
+      weight = move.targetWeight ?? weight;
+    }
+    expect(weight).toBe(99);
+    expect(recorded!.history).toHaveLength(rolloutHistoryLimit);
+    expect(recorded!.history!.at(-1)).toMatchObject({ step: 99, weight: 99 });
+    const schema = JSON.parse(
+      readFileSync(new URL('../../../schemas/machinelearningendpoint.schema.json', import.meta.url), 'utf8'),
+    ) as { properties: { status: { properties: { rollout: { properties: { history: { maxItems: number } } } } } } };
+    expect(rolloutHistoryLimit).toBe(schema.properties.status.properties.rollout.properties.history.maxItems);
   });
 });
