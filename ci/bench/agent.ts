@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bundleProgram } from '../../controller/bundle.ts';
+import { agentNodeFlags } from '../../controller/src/desired/agent.ts';
 import { freePort } from '../processes.ts';
 import { percentile } from '../traffic/load.ts';
 import { waitFor } from '../wait.ts';
@@ -149,6 +150,7 @@ try {
   );
   const agent = start(
     [
+      ...agentNodeFlags,
       join(work, 'dist', 'agent', 'main.js'),
       `--model=http://127.0.0.1:${modelPort}`,
       `--listen=127.0.0.1:${port}`,

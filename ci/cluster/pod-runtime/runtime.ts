@@ -21,6 +21,7 @@ import {
 import { request } from 'node:http';
 import { join, relative } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { agentEntrypoint, agentNodeFlags } from '../../../controller/src/desired/agent.ts';
 import { KubeError, type KubeClient } from '../../../controller/src/kube/client.ts';
 import { Informer } from '../../../controller/src/kube/informer.ts';
 import type { KubeObject, Resource } from '../../../controller/src/kube/resources.ts';
@@ -64,9 +65,8 @@ const tokenRequestResource = (serviceAccount: string): Resource => ({
 const fetcherCommand = ['node', '/app/dist/fetcher/main.js'];
 const initBackoffMs = [2_000, 4_000, 8_000, 16_000, 30_000];
 const isFetcher = (c: { command?: string[] }) => JSON.stringify(c.command) === JSON.stringify(fetcherCommand);
-/** The model agent's entrypoint in the controller image; run from source too, beside the pod's model server. */
-const agentCommand = ['node', '/app/dist/agent/main.js'];
-const isAgent = (c: { command?: string[] }) => JSON.stringify(c.command) === JSON.stringify(agentCommand);
+/** The model agent's entrypoint in the controller image; run from source too (with its Node flags), beside the pod's model server. */
+const isAgent = (c: { command?: string[] }) => JSON.stringify(c.command) === JSON.stringify(agentEntrypoint);
 /** How often a configMap volume is brought up to date (a kubelet takes up to a minute). */
 const configMapRefreshMs = 2_000;
 
@@ -611,7 +611,7 @@ export class PodRuntime {
     });
     const log = join(record.dir, `${container.name}.log`);
     const logFd = openSync(log, 'a');
-    const child = spawn(this.options.node, [this.options.agentScript, ...args], {
+    const child = spawn(this.options.node, [...agentNodeFlags, this.options.agentScript, ...args], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env, ...this.options.fetcherEnv },
       stdio: ['ignore', 'ignore', logFd],
     });
