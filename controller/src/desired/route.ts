@@ -3,7 +3,7 @@
 // traffic), weights being integer percentages that sum to exactly 100. Pure: no I/O.
 import { servicePort } from './ports.ts';
 import { isShadow, type VariantPlan, type VersionPlan } from './plan.ts';
-import { percentages } from './weights.ts';
+import { apportion } from './weights.ts';
 
 export interface RouteBackend {
   /** The config version (ec_version) the backend belongs to. */
@@ -53,23 +53,24 @@ export interface VersionShare {
  * their relative weights. The result's weights sum to 100 (largest remainder).
  */
 export function backends(shares: readonly VersionShare[]): RouteBackend[] {
-  const entries = shares.flatMap((s) => {
+  // Each version gets exactly its share, which the live route is read back as (the step a rollout
+  // is at), split among its variants by their weights in whole numbers as close to exact as that
+  // sum allows. Rounded across all backends at once, two equal variants of a 25% canary got 12 each.
+  return shares.flatMap((s) => {
     const primaries = s.plan.variants.filter((v) => !isShadow(v));
-    const variantWeights = primaries.map((v) => v.variant.weight ?? 1);
-    const total = variantWeights.reduce((a, b) => a + b, 0);
-    return primaries.map((v, i) => ({ share: s, v, exact: total > 0 ? (s.percent * variantWeights[i]) / total : 0 }));
+    const weights = apportion(
+      Math.round(s.percent),
+      primaries.map((v) => v.variant.weight ?? 1),
+    );
+    return primaries.map((v, i) => ({
+      version: s.plan.version,
+      variant: v.variant.model,
+      modelVersion: v.version,
+      service: v.instance,
+      port: servicePort,
+      weight: weights[i],
+    }));
   });
-  // Whole numbers that sum to 100, each as close to its exact share as the sum allows.
-  const scaled = entries.map((e) => Math.round(e.exact * 1000));
-  const weights = scaled.some((w) => w > 0) ? percentages(scaled) : entries.map(() => 0);
-  return entries.map((e, i) => ({
-    version: e.share.plan.version,
-    variant: e.v.variant.model,
-    modelVersion: e.v.version,
-    service: e.v.instance,
-    port: servicePort,
-    weight: weights[i],
-  }));
 }
 
 /**

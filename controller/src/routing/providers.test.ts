@@ -14,6 +14,7 @@ import {
   mirrorsOf,
   routeVersionsAnnotation,
   targetsOf,
+  versionWeights,
   type RouteSpec,
 } from '../desired/route.ts';
 
@@ -72,6 +73,44 @@ describe('the route as data', () => {
     expect(b.map((x) => x.weight)).toEqual([60, 15, 13, 12]);
     expect(b.reduce((s, x) => s + x.weight, 0)).toBe(100);
   });
+  it("gives each version exactly its share, whatever its variants' weights: a rollout step is recognised on the live route", () => {
+    // Two variants of equal weight in each version, at a 25% canary step: rounding across all four
+    // backends gave 38/38/12/12, the canary 24%, below its step, which the next round then took again.
+    const old = plan({
+      models: [
+        { model: 'titanic', weight: 1 },
+        { model: 'titanic-v2', weight: 1 },
+      ],
+    });
+    const next = plan({
+      models: [
+        { model: 'titanic', weight: 1, cpus: '2' },
+        { model: 'titanic-v2', weight: 1 },
+      ],
+    });
+    for (const [a, b] of [
+      [1, 1],
+      [1, 9],
+      [3, 7],
+      [2, 5],
+    ]) {
+      for (const percent of [1, 10, 20, 25, 33, 50, 99]) {
+        const weighted = (p: typeof old) => ({
+          ...p,
+          variants: p.variants.map((v, i) => ({ ...v, variant: { ...v.variant, weight: i === 0 ? a : b } })),
+        });
+        const route = backends([
+          { plan: weighted(old), percent: 100 - percent },
+          { plan: weighted(next), percent },
+        ]);
+        expect(Object.fromEntries(versionWeights(route)), `${a}:${b} at ${percent}%`).toEqual({
+          [old.version]: 100 - percent,
+          [next.version]: percent,
+        });
+      }
+    }
+  });
+
   it('names a Service two versions share once in the route object, with their shares summed, and each version in the annotation', () => {
     const old = plan();
     const next = plan({
