@@ -336,7 +336,7 @@ export interface RolloutStatus {
    */
   smokeTest?: string;
   /**
-   * The steps taken, oldest first.
+   * The steps taken, oldest first (the latest 50 of a longer plan).
    *
    * @maxItems 50
    */
