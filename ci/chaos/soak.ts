@@ -237,6 +237,12 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
 
   // Load: one bounded run per endpoint; an endpoint the soak deletes gets a new run once it routes again.
   const runs: { endpoint: string; run: LoadRun; t0: number }[] = [];
+  /** For a wait that timed out: the endpoint's status, and the running controller's log kept beside the others. */
+  const stuck = async (e: string) => {
+    const x = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
+    if (controller) writeFileSync(`${logFile}.running`, controller.logs());
+    return `status of ${e}: ${JSON.stringify(x?.status)}\ncontroller logs: ${logFile} (killed ones), ${logFile}.running (the one running)`;
+  };
   const routed = async (e: string) => {
     await waitFor(`the gateway to route ${host(e)}`, 120_000, async () => {
       const probe = startLoad({
@@ -373,7 +379,12 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
           (async () => {
             await delay(1000 + rnd() * 4000);
             await applyEndpoint(e);
-            await waitFor(`endpoint ${e} recreated to be InService`, 180_000, () => serving(e));
+            await waitFor(
+              `endpoint ${e} recreated to be InService`,
+              180_000,
+              () => serving(e),
+              () => stuck(e),
+            );
             await routed(e);
             window.to = Date.now();
             startRun(e);

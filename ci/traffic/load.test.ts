@@ -65,6 +65,14 @@ describe('the load client and the served rule', () => {
     expect(report.worstExtraMs).toBeGreaterThanOrEqual(1900);
     expect(problems.length).toBeGreaterThan(0);
     expect(problems.every((p) => /took \d+ ms beyond the 0 ms it asked for, more than 1000 ms/.test(p))).toBe(true);
+    // Each says where the time went: the connection opened at once, the status line came late.
+    const slow = samples.filter((s) => s.end - s.start > 1900);
+    expect(slow.length).toBeGreaterThan(0);
+    for (const s of slow) {
+      expect(s.timing?.connectMs ?? 0).toBeLessThan(500);
+      expect(s.timing?.headersMs).toBeGreaterThanOrEqual(1900);
+    }
+    expect(problems[0]).toMatch(/\((new connection in \d+ ms|reused connection), status line at \d+ ms\)$/);
   });
 
   it('counts the requests held back by the in-flight cap', async () => {

@@ -69,6 +69,13 @@ export interface Sample {
   backend?: Backend;
   /** The answer's body, when the run keeps them. */
   answer?: Buffer;
+  /**
+   * Where a slow request's time went, to tell a stalled client from a stalled gateway or backend:
+   * `connectMs` is how long opening a new connection took (absent on a reused one), `headersMs`
+   * when the answer's status line came, both from `start`; `lateMs` how long after its time an
+   * open-loop request was sent (the client itself stalled).
+   */
+  timing?: { connectMs?: number; headersMs?: number; lateMs?: number };
 }
 
 export interface LoadReport {
@@ -182,7 +189,7 @@ export function servedProblems(samples: readonly Sample[], rule: ServedRule, cap
     }
     if (extraMs(s) > rule.maxExtraMs)
       problems.push(
-        `${at(s)}: took ${extraMs(s).toFixed(0)} ms beyond the ${s.expectedMs} ms it asked for, more than ${rule.maxExtraMs} ms`,
+        `${at(s)}: took ${extraMs(s).toFixed(0)} ms beyond the ${s.expectedMs} ms it asked for, more than ${rule.maxExtraMs} ms${timingOf(s)}`,
       );
   }
   if (capped > 0)
@@ -204,6 +211,18 @@ export function describeReport(r: LoadReport): string {
   return `${r.sent} requests in ${(r.durationMs / 1000).toFixed(1)}s; ${statuses}; failed ${r.failed}; by instance: ${shares}; ${latency}${r.capped ? `; ${r.capped} held back by the in-flight cap` : ''}${r.errors.length ? `; errors: ${r.errors.join(' | ')}` : ''}`;
 }
 
+/** Where a request's time went, for a message: " (new connection in 1003 ms, status line at 1041 ms)". */
+export function timingOf(s: Sample): string {
+  const t = s.timing;
+  if (!t) return '';
+  const parts = [
+    t.connectMs === undefined ? 'reused connection' : `new connection in ${t.connectMs.toFixed(0)} ms`,
+    ...(t.headersMs === undefined ? [] : [`status line at ${t.headersMs.toFixed(0)} ms`]),
+    ...(t.lateMs !== undefined && t.lateMs >= 10 ? [`sent ${t.lateMs.toFixed(0)} ms after its time`] : []),
+  ];
+  return ` (${parts.join(', ')})`;
+}
+
 export function startLoad(o: LoadOptions): LoadRun {
   const url = new URL(o.url);
   const agent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
@@ -221,7 +240,9 @@ export function startLoad(o: LoadOptions): LoadRun {
   const send = (i: number): Promise<void> =>
     new Promise((resolve) => {
       const sleep = o.sleepMs?.(i) ?? 0;
-      const sample: Sample = { i, start: elapsed(), end: 0, expectedMs: sleep, status: 0 };
+      const start = elapsed();
+      const sample: Sample = { i, start, end: 0, expectedMs: sleep, status: 0, timing: {} };
+      if (o.rate) sample.timing!.lateMs = Math.max(0, start - (i * 1000) / o.rate);
       samples.push(sample);
       const own = o.requestFor?.(i);
       const body = own?.body ?? o.body;
@@ -266,6 +287,7 @@ export function startLoad(o: LoadOptions): LoadRun {
           agent,
         },
         (res) => {
+          sample.timing!.headersMs = elapsed() - start;
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {
@@ -278,6 +300,10 @@ export function startLoad(o: LoadOptions): LoadRun {
           res.on('close', () => finish(0, '', `answer cut short after status ${res.statusCode}`));
         },
       );
+      req.on('socket', (socket) => {
+        // A socket from the keep-alive pool is connected already; a new one reports when it is.
+        if (socket.connecting) socket.once('connect', () => (sample.timing!.connectMs = elapsed() - start));
+      });
       deadline = setTimeout(() => req.destroy(new Error(`no answer within ${sleep + slack} ms`)), sleep + slack);
       req.on('error', (err: Error & { code?: string }) => finish(0, '', err.code ?? err.message));
       req.end(body);
