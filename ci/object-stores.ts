@@ -17,6 +17,10 @@ export interface RunningStore {
   port: number;
   /** The end of the server's output, for failure messages. */
   logTail: () => string;
+  /** Freezes the server (SIGSTOP): connections are accepted by the kernel and never answered, as a store that hangs. */
+  freeze(): void;
+  /** Lets a frozen server go on (SIGCONT). */
+  thaw(): void;
   stop(): Promise<void>;
 }
 
@@ -44,8 +48,11 @@ function startProcess(
     url,
     port,
     logTail: () => `${name} output:\n${output}`,
+    freeze: () => child.kill('SIGSTOP'),
+    thaw: () => child.kill('SIGCONT'),
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGCONT');
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
         await exited;

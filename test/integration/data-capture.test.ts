@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { binomialInterval } from '../../ci/traffic/load.ts';
 import { minioRoot, startMinio, type RunningStore } from '../../ci/object-stores.ts';
 import { waitFor } from '../../ci/wait.ts';
+import type { MachineLearningEndpoint } from '../../controller/src/api/generated.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
 import { applyConfig, applyEndpoint, applyModel, getEndpoint, inService, user, waitForEndpoint } from './ml.ts';
 import { expectServed } from './served.ts';
@@ -176,6 +177,73 @@ describe('Data Capture to S3 (MinIO)', () => {
     expect(captured.status!.conditions!.find((c) => c.type === 'DataCaptured')!.message).toContain(
       `s3://${bucket}/records`,
     );
+  }, 400_000);
+
+  it('rides out a store that hangs for 30 s under load: 0 failed requests, DataCaptured False then True, no record lost', async () => {
+    const { namespace } = suite;
+    const name = 'capture-s3';
+    const e = await getEndpoint(namespace, name);
+    const instance = e.status!.traffic![0].service;
+    const condition = (x: MachineLearningEndpoint) => x.status?.conditions?.find((c) => c.type === 'DataCaptured');
+    const run = load(suite.host(name), {
+      requests: 4000,
+      rate: 40,
+      concurrency: 64,
+      maxDurationMs: 100_000,
+      method: 'POST',
+      requestFor: (i) => ({
+        headers: { 'x-ml-inference-id': `cut-${i}` },
+        body: JSON.stringify({ passenger: i, features: [i % 3, 1, 2] }),
+      }),
+    });
+    let frozenFor: number;
+    let falseAfter: number;
+    try {
+      // The store accepts connections and never answers: each write hangs until the agent's timeout.
+      const frozen = Date.now();
+      minio.freeze();
+      const failing = await waitForEndpoint(
+        namespace,
+        name,
+        'DataCaptured False while the store hangs',
+        (x) => condition(x)?.status === 'False',
+        60_000,
+      );
+      falseAfter = Date.now() - frozen;
+      expect(condition(failing)).toMatchObject({ reason: 'SinkFailing' });
+      expect(condition(failing)!.message).toContain(`s3://${bucket}/records`);
+      // Thirty seconds of outage in all, whatever the condition took to show it.
+      await new Promise((r) => setTimeout(r, Math.max(0, 30_000 - (Date.now() - frozen))));
+      frozenFor = Date.now() - frozen;
+    } finally {
+      minio.thaw();
+    }
+    const thawed = Date.now();
+    await waitForEndpoint(
+      namespace,
+      name,
+      'DataCaptured True once the store answers again',
+      (x) => condition(x)?.status === 'True',
+      90_000,
+    );
+    const trueAfter = Date.now() - thawed;
+    run.stop();
+    const report = await run.done;
+    printReport('the store hanging for 30 s', report);
+    expectServed(run, { namespace, backends: [instance] });
+    // Capture resumed, and what was sampled during the outage waited in the buffer: every record is there.
+    const found = (await settledRecords(`records/${namespace}/${name}/`, 3)).filter((r) =>
+      r.eventMetadata.inferenceId?.startsWith('cut-'),
+    );
+    const sent = report.sent;
+    const [low, high] = binomialInterval(0.25, sent).map((p) => p * sent);
+    process.stdout.write(
+      `[capture] store frozen for ${(frozenFor / 1000).toFixed(1)} s: DataCaptured False after ${(falseAfter / 1000).toFixed(1)} s, True again ${(trueAfter / 1000).toFixed(1)} s after it answered; ${found.length} records of ${sent} requests at 25% (99.9% interval ${low.toFixed(0)}..${high.toFixed(0)})\n`,
+    );
+    expect(frozenFor).toBeGreaterThanOrEqual(30_000);
+    expect(found.length).toBeGreaterThanOrEqual(low);
+    expect(found.length).toBeLessThanOrEqual(high);
+    expect(new Set(found.map((r) => r.eventMetadata.inferenceId)).size).toBe(found.length);
   }, 400_000);
 
   it('changes the sampling and turns capture off under load: 0 failed requests, no pod restarted', async () => {
