@@ -257,7 +257,7 @@ describe('Data Capture to S3 (MinIO)', () => {
       rate: 40,
       concurrency: 64,
       maxDurationMs: 150_000,
-      headers: { 'x-ml-inference-id': 'after-change' },
+      requestFor: (i) => ({ headers: { 'x-ml-inference-id': `change-${i}` } }),
     });
     try {
       await applyConfig(namespace, name, {
@@ -269,13 +269,19 @@ describe('Data Capture to S3 (MinIO)', () => {
           rotation: { maxSeconds: 3 },
         },
       });
-      // Every request after the change is captured: records with that id appear within the agents' config poll and kubelet's refresh.
-      await waitFor('records of requests sent after sampling went to 100%', 120_000, async () =>
-        (await records(`records/${namespace}/${name}/`)).filter((r) => r.eventMetadata.inferenceId === 'after-change')
-          .length > 50
-          ? true
-          : undefined,
-      );
+      // Every request after the change is captured, within the agents' config poll and kubelet's
+      // refresh: 40 requests in a row all captured, which 25% sampling does once in 10^24.
+      await waitFor('40 requests in a row captured, once sampling went to 100%', 120_000, async () => {
+        const ids = new Set(
+          (await records(`records/${namespace}/${name}/`)).map((r) => r.eventMetadata.inferenceId ?? ''),
+        );
+        let streak = 0;
+        for (let i = 0; i < run.samples.length; i++) {
+          streak = ids.has(`change-${i}`) ? streak + 1 : 0;
+          if (streak >= 40) return true;
+        }
+        return undefined;
+      });
       await applyConfig(namespace, name, {
         models: [{ model: name, instances: 2 }],
         dataCapture: { enabled: false, destination: `s3://${bucket}/records`, credentialsSecret: secret },
