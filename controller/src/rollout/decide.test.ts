@@ -112,6 +112,24 @@ describe('a switch (finding 1: no drain)', () => {
 });
 
 describe('the serving version (finding 2: it can be lost)', () => {
+  it("is no longer unreadable once a new version replaces it: the status does not call the new one's snapshots missing", () => {
+    // v1's snapshots were deleted by hand while v2 rolled out; v2 becomes Available and takes over.
+    const d = decide(
+      input({
+        target: v2,
+        status: serving(v1),
+        route: routeTo(v1),
+        snapshot: (version) => (version === v2.version ? v2 : undefined),
+        available: instancesOf(v2),
+      }),
+    );
+    expect(d.outcome.switched).toEqual({ from: v1.version, to: v2.version });
+    expect(d.outcome.serving).toBe(v2);
+    expect(d.outcome.unreadable).toBeUndefined();
+    // What took v1's traffic drains, as the status last said.
+    expect(d.outcome.draining).toEqual([{ version: v1.version, services: instancesOf(v1), until: at(30) }]);
+  });
+
   it('is read from the live route, not from a status that is behind it', () => {
     // A crash after the route switched to v2 and before the status said so.
     const d = decide(input({ target: v2, status: serving(v1), route: routeTo(v2), available: instancesOf(v2) }));

@@ -124,8 +124,8 @@ export function decide(input: RolloutInput): RolloutDecision {
 
   // What serves, and what drains already.
   const observed = observe(input, drainUntil);
-  const { servingVersion, unreadable } = observed;
-  let { serving, history, draining } = observed;
+  const { servingVersion } = observed;
+  let { serving, unreadable, history, draining } = observed;
   const drain = (version: string, services: string[]) =>
     (draining = withDrain(draining, version, services, drainUntil));
   const servicesOf = (p: VersionPlan | undefined, version: string) => servicesOfVersion(status, p, version);
@@ -166,6 +166,8 @@ export function decide(input: RolloutInput): RolloutDecision {
         history = [servingVersion, ...history];
       }
       serving = target;
+      // A serving version that could not be read (its snapshots gone) serves no more: it drains.
+      unreadable = undefined;
     }
     if (serving !== target) {
       // A failed version holds no capacity once its drain is over: what it does not share with the
