@@ -32,7 +32,8 @@ import type { ImageArchive } from '../cluster/images.ts';
 import { extractAt, pathsAt } from '../release/published.ts';
 import { startRegistry } from '../cluster/registry.ts';
 import { log, withProgress } from '../log.ts';
-import { baseImage, ensureBaseImage, mmdebstrapPackage } from './base.ts';
+import { baseImage, mmdebstrapPackage } from './base.ts';
+import { nodeBaseImageBuilt } from './base-builds.ts';
 import { containersDir, ensurePodman, podman, podmanOk, podmanPackages } from './podman.ts';
 import { ensureDebianPackages } from '../debian.ts';
 import { execOkSync, execSync } from '../exec.ts';
@@ -140,7 +141,7 @@ export async function buildControllerImage({
   noCache = false,
 }: { tag?: string; noCache?: boolean } = {}): Promise<BuildResult> {
   ensurePodman();
-  const base = await ensureBaseImage();
+  const base = await nodeBaseImageBuilt();
   const started = Date.now();
   await withProgress(
     'image',
@@ -187,7 +188,7 @@ export async function buildReleaseControllerImage(
   const archive = join(dir, `controller-${version}-${commit.slice(0, 12)}.oci.tar`);
   if (existsSync(archive)) return { name, archive, cached: true, seconds: 0 };
   ensurePodman();
-  const base = await ensureBaseImage();
+  const base = await nodeBaseImageBuilt();
   const started = Date.now();
   const tree = mkdtempSync(join(tmpdir(), `ml-operator-release-${commit.slice(0, 7)}-`));
   try {

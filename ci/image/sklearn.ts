@@ -28,7 +28,8 @@ import { log, withProgress } from '../log.ts';
 import { freePort } from '../processes.ts';
 import { waitFor } from '../wait.ts';
 import { main as fetcher } from '../../controller/src/fetcher/main.ts';
-import { debianBaseImage, ensureDebianBaseImage } from './base.ts';
+import { debianBaseImage } from './base.ts';
+import { debianBaseImageBuilt } from './base-builds.ts';
 import {
   buildImage,
   imageLayers,
@@ -86,7 +87,7 @@ export async function buildSklearnServer({
   artifactsDir = defaultArtifactsDir(),
 }: { tag?: string; noCache?: boolean; artifactsDir?: string } = {}): Promise<SklearnBuild> {
   ensurePodman();
-  const base = await ensureDebianBaseImage();
+  const base = await debianBaseImageBuilt();
   const buildArgs = { BASE_IMAGE: base };
   const dockerfile = join(sklearnContext, 'Dockerfile');
   const started = Date.now();
