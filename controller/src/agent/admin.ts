@@ -1,13 +1,15 @@
 // The admin port: readiness (the model's, passed through, and not while draining), Prometheus metrics
-// and the capture status the controller reads. Never proxied; the data port never serves these.
+// and the capture and shadow status the controller reads. Never proxied; the data port never serves these.
 import * as http from 'node:http';
 import type { Capture } from './capture.ts';
 import type { AgentMetrics } from './metrics.ts';
+import type { Shadows } from './shadow.ts';
 
 export interface AdminOptions {
   model: URL;
   modelReadyPath: string;
   capture: Capture;
+  shadows: Shadows;
   metrics: AgentMetrics;
   draining: () => boolean;
   /** How long the model's readiness path may take. */
@@ -33,6 +35,7 @@ export function createAdmin({
   model,
   modelReadyPath,
   capture,
+  shadows,
   metrics,
   draining,
   readyTimeoutMs = 2000,
@@ -59,7 +62,7 @@ export function createAdmin({
       return;
     }
     if (path === '/-/agent/status') {
-      json(res, 200, { capture: capture.status() });
+      json(res, 200, { capture: capture.status(), shadows: shadows.status() });
       return;
     }
     if (path === '/-/agent/metrics') {

@@ -1,5 +1,6 @@
-// The agent's settings: its command line (fixed for the pod's life) and its capture config
-// (config.json from a mounted ConfigMap, re-read while it runs). Pure parsing, no I/O.
+// The agent's settings: its command line (fixed for the pod's life) and its capture and shadow
+// config (config.json from a mounted ConfigMap, re-read while it runs). Pure parsing, no I/O.
+import { comparer, type CompareSpec } from '../compare/compare.ts';
 
 export interface Flags {
   listen: { host: string; port: number };
@@ -38,6 +39,23 @@ export interface CaptureConfig {
   maxRecordBytes: number;
   rotation: { maxBytes: number; maxSeconds: number };
 }
+
+/** A shadow the agent mirrors requests to, and compares the answers of with its model's. */
+export interface ShadowConfig {
+  /** The shadow variant. */
+  name: string;
+  /** Its Service, e.g. http://titanic-b-1a2b3c.ns1.svc:80 */
+  url: string;
+  /** The share of requests mirrored to it, 0 to 100. */
+  percent: number;
+  compare: Required<CompareSpec>;
+  /** How long the shadow may take to answer a copy before it counts as a shadow error. */
+  timeoutMs: number;
+  /** Copies in flight to this shadow at most (per pod); a request past it is not mirrored, and counted. */
+  maxInFlight: number;
+}
+
+export const shadowDefaults = { timeoutMs: 10_000, maxInFlight: 64 } as const;
 
 export class UsageError extends Error {}
 
@@ -201,4 +219,55 @@ export function parseCaptureConfig(text: string): CaptureConfig {
       out.rotation.maxSeconds = wholeNumber('capture.rotation.maxSeconds', r.maxSeconds, 1);
   }
   return out;
+}
+
+/** Parses the `shadows` of config.json's text (none when absent); throws an Error naming the field. */
+export function parseShadowsConfig(text: string): ShadowConfig[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`not JSON: ${(e as Error).message}`, { cause: e });
+  }
+  const list = (doc as { shadows?: unknown } | null)?.shadows;
+  if (list === undefined) return [];
+  if (!Array.isArray(list)) throw new Error('shadows must be a list');
+  const names = new Set<string>();
+  return list.map((raw: unknown, i) => {
+    const at = `shadows[${i}]`;
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${at} must be an object`);
+    const r = raw as Record<string, unknown>;
+    if (typeof r.name !== 'string' || !r.name) throw new Error(`${at}.name must be the shadow variant's name`);
+    if (names.has(r.name)) throw new Error(`${at}.name ${JSON.stringify(r.name)} is given twice`);
+    names.add(r.name);
+    let url: URL;
+    try {
+      url = new URL(String(r.url));
+    } catch {
+      throw new Error(`${at}.url must be the shadow's http:// URL, not ${JSON.stringify(r.url)}`);
+    }
+    if (url.protocol !== 'http:') throw new Error(`${at}.url must be an http:// URL, not ${JSON.stringify(r.url)}`);
+    const p = r.percent;
+    if (typeof p !== 'number' || !(p >= 0 && p <= 100))
+      throw new Error(`${at}.percent must be a number from 0 to 100, not ${JSON.stringify(p)}`);
+    const compareRaw = r.compare ?? {};
+    if (typeof compareRaw !== 'object' || compareRaw === null || Array.isArray(compareRaw))
+      throw new Error(`${at}.compare must be an object`);
+    const path = (compareRaw as { path?: unknown }).path;
+    if (path !== undefined && typeof path !== 'string')
+      throw new Error(`${at}.compare.path must be a string such as "$.predictions", not ${JSON.stringify(path)}`);
+    const c = comparer(compareRaw);
+    if (!c.ok) throw new Error(`${at}.compare: ${c.error}`);
+    if (c.comparer.spec.kind !== 'labels' && c.comparer.spec.kind !== 'numbers')
+      throw new Error(`${at}.compare.kind must be "labels" or "numbers", not ${JSON.stringify(c.comparer.spec.kind)}`);
+    return {
+      name: r.name,
+      url: url.href.replace(/\/+$/, ''),
+      percent: p,
+      compare: c.comparer.spec,
+      timeoutMs: r.timeoutMs === undefined ? shadowDefaults.timeoutMs : wholeNumber(`${at}.timeoutMs`, r.timeoutMs, 1),
+      maxInFlight:
+        r.maxInFlight === undefined ? shadowDefaults.maxInFlight : wholeNumber(`${at}.maxInFlight`, r.maxInFlight, 1),
+    };
+  });
 }

@@ -11,15 +11,25 @@ import { pathToFileURL } from 'node:url';
 import { makeLog, type Env, type Log } from '../fetcher/log.ts';
 import { createAdmin } from './admin.ts';
 import { Capture } from './capture.ts';
-import { identityFrom, parseCaptureConfig, parseFlags, usage, UsageError, type Flags } from './config.ts';
+import {
+  identityFrom,
+  parseCaptureConfig,
+  parseFlags,
+  parseShadowsConfig,
+  usage,
+  UsageError,
+  type Flags,
+} from './config.ts';
 import { agentMetrics, type AgentMetrics } from './metrics.ts';
 import { createProxy, type Proxy } from './proxy.ts';
+import { Shadows } from './shadow.ts';
 import { fileSink, type Sink } from './sink.ts';
 
 export interface Agent {
   dataPort: number;
   adminPort: number;
   capture: Capture;
+  shadows: Shadows;
   metrics: AgentMetrics;
   proxy: Proxy;
   /** Reads the config file now (as the poll does). */
@@ -65,6 +75,7 @@ export async function startAgent(
         error: message,
       }),
   });
+  const shadows = new Shadows({ metrics });
   let lastText: string | undefined;
   let lastError: string | null = null;
   const reload = async () => {
@@ -83,12 +94,15 @@ export async function startAgent(
     lastText = text;
     try {
       const config = parseCaptureConfig(text);
+      const shadowConfigs = parseShadowsConfig(text);
       capture.configure(config);
+      shadows.configure(shadowConfigs);
       lastError = null;
       log('info', 'capture config', {
         enabled: config.enabled,
         samplingPercent: config.samplingPercent,
         destination: config.destination,
+        shadows: shadowConfigs.map((s) => `${s.name} ${s.percent}% ${s.url}`),
       });
     } catch (e) {
       lastError = `${flags.configPath}: ${(e as Error).message}; the last good capture config stays in use`;
@@ -102,12 +116,13 @@ export async function startAgent(
   const poll = setInterval(() => void reload(), flags.configPollMs);
   poll.unref();
 
-  const proxy = createProxy({ model: flags.model, capture, metrics, log });
+  const proxy = createProxy({ model: flags.model, capture, shadows, metrics, log });
   let draining = false;
   const admin = createAdmin({
     model: flags.model,
     modelReadyPath: flags.modelReadyPath,
     capture,
+    shadows,
     metrics,
     draining: () => draining,
   });
@@ -127,6 +142,8 @@ export async function startAgent(
       const started = Date.now();
       const inFlight = proxy.inFlight();
       const drained = await proxy.drain(flags.drainTimeoutMs);
+      // Copies in flight to shadows end first: a captured request's record waits for them.
+      await shadows.stop(flags.flushTimeoutMs);
       const before = capture.status();
       await capture.flush(flags.flushTimeoutMs);
       const after = capture.status();
@@ -141,7 +158,7 @@ export async function startAgent(
       admin.closeAllConnections();
       await new Promise((r) => admin.close(r));
     })());
-  return { dataPort, adminPort, capture, metrics, proxy, reload, stop };
+  return { dataPort, adminPort, capture, shadows, metrics, proxy, reload, stop };
 }
 
 /** Entry point: `argv` without node and the script. Resolves with the agent, or the exit code when it cannot start. */

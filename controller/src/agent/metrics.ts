@@ -10,6 +10,9 @@ export interface AgentMetrics {
   inFlight: Gauge;
   captureRecords: Counter<'result'>;
   modelErrors: Counter;
+  shadowRequests: Counter<'shadow' | 'result'>;
+  shadowPredictions: Counter<'shadow' | 'result'>;
+  shadowDuration: Histogram<'shadow'>;
 }
 
 export function agentMetrics(identity: Identity): AgentMetrics {
@@ -50,6 +53,25 @@ export function agentMetrics(identity: Identity): AgentMetrics {
     modelErrors: new Counter({
       name: 'ml_agent_model_errors_total',
       help: 'Requests the model could not be reached for (connection refused or reset before an answer): answered 502 by the agent.',
+      registers,
+    }),
+    shadowRequests: new Counter({
+      name: 'ml_agent_shadow_requests_total',
+      help: 'Requests mirrored to a shadow, by result: compared, serving_error or shadow_error (not compared), dropped (the in-flight cap), too_large (body larger than the agent keeps).',
+      labelNames: ['shadow', 'result'] as const,
+      registers,
+    }),
+    shadowPredictions: new Counter({
+      name: 'ml_agent_shadow_predictions_total',
+      help: "Predictions compared with a shadow's (an array answer counts each element), by result: agree or disagree.",
+      labelNames: ['shadow', 'result'] as const,
+      registers,
+    }),
+    shadowDuration: new Histogram({
+      name: 'ml_agent_shadow_duration_seconds',
+      help: 'Time from sending a copy to a shadow to the end of its answer (or its failure).',
+      labelNames: ['shadow'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
   };

@@ -12,6 +12,7 @@ import type { Log } from '../fetcher/log.ts';
 import type { Capture } from './capture.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { CapturedBody } from './record.ts';
+import { mirrorMaxBytes, type Shadows } from './shadow.ts';
 
 const hopByHop = new Set([
   'connection',
@@ -66,6 +67,7 @@ const isReset = (e: NodeJS.ErrnoException) => e.code === 'ECONNRESET' || e.messa
 export interface ProxyOptions {
   model: URL;
   capture: Capture;
+  shadows: Shadows;
   metrics: AgentMetrics;
   log: Log;
 }
@@ -79,7 +81,9 @@ export interface Proxy {
   close(): void;
 }
 
-export function createProxy({ model, capture, metrics, log }: ProxyOptions): Proxy {
+const notMirrored = new Set(['host', 'content-length']);
+
+export function createProxy({ model, capture, shadows, metrics, log }: ProxyOptions): Proxy {
   const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
   const target = { host: model.hostname.replace(/^\[|\]$/g, ''), port: Number(model.port) || 80 };
   const base = model.pathname.replace(/\/+$/, '');
@@ -98,6 +102,9 @@ export function createProxy({ model, capture, metrics, log }: ProxyOptions): Pro
     const limit = capture.maxRecordBytes;
     const input = sampled ? new Copy(limit) : undefined;
     const output = sampled ? new Copy(limit) : undefined;
+    const picked = shadows.pick();
+    const mirrorInput = picked.length ? new Copy(mirrorMaxBytes) : undefined;
+    const mirrorOutput = picked.length ? new Copy(mirrorMaxBytes) : undefined;
     const headers = endToEnd(req.rawHeaders);
     let replay: Buffer[] | undefined = [];
     let replayed = 0;
@@ -112,6 +119,7 @@ export function createProxy({ model, capture, metrics, log }: ProxyOptions): Pro
         const body = `ml-operator agent: the model at ${model.origin} did not answer ${req.method} ${req.url}: ${e.message}\n`;
         outputType = 'text/plain; charset=utf-8';
         output?.add(Buffer.from(body));
+        mirrorOutput?.add(Buffer.from(body));
         res.writeHead(502, { 'content-type': outputType, 'content-length': Buffer.byteLength(body) });
         res.end(body);
       } else {
@@ -138,6 +146,7 @@ export function createProxy({ model, capture, metrics, log }: ProxyOptions): Pro
         res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEnd(answer.rawHeaders));
         answer.on('data', (chunk: Buffer) => {
           output?.add(chunk);
+          mirrorOutput?.add(chunk);
           if (!res.write(chunk)) answer.pause();
         });
         res.on('drain', () => answer.resume());
@@ -162,6 +171,7 @@ export function createProxy({ model, capture, metrics, log }: ProxyOptions): Pro
 
     req.on('data', (chunk: Buffer) => {
       input?.add(chunk);
+      mirrorInput?.add(chunk);
       if (replay) {
         replayed += chunk.length;
         if (replayed <= replayBytes) replay.push(chunk);
@@ -182,16 +192,53 @@ export function createProxy({ model, capture, metrics, log }: ProxyOptions): Pro
       const seconds = (performance.now() - started) / 1000;
       metrics.requests.inc({ code_class: codeClass });
       metrics.duration.observe({ code_class: codeClass }, seconds);
-      if (input && output && res.writableFinished) {
-        capture.add({
-          inferenceId: header(req.headers['x-ml-inference-id']),
-          time,
+      const exchange =
+        input && output && res.writableFinished
+          ? {
+              inferenceId: header(req.headers['x-ml-inference-id']),
+              time,
+              status: res.statusCode,
+              latencyMs: seconds * 1000,
+              input: input.body(header(req.headers['content-type'])),
+              output: output.body(outputType),
+            }
+          : undefined;
+      if (mirrorInput && mirrorOutput && res.writableFinished) {
+        const body = mirrorInput.body(undefined);
+        const request = body.truncated
+          ? undefined
+          : {
+              method: req.method ?? 'GET',
+              path: req.url ?? '/',
+              headers: headers.filter((_, i) => !notMirrored.has(headers[i - (i % 2)].toLowerCase())),
+              body: body.bytes,
+            };
+        const served = mirrorOutput.body(outputType);
+        const mirrored = shadows.mirror(picked, request, {
           status: res.statusCode,
+          contentType: outputType,
+          body: served.bytes,
           latencyMs: seconds * 1000,
-          input: input.body(header(req.headers['content-type'])),
-          output: output.body(outputType),
         });
-      }
+        // A captured request's record holds the shadows' answers too: it is written once they came.
+        if (exchange)
+          void mirrored.then((answers) =>
+            capture.add({
+              ...exchange,
+              shadows: answers.map((a) => ({
+                variant: a.shadow,
+                status: a.answer.status,
+                latencyMs: a.answer.latencyMs,
+                agreed: a.agreed,
+                output: {
+                  contentType: a.answer.contentType,
+                  bytes: Buffer.from(a.answer.body).subarray(0, limit),
+                  truncated: a.answer.body.length > limit,
+                },
+              })),
+            }),
+          );
+      } else if (exchange) capture.add(exchange);
       if (inFlight === 0) idle?.();
       if (draining) server.closeIdleConnections();
     });

@@ -20,6 +20,18 @@ export interface Exchange {
   latencyMs: number;
   input: CapturedBody;
   output: CapturedBody;
+  /** The answers of the shadows the request was mirrored to. */
+  shadows?: ShadowExchange[];
+}
+
+export interface ShadowExchange {
+  variant: string;
+  /** 0: no answer (refused, reset, timed out). */
+  status: number;
+  latencyMs: number;
+  /** Whether every prediction agreed with the serving answer; absent when they were not compared. */
+  agreed?: boolean;
+  output: CapturedBody;
 }
 
 export interface CaptureData {
@@ -41,6 +53,15 @@ export interface CaptureRecord {
     status: number;
     latencyMs: number;
     truncated: boolean;
+    /** The shadows' answers to the same request, when it was mirrored. */
+    shadows?: {
+      variant: string;
+      status: number;
+      latencyMs: number;
+      agreed?: boolean;
+      endpointOutput: CaptureData;
+      truncated: boolean;
+    }[];
   };
 }
 
@@ -100,6 +121,18 @@ export function toRecord(
       status: exchange.status,
       latencyMs: Math.round(exchange.latencyMs * 1000) / 1000,
       truncated,
+      ...(exchange.shadows?.length
+        ? {
+            shadows: exchange.shadows.map((s) => ({
+              variant: s.variant,
+              status: s.status,
+              latencyMs: Math.round(s.latencyMs * 1000) / 1000,
+              ...(s.agreed !== undefined ? { agreed: s.agreed } : {}),
+              endpointOutput: captureData(s.output, 'OUTPUT', textContentTypes),
+              truncated: s.output.truncated,
+            })),
+          }
+        : {}),
     },
   };
 }

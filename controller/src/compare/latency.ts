@@ -15,6 +15,14 @@ function bucketOf(ms: number): number {
 
 const upperBound = (bucket: number) => smallestMs * growth ** bucket;
 
+/** A histogram as data (its non-empty buckets), to be summed with others elsewhere. */
+export interface LatencyData {
+  /** [bucket, count] of each bucket that holds a latency. */
+  buckets: [number, number][];
+  min?: number;
+  max?: number;
+}
+
 export class LatencyHistogram {
   private counts = new Uint32Array(latencyBuckets);
   count = 0;
@@ -34,6 +42,28 @@ export class LatencyHistogram {
     this.count += other.count;
     this.min = Math.min(this.min, other.min);
     this.max = Math.max(this.max, other.max);
+  }
+
+  data(): LatencyData {
+    const buckets: [number, number][] = [];
+    for (let i = 0; i < latencyBuckets; i++) if (this.counts[i]) buckets.push([i, this.counts[i]]);
+    return this.count ? { buckets, min: this.min, max: this.max } : { buckets };
+  }
+
+  /** A histogram from data(); buckets out of range or counts that are not whole numbers are ignored. */
+  static from(d: LatencyData): LatencyHistogram {
+    const h = new LatencyHistogram();
+    for (const [bucket, count] of d.buckets ?? []) {
+      if (!Number.isInteger(bucket) || bucket < 0 || bucket >= latencyBuckets) continue;
+      if (!Number.isInteger(count) || count <= 0) continue;
+      h.counts[bucket] += count;
+      h.count += count;
+    }
+    if (h.count) {
+      h.min = Number.isFinite(d.min) ? d.min! : 0;
+      h.max = Number.isFinite(d.max) ? d.max! : upperBound(latencyBuckets - 1);
+    }
+    return h;
   }
 
   /** The q-quantile (nearest rank), or undefined with no latency recorded. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PairOutcome } from './compare.ts';
-import { ComparisonStatistics } from './statistics.ts';
+import { ComparisonStatistics, figuresOf } from './statistics.ts';
 
 const pair = (over: Partial<PairOutcome> = {}): PairOutcome => ({
   servingError: false,
@@ -98,5 +98,40 @@ describe('ComparisonStatistics', () => {
 
   it('refuses a window of no bucket', () => {
     expect(() => new ComparisonStatistics({ buckets: 0 })).toThrow(/buckets >= 1/);
+  });
+
+  it('sums the data of several pods into exactly the figures of one that saw every pair, quantiles included', () => {
+    const pods = [new ComparisonStatistics(), new ComparisonStatistics(), new ComparisonStatistics()];
+    const all = new ComparisonStatistics();
+    for (let i = 0; i < 3000; i++) {
+      const o = pair({
+        servingLatencyMs: 1 + ((i * 7919) % 500) / 10,
+        shadowLatencyMs: 2 + ((i * 104729) % 900) / 7,
+        shadowError: i % 97 === 0,
+        compared: i % 97 !== 0,
+        predictions: i % 97 === 0 ? 0 : 1 + (i % 3),
+        agreeing: i % 97 === 0 || i % 11 === 0 ? 0 : 1 + (i % 3),
+        absDiffSum: (i % 5) / 4,
+        absDiffCount: 1,
+      });
+      pods[i % 3].record(o, 1000 + i * 100);
+      all.record(o, 1000 + i * 100);
+    }
+    const now = 1000 + 3000 * 100;
+    // Through JSON, as the controller reads them from each pod's agent.
+    const data = pods.map((p) => JSON.parse(JSON.stringify(p.data(now))) as ReturnType<ComparisonStatistics['data']>);
+    expect(figuresOf(data.map((d) => d.sinceStart))).toEqual(all.sinceStart());
+    expect(figuresOf(data.map((d) => d.window))).toEqual(all.window(now));
+    expect(all.window(now).requests).toBeLessThan(all.sinceStart().requests);
+  });
+
+  it('reads data that is damaged or empty as nothing rather than failing', () => {
+    expect(figuresOf([])).toEqual(new ComparisonStatistics().sinceStart());
+    const damaged = {
+      ...new ComparisonStatistics().data(0).sinceStart,
+      requests: -3,
+      servingLatency: { buckets: [[1e9, 4] as [number, number], [3, 1.5] as [number, number]] },
+    };
+    expect(figuresOf([damaged])).toMatchObject({ requests: 0, serving: { latencyP99Ms: undefined } });
   });
 });

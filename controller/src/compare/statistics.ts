@@ -2,7 +2,7 @@
 // window is a ring of time buckets (by default 30 of 10 s: the last 5 minutes), each a tally of
 // counts and two latency histograms; a bucket older than the window is reused for the present.
 import type { PairOutcome } from './compare.ts';
-import { LatencyHistogram } from './latency.ts';
+import { LatencyHistogram, type LatencyData } from './latency.ts';
 
 /** The figures of a comparison (status.shadows[].comparison, the metrics, the verdict's input). */
 export interface ComparisonFigures {
@@ -32,6 +32,35 @@ export interface SideFigures {
   latencyP50Ms?: number;
   latencyP99Ms?: number;
 }
+
+/** A tally as data: what one agent reports, so that the figures of several pods are summed exactly. */
+export interface TallyData {
+  requests: number;
+  compared: number;
+  predictions: number;
+  agreeing: number;
+  absDiffSum: number;
+  absDiffCount: number;
+  shadowUnreadable: number;
+  servingUnreadable: number;
+  servingErrors: number;
+  shadowErrors: number;
+  servingLatency: LatencyData;
+  shadowLatency: LatencyData;
+}
+
+const counts = [
+  'requests',
+  'compared',
+  'predictions',
+  'agreeing',
+  'absDiffSum',
+  'absDiffCount',
+  'shadowUnreadable',
+  'servingUnreadable',
+  'servingErrors',
+  'shadowErrors',
+] as const;
 
 class Tally {
   requests = 0;
@@ -75,6 +104,34 @@ class Tally {
     this.shadowErrors += t.shadowErrors;
     this.servingLatency.add(t.servingLatency);
     this.shadowLatency.add(t.shadowLatency);
+  }
+
+  data(): TallyData {
+    return {
+      requests: this.requests,
+      compared: this.compared,
+      predictions: this.predictions,
+      agreeing: this.agreeing,
+      absDiffSum: this.absDiffSum,
+      absDiffCount: this.absDiffCount,
+      shadowUnreadable: this.shadowUnreadable,
+      servingUnreadable: this.servingUnreadable,
+      servingErrors: this.servingErrors,
+      shadowErrors: this.shadowErrors,
+      servingLatency: this.servingLatency.data(),
+      shadowLatency: this.shadowLatency.data(),
+    };
+  }
+
+  static from(d: TallyData): Tally {
+    const t = new Tally();
+    for (const key of counts) {
+      const v = d[key];
+      if (typeof v === 'number' && Number.isFinite(v) && v >= 0) t[key] = v;
+    }
+    t.servingLatency = LatencyHistogram.from(d.servingLatency ?? { buckets: [] });
+    t.shadowLatency = LatencyHistogram.from(d.shadowLatency ?? { buckets: [] });
+    return t;
   }
 
   figures(): ComparisonFigures {
@@ -139,15 +196,31 @@ export class ComparisonStatistics {
 
   /** The figures of the buckets within the window ending at `now`. */
   window(now: number): ComparisonFigures {
-    const current = Math.floor(now / this.bucketMs);
-    const sum = new Tally();
-    for (const entry of this.ring)
-      if (entry.slot > current - this.ring.length && entry.slot <= current) sum.add(entry.tally);
-    return sum.figures();
+    return this.windowTally(now).figures();
   }
 
   /** The figures since the first pair recorded. */
   sinceStart(): ComparisonFigures {
     return this.total.figures();
   }
+
+  /** The window ending at `now` and the total, as data to sum with other pods' (figuresOf). */
+  data(now: number): { window: TallyData; sinceStart: TallyData } {
+    return { window: this.windowTally(now).data(), sinceStart: this.total.data() };
+  }
+
+  private windowTally(now: number): Tally {
+    const current = Math.floor(now / this.bucketMs);
+    const sum = new Tally();
+    for (const entry of this.ring)
+      if (entry.slot > current - this.ring.length && entry.slot <= current) sum.add(entry.tally);
+    return sum;
+  }
+}
+
+/** The figures of several tallies summed (the pods of one serving variant, or of all of them). */
+export function figuresOf(parts: readonly TallyData[]): ComparisonFigures {
+  const sum = new Tally();
+  for (const p of parts) sum.add(Tally.from(p));
+  return sum.figures();
 }
