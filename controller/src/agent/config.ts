@@ -53,6 +53,8 @@ export interface ShadowConfig {
   timeoutMs: number;
   /** Copies in flight to this shadow at most (per pod); a request past it is not mirrored, and counted. */
   maxInFlight: number;
+  /** The model versions whose agents mirror to it (absent: every agent that reads the config). */
+  sources?: string[];
 }
 
 export const shadowDefaults = { timeoutMs: 10_000, maxInFlight: 64 } as const;
@@ -260,7 +262,10 @@ export function parseShadowsConfig(text: string): ShadowConfig[] {
     if (!c.ok) throw new Error(`${at}.compare: ${c.error}`);
     if (c.comparer.spec.kind !== 'labels' && c.comparer.spec.kind !== 'numbers')
       throw new Error(`${at}.compare.kind must be "labels" or "numbers", not ${JSON.stringify(c.comparer.spec.kind)}`);
+    if (r.sources !== undefined && (!Array.isArray(r.sources) || r.sources.some((x) => typeof x !== 'string')))
+      throw new Error(`${at}.sources must be a list of model versions`);
     return {
+      ...(r.sources !== undefined ? { sources: r.sources as string[] } : {}),
       name: r.name,
       url: url.href.replace(/\/+$/, ''),
       percent: p,

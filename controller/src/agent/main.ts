@@ -94,7 +94,10 @@ export async function startAgent(
     lastText = text;
     try {
       const config = parseCaptureConfig(text);
-      const shadowConfigs = parseShadowsConfig(text);
+      // The shadows this pod mirrors to: those of the serving version, when this pod is one of its variants.
+      const shadowConfigs = parseShadowsConfig(text).filter(
+        (s) => !s.sources || s.sources.includes(identity.modelVersion),
+      );
       capture.configure(config);
       shadows.configure(shadowConfigs);
       lastError = null;

@@ -261,7 +261,7 @@ export interface MachineLearningEndpointStatus {
    */
   traffic?: TrafficEntry[];
   /**
-   * The serving version's shadow variants: the share of the requests mirrored to each, and its replicas. They never count for the split or for Ready.
+   * The serving version's shadow variants: the share of the requests mirrored to each, its replicas and, when its model agents mirror (mirror: Agent), how its answers compare with the serving variants'. They never count for the split or for Ready.
    *
    * @maxItems 10
    */
@@ -504,6 +504,10 @@ export interface ShadowEntry {
    */
   percent: number;
   /**
+   * Who sends the copies: Agent (compared) or Gateway (discarded).
+   */
+  mirror?: 'Agent' | 'Gateway';
+  /**
    * Whether the route mirrors to it now (false while it is not ready, or where the data plane cannot mirror).
    */
   mirrored?: boolean;
@@ -515,6 +519,140 @@ export interface ShadowEntry {
    * Wanted replicas.
    */
   replicas?: number;
+  /**
+   * How the shadow's answers compare with the serving variants', summed over the serving pods' agents since they started mirroring to it (mirror: Agent only).
+   */
+  comparison?: {
+    /**
+     * Mirrored requests whose pair of answers was recorded.
+     */
+    requests: number;
+    /**
+     * Requests whose predictions were compared (both sides answered 2xx and the serving answer was readable).
+     */
+    compared: number;
+    /**
+     * Predictions compared (an array answer counts each element).
+     */
+    predictions?: number;
+    /**
+     * Share of the predictions compared that agreed (an unreadable shadow answer disagrees).
+     */
+    agreement?: number;
+    /**
+     * For numbers: the mean |serving - shadow| of the values compared.
+     */
+    meanAbsoluteDifference?: number;
+    /**
+     * The serving side of the compared requests.
+     */
+    serving?: {
+      /**
+       * Share of the mirrored requests it answered with an error (not 2xx, or no answer).
+       */
+      errorRate?: number;
+      /**
+       * Median time to its whole answer (ms).
+       */
+      latencyP50Ms?: number;
+      /**
+       * 99th percentile of the time to its whole answer (ms).
+       */
+      latencyP99Ms?: number;
+    };
+    /**
+     * The shadow side of the compared requests.
+     */
+    shadow?: {
+      /**
+       * Share of the mirrored requests it answered with an error (not 2xx, or no answer).
+       */
+      errorRate?: number;
+      /**
+       * Median time to its whole answer (ms).
+       */
+      latencyP50Ms?: number;
+      /**
+       * 99th percentile of the time to its whole answer (ms).
+       */
+      latencyP99Ms?: number;
+    };
+    /**
+     * Requests not mirrored: the agents' in-flight cap was reached, or the request body was larger than an agent keeps (1 MiB).
+     */
+    dropped?: number;
+    /**
+     * Serving pods whose agents answered.
+     */
+    pods?: number;
+    /**
+     * The same figures over the agents' sliding window (the last `seconds`).
+     */
+    window?: {
+      /**
+       * Mirrored requests whose pair of answers was recorded.
+       */
+      requests: number;
+      /**
+       * Requests whose predictions were compared (both sides answered 2xx and the serving answer was readable).
+       */
+      compared: number;
+      /**
+       * Predictions compared (an array answer counts each element).
+       */
+      predictions?: number;
+      /**
+       * Share of the predictions compared that agreed (an unreadable shadow answer disagrees).
+       */
+      agreement?: number;
+      /**
+       * For numbers: the mean |serving - shadow| of the values compared.
+       */
+      meanAbsoluteDifference?: number;
+      /**
+       * The serving side of the compared requests.
+       */
+      serving?: {
+        /**
+         * Share of the mirrored requests it answered with an error (not 2xx, or no answer).
+         */
+        errorRate?: number;
+        /**
+         * Median time to its whole answer (ms).
+         */
+        latencyP50Ms?: number;
+        /**
+         * 99th percentile of the time to its whole answer (ms).
+         */
+        latencyP99Ms?: number;
+      };
+      /**
+       * The shadow side of the compared requests.
+       */
+      shadow?: {
+        /**
+         * Share of the mirrored requests it answered with an error (not 2xx, or no answer).
+         */
+        errorRate?: number;
+        /**
+         * Median time to its whole answer (ms).
+         */
+        latencyP50Ms?: number;
+        /**
+         * 99th percentile of the time to its whole answer (ms).
+         */
+        latencyP99Ms?: number;
+      };
+      /**
+       * The window's length.
+       */
+      seconds?: number;
+    };
+    /**
+     * When the agents were asked.
+     */
+    observedAt?: string;
+  };
 }
 /**
  * A version being drained.
@@ -668,13 +806,39 @@ export interface MachineLearningEndpointConfigVariant {
   priorityClassName?: string;
 }
 /**
- * Makes the variant a shadow: it receives a mirror of `percent` of the endpoint's requests, its answers are discarded, and it never counts for the split. Its readiness never holds up a switch; promoting it is an ordinary config change (a weight instead of shadow).
+ * Makes the variant a shadow: it receives a copy of `percent` of the endpoint's requests and never counts for the split. With `mirror: Agent` the serving variants' model agents send the copies and compare the shadow's answers with theirs (status.shadows[].comparison, the ml_agent_shadow_* metrics); with `mirror: Gateway` the route mirrors and the answers are discarded. Its readiness never holds up a switch; promoting it is an ordinary config change (a weight instead of shadow).
  */
 export interface ShadowVariant {
   /**
    * Share of the requests (percent) mirrored to it.
    */
   percent: number;
+  /**
+   * Who sends the copies. Agent (the default when `compare` is given): the serving variants' model agents, after each client has its answer, on any data plane; the answers are compared. Gateway (the default otherwise): the route's mirror, fire-and-forget, where the data plane supports it. Agent gives the serving variants a model agent, which is a new model version of them (their pods are replaced once, through the endpoint's strategy).
+   */
+  mirror?: 'Agent' | 'Gateway';
+  compare?: ShadowCompare;
+}
+/**
+ * How the shadow's answers are compared with the serving variant's (mirror: Agent).
+ */
+export interface ShadowCompare {
+  /**
+   * Where the prediction is in a JSON answer: `$` (the whole answer, the default), `$.a.b`, `$.a[0]`, `$.predictions[*]`, `$['a-b']`. An array is compared element by element, each element one prediction.
+   */
+  path?: string;
+  /**
+   * labels (the default): predictions agree when they are equal JSON values. numbers: when |serving - shadow| <= absoluteTolerance + relativeTolerance * |serving|, and the mean absolute difference is reported.
+   */
+  kind?: 'labels' | 'numbers';
+  /**
+   * For numbers: the absolute difference allowed (default 0).
+   */
+  absoluteTolerance?: number;
+  /**
+   * For numbers: the difference allowed relative to the serving value (default 0).
+   */
+  relativeTolerance?: number;
 }
 /**
  * Scales the variant between minInstances and maxInstances on a target (the chart's autoscaling engine: a HorizontalPodAutoscaler or a KEDA ScaledObject). The autoscaler then owns the replicas; a new version starts at the serving version's current count. Changing the bounds or the target changes the autoscaler in place.

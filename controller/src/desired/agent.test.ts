@@ -6,7 +6,8 @@ import type {
   MachineLearningModelSpec,
 } from '../api/generated.ts';
 import { defaultConfig, type OperatorConfig } from '../options.ts';
-import { agentConfig, agentContainerName, captureConfigMap, captureConfigMapName } from './agent.ts';
+import { parseShadowsConfig, shadowDefaults } from '../agent/config.ts';
+import { agentConfig, agentContainerName, agentShadows, captureConfigMap, captureConfigMapName } from './agent.ts';
 import { agentAnnotation } from './labels.ts';
 import * as desired from './objects.ts';
 import { planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from './plan.ts';
@@ -166,5 +167,57 @@ describe('the model agent', () => {
       },
     });
     expect(agentConfig(undefined).capture.enabled).toBe(false);
+  });
+});
+
+describe("the agents' shadows", () => {
+  const twoModels = (shadow: Record<string, unknown>): VersionPlan => {
+    const r = planFromTemplates(
+      'titanic',
+      'titanic',
+      { models: [{ model: 'titanic' }, { model: 'candidate', shadow: { percent: 30, ...shadow } }] },
+      new Map([
+        ['titanic', model],
+        ['candidate', { ...model, image: 'acme/titanic:2' }],
+      ]),
+    );
+    if (!r.ok) throw new Error('unresolved');
+    return r.plan;
+  };
+
+  it('lists each shadow the serving agents mirror to: its Service, its comparison with defaults filled in, and which model versions mirror', () => {
+    const p = twoModels({ compare: { path: '$.predictions[*]', kind: 'numbers', relativeTolerance: 0.01 } });
+    const [primary, shadow] = p.variants;
+    const mirrors = [{ version: p.version, variant: 'candidate', service: shadow.instance, port: 80, percent: 30 }];
+    const shadows = agentShadows('ml', p, mirrors);
+    expect(shadows).toEqual([
+      {
+        name: 'candidate',
+        url: `http://${shadow.instance}.ml.svc:80`,
+        percent: 30,
+        compare: { path: '$.predictions[*]', kind: 'numbers', absoluteTolerance: 0, relativeTolerance: 0.01 },
+        sources: [primary.version],
+      },
+    ]);
+    // What the agent reads, and what it makes of it.
+    const text = (captureConfigMap(endpoint, undefined, shadows).object as unknown as { data: Record<string, string> })
+      .data;
+    const config = JSON.parse(text['config.json']) as ReturnType<typeof agentConfig>;
+    expect(config.capture.enabled).toBe(false);
+    expect(parseShadowsConfig(text['config.json'])).toEqual([
+      {
+        ...shadows[0],
+        url: `http://${shadow.instance}.ml.svc`,
+        timeoutMs: shadowDefaults.timeoutMs,
+        maxInFlight: shadowDefaults.maxInFlight,
+      },
+    ]);
+  });
+
+  it('lists none before the shadow can take copies, and none without a serving version', () => {
+    const p = twoModels({ mirror: 'Agent' });
+    expect(agentShadows('ml', p, [])).toEqual([]);
+    expect(agentShadows('ml', undefined, [])).toEqual([]);
+    expect(agentConfig(undefined, [])).not.toHaveProperty('shadows');
   });
 });

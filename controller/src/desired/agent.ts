@@ -6,7 +6,9 @@
 import type { DataCaptureConfig, MachineLearningEndpoint } from '../api/generated.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import { commonLabels, namespaced, type Desired } from './common.ts';
-import { destinationClaim, type VariantPlan } from './plan.ts';
+import { servicePort } from './ports.ts';
+import { destinationClaim, isShadow, type VariantPlan, type VersionPlan } from './plan.ts';
+import type { RouteMirror } from './route.ts';
 
 export const agentContainerName = 'agent';
 /**
@@ -53,10 +55,57 @@ export function agentDestination(destination: string): string {
   return `file://${captureMountRoot}/${claim}${path ? `/${path}` : ''}`;
 }
 
-/** The agent's config.json: the capture settings with every default filled in, off when there are none. */
-export function agentConfig(capture: DataCaptureConfig | undefined): { capture: Record<string, unknown> } {
+/** A shadow in the agent's config.json: where its copies go, how its answers are compared, and who mirrors. */
+export interface AgentShadow {
+  name: string;
+  url: string;
+  percent: number;
+  compare: { path: string; kind: 'labels' | 'numbers'; absoluteTolerance: number; relativeTolerance: number };
+  /** The model versions whose agents mirror to it: the serving version's variants that take traffic. */
+  sources: string[];
+}
+
+/** The shadows the serving version's agents mirror to now (decision.agentMirrors), as config.json lists them. */
+export function agentShadows(
+  namespace: string,
+  serving: VersionPlan | undefined,
+  mirrors: readonly RouteMirror[],
+): AgentShadow[] {
+  if (!serving) return [];
+  const sources = serving.variants.filter((v) => !isShadow(v)).map((v) => v.version);
+  return mirrors.flatMap((m) => {
+    const v = serving.variants.find((x) => x.instance === m.service && isShadow(x));
+    if (!v) return [];
+    const c = v.variant.shadow!.compare ?? {};
+    return [
+      {
+        name: m.variant,
+        url: `http://${m.service}.${namespace}.svc:${servicePort}`,
+        percent: m.percent,
+        compare: {
+          path: c.path ?? '$',
+          kind: c.kind ?? 'labels',
+          absoluteTolerance: c.absoluteTolerance ?? 0,
+          relativeTolerance: c.relativeTolerance ?? 0,
+        },
+        sources,
+      },
+    ];
+  });
+}
+
+/**
+ * The agent's config.json: the capture settings with every default filled in (off when there are
+ * none), and the shadows the serving variants' agents mirror to.
+ */
+export function agentConfig(
+  capture: DataCaptureConfig | undefined,
+  shadows: readonly AgentShadow[] = [],
+): { capture: Record<string, unknown>; shadows?: AgentShadow[] } {
+  const listed = shadows.length ? { shadows: [...shadows] } : {};
   if (!capture)
     return {
+      ...listed,
       capture: {
         enabled: false,
         samplingPercent: 0,
@@ -68,6 +117,7 @@ export function agentConfig(capture: DataCaptureConfig | undefined): { capture: 
       },
     };
   return {
+    ...listed,
     capture: {
       enabled: capture.enabled ?? true,
       samplingPercent: capture.samplingPercent ?? captureDefaults.samplingPercent,
@@ -84,7 +134,11 @@ export function agentConfig(capture: DataCaptureConfig | undefined): { capture: 
 }
 
 /** The ConfigMap the endpoint's agents read their capture settings from. */
-export function captureConfigMap(endpoint: MachineLearningEndpoint, capture: DataCaptureConfig | undefined): Desired {
+export function captureConfigMap(
+  endpoint: MachineLearningEndpoint,
+  capture: DataCaptureConfig | undefined,
+  shadows: readonly AgentShadow[] = [],
+): Desired {
   const name = captureConfigMapName(endpoint.metadata.name!);
   return namespaced(
     resources.configMap,
@@ -92,7 +146,7 @@ export function captureConfigMap(endpoint: MachineLearningEndpoint, capture: Dat
     name,
     commonLabels(endpoint, 'data-capture', endpoint.metadata.name!),
     {
-      data: { [agentConfigFile]: `${JSON.stringify(agentConfig(capture), null, 2)}\n` },
+      data: { [agentConfigFile]: `${JSON.stringify(agentConfig(capture, shadows), null, 2)}\n` },
     } as Partial<KubeObject>,
   );
 }

@@ -84,6 +84,11 @@ export interface VersionPlan {
 /** A shadow variant: it receives a mirror of the traffic, never a share of it. */
 export const isShadow = (v: VariantPlan): boolean => v.variant.shadow !== undefined;
 
+/** Who sends a shadow's copies: its serving variants' agents (and compare the answers), or the route. */
+export const shadowMirror = (
+  shadow: NonNullable<MachineLearningEndpointConfigVariant['shadow']>,
+): 'Agent' | 'Gateway' => shadow.mirror ?? (shadow.compare ? 'Agent' : 'Gateway');
+
 /** The replicas a variant runs without an autoscaler (with one, the autoscaler decides). */
 export const fixedReplicas = (v: VariantPlan): number => v.variant.instances ?? 1;
 
@@ -124,10 +129,13 @@ export function modelVersion(
 /** The claim of a `pvc://<claim>/<path>` destination. */
 export const destinationClaim = (destination: string): string | undefined => destination.match(/^pvc:\/\/([^/]+)/)?.[1];
 
-/** The agent a version made from this config gets: one while it has a dataCapture block (enabled or not). */
+/**
+ * The agent a version made from this config gets: one while it has a dataCapture block (enabled or
+ * not), or a shadow its agents mirror to.
+ */
 export function agentOf(config: MachineLearningEndpointConfigSpec): AgentPlan | undefined {
   const capture = config.dataCapture;
-  if (!capture) return undefined;
+  if (!capture) return config.models.some((v) => v.shadow && shadowMirror(v.shadow) === 'Agent') ? {} : undefined;
   const claim = destinationClaim(capture.destination);
   return {
     ...(capture.credentialsSecret ? { credentialsSecret: capture.credentialsSecret } : {}),

@@ -2,7 +2,7 @@
 // chose: the host, and the weighted backends (a Service per variant of each version that takes
 // traffic), weights being integer percentages that sum to exactly 100. Pure: no I/O.
 import { servicePort } from './ports.ts';
-import { isShadow, type VariantPlan, type VersionPlan } from './plan.ts';
+import { isShadow, shadowMirror, type VariantPlan, type VersionPlan } from './plan.ts';
 import { apportion } from './weights.ts';
 
 export interface RouteBackend {
@@ -88,10 +88,17 @@ export function byService(route: readonly RouteBackend[]): RouteBackend[] {
   return [...merged.values()];
 }
 
-/** The mirrors of a version's shadow variants that can take them (their workloads are Available). */
-export function mirrorsOf(plan: VersionPlan, available: (v: VariantPlan) => boolean): RouteMirror[] {
+/**
+ * The mirrors of a version's shadow variants that can take them (their workloads are Available): by
+ * the route (`Gateway`), or by the agents of its serving variants (`Agent`).
+ */
+export function mirrorsOf(
+  plan: VersionPlan,
+  available: (v: VariantPlan) => boolean,
+  by: 'Agent' | 'Gateway' = 'Gateway',
+): RouteMirror[] {
   return plan.variants
-    .filter((v) => isShadow(v) && available(v))
+    .filter((v) => isShadow(v) && shadowMirror(v.variant.shadow!) === by && available(v))
     .map((v) => ({
       version: plan.version,
       variant: v.variant.model,

@@ -5,6 +5,7 @@
 import type { ConditionInput } from '../desired/status.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
+import { shadowReports, type AgentShadowReport } from './shadows.ts';
 
 type Lister = Pick<KubeClient, 'list'>;
 
@@ -29,6 +30,8 @@ export interface AgentCaptureStatus {
 export interface AgentAnswer {
   pod: string;
   status?: AgentCaptureStatus;
+  /** The shadows the pod mirrors to, with its tallies of each. */
+  shadows?: AgentShadowReport[];
   unreachable?: string;
 }
 
@@ -131,7 +134,7 @@ export async function askAgents(
               };
             const body = (await res.json()) as { capture?: AgentCaptureStatus };
             return body.capture
-              ? { pod: pod.metadata.name, status: body.capture }
+              ? { pod: pod.metadata.name, status: body.capture, shadows: shadowReports(body) }
               : {
                   pod: pod.metadata.name,
                   unreachable: `pod ${pod.metadata.name}: /-/agent/status has no capture section`,
@@ -149,23 +152,21 @@ export async function askAgents(
   return answers;
 }
 
-/** The last condition of each endpoint, so that its agents are asked at most every dataCapturePollMs. */
-export class DataCaptureProbe {
-  private readonly last = new Map<string, { fingerprint: string; at: number; condition: ConditionInput }>();
+/**
+ * What each endpoint's agents said last (its DataCaptured condition, its shadows' comparisons), so
+ * that they are asked at most every dataCapturePollMs.
+ */
+export class DataCaptureProbe<T = ConditionInput> {
+  private readonly last = new Map<string, { fingerprint: string; at: number; value: T }>();
 
-  /** The endpoint's condition, asked anew when the last is older than the poll period or `fingerprint` (the settings) changed. */
-  async condition(
-    key: string,
-    fingerprint: string,
-    now: Date,
-    ask: () => Promise<ConditionInput>,
-  ): Promise<ConditionInput> {
+  /** The endpoint's facts, asked anew when the last are older than the poll period or `fingerprint` (the settings) changed. */
+  async condition(key: string, fingerprint: string, now: Date, ask: () => Promise<T>): Promise<T> {
     const cached = this.last.get(key);
     if (cached && cached.fingerprint === fingerprint && now.getTime() - cached.at < dataCapturePollMs)
-      return cached.condition;
-    const condition = await ask();
-    this.last.set(key, { fingerprint, at: now.getTime(), condition });
-    return condition;
+      return cached.value;
+    const value = await ask();
+    this.last.set(key, { fingerprint, at: now.getTime(), value });
+    return value;
   }
 
   forget(key: string): void {

@@ -5,12 +5,12 @@
 // alone, exactly what the controller would write; the reconciler calls it, and nothing else of the
 // pipeline, between reading the world and writing to it.
 import type { DataCaptureConfig, MachineLearningEndpointStatus } from '../api/generated.ts';
-import { captureConfigMap } from '../desired/agent.ts';
+import { agentShadows, captureConfigMap } from '../desired/agent.ts';
 import * as desired from '../desired/objects.ts';
 import type { VariantPlan, VersionPlan } from '../desired/plan.ts';
 import type { ConditionInput } from '../desired/status.ts';
 import { decide, type RolloutDecision, type RolloutInput } from '../rollout/decide.ts';
-import { renderStatus } from '../rollout/status.ts';
+import { renderStatus, type StatusInput } from '../rollout/status.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 
 /** What the cluster says, as far as the wanted objects depend on it. */
@@ -133,6 +133,7 @@ export function statusFor(
   inputs: DesiredStateInputs,
   decision: RolloutDecision,
   extra: readonly ConditionInput[] = [],
+  comparisons?: StatusInput['comparisons'],
 ): MachineLearningEndpointStatus {
   const { ctx, provider, observed } = inputs;
   const namespace = ctx.endpoint.metadata.namespace;
@@ -158,6 +159,7 @@ export function statusFor(
     readyOf: observed.readyOf,
     mirroringUnavailable: observed.mirroringUnavailable,
     routeConditions: [...routeConditions.map((c) => ({ ...c, type: `Route${c.type}` })), ...extra],
+    comparisons,
     now: inputs.rollout.now,
   });
 }
@@ -168,7 +170,13 @@ export function statusFor(
  */
 function wantedCaptureConfig(inputs: DesiredStateInputs, decision: RolloutDecision): desired.Desired[] {
   return agentInstances(decision).length
-    ? [captureConfigMap(inputs.ctx.endpoint, captureSettings(inputs, decision))]
+    ? [
+        captureConfigMap(
+          inputs.ctx.endpoint,
+          captureSettings(inputs, decision),
+          agentShadows(inputs.ctx.endpoint.metadata.namespace!, decision.outcome.serving, decision.agentMirrors ?? []),
+        ),
+      ]
     : [];
 }
 

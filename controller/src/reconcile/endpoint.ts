@@ -22,6 +22,7 @@ import { Applier } from './apply.ts';
 import { involved, ownedBy, type Caches, type ClusterClient } from './caches.ts';
 import { agentInstances, captureSettings, desiredState, statusFor, type DesiredStateInputs } from './desired-state.ts';
 import { askAgents, dataCapturedCondition, dataCapturePollMs, DataCaptureProbe } from '../probes/data-capture.ts';
+import { comparisonsOf, type ShadowComparison } from '../probes/shadows.ts';
 import { agentAdminPortName, agentContainerName } from '../desired/agent.ts';
 import { labels } from '../desired/labels.ts';
 import { collectGarbage } from './garbage.ts';
@@ -66,6 +67,12 @@ async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T
   );
 }
 
+/** What an endpoint's agents said last: of their sink, and of the shadows they mirror to (by Service). */
+interface AgentFacts {
+  captured?: ConditionInput;
+  comparisons?: Map<string, ShadowComparison>;
+}
+
 export class EndpointReconciler {
   private readonly deps: ReconcilerDeps;
   private readonly now: () => Date;
@@ -77,7 +84,7 @@ export class EndpointReconciler {
   private readonly status: StatusWriter;
   private readonly hostPath: HostPathStorage;
   private readonly pods: PodDiagnostics;
-  private readonly dataCapture = new DataCaptureProbe();
+  private readonly dataCapture = new DataCaptureProbe<AgentFacts>();
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
@@ -153,10 +160,11 @@ export class EndpointReconciler {
     const owned: ConditionInput[] = conflicts.length
       ? [{ type: 'ResourcesOwned', status: 'False', reason: 'OwnershipConflict', message: conflicts.join('; ') }]
       : [];
-    const captured = await this.dataCaptured(key, inputs, decision, now);
+    const agents = await this.askAgents(key, inputs, decision, now);
+    const captured = agents?.captured;
     const statusDeferredMs = await this.status.write(
       endpoint,
-      statusFor(inputs, decision, [...owned, ...pods.conditions, ...(captured ? [captured] : [])]),
+      statusFor(inputs, decision, [...owned, ...pods.conditions, ...(captured ? [captured] : [])], agents?.comparisons),
     );
     this.logDecision(endpoint, inputs, decision, statusDeferredMs);
 
@@ -199,49 +207,58 @@ export class EndpointReconciler {
       loadDue,
       statusDeferredMs,
       pods.recheckMs,
-      captured ? dataCapturePollMs : undefined,
+      agents ? dataCapturePollMs : undefined,
     ].filter((n): n is number => n !== undefined);
     return due.length ? { requeueAfterMs: Math.min(...due) } : undefined;
   }
 
-  /** The DataCaptured condition while the endpoint runs model agents: what they say about their sink, asked at most every 10 s. */
-  private async dataCaptured(
+  /**
+   * While the endpoint runs model agents, what they say, asked at most every 10 s: of their sink (the
+   * DataCaptured condition, with a dataCapture block) and of the shadows they mirror to.
+   */
+  private async askAgents(
     key: string,
     inputs: DesiredStateInputs,
     decision: RolloutDecision,
     now: Date,
-  ): Promise<ConditionInput | undefined> {
+  ): Promise<AgentFacts | undefined> {
     const instances = agentInstances(decision);
     const capture = captureSettings(inputs, decision);
-    if (!instances.length || !capture) {
+    const mirrored = (decision.agentMirrors ?? []).map((m) => ({ name: m.variant, service: m.service }));
+    if (!instances.length || (!capture && !mirrored.length)) {
       this.dataCapture.forget(key);
       return undefined;
     }
-    const enabled = capture.enabled ?? true;
+    const enabled = capture?.enabled ?? true;
     const namespace = inputs.ctx.endpoint.metadata.namespace!;
-    return this.dataCapture.condition(key, JSON.stringify([capture, instances]), now, async () => {
-      if (!enabled) return dataCapturedCondition(capture.destination, false, []);
+    return this.dataCapture.condition(key, JSON.stringify([capture, instances, mirrored]), now, async () => {
+      let answers: Awaited<ReturnType<typeof askAgents>>;
       try {
-        return dataCapturedCondition(
-          capture.destination,
-          true,
-          await askAgents(
-            this.deps.client,
-            namespace,
-            instances,
-            agentContainerName,
-            agentAdminPortName,
-            labels.modelInstance,
-          ),
-        );
+        answers =
+          capture && !enabled && !mirrored.length
+            ? []
+            : await askAgents(
+                this.deps.client,
+                namespace,
+                instances,
+                agentContainerName,
+                agentAdminPortName,
+                labels.modelInstance,
+              );
       } catch (err) {
         return {
-          type: 'DataCaptured',
-          status: 'Unknown',
-          reason: 'AgentsNotListed',
-          message: `the model agents' pods could not be listed: ${(err as Error).message}`,
+          captured: capture && {
+            type: 'DataCaptured',
+            status: 'Unknown',
+            reason: 'AgentsNotListed',
+            message: `the model agents' pods could not be listed: ${(err as Error).message}`,
+          },
         };
       }
+      return {
+        captured: capture && dataCapturedCondition(capture.destination, enabled, enabled ? answers : []),
+        comparisons: comparisonsOf(answers, mirrored),
+      };
     });
   }
 

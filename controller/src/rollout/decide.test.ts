@@ -379,6 +379,99 @@ describe('shadow variants', () => {
       { version: b.version, variant: 'shadow', service: b.variants[1].instance, port: 80, percent: 25 },
     ]);
   });
+
+  it('mirror: Agent (or a compare block) goes to the serving agents, not the route, and gives the serving variants an agent', () => {
+    const plan = (shadow: Record<string, unknown>) => {
+      const r = planFromTemplates(
+        'e',
+        'c',
+        { models: [{ model: 'm' }, { model: 'shadow', shadow: { percent: 25, ...shadow } }] },
+        models2,
+      );
+      if (!r.ok) throw new Error('unresolved');
+      return r.plan;
+    };
+    const gateway = plan({});
+    for (const agent of [plan({ mirror: 'Agent' }), plan({ compare: { path: '$.predictions' } })]) {
+      const d = decide(
+        input({
+          target: agent,
+          status: serving(agent),
+          route: routeTo(agent),
+          available: agent.variants.map((v) => v.instance),
+        }),
+      );
+      expect(d.mirrors).toEqual([]);
+      expect(d.agentMirrors).toEqual([
+        { version: agent.version, variant: 'shadow', service: agent.variants[1].instance, port: 80, percent: 25 },
+      ]);
+      expect(agent.variants[0].agent).toEqual({});
+      // An agent is part of the model version: the serving variant is a new instance of it.
+      expect(agent.variants[0].instance).not.toBe(gateway.variants[0].instance);
+    }
+    expect(gateway.variants[0].agent).toBeUndefined();
+    expect(plan({ mirror: 'Gateway' }).variants[0].instance).toBe(gateway.variants[0].instance);
+  });
+
+  it("reports an agent-mirrored shadow as mirrored where the data plane cannot mirror, with the agents' comparison", () => {
+    const r = planFromTemplates(
+      'e',
+      'c',
+      {
+        models: [
+          { model: 'm' },
+          { model: 'shadow', shadow: { percent: 25, compare: { path: '$.predictions' } } },
+          { model: 'other', shadow: { percent: 5 } },
+        ],
+      },
+      new Map([...models2, ['other', { image: 'acme/other:1' }]]),
+    );
+    if (!r.ok) throw new Error('unresolved');
+    const p = r.plan;
+    const d = decide(
+      input({ target: p, status: serving(p), route: routeTo(p), available: p.variants.map((v) => v.instance) }),
+    );
+    const comparison = {
+      requests: 150,
+      compared: 150,
+      predictions: 150,
+      agreement: 0.973333,
+      serving: { errorRate: 0 },
+      shadow: { errorRate: 0 },
+      pods: 2,
+      dropped: 0,
+      window: { seconds: 300, requests: 150, compared: 150 },
+    };
+    const render = (mirroringUnavailable?: string) =>
+      renderStatus({
+        decision: d,
+        previous: serving(p),
+        generation: 1,
+        host: 'h',
+        url: 'http://h',
+        readyOf: () => 1,
+        routeConditions: [],
+        mirroringUnavailable,
+        comparisons: new Map([[p.variants[1].instance, comparison]]),
+        now,
+      });
+    const written = render();
+    expect(written.shadows).toMatchObject([
+      { variant: 'shadow', mirror: 'Agent', mirrored: true, comparison },
+      { variant: 'other', mirror: 'Gateway', mirrored: true },
+    ]);
+    expect(written.shadows![1]).not.toHaveProperty('comparison');
+    expect(written.conditions!.find((c) => c.type === 'ShadowsMirrored')).toMatchObject({
+      status: 'True',
+      message: `25% of the requests mirrored to shadow (${p.variants[1].instance}) by the serving pods' agents, answers compared, 5% of the requests mirrored to other (${p.variants[2].instance}) by the gateway`,
+    });
+    const noMirror = render('this data plane cannot mirror');
+    expect(noMirror.shadows!.map((x) => x.mirrored)).toEqual([true, false]);
+    expect(noMirror.conditions!.find((c) => c.type === 'ShadowsMirrored')).toMatchObject({
+      status: 'False',
+      reason: 'MirroringUnavailable',
+    });
+  });
 });
 
 describe('progressive delivery', () => {

@@ -76,6 +76,8 @@ export interface RolloutDecision {
   route?: RouteBackend[];
   /** The serving version's shadows that take their mirror, and the header targets of its variants (with the route). */
   mirrors?: RouteMirror[];
+  /** The serving version's shadows its agents mirror to (mirror: Agent), once they can take the copies. */
+  agentMirrors?: RouteMirror[];
   targets?: RouteTarget[];
   /** Versions whose snapshots are kept. */
   keepVersions: Set<string>;

@@ -2,7 +2,7 @@
 // from the live route and the status (observe), and once the verdict is given, which drains end,
 // what each kept version runs, what is kept, and the route that carries it (settle). Pure.
 import type { MachineLearningEndpointStatus } from '../api/generated.ts';
-import type { VersionPlan } from '../desired/plan.ts';
+import type { VariantPlan, VersionPlan } from '../desired/plan.ts';
 import { backends, mirrorsOf, targetsOf } from '../desired/route.ts';
 import {
   instanceReplicas,
@@ -116,7 +116,10 @@ export interface Settled {
   history: string[];
   /** When a drain still running ends. */
   drainsDueMs: number[];
-  decision: Pick<RolloutDecision, 'deploy' | 'route' | 'mirrors' | 'targets' | 'keepInstances' | 'keepVersions'>;
+  decision: Pick<
+    RolloutDecision,
+    'deploy' | 'route' | 'mirrors' | 'agentMirrors' | 'targets' | 'keepInstances' | 'keepVersions'
+  >;
 }
 
 /** Drains that end, what each kept version runs, what is kept (never what the live route names), and the route. */
@@ -178,6 +181,7 @@ export function settle(input: RolloutInput, v: Verdict, historyLimit: number): S
       : undefined;
   // The serving version's shadows get their mirrors once they can take them; its variants, their header targets.
   const servingReplicas = serving ? instanceReplicas(serving) : undefined;
+  const available = (p: VariantPlan) => input.workload(p, servingReplicas!.get(p.instance)!).available;
   return {
     draining,
     history,
@@ -185,10 +189,8 @@ export function settle(input: RolloutInput, v: Verdict, historyLimit: number): S
     decision: {
       deploy,
       route: shares ? backends(shares) : undefined,
-      mirrors:
-        shares && serving
-          ? mirrorsOf(serving, (p) => input.workload(p, servingReplicas!.get(p.instance)!).available)
-          : undefined,
+      mirrors: shares && serving ? mirrorsOf(serving, available, 'Gateway') : undefined,
+      agentMirrors: shares && serving ? mirrorsOf(serving, available, 'Agent') : undefined,
       targets: shares && serving ? targetsOf(serving) : undefined,
       keepVersions,
       keepInstances,

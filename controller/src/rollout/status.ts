@@ -4,7 +4,7 @@
 // no backend). Pure: no I/O.
 import type { MachineLearningEndpointStatus, RolloutStatus, ShadowEntry, TrafficEntry } from '../api/generated.ts';
 import { setConditions, type ConditionInput } from '../desired/status.ts';
-import { isShadow, type VersionPlan } from '../desired/plan.ts';
+import { isShadow, shadowMirror, type VersionPlan } from '../desired/plan.ts';
 import { byService, type RouteBackend } from '../desired/route.ts';
 import type { RolloutDecision } from './decide.ts';
 import { rolloutHistoryLimit } from './advance.ts';
@@ -21,6 +21,8 @@ export interface StatusInput {
   routeConditions: ConditionInput[];
   /** Why the data plane gets no mirrors at all (the provider cannot mirror), if so. */
   mirroringUnavailable?: string;
+  /** What the serving pods' agents say of each shadow they mirror to, by its Service. */
+  comparisons?: ReadonlyMap<string, NonNullable<ShadowEntry['comparison']>>;
   now: Date;
 }
 
@@ -113,16 +115,25 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
       : [];
   const servingVersion = o.serving?.version ?? o.unreadable;
   const conditions: ConditionInput[] = [];
-  const shadows: ShadowEntry[] = (o.serving?.variants ?? []).filter(isShadow).map((v) => ({
-    variant: v.variant.model,
-    version: o.serving!.version,
-    modelVersion: v.version,
-    service: v.instance,
-    percent: v.variant.shadow!.percent,
-    mirrored: !s.mirroringUnavailable && (decision.mirrors ?? []).some((m) => m.service === v.instance),
-    readyReplicas: readyOf(v.instance),
-    replicas: replicas.get(v.instance) ?? 0,
-  }));
+  const shadows: ShadowEntry[] = (o.serving?.variants ?? []).filter(isShadow).map((v) => {
+    const mirror = shadowMirror(v.variant.shadow!);
+    const comparison = mirror === 'Agent' ? s.comparisons?.get(v.instance) : undefined;
+    return {
+      variant: v.variant.model,
+      version: o.serving!.version,
+      modelVersion: v.version,
+      service: v.instance,
+      percent: v.variant.shadow!.percent,
+      mirror,
+      mirrored:
+        mirror === 'Agent'
+          ? (decision.agentMirrors ?? []).some((m) => m.service === v.instance)
+          : !s.mirroringUnavailable && (decision.mirrors ?? []).some((m) => m.service === v.instance),
+      readyReplicas: readyOf(v.instance),
+      replicas: replicas.get(v.instance) ?? 0,
+      ...(comparison ? { comparison } : {}),
+    };
+  });
 
   const short = traffic.filter((t) => (t.readyReplicas ?? 0) < (t.replicas ?? 0));
   const empty = traffic.filter((t) => t.weight > 0 && (t.readyReplicas ?? 0) === 0);
@@ -230,7 +241,7 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
   if (shadows.length > 0) {
     const notMirrored = shadows.filter((x) => !x.mirrored);
     conditions.push(
-      s.mirroringUnavailable
+      s.mirroringUnavailable && shadows.some((x) => x.mirror === 'Gateway')
         ? { type: 'ShadowsMirrored', status: 'False', reason: 'MirroringUnavailable', message: s.mirroringUnavailable }
         : notMirrored.length > 0
           ? {
@@ -244,7 +255,10 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
               status: 'True',
               reason: 'Mirrored',
               message: shadows
-                .map((x) => `${x.percent}% of the requests mirrored to ${x.variant} (${x.service})`)
+                .map(
+                  (x) =>
+                    `${x.percent}% of the requests mirrored to ${x.variant} (${x.service}) by the ${x.mirror === 'Agent' ? "serving pods' agents, answers compared" : 'gateway'}`,
+                )
                 .join(', '),
             },
     );
