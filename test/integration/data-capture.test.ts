@@ -373,6 +373,26 @@ describe('Data Capture to S3 (MinIO)', () => {
     process.stdout.write(
       `[capture] pod ${victim} deleted under load: ${answered.length - missing.length} of ${answered.length} answered requests captured at 100%, ${fromVictim} records from the deleted pod\n`,
     );
+    if (missing.length) {
+      // Which pod answered the requests without a record, and when: to tell a lost file from a gap in sampling.
+      const byPod = new Map<string, { count: number; first: number; last: number; from: number; to: number }>();
+      for (const x of answered.filter((a) => !captured.has(`term-${a.i}`))) {
+        const pod = x.backend?.pod ?? '-';
+        const e = byPod.get(pod) ?? { count: 0, first: x.i, last: x.i, from: x.start, to: x.start };
+        byPod.set(pod, {
+          count: e.count + 1,
+          first: Math.min(e.first, x.i),
+          last: Math.max(e.last, x.i),
+          from: Math.min(e.from, x.start),
+          to: Math.max(e.to, x.start),
+        });
+      }
+      const recordsByPod = new Map<string, number>();
+      for (const r of found) recordsByPod.set(r.mlOperator.pod, (recordsByPod.get(r.mlOperator.pod) ?? 0) + 1);
+      process.stdout.write(
+        `[capture] answered without a record, by pod: ${JSON.stringify([...byPod])}; records by pod: ${JSON.stringify([...recordsByPod])}; capture on from request ${from}, ${victim} deleted\n`,
+      );
+    }
     expect(fromVictim).toBeGreaterThan(0);
     expect(missing.slice(0, 20), `${missing.length} answered requests without a record`).toEqual([]);
   }, 400_000);

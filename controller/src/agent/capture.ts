@@ -141,7 +141,12 @@ export class Capture {
   /** Takes one finished exchange; never waits. Drops (and counts) it when the buffer is full. */
   add(exchange: Exchange): void {
     const c = this.config;
-    if (!c || !c.enabled || !this.destination || this.stopped) return;
+    if (!c || !c.enabled || !this.destination) return;
+    // Taken when it arrived, but too late to be written (it waited for a shadow past the flush).
+    if (this.stopped) {
+      this.drop(1);
+      return;
+    }
     const line = Buffer.from(
       `${JSON.stringify(toRecord(exchange, c.captureOptions, c.textContentTypes, this.options.identity))}\n`,
     );

@@ -57,7 +57,7 @@ export interface ShadowConfig {
   sources?: string[];
 }
 
-export const shadowDefaults = { timeoutMs: 10_000, maxInFlight: 64 } as const;
+export const shadowDefaults = { timeoutMs: 10_000, maxInFlight: 16 } as const;
 
 export class UsageError extends Error {}
 

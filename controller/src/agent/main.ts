@@ -145,10 +145,12 @@ export async function startAgent(
       const started = Date.now();
       const inFlight = proxy.inFlight();
       const drained = await proxy.drain(flags.drainTimeoutMs);
-      // Copies in flight to shadows end first: a captured request's record waits for them.
-      await shadows.stop(flags.flushTimeoutMs);
+      // One deadline for what is left to write: copies in flight to shadows end first (a captured
+      // request's record waits for them), within half of it; then the records.
+      const deadline = Date.now() + flags.flushTimeoutMs;
+      await shadows.stop(flags.flushTimeoutMs / 2);
       const before = capture.status();
-      await capture.flush(flags.flushTimeoutMs);
+      await capture.flush(Math.max(0, deadline - Date.now()));
       const after = capture.status();
       log(drained ? 'info' : 'warn', 'stopped', {
         inFlightAtSigterm: inFlight,

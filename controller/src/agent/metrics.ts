@@ -57,7 +57,7 @@ export function agentMetrics(identity: Identity): AgentMetrics {
     }),
     shadowRequests: new Counter({
       name: 'ml_agent_shadow_requests_total',
-      help: 'Requests mirrored to a shadow, by result: compared, serving_error or shadow_error (not compared), dropped (the in-flight cap), too_large (body larger than the agent keeps).',
+      help: 'Requests mirrored to a shadow, by result: compared, serving_error or shadow_error (not compared), dropped (the in-flight cap), skipped (a body or answer larger than the agent keeps, or an encoded answer).',
       labelNames: ['shadow', 'result'] as const,
       registers,
     }),

@@ -6,6 +6,10 @@
 // A model that cannot be reached gets the client a 502 that says so. One case is retried: a kept-alive
 // connection that the model closed while the request was on its way (the model's idle timeout racing
 // a new request), when the request body sent so far is still held (at most replayBytes).
+//
+// A request picked for a shadow (shadow.ts) keeps its whole body and the model's answer, each at most
+// mirrorMaxBytes; once the client has that answer, the copy goes to the shadow, and a request that is
+// also captured has its record written once the shadow answered, to hold both answers.
 import * as http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Log } from '../fetcher/log.ts';
@@ -81,7 +85,8 @@ export interface Proxy {
   close(): void;
 }
 
-const notMirrored = new Set(['host', 'content-length']);
+// A copy carries its own Host and length; and asks for an answer that is not encoded, to compare it.
+const notMirrored = new Set(['host', 'content-length', 'accept-encoding']);
 
 export function createProxy({ model, capture, shadows, metrics, log }: ProxyOptions): Proxy {
   const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
@@ -112,6 +117,7 @@ export function createProxy({ model, capture, shadows, metrics, log }: ProxyOpti
     let upstream: http.ClientRequest;
     let answered = false;
     let outputType: string | undefined;
+    let outputEncoded = false;
 
     const fail = (e: Error) => {
       metrics.modelErrors.inc();
@@ -142,6 +148,7 @@ export function createProxy({ model, capture, shadows, metrics, log }: ProxyOpti
         answered = true;
         replay = undefined;
         outputType = answer.headers['content-type'];
+        outputEncoded = !!answer.headers['content-encoding'] && answer.headers['content-encoding'] !== 'identity';
         res.statusMessage = answer.statusMessage ?? '';
         res.writeHead(answer.statusCode ?? 502, answer.statusMessage, endToEnd(answer.rawHeaders));
         answer.on('data', (chunk: Buffer) => {
@@ -203,42 +210,44 @@ export function createProxy({ model, capture, shadows, metrics, log }: ProxyOpti
               output: output.body(outputType),
             }
           : undefined;
-      if (mirrorInput && mirrorOutput && res.writableFinished) {
-        const body = mirrorInput.body(undefined);
-        const request = body.truncated
-          ? undefined
-          : {
-              method: req.method ?? 'GET',
-              path: req.url ?? '/',
-              headers: headers.filter((_, i) => !notMirrored.has(headers[i - (i % 2)].toLowerCase())),
-              body: body.bytes,
-            };
-        const served = mirrorOutput.body(outputType);
-        const mirrored = shadows.mirror(picked, request, {
-          status: res.statusCode,
-          contentType: outputType,
-          body: served.bytes,
-          latencyMs: seconds * 1000,
-        });
+      const body = mirrorInput?.body(undefined);
+      const served = mirrorOutput?.body(outputType);
+      if (!picked.length || !body || !served || !res.writableFinished) {
+        // The client went away before its whole answer: nothing to compare, nothing counted.
+        if (picked.length) shadows.release(picked, false);
+        if (exchange) capture.add(exchange);
+      } else if (body.truncated || served.truncated || outputEncoded) {
+        shadows.release(picked, true);
+        if (exchange) capture.add(exchange);
+      } else {
         // A captured request's record holds the shadows' answers too: it is written once they came.
-        if (exchange)
-          void mirrored.then((answers) =>
-            capture.add({
-              ...exchange,
-              shadows: answers.map((a) => ({
-                variant: a.shadow,
-                status: a.answer.status,
-                latencyMs: a.answer.latencyMs,
-                agreed: a.agreed,
-                output: {
-                  contentType: a.answer.contentType,
-                  bytes: Buffer.from(a.answer.body).subarray(0, limit),
-                  truncated: a.answer.body.length > limit,
-                },
+        shadows.mirror(
+          picked,
+          {
+            method: req.method ?? 'GET',
+            path: req.url ?? '/',
+            headers: headers.filter((_, i) => !notMirrored.has(headers[i - (i % 2)].toLowerCase())),
+            body: body.bytes,
+          },
+          { status: res.statusCode, contentType: outputType, body: served.bytes, latencyMs: seconds * 1000 },
+          exchange &&
+            ((answers) =>
+              capture.add({
+                ...exchange,
+                shadows: answers.map((a) => ({
+                  variant: a.shadow,
+                  status: a.status,
+                  latencyMs: a.latencyMs,
+                  agreed: a.agreed,
+                  output: {
+                    contentType: a.contentType,
+                    bytes: a.body.subarray(0, limit),
+                    truncated: a.truncated || a.body.length > limit,
+                  },
+                })),
               })),
-            }),
-          );
-      } else if (exchange) capture.add(exchange);
+        );
+      }
       if (inFlight === 0) idle?.();
       if (draining) server.closeIdleConnections();
     });

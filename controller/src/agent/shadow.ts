@@ -1,8 +1,10 @@
 // Shadows mirrored by the agent: for `percent` of the requests, once the client has its whole answer,
 // a copy of the request goes to the shadow's Service, and the two answers are compared (compare/).
 // The client never waits for a shadow: the copy leaves after its answer ended, over connections of
-// its own, with a timeout of its own and at most maxInFlight copies at a time; a request past that
-// cap, or with a body larger than the agent keeps, is not mirrored and is counted.
+// its own, with a timeout of its own and at most maxInFlight copies at a time (checked when the
+// request arrives, before anything of it is kept). A request past that cap is `dropped`; one that
+// cannot be compared (a body or an answer larger than the agent keeps, an answer with a
+// content-encoding) is `skipped`. Both are counted.
 import * as http from 'node:http';
 import { compareAnswers, comparer, type Comparer } from '../compare/compare.ts';
 import type { Answer } from '../compare/prediction.ts';
@@ -10,15 +12,18 @@ import { ComparisonStatistics, type ComparisonFigures, type TallyData } from '..
 import type { ShadowConfig } from './config.ts';
 import type { AgentMetrics } from './metrics.ts';
 
-/** The largest request body (and answer) kept for a copy; a larger request is not mirrored. */
-export const mirrorMaxBytes = 1 << 20;
+/**
+ * The largest request body, and answer of each side, kept for a copy. With maxInFlight copies per
+ * shadow, this bounds what mirroring holds in memory (3 x 256 KiB x 16 = 12 MiB per shadow by default).
+ */
+export const mirrorMaxBytes = 256 * 1024;
 
 /** What a request carries to its shadows: all of it, kept while it streamed to the model. */
 export interface MirroredRequest {
   method: string;
   /** Path and query, as the client sent them. */
   path: string;
-  /** End-to-end headers (name, value, ...), without Host and Content-Length. */
+  /** End-to-end headers (name, value, ...), without Host, Content-Length and Accept-Encoding. */
   headers: string[];
   body: Buffer;
 }
@@ -26,7 +31,11 @@ export interface MirroredRequest {
 /** A shadow's answer as recorded beside the serving one (Data Capture keeps it). */
 export interface ShadowAnswer {
   shadow: string;
-  answer: Answer;
+  status: number;
+  latencyMs: number;
+  contentType?: string;
+  body: Buffer;
+  truncated: boolean;
   /** Whether every prediction agreed; undefined when they were not compared. */
   agreed?: boolean;
 }
@@ -36,9 +45,10 @@ export interface ShadowStatus {
   url: string;
   percent: number;
   inFlight: number;
-  /** Requests not mirrored: the in-flight cap was reached, or the body was larger than the agent keeps. */
+  /** Requests not mirrored: the in-flight cap was reached. */
   dropped: number;
-  tooLarge: number;
+  /** Requests mirrored or picked but not compared: a body or answer too large, or an encoded answer. */
+  skipped: number;
   /** The figures of this pod, and the tallies the controller sums over the pods. */
   window: ComparisonFigures;
   sinceStart: ComparisonFigures;
@@ -46,27 +56,40 @@ export interface ShadowStatus {
   data: { window: TallyData; sinceStart: TallyData };
 }
 
-interface Comparison {
+/** One shadow as the agent mirrors to it now. Kept across configs while its Service and comparison are. */
+export interface Comparison {
   config: ShadowConfig;
   comparer: Comparer;
   statistics: ComparisonStatistics;
   inFlight: number;
   dropped: number;
-  tooLarge: number;
+  skipped: number;
 }
 
 const sameComparison = (a: ShadowConfig, b: ShadowConfig) =>
   a.url === b.url && JSON.stringify(a.compare) === JSON.stringify(b.compare);
+
+const isReset = (e: NodeJS.ErrnoException) => e.code === 'ECONNRESET' || e.message === 'socket hang up';
 
 export interface ShadowsOptions {
   metrics: AgentMetrics;
   now?: () => number;
 }
 
+/** A copy in flight, which SIGTERM may have to cut short. */
+interface Copy {
+  cancel(why: string): void;
+  done: Promise<unknown>;
+}
+
+type SentAnswer = Omit<ShadowAnswer, 'shadow' | 'agreed'>;
+
 export class Shadows {
   private shadows: Comparison[] = [];
   private readonly agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
-  private readonly pending = new Set<Promise<unknown>>();
+  private readonly copies = new Set<Copy>();
+  /** Each mirrored request until its answers were handed on. */
+  private readonly mirrors = new Set<Promise<unknown>>();
   private readonly metrics: AgentMetrics;
   private readonly now: () => number;
   private stopped = false;
@@ -78,7 +101,8 @@ export class Shadows {
 
   /**
    * Applies the shadows of a (new) config. A shadow whose Service and comparison are unchanged keeps
-   * its figures; one that changed starts over, so that no figure mixes two comparisons.
+   * its figures (a shadow not ready is listed with percent 0, so it keeps them too); one whose
+   * comparison changed starts over, so that no figure mixes two comparisons.
    */
   configure(configs: readonly ShadowConfig[]): void {
     this.shadows = configs.map((config) => {
@@ -95,7 +119,7 @@ export class Shadows {
         statistics: new ComparisonStatistics(),
         inFlight: 0,
         dropped: 0,
-        tooLarge: 0,
+        skipped: 0,
       };
     });
     // The series exist from the start, so that a rate over them is 0 rather than absent.
@@ -107,57 +131,81 @@ export class Shadows {
     }
   }
 
-  /** The shadows this request goes to, drawn once when it arrives. */
+  /**
+   * The shadows this request goes to, drawn once when it arrives; a shadow at its in-flight cap is
+   * not picked (the request is counted as dropped), so that nothing of the request is kept for it.
+   */
   pick(): Comparison[] {
     if (this.stopped || this.shadows.length === 0) return [];
-    return this.shadows.filter((s) => s.config.percent > 0 && Math.random() * 100 < s.config.percent);
+    return this.shadows.filter((s) => {
+      if (!(s.config.percent > 0 && Math.random() * 100 < s.config.percent)) return false;
+      if (s.inFlight >= s.config.maxInFlight) {
+        s.dropped++;
+        this.metrics.shadowRequests.inc({ shadow: s.config.name, result: 'dropped' });
+        return false;
+      }
+      // Held from now: the copy is sent, or given up, when the client has its answer.
+      s.inFlight++;
+      return true;
+    });
   }
 
   /**
-   * Sends the copy to each picked shadow and compares its answer with the serving one. Never throws;
-   * resolves with the shadows' answers once each has answered, failed or timed out.
+   * Gives back the picks of a request that is not mirrored: its client went away (not counted), or
+   * its body or the model's answer cannot be compared (`skipped`).
+   */
+  release(picked: readonly Comparison[], skipped: boolean): void {
+    for (const s of picked) {
+      s.inFlight--;
+      if (!skipped) continue;
+      s.skipped++;
+      this.metrics.shadowRequests.inc({ shadow: s.config.name, result: 'skipped' });
+    }
+  }
+
+  /**
+   * Sends the copy to each picked shadow and compares its answer with the serving one; once each has
+   * answered, failed or timed out, hands the shadows' answers to `then` (a captured request's record).
+   * SIGTERM waits for all of it, `then` included.
    */
   mirror(
     picked: readonly Comparison[],
-    request: MirroredRequest | undefined,
+    request: MirroredRequest,
     serving: Answer,
-  ): Promise<ShadowAnswer[]> {
-    const sent: Promise<ShadowAnswer | undefined>[] = [];
-    for (const s of picked) {
+    then?: (answers: ShadowAnswer[]) => void,
+  ): void {
+    const sent = picked.map((s) => {
       const shadow = s.config.name;
-      if (!request) {
-        s.tooLarge++;
-        this.metrics.shadowRequests.inc({ shadow, result: 'too_large' });
-        continue;
-      }
-      if (s.inFlight >= s.config.maxInFlight) {
-        s.dropped++;
-        this.metrics.shadowRequests.inc({ shadow, result: 'dropped' });
-        continue;
-      }
-      s.inFlight++;
-      const p = this.send(s.config, request).then((answer) => {
-        s.inFlight--;
-        const outcome = compareAnswers(s.comparer, serving, answer);
-        s.statistics.record(outcome, this.now());
-        const result = outcome.servingError ? 'serving_error' : outcome.shadowError ? 'shadow_error' : 'compared';
-        this.metrics.shadowRequests.inc({ shadow, result });
-        this.metrics.shadowDuration.observe({ shadow }, answer.latencyMs / 1000);
-        if (outcome.predictions > 0) {
-          this.metrics.shadowPredictions.inc({ shadow, result: 'agree' }, outcome.agreeing);
-          this.metrics.shadowPredictions.inc({ shadow, result: 'disagree' }, outcome.predictions - outcome.agreeing);
-        }
-        return {
-          shadow,
-          answer,
-          agreed: outcome.compared ? outcome.agreeing === outcome.predictions : undefined,
-        };
-      });
-      this.pending.add(p);
-      void p.finally(() => this.pending.delete(p));
-      sent.push(p);
-    }
-    return Promise.all(sent).then((all) => all.filter((a): a is ShadowAnswer => a !== undefined));
+      return this.send(s.config, request)
+        .then((answer): ShadowAnswer => {
+          if (answer.truncated) {
+            s.skipped++;
+            this.metrics.shadowRequests.inc({ shadow, result: 'skipped' });
+            return { shadow, ...answer };
+          }
+          const outcome = compareAnswers(s.comparer, serving, answer);
+          s.statistics.record(outcome, this.now());
+          const result = outcome.servingError ? 'serving_error' : outcome.shadowError ? 'shadow_error' : 'compared';
+          this.metrics.shadowRequests.inc({ shadow, result });
+          this.metrics.shadowDuration.observe({ shadow }, answer.latencyMs / 1000);
+          if (outcome.predictions > 0) {
+            this.metrics.shadowPredictions.inc({ shadow, result: 'agree' }, outcome.agreeing);
+            this.metrics.shadowPredictions.inc({ shadow, result: 'disagree' }, outcome.predictions - outcome.agreeing);
+          }
+          return {
+            shadow,
+            ...answer,
+            ...(outcome.compared ? { agreed: outcome.agreeing === outcome.predictions } : {}),
+          };
+        })
+        .catch((): undefined => undefined)
+        .finally(() => s.inFlight--);
+    });
+    const done = Promise.all(sent)
+      .then((all) => then?.(all.filter((a): a is ShadowAnswer => a !== undefined)))
+      .catch(() => {});
+    this.mirrors.add(done);
+    void done.finally(() => this.mirrors.delete(done));
   }
 
   status(): ShadowStatus[] {
@@ -168,7 +216,7 @@ export class Shadows {
       percent: s.config.percent,
       inFlight: s.inFlight,
       dropped: s.dropped,
-      tooLarge: s.tooLarge,
+      skipped: s.skipped,
       window: s.statistics.window(now),
       sinceStart: s.statistics.sinceStart(),
       windowSeconds: s.statistics.windowMs / 1000,
@@ -176,59 +224,86 @@ export class Shadows {
     }));
   }
 
-  /** SIGTERM: no new copies; waits up to `timeoutMs` for those in flight, then cuts them. */
+  /**
+   * SIGTERM: no new copies; waits up to `timeoutMs` for those in flight, then ends them as failed
+   * (a shadow error), so that every captured record that waits for them is handed to capture.
+   */
   async stop(timeoutMs: number): Promise<void> {
     this.stopped = true;
-    if (this.pending.size > 0) {
+    const all = () => Promise.allSettled([...this.mirrors]);
+    if (this.mirrors.size > 0) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.pending]),
-        new Promise((r) => {
-          timer = setTimeout(r, timeoutMs);
-        }),
-      ]);
+      await Promise.race([all(), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
       clearTimeout(timer);
+      for (const c of this.copies) c.cancel('the agent is stopping');
+      await all();
     }
     this.agent.destroy();
   }
 
-  /** One copy to a shadow: its answer (status 0 when it never came: refused, reset, timed out). */
-  private send(config: ShadowConfig, request: MirroredRequest): Promise<Answer> {
+  /** One copy to a shadow: its answer (status 0 when it never came: refused, reset, timed out, stopped). */
+  private send(config: ShadowConfig, request: MirroredRequest): Promise<SentAnswer> {
     const started = performance.now();
     const url = new URL(config.url);
-    return new Promise<Answer>((resolve) => {
-      let done = false;
-      const finish = (status: number, contentType: string | undefined, body: Buffer) => {
-        if (done) return;
-        done = true;
+    let cancel: (why: string) => void = () => {};
+    const done = new Promise<SentAnswer>((resolve) => {
+      let finished = false;
+      let current: http.ClientRequest | undefined;
+      const finish = (status: number, contentType: string | undefined, body: Buffer, truncated = false) => {
+        if (finished) return;
+        finished = true;
         clearTimeout(timer);
-        resolve({ status, contentType, body, latencyMs: performance.now() - started });
+        resolve({ status, contentType, body, truncated, latencyMs: performance.now() - started });
       };
-      const req = http.request({
-        host: url.hostname.replace(/^\[|\]$/g, ''),
-        port: Number(url.port) || 80,
-        method: request.method,
-        path: url.pathname.replace(/\/+$/, '') + request.path,
-        // Raw headers get no Host from Node: the shadow's own, as a client of its Service would send.
-        headers: ['host', url.host, ...request.headers, 'content-length', String(request.body.length)],
-        agent: this.agent,
-      });
-      const timer = setTimeout(() => {
-        req.destroy(new Error(`no answer within ${config.timeoutMs} ms`));
-      }, config.timeoutMs);
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        let kept = 0;
-        res.on('data', (c: Buffer) => {
-          if (kept + c.length <= mirrorMaxBytes) chunks.push(c);
-          kept += c.length;
+      const failed = () => finish(0, undefined, Buffer.alloc(0));
+      cancel = (why) => {
+        current?.destroy(new Error(why));
+        failed();
+      };
+      const attempt = (n: number) => {
+        const req = http.request({
+          host: url.hostname.replace(/^\[|\]$/g, ''),
+          port: Number(url.port) || 80,
+          method: request.method,
+          path: url.pathname.replace(/\/+$/, '') + request.path,
+          // Raw headers get no Host from Node: the shadow's own, as a client of its Service would send.
+          headers: ['host', url.host, ...request.headers, 'content-length', String(request.body.length)],
+          agent: this.agent,
         });
-        res.on('end', () => finish(res.statusCode ?? 0, res.headers['content-type'], Buffer.concat(chunks)));
-        res.on('error', () => finish(0, undefined, Buffer.alloc(0)));
-        res.on('aborted', () => finish(0, undefined, Buffer.alloc(0)));
-      });
-      req.on('error', () => finish(0, undefined, Buffer.alloc(0)));
-      req.end(request.body);
+        current = req;
+        req.on('response', (res) => {
+          const chunks: Buffer[] = [];
+          let kept = 0;
+          let truncated = false;
+          res.on('data', (c: Buffer) => {
+            if (kept + c.length <= mirrorMaxBytes) chunks.push(c);
+            else truncated = true;
+            kept += c.length;
+          });
+          res.on('end', () =>
+            finish(
+              res.statusCode ?? 0,
+              res.headers['content-type'],
+              Buffer.concat(chunks),
+              truncated || !!res.headers['content-encoding'],
+            ),
+          );
+          res.on('error', failed);
+          res.on('aborted', failed);
+        });
+        req.on('error', (e: NodeJS.ErrnoException) => {
+          // A kept-alive connection the shadow closed as the copy went out: sent again, once.
+          if (n === 0 && req.reusedSocket && isReset(e) && !finished) attempt(1);
+          else failed();
+        });
+        req.end(request.body);
+      };
+      const timer = setTimeout(() => cancel(`no answer within ${config.timeoutMs} ms`), config.timeoutMs);
+      attempt(0);
     });
+    const copy: Copy = { cancel: (why) => cancel(why), done };
+    this.copies.add(copy);
+    void done.finally(() => this.copies.delete(copy));
+    return done;
   }
 }

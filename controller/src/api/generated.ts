@@ -578,7 +578,7 @@ export interface ShadowEntry {
       latencyP99Ms?: number;
     };
     /**
-     * Requests not mirrored: the agents' in-flight cap was reached, or the request body was larger than an agent keeps (1 MiB).
+     * Requests not compared: the agents' in-flight cap was reached, a request body or an answer was larger than an agent keeps (256 KiB), or an answer was encoded.
      */
     dropped?: number;
     /**
@@ -648,10 +648,6 @@ export interface ShadowEntry {
        */
       seconds?: number;
     };
-    /**
-     * When the agents were asked.
-     */
-    observedAt?: string;
   };
 }
 /**

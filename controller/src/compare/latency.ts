@@ -53,9 +53,11 @@ export class LatencyHistogram {
   /** A histogram from data(); buckets out of range or counts that are not whole numbers are ignored. */
   static from(d: LatencyData): LatencyHistogram {
     const h = new LatencyHistogram();
-    for (const [bucket, count] of d.buckets ?? []) {
-      if (!Number.isInteger(bucket) || bucket < 0 || bucket >= latencyBuckets) continue;
-      if (!Number.isInteger(count) || count <= 0) continue;
+    for (const entry of Array.isArray(d?.buckets) ? d.buckets : []) {
+      if (!Array.isArray(entry)) continue;
+      const [bucket, count] = entry as unknown[];
+      if (typeof bucket !== 'number' || !Number.isInteger(bucket) || bucket < 0 || bucket >= latencyBuckets) continue;
+      if (typeof count !== 'number' || !Number.isSafeInteger(count) || count <= 0) continue;
       h.counts[bucket] += count;
       h.count += count;
     }

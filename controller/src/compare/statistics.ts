@@ -127,7 +127,9 @@ class Tally {
     const t = new Tally();
     for (const key of counts) {
       const v = d[key];
-      if (typeof v === 'number' && Number.isFinite(v) && v >= 0) t[key] = v;
+      // Counts are whole numbers; only the sum of differences is not.
+      if (typeof v === 'number' && v >= 0 && (key === 'absDiffSum' ? Number.isFinite(v) : Number.isSafeInteger(v)))
+        t[key] = v;
     }
     t.servingLatency = LatencyHistogram.from(d.servingLatency ?? { buckets: [] });
     t.shadowLatency = LatencyHistogram.from(d.shadowLatency ?? { buckets: [] });

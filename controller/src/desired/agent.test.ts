@@ -214,9 +214,10 @@ describe("the agents' shadows", () => {
     ]);
   });
 
-  it('lists none before the shadow can take copies, and none without a serving version', () => {
+  it('lists a shadow that cannot take copies yet at 0% (its figures stay), none of the gateway, and none without a serving version', () => {
     const p = twoModels({ mirror: 'Agent' });
-    expect(agentShadows('ml', p, [])).toEqual([]);
+    expect(agentShadows('ml', p, [])).toMatchObject([{ name: 'candidate', percent: 0 }]);
+    expect(agentShadows('ml', twoModels({}), [])).toEqual([]);
     expect(agentShadows('ml', undefined, [])).toEqual([]);
     expect(agentConfig(undefined, [])).not.toHaveProperty('shadows');
   });

@@ -7,7 +7,7 @@ import type { DataCaptureConfig, MachineLearningEndpoint } from '../api/generate
 import { resources, type KubeObject } from '../kube/resources.ts';
 import { commonLabels, namespaced, type Desired } from './common.ts';
 import { servicePort } from './ports.ts';
-import { destinationClaim, isShadow, type VariantPlan, type VersionPlan } from './plan.ts';
+import { destinationClaim, isShadow, shadowMirror, type VariantPlan, type VersionPlan } from './plan.ts';
 import type { RouteMirror } from './route.ts';
 
 export const agentContainerName = 'agent';
@@ -65,7 +65,11 @@ export interface AgentShadow {
   sources: string[];
 }
 
-/** The shadows the serving version's agents mirror to now (decision.agentMirrors), as config.json lists them. */
+/**
+ * The serving version's shadows its agents mirror to, as config.json lists them: with their share
+ * once they can take copies (decision.agentMirrors), with 0 until then, so that an agent keeps a
+ * shadow's figures while it is briefly not ready.
+ */
 export function agentShadows(
   namespace: string,
   serving: VersionPlan | undefined,
@@ -73,15 +77,14 @@ export function agentShadows(
 ): AgentShadow[] {
   if (!serving) return [];
   const sources = serving.variants.filter((v) => !isShadow(v)).map((v) => v.version);
-  return mirrors.flatMap((m) => {
-    const v = serving.variants.find((x) => x.instance === m.service && isShadow(x));
-    if (!v) return [];
-    const c = v.variant.shadow!.compare ?? {};
-    return [
-      {
-        name: m.variant,
-        url: `http://${m.service}.${namespace}.svc:${servicePort}`,
-        percent: m.percent,
+  return serving.variants
+    .filter((v) => isShadow(v) && shadowMirror(v.variant.shadow!) === 'Agent')
+    .map((v) => {
+      const c = v.variant.shadow!.compare ?? {};
+      return {
+        name: v.variant.model,
+        url: `http://${v.instance}.${namespace}.svc:${servicePort}`,
+        percent: mirrors.find((m) => m.service === v.instance)?.percent ?? 0,
         compare: {
           path: c.path ?? '$',
           kind: c.kind ?? 'labels',
@@ -89,9 +92,8 @@ export function agentShadows(
           relativeTolerance: c.relativeTolerance ?? 0,
         },
         sources,
-      },
-    ];
-  });
+      };
+    });
 }
 
 /**

@@ -14,7 +14,14 @@ function report(name: string, n: number, every: number, at: number): AgentShadow
     const shadow = i % 50 === 7 ? answer(null, 30, 503) : answer(i % every === 0 ? 'b' : 'a', 20 + (i % 10));
     s.record(compareAnswers(labels.ok ? labels.comparer : (undefined as never), answer('a', 5 + (i % 5)), shadow), at);
   }
-  return { name, dropped: 1, tooLarge: 2, windowSeconds: 300, data: JSON.parse(JSON.stringify(s.data(at))) };
+  return {
+    name,
+    url: `http://svc-${name}.ns.svc:80`,
+    dropped: 1,
+    skipped: 2,
+    windowSeconds: 300,
+    data: JSON.parse(JSON.stringify(s.data(at))) as AgentShadowReport['data'],
+  };
 }
 
 describe("the endpoint's comparison from its pods' agents", () => {
@@ -24,13 +31,15 @@ describe("the endpoint's comparison from its pods' agents", () => {
       { shadows: [report('b', 100, 4, now), report('c', 10, 1, now)] },
       { shadows: [report('b', 300, 4, now)] },
       {},
+      // A pod that still reads an earlier config, where the shadow b had another Service.
+      { shadows: [{ ...report('b', 50, 1, now), url: 'http://svc-b-old.ns.svc:80' }] },
     ];
     const out = comparisonsOf(answers, [
       { name: 'b', service: 'svc-b' },
       { name: 'c', service: 'svc-c' },
       { name: 'd', service: 'svc-d' },
     ]);
-    // Pod 1: 100 pairs, 2 shadow errors (7, 57), 25 multiples of 4 disagree: 98 compared, 74 agree.
+    // Pod 1: 100 pairs, 2 shadow errors (7, 57), 25 multiples of 4 disagree: 98 compared, 73 agree.
     // Pod 2: 300 pairs, 6 errors; of 294 compared, multiples of 4 (none is 7 mod 50): 75 disagree.
     expect(out.get('svc-b')).toMatchObject({
       requests: 400,

@@ -9,13 +9,14 @@ export type ShadowComparison = NonNullable<ShadowEntry['comparison']>;
 /** One shadow as an agent reports it (docs/agent.md). */
 export interface AgentShadowReport {
   name: string;
+  url: string;
   dropped: number;
-  tooLarge: number;
+  skipped: number;
   windowSeconds: number;
   data: { window: TallyData; sinceStart: TallyData };
 }
 
-const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+const isCount = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 
 /** The shadows of an agent's status, leaving out any entry that is not as the agent writes it. */
 export function shadowReports(body: unknown): AgentShadowReport[] {
@@ -25,8 +26,9 @@ export function shadowReports(body: unknown): AgentShadowReport[] {
     const r = x as Partial<AgentShadowReport> | null;
     return (
       typeof r?.name === 'string' &&
+      typeof r.url === 'string' &&
       isCount(r.dropped) &&
-      isCount(r.tooLarge) &&
+      isCount(r.skipped) &&
       isCount(r.windowSeconds) &&
       typeof r.data?.window === 'object' &&
       r.data.window !== null &&
@@ -37,7 +39,10 @@ export function shadowReports(body: unknown): AgentShadowReport[] {
 }
 
 const ms = (x: number | undefined) => (x === undefined ? undefined : Math.round(x * 100) / 100);
-const ratio = (x: number | undefined) => (x === undefined ? undefined : Math.round(x * 1e6) / 1e6);
+const ratio = (x: number | undefined) =>
+  x === undefined ? undefined : Math.min(1, Math.max(0, Math.round(x * 1e6) / 1e6));
+/** Six significant digits: a figure that did not move does not change the status. */
+const figure = (x: number) => Number(x.toPrecision(6));
 
 function figures(f: ComparisonFigures) {
   const side = (s: ComparisonFigures['serving']) => ({
@@ -50,7 +55,7 @@ function figures(f: ComparisonFigures) {
     compared: f.compared,
     predictions: f.predictions,
     ...(f.agreement !== undefined ? { agreement: ratio(f.agreement) } : {}),
-    ...(f.meanAbsoluteDifference !== undefined ? { meanAbsoluteDifference: f.meanAbsoluteDifference } : {}),
+    ...(f.meanAbsoluteDifference !== undefined ? { meanAbsoluteDifference: figure(f.meanAbsoluteDifference) } : {}),
     serving: side(f.serving),
     shadow: side(f.shadow),
   };
@@ -66,11 +71,14 @@ export function comparisonsOf(
 ): Map<string, ShadowComparison> {
   const out = new Map<string, ShadowComparison>();
   for (const { name, service } of shadows) {
-    const reports = answers.flatMap((a) => (a.shadows ?? []).filter((s) => s.name === name));
+    // A pod still on an earlier config (its ConfigMap not yet refreshed) may report another Service.
+    const reports = answers.flatMap((a) =>
+      (a.shadows ?? []).filter((s) => s.name === name && s.url.startsWith(`http://${service}.`)),
+    );
     if (!reports.length) continue;
     out.set(service, {
       ...figures(figuresOf(reports.map((r) => r.data.sinceStart))),
-      dropped: reports.reduce((n, r) => n + r.dropped + r.tooLarge, 0),
+      dropped: reports.reduce((n, r) => n + r.dropped + r.skipped, 0),
       pods: reports.length,
       window: {
         seconds: Math.max(...reports.map((r) => Math.round(r.windowSeconds))),

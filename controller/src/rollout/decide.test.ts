@@ -452,7 +452,11 @@ describe('shadow variants', () => {
         readyOf: () => 1,
         routeConditions: [],
         mirroringUnavailable,
-        comparisons: new Map([[p.variants[1].instance, comparison]]),
+        // One for the gateway's shadow too: a gateway's mirror has nothing compared, whatever is reported.
+        comparisons: new Map([
+          [p.variants[1].instance, comparison],
+          [p.variants[2].instance, comparison],
+        ]),
         now,
       });
     const written = render();
