@@ -4,7 +4,10 @@
 // alternating 15 s slices, the same open-loop load of 500 requests/s goes direct to the model and
 // through the agent; then each is driven to saturation (closed loop, 32 at a time) for 10 s. Prints the
 // added latency at p50 and p99, the throughput ratio, and the agent's RSS at the start and end of the
-// run (and its peak). No assertions: the figures are for the issue's note.
+// run (and its peak). Then shadows, in the same run: a second model server as the shadow, and the same
+// 500 requests/s through the agent with no shadow, a 10% and a 100% shadow, in alternating slices:
+// the client's latency and the agent's CPU per request in each, and what the agent compared. No
+// assertions: the figures are for the issue's note.
 //   npm run bench:agent [-- --minutes=1]      (minutes of load through the agent; as many direct)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,6 +62,13 @@ function start(args: string[], what: string): { child: ChildProcess; exited: Pro
   child.once('exit', (code) => code && process.stderr.write(`${what} exited with ${code}: ${output}\n`));
   return { child, exited, output: () => output };
 }
+
+/** CPU seconds (user + system) a process has used. */
+const cpuSeconds = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  // utime and stime, fields 14 and 15 of stat(5), in clock ticks (100 a second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
 
 const rss = (pid: number) => {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -133,21 +143,34 @@ const processes: ChildProcess[] = [];
 try {
   await bundleProgram('agent', join(work, 'dist'));
   const [modelPort, port, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const shadowPort = await freePort();
   const model = start(['-e', modelSource, String(modelPort)], 'the model');
-  processes.push(model.child);
+  const shadowModel = start(['-e', modelSource, String(shadowPort)], 'the shadow');
+  processes.push(model.child, shadowModel.child);
   const capture = join(work, 'capture');
   const config = join(work, 'config.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      capture: {
-        enabled: true,
-        samplingPercent: 10,
-        destination: pathToFileURL(capture).href,
-        rotation: { maxBytes: 4 << 20, maxSeconds: 30 },
-      },
-    }),
-  );
+  const writeConfig = (shadowPercent: number) =>
+    writeFileSync(
+      config,
+      JSON.stringify({
+        capture: {
+          enabled: true,
+          samplingPercent: 10,
+          destination: pathToFileURL(capture).href,
+          rotation: { maxBytes: 4 << 20, maxSeconds: 30 },
+        },
+        // At 0% the shadow stays listed, as the controller lists one that is not ready: its figures stay.
+        shadows: [
+          {
+            name: 'shadow',
+            url: `http://127.0.0.1:${shadowPort}`,
+            percent: shadowPercent,
+            compare: { path: '$.prediction' },
+          },
+        ],
+      }),
+    );
+  writeConfig(0);
   const agent = start(
     [
       ...agentNodeFlags,
@@ -214,6 +237,65 @@ try {
   process.stdout.write(
     `  agent RSS: start ${rssStart.now.toFixed(1)} MiB, end of the 500 req/s run ${rssEnd.now.toFixed(1)} MiB, peak ${rss(agent.child.pid!).peak.toFixed(1)} MiB; capture: ${status.capture.written} written, ${status.capture.dropped} dropped, healthy ${status.capture.healthy} (records still in the open file are not counted yet)\n`,
   );
+
+  // Shadows: the same load through the agent with none, 10% and 100% mirrored, slices alternating.
+  type Shadowed = { percent: number; latencies: number[]; failures: { n: number }; cpu: number; answers: number };
+  const modes: Shadowed[] = [0, 10, 100].map((percent) => ({
+    percent,
+    latencies: [],
+    failures: { n: 0 },
+    cpu: 0,
+    answers: 0,
+  }));
+  const shadowStatus = async () =>
+    (
+      (await (await fetch(`http://127.0.0.1:${adminPort}/-/agent/status`)).json()) as {
+        shadows: {
+          percent: number;
+          dropped: number;
+          skipped: number;
+          sinceStart: { requests: number; compared: number; agreement?: number; shadow: { errors: number } };
+        }[];
+      }
+    ).shadows;
+  const poolShadowed = agentPool();
+  process.stdout.write(
+    `agent bench, shadows: ${minutes} min each at ${rate} req/s through the agent with no shadow, a 10% and a 100% shadow (a second model server), in ${sliceMs / 1000} s slices\n`,
+  );
+  for (let s = 0; s < slices; s++) {
+    for (const mode of modes) {
+      writeConfig(mode.percent);
+      await waitFor(`the agent mirroring ${mode.percent}%`, 10_000, async () => {
+        const shadows = await shadowStatus();
+        return shadows[0]?.percent === mode.percent ? true : undefined;
+      });
+      const before = cpuSeconds(agent.child.pid!);
+      const answered = mode.latencies.length;
+      await openLoop(through, poolShadowed, sliceMs, mode.latencies, mode.failures);
+      mode.cpu += cpuSeconds(agent.child.pid!) - before;
+      mode.answers += mode.latencies.length - answered;
+    }
+    process.stdout.write(`  slice ${s + 1}/${slices} of each done\n`);
+  }
+  poolShadowed.destroy();
+  const [shadowed] = await shadowStatus();
+  process.stdout.write(
+    `  ${'SHADOW'.padEnd(8)} ${'ANSWERS'.padStart(7)} ${'FAILED'.padStart(6)} ${'P50 ms'.padStart(8)} ${'P99 ms'.padStart(8)} ${'MAX ms'.padStart(8)} ${'AGENT CPU ms/req'.padStart(17)}\n`,
+  );
+  for (const mode of modes) {
+    const l = mode.latencies.sort((x, y) => x - y);
+    process.stdout.write(
+      `  ${`${mode.percent}%`.padEnd(8)} ${String(l.length).padStart(7)} ${String(mode.failures.n).padStart(6)} ${percentile(l, 50).toFixed(2).padStart(8)} ${percentile(l, 99).toFixed(2).padStart(8)} ${(l.at(-1) ?? 0).toFixed(1).padStart(8)} ${((mode.cpu * 1000) / Math.max(1, mode.answers)).toFixed(3).padStart(17)}\n`,
+    );
+  }
+  const [none, ten, all] = modes.map((m) => m.latencies);
+  process.stdout.write(
+    `  added by a 10% shadow: p50 ${(percentile(ten, 50) - percentile(none, 50)).toFixed(2)} ms, p99 ${(percentile(ten, 99) - percentile(none, 99)).toFixed(2)} ms; by a 100% shadow: p50 ${(percentile(all, 50) - percentile(none, 50)).toFixed(2)} ms, p99 ${(percentile(all, 99) - percentile(none, 99)).toFixed(2)} ms\n`,
+  );
+  if (shadowed)
+    process.stdout.write(
+      `  the agent compared ${shadowed.sinceStart.compared} of ${shadowed.sinceStart.requests} copies over the run (agreement ${shadowed.sinceStart.agreement ?? '-'}, shadow errors ${shadowed.sinceStart.shadow.errors}, dropped ${shadowed.dropped}, skipped ${shadowed.skipped})\n`,
+    );
   agent.child.kill('SIGTERM');
   await agent.exited;
 } finally {
