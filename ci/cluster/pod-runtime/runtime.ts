@@ -27,6 +27,7 @@ import { Informer } from '../../../controller/src/kube/informer.ts';
 import type { KubeObject, Resource } from '../../../controller/src/kube/resources.ts';
 import type { Logger } from '../../../controller/src/log.ts';
 import { ModelServer } from './model-server.ts';
+import { refreshEvery } from './refresh.ts';
 
 export const podResource: Resource = { group: '', version: 'v1', kind: 'Pod', plural: 'pods', namespaced: true };
 export const nodeResource: Resource = { group: '', version: 'v1', kind: 'Node', plural: 'nodes', namespaced: false };
@@ -702,14 +703,14 @@ export class PodRuntime {
     // Written once every other volume has its directory, which the files may name.
     for (const { volume, source, dir } of configMaps) {
       await this.syncConfigMap(pod, record, volume, source, dir, dirs);
-      const timer = setInterval(
+      refreshEvery(
+        configMapRefreshMs,
         () =>
-          void this.syncConfigMap(pod, record, volume, source, dir, dirs).catch((err: unknown) =>
+          this.syncConfigMap(pod, record, volume, source, dir, dirs).catch((err: unknown) =>
             this.log.debug({ pod: record.name, err }, 'configMap volume not refreshed'),
           ),
-        configMapRefreshMs,
+        record.abort.signal,
       );
-      record.abort.signal.addEventListener('abort', () => clearInterval(timer));
     }
     return dirs;
   }

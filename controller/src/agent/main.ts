@@ -116,7 +116,11 @@ export async function startAgent(
   await reload();
   // An object store's SDK loads before the first request rather than under it.
   await capture.opened();
-  const poll = setInterval(() => void reload(), flags.configPollMs);
+  // One read at a time: a slow read finishing after a newer one would apply the older text.
+  let reading: Promise<void> | undefined;
+  const poll = setInterval(() => {
+    reading ??= reload().finally(() => (reading = undefined));
+  }, flags.configPollMs);
   poll.unref();
 
   const proxy = createProxy({ model: flags.model, capture, shadows, metrics, log });
