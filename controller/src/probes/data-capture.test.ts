@@ -62,4 +62,13 @@ describe('the probe', () => {
     await probe.condition('ns/e', 'v2', new Date(2 * dataCapturePollMs), ask);
     expect(asked).toBe(3);
   });
+
+  it('keeps what the agents said last, for a round that could not ask them', async () => {
+    const probe = new DataCaptureProbe<{ n: number }>();
+    expect(probe.previous('ns/e')).toBeUndefined();
+    await probe.condition('ns/e', 'v1', new Date(0), async () => ({ n: 1 }));
+    expect(probe.previous('ns/e')).toEqual({ n: 1 });
+    probe.forget('ns/e');
+    expect(probe.previous('ns/e')).toBeUndefined();
+  });
 });

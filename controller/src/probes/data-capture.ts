@@ -169,6 +169,11 @@ export class DataCaptureProbe<T = ConditionInput> {
     return value;
   }
 
+  /** What the endpoint's agents said last, whatever its age. */
+  previous(key: string): T | undefined {
+    return this.last.get(key)?.value;
+  }
+
   forget(key: string): void {
     this.last.delete(key);
   }

@@ -247,6 +247,8 @@ export class EndpointReconciler {
               );
       } catch (err) {
         return {
+          // The comparisons stay as they were: the pods could not be listed, not the agents asked.
+          comparisons: this.dataCapture.previous(key)?.comparisons,
           captured: capture && {
             type: 'DataCaptured',
             status: 'Unknown',
