@@ -657,6 +657,31 @@ const invalid: InvalidCase[] = [
     message: 'spec.models[1].shadow.percent',
   },
   {
+    what: 'shadow compared but mirrored by the gateway',
+    kind: 'config',
+    spec: {
+      models: [{ model: 'a' }, { model: 'b', shadow: { percent: 10, mirror: 'Gateway', compare: { path: '$.p' } } }],
+    },
+    code: 422,
+    message: 'compare needs mirror: Agent',
+  },
+  {
+    what: 'shadow compare path that is not a JSON path',
+    kind: 'config',
+    spec: { models: [{ model: 'a' }, { model: 'b', shadow: { percent: 10, compare: { path: 'predictions' } } }] },
+    code: 422,
+    message: 'spec.models[1].shadow.compare.path',
+  },
+  {
+    what: 'shadow compare with a negative tolerance',
+    kind: 'config',
+    spec: {
+      models: [{ model: 'a' }, { model: 'b', shadow: { percent: 10, compare: { absoluteTolerance: -0.1 } } }],
+    },
+    code: 422,
+    message: 'spec.models[1].shadow.compare.absoluteTolerance',
+  },
+  {
     what: 'autoscaling with minInstances above maxInstances',
     kind: 'config',
     spec: {
