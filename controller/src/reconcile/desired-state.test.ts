@@ -3,7 +3,8 @@ import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { planFromTemplates } from '../desired/plan.ts';
 import { defaultConfig } from '../options.ts';
 import { routingProvider } from '../routing/providers.ts';
-import { desiredState, type DesiredStateInputs } from './desired-state.ts';
+import type { RolloutDecision } from '../rollout/decide.ts';
+import { desiredState, wantedWorkloads, type DesiredStateInputs } from './desired-state.ts';
 
 const endpoint = {
   metadata: { name: 'iris', namespace: 'models', uid: 'u1', generation: 1 },
@@ -89,5 +90,44 @@ describe('desiredState, from a spec alone', () => {
       state: 'Failed',
       conditions: expect.arrayContaining([expect.objectContaining({ type: 'Ready', reason: 'HostConflict' })]),
     });
+  });
+});
+
+describe('wantedWorkloads', () => {
+  it('wants no autoscaler for an instance whose last version runs it at a fixed count (autoscaling removed)', () => {
+    const models = new Map([['iris', { image: 'acme/iris:1' }]]);
+    const autoscaled = planFromTemplates(
+      'iris',
+      'iris',
+      {
+        models: [{ model: 'iris', autoscaling: { minInstances: 1, maxInstances: 4, target: { cpuUtilization: 70 } } }],
+      },
+      models,
+    );
+    const fixed = planFromTemplates('iris', 'iris', { models: [{ model: 'iris', instances: 2 }] }, models);
+    if (!autoscaled.ok || !fixed.ok) throw new Error('no plan');
+    const instance = fixed.plan.variants[0].instance;
+    // The same model version: removing autoscaling keeps the instance, and only its replicas change hands.
+    expect(autoscaled.plan.variants[0].instance).toBe(instance);
+    const i = inputs();
+    const deploy = (...plans: (typeof fixed.plan)[]) =>
+      wantedWorkloads(
+        i.ctx,
+        i.provider,
+        {
+          deploy: plans.map((plan) => ({ plan, replicas: new Map([[instance, 2]]) })),
+          keepVersions: new Set(),
+          keepInstances: new Set([instance]),
+          outcome: {},
+        } as unknown as RolloutDecision,
+        600,
+        i.live,
+      );
+    const autoscalers = (w: Map<string, { resource: { kind: string } }>) =>
+      [...w.values()].filter((d) => d.resource.kind === 'HorizontalPodAutoscaler').length;
+    expect(autoscalers(deploy(autoscaled.plan))).toBe(1);
+    // Serving autoscaled, the new version fixed: the autoscaler would take the replicas back from it.
+    expect(autoscalers(deploy(autoscaled.plan, fixed.plan))).toBe(0);
+    expect(autoscalers(deploy(fixed.plan, autoscaled.plan))).toBe(1);
   });
 });

@@ -6,6 +6,7 @@
 // pipeline, between reading the world and writing to it.
 import type { DataCaptureConfig, MachineLearningEndpointStatus } from '../api/generated.ts';
 import { agentShadows, captureConfigMap } from '../desired/agent.ts';
+import { autoscalerResource } from '../desired/autoscaling.ts';
 import * as desired from '../desired/objects.ts';
 import type { VariantPlan, VersionPlan } from '../desired/plan.ts';
 import type { ConditionInput } from '../desired/status.ts';
@@ -37,6 +38,7 @@ export function wantedWorkloads(
 ): Map<string, desired.Desired> {
   const wanted = new Map<string, desired.Desired>();
   const want = (d: desired.Desired) => wanted.set(wantedKey(d), d);
+  const autoscaled = new Map<string, boolean>();
   for (const { plan, replicas } of decision.deploy) {
     want(desired.configInstance(ctx, plan));
     for (const planned of plan.variants) {
@@ -50,8 +52,15 @@ export function wantedWorkloads(
           : planned;
       const count = v.variant.autoscaling ? live.startReplicas(v, decision.outcome.serving) : replicas.get(v.instance);
       for (const d of desired.workloads(ctx, v, deadlineSeconds, count, live.hostNodes(v.instance))) want(d);
+      autoscaled.set(v.instance, !!v.variant.autoscaling);
     }
   }
+  // An instance's last entry decides whether it is autoscaled, as it decides its replicas: a version
+  // that runs the serving version's instance at a fixed count (autoscaling removed) does not keep the
+  // serving version's autoscaler, which would take the replicas back from it.
+  const autoscaler = autoscalerResource(ctx.config);
+  for (const [instance, is] of autoscaled)
+    if (!is) wanted.delete(`${autoscaler.plural}.${autoscaler.group}/${instance}`);
   return wanted;
 }
 
