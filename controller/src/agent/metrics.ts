@@ -15,6 +15,9 @@ export interface AgentMetrics {
   shadowDuration: Histogram<'shadow'>;
 }
 
+/** Seconds: the request's and a shadow copy's durations, so that the two compare bucket for bucket. */
+const durationBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
 export function agentMetrics(identity: Identity): AgentMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({
@@ -45,7 +48,7 @@ export function agentMetrics(identity: Identity): AgentMetrics {
       name: 'ml_agent_request_duration_seconds',
       help: 'Time from a request’s arrival to the end of its answer, as the agent saw it.',
       labelNames: ['code_class'] as const,
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      buckets: durationBuckets,
       registers,
     }),
     inFlight: new Gauge({ name: 'ml_agent_in_flight', help: 'Requests being answered now.', registers }),
@@ -71,7 +74,7 @@ export function agentMetrics(identity: Identity): AgentMetrics {
       name: 'ml_agent_shadow_duration_seconds',
       help: 'Time from sending a copy to a shadow to the end of its answer (or its failure).',
       labelNames: ['shadow'] as const,
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      buckets: durationBuckets,
       registers,
     }),
   };
