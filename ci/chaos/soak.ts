@@ -8,9 +8,9 @@
 // by the controller once all is converged (no write loop). Run by test/integration/chaos.test.ts
 // and `npm run chaos`.
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as k8s from '@kubernetes/client-node';
 import type {
@@ -241,7 +241,14 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   const stuck = async (e: string) => {
     const x = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
     if (controller) writeFileSync(`${logFile}.running`, controller.logs());
-    return `status of ${e}: ${JSON.stringify(x?.status)}\ncontroller logs: ${logFile} (killed ones), ${logFile}.running (the one running)`;
+    const auditCopy = join(tmpdir(), `ml-operator-chaos-${namespace}-audit.log`);
+    copyFileSync(cluster.auditLogPath, auditCopy);
+    return [
+      `status of ${e}: ${JSON.stringify(x?.status)}`,
+      `endpoint uid ${x?.metadata.uid}, created ${x?.metadata.creationTimestamp}`,
+      ...(await describeWorkloads(user, namespace, e, join(dirname(cluster.auditLogPath), 'pod-runtime.log'))),
+      `controller logs: ${logFile} (killed ones), ${logFile}.running (the one running); audit log: ${auditCopy}`,
+    ].join('\n');
   };
   const routed = async (e: string) => {
     await waitFor(`the gateway to route ${host(e)}`, 120_000, async () => {
@@ -774,6 +781,69 @@ const ownedKinds: Resource[] = [
   resources.model,
   resources.endpointConfig,
 ];
+
+const replicaSetResource: Resource = {
+  group: 'apps',
+  version: 'v1',
+  kind: 'ReplicaSet',
+  plural: 'replicasets',
+  namespaced: true,
+};
+
+/**
+ * For a wait that timed out: every Deployment, ReplicaSet and Pod of the endpoint's model instances,
+ * with owner, deletion and state, so that a pod that never became ready says why (never created,
+ * never scheduled, never started, or started and not ready).
+ */
+async function describeWorkloads(
+  user: KubeClient,
+  namespace: string,
+  endpoint: string,
+  runtimeLog: string,
+): Promise<string[]> {
+  const meta = (o: KubeObject) =>
+    `uid ${o.metadata.uid?.slice(0, 8)}, created ${o.metadata.creationTimestamp}` +
+    (o.metadata.deletionTimestamp ? `, DELETING since ${o.metadata.deletionTimestamp}` : '') +
+    `, owners [${(o.metadata.ownerReferences ?? []).map((r) => `${r.kind} ${r.name} ${r.uid.slice(0, 8)}`).join(', ')}]`;
+  const deployments = (
+    await user.list<Deployment & KubeObject>(deploymentResource, namespace, {
+      labelSelector: `ml-operator.dev/endpoint=${endpoint}`,
+    })
+  ).items;
+  const out: string[] = [];
+  for (const d of deployments) {
+    out.push(
+      `Deployment ${d.metadata.name} (${meta(d)}): replicas ${d.spec?.replicas}, generation ${d.metadata.generation}, ` +
+        `status ${JSON.stringify(d.status)}`,
+    );
+    const selector = Object.entries(d.spec?.selector?.matchLabels ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+    for (const rs of (
+      await user.list<k8s.V1ReplicaSet & KubeObject>(replicaSetResource, namespace, { labelSelector: selector })
+    ).items)
+      out.push(
+        `  ReplicaSet ${rs.metadata.name} (${meta(rs)}): replicas ${rs.spec?.replicas}, status ${JSON.stringify(rs.status)}`,
+      );
+    for (const p of (await user.list<k8s.V1Pod & KubeObject>(resources.pod, namespace, { labelSelector: selector }))
+      .items)
+      out.push(
+        `  Pod ${p.metadata.name} (${meta(p)}): node ${p.spec?.nodeName ?? '-'}, phase ${p.status?.phase}, ip ${p.status?.podIP ?? '-'}, ` +
+          `conditions ${(p.status?.conditions ?? []).map((c) => `${c.type}=${c.status}${c.reason ? ` ${c.reason}` : ''}`).join(' ')}, ` +
+          `containers ${JSON.stringify([...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])].map((c) => ({ [c.name]: c.state, restarts: c.restartCount })))}`,
+      );
+  }
+  if (deployments.length === 0) out.push(`no Deployment labelled ml-operator.dev/endpoint=${endpoint}`);
+  // What the local pod runtime said about those pods (its warnings and errors name them).
+  const names = deployments.map((d) => d.metadata.name);
+  const said = existsSync(runtimeLog)
+    ? readFileSync(runtimeLog, 'utf8')
+        .split('\n')
+        .filter((l) => names.some((n) => l.includes(n)))
+    : [];
+  out.push(`pod runtime log (${runtimeLog}), lines naming them: ${said.length}`, ...said.slice(-20));
+  return out;
+}
 
 /** Objects the controller labels as its own whose owner is gone (or that have none). */
 async function findOrphans(user: KubeClient, namespace: string): Promise<string[]> {

@@ -75,7 +75,14 @@ export interface Sample {
    * when the answer's status line came, both from `start`; `lateMs` how long after its time an
    * open-loop request was sent (the client itself stalled).
    */
-  timing?: { connectMs?: number; headersMs?: number; lateMs?: number };
+  timing?: {
+    connectMs?: number;
+    headersMs?: number;
+    lateMs?: number;
+    /** From `start` to the model server receiving the request (its x-model-received-at), and the time it took there. */
+    reachedMs?: number;
+    serverMs?: number;
+  };
 }
 
 export interface LoadReport {
@@ -217,6 +224,9 @@ export function timingOf(s: Sample): string {
   if (!t) return '';
   const parts = [
     t.connectMs === undefined ? 'reused connection' : `new connection in ${t.connectMs.toFixed(0)} ms`,
+    ...(t.reachedMs === undefined
+      ? []
+      : [`reached the model server at ${t.reachedMs.toFixed(0)} ms, answered there in ${t.serverMs!.toFixed(0)} ms`]),
     ...(t.headersMs === undefined ? [] : [`status line at ${t.headersMs.toFixed(0)} ms`]),
     ...(t.lateMs !== undefined && t.lateMs >= 10 ? [`sent ${t.lateMs.toFixed(0)} ms after its time`] : []),
   ];
@@ -288,6 +298,12 @@ export function startLoad(o: LoadOptions): LoadRun {
         },
         (res) => {
           sample.timing!.headersMs = elapsed() - start;
+          const receivedAt = Number(res.headers['x-model-received-at']);
+          const answeredAt = Number(res.headers['x-model-answered-at']);
+          if (receivedAt > 0 && answeredAt >= receivedAt) {
+            sample.timing!.reachedMs = receivedAt - (performance.timeOrigin + t0 + start);
+            sample.timing!.serverMs = answeredAt - receivedAt;
+          }
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {

@@ -67,6 +67,14 @@ const metrics = createServer((req, res) => {
 });
 await new Promise<void>((resolve) => metrics.listen(Number(metricsPort), metricsHost, resolve));
 logger.info({ artifacts: flags['artifacts-address'], metrics: flags['metrics-address'] }, 'pod runtime ready');
+// Every pod's model server answers on this one event loop: a stall of it is a stall of every pod,
+// logged so that a slow request in a test can be told apart from a slow gateway.
+let tick = performance.now();
+setInterval(() => {
+  const late = performance.now() - tick - 100;
+  tick = performance.now();
+  if (late >= 250) logger.warn({ blockedMs: Math.round(late) }, 'event loop stalled; every pod answered late');
+}, 100).unref();
 
 const shutdown = () => {
   runtime.stop();

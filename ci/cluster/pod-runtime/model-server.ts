@@ -21,6 +21,9 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
+
+/** Now, in ms since the epoch, finer than Date.now(). */
+const epochMs = () => performance.timeOrigin + performance.now();
 import { setTimeout as delay } from 'node:timers/promises';
 
 export interface ModelServerIdentity {
@@ -160,12 +163,20 @@ export class ModelServer {
   }
 
   private async answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // When the request reached this server and when it answered (ms since the epoch), so that a
+    // client can tell time lost before the server (gateway, proxy) from time spent in it.
+    const receivedAt = epochMs();
     const path = (req.url ?? '/').split('?')[0];
     const probe = path === this.options.readinessPath && req.method === 'GET' && !req.headers['x-demo-sleep-ms'];
     const send = (status: number, body: unknown) => {
       if (res.destroyed) return;
       const text = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+        'x-model-received-at': receivedAt.toFixed(1),
+        'x-model-answered-at': epochMs().toFixed(1),
+      });
       res.end(text);
       if (!probe) this.options.onAnswer?.(status);
     };
