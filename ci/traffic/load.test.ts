@@ -65,14 +65,19 @@ describe('the load client and the served rule', () => {
     expect(report.worstExtraMs).toBeGreaterThanOrEqual(1900);
     expect(problems.length).toBeGreaterThan(0);
     expect(problems.every((p) => /took \d+ ms beyond the 0 ms it asked for, more than 1000 ms/.test(p))).toBe(true);
-    // Each says where the time went: the connection opened at once, the status line came late.
+    // Each says where the time went: the connection opened at once, the request reached the model
+    // server at once (its x-model-received-at), the server took the 2 s, the status line came late.
     const slow = samples.filter((s) => s.end - s.start > 1900);
     expect(slow.length).toBeGreaterThan(0);
     for (const s of slow) {
       expect(s.timing?.connectMs ?? 0).toBeLessThan(500);
+      expect(s.timing?.reachedMs).toBeLessThan(500);
+      expect(s.timing?.serverMs).toBeGreaterThanOrEqual(1900);
       expect(s.timing?.headersMs).toBeGreaterThanOrEqual(1900);
     }
-    expect(problems[0]).toMatch(/\((new connection in \d+ ms|reused connection), status line at \d+ ms\)$/);
+    expect(problems[0]).toMatch(
+      /\((new connection in \d+ ms|reused connection), reached the model server at -?\d+ ms, answered there in \d+ ms, status line at \d+ ms\)$/,
+    );
   });
 
   it('counts the requests held back by the in-flight cap', async () => {

@@ -33,6 +33,22 @@ export interface ClusterSetupOptions {
   rbacAudit: 'full' | 'missing';
 }
 
+/**
+ * One control plane per Kubernetes release for the whole vitest run, whichever projects use it: the
+ * `soak` project runs the chaos soak alone, after the `integration` project's files, on the same
+ * cluster. Global setups of all projects run in vitest's main process, so the cluster is kept on
+ * globalThis; the last project to tear down stops it and audits RBAC over every file that used it.
+ */
+interface SharedCluster {
+  started: Promise<ControlPlane>;
+  users: number;
+  /** `full` when any project using it runs every file of the integration suite. */
+  rbacAudit: ClusterSetupOptions['rbacAudit'];
+}
+const shared = ((globalThis as { [k: symbol]: Map<KubernetesRelease, SharedCluster> | undefined })[
+  Symbol.for('ml-operator.integration-clusters')
+] ??= new Map<KubernetesRelease, SharedCluster>());
+
 export function clusterSetup(options: ClusterSetupOptions): {
   setup: (project: TestProject) => Promise<void>;
   teardown: () => Promise<void>;
@@ -40,10 +56,25 @@ export function clusterSetup(options: ClusterSetupOptions): {
   let cluster: ControlPlane | undefined;
 
   async function setup(project: TestProject): Promise<void> {
-    cluster = await startControlPlane({ kubernetes: options.kubernetes });
-    const started = Date.now();
-    await installChart(cluster.kubeconfigPath);
-    log(`cluster: chart installed with helm in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    let entry = shared.get(options.kubernetes);
+    if (entry) {
+      entry.users++;
+      if (options.rbacAudit === 'full') entry.rbacAudit = 'full';
+    } else {
+      entry = {
+        users: 1,
+        rbacAudit: options.rbacAudit,
+        started: (async () => {
+          const c = await startControlPlane({ kubernetes: options.kubernetes });
+          const started = Date.now();
+          await installChart(c.kubeconfigPath);
+          log(`cluster: chart installed with helm in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+          return c;
+        })(),
+      };
+      shared.set(options.kubernetes, entry);
+    }
+    cluster = await entry.started;
     project.provide('kubeconfigPath', cluster.kubeconfigPath);
     project.provide('kubernetesRelease', options.kubernetes);
     project.provide('auditLogPath', cluster.auditLogPath);
@@ -55,6 +86,9 @@ export function clusterSetup(options: ClusterSetupOptions): {
 
   async function teardown(): Promise<void> {
     if (!cluster) return;
+    const entry = shared.get(options.kubernetes)!;
+    if (--entry.users > 0) return;
+    shared.delete(options.kubernetes);
     const { pids } = cluster;
     // The run's RBAC audit: every verb a controller used was granted, and every verb granted was used.
     const audit = auditRbac(cluster.kubeconfigPath, cluster.auditLogPath);
@@ -64,7 +98,7 @@ export function clusterSetup(options: ClusterSetupOptions): {
     await cluster.stop();
     const left = pids.filter(alive);
     if (left.length > 0) throw new Error(`control plane processes still running after stop: ${left.join(', ')}`);
-    const unused = options.rbacAudit === 'full' ? audit.unused : [];
+    const unused = entry.rbacAudit === 'full' ? audit.unused : [];
     if (audit.missing.length || unused.length) {
       throw new Error(
         [
