@@ -97,10 +97,11 @@ Granted cluster-wide by a ClusterRole, or per watched namespace by a Role.
     - machinelearningmodels
     - machinelearningendpointconfigs
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Endpoints are the users': watched, and patched only for the storage finalizer of hostPath mode.
+# Endpoints are the users': watched, and patched only for the controller's finalizers (the drain on
+# deletion, and the storage finalizer of hostPath mode).
 - apiGroups: ["ml-operator.dev"]
   resources: ["machinelearningendpoints"]
-  verbs: {{ if eq (include "ml-operator.storageMode" .) "hostPath" }}["list", "watch", "patch"]{{ else }}["list", "watch"]{{ end }}
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["ml-operator.dev"]
   resources:
     - machinelearningmodels/status

@@ -417,19 +417,24 @@ async function controllerRun(
     reconciles:
       counter(metricsAfter, 'ml_operator_reconcile_total') - counter(metricsBefore, 'ml_operator_reconcile_total'),
   };
-  await controller.stop();
-  if (controllerLog) writeFileSync(`${controllerLog}.${endpoints}.${run}`, controller.logs());
+  // Deleted endpoints drain (their finalizer) only while a controller runs: this one stops once its
+  // namespace is gone, or, in the last run, for the cold restart, whose controller then sees it go.
+  const stopController = async () => {
+    await controller.stop();
+    if (controllerLog) writeFileSync(`${controllerLog}.${endpoints}.${run}`, controller.logs());
+    if (profileDir) {
+      log(
+        `bench: ${endpoints}: CPU profile of the controller while it served the ${endpoints} endpoints in ${profileDir} (open it in Chrome's DevTools or speedscope)`,
+      );
+      process.stderr.write(profileSummary(profileDir));
+    }
+  };
   log(
     `bench: ${endpoints}: controller (run ${run}): ${seconds.toFixed(1)}s, median ${(result.medianMs / 1000).toFixed(1)}s per endpoint; own share median ${result.ownLagMs.median} ms`,
   );
-  if (profileDir) {
-    log(
-      `bench: ${endpoints}: CPU profile of the controller while it served the ${endpoints} endpoints in ${profileDir} (open it in Chrome's DevTools or speedscope)`,
-    );
-    process.stderr.write(profileSummary(profileDir));
-  }
   if (!last) {
     await deleteAndSettle(b, ns);
+    await stopController();
     return { run: result };
   }
 
@@ -451,6 +456,7 @@ async function controllerRun(
   const traffic = report(answers, 0);
 
   // A cold restart over N converged endpoints: how soon it is ready, and that it writes nothing.
+  await stopController();
   log(`bench: ${endpoints}: restarting the controller cold over ${endpoints} converged endpoints`);
   const restarted = Date.now();
   const again = await startControllerProcess({
@@ -480,8 +486,8 @@ async function controllerRun(
     writes: sum(classifyWrites('', restartText)),
     peakRssKiB: peakRssOf(again.child.pid!),
   };
-  await again.stop();
   await deleteAndSettle(b, ns);
+  await again.stop();
   return {
     run: result,
     gateway: {

@@ -100,8 +100,9 @@ describe('hostPath storage', () => {
     const ns = namespaces[1];
     const serving = await waitForEndpoint(ns, 'e', 'InService', inService);
     const instance = serving.status!.traffic![0].service;
-    // What owner references cannot reach (files on nodes, cluster-scoped volumes) holds the endpoint until removed.
-    expect(serving.metadata.finalizers).toEqual(['ml-operator.dev/storage']);
+    // What owner references cannot reach (files on nodes, cluster-scoped volumes) holds the endpoint
+    // until removed, after the drain every endpoint gets on deletion.
+    expect(serving.metadata.finalizers).toEqual(['ml-operator.dev/drain', 'ml-operator.dev/storage']);
     await user.delete(resources.endpoint, ns, 'e');
     await waitFor('the endpoint gone', 90_000, async () =>
       (await user.get(resources.endpoint, ns, 'e')) ? undefined : true,

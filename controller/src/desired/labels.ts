@@ -68,3 +68,9 @@ export const agentAnnotation = 'ml-operator.dev/agent';
 
 /** Finalizer that removes cluster-scoped PersistentVolumes (hostPath storage), which owner references cannot reach. */
 export const storageFinalizer = 'ml-operator.dev/storage';
+
+/**
+ * Finalizer that takes a deleted endpoint's route away first and keeps its model pods serving for its
+ * drainSeconds, before the garbage collector removes the rest (reconcile/deletion.ts).
+ */
+export const drainFinalizer = 'ml-operator.dev/drain';

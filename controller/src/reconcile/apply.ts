@@ -99,10 +99,9 @@ export class Applier {
     return `${d.resource.kind} ${namespace ? `${namespace}/` : ''}${name} exists and does not belong to this endpoint; ml-operator never writes over an object it does not own: delete or rename that object (or rename the endpoint or model)`;
   }
 
-  /** Deletes this endpoint's gateways and route objects (when another endpoint holds its host). */
-  async removeRouting(ctx: desired.EndpointContext): Promise<void> {
+  /** Deletes this endpoint's gateways and route objects (when another endpoint holds its host, or it is deleted). */
+  async removeRouting(endpoint: MachineLearningEndpoint): Promise<void> {
     const { caches, client } = this.deps;
-    const { endpoint } = ctx;
     const namespace = endpoint.metadata.namespace!;
     const stores: [Resource | undefined, Store<KubeObject> | undefined][] = [
       [this.deps.provider.routeResource, caches.routes],

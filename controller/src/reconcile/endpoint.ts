@@ -5,7 +5,6 @@
 // workloads), then the status (which records what drains), and removals last.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { autoscalerResource } from '../desired/autoscaling.ts';
-import { storageFinalizer } from '../desired/labels.ts';
 import * as desired from '../desired/objects.ts';
 import type { ConditionInput } from '../desired/status.ts';
 import { resources, type Resource } from '../kube/resources.ts';
@@ -29,6 +28,7 @@ import { collectGarbage } from './garbage.ts';
 import { nextCheckInMs } from '../rollout/analysis.ts';
 import { SharedLists } from '../probes/capacity.ts';
 import { runGates } from './gates.ts';
+import { Deletion } from './deletion.ts';
 import { HostPathStorage } from './hostpath.ts';
 import { PodDiagnostics } from './pods.ts';
 import { deploymentAvailable, readiness, Resolver } from './resolve.ts';
@@ -83,6 +83,7 @@ export class EndpointReconciler {
   private readonly applier: Applier;
   private readonly status: StatusWriter;
   private readonly hostPath: HostPathStorage;
+  private readonly deletion: Deletion;
   private readonly pods: PodDiagnostics;
   private readonly dataCapture = new DataCaptureProbe<AgentFacts>();
 
@@ -101,13 +102,21 @@ export class EndpointReconciler {
       autoscalerResource: this.autoscalerResource,
     });
     this.status = new StatusWriter({ client, caches, events, now: this.now });
-    this.hostPath = new HostPathStorage({ client, caches, config, logger, applier: this.applier, status: this.status });
+    this.hostPath = new HostPathStorage({ client, caches, config, logger, applier: this.applier });
+    this.deletion = new Deletion({
+      client,
+      config,
+      applier: this.applier,
+      status: this.status,
+      hostPath: this.hostPath,
+      now: this.now,
+    });
     this.pods = new PodDiagnostics({ client, caches, logger });
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
     const [namespace, name] = key.split('/');
-    const { caches, config } = this.deps;
+    const { caches } = this.deps;
     const cached = caches.endpoints.get(namespace, name);
     if (!cached) {
       this.status.forget(key);
@@ -115,9 +124,8 @@ export class EndpointReconciler {
       return;
     }
     const endpoint = this.status.view(key, cached);
-    if (endpoint.metadata.deletionTimestamp) return this.hostPath.finalize(endpoint);
-    if (config.storage.mode === 'hostPath' && !endpoint.metadata.finalizers?.includes(storageFinalizer))
-      await this.hostPath.setFinalizer(endpoint, true);
+    if (endpoint.metadata.deletionTimestamp) return this.deletion.finalize(endpoint);
+    await this.deletion.hold(endpoint);
 
     // Read.
     const now = this.now();
@@ -137,7 +145,7 @@ export class EndpointReconciler {
       namespace,
       state.decision.deploy.map((d) => d.plan),
     );
-    if (state.removeRouting) await this.applier.removeRouting(inputs.ctx);
+    if (state.removeRouting) await this.applier.removeRouting(inputs.ctx.endpoint);
     for (const d of state.routing) {
       if (await this.applier.ensure(endpoint, d)) continue;
       conflicts.push(this.applier.describeConflict(d));

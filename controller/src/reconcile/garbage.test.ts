@@ -44,7 +44,6 @@ describe('garbage collection', () => {
         config: t.config,
         logger: pino({ level: 'silent' }),
         applier,
-        status,
       }),
     };
     const endpoint = t.cluster.caches.endpoints.get(namespace, 'iris')!;

@@ -1,8 +1,8 @@
 // What owner references cannot reach: the model files of hostPath storage on the nodes (a clean-up
 // pod per node, through the instance's claim) and the cluster-scoped volumes, removed before the
-// finalizer lets a deleted endpoint go, and when a version is collected.
+// storage finalizer lets a deleted endpoint go (deletion.ts), and when a version is collected.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
-import { labels, storageFinalizer } from '../desired/labels.ts';
+import { labels } from '../desired/labels.ts';
 import * as desired from '../desired/objects.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
@@ -11,7 +11,6 @@ import type { ReconcileResult } from '../runtime/queue.ts';
 import type { Applier } from './apply.ts';
 import { ownedBy, type Caches, type ClusterClient } from './caches.ts';
 import { indexes, keyOf } from './indexes.ts';
-import type { StatusWriter } from './status-writer.ts';
 
 export interface HostPathDeps {
   client: ClusterClient;
@@ -19,7 +18,6 @@ export interface HostPathDeps {
   config: OperatorConfig;
   logger: Logger;
   applier: Applier;
-  status: StatusWriter;
 }
 
 export class HostPathStorage {
@@ -29,27 +27,12 @@ export class HostPathStorage {
     this.deps = deps;
   }
 
-  async setFinalizer(endpoint: MachineLearningEndpoint, present: boolean): Promise<void> {
-    // Server-side apply owns just our entry of the finalizer list: applying without it removes only ours.
-    await this.deps.client.apply(resources.endpoint, {
-      apiVersion: 'ml-operator.dev/v1alpha1',
-      kind: resources.endpoint.kind,
-      metadata: {
-        name: endpoint.metadata.name!,
-        namespace: endpoint.metadata.namespace,
-        finalizers: present ? [storageFinalizer] : [],
-      },
-    });
-  }
-
   /**
    * Owner references delete everything namespaced; what they cannot reach (hostPath files on the
-   * nodes, cluster-scoped volumes) is removed before the finalizer lets the endpoint go.
+   * nodes, cluster-scoped volumes) is removed before the finalizer lets a deleted endpoint go.
+   * Undefined once all of it is gone; else when to look again.
    */
-  async finalize(endpoint: MachineLearningEndpoint): Promise<ReconcileResult> {
-    if (!endpoint.metadata.finalizers?.includes(storageFinalizer)) return;
-    if (endpoint.status?.state !== 'Deleting')
-      await this.deps.status.write(endpoint, { ...endpoint.status, state: 'Deleting' });
+  async removeFiles(endpoint: MachineLearningEndpoint): Promise<ReconcileResult> {
     const namespace = endpoint.metadata.namespace!;
     const name = endpoint.metadata.name!;
     const claims = this.deps.caches.claims
@@ -68,7 +51,7 @@ export class HostPathStorage {
         this.deps.client.delete(resources.persistentVolume, undefined, v.metadata.name, { uid: v.metadata.uid }),
       ),
     );
-    await this.setFinalizer(endpoint, false);
+    return undefined;
   }
 
   /**

@@ -210,8 +210,33 @@ export class FakeCluster implements ClusterClient {
       ...(live?.status !== undefined ? { status: live.status } : {}),
     };
     if (applied.spec === undefined && live?.spec !== undefined) next.spec = live.spec;
+    // An object being deleted goes once its last finalizer is lifted.
+    if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length) {
+      this.commit(r, undefined, namespace, name);
+      return structuredClone(next) as T;
+    }
     this.commit(r, next, namespace, name);
     return structuredClone(next) as T;
+  }
+
+  /** What a user's delete does: an object with finalizers is marked (deletionTimestamp), one without goes. */
+  async requestDelete(r: Resource, namespace: string | undefined, name: string): Promise<void> {
+    const live = this.read(r, namespace, name);
+    if (!live) return;
+    if (!live.metadata.finalizers?.length) {
+      await this.delete(r, namespace, name);
+      return;
+    }
+    this.writes.push({ verb: 'delete', plural: r.plural, name });
+    const next = {
+      ...live,
+      metadata: {
+        ...live.metadata,
+        deletionTimestamp: this.now().toISOString() as never,
+        resourceVersion: String(++this.revision),
+      },
+    };
+    this.commit(r, next, namespace, name);
   }
 
   async applyStatus<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { drainFinalizer } from '../desired/labels.ts';
+import { resources } from '../kube/resources.ts';
+import { routingProvider } from '../routing/providers.ts';
+import { key, namespace, serveFirstVersion, setUp } from './testing/fixtures.ts';
+
+describe('deleting an endpoint', () => {
+  it('takes the route away first and keeps the model serving for drainSeconds, then lets the endpoint go', async () => {
+    const t = setUp();
+    await serveFirstVersion(t, { drainSeconds: 20 });
+    expect(t.endpoint().metadata.finalizers).toEqual([drainFinalizer]);
+    const route = routingProvider(t.config).routeResource;
+    const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
+    const workloads = () =>
+      [resources.deployment, resources.service].flatMap((r) => t.cluster.list_(r)).map((o) => o.metadata.name);
+    expect(routes()).toHaveLength(1);
+    const serving = workloads();
+    expect(serving.length).toBeGreaterThanOrEqual(2);
+
+    await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+    expect(await t.reconciler.reconcile(key)).toEqual({ requeueAfterMs: 20_000 });
+    // The gateway no longer routes the host (its 404), while the model's Deployment and Service serve on.
+    expect(routes()).toEqual([]);
+    expect(workloads()).toEqual(serving);
+    expect(t.endpoint().status?.state).toBe('Deleting');
+    expect(t.endpoint().metadata.finalizers).toEqual([drainFinalizer]);
+
+    // Woken early (a pod event, say): it waits out the rest.
+    t.advance(15);
+    expect(await t.reconciler.reconcile(key)).toEqual({ requeueAfterMs: 5000 });
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeDefined();
+
+    t.advance(5);
+    expect(await t.reconciler.reconcile(key)).toBeUndefined();
+    // The finalizer lifted: the endpoint is gone, and the garbage collector takes what it owned.
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
+  });
+
+  it('puts the finalizer on an endpoint that lacks it (one made before it existed), and only once', async () => {
+    const t = setUp();
+    await serveFirstVersion(t, {});
+    await t.cluster.apply(resources.endpoint, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpoint',
+      metadata: { name: 'iris', namespace, finalizers: [] },
+    });
+    expect(t.endpoint().metadata.finalizers).toEqual([]);
+    await t.reconciler.reconcile(key);
+    expect(t.endpoint().metadata.finalizers).toEqual([drainFinalizer]);
+    const writes = t.cluster.writes.length;
+    await t.reconciler.reconcile(key);
+    expect(t.cluster.writes.filter((w) => w.plural === resources.endpoint.plural).length).toBe(
+      t.cluster.writes.slice(0, writes).filter((w) => w.plural === resources.endpoint.plural).length,
+    );
+  });
+});

@@ -1,0 +1,80 @@
+// What happens when a user deletes an endpoint. Owner references alone would take everything at
+// once, in whatever order the garbage collector picks: a Service or its pods could go before the
+// route that names them, and clients would get the gateway's 5xx (a route to a missing Service is a
+// 500, one to no ready pod a 503) where a deleted endpoint should answer as any host that is not
+// served (the gateway's 404). So the controller holds every endpoint with the drain finalizer: on
+// deletion the route goes first, the model pods serve on for the endpoint's drainSeconds (counted
+// from the deletion) while gateways drop the route and requests in flight finish, hostPath files are
+// removed (storage finalizer), and only then are the finalizers lifted and the rest collected.
+import type { MachineLearningEndpoint } from '../api/generated.ts';
+import { drainFinalizer, storageFinalizer } from '../desired/labels.ts';
+import { resources } from '../kube/resources.ts';
+import type { OperatorConfig } from '../options.ts';
+import { defaults } from '../rollout/decision.ts';
+import type { ReconcileResult } from '../runtime/queue.ts';
+import type { Applier } from './apply.ts';
+import type { ClusterClient } from './caches.ts';
+import type { HostPathStorage } from './hostpath.ts';
+import type { StatusWriter } from './status-writer.ts';
+
+export interface DeletionDeps {
+  client: ClusterClient;
+  config: OperatorConfig;
+  applier: Applier;
+  status: StatusWriter;
+  hostPath: HostPathStorage;
+  now: () => Date;
+}
+
+/** The finalizers the controller keeps on a live endpoint. */
+export function finalizersFor(config: OperatorConfig): string[] {
+  return [drainFinalizer, ...(config.storage.mode === 'hostPath' ? [storageFinalizer] : [])];
+}
+
+export class Deletion {
+  private readonly deps: DeletionDeps;
+
+  constructor(deps: DeletionDeps) {
+    this.deps = deps;
+  }
+
+  /** Puts the controller's finalizers on a live endpoint that lacks one. */
+  async hold(endpoint: MachineLearningEndpoint): Promise<void> {
+    const wanted = finalizersFor(this.deps.config);
+    if (wanted.every((f) => endpoint.metadata.finalizers?.includes(f))) return;
+    await this.setFinalizers(endpoint, wanted);
+  }
+
+  /**
+   * A deleted endpoint: its route removed, its pods left to drain, its hostPath files removed, then
+   * its finalizers lifted. Undefined when there is nothing more to do; else when to look again.
+   */
+  async finalize(endpoint: MachineLearningEndpoint): Promise<ReconcileResult> {
+    const held = endpoint.metadata.finalizers ?? [];
+    if (!held.includes(drainFinalizer) && !held.includes(storageFinalizer)) return;
+    if (endpoint.status?.state !== 'Deleting')
+      await this.deps.status.write(endpoint, { ...endpoint.status, state: 'Deleting' });
+    if (held.includes(drainFinalizer)) {
+      await this.deps.applier.removeRouting(endpoint);
+      const drainMs = (endpoint.spec.rollout?.drainSeconds ?? defaults.drainSeconds) * 1000;
+      const deletedAt = new Date(endpoint.metadata.deletionTimestamp as unknown as string).getTime();
+      const left = deletedAt + drainMs - this.deps.now().getTime();
+      if (left > 0) return { requeueAfterMs: left };
+    }
+    if (held.includes(storageFinalizer)) {
+      const later = await this.deps.hostPath.removeFiles(endpoint);
+      if (later) return later;
+    }
+    await this.setFinalizers(endpoint, []);
+    return undefined;
+  }
+
+  private async setFinalizers(endpoint: MachineLearningEndpoint, finalizers: string[]): Promise<void> {
+    // Server-side apply owns just our entries of the finalizer list: applying without them removes only ours.
+    await this.deps.client.apply(resources.endpoint, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: resources.endpoint.kind,
+      metadata: { name: endpoint.metadata.name!, namespace: endpoint.metadata.namespace, finalizers },
+    });
+  }
+}
