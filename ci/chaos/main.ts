@@ -1,5 +1,5 @@
 // `npm run chaos -- --minutes=N [--endpoints=20] [--seed=S]`: the chaos soak for as long as asked, on
-// a local cluster of its own: 20 endpoints under load, 40 spec changes and 20 controller kills a
+// a local cluster of its own: 20 endpoints at 20 requests a second each, 40 spec changes and 20 controller kills a
 // minute (the test's pace), then the checks. Prints the counts; exits 1 when a check fails.
 import { randomInt } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
@@ -32,7 +32,7 @@ try {
     changes: Math.round(40 * minutes),
     kills: Math.round(20 * minutes),
     churnMs: minutes * 60_000,
-    rate: 2,
+    rate: 20,
     seed,
   });
   process.stdout.write(`\n${describeSoak(report)}\n`);

@@ -22,6 +22,7 @@ import type {
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
 import { publishArtifact } from '../cluster/artifacts.ts';
+import { watchRoutes, type RouteChecker } from './route-watcher.ts';
 import type { ControlPlane } from '../cluster/control-plane.ts';
 import {
   chartConfig,
@@ -33,7 +34,7 @@ import {
   type Release,
 } from '../cluster/operator.ts';
 import { log } from '../log.ts';
-import { describeReport, extraMs, startLoad, type LoadRun, type Sample } from '../traffic/load.ts';
+import { describeReport, extraMs, startLoad, timingOf, type LoadRun, type Sample } from '../traffic/load.ts';
 import { waitFor } from '../wait.ts';
 
 export type SoakCluster = Pick<
@@ -71,19 +72,31 @@ export interface SoakReport {
   changes: Record<string, number>;
   requests: number;
   failed: number;
-  /** Failures of requests to an endpoint while the soak had it deleted (expected). */
+  /** The gateway's 404s to an endpoint while the soak had it deleted (expected), and the most there may be. */
   excused: number;
+  excusedBound: number;
   failures: string[];
   /** The most a request that was not excused took beyond what it asked for, and the bound it must keep. */
   worstExtraMs: number;
+  /** That request: its endpoint, when, where its time went, and what touched the endpoint just before. */
+  worst: string;
+  /** The pod runtime's event loop stalls during the soak (every local pod answers on it). */
+  runtimeStalls: string;
   maxExtraMs: number;
   /** Where every controller process's log is, one after the other. */
   controllerLog: string;
   /** A copy of the API server's audit log, kept when something failed (who wrote or deleted what, and when). */
   auditLog?: string;
-  /** Route checks made by the watcher, and the violations it confirmed against the live objects. */
+  /**
+   * States the route watcher checked (one per event, in resource-version order), each route that named
+   * a Service with no available replica (with how long), and what the watcher could not see (an
+   * error fails the soak: a state not seen is not a state that passed).
+   */
   checks: number;
   violations: string[];
+  watcherErrors: string[];
+  /** Endpoints the soak deleted and applied again that did not serve again in time. */
+  recreations: string[];
   /** From the last change to every endpoint converged. */
   convergedMs: number;
   duplicates: string[];
@@ -222,7 +235,7 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   for (const c of configs) await applyConfig(c);
   for (const e of names) await applyEndpoint(e);
   let churnStarted = Date.now();
-  const watcher = startRouteWatcher(admin, user, namespace, () => churnStarted);
+  const watcher = await startRouteWatcher(admin, namespace);
   const serving = async (e: string) => {
     const x = await user.get<MachineLearningEndpoint & KubeObject>(resources.endpoint, namespace, e);
     return x?.status?.state === 'InService' &&
@@ -296,6 +309,8 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   const changeAt = Array.from({ length: o.changes }, () => rnd() * o.churnMs).sort((a, b) => a - b);
   const killAt = Array.from({ length: o.kills }, () => rnd() * o.churnMs).sort((a, b) => a - b);
   const background: Promise<void>[] = [];
+  /** Endpoints the soak recreated that did not serve again in time, with their workloads' states. */
+  const recreations: string[] = [];
   churnStarted = Date.now();
   log(`chaos: churn started at ${new Date(churnStarted).toISOString()} (times below are from here)`);
   let kills = 0;
@@ -385,17 +400,27 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
         background.push(
           (async () => {
             await delay(1000 + rnd() * 4000);
+            // A deleted endpoint drains (its route gone, its pods serving on for drainSeconds) before it
+            // goes: applied again before that, it would be the one being deleted.
+            await waitFor(`endpoint ${e} gone after its drain`, 60_000, async () =>
+              (await user.get(resources.endpoint, namespace, e)) ? undefined : true,
+            );
             await applyEndpoint(e);
+            // While the churn goes on, changes to its templates can keep replacing a first version
+            // before its pods are up (their artifacts fetched a few at a time on this machine): the
+            // bound is the churn's end and then some. Missing it is a problem of the soak's report,
+            // with what the endpoint's workloads were doing, not an end of the soak.
             await waitFor(
               `endpoint ${e} recreated to be InService`,
-              180_000,
+              Math.max(churnStarted + o.churnMs - Date.now(), 0) + 180_000,
               () => serving(e),
               () => stuck(e),
             );
             await routed(e);
             window.to = Date.now();
-            startRun(e);
-          })(),
+          })().catch((err: unknown) => {
+            recreations.push((err as Error).message);
+          }),
         );
       }
     }
@@ -442,17 +467,27 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
 
   for (const r of runs) r.run.stop();
   const reports = await Promise.all(runs.map((r) => r.run.done));
-  watcher.stop();
+  const checker = watcher.stop();
   const auditLog =
-    watcher.violations().length || notConverged.length || orphans.length || duplicates.length
+    checker.violations().length || checker.errors().length || notConverged.length || orphans.length || duplicates.length
       ? join(tmpdir(), `ml-operator-chaos-${namespace}-audit.log`)
       : undefined;
   if (auditLog) copyFileSync(cluster.auditLogPath, auditLog);
   await controller!.stop();
   keepLog(controller);
 
+  // Only the gateway's 404 for a host it no longer routes, while the soak had that endpoint deleted,
+  // is excused: a 5xx or a cut connection then is a failure like any other.
   const excusedOf = (r: (typeof runs)[number], s: Sample) =>
+    s.status === 404 &&
     deletions.some((d) => d.endpoint === r.endpoint && r.t0 + s.start < d.to && r.t0 + s.end > d.from);
+  // At most the requests sent in the deletion windows (open loop: `rate` a second), and those in flight
+  // as each began (the concurrency).
+  const ended = Date.now();
+  const excusedBound = deletions.reduce(
+    (n, d) => n + Math.ceil((o.rate * (Math.min(d.to, ended) - d.from)) / 1000) + 1 + 4,
+    0,
+  );
   /** What touched an endpoint in the 10 s before a moment of the churn, to explain a failure. */
   const before = (endpoint: string, at: number) => {
     const events = [
@@ -464,15 +499,24 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
       .map((t) => `${t.what} at +${(t.at / 1000).toFixed(1)}s`);
     return `in the 10 s before: ${events.join(', ') || 'nothing'}`;
   };
-  const violations = watcher.violations().map((v) => `${v.text} (${before(v.route, v.at - churnStarted)})`);
+  const violations = checker.violations().map((v) => {
+    const from = v.from - churnStarted;
+    const lasted = v.to === undefined ? 'until the end' : `for ${(v.to - v.from).toFixed(0)} ms`;
+    return `at +${(from / 1000).toFixed(1)}s route ${v.route} sent traffic to Service ${v.service} ${lasted} (resourceVersion ${v.fromVersion}${v.toVersion ? `..${v.toVersion}` : ''}): ${v.why} (${before(v.route, from)})`;
+  });
   let failed = 0;
   let excused = 0;
   let worstExtraMs = 0;
+  let worst = '';
   const failures: string[] = [];
   for (const r of runs) {
     for (const s of r.run.samples) {
       if (s.status >= 200 && s.status < 300) {
-        if (!excusedOf(r, s)) worstExtraMs = Math.max(worstExtraMs, extraMs(s));
+        if (extraMs(s) > worstExtraMs) {
+          worstExtraMs = extraMs(s);
+          const at = r.t0 + s.start - churnStarted;
+          worst = `${r.endpoint} at +${(at / 1000).toFixed(1)}s${timingOf(s)} (${before(r.endpoint, at)})`;
+        }
         continue;
       }
       if (excusedOf(r, s)) excused++;
@@ -487,6 +531,21 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     }
   }
   const requests = reports.reduce((n, r) => n + r.sent, 0);
+  // Every pod's model server answers on the local pod runtime's one event loop: its stalls, to tell a
+  // slow answer of the machine from one of the gateway or the controller's doing.
+  const runtimeLog = join(dirname(cluster.auditLogPath), 'pod-runtime.log');
+  const stalls = (existsSync(runtimeLog) ? readFileSync(runtimeLog, 'utf8').split('\n') : [])
+    .filter((l) => l.includes('event loop stalled'))
+    .map((l) => JSON.parse(l) as { time: string; blockedMs: number })
+    .map((x) => ({ at: Date.parse(x.time) - churnStarted, ms: x.blockedMs }))
+    .filter((x) => x.at >= -60_000);
+  const runtimeStalls = stalls.length
+    ? `${stalls.length} stalls of the pod runtime's event loop (250 ms or more), the longest ${Math.max(...stalls.map((x) => x.ms))} ms; ${stalls
+        .sort((a, b) => b.ms - a.ms)
+        .slice(0, 5)
+        .map((x) => `${x.ms} ms at +${(x.at / 1000).toFixed(1)}s`)
+        .join(', ')}`
+    : "no stall of the pod runtime's event loop (250 ms or more)";
   log(
     `chaos: traffic: ${requests} requests, ${failed} failed, ${excused} to endpoints while deleted, worst latency beyond the asked ${worstExtraMs.toFixed(0)} ms; e.g. ${describeReport(reports[0])}`,
   );
@@ -501,11 +560,16 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     requests,
     failed,
     excused,
+    excusedBound,
     failures,
     worstExtraMs,
+    worst,
+    runtimeStalls,
     maxExtraMs,
-    checks: watcher.checks(),
+    checks: checker.checks(),
     violations,
+    watcherErrors: checker.errors(),
+    recreations,
     convergedMs,
     duplicates,
     orphans,
@@ -521,8 +585,9 @@ export function describeSoak(r: SoakReport): string {
     .join(', ');
   return [
     `seed ${r.seed}: ${r.endpoints} endpoints, ${r.kills} controller kills, ${Object.values(r.changes).reduce((a, b) => a + b, 0)} changes (${changes})`,
-    `traffic: ${r.requests} requests, ${r.failed} failed, ${r.excused} to endpoints the soak had deleted${r.failures.length ? ` (${r.failures.join('; ')})` : ''}; worst latency beyond the asked ${r.worstExtraMs.toFixed(0)} ms (bound ${r.maxExtraMs} ms)`,
-    `watcher: ${r.checks} route checks, ${r.violations.length} violations${r.violations.length ? `: ${r.violations.slice(0, 5).join('; ')}` : ''}`,
+    `traffic: ${r.requests} requests, ${r.failed} failed, ${r.excused} answered 404 while the soak had their endpoint deleted (at most ${r.excusedBound})${r.failures.length ? ` (${r.failures.join('; ')})` : ''}; worst latency beyond the asked ${r.worstExtraMs.toFixed(0)} ms (bound ${r.maxExtraMs} ms): ${r.worst}`,
+    `pod runtime: ${r.runtimeStalls}`,
+    `watcher: ${r.checks} states checked, ${r.violations.length} violations${r.violations.length ? `: ${r.violations.slice(0, 5).join('; ')}` : ''}, ${r.watcherErrors.length} errors${r.watcherErrors.length ? `: ${r.watcherErrors.slice(0, 3).join('; ')}` : ''}`,
     `controller logs: ${r.controllerLog}${r.auditLog ? `; the API server's audit log: ${r.auditLog}` : ''}`,
     `converged ${(r.convergedMs / 1000).toFixed(1)}s after the last change${r.notConverged.length ? `; NOT converged: ${r.notConverged.join('; ')}` : ''}`,
     `duplicates ${r.duplicates.length}${r.duplicates.length ? `: ${r.duplicates.join('; ')}` : ''}; orphans ${r.orphans.length}${r.orphans.length ? `: ${r.orphans.join('; ')}` : ''}`,
@@ -539,9 +604,6 @@ export function describeSoak(r: SoakReport): string {
 
 type Deployment = k8s.V1Deployment;
 type Service = k8s.V1Service;
-interface Route extends KubeObject {
-  spec?: { rules?: { backendRefs?: { name: string; weight?: number }[] }[] };
-}
 
 const deploymentResource: Resource = {
   group: 'apps',
@@ -561,49 +623,14 @@ const routeResource: Resource = {
 
 const selects = (selector: Record<string, string> | undefined, l: Record<string, string> | undefined) =>
   !!selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => l?.[k] === v);
-const available = (d: Deployment | undefined) => (d?.status?.availableReplicas ?? 0) >= 1;
-
-/** Services a route sends traffic to (backends of weight above zero). */
-function routedServices(route: { spec?: Route['spec'] }): string[] {
-  return [
-    ...new Set(
-      (route.spec?.rules ?? []).flatMap((r) =>
-        (r.backendRefs ?? []).filter((b) => (b.weight ?? 1) > 0).map((b) => b.name),
-      ),
-    ),
-  ];
-}
 
 /**
- * Watches routes, Services and Deployments with client-node's informers and, at every event, checks
- * that every route sends traffic only to Services with an available replica behind them. A failed
- * check is confirmed against fresh reads (the three watches are separate streams, and one may lag
- * behind another) before it counts.
+ * The route watcher (route-watcher.ts), and beside it the pods deleted in the namespace and why
+ * (their Deployment as the checker last saw it), to explain a failure.
  */
-function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: string, t0: () => number) {
-  const custom = admin.makeApiClient(k8s.CustomObjectsApi);
-  const apps = admin.makeApiClient(k8s.AppsV1Api);
+async function startRouteWatcher(admin: k8s.KubeConfig, namespace: string) {
+  const routes = await watchRoutes(admin, namespace);
   const core = admin.makeApiClient(k8s.CoreV1Api);
-  const informers = [
-    k8s.makeInformer<k8s.KubernetesObject & { spec?: Route['spec'] }>(
-      admin,
-      `/apis/gateway.networking.k8s.io/v1/namespaces/${namespace}/httproutes`,
-      () =>
-        custom.listNamespacedCustomObject({
-          group: 'gateway.networking.k8s.io',
-          version: 'v1',
-          namespace,
-          plural: 'httproutes',
-        }) as never,
-    ),
-    k8s.makeInformer<Service>(admin, `/api/v1/namespaces/${namespace}/services`, () =>
-      core.listNamespacedService({ namespace }),
-    ),
-    k8s.makeInformer<Deployment>(admin, `/apis/apps/v1/namespaces/${namespace}/deployments`, () =>
-      apps.listNamespacedDeployment({ namespace }),
-    ),
-  ] as const;
-  const [routes, services, deployments] = informers;
   const deletions: { at: number; endpoint: string; what: string }[] = [];
   const pods = k8s.makeInformer<k8s.V1Pod>(admin, `/api/v1/namespaces/${namespace}/pods`, () =>
     core.listNamespacedPod({ namespace }),
@@ -613,12 +640,12 @@ function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: s
     if (!p.metadata?.deletionTimestamp || seenDeleting.has(p.metadata.uid!)) return;
     seenDeleting.add(p.metadata.uid!);
     const rs = p.metadata.ownerReferences?.find((o) => o.kind === 'ReplicaSet')?.name ?? '';
-    const deployment = deployments.list(namespace).find((d) => rs.startsWith(`${d.metadata!.name}-`));
+    const deployment = routes.checker.objectsOf('deployment').find((d) => rs.startsWith(`${d.metadata.name}-`));
     const why = !deployment
       ? 'its Deployment deleted'
-      : deployment.metadata?.deletionTimestamp
+      : deployment.metadata.deletionTimestamp
         ? 'its Deployment being deleted'
-        : `Deployment ${deployment.metadata!.name} at ${deployment.spec?.replicas} replicas, generation ${deployment.metadata!.generation}`;
+        : `Deployment ${deployment.metadata.name} at ${deployment.spec?.replicas} replicas, generation ${deployment.metadata.generation}`;
     deletions.push({
       at: Date.now(),
       endpoint: p.metadata.labels?.['ml-operator.dev/endpoint'] ?? '',
@@ -626,80 +653,17 @@ function startRouteWatcher(admin: k8s.KubeConfig, user: KubeClient, namespace: s
     });
   });
   let stopped = false;
-  let checks = 0;
-  const violations: { at: number; route: string; text: string }[] = [];
-  let running = false;
-  let again = false;
-
-  const suspects = (): { route: string; service: string }[] => {
-    const out: { route: string; service: string }[] = [];
-    for (const r of routes.list(namespace)) {
-      if (r.metadata?.deletionTimestamp) continue;
-      for (const s of routedServices(r)) {
-        const svc = services.get(s, namespace);
-        const ok =
-          svc &&
-          deployments
-            .list(namespace)
-            .some((d) => selects(svc.spec?.selector, d.spec?.template.metadata?.labels) && available(d));
-        if (!ok) out.push({ route: r.metadata!.name!, service: s });
-      }
-    }
-    return out;
-  };
-  const confirm = async ({ route, service }: { route: string; service: string }): Promise<string | undefined> => {
-    const live = await user.get<Route>(routeResource, namespace, route);
-    if (!live || live.metadata.deletionTimestamp || !routedServices(live).includes(service)) return undefined;
-    // The route of an endpoint the soak deleted goes with the garbage collector, in any order with its Services.
-    const owner = live.metadata.ownerReferences?.find((o) => o.kind === 'MachineLearningEndpoint');
-    const endpoint = owner && (await user.get(resources.endpoint, namespace, owner.name));
-    if (!endpoint || endpoint.metadata.deletionTimestamp || endpoint.metadata.uid !== owner.uid) return undefined;
-    const svc = await user.get<Service & KubeObject>(serviceResource, namespace, service);
-    const all = (await user.list<Deployment & KubeObject>(deploymentResource, namespace)).items;
-    const behind = all.filter((d) => selects(svc?.spec?.selector, d.spec?.template.metadata?.labels));
-    if (svc && behind.some(available)) return undefined;
-    return `at +${((Date.now() - t0()) / 1000).toFixed(1)}s route ${route} (generation ${live.metadata.generation}) sends traffic to Service ${service}${svc ? `, whose Deployments (${behind.map((d) => `${d.metadata.name} ${d.status?.availableReplicas ?? 0} available`).join(', ') || 'none'}) have no available replica` : ', which does not exist'}`;
-  };
-  const check = async () => {
-    if (running) {
-      again = true;
-      return;
-    }
-    running = true;
-    try {
-      do {
-        again = false;
-        checks++;
-        for (const s of suspects()) {
-          const v = await confirm(s).catch(() => undefined);
-          if (v && violations.length < 50) violations.push({ at: Date.now(), route: s.route, text: v });
-        }
-      } while (again && !stopped);
-    } finally {
-      running = false;
-    }
-  };
-  for (const inf of informers) {
-    const i = inf as unknown as k8s.Informer<k8s.KubernetesObject>;
-    for (const verb of ['add', 'update', 'delete'] as const) i.on(verb, () => void check());
-    // client-node's informers stop on a watch error; start them again, as the controller's own would.
-    i.on('error', () => {
-      if (!stopped) setTimeout(() => void i.start().catch(() => undefined), 500);
-    });
-    void i.start();
-  }
   pods.on('error', () => {
     if (!stopped) setTimeout(() => void pods.start().catch(() => undefined), 500);
   });
   void pods.start();
   return {
-    checks: () => checks,
-    violations: () => [...violations],
     podDeletions: () => [...deletions],
-    stop() {
+    /** Stops watching and applies every event still held: the checker's last word. */
+    stop(): RouteChecker {
       stopped = true;
       void pods.stop();
-      for (const i of informers) void (i as unknown as k8s.Informer<k8s.KubernetesObject>).stop();
+      return routes.stop();
     },
   };
 }
@@ -919,10 +883,17 @@ export function writesSince(
 export function soakProblems(r: SoakReport): string[] {
   return [
     ...(r.failed ? [`${r.failed} failed requests`] : []),
+    ...(r.excused > r.excusedBound
+      ? [
+          `${r.excused} requests excused as sent to a deleted endpoint, more than the ${r.excusedBound} its deletions allow`,
+        ]
+      : []),
     ...(r.worstExtraMs > r.maxExtraMs
       ? [`a request took ${r.worstExtraMs.toFixed(0)} ms beyond what it asked for, more than ${r.maxExtraMs} ms`]
       : []),
     ...r.violations.map((v) => `watcher: ${v}`),
+    ...r.watcherErrors.map((e) => `watcher error: ${e}`),
+    ...r.recreations.map((e) => `recreated endpoint not serving: ${e}`),
     ...r.notConverged.map((n) => `not converged: ${n}`),
     ...r.duplicates.map((d) => `duplicate: ${d}`),
     ...r.orphans.map((o) => `orphan: ${o}`),

@@ -801,7 +801,7 @@ export class PodRuntime {
     container: Container,
     volumes: Map<string, string>,
   ): Promise<boolean> {
-    const startedAt = now();
+    let startedAt = now();
     const finish = async (exitCode: number, message: string): Promise<boolean> => {
       state.state = {
         terminated: {
@@ -835,10 +835,22 @@ export class PodRuntime {
     for (const [name, value] of Object.entries(env))
       if (value.startsWith('/') && mounts.some((m) => value.startsWith(`${m.path}/`))) env[name] = hostPath(value);
     const tmp = mounts.find((m) => m.path === '/tmp')?.dir;
-    state.state = { running: { startedAt } };
+    // At most a few fetchers run at once on this machine: one waiting for its turn says so, as a pod
+    // whose image is still being pulled would.
+    state.state = {
+      waiting: { reason: 'ContainerCreating', message: "waiting for one of the local runtime's artifact fetch slots" },
+    };
     await this.writeStatus(record);
+    const queued = Date.now();
     return this.fetches.run(async () => {
       if (record.abort.signal.aborted) return false;
+      const waitedMs = Date.now() - queued;
+      if (waitedMs >= 10_000)
+        this.log.info({ pod: `${record.namespace}/${record.name}`, waitedMs }, 'artifact fetch slot after a wait');
+      startedAt = now();
+      state.state = { running: { startedAt } };
+      void this.writeStatus(record);
+      const fetchStarted = Date.now();
       const child = spawn(this.options.node, [this.options.fetcherScript, ...args], {
         env: {
           PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -854,6 +866,11 @@ export class PodRuntime {
       child.stderr.on('data', (c: Buffer) => (output += c.toString()));
       const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 137)));
       record.fetcher = undefined;
+      if (Date.now() - fetchStarted >= 20_000)
+        this.log.warn(
+          { pod: `${record.namespace}/${record.name}`, fetchMs: Date.now() - fetchStarted, exitCode: code },
+          'slow artifact fetch',
+        );
       if (record.abort.signal.aborted) return false;
       // As kubelet's FallbackToLogsOnError: the message of a failed container is the end of its log.
       const lastError = output
