@@ -9,6 +9,12 @@ export default defineConfig({
           name: 'unit',
           include: ['{ci,codegen,controller}/**/*.test.ts'],
           environment: 'node',
+          // After the integration and oldest projects (group 0, two workers), one file at a time, as
+          // before; the chaos soak comes last, alone (group 2). Left to its default, a one-worker
+          // project would join vitest's sequential group, which runs after every numbered group:
+          // beside the soak.
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
         },
       },
       {
@@ -39,7 +45,7 @@ export default defineConfig({
           hookTimeout: 180_000,
           pool: 'forks',
           maxWorkers: 1,
-          sequence: { groupOrder: 1 },
+          sequence: { groupOrder: 2 },
         },
       },
       {
@@ -72,6 +78,8 @@ export default defineConfig({
           name: 'image',
           include: ['test/image/**/*.test.ts'],
           environment: 'node',
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
           testTimeout: 180_000,
           hookTimeout: 900_000,
         },
@@ -81,6 +89,8 @@ export default defineConfig({
           name: 'chart',
           include: ['test/chart/**/*.test.ts'],
           environment: 'node',
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
           // Spawns the real helm 4, helm 3 and helm-unittest binaries; needs no cluster.
           testTimeout: 120_000,
         },
