@@ -327,7 +327,7 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
     }
   })();
   const change = async () => {
-    const kind = pick([
+    const drawn = pick([
       'weights',
       'weights',
       'instances',
@@ -337,6 +337,9 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
       'templateDeleted',
       'endpointDeleted',
     ] as const);
+    // Every endpoint may be deleted (or not yet serving again) already: then a weights change instead.
+    const deletable = names.filter((n) => !deletions.some((d) => d.endpoint === n && d.to === Infinity));
+    const kind = drawn === 'endpointDeleted' && deletable.length === 0 ? 'weights' : drawn;
     counts[kind] = (counts[kind] ?? 0) + 1;
     switch (kind) {
       case 'weights': {
@@ -392,7 +395,7 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
         return;
       }
       case 'endpointDeleted': {
-        const e = pick(names.filter((n) => !deletions.some((d) => d.endpoint === n && d.to === Infinity)));
+        const e = pick(deletable);
         const window = { endpoint: e, from: Date.now(), to: Infinity };
         note(`endpoint ${e} deleted`, [e]);
         deletions.push(window);
