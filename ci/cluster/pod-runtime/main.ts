@@ -2,6 +2,7 @@
 // namespace (started by control-plane.ts). JSON logs on stdout.
 //   node main.ts --kubeconfig=PATH --data-dir=DIR --artifacts-dir=DIR --artifacts-address=IP
 //                --cert=PEM --key=PEM --ca=PEM --node-selector=LABEL=VALUE --metrics-address=IP:PORT
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,13 +68,25 @@ const metrics = createServer((req, res) => {
 });
 await new Promise<void>((resolve) => metrics.listen(Number(metricsPort), metricsHost, resolve));
 logger.info({ artifacts: flags['artifacts-address'], metrics: flags['metrics-address'] }, 'pod runtime ready');
+/** The machine's CPU pressure (Linux PSI: the share of time runnable tasks waited for a CPU), when known. */
+function cpuPressure(): string | undefined {
+  try {
+    return readFileSync('/proc/pressure/cpu', 'utf8').split('\n')[0];
+  } catch {
+    return undefined;
+  }
+}
 // Every pod's model server answers on this one event loop: a stall of it is a stall of every pod,
 // logged so that a slow request in a test can be told apart from a slow gateway.
 let tick = performance.now();
 setInterval(() => {
   const late = performance.now() - tick - 100;
   tick = performance.now();
-  if (late >= 250) logger.warn({ blockedMs: Math.round(late) }, 'event loop stalled; every pod answered late');
+  if (late >= 250)
+    logger.warn(
+      { blockedMs: Math.round(late), cpuPressure: cpuPressure() },
+      'event loop stalled; every pod answered late',
+    );
 }, 100).unref();
 
 const shutdown = () => {
