@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModelServer } from '../cluster/pod-runtime/model-server.ts';
 import { freePort } from '../processes.ts';
-import { servedProblems, startLoad, type LoadOptions } from './load.ts';
+import { servedProblems, startLoad, timingOf, type LoadOptions } from './load.ts';
 
 const identity = {
   pod: 'm-1a2b3c-xyz12',
@@ -78,6 +78,32 @@ describe('the load client and the served rule', () => {
     expect(problems[0]).toMatch(
       /\((new connection in \d+ ms|reused connection), reached the model server at -?\d+ ms, answered there in \d+ ms, status line at \d+ ms\)$/,
     );
+  });
+
+  it("does not blame the data plane for the client's own stall, and says how long it was", async () => {
+    const url = await serve({ DEMO_LATENCY_MS: '100' });
+    const load = startLoad({
+      url,
+      host: 'm.team.example.com',
+      requests: 40,
+      rate: 40,
+      concurrency: 64,
+      maxDurationMs: 20_000,
+    });
+    // The test process's event loop blocked 1.5 s while requests are in flight (as a busy test
+    // process, or a machine with no CPU for it, holds it): their answers are read that much later.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const blockedAt = load.elapsed();
+    while (load.elapsed() - blockedAt < 1500) continue;
+    const report = await load.done;
+    const spanning = load.samples.filter((s) => s.start < blockedAt && s.end > blockedAt + 1400);
+    expect(spanning.length).toBeGreaterThan(0);
+    for (const s of spanning) {
+      expect(s.timing?.clientStalledMs).toBeGreaterThanOrEqual(1400);
+      expect(timingOf(s)).toMatch(/the client's event loop stood still \d+ ms meanwhile/);
+    }
+    expect(report.worstExtraMs).toBeLessThan(1000);
+    expect(servedProblems(load.samples, rule, report.capped)).toEqual([]);
   });
 
   it('counts the requests held back by the in-flight cap', async () => {

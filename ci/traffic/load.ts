@@ -82,6 +82,12 @@ export interface Sample {
     /** From `start` to the model server receiving the request (its x-model-received-at), and the time it took there. */
     reachedMs?: number;
     serverMs?: number;
+    /**
+     * How long, within the request's span, this client's own event loop could not run (blocked by
+     * other work of its process, or waiting for a CPU): a request written or read late by the client
+     * was not slow in the gateway or the backend. Filled in when the run is done.
+     */
+    clientStalledMs?: number;
   };
 }
 
@@ -146,8 +152,24 @@ export function report(samples: readonly Sample[], durationMs: number, capped = 
   };
 }
 
-/** How long a request took beyond what it asked the server to take. */
-export const extraMs = (s: Sample): number => s.end - s.start - s.expectedMs;
+/**
+ * How long a request took beyond what it asked the server to take, less the time this client's own
+ * event loop stood still meanwhile (a stall of the test process is not one of the data plane).
+ */
+export const extraMs = (s: Sample): number => s.end - s.start - s.expectedMs - (s.timing?.clientStalledMs ?? 0);
+
+/** Periods (ms on a run's clock) in which a client's event loop could not run. */
+export interface ClientStall {
+  from: number;
+  to: number;
+}
+
+/** How long, in total, the `stalls` overlap [start, end]. */
+export function stalledWithin(stalls: readonly ClientStall[], start: number, end: number): number {
+  let ms = 0;
+  for (const x of stalls) ms += Math.max(0, Math.min(x.to, end) - Math.max(x.from, start));
+  return ms;
+}
 
 export interface ServedRule {
   /**
@@ -229,9 +251,13 @@ export function timingOf(s: Sample): string {
       : [`reached the model server at ${t.reachedMs.toFixed(0)} ms, answered there in ${t.serverMs!.toFixed(0)} ms`]),
     ...(t.headersMs === undefined ? [] : [`status line at ${t.headersMs.toFixed(0)} ms`]),
     ...(t.lateMs !== undefined && t.lateMs >= 10 ? [`sent ${t.lateMs.toFixed(0)} ms after its time`] : []),
+    ...(t.clientStalledMs ? [`the client's event loop stood still ${t.clientStalledMs.toFixed(0)} ms meanwhile`] : []),
   ];
   return ` (${parts.join(', ')})`;
 }
+
+/** How often a run checks that its client's event loop runs. */
+const stallProbeEveryMs = 10;
 
 export function startLoad(o: LoadOptions): LoadRun {
   const url = new URL(o.url);
@@ -325,6 +351,17 @@ export function startLoad(o: LoadOptions): LoadRun {
       req.end(body);
     });
 
+  // This client's event loop, watched: when it could not run (other work of the test process, or no
+  // CPU for it), its requests were written or their answers read late, whatever the data plane did.
+  const stalls: ClientStall[] = [];
+  let tick = elapsed();
+  const monitor = setInterval(() => {
+    const now = elapsed();
+    const lateBy = now - tick - stallProbeEveryMs;
+    tick = now;
+    if (lateBy >= 5) stalls.push({ from: now - lateBy, to: now });
+  }, stallProbeEveryMs);
+
   const done = (async () => {
     const pending: Promise<void>[] = [];
     timer = setTimeout(() => {
@@ -355,7 +392,12 @@ export function startLoad(o: LoadOptions): LoadRun {
     }
     clearTimeout(timer);
     await Promise.all(pending);
+    clearInterval(monitor);
     agent.destroy();
+    for (const s of samples) {
+      const stalled = stalledWithin(stalls, s.start, s.end);
+      if (stalled > 0) s.timing!.clientStalledMs = stalled;
+    }
     return report(samples, elapsed(), capped);
   })();
 
