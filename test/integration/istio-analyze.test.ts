@@ -41,7 +41,9 @@ describe('istioctl analyze', () => {
       readinessPath: '/healthz',
       env: Object.entries(env).map(([name, value]) => ({ name, value })),
     });
-    const rollout = { drainSeconds: 2, progressDeadlineSeconds: 10 };
+    // The default progress deadline while the endpoints are created: a short one would fail a first
+    // version that a busy machine starts slowly. Only "failed" gets 10 s, for its new version.
+    const rollout = { drainSeconds: 2 };
     for (const name of ['serving', 'updating', 'failed', 'orphaned']) {
       await applyModel(namespace, name, model(`acme/${name}:1`));
       await applyConfig(namespace, name, { models: [{ model: name, weight: 1 }] });
@@ -83,6 +85,10 @@ describe('istioctl analyze', () => {
     await applyModel(namespace, 'updating', model('acme/updating:2', { DEMO_READY_DELAY_SECONDS: '3600' }));
     await waitForEndpoint(namespace, 'updating', 'Updating', (e) => e.status?.state === 'Updating');
     // Failed: a new version that never gets ready, past its deadline.
+    await applyEndpoint(namespace, 'failed', {
+      config: 'failed',
+      rollout: { ...rollout, progressDeadlineSeconds: 10 },
+    });
     await applyModel(namespace, 'failed', model('acme/failed:2', { DEMO_READY: 'false' }));
     await waitForEndpoint(
       namespace,
