@@ -1,6 +1,8 @@
 // The load client against the local cluster's real model server (on loopback): open-loop sending,
 // a deadline near each request's expected duration, and the served rule catching what a count of
 // non-2xx answers misses: a stall, a hang, a reset, a crash mid-answer, a 200 from the wrong model.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModelServer } from '../cluster/pod-runtime/model-server.ts';
 import { freePort } from '../processes.ts';
@@ -18,6 +20,7 @@ const identity = {
 };
 const rule = { backends: ['m-1a2b3c'], namespace: 'team', maxExtraMs: 1000 };
 let servers: ModelServer[] = [];
+let children: ChildProcess[] = [];
 
 async function serve(env: Record<string, string> = {}): Promise<string> {
   const port = await freePort();
@@ -25,6 +28,33 @@ async function serve(env: Record<string, string> = {}): Promise<string> {
   await server.listen();
   servers.push(server);
   return `http://127.0.0.1:${port}/predict`;
+}
+
+/** The model server in a process of its own, as in a cluster: a stall of this one leaves it running. */
+async function serveElsewhere(env: Record<string, string>): Promise<string> {
+  const port = await freePort();
+  const script = `
+    import { ModelServer } from ${JSON.stringify(join(import.meta.dirname, '..', 'cluster', 'pod-runtime', 'model-server.ts'))};
+    const server = new ModelServer(${JSON.stringify({ identity, address: '127.0.0.1', port, readinessPath: '/healthz', env })});
+    await server.listen();
+    process.stdout.write('listening\\n');
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the model server exited with ${code}`)));
+  });
+  return `http://127.0.0.1:${port}/predict`;
+}
+
+/** Blocks this process's event loop for `ms` (a busy test process); returns when it began, on the run's clock. */
+function blockFor(load: { elapsed(): number }, ms: number): number {
+  const from = load.elapsed();
+  while (load.elapsed() - from < ms) continue;
+  return from;
 }
 
 async function run(url: string, o: Partial<LoadOptions> = {}) {
@@ -44,6 +74,8 @@ async function run(url: string, o: Partial<LoadOptions> = {}) {
 afterEach(() => {
   for (const s of servers) s.stop();
   servers = [];
+  for (const c of children) c.kill('SIGKILL');
+  children = [];
 });
 
 describe('the load client and the served rule', () => {
@@ -81,7 +113,7 @@ describe('the load client and the served rule', () => {
   });
 
   it("does not blame the data plane for the client's own stall, and says how long it was", async () => {
-    const url = await serve({ DEMO_LATENCY_MS: '100' });
+    const url = await serveElsewhere({ DEMO_LATENCY_MS: '100' });
     const load = startLoad({
       url,
       host: 'm.team.example.com',
@@ -93,17 +125,36 @@ describe('the load client and the served rule', () => {
     // The test process's event loop blocked 1.5 s while requests are in flight (as a busy test
     // process, or a machine with no CPU for it, holds it): their answers are read that much later.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const blockedAt = load.elapsed();
-    while (load.elapsed() - blockedAt < 1500) continue;
+    const blockedAt = blockFor(load, 1500);
     const report = await load.done;
     const spanning = load.samples.filter((s) => s.start < blockedAt && s.end > blockedAt + 1400);
     expect(spanning.length).toBeGreaterThan(0);
     for (const s of spanning) {
-      expect(s.timing?.clientStalledMs).toBeGreaterThanOrEqual(1400);
+      expect(s.timing?.clientStalledMs).toBeGreaterThanOrEqual(1200);
       expect(timingOf(s)).toMatch(/the client's event loop stood still \d+ ms meanwhile/);
     }
     expect(report.worstExtraMs).toBeLessThan(1000);
     expect(servedProblems(load.samples, rule, report.capped)).toEqual([]);
+  });
+
+  it('still calls a model server that stalls 2 s too slow when the client stalls meanwhile', async () => {
+    const url = await serveElsewhere({ DEMO_STALL_MS: '2000', DEMO_STALL_SECONDS: '0.5' });
+    const load = startLoad({
+      url,
+      host: 'm.team.example.com',
+      requests: 40,
+      rate: 40,
+      concurrency: 64,
+      maxDurationMs: 20_000,
+      timeoutMs: 5000,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    blockFor(load, 1500);
+    const report = await load.done;
+    expect(report.worstExtraMs).toBeGreaterThanOrEqual(1900);
+    const problems = servedProblems(load.samples, rule, report.capped);
+    expect(problems.length).toBeGreaterThan(0);
+    expect(problems.every((p) => /took \d+ ms beyond the 0 ms it asked for, more than 1000 ms/.test(p))).toBe(true);
   });
 
   it('counts the requests held back by the in-flight cap', async () => {

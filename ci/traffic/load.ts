@@ -83,9 +83,12 @@ export interface Sample {
     reachedMs?: number;
     serverMs?: number;
     /**
-     * How long, within the request's span, this client's own event loop could not run (blocked by
-     * other work of its process, or waiting for a CPU): a request written or read late by the client
-     * was not slow in the gateway or the backend. Filled in when the run is done.
+     * How long this client's own event loop could not run (blocked by other work of its process, or
+     * waiting for a CPU) while the request was on its way to the model server or its answer on the
+     * way back: a request written or read late by the client was not slow in the gateway or the
+     * backend. Never counted while the model server held the request (from its x-model-received-at
+     * to its x-model-answered-at), nor for an answer without those (not a model server's). Filled in
+     * when the run is done.
      */
     clientStalledMs?: number;
   };
@@ -154,7 +157,9 @@ export function report(samples: readonly Sample[], durationMs: number, capped = 
 
 /**
  * How long a request took beyond what it asked the server to take, less the time this client's own
- * event loop stood still meanwhile (a stall of the test process is not one of the data plane).
+ * event loop stood still while the request was on its way (a stall of the test process is not one of
+ * the data plane; a gateway stalled at the very same moment would be missed, one of the model server
+ * never is).
  */
 export const extraMs = (s: Sample): number => s.end - s.start - s.expectedMs - (s.timing?.clientStalledMs ?? 0);
 
@@ -395,8 +400,12 @@ export function startLoad(o: LoadOptions): LoadRun {
     clearInterval(monitor);
     agent.destroy();
     for (const s of samples) {
-      const stalled = stalledWithin(stalls, s.start, s.end);
-      if (stalled > 0) s.timing!.clientStalledMs = stalled;
+      const t = s.timing!;
+      if (t.reachedMs === undefined || t.serverMs === undefined) continue;
+      const reached = Math.min(s.end, Math.max(s.start, s.start + t.reachedMs));
+      const answered = Math.min(s.end, reached + t.serverMs);
+      const stalled = stalledWithin(stalls, s.start, reached) + stalledWithin(stalls, answered, s.end);
+      if (stalled > 0) t.clientStalledMs = stalled;
     }
     return report(samples, elapsed(), capped);
   })();
