@@ -36,6 +36,22 @@ describe('deleting an endpoint', () => {
     expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
   });
 
+  it('drains for drainSeconds after it takes the route away, however late it first sees the deletion', async () => {
+    const t = setUp();
+    await serveFirstVersion(t, { drainSeconds: 20 });
+    const route = routingProvider(t.config).routeResource;
+    const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
+    await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+    // The controller was down (or the key backing off) for a minute after the delete.
+    t.advance(60);
+    expect(await t.reconciler.reconcile(key)).toEqual({ requeueAfterMs: 20_000 });
+    expect(routes()).toEqual([]);
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeDefined();
+    t.advance(20);
+    expect(await t.reconciler.reconcile(key)).toBeUndefined();
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
+  });
+
   it('puts the finalizer on an endpoint that lacks it (one made before it existed), and only once', async () => {
     const t = setUp();
     await serveFirstVersion(t, {});

@@ -4,8 +4,11 @@
 // 500, one to no ready pod a 503) where a deleted endpoint should answer as any host that is not
 // served (the gateway's 404). So the controller holds every endpoint with the drain finalizer: on
 // deletion the route goes first, the model pods serve on for the endpoint's drainSeconds (counted
-// from the deletion) while gateways drop the route and requests in flight finish, hostPath files are
-// removed (storage finalizer), and only then are the finalizers lifted and the rest collected.
+// from when this controller took the route away, never from the deletion: a controller that was down
+// or backing off past drainSeconds would otherwise lift everything right after the route) while
+// gateways drop the route and requests in flight finish, hostPath files are removed (storage
+// finalizer), and only then are the finalizers lifted and the rest collected. A controller restarted
+// mid-drain drains again in full: longer, never shorter.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { drainFinalizer, storageFinalizer } from '../desired/labels.ts';
 import { resources } from '../kube/resources.ts';
@@ -33,6 +36,8 @@ export function finalizersFor(config: OperatorConfig): string[] {
 
 export class Deletion {
   private readonly deps: DeletionDeps;
+  /** When this process took each deleted endpoint's route away (ms), by uid. */
+  private readonly drainingSince = new Map<string, number>();
 
   constructor(deps: DeletionDeps) {
     this.deps = deps;
@@ -51,14 +56,20 @@ export class Deletion {
    */
   async finalize(endpoint: MachineLearningEndpoint): Promise<ReconcileResult> {
     const held = endpoint.metadata.finalizers ?? [];
-    if (!held.includes(drainFinalizer) && !held.includes(storageFinalizer)) return;
+    const uid = endpoint.metadata.uid ?? `${endpoint.metadata.namespace}/${endpoint.metadata.name}`;
+    if (!held.includes(drainFinalizer) && !held.includes(storageFinalizer)) {
+      this.drainingSince.delete(uid);
+      return;
+    }
     if (endpoint.status?.state !== 'Deleting')
       await this.deps.status.write(endpoint, { ...endpoint.status, state: 'Deleting' });
     if (held.includes(drainFinalizer)) {
       await this.deps.applier.removeRouting(endpoint);
       const drainMs = (endpoint.spec.rollout?.drainSeconds ?? defaults.drainSeconds) * 1000;
-      const deletedAt = new Date(endpoint.metadata.deletionTimestamp as unknown as string).getTime();
-      const left = deletedAt + drainMs - this.deps.now().getTime();
+      const now = this.deps.now().getTime();
+      const since = this.drainingSince.get(uid) ?? now;
+      this.drainingSince.set(uid, since);
+      const left = since + drainMs - now;
       if (left > 0) return { requeueAfterMs: left };
     }
     if (held.includes(storageFinalizer)) {
@@ -66,6 +77,7 @@ export class Deletion {
       if (later) return later;
     }
     await this.setFinalizers(endpoint, []);
+    this.drainingSince.delete(uid);
     return undefined;
   }
 
