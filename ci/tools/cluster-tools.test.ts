@@ -10,7 +10,7 @@ const helpers = ['../cluster/operator.ts'].map((f) => readFileSync(new URL(f, im
 describe("the local cluster's tools", () => {
   it('are all built by a first npm start, and nothing the cluster does not run', () => {
     const started = [controlPlane, ...helpers].flatMap((text) =>
-      [...text.matchAll(/(?:toolPath|startTool)\('([a-z0-9-]+)'/g)].map((m) => m[1]),
+      [...text.matchAll(/(?:toolPath|startTool)\(\s*'([a-z0-9-]+)'/g)].map((m) => m[1]),
     );
     const tools = new Set(started.map((b) => binaries[b as keyof typeof binaries]));
     // The real node's tools come with the real node (ensureTools({ realNode: true })).

@@ -1,7 +1,9 @@
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { drainFinalizer } from '../desired/labels.ts';
 import { resources } from '../kube/resources.ts';
 import { routingProvider } from '../routing/providers.ts';
+import { EndpointReconciler } from './endpoint.ts';
 import { key, namespace, serveFirstVersion, setUp } from './testing/fixtures.ts';
 
 describe('deleting an endpoint', () => {
@@ -49,6 +51,31 @@ describe('deleting an endpoint', () => {
     expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeDefined();
     t.advance(20);
     expect(await t.reconciler.reconcile(key)).toBeUndefined();
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
+  });
+
+  it('goes on with a drain a restarted controller finds half done, from the Deleting condition', async () => {
+    const t = setUp();
+    await serveFirstVersion(t, { drainSeconds: 20 });
+    await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+    expect(await t.reconciler.reconcile(key)).toEqual({ requeueAfterMs: 20_000 });
+    expect(t.endpoint().status?.conditions?.find((c) => c.type === 'Deleting')).toMatchObject({
+      status: 'True',
+      reason: 'Draining',
+      lastTransitionTime: t.now().toISOString(),
+    });
+    t.advance(15);
+    const restarted = new EndpointReconciler({
+      client: t.cluster,
+      caches: t.cluster.caches,
+      config: t.config,
+      events: t.recorder,
+      logger: pino({ level: 'silent' }),
+      now: t.now,
+    });
+    expect(await restarted.reconcile(key)).toEqual({ requeueAfterMs: 5000 });
+    t.advance(5);
+    expect(await restarted.reconcile(key)).toBeUndefined();
     expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
   });
 

@@ -4,11 +4,11 @@
 // 500, one to no ready pod a 503) where a deleted endpoint should answer as any host that is not
 // served (the gateway's 404). So the controller holds every endpoint with the drain finalizer: on
 // deletion the route goes first, the model pods serve on for the endpoint's drainSeconds (counted
-// from when this controller took the route away, never from the deletion: a controller that was down
-// or backing off past drainSeconds would otherwise lift everything right after the route) while
-// gateways drop the route and requests in flight finish, hostPath files are removed (storage
-// finalizer), and only then are the finalizers lifted and the rest collected. A controller restarted
-// mid-drain drains again in full: longer, never shorter.
+// from when the controller took the route away, never from the deletion: a controller that was down
+// or backing off past drainSeconds would otherwise lift everything right after the route; the time is
+// the `Deleting` condition's, in the status, so a controller restarted mid-drain goes on from it)
+// while gateways drop the route and requests in flight finish, hostPath files are removed (storage
+// finalizer), and only then are the finalizers lifted and the rest collected.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { drainFinalizer, storageFinalizer } from '../desired/labels.ts';
 import { resources } from '../kube/resources.ts';
@@ -19,6 +19,9 @@ import type { Applier } from './apply.ts';
 import type { ClusterClient } from './caches.ts';
 import type { HostPathStorage } from './hostpath.ts';
 import type { StatusWriter } from './status-writer.ts';
+
+/** The condition of a deleted endpoint whose route is gone: its lastTransitionTime starts the drain. */
+export const deletingCondition = 'Deleting';
 
 export interface DeletionDeps {
   client: ClusterClient;
@@ -36,8 +39,6 @@ export function finalizersFor(config: OperatorConfig): string[] {
 
 export class Deletion {
   private readonly deps: DeletionDeps;
-  /** When this process took each deleted endpoint's route away (ms), by uid. */
-  private readonly drainingSince = new Map<string, number>();
 
   constructor(deps: DeletionDeps) {
     this.deps = deps;
@@ -56,28 +57,42 @@ export class Deletion {
    */
   async finalize(endpoint: MachineLearningEndpoint): Promise<ReconcileResult> {
     const held = endpoint.metadata.finalizers ?? [];
-    const uid = endpoint.metadata.uid ?? `${endpoint.metadata.namespace}/${endpoint.metadata.name}`;
-    if (!held.includes(drainFinalizer) && !held.includes(storageFinalizer)) {
-      this.drainingSince.delete(uid);
-      return;
-    }
-    if (endpoint.status?.state !== 'Deleting')
-      await this.deps.status.write(endpoint, { ...endpoint.status, state: 'Deleting' });
+    if (!held.includes(drainFinalizer) && !held.includes(storageFinalizer)) return;
     if (held.includes(drainFinalizer)) {
       await this.deps.applier.removeRouting(endpoint);
-      const drainMs = (endpoint.spec.rollout?.drainSeconds ?? defaults.drainSeconds) * 1000;
+      const drainSeconds = endpoint.spec.rollout?.drainSeconds ?? defaults.drainSeconds;
       const now = this.deps.now().getTime();
-      const since = this.drainingSince.get(uid) ?? now;
-      this.drainingSince.set(uid, since);
-      const left = since + drainMs - now;
+      // The drain starts when the route is gone and the status says so; a later pass (or a
+      // restarted controller) counts from that condition.
+      const draining =
+        endpoint.status?.state === 'Deleting'
+          ? endpoint.status.conditions?.find((c) => c.type === deletingCondition)
+          : undefined;
+      const since = draining ? Date.parse(draining.lastTransitionTime) : now;
+      if (!draining)
+        await this.deps.status.write(endpoint, {
+          ...endpoint.status,
+          state: 'Deleting',
+          conditions: [
+            ...(endpoint.status?.conditions ?? []).filter((c) => c.type !== deletingCondition),
+            {
+              type: deletingCondition,
+              status: 'True',
+              reason: 'Draining',
+              message: `The route is removed; the model pods serve on for drainSeconds (${drainSeconds}) while gateways drop it and requests in flight finish, then the endpoint goes.`,
+              lastTransitionTime: new Date(now).toISOString(),
+            },
+          ],
+        });
+      const left = since + drainSeconds * 1000 - now;
       if (left > 0) return { requeueAfterMs: left };
-    }
+    } else if (endpoint.status?.state !== 'Deleting')
+      await this.deps.status.write(endpoint, { ...endpoint.status, state: 'Deleting' });
     if (held.includes(storageFinalizer)) {
       const later = await this.deps.hostPath.removeFiles(endpoint);
       if (later) return later;
     }
     await this.setFinalizers(endpoint, []);
-    this.drainingSince.delete(uid);
     return undefined;
   }
 
