@@ -405,8 +405,12 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
             await delay(1000 + rnd() * 4000);
             // A deleted endpoint drains (its route gone, its pods serving on for drainSeconds) before it
             // goes: applied again before that, it would be the one being deleted.
-            await waitFor(`endpoint ${e} gone after its drain`, 60_000, async () =>
-              (await user.get(resources.endpoint, namespace, e)) ? undefined : true,
+            // The drain ends only when a controller runs long enough to lift the finalizer: while
+            // controllers are killed every few seconds that can take until the kills stop.
+            await waitFor(
+              `endpoint ${e} gone after its drain`,
+              Math.max(churnStarted + o.churnMs - Date.now(), 0) + 60_000,
+              async () => ((await user.get(resources.endpoint, namespace, e)) ? undefined : true),
             );
             await applyEndpoint(e);
             // While the churn goes on, changes to its templates can keep replacing a first version
