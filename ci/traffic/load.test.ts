@@ -57,16 +57,12 @@ function blockFor(load: { elapsed(): number }, ms: number): number {
   return from;
 }
 
+/** 40 requests at 40 per second, open loop. */
+const startRun = (url: string, o: Partial<LoadOptions> = {}) =>
+  startLoad({ url, host: 'm.team.example.com', requests: 40, rate: 40, concurrency: 64, maxDurationMs: 20_000, ...o });
+
 async function run(url: string, o: Partial<LoadOptions> = {}) {
-  const load = startLoad({
-    url,
-    host: 'm.team.example.com',
-    requests: 40,
-    rate: 40,
-    concurrency: 64,
-    maxDurationMs: 20_000,
-    ...o,
-  });
+  const load = startRun(url, o);
   const report = await load.done;
   return { samples: load.samples, report, problems: servedProblems(load.samples, rule, report.capped) };
 }
@@ -114,14 +110,7 @@ describe('the load client and the served rule', () => {
 
   it("does not blame the data plane for the client's own stall, and says how long it was", async () => {
     const url = await serveElsewhere({ DEMO_LATENCY_MS: '100' });
-    const load = startLoad({
-      url,
-      host: 'm.team.example.com',
-      requests: 40,
-      rate: 40,
-      concurrency: 64,
-      maxDurationMs: 20_000,
-    });
+    const load = startRun(url);
     // The test process's event loop blocked 1.5 s while requests are in flight (as a busy test
     // process, or a machine with no CPU for it, holds it): their answers are read that much later.
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -139,15 +128,7 @@ describe('the load client and the served rule', () => {
 
   it('still calls a model server that stalls 2 s too slow when the client stalls meanwhile', async () => {
     const url = await serveElsewhere({ DEMO_STALL_MS: '2000', DEMO_STALL_SECONDS: '0.5' });
-    const load = startLoad({
-      url,
-      host: 'm.team.example.com',
-      requests: 40,
-      rate: 40,
-      concurrency: 64,
-      maxDurationMs: 20_000,
-      timeoutMs: 5000,
-    });
+    const load = startRun(url, { timeoutMs: 5000 });
     await new Promise((resolve) => setTimeout(resolve, 300));
     blockFor(load, 1500);
     const report = await load.done;
