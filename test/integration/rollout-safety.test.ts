@@ -53,7 +53,9 @@ describe('a pending version (finding 4)', () => {
     await applyModel(namespace, 'big', model('acme/big:1'));
     await applyModel(namespace, 'broken', model('acme/broken:1', { DEMO_READY: 'false' }));
     await applyConfig(namespace, 'c4', { models: [{ model: 'big', instances: 4 }] });
-    await applyEndpoint(namespace, 'e4', { config: 'c4', rollout: { drainSeconds: 2, progressDeadlineSeconds: 15 } });
+    // The default progress deadline while the first version comes up: 15 s failed 4 pods that a busy
+    // machine started slowly. Only the version that never gets ready is given 15 s.
+    await applyEndpoint(namespace, 'e4', { config: 'c4', rollout: { drainSeconds: 2 } });
     const serving = await waitForEndpoint(
       namespace,
       'e4',
@@ -64,6 +66,7 @@ describe('a pending version (finding 4)', () => {
     const instance = serving.status!.traffic![0].service;
     await waitForGateway(`e4.${namespace}.models.example.com`);
     const before = (await podsOf(instance)).map((p) => p.metadata!.uid).sort();
+    await applyEndpoint(namespace, 'e4', { config: 'c4', rollout: { drainSeconds: 2, progressDeadlineSeconds: 15 } });
     const run = load(`e4.${namespace}.models.example.com`, {
       requests: 3000,
       rate: 40,
