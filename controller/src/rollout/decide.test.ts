@@ -71,6 +71,34 @@ describe('the first version', () => {
     expect(ready.route!.map((b) => [b.service, b.weight])).toEqual([[v1.variants[0].instance, 100]]);
     expect(ready.outcome.switched).toEqual({ from: undefined, to: v1.version });
   });
+
+  it('past its deadline, says how many replicas it wanted, not the 0 it is scaled to', () => {
+    const four = plan('acme/m:1', 4);
+    const d = decide(
+      input({
+        target: four,
+        snapshot: () => four,
+        status: { pendingEndpointConfigVersion: four.version, pendingSince: at(-61) },
+        readyCount: () => 1,
+      }),
+    );
+    expect(d.outcome.expired).toBe(true);
+    expect(d.deploy.find((x) => x.plan === four)!.replicas.get(four.variants[0].instance)).toBe(0);
+    const ready = renderStatus({
+      decision: d,
+      previous: {},
+      generation: 1,
+      host: 'h',
+      url: 'http://h',
+      readyOf: () => 1,
+      routeConditions: [],
+      now,
+    }).conditions!.find((c) => c.type === 'Ready')!;
+    expect(ready.reason).toBe('ProgressDeadlineExceeded');
+    expect(ready.message).toBe(
+      `the first version did not become Available within 60s: ${four.variants[0].instance} 1/4 ready`,
+    );
+  });
 });
 
 describe('a switch (finding 1: no drain)', () => {

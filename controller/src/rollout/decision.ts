@@ -118,10 +118,9 @@ export interface Outcome {
 }
 
 /**
- * The replicas each instance of a version runs; for an autoscaled variant, the count it starts at
- * (its minimum here: the reconciler starts it at the serving version's current count).
+ * The replicas each instance of a version starts with: its fixed count, or its autoscaler's minimum
+ * (the reconciler starts it at the serving version's current count).
  */
-/** The replicas each instance of a version starts with: its fixed count, or its autoscaler's minimum. */
 export function instanceReplicas(plan: VersionPlan): Map<string, number> {
   return new Map(
     plan.variants.map((v) => [

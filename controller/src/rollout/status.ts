@@ -6,7 +6,7 @@ import type { MachineLearningEndpointStatus, RolloutStatus, ShadowEntry, Traffic
 import { setConditions, type ConditionInput } from '../desired/status.ts';
 import { isShadow, shadowMirror, type VersionPlan } from '../desired/plan.ts';
 import { byService, type RouteBackend } from '../desired/route.ts';
-import type { RolloutDecision } from './decide.ts';
+import { instanceReplicas, type RolloutDecision } from './decide.ts';
 import { rolloutHistoryLimit } from './advance.ts';
 
 export interface StatusInput {
@@ -182,7 +182,8 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
       type: 'Ready',
       status: 'False',
       reason: 'ProgressDeadlineExceeded',
-      message: `the first version did not become Available within ${o.deadlineSeconds}s: ${waitingFor(o.pending!, replicas, readyOf)}`,
+      // Its Deployments are scaled to zero by now: say what it wanted, not the 0 it runs.
+      message: `the first version did not become Available within ${o.deadlineSeconds}s: ${waitingFor(o.pending!, instanceReplicas(o.pending!), readyOf)}`,
     });
   } else {
     conditions.push({
