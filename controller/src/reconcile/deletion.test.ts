@@ -142,6 +142,28 @@ describe('deleting an endpoint', () => {
     expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
   });
 
+  it('does not fail on an endpoint its cache shows alive and without the finalizer, already deleted or being deleted', async () => {
+    for (const finalizers of [[], ['example.com/other']]) {
+      const t = setUp();
+      t.cluster.held.add(resources.endpoint.plural);
+      await t.cluster.put(resources.endpoint, {
+        apiVersion: 'ml-operator.dev/v1alpha1',
+        kind: 'MachineLearningEndpoint',
+        metadata: { name: 'iris', namespace, finalizers },
+        spec: { config: 'missing' },
+      });
+      t.cluster.deliver();
+      // Deleted before the controller put its finalizer on: gone at once, or held by another's.
+      await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+      expect(t.cluster.pendingOf(resources.endpoint)).toBe(1);
+      // The deletion's event will bring it back; until then there is nothing to do and nothing failed.
+      expect(await t.reconciler.reconcile(key)).toBeUndefined();
+      expect(t.cluster.read(resources.endpoint, namespace, 'iris')?.metadata.finalizers).toEqual(
+        finalizers.length ? finalizers : undefined,
+      );
+    }
+  });
+
   it('puts the finalizer on an endpoint that lacks it (one made before it existed), and only once', async () => {
     const t = setUp();
     await serveFirstVersion(t, {});

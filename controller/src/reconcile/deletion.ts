@@ -12,6 +12,7 @@
 // served (no route ever named its pods) goes without a drain.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { drainFinalizer, storageFinalizer } from '../desired/labels.ts';
+import { KubeError } from '../kube/errors.ts';
 import { resources } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import { defaults } from '../rollout/decision.ts';
@@ -45,11 +46,25 @@ export class Deletion {
     this.deps = deps;
   }
 
-  /** Puts the controller's finalizers on a live endpoint that lacks one. */
-  async hold(endpoint: MachineLearningEndpoint): Promise<void> {
+  /**
+   * Puts the controller's finalizers on a live endpoint that lacks one. False when the endpoint is
+   * no longer live, though the cache said so (deleted, or being deleted, before they were on):
+   * then there is nothing to do until the deletion's event arrives.
+   */
+  async hold(endpoint: MachineLearningEndpoint): Promise<boolean> {
     const wanted = finalizersFor(this.deps.config);
-    if (wanted.every((f) => endpoint.metadata.finalizers?.includes(f))) return;
-    await this.setFinalizers(endpoint, wanted);
+    if (wanted.every((f) => endpoint.metadata.finalizers?.includes(f))) return true;
+    try {
+      await this.setFinalizers(endpoint, wanted);
+      return true;
+    } catch (err) {
+      // The API server refuses a new finalizer on an object being deleted, and an apply to one that
+      // is gone would create it without a spec: both 422. Look before calling it a failure.
+      if (!(err instanceof KubeError && err.code === 422)) throw err;
+      const live = await this.deps.client.get(resources.endpoint, endpoint.metadata.namespace, endpoint.metadata.name!);
+      if (live && live.metadata.uid === endpoint.metadata.uid && !live.metadata.deletionTimestamp) throw err;
+      return false;
+    }
   }
 
   /**
