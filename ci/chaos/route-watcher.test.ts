@@ -104,13 +104,28 @@ describe('the chaos soak route checker', () => {
     expect(c.violations().map((v) => [v.route, v.service, v.to])).toEqual([['e', 'v2', undefined]]);
   });
 
-  it('leaves the route of a deleted endpoint to the garbage collector, and checks a route of no endpoint', () => {
+  it('checks the route of an endpoint being deleted: it must go before what it names', () => {
+    // In order: the route goes, then the pods.
     const c = serving();
     c.push(event('endpoint', endpoint('e', 'u1', true), 10_000));
-    c.push(event('deployment', deployment('v1', 0), 10_100));
-    c.push(event('route', route('orphan', [['v2', 100]]), 10_200, 'ADDED'));
+    c.push(event('route', route('e', [['v1', 100]], { name: 'e', uid: 'u1' }), 10_100, 'DELETED'));
+    c.push(event('deployment', deployment('v1', 0), 10_200));
     c.drain(20_000);
     expect(c.errors()).toEqual([]);
+    expect(c.violations()).toEqual([]);
+    // The pods first, the route 400 ms later: a violation, as for a live endpoint.
+    const d = serving();
+    d.push(event('endpoint', endpoint('e', 'u1', true), 10_000));
+    d.push(event('deployment', deployment('v1', 0), 10_100));
+    d.push(event('route', route('e', [['v1', 100]], { name: 'e', uid: 'u1' }), 10_500, 'DELETED'));
+    d.drain(20_000);
+    expect(d.violations().map((v) => [v.route, v.service, v.to! - v.from])).toEqual([['e', 'v1', 400]]);
+  });
+
+  it('checks a route of no endpoint', () => {
+    const c = serving();
+    c.push(event('route', route('orphan', [['v2', 100]]), 10_200, 'ADDED'));
+    c.drain(20_000);
     expect(c.violations().map((v) => [v.route, v.service, v.to])).toEqual([['orphan', 'v2', undefined]]);
   });
 

@@ -135,13 +135,9 @@ export class RouteChecker {
     const now = new Map<string, { route: string; service: string; why: string }>();
     for (const route of this.objects.route.values()) {
       if (route.metadata.deletionTimestamp) continue;
-      // The route of an endpoint that is gone (or going) goes with the garbage collector, in any order
-      // with its Services: requests to a deleted endpoint are the client side's to judge.
-      const owner = route.metadata.ownerReferences?.find((o) => o.kind === 'MachineLearningEndpoint');
-      if (owner) {
-        const endpoint = this.objects.endpoint.get(owner.name);
-        if (!endpoint || endpoint.metadata.uid !== owner.uid || endpoint.metadata.deletionTimestamp) continue;
-      }
+      // The route of an endpoint being deleted is checked as any other: the controller removes it
+      // before its Services and pods may go (the drain finalizer), never leaving it to the garbage
+      // collector in whatever order.
       for (const service of routedServices(route)) {
         const svc = this.objects.service.get(service);
         const selector = svc?.spec?.selector as Record<string, string> | undefined;

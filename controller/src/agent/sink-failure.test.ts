@@ -100,9 +100,17 @@ describe('a failing sink', () => {
       samplingPercent: 100,
       rotation: { maxBytes: 3000, maxSeconds: 1 },
     });
-    // A file where the capture directory should be: nothing can be written under it.
-    rmSync(agent.captureDir, { recursive: true, force: true });
-    writeFileSync(agent.captureDir, 'in the way');
+    // A file where the capture directory should be: nothing can be written under it. The sink's own
+    // check may make the directory again between the two steps: then try again.
+    await waitFor('a file in place of the capture directory', 10_000, async () => {
+      rmSync(agent!.captureDir, { recursive: true, force: true });
+      try {
+        writeFileSync(agent!.captureDir, 'in the way', { flag: 'wx' });
+        return true;
+      } catch {
+        return undefined;
+      }
+    });
     for (let i = 0; i < 20; i++)
       await send(agent.url, {
         headers: { 'content-type': 'application/json', 'x-ml-inference-id': `held-${i}` },

@@ -99,8 +99,11 @@ export class Applier {
     return `${d.resource.kind} ${namespace ? `${namespace}/` : ''}${name} exists and does not belong to this endpoint; ml-operator never writes over an object it does not own: delete or rename that object (or rename the endpoint or model)`;
   }
 
-  /** Deletes this endpoint's gateways and route objects (when another endpoint holds its host, or it is deleted). */
-  async removeRouting(endpoint: MachineLearningEndpoint): Promise<void> {
+  /**
+   * Deletes this endpoint's gateways and route objects (when another endpoint holds its host, or it
+   * is deleted) as the caches hold them; returns how many were still there to delete.
+   */
+  async removeRouting(endpoint: MachineLearningEndpoint): Promise<number> {
     const { caches, client } = this.deps;
     const namespace = endpoint.metadata.namespace!;
     const stores: [Resource | undefined, Store<KubeObject> | undefined][] = [
@@ -108,11 +111,14 @@ export class Applier {
       [this.deps.provider.auxiliary?.resource, caches.auxiliary],
       [this.deps.provider.gatewayResource, caches.gateways],
     ];
+    let removed = 0;
     for (const [resource, store] of stores) {
       if (!resource || !store) continue;
       for (const o of store.byIndex(indexes.endpoint, keyOf(namespace, endpoint.metadata.name!))) {
-        if (ownedBy(endpoint, o)) await client.delete(resource, namespace, o.metadata.name, { uid: o.metadata.uid });
+        if (!ownedBy(endpoint, o)) continue;
+        if (await client.delete(resource, namespace, o.metadata.name, { uid: o.metadata.uid })) removed++;
       }
     }
+    return removed;
   }
 }

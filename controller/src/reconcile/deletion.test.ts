@@ -4,7 +4,7 @@ import { drainFinalizer } from '../desired/labels.ts';
 import { resources } from '../kube/resources.ts';
 import { routingProvider } from '../routing/providers.ts';
 import { EndpointReconciler } from './endpoint.ts';
-import { key, namespace, serveFirstVersion, setUp } from './testing/fixtures.ts';
+import { key, model, namespace, serveFirstVersion, setUp } from './testing/fixtures.ts';
 
 describe('deleting an endpoint', () => {
   it('takes the route away first and keeps the model serving for drainSeconds, then lets the endpoint go', async () => {
@@ -77,6 +77,91 @@ describe('deleting an endpoint', () => {
     t.advance(5);
     expect(await restarted.reconcile(key)).toBeUndefined();
     expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
+  });
+
+  it('drains again from when it removes a route its cache saw only after the drain began', async () => {
+    const t = setUp();
+    const route = routingProvider(t.config).routeResource;
+    const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
+    await t.cluster.put(resources.model, model('acme/iris:1'));
+    await t.cluster.put(resources.endpointConfig, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpointConfig',
+      metadata: { name: 'iris', namespace },
+      spec: { models: [{ model: 'iris', weight: 1 }] },
+    });
+    await t.cluster.put(resources.endpoint, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpoint',
+      metadata: { name: 'iris', namespace },
+      spec: { config: 'iris', rollout: { drainSeconds: 20 } },
+    });
+    // The route watch is behind: the controller writes the first version's route, its cache has not
+    // seen it yet when the endpoint is deleted.
+    t.cluster.held.add(route.plural);
+    for (let round = 0; round < 10 && routes().length === 0; round++) {
+      await t.reconciler.reconcile(key);
+      await t.cluster.rollOutDeployments();
+      t.advance(3);
+    }
+    expect(routes()).toHaveLength(1);
+    await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+    expect(await t.reconciler.reconcile(key)).toEqual({ requeueAfterMs: 20_000 });
+    // The watch catches up during the drain; the next pass finds the route and removes it.
+    t.cluster.held.delete(route.plural);
+    t.cluster.deliver();
+    t.advance(20);
+    expect(await t.reconciler.reconcile(key)).toEqual({ requeueAfterMs: 20_000 });
+    expect(routes()).toEqual([]);
+    // The model pods serve on for drainSeconds from then, not from the first pass.
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeDefined();
+    expect(t.endpoint().status?.conditions?.find((c) => c.type === 'Deleting')?.lastTransitionTime).toBe(
+      t.now().toISOString(),
+    );
+    t.advance(20);
+    expect(await t.reconciler.reconcile(key)).toBeUndefined();
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
+  });
+
+  it('lets an endpoint that never served go at once: there is nothing to drain', async () => {
+    const t = setUp();
+    // Its config does not exist: it never had a version, a route or a pod.
+    await t.cluster.put(resources.endpoint, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpoint',
+      metadata: { name: 'iris', namespace },
+      spec: { config: 'missing', rollout: { drainSeconds: 20 } },
+    });
+    await t.reconciler.reconcile(key);
+    expect(t.endpoint().metadata.finalizers).toEqual([drainFinalizer]);
+    expect(t.endpoint().status?.conditions?.find((c) => c.type === 'TemplatesAvailable')?.reason).toBe(
+      'WaitingForTemplates',
+    );
+    await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+    expect(await t.reconciler.reconcile(key)).toBeUndefined();
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
+  });
+
+  it('does not fail on an endpoint its cache shows alive and without the finalizer, already deleted or being deleted', async () => {
+    for (const finalizers of [[], ['example.com/other']]) {
+      const t = setUp();
+      t.cluster.held.add(resources.endpoint.plural);
+      await t.cluster.put(resources.endpoint, {
+        apiVersion: 'ml-operator.dev/v1alpha1',
+        kind: 'MachineLearningEndpoint',
+        metadata: { name: 'iris', namespace, finalizers },
+        spec: { config: 'missing' },
+      });
+      t.cluster.deliver();
+      // Deleted before the controller put its finalizer on: gone at once, or held by another's.
+      await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+      expect(t.cluster.pendingOf(resources.endpoint)).toBe(1);
+      // The deletion's event will bring it back; until then there is nothing to do and nothing failed.
+      expect(await t.reconciler.reconcile(key)).toBeUndefined();
+      expect(t.cluster.read(resources.endpoint, namespace, 'iris')?.metadata.finalizers).toEqual(
+        finalizers.length ? finalizers : undefined,
+      );
+    }
   });
 
   it('puts the finalizer on an endpoint that lacks it (one made before it existed), and only once', async () => {

@@ -8,9 +8,11 @@
 // or backing off past drainSeconds would otherwise lift everything right after the route; the time is
 // the `Deleting` condition's, in the status, so a controller restarted mid-drain goes on from it)
 // while gateways drop the route and requests in flight finish, hostPath files are removed (storage
-// finalizer), and only then are the finalizers lifted and the rest collected.
+// finalizer), and only then are the finalizers lifted and the rest collected. An endpoint that never
+// served (no route ever named its pods) goes without a drain.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { drainFinalizer, storageFinalizer } from '../desired/labels.ts';
+import { KubeError } from '../kube/errors.ts';
 import { resources } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import { defaults } from '../rollout/decision.ts';
@@ -44,11 +46,25 @@ export class Deletion {
     this.deps = deps;
   }
 
-  /** Puts the controller's finalizers on a live endpoint that lacks one. */
-  async hold(endpoint: MachineLearningEndpoint): Promise<void> {
+  /**
+   * Puts the controller's finalizers on a live endpoint that lacks one. False when the endpoint is
+   * no longer live, though the cache said so (deleted, or being deleted, before they were on):
+   * then there is nothing to do until the deletion's event arrives.
+   */
+  async hold(endpoint: MachineLearningEndpoint): Promise<boolean> {
     const wanted = finalizersFor(this.deps.config);
-    if (wanted.every((f) => endpoint.metadata.finalizers?.includes(f))) return;
-    await this.setFinalizers(endpoint, wanted);
+    if (wanted.every((f) => endpoint.metadata.finalizers?.includes(f))) return true;
+    try {
+      await this.setFinalizers(endpoint, wanted);
+      return true;
+    } catch (err) {
+      // The API server refuses a new finalizer on an object being deleted, and an apply to one that
+      // is gone would create it without a spec: both 422. Look before calling it a failure.
+      if (!(err instanceof KubeError && err.code === 422)) throw err;
+      const live = await this.deps.client.get(resources.endpoint, endpoint.metadata.namespace, endpoint.metadata.name!);
+      if (live && live.metadata.uid === endpoint.metadata.uid && !live.metadata.deletionTimestamp) throw err;
+      return false;
+    }
   }
 
   /**
@@ -58,16 +74,21 @@ export class Deletion {
   async finalize(endpoint: MachineLearningEndpoint): Promise<ReconcileResult> {
     const held = endpoint.metadata.finalizers ?? [];
     if (!held.includes(drainFinalizer) && !held.includes(storageFinalizer)) return;
-    if (held.includes(drainFinalizer)) {
-      await this.deps.applier.removeRouting(endpoint);
+    const removed = held.includes(drainFinalizer) ? await this.deps.applier.removeRouting(endpoint) : 0;
+    // The drain starts when the route is gone and the status says so; a later pass (or a restarted
+    // controller) counts from that condition. A route this pass still found (one the caches saw only
+    // after the drain began: written just before the deletion) starts it again. An endpoint that
+    // never served has nothing to drain: no route named its pods.
+    const started = endpoint.status?.conditions?.find((c) => c.type === deletingCondition);
+    const served =
+      removed > 0 ||
+      started !== undefined ||
+      endpoint.status?.endpointConfigVersion !== undefined ||
+      (endpoint.status?.traffic?.length ?? 0) > 0;
+    if (held.includes(drainFinalizer) && served) {
       const drainSeconds = endpoint.spec.rollout?.drainSeconds ?? defaults.drainSeconds;
       const now = this.deps.now().getTime();
-      // The drain starts when the route is gone and the status says so; a later pass (or a
-      // restarted controller) counts from that condition.
-      const draining =
-        endpoint.status?.state === 'Deleting'
-          ? endpoint.status.conditions?.find((c) => c.type === deletingCondition)
-          : undefined;
+      const draining = endpoint.status?.state === 'Deleting' && removed === 0 ? started : undefined;
       const since = draining ? Date.parse(draining.lastTransitionTime) : now;
       if (!draining)
         await this.deps.status.write(endpoint, {

@@ -125,7 +125,7 @@ export class EndpointReconciler {
     }
     const endpoint = this.status.view(key, cached);
     if (endpoint.metadata.deletionTimestamp) return this.deletion.finalize(endpoint);
-    await this.deletion.hold(endpoint);
+    if (!(await this.deletion.hold(endpoint))) return;
 
     // Read.
     const now = this.now();

@@ -6,6 +6,7 @@
 import { configIndexers, endpointIndexers, modelIndexers, ownedIndexers } from '../indexes.ts';
 import type { Indexers } from '../../kube/informer.ts';
 import { resources, type KubeObject, type Resource } from '../../kube/resources.ts';
+import { KubeError } from '../../kube/errors.ts';
 import type { OperatorConfig } from '../../options.ts';
 import type { Caches, ClusterClient, Store } from '../caches.ts';
 
@@ -192,6 +193,17 @@ export class FakeCluster implements ClusterClient {
   async apply<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
     const { namespace, name } = obj.metadata;
     const live = this.read(r, namespace, name);
+    // What the API server refuses: a new finalizer on an object being deleted, and (from the CRDs'
+    // schemas) an object of ours created without a spec.
+    const added = (obj.metadata.finalizers ?? []).filter((f) => !live?.metadata.finalizers?.includes(f));
+    if (live?.metadata.deletionTimestamp && added.length > 0)
+      throw new KubeError(
+        `${r.kind} ${namespace}/${name} is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`,
+        422,
+        'Invalid',
+      );
+    if (!live && r.group === 'ml-operator.dev' && obj.spec === undefined)
+      throw new KubeError(`${r.kind} ${namespace}/${name} is invalid: spec: Required value`, 422, 'Invalid');
     this.writes.push({ verb: 'apply', plural: r.plural, name });
     const { status: _ignored, ...applied } = structuredClone(obj);
     const metadata = {
