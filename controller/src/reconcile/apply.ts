@@ -7,6 +7,7 @@ import { replicasFieldManager } from '../desired/autoscaling.ts';
 import { upToDate } from '../desired/compare.ts';
 import { replicasOwnerAnnotation } from '../desired/labels.ts';
 import type * as desired from '../desired/objects.ts';
+import type { EndpointContext } from '../desired/common.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { ownedBy, type Caches, type ClusterClient, type Store } from './caches.ts';
@@ -101,24 +102,42 @@ export class Applier {
 
   /**
    * Deletes this endpoint's gateways and route objects (when another endpoint holds its host, or it
-   * is deleted) as the caches hold them; returns how many were still there to delete.
+   * is deleted) as the caches hold them; returns how many of those that name backends (routes and
+   * auxiliary objects, not gateways) it deleted. One already being deleted (another finalizer holds
+   * it) is neither deleted again nor counted.
    */
   async removeRouting(endpoint: MachineLearningEndpoint): Promise<number> {
     const { caches, client } = this.deps;
     const namespace = endpoint.metadata.namespace!;
-    const stores: [Resource | undefined, Store<KubeObject> | undefined][] = [
-      [this.deps.provider.routeResource, caches.routes],
-      [this.deps.provider.auxiliary?.resource, caches.auxiliary],
-      [this.deps.provider.gatewayResource, caches.gateways],
+    const stores: [Resource | undefined, Store<KubeObject> | undefined, boolean][] = [
+      [this.deps.provider.routeResource, caches.routes, true],
+      [this.deps.provider.auxiliary?.resource, caches.auxiliary, true],
+      [this.deps.provider.gatewayResource, caches.gateways, false],
     ];
     let removed = 0;
-    for (const [resource, store] of stores) {
+    for (const [resource, store, namesBackends] of stores) {
       if (!resource || !store) continue;
       for (const o of store.byIndex(indexes.endpoint, keyOf(namespace, endpoint.metadata.name!))) {
-        if (!ownedBy(endpoint, o)) continue;
-        if (await client.delete(resource, namespace, o.metadata.name, { uid: o.metadata.uid })) removed++;
+        if (!ownedBy(endpoint, o) || o.metadata.deletionTimestamp) continue;
+        const deleted = await client.delete(resource, namespace, o.metadata.name, { uid: o.metadata.uid });
+        if (deleted && namesBackends) removed++;
       }
     }
     return removed;
+  }
+
+  /**
+   * Whether the endpoint's route object exists, read from the API server (a route written just
+   * before a deletion may not be in the caches yet); deletes it if so.
+   */
+  async removeLiveRoute(ctx: EndpointContext): Promise<boolean> {
+    const { client, provider } = this.deps;
+    const { endpoint } = ctx;
+    const namespace = endpoint.metadata.namespace!;
+    const live = await client.get(provider.routeResource, namespace, provider.routeName(ctx));
+    if (!live || !ownedBy(endpoint, live)) return false;
+    if (!live.metadata.deletionTimestamp)
+      await client.delete(provider.routeResource, namespace, live.metadata.name, { uid: live.metadata.uid });
+    return true;
   }
 }

@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { drainFinalizer } from '../desired/labels.ts';
+import { KubeError } from '../kube/errors.ts';
 import { resources } from '../kube/resources.ts';
 import { routingProvider } from '../routing/providers.ts';
 import { EndpointReconciler } from './endpoint.ts';
@@ -162,6 +163,95 @@ describe('deleting an endpoint', () => {
         finalizers.length ? finalizers : undefined,
       );
     }
+  });
+
+  it('drains an endpoint whose route its cache has not seen and whose status never named a version', async () => {
+    const t = setUp();
+    const route = routingProvider(t.config).routeResource;
+    const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
+    await t.cluster.put(resources.model, model('acme/iris:1'));
+    await t.cluster.put(resources.endpointConfig, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpointConfig',
+      metadata: { name: 'iris', namespace },
+      spec: { models: [{ model: 'iris', weight: 1 }] },
+    });
+    await t.cluster.put(resources.endpoint, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpoint',
+      metadata: { name: 'iris', namespace },
+      spec: { config: 'iris', rollout: { drainSeconds: 20 } },
+    });
+    t.cluster.held.add(route.plural);
+    for (let round = 0; round < 10 && routes().length === 0; round++) {
+      await t.reconciler.reconcile(key);
+      await t.cluster.rollOutDeployments();
+      t.advance(3);
+    }
+    expect(routes()).toHaveLength(1);
+    // The status write that would name the serving version never happened (the write failed).
+    await t.cluster.applyStatus(resources.endpoint, { ...t.endpoint(), status: {} });
+    await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+    expect(await t.reconciler.reconcile(key)).toEqual({ requeueAfterMs: 20_000 });
+    expect(routes()).toEqual([]);
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeDefined();
+  });
+
+  it('lets a first version that never became ready go at once, its gateway with it', async () => {
+    const t = setUp();
+    await t.cluster.put(resources.model, model('acme/iris:1'));
+    await t.cluster.put(resources.endpointConfig, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpointConfig',
+      metadata: { name: 'iris', namespace },
+      spec: { models: [{ model: 'iris', weight: 1 }] },
+    });
+    await t.cluster.put(resources.endpoint, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpoint',
+      metadata: { name: 'iris', namespace },
+      spec: { config: 'iris', rollout: { drainSeconds: 20 } },
+    });
+    // Its Deployments never roll out: the version stays Creating.
+    await t.reconciler.reconcile(key);
+    const gateway = routingProvider(t.config).gatewayResource!;
+    expect(t.cluster.list_(gateway)).toHaveLength(1);
+    expect(t.cluster.list_(routingProvider(t.config).routeResource)).toEqual([]);
+    await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+    expect(await t.reconciler.reconcile(key)).toBeUndefined();
+    expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
+    expect(t.cluster.list_(gateway)).toEqual([]);
+  });
+
+  it('does not start the drain again for a route another finalizer keeps while it is deleted', async () => {
+    const t = setUp();
+    await serveFirstVersion(t, { drainSeconds: 20 });
+    const route = routingProvider(t.config).routeResource;
+    const [live] = t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
+    // The data plane's controller holds the route until it has torn down what it made for it.
+    await t.cluster.apply(route, { ...live, metadata: { ...live.metadata, finalizers: ['example.com/lb'] } });
+    await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
+    expect(await t.reconciler.reconcile(key)).toEqual({ requeueAfterMs: 20_000 });
+    const writes = t.cluster.writes.length;
+    // Woken by its own status write a second later: the route, marked deleted, is left alone.
+    t.advance(1);
+    expect(await t.reconciler.reconcile(key)).toEqual({ requeueAfterMs: 19_000 });
+    expect(t.cluster.writes.slice(writes)).toEqual([]);
+  });
+
+  it('fails the reconcile on a refused finalizer of an endpoint that is live', async () => {
+    const t = setUp();
+    t.cluster.refuse = (r, applied, live) =>
+      r === resources.endpoint && live && applied.metadata.finalizers
+        ? new KubeError('admission webhook "policy.example.com" denied the request: no finalizers', 422, 'Invalid')
+        : undefined;
+    await t.cluster.put(resources.endpoint, {
+      apiVersion: 'ml-operator.dev/v1alpha1',
+      kind: 'MachineLearningEndpoint',
+      metadata: { name: 'iris', namespace },
+      spec: { config: 'missing' },
+    });
+    await expect(t.reconciler.reconcile(key)).rejects.toThrow(/admission webhook/);
   });
 
   it('puts the finalizer on an endpoint that lacks it (one made before it existed), and only once', async () => {

@@ -78,13 +78,16 @@ export class Deletion {
     // The drain starts when the route is gone and the status says so; a later pass (or a restarted
     // controller) counts from that condition. A route this pass still found (one the caches saw only
     // after the drain began: written just before the deletion) starts it again. An endpoint that
-    // never served has nothing to drain: no route named its pods.
+    // never served has nothing to drain: no route named its pods. That is asked of the API server,
+    // not the caches, which may not have seen a route written just before the deletion.
     const started = endpoint.status?.conditions?.find((c) => c.type === deletingCondition);
     const served =
       removed > 0 ||
       started !== undefined ||
       endpoint.status?.endpointConfigVersion !== undefined ||
-      (endpoint.status?.traffic?.length ?? 0) > 0;
+      (endpoint.status?.traffic?.length ?? 0) > 0 ||
+      (held.includes(drainFinalizer) &&
+        (await this.deps.applier.removeLiveRoute({ endpoint, config: this.deps.config })));
     if (held.includes(drainFinalizer) && served) {
       const drainSeconds = endpoint.spec.rollout?.drainSeconds ?? defaults.drainSeconds;
       const now = this.deps.now().getTime();

@@ -54,6 +54,8 @@ export class FakeCluster implements ClusterClient {
   readonly endpointStatusWrites: { resourceVersion: string; status: unknown }[] = [];
   readonly stores: Record<string, FakeStore<KubeObject>>;
   readonly caches: Caches;
+  /** An apply the test makes the API server refuse (an admission webhook, say). */
+  refuse?: (r: Resource, applied: KubeObject, live: KubeObject | undefined) => KubeError | undefined;
   /** Resources whose events stay pending until the test delivers them on purpose. */
   readonly held = new Set<string>();
   now: () => Date = () => new Date();
@@ -193,6 +195,8 @@ export class FakeCluster implements ClusterClient {
   async apply<T extends KubeObject>(r: Resource, obj: KubeObject): Promise<T> {
     const { namespace, name } = obj.metadata;
     const live = this.read(r, namespace, name);
+    const refused = this.refuse?.(r, obj, live);
+    if (refused) throw refused;
     // What the API server refuses: a new finalizer on an object being deleted, and (from the CRDs'
     // schemas) an object of ours created without a spec.
     const added = (obj.metadata.finalizers ?? []).filter((f) => !live?.metadata.finalizers?.includes(f));
@@ -271,9 +275,24 @@ export class FakeCluster implements ClusterClient {
   }
 
   async delete(r: Resource, namespace: string | undefined, name: string): Promise<boolean> {
-    if (!this.read(r, namespace, name)) return false;
+    const live = this.read(r, namespace, name);
+    if (!live) return false;
     this.writes.push({ verb: 'delete', plural: r.plural, name });
     this.revision++;
+    // An object with finalizers is only marked, as the API server does, until they are lifted.
+    if (live.metadata.finalizers?.length) {
+      if (live.metadata.deletionTimestamp) return true;
+      const marked = {
+        ...live,
+        metadata: {
+          ...live.metadata,
+          deletionTimestamp: this.now().toISOString() as never,
+          resourceVersion: String(this.revision),
+        },
+      };
+      this.commit(r, marked, namespace, name);
+      return true;
+    }
     this.commit(r, undefined, namespace, name);
     return true;
   }
