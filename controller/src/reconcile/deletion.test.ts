@@ -5,7 +5,7 @@ import { KubeError } from '../kube/errors.ts';
 import { resources } from '../kube/resources.ts';
 import { routingProvider } from '../routing/providers.ts';
 import { EndpointReconciler } from './endpoint.ts';
-import { key, model, namespace, serveFirstVersion, setUp } from './testing/fixtures.ts';
+import { createEndpoint, key, namespace, serveFirstVersion, setUp } from './testing/fixtures.ts';
 
 describe('deleting an endpoint', () => {
   it('takes the route away first and keeps the model serving for drainSeconds, then lets the endpoint go', async () => {
@@ -84,19 +84,7 @@ describe('deleting an endpoint', () => {
     const t = setUp();
     const route = routingProvider(t.config).routeResource;
     const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
-    await t.cluster.put(resources.model, model('acme/iris:1'));
-    await t.cluster.put(resources.endpointConfig, {
-      apiVersion: 'ml-operator.dev/v1alpha1',
-      kind: 'MachineLearningEndpointConfig',
-      metadata: { name: 'iris', namespace },
-      spec: { models: [{ model: 'iris', weight: 1 }] },
-    });
-    await t.cluster.put(resources.endpoint, {
-      apiVersion: 'ml-operator.dev/v1alpha1',
-      kind: 'MachineLearningEndpoint',
-      metadata: { name: 'iris', namespace },
-      spec: { config: 'iris', rollout: { drainSeconds: 20 } },
-    });
+    await createEndpoint(t, { drainSeconds: 20 });
     // The route watch is behind: the controller writes the first version's route, its cache has not
     // seen it yet when the endpoint is deleted.
     t.cluster.held.add(route.plural);
@@ -169,19 +157,7 @@ describe('deleting an endpoint', () => {
     const t = setUp();
     const route = routingProvider(t.config).routeResource;
     const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
-    await t.cluster.put(resources.model, model('acme/iris:1'));
-    await t.cluster.put(resources.endpointConfig, {
-      apiVersion: 'ml-operator.dev/v1alpha1',
-      kind: 'MachineLearningEndpointConfig',
-      metadata: { name: 'iris', namespace },
-      spec: { models: [{ model: 'iris', weight: 1 }] },
-    });
-    await t.cluster.put(resources.endpoint, {
-      apiVersion: 'ml-operator.dev/v1alpha1',
-      kind: 'MachineLearningEndpoint',
-      metadata: { name: 'iris', namespace },
-      spec: { config: 'iris', rollout: { drainSeconds: 20 } },
-    });
+    await createEndpoint(t, { drainSeconds: 20 });
     t.cluster.held.add(route.plural);
     for (let round = 0; round < 10 && routes().length === 0; round++) {
       await t.reconciler.reconcile(key);
@@ -199,19 +175,7 @@ describe('deleting an endpoint', () => {
 
   it('lets a first version that never became ready go at once, its gateway with it', async () => {
     const t = setUp();
-    await t.cluster.put(resources.model, model('acme/iris:1'));
-    await t.cluster.put(resources.endpointConfig, {
-      apiVersion: 'ml-operator.dev/v1alpha1',
-      kind: 'MachineLearningEndpointConfig',
-      metadata: { name: 'iris', namespace },
-      spec: { models: [{ model: 'iris', weight: 1 }] },
-    });
-    await t.cluster.put(resources.endpoint, {
-      apiVersion: 'ml-operator.dev/v1alpha1',
-      kind: 'MachineLearningEndpoint',
-      metadata: { name: 'iris', namespace },
-      spec: { config: 'iris', rollout: { drainSeconds: 20 } },
-    });
+    await createEndpoint(t, { drainSeconds: 20 });
     // Its Deployments never roll out: the version stays Creating.
     await t.reconciler.reconcile(key);
     const gateway = routingProvider(t.config).gatewayResource!;

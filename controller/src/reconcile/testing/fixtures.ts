@@ -50,7 +50,8 @@ export const model = (image: string) => ({
   spec: { image, artifact: 'https://models.example.com/iris.tar.gz' },
 });
 
-export async function serveFirstVersion(t: ReturnType<typeof setUp>, rollout: Record<string, unknown>) {
+/** The model `iris`, a config serving it and the endpoint `iris` on it, as a user applies them. */
+export async function createEndpoint(t: ReturnType<typeof setUp>, rollout: Record<string, unknown>) {
   await t.cluster.put(resources.model, model('acme/iris:1'));
   await t.cluster.put(resources.endpointConfig, {
     apiVersion: 'ml-operator.dev/v1alpha1',
@@ -64,6 +65,10 @@ export async function serveFirstVersion(t: ReturnType<typeof setUp>, rollout: Re
     metadata: { name: 'iris', namespace },
     spec: { config: 'iris', rollout },
   });
+}
+
+export async function serveFirstVersion(t: ReturnType<typeof setUp>, rollout: Record<string, unknown>) {
+  await createEndpoint(t, rollout);
   for (let round = 0; round < 10 && t.endpoint().status?.state !== 'InService'; round++) {
     await t.reconciler.reconcile(key);
     await t.cluster.rollOutDeployments();
