@@ -115,6 +115,23 @@ describe('KubeClient', () => {
     expect(seen[1].query.get('continue')).toBe('page2');
   });
 
+  it("asks for the watch cache's copy with resourceVersion 0, on the first page only", async () => {
+    respond = (req, res) => {
+      if (!req.query.get('continue')) {
+        json(res, 200, {
+          metadata: { resourceVersion: '10', continue: 'page2' },
+          items: [{ metadata: { name: 'a' } }],
+        });
+        return;
+      }
+      json(res, 200, { metadata: { resourceVersion: '10' }, items: [{ metadata: { name: 'b' } }] });
+    };
+    const list = await new KubeClient(kc).list(configMap, 'ns', { labelSelector: 'x=y', resourceVersion: '0' });
+    expect(list.items.map((i) => i.metadata.name)).toEqual(['a', 'b']);
+    expect(seen.map((s) => s.query.get('resourceVersion'))).toEqual(['0', null]);
+    expect(seen[1].query.get('continue')).toBe('page2');
+  });
+
   it('lists everything at once when the continue token expires', async () => {
     respond = (req, res) => {
       if (req.query.get('continue')) {

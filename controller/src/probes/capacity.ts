@@ -37,7 +37,8 @@ export class SharedLists {
     const key = `${r.plural}.${r.group}/${namespace ?? ''}`;
     const pending = this.inFlight.get(key);
     if (pending) return pending as Promise<T[]>;
-    const items = this.client.list<T>(r, namespace).then((l) => l.items);
+    // The watch cache's copy: an estimate made before each new version, stale by moments at most.
+    const items = this.client.list<T>(r, namespace, { resourceVersion: '0' }).then((l) => l.items);
     this.inFlight.set(key, items);
     const done = () => this.inFlight.delete(key);
     items.then(done, done);

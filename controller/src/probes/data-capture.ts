@@ -108,6 +108,8 @@ export async function askAgents(
   for (const instance of instances) {
     const { items } = await client.list<PodWithStatus>(resources.pod, namespace, {
       labelSelector: `${instanceLabel}=${instance}`,
+      // The watch cache's copy: the agents are asked again at the next poll.
+      resourceVersion: '0',
     });
     const ready = items.filter(
       (p) =>

@@ -89,6 +89,8 @@ describe('pod diagnostics', () => {
     t.advance(5);
     await diagnostics.problems(namespace, ['iris-aa'], t.now());
     expect(t.cluster.lists).toBe(2);
+    // From the API server's watch cache: a diagnosis read again in 10 s needs no read of etcd.
+    expect(t.cluster.cachedLists).toBe(2);
     await t.cluster.applyStatus(resources.deployment, {
       metadata: { name: 'iris-aa', namespace },
       status: { readyReplicas: 2 },

@@ -85,6 +85,8 @@ export class PodDiagnostics {
           items = (
             await client.list<KubeObject & PodStatus>(resources.pod, namespace, {
               labelSelector: `${labels.modelInstance}=${instance}`,
+              // The watch cache's copy: read again within podCheckMs, a diagnosis needs no read of etcd.
+              resourceVersion: '0',
             })
           ).items;
         } catch (err) {

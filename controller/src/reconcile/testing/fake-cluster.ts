@@ -160,13 +160,16 @@ export class FakeCluster implements ClusterClient {
 
   /** List requests made (a reconcile lists only what its caches cannot answer). */
   lists = 0;
+  /** Of those, the ones that asked for the API server's cached copy (resourceVersion 0). */
+  cachedLists = 0;
 
   async list<T extends KubeObject>(
     r: Resource,
     namespace: string | undefined,
-    opts: { labelSelector?: string } = {},
+    opts: { labelSelector?: string; resourceVersion?: '0' } = {},
   ): Promise<{ items: T[]; resourceVersion: string }> {
     this.lists++;
+    if (opts.resourceVersion === '0') this.cachedLists++;
     const [key, value] = opts.labelSelector?.split('=') ?? [];
     const items = this.list_<T>(r).filter(
       (o) =>
