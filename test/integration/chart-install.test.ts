@@ -1036,6 +1036,32 @@ const invalid: InvalidCase[] = [
     message: 'spec.config: Required value',
   },
   {
+    what: 'endpoint check with a compare block but not builtin agreement',
+    kind: 'endpoint',
+    spec: {
+      config: 'titanic',
+      rollout: {
+        strategy: 'Canary',
+        analysis: { checks: [{ name: 'errors', builtin: 'errorRate', max: 0.01, compare: { path: '$.p' } }] },
+      },
+    },
+    code: 422,
+    message: 'compare is for builtin: agreement',
+  },
+  {
+    what: 'endpoint agreement check whose compare path is not a JSON path',
+    kind: 'endpoint',
+    spec: {
+      config: 'titanic',
+      rollout: {
+        strategy: 'Canary',
+        analysis: { checks: [{ name: 'agree', builtin: 'agreement', min: 0.9, compare: { path: 'predictions' } }] },
+      },
+    },
+    code: 422,
+    message: 'spec.rollout.analysis.checks[0].compare.path',
+  },
+  {
     what: 'endpoint config name longer than 63 characters',
     kind: 'endpoint',
     spec: { config: label64 },

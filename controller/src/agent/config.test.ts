@@ -20,8 +20,10 @@ describe('parseShadowsConfig', () => {
         compare: { path: '$', kind: 'labels', absoluteTolerance: 0, relativeTolerance: 0 },
         timeoutMs: shadowDefaults.timeoutMs,
         maxInFlight: shadowDefaults.maxInFlight,
+        reference: 'own',
       },
     ]);
+    expect(parseShadowsConfig(one({ ...good, reference: 'copy' }))[0].reference).toBe('copy');
     expect(
       parseShadowsConfig(
         one({ ...good, compare: { path: '$.scores[*]', kind: 'numbers', absoluteTolerance: 0.01 }, timeoutMs: 500 }),
@@ -48,6 +50,7 @@ describe('parseShadowsConfig', () => {
     [one({ ...good, compare: { absoluteTolerance: -1 } }), 'absoluteTolerance is -1: it must be a number >= 0'],
     [one({ ...good, timeoutMs: 0 }), 'shadows[0].timeoutMs must be a whole number >= 1, not 0'],
     [one({ ...good, maxInFlight: 2.5 }), 'shadows[0].maxInFlight must be a whole number >= 1, not 2.5'],
+    [one({ ...good, reference: 'shadow' }), 'shadows[0].reference must be "own" or "copy", not "shadow"'],
   ])('refuses %s: %s', (text, message) => {
     expect(() => parseShadowsConfig(text)).toThrow(message);
   });

@@ -55,6 +55,12 @@ export interface ShadowConfig {
   maxInFlight: number;
   /** The model versions whose agents mirror to it (absent: every agent that reads the config). */
   sources?: string[];
+  /**
+   * Whose answer is the reference of the comparison: `own` (the default), the agent's model's, to which
+   * a shadow is compared; or `copy`, the target's, when the target is the serving version and the
+   * agent's model a new version under an agreement check.
+   */
+  reference: 'own' | 'copy';
 }
 
 export const shadowDefaults = { timeoutMs: 10_000, maxInFlight: 16 } as const;
@@ -264,7 +270,10 @@ export function parseShadowsConfig(text: string): ShadowConfig[] {
       throw new Error(`${at}.compare.kind must be "labels" or "numbers", not ${JSON.stringify(c.comparer.spec.kind)}`);
     if (r.sources !== undefined && (!Array.isArray(r.sources) || r.sources.some((x) => typeof x !== 'string')))
       throw new Error(`${at}.sources must be a list of model versions`);
+    if (r.reference !== undefined && r.reference !== 'own' && r.reference !== 'copy')
+      throw new Error(`${at}.reference must be "own" or "copy", not ${JSON.stringify(r.reference)}`);
     return {
+      reference: r.reference ?? 'own',
       ...(r.sources !== undefined ? { sources: r.sources as string[] } : {}),
       name: r.name,
       url: url.href.replace(/\/+$/, ''),

@@ -127,6 +127,49 @@ describe('shadows mirrored by the agent', () => {
     expect(metrics).toMatch(/ml_agent_shadow_requests_total\{shadow="same",result="compared"[^}]*\} 600\n/);
   });
 
+  it("under an agreement check, the copy's target is the serving version: its answer is the reference, and its errors are the serving side's", async () => {
+    // The agent's model is the new version (110); the copies go to the serving version (100, then 500).
+    const fixed = (value: number, failsOnAsk: boolean) =>
+      listenOn((req, res) => {
+        req.resume();
+        req.on('end', () => {
+          const status = failsOnAsk ? Number(req.headers['x-status'] ?? 200) : 200;
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ predictions: [value] }));
+        });
+      });
+    const candidate = await fixed(110, false);
+    const servingVersion = await fixed(100, true);
+    closers.push(
+      () => candidate.close(),
+      () => servingVersion.close(),
+    );
+    const compare = { path: '$.predictions', kind: 'numbers', relativeTolerance: 0.095 };
+    // |110 - 100| = 10: within 9.5% of 110 (the agent's own answer), not of 100 (the serving version's).
+    const a = await startTestAgent(candidate.url, { enabled: false });
+    agent = a;
+    a.writeConfig(
+      JSON.stringify({
+        capture: { enabled: false },
+        shadows: [
+          { name: 'rollout:agree:iris-1', url: servingVersion.url, percent: 100, compare, reference: 'copy' },
+          { name: 'as-shadow', url: servingVersion.url, percent: 100, compare },
+        ],
+      }),
+    );
+    await a.agent.reload();
+    for (let i = 0; i < 20; i++) expect((await post(a.url, i)).status).toBe(200);
+    const [gate, shadow] = await settled(a, 20);
+    expect(gate.sinceStart).toMatchObject({ compared: 20, predictions: 20, agreement: 0 });
+    expect(shadow.sinceStart).toMatchObject({ compared: 20, predictions: 20, agreement: 1 });
+    // The serving version failing: the serving side's errors, nothing compared; the client still gets 200.
+    for (let i = 0; i < 10; i++) expect((await post(a.url, i, { 'x-status': '500' })).status).toBe(200);
+    const [after] = await settled(a, 30);
+    expect(after.sinceStart).toMatchObject({ requests: 30, compared: 20 });
+    expect(after.sinceStart.serving.errors).toBe(10);
+    expect(after.sinceStart.shadow.errors).toBe(0);
+  });
+
   it('mirrors percent of the requests, within the binomial 99.9% interval, with the method, path, query and headers of each', async () => {
     const seen: string[] = [];
     const shadow = await classifier({ seen });

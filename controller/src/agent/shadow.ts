@@ -67,7 +67,7 @@ export interface Comparison {
 }
 
 const sameComparison = (a: ShadowConfig, b: ShadowConfig) =>
-  a.url === b.url && JSON.stringify(a.compare) === JSON.stringify(b.compare);
+  a.url === b.url && a.reference === b.reference && JSON.stringify(a.compare) === JSON.stringify(b.compare);
 
 const isReset = (e: NodeJS.ErrnoException) => e.code === 'ECONNRESET' || e.message === 'socket hang up';
 
@@ -183,7 +183,11 @@ export class Shadows {
             this.metrics.shadowRequests.inc({ shadow, result: 'skipped' });
             return { shadow, ...answer };
           }
-          const outcome = compareAnswers(s.comparer, serving, answer);
+          // Under an agreement check the copy went to the serving version: its answer is the reference.
+          const outcome =
+            s.config.reference === 'copy'
+              ? compareAnswers(s.comparer, answer, serving)
+              : compareAnswers(s.comparer, serving, answer);
           s.statistics.record(outcome, this.now());
           const result = outcome.servingError ? 'serving_error' : outcome.shadowError ? 'shadow_error' : 'compared';
           this.metrics.shadowRequests.inc({ shadow, result });

@@ -152,13 +152,14 @@ export interface AnalysisCheck {
    */
   name: string;
   /**
-   * A measure of the new version that needs no PromQL: errorRate (share of its answers that are 5xx, 0..1) or latencyP99 (its 99th percentile latency, in milliseconds), from the routing provider's metrics.
+   * A measure of the new version that needs no PromQL: errorRate (share of its answers that are 5xx, 0..1) or latencyP99 (its 99th percentile latency, in milliseconds), from the routing provider's metrics; or agreement (share of its predictions equal to the serving version's, 0..1), from the new version's model agents, which send the serving version a copy of each request they answer and compare the two answers (no Prometheus needed; the new version gets a model agent).
    */
-  builtin?: 'errorRate' | 'latencyP99';
+  builtin?: 'errorRate' | 'latencyP99' | 'agreement';
   /**
    * A PromQL query that returns one number. Placeholders: {{namespace}}, {{endpoint}}, {{version}} and {{previousVersion}} (config versions), {{services}} and {{previousServices}} (regular expressions matching the Services of the new and of the serving version), {{interval}} (the check's interval, as a range such as 30s).
    */
   query?: string;
+  compare?: AgreementCompare;
   /**
    * The value must stay at or below this.
    */
@@ -185,6 +186,27 @@ export interface AnalysisCheck {
    * @default 3
    */
   inconclusiveLimit?: number;
+}
+/**
+ * For builtin: agreement: where the prediction is in the answers and when two agree, as a shadow's compare block says (the serving version's answer is the reference).
+ */
+export interface AgreementCompare {
+  /**
+   * Where the prediction is in a JSON answer: `$` (the whole answer, the default), `$.a.b`, `$.a[0]`, `$.predictions[*]`, `$['a-b']`. An array is compared element by element, each element one prediction.
+   */
+  path?: string;
+  /**
+   * labels (the default): predictions agree when they are equal JSON values. numbers: when |serving - new| <= absoluteTolerance + relativeTolerance * |serving|.
+   */
+  kind?: 'labels' | 'numbers';
+  /**
+   * For numbers: the absolute difference allowed (default 0).
+   */
+  absoluteTolerance?: number;
+  /**
+   * For numbers: the difference allowed relative to the serving version's value (default 0).
+   */
+  relativeTolerance?: number;
 }
 /**
  * Manual gates of a Canary or Linear rollout.

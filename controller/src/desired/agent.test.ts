@@ -7,10 +7,17 @@ import type {
 } from '../api/generated.ts';
 import { defaultConfig, type OperatorConfig } from '../options.ts';
 import { parseShadowsConfig, shadowDefaults } from '../agent/config.ts';
-import { agentConfig, agentContainerName, agentShadows, captureConfigMap, captureConfigMapName } from './agent.ts';
+import {
+  agentConfig,
+  agentContainerName,
+  agentShadows,
+  captureConfigMap,
+  captureConfigMapName,
+  rolloutComparisons,
+} from './agent.ts';
 import { agentAnnotation } from './labels.ts';
 import * as desired from './objects.ts';
-import { planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from './plan.ts';
+import { comparesVersions, planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from './plan.ts';
 
 const endpoint: MachineLearningEndpoint = {
   metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 },
@@ -210,6 +217,7 @@ describe("the agents' shadows", () => {
         url: `http://${shadow.instance}.ml.svc`,
         timeoutMs: shadowDefaults.timeoutMs,
         maxInFlight: shadowDefaults.maxInFlight,
+        reference: 'own',
       },
     ]);
   });
@@ -220,5 +228,74 @@ describe("the agents' shadows", () => {
     expect(agentShadows('ml', twoModels({}), [])).toEqual([]);
     expect(agentShadows('ml', undefined, [])).toEqual([]);
     expect(agentConfig(undefined, [])).not.toHaveProperty('shadows');
+  });
+});
+
+describe("an agreement check's comparisons", () => {
+  const models = new Map<string, MachineLearningModelSpec>([
+    ['titanic', model],
+    ['titanic-v2', { ...model, image: 'acme/titanic:2' }],
+    ['small', { ...model, image: 'acme/small:1' }],
+  ]);
+  const version = (cfg: MachineLearningEndpointConfigSpec, compared: boolean): VersionPlan => {
+    const r = planFromTemplates('titanic', 'titanic', cfg, models, compared);
+    if (!r.ok) throw new Error('unresolved');
+    return r.plan;
+  };
+  const agree = { name: 'agree', builtin: 'agreement' as const, min: 0.9, compare: { path: '$.predictions[*]' } };
+
+  it('gives the versions of an endpoint whose rollout has one a model agent: a new version of them, rolled out once', () => {
+    expect(comparesVersions({ analysis: { checks: [agree] } })).toBe(true);
+    expect(comparesVersions({ analysis: { checks: [{ name: 'e', builtin: 'errorRate', max: 0.01 }] } })).toBe(false);
+    expect(comparesVersions(undefined)).toBe(false);
+    const without = version(base, false);
+    const compared = version(base, true);
+    expect(without.variants[0].agent).toBeUndefined();
+    expect(compared.variants[0].agent).toEqual({});
+    expect(compared.variants[0].instance).not.toBe(without.variants[0].instance);
+    expect(podSpec(compared.variants[0]).containers.map((c) => c.name)).toEqual(['server', agentContainerName]);
+  });
+
+  it("sends each new instance's copies to the serving variant of its model, else the heaviest, the serving answer the reference", () => {
+    const serving = version({ models: [{ model: 'titanic', weight: 3 }, { model: 'small' }] }, false);
+    const target = version({ models: [{ model: 'titanic-v2', weight: 3 }, { model: 'small' }] }, true);
+    const [titanic, small] = serving.variants;
+    const [v2, smallNew] = target.variants;
+    const comparisons = rolloutComparisons('ml', target, serving, [
+      agree,
+      { name: 'errors', builtin: 'errorRate', max: 0.01 },
+    ]);
+    expect(comparisons).toEqual([
+      {
+        name: `rollout:agree:${titanic.instance}`,
+        url: `http://${titanic.instance}.ml.svc:80`,
+        percent: 100,
+        compare: { path: '$.predictions[*]', kind: 'labels', absoluteTolerance: 0, relativeTolerance: 0 },
+        sources: [v2.version],
+        reference: 'copy',
+      },
+      {
+        name: `rollout:agree:${small.instance}`,
+        url: `http://${small.instance}.ml.svc:80`,
+        percent: 100,
+        compare: { path: '$.predictions[*]', kind: 'labels', absoluteTolerance: 0, relativeTolerance: 0 },
+        sources: [smallNew.version],
+        reference: 'copy',
+      },
+    ]);
+    // What the agents read.
+    expect(parseShadowsConfig(JSON.stringify(agentConfig(undefined, comparisons))).map((c) => c.reference)).toEqual([
+      'copy',
+      'copy',
+    ]);
+  });
+
+  it('compares nothing without a rollout: no serving version, the same version, or no agreement check', () => {
+    const serving = version(base, false);
+    const target = version({ models: [{ model: 'titanic-v2' }] }, true);
+    expect(rolloutComparisons('ml', target, undefined, [agree])).toEqual([]);
+    expect(rolloutComparisons('ml', target, target, [agree])).toEqual([]);
+    expect(rolloutComparisons('ml', target, serving, [])).toEqual([]);
+    expect(rolloutComparisons('ml', target, serving, [agree])).toHaveLength(1);
   });
 });

@@ -3,7 +3,7 @@
 // it; the server's port is renamed `model`. What the agent does with what it sees (Data Capture) comes
 // from a ConfigMap per endpoint that it re-reads, so that changing it restarts no pod; only what the
 // pod itself needs (the agent, its credentials, a claim to write to) is part of the model version.
-import type { DataCaptureConfig, MachineLearningEndpoint } from '../api/generated.ts';
+import type { AnalysisCheck, DataCaptureConfig, MachineLearningEndpoint } from '../api/generated.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import { commonLabels, namespaced, type Desired } from './common.ts';
 import { servicePort } from './ports.ts';
@@ -63,6 +63,59 @@ export interface AgentShadow {
   compare: { path: string; kind: 'labels' | 'numbers'; absoluteTolerance: number; relativeTolerance: number };
   /** The model versions whose agents mirror to it: the serving version's variants that take traffic. */
   sources: string[];
+  /** `copy`: the target is the serving version, whose answer is the reference (an agreement check). */
+  reference?: 'copy';
+}
+
+/** How the agents' config names the serving version they compare a new version with, per agreement check. */
+export const rolloutComparisonPrefix = (check: string) => `rollout:${check}:`;
+
+/**
+ * Under an `agreement` check, while a new version rolls out: each of its new model instances' agents
+ * send a copy of every request they answer to the serving variant of the same model (else the
+ * serving version's heaviest), and compare the answers, the serving one the reference. The serving
+ * version takes at most the new version's share on top of its own, never more than all the traffic.
+ */
+export function rolloutComparisons(
+  namespace: string,
+  target: VersionPlan | undefined,
+  serving: VersionPlan | undefined,
+  checks: readonly AnalysisCheck[],
+): AgentShadow[] {
+  if (!target || !serving || target.version === serving.version) return [];
+  const servingVariants = serving.variants.filter((v) => !isShadow(v));
+  const heaviest = servingVariants.reduce<VariantPlan | undefined>(
+    (best, v) => (!best || (v.variant.weight ?? 1) > (best.variant.weight ?? 1) ? v : best),
+    undefined,
+  );
+  const candidates = target.variants.filter(
+    (v) => !isShadow(v) && v.agent && !serving.variants.some((s) => s.instance === v.instance),
+  );
+  const pairs = new Map<string, string[]>();
+  for (const v of candidates) {
+    const reference = servingVariants.find((s) => s.variant.model === v.variant.model) ?? heaviest;
+    if (reference) pairs.set(reference.instance, [...(pairs.get(reference.instance) ?? []), v.version]);
+  }
+  return checks
+    .filter((c) => c.builtin === 'agreement')
+    .flatMap((check) =>
+      [...pairs].map(([instance, sources]) => {
+        const c = check.compare ?? {};
+        return {
+          name: `${rolloutComparisonPrefix(check.name)}${instance}`,
+          url: `http://${instance}.${namespace}.svc:${servicePort}`,
+          percent: 100,
+          compare: {
+            path: c.path ?? '$',
+            kind: c.kind ?? 'labels',
+            absoluteTolerance: c.absoluteTolerance ?? 0,
+            relativeTolerance: c.relativeTolerance ?? 0,
+          },
+          sources,
+          reference: 'copy' as const,
+        };
+      }),
+    );
 }
 
 /**

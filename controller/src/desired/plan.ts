@@ -1,6 +1,7 @@
 // Which version an endpoint should serve: the config and model versions that a config and its
 // models resolve to, or that a snapshot (instance) recorded. Pure: no I/O.
 import type {
+  MachineLearningEndpointRollout,
   MachineLearningEndpointConfig,
   MachineLearningEndpointConfigSpec,
   MachineLearningEndpointConfigVariant,
@@ -131,11 +132,13 @@ export const destinationClaim = (destination: string): string | undefined => des
 
 /**
  * The agent a version made from this config gets: one while it has a dataCapture block (enabled or
- * not), or a shadow its agents mirror to.
+ * not), or a shadow its agents mirror to, or when the endpoint's rollout compares each new version's
+ * answers with the serving version's (an `agreement` check: the new version's agents do it).
  */
-export function agentOf(config: MachineLearningEndpointConfigSpec): AgentPlan | undefined {
+export function agentOf(config: MachineLearningEndpointConfigSpec, compared = false): AgentPlan | undefined {
   const capture = config.dataCapture;
-  if (!capture) return config.models.some((v) => v.shadow && shadowMirror(v.shadow) === 'Agent') ? {} : undefined;
+  if (!capture)
+    return compared || config.models.some((v) => v.shadow && shadowMirror(v.shadow) === 'Agent') ? {} : undefined;
   const claim = destinationClaim(capture.destination);
   return {
     ...(capture.credentialsSecret ? { credentialsSecret: capture.credentialsSecret } : {}),
@@ -145,16 +148,24 @@ export function agentOf(config: MachineLearningEndpointConfigSpec): AgentPlan | 
 
 export type Resolution = { ok: true; plan: VersionPlan } | { ok: false; reason: 'ModelNotFound'; missing: string[] };
 
-/** Resolves a config template and the model templates it names into the version to serve. */
+/** Whether the endpoint's rollout compares a new version's answers with the serving version's. */
+export const comparesVersions = (rollout: MachineLearningEndpointRollout | undefined): boolean =>
+  (rollout?.analysis?.checks ?? []).some((c) => c.builtin === 'agreement');
+
+/**
+ * Resolves a config template and the model templates it names into the version to serve; `compared`:
+ * the endpoint's rollout compares versions (comparesVersions), so its variants get an agent.
+ */
 export function planFromTemplates(
   endpoint: string,
   configName: string,
   config: MachineLearningEndpointConfigSpec,
   models: ReadonlyMap<string, MachineLearningModelSpec>,
+  compared = false,
 ): Resolution {
   const missing = config.models.map((v) => v.model).filter((m) => !models.has(m));
   if (missing.length > 0) return { ok: false, reason: 'ModelNotFound', missing };
-  const agent = agentOf(config);
+  const agent = agentOf(config, compared);
   const variants = config.models.map((variant) => {
     const model = models.get(variant.model)!;
     const version = modelVersion(endpoint, model, variant, agent);

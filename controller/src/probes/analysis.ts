@@ -14,6 +14,8 @@ import {
 } from '../rollout/analysis.ts';
 import { planFingerprint } from '../rollout/strategies.ts';
 import type { PrometheusClient } from './prometheus.ts';
+import { agreementMeasurement } from './agreement.ts';
+import type { AgentAnswer } from './data-capture.ts';
 
 /**
  * Evaluates the checks that are due while the new version takes traffic. The records live in
@@ -30,6 +32,8 @@ export async function runAnalysis(o: {
   config: OperatorConfig;
   provider: 'istio' | 'gatewayAPI';
   prometheus: PrometheusClient | undefined;
+  /** Asks the agents of these model instances for their status (the agreement check's source). */
+  agents: (instances: readonly string[]) => Promise<AgentAnswer[]>;
   now: Date;
 }): Promise<CheckRecord[] | undefined> {
   const recorded = o.status.rollout;
@@ -52,7 +56,13 @@ export async function runAnalysis(o: {
   for (const check of due(o.checks, records, o.now, recorded.stepStartedAt)) {
     let m: Measurement;
     let query: string | undefined;
-    if (!o.prometheus) m = { error: 'no Prometheus is configured: set controller.config.prometheus.url' };
+    if (check.builtin === 'agreement') {
+      try {
+        m = agreementMeasurement(check.name, await o.agents(ctx.services), ctx.services);
+      } catch (err) {
+        m = { error: `the new version's model agents could not be asked: ${(err as Error).message}` };
+      }
+    } else if (!o.prometheus) m = { error: 'no Prometheus is configured: set controller.config.prometheus.url' };
     else if (check.builtin && !source)
       m = {
         error:

@@ -93,6 +93,55 @@ describe('desiredState, from a spec alone', () => {
   });
 });
 
+describe('desiredState, a rollout under an agreement check', () => {
+  it("tells the new version's agents to compare each answer with the serving version's, the serving one the reference", () => {
+    const rollout = {
+      strategy: 'Canary' as const,
+      analysis: { checks: [{ name: 'agree', builtin: 'agreement' as const, min: 0.9 }] },
+    };
+    const old = planFromTemplates(
+      'iris',
+      'iris',
+      { models: [{ model: 'iris', instances: 2 }] },
+      new Map([['iris', { image: 'acme/iris:1' }]]),
+    );
+    const next = planFromTemplates(
+      'iris',
+      'iris',
+      { models: [{ model: 'iris', instances: 2 }] },
+      new Map([['iris', { image: 'acme/iris:2' }]]),
+      true,
+    );
+    if (!old.ok || !next.ok) throw new Error('no plan');
+    const base = inputs({ available: true });
+    const state = desiredState({
+      ...base,
+      routed: true,
+      rollout: {
+        ...base.rollout,
+        spec: { ...endpoint.spec, rollout },
+        target: next.plan,
+        status: { endpointConfigVersion: old.plan.version, state: 'InService' },
+        snapshot: (v) => (v === old.plan.version ? old.plan : undefined),
+      },
+    });
+    const configMap = state.workloads.find((d) => d.resource.kind === 'ConfigMap');
+    const text = (configMap?.object as { data?: Record<string, string> } | undefined)?.data?.['config.json'];
+    expect(JSON.parse(text ?? '{}')).toMatchObject({
+      shadows: [
+        {
+          name: `rollout:agree:${old.plan.variants[0].instance}`,
+          url: `http://${old.plan.variants[0].instance}.models.svc:80`,
+          percent: 100,
+          sources: [next.plan.variants[0].version],
+          reference: 'copy',
+        },
+      ],
+    });
+    expect(kinds(state.workloads).filter((k) => k === 'Deployment')).toHaveLength(2);
+  });
+});
+
 describe('wantedWorkloads', () => {
   it('wants no autoscaler for an instance whose last version runs it at a fixed count (autoscaling removed)', () => {
     const models = new Map([['iris', { image: 'acme/iris:1' }]]);

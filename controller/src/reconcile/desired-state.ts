@@ -5,7 +5,7 @@
 // alone, exactly what the controller would write; the reconciler calls it, and nothing else of the
 // pipeline, between reading the world and writing to it.
 import type { DataCaptureConfig, MachineLearningEndpointStatus } from '../api/generated.ts';
-import { agentShadows, captureConfigMap } from '../desired/agent.ts';
+import { agentShadows, captureConfigMap, rolloutComparisons } from '../desired/agent.ts';
 import { autoscalerResource } from '../desired/autoscaling.ts';
 import * as desired from '../desired/objects.ts';
 import type { VariantPlan, VersionPlan } from '../desired/plan.ts';
@@ -178,13 +178,18 @@ export function statusFor(
  * templates ask for now (else the serving version's), so that a change reaches running pods in place.
  */
 function wantedCaptureConfig(inputs: DesiredStateInputs, decision: RolloutDecision): desired.Desired[] {
+  const namespace = inputs.ctx.endpoint.metadata.namespace!;
   return agentInstances(decision).length
     ? [
-        captureConfigMap(
-          inputs.ctx.endpoint,
-          captureSettings(inputs, decision),
-          agentShadows(inputs.ctx.endpoint.metadata.namespace!, decision.outcome.serving, decision.agentMirrors ?? []),
-        ),
+        captureConfigMap(inputs.ctx.endpoint, captureSettings(inputs, decision), [
+          ...agentShadows(namespace, decision.outcome.serving, decision.agentMirrors ?? []),
+          ...rolloutComparisons(
+            namespace,
+            inputs.rollout.target,
+            decision.outcome.serving,
+            inputs.rollout.spec.rollout?.analysis?.checks ?? [],
+          ),
+        ]),
       ]
     : [];
 }

@@ -5,7 +5,10 @@
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { iso } from '../desired/status.ts';
 import type { OperatorConfig } from '../options.ts';
+import { agentAdminPortName, agentContainerName } from '../desired/agent.ts';
+import { labels } from '../desired/labels.ts';
 import { runAnalysis } from '../probes/analysis.ts';
+import { askAgents } from '../probes/data-capture.ts';
 import { checkCapacity, type SharedLists } from '../probes/capacity.ts';
 import type { PrometheusClient } from '../probes/prometheus.ts';
 import { runSmokeTest } from '../probes/smoke-test.ts';
@@ -54,6 +57,8 @@ export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint
       config,
       provider: provider.name,
       prometheus,
+      agents: (instances) =>
+        askAgents(client, namespace, instances, agentContainerName, agentAdminPortName, labels.modelInstance),
       now: input.now,
     });
     for (const r of input.analysis ?? []) {

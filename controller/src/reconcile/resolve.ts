@@ -22,6 +22,7 @@ import {
   parsePodDefaults,
   planFromSnapshot,
   planFromTemplates,
+  comparesVersions,
   type VariantPlan,
   type VersionPlan,
 } from '../desired/plan.ts';
@@ -214,7 +215,13 @@ export class Resolver {
       const model = caches.models.get(namespace, v.model);
       if (model && !isSnapshot(model)) models.set(v.model, model.spec);
     }
-    const resolution = planFromTemplates(endpoint.metadata.name!, configName, config.spec, models);
+    const resolution = planFromTemplates(
+      endpoint.metadata.name!,
+      configName,
+      config.spec,
+      models,
+      comparesVersions(endpoint.spec.rollout),
+    );
     if (resolution.ok) return { target: resolution.plan };
     const what = `MachineLearningModel ${resolution.missing.map((m) => `${namespace}/${m}`).join(', ')} named by config ${configName}`;
     const message = `${what} does not exist: create it, or remove the variant from the config`;

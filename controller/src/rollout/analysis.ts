@@ -34,8 +34,9 @@ function builtin(source: MetricsSource, measure: 'errorRate' | 'latencyP99'): st
   return `${m.latencyToMs}histogram_quantile(0.99, sum by (le) (rate(${m.latencyBuckets}{${of}}[{{interval}}])))`;
 }
 
-/** The PromQL a check runs, placeholders filled in. */
+/** The PromQL a check runs, placeholders filled in (none for agreement, which the model agents measure). */
 export function renderQuery(check: CheckSpec, source: MetricsSource, ctx: QueryContext): string {
+  if (check.builtin === 'agreement') return '';
   const template = check.builtin ? builtin(source, check.builtin) : (check.query ?? '');
   const values: Record<string, string> = {
     namespace: ctx.namespace,
