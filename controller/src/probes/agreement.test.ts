@@ -3,6 +3,14 @@ import { compareAnswers, comparer } from '../compare/compare.ts';
 import { ComparisonStatistics } from '../compare/statistics.ts';
 import { agreementMeasurement } from './agreement.ts';
 import type { AgentShadowReport } from './shadows.ts';
+import { waitFor } from '../../../ci/wait.ts';
+import { listenOn, send, startTestAgent } from '../agent/testing/harness.ts';
+import { agentAdminPortName, agentContainerName, rolloutComparisons } from '../desired/agent.ts';
+import { labels as podLabels } from '../desired/labels.ts';
+import { planFromTemplates } from '../desired/plan.ts';
+import { resources, type KubeObject } from '../kube/resources.ts';
+import { setUp } from '../reconcile/testing/fixtures.ts';
+import { askAgents } from './data-capture.ts';
 
 const labels = comparer({ path: '$.p' });
 if (!labels.ok) throw new Error(labels.error);
@@ -55,5 +63,91 @@ describe("the agreement check's measure", () => {
       empty:
         "no prediction of the new version compared with the serving version's yet (1 pod(s), 4 request(s) mirrored, 4 serving and 0 new-version error(s))",
     });
+  });
+});
+
+describe('the agreement check with real agents', () => {
+  it("reads exactly the share of the new version's predictions the serving version shares, from its pods' agents", async () => {
+    // Models answering {"label": row % 3}; the new one changes every 4th row's label.
+    const model = (disagreeEvery: number) =>
+      listenOn((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          const row = (JSON.parse(Buffer.concat(chunks).toString()) as { row: number }).row;
+          const label = disagreeEvery && row % disagreeEvery === 0 ? 'other' : `class-${row % 3}`;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ label }));
+        });
+      });
+    const servingModel = await model(0);
+    const newModel = await model(4);
+    const serving = planFromTemplates('e', 'c', { models: [{ model: 'iris' }] }, new Map([['iris', { image: 'i:1' }]]));
+    const target = planFromTemplates(
+      'e',
+      'c',
+      { models: [{ model: 'iris' }] },
+      new Map([['iris', { image: 'i:2' }]]),
+      true,
+    );
+    if (!serving.ok || !target.ok) throw new Error('unresolved');
+    const check = { name: 'agree', builtin: 'agreement' as const, min: 0.9, compare: { path: '$.label' } };
+    // What the controller writes for the new pods; the serving Service is reached by address here (no cluster DNS).
+    const entries = rolloutComparisons('ns', target.plan, serving.plan, [check]).map((e) => ({
+      ...e,
+      url: servingModel.url,
+    }));
+    const agent = await startTestAgent(
+      newModel.url,
+      { enabled: false },
+      {
+        env: { ML_MODEL_VERSION: target.plan.variants[0].version },
+      },
+    );
+    try {
+      agent.writeConfig(JSON.stringify({ capture: { enabled: false }, shadows: entries }));
+      await agent.agent.reload();
+      for (let row = 0; row < 200; row++) {
+        const answer = await send(agent.url, {
+          body: JSON.stringify({ row }),
+          headers: { 'content-type': 'application/json' },
+        });
+        expect(answer.status).toBe(200);
+      }
+      const t = setUp();
+      const instance = target.plan.variants[0].instance;
+      await t.cluster.create(resources.pod, {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: `${instance}-a`, namespace: 'ns', labels: { [podLabels.modelInstance]: instance } },
+        spec: {
+          containers: [
+            {
+              name: agentContainerName,
+              ports: [{ name: agentAdminPortName, containerPort: Number(new URL(agent.admin).port) }],
+            },
+          ],
+        },
+        status: { podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'True' }] },
+      } as KubeObject);
+      const measured = await waitFor('every copy compared', 10_000, async () => {
+        const answers = await askAgents(
+          t.cluster,
+          'ns',
+          [instance],
+          agentContainerName,
+          agentAdminPortName,
+          podLabels.modelInstance,
+        );
+        const m = agreementMeasurement('agree', answers, [instance]);
+        return 'value' in m && answers[0].shadows?.[0].data.sinceStart.requests === 200 ? m : undefined;
+      });
+      // Rows 0, 4, ..., 196 disagree: 50 of 200.
+      expect(measured).toEqual({ value: 0.75 });
+    } finally {
+      await agent.dispose();
+      await servingModel.close();
+      await newModel.close();
+    }
   });
 });
