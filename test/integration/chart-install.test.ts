@@ -1062,6 +1062,54 @@ const invalid: InvalidCase[] = [
     message: 'spec.rollout.analysis.checks[0].compare.path',
   },
   {
+    what: 'endpoint agreement check with a bound of 95 (a share is within 0..1)',
+    kind: 'endpoint',
+    spec: {
+      config: 'titanic',
+      rollout: { strategy: 'Canary', analysis: { checks: [{ name: 'agree', builtin: 'agreement', min: 95 }] } },
+    },
+    code: 422,
+    message: 'its min and max must be within [0, 1]',
+  },
+  {
+    what: 'endpoint with two agreement checks',
+    kind: 'endpoint',
+    spec: {
+      config: 'titanic',
+      rollout: {
+        strategy: 'Linear',
+        analysis: {
+          checks: [
+            { name: 'a', builtin: 'agreement', min: 0.9 },
+            { name: 'b', builtin: 'agreement', min: 0.8, compare: { kind: 'numbers' } },
+          ],
+        },
+      },
+    },
+    code: 422,
+    message: 'at most one agreement check',
+  },
+  {
+    what: 'endpoint agreement check with the BlueGreen strategy',
+    kind: 'endpoint',
+    spec: { config: 'titanic', rollout: { analysis: { checks: [{ name: 'agree', builtin: 'agreement', min: 0.9 }] } } },
+    code: 422,
+    message: 'an agreement check needs strategy: Canary or Linear',
+  },
+  {
+    what: 'endpoint errorRate check with minCompared',
+    kind: 'endpoint',
+    spec: {
+      config: 'titanic',
+      rollout: {
+        strategy: 'Canary',
+        analysis: { checks: [{ name: 'errors', builtin: 'errorRate', max: 0.01, minCompared: 5 }] },
+      },
+    },
+    code: 422,
+    message: 'minCompared is for builtin: agreement',
+  },
+  {
     what: 'endpoint config name longer than 63 characters',
     kind: 'endpoint',
     spec: { config: label64 },

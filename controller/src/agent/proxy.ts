@@ -16,7 +16,7 @@ import type { Log } from '../fetcher/log.ts';
 import type { Capture } from './capture.ts';
 import type { AgentMetrics } from './metrics.ts';
 import type { CapturedBody } from './record.ts';
-import { mirrorMaxBytes, type Shadows } from './shadow.ts';
+import { copyHeader, mirrorMaxBytes, type Shadows } from './shadow.ts';
 
 const hopByHop = new Set([
   'connection',
@@ -86,7 +86,7 @@ export interface Proxy {
 }
 
 // A copy carries its own Host and length; and asks for an answer that is not encoded, to compare it.
-const notMirrored = new Set(['host', 'content-length', 'accept-encoding']);
+const notMirrored = new Set(['host', 'content-length', 'accept-encoding', copyHeader]);
 
 export function createProxy({ model, capture, shadows, metrics, log }: ProxyOptions): Proxy {
   const agent = new http.Agent({ keepAlive: true, scheduling: 'lifo' });
@@ -107,7 +107,9 @@ export function createProxy({ model, capture, shadows, metrics, log }: ProxyOpti
     const limit = capture.maxRecordBytes;
     const input = sampled ? new Copy(limit) : undefined;
     const output = sampled ? new Copy(limit) : undefined;
-    const picked = shadows.pick();
+    // A copy from another agent is mirrored no further: its sender compares it.
+    const copyOf = header(req.headers[copyHeader]);
+    const picked = copyOf === undefined ? shadows.pick() : [];
     const mirrorInput = picked.length ? new Copy(mirrorMaxBytes) : undefined;
     const mirrorOutput = picked.length ? new Copy(mirrorMaxBytes) : undefined;
     const headers = endToEnd(req.rawHeaders);
@@ -203,6 +205,7 @@ export function createProxy({ model, capture, shadows, metrics, log }: ProxyOpti
         input && output && res.writableFinished
           ? {
               inferenceId: header(req.headers['x-ml-inference-id']),
+              ...(copyOf !== undefined ? { copyOf } : {}),
               time,
               status: res.statusCode,
               latencyMs: seconds * 1000,

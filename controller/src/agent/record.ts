@@ -14,6 +14,8 @@ export interface CapturedBody {
 
 export interface Exchange {
   inferenceId: string | undefined;
+  /** The request is a copy another agent sent (x-ml-operator-copy: the comparison's name). */
+  copyOf?: string;
   /** When the request arrived. */
   time: Date;
   status: number;
@@ -53,6 +55,8 @@ export interface CaptureRecord {
     status: number;
     latencyMs: number;
     truncated: boolean;
+    /** The request was a copy another agent sent to compare (a shadow's, or the serving version's under an agreement check): not a client's. */
+    copyOf?: string;
     /** The shadows' answers to the same request, when it was mirrored. */
     shadows?: {
       variant: string;
@@ -121,6 +125,7 @@ export function toRecord(
       status: exchange.status,
       latencyMs: Math.round(exchange.latencyMs * 1000) / 1000,
       truncated,
+      ...(exchange.copyOf !== undefined ? { copyOf: exchange.copyOf } : {}),
       ...(exchange.shadows?.length
         ? {
             shadows: exchange.shadows.map((s) => ({

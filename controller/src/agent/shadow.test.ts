@@ -321,6 +321,24 @@ describe('shadows mirrored by the agent', () => {
     }
   });
 
+  it('a copy another agent sent is captured as one (copyOf) and mirrored no further', async () => {
+    const onward = await classifier();
+    closers.push(() => onward.close());
+    // The receiving agent (a shadow's, or the serving version's under an agreement check) captures everything and has a shadow of its own.
+    const receiver = await agentWith([shadowOf('onward', onward.url)], { enabled: true, samplingPercent: 100 });
+    closers.push(() => receiver.dispose());
+    agent = await agentWith([shadowOf('to-receiver', receiver.url)]);
+    const n = 10;
+    for (let i = 0; i < n; i++) expect((await post(agent.url, i)).status).toBe(200);
+    await settled(agent, n);
+    const [fromReceiver] = await shadowStatus(receiver);
+    expect(fromReceiver.sinceStart.requests + fromReceiver.dropped + fromReceiver.skipped).toBe(0);
+    await receiver.stop();
+    const records = receiver.records();
+    expect(records).toHaveLength(n);
+    expect(records.map((r) => r.mlOperator.copyOf)).toEqual(Array(n).fill('to-receiver'));
+  });
+
   it('keeps a shadow’s figures when only its share changes, starts them over when its comparison changes, and keeps the last good config on a bad one', async () => {
     const shadow = await classifier({ disagreeEvery: 2 });
     closers.push(() => shadow.close());

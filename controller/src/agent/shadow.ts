@@ -13,6 +13,12 @@ import type { ShadowConfig } from './config.ts';
 import type { AgentMetrics } from './metrics.ts';
 
 /**
+ * Marks a copy the agent sends (its value: the comparison's name). An agent that receives one neither
+ * mirrors it on nor takes it for a client's request: its record says `copyOf`.
+ */
+export const copyHeader = 'x-ml-operator-copy';
+
+/**
  * The largest request body, and answer of each side, kept for a copy. With maxInFlight copies per
  * shadow, this bounds what mirroring holds in memory (3 x 256 KiB x 16 = 12 MiB per shadow by default).
  */
@@ -271,7 +277,15 @@ export class Shadows {
           method: request.method,
           path: url.pathname.replace(/\/+$/, '') + request.path,
           // Raw headers get no Host from Node: the shadow's own, as a client of its Service would send.
-          headers: ['host', url.host, ...request.headers, 'content-length', String(request.body.length)],
+          headers: [
+            'host',
+            url.host,
+            ...request.headers,
+            copyHeader,
+            config.name,
+            'content-length',
+            String(request.body.length),
+          ],
           agent: this.agent,
         });
         current = req;

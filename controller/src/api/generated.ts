@@ -152,7 +152,7 @@ export interface AnalysisCheck {
    */
   name: string;
   /**
-   * A measure of the new version that needs no PromQL: errorRate (share of its answers that are 5xx, 0..1) or latencyP99 (its 99th percentile latency, in milliseconds), from the routing provider's metrics; or agreement (share of its predictions equal to the serving version's, 0..1), from the new version's model agents, which send the serving version a copy of each request they answer and compare the two answers (no Prometheus needed; the new version gets a model agent).
+   * A measure of the new version that needs no PromQL: errorRate (share of its answers that are 5xx, 0..1) or latencyP99 (its 99th percentile latency, in milliseconds), from the routing provider's metrics; or agreement (share of its predictions equal to the serving version's, 0..1, over the requests compared since this rollout attempt began), from the new version's model agents, which send the serving version a copy of each request they answer and compare the two answers (no Prometheus needed; Canary and Linear only, one agreement check per endpoint; the endpoint's versions get a model agent).
    */
   builtin?: 'errorRate' | 'latencyP99' | 'agreement';
   /**
@@ -160,6 +160,10 @@ export interface AnalysisCheck {
    */
   query?: string;
   compare?: AgreementCompare;
+  /**
+   * For builtin: agreement: requests compared before the agreement is a value (default 20); fewer is inconclusive, and holds the step.
+   */
+  minCompared?: number;
   /**
    * The value must stay at or below this.
    */

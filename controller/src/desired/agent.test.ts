@@ -245,7 +245,10 @@ describe("an agreement check's comparisons", () => {
   const agree = { name: 'agree', builtin: 'agreement' as const, min: 0.9, compare: { path: '$.predictions[*]' } };
 
   it('gives the versions of an endpoint whose rollout has one a model agent: a new version of them, rolled out once', () => {
-    expect(comparesVersions({ analysis: { checks: [agree] } })).toBe(true);
+    expect(comparesVersions({ strategy: 'Canary', analysis: { checks: [agree] } })).toBe(true);
+    expect(comparesVersions({ strategy: 'Linear', analysis: { checks: [agree] } })).toBe(true);
+    // BlueGreen has no step to gate (the API server refuses the check there).
+    expect(comparesVersions({ analysis: { checks: [agree] } })).toBe(false);
     expect(comparesVersions({ analysis: { checks: [{ name: 'e', builtin: 'errorRate', max: 0.01 }] } })).toBe(false);
     expect(comparesVersions(undefined)).toBe(false);
     const without = version(base, false);
@@ -261,13 +264,16 @@ describe("an agreement check's comparisons", () => {
     const target = version({ models: [{ model: 'titanic-v2', weight: 3 }, { model: 'small' }] }, true);
     const [titanic, small] = serving.variants;
     const [v2, smallNew] = target.variants;
-    const comparisons = rolloutComparisons('ml', target, serving, [
-      agree,
-      { name: 'errors', builtin: 'errorRate', max: 0.01 },
-    ]);
+    const comparisons = rolloutComparisons(
+      'ml',
+      target,
+      serving,
+      [agree, { name: 'errors', builtin: 'errorRate', max: 0.01 }],
+      { version: target.version, plan: '0123456789abcdef', phase: 'Progressing' },
+    );
     expect(comparisons).toEqual([
       {
-        name: `rollout:agree:${titanic.instance}`,
+        name: `rollout:agree:01234567:${titanic.instance}`,
         url: `http://${titanic.instance}.ml.svc:80`,
         percent: 100,
         compare: { path: '$.predictions[*]', kind: 'labels', absoluteTolerance: 0, relativeTolerance: 0 },
@@ -275,7 +281,7 @@ describe("an agreement check's comparisons", () => {
         reference: 'copy',
       },
       {
-        name: `rollout:agree:${small.instance}`,
+        name: `rollout:agree:01234567:${small.instance}`,
         url: `http://${small.instance}.ml.svc:80`,
         percent: 100,
         compare: { path: '$.predictions[*]', kind: 'labels', absoluteTolerance: 0, relativeTolerance: 0 },
@@ -290,12 +296,21 @@ describe("an agreement check's comparisons", () => {
     ]);
   });
 
-  it('compares nothing without a rollout: no serving version, the same version, or no agreement check', () => {
+  it('compares only while this attempt of the rollout is under way: not without a serving version, an agreement check, or once it ended', () => {
     const serving = version(base, false);
     const target = version({ models: [{ model: 'titanic-v2' }] }, true);
-    expect(rolloutComparisons('ml', target, undefined, [agree])).toEqual([]);
-    expect(rolloutComparisons('ml', target, target, [agree])).toEqual([]);
-    expect(rolloutComparisons('ml', target, serving, [])).toEqual([]);
-    expect(rolloutComparisons('ml', target, serving, [agree])).toHaveLength(1);
+    const underWay = { version: target.version, plan: '0123456789abcdef', phase: 'Progressing' };
+    expect(rolloutComparisons('ml', target, undefined, [agree], underWay)).toEqual([]);
+    expect(rolloutComparisons('ml', target, target, [agree], underWay)).toEqual([]);
+    expect(rolloutComparisons('ml', target, serving, [], underWay)).toEqual([]);
+    expect(rolloutComparisons('ml', target, serving, [agree], undefined)).toEqual([]);
+    expect(rolloutComparisons('ml', target, serving, [agree], { ...underWay, version: serving.version })).toEqual([]);
+    for (const phase of ['RolledBack', 'Aborted', 'Failed', 'Promoted'])
+      expect(rolloutComparisons('ml', target, serving, [agree], { ...underWay, phase })).toEqual([]);
+    expect(rolloutComparisons('ml', target, serving, [agree], { ...underWay, phase: 'Paused' })).toHaveLength(1);
+    // Another attempt (or other steps): another name, so that its agents start from no tally.
+    const [first] = rolloutComparisons('ml', target, serving, [agree], underWay);
+    const [second] = rolloutComparisons('ml', target, serving, [agree], { ...underWay, plan: 'fedcba9876543210' });
+    expect(first.name).not.toBe(second.name);
   });
 });

@@ -67,42 +67,54 @@ export interface AgentShadow {
   reference?: 'copy';
 }
 
-/** How the agents' config names the serving version they compare a new version with, per agreement check. */
-export const rolloutComparisonPrefix = (check: string) => `rollout:${check}:`;
+/**
+ * How the agents' config names the serving instance a new version is compared with, per rollout
+ * attempt (its plan's fingerprint): a new attempt, or new steps, start from no tally.
+ */
+export const rolloutComparisonPrefix = (check: string, plan: string) => `rollout:${check}:${plan.slice(0, 8)}:`;
+
+/** The new version's model instances an agreement check compares: serving ones with an agent, not the serving version's. */
+export function comparedInstances(target: VersionPlan, serving: VersionPlan): VariantPlan[] {
+  return target.variants.filter(
+    (v) => !isShadow(v) && v.agent && !serving.variants.some((s) => s.instance === v.instance),
+  );
+}
 
 /**
- * Under an `agreement` check, while a new version rolls out: each of its new model instances' agents
- * send a copy of every request they answer to the serving variant of the same model (else the
- * serving version's heaviest), and compare the answers, the serving one the reference. The serving
- * version takes at most the new version's share on top of its own, never more than all the traffic.
+ * Under an `agreement` check, while a new version rolls out (its attempt recorded, not ended): each
+ * of its new model instances' agents send a copy of every request they answer to the serving variant
+ * of the same model (else the serving version's heaviest), and compare the answers, the serving one
+ * the reference. The serving version takes at most the new version's share on top of its own, never
+ * more than all the traffic (the API allows one agreement check).
  */
 export function rolloutComparisons(
   namespace: string,
   target: VersionPlan | undefined,
   serving: VersionPlan | undefined,
   checks: readonly AnalysisCheck[],
+  rollout: { version?: string; plan?: string; phase?: string } | undefined,
 ): AgentShadow[] {
   if (!target || !serving || target.version === serving.version) return [];
+  if (rollout?.version !== target.version || !rollout.plan) return [];
+  if (rollout.phase !== 'Progressing' && rollout.phase !== 'Paused') return [];
   const servingVariants = serving.variants.filter((v) => !isShadow(v));
   const heaviest = servingVariants.reduce<VariantPlan | undefined>(
     (best, v) => (!best || (v.variant.weight ?? 1) > (best.variant.weight ?? 1) ? v : best),
     undefined,
   );
-  const candidates = target.variants.filter(
-    (v) => !isShadow(v) && v.agent && !serving.variants.some((s) => s.instance === v.instance),
-  );
   const pairs = new Map<string, string[]>();
-  for (const v of candidates) {
+  for (const v of comparedInstances(target, serving)) {
     const reference = servingVariants.find((s) => s.variant.model === v.variant.model) ?? heaviest;
     if (reference) pairs.set(reference.instance, [...(pairs.get(reference.instance) ?? []), v.version]);
   }
+  const plan = rollout.plan;
   return checks
     .filter((c) => c.builtin === 'agreement')
     .flatMap((check) =>
       [...pairs].map(([instance, sources]) => {
         const c = check.compare ?? {};
         return {
-          name: `${rolloutComparisonPrefix(check.name)}${instance}`,
+          name: `${rolloutComparisonPrefix(check.name, plan)}${instance}`,
           url: `http://${instance}.${namespace}.svc:${servicePort}`,
           percent: 100,
           compare: {

@@ -148,9 +148,10 @@ export function agentOf(config: MachineLearningEndpointConfigSpec, compared = fa
 
 export type Resolution = { ok: true; plan: VersionPlan } | { ok: false; reason: 'ModelNotFound'; missing: string[] };
 
-/** Whether the endpoint's rollout compares a new version's answers with the serving version's. */
+/** Whether the endpoint's rollout compares a new version's answers with the serving version's (Canary and Linear steps only). */
 export const comparesVersions = (rollout: MachineLearningEndpointRollout | undefined): boolean =>
-  (rollout?.analysis?.checks ?? []).some((c) => c.builtin === 'agreement');
+  (rollout?.strategy === 'Canary' || rollout?.strategy === 'Linear') &&
+  (rollout.analysis?.checks ?? []).some((c) => c.builtin === 'agreement');
 
 /**
  * Resolves a config template and the model templates it names into the version to serve; `compared`:

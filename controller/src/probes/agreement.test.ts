@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareAnswers, comparer } from '../compare/compare.ts';
 import { ComparisonStatistics } from '../compare/statistics.ts';
-import { agreementMeasurement } from './agreement.ts';
+import { agreementMeasurement, agreementSubjects } from './agreement.ts';
 import type { AgentShadowReport } from './shadows.ts';
 import { waitFor } from '../../../ci/wait.ts';
 import { listenOn, send, startTestAgent } from '../agent/testing/harness.ts';
@@ -34,34 +34,71 @@ function report(name: string, n: number, disagreeing: number, servingErrors = 0)
   };
 }
 
+const plan = '0123456789abcdef';
+const agree = { name: 'agree' };
+
 describe("the agreement check's measure", () => {
-  it("is the share of the new pods' predictions equal to the serving version's, summed over the pods and the serving variants", () => {
-    const m = agreementMeasurement(
-      'agree',
-      [
-        { pod: 'a', shadows: [report('rollout:agree:iris-1', 100, 10), report('rollout:other:iris-1', 100, 100)] },
-        { pod: 'b', shadows: [report('rollout:agree:iris-1', 50, 5), report('rollout:agree:small-1', 50, 45)] },
-        // A shadow variant's comparison is not the rollout's.
-        { pod: 'c', shadows: [report('shadow-b', 100, 100)] },
-      ],
-      ['iris-2'],
-    );
+  it("is the share of the new pods' predictions equal to the serving version's, summed over the pods and the serving variants, this attempt only", () => {
+    const m = agreementMeasurement(agree, plan, [
+      {
+        pod: 'a',
+        shadows: [report('rollout:agree:01234567:iris-1', 100, 10), report('rollout:other:01234567:iris-1', 100, 100)],
+      },
+      {
+        pod: 'b',
+        shadows: [
+          report('rollout:agree:01234567:iris-1', 50, 5),
+          report('rollout:agree:01234567:small-1', 50, 45),
+          // An earlier attempt's tally, still in the agent until its config changes.
+          report('rollout:agree:fedcba98:iris-1', 50, 50),
+        ],
+      },
+      // A shadow variant's comparison is not the rollout's.
+      { pod: 'c', shadows: [report('shadow-b', 100, 100)] },
+    ]);
     expect(m).toEqual({ value: (90 + 45 + 5) / 200 });
   });
 
-  it('is nothing yet (the step holds) while nothing was compared, and says why', () => {
-    expect(agreementMeasurement('agree', [], [])).toEqual({
-      empty: 'the new version has no model instance of its own: there is nothing to compare',
+  it('is nothing yet (the step holds) below its minimum of compared requests, or with no agent answering, and says why', () => {
+    expect(agreementMeasurement(agree, plan, [])).toEqual({ empty: 'no ready pod of the new version yet' });
+    expect(agreementMeasurement(agree, plan, [{ pod: 'a', unreachable: 'pod a: connect ECONNREFUSED' }])).toEqual({
+      empty: 'no model agent of the new version answered: pod a: connect ECONNREFUSED',
     });
-    expect(agreementMeasurement('agree', [], ['iris-2'])).toEqual({ empty: 'no ready pod of the new version yet' });
-    expect(
-      agreementMeasurement('agree', [{ pod: 'a', unreachable: 'pod a: connect ECONNREFUSED' }], ['iris-2']),
-    ).toEqual({ empty: 'no model agent of the new version answered: pod a: connect ECONNREFUSED' });
-    expect(
-      agreementMeasurement('agree', [{ pod: 'a', shadows: [report('rollout:agree:iris-1', 0, 0, 4)] }], ['iris-2']),
-    ).toEqual({
+    const few = [{ pod: 'a', shadows: [report('rollout:agree:01234567:iris-1', 19, 0, 4)] }];
+    expect(agreementMeasurement(agree, plan, few)).toEqual({
       empty:
-        "no prediction of the new version compared with the serving version's yet (1 pod(s), 4 request(s) mirrored, 4 serving and 0 new-version error(s))",
+        '19 request(s) of the new version compared with the serving version, at least 20 needed (1 pod(s), 23 mirrored, 4 serving and 0 new-version error(s))',
+    });
+    expect(agreementMeasurement({ name: 'agree', minCompared: 19 }, plan, few)).toEqual({ value: 1 });
+  });
+
+  it('compares only new instances with an agent: one the serving version runs too answers the same, one without an agent cannot be compared', () => {
+    const models = new Map([
+      ['iris', { image: 'i:1' }],
+      ['iris-v2', { image: 'i:2' }],
+    ]);
+    const of = (cfg: Parameters<typeof planFromTemplates>[2], compared: boolean) => {
+      const r = planFromTemplates('e', 'c', cfg, models, compared);
+      if (!r.ok) throw new Error('unresolved');
+      return r.plan;
+    };
+    const serving = of({ models: [{ model: 'iris', instances: 2 }] }, true);
+    // Only the replicas changed: every answer comes from the serving version's instance.
+    expect(agreementSubjects(of({ models: [{ model: 'iris', instances: 3 }] }, true), serving)).toEqual({
+      measured: { value: 1 },
+    });
+    // A new shadow is not compared by this check; the serving instance is shared.
+    expect(
+      agreementSubjects(
+        of({ models: [{ model: 'iris' }, { model: 'iris-v2', shadow: { percent: 10 } }] }, true),
+        serving,
+      ),
+    ).toEqual({ measured: { value: 1 } });
+    const withAgent = of({ models: [{ model: 'iris-v2' }] }, true);
+    expect(agreementSubjects(withAgent, serving)).toEqual({ instances: [withAgent.variants[0].instance] });
+    const withoutAgent = of({ models: [{ model: 'iris-v2' }] }, false);
+    expect(agreementSubjects(withoutAgent, serving)).toMatchObject({
+      measured: { empty: expect.stringContaining('have no model agent') },
     });
   });
 });
@@ -93,7 +130,11 @@ describe('the agreement check with real agents', () => {
     if (!serving.ok || !target.ok) throw new Error('unresolved');
     const check = { name: 'agree', builtin: 'agreement' as const, min: 0.9, compare: { path: '$.label' } };
     // What the controller writes for the new pods; the serving Service is reached by address here (no cluster DNS).
-    const entries = rolloutComparisons('ns', target.plan, serving.plan, [check]).map((e) => ({
+    const entries = rolloutComparisons('ns', target.plan, serving.plan, [check], {
+      version: target.plan.version,
+      plan,
+      phase: 'Progressing',
+    }).map((e) => ({
       ...e,
       url: servingModel.url,
     }));
@@ -139,7 +180,7 @@ describe('the agreement check with real agents', () => {
           agentAdminPortName,
           podLabels.modelInstance,
         );
-        const m = agreementMeasurement('agree', answers, [instance]);
+        const m = agreementMeasurement(check, plan, answers);
         return 'value' in m && answers[0].shadows?.[0].data.sinceStart.requests === 200 ? m : undefined;
       });
       // Rows 0, 4, ..., 196 disagree: 50 of 200.

@@ -1,23 +1,43 @@
 // The `agreement` check's probe: under it, each new model instance's agents send the serving
 // version a copy of every request they answer and compare the two answers (desired/agent.ts,
 // rolloutComparisons). The measure is the share of the new version's predictions that equal the
-// serving version's, summed exactly over the new pods' tallies since they started.
+// serving version's, summed exactly over the new pods' tallies of this rollout attempt.
+import type { AnalysisCheck } from '../api/generated.ts';
 import { figuresOf } from '../compare/statistics.ts';
-import { rolloutComparisonPrefix } from '../desired/agent.ts';
+import { comparedInstances, rolloutComparisonPrefix } from '../desired/agent.ts';
+import { isShadow, type VersionPlan } from '../desired/plan.ts';
 import type { Measurement } from '../rollout/analysis.ts';
 import type { AgentAnswer } from './data-capture.ts';
 
-/** The check's measure from the new version's agents' answers; nothing yet until a prediction was compared. */
+/** Compared requests an agreement needs before it is a value, unless the check says otherwise. */
+export const defaultMinCompared = 20;
+
+/** What the check compares in this rollout: nothing to ask (and why), or the new instances whose agents to ask. */
+export function agreementSubjects(
+  target: VersionPlan,
+  serving: VersionPlan,
+): { measured: Measurement } | { instances: string[] } {
+  const fresh = target.variants.filter((v) => !isShadow(v) && !serving.variants.some((s) => s.instance === v.instance));
+  // Every request is answered by an instance the serving version runs too: the same answers.
+  if (!fresh.length) return { measured: { value: 1 } };
+  const compared = comparedInstances(target, serving);
+  if (!compared.length)
+    return {
+      measured: {
+        empty: `the new version's model instances (${fresh.map((v) => v.instance).join(', ')}) have no model agent, made before the agreement check was added: nothing compares them; remove the check to roll this version out`,
+      },
+    };
+  return { instances: compared.map((v) => v.instance) };
+}
+
+/** The check's measure from the new version's agents' answers (this attempt's tallies); nothing yet below its minimum. */
 export function agreementMeasurement(
-  check: string,
+  check: Pick<AnalysisCheck, 'name' | 'minCompared'>,
+  plan: string,
   answers: readonly AgentAnswer[],
-  newInstances: readonly string[],
 ): Measurement {
-  if (!newInstances.length)
-    return { empty: 'the new version has no model instance of its own: there is nothing to compare' };
-  const reports = answers.flatMap((a) =>
-    (a.shadows ?? []).filter((s) => s.name.startsWith(rolloutComparisonPrefix(check))),
-  );
+  const prefix = rolloutComparisonPrefix(check.name, plan);
+  const reports = answers.flatMap((a) => (a.shadows ?? []).filter((s) => s.name.startsWith(prefix)));
   const answered = answers.filter((a) => !a.unreachable).length;
   if (!answered) {
     const why = answers.find((a) => a.unreachable)?.unreachable;
@@ -26,9 +46,10 @@ export function agreementMeasurement(
     };
   }
   const f = figuresOf(reports.map((r) => r.data.sinceStart));
-  if (f.agreement === undefined)
+  const least = check.minCompared ?? defaultMinCompared;
+  if (f.agreement === undefined || f.compared < least)
     return {
-      empty: `no prediction of the new version compared with the serving version's yet (${answered} pod(s), ${f.requests} request(s) mirrored, ${f.serving.errors} serving and ${f.shadow.errors} new-version error(s))`,
+      empty: `${f.compared} request(s) of the new version compared with the serving version, at least ${least} needed (${answered} pod(s), ${f.requests} mirrored, ${f.serving.errors} serving and ${f.shadow.errors} new-version error(s))`,
     };
   return { value: f.agreement };
 }

@@ -21,6 +21,12 @@ const serving = version('iris', false);
 const target = version('iris-v2', true);
 const now = new Date('2026-12-06T10:00:00Z');
 const agree: AnalysisCheck = { name: 'agree', builtin: 'agreement', min: 0.9 };
+const rolloutOf = (checks: AnalysisCheck[]): MachineLearningEndpointRollout => ({
+  strategy: 'Canary',
+  analysis: { checks },
+});
+/** The name the controller gives this attempt's comparison (desired/agent.ts). */
+const comparisonName = `rollout:agree:${planFingerprint(rolloutOf([agree])).slice(0, 8)}:${serving.variants[0].instance}`;
 
 /** One pod of the new version whose agent compared `n` requests with the serving version, `disagreeing` of them not equal. */
 function pod(n: number, disagreeing: number): AgentAnswer {
@@ -37,7 +43,7 @@ function pod(n: number, disagreeing: number): AgentAnswer {
     pod: 'iris-v2-a',
     shadows: [
       {
-        name: `rollout:agree:${serving.variants[0].instance}`,
+        name: comparisonName,
         url: `http://${serving.variants[0].instance}.ns.svc:80`,
         dropped: 0,
         skipped: 0,
@@ -49,7 +55,7 @@ function pod(n: number, disagreeing: number): AgentAnswer {
 }
 
 function analyse(checks: AnalysisCheck[], answers: AgentAnswer[], asked: string[][] = []) {
-  const rollout: MachineLearningEndpointRollout = { strategy: 'Canary', analysis: { checks } };
+  const rollout = rolloutOf(checks);
   return runAnalysis({
     status: {
       rollout: {

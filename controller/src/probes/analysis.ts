@@ -14,7 +14,7 @@ import {
 } from '../rollout/analysis.ts';
 import { planFingerprint } from '../rollout/strategies.ts';
 import type { PrometheusClient } from './prometheus.ts';
-import { agreementMeasurement } from './agreement.ts';
+import { agreementMeasurement, agreementSubjects } from './agreement.ts';
 import type { AgentAnswer } from './data-capture.ts';
 
 /**
@@ -57,8 +57,14 @@ export async function runAnalysis(o: {
     let m: Measurement;
     let query: string | undefined;
     if (check.builtin === 'agreement') {
+      const subjects = o.serving
+        ? agreementSubjects(o.target, o.serving)
+        : { measured: { empty: 'no version serves: there is nothing to compare with' } };
       try {
-        m = agreementMeasurement(check.name, await o.agents(ctx.services), ctx.services);
+        m =
+          'measured' in subjects
+            ? subjects.measured
+            : agreementMeasurement(check, recorded.plan ?? '', await o.agents(subjects.instances));
       } catch (err) {
         m = { error: `the new version's model agents could not be asked: ${(err as Error).message}` };
       }

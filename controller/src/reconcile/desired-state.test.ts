@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { planFromTemplates } from '../desired/plan.ts';
+import { planFingerprint } from '../rollout/strategies.ts';
 import { defaultConfig } from '../options.ts';
 import { routingProvider } from '../routing/providers.ts';
 import type { RolloutDecision } from '../rollout/decide.ts';
@@ -130,7 +131,7 @@ describe('desiredState, a rollout under an agreement check', () => {
     expect(JSON.parse(text ?? '{}')).toMatchObject({
       shadows: [
         {
-          name: `rollout:agree:${old.plan.variants[0].instance}`,
+          name: `rollout:agree:${planFingerprint(rollout).slice(0, 8)}:${old.plan.variants[0].instance}`,
           url: `http://${old.plan.variants[0].instance}.models.svc:80`,
           percent: 100,
           sources: [next.plan.variants[0].version],

@@ -188,6 +188,7 @@ function wantedCaptureConfig(inputs: DesiredStateInputs, decision: RolloutDecisi
             inputs.rollout.target,
             decision.outcome.serving,
             inputs.rollout.spec.rollout?.analysis?.checks ?? [],
+            decision.outcome.rollout,
           ),
         ]),
       ]
