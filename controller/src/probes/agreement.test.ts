@@ -8,7 +8,7 @@ import { listenOn, send, startTestAgent } from '../agent/testing/harness.ts';
 import { agentAdminPortName, agentContainerName, rolloutComparisons } from '../desired/agent.ts';
 import { labels as podLabels } from '../desired/labels.ts';
 import { planFromTemplates } from '../desired/plan.ts';
-import { resources, type KubeObject } from '../kube/resources.ts';
+import { resources } from '../kube/resources.ts';
 import { setUp } from '../reconcile/testing/fixtures.ts';
 import { askAgents } from './data-capture.ts';
 
@@ -170,7 +170,7 @@ describe('the agreement check with real agents', () => {
           ],
         },
         status: { podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'True' }] },
-      } as KubeObject);
+      });
       const measured = await waitFor('every copy compared', 10_000, async () => {
         const answers = await askAgents(
           t.cluster,
