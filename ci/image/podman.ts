@@ -7,7 +7,8 @@
 // otherwise: containers.conf's default RLIMIT_NOFILE is refused), runc with cgroupfs (no systemd),
 // and builds isolated by chroot.
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cacheRoot } from '../cache.mjs';
 import { ensureDebianPackages, requireDebianPackages, type DebianPackage } from '../debian.ts';
@@ -25,7 +26,7 @@ export function podmanEnv(): NodeJS.ProcessEnv {
   mkdirSync(dir, { recursive: true });
   const containersConf = join(dir, 'containers.conf');
   const storageConf = join(dir, 'storage.conf');
-  writeFileSync(
+  writeAtomically(
     containersConf,
     [
       '# Written by ci/image/podman.ts.',
@@ -39,7 +40,7 @@ export function podmanEnv(): NodeJS.ProcessEnv {
       '',
     ].join('\n'),
   );
-  writeFileSync(
+  writeAtomically(
     storageConf,
     [
       '# Written by ci/image/podman.ts.',
@@ -51,6 +52,23 @@ export function podmanEnv(): NodeJS.ProcessEnv {
     ].join('\n'),
   );
   return { ...process.env, CONTAINERS_CONF: containersConf, CONTAINERS_STORAGE_CONF: storageConf };
+}
+
+/**
+ * Replaces a file in one step (a new file renamed over it), and only when its text changes: podman
+ * reads these while other podman commands of the same run start, and a reader that found the file
+ * truncated mid-write ran with podman's default RLIMIT_NOFILE, refused here (`error setting rlimit
+ * type 7: operation not permitted`, seen once in CI on c066af6).
+ */
+function writeAtomically(path: string, text: string): void {
+  try {
+    if (readFileSync(path, 'utf8') === text) return;
+  } catch {
+    // Not there yet.
+  }
+  const next = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  writeFileSync(next, text);
+  renameSync(next, path);
 }
 
 export interface RunResult {
