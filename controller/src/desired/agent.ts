@@ -67,6 +67,17 @@ export interface AgentShadow {
   reference?: 'copy';
 }
 
+/** A compare block (a shadow's or an agreement check's) with every default filled in, as config.json lists it. */
+function compareWithDefaults(c: AgentShadowCompareSpec = {}): AgentShadow['compare'] {
+  return {
+    path: c.path ?? '$',
+    kind: c.kind ?? 'labels',
+    absoluteTolerance: c.absoluteTolerance ?? 0,
+    relativeTolerance: c.relativeTolerance ?? 0,
+  };
+}
+type AgentShadowCompareSpec = Partial<AgentShadow['compare']>;
+
 /**
  * How the agents' config names the serving instance a new version is compared with, per rollout
  * attempt (its plan's fingerprint): a new attempt, or new steps, start from no tally.
@@ -112,17 +123,11 @@ export function rolloutComparisons(
     .filter((c) => c.builtin === 'agreement')
     .flatMap((check) =>
       [...pairs].map(([instance, sources]) => {
-        const c = check.compare ?? {};
         return {
           name: `${rolloutComparisonPrefix(check.name, plan)}${instance}`,
           url: `http://${instance}.${namespace}.svc:${servicePort}`,
           percent: 100,
-          compare: {
-            path: c.path ?? '$',
-            kind: c.kind ?? 'labels',
-            absoluteTolerance: c.absoluteTolerance ?? 0,
-            relativeTolerance: c.relativeTolerance ?? 0,
-          },
+          compare: compareWithDefaults(check.compare),
           sources,
           reference: 'copy' as const,
         };
@@ -145,17 +150,11 @@ export function agentShadows(
   return serving.variants
     .filter((v) => isShadow(v) && shadowMirror(v.variant.shadow!) === 'Agent')
     .map((v) => {
-      const c = v.variant.shadow!.compare ?? {};
       return {
         name: v.variant.model,
         url: `http://${v.instance}.${namespace}.svc:${servicePort}`,
         percent: mirrors.find((m) => m.service === v.instance)?.percent ?? 0,
-        compare: {
-          path: c.path ?? '$',
-          kind: c.kind ?? 'labels',
-          absoluteTolerance: c.absoluteTolerance ?? 0,
-          relativeTolerance: c.relativeTolerance ?? 0,
-        },
+        compare: compareWithDefaults(v.variant.shadow!.compare),
         sources,
       };
     });
