@@ -682,6 +682,57 @@ const invalid: InvalidCase[] = [
     message: 'spec.models[1].shadow.compare.absoluteTolerance',
   },
   {
+    what: 'shadow test mirrored by the gateway',
+    kind: 'config',
+    spec: {
+      models: [
+        { model: 'a' },
+        { model: 'b', shadow: { percent: 10, mirror: 'Gateway', test: { criteria: { agreement: 0.9 } } } },
+      ],
+    },
+    code: 422,
+    message: 'test needs mirror: Agent',
+  },
+  {
+    what: 'shadow test without a criterion',
+    kind: 'config',
+    spec: { models: [{ model: 'a' }, { model: 'b', shadow: { percent: 10, test: { durationSeconds: 3600 } } }] },
+    code: 422,
+    message: 'a shadow test needs at least one criterion',
+  },
+  {
+    what: 'shadow test longer than 30 days',
+    kind: 'config',
+    spec: {
+      models: [
+        { model: 'a' },
+        { model: 'b', shadow: { percent: 10, test: { durationSeconds: 3_000_000, criteria: { agreement: 0.9 } } } },
+      ],
+    },
+    code: 422,
+    message: 'spec.models[1].shadow.test.durationSeconds',
+  },
+  {
+    what: 'shadow test agreement given as a percentage',
+    kind: 'config',
+    spec: { models: [{ model: 'a' }, { model: 'b', shadow: { percent: 10, test: { criteria: { agreement: 97 } } } }] },
+    code: 422,
+    message: 'spec.models[1].shadow.test.criteria.agreement',
+  },
+  {
+    what: 'shadow test that promotes beside two serving variants',
+    kind: 'config',
+    spec: {
+      models: [
+        { model: 'a' },
+        { model: 'c' },
+        { model: 'b', shadow: { percent: 10, test: { criteria: { agreement: 0.9 }, onPass: 'Promote' } } },
+      ],
+    },
+    code: 422,
+    message: 'onPass: Promote replaces the one serving variant with the shadow',
+  },
+  {
     what: 'autoscaling with minInstances above maxInstances',
     kind: 'config',
     spec: {

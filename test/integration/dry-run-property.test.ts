@@ -411,13 +411,38 @@ const hostSubPath = fc
 const sometimes = <T>(arbitrary: fc.Arbitrary<T>, every: number) =>
   fc.oneof({ weight: every - 1, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary });
 
+/** A shadow test; never one that promotes, which needs a config with one serving variant exactly. */
+const shadowTest = fc.record(
+  {
+    durationSeconds: fc.integer({ min: 60, max: 2_592_000 }),
+    minCompared: fc.integer({ min: 1, max: 1_000_000_000 }),
+    criteria: fc.record(
+      {
+        agreement: fc.double({ min: 0, max: 1, noNaN: true }),
+        errorRateDelta: fc.double({ min: -1, max: 1, noNaN: true }),
+        latencyP99Ratio: fc.double({ min: 0.01, max: 1000, noNaN: true }),
+      },
+      { requiredKeys: ['agreement'] },
+    ),
+    onPass: fc.constant('Report' as const),
+    onFail: fc.constantFrom('Stop' as const, 'Report' as const),
+  },
+  { requiredKeys: ['criteria'] },
+);
+
 /** A variant, but for the model it names (the sample picks one). */
 const variant: fc.Arbitrary<Omit<MachineLearningEndpointConfigVariant, 'model'>> = fc
   .record(
     {
       weight: fc.integer({ min: 0, max: 1000 }),
       instances: fc.integer({ min: 1, max: 1000 }),
-      shadow: sometimes(fc.record({ percent: fc.integer({ min: 1, max: 100 }) }), 5),
+      shadow: sometimes(
+        fc.record(
+          { percent: fc.integer({ min: 1, max: 100 }), test: sometimes(shadowTest, 3) },
+          { requiredKeys: ['percent'] },
+        ),
+        5,
+      ),
       autoscaling: sometimes(autoscaling, 6),
       cpus: quantity,
       memory: quantity,

@@ -675,6 +675,56 @@ export interface ShadowEntry {
       seconds?: number;
     };
   };
+  test?: ShadowTestStatus;
+}
+/**
+ * The shadow's test (shadow.test), while it has one: its phase, its figures since it began and, once judged, its verdict and what was done.
+ */
+export interface ShadowTestStatus {
+  /**
+   * Pending (observing, or waiting to be mirrored), Passed or Failed. A verdict stands until the shadow's or the serving model version changes, or the test is removed.
+   */
+  phase: 'Pending' | 'Passed' | 'Failed';
+  /**
+   * Waiting, Observing, Passed, CriteriaNotMet, AgreementTooLow or TooFewCompared.
+   */
+  reason: string;
+  /**
+   * The verdict or the progress, with the figures and the bounds.
+   */
+  message?: string;
+  /**
+   * The model instances tested: the serving variant's and the shadow's (`serving>shadow`); when either changes, a new test begins.
+   */
+  subject: string;
+  /**
+   * When the shadow was first mirrored to for this test: its duration counts from here.
+   */
+  startedAt?: string;
+  /**
+   * When the verdict was reached.
+   */
+  decidedAt?: string;
+  /**
+   * What was done on the verdict: Report (nothing), Promote (the shadow becomes the serving variant through the strategy) or Stop (no longer mirrored to, scaled to zero).
+   */
+  action?: 'Report' | 'Promote' | 'Stop';
+  /**
+   * Requests compared since the test began (as the agents count them).
+   */
+  compared?: number;
+  /**
+   * Measured agreement (0 to 1).
+   */
+  agreement?: number;
+  /**
+   * Measured shadow error rate minus serving error rate.
+   */
+  errorRateDelta?: number;
+  /**
+   * Measured shadow p99 latency / serving p99 latency.
+   */
+  latencyP99Ratio?: number;
 }
 /**
  * A version being drained.
@@ -828,7 +878,7 @@ export interface MachineLearningEndpointConfigVariant {
   priorityClassName?: string;
 }
 /**
- * Makes the variant a shadow: it receives a copy of `percent` of the endpoint's requests and never counts for the split. With `mirror: Agent` the serving variants' model agents send the copies and compare the shadow's answers with theirs (status.shadows[].comparison, the ml_agent_shadow_* metrics); with `mirror: Gateway` the route mirrors and the answers are discarded. Its readiness never holds up a switch; promoting it is an ordinary config change (a weight instead of shadow).
+ * Makes the variant a shadow: it receives a copy of `percent` of the endpoint's requests and never counts for the split. With `mirror: Agent` the serving variants' model agents send the copies and compare the shadow's answers with theirs (status.shadows[].comparison, the ml_agent_shadow_* metrics); with `mirror: Gateway` the route mirrors and the answers are discarded. Its readiness never holds up a switch. A `test` judges it by criteria over a duration and can promote it or stop it; otherwise promoting it is an ordinary config change (a weight instead of shadow).
  */
 export interface ShadowVariant {
   /**
@@ -836,10 +886,11 @@ export interface ShadowVariant {
    */
   percent: number;
   /**
-   * Who sends the copies. Agent (the default when `compare` is given): the serving variants' model agents, after each client has its answer, on any data plane; the answers are compared. Gateway (the default otherwise): the route's mirror, fire-and-forget, where the data plane supports it. Agent gives the serving variants a model agent, which is a new model version of them (their pods are replaced once, through the endpoint's strategy).
+   * Who sends the copies. Agent (the default when `compare` or `test` is given): the serving variants' model agents, after each client has its answer, on any data plane; the answers are compared. Gateway (the default otherwise): the route's mirror, fire-and-forget, where the data plane supports it. Agent gives the serving variants a model agent, which is a new model version of them (their pods are replaced once, through the endpoint's strategy).
    */
   mirror?: 'Agent' | 'Gateway';
   compare?: ShadowCompare;
+  test?: ShadowTest;
 }
 /**
  * How the shadow's answers are compared with the serving variant's (mirror: Agent).
@@ -861,6 +912,45 @@ export interface ShadowCompare {
    * For numbers: the difference allowed relative to the serving value (default 0).
    */
   relativeTolerance?: number;
+}
+/**
+ * A shadow test: the shadow's answers are compared with the serving variant's (mirror: Agent) for `durationSeconds`, then judged by `criteria` over every request compared since the test began. The verdict (Passed or Failed, with its figures) goes to status.shadows[].test, the ShadowTested condition and an Event; a test fails early when its agreement is below the bound beyond doubt (99.9%). The criteria and actions change in place (no pod restarts); a verdict stands until the shadow's model version or the serving one changes, or the test is removed.
+ */
+export interface ShadowTest {
+  /**
+   * How long the test observes before its verdict (default 604800: 7 days; at most 30 days).
+   */
+  durationSeconds?: number;
+  /**
+   * The fewest requests compared for a verdict (default 100): a test that ends with fewer fails (TooFewCompared).
+   */
+  minCompared?: number;
+  criteria?: ShadowTestCriteria;
+  /**
+   * Report (the default): the verdict only. Promote: the shadow becomes the serving variant through the endpoint's strategy (its Canary or Linear gates included); the config is not rewritten (see the README).
+   */
+  onPass?: 'Report' | 'Promote';
+  /**
+   * Stop (the default): the shadow is no longer mirrored to and is scaled to zero (its snapshots are kept). Report: the verdict only.
+   */
+  onFail?: 'Stop' | 'Report';
+}
+/**
+ * What the shadow must show to pass; each one given must hold, and a figure that cannot be measured does not hold.
+ */
+export interface ShadowTestCriteria {
+  /**
+   * Lowest share of the shadow's predictions that agree with the serving variant's (0 to 1), e.g. 0.97.
+   */
+  agreement?: number;
+  /**
+   * Highest shadow error rate minus serving error rate over the compared requests (-1 to 1), e.g. 0.01.
+   */
+  errorRateDelta?: number;
+  /**
+   * Highest shadow p99 latency / serving p99 latency (0.01 to 1000), e.g. 1.2.
+   */
+  latencyP99Ratio?: number;
 }
 /**
  * Scales the variant between minInstances and maxInstances on a target (the chart's autoscaling engine: a HorizontalPodAutoscaler or a KEDA ScaledObject). The autoscaler then owns the replicas; a new version starts at the serving version's current count. Changing the bounds or the target changes the autoscaler in place.

@@ -20,6 +20,8 @@ export const labels = {
   template: 'ml-operator.dev/template',
   /** Model instance a Deployment, Service or volume serves. */
   modelInstance: 'ml-operator.dev/model-instance',
+  /** On a config snapshot of a version a shadow test promoted: the mark of the test it passed (rollout/shadow-tests.ts). */
+  promoted: 'ml-operator.dev/promoted',
 } as const;
 
 /** The key snapshots had before 0.2: still recognised, so that an upgrade never takes a snapshot for a template. */

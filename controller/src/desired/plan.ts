@@ -80,6 +80,8 @@ export interface VersionPlan {
   /** `<config>-<ec_version>`: the config instance. */
   instance: string;
   variants: VariantPlan[];
+  /** A version a passed shadow test promoted: the mark of that test (labels.promoted on its config snapshot). */
+  promoted?: string;
 }
 
 /** A shadow variant: it receives a mirror of the traffic, never a share of it. */
@@ -88,7 +90,7 @@ export const isShadow = (v: VariantPlan): boolean => v.variant.shadow !== undefi
 /** Who sends a shadow's copies: its serving variants' agents (and compare the answers), or the route. */
 export const shadowMirror = (
   shadow: NonNullable<MachineLearningEndpointConfigVariant['shadow']>,
-): 'Agent' | 'Gateway' => shadow.mirror ?? (shadow.compare ? 'Agent' : 'Gateway');
+): 'Agent' | 'Gateway' => shadow.mirror ?? (shadow.compare || shadow.test ? 'Agent' : 'Gateway');
 
 /** The replicas a variant runs without an autoscaler (with one, the autoscaler decides). */
 export const fixedReplicas = (v: VariantPlan): number => v.variant.instances ?? 1;
@@ -214,7 +216,15 @@ export function planFromSnapshot(
       ...(agent ? { agent } : {}),
     });
   }
-  return { config: template, spec: configInstance.spec, version, instance: meta.name!, variants };
+  const promoted = meta.labels?.[labels.promoted];
+  return {
+    config: template,
+    spec: configInstance.spec,
+    version,
+    instance: meta.name!,
+    variants,
+    ...(promoted ? { promoted } : {}),
+  };
 }
 
 /** Reads the pinned defaults an annotation records; undefined when absent or unreadable. */

@@ -29,7 +29,10 @@ export function configInstance(ctx: EndpointContext, plan: VersionPlan): Desired
     resources.endpointConfig,
     ctx.endpoint,
     plan.instance,
-    snapshotLabels(ctx.endpoint, plan.config, plan.version),
+    {
+      ...snapshotLabels(ctx.endpoint, plan.config, plan.version),
+      ...(plan.promoted ? { [labels.promoted]: plan.promoted } : {}),
+    },
     { spec: plan.spec },
   );
 }

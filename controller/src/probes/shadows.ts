@@ -61,6 +61,27 @@ function figures(f: ComparisonFigures) {
   };
 }
 
+/** The reports of one shadow, from the pods that answered (a pod still on an earlier config may report another Service). */
+const reportsOf = (
+  answers: readonly { shadows?: readonly AgentShadowReport[] }[],
+  name: string,
+  service: string,
+): AgentShadowReport[] =>
+  answers.flatMap((a) => (a.shadows ?? []).filter((s) => s.name === name && s.url.startsWith(`http://${service}.`)));
+
+/** The figures since the start of each shadow (by its Service), exact, for its test's verdict. */
+export function testFiguresOf(
+  answers: readonly { shadows?: readonly AgentShadowReport[] }[],
+  shadows: readonly { name: string; service: string }[],
+): Map<string, ComparisonFigures> {
+  const out = new Map<string, ComparisonFigures>();
+  for (const { name, service } of shadows) {
+    const reports = reportsOf(answers, name, service);
+    if (reports.length) out.set(service, figuresOf(reports.map((r) => r.data.sinceStart)));
+  }
+  return out;
+}
+
 /**
  * The comparison of each shadow (by its Service) from the reports of the pods that answered; a
  * shadow no pod reports yet has none.
@@ -71,10 +92,7 @@ export function comparisonsOf(
 ): Map<string, ShadowComparison> {
   const out = new Map<string, ShadowComparison>();
   for (const { name, service } of shadows) {
-    // A pod still on an earlier config (its ConfigMap not yet refreshed) may report another Service.
-    const reports = answers.flatMap((a) =>
-      (a.shadows ?? []).filter((s) => s.name === name && s.url.startsWith(`http://${service}.`)),
-    );
+    const reports = reportsOf(answers, name, service);
     if (!reports.length) continue;
     out.set(service, {
       ...figures(figuresOf(reports.map((r) => r.data.sinceStart))),

@@ -143,6 +143,7 @@ export function statusFor(
   decision: RolloutDecision,
   extra: readonly ConditionInput[] = [],
   comparisons?: StatusInput['comparisons'],
+  figures?: StatusInput['figures'],
 ): MachineLearningEndpointStatus {
   const { ctx, provider, observed } = inputs;
   const namespace = ctx.endpoint.metadata.namespace;
@@ -169,6 +170,7 @@ export function statusFor(
     mirroringUnavailable: observed.mirroringUnavailable,
     routeConditions: [...routeConditions.map((c) => ({ ...c, type: `Route${c.type}` })), ...extra],
     comparisons,
+    figures,
     now: inputs.rollout.now,
   });
 }

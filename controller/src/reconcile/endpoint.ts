@@ -21,7 +21,8 @@ import { Applier } from './apply.ts';
 import { involved, ownedBy, type Caches, type ClusterClient } from './caches.ts';
 import { agentInstances, captureSettings, desiredState, statusFor, type DesiredStateInputs } from './desired-state.ts';
 import { askAgents, dataCapturedCondition, dataCapturePollMs, DataCaptureProbe } from '../probes/data-capture.ts';
-import { comparisonsOf, type ShadowComparison } from '../probes/shadows.ts';
+import type { ComparisonFigures } from '../compare/statistics.ts';
+import { comparisonsOf, testFiguresOf, type ShadowComparison } from '../probes/shadows.ts';
 import { agentAdminPortName, agentContainerName } from '../desired/agent.ts';
 import { labels } from '../desired/labels.ts';
 import { collectGarbage } from './garbage.ts';
@@ -71,6 +72,8 @@ async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T
 interface AgentFacts {
   captured?: ConditionInput;
   comparisons?: Map<string, ShadowComparison>;
+  /** Their exact figures since the start, which shadow tests are judged on. */
+  figures?: Map<string, ComparisonFigures>;
 }
 
 export class EndpointReconciler {
@@ -172,7 +175,13 @@ export class EndpointReconciler {
     const captured = agents?.captured;
     const statusDeferredMs = await this.status.write(
       endpoint,
-      statusFor(inputs, decision, [...owned, ...pods.conditions, ...(captured ? [captured] : [])], agents?.comparisons),
+      statusFor(
+        inputs,
+        decision,
+        [...owned, ...pods.conditions, ...(captured ? [captured] : [])],
+        agents?.comparisons,
+        agents?.figures,
+      ),
     );
     this.logDecision(endpoint, inputs, decision, statusDeferredMs);
 
@@ -257,6 +266,7 @@ export class EndpointReconciler {
         return {
           // The comparisons stay as they were: the pods could not be listed, not the agents asked.
           comparisons: this.dataCapture.previous(key)?.comparisons,
+          figures: this.dataCapture.previous(key)?.figures,
           captured: capture && {
             type: 'DataCaptured',
             status: 'Unknown',
@@ -268,6 +278,7 @@ export class EndpointReconciler {
       return {
         captured: capture && dataCapturedCondition(capture.destination, enabled, enabled ? answers : []),
         comparisons: comparisonsOf(answers, mirrored),
+        figures: testFiguresOf(answers, mirrored),
       };
     });
   }

@@ -31,6 +31,7 @@ import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import type { LiveRoute, RolloutDecision } from '../rollout/decide.ts';
 import { hostHolder } from '../rollout/hosts.ts';
+import { promotedPlan, promotingShadow, promotionMark, promotionPassed } from '../rollout/shadow-tests.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { decodeVersions, routeVersionsAnnotation } from '../desired/route.ts';
 import type { Caches } from './caches.ts';
@@ -222,7 +223,7 @@ export class Resolver {
       models,
       comparesVersions(endpoint.spec.rollout),
     );
-    if (resolution.ok) return { target: resolution.plan };
+    if (resolution.ok) return { target: this.promoted(endpoint, resolution.plan) };
     const what = `MachineLearningModel ${resolution.missing.map((m) => `${namespace}/${m}`).join(', ')} named by config ${configName}`;
     const message = `${what} does not exist: create it, or remove the variant from the config`;
     return missing(
@@ -230,6 +231,30 @@ export class Resolver {
       what,
       resolution.missing,
     );
+  }
+
+  /**
+   * The version to roll out instead of `plan` when its shadow test passed with onPass: Promote: the
+   * one derived from it (the shadow serving), as its snapshot records it once written, else as the
+   * last status's passed test makes it. The snapshot's mark keeps the promotion when the test's
+   * record leaves the status (the promoted version has no shadow to report it on).
+   */
+  private promoted(endpoint: MachineLearningEndpoint, plan: VersionPlan): VersionPlan {
+    const shadow = promotingShadow(plan);
+    if (!shadow) return plan;
+    const { caches } = this.deps;
+    const namespace = endpoint.metadata.namespace!;
+    const key = keyOf(namespace, endpoint.metadata.name!);
+    const mark = promotionMark(plan, shadow);
+    const snapshot = caches.configs
+      .byIndex(indexes.endpoint, key)
+      .find((c) => c.metadata.labels?.[labels.promoted] === mark);
+    if (snapshot) {
+      const models = new Map(caches.models.byIndex(indexes.endpoint, key).map((m) => [m.metadata.name, m]));
+      const recorded = planFromSnapshot(snapshot, models);
+      if (recorded) return recorded;
+    }
+    return promotionPassed(plan, endpoint.status) ? promotedPlan(endpoint.metadata.name!, plan, shadow) : plan;
   }
 
   snapshotPlan(namespace: string, endpoint: string, version: string): VersionPlan | undefined {

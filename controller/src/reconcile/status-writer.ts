@@ -102,6 +102,11 @@ export class StatusWriter {
   ): void {
     for (const c of after) {
       const old = before?.find((b) => b.type === c.type);
+      // A shadow test's passed verdict is news too.
+      if (c.type === 'ShadowTested' && c.status === 'True' && !(old?.status === 'True' && old.reason === c.reason)) {
+        this.deps.events.record(involved(endpoint), 'Normal', c.reason, c.message);
+        continue;
+      }
       if (c.status !== 'False' || (old?.status === 'False' && old.reason === c.reason)) continue;
       // Bringing up a first version, waiting for the gateway to take a route, and waiting for
       // templates applied along with the endpoint are not warnings.

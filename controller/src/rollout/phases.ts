@@ -2,7 +2,7 @@
 // from the live route and the status (observe), and once the verdict is given, which drains end,
 // what each kept version runs, what is kept, and the route that carries it (settle). Pure.
 import type { MachineLearningEndpointStatus } from '../api/generated.ts';
-import type { VariantPlan, VersionPlan } from '../desired/plan.ts';
+import { isShadow, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
 import { backends, mirrorsOf, targetsOf } from '../desired/route.ts';
 import {
   instanceReplicas,
@@ -12,6 +12,7 @@ import {
   type RolloutDecision,
   type RolloutInput,
 } from './decision.ts';
+import { stoppedShadows } from './shadow-tests.ts';
 
 export type Draining = NonNullable<MachineLearningEndpointStatus['draining']>;
 
@@ -149,6 +150,14 @@ export function settle(input: RolloutInput, v: Verdict, historyLimit: number): S
   }
   if (serving) deploy.push({ plan: serving, replicas: instanceReplicas(serving) });
   if (pending) deploy.push(pending);
+  // A shadow whose test failed with onFail: Stop runs no pod, whichever version names it as a shadow.
+  const stopped = stoppedShadows(serving, status);
+  for (let i = 0; i < deploy.length; i++) {
+    const d = deploy[i];
+    const stops = d.plan.variants.filter((p) => isShadow(p) && stopped.has(p.instance));
+    if (stops.length)
+      deploy[i] = { ...d, replicas: new Map([...d.replicas, ...stops.map((p) => [p.instance, 0] as const)]) };
+  }
 
   history = [...new Set(history)].filter((h) => h !== servingNow && h !== pending?.plan.version).slice(0, historyLimit);
 
@@ -181,7 +190,8 @@ export function settle(input: RolloutInput, v: Verdict, historyLimit: number): S
       : undefined;
   // The serving version's shadows get their mirrors once they can take them; its variants, their header targets.
   const servingReplicas = serving ? instanceReplicas(serving) : undefined;
-  const available = (p: VariantPlan) => input.workload(p, servingReplicas!.get(p.instance)!).available;
+  const available = (p: VariantPlan) =>
+    !stopped.has(p.instance) && input.workload(p, servingReplicas!.get(p.instance)!).available;
   return {
     draining,
     history,

@@ -4,7 +4,9 @@
 // no backend). Pure: no I/O.
 import type { MachineLearningEndpointStatus, RolloutStatus, ShadowEntry, TrafficEntry } from '../api/generated.ts';
 import { setConditions, type ConditionInput } from '../desired/status.ts';
+import type { ComparisonFigures } from '../compare/statistics.ts';
 import { isShadow, shadowMirror, type VersionPlan } from '../desired/plan.ts';
+import { judgeShadowTests, shadowTestedCondition } from './shadow-tests.ts';
 import { byService, type RouteBackend } from '../desired/route.ts';
 import { instanceReplicas, type RolloutDecision } from './decide.ts';
 import { rolloutHistoryLimit } from './advance.ts';
@@ -23,6 +25,8 @@ export interface StatusInput {
   mirroringUnavailable?: string;
   /** What the serving pods' agents say of each shadow they mirror to, by its Service. */
   comparisons?: ReadonlyMap<string, NonNullable<ShadowEntry['comparison']>>;
+  /** Their exact figures since the start, by the shadow's Service, which a shadow test is judged on. */
+  figures?: ReadonlyMap<string, ComparisonFigures>;
   now: Date;
 }
 
@@ -115,7 +119,15 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
       : [];
   const servingVersion = o.serving?.version ?? o.unreadable;
   const conditions: ConditionInput[] = [];
+  const tests = judgeShadowTests({
+    serving: o.serving,
+    previous,
+    mirrored: (instance) => (decision.agentMirrors ?? []).some((m) => m.service === instance && m.percent > 0),
+    figures: s.figures,
+    now: s.now,
+  });
   const shadows: ShadowEntry[] = (o.serving?.variants ?? []).filter(isShadow).map((v) => {
+    const test = tests.get(v.instance);
     const mirror = shadowMirror(v.variant.shadow!);
     const comparison = mirror === 'Agent' ? s.comparisons?.get(v.instance) : undefined;
     return {
@@ -132,6 +144,7 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
       readyReplicas: readyOf(v.instance),
       replicas: replicas.get(v.instance) ?? 0,
       ...(comparison ? { comparison } : {}),
+      ...(test ? { test } : {}),
     };
   });
 
@@ -264,6 +277,9 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
             },
     );
   }
+
+  const tested = shadowTestedCondition(o.serving, tests);
+  if (tested) conditions.push(tested);
 
   const summary = rolloutSummary(o.rollout, servingVersion);
   // READY counts what takes traffic; before anything does, the first version coming up (not 0/0).
