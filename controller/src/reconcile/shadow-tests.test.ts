@@ -80,6 +80,12 @@ describe('a shadow test acted on', () => {
     const condition = t.endpoint().status!.conditions!.find((c) => c.type === 'ShadowTested');
     expect(condition).toMatchObject({ status: 'False', reason: 'AgreementTooLow' });
     expect(t.events).toContainEqual(expect.objectContaining({ type: 'Warning', reason: 'AgreementTooLow' }));
+    // Not mirrored on purpose: no ShadowNotReady warning for it.
+    expect(t.endpoint().status!.conditions!.find((c) => c.type === 'ShadowsMirrored')).toMatchObject({
+      status: 'True',
+      message: `cand (${shadow}) stopped by its shadow test (see ShadowTested)`,
+    });
+    expect(t.events.filter((e) => e.reason === 'ShadowNotReady')).toEqual([]);
     expect(t.endpoint().status!.traffic).toMatchObject([{ service: serving, weight: 100 }]);
     expect(deployment(t, serving)!.spec.replicas).toBe(1);
   });

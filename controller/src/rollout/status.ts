@@ -253,7 +253,9 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
   );
   conditions.push(...s.routeConditions);
   if (shadows.length > 0) {
-    const notMirrored = shadows.filter((x) => !x.mirrored);
+    // A shadow its test stopped is not mirrored to on purpose: not a shadow waiting to be ready.
+    const stopped = (x: ShadowEntry) => x.test?.phase === 'Failed' && x.test.action === 'Stop';
+    const notMirrored = shadows.filter((x) => !x.mirrored && !stopped(x));
     conditions.push(
       s.mirroringUnavailable && shadows.some((x) => x.mirror === 'Gateway')
         ? { type: 'ShadowsMirrored', status: 'False', reason: 'MirroringUnavailable', message: s.mirroringUnavailable }
@@ -269,9 +271,10 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
               status: 'True',
               reason: 'Mirrored',
               message: shadows
-                .map(
-                  (x) =>
-                    `${x.percent}% of the requests mirrored to ${x.variant} (${x.service}) by the ${x.mirror === 'Agent' ? "serving pods' agents, answers compared" : 'gateway'}`,
+                .map((x) =>
+                  stopped(x)
+                    ? `${x.variant} (${x.service}) stopped by its shadow test (see ShadowTested)`
+                    : `${x.percent}% of the requests mirrored to ${x.variant} (${x.service}) by the ${x.mirror === 'Agent' ? "serving pods' agents, answers compared" : 'gateway'}`,
                 )
                 .join(', '),
             },
