@@ -229,6 +229,19 @@ export function parseCaptureConfig(text: string): CaptureConfig {
   return out;
 }
 
+/**
+ * The `copyToken` of config.json's text: what the endpoint's agents put in the copies they send
+ * (copyHeader), so that a receiving agent tells a copy from a client's request carrying the same
+ * header. Undefined when absent (a config written before it: every copy header is trusted).
+ */
+export function parseCopyToken(text: string): string | undefined {
+  const token = (JSON.parse(text) as { copyToken?: unknown } | null)?.copyToken;
+  if (token === undefined) return undefined;
+  if (typeof token !== 'string' || !/^[A-Za-z0-9_-]{8,128}$/.test(token))
+    throw new Error('copyToken must be 8 to 128 letters, digits, _ or -');
+  return token;
+}
+
 /** Parses the `shadows` of config.json's text (none when absent); throws an Error naming the field. */
 export function parseShadowsConfig(text: string): ShadowConfig[] {
   let doc: unknown;

@@ -14,6 +14,7 @@ import { Capture } from './capture.ts';
 import {
   identityFrom,
   parseCaptureConfig,
+  parseCopyToken,
   parseFlags,
   parseShadowsConfig,
   usage,
@@ -99,7 +100,7 @@ export async function startAgent(
         (s) => !s.sources || s.sources.includes(identity.modelVersion),
       );
       capture.configure(config);
-      shadows.configure(shadowConfigs);
+      shadows.configure(shadowConfigs, parseCopyToken(text));
       lastError = null;
       log('info', 'capture config', {
         enabled: config.enabled,

@@ -108,7 +108,7 @@ export function createProxy({ model, capture, shadows, metrics, log }: ProxyOpti
     const input = sampled ? new Copy(limit) : undefined;
     const output = sampled ? new Copy(limit) : undefined;
     // A copy from another agent is mirrored no further: its sender compares it.
-    const copyOf = header(req.headers[copyHeader]);
+    const copyOf = shadows.copyOf(header(req.headers[copyHeader]));
     const picked = copyOf === undefined ? shadows.pick() : [];
     const mirrorInput = picked.length ? new Copy(mirrorMaxBytes) : undefined;
     const mirrorOutput = picked.length ? new Copy(mirrorMaxBytes) : undefined;

@@ -63,14 +63,18 @@ afterEach(async () => {
   for (const close of closers.splice(0)) await close();
 });
 
+/** The copy token of the endpoint the test's agents belong to (as the controller writes it). */
+const copyToken = 'endpoint-copies-1';
+
 async function agentWith(
   shadows: unknown[],
   capture: Record<string, unknown> = { enabled: false },
   flags: string[] = [],
+  token = copyToken,
 ): Promise<TestAgent> {
   const a = await startTestAgent(serving.url, { enabled: false }, { flags });
   const withDestination = capture.enabled ? { destination: pathToFileURL(a.captureDir).href, ...capture } : capture;
-  a.writeConfig(JSON.stringify({ capture: withDestination, shadows }));
+  a.writeConfig(JSON.stringify({ capture: withDestination, shadows, copyToken: token }));
   await a.agent.reload();
   return a;
 }
@@ -337,6 +341,30 @@ describe('shadows mirrored by the agent', () => {
     const records = receiver.records();
     expect(records).toHaveLength(n);
     expect(records.map((r) => r.mlOperator.copyOf)).toEqual(Array(n).fill('to-receiver'));
+  });
+
+  it("a client's request carrying the copy header, or a copy from another endpoint's agent, is a client's request: mirrored and captured as one", async () => {
+    const onward = await classifier();
+    closers.push(() => onward.close());
+    const receiver = await agentWith([shadowOf('onward', onward.url)], { enabled: true, samplingPercent: 100 });
+    closers.push(() => receiver.dispose());
+    // Another endpoint's agent: its copies carry another token.
+    const stranger = await agentWith([shadowOf('to-receiver', receiver.url)], undefined, [], 'other-endpoint-2');
+    closers.push(() => stranger.dispose());
+    const n = 10;
+    for (let i = 0; i < n; i++) {
+      expect((await post(receiver.url, i, { 'x-ml-operator-copy': 'to-receiver' })).status).toBe(200);
+      expect((await post(receiver.url, n + i, { 'x-ml-operator-copy': `${copyToken}-guess to-receiver` })).status).toBe(
+        200,
+      );
+      expect((await post(stranger.url, 2 * n + i)).status).toBe(200);
+    }
+    await settled(stranger, n);
+    await settled(receiver, 3 * n);
+    await receiver.stop();
+    const records = receiver.records();
+    expect(records).toHaveLength(3 * n);
+    expect(records.filter((r) => r.mlOperator.copyOf !== undefined)).toEqual([]);
   });
 
   it('keeps a shadow’s figures when only its share changes, starts them over when its comparison changes, and keeps the last good config on a bad one', async () => {

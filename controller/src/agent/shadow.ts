@@ -99,6 +99,8 @@ export class Shadows {
   private readonly metrics: AgentMetrics;
   private readonly now: () => number;
   private stopped = false;
+  /** The endpoint's copy token (parseCopyToken), which the copies sent carry and a copy received must. */
+  private copyToken: string | undefined;
 
   constructor({ metrics, now = Date.now }: ShadowsOptions) {
     this.metrics = metrics;
@@ -110,7 +112,19 @@ export class Shadows {
    * its figures (a shadow not ready is listed with percent 0, so it keeps them too); one whose
    * comparison changed starts over, so that no figure mixes two comparisons.
    */
-  configure(configs: readonly ShadowConfig[]): void {
+  /**
+   * The shadow a request is a copy for, when the agent of another pod of the endpoint sent it (its
+   * copyHeader carries the endpoint's copy token); undefined for a client's request, whatever
+   * header it sends.
+   */
+  copyOf(header: string | undefined): string | undefined {
+    if (header === undefined) return undefined;
+    if (!this.copyToken) return header;
+    return header.startsWith(`${this.copyToken} `) ? header.slice(this.copyToken.length + 1) : undefined;
+  }
+
+  configure(configs: readonly ShadowConfig[], copyToken?: string): void {
+    this.copyToken = copyToken;
     this.shadows = configs.map((config) => {
       const kept = this.shadows.find((s) => s.config.name === config.name && sameComparison(s.config, config));
       if (kept) {
@@ -282,7 +296,7 @@ export class Shadows {
             url.host,
             ...request.headers,
             copyHeader,
-            config.name,
+            this.copyToken ? `${this.copyToken} ${config.name}` : config.name,
             'content-length',
             String(request.body.length),
           ],

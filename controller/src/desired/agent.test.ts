@@ -12,6 +12,7 @@ import {
   agentContainerName,
   agentShadows,
   captureConfigMap,
+  copyTokenOf,
   captureConfigMapName,
   rolloutComparisons,
 } from './agent.ts';
@@ -172,7 +173,12 @@ describe('the model agent', () => {
         maxRecordBytes: 1048576,
         rotation: { maxBytes: 16777216, maxSeconds: 60 },
       },
+      // The endpoint's, from its uid: every agent of it has the same, another endpoint's agents another.
+      copyToken: copyTokenOf(endpoint),
     });
+    expect(copyTokenOf(endpoint)).toMatch(/^[0-9a-f]{10}$/);
+    const other = { ...endpoint, metadata: { ...endpoint.metadata, uid: 'another-uid' } };
+    expect(copyTokenOf(other)).not.toBe(copyTokenOf(endpoint));
     expect(agentConfig(undefined).capture.enabled).toBe(false);
   });
 });

@@ -6,6 +6,7 @@
 import type { AnalysisCheck, DataCaptureConfig, MachineLearningEndpoint } from '../api/generated.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import { commonLabels, namespaced, type Desired } from './common.ts';
+import { contentVersion } from './names.ts';
 import { servicePort } from './ports.ts';
 import { destinationClaim, isShadow, shadowMirror, type VariantPlan, type VersionPlan } from './plan.ts';
 import type { RouteMirror } from './route.ts';
@@ -167,8 +168,9 @@ export function agentShadows(
 export function agentConfig(
   capture: DataCaptureConfig | undefined,
   shadows: readonly AgentShadow[] = [],
-): { capture: Record<string, unknown>; shadows?: AgentShadow[] } {
-  const listed = shadows.length ? { shadows: [...shadows] } : {};
+  copyToken?: string,
+): { capture: Record<string, unknown>; shadows?: AgentShadow[]; copyToken?: string } {
+  const listed = { ...(shadows.length ? { shadows: [...shadows] } : {}), ...(copyToken ? { copyToken } : {}) };
   if (!capture)
     return {
       ...listed,
@@ -199,6 +201,14 @@ export function agentConfig(
   };
 }
 
+/**
+ * What the endpoint's agents put in the copies they send each other, so that a client's request that
+ * carries the copy header is not taken for a copy: derived from the endpoint's uid, which its clients
+ * do not see, and the same for every agent of the endpoint.
+ */
+export const copyTokenOf = (endpoint: MachineLearningEndpoint): string =>
+  contentVersion({ copies: endpoint.metadata.uid ?? endpoint.metadata.name });
+
 /** The ConfigMap the endpoint's agents read their capture settings from. */
 export function captureConfigMap(
   endpoint: MachineLearningEndpoint,
@@ -212,7 +222,9 @@ export function captureConfigMap(
     name,
     commonLabels(endpoint, 'data-capture', endpoint.metadata.name!),
     {
-      data: { [agentConfigFile]: `${JSON.stringify(agentConfig(capture, shadows), null, 2)}\n` },
+      data: {
+        [agentConfigFile]: `${JSON.stringify(agentConfig(capture, shadows, copyTokenOf(endpoint)), null, 2)}\n`,
+      },
     } as Partial<KubeObject>,
   );
 }
