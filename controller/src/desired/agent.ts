@@ -85,10 +85,13 @@ type AgentShadowCompareSpec = Partial<AgentShadow['compare']>;
  */
 export const rolloutComparisonPrefix = (check: string, plan: string) => `rollout:${check}:${plan.slice(0, 8)}:`;
 
-/** The new version's model instances an agreement check compares: serving ones with an agent, not the serving version's. */
+/**
+ * The new version's model instances an agreement check compares: serving ones with an agent that the
+ * serving version does not serve from (one it runs as a shadow, a promotion's, is compared).
+ */
 export function comparedInstances(target: VersionPlan, serving: VersionPlan): VariantPlan[] {
   return target.variants.filter(
-    (v) => !isShadow(v) && v.agent && !serving.variants.some((s) => s.instance === v.instance),
+    (v) => !isShadow(v) && v.agent && !serving.variants.some((s) => !isShadow(s) && s.instance === v.instance),
   );
 }
 

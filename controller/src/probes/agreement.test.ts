@@ -100,6 +100,18 @@ describe("the agreement check's measure", () => {
     expect(agreementSubjects(withoutAgent, serving)).toMatchObject({
       measured: { empty: expect.stringContaining('have no model agent') },
     });
+    // A shadow the serving version runs, promoted by its test: it answered no client there, so it is compared.
+    const tested = of(
+      {
+        models: [
+          { model: 'iris' },
+          { model: 'iris-v2', shadow: { percent: 100, test: { criteria: { agreement: 0.9 } } } },
+        ],
+      },
+      true,
+    );
+    const promoted = { ...tested, variants: [{ ...tested.variants[1], variant: { model: 'iris-v2' } }] };
+    expect(agreementSubjects(promoted, tested)).toEqual({ instances: [tested.variants[1].instance] });
   });
 });
 

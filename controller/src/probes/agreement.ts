@@ -17,8 +17,11 @@ export function agreementSubjects(
   target: VersionPlan,
   serving: VersionPlan,
 ): { measured: Measurement } | { instances: string[] } {
-  const fresh = target.variants.filter((v) => !isShadow(v) && !serving.variants.some((s) => s.instance === v.instance));
-  // Every request is answered by an instance the serving version runs too: the same answers.
+  // An instance the serving version runs as a shadow (a promotion's) answers no client there: it is new.
+  const fresh = target.variants.filter(
+    (v) => !isShadow(v) && !serving.variants.some((s) => !isShadow(s) && s.instance === v.instance),
+  );
+  // Every request is answered by an instance that serves in the serving version too: the same answers.
   if (!fresh.length) return { measured: { value: 1 } };
   const compared = comparedInstances(target, serving);
   if (!compared.length)

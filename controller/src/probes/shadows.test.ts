@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareAnswers, comparer } from '../compare/compare.ts';
 import { ComparisonStatistics } from '../compare/statistics.ts';
-import { comparisonsOf, shadowReports, type AgentShadowReport } from './shadows.ts';
+import { comparisonsOf, shadowReports, testFiguresOf, type AgentShadowReport } from './shadows.ts';
 
 const labels = comparer({ path: '$.p' });
 if (!labels.ok) throw new Error(labels.error);
@@ -62,5 +62,27 @@ describe("the endpoint's comparison from its pods' agents", () => {
     expect(shadowReports({ shadows: [good, { name: 'x' }, null, 3, { ...good, dropped: -1 }] })).toEqual([good]);
     expect(shadowReports({ capture: {} })).toEqual([]);
     expect(shadowReports(null)).toEqual([]);
+  });
+
+  it("gives a shadow test the pods' exact figures since the start, of that shadow's Service only", () => {
+    const now = Date.parse('2026-12-06T10:00:00Z');
+    const answers = [
+      { shadows: [report('b', 100, 4, now)] },
+      { shadows: [report('b', 300, 4, now), { ...report('b', 50, 1, now), url: 'http://svc-b-old.ns.svc:80' }] },
+    ];
+    const figures = testFiguresOf(answers, [
+      { name: 'b', service: 'svc-b' },
+      { name: 'd', service: 'svc-d' },
+    ]);
+    expect([...figures.keys()]).toEqual(['svc-b']);
+    // The counts the verdict needs, unrounded: 392 compared, 292 agreeing, 8 shadow errors of 400.
+    expect(figures.get('svc-b')).toMatchObject({
+      requests: 400,
+      compared: 392,
+      predictions: 392,
+      agreeing: 292,
+      shadow: { errors: 8 },
+      serving: { errors: 0 },
+    });
   });
 });

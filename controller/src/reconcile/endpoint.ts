@@ -241,7 +241,12 @@ export class EndpointReconciler {
   ): Promise<AgentFacts | undefined> {
     const instances = agentInstances(decision);
     const capture = captureSettings(inputs, decision);
+    // The shadows mirrored to now, and those under test that are not (not ready, or stopped): the
+    // agents keep a shadow listed at 0% with its figures, which its test is judged on.
     const mirrored = (decision.agentMirrors ?? []).map((m) => ({ name: m.variant, service: m.service }));
+    for (const v of decision.outcome.serving?.variants ?? [])
+      if (v.variant.shadow?.test && !mirrored.some((m) => m.service === v.instance))
+        mirrored.push({ name: v.variant.model, service: v.instance });
     if (!instances.length || (!capture && !mirrored.length)) {
       this.dataCapture.forget(key);
       return undefined;

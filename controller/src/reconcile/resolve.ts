@@ -31,7 +31,7 @@ import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options.ts';
 import type { LiveRoute, RolloutDecision } from '../rollout/decide.ts';
 import { hostHolder } from '../rollout/hosts.ts';
-import { promotedPlan, promotingShadow, promotionMark, promotionPassed } from '../rollout/shadow-tests.ts';
+import { promotedPlan, promotingShadow, promotionRecord } from '../rollout/shadow-tests.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { decodeVersions, routeVersionsAnnotation } from '../desired/route.ts';
 import type { Caches } from './caches.ts';
@@ -235,26 +235,27 @@ export class Resolver {
 
   /**
    * The version to roll out instead of `plan` when its shadow test passed with onPass: Promote: the
-   * one derived from it (the shadow serving), as its snapshot records it once written, else as the
-   * last status's passed test makes it. The snapshot's mark keeps the promotion when the test's
-   * record leaves the status (the promoted version has no shadow to report it on).
+   * one derived from it, the shadow serving (promotedPlan), rebuilt from the config as it is now so
+   * that later changes to it apply. The test's record leaves the status once the derived version
+   * serves (it has no such shadow to report it on); then the status naming that version, or the
+   * mark on a config snapshot of a version promoted on the same subject, keeps the promotion. A
+   * record of that subject that has not passed (a new test, after a rollback) goes first.
    */
   private promoted(endpoint: MachineLearningEndpoint, plan: VersionPlan): VersionPlan {
     const shadow = promotingShadow(plan);
     if (!shadow) return plan;
-    const { caches } = this.deps;
-    const namespace = endpoint.metadata.namespace!;
-    const key = keyOf(namespace, endpoint.metadata.name!);
-    const mark = promotionMark(plan, shadow);
-    const snapshot = caches.configs
+    const status = endpoint.status;
+    const record = promotionRecord(plan, status);
+    if (record && record.phase !== 'Passed') return plan;
+    const derived = promotedPlan(endpoint.metadata.name!, plan, shadow);
+    if (record) return derived;
+    if (status?.endpointConfigVersion === derived.version || status?.pendingEndpointConfigVersion === derived.version)
+      return derived;
+    const key = keyOf(endpoint.metadata.namespace!, endpoint.metadata.name!);
+    const marked = this.deps.caches.configs
       .byIndex(indexes.endpoint, key)
-      .find((c) => c.metadata.labels?.[labels.promoted] === mark);
-    if (snapshot) {
-      const models = new Map(caches.models.byIndex(indexes.endpoint, key).map((m) => [m.metadata.name, m]));
-      const recorded = planFromSnapshot(snapshot, models);
-      if (recorded) return recorded;
-    }
-    return promotionPassed(plan, endpoint.status) ? promotedPlan(endpoint.metadata.name!, plan, shadow) : plan;
+      .some((c) => c.metadata.labels?.[labels.promoted] === derived.promoted);
+    return marked ? derived : plan;
   }
 
   snapshotPlan(namespace: string, endpoint: string, version: string): VersionPlan | undefined {

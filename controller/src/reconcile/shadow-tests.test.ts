@@ -10,7 +10,7 @@ import { key, model, namespace, setUp } from './testing/fixtures.ts';
 
 const linear = { strategy: 'Linear', linear: { stepPercent: 50, intervalSeconds: 10 }, drainSeconds: 1 };
 
-async function serveWithShadow(test: ShadowTest) {
+async function serveWithShadow(test: ShadowTest, serving: Record<string, unknown> = {}) {
   const t = setUp();
   await t.cluster.put(resources.model, model('acme/iris:1'));
   await t.cluster.put(resources.model, { ...model('acme/cand:1'), metadata: { name: 'cand', namespace } });
@@ -20,7 +20,7 @@ async function serveWithShadow(test: ShadowTest) {
     metadata: { name: 'iris', namespace },
     spec: {
       models: [
-        { model: 'iris', weight: 1 },
+        { model: 'iris', weight: 1, ...serving },
         { model: 'cand', shadow: { percent: 100, test } },
       ],
     },
@@ -91,9 +91,14 @@ describe('a shadow test acted on', () => {
   });
 
   it('Promote: the shadow becomes the serving variant through the strategy, from its running pods, and stays so', async () => {
-    const t = await serveWithShadow({ durationSeconds: 600, criteria: { agreement: 0.9 }, onPass: 'Promote' });
+    const t = await serveWithShadow(
+      { durationSeconds: 600, criteria: { agreement: 0.9 }, onPass: 'Promote' },
+      { instances: 2 },
+    );
     const tested = t.endpoint().status!.endpointConfigVersion!;
     const shadow = shadowEntry(t)!.service;
+    const template = structuredClone((deployment(t, shadow)!.spec as { template: unknown }).template);
+    expect(deployment(t, shadow)!.spec.replicas).toBe(1);
     const deploymentsBefore = t.cluster.caches.deployments
       .list(namespace)
       .map((d) => d.metadata.name)
@@ -108,6 +113,9 @@ describe('a shadow test acted on', () => {
     await rounds(t, () => t.endpoint().status?.traffic?.length === 1);
     expect(t.endpoint().status!.traffic).toMatchObject([{ variant: 'cand', service: shadow, weight: 100 }]);
     expect(t.endpoint().status!.shadows).toBeUndefined();
+    // Its pods were scaled to the replicas of the variant it replaced, their template untouched.
+    expect(deployment(t, shadow)!.spec.replicas).toBe(2);
+    expect((deployment(t, shadow)!.spec as { template: unknown }).template).toEqual(template);
     // No pod was made for it: every Deployment now is one from before.
     const deploymentsAfter = t.cluster.caches.deployments.list(namespace).map((d) => d.metadata.name);
     for (const d of deploymentsAfter) expect(deploymentsBefore).toContain(d);
@@ -162,5 +170,43 @@ describe('a shadow test acted on', () => {
       t.cluster.writes.slice(writes).some((w) => w.plural === resources.endpointConfig.plural && w.verb !== 'status'),
     ).toBe(true);
     expect(shadowEntry(t)!.test).toMatchObject({ phase: 'Pending', startedAt });
+  });
+
+  it('a rollback after a promotion stands: a new test of the same models that fails is not overridden by the earlier promotion', async () => {
+    const t = await serveWithShadow({ durationSeconds: 600, criteria: { agreement: 0.9 }, onPass: 'Promote' });
+    const tested = t.endpoint().status!.endpointConfigVersion!;
+    await verdict(t, 'Passed', 'Promote');
+    await rounds(t, () => t.endpoint().status?.endpointConfigVersion !== tested);
+    const promoted = t.endpoint().status!.endpointConfigVersion!;
+    await rounds(t, () => t.endpoint().status?.state === 'InService');
+
+    // The user rolls back to the tested version: the shadow is a shadow again, and its new test fails.
+    const pin = (serveVersion?: string) =>
+      t.cluster.put(resources.endpoint, {
+        apiVersion: 'ml-operator.dev/v1alpha1',
+        kind: 'MachineLearningEndpoint',
+        metadata: { name: 'iris', namespace },
+        spec: { config: 'iris', rollout: linear, ...(serveVersion ? { serveVersion } : {}) },
+      });
+    await pin(tested);
+    await rounds(
+      t,
+      () => t.endpoint().status?.endpointConfigVersion === tested && t.endpoint().status?.state === 'InService',
+    );
+    await rounds(t, () => !!shadowEntry(t)?.test?.startedAt);
+    await verdict(t, 'Failed', 'Stop');
+    await rounds(t, () => deployment(t, shadowEntry(t)!.service)!.spec.replicas === 0, 3);
+
+    // Following the config again: the failed test wins over the mark of the earlier promotion.
+    await pin(undefined);
+    for (let i = 0; i < 6; i++) {
+      t.advance(30);
+      await t.reconciler.reconcile(key);
+      await t.cluster.rollOutDeployments();
+    }
+    expect(t.endpoint().status).toMatchObject({ endpointConfigVersion: tested, state: 'InService' });
+    expect(t.endpoint().status!.pendingEndpointConfigVersion).toBeUndefined();
+    expect(t.endpoint().status!.endpointConfigVersion).not.toBe(promoted);
+    expect(deployment(t, shadowEntry(t)!.service)!.spec.replicas).toBe(0);
   });
 });

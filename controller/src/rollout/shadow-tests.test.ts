@@ -7,7 +7,7 @@ import { defaultConfig } from '../options.ts';
 import type { MachineLearningEndpoint, MachineLearningModel, MachineLearningEndpointConfig } from '../api/generated.ts';
 import { decide, type RolloutInput } from './decide.ts';
 import { renderStatus } from './status.ts';
-import { promotedPlan, promotingShadow, promotionMark, promotionPassed, testSubject } from './shadow-tests.ts';
+import { promotedPlan, promotingShadow, promotionMark, promotionRecord, testSubject } from './shadow-tests.ts';
 
 const start = new Date('2026-12-01T00:00:00Z');
 const later = (seconds: number) => new Date(start.getTime() + seconds * 1000);
@@ -148,6 +148,34 @@ describe('a shadow test', () => {
     expect(after.replicas).toBe(0);
   });
 
+  it('keeps its record and condition while the serving version cannot be read', () => {
+    const p = plan(test);
+    const s = round(p, servingStatus(p), start).status;
+    const failed = round(p, s, later(600), { reported: figures(200, 60) });
+    const stopped = round(p, failed.status, later(610));
+    // A round whose serving version is unreadable (its snapshot not in the cache yet, say).
+    const unreadable = renderStatus({
+      decision: {
+        ...stopped.decision,
+        outcome: { ...stopped.decision.outcome, serving: undefined, unreadable: p.version },
+      },
+      previous: stopped.status,
+      generation: 1,
+      host: 'h',
+      url: 'http://h',
+      readyOf: () => 1,
+      routeConditions: [],
+      now: later(620),
+    });
+    expect(unreadable.shadows).toEqual(stopped.status.shadows);
+    expect(unreadable.conditions!.find((c) => c.type === 'ShadowTested')).toMatchObject({
+      status: 'False',
+      reason: 'AgreementTooLow',
+    });
+    // And the next readable round still stops the shadow.
+    expect(round(p, unreadable, later(630)).replicas).toBe(0);
+  });
+
   it('with onFail: Report only reports', () => {
     const p = plan({ ...test, onFail: 'Report' });
     const s = round(p, servingStatus(p), start).status;
@@ -171,6 +199,9 @@ describe('a shadow test', () => {
 
     const few = round(p, s, later(3600), { reported: figures(49, 49) });
     expect(few.test).toMatchObject({ phase: 'Failed', reason: 'TooFewCompared' });
+    // A shadow no agent reports on when the time is up (it stopped being ready) is judged all the same.
+    const silent = round(p, early.status, later(3600));
+    expect(silent.test).toMatchObject({ phase: 'Failed', reason: 'TooFewCompared', compared: 0 });
   });
 
   it('keeps its start when only its criteria change, and begins again for another shadow model', () => {
@@ -201,7 +232,9 @@ describe('a promotion', () => {
     expect(d.variants.map((v) => [v.variant.model, v.instance, v.variant.shadow])).toEqual([
       ['cand', shadow.instance, undefined],
     ]);
-    expect(d.spec.models).toEqual([{ model: 'cand' }]);
+    expect(d.spec.models).toEqual([{ model: 'cand', instances: 1 }]);
+    // The same tested version, the same promoted one.
+    expect(promotedPlan('e', p, shadow).version).toBe(d.version);
     expect(d.version).not.toBe(p.version);
     expect(d.promoted).toBe(promotionMark(p, shadow));
     // Its snapshot keeps the mark, read back as the same plan.
@@ -220,16 +253,56 @@ describe('a promotion', () => {
     expect(read.variants.map((v) => v.instance)).toEqual([shadow.instance]);
   });
 
+  it('runs at least the replicas the serving variant it replaces could, on the same instance', () => {
+    const spec = (serving: Record<string, unknown>, candidate: Record<string, unknown> = {}) => {
+      const r = planFromTemplates(
+        'e',
+        'c',
+        {
+          models: [
+            { model: 'm', ...serving },
+            { model: 'cand', ...candidate, shadow: { percent: 10, test } },
+          ],
+        },
+        models,
+      );
+      if (!r.ok) throw new Error('unresolved');
+      return promotedPlan('e', r.plan, r.plan.variants[1]);
+    };
+    expect(spec({ instances: 4 }).spec.models[0]).toEqual({ model: 'cand', instances: 4 });
+    expect(spec({ instances: 1 }, { instances: 3 }).spec.models[0]).toMatchObject({ instances: 3 });
+    const scaling = { minInstances: 2, maxInstances: 6, target: { cpuUtilization: 60 } };
+    expect(spec({ autoscaling: scaling }).spec.models[0]).toMatchObject({ instances: 6 });
+    expect(
+      spec({ instances: 4 }, { cpus: '1', autoscaling: { ...scaling, minInstances: 1, maxInstances: 3 } }).spec
+        .models[0].autoscaling,
+    ).toMatchObject({ minInstances: 4, maxInstances: 4 });
+    // Neither count is part of the model version: the shadow's pods, scaled in place.
+    const r = planFromTemplates(
+      'e',
+      'c',
+      {
+        models: [
+          { model: 'm', instances: 4 },
+          { model: 'cand', shadow: { percent: 10, test } },
+        ],
+      },
+      models,
+    );
+    if (!r.ok) throw new Error('unresolved');
+    expect(promotedPlan('e', r.plan, r.plan.variants[1]).variants[0].instance).toBe(r.plan.variants[1].instance);
+  });
+
   it('is due only on a passed test of the same subject', () => {
     const p = plan(test);
     const s = round(p, servingStatus(p), start).status;
-    expect(promotionPassed(p, s)).toBe(false);
+    expect(promotionRecord(p, s)?.phase).not.toBe('Passed');
     const passed = round(p, s, later(60), { reported: figures(100, 100) });
     expect(passed.test).toMatchObject({ phase: 'Passed', action: 'Promote' });
     expect(passed.condition!.message).toContain('promoted: it becomes the serving variant');
-    expect(promotionPassed(p, passed.status)).toBe(true);
-    expect(promotionPassed(plan(test, 'acme/cand:2'), passed.status)).toBe(false);
+    expect(promotionRecord(p, passed.status)?.phase).toBe('Passed');
+    expect(promotionRecord(plan(test, 'acme/cand:2'), passed.status)?.phase).not.toBe('Passed');
     const failed = round(p, s, later(60), { reported: figures(100, 10) });
-    expect(promotionPassed(p, failed.status)).toBe(false);
+    expect(promotionRecord(p, failed.status)?.phase).not.toBe('Passed');
   });
 });

@@ -12,7 +12,7 @@ import type {
   ShadowTest,
   ShadowTestStatus,
 } from '../api/generated.ts';
-import type { ComparisonFigures } from '../compare/statistics.ts';
+import { figuresOf, type ComparisonFigures } from '../compare/statistics.ts';
 import { verdict, type ShadowTestCriteria } from '../compare/verdict.ts';
 import { contentVersion, versionedName } from '../desired/names.ts';
 import { isShadow, type VariantPlan, type VersionPlan } from '../desired/plan.ts';
@@ -53,7 +53,7 @@ export function criteriaOf(t: ShadowTest): ShadowTestCriteria {
 }
 
 /** The record of a shadow's test in the last status, if it is of this subject. */
-function recorded(
+export function recorded(
   status: MachineLearningEndpointStatus | undefined,
   shadow: VariantPlan,
   subject: string,
@@ -99,7 +99,10 @@ export function judgeShadowTests(input: JudgeInput): Map<string, ShadowTestStatu
       });
       continue;
     }
-    const figures = input.figures?.get(shadow.instance);
+    // A test whose time is up is judged even when no agent reports on its shadow (one that stopped
+    // being ready, say): on nothing compared, it fails as too few.
+    const over = now.getTime() - Date.parse(startedAt) >= criteriaOf(test).durationMs;
+    const figures = input.figures?.get(shadow.instance) ?? (over ? figuresOf([]) : undefined);
     if (!figures) {
       out.set(
         shadow.instance,
@@ -195,20 +198,48 @@ export const promotingShadow = (plan: VersionPlan): VariantPlan | undefined =>
 export const promotionMark = (plan: VersionPlan, shadow: VariantPlan): string =>
   contentVersion({ promoted: testSubject(plan, shadow) });
 
-/** Whether the last status holds a passed test of the version's promoting shadow. */
-export function promotionPassed(plan: VersionPlan, status: MachineLearningEndpointStatus | undefined): boolean {
+/** The record of the test of the version's promoting shadow in the last status, if any. */
+export function promotionRecord(
+  plan: VersionPlan,
+  status: MachineLearningEndpointStatus | undefined,
+): ShadowTestStatus | undefined {
   const shadow = promotingShadow(plan);
-  return shadow !== undefined && recorded(status, shadow, testSubject(plan, shadow))?.phase === 'Passed';
+  return shadow ? recorded(status, shadow, testSubject(plan, shadow)) : undefined;
+}
+
+/**
+ * The promoted variant's replicas: never fewer than the variant it replaces could run, since it
+ * takes all of that variant's traffic (a shadow is often sized for a mirror of a share of it).
+ * Neither count is part of the model version, so the shadow's pods are scaled in place.
+ */
+function withCapacityOf(
+  v: MachineLearningEndpointConfigVariant,
+  replaced: MachineLearningEndpointConfigVariant,
+): MachineLearningEndpointConfigVariant {
+  const least = replaced.autoscaling?.minInstances ?? replaced.instances ?? 1;
+  const most = replaced.autoscaling?.maxInstances ?? replaced.instances ?? 1;
+  if (v.autoscaling)
+    return {
+      ...v,
+      autoscaling: {
+        ...v.autoscaling,
+        minInstances: Math.max(v.autoscaling.minInstances, least),
+        maxInstances: Math.max(v.autoscaling.maxInstances, most),
+      },
+    };
+  return { ...v, instances: Math.max(v.instances ?? 1, most) };
 }
 
 /**
  * The version a passed test promotes to: the tested version with the shadow as its one serving
- * variant (the serving variant it replaces goes; other shadows stay). Every instance is the tested
- * version's own, so the shadow's running pods take the traffic and no new pod is made.
+ * variant, with at least the replicas of the serving variant it replaces, which goes (other shadows
+ * stay). Every instance is the tested version's own, so the shadow's running pods take the traffic
+ * and no new model version is made. Deterministic: the same tested version, the same promoted one.
  */
 export function promotedPlan(endpoint: string, plan: VersionPlan, shadow: VariantPlan): VersionPlan {
   const { shadow: _, ...rest } = shadow.variant;
-  const variant: MachineLearningEndpointConfigVariant = rest;
+  const replaced = plan.variants.find((v) => !isShadow(v));
+  const variant: MachineLearningEndpointConfigVariant = replaced ? withCapacityOf(rest, replaced.variant) : rest;
   const promoted: VariantPlan = { ...shadow, variant };
   const others = plan.variants.filter((v) => isShadow(v) && v.instance !== shadow.instance);
   const variants = [promoted, ...others];

@@ -126,27 +126,32 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     figures: s.figures,
     now: s.now,
   });
-  const shadows: ShadowEntry[] = (o.serving?.variants ?? []).filter(isShadow).map((v) => {
-    const test = tests.get(v.instance);
-    const mirror = shadowMirror(v.variant.shadow!);
-    const comparison = mirror === 'Agent' ? s.comparisons?.get(v.instance) : undefined;
-    return {
-      variant: v.variant.model,
-      version: o.serving!.version,
-      modelVersion: v.version,
-      service: v.instance,
-      percent: v.variant.shadow!.percent,
-      mirror,
-      mirrored:
-        mirror === 'Agent'
-          ? (decision.agentMirrors ?? []).some((m) => m.service === v.instance)
-          : !s.mirroringUnavailable && (decision.mirrors ?? []).some((m) => m.service === v.instance),
-      readyReplicas: readyOf(v.instance),
-      replicas: replicas.get(v.instance) ?? 0,
-      ...(comparison ? { comparison } : {}),
-      ...(test ? { test } : {}),
-    };
-  });
+  // A serving version that cannot be read keeps what the status said of its shadows (their tests' verdicts with it).
+  const keptShadows = !o.serving && o.unreadable ? (previous?.shadows ?? []) : [];
+  const shadows: ShadowEntry[] = [
+    ...keptShadows,
+    ...(o.serving?.variants ?? []).filter(isShadow).map((v) => {
+      const test = tests.get(v.instance);
+      const mirror = shadowMirror(v.variant.shadow!);
+      const comparison = mirror === 'Agent' ? s.comparisons?.get(v.instance) : undefined;
+      return {
+        variant: v.variant.model,
+        version: o.serving!.version,
+        modelVersion: v.version,
+        service: v.instance,
+        percent: v.variant.shadow!.percent,
+        mirror,
+        mirrored:
+          mirror === 'Agent'
+            ? (decision.agentMirrors ?? []).some((m) => m.service === v.instance)
+            : !s.mirroringUnavailable && (decision.mirrors ?? []).some((m) => m.service === v.instance),
+        readyReplicas: readyOf(v.instance),
+        replicas: replicas.get(v.instance) ?? 0,
+        ...(comparison ? { comparison } : {}),
+        ...(test ? { test } : {}),
+      };
+    }),
+  ];
 
   const short = traffic.filter((t) => (t.readyReplicas ?? 0) < (t.replicas ?? 0));
   const empty = traffic.filter((t) => t.weight > 0 && (t.readyReplicas ?? 0) === 0);
@@ -281,8 +286,13 @@ export function renderStatus(s: StatusInput): MachineLearningEndpointStatus {
     );
   }
 
-  const tested = shadowTestedCondition(o.serving, tests);
-  if (tested) conditions.push(tested);
+  const tested = o.serving
+    ? shadowTestedCondition(o.serving, tests)
+    : o.unreadable
+      ? previous?.conditions?.find((c) => c.type === 'ShadowTested')
+      : undefined;
+  if (tested)
+    conditions.push({ type: tested.type, status: tested.status, reason: tested.reason, message: tested.message });
 
   const summary = rolloutSummary(o.rollout, servingVersion);
   // READY counts what takes traffic; before anything does, the first version coming up (not 0/0).
