@@ -72,7 +72,7 @@ async function eachLimited<T>(items: readonly T[], limit: number, work: (item: T
 interface AgentFacts {
   captured?: ConditionInput;
   comparisons?: Map<string, ShadowComparison>;
-  /** Their exact figures since the start, which shadow tests are judged on. */
+  /** Their exact figures since the start, which shadow tests are judged on (none when a pod did not answer). */
   figures?: Map<string, ComparisonFigures>;
 }
 
@@ -283,7 +283,8 @@ export class EndpointReconciler {
       return {
         captured: capture && dataCapturedCondition(capture.destination, enabled, enabled ? answers : []),
         comparisons: comparisonsOf(answers, mirrored),
-        figures: testFiguresOf(answers, mirrored),
+        // A verdict needs every serving pod's tallies: with one pod unreachable, none this round.
+        figures: answers.some((a) => a.unreachable) ? undefined : testFiguresOf(answers, mirrored),
       };
     });
   }

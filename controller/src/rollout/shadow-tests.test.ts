@@ -48,7 +48,7 @@ function round(
   p: VersionPlan,
   previous: MachineLearningEndpointStatus,
   now: Date,
-  o: { available?: string[]; reported?: ComparisonFigures } = {},
+  o: { available?: string[]; reported?: ComparisonFigures; noneReported?: boolean } = {},
 ) {
   const available = new Set(o.available ?? p.variants.map((v) => v.instance));
   const input: RolloutInput = {
@@ -73,7 +73,8 @@ function round(
     url: 'http://h',
     readyOf: () => 1,
     routeConditions: [],
-    figures: o.reported ? new Map([[p.variants[1].instance, o.reported]]) : undefined,
+    // Every pod answered (a map, empty when none reports on the shadow), or not (undefined).
+    figures: o.reported ? new Map([[p.variants[1].instance, o.reported]]) : o.noneReported ? new Map() : undefined,
     now,
   });
   const shadow = p.variants[1].instance;
@@ -199,9 +200,12 @@ describe('a shadow test', () => {
 
     const few = round(p, s, later(3600), { reported: figures(49, 49) });
     expect(few.test).toMatchObject({ phase: 'Failed', reason: 'TooFewCompared' });
-    // A shadow no agent reports on when the time is up (it stopped being ready) is judged all the same.
-    const silent = round(p, early.status, later(3600));
+    // A shadow no agent reports on when the time is up (it stopped being ready) is judged all the same,
+    const silent = round(p, early.status, later(3600), { noneReported: true });
     expect(silent.test).toMatchObject({ phase: 'Failed', reason: 'TooFewCompared', compared: 0 });
+    // but not in a round where some serving pod did not answer: its tallies would be missing.
+    const partial = round(p, early.status, later(3600));
+    expect(partial.test).toMatchObject({ phase: 'Pending', compared: 1000 });
   });
 
   it('keeps its start when only its criteria change, and begins again for another shadow model', () => {
@@ -299,7 +303,7 @@ describe('a promotion', () => {
     expect(promotionRecord(p, s)?.phase).not.toBe('Passed');
     const passed = round(p, s, later(60), { reported: figures(100, 100) });
     expect(passed.test).toMatchObject({ phase: 'Passed', action: 'Promote' });
-    expect(passed.condition!.message).toContain('promoted: it becomes the serving variant');
+    expect(passed.condition!.message).toContain('promoted: the version with it serving rolls out');
     expect(promotionRecord(p, passed.status)?.phase).toBe('Passed');
     expect(promotionRecord(plan(test, 'acme/cand:2'), passed.status)?.phase).not.toBe('Passed');
     const failed = round(p, s, later(60), { reported: figures(100, 10) });

@@ -70,7 +70,10 @@ export interface JudgeInput {
   previous: MachineLearningEndpointStatus | undefined;
   /** Whether the serving version's agents mirror to a shadow now (by its instance). */
   mirrored: (instance: string) => boolean;
-  /** The figures since the start that the serving pods' agents report, by the shadow's instance. */
+  /**
+   * The figures since the start that the serving pods' agents report, by the shadow's instance;
+   * undefined when they are not known this round (not every pod answered): no verdict then.
+   */
   figures?: ReadonlyMap<string, ComparisonFigures>;
   now: Date;
 }
@@ -100,9 +103,9 @@ export function judgeShadowTests(input: JudgeInput): Map<string, ShadowTestStatu
       continue;
     }
     // A test whose time is up is judged even when no agent reports on its shadow (one that stopped
-    // being ready, say): on nothing compared, it fails as too few.
+    // being ready, say; every pod answered): on nothing compared, it fails as too few.
     const over = now.getTime() - Date.parse(startedAt) >= criteriaOf(test).durationMs;
-    const figures = input.figures?.get(shadow.instance) ?? (over ? figuresOf([]) : undefined);
+    const figures = input.figures?.get(shadow.instance) ?? (over && input.figures ? figuresOf([]) : undefined);
     if (!figures) {
       out.set(
         shadow.instance,
@@ -150,7 +153,7 @@ export function shadowTestedCondition(
       t.action === 'Stop'
         ? '; stopped: no longer mirrored to, scaled to 0'
         : t.action === 'Promote'
-          ? '; promoted: it becomes the serving variant through the rollout strategy'
+          ? '; promoted: the version with it serving rolls out through the strategy (unless spec.serveVersion pins another)'
           : '';
     return `shadow ${v.variant.model} (${v.instance}): ${t.message}${what}`;
   };
