@@ -251,7 +251,7 @@ export class Resolver {
     if (record) return derived;
     if (status?.endpointConfigVersion === derived.version || status?.pendingEndpointConfigVersion === derived.version)
       return derived;
-    const key = keyOf(endpoint.metadata.namespace!, endpoint.metadata.name!);
+    const key = keyOf(endpoint.metadata.namespace, endpoint.metadata.name!);
     const marked = this.deps.caches.configs
       .byIndex(indexes.endpoint, key)
       .some((c) => c.metadata.labels?.[labels.promoted] === derived.promoted);
