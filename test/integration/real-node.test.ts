@@ -324,14 +324,20 @@ describe('the real node', () => {
       (await iptablesNat()).includes(`-d ${clusterIP}/32`) ? true : undefined,
     );
 
-    // The client: each lookup and request once, its results in files it then serves.
+    // The client: each lookup and request once, its results in files it then serves. wget resolves
+    // through libc (the search path for `named.<namespace>.svc`, which has fewer dots than ndots:5);
+    // nslookup asks the nameserver itself, and applies the search path to a name without dots only.
+    // Every wait is bounded with timeout (Debian's static busybox wget crashes with its own -T).
     const clientScript = `
 cat /etc/resolv.conf > /out/resolv.conf
+nslookup -type=a named > /out/search.txt 2>&1
 nslookup -type=a ${fqdn} > /out/nslookup.txt 2>&1
-wget -q -T 5 -O /out/short.txt http://named.${namespace}.svc/ 2> /out/short.err; echo $? > /out/short.rc
-wget -q -T 5 -O /out/full.txt http://${fqdn}/ 2> /out/full.err; echo $? > /out/full.rc
+for f in short full outside; do : > /out/$f.txt; done
+timeout 10 wget -q -O /out/short.txt http://named.${namespace}.svc/ 2> /out/short.err; echo $? > /out/short.rc
+timeout 10 wget -q -O /out/full.txt http://${fqdn}/ 2> /out/full.err; echo $? > /out/full.rc
 start=$(date +%s)
-timeout 30 wget -q -T 5 -O /out/outside.txt http://example.com/ 2> /out/outside.err; echo $? > /out/outside.rc
+timeout 30 wget -q -O /out/outside.txt http://example.com/ 2> /out/outside.err; echo $? > /out/outside.rc
+timeout 30 nslookup -type=a example.com > /out/outside-nslookup.txt 2>&1
 echo $(( $(date +%s) - start )) > /out/outside.seconds
 echo done > /out/done.txt
 exec httpd -f -p 8080 -h /out
@@ -363,36 +369,46 @@ exec httpd -f -p 8080 -h /out
     log(
       `real node test: the DNS client pod was done ${((Date.now() - clientStarted) / 1000).toFixed(1)}s after its creation`,
     );
+    const files = [
+      'resolv.conf',
+      'search.txt',
+      'nslookup.txt',
+      'short.rc',
+      'short.txt',
+      'short.err',
+      'full.rc',
+      'full.txt',
+      'full.err',
+      'outside.rc',
+      'outside.err',
+      'outside-nslookup.txt',
+      'outside.seconds',
+    ];
     const results = Object.fromEntries(
       await Promise.all(
-        [
-          'resolv.conf',
-          'nslookup.txt',
-          'short.rc',
-          'short.txt',
-          'short.err',
-          'full.rc',
-          'full.txt',
-          'full.err',
-          'outside.rc',
-          'outside.err',
-          'outside.seconds',
-        ].map(async (f) => [f, await getInNamespace(`http://${client.status!.podIP}:8080/${f}`)] as const),
+        files.map(async (f) => [f, await getInNamespace(`http://${client.status!.podIP}:8080/${f}`)] as const),
       ),
     );
     log(`real node test: the DNS client's results: ${JSON.stringify(results)}`);
+    const dns = realNode.clusterDns;
     expect(results['resolv.conf']).toBe(
-      `search ${namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver ${realNode.clusterDns}\noptions ndots:5\n`,
+      `search ${namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver ${dns}\noptions ndots:5\n`,
     );
+    // The Service's bare name through the search path's first entry (its own namespace's).
+    expect(results['search.txt']).toContain(`Name:\tnamed.${namespace}.svc.cluster.local\nAddress: ${clusterIP}\n`);
     expect(results['nslookup.txt']).toBe(
-      `Server:\t\t${realNode.clusterDns}\nAddress:\t${realNode.clusterDns}:53\n\nName:\t${fqdn}\nAddress: ${clusterIP}\n\n`,
+      `Server:\t\t${dns}\nAddress:\t${dns}:53\n\nName:\t${fqdn}\nAddress: ${clusterIP}\n\n`,
     );
     // <service>.<namespace>.svc through the search path, and the full name, each answered by the Service's pod.
     expect([results['short.rc'], results['short.txt'], results['short.err']]).toEqual(['0\n', 'served by named\n', '']);
     expect([results['full.rc'], results['full.txt'], results['full.err']]).toEqual(['0\n', 'served by named\n', '']);
     // No name outside the cluster: NXDOMAIN at once, never a wait for an upstream that is not there.
     expect([results['outside.rc'], results['outside.err']]).toEqual(['1\n', "wget: bad address 'example.com'\n"]);
+    expect(results['outside-nslookup.txt']).toBe(
+      `Server:\t\t${dns}\nAddress:\t${dns}:53\n\n** server can't find example.com: NXDOMAIN\n\n`,
+    );
     expect(Number(results['outside.seconds'])).toBeLessThanOrEqual(2);
+    // And from the host, over the veth pair.
     await expect(resolver.resolve4('example.com')).rejects.toMatchObject({ code: 'ENOTFOUND' });
   });
 
