@@ -1,5 +1,5 @@
 // Container images the real node runs, built on this machine: a rootfs of Debian's static busybox
-// (httpd, sh, sleep, wget) and an /etc/passwd with the unprivileged user 65532, made into an image by
+// (httpd, sh, sleep, wget, nslookup) and an /etc/passwd with the unprivileged user 65532, made into an image by
 // podman (import, then save as an OCI archive). The archive is cached outside the repository, keyed
 // by the busybox binary and the recipe, so a machine builds it once.
 // Podman works in a storage of its own for each build (no shared state with other users of podman).
@@ -29,7 +29,21 @@ export interface ImageArchive {
 }
 
 const busybox = '/bin/busybox';
-const applets = ['sh', 'httpd', 'sleep', 'wget', 'cat', 'echo', 'date', 'mkdir', 'ls', 'id', 'kill'];
+const applets = [
+  'sh',
+  'httpd',
+  'sleep',
+  'wget',
+  'cat',
+  'echo',
+  'date',
+  'mkdir',
+  'ls',
+  'id',
+  'kill',
+  'nslookup',
+  'timeout',
+];
 /** The image's default command, which also makes it the node's sandbox image: sleep until killed. */
 const defaultCommand = '["/bin/sleep","infinity"]';
 

@@ -1,6 +1,7 @@
 // A real node of the local cluster, beside the kwok nodes: containerd (CRI plugin, runc, cgroupfs),
 // the CNI bridge plugin giving pods addresses of a /24 of their own, a kubelet that registers the node
-// and runs its pods in real containers, and kube-proxy (iptables) routing Service ClusterIPs to them.
+// and runs its pods in real containers, kube-proxy (iptables) routing Service ClusterIPs to them, and
+// CoreDNS as the pods' cluster DNS: Services by name (<service>.<namespace>.svc[.cluster.local]).
 // All of it runs in the cluster's network namespace, but in the host's mount namespace (nsenter
 // --net): the kubelet's volume mounts must be seen by containerd and runc, and cgroups live in /sys,
 // which `ip netns exec` replaces with a sysfs of the network namespace.
@@ -11,6 +12,7 @@
 // cleanUpRealNode() kills what is left of its containers and removes its mounts and cgroups, after a
 // normal stop as after an owner that was killed outright.
 import type { ChildProcess } from 'node:child_process';
+import { Resolver } from 'node:dns/promises';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -32,6 +34,10 @@ export const realNodeTaint = { key: 'ml-operator.dev/real-node', value: 'true', 
  */
 export const realNodePodCidr = '198.19.255.0/24';
 const bridge = 'mlop-cni0';
+/** The domain of the cluster's Services (the kubelet's clusterDomain). */
+const clusterDomain = 'cluster.local';
+/** CoreDNS's readiness endpoint (its `ready` plugin), on the DNS address. */
+const dnsReadyPort = 8181;
 /** kubelet's own values of these kernel settings (it writes them at start); put back at clean-up. */
 const kubeletSysctls: Record<string, string> = {
   'vm/overcommit_memory': '1',
@@ -68,6 +74,8 @@ export interface RealNode {
   readonly containerdSocket: string;
   /** The cgroup (in every hierarchy) the node's pods live under. */
   readonly cgroupRoot: string;
+  /** The address (port 53) of the cluster DNS, CoreDNS: the nameserver of the node's pods. */
+  readonly clusterDns: string;
   /**
    * Makes an image available to the node's pods (imagePullPolicy IfNotPresent or Never) by importing
    * an archive built on this machine. pullFrom() lets the node pull from a registry instead.
@@ -350,6 +358,33 @@ function kubeconfig(server: string, caFile: string, cert: { certFile: string; ke
   });
 }
 
+/**
+ * CoreDNS's configuration: the cluster's Services and their reverse names from the API server, and no
+ * other name at all: the cluster has no outside network to forward to, so a name outside the
+ * cluster's domain is answered at once with NXDOMAIN (a client never waits on it).
+ */
+function corefile(address: string, kubeconfigFile: string): string {
+  const q = (s: string) => JSON.stringify(s);
+  return `${clusterDomain}:53 in-addr.arpa:53 ip6.arpa:53 {
+  bind ${address}
+  errors
+  ready ${address}:${dnsReadyPort}
+  kubernetes ${clusterDomain} in-addr.arpa ip6.arpa {
+    kubeconfig ${q(kubeconfigFile)}
+    ttl 5
+  }
+}
+
+.:53 {
+  bind ${address}
+  errors
+  template ANY ANY {
+    rcode NXDOMAIN
+  }
+}
+`;
+}
+
 async function ctr(socket: string, args: string[]): Promise<string> {
   return (await execOk(toolPath('ctr'), ['--address', socket, '--namespace', 'k8s.io', ...args])).output;
 }
@@ -416,6 +451,7 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
     podCidr: realNodePodCidr,
     containerdSocket: socket,
     cgroupRoot,
+    clusterDns: netns.address,
     async provideImage(image) {
       await ctr(socket, ['images', 'import', '--no-unpack=false', image.archive]);
       const listed = await ctr(socket, ['images', 'ls', '-q']);
@@ -486,7 +522,10 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
       failSwapOn: false,
       registerWithTaints: [realNodeTaint],
       podLogsDir: join(dir, 'pod-logs'),
-      clusterDomain: 'cluster.local',
+      clusterDomain,
+      // Pods (dnsPolicy ClusterFirst) get CoreDNS as their nameserver and the cluster's search path;
+      // none of the host's resolv.conf.
+      clusterDNS: [node.clusterDns],
       resolvConf: '',
       maxPods: 30,
       serializeImagePulls: false,
@@ -542,6 +581,15 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
   );
   host.start('kube-proxy', toolPath('kube-proxy'), [`--config=${join(proxyDir, 'config.json')}`, '--v=1']);
 
+  // The namespace's own address, not the bridge's: the bridge appears with the first pod. Pods reach it
+  // through their gateway (the bridge), as every address of the namespace.
+  progress(`real node: starting CoreDNS (${clusterDomain} at ${node.clusterDns}:53)`);
+  const dnsDir = join(dir, 'coredns');
+  mkdirSync(dnsDir);
+  // Services, EndpointSlices and Namespaces, listed and watched with the components' credentials.
+  writeFileSync(join(dnsDir, 'Corefile'), corefile(node.clusterDns, host.componentsKubeconfig));
+  host.start('coredns', toolPath('coredns'), ['-conf', join(dnsDir, 'Corefile')]);
+
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(host.adminKubeconfig);
   const core = kc.makeApiClient(k8s.CoreV1Api);
@@ -565,6 +613,26 @@ export async function startRealNode(host: RealNodeHost, sandboxImage: ImageArchi
       return res.ok ? true : undefined;
     },
     () => host.logTail('kube-proxy'),
+  );
+  await waitFor(
+    'CoreDNS to be ready (its Kubernetes caches synced)',
+    30_000,
+    async () => {
+      const res = await fetch(`http://${node.clusterDns}:${dnsReadyPort}/ready`, { signal: AbortSignal.timeout(2000) });
+      return res.ok ? true : undefined;
+    },
+    () => host.logTail('coredns'),
+  );
+  // A name it must know, over DNS itself: the API server's own Service.
+  const apiService = `kubernetes.default.svc.${clusterDomain}`;
+  const apiServiceIp = (await core.readNamespacedService({ name: 'kubernetes', namespace: 'default' })).spec?.clusterIP;
+  const resolver = new Resolver({ timeout: 1000, tries: 1 });
+  resolver.setServers([node.clusterDns]);
+  await waitFor(
+    `CoreDNS to answer ${apiService} with ${apiServiceIp}`,
+    10_000,
+    async () => ((await resolver.resolve4(apiService)).includes(apiServiceIp ?? '') ? true : undefined),
+    () => host.logTail('coredns'),
   );
   return node;
 }

@@ -3,7 +3,7 @@
 // the data plane and observability of the local cluster: Traefik, istioctl, Prometheus; the object
 // stores the fetcher is tested against: MinIO, fake-gcs-server) and extracts the Istio and Gateway
 // API CRDs from their Go modules; on request, the tools of a real node (kubelet, kube-proxy,
-// containerd, the CNI plugins) and Istio's control plane (istiod, with an xDS reader).
+// containerd, the CNI plugins, CoreDNS) and Istio's control plane (istiod, with an xDS reader).
 // Each tool is a small Go module under ci/tools/<tool>/ whose go.mod pins the version; the result is
 // cached outside the repository under a key made of the pin, so a fresh clone reuses it and only a
 // changed pin rebuilds. Run directly (`npm run tools`) or through ensureTools().
@@ -121,6 +121,14 @@ const goTools: Record<string, GoTool> = {
     packages: ['main/bridge', 'ipam/host-local', 'main/loopback', 'meta/portmap'].map((p) => ({ pkg: `github.com/containernetworking/plugins/plugins/${p}` })),
     ldflags: (v) => [`-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=${v}`],
   },
+  // The real node's cluster DNS: its pods resolve Services by name (<service>.<namespace>.svc).
+  coredns: {
+    module: 'coredns',
+    realNode: true,
+    pinned: 'github.com/coredns/coredns',
+    packages: [{ pkg: 'github.com/coredns/coredns' }],
+    ldflags: () => [],
+  },
   etcd: {
     module: 'etcd',
     pinned: 'go.etcd.io/etcd/server/v3',
@@ -212,6 +220,7 @@ export const binaries = {
   'host-local': 'cni-plugins',
   loopback: 'cni-plugins',
   portmap: 'cni-plugins',
+  coredns: 'coredns',
   etcd: 'etcd',
   kwok: 'kwok',
   traefik: 'traefik',
@@ -461,7 +470,7 @@ export async function ensureTools(options: { realNode?: boolean; istio?: boolean
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const started = Date.now();
-  // `--real-node`: the real node's tools as well (kubelet, kube-proxy, containerd, CNI plugins);
+  // `--real-node`: the real node's tools as well (kubelet, kube-proxy, containerd, CNI plugins, CoreDNS);
   // `--istio`: istiod and the xDS reader.
   await ensureTools({ realNode: process.argv.includes('--real-node'), istio: process.argv.includes('--istio') });
   log(`tools: all ready in ${join(cacheRoot(), 'tools')} (${((Date.now() - started) / 1000).toFixed(1)}s)`);

@@ -14,7 +14,7 @@ describe("the local cluster's tools", () => {
     );
     const tools = new Set(started.map((b) => binaries[b as keyof typeof binaries]));
     // The real node's tools come with the real node (ensureTools({ realNode: true })).
-    for (const realNode of ['kubernetes-node', 'containerd', 'cni-plugins'] as const) tools.delete(realNode);
+    for (const realNode of ['kubernetes-node', 'containerd', 'cni-plugins', 'coredns'] as const) tools.delete(realNode);
     expect([...tools].sort()).toEqual([...clusterTools('current')].sort());
     expect(clusterTools('oldest')).toEqual(expect.arrayContaining(['kubernetes', 'kubernetes-oldest']));
     for (const other of ['helm3', 'helm-unittest', 'istioctl', 'minio', 'fake-gcs-server'])

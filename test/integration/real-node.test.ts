@@ -2,11 +2,13 @@
 // asks for it runs in real containers (containerd, runc) with an init container, a read-only root
 // filesystem and an unprivileged user; the kubelet's own readiness probe makes it Ready; a Service's
 // ClusterIP reaches it through kube-proxy's iptables rules from the cluster's network namespace; and
-// deleting it delivers SIGTERM and waits the grace period before the kill. Pods that do not ask for
-// the real node keep going to the kwok nodes.
+// deleting it delivers SIGTERM and waits the grace period before the kill. Its pods find Services by
+// name through the cluster DNS (CoreDNS), and a name outside the cluster fails at once. Pods that do
+// not ask for the real node keep going to the kwok nodes.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
+import { Resolver } from 'node:dns/promises';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -245,6 +247,169 @@ describe('the real node', () => {
     expect(reports.filter((r) => r.at > gone + 500)).toEqual([]);
     expect(gone - deleted).toBeGreaterThanOrEqual(graceSeconds * 1000);
     expect(gone - deleted).toBeLessThan((graceSeconds + 30) * 1000);
+  });
+
+  it("resolves a Service's name for its pods through the cluster DNS, and fails at once on a name outside the cluster", async () => {
+    const realNode = cluster.realNode!;
+    const onRealNode = {
+      nodeSelector: { [realNodeLabel.key]: realNodeLabel.value },
+      tolerations: [
+        {
+          key: realNodeTaint.key,
+          operator: 'Equal' as const,
+          value: realNodeTaint.value,
+          effect: realNodeTaint.effect,
+        },
+      ],
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        runAsGroup: 65532,
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
+    };
+    const readyPod = (name: string) =>
+      waitFor(
+        `the pod ${name} to be Ready`,
+        120_000,
+        async () => {
+          const p = await core.readNamespacedPod({ name, namespace });
+          return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? p : undefined;
+        },
+        async () => JSON.stringify((await core.readNamespacedPod({ name, namespace })).status, null, 1),
+      );
+
+    // A server behind a Service, both named "named".
+    await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name: 'named', namespace, labels: { app: 'named' } },
+        spec: {
+          ...onRealNode,
+          volumes: [{ name: 'www', emptyDir: {} }],
+          containers: [
+            {
+              name: 'server',
+              image: image.name,
+              imagePullPolicy: 'Never',
+              command: ['sh', '-c', 'echo "served by $POD_NAME" > /www/index.html && exec httpd -f -p 8080 -h /www'],
+              env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+              ports: [{ name: 'http', containerPort: 8080 }],
+              readinessProbe: { httpGet: { path: '/index.html', port: 8080 }, periodSeconds: 1 },
+              securityContext: restricted,
+              volumeMounts: [{ name: 'www', mountPath: '/www' }],
+            },
+          ],
+        },
+      },
+    });
+    await core.createNamespacedService({
+      namespace,
+      body: {
+        metadata: { name: 'named', namespace },
+        spec: { selector: { app: 'named' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
+      },
+    });
+    await readyPod('named');
+    const clusterIP = (await core.readNamespacedService({ name: 'named', namespace })).spec!.clusterIP!;
+    const fqdn = `named.${namespace}.svc.cluster.local`;
+    // CoreDNS knows the Service (asked from the host, over the veth pair) and kube-proxy routes its
+    // ClusterIP, before the client starts: the client asks each name once.
+    const resolver = new Resolver({ timeout: 1000, tries: 1 });
+    resolver.setServers([realNode.clusterDns]);
+    await waitFor(`CoreDNS to answer ${fqdn}`, 30_000, async () =>
+      (await resolver.resolve4(fqdn)).includes(clusterIP) ? true : undefined,
+    );
+    await waitFor('kube-proxy to program the Service', 60_000, async () =>
+      (await iptablesNat()).includes(`-d ${clusterIP}/32`) ? true : undefined,
+    );
+
+    // The client: each lookup and request once, its results in files it then serves. wget resolves
+    // through libc (the search path for `named.<namespace>.svc`, which has fewer dots than ndots:5);
+    // nslookup asks the nameserver itself, and applies the search path to a name without dots only.
+    // Every wait is bounded with timeout (Debian's static busybox wget crashes with its own -T).
+    const clientScript = `
+cat /etc/resolv.conf > /out/resolv.conf
+nslookup -type=a named > /out/search.txt 2>&1
+nslookup -type=a ${fqdn} > /out/nslookup.txt 2>&1
+for f in short full outside; do : > /out/$f.txt; done
+timeout 10 wget -q -O /out/short.txt http://named.${namespace}.svc/ 2> /out/short.err; echo $? > /out/short.rc
+timeout 10 wget -q -O /out/full.txt http://${fqdn}/ 2> /out/full.err; echo $? > /out/full.rc
+start=$(date +%s)
+timeout 30 wget -q -O /out/outside.txt http://example.com/ 2> /out/outside.err; echo $? > /out/outside.rc
+timeout 30 nslookup -type=a example.com > /out/outside-nslookup.txt 2>&1
+echo $(( $(date +%s) - start )) > /out/outside.seconds
+echo done > /out/done.txt
+exec httpd -f -p 8080 -h /out
+`;
+    const clientStarted = Date.now();
+    await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name: 'client', namespace },
+        spec: {
+          ...onRealNode,
+          volumes: [{ name: 'out', emptyDir: {} }],
+          containers: [
+            {
+              name: 'client',
+              image: image.name,
+              imagePullPolicy: 'Never',
+              command: ['sh', '-c', clientScript],
+              ports: [{ name: 'http', containerPort: 8080 }],
+              readinessProbe: { httpGet: { path: '/done.txt', port: 8080 }, periodSeconds: 1 },
+              securityContext: restricted,
+              volumeMounts: [{ name: 'out', mountPath: '/out' }],
+            },
+          ],
+        },
+      },
+    });
+    const client = await readyPod('client');
+    log(
+      `real node test: the DNS client pod was done ${((Date.now() - clientStarted) / 1000).toFixed(1)}s after its creation`,
+    );
+    const files = [
+      'resolv.conf',
+      'search.txt',
+      'nslookup.txt',
+      'short.rc',
+      'short.txt',
+      'short.err',
+      'full.rc',
+      'full.txt',
+      'full.err',
+      'outside.rc',
+      'outside.err',
+      'outside-nslookup.txt',
+      'outside.seconds',
+    ];
+    const results = Object.fromEntries(
+      await Promise.all(
+        files.map(async (f) => [f, await getInNamespace(`http://${client.status!.podIP}:8080/${f}`)] as const),
+      ),
+    );
+    log(`real node test: the DNS client's results: ${JSON.stringify(results)}`);
+    const dns = realNode.clusterDns;
+    expect(results['resolv.conf']).toBe(
+      `search ${namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver ${dns}\noptions ndots:5\n`,
+    );
+    // The Service's bare name through the search path's first entry (its own namespace's).
+    expect(results['search.txt']).toContain(`Name:\tnamed.${namespace}.svc.cluster.local\nAddress: ${clusterIP}\n`);
+    expect(results['nslookup.txt']).toBe(
+      `Server:\t\t${dns}\nAddress:\t${dns}:53\n\nName:\t${fqdn}\nAddress: ${clusterIP}\n\n`,
+    );
+    // <service>.<namespace>.svc through the search path, and the full name, each answered by the Service's pod.
+    expect([results['short.rc'], results['short.txt'], results['short.err']]).toEqual(['0\n', 'served by named\n', '']);
+    expect([results['full.rc'], results['full.txt'], results['full.err']]).toEqual(['0\n', 'served by named\n', '']);
+    // No name outside the cluster: NXDOMAIN at once, never a wait for an upstream that is not there.
+    expect([results['outside.rc'], results['outside.err']]).toEqual(['1\n', "wget: bad address 'example.com'\n"]);
+    expect(results['outside-nslookup.txt']).toBe(
+      `Server:\t\t${dns}\nAddress:\t${dns}:53\n\n** server can't find example.com: NXDOMAIN\n\n`,
+    );
+    expect(Number(results['outside.seconds'])).toBeLessThanOrEqual(2);
+    // And from the host, over the veth pair.
+    await expect(resolver.resolve4('example.com')).rejects.toMatchObject({ code: 'ENOTFOUND' });
   });
 
   it('keeps pods that do not ask for it on the kwok nodes', async () => {
