@@ -103,4 +103,30 @@ describe('the status writer', () => {
       t.cluster.writes.filter((w) => w.verb === 'status' && w.plural === resources.endpointConfig.plural),
     ).toHaveLength(2);
   });
+
+  it("records a transition's Event only once its status is written: none for a refused write, one when it is written", async () => {
+    const { t, writer, endpoint } = await given();
+    const failing = {
+      state: 'Failed' as const,
+      ready: '0/1',
+      conditions: [condition('Ready', 'False', 'ProgressDeadlineExceeded')],
+    };
+    const applyStatus = t.cluster.applyStatus.bind(t.cluster);
+    const eventsAtWrite: number[] = [];
+    let refuse = true;
+    t.cluster.applyStatus = (async (r, obj) => {
+      eventsAtWrite.push(t.events.length);
+      if (refuse) throw Object.assign(new Error('the API server is unavailable'), { code: 503 });
+      return applyStatus(r, obj);
+    }) as typeof t.cluster.applyStatus;
+    await expect(writer.write(endpoint(), failing)).rejects.toThrow('unavailable');
+    expect(t.events).toEqual([]);
+    refuse = false;
+    expect(await writer.write(endpoint(), failing)).toBeUndefined();
+    // Whoever sees the Event reads the status that says it.
+    expect(eventsAtWrite).toEqual([0, 0]);
+    expect(t.events).toEqual([
+      { type: 'Warning', reason: 'ProgressDeadlineExceeded', message: 'ProgressDeadlineExceeded' },
+    ]);
+  });
 });

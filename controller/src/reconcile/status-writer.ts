@@ -83,7 +83,6 @@ export class StatusWriter {
     }
     this.pending.delete(key);
     this.writtenAt.set(key, this.deps.now().getTime());
-    this.recordTransitions(endpoint, endpoint.status?.conditions, next.conditions ?? []);
     const written = await this.deps.client.applyStatus(resources.endpoint, {
       apiVersion: 'ml-operator.dev/v1alpha1',
       kind: resources.endpoint.kind,
@@ -91,6 +90,9 @@ export class StatusWriter {
       status: next,
     });
     this.written.remember(key, endpoint.metadata.resourceVersion, written.metadata.resourceVersion, next);
+    // Once the status says it: whoever sees an Event reads the status that explains it, and a
+    // refused write records none (its retry does, once).
+    this.recordTransitions(endpoint, endpoint.status?.conditions, next.conditions ?? []);
     return undefined;
   }
 
