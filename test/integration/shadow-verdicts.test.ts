@@ -1,0 +1,292 @@
+// Shadows judged by what they predict, with real scikit-learn models on the local cluster's real node
+// (model agents in real containers, cluster DNS, requests through the gateway): the agreement an
+// endpoint reports for a good and a deliberately bad candidate equals the one the image's build
+// computed offline on the same 150 iris rows; a shadow test stops the bad candidate before its end,
+// which never answers a client; and a passed test promotes the good one through a Canary with 0
+// failed requests.
+import * as k8s from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
+import { buildJourneyImages, onRealNode, prepareRealJourney, type RealJourney } from '../../ci/cluster/real-journey.ts';
+import { runReadOnly } from '../../ci/image/build.ts';
+import { log } from '../../ci/log.ts';
+import { describeReport } from '../../ci/traffic/load.ts';
+import { waitFor } from '../../ci/wait.ts';
+import type { MachineLearningEndpoint, ShadowEntry } from '../../controller/src/api/generated.ts';
+import { resources } from '../../controller/src/kube/resources.ts';
+import { expectServed } from './served.ts';
+
+let cluster: ControlPlane;
+let journey: RealJourney;
+let core: k8s.CoreV1Api;
+/** The iris data set, as the image's scikit-learn ships it: the rows agreement.json was computed on. */
+let rows: number[][];
+/** The offline agreement of each pair of models on those rows ("iris-1.0.0|iris-2.0.0", names sorted). */
+let offline: Record<string, number>;
+const bad = 'iris-permuted-1.0.0';
+
+beforeAll(async () => {
+  const images = buildJourneyImages();
+  cluster = await startControlPlane({ realNode: true, observability: false, nodes: 1 });
+  core = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
+  const built = await images;
+  offline = built.sklearn.agreement;
+  const dump = await runReadOnly(
+    built.sklearn.image,
+    ['-c', 'import json; from sklearn.datasets import load_iris; print(json.dumps(load_iris().data.tolist()))'],
+    ['--entrypoint=python3'],
+  );
+  if (dump.code !== 0) throw new Error(`load_iris in the image: exit ${dump.code}: ${dump.stderr}`);
+  rows = JSON.parse(dump.stdout) as number[][];
+  expect(rows).toHaveLength(150);
+  journey = await prepareRealJourney(cluster, built);
+  await journey.helmRelease('journey-1');
+  await journey.applyModel('iris-1', journey.irisModel(journey.artifacts['iris-1.0.0']));
+  await journey.applyModel('iris-2', journey.irisModel(journey.artifacts['iris-2.0.0']));
+  await journey.applyModel('iris-bad', journey.irisModel(journey.artifacts[bad]));
+}, 1_500_000);
+
+afterAll(async () => {
+  await journey?.stop().catch(() => undefined);
+  await cluster?.stop();
+});
+
+const compare = { path: '$.predictions' };
+/** A variant of `model` in real containers on the real node, sized as the real journey's. */
+const onNode = (model: string, extra: Record<string, unknown> = {}) => ({
+  model,
+  instances: 1,
+  cpus: '100m',
+  memory: '256Mi',
+  size: '64Mi',
+  ...onRealNode,
+  ...extra,
+});
+
+async function applyEndpoint(name: string, rollout?: Record<string, unknown>) {
+  await journey.user.apply(resources.endpoint, {
+    apiVersion: 'ml-operator.dev/v1alpha1',
+    kind: 'MachineLearningEndpoint',
+    metadata: { name, namespace: journey.models },
+    spec: { config: name, ...(rollout ? { rollout } : {}) },
+  });
+}
+
+const endpoint = async (name: string) => (await journey.endpoint(name))!;
+
+/** Polls endpoint `name` until `check` gives a value, within `ms`; the endpoint's status explains a time-out. */
+async function until<T>(
+  name: string,
+  what: string,
+  ms: number,
+  check: (e: MachineLearningEndpoint) => T | undefined,
+): Promise<T> {
+  return waitFor(
+    `${name} ${what}`,
+    ms,
+    async () => check(await endpoint(name)),
+    async () => JSON.stringify((await endpoint(name))?.status, null, 1),
+  );
+}
+
+const shadow = (e: MachineLearningEndpoint, variant: string): ShadowEntry | undefined =>
+  e.status?.shadows?.find((s) => s.variant === variant);
+
+/** Waits until the gateway answers a prediction of `name` (InService comes with the route accepted, a moment before Traefik serves it). */
+async function firstAnswer(name: string): Promise<void> {
+  await waitFor(`a first prediction of ${name} through the gateway`, 60_000, async () => {
+    const r = await journey.predictions(name, { requests: 1, maxDurationMs: 10_000, concurrency: 1 }).done;
+    return r.failed === 0 ? true : undefined;
+  });
+}
+
+/** The count of agreeing predictions a comparison's (rounded) agreement stands for. */
+const agreeing = (c: NonNullable<ShadowEntry['comparison']>) => Math.round((c.agreement ?? 0) * (c.predictions ?? 0));
+
+/** One request a row of the iris data set (row i % 150), through the gateway, open loop. */
+const rowLoad = (name: string, requests: number, rate: number, maxDurationMs: number) =>
+  journey.predictions(name, {
+    requests,
+    rate,
+    maxDurationMs,
+    requestFor: (i) => ({ body: JSON.stringify({ instances: [rows[i % rows.length]] }) }),
+  });
+
+describe('shadows judged by their predictions, on the real node', () => {
+  it('reports, through the gateway, the agreement computed offline: of a good candidate and of a bad one', async () => {
+    await journey.applyConfig('agree', {
+      models: [
+        onNode('iris-1'),
+        onNode('iris-2', { shadow: { percent: 100, compare } }),
+        onNode('iris-bad', { shadow: { percent: 100, compare } }),
+      ],
+    });
+    await applyEndpoint('agree');
+    const ready = await until('agree', 'to be InService with both shadows mirrored', 300_000, (e) =>
+      e.status?.state === 'InService' && e.status.shadows?.length === 2 && e.status.shadows.every((s) => s.mirrored)
+        ? e
+        : undefined,
+    );
+    const serving = ready.status!.traffic!.map((t) => t.service);
+    await firstAnswer('agree');
+    // The agents mirror once their pods' config.json says so (a mounted ConfigMap, refreshed by the
+    // kubelet): a prediction a second until both shadows have compared one. The rows are counted
+    // from there.
+    await waitFor(
+      'the serving agents to mirror to both shadows',
+      120_000,
+      async () => {
+        await journey.predictions('agree', { requests: 1, maxDurationMs: 10_000, concurrency: 1 }).done;
+        const e = await endpoint('agree');
+        return ['iris-2', 'iris-bad'].every((v) => (shadow(e, v)?.comparison?.compared ?? 0) > 0) || undefined;
+      },
+      async () => JSON.stringify((await endpoint('agree')).status?.shadows, null, 1),
+    );
+    // The baseline, once the figures have stood still for longer than the controller's 10 s poll of
+    // the agents: every request before it is counted.
+    let last = '';
+    let since = Date.now();
+    const before = await waitFor('the comparisons to settle after the warm-up', 60_000, async () => {
+      const e = await endpoint('agree');
+      const c = ['iris-2', 'iris-bad'].map((v) => shadow(e, v)!.comparison!);
+      const key = JSON.stringify(c.map((x) => [x.requests, x.predictions, x.agreement]));
+      if (key !== last) {
+        last = key;
+        since = Date.now();
+        return undefined;
+      }
+      return Date.now() - since >= 11_000 ? c : undefined;
+    });
+    const run = rowLoad('agree', 150, 25, 60_000);
+    log(`shadow verdicts: 150 iris rows to agree: ${describeReport(await run.done)}`);
+    // Every client was answered by the serving model, never by a shadow.
+    expectServed(run, { backends: serving });
+    const done = await until('agree', 'to have compared every row with each shadow', 60_000, (e) => {
+      const s = ['iris-2', 'iris-bad'].map((v) => shadow(e, v)?.comparison);
+      return s.every(
+        (c, i) => c && c.requests + (c.dropped ?? 0) >= before[i].requests + (before[i].dropped ?? 0) + 150,
+      )
+        ? s
+        : undefined;
+    });
+    for (const [i, name] of ['iris-2.0.0', bad].entries()) {
+      const c = done[i]!;
+      const b = before[i];
+      const expected = offline[`iris-1.0.0|${name}`];
+      const measured = (agreeing(c) - agreeing(b)) / ((c.predictions ?? 0) - (b.predictions ?? 0));
+      log(
+        `shadow verdicts: iris-1.0.0 against ${name} over the 150 rows: agreement ${measured} (offline ${expected}); since the start ${JSON.stringify(c)}`,
+      );
+      expect(c.dropped).toBe(0);
+      expect(c.requests - b.requests).toBe(150);
+      expect(c.compared - b.compared).toBe(150);
+      expect((c.predictions ?? 0) - (b.predictions ?? 0)).toBe(150);
+      // Exactly: the same count of rows agreeing as offline.
+      expect(agreeing(c) - agreeing(b)).toBe(Math.round(expected * 150));
+      expect(c.serving?.errorRate).toBe(0);
+      expect(c.shadow?.errorRate).toBe(0);
+    }
+    expect(offline[`iris-1.0.0|${bad}`]).toBeLessThan(0.6);
+  }, 600_000);
+
+  it('stops a bad candidate before its test ends, and promotes a good one through a Canary, with 0 failed requests', async () => {
+    const test = (onPass: 'Promote' | 'Report') => ({
+      durationSeconds: 60,
+      minCompared: 100,
+      criteria: { agreement: 0.9 },
+      onPass,
+      onFail: 'Stop' as const,
+    });
+    await journey.applyConfig('stopped', {
+      models: [onNode('iris-1'), onNode('iris-bad', { shadow: { percent: 100, compare, test: test('Report') } })],
+    });
+    await journey.applyConfig('promoted', {
+      models: [onNode('iris-1'), onNode('iris-2', { shadow: { percent: 100, compare, test: test('Promote') } })],
+    });
+    await applyEndpoint('stopped');
+    await applyEndpoint('promoted', { strategy: 'Canary', canary: { percent: 20, bakeSeconds: 15 }, drainSeconds: 5 });
+    const stoppedReady = await until('stopped', 'to be InService with its shadow mirrored', 300_000, (e) =>
+      e.status?.state === 'InService' && shadow(e, 'iris-bad')?.mirrored ? e : undefined,
+    );
+    const promotedReady = await until('promoted', 'to be InService with its shadow mirrored', 300_000, (e) =>
+      e.status?.state === 'InService' && shadow(e, 'iris-2')?.mirrored ? e : undefined,
+    );
+    const badInstance = shadow(stoppedReady, 'iris-bad')!.service;
+    const tested = promotedReady.status!.endpointConfigVersion!;
+    const candidate = shadow(promotedReady, 'iris-2')!.service;
+    const servingBefore = promotedReady.status!.traffic!.map((t) => t.service);
+
+    await firstAnswer('stopped');
+    await firstAnswer('promoted');
+    const started = Date.now();
+    const stoppedRun = rowLoad('stopped', 1500, 10, 150_000);
+    const promotedRun = rowLoad('promoted', 2000, 10, 200_000);
+
+    // The bad candidate: failed early, beyond doubt, and stopped.
+    const verdict = await until('stopped', 'to fail its shadow test', 120_000, (e) =>
+      shadow(e, 'iris-bad')?.test?.phase === 'Failed' ? e : undefined,
+    );
+    const failedAfter = Date.now() - started;
+    const t = shadow(verdict, 'iris-bad')!.test!;
+    log(`shadow verdicts: the bad candidate's test after ${(failedAfter / 1000).toFixed(1)}s: ${JSON.stringify(t)}`);
+    expect(t).toMatchObject({ reason: 'AgreementTooLow', action: 'Stop' });
+    expect(t.agreement!).toBeLessThan(0.6);
+    expect(t.compared!).toBeGreaterThanOrEqual(100);
+    // Before the end of its 60 s.
+    expect(Date.parse(t.decidedAt!) - Date.parse(t.startedAt!)).toBeLessThan(60_000);
+    const condition = verdict.status!.conditions!.find((c) => c.type === 'ShadowTested')!;
+    expect(condition).toMatchObject({ status: 'False', reason: 'AgreementTooLow' });
+    expect(condition.message).toContain(`< 0.9`);
+    expect(condition.message).toContain(`agreement ${Number(t.agreement!.toFixed(4))}`);
+    const events = await core.listNamespacedEvent({ namespace: journey.models });
+    expect(events.items.some((ev) => ev.involvedObject.name === 'stopped' && ev.reason === 'AgreementTooLow')).toBe(
+      true,
+    );
+    await waitFor(
+      'the bad candidate to run no pod',
+      60_000,
+      async () =>
+        (
+          await core.listNamespacedPod({
+            namespace: journey.models,
+            labelSelector: `ml-operator.dev/model-instance=${badInstance}`,
+          })
+        ).items.length === 0 || undefined,
+    );
+
+    // The good candidate: passed at the end of its test, then promoted through the Canary.
+    const promoted = await until('promoted', 'to serve the promoted version', 200_000, (e) =>
+      e.status?.state === 'InService' &&
+      e.status.endpointConfigVersion !== tested &&
+      e.status.traffic?.length === 1 &&
+      e.status.traffic[0].service === candidate
+        ? e
+        : undefined,
+    );
+    log(
+      `shadow verdicts: promoted after ${((Date.now() - started) / 1000).toFixed(1)}s: ${JSON.stringify(promoted.status!.rollout)}`,
+    );
+    expect(promoted.status!.rollout).toMatchObject({ strategy: 'Canary', phase: 'Promoted' });
+    const after = await core.listNamespacedEvent({ namespace: journey.models });
+    expect(
+      after.items.some((ev) => ev.involvedObject.name === 'promoted' && ev.reason === 'Passed' && ev.type === 'Normal'),
+    ).toBe(true);
+
+    // Five more seconds of load on the promoted version, then both loads end.
+    const until5s = promotedRun.elapsed() + 5000;
+    await waitFor('5 s of load after the promotion', 10_000, async () => promotedRun.elapsed() >= until5s || undefined);
+    stoppedRun.stop();
+    promotedRun.stop();
+    log(`shadow verdicts: load on stopped: ${describeReport(await stoppedRun.done)}`);
+    log(`shadow verdicts: load on promoted: ${describeReport(await promotedRun.done)}`);
+    // The bad candidate never answered a client; the promotion failed no request.
+    expectServed(stoppedRun, { backends: stoppedReady.status!.traffic!.map((tr) => tr.service) });
+    expectServed(promotedRun, { backends: [...servingBefore, candidate] });
+    // And after the promotion, the candidate answered.
+    const last = promotedRun.samples.at(-1)!.start;
+    const lastSecond = promotedRun.samples.filter((s) => s.start >= last - 1000);
+    expect(lastSecond.length).toBeGreaterThan(0);
+    // The scikit-learn server names its pod, `<instance>-<hash>-<hash>`.
+    expect(lastSecond.map((s) => s.backend?.pod).filter((pod) => !pod?.startsWith(`${candidate}-`))).toEqual([]);
+  }, 900_000);
+});
