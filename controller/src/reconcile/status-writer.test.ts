@@ -114,11 +114,11 @@ describe('the status writer', () => {
     const applyStatus = t.cluster.applyStatus.bind(t.cluster);
     const eventsAtWrite: number[] = [];
     let refuse = true;
-    t.cluster.applyStatus = (async (r, obj) => {
+    t.cluster.applyStatus = async (r, obj) => {
       eventsAtWrite.push(t.events.length);
       if (refuse) throw Object.assign(new Error('the API server is unavailable'), { code: 503 });
       return applyStatus(r, obj);
-    }) as typeof t.cluster.applyStatus;
+    };
     await expect(writer.write(endpoint(), failing)).rejects.toThrow('unavailable');
     expect(t.events).toEqual([]);
     refuse = false;
