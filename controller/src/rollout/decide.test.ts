@@ -717,7 +717,8 @@ describe('progressive delivery', () => {
       }),
     );
     expect(weights(d)).toEqual({ [v1.version]: 100 });
-    expect(d.outcome.rollout).toMatchObject({ phase: 'RolledBack', weight: 0 });
+    // The status keeps the checks' records: which one failed, with its value.
+    expect(d.outcome.rollout).toMatchObject({ phase: 'RolledBack', weight: 0, analysis });
     expect(d.outcome.progressing).toMatchObject({
       status: 'False',
       reason: 'AnalysisFailed',
@@ -740,6 +741,7 @@ describe('progressive delivery', () => {
     expect(weights(later)).toEqual({ [v1.version]: 100 });
     expect(later.deploy.find((x) => x.plan === v2)!.replicas.get(v2.variants[0].instance)).toBe(0);
     expect(later.outcome.expired).toBe(true);
+    expect(later.outcome.rollout).toMatchObject({ phase: 'RolledBack', analysis });
   });
 
   it('holds a baked step while a check is inconclusive or not yet evaluated during it, and moves on once all passed', () => {

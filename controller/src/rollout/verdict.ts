@@ -179,7 +179,11 @@ export function gated(a: Attempt): Move | undefined {
       `config version ${target.version} lost ready replicas while it took ${weightNow}% of the traffic`,
     );
   const bad = weightNow > 0 ? failing(spec.analysis?.checks ?? [], input.analysis ?? []) : undefined;
-  if (bad) return failMove(a, 'RolledBack', 'AnalysisFailed', `check ${bad.why}`);
+  if (bad) {
+    const failed = failMove(a, 'RolledBack', 'AnalysisFailed', `check ${bad.why}`);
+    // The checks' records stay in the status: which one failed, with its value, as the condition says.
+    return { ...failed, rollout: { ...failed.rollout, analysis: input.analysis } };
+  }
   if (!available) {
     // A route that cannot be written runs no deadline down.
     const elapsedMs = input.now.getTime() - Date.parse(a.pendingSince);
