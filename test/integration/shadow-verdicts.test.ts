@@ -290,4 +290,230 @@ describe('shadows judged by their predictions, on the real node', () => {
     // The scikit-learn server names its pod, `<instance>-<hash>-<hash>`.
     expect(lastSecond.map((s) => s.backend?.pod).filter((pod) => !pod?.startsWith(`${candidate}-`))).toEqual([]);
   }, 900_000);
+
+  it('rolls back a Canary whose candidate disagrees with the serving model, naming the measured agreement', async () => {
+    const agree = { name: 'agree', builtin: 'agreement', min: 0.9, compare, intervalSeconds: 10 };
+    await journey.applyConfig('gated', { models: [onNode('iris-1')] });
+    await applyEndpoint('gated', {
+      strategy: 'Canary',
+      canary: { percent: 50, bakeSeconds: 300 },
+      analysis: { checks: [agree] },
+      drainSeconds: 5,
+    });
+    const v1 = await until('gated', 'to be InService', 300_000, (e) =>
+      e.status?.state === 'InService' ? e : undefined,
+    );
+    const serving = v1.status!.traffic!.map((t) => t.service);
+    await firstAnswer('gated');
+    // The rows in a shuffled order (the data set is sorted by class), so that the candidate's share
+    // of the first requests is a sample of all three classes.
+    const order = shuffled(150, 7);
+    const run = journey.predictions('gated', {
+      requests: 3000,
+      rate: 10,
+      maxDurationMs: 300_000,
+      requestFor: (i) => ({ body: JSON.stringify({ instances: [rows[order[i % 150]]] }) }),
+    });
+    // The candidate: the model trained on shuffled labels, in place of iris 1.0.0.
+    await journey.applyConfig('gated', { models: [onNode('iris-bad')] });
+    const rolledBack = await until('gated', 'to roll the candidate back', 240_000, (e) =>
+      e.status?.rollout?.phase === 'RolledBack' ? e : undefined,
+    );
+    const rollbackAt = run.elapsed();
+    const rollout = rolledBack.status!.rollout!;
+    log(`shadow verdicts: the agreement gate rolled back ${rollout.version}: ${JSON.stringify(rollout)}`);
+    expect(rolledBack.status!.endpointConfigVersion).toBe(v1.status!.endpointConfigVersion);
+    // The condition names the check, the agreement it measured and the bound. The shuffled-label
+    // model agrees with iris 1.0.0 on 71 of the 150 rows offline; the check saw a sample of them.
+    const condition = rolledBack.status!.conditions!.find((c) => c.type === 'Progressing')!;
+    expect(condition).toMatchObject({ status: 'False', reason: 'AnalysisFailed' });
+    const said = /check agree = (0(\.\d+)?), outside its bound \(>= 0\.9\)/.exec(condition.message ?? '');
+    expect(said, condition.message).not.toBeNull();
+    expect(Number(said![1])).toBeLessThan(0.9);
+    // And the status keeps the check's record, with the same value.
+    expect(rollout.analysis?.find((c) => c.name === 'agree')).toMatchObject({ result: 'Failed', value: said![1] });
+    // Five seconds more on the serving version, then the load ends: not one request failed.
+    const until5s = rollbackAt + 5000;
+    await waitFor('5 s of load after the rollback', 10_000, async () => run.elapsed() >= until5s || undefined);
+    run.stop();
+    log(`shadow verdicts: load on gated: ${describeReport(await run.done)}`);
+    // The scikit-learn server names its pod, `<instance>-<hash>-<hash>`.
+    const instanceOf = (pod: string | undefined) => pod?.split('-').slice(0, -2).join('-');
+    const answeredBy = [...new Set(run.samples.map((s) => instanceOf(s.backend?.pod)).filter((b) => b !== undefined))];
+    const candidates = answeredBy.filter((b) => !serving.includes(b));
+    // The candidate took its canary share, and one instance of it only.
+    expect(candidates).toHaveLength(1);
+    expectServed(run, { backends: [...serving, ...candidates] });
+    // Past the gateway's reload after the rollback, only the serving model answered.
+    const late = run.samples.filter((s) => s.start >= rollbackAt + 3000);
+    expect(late.length).toBeGreaterThan(0);
+    expect(late.map((s) => instanceOf(s.backend?.pod)).filter((b) => !serving.includes(b!))).toEqual([]);
+  }, 600_000);
+
+  it('a shadow that answers 500, one that hangs and one whose pod is killed: 0 failed client requests, their errors counted', async () => {
+    // The endpoints of the tests before go first: the latency measured here is this test's alone.
+    const earlier = ['agree', 'stopped', 'promoted', 'gated'];
+    for (const name of earlier)
+      await journey.user.delete(resources.endpoint, journey.models, name).catch(() => undefined);
+    await waitFor(
+      "the earlier endpoints' pods to be gone",
+      180_000,
+      async () =>
+        (
+          await core.listNamespacedPod({
+            namespace: journey.models,
+            labelSelector: `ml-operator.dev/endpoint in (${earlier.join(',')})`,
+          })
+        ).items.length === 0 || undefined,
+    );
+    // Model servers that fail, in the scikit-learn image: ready at once, then a 500 for every
+    // prediction, or no answer at all.
+    const faulty = (mode: 'fail' | 'hang') =>
+      journey.irisModel(journey.artifacts['iris-1.0.0'], {
+        command: ['python3', '-c', faultyServer],
+        args: [mode],
+      });
+    await journey.applyModel('iris-500', faulty('fail'));
+    await journey.applyModel('iris-hang', faulty('hang'));
+    await journey.applyConfig('faulty', {
+      models: [
+        onNode('iris-1'),
+        onNode('iris-500', { shadow: { percent: 100, compare } }),
+        onNode('iris-hang', { shadow: { percent: 100, compare } }),
+        onNode('iris-2', { shadow: { percent: 100, compare } }),
+      ],
+    });
+    // The same serving model with a model agent and no shadow (the agreement check gives its versions
+    // one), loaded at the same time: the latency a client sees without the shadows.
+    await journey.applyConfig('plain', { models: [onNode('iris-1')] });
+    await applyEndpoint('faulty');
+    await applyEndpoint('plain', {
+      strategy: 'Canary',
+      canary: { percent: 50, bakeSeconds: 30 },
+      analysis: { checks: [{ name: 'agree', builtin: 'agreement', min: 0.9, compare }] },
+    });
+    const shadows = ['iris-500', 'iris-hang', 'iris-2'];
+    const ready = await until('faulty', 'to be InService with its shadows mirrored', 300_000, (e) =>
+      e.status?.state === 'InService' && shadows.every((v) => shadow(e, v)?.mirrored) ? e : undefined,
+    );
+    const plain = await until('plain', 'to be InService', 300_000, (e) =>
+      e.status?.state === 'InService' ? e : undefined,
+    );
+    await firstAnswer('faulty');
+    await firstAnswer('plain');
+    // Until the serving agents mirror to the three (their config.json is a mounted ConfigMap).
+    await waitFor(
+      'the serving agents to mirror to the three shadows',
+      120_000,
+      async () => {
+        await journey.predictions('faulty', { requests: 1, maxDurationMs: 10_000, concurrency: 1 }).done;
+        const e = await endpoint('faulty');
+        return shadows.every((v) => (shadow(e, v)?.comparison?.requests ?? 0) > 0) || undefined;
+      },
+      async () => JSON.stringify((await endpoint('faulty')).status?.shadows, null, 1),
+    );
+    const before = (await endpoint('faulty')).status!.shadows!;
+    const n = 600;
+    const run = rowLoad('faulty', n, 20, 60_000);
+    const without = rowLoad('plain', n, 20, 60_000);
+    // A third of the way in, iris 2.0.0's pod is killed (no grace): copies in flight to it and those
+    // sent before its replacement is ready fail.
+    await waitFor('200 requests sent', 30_000, async () => run.samples.length >= 200 || undefined);
+    const killedInstance = shadow(ready, 'iris-2')!.service;
+    const pods = await core.listNamespacedPod({
+      namespace: journey.models,
+      labelSelector: `ml-operator.dev/model-instance=${killedInstance}`,
+    });
+    expect(pods.items.length).toBeGreaterThan(0);
+    for (const pod of pods.items)
+      await core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: journey.models, gracePeriodSeconds: 0 });
+    const [withShadows, noShadow] = await Promise.all([run.done, without.done]);
+    log(`shadow verdicts: with the failing shadows: ${describeReport(withShadows)}`);
+    log(`shadow verdicts: the same model without a shadow, at the same time: ${describeReport(noShadow)}`);
+    log(
+      `shadow verdicts: client p99 with the failing shadows ${withShadows.latency.p99.toFixed(1)} ms, without ${noShadow.latency.p99.toFixed(1)} ms (p50 ${withShadows.latency.p50.toFixed(1)} / ${noShadow.latency.p50.toFixed(1)} ms)`,
+    );
+    // Every client answered by the serving model, 2xx, none slower than the bound; a client that
+    // waited for the hanging shadow would wait its 10 s copy timeout.
+    expect(withShadows.sent).toBe(n);
+    expectServed(run, { backends: ready.status!.traffic!.map((t) => t.service) });
+    expectServed(without, { backends: plain.status!.traffic!.map((t) => t.service) });
+    // Every request is accounted for by the comparisons of the shadows that stayed (once the hanging
+    // copies have timed out). The killed one is listed at 0% while it has no ready pod: the requests
+    // of that spell are not copied to it.
+    const grew = (v: string, c: NonNullable<ShadowEntry['comparison']>) => {
+      const b = before.find((s) => s.variant === v)!.comparison!;
+      return c.requests + (c.dropped ?? 0) - b.requests - (b.dropped ?? 0);
+    };
+    let last = '';
+    let since = Date.now();
+    const after = await until('faulty', "to have counted every request's copy", 120_000, (e) => {
+      const now = shadows.map((v) => shadow(e, v)?.comparison);
+      if (!now.every((c) => c)) return undefined;
+      const key = JSON.stringify(now);
+      if (key !== last) {
+        last = key;
+        since = Date.now();
+      }
+      return grew('iris-500', now[0]!) >= n && grew('iris-hang', now[1]!) >= n && Date.now() - since >= 11_000
+        ? now
+        : undefined;
+    });
+    for (const [i, v] of shadows.entries()) log(`shadow verdicts: ${v}: ${JSON.stringify(after[i])}`);
+    const [failing, hanging, killed] = after.map((c) => c!);
+    // Every copy the 500-shadow was sent is one of its errors, none compared; the serving side had none.
+    expect(failing.shadow?.errorRate).toBe(1);
+    expect(failing.compared).toBe(0);
+    expect(failing.serving?.errorRate).toBe(0);
+    // The hanging shadow: every copy sent timed out, an error; the rest were dropped at its in-flight cap.
+    expect(hanging.shadow?.errorRate).toBe(1);
+    expect(hanging.compared).toBe(0);
+    expect(hanging.dropped ?? 0).toBeGreaterThan(0);
+    // The killed one: errors while it was gone, and requests of this run compared before and after.
+    const killedBefore = before.find((s) => s.variant === 'iris-2')!.comparison!;
+    expect(grew('iris-2', killed)).toBeGreaterThan(0);
+    expect(grew('iris-2', killed)).toBeLessThanOrEqual(n + 50);
+    expect(killed.shadow?.errorRate ?? 0).toBeGreaterThan(killedBefore.shadow?.errorRate ?? 0);
+    expect(killed.compared - killedBefore.compared).toBeGreaterThan(0);
+  }, 600_000);
 });
+
+/** A model server that is ready at once and fails every prediction: with a 500 (`fail`) or never answering (`hang`). */
+const faultyServer = `
+import json, os, signal, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+mode = sys.argv[1]
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args):
+        pass
+    def reply(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        self.reply(200, {"status": "ready"})
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or "0"))
+        if mode == "hang":
+            time.sleep(3600)
+        self.reply(500, {"error": "this model fails every prediction"})
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+`;
+
+/** A fixed shuffle of 0..n-1 (a 32-bit linear congruential generator from `seed`): the same order every run. */
+function shuffled(n: number, seed: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  let x = seed;
+  for (let i = n - 1; i > 0; i--) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    const j = x % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
