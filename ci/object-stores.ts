@@ -1,6 +1,7 @@
-// Real object stores on loopback for the artifact fetcher's tests: MinIO (S3, and STS with web
-// identity), fake-gcs-server (the Cloud Storage JSON API) and Azurite (Azure Blob). Each listens on
-// 127.0.0.1 on a free port, keeps its data in a temporary directory, and is stopped by stop().
+// Real object stores for the artifact fetcher's and the model agent's tests: MinIO (S3, and STS with
+// web identity), fake-gcs-server (the Cloud Storage JSON API) and Azurite (Azure Blob). Each listens
+// on 127.0.0.1 (or the address given) on a free port, keeps its data in a temporary directory, and is
+// stopped by stop().
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -148,9 +149,12 @@ export async function startMinio(options: MinioOptions = {}): Promise<RunningSto
 
 /**
  * fake-gcs-server with `objects` preloaded: keys are `<bucket>/<object>`. Serves the JSON API at
- * its URL (for STORAGE_EMULATOR_HOST).
+ * its URL (for STORAGE_EMULATOR_HOST), on `address` (as MinioOptions.address says).
  */
-export async function startFakeGcs(objects: Record<string, Buffer | string>): Promise<RunningStore> {
+export async function startFakeGcs(
+  objects: Record<string, Buffer | string>,
+  address = '127.0.0.1',
+): Promise<RunningStore> {
   await ensureTools();
   const dir = mkdtempSync(join(tmpdir(), 'ml-operator-fake-gcs-'));
   for (const [path, content] of Object.entries(objects)) {
@@ -160,7 +164,7 @@ export async function startFakeGcs(objects: Record<string, Buffer | string>): Pr
   }
   mkdirSync(join(dir, 'data'), { recursive: true });
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${address}:${port}`;
   return startProcess(
     'fake-gcs-server',
     toolPath('fake-gcs-server'),
@@ -168,7 +172,7 @@ export async function startFakeGcs(objects: Record<string, Buffer | string>): Pr
       '-scheme',
       'http',
       '-host',
-      '127.0.0.1',
+      address,
       '-port',
       String(port),
       '-backend',
@@ -176,7 +180,7 @@ export async function startFakeGcs(objects: Record<string, Buffer | string>): Pr
       '-data',
       join(dir, 'data'),
       '-public-host',
-      `127.0.0.1:${port}`,
+      `${address}:${port}`,
       '-external-url',
       url,
       '-log-level',
@@ -189,6 +193,7 @@ export async function startFakeGcs(objects: Record<string, Buffer | string>): Pr
       const res = await fetch(`${u}/storage/v1/b`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
       return res?.status === 200;
     },
+    address,
   );
 }
 
@@ -198,8 +203,8 @@ export const azuriteAccount = {
   key: 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
 };
 
-/** Azurite's Blob service; its account's service URL is `${url}/${azuriteAccount.name}`. */
-export async function startAzurite(): Promise<RunningStore> {
+/** Azurite's Blob service on `address` (as MinioOptions.address says); its account's service URL is `${url}/${azuriteAccount.name}`. */
+export async function startAzurite(address = '127.0.0.1'): Promise<RunningStore> {
   const dir = mkdtempSync(join(tmpdir(), 'ml-operator-azurite-'));
   const main = join(
     dirname(createRequire(import.meta.url).resolve('azurite/package.json')),
@@ -215,7 +220,7 @@ export async function startAzurite(): Promise<RunningStore> {
     [
       main,
       '--blobHost',
-      '127.0.0.1',
+      address,
       '--blobPort',
       String(port),
       '--silent',
@@ -227,5 +232,6 @@ export async function startAzurite(): Promise<RunningStore> {
     dir,
     port,
     answers,
+    address,
   );
 }

@@ -1,14 +1,26 @@
 // Data Capture with real components: an endpoint whose config has dataCapture gets the model agent in
 // its pods (run from source by the local cluster's pod runtime), real load through the gateway, and
-// records read back from a real MinIO. What a user checks: the sampled share, that each record holds
+// records read back from the store: a real MinIO (S3), fake-gcs-server (Cloud Storage), Azurite (Azure
+// Blob) and a PersistentVolumeClaim. What a user checks: the sampled share, that each record holds
 // byte for byte what a client sent and got (matched by x-ml-inference-id), that a store hanging for
 // 30 s fails no request and loses no record, that changing the sampling restarts no pod and fails no
 // request, that a pod deleted under load loses none of its records, and that a bad destination is
 // refused at apply.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { BlobServiceClient } from '@azure/storage-blob';
+import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { binomialInterval } from '../../ci/traffic/load.ts';
-import { minioRoot, startMinio, type RunningStore } from '../../ci/object-stores.ts';
+import {
+  azuriteAccount,
+  minioRoot,
+  startAzurite,
+  startFakeGcs,
+  startMinio,
+  type RunningStore,
+} from '../../ci/object-stores.ts';
 import { waitFor } from '../../ci/wait.ts';
 import type { MachineLearningEndpoint } from '../../controller/src/api/generated.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
@@ -57,43 +69,56 @@ afterAll(async () => {
   await minio?.stop();
 });
 
-async function storeSecret(namespace: string): Promise<void> {
-  const data = {
-    AWS_ACCESS_KEY_ID: minioRoot.user,
-    AWS_SECRET_ACCESS_KEY: minioRoot.password,
-    AWS_ENDPOINT_URL_S3: minio.url,
-    AWS_REGION: 'us-east-1',
-  };
+async function storeSecret(namespace: string, name: string, data: Record<string, string>): Promise<void> {
   await user.apply({ group: '', version: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true }, {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: { name: secret, namespace },
+    metadata: { name, namespace },
     stringData: data,
   } as KubeObject);
 }
 
-/** Every record under the prefix, with the file it came from. */
+const minioKeys = () => ({
+  AWS_ACCESS_KEY_ID: minioRoot.user,
+  AWS_SECRET_ACCESS_KEY: minioRoot.password,
+  AWS_ENDPOINT_URL_S3: minio.url,
+  AWS_REGION: 'us-east-1',
+});
+
+/** The records of JSON Lines files. */
+const parseLines = (texts: string[]): CaptureRecord[] =>
+  texts.flatMap((text) =>
+    text
+      .split('\n')
+      .filter((line) => line.trim())
+      .map((line) => JSON.parse(line) as CaptureRecord),
+  );
+
+/** Every record in MinIO under the prefix. */
 async function records(prefix: string): Promise<CaptureRecord[]> {
-  const out: CaptureRecord[] = [];
+  const texts: string[] = [];
   let token: string | undefined;
   do {
     const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-    for (const o of page.Contents ?? []) {
-      const text = await (
-        await s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key! }))
-      ).Body!.transformToString();
-      for (const line of text.split('\n')) if (line.trim()) out.push(JSON.parse(line) as CaptureRecord);
-    }
+    for (const o of page.Contents ?? [])
+      texts.push(
+        await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key! }))).Body!.transformToString(),
+      );
     token = page.NextContinuationToken;
   } while (token);
-  return out;
+  return parseLines(texts);
 }
 
 /** The records once the files stop growing (the agents close a file every rotation.maxSeconds). */
-async function settledRecords(prefix: string, rotationSeconds: number): Promise<CaptureRecord[]> {
+async function settledRecords(
+  prefix: string,
+  rotationSeconds: number,
+  read: (prefix: string) => Promise<CaptureRecord[]> = records,
+  where = `s3://${bucket}/${prefix}`,
+): Promise<CaptureRecord[]> {
   let last = -1;
-  return waitFor(`capture files under s3://${bucket}/${prefix} to stop growing`, 120_000, async () => {
-    const now = await records(prefix);
+  return waitFor(`capture files under ${where} to stop growing`, 120_000, async () => {
+    const now = await read(prefix);
     const settled = now.length > 0 && now.length === last;
     last = now.length;
     if (!settled) await new Promise((r) => setTimeout(r, (rotationSeconds + 2) * 1000));
@@ -110,75 +135,99 @@ const podUids = async (namespace: string, instance: string) =>
     .map((p) => p.metadata.uid)
     .sort();
 
+/** Where an endpoint's records go, and how a reader gets them back. */
+interface CaptureStore {
+  /** The destination's root: records are under `<root>/<namespace>/<endpoint>/<variant>/...`. */
+  root: string;
+  /** The credentials Secret (the store's keys and endpoint), if the store needs one. */
+  secret?: { name: string; data: Record<string, string> };
+  /** Every record whose file's key starts with `prefix`, relative to the root. */
+  read(prefix: string): Promise<CaptureRecord[]>;
+}
+
+const minioStore = (): CaptureStore => ({
+  root: `s3://${bucket}/records`,
+  secret: { name: secret, data: minioKeys() },
+  read: (prefix) => records(`records/${prefix}`),
+});
+
+/**
+ * An endpoint capturing 25% of 2,000 requests through the gateway into `store`: the count of records
+ * inside the binomial 99.9% interval, each byte-equal to what its client sent and got.
+ */
+async function sampled(name: string, store: CaptureStore): Promise<void> {
+  const { namespace } = suite;
+  const credentials = store.secret?.name;
+  if (store.secret) await storeSecret(namespace, store.secret.name, store.secret.data);
+  await applyModel(namespace, name, model(`acme/${name}:1`));
+  const dataCapture = {
+    samplingPercent: 25,
+    destination: store.root,
+    ...(credentials ? { credentialsSecret: credentials } : {}),
+    rotation: { maxSeconds: 3 },
+  };
+  await applyConfig(namespace, name, { models: [{ model: name, instances: 2 }], dataCapture });
+  await applyEndpoint(namespace, name, { config: name });
+  const e = await waitForEndpoint(namespace, name, 'InService', inService, 120_000);
+  const instance = e.status!.traffic![0].service;
+  await waitForGateway(suite.host(name));
+
+  const sent = new Map<string, string>();
+  const run = load(suite.host(name), {
+    requests: 2000,
+    rate: 40,
+    concurrency: 64,
+    maxDurationMs: 120_000,
+    method: 'POST',
+    keepAnswers: true,
+    requestFor: (i) => {
+      const body = JSON.stringify({
+        passenger: i,
+        features: [i % 3, (i * 7) % 11, Math.round(Math.random() * 1e6) / 1e3],
+      });
+      sent.set(`req-${i}`, body);
+      return { headers: { 'x-ml-inference-id': `req-${i}` }, body };
+    },
+  });
+  const report = await run.done;
+  printReport('2,000 requests, 25% captured', report);
+
+  const prefix = `${namespace}/${name}/${name}/`;
+  const found = (await settledRecords(prefix, 3, (p) => store.read(p), `${store.root}/${prefix}`)).filter((r) =>
+    r.eventMetadata.inferenceId?.startsWith('req-'),
+  );
+  const [low, high] = binomialInterval(0.25, 2000).map((p) => p * 2000);
+  process.stdout.write(
+    `[capture] ${found.length} records of 2000 requests at 25% (99.9% interval ${low.toFixed(0)}..${high.toFixed(0)})\n`,
+  );
+  expect(found.length).toBeGreaterThanOrEqual(low);
+  expect(found.length).toBeLessThanOrEqual(high);
+  expect(new Set(found.map((r) => r.eventMetadata.inferenceId)).size).toBe(found.length);
+  // A client that gave up (its deadline passed) got no answer to compare with; the record still has the model's.
+  const answers = new Map(
+    run.samples.filter((s) => s.status === 200).map((s) => [`req-${s.i}`, s.answer?.toString('utf8')]),
+  );
+  for (const r of found) {
+    const id = r.eventMetadata.inferenceId!;
+    expect(r.captureData.endpointInput, id).toMatchObject({ encoding: 'JSON', data: sent.get(id) });
+    if (answers.has(id)) expect(r.captureData.endpointOutput?.data, id).toBe(answers.get(id));
+    expect(r.mlOperator).toMatchObject({ endpoint: name, variant: name, status: 200, truncated: false });
+    expect(r.eventVersion).toBe('0');
+  }
+  expectServed(run, { namespace, backends: [instance] });
+  const captured = await waitForEndpoint(
+    namespace,
+    name,
+    'DataCaptured True',
+    (x) => x.status?.conditions?.find((c) => c.type === 'DataCaptured')?.status === 'True',
+    60_000,
+  );
+  expect(captured.status!.conditions!.find((c) => c.type === 'DataCaptured')!.message).toContain(store.root);
+}
+
 describe('Data Capture to S3 (MinIO)', () => {
   it('keeps 25% of 2,000 requests through the gateway, each record byte-equal to what its client sent and got', async () => {
-    const { namespace } = suite;
-    const name = 'capture-s3';
-    await storeSecret(namespace);
-    await applyModel(namespace, name, model(`acme/${name}:1`));
-    const dataCapture = {
-      samplingPercent: 25,
-      destination: `s3://${bucket}/records`,
-      credentialsSecret: secret,
-      rotation: { maxSeconds: 3 },
-    };
-    await applyConfig(namespace, name, { models: [{ model: name, instances: 2 }], dataCapture });
-    await applyEndpoint(namespace, name, { config: name });
-    const e = await waitForEndpoint(namespace, name, 'InService', inService, 120_000);
-    const instance = e.status!.traffic![0].service;
-    await waitForGateway(suite.host(name));
-
-    const sent = new Map<string, string>();
-    const run = load(suite.host(name), {
-      requests: 2000,
-      rate: 40,
-      concurrency: 64,
-      maxDurationMs: 120_000,
-      method: 'POST',
-      keepAnswers: true,
-      requestFor: (i) => {
-        const body = JSON.stringify({
-          passenger: i,
-          features: [i % 3, (i * 7) % 11, Math.round(Math.random() * 1e6) / 1e3],
-        });
-        sent.set(`req-${i}`, body);
-        return { headers: { 'x-ml-inference-id': `req-${i}` }, body };
-      },
-    });
-    const report = await run.done;
-    printReport('2,000 requests, 25% captured', report);
-
-    const prefix = `records/${namespace}/${name}/${name}/`;
-    const found = (await settledRecords(prefix, 3)).filter((r) => r.eventMetadata.inferenceId?.startsWith('req-'));
-    const [low, high] = binomialInterval(0.25, 2000).map((p) => p * 2000);
-    process.stdout.write(
-      `[capture] ${found.length} records of 2000 requests at 25% (99.9% interval ${low.toFixed(0)}..${high.toFixed(0)})\n`,
-    );
-    expect(found.length).toBeGreaterThanOrEqual(low);
-    expect(found.length).toBeLessThanOrEqual(high);
-    expect(new Set(found.map((r) => r.eventMetadata.inferenceId)).size).toBe(found.length);
-    // A client that gave up (its deadline passed) got no answer to compare with; the record still has the model's.
-    const answers = new Map(
-      run.samples.filter((s) => s.status === 200).map((s) => [`req-${s.i}`, s.answer?.toString('utf8')]),
-    );
-    for (const r of found) {
-      const id = r.eventMetadata.inferenceId!;
-      expect(r.captureData.endpointInput, id).toMatchObject({ encoding: 'JSON', data: sent.get(id) });
-      if (answers.has(id)) expect(r.captureData.endpointOutput?.data, id).toBe(answers.get(id));
-      expect(r.mlOperator).toMatchObject({ endpoint: name, variant: name, status: 200, truncated: false });
-      expect(r.eventVersion).toBe('0');
-    }
-    expectServed(run, { namespace, backends: [instance] });
-    const captured = await waitForEndpoint(
-      namespace,
-      name,
-      'DataCaptured True',
-      (x) => x.status?.conditions?.find((c) => c.type === 'DataCaptured')?.status === 'True',
-      60_000,
-    );
-    expect(captured.status!.conditions!.find((c) => c.type === 'DataCaptured')!.message).toContain(
-      `s3://${bucket}/records`,
-    );
+    await sampled('capture-s3', minioStore());
   }, 400_000);
 
   it('rides out a store that hangs for 30 s under load: 0 failed requests, DataCaptured False then True, no record lost', async () => {
@@ -406,4 +455,107 @@ describe('Data Capture to S3 (MinIO)', () => {
       'destination must be s3://<bucket>/<prefix>, gs://<bucket>/<prefix>, azure://<account>/<container>/<prefix> or pvc://<claim>/<path>',
     );
   });
+});
+
+describe('Data Capture to Cloud Storage (fake-gcs-server), Azure Blob (Azurite) and a PersistentVolumeClaim', () => {
+  let gcs: RunningStore | undefined;
+  let azurite: RunningStore | undefined;
+  let removeVolume: (() => Promise<unknown>) | undefined;
+  afterAll(async () => {
+    await Promise.all([gcs?.stop(), azurite?.stop(), removeVolume?.()]);
+  });
+
+  it('gs://: keeps 25% of 2,000 requests through the gateway, each record byte-equal to what its client sent and got', async () => {
+    gcs = await startFakeGcs({}, inject('network').hostAddress);
+    const storage = new Storage({ apiEndpoint: gcs.url, projectId: 'captures' });
+    await storage.createBucket(bucket);
+    await sampled('capture-gs', {
+      root: `gs://${bucket}/records`,
+      secret: { name: 'capture-gcs', data: { STORAGE_EMULATOR_HOST: gcs.url } },
+      async read(prefix) {
+        const [files] = await storage.bucket(bucket).getFiles({ prefix: `records/${prefix}` });
+        return parseLines(await Promise.all(files.map(async (f) => (await f.download())[0].toString())));
+      },
+    });
+  }, 400_000);
+
+  it('azure://: keeps 25% of 2,000 requests through the gateway, each record byte-equal to what its client sent and got', async () => {
+    azurite = await startAzurite(inject('network').hostAddress);
+    const endpoint = `${azurite.url}/${azuriteAccount.name}`;
+    const container = BlobServiceClient.fromConnectionString(
+      `DefaultEndpointsProtocol=http;AccountName=${azuriteAccount.name};AccountKey=${azuriteAccount.key};BlobEndpoint=${endpoint};`,
+    ).getContainerClient(bucket);
+    await container.create();
+    await sampled('capture-azure', {
+      root: `azure://${azuriteAccount.name}/${bucket}/records`,
+      secret: {
+        name: 'capture-azure',
+        data: { AZURE_STORAGE_KEY: azuriteAccount.key, AZURE_STORAGE_BLOB_ENDPOINT: endpoint },
+      },
+      async read(prefix) {
+        const texts: string[] = [];
+        for await (const b of container.listBlobsFlat({ prefix: `records/${prefix}` }))
+          texts.push((await container.getBlobClient(b.name).downloadToBuffer()).toString());
+        return parseLines(texts);
+      },
+    });
+  }, 400_000);
+
+  it('pvc://: keeps 25% of 2,000 requests through the gateway, each record byte-equal to what its client sent and got', async () => {
+    const { namespace } = suite;
+    // A claim bound to a hostPath volume, as an administrator provides one: the pods of every node
+    // write to that node's directory.
+    const path = '/var/lib/ml-captures';
+    const volume = `captures-${namespace}`;
+    const volumes = {
+      group: '',
+      version: 'v1',
+      kind: 'PersistentVolume',
+      plural: 'persistentvolumes',
+      namespaced: false,
+    } as const;
+    removeVolume = () => user.delete(volumes, undefined, volume);
+    await user.apply(volumes, {
+      apiVersion: 'v1',
+      kind: 'PersistentVolume',
+      metadata: { name: volume },
+      spec: {
+        capacity: { storage: '1Gi' },
+        accessModes: ['ReadWriteMany'],
+        persistentVolumeReclaimPolicy: 'Retain',
+        storageClassName: '',
+        hostPath: { path, type: 'DirectoryOrCreate' },
+        claimRef: { namespace, name: 'captures' },
+      },
+    });
+    await user.apply(
+      { group: '', version: 'v1', kind: 'PersistentVolumeClaim', plural: 'persistentvolumeclaims', namespaced: true },
+      {
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: { name: 'captures', namespace },
+        spec: {
+          accessModes: ['ReadWriteMany'],
+          storageClassName: '',
+          volumeName: volume,
+          resources: { requests: { storage: '1Gi' } },
+        },
+      },
+    );
+    const nodes = join(dirname(inject('kubeconfigPath')), 'data', 'nodes');
+    await sampled('capture-pvc', {
+      root: 'pvc://captures/records',
+      async read(prefix) {
+        const texts: string[] = [];
+        for (const node of existsSync(nodes) ? readdirSync(nodes) : []) {
+          const dir = join(nodes, node, path, 'records', prefix);
+          if (!existsSync(dir)) continue;
+          for (const file of readdirSync(dir, { recursive: true, withFileTypes: true }))
+            if (file.isFile() && file.name.endsWith('.jsonl'))
+              texts.push(readFileSync(join(file.parentPath, file.name), 'utf8'));
+        }
+        return parseLines(texts);
+      },
+    });
+  }, 400_000);
 });
