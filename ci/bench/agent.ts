@@ -5,9 +5,10 @@
 // through the agent; then each is driven to saturation (closed loop, 32 at a time) for 10 s. Prints the
 // added latency at p50 and p99, the throughput ratio, and the agent's RSS at the start and end of the
 // run (and its peak). Then shadows, in the same run: a second model server as the shadow, and the same
-// 500 requests/s through the agent with no shadow, a 10% and a 100% shadow, in alternating slices:
-// the client's latency and the agent's CPU per request in each, and what the agent compared. No
-// assertions: the figures are for the issue's note.
+// 500 requests/s through the agent with no shadow, a 10% and a 100% shadow, and a 100% shadow that
+// answers 500, one that never answers and one that is gone (nothing listens), in alternating slices:
+// the client's latency and the agent's CPU per request in each, and what the agent counted for each
+// shadow. No assertions: the figures are for the issue's note.
 //   npm run bench:agent [-- --minutes=1]      (minutes of load through the agent; as many direct)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,6 +45,19 @@ http.createServer((req, res) => {
 }).listen(Number(process.argv[1]), '127.0.0.1');
 `;
 
+/** A shadow that fails every request with a 500. */
+const failingSource = `
+require('node:http').createServer((req, res) => {
+  req.resume();
+  req.on('end', () => { res.writeHead(500, { 'content-length': 6 }); res.end('broken'); });
+}).listen(Number(process.argv[1]), '127.0.0.1');
+`;
+
+/** A shadow that takes every request and never answers. */
+const hangingSource = `
+require('node:http').createServer((req) => req.resume()).listen(Number(process.argv[1]), '127.0.0.1');
+`;
+
 function start(args: string[], what: string): { child: ChildProcess; exited: Promise<void>; output: () => string } {
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -70,11 +84,18 @@ const cpuSeconds = (pid: number) => {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 };
 
+/**
+ * Resident memory in MiB: all of it, its peak, and its two parts: the process's own (anonymous: heap,
+ * stacks, buffers) and the pages of files it maps (the node binary's code, the same pages for every
+ * agent started from the image on a node).
+ */
 const rss = (pid: number) => {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)![1]) / 1024;
-  return { now: kb('VmRSS'), peak: kb('VmHWM') };
+  return { now: kb('VmRSS'), peak: kb('VmHWM'), anonymous: kb('RssAnon'), files: kb('RssFile') };
 };
+const rssParts = (r: ReturnType<typeof rss>) =>
+  `${r.now.toFixed(1)} MiB (own ${r.anonymous.toFixed(1)}, mapped files ${r.files.toFixed(1)})`;
 
 const agentPool = () => new http.Agent({ keepAlive: true, maxSockets: 256 });
 
@@ -143,13 +164,22 @@ const processes: ChildProcess[] = [];
 try {
   await bundleProgram('agent', join(work, 'dist'));
   const [modelPort, port, adminPort] = [await freePort(), await freePort(), await freePort()];
-  const shadowPort = await freePort();
+  const [shadowPort, failingPort, hangingPort, gonePort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   const model = start(['-e', modelSource, String(modelPort)], 'the model');
   const shadowModel = start(['-e', modelSource, String(shadowPort)], 'the shadow');
-  processes.push(model.child, shadowModel.child);
+  const failingShadow = start(['-e', failingSource, String(failingPort)], 'the failing shadow');
+  const hangingShadow = start(['-e', hangingSource, String(hangingPort)], 'the hanging shadow');
+  processes.push(model.child, shadowModel.child, failingShadow.child, hangingShadow.child);
   const capture = join(work, 'capture');
   const config = join(work, 'config.json');
-  const writeConfig = (shadowPercent: number) =>
+  const shadowPorts = { shadow: shadowPort, failing: failingPort, hanging: hangingPort, gone: gonePort };
+  type ShadowName = keyof typeof shadowPorts;
+  const writeConfig = (percents: Partial<Record<ShadowName, number>>) =>
     writeFileSync(
       config,
       JSON.stringify({
@@ -159,18 +189,17 @@ try {
           destination: pathToFileURL(capture).href,
           rotation: { maxBytes: 4 << 20, maxSeconds: 30 },
         },
-        // At 0% the shadow stays listed, as the controller lists one that is not ready: its figures stay.
-        shadows: [
-          {
-            name: 'shadow',
-            url: `http://127.0.0.1:${shadowPort}`,
-            percent: shadowPercent,
-            compare: { path: '$.prediction' },
-          },
-        ],
+        // At 0% a shadow stays listed, as the controller lists one that is not ready: its figures stay.
+        // The copies' timeout and in-flight cap are the agent's defaults (10 s, 16).
+        shadows: Object.entries(shadowPorts).map(([name, p]) => ({
+          name,
+          url: `http://127.0.0.1:${p}`,
+          percent: percents[name as ShadowName] ?? 0,
+          compare: { path: '$.prediction' },
+        })),
       }),
     );
-  writeConfig(0);
+  writeConfig({});
   const agent = start(
     [
       ...agentNodeFlags,
@@ -201,17 +230,17 @@ try {
   await openLoop(through, poolAgent, 3000, [], warm);
   const rssStart = rss(agent.child.pid!);
   process.stdout.write(
-    `agent bench: ${minutes} min at ${rate} req/s through the agent (10% captured to a file sink) and as long direct, in ${sliceMs / 1000} s slices; agent RSS at start ${rssStart.now.toFixed(1)} MiB\n`,
+    `agent bench: ${minutes} min at ${rate} req/s through the agent (10% captured to a file sink) and as long direct, in ${sliceMs / 1000} s slices; agent RSS at start ${rssParts(rssStart)}\n`,
   );
   const latencies = { direct: [] as number[], agent: [] as number[] };
   const failures = { direct: { n: 0 }, agent: { n: 0 } };
   const slices = Math.max(1, Math.round((minutes * 60_000) / sliceMs));
-  const rssTrace: number[] = [];
+  const rssTrace: ReturnType<typeof rss>[] = [];
   for (let s = 0; s < slices; s++) {
     await openLoop(direct, poolDirect, sliceMs, latencies.direct, failures.direct);
     await openLoop(through, poolAgent, sliceMs, latencies.agent, failures.agent);
-    rssTrace.push(rss(agent.child.pid!).now);
-    process.stdout.write(`  slice ${s + 1}/${slices}: agent RSS ${rssTrace.at(-1)!.toFixed(1)} MiB\n`);
+    rssTrace.push(rss(agent.child.pid!));
+    process.stdout.write(`  slice ${s + 1}/${slices}: agent RSS ${rssParts(rssTrace.at(-1)!)}\n`);
   }
   const rssEnd = rss(agent.child.pid!);
   poolDirect.destroy();
@@ -235,23 +264,36 @@ try {
     capture: { written: number; dropped: number; healthy: boolean };
   };
   process.stdout.write(
-    `  agent RSS: start ${rssStart.now.toFixed(1)} MiB, end of the 500 req/s run ${rssEnd.now.toFixed(1)} MiB, peak ${rss(agent.child.pid!).peak.toFixed(1)} MiB; capture: ${status.capture.written} written, ${status.capture.dropped} dropped, healthy ${status.capture.healthy} (records still in the open file are not counted yet)\n`,
+    `  agent RSS: start ${rssParts(rssStart)}, end of the 500 req/s run ${rssParts(rssEnd)}, peak ${rss(agent.child.pid!).peak.toFixed(1)} MiB; capture: ${status.capture.written} written, ${status.capture.dropped} dropped, healthy ${status.capture.healthy} (records still in the open file are not counted yet)\n`,
   );
 
-  // Shadows: the same load through the agent with none, 10% and 100% mirrored, slices alternating.
-  type Shadowed = { percent: number; latencies: number[]; failures: { n: number }; cpu: number; answers: number };
-  const modes: Shadowed[] = [0, 10, 100].map((percent) => ({
-    percent,
-    latencies: [],
-    failures: { n: 0 },
-    cpu: 0,
-    answers: 0,
-  }));
+  // Shadows: the same load through the agent with none, 10% and 100% mirrored, and a 100% shadow
+  // that fails, hangs or is gone, slices alternating.
+  type Shadowed = {
+    label: string;
+    percents: Partial<Record<ShadowName, number>>;
+    latencies: number[];
+    failures: { n: number };
+    cpu: number;
+    answers: number;
+  };
+  const modes: Shadowed[] = (
+    [
+      ['none', {}],
+      ['10%', { shadow: 10 }],
+      ['100%', { shadow: 100 }],
+      ['500', { failing: 100 }],
+      ['hangs', { hanging: 100 }],
+      ['gone', { gone: 100 }],
+    ] as const
+  ).map(([label, percents]) => ({ label, percents, latencies: [], failures: { n: 0 }, cpu: 0, answers: 0 }));
   const shadowStatus = async () =>
     (
       (await (await fetch(`http://127.0.0.1:${adminPort}/-/agent/status`)).json()) as {
         shadows: {
+          name: string;
           percent: number;
+          inFlight: number;
           dropped: number;
           skipped: number;
           sinceStart: { requests: number; compared: number; agreement?: number; shadow: { errors: number } };
@@ -260,14 +302,16 @@ try {
     ).shadows;
   const poolShadowed = agentPool();
   process.stdout.write(
-    `agent bench, shadows: ${minutes} min each at ${rate} req/s through the agent with no shadow, a 10% and a 100% shadow (a second model server), in ${sliceMs / 1000} s slices\n`,
+    `agent bench, shadows: ${minutes} min each at ${rate} req/s through the agent with no shadow, a 10% and a 100% shadow (a second model server), and a 100% shadow that answers 500, hangs or is gone, in ${sliceMs / 1000} s slices\n`,
   );
   for (let s = 0; s < slices; s++) {
     for (const mode of modes) {
-      writeConfig(mode.percent);
-      await waitFor(`the agent mirroring ${mode.percent}%`, 10_000, async () => {
+      writeConfig(mode.percents);
+      await waitFor(`the agent mirroring as ${mode.label}`, 10_000, async () => {
         const shadows = await shadowStatus();
-        return shadows[0]?.percent === mode.percent ? true : undefined;
+        return shadows.length === 4 && shadows.every((x) => x.percent === (mode.percents[x.name as ShadowName] ?? 0))
+          ? true
+          : undefined;
       });
       const before = cpuSeconds(agent.child.pid!);
       const answered = mode.latencies.length;
@@ -278,23 +322,33 @@ try {
     process.stdout.write(`  slice ${s + 1}/${slices} of each done\n`);
   }
   poolShadowed.destroy();
-  const [shadowed] = await shadowStatus();
+  // The hanging shadow's last copies end at their timeout (10 s).
+  const counted = await waitFor('the copies in flight to end', 20_000, async () => {
+    const shadows = await shadowStatus();
+    return shadows.every((x) => x.inFlight === 0) ? shadows : undefined;
+  });
   process.stdout.write(
     `  ${'SHADOW'.padEnd(8)} ${'ANSWERS'.padStart(7)} ${'FAILED'.padStart(6)} ${'P50 ms'.padStart(8)} ${'P99 ms'.padStart(8)} ${'MAX ms'.padStart(8)} ${'AGENT CPU ms/req'.padStart(17)}\n`,
   );
   for (const mode of modes) {
     const l = mode.latencies.sort((x, y) => x - y);
     process.stdout.write(
-      `  ${`${mode.percent}%`.padEnd(8)} ${String(l.length).padStart(7)} ${String(mode.failures.n).padStart(6)} ${percentile(l, 50).toFixed(2).padStart(8)} ${percentile(l, 99).toFixed(2).padStart(8)} ${(l.at(-1) ?? 0).toFixed(1).padStart(8)} ${((mode.cpu * 1000) / Math.max(1, mode.answers)).toFixed(3).padStart(17)}\n`,
+      `  ${mode.label.padEnd(8)} ${String(l.length).padStart(7)} ${String(mode.failures.n).padStart(6)} ${percentile(l, 50).toFixed(2).padStart(8)} ${percentile(l, 99).toFixed(2).padStart(8)} ${(l.at(-1) ?? 0).toFixed(1).padStart(8)} ${((mode.cpu * 1000) / Math.max(1, mode.answers)).toFixed(3).padStart(17)}\n`,
     );
   }
-  const [none, ten, all] = modes.map((m) => m.latencies);
+  const none = modes[0].latencies;
   process.stdout.write(
-    `  added by a 10% shadow: p50 ${(percentile(ten, 50) - percentile(none, 50)).toFixed(2)} ms, p99 ${(percentile(ten, 99) - percentile(none, 99)).toFixed(2)} ms; by a 100% shadow: p50 ${(percentile(all, 50) - percentile(none, 50)).toFixed(2)} ms, p99 ${(percentile(all, 99) - percentile(none, 99)).toFixed(2)} ms\n`,
+    `  added to the client's latency, against no shadow: ${modes
+      .slice(1)
+      .map(
+        (m) =>
+          `${m.label}: p50 ${(percentile(m.latencies, 50) - percentile(none, 50)).toFixed(2)} ms, p99 ${(percentile(m.latencies, 99) - percentile(none, 99)).toFixed(2)} ms`,
+      )
+      .join('; ')}\n`,
   );
-  if (shadowed)
+  for (const s of counted)
     process.stdout.write(
-      `  the agent compared ${shadowed.sinceStart.compared} of ${shadowed.sinceStart.requests} copies over the run (agreement ${shadowed.sinceStart.agreement ?? '-'}, shadow errors ${shadowed.sinceStart.shadow.errors}, dropped ${shadowed.dropped}, skipped ${shadowed.skipped})\n`,
+      `  shadow ${s.name.padEnd(8)} copies ${s.sinceStart.requests}, compared ${s.sinceStart.compared} (agreement ${s.sinceStart.agreement ?? '-'}), shadow errors ${s.sinceStart.shadow.errors}, dropped ${s.dropped}, skipped ${s.skipped}\n`,
     );
   agent.child.kill('SIGTERM');
   await agent.exited;
