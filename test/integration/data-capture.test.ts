@@ -308,7 +308,7 @@ describe('Data Capture to S3 (MinIO)', () => {
       requests: 100_000,
       rate: 40,
       concurrency: 64,
-      maxDurationMs: 150_000,
+      maxDurationMs: 270_000,
       requestFor: (i) => ({ headers: { 'x-ml-inference-id': `change-${i}` } }),
     });
     try {
@@ -345,6 +345,25 @@ describe('Data Capture to S3 (MinIO)', () => {
         (x) => x.status?.conditions?.find((c) => c.type === 'DataCaptured')?.reason === 'CaptureDisabled',
         60_000,
       );
+      // And the agents stop capturing once they have re-read their config: the newest captured
+      // request stays the same while 200 more are answered (both pods get their share) and files
+      // rotate (every 3 s). The next test turns capture on again and must not see this one's change
+      // arrive late.
+      let newest = -1;
+      let since = Date.now();
+      await waitFor('the agents to stop capturing', 120_000, async () => {
+        const ids = (await records(`records/${namespace}/${name}/`))
+          .map((r) => r.eventMetadata.inferenceId ?? '')
+          .filter((id) => id.startsWith('change-'))
+          .map((id) => Number(id.slice('change-'.length)));
+        const top = ids.reduce((a, b) => Math.max(a, b), -1);
+        if (top !== newest) {
+          newest = top;
+          since = Date.now();
+          return undefined;
+        }
+        return Date.now() - since >= 8000 && run.samples.length >= newest + 200 ? true : undefined;
+      });
     } finally {
       run.stop();
     }
