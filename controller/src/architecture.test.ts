@@ -13,7 +13,7 @@ const src = dirname(fileURLToPath(import.meta.url));
 export const layers: Record<string, number> = {
   api: 0,
   'log.ts': 0,
-  'options.ts': 1,
+  options: 1,
   kube: 1,
   compare: 1,
   runtime: 2,

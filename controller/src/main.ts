@@ -2,7 +2,8 @@
 import { loadClusterAccess } from './kube/access.ts';
 import { createLogger } from './log.ts';
 import { startController } from './manager.ts';
-import { parseOptions, UsageError } from './options.ts';
+import { UsageError } from './options/config.ts';
+import { parseOptions } from './options/flags.ts';
 
 let options;
 try {

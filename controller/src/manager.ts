@@ -7,7 +7,7 @@ import { KubeClient } from './kube/client.ts';
 import { resources, type Resource } from './kube/resources.ts';
 import { autoscalerResource } from './desired/autoscaling.ts';
 import type { Logger } from './log.ts';
-import type { Options } from './options.ts';
+import type { Options } from './options/flags.ts';
 import { eventHandlers } from './controller/handlers.ts';
 import { startLoop } from './controller/loop.ts';
 import { buildSources, type Sources } from './controller/sources.ts';
@@ -84,7 +84,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
       autoscalerResource(options.config),
       options.config.autoscaling.engine === 'keda' ? "KEDA's ScaledObject API" : 'the HorizontalPodAutoscaler API',
     );
-    const auxiliary = await optional(provider.auxiliary?.resource, "Traefik's TraefikService API");
+    const auxiliary = await optional(provider.kinds.auxiliary?.resource, "Traefik's TraefikService API");
     sources = buildSources({
       client,
       logger,
@@ -110,7 +110,7 @@ export async function startController(options: Options, kc: ClusterAccess, logge
       logger,
       metrics,
       prometheus,
-      missing: { autoscalers: !autoscalers, auxiliary: !!provider.auxiliary && !auxiliary },
+      missing: { autoscalers: !autoscalers, auxiliary: !!provider.kinds.auxiliary && !auxiliary },
     });
     startLoop({ queue, reconciler, caches: sources, metrics, events, logger });
     resolveLeading();

@@ -47,7 +47,7 @@ export function createAdmin({
     res.end(text);
   };
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const path = (req.url ?? '/').split('?')[0];
+    const [path, search = ''] = (req.url ?? '/').split('?');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       json(res, 405, { error: 'only GET' });
       return;
@@ -62,7 +62,9 @@ export function createAdmin({
       return;
     }
     if (path === '/-/agent/status') {
-      json(res, 200, { capture: capture.status(), shadows: shadows.status() });
+      // The clients' requests over the window the caller asks for (a check's interval), 60 s by default.
+      const window = Number(new URLSearchParams(search).get('window') ?? 60);
+      json(res, 200, { capture: capture.status(), shadows: shadows.status(), requests: metrics.clients.read(window) });
       return;
     }
     if (path === '/-/agent/metrics') {

@@ -2,6 +2,7 @@
 // that metric gates read the same series whatever the data plane.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Identity } from './config.ts';
+import { RequestWindow } from './window.ts';
 
 export interface AgentMetrics {
   registry: Registry;
@@ -13,6 +14,8 @@ export interface AgentMetrics {
   shadowRequests: Counter<'shadow' | 'result'>;
   shadowPredictions: Counter<'shadow' | 'result'>;
   shadowDuration: Histogram<'shadow'>;
+  /** Clients' requests (not other agents' copies) over the last seconds: the Agents source of the built-in checks. */
+  clients: RequestWindow;
 }
 
 /** Seconds: the request's and a shadow copy's durations, so that the two compare bucket for bucket. */
@@ -60,7 +63,7 @@ export function agentMetrics(identity: Identity): AgentMetrics {
     }),
     shadowRequests: new Counter({
       name: 'ml_agent_shadow_requests_total',
-      help: 'Requests mirrored to a shadow, by result: compared, serving_error or shadow_error (not compared), dropped (the in-flight cap), skipped (a body or answer larger than the agent keeps, or an encoded answer).',
+      help: 'Requests mirrored to a shadow, by result: compared, serving_error or shadow_error (not compared), dropped (the in-flight cap, or the back-off from a shadow that refuses connections), skipped (a body or answer larger than the agent keeps, or an encoded answer).',
       labelNames: ['shadow', 'result'] as const,
       registers,
     }),
@@ -77,5 +80,6 @@ export function agentMetrics(identity: Identity): AgentMetrics {
       buckets: durationBuckets,
       registers,
     }),
+    clients: new RequestWindow(),
   };
 }

@@ -138,9 +138,16 @@ describe('the proxy', () => {
     );
     const ready = await fetch(`${agent.admin}/-/agent/ready`);
     expect(ready.status).toBe(200);
-    const status = (await (await fetch(`${agent.admin}/-/agent/status`)).json()) as {
+    const status = (await (await fetch(`${agent.admin}/-/agent/status?window=30`)).json()) as {
       capture: Record<string, unknown>;
+      requests: { windowSeconds: number; requests: Record<string, number>; latency: { counts: number[] } };
     };
+    // The clients' requests of the last 30 s, as the errorRate and latencyP99 checks from Agents read them.
+    expect(status.requests).toMatchObject({
+      windowSeconds: 30,
+      requests: { '2xx': 7, '4xx': 3, '5xx': 0, aborted: 0 },
+    });
+    expect(status.requests.latency.counts.reduce((a, b) => a + b, 0)).toBe(10);
     expect(status.capture).toMatchObject({
       enabled: true,
       samplingPercent: 100,

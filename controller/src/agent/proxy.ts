@@ -201,6 +201,7 @@ export function createProxy({ model, capture, shadows, metrics, log }: ProxyOpti
       const seconds = (performance.now() - started) / 1000;
       metrics.requests.inc({ code_class: codeClass });
       metrics.duration.observe({ code_class: codeClass }, seconds);
+      if (copyOf === undefined) metrics.clients.record(codeClass, seconds * 1000);
       const exchange =
         input && output && res.writableFinished
           ? {

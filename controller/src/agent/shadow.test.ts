@@ -14,7 +14,7 @@ import { inParallel, listenOn, send, startTestAgent, type Listening, type TestAg
  * `disagreeEvery` > 0 changes the label of every row whose first value is a multiple of it. Answers
  * {"predictions": [label, ...]} for {"instances": [[...], ...]}; status from x-status, delay from x-sleep-ms.
  */
-function classifier(options: { disagreeEvery?: number; seen?: string[] } = {}): Promise<Listening> {
+function classifier(options: { disagreeEvery?: number; seen?: string[]; port?: number } = {}): Promise<Listening> {
   return listenOn((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -39,7 +39,7 @@ function classifier(options: { disagreeEvery?: number; seen?: string[] } = {}): 
       if (sleep) setTimeout(answer, sleep);
       else answer();
     });
-  });
+  }, options.port);
 }
 
 const shadowOf = (name: string, url: string, more: Record<string, unknown> = {}) => ({
@@ -229,11 +229,41 @@ describe('shadows mirrored by the agent', () => {
     expect(worst, `the slowest of ${n} answers took ${worst.toFixed(1)} ms`).toBeLessThan(2500);
     const status = await settled(agent, n);
     const by = new Map(status.map((s) => [s.name, s.sinceStart]));
-    for (const name of ['failing', 'hanging', 'gone']) {
+    for (const name of ['failing', 'hanging']) {
       expect(by.get(name), name).toMatchObject({ requests: n, compared: 0, shadow: { errors: n, errorRate: 1 } });
       expect(by.get(name)!.serving.errors, name).toBe(0);
     }
     expect(by.get('hanging')!.shadow.latencyP50Ms).toBeGreaterThanOrEqual(5000);
+    // The gone one: each copy sent was refused, an error; the agent backed off after the first
+    // refusals, and the requests of its back-off are counted as dropped.
+    const goneStatus = status.find((x) => x.name === 'gone')!;
+    expect(goneStatus.sinceStart).toMatchObject({ compared: 0, shadow: { errorRate: 1 } });
+    expect(goneStatus.sinceStart.shadow.errors).toBe(goneStatus.sinceStart.requests);
+    expect(goneStatus.sinceStart.requests + goneStatus.dropped).toBe(n);
+    expect(goneStatus.sinceStart.requests, JSON.stringify(goneStatus.sinceStart)).toBeLessThan(n / 2);
+  }, 30_000);
+
+  it('backs off from a shadow that refuses connections, and mirrors to it again once it listens', async () => {
+    const gone = await listenOn(() => {});
+    await gone.close();
+    agent = await agentWith([shadowOf('back', gone.url, { maxInFlight: 1000 })]);
+    const n = 200;
+    const answers = await inParallel(n, 8, (i) => post(agent!.url, i));
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    const [refused] = await settled(agent, n);
+    expect(refused.dropped).toBeGreaterThan(0);
+    expect(refused.sinceStart.requests).toBe(refused.sinceStart.shadow.errors);
+    // The shadow listens again at the same address: within the longest back-off (5 s), the agent's
+    // copies reach it and are compared.
+    const back = await classifier({ port: gone.port });
+    closers.push(() => back.close());
+    let i = n;
+    const compared = await waitFor('a copy compared after the shadow came back', 15_000, async () => {
+      await post(agent!.url, i++);
+      const [s] = await shadowStatus(agent!);
+      return s.sinceStart.compared > 0 ? s : undefined;
+    });
+    expect(compared.sinceStart.shadow.errors).toBe(refused.sinceStart.shadow.errors);
   }, 30_000);
 
   it('sends a copy again, once, when the shadow closed the kept-alive connection it went out on', async () => {
@@ -337,6 +367,15 @@ describe('shadows mirrored by the agent', () => {
     await settled(agent, n);
     const [fromReceiver] = await shadowStatus(receiver);
     expect(fromReceiver.sinceStart.requests + fromReceiver.dropped + fromReceiver.skipped).toBe(0);
+    // Nor are the copies counted as its clients' requests (the errorRate and latencyP99 checks from Agents).
+    const counted = JSON.parse(
+      (await send(receiver.admin, { method: 'GET', path: '/-/agent/status?window=60' })).body.toString(),
+    ) as { requests: { requests: Record<string, number> } };
+    expect(Object.values(counted.requests.requests).reduce((a, b) => a + b, 0)).toBe(0);
+    const sender = JSON.parse(
+      (await send(agent.admin, { method: 'GET', path: '/-/agent/status?window=60' })).body.toString(),
+    ) as { requests: { requests: Record<string, number> } };
+    expect(sender.requests.requests['2xx']).toBe(n);
     await receiver.stop();
     const records = receiver.records();
     expect(records).toHaveLength(n);

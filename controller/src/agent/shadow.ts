@@ -2,9 +2,12 @@
 // a copy of the request goes to the shadow's Service, and the two answers are compared (compare/).
 // The client never waits for a shadow: the copy leaves after its answer ended, over connections of
 // its own, with a timeout of its own and at most maxInFlight copies at a time (checked when the
-// request arrives, before anything of it is kept). A request past that cap is `dropped`; one that
-// cannot be compared (a body or an answer larger than the agent keeps, an answer with a
-// content-encoding) is `skipped`. Both are counted.
+// request arrives, before anything of it is kept). A request past that cap is `dropped`; so is one
+// that arrives while the agent backs off from a shadow that refuses connections (none listens at its
+// address: 0.1 s after a refusal, doubling up to 5 s, until a copy reaches it again), so that a shadow
+// that is gone costs a connection attempt now and then rather than one per request. One that cannot
+// be compared (a body or an answer larger than the agent keeps, an answer with a content-encoding) is
+// `skipped`. All are counted.
 import * as http from 'node:http';
 import { compareAnswers, comparer, type Comparer } from '../compare/compare.ts';
 import type { Answer } from '../compare/prediction.ts';
@@ -51,7 +54,7 @@ export interface ShadowStatus {
   url: string;
   percent: number;
   inFlight: number;
-  /** Requests not mirrored: the in-flight cap was reached. */
+  /** Requests not mirrored: the in-flight cap was reached, or the agent was backing off from refusals. */
   dropped: number;
   /** Requests mirrored or picked but not compared: a body or answer too large, or an encoded answer. */
   skipped: number;
@@ -70,7 +73,18 @@ export interface Comparison {
   inFlight: number;
   dropped: number;
   skipped: number;
+  /** The back-off from refused connections: none is sent before refusedUntil (performance.now() ms). */
+  backoffMs: number;
+  refusedUntil: number;
 }
+
+/** The back-off from a shadow that refuses connections: its first step and its longest. */
+export const refusalBackoffMs = { first: 100, max: 5000 } as const;
+
+const backingOff = (s: Comparison) => s.refusedUntil > 0 && s.refusedUntil > performance.now();
+
+/** Errors that say at once that nothing listens at the shadow's address. */
+const refusal = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 const sameComparison = (a: ShadowConfig, b: ShadowConfig) =>
   a.url === b.url && a.reference === b.reference && JSON.stringify(a.compare) === JSON.stringify(b.compare);
@@ -128,6 +142,8 @@ export class Shadows {
     this.shadows = configs.map((config) => {
       const kept = this.shadows.find((s) => s.config.name === config.name && sameComparison(s.config, config));
       if (kept) {
+        // A shadow listed at 0% had no ready pod: listed again, its new pods start without a back-off.
+        if (kept.config.percent === 0 && config.percent > 0) kept.backoffMs = kept.refusedUntil = 0;
         kept.config = config;
         return kept;
       }
@@ -140,6 +156,8 @@ export class Shadows {
         inFlight: 0,
         dropped: 0,
         skipped: 0,
+        backoffMs: 0,
+        refusedUntil: 0,
       };
     });
     // The series exist from the start, so that a rate over them is 0 rather than absent.
@@ -159,7 +177,7 @@ export class Shadows {
     if (this.stopped || this.shadows.length === 0) return [];
     return this.shadows.filter((s) => {
       if (!(s.config.percent > 0 && Math.random() * 100 < s.config.percent)) return false;
-      if (s.inFlight >= s.config.maxInFlight) {
+      if (s.inFlight >= s.config.maxInFlight || backingOff(s)) {
         s.dropped++;
         this.metrics.shadowRequests.inc({ shadow: s.config.name, result: 'dropped' });
         return false;
@@ -196,7 +214,14 @@ export class Shadows {
   ): void {
     const sent = picked.map((s) => {
       const shadow = s.config.name;
-      return this.send(s.config, request)
+      // Picked before a back-off began: not sent either.
+      if (backingOff(s)) {
+        s.inFlight--;
+        s.dropped++;
+        this.metrics.shadowRequests.inc({ shadow, result: 'dropped' });
+        return Promise.resolve(undefined);
+      }
+      return this.send(s.config, request, (refused) => this.reached(s, refused))
         .then((answer): ShadowAnswer => {
           if (answer.truncated) {
             s.skipped++;
@@ -265,8 +290,28 @@ export class Shadows {
     this.agent.destroy();
   }
 
-  /** One copy to a shadow: its answer (status 0 when it never came: refused, reset, timed out, stopped). */
-  private send(config: ShadowConfig, request: MirroredRequest): Promise<SentAnswer> {
+  /** Backs off from a shadow that refused a connection; a copy that reached it ends the back-off. */
+  private reached(s: Comparison, refused: boolean): void {
+    if (!refused) {
+      s.backoffMs = 0;
+      s.refusedUntil = 0;
+      return;
+    }
+    // A copy sent before the back-off began, refused during it, does not lengthen it.
+    if (backingOff(s)) return;
+    s.backoffMs = Math.min(s.backoffMs ? s.backoffMs * 2 : refusalBackoffMs.first, refusalBackoffMs.max);
+    s.refusedUntil = performance.now() + s.backoffMs;
+  }
+
+  /**
+   * One copy to a shadow: its answer (status 0 when it never came: refused, reset, timed out, stopped).
+   * `reached` is told whether a connection was refused (true) or the shadow answered (false).
+   */
+  private send(
+    config: ShadowConfig,
+    request: MirroredRequest,
+    reached: (refused: boolean) => void,
+  ): Promise<SentAnswer> {
     const started = performance.now();
     const url = new URL(config.url);
     let cancel: (why: string) => void = () => {};
@@ -304,6 +349,7 @@ export class Shadows {
         });
         current = req;
         req.on('response', (res) => {
+          reached(false);
           const chunks: Buffer[] = [];
           let kept = 0;
           let truncated = false;
@@ -326,7 +372,10 @@ export class Shadows {
         req.on('error', (e: NodeJS.ErrnoException) => {
           // A kept-alive connection the shadow closed as the copy went out: sent again, once.
           if (n === 0 && req.reusedSocket && isReset(e) && !finished) attempt(1);
-          else failed();
+          else {
+            if (e.code !== undefined && refusal.has(e.code)) reached(true);
+            failed();
+          }
         });
         req.end(request.body);
       };

@@ -27,7 +27,15 @@ let azurite: RunningStore;
 let s3: S3Client;
 let agent: TestAgent | undefined;
 beforeAll(async () => {
-  [model, minio, gcs, azurite] = await Promise.all([startModel(), startMinio(), startFakeGcs({}), startAzurite()]);
+  // Each handle is kept as its store starts, and every start is waited for, so that afterAll stops
+  // every store that started when another's start fails (a hook that times out still leaves one).
+  const started = await Promise.allSettled([
+    startModel().then((m) => (model = m)),
+    startMinio().then((m) => (minio = m)),
+    startFakeGcs({}).then((g) => (gcs = g)),
+    startAzurite().then((a) => (azurite = a)),
+  ]);
+  for (const s of started) if (s.status === 'rejected') throw s.reason;
   s3 = new S3Client({
     endpoint: minio.url,
     region: 'us-east-1',

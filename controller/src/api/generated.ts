@@ -152,9 +152,13 @@ export interface AnalysisCheck {
    */
   name: string;
   /**
-   * A measure of the new version that needs no PromQL: errorRate (share of its answers that are 5xx, 0..1) or latencyP99 (its 99th percentile latency, in milliseconds), from the routing provider's metrics; or agreement (share of its predictions equal to the serving version's, 0..1, over the requests compared since this rollout attempt began), from the new version's model agents, which send the serving version a copy of each request they answer and compare the two answers (no Prometheus needed; Canary and Linear only, one agreement check per endpoint; the endpoint's versions get a model agent).
+   * A measure of the new version that needs no PromQL: errorRate (share of its answers that are 5xx, 0..1) or latencyP99 (its 99th percentile latency, in milliseconds), from the routing provider's metrics or the model agents (see source); or agreement (share of its predictions equal to the serving version's, 0..1, over the requests compared since this rollout attempt began), from the new version's model agents, which send the serving version a copy of each request they answer and compare the two answers (no Prometheus needed; Canary and Linear only, one agreement check per endpoint; the endpoint's versions get a model agent).
    */
   builtin?: 'errorRate' | 'latencyP99' | 'agreement';
+  /**
+   * Where a built-in errorRate or latencyP99 comes from. DataPlane (the default): the routing provider's metrics, through Prometheus (controller.config.prometheus). Agents: the new version's model agents, asked directly for the requests clients sent them over the check's interval; the same behind Istio, Traefik or any Gateway API implementation, with no Prometheus (the endpoint's versions get a model agent). An agent counts an answer cut short as an error.
+   */
+  source?: 'DataPlane' | 'Agents';
   /**
    * A PromQL query that returns one number. Placeholders: {{namespace}}, {{endpoint}}, {{version}} and {{previousVersion}} (config versions), {{services}} and {{previousServices}} (regular expressions matching the Services of the new and of the serving version), {{interval}} (the check's interval, as a range such as 30s).
    */
@@ -604,7 +608,7 @@ export interface ShadowEntry {
       latencyP99Ms?: number;
     };
     /**
-     * Requests not compared: the agents' in-flight cap was reached, a request body or an answer was larger than an agent keeps (256 KiB), or an answer was encoded.
+     * Requests not compared: the agents' in-flight cap was reached, an agent was backing off from the shadow refusing connections (0.1 s after a refusal, doubling up to 5 s), a request body or an answer was larger than an agent keeps (256 KiB), or an answer was encoded.
      */
     dropped?: number;
     /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from '../kube/resources.ts';
-import { defaultConfig } from '../options.ts';
+import { defaultConfig } from '../options/config.ts';
 import type { Caches, Store } from '../reconcile/caches.ts';
 import type { Indexers } from '../kube/informer.ts';
 import { eventHandlers } from './handlers.ts';

@@ -9,7 +9,7 @@
 // Available switches at once however many others were created with it.
 import { isSnapshot, labels } from '../desired/labels.ts';
 import type { KubeObject } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import type { Caches } from '../reconcile/caches.ts';
 import { hostsOf, indexes, keyOf } from '../reconcile/indexes.ts';
 import type { Endpoint, SourceHandlers } from './sources.ts';

@@ -5,7 +5,7 @@ import type { KubeClient } from '../kube/client.ts';
 import { Informer, type Indexers, type InformerHandlers } from '../kube/informer.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import type { Caches, Config, Endpoint, Model, Store } from '../reconcile/caches.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { configIndexers, endpointIndexers, modelIndexers, ownedIndexers } from '../reconcile/indexes.ts';
@@ -110,8 +110,8 @@ export function buildSources(o: {
     deployments: owned(resources.deployment),
     services: owned(resources.service),
     claims: owned(resources.persistentVolumeClaim),
-    gateways: o.provider.gatewayResource ? owned(o.provider.gatewayResource) : undefined,
-    routes: owned(o.provider.routeResource),
+    gateways: o.provider.kinds.gateway ? owned(o.provider.kinds.gateway) : undefined,
+    routes: owned(o.provider.kinds.route),
     auxiliary: o.auxiliaryResource ? owned(o.auxiliaryResource) : undefined,
     autoscalers: o.autoscalerResource ? owned(o.autoscalerResource) : undefined,
     disruptionBudgets: owned(resources.podDisruptionBudget),

@@ -5,7 +5,7 @@ import type {
   MachineLearningModel,
   MachineLearningModelSpec,
 } from '../api/generated.ts';
-import { defaultConfig, type OperatorConfig } from '../options.ts';
+import { defaultConfig, type OperatorConfig } from '../options/config.ts';
 import { parseShadowsConfig, shadowDefaults } from '../agent/config.ts';
 import {
   agentConfig,
@@ -18,7 +18,7 @@ import {
 } from './agent.ts';
 import { agentAnnotation } from './labels.ts';
 import * as desired from './objects.ts';
-import { comparesVersions, planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from './plan.ts';
+import { rolloutAsksAgents, planFromSnapshot, planFromTemplates, type VariantPlan, type VersionPlan } from './plan.ts';
 
 const endpoint: MachineLearningEndpoint = {
   metadata: { name: 'titanic', namespace: 'ml', uid: 'uid-1', generation: 1 },
@@ -251,12 +251,24 @@ describe("an agreement check's comparisons", () => {
   const agree = { name: 'agree', builtin: 'agreement' as const, min: 0.9, compare: { path: '$.predictions[*]' } };
 
   it('gives the versions of an endpoint whose rollout has one a model agent: a new version of them, rolled out once', () => {
-    expect(comparesVersions({ strategy: 'Canary', analysis: { checks: [agree] } })).toBe(true);
-    expect(comparesVersions({ strategy: 'Linear', analysis: { checks: [agree] } })).toBe(true);
+    expect(rolloutAsksAgents({ strategy: 'Canary', analysis: { checks: [agree] } })).toBe(true);
+    expect(rolloutAsksAgents({ strategy: 'Linear', analysis: { checks: [agree] } })).toBe(true);
     // BlueGreen has no step to gate (the API server refuses the check there).
-    expect(comparesVersions({ analysis: { checks: [agree] } })).toBe(false);
-    expect(comparesVersions({ analysis: { checks: [{ name: 'e', builtin: 'errorRate', max: 0.01 }] } })).toBe(false);
-    expect(comparesVersions(undefined)).toBe(false);
+    expect(rolloutAsksAgents({ analysis: { checks: [agree] } })).toBe(false);
+    expect(rolloutAsksAgents({ analysis: { checks: [{ name: 'e', builtin: 'errorRate', max: 0.01 }] } })).toBe(false);
+    // An errorRate or latencyP99 from the agents asks them too; from the data plane it does not.
+    const fromAgents = { name: 'e', builtin: 'errorRate' as const, source: 'Agents' as const, max: 0.01 };
+    expect(rolloutAsksAgents({ strategy: 'Canary', analysis: { checks: [fromAgents] } })).toBe(true);
+    expect(
+      rolloutAsksAgents({
+        strategy: 'Linear',
+        analysis: { checks: [{ ...fromAgents, builtin: 'latencyP99', max: 50 }] },
+      }),
+    ).toBe(true);
+    expect(
+      rolloutAsksAgents({ strategy: 'Canary', analysis: { checks: [{ ...fromAgents, source: 'DataPlane' }] } }),
+    ).toBe(false);
+    expect(rolloutAsksAgents(undefined)).toBe(false);
     const without = version(base, false);
     const compared = version(base, true);
     expect(without.variants[0].agent).toBeUndefined();

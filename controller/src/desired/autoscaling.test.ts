@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { MachineLearningEndpoint, MachineLearningEndpointConfigVariant } from '../api/generated.ts';
-import { defaultConfig, type OperatorConfig } from '../options.ts';
+import { defaultConfig, type OperatorConfig } from '../options/config.ts';
 import { autoscaler, autoscalingProblem, requestRateQuery } from './autoscaling.ts';
 import { replicasOwnerAnnotation } from './labels.ts';
 import * as desired from './objects.ts';

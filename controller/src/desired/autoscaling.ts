@@ -5,7 +5,7 @@
 import type { VariantAutoscaling } from '../api/generated.ts';
 import type { ConditionInput } from './status.ts';
 import type { Resource } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import { commonLabels, namespaced, type Desired, type EndpointContext } from './common.ts';
 import type { VariantPlan } from './plan.ts';
 import { regexEscaped, requestMetrics, serviceMatchers, type DataPlane } from './data-plane-metrics.ts';

@@ -3,7 +3,7 @@
 // that keeps an unchanged object from being written again. Pure.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { apiVersionOf, resources, type KubeObject, type Resource } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import { desiredHashAnnotation, labels, managerName } from './labels.ts';
 import { contentVersion } from './names.ts';
 

@@ -4,7 +4,7 @@ import type {
   MachineLearningEndpointConfigSpec,
   MachineLearningModelSpec,
 } from '../api/generated.ts';
-import { defaultConfig, type OperatorConfig } from '../options.ts';
+import { defaultConfig, type OperatorConfig } from '../options/config.ts';
 import { labels } from './labels.ts';
 import * as desired from './objects.ts';
 import { legacyPodDefaults, parsePodDefaults, planFromSnapshot, planFromTemplates, type VersionPlan } from './plan.ts';

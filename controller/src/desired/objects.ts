@@ -1,8 +1,7 @@
 // Every object the controller wants for an endpoint, computed from the endpoint, the version plans
 // and the operator config. Pure: the runtime decides whether and how to write them. The snapshots
-// (snapshots.ts) and the storage (storage.ts) of a variant have files of their own; this one holds
+// (snapshots.ts), the storage (storage.ts) and the parts of the pod (pod-spec.ts) have files of their own; this one holds
 // the pod and the objects that serve it.
-import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { resources } from '../kube/resources.ts';
 import { labels, replicasOwnerAnnotation } from './labels.ts';
 import { quantityValue } from './compare.ts';
@@ -22,11 +21,21 @@ import {
   serverContainerName,
   workloadLabels,
 } from './containers.ts';
-import { podDefaultsOf, podDefaultsRecord } from './snapshots.ts';
+import { podDefaultsRecord } from './snapshots.ts';
+import {
+  defaultGpuResource,
+  podPlacement,
+  podSecurityContext,
+  podSelector,
+  probe,
+  quantityResources,
+  serverSecurityContext,
+} from './pod-spec.ts';
 import { hostRootMountPath, hostSubPath, storage } from './storage.ts';
 
 export { commonLabels, gatewayName, hostOf, namespaced, urlOf, type Desired, type EndpointContext } from './common.ts';
 export { servicePort };
+export { defaultGpuResource };
 export {
   artifactSourceRoot,
   fetcherContainerName,
@@ -48,125 +57,6 @@ export {
   persistentVolumeName,
   storage,
 } from './storage.ts';
-
-/** GPUs of a variant are of this resource unless it names another. */
-export const defaultGpuResource = 'nvidia.com/gpu';
-
-function quantityResources(v: VariantPlan) {
-  const values: Record<string, string> = {};
-  if (v.variant.cpus !== undefined) values.cpu = String(v.variant.cpus);
-  if (v.variant.memory !== undefined) values.memory = String(v.variant.memory);
-  if (v.variant.gpus) values[v.variant.gpuResource ?? defaultGpuResource] = String(v.variant.gpus);
-  return Object.keys(values).length ? { requests: values, limits: values } : {};
-}
-
-/** The selector of a variant's pods: its Deployment's, its spread constraints' and its disruption budget's. */
-function podSelector(endpoint: MachineLearningEndpoint, v: VariantPlan): Record<string, string> {
-  return { [labels.endpoint]: endpoint.metadata.name!, [labels.modelInstance]: v.instance };
-}
-
-const only = <T extends object>(o: T): Partial<T> =>
-  Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
-
-/**
- * Where a variant's pods may run, and who they are: the variant's placement (or the operator's GPU
- * tolerations and spread over nodes), the model's identity and pull secrets. Fields are left out
- * when there is nothing to say, so that a model without them keeps the pod template it always had.
- */
-function podPlacement(ctx: EndpointContext, v: VariantPlan): Record<string, unknown> {
-  const { variant, model } = v;
-  const defaults = podDefaultsOf(ctx, v);
-  // An empty value is stored as no value: written so, it matches what the API server keeps.
-  const tolerations = (variant.tolerations ?? (variant.gpus ? defaults.gpuTolerations : [])).map(({ value, ...t }) =>
-    value ? { ...t, value } : t,
-  );
-  const spread =
-    variant.topologySpreadConstraints?.map((c) => ({
-      maxSkew: c.maxSkew ?? 1,
-      topologyKey: c.topologyKey,
-      whenUnsatisfiable: c.whenUnsatisfiable ?? 'ScheduleAnyway',
-      labelSelector: { matchLabels: podSelector(ctx.endpoint, v) },
-    })) ??
-    (defaults.spread
-      ? [
-          {
-            maxSkew: 1,
-            topologyKey: 'kubernetes.io/hostname',
-            whenUnsatisfiable: 'ScheduleAnyway',
-            labelSelector: { matchLabels: podSelector(ctx.endpoint, v) },
-          },
-        ]
-      : []);
-  const pullSecrets = [...new Set([...defaults.imagePullSecrets, ...(model.imagePullSecrets ?? [])])];
-  return {
-    ...(model.serviceAccountName ? { serviceAccountName: model.serviceAccountName } : {}),
-    ...(pullSecrets.length ? { imagePullSecrets: pullSecrets.map((name) => ({ name })) } : {}),
-    ...(model.terminationGracePeriodSeconds !== undefined
-      ? { terminationGracePeriodSeconds: model.terminationGracePeriodSeconds }
-      : {}),
-    ...(variant.priorityClassName ? { priorityClassName: variant.priorityClassName } : {}),
-    ...(variant.nodeSelector && Object.keys(variant.nodeSelector).length ? { nodeSelector: variant.nodeSelector } : {}),
-    ...(variant.affinity && Object.keys(variant.affinity).length ? { affinity: variant.affinity } : {}),
-    ...(tolerations.length ? { tolerations } : {}),
-    ...(spread.length ? { topologySpreadConstraints: spread } : {}),
-  };
-}
-
-/** The pod's security context: restricted, with what the model explicitly loosens. */
-function podSecurityContext(v: VariantPlan): Record<string, unknown> {
-  const p = v.model.securityContext?.pod ?? {};
-  return {
-    runAsNonRoot: true,
-    fsGroup: fetcherUser,
-    seccompProfile: { type: 'RuntimeDefault' },
-    ...only({
-      runAsUser: p.runAsUser,
-      runAsGroup: p.runAsGroup,
-      runAsNonRoot: p.runAsNonRoot,
-      fsGroup: p.fsGroup,
-      supplementalGroups: p.supplementalGroups?.length ? p.supplementalGroups : undefined,
-    }),
-  };
-}
-
-/** The server container's security context: restricted, with what the model explicitly loosens. */
-function serverSecurityContext(v: VariantPlan): Record<string, unknown> {
-  const sc = v.model.securityContext;
-  if (!sc) return restrictedContainer;
-  const c = sc.container ?? {};
-  const runAsNonRoot = c.runAsNonRoot ?? sc.pod?.runAsNonRoot ?? true;
-  return {
-    ...restrictedContainer,
-    runAsNonRoot,
-    ...only({
-      runAsUser: c.runAsUser,
-      runAsGroup: c.runAsGroup,
-      allowPrivilegeEscalation: c.allowPrivilegeEscalation,
-      readOnlyRootFilesystem: c.readOnlyRootFilesystem,
-    }),
-    // Empty lists are stored as none: they are written so, or the Deployment would be rewritten on every reconcile.
-    ...(c.capabilities
-      ? {
-          capabilities: {
-            ...(c.capabilities.add?.length ? { add: c.capabilities.add } : {}),
-            ...((c.capabilities.drop ?? ['ALL']).length ? { drop: c.capabilities.drop ?? ['ALL'] } : {}),
-          },
-        }
-      : {}),
-  };
-}
-
-type ModelProbe = NonNullable<VariantPlan['model']['startupProbe']>;
-// An initial delay of 0 is stored as none: written so, it matches what the API server keeps.
-const probe = (p: ModelProbe, port: string) => ({
-  httpGet: { path: p.path, port },
-  ...only({
-    initialDelaySeconds: p.initialDelaySeconds || undefined,
-    periodSeconds: p.periodSeconds,
-    timeoutSeconds: p.timeoutSeconds,
-    failureThreshold: p.failureThreshold,
-  }),
-});
 
 /** Where the fetcher finds the projected ServiceAccount token of spec.artifactIdentity, and its default audience (IRSA's). */
 export const awsIdentityMountPath = '/var/run/secrets/ml-operator/aws';

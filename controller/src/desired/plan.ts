@@ -16,7 +16,7 @@ import {
   podDefaultsAnnotation,
 } from './labels.ts';
 import { contentVersion, versionedName } from './names.ts';
-import type { Toleration } from '../options.ts';
+import type { Toleration } from '../options/config.ts';
 
 /**
  * What a model pod gets from the operator's config and this release rather than from its version:
@@ -134,8 +134,8 @@ export const destinationClaim = (destination: string): string | undefined => des
 
 /**
  * The agent a version made from this config gets: one while it has a dataCapture block (enabled or
- * not), or a shadow its agents mirror to, or when the endpoint's rollout compares each new version's
- * answers with the serving version's (an `agreement` check: the new version's agents do it).
+ * not), or a shadow its agents mirror to, or when the endpoint's rollout asks each new version's
+ * agents for a measure (an `agreement` check, or an errorRate or latencyP99 from the agents).
  */
 export function agentOf(config: MachineLearningEndpointConfigSpec, compared = false): AgentPlan | undefined {
   const capture = config.dataCapture;
@@ -150,14 +150,18 @@ export function agentOf(config: MachineLearningEndpointConfigSpec, compared = fa
 
 export type Resolution = { ok: true; plan: VersionPlan } | { ok: false; reason: 'ModelNotFound'; missing: string[] };
 
-/** Whether the endpoint's rollout compares a new version's answers with the serving version's (Canary and Linear steps only). */
-export const comparesVersions = (rollout: MachineLearningEndpointRollout | undefined): boolean =>
+/**
+ * Whether the endpoint's rollout asks a new version's model agents for a measure (Canary and Linear
+ * steps only): an agreement check (they compare its answers with the serving version's), or a
+ * built-in errorRate or latencyP99 whose source is Agents (they count its clients' requests).
+ */
+export const rolloutAsksAgents = (rollout: MachineLearningEndpointRollout | undefined): boolean =>
   (rollout?.strategy === 'Canary' || rollout?.strategy === 'Linear') &&
-  (rollout.analysis?.checks ?? []).some((c) => c.builtin === 'agreement');
+  (rollout.analysis?.checks ?? []).some((c) => c.builtin === 'agreement' || c.source === 'Agents');
 
 /**
  * Resolves a config template and the model templates it names into the version to serve; `compared`:
- * the endpoint's rollout compares versions (comparesVersions), so its variants get an agent.
+ * the endpoint's rollout asks the new version's agents for a measure (rolloutAsksAgents), so its variants get an agent.
  */
 export function planFromTemplates(
   endpoint: string,

@@ -2,7 +2,7 @@
 // runs it, with what an instance records of the operator's defaults it started with. Pure.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { resources } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import {
   agentAnnotation,
   fetcherFlagsAnnotation,

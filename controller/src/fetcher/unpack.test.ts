@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { extract, parseTarLine, safeEntries, unpack } from './unpack.ts';
+import { parseTarLine, safeEntries } from './members.ts';
+import { extract, unpack } from './unpack.ts';
 import { checkTree, defaultMaxEntries } from './verify.ts';
 
 const unbounded = { maxEntries: defaultMaxEntries };

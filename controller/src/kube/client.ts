@@ -22,6 +22,7 @@ import {
   type RequestSpec,
 } from './http.ts';
 import { TokenBucket } from './rate-limit.ts';
+import { readWatchStream, type WatchEventType } from './watch-stream.ts';
 import { apiVersionOf, type KubeObject, type Resource } from './resources.ts';
 
 export { FencedError, KubeError } from './errors.ts';
@@ -54,7 +55,7 @@ export interface KubeClientOptions {
   dryRun?: boolean;
 }
 
-export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+export type { WatchEventType } from './watch-stream.ts';
 
 export interface WatchOptions {
   resourceVersion: string;
@@ -271,57 +272,7 @@ export class KubeClient {
       const body = await readBody(what, res, opts.signal);
       throw errorFromResponse(what, res.statusCode ?? 0, res.statusMessage ?? '', body);
     }
-    await new Promise<void>((resolve, reject) => {
-      let buffered = '';
-      let settled = false;
-      const fail = (err: unknown) => {
-        if (settled) return;
-        settled = true;
-        res.destroy();
-        reject(err);
-      };
-      const deliver = (line: string) => {
-        if (!line.trim()) return;
-        const event = JSON.parse(line) as { type: WatchEventType; object: KubeObject | undefined };
-        const object = event.object;
-        if (event.type !== 'ERROR' && object?.metadata) trimmed(object, r);
-        onEvent(event.type, object);
-      };
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        if (settled) return;
-        buffered += chunk;
-        let newline: number;
-        try {
-          while ((newline = buffered.indexOf('\n')) >= 0) {
-            const line = buffered.slice(0, newline);
-            buffered = buffered.slice(newline + 1);
-            deliver(line);
-          }
-        } catch (err) {
-          fail(err);
-        }
-      });
-      res.on('end', () => {
-        if (settled) return;
-        try {
-          deliver(buffered);
-        } catch (err) {
-          fail(err);
-          return;
-        }
-        settled = true;
-        resolve();
-      });
-      res.on('error', (err) => fail(opts.signal.aborted ? opts.signal.reason : networkError(what, err)));
-      const onClose = () => {
-        if (opts.signal.aborted) fail(opts.signal.reason);
-        else if (!res.complete) fail(new Error(`${what}: the connection closed mid-stream`));
-      };
-      res.on('close', onClose);
-      // Aborted or cut before these listeners were attached.
-      if (res.destroyed) onClose();
-    });
+    await readWatchStream(what, res, r, opts.signal, onEvent);
   }
 
   private async serverSideApply<T extends KubeObject>(

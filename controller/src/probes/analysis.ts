@@ -3,8 +3,9 @@
 import type { AnalysisCheck, MachineLearningEndpointRollout, MachineLearningEndpointStatus } from '../api/generated.ts';
 import type { VersionPlan } from '../desired/plan.ts';
 import { iso } from '../desired/status.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import {
+  checkDefaults,
   due,
   evaluate,
   renderQuery,
@@ -15,6 +16,7 @@ import {
 import { planFingerprint } from '../rollout/strategies.ts';
 import type { PrometheusClient } from './prometheus.ts';
 import { agreementMeasurement, agreementSubjects } from './agreement.ts';
+import { requestMeasurement, requestSubjects } from './agent-requests.ts';
 import type { AgentAnswer } from './data-capture.ts';
 
 /**
@@ -32,8 +34,11 @@ export async function runAnalysis(o: {
   config: OperatorConfig;
   provider: 'istio' | 'gatewayAPI';
   prometheus: PrometheusClient | undefined;
-  /** Asks the agents of these model instances for their status (the agreement check's source). */
-  agents: (instances: readonly string[]) => Promise<AgentAnswer[]>;
+  /**
+   * Asks the agents of these model instances for their status, with their clients' requests over
+   * the last windowSeconds (the source of agreement, and of errorRate and latencyP99 from Agents).
+   */
+  agents: (instances: readonly string[], windowSeconds?: number) => Promise<AgentAnswer[]>;
   now: Date;
 }): Promise<CheckRecord[] | undefined> {
   const recorded = o.status.rollout;
@@ -68,7 +73,21 @@ export async function runAnalysis(o: {
       } catch (err) {
         m = { error: `the new version's model agents could not be asked: ${(err as Error).message}` };
       }
-    } else if (!o.prometheus) m = { error: 'no Prometheus is configured: set controller.config.prometheus.url' };
+    } else if (check.builtin && check.source === 'Agents') {
+      const subjects = requestSubjects(o.target, o.serving);
+      const window = check.intervalSeconds ?? checkDefaults.intervalSeconds;
+      try {
+        m =
+          'measured' in subjects
+            ? subjects.measured
+            : requestMeasurement(check.builtin, window, await o.agents(subjects.instances, window));
+      } catch (err) {
+        m = { error: `the new version's model agents could not be asked: ${(err as Error).message}` };
+      }
+    } else if (!o.prometheus)
+      m = {
+        error: `no Prometheus is configured: set controller.config.prometheus.url${check.builtin ? ", or give the check source: Agents (the model agents' counts)" : ''}`,
+      };
     else if (check.builtin && !source)
       m = {
         error:

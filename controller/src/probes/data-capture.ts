@@ -26,12 +26,21 @@ export interface AgentCaptureStatus {
   configError?: string | null;
 }
 
+/** One agent's window, as /-/agent/status?window=N reports it (agent/window.ts). */
+export interface AgentRequestWindow {
+  windowSeconds: number;
+  requests: Record<string, number>;
+  latency: { boundsMs: number[]; counts: number[] };
+}
+
 /** One pod's answer: its status, or why none came. */
 export interface AgentAnswer {
   pod: string;
   status?: AgentCaptureStatus;
   /** The shadows the pod mirrors to, with its tallies of each. */
   shadows?: AgentShadowReport[];
+  /** The clients' requests over the window asked for (an agent older than the controller has none). */
+  requests?: AgentRequestWindow;
   unreachable?: string;
 }
 
@@ -92,10 +101,13 @@ export function dataCapturedCondition(
 
 type PodWithStatus = KubeObject & {
   spec?: { containers?: { name: string; ports?: { name?: string; containerPort: number }[] }[] };
-  status?: { podIP?: string; conditions?: { type: string; status: string }[] };
+  status?: { podIP?: string; phase?: string; conditions?: { type: string; status: string }[] };
 };
 
-/** Asks each ready pod of the instances for its agent's status. */
+/**
+ * Asks each ready pod of the instances for its agent's status; with `windowSeconds`, each running
+ * pod, ready or not, for its clients' requests over that window too.
+ */
 export async function askAgents(
   client: Lister,
   namespace: string,
@@ -103,7 +115,9 @@ export async function askAgents(
   agentContainer: string,
   adminPortName: string,
   instanceLabel: string,
+  windowSeconds?: number,
 ): Promise<AgentAnswer[]> {
+  const query = windowSeconds ? `?window=${windowSeconds}` : '';
   const answers: AgentAnswer[] = [];
   for (const instance of instances) {
     const { items } = await client.list<PodWithStatus>(resources.pod, namespace, {
@@ -111,11 +125,15 @@ export async function askAgents(
       // The watch cache's copy: the agents are asked again at the next poll.
       resourceVersion: '0',
     });
+    // Counting requests, an unready pod is asked too: a model failing its readiness path is often
+    // the one whose answers failed, and its counts must not be left out.
     const ready = items.filter(
       (p) =>
         p.status?.podIP &&
         !p.metadata.deletionTimestamp &&
-        p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+        (windowSeconds
+          ? p.status.phase === 'Running'
+          : p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')),
     );
     answers.push(
       ...(await Promise.all(
@@ -126,7 +144,7 @@ export async function askAgents(
           if (!port) return { pod: pod.metadata.name, unreachable: `pod ${pod.metadata.name} has no agent admin port` };
           const ip = pod.status!.podIP!;
           try {
-            const res = await fetch(`http://${ip.includes(':') ? `[${ip}]` : ip}:${port}/-/agent/status`, {
+            const res = await fetch(`http://${ip.includes(':') ? `[${ip}]` : ip}:${port}/-/agent/status${query}`, {
               signal: AbortSignal.timeout(askTimeoutMs),
             });
             if (!res.ok)
@@ -134,9 +152,14 @@ export async function askAgents(
                 pod: pod.metadata.name,
                 unreachable: `pod ${pod.metadata.name}: /-/agent/status answered ${res.status}`,
               };
-            const body = (await res.json()) as { capture?: AgentCaptureStatus };
+            const body = (await res.json()) as { capture?: AgentCaptureStatus; requests?: AgentRequestWindow };
             return body.capture
-              ? { pod: pod.metadata.name, status: body.capture, shadows: shadowReports(body) }
+              ? {
+                  pod: pod.metadata.name,
+                  status: body.capture,
+                  shadows: shadowReports(body),
+                  ...(body.requests ? { requests: body.requests } : {}),
+                }
               : {
                   pod: pod.metadata.name,
                   unreachable: `pod ${pod.metadata.name}: /-/agent/status has no capture section`,

@@ -18,7 +18,7 @@ describe('applying', () => {
     });
     const endpoint = t.cluster.caches.endpoints.get(namespace, 'iris')!;
     const ctx = { endpoint, config: t.config };
-    const gateway = routingProvider(t.config).gateways(ctx)[0];
+    const gateway = routingProvider(t.config).objects(ctx)[0];
     const before = t.cluster.writes.length;
     expect(await applier.ensure(endpoint, gateway)).toBe(true);
     expect(t.cluster.writes.length).toBe(before);

@@ -38,9 +38,9 @@ export class Applier {
       [resources.persistentVolumeClaim, caches.claims],
       [resources.persistentVolume, caches.volumes],
       [resources.pod, caches.pods],
-      [this.deps.provider.gatewayResource, caches.gateways],
-      [this.deps.provider.routeResource, caches.routes],
-      [this.deps.provider.auxiliary?.resource, caches.auxiliary],
+      [this.deps.provider.kinds.gateway, caches.gateways],
+      [this.deps.provider.kinds.route, caches.routes],
+      [this.deps.provider.kinds.auxiliary?.resource, caches.auxiliary],
       [this.deps.autoscalerResource, caches.autoscalers],
       [resources.podDisruptionBudget, caches.disruptionBudgets],
       [resources.endpointConfig, caches.configs],
@@ -110,9 +110,9 @@ export class Applier {
     const { caches, client } = this.deps;
     const namespace = endpoint.metadata.namespace!;
     const stores: [Resource | undefined, Store<KubeObject> | undefined, boolean][] = [
-      [this.deps.provider.routeResource, caches.routes, true],
-      [this.deps.provider.auxiliary?.resource, caches.auxiliary, true],
-      [this.deps.provider.gatewayResource, caches.gateways, false],
+      [this.deps.provider.kinds.route, caches.routes, true],
+      [this.deps.provider.kinds.auxiliary?.resource, caches.auxiliary, true],
+      [this.deps.provider.kinds.gateway, caches.gateways, false],
     ];
     let removed = 0;
     for (const [resource, store, namesBackends] of stores) {
@@ -134,10 +134,10 @@ export class Applier {
     const { client, provider } = this.deps;
     const { endpoint } = ctx;
     const namespace = endpoint.metadata.namespace!;
-    const live = await client.get(provider.routeResource, namespace, provider.routeName(ctx));
+    const live = await client.get(provider.kinds.route, namespace, provider.routeName(ctx));
     if (!live || !ownedBy(endpoint, live)) return false;
     if (!live.metadata.deletionTimestamp)
-      await client.delete(provider.routeResource, namespace, live.metadata.name, { uid: live.metadata.uid });
+      await client.delete(provider.kinds.route, namespace, live.metadata.name, { uid: live.metadata.uid });
     return true;
   }
 }

@@ -12,7 +12,7 @@ describe('deleting an endpoint', () => {
     const t = setUp();
     await serveFirstVersion(t, { drainSeconds: 20 });
     expect(t.endpoint().metadata.finalizers).toEqual([drainFinalizer]);
-    const route = routingProvider(t.config).routeResource;
+    const route = routingProvider(t.config).kinds.route;
     const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
     const workloads = () =>
       [resources.deployment, resources.service].flatMap((r) => t.cluster.list_(r)).map((o) => o.metadata.name);
@@ -42,7 +42,7 @@ describe('deleting an endpoint', () => {
   it('drains for drainSeconds after it takes the route away, however late it first sees the deletion', async () => {
     const t = setUp();
     await serveFirstVersion(t, { drainSeconds: 20 });
-    const route = routingProvider(t.config).routeResource;
+    const route = routingProvider(t.config).kinds.route;
     const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
     await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
     // The controller was down (or the key backing off) for a minute after the delete.
@@ -82,7 +82,7 @@ describe('deleting an endpoint', () => {
 
   it('drains again from when it removes a route its cache saw only after the drain began', async () => {
     const t = setUp();
-    const route = routingProvider(t.config).routeResource;
+    const route = routingProvider(t.config).kinds.route;
     const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
     await createEndpoint(t, { drainSeconds: 20 });
     // The route watch is behind: the controller writes the first version's route, its cache has not
@@ -155,7 +155,7 @@ describe('deleting an endpoint', () => {
 
   it('drains an endpoint whose route its cache has not seen and whose status never named a version', async () => {
     const t = setUp();
-    const route = routingProvider(t.config).routeResource;
+    const route = routingProvider(t.config).kinds.route;
     const routes = () => t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
     await createEndpoint(t, { drainSeconds: 20 });
     t.cluster.held.add(route.plural);
@@ -178,9 +178,9 @@ describe('deleting an endpoint', () => {
     await createEndpoint(t, { drainSeconds: 20 });
     // Its Deployments never roll out: the version stays Creating.
     await t.reconciler.reconcile(key);
-    const gateway = routingProvider(t.config).gatewayResource!;
+    const gateway = routingProvider(t.config).kinds.gateway!;
     expect(t.cluster.list_(gateway)).toHaveLength(1);
-    expect(t.cluster.list_(routingProvider(t.config).routeResource)).toEqual([]);
+    expect(t.cluster.list_(routingProvider(t.config).kinds.route)).toEqual([]);
     await t.cluster.requestDelete(resources.endpoint, namespace, 'iris');
     expect(await t.reconciler.reconcile(key)).toBeUndefined();
     expect(t.cluster.read(resources.endpoint, namespace, 'iris')).toBeUndefined();
@@ -190,7 +190,7 @@ describe('deleting an endpoint', () => {
   it('does not start the drain again for a route another finalizer keeps while it is deleted', async () => {
     const t = setUp();
     await serveFirstVersion(t, { drainSeconds: 20 });
-    const route = routingProvider(t.config).routeResource;
+    const route = routingProvider(t.config).kinds.route;
     const [live] = t.cluster.list_(route).filter((r) => r.metadata.namespace === namespace);
     // The data plane's controller holds the route until it has torn down what it made for it.
     await t.cluster.apply(route, { ...live, metadata: { ...live.metadata, finalizers: ['example.com/lb'] } });

@@ -14,7 +14,7 @@ import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { drainFinalizer, storageFinalizer } from '../desired/labels.ts';
 import { KubeError } from '../kube/errors.ts';
 import { resources } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import { defaults } from '../rollout/decision.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
 import type { Applier } from './apply.ts';

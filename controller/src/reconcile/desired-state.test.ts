@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { planFromTemplates } from '../desired/plan.ts';
 import { planFingerprint } from '../rollout/strategies.ts';
-import { defaultConfig } from '../options.ts';
+import { defaultConfig } from '../options/config.ts';
 import { routingProvider } from '../routing/providers.ts';
 import type { RolloutDecision } from '../rollout/decide.ts';
 import { desiredState, wantedWorkloads, type DesiredStateInputs } from './desired-state.ts';

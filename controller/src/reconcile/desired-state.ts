@@ -43,8 +43,8 @@ export function wantedWorkloads(
     want(desired.configInstance(ctx, plan));
     for (const planned of plan.variants) {
       want(desired.modelInstance(ctx, planned));
-      if (!planned.variant.shadow && provider.auxiliary && !live.auxiliaryMissing)
-        for (const d of provider.auxiliary.objects(ctx, [planned.instance], decision.mirrors ?? [])) want(d);
+      if (!planned.variant.shadow && provider.kinds.auxiliary && !live.auxiliaryMissing)
+        for (const d of provider.kinds.auxiliary.objects(ctx, [planned.instance], decision.mirrors ?? [])) want(d);
       // A failed version scales to zero, autoscaled or not: its autoscaler goes.
       const v =
         planned.variant.autoscaling && replicas.get(planned.instance) === 0
@@ -72,16 +72,16 @@ export function wantedRouting(
   live: WantedLive,
 ): desired.Desired[] {
   const mirrors = live.auxiliaryMissing ? [] : decision.mirrors;
-  const routes = decision.route
-    ? provider.routes(ctx, {
-        host: desired.hostOf(ctx),
-        backends: decision.route,
-        mirrors,
-        targets: decision.targets,
-        loaded: live.loaded,
-      })
-    : [];
-  return [...provider.gateways(ctx), ...routes];
+  return provider.objects(
+    ctx,
+    decision.route && {
+      host: desired.hostOf(ctx),
+      backends: decision.route,
+      mirrors,
+      targets: decision.targets,
+      loaded: live.loaded,
+    },
+  );
 }
 
 /** What the status reports beside the decision: the live counts and the data plane's word. */
@@ -150,13 +150,13 @@ export function statusFor(
   // A route just written, that the gateway has not reported on yet, serves nothing so far.
   const routeConditions: ConditionInput[] =
     observed.routeStatus?.conditions ??
-    (provider.reportsStatus && decision.route
+    (provider.dataPlane.reportsStatus && decision.route
       ? [
           {
             type: 'Accepted',
             status: 'Unknown',
             reason: 'Pending',
-            message: `${provider.routeResource.kind} ${namespace}/${provider.routeName(ctx)} was just written; waiting for the gateway to report on it`,
+            message: `${provider.kinds.route.kind} ${namespace}/${provider.routeName(ctx)} was just written; waiting for the gateway to report on it`,
           },
         ]
       : []);

@@ -9,7 +9,7 @@ import * as desired from '../desired/objects.ts';
 import type { ConditionInput } from '../desired/status.ts';
 import { resources, type Resource } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import { defaults, type RolloutDecision, type RolloutInput } from '../rollout/decide.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { routingProvider } from '../routing/providers.ts';
@@ -341,10 +341,10 @@ export class EndpointReconciler {
       observed: {
         readyOf: (instance) => readiness(caches.deployments.get(namespace, instance)),
         autoscaledReplicas: autoscaled,
-        routeStatus: liveRoute ? this.provider.status(ctx, liveRoute) : undefined,
+        routeStatus: liveRoute ? this.provider.observe(ctx, liveRoute).status : undefined,
         mirroringUnavailable:
-          this.provider.mirroringUnavailable() ??
-          (this.deps.missing?.auxiliary ? this.provider.auxiliary?.missing : undefined),
+          this.provider.dataPlane.mirroringUnavailable ??
+          (this.deps.missing?.auxiliary ? this.provider.kinds.auxiliary?.missing : undefined),
       },
     };
     return { inputs, recheckMs: resolved.recheckMs };

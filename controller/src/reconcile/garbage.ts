@@ -4,7 +4,7 @@
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { labels } from '../desired/labels.ts';
 import { resources, type KubeObject, type Resource } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import type { Caches, ClusterClient } from './caches.ts';
 import type { HostPathStorage } from './hostpath.ts';
@@ -57,9 +57,9 @@ export async function collectGarbage(deps: GarbageDeps, endpoint: MachineLearnin
     for (const o of store.byIndex(indexes.endpoint, key)) if (gone(o)) remove(resource, o);
   }
   // Auxiliary route objects go with their Service.
-  if (provider.auxiliary)
+  if (provider.kinds.auxiliary)
     for (const o of caches.auxiliary?.byIndex(indexes.endpoint, key) ?? [])
-      if (gone(o)) remove(provider.auxiliary.resource, o);
+      if (gone(o)) remove(provider.kinds.auxiliary.resource, o);
   // Autoscalers go with their Deployment, and when their variant no longer scales (or failed).
   for (const o of caches.autoscalers?.byIndex(indexes.endpoint, key) ?? [])
     if (ours(o) && !keepAutoscalers.has(o.metadata.name)) remove(autoscalerResource, o);

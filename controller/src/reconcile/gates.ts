@@ -4,7 +4,7 @@
 // The probes (probes/) do the I/O; each returns facts for the pure decision.
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { iso } from '../desired/status.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import { agentAdminPortName, agentContainerName } from '../desired/agent.ts';
 import { labels } from '../desired/labels.ts';
 import { runAnalysis } from '../probes/analysis.ts';
@@ -57,8 +57,16 @@ export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint
       config,
       provider: provider.name,
       prometheus,
-      agents: (instances) =>
-        askAgents(client, namespace, instances, agentContainerName, agentAdminPortName, labels.modelInstance),
+      agents: (instances, windowSeconds) =>
+        askAgents(
+          client,
+          namespace,
+          instances,
+          agentContainerName,
+          agentAdminPortName,
+          labels.modelInstance,
+          windowSeconds,
+        ),
       now: input.now,
     });
     for (const r of input.analysis ?? []) {

@@ -6,7 +6,7 @@ import { labels } from '../desired/labels.ts';
 import * as desired from '../desired/objects.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
 import type { Applier } from './apply.ts';
 import { ownedBy, type Caches, type ClusterClient } from './caches.ts';

@@ -6,7 +6,7 @@ import { isSnapshot, labels } from '../desired/labels.ts';
 import { hostOf } from '../desired/objects.ts';
 import type { Indexers } from '../kube/informer.ts';
 import type { KubeObject } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import type { Endpoint } from './caches.ts';
 
 export const indexes = {

@@ -22,13 +22,13 @@ import {
   parsePodDefaults,
   planFromSnapshot,
   planFromTemplates,
-  comparesVersions,
+  rolloutAsksAgents,
   type VariantPlan,
   type VersionPlan,
 } from '../desired/plan.ts';
 import type { ConditionInput } from '../desired/status.ts';
 import type { KubeObject } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import type { LiveRoute, RolloutDecision } from '../rollout/decide.ts';
 import { hostHolder } from '../rollout/hosts.ts';
 import { promotedPlan, promotingShadow, promotionRecord } from '../rollout/shadow-tests.ts';
@@ -156,11 +156,8 @@ export class Resolver {
   readRoute(ctx: desired.EndpointContext, live: KubeObject): LiveRoute {
     const annotated = decodeVersions(live.metadata.annotations?.[routeVersionsAnnotation]);
     const labelled = live.metadata.labels?.[labels.version];
-    return {
-      versions: annotated ?? new Map(labelled ? [[labelled, 100]] : []),
-      services: this.deps.provider.referencedServices(live),
-      observed: this.deps.provider.status(ctx, live)?.observed,
-    };
+    const { services, status } = this.deps.provider.observe(ctx, live);
+    return { versions: annotated ?? new Map(labelled ? [[labelled, 100]] : []), services, observed: status?.observed };
   }
 
   resolveTarget(endpoint: MachineLearningEndpoint, now: Date): Resolved {
@@ -221,7 +218,7 @@ export class Resolver {
       configName,
       config.spec,
       models,
-      comparesVersions(endpoint.spec.rollout),
+      rolloutAsksAgents(endpoint.spec.rollout),
     );
     if (resolution.ok) return { target: this.promoted(endpoint, resolution.plan) };
     const what = `MachineLearningModel ${resolution.missing.map((m) => `${namespace}/${m}`).join(', ')} named by config ${configName}`;
@@ -351,9 +348,9 @@ export class Resolver {
   /** How long until the data plane has loaded a primary Service's auxiliary object (0 or less: loaded, or none needed). */
   private auxiliaryLeftMs(namespace: string, instance: string, now: Date): number {
     const { provider, caches, missing } = this.deps;
-    if (!provider.auxiliary || missing?.auxiliary) return 0;
-    return provider.auxiliary.loadLeftMs(
-      caches.auxiliary?.get(namespace, provider.auxiliary.name(instance)),
+    if (!provider.kinds.auxiliary || missing?.auxiliary) return 0;
+    return provider.kinds.auxiliary.loadLeftMs(
+      caches.auxiliary?.get(namespace, provider.kinds.auxiliary.name(instance)),
       caches.deployments.get(namespace, instance),
       now,
     );

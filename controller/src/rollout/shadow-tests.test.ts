@@ -3,7 +3,7 @@ import type { MachineLearningEndpointConfigSpec, MachineLearningEndpointStatus, 
 import type { ComparisonFigures } from '../compare/statistics.ts';
 import { planFromSnapshot, planFromTemplates, type VersionPlan } from '../desired/plan.ts';
 import { configInstance, configInstanceStatus, modelInstance } from '../desired/snapshots.ts';
-import { defaultConfig } from '../options.ts';
+import { defaultConfig } from '../options/config.ts';
 import type { MachineLearningEndpoint, MachineLearningModel, MachineLearningEndpointConfig } from '../api/generated.ts';
 import { decide, type RolloutInput } from './decide.ts';
 import { renderStatus } from './status.ts';

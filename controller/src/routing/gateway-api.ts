@@ -6,10 +6,17 @@
 // GatewayClass. Gateway API implementations report on the route: its Accepted and ResolvedRefs
 // conditions, and the generation they processed, which tells when a change has reached the proxy.
 import { labels } from '../desired/labels.ts';
-import { commonLabels, gatewayName, hostOf, namespaced, type EndpointContext } from '../desired/objects.ts';
-import type { Resource } from '../kube/resources.ts';
-import type { OperatorConfig } from '../options.ts';
-import type { RouteCondition, RoutingProvider } from './provider.ts';
+import {
+  commonLabels,
+  gatewayName,
+  hostOf,
+  namespaced,
+  type Desired,
+  type EndpointContext,
+} from '../desired/objects.ts';
+import type { KubeObject, Resource } from '../kube/resources.ts';
+import type { OperatorConfig } from '../options/config.ts';
+import type { RouteCondition, RouteStatus, RoutingProvider } from './provider.ts';
 import { mirrorBackendRef, traefikMirroring, wrappedService } from './traefik-mirroring.ts';
 import {
   byService,
@@ -20,6 +27,7 @@ import {
   routeVersionsAnnotation,
   variantHeader,
   versionWeights,
+  type RouteSpec,
 } from '../desired/route.ts';
 
 const group = 'gateway.networking.k8s.io';
@@ -98,197 +106,207 @@ const redirects = (ctx: EndpointContext) =>
   !shared(ctx) && ctx.config.gateway.tls.enabled && ctx.config.gateway.tls.httpsRedirect;
 
 /** The provider for one operator config: with a shared Gateway it writes no Gateways, and so watches none. */
-export const gatewayApi = (config: OperatorConfig): RoutingProvider => ({
-  name: 'gatewayAPI',
-  routeResource: httpRouteResource,
-  gatewayResource: config.routing.gatewayAPI.sharedGateway.name ? undefined : gatewayApiGatewayResource,
-  reportsStatus: true,
+export function gatewayApi(config: OperatorConfig): RoutingProvider {
+  const mode = config.routing.gatewayAPI.mirroring;
+  return {
+    name: 'gatewayAPI',
+    kinds: {
+      route: httpRouteResource,
+      gateway: config.routing.gatewayAPI.sharedGateway.name ? undefined : gatewayApiGatewayResource,
+      auxiliary: mode === 'TraefikService' ? traefikMirroring : undefined,
+    },
+    dataPlane: {
+      reportsStatus: true,
+      mirroringUnavailable:
+        mode === 'None'
+          ? 'shadow variants run but get no mirror: the chart sets controller.config.routing.gatewayAPI.mirroring to None. Set RequestMirror if your Gateway API implementation supports the RequestMirror filter (Envoy Gateway, Istio, Cilium, NGINX Gateway Fabric), or TraefikService for Traefik'
+          : undefined,
+    },
+    objects: (ctx, route) => [...gateways(ctx), ...(route ? routes(ctx, route, mode) : [])],
+    routeName: (ctx) => ctx.endpoint.metadata.name!,
+    observe: (ctx, live) => ({ services: referencedServices(live), status: status(ctx, live) }),
+  };
+}
 
-  gateways(ctx) {
-    if (shared(ctx)) return [];
-    const { endpoint, config } = ctx;
-    const hostname = hostOf(ctx);
-    const allowedRoutes = { namespaces: { from: 'Same' } };
-    const listeners: unknown[] = [
-      { name: 'http', protocol: 'HTTP', port: config.gateway.port, hostname, allowedRoutes },
-    ];
-    if (config.gateway.tls.enabled) {
-      listeners.push({
-        name: 'https',
-        protocol: 'HTTPS',
-        port: config.gateway.tls.port,
-        hostname,
-        tls: {
-          mode: 'Terminate',
-          certificateRefs: [{ group: '', kind: 'Secret', name: config.gateway.tls.credentialName }],
-        },
-        allowedRoutes,
-      });
-    }
-    return [
-      namespaced(
-        gatewayApiGatewayResource,
-        endpoint,
-        gatewayName(endpoint.metadata.name!),
-        commonLabels(endpoint, 'gateway', 'ml-endpoint'),
-        {
-          spec: { gatewayClassName: config.routing.gatewayAPI.gatewayClassName, listeners },
-        },
-      ),
-    ];
-  },
-
-  routeName: (ctx) => ctx.endpoint.metadata.name!,
-
-  routes(ctx, route) {
-    const { endpoint } = ctx;
-    const primary = [...versionWeights(route.backends)].sort((a, b) => b[1] - a[1])[0]?.[0];
-    const routeLabels = {
-      ...commonLabels(endpoint, 'routing', 'ml-endpoint'),
-      ...(primary ? { [labels.version]: primary } : {}),
-    };
-    const everything = [{ path: { type: 'PathPrefix', value: '/' } }];
-    const mode = config.routing.gatewayAPI.mirroring;
-    const mirrors = mode === 'None' ? [] : (route.mirrors ?? []);
-    const mirrorsAnnotation = encodeMirrors(mirrors);
-    // On Traefik, a primary Service is reached through its mirroring TraefikService (traefik-mirroring.ts),
-    // once Traefik has had time to load it.
-    const wrapped = (service: string) => mode === 'TraefikService' && (route.loaded?.(service) ?? true);
-    const split = namespaced(
-      httpRouteResource,
-      endpoint,
-      endpoint.metadata.name!,
-      routeLabels,
-      {
-        spec: {
-          parentRefs: parentRefs(ctx, 'https'),
-          hostnames: [route.host],
-          rules: [
-            // A request that names a variant goes to it: a header match ranks ahead of the plain prefix.
-            ...(route.targets ?? []).map((t) => ({
-              matches: [
-                {
-                  path: { type: 'PathPrefix', value: '/' },
-                  headers: [{ type: 'Exact', name: variantHeader, value: t.variant }],
-                },
-              ],
-              backendRefs: [{ group: '', kind: 'Service', name: t.service, port: t.port, weight: 1 }],
-            })),
-            {
-              matches: everything,
-              ...(mode === 'RequestMirror' && mirrors.length
-                ? {
-                    filters: mirrors.map((m) => ({
-                      type: 'RequestMirror',
-                      requestMirror: {
-                        backendRef: { group: '', kind: 'Service', name: m.service, port: m.port },
-                        percent: m.percent,
-                      },
-                    })),
-                  }
-                : {}),
-              backendRefs: byService(route.backends).map((b) =>
-                wrapped(b.service)
-                  ? mirrorBackendRef(b.service, b.weight)
-                  : { group: '', kind: 'Service', name: b.service, port: b.port, weight: b.weight },
-              ),
-            },
-          ],
-        },
+/** The endpoint's own Gateway, of the configured class (none on a shared Gateway). */
+function gateways(ctx: EndpointContext): Desired[] {
+  if (shared(ctx)) return [];
+  const { endpoint, config } = ctx;
+  const hostname = hostOf(ctx);
+  const allowedRoutes = { namespaces: { from: 'Same' } };
+  const listeners: unknown[] = [{ name: 'http', protocol: 'HTTP', port: config.gateway.port, hostname, allowedRoutes }];
+  if (config.gateway.tls.enabled) {
+    listeners.push({
+      name: 'https',
+      protocol: 'HTTPS',
+      port: config.gateway.tls.port,
+      hostname,
+      tls: {
+        mode: 'Terminate',
+        certificateRefs: [{ group: '', kind: 'Secret', name: config.gateway.tls.credentialName }],
       },
-      {
-        [routeVersionsAnnotation]: encodeVersions(route.backends),
-        ...(mirrorsAnnotation ? { [routeMirrorsAnnotation]: mirrorsAnnotation } : {}),
-      },
-    );
-    if (!redirects(ctx)) return [split];
-    const redirect = namespaced(
-      httpRouteResource,
-      endpoint,
-      `${endpoint.metadata.name}-https-redirect`,
-      commonLabels(endpoint, 'routing', 'ml-endpoint'),
-      {
-        spec: {
-          parentRefs: parentRefs(ctx, 'http'),
-          hostnames: [route.host],
-          rules: [
-            {
-              matches: everything,
-              filters: [{ type: 'RequestRedirect', requestRedirect: { scheme: 'https', statusCode: 301 } }],
-            },
-          ],
-        },
-      },
-    );
-    return [split, redirect];
-  },
-
-  referencedServices(live) {
-    const spec = (live.spec ?? {}) as {
-      rules?: {
-        backendRefs?: { name?: string; kind?: string }[];
-        filters?: { requestMirror?: { backendRef?: { name?: string } } }[];
-      }[];
-    };
-    const services = (spec.rules ?? []).flatMap((r) => [
-      ...(r.backendRefs ?? []).map((b) =>
-        (b.kind ?? 'Service') === 'Service'
-          ? (b.name ?? '')
-          : b.kind === 'TraefikService'
-            ? wrappedService(b.name ?? '')
-            : '',
-      ),
-      ...(r.filters ?? []).map((f) => f.requestMirror?.backendRef?.name ?? ''),
-    ]);
-    return [...services, ...decodeMirrors(live.metadata.annotations?.[routeMirrorsAnnotation])].filter(Boolean);
-  },
-
-  mirroringUnavailable: () =>
-    config.routing.gatewayAPI.mirroring === 'None'
-      ? 'shadow variants run but get no mirror: the chart sets controller.config.routing.gatewayAPI.mirroring to None. Set RequestMirror if your Gateway API implementation supports the RequestMirror filter (Envoy Gateway, Istio, Cilium, NGINX Gateway Fabric), or TraefikService for Traefik'
-      : undefined,
-
-  auxiliary: config.routing.gatewayAPI.mirroring === 'TraefikService' ? traefikMirroring : undefined,
-
-  status(ctx, live) {
-    const status = (live.status ?? {}) as HTTPRouteStatus;
-    const namespace = live.metadata.namespace ?? '';
-    const generation = live.metadata.generation ?? 0;
-    const wanted = parentRefs(ctx, 'https');
-    const parents = wanted.map((ref) => ({
-      ref,
-      status: status.parents?.find((p) => sameParent(p.parentRef, ref, namespace)),
-    }));
-    const describe = (ref: ParentRef) =>
-      `Gateway ${ref.namespace ?? namespace}/${ref.name}${ref.sectionName ? ` (listener ${ref.sectionName})` : ''}`;
-    const observed = parents.every((p) =>
-      p.status?.conditions?.some((c) => c.type === 'Accepted' && (c.observedGeneration ?? 0) >= generation),
-    );
-    const conditions: RouteCondition[] = ['Accepted', 'ResolvedRefs'].map((type) => {
-      for (const p of parents) {
-        const c = p.status?.conditions?.find((x) => x.type === type);
-        if (!c)
-          return {
-            type,
-            status: 'Unknown',
-            reason: 'Pending',
-            message: `${describe(p.ref)} has not reported on HTTPRoute ${namespace}/${live.metadata.name} yet: is a Gateway API implementation running for it?`,
-          };
-        if (c.status !== 'True')
-          return {
-            type,
-            status: c.status === 'False' ? 'False' : 'Unknown',
-            reason: c.reason ?? 'Unknown',
-            message: `${describe(p.ref)}: ${c.message ?? c.reason ?? ''}`.trim(),
-          };
-      }
-      return {
-        type,
-        status: 'True',
-        reason: type,
-        message: `HTTPRoute ${namespace}/${live.metadata.name}: ${type} by ${parents.map((p) => describe(p.ref)).join(', ')}`,
-      };
+      allowedRoutes,
     });
-    return { observed, conditions };
-  },
-});
+  }
+  return [
+    namespaced(
+      gatewayApiGatewayResource,
+      endpoint,
+      gatewayName(endpoint.metadata.name!),
+      commonLabels(endpoint, 'gateway', 'ml-endpoint'),
+      {
+        spec: { gatewayClassName: config.routing.gatewayAPI.gatewayClassName, listeners },
+      },
+    ),
+  ];
+}
+
+/** The HTTPRoute with the split and the mirrors, and the one that redirects plain HTTP to HTTPS when asked. */
+function routes(
+  ctx: EndpointContext,
+  route: RouteSpec,
+  mode: OperatorConfig['routing']['gatewayAPI']['mirroring'],
+): Desired[] {
+  const { endpoint } = ctx;
+  const primary = [...versionWeights(route.backends)].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const routeLabels = {
+    ...commonLabels(endpoint, 'routing', 'ml-endpoint'),
+    ...(primary ? { [labels.version]: primary } : {}),
+  };
+  const everything = [{ path: { type: 'PathPrefix', value: '/' } }];
+  const mirrors = mode === 'None' ? [] : (route.mirrors ?? []);
+  const mirrorsAnnotation = encodeMirrors(mirrors);
+  // On Traefik, a primary Service is reached through its mirroring TraefikService (traefik-mirroring.ts),
+  // once Traefik has had time to load it.
+  const wrapped = (service: string) => mode === 'TraefikService' && (route.loaded?.(service) ?? true);
+  const split = namespaced(
+    httpRouteResource,
+    endpoint,
+    endpoint.metadata.name!,
+    routeLabels,
+    {
+      spec: {
+        parentRefs: parentRefs(ctx, 'https'),
+        hostnames: [route.host],
+        rules: [
+          // A request that names a variant goes to it: a header match ranks ahead of the plain prefix.
+          ...(route.targets ?? []).map((t) => ({
+            matches: [
+              {
+                path: { type: 'PathPrefix', value: '/' },
+                headers: [{ type: 'Exact', name: variantHeader, value: t.variant }],
+              },
+            ],
+            backendRefs: [{ group: '', kind: 'Service', name: t.service, port: t.port, weight: 1 }],
+          })),
+          {
+            matches: everything,
+            ...(mode === 'RequestMirror' && mirrors.length
+              ? {
+                  filters: mirrors.map((m) => ({
+                    type: 'RequestMirror',
+                    requestMirror: {
+                      backendRef: { group: '', kind: 'Service', name: m.service, port: m.port },
+                      percent: m.percent,
+                    },
+                  })),
+                }
+              : {}),
+            backendRefs: byService(route.backends).map((b) =>
+              wrapped(b.service)
+                ? mirrorBackendRef(b.service, b.weight)
+                : { group: '', kind: 'Service', name: b.service, port: b.port, weight: b.weight },
+            ),
+          },
+        ],
+      },
+    },
+    {
+      [routeVersionsAnnotation]: encodeVersions(route.backends),
+      ...(mirrorsAnnotation ? { [routeMirrorsAnnotation]: mirrorsAnnotation } : {}),
+    },
+  );
+  if (!redirects(ctx)) return [split];
+  const redirect = namespaced(
+    httpRouteResource,
+    endpoint,
+    `${endpoint.metadata.name}-https-redirect`,
+    commonLabels(endpoint, 'routing', 'ml-endpoint'),
+    {
+      spec: {
+        parentRefs: parentRefs(ctx, 'http'),
+        hostnames: [route.host],
+        rules: [
+          {
+            matches: everything,
+            filters: [{ type: 'RequestRedirect', requestRedirect: { scheme: 'https', statusCode: 301 } }],
+          },
+        ],
+      },
+    },
+  );
+  return [split, redirect];
+}
+
+function referencedServices(live: KubeObject): string[] {
+  const spec = (live.spec ?? {}) as {
+    rules?: {
+      backendRefs?: { name?: string; kind?: string }[];
+      filters?: { requestMirror?: { backendRef?: { name?: string } } }[];
+    }[];
+  };
+  const services = (spec.rules ?? []).flatMap((r) => [
+    ...(r.backendRefs ?? []).map((b) =>
+      (b.kind ?? 'Service') === 'Service'
+        ? (b.name ?? '')
+        : b.kind === 'TraefikService'
+          ? wrappedService(b.name ?? '')
+          : '',
+    ),
+    ...(r.filters ?? []).map((f) => f.requestMirror?.backendRef?.name ?? ''),
+  ]);
+  return [...services, ...decodeMirrors(live.metadata.annotations?.[routeMirrorsAnnotation])].filter(Boolean);
+}
+
+/** What the Gateways the route attaches to report on it: Accepted and ResolvedRefs, from each parent. */
+function status(ctx: EndpointContext, live: KubeObject): RouteStatus {
+  const status = (live.status ?? {}) as HTTPRouteStatus;
+  const namespace = live.metadata.namespace ?? '';
+  const generation = live.metadata.generation ?? 0;
+  const wanted = parentRefs(ctx, 'https');
+  const parents = wanted.map((ref) => ({
+    ref,
+    status: status.parents?.find((p) => sameParent(p.parentRef, ref, namespace)),
+  }));
+  const describe = (ref: ParentRef) =>
+    `Gateway ${ref.namespace ?? namespace}/${ref.name}${ref.sectionName ? ` (listener ${ref.sectionName})` : ''}`;
+  const observed = parents.every((p) =>
+    p.status?.conditions?.some((c) => c.type === 'Accepted' && (c.observedGeneration ?? 0) >= generation),
+  );
+  const conditions: RouteCondition[] = ['Accepted', 'ResolvedRefs'].map((type) => {
+    for (const p of parents) {
+      const c = p.status?.conditions?.find((x) => x.type === type);
+      if (!c)
+        return {
+          type,
+          status: 'Unknown',
+          reason: 'Pending',
+          message: `${describe(p.ref)} has not reported on HTTPRoute ${namespace}/${live.metadata.name} yet: is a Gateway API implementation running for it?`,
+        };
+      if (c.status !== 'True')
+        return {
+          type,
+          status: c.status === 'False' ? 'False' : 'Unknown',
+          reason: c.reason ?? 'Unknown',
+          message: `${describe(p.ref)}: ${c.message ?? c.reason ?? ''}`.trim(),
+        };
+    }
+    return {
+      type,
+      status: 'True',
+      reason: type,
+      message: `HTTPRoute ${namespace}/${live.metadata.name}: ${type} by ${parents.map((p) => describe(p.ref)).join(', ')}`,
+    };
+  });
+  return { observed, conditions };
+}

@@ -24,28 +24,33 @@ export interface RouteStatus {
 
 export interface RoutingProvider {
   readonly name: ProviderName;
-  /** The route kind, and the gateway kind when the provider writes per-endpoint gateways. */
-  readonly routeResource: Resource;
-  readonly gatewayResource?: Resource;
-  /** Whether the data plane reports on routes (then a route is not serving until it has). */
-  readonly reportsStatus: boolean;
-  /** Gateways of the endpoint's host (none when routes attach to a shared gateway). */
-  gateways(ctx: EndpointContext): Desired[];
-  /** The endpoint's route objects (the first is the one that carries the traffic split). */
-  routes(ctx: EndpointContext, route: RouteSpec): Desired[];
+  /** The kinds it writes: the caches, the watches and the collection of the controller follow them. */
+  readonly kinds: {
+    /** The route kind (its first object carries the traffic split). */
+    route: Resource;
+    /** The gateway kind, when the provider writes per-endpoint gateways. */
+    gateway?: Resource;
+    /** Objects besides routes and gateways that carry the route (Traefik's mirroring, traefik-mirroring.ts), to write, watch and collect. */
+    auxiliary?: AuxiliaryObjects;
+  };
+  /**
+   * What its data plane does: whether it reports on routes (then a route is not serving until it
+   * has), and why it gives shadows no mirror at all, if so (the chart turned mirroring off).
+   */
+  readonly dataPlane: { reportsStatus: boolean; mirroringUnavailable?: string };
+  /**
+   * The endpoint's objects: its gateways (none when routes attach to a shared gateway), then, given
+   * a route, its route objects, the first of which carries the split.
+   */
+  objects(ctx: EndpointContext, route?: RouteSpec): Desired[];
   /** Name of the object that carries the split. */
   routeName(ctx: EndpointContext): string;
-  /** Services the live route sends traffic (or mirrors) to: what must never be deleted. */
-  referencedServices(live: KubeObject): string[];
-  /** Why this provider gives shadows no mirror at all, if so (the chart turned mirroring off). */
-  mirroringUnavailable(): string | undefined;
-  /** Objects besides routes and gateways that carry the route (Traefik's mirroring, traefik-mirroring.ts), to write, watch and collect. */
-  readonly auxiliary?: AuxiliaryObjects;
   /**
-   * What the data plane reports about the live route, or undefined when the provider reports
-   * nothing (then only time tells when a change has reached every proxy).
+   * What the live route says: the Services it sends traffic (or mirrors) to, which must never be
+   * deleted, and what the data plane reports about it (undefined when the provider reports nothing:
+   * then only time tells when a change has reached every proxy).
    */
-  status(ctx: EndpointContext, live: KubeObject): RouteStatus | undefined;
+  observe(ctx: EndpointContext, live: KubeObject): { services: string[]; status?: RouteStatus };
 }
 
 /**

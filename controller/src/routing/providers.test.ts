@@ -5,9 +5,11 @@ import type {
   MachineLearningModelSpec,
 } from '../api/generated.ts';
 import { planFromTemplates, type VersionPlan } from '../desired/plan.ts';
-import { defaultConfig, type OperatorConfig } from '../options.ts';
+import { defaultConfig, type OperatorConfig } from '../options/config.ts';
 import { gatewayApi } from './gateway-api.ts';
 import { istio } from './istio.ts';
+import type { RoutingProvider } from './provider.ts';
+import type { EndpointContext } from '../desired/objects.ts';
 import {
   backends,
   decodeVersions,
@@ -23,6 +25,10 @@ const endpoint: MachineLearningEndpoint = {
   spec: { config: 'titanic' },
 };
 const base: OperatorConfig = { ...defaultConfig, fetcher: { image: 'ml-operator/controller:1' } };
+
+/** A provider's route objects for `route` (the first carries the split), without its gateways. */
+const routesOf = (provider: RoutingProvider, ctx: EndpointContext, route: RouteSpec) =>
+  provider.objects(ctx, route).filter((d) => d.resource === provider.kinds.route);
 const model: MachineLearningModelSpec = { image: 'acme/titanic:1', port: 8080 };
 const config: MachineLearningEndpointConfigSpec = {
   models: [
@@ -128,8 +134,8 @@ describe('the route as data', () => {
         { plan: next, percent: 50 },
       ]),
     };
-    const vs = istio.routes({ endpoint, config: base }, split)[0].object as any;
-    const hr = gatewayApi(perEndpoint).routes({ endpoint, config: perEndpoint }, split)[0].object as any;
+    const vs = routesOf(istio, { endpoint, config: base }, split)[0].object as any;
+    const hr = routesOf(gatewayApi(perEndpoint), { endpoint, config: perEndpoint }, split)[0].object as any;
     const istioWeights = vs.spec.http.at(-1).route.map((r: any) => [r.destination.host.split('.')[0], r.weight]);
     const gatewayWeights = hr.spec.rules.at(-1).backendRefs.map((b: any) => [b.name, b.weight]);
     for (const weights of [istioWeights, gatewayWeights])
@@ -146,7 +152,7 @@ describe('the route as data', () => {
     );
   });
   it('names the versions it routes to in an annotation of the route object', () => {
-    const vs = istio.routes({ endpoint, config: base }, route())[0].object;
+    const vs = routesOf(istio, { endpoint, config: base }, route())[0].object;
     expect(decodeVersions(vs.metadata.annotations?.[routeVersionsAnnotation])).toEqual(
       new Map([[plan().version, 100]]),
     );
@@ -155,7 +161,7 @@ describe('the route as data', () => {
 
 describe('the Istio provider', () => {
   it('routes one HTTP route to every variant, weights summing to 100, through the Gateway', () => {
-    const vs = istio.routes({ endpoint, config: base }, route())[0].object as any;
+    const vs = routesOf(istio, { endpoint, config: base }, route())[0].object as any;
     expect(vs.metadata.name).toBe('titanic');
     expect(vs.spec.hosts).toEqual(['titanic.ml.models.example.com']);
     expect(vs.spec.gateways).toEqual(['titanic-gw']);
@@ -167,17 +173,16 @@ describe('the Istio provider', () => {
       uid: 'uid-1',
       controller: true,
     });
-    expect(istio.referencedServices(vs)).toEqual(route().backends.map((b) => b.service));
+    expect(istio.observe({ endpoint, config: base }, vs).services).toEqual(route().backends.map((b) => b.service));
   });
   it('selects the ingress gateway and serves the host over HTTP, and HTTPS when TLS is on', () => {
-    const plain = istio.gateways({ endpoint, config: base })[0].object as any;
+    const plain = istio.objects({ endpoint, config: base })[0].object as any;
     expect(plain.spec.selector).toEqual({ istio: 'ingressgateway' });
     expect(plain.spec.servers).toEqual([
       { port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['titanic.ml.models.example.com'] },
     ]);
     const tls = { ...base.gateway.tls, enabled: true, credentialName: 'cert', httpsRedirect: true };
-    const secure = istio.gateways({ endpoint, config: { ...base, gateway: { ...base.gateway, tls } } })[0]
-      .object as any;
+    const secure = istio.objects({ endpoint, config: { ...base, gateway: { ...base.gateway, tls } } })[0].object as any;
     expect(secure.spec.servers[0].tls).toEqual({ httpsRedirect: true });
     expect(secure.spec.servers[1]).toMatchObject({
       port: { number: 443, protocol: 'HTTPS' },
@@ -186,7 +191,7 @@ describe('the Istio provider', () => {
   });
   it('reports nothing back: time alone tells when a change reached the proxies', () => {
     expect(
-      istio.status({ endpoint, config: base }, istio.routes({ endpoint, config: base }, route())[0].object),
+      istio.observe({ endpoint, config: base }, routesOf(istio, { endpoint, config: base }, route())[0].object).status,
     ).toBeUndefined();
   });
 });
@@ -194,9 +199,9 @@ describe('the Istio provider', () => {
 describe('the Gateway API provider', () => {
   it('attaches one HTTPRoute with weighted Service backendRefs to the shared Gateway, and writes no Gateway', () => {
     const ctx = { endpoint, config: shared };
-    expect(gatewayApi(ctx.config).gateways(ctx)).toEqual([]);
-    expect(gatewayApi(ctx.config).gatewayResource).toBeUndefined();
-    const [hr] = gatewayApi(ctx.config).routes(ctx, route());
+    expect(gatewayApi(ctx.config).objects(ctx)).toEqual([]);
+    expect(gatewayApi(ctx.config).kinds.gateway).toBeUndefined();
+    const [hr] = routesOf(gatewayApi(ctx.config), ctx, route());
     const r = hr.object as any;
     expect(hr.resource).toMatchObject({ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute' });
     expect(r.spec.parentRefs).toEqual([
@@ -214,11 +219,13 @@ describe('the Gateway API provider', () => {
       ['Service', 80, 80],
       ['Service', 80, 20],
     ]);
-    expect(gatewayApi(shared).referencedServices(r)).toEqual(route().backends.map((b) => b.service));
+    expect(gatewayApi(shared).observe({ endpoint, config: shared }, r).services).toEqual(
+      route().backends.map((b) => b.service),
+    );
   });
   it('gives each endpoint a Gateway of the configured class when no shared Gateway is named', () => {
     const ctx = { endpoint, config: perEndpoint };
-    const gw = gatewayApi(ctx.config).gateways(ctx)[0].object as any;
+    const gw = gatewayApi(ctx.config).objects(ctx)[0].object as any;
     expect(gw.metadata.name).toBe('titanic-gw');
     expect(gw.spec).toEqual({
       gatewayClassName: 'traefik',
@@ -232,7 +239,7 @@ describe('the Gateway API provider', () => {
         },
       ],
     });
-    const r = gatewayApi(ctx.config).routes(ctx, route())[0].object as any;
+    const r = routesOf(gatewayApi(ctx.config), ctx, route())[0].object as any;
     expect(r.spec.parentRefs).toEqual([
       { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'titanic-gw', sectionName: 'http' },
     ]);
@@ -240,16 +247,14 @@ describe('the Gateway API provider', () => {
   it('with TLS and a redirect, serves on HTTPS and redirects plain HTTP with a second route', () => {
     const tls = { ...base.gateway.tls, enabled: true, credentialName: 'cert', httpsRedirect: true };
     const ctx = { endpoint, config: gatewayConfig({ gatewayClassName: 'traefik' }, { ...base.gateway, tls }) };
-    const gw = gatewayApi(ctx.config).gateways(ctx)[0].object as any;
+    const gw = gatewayApi(ctx.config).objects(ctx)[0].object as any;
     expect(gw.spec.listeners[1]).toMatchObject({
       name: 'https',
       protocol: 'HTTPS',
       port: 443,
       tls: { mode: 'Terminate', certificateRefs: [{ kind: 'Secret', name: 'cert' }] },
     });
-    const [split, redirect] = gatewayApi(ctx.config)
-      .routes(ctx, route())
-      .map((d) => d.object as any);
+    const [split, redirect] = routesOf(gatewayApi(ctx.config), ctx, route()).map((d) => d.object as any);
     expect(split.spec.parentRefs.map((p: any) => p.sectionName)).toEqual(['https']);
     expect(redirect.spec.parentRefs.map((p: any) => p.sectionName)).toEqual(['http']);
     expect(redirect.spec.rules[0].filters).toEqual([
@@ -258,9 +263,9 @@ describe('the Gateway API provider', () => {
   });
   it("reflects the route's Accepted and ResolvedRefs conditions, and whether the gateway saw the latest generation", () => {
     const ctx = { endpoint, config: shared };
-    const r = gatewayApi(ctx.config).routes(ctx, route())[0].object as any;
+    const r = routesOf(gatewayApi(ctx.config), ctx, route())[0].object as any;
     const live = { ...r, metadata: { ...r.metadata, generation: 3 } };
-    expect(gatewayApi(ctx.config).status(ctx, live)).toEqual({
+    expect(gatewayApi(ctx.config).observe(ctx, live).status).toEqual({
       observed: false,
       conditions: [
         expect.objectContaining({ type: 'Accepted', status: 'Unknown', reason: 'Pending' }),
@@ -295,11 +300,11 @@ describe('the Gateway API provider', () => {
         ],
       },
     });
-    expect(gatewayApi(ctx.config).status(ctx, reported(2, 'True'))!.observed).toBe(false);
-    const fine = gatewayApi(ctx.config).status(ctx, reported(3, 'True'))!;
+    expect(gatewayApi(ctx.config).observe(ctx, reported(2, 'True')).status!.observed).toBe(false);
+    const fine = gatewayApi(ctx.config).observe(ctx, reported(3, 'True')).status!;
     expect(fine.observed).toBe(true);
     expect(fine.conditions.map((c) => c.status)).toEqual(['True', 'True']);
-    const broken = gatewayApi(ctx.config).status(ctx, reported(3, 'False'))!;
+    const broken = gatewayApi(ctx.config).observe(ctx, reported(3, 'False')).status!;
     expect(broken.conditions[1]).toMatchObject({
       status: 'False',
       reason: 'BackendNotFound',
@@ -328,7 +333,7 @@ describe('shadows and variant targeting', () => {
   });
 
   it('Istio: a route per variant for x-ml-variant ahead of the split, and the mirror with its percentage', () => {
-    const vs = istio.routes({ endpoint, config: base }, full())[0].object as any;
+    const vs = routesOf(istio, { endpoint, config: base }, full())[0].object as any;
     expect(vs.spec.http.map((h: any) => h.name)).toEqual(['variant-titanic', 'variants']);
     expect(vs.spec.http[0].match).toEqual([{ headers: { 'x-ml-variant': { exact: 'titanic' } } }]);
     expect(vs.spec.http[1].mirrors).toEqual([
@@ -337,7 +342,7 @@ describe('shadows and variant targeting', () => {
         percentage: { value: 25 },
       },
     ]);
-    expect(istio.referencedServices(vs)).toContain(shadowService());
+    expect(istio.observe({ endpoint, config: base }, vs).services).toContain(shadowService());
   });
 
   it('Gateway API: header rules, and the RequestMirror filter with percent when the chart says so', () => {
@@ -345,7 +350,7 @@ describe('shadows and variant targeting', () => {
       ...shared,
       routing: { ...shared.routing, gatewayAPI: { ...shared.routing.gatewayAPI, mirroring: 'RequestMirror' as const } },
     };
-    const [hr] = gatewayApi(config).routes({ endpoint, config }, full());
+    const [hr] = routesOf(gatewayApi(config), { endpoint, config }, full());
     const rules = (hr.object.spec as any).rules;
     expect(rules[0].matches).toEqual([
       {
@@ -359,7 +364,7 @@ describe('shadows and variant targeting', () => {
         requestMirror: { backendRef: { group: '', kind: 'Service', name: shadowService(), port: 80 }, percent: 25 },
       },
     ]);
-    expect(gatewayApi(config).referencedServices(hr.object)).toContain(shadowService());
+    expect(gatewayApi(config).observe({ endpoint, config }, hr.object).services).toContain(shadowService());
   });
 
   it('Gateway API on Traefik: a mirroring TraefikService around each primary Service once loaded, the split still in the HTTPRoute', () => {
@@ -372,37 +377,39 @@ describe('shadows and variant targeting', () => {
     };
     const provider = gatewayApi(config);
     const primary = p().variants[0].instance;
-    const [wrapper] = provider.auxiliary!.objects({ endpoint, config }, [primary], full().mirrors!);
+    const [wrapper] = provider.kinds.auxiliary!.objects({ endpoint, config }, [primary], full().mirrors!);
     expect(wrapper.object.metadata.name).toBe(`${primary}-mirror`);
     expect(wrapper.object.spec).toEqual({
       mirroring: { name: primary, port: 80, mirrors: [{ name: shadowService(), port: 80, percent: 25 }] },
     });
-    const objects = provider.routes({ endpoint, config }, full());
+    const objects = routesOf(provider, { endpoint, config }, full());
     expect(objects.map((o) => o.resource.kind)).toEqual(['HTTPRoute']);
     const rules = (objects[0].object.spec as any).rules;
     expect(rules.at(-1).backendRefs).toEqual([
       { group: 'traefik.io', kind: 'TraefikService', name: `${primary}-mirror`, weight: 100 },
     ]);
-    expect(provider.referencedServices(objects[0].object).sort()).toEqual([primary, primary, shadowService()].sort());
+    expect(provider.observe({ endpoint, config }, objects[0].object).services.sort()).toEqual(
+      [primary, primary, shadowService()].sort(),
+    );
     // Until Traefik has had time to load a TraefikService, the route names the Service itself.
-    const early = provider.routes({ endpoint, config }, { ...full(), loaded: () => false });
+    const early = routesOf(provider, { endpoint, config }, { ...full(), loaded: () => false });
     expect((early[0].object.spec as any).rules.at(-1).backendRefs).toEqual([
       { group: '', kind: 'Service', name: primary, port: 80, weight: 100 },
     ]);
   });
 
   it('Gateway API with mirroring None: no mirror, and it says why', () => {
-    const objects = gatewayApi(shared).routes({ endpoint, config: shared }, full());
+    const objects = routesOf(gatewayApi(shared), { endpoint, config: shared }, full());
     expect(objects).toHaveLength(1);
     expect((objects[0].object.spec as any).rules.at(-1).filters).toBeUndefined();
-    expect(gatewayApi(shared).mirroringUnavailable()).toMatch(/mirroring to None/);
+    expect(gatewayApi(shared).dataPlane.mirroringUnavailable).toMatch(/mirroring to None/);
   });
 });
 
 describe('auxiliary objects', () => {
   it('exist only where the data plane needs them (Traefik mirroring)', () => {
     for (const provider of [istio, gatewayApi(shared), gatewayApi(perEndpoint)]) {
-      expect(provider.auxiliary).toBeUndefined();
+      expect(provider.kinds.auxiliary).toBeUndefined();
     }
   });
 });

@@ -1,5 +1,5 @@
 // The provider the chart chose (config routing.provider).
-import type { OperatorConfig } from '../options.ts';
+import type { OperatorConfig } from '../options/config.ts';
 import { gatewayApi } from './gateway-api.ts';
 import { istio } from './istio.ts';
 import type { RoutingProvider } from './provider.ts';

@@ -19,13 +19,20 @@ export interface Listening {
   close(): Promise<void>;
 }
 
-export async function listenOn(handler: http.RequestListener): Promise<Listening> {
+/** A server on 127.0.0.1, at `port` (0: any free one). */
+export async function listenOn(handler: http.RequestListener, port = 0): Promise<Listening> {
   const server = http.createServer(handler);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    url: `http://127.0.0.1:${bound}`,
+    port: bound,
     server,
     close: () =>
       new Promise((r) => {

@@ -7,7 +7,7 @@ import { configIndexers, endpointIndexers, modelIndexers, ownedIndexers } from '
 import type { Indexers } from '../../kube/informer.ts';
 import { resources, type KubeObject, type Resource } from '../../kube/resources.ts';
 import { KubeError } from '../../kube/errors.ts';
-import type { OperatorConfig } from '../../options.ts';
+import type { OperatorConfig } from '../../options/config.ts';
 import type { Caches, ClusterClient, Store } from '../caches.ts';
 
 type Key = string;

@@ -4,7 +4,7 @@
 import { pino } from 'pino';
 import type { MachineLearningEndpointStatus } from '../../api/generated.ts';
 import { resources, type KubeObject } from '../../kube/resources.ts';
-import { defaultConfig, type OperatorConfig } from '../../options.ts';
+import { defaultConfig, type OperatorConfig } from '../../options/config.ts';
 import type { EventRecorder } from '../../runtime/events.ts';
 import { EndpointReconciler } from '../endpoint.ts';
 import { FakeCluster } from './fake-cluster.ts';
