@@ -45,6 +45,10 @@ function startProcess(
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // An owner that exits without stop() leaves no server behind.
+  const killNow = () => child.kill('SIGKILL');
+  process.on('exit', killNow);
+  void exited.then(() => process.off('exit', killNow));
   const store: RunningStore = {
     url,
     port,
@@ -101,6 +105,11 @@ export interface MinioOptions {
    */
   address?: string;
   /**
+   * Run inside a network namespace (nsenter), listening on `address` there, port 9000: the local
+   * cluster's own, whose real node's containers reach it as they reach the artifact server.
+   */
+  inNetwork?: { namespace: string; address: string };
+  /**
    * An OpenID Connect provider whose tokens MinIO's STS accepts (AssumeRoleWithWebIdentity) for
    * the role it derives from `clientId`, with the `rolePolicy` (a canned policy such as readonly).
    */
@@ -109,7 +118,7 @@ export interface MinioOptions {
 
 /** MinIO as an S3 server (root user minioRoot), and its STS when `openId` is given. */
 export async function startMinio(options: MinioOptions = {}): Promise<RunningStore> {
-  await ensureTools();
+  await ensureTools({ only: ['minio'] });
   const dir = mkdtempSync(join(tmpdir(), 'ml-operator-minio-'));
   const certs = join(dir, 'certs');
   mkdirSync(join(certs, 'CAs'), { recursive: true });
@@ -128,12 +137,14 @@ export async function startMinio(options: MinioOptions = {}): Promise<RunningSto
       MINIO_IDENTITY_OPENID_ROLE_POLICY: options.openId.rolePolicy,
     });
   }
-  const port = await freePort();
-  const address = options.address ?? '127.0.0.1';
+  // The namespace's ports are its own: a fixed one there.
+  const port = options.inNetwork ? 9000 : await freePort();
+  const address = options.inNetwork?.address ?? options.address ?? '127.0.0.1';
+  const server = ['server', '--quiet', '--address', `${address}:${port}`, '--certs-dir', certs, join(dir, 'data')];
   return startProcess(
     'minio',
-    toolPath('minio'),
-    ['server', '--quiet', '--address', `${address}:${port}`, '--certs-dir', certs, join(dir, 'data')],
+    options.inNetwork ? 'nsenter' : toolPath('minio'),
+    options.inNetwork ? [`--net=/run/netns/${options.inNetwork.namespace}`, toolPath('minio'), ...server] : server,
     env,
     dir,
     port,

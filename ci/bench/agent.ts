@@ -1,21 +1,25 @@
 // `npm run bench:agent`: what the model agent costs. One model server process (a minimal node server
-// answering after 5 ms of work) and the agent as the image runs it (controller/bundle.ts's
+// answering 5 ms after a request ends: a timer, almost no CPU of its own) and the agent as the image runs it (controller/bundle.ts's
 // dist/agent/main.js, its own process), with 10% of requests captured to a file sink. In the same run,
 // alternating 15 s slices, the same open-loop load of 500 requests/s goes direct to the model and
 // through the agent; then each is driven to saturation (closed loop, 32 at a time) for 10 s. Prints the
 // added latency at p50 and p99, the throughput ratio, and the agent's RSS at the start and end of the
 // run (and its peak). Then shadows, in the same run: a second model server as the shadow, and the same
 // 500 requests/s through the agent with no shadow, a 10% and a 100% shadow, and a 100% shadow that
-// answers 500, one that never answers and one that is gone (nothing listens), in alternating slices:
-// the client's latency and the agent's CPU per request in each, and what the agent counted for each
-// shadow. No assertions: the figures are for the issue's note.
+// answers 500, one that never answers and one that is gone (nothing listens), in alternating slices (at
+// most a minute of each): the client's latency and the agent's CPU per request in each, and what the agent counted for each
+// shadow. Last, the product's own scikit-learn server (examples/sklearn-server) direct and through an
+// agent, at 100 requests/s and at saturation (with Debian's python3-sklearn; skipped without it).
+// The agent's own memory (anonymous RSS) is traced over the slices, with its slope per minute of the
+// run (direct slices included: `-- --minutes=10` is 10 minutes through the agent in a 20-minute run).
+// No assertions: the figures are for the issue's note.
 //   npm run bench:agent [-- --minutes=1]      (minutes of load through the agent; as many direct)
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { bundleProgram } from '../../controller/bundle.ts';
 import { agentNodeFlags } from '../../controller/src/desired/agent.ts';
 import { freePort } from '../processes.ts';
@@ -58,10 +62,17 @@ const hangingSource = `
 require('node:http').createServer((req) => req.resume()).listen(Number(process.argv[1]), '127.0.0.1');
 `;
 
-function start(args: string[], what: string): { child: ChildProcess; exited: Promise<void>; output: () => string } {
-  const child = spawn(process.execPath, args, {
-    stdio: ['ignore', 'ignore', 'pipe'],
+function start(
+  args: string[],
+  what: string,
+  command = process.execPath,
+  env: Record<string, string> = {},
+): { child: ChildProcess; exited: Promise<void>; output: () => string } {
+  const child = spawn(command, args, {
+    // Both kept: the agent logs to stderr, the scikit-learn server to stdout.
+    stdio: ['ignore', 'pipe', 'pipe'],
     env: {
+      ...env,
       PATH: process.env.PATH,
       ML_NAMESPACE: 'bench',
       ML_ENDPOINT: 'bench',
@@ -71,7 +82,9 @@ function start(args: string[], what: string): { child: ChildProcess; exited: Pro
     },
   });
   let output = '';
-  child.stderr.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4000)));
+  const keep = (c: Buffer) => (output = (output + c.toString()).slice(-4000));
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   child.once('exit', (code) => code && process.stderr.write(`${what} exited with ${code}: ${output}\n`));
   return { child, exited, output: () => output };
@@ -99,6 +112,52 @@ const rssParts = (r: ReturnType<typeof rss>) =>
 
 const agentPool = () => new http.Agent({ keepAlive: true, maxSockets: 256 });
 
+/**
+ * The bundled agent in front of the model at `ports.model`, as the image runs it; `ready` waits until
+ * it is (which it is once the model is), `more` adding to what a timeout prints.
+ */
+function startBenchAgent(
+  work: string,
+  ports: { model: number; listen: number; admin: number },
+  config: string,
+  what: string,
+): ReturnType<typeof start> & { ready(timeoutMs: number, more?: () => string): Promise<unknown> } {
+  const agent = start(
+    [
+      ...agentNodeFlags,
+      join(work, 'dist', 'agent', 'main.js'),
+      `--model=http://127.0.0.1:${ports.model}`,
+      `--listen=127.0.0.1:${ports.listen}`,
+      `--admin-listen=127.0.0.1:${ports.admin}`,
+      `--config=${config}`,
+    ],
+    what,
+  );
+  const ready = (timeoutMs: number, more: () => string = () => '') =>
+    waitFor(
+      `${what} ready`,
+      timeoutMs,
+      async () =>
+        (await fetch(`http://127.0.0.1:${ports.admin}/-/agent/ready`).catch(() => undefined))?.status === 200
+          ? true
+          : undefined,
+      () => `${more()} ${agent.output()}`,
+    );
+  return { ...agent, ready };
+}
+
+/** The latencies direct and through the agent (sorted in place), and what the agent added at p50 and p99. */
+function latencyTable(
+  latencies: { direct: number[]; agent: number[] },
+  failures: { direct: { n: number }; agent: { n: number } },
+): string {
+  const d = latencies.direct.sort((a, b) => a - b);
+  const a = latencies.agent.sort((x, y) => x - y);
+  const row = (name: string, l: number[], f: number) =>
+    `  ${name.padEnd(8)} ${String(l.length).padStart(7)} ${String(f).padStart(6)} ${percentile(l, 50).toFixed(2).padStart(8)} ${percentile(l, 99).toFixed(2).padStart(8)} ${(l.at(-1) ?? 0).toFixed(1).padStart(8)}`;
+  return `  ${'PATH'.padEnd(8)} ${'ANSWERS'.padStart(7)} ${'FAILED'.padStart(6)} ${'P50 ms'.padStart(8)} ${'P99 ms'.padStart(8)} ${'MAX ms'.padStart(8)}\n${row('direct', d, failures.direct.n)}\n${row('agent', a, failures.agent.n)}\n  added by the agent: p50 ${(percentile(a, 50) - percentile(d, 50)).toFixed(2)} ms, p99 ${(percentile(a, 99) - percentile(d, 99)).toFixed(2)} ms`;
+}
+
 function once(url: string, pool: http.Agent, body: string): Promise<{ ms: number; ok: boolean }> {
   const started = performance.now();
   return new Promise((resolve) => {
@@ -117,25 +176,26 @@ function once(url: string, pool: http.Agent, body: string): Promise<{ ms: number
   });
 }
 
-/** Open loop: one request every 1/rate s for `ms`, each at its time; returns the latencies. */
+/** Open loop: one request every 1/perSecond s for `ms`, each at its time; returns the latencies. */
 async function openLoop(
   url: string,
   pool: http.Agent,
   ms: number,
   out: number[],
   failures: { n: number },
+  perSecond = rate,
+  body: (i: number) => string = (i) => JSON.stringify({ features: [i, i % 3, 0.5] }),
 ): Promise<void> {
   const started = performance.now();
   const pending: Promise<void>[] = [];
   let i = 0;
   for (;;) {
-    const due = started + (i * 1000) / rate;
+    const due = started + (i * 1000) / perSecond;
     if (due - started >= ms) break;
     const wait = due - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    const body = JSON.stringify({ features: [i, i % 3, 0.5] });
     pending.push(
-      once(url, pool, body).then((r) => {
+      once(url, pool, body(i)).then((r) => {
         if (r.ok) out.push(r.ms);
         else failures.n++;
       }),
@@ -146,13 +206,13 @@ async function openLoop(
 }
 
 /** Closed loop, `concurrency` at a time for `ms`: answers per second. */
-async function saturate(url: string, ms: number, concurrency = 32): Promise<number> {
+async function saturate(url: string, ms: number, concurrency = 32, body = '{"features":[1,2,3]}'): Promise<number> {
   const pool = agentPool();
   const end = performance.now() + ms;
   let done = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) if ((await once(url, pool, '{"features":[1,2,3]}')).ok) done++;
+      while (performance.now() < end) if ((await once(url, pool, body)).ok) done++;
     }),
   );
   pool.destroy();
@@ -200,29 +260,11 @@ try {
       }),
     );
   writeConfig({});
-  const agent = start(
-    [
-      ...agentNodeFlags,
-      join(work, 'dist', 'agent', 'main.js'),
-      `--model=http://127.0.0.1:${modelPort}`,
-      `--listen=127.0.0.1:${port}`,
-      `--admin-listen=127.0.0.1:${adminPort}`,
-      `--config=${config}`,
-    ],
-    'the agent',
-  );
+  const agent = startBenchAgent(work, { model: modelPort, listen: port, admin: adminPort }, config, 'the agent');
   processes.push(agent.child);
+  await agent.ready(30_000);
   const direct = `http://127.0.0.1:${modelPort}/predict`;
   const through = `http://127.0.0.1:${port}/predict`;
-  await waitFor(
-    'the agent ready',
-    30_000,
-    async () =>
-      (await fetch(`http://127.0.0.1:${adminPort}/-/agent/ready`).catch(() => undefined))?.status === 200
-        ? true
-        : undefined,
-    agent.output,
-  );
   // Warm-up: both paths, so that neither pays for JIT compilation in the figures.
   const warm = { n: 0 };
   const [poolDirect, poolAgent] = [agentPool(), agentPool()];
@@ -235,26 +277,19 @@ try {
   const latencies = { direct: [] as number[], agent: [] as number[] };
   const failures = { direct: { n: 0 }, agent: { n: 0 } };
   const slices = Math.max(1, Math.round((minutes * 60_000) / sliceMs));
-  const rssTrace: ReturnType<typeof rss>[] = [];
+  const rssTrace: { minutes: number; anonymous: number }[] = [];
+  const traceStart = performance.now();
   for (let s = 0; s < slices; s++) {
     await openLoop(direct, poolDirect, sliceMs, latencies.direct, failures.direct);
     await openLoop(through, poolAgent, sliceMs, latencies.agent, failures.agent);
-    rssTrace.push(rss(agent.child.pid!));
-    process.stdout.write(`  slice ${s + 1}/${slices}: agent RSS ${rssParts(rssTrace.at(-1)!)}\n`);
+    const now = rss(agent.child.pid!);
+    rssTrace.push({ minutes: (performance.now() - traceStart) / 60_000, anonymous: now.anonymous });
+    process.stdout.write(`  slice ${s + 1}/${slices}: agent RSS ${rssParts(now)}\n`);
   }
   const rssEnd = rss(agent.child.pid!);
   poolDirect.destroy();
   poolAgent.destroy();
-  const d = latencies.direct.sort((a, b) => a - b);
-  const a = latencies.agent.sort((x, y) => x - y);
-  const row = (name: string, l: number[], f: number) =>
-    `  ${name.padEnd(8)} ${String(l.length).padStart(7)} ${String(f).padStart(6)} ${percentile(l, 50).toFixed(2).padStart(8)} ${percentile(l, 99).toFixed(2).padStart(8)} ${(l.at(-1) ?? 0).toFixed(1).padStart(8)}`;
-  process.stdout.write(
-    `  ${'PATH'.padEnd(8)} ${'ANSWERS'.padStart(7)} ${'FAILED'.padStart(6)} ${'P50 ms'.padStart(8)} ${'P99 ms'.padStart(8)} ${'MAX ms'.padStart(8)}\n${row('direct', d, failures.direct.n)}\n${row('agent', a, failures.agent.n)}\n`,
-  );
-  process.stdout.write(
-    `  added by the agent: p50 ${(percentile(a, 50) - percentile(d, 50)).toFixed(2)} ms, p99 ${(percentile(a, 99) - percentile(d, 99)).toFixed(2)} ms\n`,
-  );
+  process.stdout.write(`${latencyTable(latencies, failures)}\n`);
   const saturatedDirect = await saturate(direct, 10_000);
   const saturatedAgent = await saturate(through, 10_000);
   process.stdout.write(
@@ -266,6 +301,20 @@ try {
   process.stdout.write(
     `  agent RSS: start ${rssParts(rssStart)}, end of the 500 req/s run ${rssParts(rssEnd)}, peak ${rss(agent.child.pid!).peak.toFixed(1)} MiB; capture: ${status.capture.written} written, ${status.capture.dropped} dropped, healthy ${status.capture.healthy} (records still in the open file are not counted yet)\n`,
   );
+  // Growth: the least-squares slope of the agent's own memory over the slices, after the first
+  // (which holds the warm-up's growth of the heap to its working size).
+  const steady = rssTrace.slice(1);
+  if (steady.length >= 3) {
+    const mx = steady.reduce((a, p) => a + p.minutes, 0) / steady.length;
+    const my = steady.reduce((a, p) => a + p.anonymous, 0) / steady.length;
+    const slope =
+      steady.reduce((a, p) => a + (p.minutes - mx) * (p.anonymous - my), 0) /
+      steady.reduce((a, p) => a + (p.minutes - mx) ** 2, 0);
+    const own = steady.map((p) => p.anonymous);
+    process.stdout.write(
+      `  agent's own memory over slices 2..${rssTrace.length}: ${Math.min(...own).toFixed(1)}..${Math.max(...own).toFixed(1)} MiB, slope ${slope.toFixed(3)} MiB/min over ${(steady.at(-1)!.minutes - steady[0].minutes).toFixed(1)} min\n`,
+    );
+  }
 
   // Shadows: the same load through the agent with none, 10% and 100% mirrored, and a 100% shadow
   // that fails, hangs or is gone, slices alternating.
@@ -300,11 +349,13 @@ try {
         }[];
       }
     ).shadows;
+  // At most a minute each: the modes' figures need no longer, and a long run is for the memory trace.
+  const shadowSlices = Math.min(slices, 4);
   const poolShadowed = agentPool();
   process.stdout.write(
-    `agent bench, shadows: ${minutes} min each at ${rate} req/s through the agent with no shadow, a 10% and a 100% shadow (a second model server), and a 100% shadow that answers 500, hangs or is gone, in ${sliceMs / 1000} s slices\n`,
+    `agent bench, shadows: ${(shadowSlices * sliceMs) / 60_000} min each at ${rate} req/s through the agent with no shadow, a 10% and a 100% shadow (a second model server), and a 100% shadow that answers 500, hangs or is gone, in ${sliceMs / 1000} s slices\n`,
   );
-  for (let s = 0; s < slices; s++) {
+  for (let s = 0; s < shadowSlices; s++) {
     for (const mode of modes) {
       writeConfig(mode.percents);
       await waitFor(`the agent mirroring as ${mode.label}`, 10_000, async () => {
@@ -319,7 +370,7 @@ try {
       mode.cpu += cpuSeconds(agent.child.pid!) - before;
       mode.answers += mode.latencies.length - answered;
     }
-    process.stdout.write(`  slice ${s + 1}/${slices} of each done\n`);
+    process.stdout.write(`  slice ${s + 1}/${shadowSlices} of each done\n`);
   }
   poolShadowed.destroy();
   // The hanging shadow's last copies end at their timeout (10 s).
@@ -352,7 +403,96 @@ try {
     );
   agent.child.kill('SIGTERM');
   await agent.exited;
+  await sklearnServer(work, processes);
 } finally {
   for (const p of processes) if (p.exitCode === null) p.kill('SIGKILL');
   rmSync(work, { recursive: true, force: true });
+}
+
+/**
+ * The product's own model server (examples/sklearn-server, iris 1.0.0 trained here by its train.py),
+ * direct and through an agent capturing 10%: what a model that does real work per request (Python,
+ * scikit-learn's predict) loses to the agent, in latency at a rate such a pod serves and in
+ * throughput. Needs Debian's python3-sklearn (the image's own packages); skipped without it.
+ */
+async function sklearnServer(work: string, processes: ChildProcess[]): Promise<void> {
+  const python = '/usr/bin/python3';
+  if (spawnSync(python, ['-c', 'import sklearn, joblib'], { stdio: 'ignore' }).status !== 0) {
+    process.stdout.write(
+      `agent bench, scikit-learn server: skipped: ${python} cannot import sklearn (apt-get install python3-sklearn)\n`,
+    );
+    return;
+  }
+  const perSecond = 100;
+  const slices = 4;
+  const examples = fileURLToPath(new URL('../../examples/sklearn-server/', import.meta.url));
+  const artifacts = join(work, 'artifacts');
+  // Its error, if any, carries the script's stderr.
+  execFileSync(python, ['-B', join(examples, 'train.py'), artifacts], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const modelDir = join(work, 'iris');
+  mkdirSync(modelDir);
+  execFileSync('tar', ['-xzf', join(artifacts, 'iris-1.0.0.tar.gz'), '-C', modelDir]);
+  const [serverPort, port, adminPort] = [await freePort(), await freePort(), await freePort()];
+  const server = start([join(examples, 'server.py')], 'the scikit-learn server', python, {
+    MODEL_PATH: modelDir,
+    PORT: String(serverPort),
+    HOST: '127.0.0.1',
+  });
+  processes.push(server.child);
+  const config = join(work, 'sklearn-config.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      capture: {
+        enabled: true,
+        samplingPercent: 10,
+        destination: pathToFileURL(join(work, 'sklearn-capture')).href,
+        rotation: { maxBytes: 4 << 20, maxSeconds: 30 },
+      },
+    }),
+  );
+  const agent = startBenchAgent(
+    work,
+    { model: serverPort, listen: port, admin: adminPort },
+    config,
+    "the scikit-learn server's agent",
+  );
+  processes.push(agent.child);
+  // Ready once the model is: the server loads scikit-learn and the model first.
+  await agent.ready(60_000, server.output);
+  const direct = `http://127.0.0.1:${serverPort}/predict`;
+  const through = `http://127.0.0.1:${port}/predict`;
+  const row = (i: number) => JSON.stringify({ instances: [[4.3 + (i % 36) / 10, 3.0, 1.4 + (i % 50) / 10, 0.2]] });
+  const [poolDirect, poolAgent] = [agentPool(), agentPool()];
+  const warm = { n: 0 };
+  await openLoop(direct, poolDirect, 3000, [], warm, perSecond, row);
+  await openLoop(through, poolAgent, 3000, [], warm, perSecond, row);
+  process.stdout.write(
+    `agent bench, scikit-learn server (iris 1.0.0, one row per request): ${perSecond} req/s direct and through the agent (10% captured) in ${slices} alternating ${sliceMs / 1000} s slices each, then each at saturation\n`,
+  );
+  const latencies = { direct: [] as number[], agent: [] as number[] };
+  const failures = { direct: { n: 0 }, agent: { n: 0 } };
+  const cpu = { server: 0, agent: 0 };
+  for (let s = 0; s < slices; s++) {
+    await openLoop(direct, poolDirect, sliceMs, latencies.direct, failures.direct, perSecond, row);
+    const before = { server: cpuSeconds(server.child.pid!), agent: cpuSeconds(agent.child.pid!) };
+    await openLoop(through, poolAgent, sliceMs, latencies.agent, failures.agent, perSecond, row);
+    cpu.server += cpuSeconds(server.child.pid!) - before.server;
+    cpu.agent += cpuSeconds(agent.child.pid!) - before.agent;
+  }
+  poolDirect.destroy();
+  poolAgent.destroy();
+  const answered = Math.max(1, latencies.agent.length);
+  process.stdout.write(
+    `${latencyTable(latencies, failures)}; CPU per request through the agent: server ${((cpu.server * 1000) / answered).toFixed(3)} ms, agent ${((cpu.agent * 1000) / answered).toFixed(3)} ms\n`,
+  );
+  const body = row(7);
+  const saturatedDirect = await saturate(direct, 10_000, 16, body);
+  const saturatedAgent = await saturate(through, 10_000, 16, body);
+  process.stdout.write(
+    `  saturation (16 at a time, 10 s each): direct ${saturatedDirect.toFixed(0)}/s, through the agent ${saturatedAgent.toFixed(0)}/s: ${((saturatedAgent / saturatedDirect) * 100).toFixed(1)}% of direct\n`,
+  );
+  agent.child.kill('SIGTERM');
+  server.child.kill('SIGTERM');
+  await Promise.all([agent.exited, server.exited]);
 }

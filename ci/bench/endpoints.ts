@@ -14,7 +14,7 @@
 // The controller runs as the image runs it: the compiled JavaScript of controller/dist (built here
 // with the project's TypeScript), unless --type-stripping runs controller/src/main.ts directly.
 // Usage: npm run bench [-- --endpoints=50,200,1000 --runs=3 --lower-bound-concurrency=4,16,64 --concurrency=8 --controller-concurrency=16
-//   --kube-api-qps=N --kube-api-burst=N --cpu-prof --controller-log=PATH]
+//   --kube-api-qps=N --kube-api-burst=N --cpu-prof --controller-log=PATH --controller-tree=DIR]
 import { execFileSync } from 'node:child_process';
 import { createReadStream, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,7 +32,7 @@ import { planFromTemplates } from '../../controller/src/desired/plan.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { Informer } from '../../controller/src/kube/informer.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
-import { parseConfig, type OperatorConfig } from '../../controller/src/options.ts';
+import { parseConfig, type OperatorConfig } from '../../controller/src/options/config.ts';
 import { routingProvider } from '../../controller/src/routing/providers.ts';
 import { desiredState } from '../../controller/src/reconcile/desired-state.ts';
 import { startControlPlane, type ControlPlane } from '../cluster/control-plane.ts';
@@ -66,6 +66,14 @@ const runs = Number(flag('runs') ?? 3);
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs=${flag('runs')}: expected a count >= 1`);
 const controllerConcurrency = Number(flag('controller-concurrency') ?? 16);
 const typeStripping = process.argv.includes('--type-stripping');
+// --controller-tree=DIR: the controller of another checkout (a git worktree of an older commit),
+// compiled there and measured by this harness, for a before/after comparison of the same runs. DIR
+// needs its node_modules (`npm ci` there, or a link to this tree's when the dependencies are the
+// same); the chart, the CRDs, the operator config and the node flags stay this tree's, so an older
+// controller must accept them.
+const controllerTree = flag('controller-tree') ?? root;
+if (typeStripping && controllerTree !== root)
+  throw new Error('--controller-tree runs a compiled controller: drop --type-stripping');
 const cpuProfile = process.argv.includes('--cpu-prof');
 /** Where to write the controller's debug log of each run (`<path>.<N>`), to see where its time goes. */
 const controllerLog = flag('controller-log');
@@ -267,7 +275,7 @@ async function lowerBound(b: Bench, endpoints: number, concurrency: number, run:
       hostBlocked: false,
       observed: { readyOf: () => 1 },
     });
-    const isRoute = (d: { resource: unknown }) => d.resource === provider.routeResource;
+    const isRoute = (d: { resource: unknown }) => d.resource === provider.kinds.route;
     const snapshot = (d: { resource: unknown }) =>
       d.resource === resources.endpointConfig || d.resource === resources.model;
     const objects = [
@@ -646,11 +654,11 @@ function routesAccepted(
     const name = r.metadata.labels?.[labels.endpoint];
     if (!name) return;
     const ctx = { endpoint: { metadata: { name, namespace }, spec: { config: 'ab' } }, config: operatorConfig };
-    if (provider.status(ctx, r)?.conditions.find((c) => c.type === 'Accepted')?.status === 'True') done(name);
+    if (provider.observe(ctx, r).status?.conditions.find((c) => c.type === 'Accepted')?.status === 'True') done(name);
   };
   const informer = new Informer<KubeObject>(
     client,
-    provider.routeResource,
+    provider.kinds.route,
     { namespace, logger: quiet },
     { onAdd: seen, onUpdate: seen },
   );
@@ -754,7 +762,7 @@ function print(all: Result[]): void {
   const lines = [
     '',
     `ml-operator benchmark: endpoints x 2 variants, created at once; per size ${runs} rounds of the lower bound and the controller, the order alternating, each run in a namespace of its own deleted (and settled) before the next; figures are the median of the rounds [least-most]`,
-    `  controller client concurrency ${concurrency}, controller --concurrency=${controllerConcurrency} ${controllerArgs.join(' ') || '(chart default rate limit)'}, ${typeStripping ? 'controller/src with type stripping' : `compiled controller/dist with the image's node flags (${imageNodeOptions.join(' ')})`}; lower bound concurrency swept over ${lowerBoundConcurrencies.join(', ')}`,
+    `  controller client concurrency ${concurrency}, controller --concurrency=${controllerConcurrency} ${controllerArgs.join(' ') || '(chart default rate limit)'}, ${typeStripping ? 'controller/src with type stripping' : `compiled controller/dist of ${controllerTree} with the image's node flags (${imageNodeOptions.join(' ')})`}; lower bound concurrency swept over ${lowerBoundConcurrencies.join(', ')}`,
     '  every per-endpoint clock starts when the N endpoints are asked for (both sides)',
     '  the local API server: --max-requests-inflight=1000 --max-mutating-requests-inflight=500 (priority and fairness on); kube-controller-manager: --kube-api-qps=200 --kube-api-burst=400, 10 Deployment and ReplicaSet workers',
   ];
@@ -932,14 +940,14 @@ function cpuSeconds(pid: number): number {
 }
 
 if (!typeStripping) {
-  log('bench: compiling the controller (controller/tsconfig.build.json), as its image does');
+  log(`bench: compiling the controller of ${controllerTree} (controller/tsconfig.build.json), as its image does`);
   execFileSync(
     process.execPath,
-    [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'controller/tsconfig.build.json')],
+    [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(controllerTree, 'controller/tsconfig.build.json')],
     { stdio: 'inherit' },
   );
 }
-const entry: string | undefined = typeStripping ? undefined : join(root, 'controller', 'dist', 'main.js');
+const entry: string | undefined = typeStripping ? undefined : join(controllerTree, 'controller', 'dist', 'main.js');
 /**
  * The node flags the image runs the controller with (NODE_OPTIONS and the flags between node and
  * /app/dist/main.js in controller/Dockerfile's ENTRYPOINT), so that memory is measured as it is in a cluster.

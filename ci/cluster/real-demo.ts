@@ -2,19 +2,26 @@
 // its real node. Builds the images (podman's layer cache), starts the cluster and a registry in its
 // network, pushes the images and the chart there, `helm install`s the chart from oci:// with the
 // controller in a pod on the real node, applies two iris models (LogisticRegression and
-// DecisionTree) at 80/20 behind one endpoint, sends predictions through the gateway and prints a
-// few of them and the split observed. The cluster keeps running until Ctrl-C.
+// DecisionTree) at 80/20 behind one endpoint with Data Capture into MinIO in the cluster's network,
+// sends predictions through the gateway and prints a few of them, the split observed, where the
+// records are and one of them, and what Python's json reads from their files. The cluster keeps
+// running until Ctrl-C.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { log } from '../log.ts';
 import { toolPath } from '../tools/build.ts';
 import { waitFor } from '../wait.ts';
 import { startControlPlane } from './control-plane.ts';
+import { readCapturesPython, startJourneyCapture, type CapturesRead } from './journey-capture.ts';
 import { buildJourneyImages, onRealNode, prepareRealJourney } from './real-journey.ts';
 
 const requests = 500;
 const images = buildJourneyImages();
 const cluster = await startControlPlane({ realNode: true, observability: false });
 const journey = await prepareRealJourney(cluster, await images);
-for (const s of ['SIGINT', 'SIGTERM'] as const) process.once(s, () => void journey.stop().catch(() => undefined));
+const capture = await startJourneyCapture(cluster, journey);
+for (const s of ['SIGINT', 'SIGTERM'] as const)
+  process.once(s, () => void Promise.allSettled([journey.stop(), capture.stop()]));
 
 const installed = Date.now();
 log(
@@ -34,6 +41,8 @@ await journey.applyConfig('iris', {
     size: '64Mi',
     ...onRealNode,
   })),
+  // Every request and answer kept, as SageMaker's Data Capture keeps them.
+  dataCapture: capture.dataCapture(100),
 });
 await journey.applyEndpoint('iris', 'iris');
 let last = '';
@@ -57,6 +66,16 @@ const r = await run.done;
 const byModel = new Map<string, number>();
 for (const s of run.samples)
   if (s.status === 200) byModel.set(s.backend?.model ?? '-', (byModel.get(s.backend?.model ?? '-') ?? 0) + 1);
+log(`demo: waiting for the ${r.sent} predictions' records in ${capture.where('iris')}`);
+const records = await capture.settled('iris', r.sent - r.failed);
+const copies = join(cluster.dir, 'captures');
+await capture.download('iris', copies);
+const python = spawnSync('python3', ['-c', readCapturesPython, copies], { encoding: 'utf8' });
+if (python.status !== 0)
+  throw new Error(
+    `python3 reading ${copies}: ${python.error ? `${python.error.message} (install Debian's python3)` : `exit ${python.status}: ${python.stderr}`}`,
+  );
+const read = JSON.parse(python.stdout) as CapturesRead;
 const host = journey.host('iris');
 const gateway = `${cluster.gateway.address}:${cluster.gateway.port}`;
 const out = [
@@ -71,6 +90,14 @@ const out = [
     ),
   `${r.sent} predictions, ${r.failed} failed; configured iris-a (iris/1.0.0) 80%, iris-b (iris/2.0.0) 20%; observed: ${[...byModel].map(([m, n]) => `${m} ${((100 * n) / Math.max(1, r.sent - r.failed)).toFixed(1)}%`).join(', ')}`,
   `latency p50 ${r.latency.p50.toFixed(1)} ms, p99 ${r.latency.p99.toFixed(1)} ms`,
+  '',
+  `Data Capture: ${records} records in ${capture.where('iris')} (MinIO at ${capture.store.url}), copied to ${copies}.`,
+  `Python's json read ${read.records} records from ${read.files} files: ${JSON.stringify(read.variants)} by variant. One record:`,
+  ...JSON.stringify(read.first, null, 2)
+    .split('\n')
+    .map((line) => `  ${line}`),
+  'Read them yourself:',
+  `  python3 -c 'import json, pathlib; rs = [json.loads(l) for f in sorted(pathlib.Path("${copies}").rglob("*.jsonl")) for l in f.open()]; print(len(rs), "records; the last answer:", rs[-1]["captureData"]["endpointOutput"]["data"])'`,
   '',
   'The cluster keeps running. Predict yourself:',
   `  curl -s -H 'Host: ${host}' http://${gateway}/predict -d '{"instances": [[6.7, 3.0, 5.2, 2.3]]}'`,

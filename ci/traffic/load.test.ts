@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModelServer } from '../cluster/pod-runtime/model-server.ts';
 import { freePort } from '../processes.ts';
-import { servedProblems, startLoad, timingOf, type LoadOptions } from './load.ts';
+import { percentileInterval, servedProblems, startLoad, timingOf, type LoadOptions } from './load.ts';
 
 const identity = {
   pod: 'm-1a2b3c-xyz12',
@@ -231,5 +231,34 @@ describe('the load client and the served rule', () => {
       'request 1 (sent at 0.0 s): 200 from pod m-1a2b3c-xyz12: labels ["virginica"], expected ["setosa"]',
       'request 3 (sent at 0.0 s): 200 from iris/1.0.0 (pod other-9z-abc), not a backend of the endpoint (m-1a2b3c)',
     ]);
+  });
+});
+
+describe('percentileInterval', () => {
+  it('bounds a percentile by the order statistics of its binomial interval', () => {
+    const sorted = Array.from({ length: 1000 }, (_, i) => i + 1);
+    // The median of 1000: 500 +- 3.29 x 15.8 samples.
+    expect(percentileInterval(sorted, 50)).toEqual([447, 554]);
+    // The 99th of 1,000: 990 +- 3.29 x 3.15, past the largest sample: the run cannot bound it above.
+    expect(percentileInterval(sorted, 99)).toEqual([979, Infinity]);
+    // Of 3,000: ranks 2,952 to 2,989.
+    const more = Array.from({ length: 3000 }, (_, i) => i + 1);
+    expect(percentileInterval(more, 99)).toEqual([2952, 2989]);
+    expect(percentileInterval([], 99)).toEqual([-Infinity, Infinity]);
+    expect(percentileInterval([7], 99)).toEqual([-Infinity, Infinity]);
+  });
+
+  it('holds the true percentile of a known distribution in at least 99% of seeded draws', () => {
+    // Exponential samples (mean 10 ms, a latency's long right tail): the true p99 is 10 ln 100.
+    const truth = 10 * Math.log(100);
+    let x = 12345;
+    const uniform = () => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) + 0.5) / 2 ** 32;
+    let held = 0;
+    for (let draw = 0; draw < 200; draw++) {
+      const sorted = Array.from({ length: 3000 }, () => -10 * Math.log(uniform())).sort((a, b) => a - b);
+      const [low, high] = percentileInterval(sorted, 99);
+      if (low <= truth && truth <= high) held++;
+    }
+    expect(held).toBeGreaterThanOrEqual(198);
   });
 });

@@ -430,3 +430,21 @@ export function binomialInterval(p: number, n: number, z = 3.29): [number, numbe
   const sd = Math.sqrt((p * (1 - p)) / n);
   return [p - z * sd, p + z * sd];
 }
+
+/**
+ * Where the p-th percentile of the population the sorted samples come from lies, at about 99.9%
+ * (z = 3.29), whatever its distribution: the count of samples under the true percentile is binomial
+ * (n, p/100), so the order statistics at the ends of that count's interval bound it. An end that
+ * falls beyond the samples (too few of them for this percentile, say fewer than about 1,100 for
+ * the 99th) is -Infinity or Infinity: the run cannot tell. Two runs whose intervals do not overlap
+ * differ beyond chance.
+ */
+export function percentileInterval(sorted: readonly number[], p: number, z = 3.29): [number, number] {
+  const n = sorted.length;
+  const q = p / 100;
+  const half = z * Math.sqrt(n * q * (1 - q));
+  // 0-based indexes of the order statistics of ranks floor(nq - half) and ceil(nq + half) + 1.
+  const low = Math.floor(n * q - half) - 1;
+  const high = Math.ceil(n * q + half);
+  return [low >= 0 && n > 0 ? sorted[low] : -Infinity, high <= n - 1 ? sorted[high] : Infinity];
+}

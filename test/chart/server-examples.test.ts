@@ -16,7 +16,7 @@ import type {
 import { quantityValue } from '../../controller/src/desired/compare.ts';
 import { deployment, modelMountPath } from '../../controller/src/desired/objects.ts';
 import { planFromTemplates } from '../../controller/src/desired/plan.ts';
-import { defaultConfig, type OperatorConfig } from '../../controller/src/options.ts';
+import { defaultConfig, type OperatorConfig } from '../../controller/src/options/config.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 

@@ -1161,6 +1161,45 @@ const invalid: InvalidCase[] = [
     message: 'minCompared is for builtin: agreement',
   },
   {
+    what: 'endpoint agreement check with a source',
+    kind: 'endpoint',
+    spec: {
+      config: 'titanic',
+      rollout: {
+        strategy: 'Canary',
+        analysis: { checks: [{ name: 'agree', builtin: 'agreement', min: 0.9, source: 'Agents' }] },
+      },
+    },
+    code: 422,
+    message: 'source is for builtin: errorRate and latencyP99',
+  },
+  {
+    what: 'endpoint query check with a source',
+    kind: 'endpoint',
+    spec: {
+      config: 'titanic',
+      rollout: {
+        strategy: 'Canary',
+        analysis: { checks: [{ name: 'q', query: 'vector(0)', max: 1, source: 'Agents' }] },
+      },
+    },
+    code: 422,
+    message: 'source is for builtin: errorRate and latencyP99',
+  },
+  {
+    what: 'endpoint check with an unknown source',
+    kind: 'endpoint',
+    spec: {
+      config: 'titanic',
+      rollout: {
+        strategy: 'Canary',
+        analysis: { checks: [{ name: 'errors', builtin: 'errorRate', max: 0.01, source: 'Envoy' }] },
+      },
+    },
+    code: 422,
+    message: 'Unsupported value: "Envoy"',
+  },
+  {
     what: 'endpoint config name longer than 63 characters',
     kind: 'endpoint',
     spec: { config: label64 },

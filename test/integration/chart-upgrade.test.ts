@@ -210,13 +210,17 @@ function watchControllers(): {
         const holder =
           spec?.holderIdentity && !expired && (spec.leaseDurationSeconds ?? 0) > 1 ? spec.holderIdentity : '';
         if (holders.at(-1)?.holder !== holder) holders.push({ at, holder });
-        for (const p of (await core.listNamespacedPod({ namespace: release.namespace })).items) {
+        const list = await core.listNamespacedPod({ namespace: release.namespace });
+        // One time for the whole list: a pod seen Ready and another seen terminating in the same
+        // list were so at the same moment, whichever of them comes first in it.
+        const listed = Date.now() - t0;
+        for (const p of list.items) {
           const name = p.metadata!.name!;
           const seen = pods.get(name) ?? { image: p.spec!.containers[0].image! };
           pods.set(name, seen);
           if (seen.ready === undefined && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
-            seen.ready = Date.now() - t0;
-          if (seen.terminating === undefined && p.metadata!.deletionTimestamp) seen.terminating = Date.now() - t0;
+            seen.ready = listed;
+          if (seen.terminating === undefined && p.metadata!.deletionTimestamp) seen.terminating = listed;
         }
       } catch (err) {
         errors.push(`${((Date.now() - t0) / 1000).toFixed(1)}s: ${err instanceof Error ? err.message : String(err)}`);

@@ -41,7 +41,7 @@ import {
 import { planFromTemplates, type VersionPlan } from '../../controller/src/desired/plan.ts';
 import { KubeClient, KubeError } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
-import { defaultConfig, type OperatorConfig } from '../../controller/src/options.ts';
+import { defaultConfig, type OperatorConfig } from '../../controller/src/options/config.ts';
 import { defaults, type LiveRoute } from '../../controller/src/rollout/decide.ts';
 import { desiredState, type WantedLive } from '../../controller/src/reconcile/desired-state.ts';
 import { routingProvider } from '../../controller/src/routing/providers.ts';
@@ -511,7 +511,9 @@ const analysisCheck: fc.Arbitrary<AnalysisCheck> = fc
     {
       name: dnsLabel(63),
       measure: fc.oneof(
-        fc.constantFrom('errorRate', 'latencyP99').map((builtin) => ({ builtin })),
+        fc
+          .tuple(fc.constantFrom('errorRate', 'latencyP99'), fc.constantFrom(undefined, 'DataPlane', 'Agents'))
+          .map(([builtin, source]) => ({ builtin, ...(source ? { source } : {}) })),
         anyText(300).map((query) => ({ query })),
       ),
       max: fc.double({ noNaN: true, noDefaultInfinity: true }),
@@ -763,7 +765,7 @@ function controllerWrites(
         smokeTest: { passed: true, message: '1 request answered as expected' },
         now,
       };
-      const routeStatus = liveRoute ? provider.status(ctx, liveRoute) : undefined;
+      const routeStatus = liveRoute ? provider.observe(ctx, liveRoute).status : undefined;
       const state = desiredState({
         ctx,
         provider,
@@ -772,7 +774,7 @@ function controllerWrites(
         live,
         routed: route !== undefined,
         hostBlocked: false,
-        observed: { readyOf: () => 1, routeStatus, mirroringUnavailable: provider.mirroringUnavailable() },
+        observed: { readyOf: () => 1, routeStatus, mirroringUnavailable: provider.dataPlane.mirroringUnavailable },
       });
       const { decision } = state;
       for (const d of decision.deploy) snapshots.set(d.plan.version, d.plan);
@@ -798,14 +800,14 @@ function controllerWrites(
           status: true,
         });
       }
-      const routeObject = routing.find((d) => d.resource === provider.routeResource)?.object;
+      const routeObject = routing.find((d) => d.resource === provider.kinds.route)?.object;
       if (routeObject) liveRoute = routeObject;
       status = state.status;
       write({ resource: resources.endpoint, object: { metadata: { name }, status }, status: true });
       if (decision.route && routeObject)
         route = {
           versions: versionWeights(decision.route),
-          services: provider.referencedServices(routeObject),
+          services: provider.observe(ctx, routeObject).services,
           observed: true,
         };
       const next = status.rollout?.nextStepAt;

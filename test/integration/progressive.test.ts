@@ -43,6 +43,7 @@ import {
   waitForGateway,
 } from './traffic.ts';
 import { servedModel } from './fixtures.ts';
+import { failedOf, notCandidateErrors, untilElapsed } from './served.ts';
 
 let namespace: string;
 let capacityNamespace: string;
@@ -105,7 +106,6 @@ const latencyP99 = (o: Partial<AnalysisCheck> = {}): AnalysisCheck => ({
   ...o,
 });
 const progressing = (e: MachineLearningEndpoint) => e.status?.conditions?.find((c) => c.type === 'Progressing');
-const failedOf = (samples: readonly Sample[]) => samples.filter((s) => s.status < 200 || s.status >= 300);
 const servicesOf = (e: MachineLearningEndpoint, version: string) =>
   (e.status?.traffic ?? []).filter((t) => t.version === version).map((t) => t.service);
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -218,12 +218,6 @@ async function serveFirst(
   const e = await waitForEndpoint(namespace, name, 'InService', inService, 90_000);
   await waitForGateway(host(name));
   return e;
-}
-
-async function untilElapsed(run: LoadRun, at: number): Promise<void> {
-  await waitFor(`the load to run until ${seconds(at)}`, at - run.elapsed() + 10_000, async () =>
-    run.elapsed() >= at ? true : undefined,
-  );
 }
 
 describe('Canary and Linear under load, with metric gates on Traefik metrics in Prometheus', () => {
@@ -359,11 +353,7 @@ describe('Canary and Linear under load, with metric gates on Traefik metrics in 
       const failed = failedOf(run.samples);
       // Every failure is an answer of the candidate: none from the serving version, none from the gateway.
       expect(failed.length).toBeGreaterThan(0);
-      expect(
-        failed.every(
-          (s) => s.status === 500 && s.backend?.instance !== undefined && !servingServices.includes(s.backend.instance),
-        ),
-      ).toBe(true);
+      expect(notCandidateErrors(failed, servingServices)).toEqual([]);
       const candidateServices = [...new Set(failed.map((s) => s.backend!.instance!))];
       const rollbackSeen = tracker.seen.find((s) => s.phase === 'RolledBack')!.at;
       // Rolled back within 15 s of the first failed request; and from then to the rollback, at most
@@ -437,11 +427,7 @@ describe('Canary and Linear under load, with metric gates on Traefik metrics in 
         tracker.seen.filter((x) => x.version === rolledBack.status!.rollout!.version && x.weight).map((x) => x.weight),
       ).toEqual([25]);
       const failed = failedOf(run.samples);
-      expect(
-        failed.every(
-          (s) => s.status === 500 && s.backend?.instance !== undefined && !servingServices.includes(s.backend.instance),
-        ),
-      ).toBe(true);
+      expect(notCandidateErrors(failed, servingServices)).toEqual([]);
       const rollbackSeen = tracker.seen.find((x) => x.phase === 'RolledBack')!.at;
       const { figures, problems } = rollbackProblems(run.samples, {
         rollbackAt: rollbackSeen,

@@ -2,12 +2,21 @@
 // the chart come from an OCI registry in the cluster's network (containerd pulls, helm installs
 // from oci://), the controller runs in a pod under PSS restricted with in-cluster config through
 // the `kubernetes` Service, the real fetcher fetches real scikit-learn models, and predictions go
-// through the gateway: an 80/20 split, a broken artifact that never takes traffic, a new model
+// through the gateway: an 80/20 split with every prediction kept by Data Capture in the cluster's
+// object store (MinIO), read back by Python; a broken artifact that never takes traffic, a new model
 // rolled out blue/green under load, and a controller upgrade under load that restarts no model.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
+import {
+  readCapturesPython,
+  startJourneyCapture,
+  type CapturesRead,
+  type JourneyCapture,
+} from '../../ci/cluster/journey-capture.ts';
 import { serviceAccountOf } from '../../ci/cluster/operator.ts';
 import {
   buildJourneyImages,
@@ -31,10 +40,15 @@ import { backendsOf, expectServed } from './served.ts';
 const endpointName = 'iris';
 let cluster: ControlPlane;
 let journey: RealJourney;
+let capture: JourneyCapture;
 let core: k8s.CoreV1Api;
 let release: RealJourney['release'];
 let models: string;
 const timings: Record<string, number> = {};
+/** Predictions sent while waiting for the first answer through the gateway. */
+let probes = 0;
+/** The answers each model gave to the 500 predictions of the 80/20 test. */
+let split: Record<string, number> = {};
 const started = Date.now();
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
@@ -49,6 +63,7 @@ beforeAll(async () => {
   journey = await prepareRealJourney(cluster, built);
   timings.pushes = journey.pushSeconds * 1000;
   ({ release, models } = journey);
+  capture = await startJourneyCapture(cluster, journey);
   log(
     `real journey: images built in ${seconds(timings.imageBuilds)}, pushed with the chart in ${seconds(timings.pushes)}`,
   );
@@ -59,6 +74,7 @@ afterAll(async () => {
     `real journey: total ${seconds(Date.now() - started)}; timings: ${JSON.stringify(Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, seconds(v)])))}`,
   );
   await journey?.stop().catch(() => undefined);
+  await capture?.stop().catch(() => undefined);
   await cluster?.stop();
 });
 
@@ -190,6 +206,8 @@ describe("the platform team's first hour on real containers", () => {
         { model: 'iris-a', weight: 80, instances: 1, cpus: '100m', memory: '256Mi', size: '64Mi', ...onRealNode },
         { model: 'iris-b', weight: 20, instances: 1, cpus: '100m', memory: '256Mi', size: '64Mi', ...onRealNode },
       ],
+      // Every request and its answer kept (the next test reads them).
+      dataCapture: capture.dataCapture(100),
     });
     await journey.applyEndpoint(endpointName, 'iris');
     await waitFor(
@@ -200,6 +218,7 @@ describe("the platform team's first hour on real containers", () => {
     );
     await waitFor('a first prediction through the gateway', 120_000, async () => {
       const r = await predictions({ requests: 1, maxDurationMs: 10_000, concurrency: 1 }).done;
+      probes++;
       return r.failed === 0 ? true : undefined;
     });
     timings.installToFirstPrediction = Date.now() - installStarted;
@@ -228,7 +247,44 @@ describe("the platform team's first hour on real containers", () => {
     );
     expect(first / 500).toBeGreaterThanOrEqual(lo);
     expect(first / 500).toBeLessThanOrEqual(hi);
+    split = { 'iris-a': first, 'iris-b': second };
   }, 600_000);
+
+  it("keeps every prediction in the cluster's object store, as JSON Lines files Python reads", async () => {
+    // The 500 predictions of the test before and its probes, the successful one at least.
+    const stored = await capture.settled(endpointName, 501);
+    const copies = join(cluster.dir, 'captures');
+    const files = await capture.download(endpointName, copies);
+    log(`real journey: ${stored} records in ${files.length} files of ${capture.where(endpointName)}`);
+    const python = spawnSync('python3', ['-c', readCapturesPython, copies], { encoding: 'utf8' });
+    expect(python.status, python.error?.message ?? python.stderr).toBe(0);
+    const read = JSON.parse(python.stdout) as CapturesRead;
+    log(
+      `real journey: Python read ${JSON.stringify({ ...read, first: undefined })}; the first record: ${JSON.stringify(read.first)}`,
+    );
+    // Every request that reached a model: the 500 and the probes that were answered (a probe the
+    // gateway refused before the route was ready never reached one).
+    expect(read.files).toBe(files.length);
+    expect(read.records).toBe(stored);
+    expect(read.records).toBeGreaterThanOrEqual(501);
+    expect(read.records).toBeLessThanOrEqual(500 + probes);
+    // Each one's request as the client sent it, and the answer it got.
+    expect(read.inputs).toEqual({ [JSON.stringify({ instances: irisExamples.map((e) => e.flower) })]: read.records });
+    expect(read.labels).toEqual({ [JSON.stringify(expected)]: read.records });
+    // Each model's records, as many as the answers it gave (the probes aside).
+    for (const [variant, answered] of Object.entries(split)) {
+      expect(read.variants[variant]).toBeGreaterThanOrEqual(answered);
+      expect(read.variants[variant]).toBeLessThanOrEqual(answered + probes);
+    }
+    expect(read.first).toMatchObject({
+      eventVersion: '0',
+      captureData: {
+        endpointInput: { mode: 'INPUT', encoding: 'JSON', observedContentType: 'application/json' },
+        endpointOutput: { mode: 'OUTPUT', encoding: 'JSON' },
+      },
+      mlOperator: { endpoint: endpointName, status: 200 },
+    });
+  }, 300_000);
 
   it("keeps traffic on the serving version while a model's artifact cannot be fetched, and says why", async () => {
     const before = await endpoint();

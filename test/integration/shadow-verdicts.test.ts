@@ -4,116 +4,34 @@
 // computed offline on the same 150 iris rows; a shadow test stops the bad candidate before its end,
 // which never answers a client; a passed test promotes the good one through a Canary with 0 failed
 // requests; and the agreement gate rolls a Canary of the bad one back, naming the agreement.
-import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startControlPlane, type ControlPlane } from '../../ci/cluster/control-plane.ts';
-import { buildJourneyImages, onRealNode, prepareRealJourney, type RealJourney } from '../../ci/cluster/real-journey.ts';
-import { runReadOnly } from '../../ci/image/build.ts';
 import { log } from '../../ci/log.ts';
 import { describeReport } from '../../ci/traffic/load.ts';
 import { waitFor } from '../../ci/wait.ts';
-import type { MachineLearningEndpoint, ShadowEntry } from '../../controller/src/api/generated.ts';
-import { resources } from '../../controller/src/kube/resources.ts';
+import type { ShadowEntry } from '../../controller/src/api/generated.ts';
 import { expectServed } from './served.ts';
+import { compare, instanceOf, onNode, shadow, startShadowLab, type ShadowLab } from './shadow-lab.ts';
 
-let cluster: ControlPlane;
-let journey: RealJourney;
-let core: k8s.CoreV1Api;
-/** The iris data set, as the image's scikit-learn ships it: the rows agreement.json was computed on. */
-let rows: number[][];
-/** The offline agreement of each pair of models on those rows ("iris-1.0.0|iris-2.0.0", names sorted). */
-let offline: Record<string, number>;
+let lab: ShadowLab;
 const bad = 'iris-permuted-1.0.0';
 
 beforeAll(async () => {
-  const images = buildJourneyImages();
-  cluster = await startControlPlane({ realNode: true, observability: false, nodes: 1 });
-  core = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
-  const built = await images;
-  offline = built.sklearn.agreement;
-  const dump = await runReadOnly(
-    built.sklearn.image,
-    ['-c', 'import json; from sklearn.datasets import load_iris; print(json.dumps(load_iris().data.tolist()))'],
-    ['--entrypoint=python3'],
-  );
-  if (dump.code !== 0) throw new Error(`load_iris in the image: exit ${dump.code}: ${dump.stderr}`);
-  rows = JSON.parse(dump.stdout) as number[][];
-  expect(rows).toHaveLength(150);
-  journey = await prepareRealJourney(cluster, built);
-  await journey.helmRelease('journey-1');
-  await journey.applyModel('iris-1', journey.irisModel(journey.artifacts['iris-1.0.0']));
-  await journey.applyModel('iris-2', journey.irisModel(journey.artifacts['iris-2.0.0']));
-  await journey.applyModel('iris-bad', journey.irisModel(journey.artifacts[bad]));
+  lab = await startShadowLab();
+  await lab.journey.applyModel('iris-1', lab.journey.irisModel(lab.journey.artifacts['iris-1.0.0']));
+  await lab.journey.applyModel('iris-2', lab.journey.irisModel(lab.journey.artifacts['iris-2.0.0']));
+  await lab.journey.applyModel('iris-bad', lab.journey.irisModel(lab.journey.artifacts[bad]));
 }, 1_500_000);
 
 afterAll(async () => {
-  await journey?.stop().catch(() => undefined);
-  await cluster?.stop();
+  await lab?.stop();
 });
-
-const compare = { path: '$.predictions' };
-/** A variant of `model` in real containers on the real node, sized as the real journey's. */
-const onNode = (model: string, extra: Record<string, unknown> = {}) => ({
-  model,
-  instances: 1,
-  cpus: '100m',
-  memory: '256Mi',
-  size: '64Mi',
-  ...onRealNode,
-  ...extra,
-});
-
-async function applyEndpoint(name: string, rollout?: Record<string, unknown>) {
-  await journey.user.apply(resources.endpoint, {
-    apiVersion: 'ml-operator.dev/v1alpha1',
-    kind: 'MachineLearningEndpoint',
-    metadata: { name, namespace: journey.models },
-    spec: { config: name, ...(rollout ? { rollout } : {}) },
-  });
-}
-
-const endpoint = async (name: string) => (await journey.endpoint(name))!;
-
-/** Polls endpoint `name` until `check` gives a value, within `ms`; the endpoint's status explains a time-out. */
-async function until<T>(
-  name: string,
-  what: string,
-  ms: number,
-  check: (e: MachineLearningEndpoint) => T | undefined,
-): Promise<T> {
-  return waitFor(
-    `${name} ${what}`,
-    ms,
-    async () => check(await endpoint(name)),
-    async () => JSON.stringify((await endpoint(name))?.status, null, 1),
-  );
-}
-
-const shadow = (e: MachineLearningEndpoint, variant: string): ShadowEntry | undefined =>
-  e.status?.shadows?.find((s) => s.variant === variant);
-
-/** Waits until the gateway answers a prediction of `name` (InService comes with the route accepted, a moment before Traefik serves it). */
-async function firstAnswer(name: string): Promise<void> {
-  await waitFor(`a first prediction of ${name} through the gateway`, 60_000, async () => {
-    const r = await journey.predictions(name, { requests: 1, maxDurationMs: 10_000, concurrency: 1 }).done;
-    return r.failed === 0 ? true : undefined;
-  });
-}
 
 /** The count of agreeing predictions a comparison's (rounded) agreement stands for. */
 const agreeing = (c: NonNullable<ShadowEntry['comparison']>) => Math.round((c.agreement ?? 0) * (c.predictions ?? 0));
 
-/** One request a row of the iris data set (row i % 150), through the gateway, open loop. */
-const rowLoad = (name: string, requests: number, rate: number, maxDurationMs: number) =>
-  journey.predictions(name, {
-    requests,
-    rate,
-    maxDurationMs,
-    requestFor: (i) => ({ body: JSON.stringify({ instances: [rows[i % rows.length]] }) }),
-  });
-
 describe('shadows judged by their predictions, on the real node', () => {
   it('reports, through the gateway, the agreement computed offline: of a good candidate and of a bad one', async () => {
+    const { journey, offline, endpoint, until, firstAnswer, applyEndpoint, rowLoad } = lab;
     await journey.applyConfig('agree', {
       models: [
         onNode('iris-1'),
@@ -157,10 +75,14 @@ describe('shadows judged by their predictions, on the real node', () => {
       }
       return Date.now() - since >= 11_000 ? c : undefined;
     });
-    const run = rowLoad('agree', 150, 25, 60_000);
+    const run = rowLoad('agree', { requests: 150, rate: 25, maxDurationMs: 60_000 });
     log(`shadow verdicts: 150 iris rows to agree: ${describeReport(await run.done)}`);
-    // Every client was answered by the serving model, never by a shadow.
-    expectServed(run, { backends: serving });
+    // Every client was answered by the serving model, never by a shadow, and none waited for a
+    // shadow (a copy's timeout is 10 s). The real node shares two cores with the other test files:
+    // beside the traffic suite's misbehaving versions these 150 had a p50 of 189 ms and a worst of
+    // 1,025 ms once (7 and 98 ms alone), so a request fails past the load's 3 s slack, as in the
+    // failing-shadows test; what this test measures is the agreement.
+    expectServed(run, { backends: serving, maxExtraMs: 3000 });
     const done = await until('agree', 'to have compared every row with each shadow', 60_000, (e) => {
       const s = ['iris-2', 'iris-bad'].map((v) => shadow(e, v)?.comparison);
       return s.every(
@@ -177,7 +99,8 @@ describe('shadows judged by their predictions, on the real node', () => {
       log(
         `shadow verdicts: iris-1.0.0 against ${name} over the 150 rows: agreement ${measured} (offline ${expected}); since the start ${JSON.stringify(c)}`,
       );
-      // Rows the agents dropped (their in-flight cap) are counted; none is expected at this rate.
+      // Rows the agents dropped (their in-flight cap, a back-off from refused connections) are counted;
+      // none is expected at this rate.
       const dropped = (c.dropped ?? 0) - (b.dropped ?? 0);
       expect(c.requests - b.requests + dropped).toBe(150);
       expect(c.compared - b.compared + dropped).toBe(150);
@@ -191,6 +114,7 @@ describe('shadows judged by their predictions, on the real node', () => {
   }, 600_000);
 
   it('stops a bad candidate before its test ends, and promotes a good one through a Canary, with 0 failed requests', async () => {
+    const { journey, core, until, firstAnswer, applyEndpoint, rowLoad } = lab;
     const test = (onPass: 'Promote' | 'Report', durationSeconds: number) => ({
       durationSeconds,
       minCompared: 100,
@@ -220,8 +144,8 @@ describe('shadows judged by their predictions, on the real node', () => {
     await firstAnswer('stopped');
     await firstAnswer('promoted');
     const started = Date.now();
-    const stoppedRun = rowLoad('stopped', 1500, 10, 150_000);
-    const promotedRun = rowLoad('promoted', 2000, 10, 200_000);
+    const stoppedRun = rowLoad('stopped', { requests: 1500, rate: 10, maxDurationMs: 150_000 });
+    const promotedRun = rowLoad('promoted', { requests: 2000, rate: 10, maxDurationMs: 200_000 });
 
     // The bad candidate: failed early, beyond doubt, and stopped.
     const verdict = await until('stopped', 'to fail its shadow test', 120_000, (e) =>
@@ -292,6 +216,7 @@ describe('shadows judged by their predictions, on the real node', () => {
   }, 900_000);
 
   it('rolls back a Canary whose candidate disagrees with the serving model, naming the measured agreement', async () => {
+    const { journey, until, firstAnswer, applyEndpoint, rowLoad } = lab;
     const agree = { name: 'agree', builtin: 'agreement', min: 0.9, compare, intervalSeconds: 10 };
     await journey.applyConfig('gated', { models: [onNode('iris-1')] });
     await applyEndpoint('gated', {
@@ -308,12 +233,7 @@ describe('shadows judged by their predictions, on the real node', () => {
     // The rows in a shuffled order (the data set is sorted by class), so that the candidate's share
     // of the first requests is a sample of all three classes.
     const order = shuffled(150, 7);
-    const run = journey.predictions('gated', {
-      requests: 3000,
-      rate: 10,
-      maxDurationMs: 300_000,
-      requestFor: (i) => ({ body: JSON.stringify({ instances: [rows[order[i % 150]]] }) }),
-    });
+    const run = rowLoad('gated', { requests: 3000, rate: 10, maxDurationMs: 300_000, order });
     // The candidate: the model trained on shuffled labels, in place of iris 1.0.0.
     await journey.applyConfig('gated', { models: [onNode('iris-bad')] });
     const rolledBack = await until('gated', 'to roll the candidate back', 240_000, (e) =>
@@ -337,8 +257,6 @@ describe('shadows judged by their predictions, on the real node', () => {
     await waitFor('5 s of load after the rollback', 10_000, async () => run.elapsed() >= until5s || undefined);
     run.stop();
     log(`shadow verdicts: load on gated: ${describeReport(await run.done)}`);
-    // The scikit-learn server names its pod, `<instance>-<hash>-<hash>`.
-    const instanceOf = (pod: string | undefined) => pod?.split('-').slice(0, -2).join('-');
     const answeredBy = [...new Set(run.samples.map((s) => instanceOf(s.backend?.pod)).filter((b) => b !== undefined))];
     const candidates = answeredBy.filter((b) => !serving.includes(b));
     // The candidate took its canary share, and one instance of it only.
