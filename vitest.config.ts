@@ -24,9 +24,13 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
-          // The chaos soak and the failing shadows run alone, after these (the `soak` and `quiet`
-          // projects below).
-          exclude: ['test/integration/chaos.test.ts', 'test/integration/failing-shadows.test.ts'],
+          // The chaos soak and the real node's shadow tests run alone, after these (the `soak` and
+          // `quiet` projects below).
+          exclude: [
+            'test/integration/chaos.test.ts',
+            'test/integration/failing-shadows.test.ts',
+            'test/integration/shadow-verdicts.test.ts',
+          ],
           environment: 'node',
           // One real control plane for the whole run; each test file works in its own namespace.
           globalSetup: ['test/integration/global-setup.ts'],
@@ -54,12 +58,15 @@ export default defineConfig({
       },
       {
         test: {
-          // A latency compared to a few milliseconds (the failing shadows' p99 against the same
-          // model's without them), on a cluster of its own with a real node. `npm test` (ci/test.ts)
-          // runs it in a vitest of its own once the other projects' have closed: their control
-          // planes, idle until vitest closes, were felt in hundreds of milliseconds of its tail.
+          // Latencies judged on the real node, each file on a cluster of its own: the failing
+          // shadows' p99 against the same model's without them, and the shadow tests' clients, every
+          // request within a second of what it asked for while the agents mirror every request.
+          // `npm test` (ci/test.ts) runs them in a vitest of their own once the other projects' have
+          // closed: their control planes, idle until vitest closes, were felt in hundreds of
+          // milliseconds of the failing shadows' tail, and the traffic suite's misbehaving versions
+          // running beside the shadow tests stalled one of their requests for a second.
           name: 'quiet',
-          include: ['test/integration/failing-shadows.test.ts'],
+          include: ['test/integration/failing-shadows.test.ts', 'test/integration/shadow-verdicts.test.ts'],
           environment: 'node',
           testTimeout: 180_000,
           hookTimeout: 1_500_000,

@@ -17,7 +17,7 @@ await ensureTools({ realNode: true, istio: true });
 const vitest = fileURLToPath(new URL('../node_modules/vitest/vitest.mjs', import.meta.url));
 
 /**
- * The `quiet` project (a latency compared to a few milliseconds, on a cluster of its own) runs in a
+ * The `quiet` project (latencies judged on the real node, each file on a cluster of its own) runs in a
  * vitest of its own, after every other project's: vitest stops the other projects' control planes only
  * when it closes, and two idle control planes on two cores were felt in hundreds of milliseconds of
  * its clients' tail. A run that names projects keeps that order for the ones it names.
