@@ -28,7 +28,6 @@ import type {
   MachineLearningModelSpec,
 } from '../../controller/src/api/generated.ts';
 import { labels } from '../../controller/src/desired/labels.ts';
-import { planFromTemplates } from '../../controller/src/desired/plan.ts';
 import { KubeClient } from '../../controller/src/kube/client.ts';
 import { Informer } from '../../controller/src/kube/informer.ts';
 import { resources, type KubeObject } from '../../controller/src/kube/resources.ts';
@@ -252,20 +251,23 @@ async function lowerBound(b: Bench, endpoints: number, concurrency: number, run:
       metadata: { name: endpointName(i), namespace: direct, uid: '00000000-0000-0000-0000-000000000000' },
       spec: { config: 'ab' },
     };
-    const resolution = planFromTemplates(endpointName(i), 'ab', config, new Map(Object.entries(models)));
-    if (!resolution.ok) throw new Error('unresolved');
     // What the controller wants for the endpoint once its version is Available, as desiredState
-    // says, less the snapshots (serving needs none of them).
+    // says from the same templates, less the snapshots (serving needs none of them).
     const provider = routingProvider(operatorConfig);
     const state = desiredState({
       ctx: { endpoint, config: operatorConfig },
       provider,
+      templates: {
+        config: { spec: config },
+        models: new Map(Object.entries(models)),
+        kept: () => undefined,
+        promotionMarked: () => false,
+        pin: (plan) => plan,
+      },
       rollout: {
         generation: 1,
         spec: endpoint.spec,
         status: {},
-        target: resolution.plan,
-        snapshot: () => undefined,
         workload: () => ({ ready: 1, available: true }),
         now: new Date(),
       },
@@ -275,6 +277,7 @@ async function lowerBound(b: Bench, endpoints: number, concurrency: number, run:
       hostBlocked: false,
       observed: { readyOf: () => 1 },
     });
+    if (!state.resolved.target) throw new Error(`unresolved: ${state.resolved.problem?.message}`);
     const isRoute = (d: { resource: unknown }) => d.resource === provider.kinds.route;
     const snapshot = (d: { resource: unknown }) =>
       d.resource === resources.endpointConfig || d.resource === resources.model;

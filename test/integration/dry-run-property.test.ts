@@ -30,7 +30,6 @@ import type {
   AnalysisCheck,
   EnvVar,
 } from '../../controller/src/api/generated.ts';
-import { autoscalingProblem } from '../../controller/src/desired/autoscaling.ts';
 import { contains, upToDate } from '../../controller/src/desired/compare.ts';
 import {
   cleanupPod,
@@ -38,12 +37,13 @@ import {
   type Desired,
   type EndpointContext,
 } from '../../controller/src/desired/objects.ts';
-import { planFromTemplates, type VersionPlan } from '../../controller/src/desired/plan.ts';
+import type { VersionPlan } from '../../controller/src/desired/plan.ts';
 import { KubeClient, KubeError } from '../../controller/src/kube/client.ts';
 import { resources, type KubeObject, type Resource } from '../../controller/src/kube/resources.ts';
 import { defaultConfig, type OperatorConfig } from '../../controller/src/options/config.ts';
 import { defaults, type LiveRoute } from '../../controller/src/rollout/decide.ts';
 import { desiredState, type WantedLive } from '../../controller/src/reconcile/desired-state.ts';
+import type { Templates } from '../../controller/src/reconcile/target.ts';
 import { routingProvider } from '../../controller/src/routing/providers.ts';
 import { versionWeights } from '../../controller/src/desired/route.ts';
 import { adminConfig, createNamespace, deleteNamespace } from './kube.ts';
@@ -735,31 +735,21 @@ function controllerWrites(
   let now = new Date('2026-01-01T00:00:00Z');
 
   for (const c of [config, nextConfig]) {
-    const resolution = planFromTemplates(name, config.metadata.name!, c.spec, specs);
-    if (!resolution.ok) throw new Error(`models ${resolution.missing.join(', ')} are missing from the sample`);
-    // spec.serveVersion pins a kept version (from its snapshots); one never kept resolves to nothing.
-    const pinned = endpoint.spec.serveVersion;
-    let target: VersionPlan | undefined = pinned ? snapshots.get(pinned) : resolution.plan;
-    const problem = target
-      ? autoscalingProblem(operator, target.variants)
-      : {
-          type: 'TemplatesAvailable',
-          status: 'False' as const,
-          reason: 'VersionNotFound',
-          message: `spec.serveVersion ${pinned} was never kept`,
-        };
-    if (problem) {
-      refused.push(problem.reason);
-      target = undefined;
-    }
+    // The templates as the reconciler reads them; desiredState resolves the version from them (and
+    // spec.serveVersion pins a kept one, from the snapshots written so far).
+    const templates: Templates = {
+      config: { spec: c.spec },
+      models: specs,
+      kept: (version) => snapshots.get(version),
+      promotionMarked: () => false,
+      pin: (plan) => plan,
+    };
+    let refusal: string | undefined;
     for (let round = 0; round < 6; round++) {
       const rollout = {
         generation: endpoint.metadata.generation ?? 1,
         spec: endpoint.spec,
         status: status ?? {},
-        target,
-        problem,
-        snapshot: (version: string) => snapshots.get(version),
         route,
         workload: (_: unknown, replicas: number) => ({ ready: replicas, available: true }),
         smokeTest: { passed: true, message: '1 request answered as expected' },
@@ -767,8 +757,9 @@ function controllerWrites(
       };
       const routeStatus = liveRoute ? provider.observe(ctx, liveRoute).status : undefined;
       const state = desiredState({
-        ctx,
+        ctx: { ...ctx, endpoint: { ...endpoint, status } },
         provider,
+        templates,
         rollout,
         deadlineSeconds,
         live,
@@ -777,6 +768,9 @@ function controllerWrites(
         observed: { readyOf: () => 1, routeStatus, mirroringUnavailable: provider.dataPlane.mirroringUnavailable },
       });
       const { decision } = state;
+      const { target, problem } = state.resolved;
+      if (problem?.reason === 'WaitingForTemplates') throw new Error(`the sample lacks a template: ${problem.message}`);
+      if (problem && refusal === undefined) refused.push((refusal = problem.reason));
       for (const d of decision.deploy) snapshots.set(d.plan.version, d.plan);
       const wanted = new Map(state.workloads.map((d) => [`${d.resource.plural}/${d.object.metadata.name}`, d]));
       const routing = state.routing;

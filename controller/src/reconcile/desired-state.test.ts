@@ -1,23 +1,28 @@
 import { describe, expect, it } from 'vitest';
 import type { MachineLearningEndpoint } from '../api/generated.ts';
-import { planFromTemplates } from '../desired/plan.ts';
+import { planFromTemplates, type VersionPlan } from '../desired/plan.ts';
 import { planFingerprint } from '../rollout/strategies.ts';
 import { defaultConfig } from '../options/config.ts';
 import { routingProvider } from '../routing/providers.ts';
 import type { RolloutDecision } from '../rollout/decide.ts';
 import { desiredState, wantedWorkloads, type DesiredStateInputs } from './desired-state.ts';
+import type { Templates } from './target.ts';
 
 const endpoint = {
   metadata: { name: 'iris', namespace: 'models', uid: 'u1', generation: 1 },
   spec: { config: 'iris' },
 } as MachineLearningEndpoint;
-const plan = planFromTemplates(
-  'iris',
-  'iris',
-  { models: [{ model: 'iris', instances: 2 }] },
-  new Map([['iris', { image: 'acme/iris:1' }]]),
-);
-if (!plan.ok) throw new Error('no plan');
+
+/** The config template `iris` (2 instances of the model iris) and the model's template, with `image`. */
+function templatesOf(image: string, kept: (version: string) => VersionPlan | undefined = () => undefined): Templates {
+  return {
+    config: { spec: { models: [{ model: 'iris', instances: 2 }] } },
+    models: new Map([['iris', { image }]]),
+    kept,
+    promotionMarked: () => false,
+    pin: (p) => p,
+  };
+}
 
 function inputs(o: Partial<DesiredStateInputs> & { available?: boolean } = {}): DesiredStateInputs {
   const config = structuredClone(defaultConfig);
@@ -29,12 +34,11 @@ function inputs(o: Partial<DesiredStateInputs> & { available?: boolean } = {}): 
     hostBlocked: false,
     live: { startReplicas: () => 1, hostNodes: () => [], loaded: () => true, auxiliaryMissing: false },
     observed: { readyOf: () => (o.available ? 2 : 0) },
+    templates: templatesOf('acme/iris:1'),
     rollout: {
       generation: 1,
       spec: endpoint.spec,
       status: {},
-      target: plan.ok ? plan.plan : undefined,
-      snapshot: () => undefined,
       workload: () => ({ ready: o.available ? 2 : 0, available: !!o.available }),
       now: new Date('2026-01-01T00:00:00Z'),
     },
@@ -106,26 +110,23 @@ describe('desiredState, a rollout under an agreement check', () => {
       { models: [{ model: 'iris', instances: 2 }] },
       new Map([['iris', { image: 'acme/iris:1' }]]),
     );
-    const next = planFromTemplates(
-      'iris',
-      'iris',
-      { models: [{ model: 'iris', instances: 2 }] },
-      new Map([['iris', { image: 'acme/iris:2' }]]),
-      true,
-    );
-    if (!old.ok || !next.ok) throw new Error('no plan');
+    if (!old.ok) throw new Error('no plan');
     const base = inputs({ available: true });
+    const spec = { ...endpoint.spec, rollout };
     const state = desiredState({
       ...base,
+      ctx: { ...base.ctx, endpoint: { ...endpoint, spec } },
       routed: true,
+      templates: templatesOf('acme/iris:2', (v) => (v === old.plan.version ? old.plan : undefined)),
       rollout: {
         ...base.rollout,
-        spec: { ...endpoint.spec, rollout },
-        target: next.plan,
+        spec,
         status: { endpointConfigVersion: old.plan.version, state: 'InService' },
-        snapshot: (v) => (v === old.plan.version ? old.plan : undefined),
       },
     });
+    // The new version: iris 2, each variant with an agent (the rollout asks the agents for agreement).
+    const next = state.resolved.target!;
+    expect(next.variants.map((v) => [v.model.image, !!v.agent])).toEqual([['acme/iris:2', true]]);
     const configMap = state.workloads.find((d) => d.resource.kind === 'ConfigMap');
     const text = (configMap?.object as { data?: Record<string, string> } | undefined)?.data?.['config.json'];
     expect(JSON.parse(text ?? '{}')).toMatchObject({
@@ -134,7 +135,7 @@ describe('desiredState, a rollout under an agreement check', () => {
           name: `rollout:agree:${planFingerprint(rollout).slice(0, 8)}:${old.plan.variants[0].instance}`,
           url: `http://${old.plan.variants[0].instance}.models.svc:80`,
           percent: 100,
-          sources: [next.plan.variants[0].version],
+          sources: [next.variants[0].version],
           reference: 'copy',
         },
       ],

@@ -1,9 +1,10 @@
-// What the controller wants for an endpoint, in one pure function: desiredState(inputs) gives the
-// rollout decision, every object to write (the snapshots and workloads of each version the decision
-// deploys, then the gateways and the route) and the status that tells it. What the reconciler reads
-// from the caches comes in through the inputs, so that a test or a benchmark computes, from a spec
-// alone, exactly what the controller would write; the reconciler calls it, and nothing else of the
-// pipeline, between reading the world and writing to it.
+// What the controller wants for an endpoint, in one pure function: desiredState(inputs) resolves the
+// version the templates (or spec.serveVersion) ask for, and gives the rollout decision, every object
+// to write (the snapshots and workloads of each version the decision deploys, then the gateways and
+// the route) and the status that tells it. What the reconciler reads from the caches comes in
+// through the inputs, so that a test or a benchmark computes, from the templates alone, exactly what
+// the controller would write; the reconciler calls it, and nothing else of the pipeline, between
+// reading the world (and running the gates that need it) and writing to it.
 import type { DataCaptureConfig, MachineLearningEndpointStatus } from '../api/generated.ts';
 import { agentShadows, captureConfigMap, rolloutComparisons } from '../desired/agent.ts';
 import { autoscalerResource } from '../desired/autoscaling.ts';
@@ -13,6 +14,8 @@ import type { ConditionInput } from '../desired/status.ts';
 import { decide, type RolloutDecision, type RolloutInput } from '../rollout/decide.ts';
 import { renderStatus, type StatusInput } from '../rollout/status.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
+import type { Resolved } from './missing-templates.ts';
+import { resolveTarget, type Templates } from './target.ts';
 
 /** What the cluster says, as far as the wanted objects depend on it. */
 export interface WantedLive {
@@ -96,10 +99,15 @@ export interface Observed {
   mirroringUnavailable?: string;
 }
 
+/** What the rollout reads beside its target: the endpoint's status, the live route and workloads, the gates' results. */
+export type RolloutReads = Omit<RolloutInput, 'target' | 'problem' | 'snapshot'>;
+
 export interface DesiredStateInputs {
   ctx: desired.EndpointContext;
   provider: RoutingProvider;
-  rollout: RolloutInput;
+  /** The templates and kept versions the target is resolved from. */
+  templates: Templates;
+  rollout: RolloutReads;
   deadlineSeconds: number;
   live: WantedLive;
   /** A route is live: it is kept (re-written) even when the decision deploys nothing. */
@@ -110,6 +118,8 @@ export interface DesiredStateInputs {
 }
 
 export interface DesiredState {
+  /** The version the endpoint asks for (pinned), or why there is none, and when to look again. */
+  resolved: Resolved;
   decision: RolloutDecision;
   /** Snapshots, auxiliary route objects and workloads, written before the route. */
   workloads: desired.Desired[];
@@ -179,15 +189,19 @@ export function statusFor(
  * The settings the endpoint's agents read, while a version it deploys has agents: the capture the
  * templates ask for now (else the serving version's), so that a change reaches running pods in place.
  */
-function wantedCaptureConfig(inputs: DesiredStateInputs, decision: RolloutDecision): desired.Desired[] {
+function wantedCaptureConfig(
+  inputs: DesiredStateInputs,
+  rollout: RolloutInput,
+  decision: RolloutDecision,
+): desired.Desired[] {
   const namespace = inputs.ctx.endpoint.metadata.namespace!;
   return agentInstances(decision).length
     ? [
-        captureConfigMap(inputs.ctx.endpoint, captureSettings(inputs, decision), [
+        captureConfigMap(inputs.ctx.endpoint, captureSettings(rollout.target, decision), [
           ...agentShadows(namespace, decision.outcome.serving, decision.agentMirrors ?? []),
           ...rolloutComparisons(
             namespace,
-            inputs.rollout.target,
+            rollout.target,
             decision.outcome.serving,
             inputs.rollout.spec.rollout?.analysis?.checks ?? [],
             decision.outcome.rollout,
@@ -198,25 +212,53 @@ function wantedCaptureConfig(inputs: DesiredStateInputs, decision: RolloutDecisi
 }
 
 /** The capture settings the endpoint's agents get: the templates' now, else the serving version's. */
-export const captureSettings = (inputs: DesiredStateInputs, decision: RolloutDecision): DataCaptureConfig | undefined =>
-  (inputs.rollout.target ?? decision.outcome.serving)?.spec.dataCapture;
+export const captureSettings = (
+  target: VersionPlan | undefined,
+  decision: RolloutDecision,
+): DataCaptureConfig | undefined => (target ?? decision.outcome.serving)?.spec.dataCapture;
 
 /** The model instances the decision deploys that run an agent. */
 export const agentInstances = (decision: RolloutDecision): string[] => [
   ...new Set(decision.deploy.flatMap((d) => d.plan.variants.filter((v) => v.agent).map((v) => v.instance))),
 ];
 
-/** Everything the controller wants for the endpoint now: the decision, the objects, the status. */
+/**
+ * The rollout's whole input: the target the templates resolve to (pinned as its running instances
+ * started), kept versions from their snapshots (pinned too), and what the reconciler read. The
+ * reconciler runs the gates that need the world on it before desiredState.
+ */
+export function resolveRollout(inputs: Pick<DesiredStateInputs, 'ctx' | 'templates' | 'rollout'>): {
+  resolved: Resolved;
+  rollout: RolloutInput;
+} {
+  const { ctx, templates } = inputs;
+  const resolved = resolveTarget(ctx.endpoint, templates, ctx.config, inputs.rollout.now);
+  const snapshot = (version: string) => {
+    const plan = templates.kept(version);
+    return plan && templates.pin(plan);
+  };
+  return { resolved, rollout: { ...inputs.rollout, target: resolved.target, problem: resolved.problem, snapshot } };
+}
+
+/** Everything the controller wants for the endpoint now: the version, the decision, the objects, the status. */
 export function desiredState(inputs: DesiredStateInputs): DesiredState {
   const { ctx, provider, live } = inputs;
-  const decision = decide(inputs.rollout);
+  const { resolved, rollout } = resolveRollout(inputs);
+  const decision = decide(rollout);
   const workloads = [
     ...wantedWorkloads(ctx, provider, decision, inputs.deadlineSeconds, live).values(),
-    ...wantedCaptureConfig(inputs, decision),
+    ...wantedCaptureConfig(inputs, rollout, decision),
   ];
   const routing =
     !inputs.hostBlocked && (decision.deploy.length > 0 || inputs.routed)
       ? wantedRouting(ctx, provider, decision, live)
       : [];
-  return { decision, workloads, routing, removeRouting: inputs.hostBlocked, status: statusFor(inputs, decision) };
+  return {
+    resolved,
+    decision,
+    workloads,
+    routing,
+    removeRouting: inputs.hostBlocked,
+    status: statusFor(inputs, decision),
+  };
 }

@@ -6,11 +6,12 @@
 import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { autoscalerResource } from '../desired/autoscaling.ts';
 import * as desired from '../desired/objects.ts';
+import type { VersionPlan } from '../desired/plan.ts';
 import type { ConditionInput } from '../desired/status.ts';
 import { resources, type Resource } from '../kube/resources.ts';
 import type { Logger } from '../log.ts';
 import type { OperatorConfig } from '../options/config.ts';
-import { defaults, type RolloutDecision, type RolloutInput } from '../rollout/decide.ts';
+import { defaults, type RolloutDecision } from '../rollout/decide.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { routingProvider } from '../routing/providers.ts';
 import type { EventRecorder } from '../runtime/events.ts';
@@ -18,8 +19,16 @@ import type { Metrics } from '../runtime/metrics.ts';
 import type { PrometheusClient } from '../probes/prometheus.ts';
 import type { ReconcileResult } from '../runtime/queue.ts';
 import { Applier } from './apply.ts';
-import { involved, ownedBy, type Caches, type ClusterClient } from './caches.ts';
-import { agentInstances, captureSettings, desiredState, statusFor, type DesiredStateInputs } from './desired-state.ts';
+import { ownedBy, type Caches, type ClusterClient } from './caches.ts';
+import {
+  agentInstances,
+  captureSettings,
+  desiredState,
+  resolveRollout,
+  statusFor,
+  type DesiredStateInputs,
+  type RolloutReads,
+} from './desired-state.ts';
 import { askAgents, dataCapturedCondition, dataCapturePollMs, DataCaptureProbe } from '../probes/data-capture.ts';
 import type { ComparisonFigures } from '../compare/statistics.ts';
 import { comparisonsOf, testFiguresOf, type ShadowComparison } from '../probes/shadows.ts';
@@ -31,6 +40,7 @@ import { SharedLists } from '../probes/capacity.ts';
 import { runGates } from './gates.ts';
 import { Deletion } from './deletion.ts';
 import { HostPathStorage } from './hostpath.ts';
+import { logDecision, recordOutcome } from './outcome.ts';
 import { PodDiagnostics } from './pods.ts';
 import { deploymentAvailable, readiness, Resolver } from './resolve.ts';
 import { StatusWriter } from './status-writer.ts';
@@ -132,8 +142,13 @@ export class EndpointReconciler {
 
     // Read.
     const now = this.now();
-    const { inputs, recheckMs } = this.read(endpoint, now);
-    await runGates({ ...this.deps, provider: this.provider, sharedLists: this.sharedLists }, endpoint, inputs.rollout);
+    const read = this.read(endpoint, now);
+    const gates = await runGates(
+      { ...this.deps, provider: this.provider, sharedLists: this.sharedLists },
+      endpoint,
+      resolveRollout(read).rollout,
+    );
+    const inputs: DesiredStateInputs = { ...read, rollout: { ...read.rollout, ...gates } };
 
     // What the controller wants, then everything that should run, then the route: it only ever
     // names workloads that are Available.
@@ -163,7 +178,7 @@ export class EndpointReconciler {
       break;
     }
     const { decision } = state;
-    this.recordOutcome(endpoint, decision);
+    recordOutcome(this.deps, endpoint, decision);
 
     // The status, with what only the writes and the pods could tell.
     const deployed = [...new Set(decision.deploy.flatMap((d) => d.plan.variants.map((v) => v.instance)))];
@@ -171,7 +186,7 @@ export class EndpointReconciler {
     const owned: ConditionInput[] = conflicts.length
       ? [{ type: 'ResourcesOwned', status: 'False', reason: 'OwnershipConflict', message: conflicts.join('; ') }]
       : [];
-    const agents = await this.askAgents(key, inputs, decision, now);
+    const agents = await this.askAgents(key, inputs, state.resolved.target, decision, now);
     const captured = agents?.captured;
     const statusDeferredMs = await this.status.write(
       endpoint,
@@ -183,7 +198,7 @@ export class EndpointReconciler {
         agents?.figures,
       ),
     );
-    this.logDecision(endpoint, inputs, decision, statusDeferredMs);
+    logDecision(this.deps.logger, endpoint, inputs, state.resolved.target?.version, decision, statusDeferredMs);
 
     // Removals come last, once the status records what drains: a restart in between keeps it running.
     const wantedNames = (r: Resource) =>
@@ -218,7 +233,7 @@ export class EndpointReconciler {
     const loadDue = this.resolver.auxiliaryWaitMs(namespace, primaries, now);
     const due = [
       decision.requeueAfterMs,
-      recheckMs,
+      state.resolved.recheckMs,
       conflicts.length ? conflictRecheckMs : undefined,
       checkDue,
       loadDue,
@@ -236,11 +251,12 @@ export class EndpointReconciler {
   private async askAgents(
     key: string,
     inputs: DesiredStateInputs,
+    target: VersionPlan | undefined,
     decision: RolloutDecision,
     now: Date,
   ): Promise<AgentFacts | undefined> {
     const instances = agentInstances(decision);
-    const capture = captureSettings(inputs, decision);
+    const capture = captureSettings(target, decision);
     // The shadows mirrored to now, and those under test that are not (not ready, or stopped): the
     // agents keep a shadow listed at 0% with its figures, which its test is judged on.
     const mirrored = (decision.agentMirrors ?? []).map((m) => ({ name: m.variant, service: m.service }));
@@ -289,24 +305,19 @@ export class EndpointReconciler {
     });
   }
 
-  /** Everything the decision reads, from the caches: the target, kept versions, the live route and workloads. */
-  private read(endpoint: MachineLearningEndpoint, now: Date): { inputs: DesiredStateInputs; recheckMs?: number } {
+  /** Everything the decision reads, from the caches: the templates, kept versions, the live route and workloads. */
+  private read(endpoint: MachineLearningEndpoint, now: Date): DesiredStateInputs {
     const { caches, config } = this.deps;
     const namespace = endpoint.metadata.namespace!;
-    const name = endpoint.metadata.name!;
     const ctx: desired.EndpointContext = { endpoint, config };
     const deadlineSeconds = endpoint.spec.rollout?.progressDeadlineSeconds ?? defaults.progressDeadlineSeconds;
     const resolver = this.resolver;
-    const resolved = resolver.checkAutoscaling(resolver.resolveTarget(endpoint, now));
     const liveRoute = caches.routes.get(namespace, this.provider.routeName(ctx));
     const hostBlocked = resolver.hostConflict(ctx);
-    const rollout: RolloutInput = {
+    const rollout: RolloutReads = {
       generation: endpoint.metadata.generation ?? 0,
       spec: endpoint.spec,
       status: endpoint.status ?? {},
-      target: resolver.pinFetcher(namespace, resolved.target),
-      problem: resolved.problem,
-      snapshot: (version) => resolver.pinFetcher(namespace, resolver.snapshotPlan(namespace, name, version)),
       route: liveRoute ? resolver.readRoute(ctx, liveRoute) : undefined,
       routeBlocked: hostBlocked,
       workload: (v, replicas) => {
@@ -325,9 +336,10 @@ export class EndpointReconciler {
     };
     const autoscaled = (instance: string) =>
       (caches.deployments.get(namespace, instance)?.spec as { replicas?: number } | undefined)?.replicas;
-    const inputs: DesiredStateInputs = {
+    return {
       ctx,
       provider: this.provider,
+      templates: resolver.templates(endpoint),
       rollout,
       deadlineSeconds,
       live: {
@@ -347,51 +359,5 @@ export class EndpointReconciler {
           (this.deps.missing?.auxiliary ? this.provider.kinds.auxiliary?.missing : undefined),
       },
     };
-    return { inputs, recheckMs: resolved.recheckMs };
-  }
-
-  /** The decision's Events and metrics. */
-  private recordOutcome(endpoint: MachineLearningEndpoint, decision: RolloutDecision): void {
-    const { events, metrics } = this.deps;
-    const labels = { namespace: endpoint.metadata.namespace!, endpoint: endpoint.metadata.name! };
-    for (const e of decision.outcome.events) events.record(involved(endpoint), e.type, e.reason, e.message);
-    if (decision.outcome.ended) metrics?.rollbacks.inc({ ...labels, reason: decision.outcome.ended });
-    const rollout = decision.outcome.rollout;
-    const active = rollout && (rollout.phase === 'Progressing' || rollout.phase === 'Paused');
-    metrics?.rolloutStep.set(labels, active ? (rollout.step ?? 0) : 0);
-    metrics?.rolloutWeight.set(labels, active ? (rollout.weight ?? 0) : 0);
-    if (decision.route) metrics?.setRoute(labels.namespace, labels.endpoint, decision.route);
-    const { switched, serving } = decision.outcome;
-    if (switched && serving) {
-      const message = switched.from
-        ? `traffic switched from config version ${switched.from} to ${serving.version} (${serving.instance})`
-        : `serving config version ${serving.version} (${serving.instance})`;
-      events.record(involved(endpoint), 'Normal', 'VersionSwitched', message);
-    }
-  }
-
-  private logDecision(
-    endpoint: MachineLearningEndpoint,
-    inputs: DesiredStateInputs,
-    decision: RolloutDecision,
-    statusDeferredMs: number | undefined,
-  ): void {
-    if (!this.deps.logger.isLevelEnabled('debug')) return;
-    const { outcome } = decision;
-    const route = inputs.rollout.route ? Object.fromEntries(inputs.rollout.route.versions) : undefined;
-    this.deps.logger.debug(
-      {
-        endpoint: `${endpoint.metadata.namespace}/${endpoint.metadata.name}`,
-        target: inputs.rollout.target?.version,
-        serving: outcome.serving?.version,
-        unreadable: outcome.unreadable,
-        pending: outcome.pending?.version,
-        keepInstances: [...decision.keepInstances],
-        switched: !!outcome.switched,
-        route,
-        statusDeferredMs,
-      },
-      'decided',
-    );
   }
 }

@@ -28,12 +28,20 @@ export interface GateDeps {
   sharedLists: SharedLists;
 }
 
+/** What the gates found this round, for the decision (RolloutInput's fields of the same names). */
+export type GateResults = Pick<RolloutInput, 'analysis' | 'smokeTest' | 'capacity'>;
+
 /**
  * The gates that need the world, run before the decision when they are due: the metric gates while
  * the new version takes traffic, the capacity check before anything of it exists, and the smoke
  * test once it is Available and before it takes traffic.
  */
-export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint, input: RolloutInput): Promise<void> {
+export async function runGates(
+  deps: GateDeps,
+  endpoint: MachineLearningEndpoint,
+  input: RolloutInput,
+): Promise<GateResults> {
+  const results: GateResults = {};
   const { caches, client, config, provider, metrics, prometheus, sharedLists } = deps;
   const { target } = input;
   const rollout = endpoint.spec.rollout ?? {};
@@ -42,11 +50,11 @@ export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint
     const v = input.status.endpointConfigVersion;
     return v ? (v === target?.version ? target : input.snapshot(v)) : undefined;
   })();
-  if (!target || target.version === serving?.version || input.routeBlocked) return;
+  if (!target || target.version === serving?.version || input.routeBlocked) return results;
   const newInstances = target.variants.filter((v) => !serving?.variants.some((s) => s.instance === v.instance));
   const checks = rollout.analysis?.checks ?? [];
   if (checks.length) {
-    input.analysis = await runAnalysis({
+    results.analysis = await runAnalysis({
       status: input.status,
       rollout,
       checks,
@@ -69,7 +77,7 @@ export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint
         ),
       now: input.now,
     });
-    for (const r of input.analysis ?? []) {
+    for (const r of results.analysis ?? []) {
       if (r.evaluatedAt === iso(input.now)) metrics?.analysisEvaluations.inc({ result: r.result ?? 'Inconclusive' });
       if (r.value !== undefined)
         metrics?.analysisValue.set({ namespace, endpoint: endpoint.metadata.name!, check: r.name }, Number(r.value));
@@ -80,7 +88,7 @@ export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint
     newInstances.length &&
     newInstances.every((v) => !caches.deployments.get(namespace, v.instance))
   ) {
-    input.capacity = await checkCapacity(sharedLists, namespace, target, serving);
+    results.capacity = await checkCapacity(sharedLists, namespace, target, serving);
   }
   const recorded = input.status.rollout;
   const smokeDone =
@@ -97,7 +105,7 @@ export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint
     !takesTraffic &&
     newInstances.every((v) => input.workload(v, starting.get(v.instance)!).available)
   ) {
-    input.smokeTest = await runSmokeTest(
+    results.smokeTest = await runSmokeTest(
       client,
       namespace,
       rollout.smokeTest.configMap,
@@ -105,4 +113,5 @@ export async function runGates(deps: GateDeps, endpoint: MachineLearningEndpoint
       rollout.smokeTest.timeoutSeconds ?? 10,
     );
   }
+  return results;
 }

@@ -2,11 +2,22 @@ import { describe, expect, it } from 'vitest';
 import { fetcherContainerName } from '../desired/objects.ts';
 import { resources, type KubeObject } from '../kube/resources.ts';
 import { routingProvider } from '../routing/providers.ts';
+import type { MachineLearningEndpoint } from '../api/generated.ts';
 import { Resolver } from './resolve.ts';
+import { resolveTarget } from './target.ts';
 import { model, namespace, serveFirstVersion, setUp } from './testing/fixtures.ts';
 
 function resolverOf(t: ReturnType<typeof setUp>) {
-  return new Resolver({ caches: t.cluster.caches, config: t.config, provider: routingProvider(t.config) });
+  const resolver = new Resolver({ caches: t.cluster.caches, config: t.config, provider: routingProvider(t.config) });
+  return {
+    resolver,
+    /** The target, resolved as desiredState resolves it, from what the resolver reads out of the caches. */
+    resolveTarget: (endpoint: MachineLearningEndpoint, now: Date) =>
+      resolveTarget(endpoint, resolver.templates(endpoint), t.config, now),
+    /** The same, before the upgrade rules pin it. */
+    unpinned: (endpoint: MachineLearningEndpoint, now: Date) =>
+      resolveTarget(endpoint, { ...resolver.templates(endpoint), pin: (plan) => plan }, t.config, now),
+  };
 }
 
 describe('resolving what an endpoint asks for', () => {
@@ -55,7 +66,7 @@ describe('resolving what an endpoint asks for', () => {
     const t = setUp((c) => (c.fetcher.image = 'ml-operator:0.2.0'));
     await serveFirstVersion(t, {});
     const r = resolverOf(t);
-    const target = r.resolveTarget(t.cluster.caches.endpoints.get(namespace, 'iris')!, t.now()).target!;
+    const target = r.unpinned(t.cluster.caches.endpoints.get(namespace, 'iris')!, t.now()).target!;
     const instance = target.variants[0].instance;
     // Running: its Deployment's fetcher, whatever the operator's is now.
     const deployment = t.cluster.read<
@@ -67,13 +78,13 @@ describe('resolving what an endpoint asks for', () => {
       c.name === fetcherContainerName ? { ...c, image: 'ml-operator:0.1.0', args: ['https://x', '/opt/ml/model'] } : c,
     );
     await t.cluster.put(resources.deployment, deployment);
-    expect(r.pinFetcher(namespace, target)!.variants[0]).toMatchObject({
+    expect(r.resolver.pinFetcher(namespace, target).variants[0]).toMatchObject({
       fetcherImage: 'ml-operator:0.1.0',
       fetcherFlags: false,
     });
     // Not running (scaled away, or a new instance): the current one.
     await t.cluster.delete(resources.deployment, namespace, instance);
     await t.cluster.delete(resources.model, namespace, instance);
-    expect(r.pinFetcher(namespace, target)!.variants[0].fetcherImage).toBeUndefined();
+    expect(r.resolver.pinFetcher(namespace, target).variants[0].fetcherImage).toBeUndefined();
   });
 });

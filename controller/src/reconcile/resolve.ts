@@ -1,10 +1,9 @@
-// Reads what a reconcile decides from, out of the caches: the version the templates ask for (or the
-// one spec.serveVersion pins), with every rule that keeps an upgrade from restarting model pods (the
-// fetcher and pod defaults an instance started with); the plans of kept versions from their
-// snapshots; the live route as the rollout sees it; a host another endpoint holds; and whether the
-// data plane has loaded what a route may name. No writes.
+// Reads what a reconcile decides from, out of the caches: the templates and kept versions the target
+// is resolved from (reconcile/target.ts does the resolving, purely), with every rule that keeps an
+// upgrade from restarting model pods (the fetcher, pod defaults and agent image an instance started
+// with); the plans of kept versions from their snapshots; the live route as the rollout sees it; a
+// host another endpoint holds; and whether the data plane has loaded what a route may name. No writes.
 import type { MachineLearningEndpoint, MachineLearningModel } from '../api/generated.ts';
-import { autoscalingProblem } from '../desired/autoscaling.ts';
 import { upToDate } from '../desired/compare.ts';
 import {
   agentAnnotation,
@@ -21,24 +20,19 @@ import {
   parseAgent,
   parsePodDefaults,
   planFromSnapshot,
-  planFromTemplates,
-  rolloutAsksAgents,
   type VariantPlan,
   type VersionPlan,
 } from '../desired/plan.ts';
 import type { ConditionInput } from '../desired/status.ts';
 import type { KubeObject } from '../kube/resources.ts';
 import type { OperatorConfig } from '../options/config.ts';
-import type { LiveRoute, RolloutDecision } from '../rollout/decide.ts';
+import type { LiveRoute } from '../rollout/decide.ts';
 import { hostHolder } from '../rollout/hosts.ts';
-import { promotedPlan, promotingShadow, promotionRecord } from '../rollout/shadow-tests.ts';
 import type { RoutingProvider } from '../routing/provider.ts';
 import { decodeVersions, routeVersionsAnnotation } from '../desired/route.ts';
 import type { Caches } from './caches.ts';
 import { indexes, keyOf } from './indexes.ts';
-import { missingTemplates, type Resolved } from './missing-templates.ts';
-
-export type { Resolved };
+import type { Templates } from './target.ts';
 
 interface DeploymentStatus {
   replicas?: number;
@@ -89,8 +83,7 @@ export class Resolver {
    * controller's fetcher reaches new versions only, so upgrading the controller restarts no model
    * pod; and a fetcher pinned from 0.1.0, which takes no flags, is never given any.
    */
-  pinFetcher(namespace: string, plan: VersionPlan | undefined): VersionPlan | undefined {
-    if (!plan) return plan;
+  pinFetcher(namespace: string, plan: VersionPlan): VersionPlan {
     const { caches } = this.deps;
     type Pin = Pick<VariantPlan, 'fetcherImage' | 'fetcherFlags'>;
     const running = (instance: string): Pin | undefined => {
@@ -160,99 +153,29 @@ export class Resolver {
     return { versions: annotated ?? new Map(labelled ? [[labelled, 100]] : []), services, observed: status?.observed };
   }
 
-  resolveTarget(endpoint: MachineLearningEndpoint, now: Date): Resolved {
-    const { caches } = this.deps;
+  /** The templates, kept versions and upgrade rules the endpoint's target is resolved from (resolveTarget), from the caches. */
+  templates(endpoint: MachineLearningEndpoint): Templates {
+    const { caches, missing } = this.deps;
     const namespace = endpoint.metadata.namespace!;
-    // A template missing is waited for a while, unless the serving version was made from it.
-    const missing = (problem: ConditionInput, what: string, names: string[]): Resolved => {
-      const serving = endpoint.status?.endpointConfigVersion;
-      const plan = serving ? this.snapshotPlan(namespace, endpoint.metadata.name!, serving) : undefined;
-      const servedFrom = plan
-        ? [plan.config, ...plan.variants.map((v) => v.variant.model)]
-        : serving
-          ? null
-          : undefined;
-      const previous = endpoint.status?.conditions?.find((c) => c.type === problem.type);
-      return missingTemplates({ problem, what, names, servedFrom, previous, now });
-    };
-    // A version pinned by spec.serveVersion comes from its snapshots, whatever the templates say now.
-    const pinned = endpoint.spec.serveVersion;
-    if (pinned) {
-      const plan = this.snapshotPlan(namespace, endpoint.metadata.name!, pinned);
-      if (plan) return { target: plan };
-      return {
-        problem: {
-          type: 'TemplatesAvailable',
-          status: 'False',
-          reason: 'VersionNotFound',
-          message: `spec.serveVersion ${pinned} is not a version this endpoint kept (status.history lists those it can serve again): pick one of them, or remove spec.serveVersion to follow the config`,
-        },
-      };
-    }
-    const configName = endpoint.spec.config;
-    const config = caches.configs.get(namespace, configName);
-    if (config && isSnapshot(config)) {
-      return {
-        problem: {
-          type: 'TemplatesAvailable',
-          status: 'False',
-          reason: 'ConfigNotFound',
-          message: `${configName} is a snapshot made by ml-operator, not a MachineLearningEndpointConfig template: point spec.config at a config you created`,
-        },
-      };
-    }
-    if (!config) {
-      const what = `MachineLearningEndpointConfig ${namespace}/${configName}`;
-      const message = `${what} does not exist: create it, or point spec.config at an existing config`;
-      return missing({ type: 'TemplatesAvailable', status: 'False', reason: 'ConfigNotFound', message }, what, [
-        configName,
-      ]);
-    }
+    const name = endpoint.metadata.name!;
+    const config = caches.configs.get(namespace, endpoint.spec.config);
     const models = new Map<string, MachineLearningModel['spec']>();
-    for (const v of config.spec.models) {
+    for (const v of config?.spec.models ?? []) {
       const model = caches.models.get(namespace, v.model);
       if (model && !isSnapshot(model)) models.set(v.model, model.spec);
     }
-    const resolution = planFromTemplates(
-      endpoint.metadata.name!,
-      configName,
-      config.spec,
+    const key = keyOf(namespace, name);
+    return {
+      config: config && { spec: config.spec, snapshot: isSnapshot(config) },
       models,
-      rolloutAsksAgents(endpoint.spec.rollout),
-    );
-    if (resolution.ok) return { target: this.promoted(endpoint, resolution.plan) };
-    const what = `MachineLearningModel ${resolution.missing.map((m) => `${namespace}/${m}`).join(', ')} named by config ${configName}`;
-    const message = `${what} does not exist: create it, or remove the variant from the config`;
-    return missing(
-      { type: 'TemplatesAvailable', status: 'False', reason: 'ModelNotFound', message },
-      what,
-      resolution.missing,
-    );
-  }
-
-  /**
-   * The version to roll out instead of `plan` when its shadow test passed with onPass: Promote: the
-   * one derived from it, the shadow serving (promotedPlan), rebuilt from the config as it is now so
-   * that later changes to it apply. The test's record leaves the status once the derived version
-   * serves (it has no such shadow to report it on); then the status naming that version, or the
-   * mark on a config snapshot of a version promoted on the same subject, keeps the promotion. A
-   * record of that subject that has not passed (a new test, after a rollback) goes first.
-   */
-  private promoted(endpoint: MachineLearningEndpoint, plan: VersionPlan): VersionPlan {
-    const shadow = promotingShadow(plan);
-    if (!shadow) return plan;
-    const status = endpoint.status;
-    const record = promotionRecord(plan, status);
-    if (record && record.phase !== 'Passed') return plan;
-    const derived = promotedPlan(endpoint.metadata.name!, plan, shadow);
-    if (record) return derived;
-    if (status?.endpointConfigVersion === derived.version || status?.pendingEndpointConfigVersion === derived.version)
-      return derived;
-    const key = keyOf(endpoint.metadata.namespace, endpoint.metadata.name!);
-    const marked = this.deps.caches.configs
-      .byIndex(indexes.endpoint, key)
-      .some((c) => c.metadata.labels?.[labels.promoted] === derived.promoted);
-    return marked ? derived : plan;
+      kept: (version) => this.snapshotPlan(namespace, name, version),
+      promotionMarked: (promoted) =>
+        this.deps.caches.configs
+          .byIndex(indexes.endpoint, key)
+          .some((c) => c.metadata.labels?.[labels.promoted] === promoted),
+      pin: (plan) => this.pinFetcher(namespace, plan),
+      autoscalersMissing: missing?.autoscalers ?? false,
+    };
   }
 
   snapshotPlan(namespace: string, endpoint: string, version: string): VersionPlan | undefined {
@@ -285,28 +208,6 @@ export class Resolver {
     };
   }
 
-  /** A version whose autoscaling the cluster or the chart's engine cannot carry does not roll out: the endpoint says why. */
-  checkAutoscaling(resolved: Resolved): Resolved {
-    if (!resolved.target) return resolved;
-    const problem = autoscalingProblem(this.deps.config, resolved.target.variants);
-    if (problem) return { problem };
-    if (this.deps.missing?.autoscalers && resolved.target.variants.some((v) => v.variant.autoscaling)) {
-      const api =
-        this.deps.config.autoscaling.engine === 'keda'
-          ? "KEDA's ScaledObject API (keda.sh/v1alpha1)"
-          : 'the HorizontalPodAutoscaler API (autoscaling/v2)';
-      return {
-        problem: {
-          type: 'TemplatesAvailable',
-          status: 'False',
-          reason: 'AutoscalingUnsupported',
-          message: `${api} is not served by this cluster: install it (then restart the controller), or remove autoscaling from the variants`,
-        },
-      };
-    }
-    return resolved;
-  }
-
   /**
    * The count an autoscaled variant of a new version starts at: what the serving version's variant
    * of the same model runs now (so that a switch never lands on fewer pods), within its bounds.
@@ -319,22 +220,6 @@ export class Resolver {
           ?.replicas
       : undefined;
     return Math.min(a.maxInstances, Math.max(a.minInstances, current ?? a.minInstances));
-  }
-
-  /** The decision with the replicas autoscaled instances run now, for the status. */
-  withLiveReplicas(namespace: string, decision: RolloutDecision): RolloutDecision {
-    const deploy = decision.deploy.map((d) => {
-      const replicas = new Map(d.replicas);
-      for (const v of d.plan.variants) {
-        const live = v.variant.autoscaling
-          ? (this.deps.caches.deployments.get(namespace, v.instance)?.spec as { replicas?: number } | undefined)
-              ?.replicas
-          : undefined;
-        if (live !== undefined) replicas.set(v.instance, live);
-      }
-      return { ...d, replicas };
-    });
-    return { ...decision, deploy };
   }
 
   /**
