@@ -2,7 +2,8 @@
 // answering 5 ms after a request ends: a timer, almost no CPU of its own) and the agent as the image runs it (controller/bundle.ts's
 // dist/agent/main.js, its own process), with 10% of requests captured to a file sink. In the same run,
 // alternating 15 s slices, the same open-loop load of 500 requests/s goes direct to the model and
-// through the agent; then each is driven to saturation (closed loop, 32 at a time) for 10 s. Prints the
+// through the agent; then each is driven to saturation (closed loop, 32 at a time) in four pairs of 5 s,
+// their order alternating. Prints the
 // added latency at p50 and p99, the throughput ratio, and the agent's RSS at the start and end of the
 // run (and its peak). Then shadows, in the same run: a second model server as the shadow, and the same
 // 500 requests/s through the agent with no shadow, a 10% and a 100% shadow, and a 100% shadow that
@@ -219,6 +220,42 @@ async function saturate(url: string, ms: number, concurrency = 32, body = '{"fea
   return done / (ms / 1000);
 }
 
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  return Number.isInteger(mid) ? (sorted[mid - 1] + sorted[mid]) / 2 : sorted[Math.floor(mid)];
+};
+
+/**
+ * Saturation direct and through the agent in `pairs` pairs of `ms` each, their order alternating
+ * (direct first, then the agent first, ...) so that neither side always runs on a warmer or a
+ * busier machine: the medians, and the median ratio of the pairs with its range.
+ */
+async function saturation(
+  direct: string,
+  through: string,
+  concurrency: number,
+  body?: string,
+  pairs = 4,
+  ms = 5000,
+): Promise<string> {
+  const ratios: number[] = [];
+  const directRates: number[] = [];
+  const agentRates: number[] = [];
+  for (let i = 0; i < pairs; i++) {
+    const first = i % 2 === 0 ? direct : through;
+    const second = first === direct ? through : direct;
+    const a = await saturate(first, ms, concurrency, body);
+    const b = await saturate(second, ms, concurrency, body);
+    const [d, g] = first === direct ? [a, b] : [b, a];
+    directRates.push(d);
+    agentRates.push(g);
+    ratios.push(g / d);
+  }
+  const pct = (r: number) => `${(r * 100).toFixed(1)}%`;
+  return `  saturation (${concurrency} at a time, ${pairs} pairs of ${ms / 1000} s, alternating): direct ${median(directRates).toFixed(0)}/s, through the agent ${median(agentRates).toFixed(0)}/s (medians): ${pct(median(ratios))} of direct [${pct(Math.min(...ratios))}-${pct(Math.max(...ratios))}]\n`;
+}
+
 const work = mkdtempSync(join(tmpdir(), 'ml-operator-bench-agent-'));
 const processes: ChildProcess[] = [];
 try {
@@ -290,11 +327,7 @@ try {
   poolDirect.destroy();
   poolAgent.destroy();
   process.stdout.write(`${latencyTable(latencies, failures)}\n`);
-  const saturatedDirect = await saturate(direct, 10_000);
-  const saturatedAgent = await saturate(through, 10_000);
-  process.stdout.write(
-    `  saturation (32 at a time, 10 s each): direct ${saturatedDirect.toFixed(0)}/s, through the agent ${saturatedAgent.toFixed(0)}/s: ${((saturatedAgent / saturatedDirect) * 100).toFixed(1)}% of direct\n`,
-  );
+  process.stdout.write(await saturation(direct, through, 32));
   const status = (await (await fetch(`http://127.0.0.1:${adminPort}/-/agent/status`)).json()) as {
     capture: { written: number; dropped: number; healthy: boolean };
   };
@@ -487,11 +520,7 @@ async function sklearnServer(work: string, processes: ChildProcess[]): Promise<v
     `${latencyTable(latencies, failures)}; CPU per request through the agent: server ${((cpu.server * 1000) / answered).toFixed(3)} ms, agent ${((cpu.agent * 1000) / answered).toFixed(3)} ms\n`,
   );
   const body = row(7);
-  const saturatedDirect = await saturate(direct, 10_000, 16, body);
-  const saturatedAgent = await saturate(through, 10_000, 16, body);
-  process.stdout.write(
-    `  saturation (16 at a time, 10 s each): direct ${saturatedDirect.toFixed(0)}/s, through the agent ${saturatedAgent.toFixed(0)}/s: ${((saturatedAgent / saturatedDirect) * 100).toFixed(1)}% of direct\n`,
-  );
+  process.stdout.write(await saturation(direct, through, 16, body));
   agent.child.kill('SIGTERM');
   server.child.kill('SIGTERM');
   await Promise.all([agent.exited, server.exited]);

@@ -93,7 +93,7 @@ export function clusterSetup(options: ClusterSetupOptions): {
     // The run's RBAC audit: every verb a controller used was granted, and every verb granted was used.
     const audit = auditRbac(cluster.kubeconfigPath, cluster.auditLogPath);
     log(
-      `rbac audit (Kubernetes ${cluster.kubernetesVersion}): ${audit.releases} release(s), ${audit.requests} distinct (group, resource, verb) used by their controllers`,
+      `rbac audit (Kubernetes ${cluster.kubernetesVersion}): ${audit.releases} release(s), ${audit.requests} distinct (group, resource, verb) used by their controllers${entry.rbacAudit === 'full' ? '' : '; a run of part of the files: only that each was granted is checked'}`,
     );
     await cluster.stop();
     const left = pids.filter(alive);
@@ -116,4 +116,14 @@ export function clusterSetup(options: ClusterSetupOptions): {
   return { setup, teardown };
 }
 
-export const { setup, teardown } = clusterSetup({ kubernetes: 'current', rbacAudit: 'full' });
+/**
+ * A run of some files or tests only (`npm test -- test/integration/<file>`, or `-t`) leaves granted
+ * verbs unused: ci/test.ts says so (ML_OPERATOR_RBAC_AUDIT=missing), and the audit then checks only
+ * that every verb used was granted.
+ */
+const subsetAudit = () => process.env.ML_OPERATOR_RBAC_AUDIT === 'missing';
+
+export const { setup, teardown } = clusterSetup({
+  kubernetes: 'current',
+  rbacAudit: subsetAudit() ? 'missing' : 'full',
+});
