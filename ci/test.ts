@@ -4,46 +4,20 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { formatCheck, lint } from './checks.ts';
+import { namesFiles, phases, runsPart } from './test-args.ts';
 import { ensureTools } from './tools/build.ts';
 
 const args = process.argv.slice(2);
 // A run that names test files (one file while working on it) skips the checks; a run of whole projects does not.
-const namesFiles = args.some((arg, i) => !arg.startsWith('-') && !args[i - 1]?.startsWith('--'));
-if (!namesFiles && !(lint() && formatCheck())) process.exit(1);
+if (!namesFiles(args) && !(lint() && formatCheck())) process.exit(1);
 // Part of the tests leave some granted verbs unused: the integration suite's RBAC audit then checks
 // only that every verb used was granted (test/integration/global-setup.ts).
-if (namesFiles || args.some((a) => a === '-t' || a.startsWith('--testNamePattern')))
-  process.env.ML_OPERATOR_RBAC_AUDIT = 'missing';
+if (runsPart(args)) process.env.ML_OPERATOR_RBAC_AUDIT = 'missing';
 
 // The real node's tools too: the integration project's real-node test starts a cluster with one; and
 // istiod, which the Istio xDS test runs.
 await ensureTools({ realNode: true, istio: true });
 const vitest = fileURLToPath(new URL('../node_modules/vitest/vitest.mjs', import.meta.url));
-
-/**
- * The `quiet` project (latencies judged on the real node, each file on a cluster of its own) runs in a
- * vitest of its own, after every other project's: vitest stops the other projects' control planes only
- * when it closes, and two idle control planes on two cores were felt in hundreds of milliseconds of
- * its clients' tail. A run that names projects keeps that order for the ones it names.
- */
-function phases(argv: string[]): string[][] {
-  const projects: string[] = [];
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--project' && i + 1 < argv.length) projects.push(argv[++i]);
-    else if (arg.startsWith('--project=')) projects.push(arg.slice('--project='.length));
-    else rest.push(arg);
-  }
-  const quiet = projects.length === 0 || projects.includes('quiet');
-  const others = projects.length === 0 ? ['!quiet'] : projects.filter((p) => p !== 'quiet');
-  if (!quiet || namesFiles) return [argv];
-  if (projects.length > 0 && others.length === 0) return [argv];
-  return [
-    [...others.map((p) => `--project=${p}`), ...rest],
-    ['--project=quiet', ...rest],
-  ];
-}
 
 let current: ReturnType<typeof spawn> | undefined;
 let stopping = false;
