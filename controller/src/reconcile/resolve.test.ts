@@ -66,8 +66,12 @@ describe('resolving what an endpoint asks for', () => {
     const t = setUp((c) => (c.fetcher.image = 'ml-operator:0.2.0'));
     await serveFirstVersion(t, {});
     const r = resolverOf(t);
-    const target = r.unpinned(t.cluster.caches.endpoints.get(namespace, 'iris')!, t.now()).target!;
+    const served = t.cluster.caches.endpoints.get(namespace, 'iris')!;
+    const target = r.unpinned(served, t.now()).target!;
     const instance = target.variants[0].instance;
+    // What one reconcile read: its pins stay as first read, whatever the caches say later.
+    const read = r.resolver.templates(served);
+    expect(read.pin(target).variants[0].fetcherImage).toBe('ml-operator:0.2.0');
     // Running: its Deployment's fetcher, whatever the operator's is now.
     const deployment = t.cluster.read<
       KubeObject & {
@@ -82,6 +86,8 @@ describe('resolving what an endpoint asks for', () => {
       fetcherImage: 'ml-operator:0.1.0',
       fetcherFlags: false,
     });
+    expect(read.pin(target).variants[0].fetcherImage).toBe('ml-operator:0.2.0');
+    expect(r.resolver.templates(served).pin(target).variants[0].fetcherImage).toBe('ml-operator:0.1.0');
     // Not running (scaled away, or a new instance): the current one.
     await t.cluster.delete(resources.deployment, namespace, instance);
     await t.cluster.delete(resources.model, namespace, instance);

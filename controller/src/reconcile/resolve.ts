@@ -62,6 +62,16 @@ export function readiness(live: KubeObject | undefined): number {
   return ((live?.status ?? {}) as DeploymentStatus).readyReplicas ?? 0;
 }
 
+/** `read`, with each answer kept: a key (by `keyOf`) asked again gets the first answer. */
+function once<A, R>(read: (a: A) => R, keyOf: (a: A) => unknown = (a) => a): (a: A) => R {
+  const answers = new Map<unknown, R>();
+  return (a) => {
+    const key = keyOf(a);
+    if (!answers.has(key)) answers.set(key, read(a));
+    return answers.get(key)!;
+  };
+}
+
 export interface ResolverDeps {
   caches: Caches;
   config: OperatorConfig;
@@ -165,15 +175,21 @@ export class Resolver {
       if (model && !isSnapshot(model)) models.set(v.model, model.spec);
     }
     const key = keyOf(namespace, name);
+    // Each answer is read once: the gates and the decision of one reconcile resolve the same target
+    // even when an informer updates the caches while the gates wait, or while the reconcile writes.
     return {
       config: config && { spec: config.spec, snapshot: isSnapshot(config) },
       models,
-      kept: (version) => this.snapshotPlan(namespace, name, version),
-      promotionMarked: (promoted) =>
+      kept: once((version) => this.snapshotPlan(namespace, name, version)),
+      promotionMarked: once((promoted) =>
         this.deps.caches.configs
           .byIndex(indexes.endpoint, key)
           .some((c) => c.metadata.labels?.[labels.promoted] === promoted),
-      pin: (plan) => this.pinFetcher(namespace, plan),
+      ),
+      pin: once(
+        (plan: VersionPlan) => this.pinFetcher(namespace, plan),
+        (plan) => JSON.stringify(plan),
+      ),
       autoscalersMissing: missing?.autoscalers ?? false,
     };
   }
