@@ -220,6 +220,14 @@ async function saturate(url: string, ms: number, concurrency = 32, body = '{"fea
   return done / (ms / 1000);
 }
 
+/** The agent's capture settings in every section: 10% of requests to files under `dir`. */
+const capturing = (dir: string) => ({
+  enabled: true,
+  samplingPercent: 10,
+  destination: pathToFileURL(dir).href,
+  rotation: { maxBytes: 4 << 20, maxSeconds: 30 },
+});
+
 const median = (xs: number[]) => {
   const sorted = [...xs].sort((a, b) => a - b);
   const mid = sorted.length / 2;
@@ -280,12 +288,7 @@ try {
     writeFileSync(
       config,
       JSON.stringify({
-        capture: {
-          enabled: true,
-          samplingPercent: 10,
-          destination: pathToFileURL(capture).href,
-          rotation: { maxBytes: 4 << 20, maxSeconds: 30 },
-        },
+        capture: capturing(capture),
         // At 0% a shadow stays listed, as the controller lists one that is not ready: its figures stay.
         // The copies' timeout and in-flight cap are the agent's defaults (10 s, 16).
         shadows: Object.entries(shadowPorts).map(([name, p]) => ({
@@ -473,17 +476,7 @@ async function sklearnServer(work: string, processes: ChildProcess[]): Promise<v
   });
   processes.push(server.child);
   const config = join(work, 'sklearn-config.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      capture: {
-        enabled: true,
-        samplingPercent: 10,
-        destination: pathToFileURL(join(work, 'sklearn-capture')).href,
-        rotation: { maxBytes: 4 << 20, maxSeconds: 30 },
-      },
-    }),
-  );
+  writeFileSync(config, JSON.stringify({ capture: capturing(join(work, 'sklearn-capture')) }));
   const agent = startBenchAgent(
     work,
     { model: serverPort, listen: port, admin: adminPort },
