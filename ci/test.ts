@@ -2,8 +2,12 @@
 // not after the tests), then builds any missing Go tool, with progress, so that the first run on a new
 // machine never looks stuck inside a test, then runs vitest under this Node.js.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatCheck, lint } from './checks.ts';
+import { type RunSummary, summaryLines } from './summary-reporter.ts';
 import { namesFiles, phases, runsPart } from './test-args.ts';
 import { ensureTools } from './tools/build.ts';
 
@@ -28,16 +32,45 @@ process.on('SIGTERM', () => {
   stopping = true;
   current?.kill('SIGTERM');
 });
-const run = (argv: string[]) =>
+const run = (argv: string[], summaryFile: string) =>
   new Promise<number>((resolve) => {
-    current = spawn(process.execPath, [vitest, 'run', ...argv], { stdio: 'inherit' });
+    current = spawn(process.execPath, [vitest, 'run', ...argv], {
+      stdio: 'inherit',
+      env: { ...process.env, ML_OPERATOR_TEST_SUMMARY: summaryFile },
+    });
     current.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
   });
+
+/** What a phase's reporter wrote (ci/summary-reporter.ts); none when vitest stopped before its end. */
+function readSummary(file: string): RunSummary | undefined {
+  try {
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    return JSON.parse(lines[lines.length - 1]) as RunSummary;
+  } catch {
+    return undefined;
+  }
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'ml-operator-test-'));
+const report: string[] = [];
 let failed = 0;
-for (const argv of phases(args)) {
+const all = phases(args);
+for (const [i, argv] of all.entries()) {
   if (stopping) break;
   // Every phase runs, so that one run reports every failure; the exit code is the first failure's.
-  const code = await run(argv);
+  const summaryFile = join(dir, `phase-${i + 1}.jsonl`);
+  const code = await run(argv, summaryFile);
   if (code !== 0 && failed === 0) failed = code;
+  const summary = readSummary(summaryFile);
+  const name = `phase ${i + 1} of ${all.length} (vitest run ${argv.join(' ')})`;
+  report.push(`${name}: exit ${code}`);
+  if (summary) report.push(...summaryLines(summary).map((l) => `  ${l}`));
+  else report.push('  no summary: vitest stopped before the end of its run (see its output above)');
+  // A non-zero exit with no failed test: an error outside the tests, such as a global setup's teardown.
+  if (code !== 0 && summary && summary.failures.length === 0)
+    report.push('  no test failed: the error is outside the tests (a global setup or teardown), in the output above');
 }
+rmSync(dir, { recursive: true, force: true });
+if (all.length > 1 || failed !== 0)
+  process.stdout.write(`\nnpm test: ${failed === 0 ? 'passed' : 'FAILED'}\n${report.join('\n')}\n`);
 process.exit(failed);
