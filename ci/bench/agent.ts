@@ -13,12 +13,16 @@
 // agent, at 100 requests/s and at saturation (with Debian's python3-sklearn; skipped without it).
 // The agent's own memory (anonymous RSS) is traced over the slices, with its slope per minute of the
 // run (direct slices included: `-- --minutes=10` is 10 minutes through the agent in a 20-minute run).
+// The client (this process) runs on CPU 0 and the pod's processes (model, agent, shadows) on the
+// others, as a pod's clients are on other machines: otherwise the client's own CPU competes with the
+// agent and the saturation figures measure the load generator as much as the agent. `--shared-cpus`
+// lets every process run anywhere, as before.
 // No assertions: the figures are for the issue's note.
-//   npm run bench:agent [-- --minutes=1]      (minutes of load through the agent; as many direct)
+//   npm run bench:agent [-- --minutes=1] [--shared-cpus]   (minutes of load through the agent; as many direct)
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { bundleProgram } from '../../controller/bundle.ts';
@@ -27,13 +31,29 @@ import { freePort } from '../processes.ts';
 import { percentile } from '../traffic/load.ts';
 import { waitFor } from '../wait.ts';
 
-const minutesArg = process.argv.slice(2).find((a) => a.startsWith('--minutes='));
-const unknown = process.argv.slice(2).filter((a) => !a.startsWith('--minutes='));
+const argv = process.argv.slice(2);
+const minutesArg = argv.find((a) => a.startsWith('--minutes='));
+const sharedCpus = argv.includes('--shared-cpus');
+const unknown = argv.filter((a) => !a.startsWith('--minutes=') && a !== '--shared-cpus');
 const minutes = minutesArg ? Number(minutesArg.slice('--minutes='.length)) : 1;
 if (unknown.length || !(minutes > 0)) {
-  process.stderr.write('usage: npm run bench:agent [-- --minutes=N]\n');
+  process.stderr.write('usage: npm run bench:agent [-- --minutes=N] [--shared-cpus]\n');
   process.exit(2);
 }
+
+/** The CPUs the pod's processes run on (taskset's list), or none when every process runs anywhere. */
+const podCpus = (() => {
+  const cpus = availableParallelism();
+  if (sharedCpus || cpus < 2) return undefined;
+  // Every thread of this process (the client) onto CPU 0; what it starts from now on is placed apart.
+  execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+  return cpus === 2 ? '1' : `1-${cpus - 1}`;
+})();
+process.stdout.write(
+  podCpus
+    ? `agent bench: the client on CPU 0, the model, the agent and the shadows on CPU ${podCpus}\n`
+    : `agent bench: every process on any CPU (${availableParallelism()})\n`,
+);
 const rate = 500;
 const sliceMs = 15_000;
 
@@ -69,7 +89,9 @@ function start(
   command = process.execPath,
   env: Record<string, string> = {},
 ): { child: ChildProcess; exited: Promise<void>; output: () => string } {
-  const child = spawn(command, args, {
+  // taskset execs the command in its own process: the pid is the command's.
+  const placed = podCpus ? (['taskset', ['-c', podCpus, command, ...args]] as const) : ([command, args] as const);
+  const child = spawn(placed[0], placed[1], {
     // Both kept: the agent logs to stderr, the scikit-learn server to stdout.
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
