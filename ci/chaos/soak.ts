@@ -316,6 +316,9 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
   churnStarted = Date.now();
   log(`chaos: churn started at ${new Date(churnStarted).toISOString()} (times below are from here)`);
   let kills = 0;
+  // When the last kill's controller was started again: kills fall behind their schedule while a
+  // controller is slow to start.
+  let killsStoppedAt: number | undefined;
   const killer = (async () => {
     for (const at of killAt) {
       const wait = churnStarted + at - Date.now();
@@ -327,7 +330,32 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
       if (kills % 10 === 0) log(`chaos: ${kills}/${o.kills} controller kills`);
       await startController();
     }
+    killsStoppedAt = Date.now();
   })();
+  /**
+   * `probe` until `bound` after the later of the churn's end and the kills' end (or after now):
+   * before the kills stop, a deleted endpoint's drain and a recreated one's first version wait on
+   * controllers that keep being killed, and the kills can end well after the churn's schedule (CI
+   * on bf8f438: 43 s after it).
+   */
+  const afterChurn = async <T>(
+    what: string,
+    bound: number,
+    probe: () => Promise<T | undefined>,
+    explain?: () => Promise<string>,
+  ): Promise<T> => {
+    while (killsStoppedAt === undefined) {
+      const value = await probe().catch(() => undefined);
+      if (value !== undefined) return value;
+      await delay(500);
+    }
+    return waitFor(
+      what,
+      Math.max(Math.max(churnStarted + o.churnMs, killsStoppedAt) - Date.now(), 0) + bound,
+      probe,
+      explain,
+    );
+  };
   const change = async () => {
     const drawn = pick([
       'weights',
@@ -409,19 +437,17 @@ export async function runSoak(cluster: SoakCluster, namespace: string, o: SoakOp
             // goes: applied again before that, it would be the one being deleted.
             // The drain ends only when a controller runs long enough to lift the finalizer: while
             // controllers are killed every few seconds that can take until the kills stop.
-            await waitFor(
-              `endpoint ${e} gone after its drain`,
-              Math.max(churnStarted + o.churnMs - Date.now(), 0) + 60_000,
-              async () => ((await user.get(resources.endpoint, namespace, e)) ? undefined : true),
+            await afterChurn(`endpoint ${e} gone after its drain`, 60_000, async () =>
+              (await user.get(resources.endpoint, namespace, e)) ? undefined : true,
             );
             await applyEndpoint(e);
             // While the churn goes on, changes to its templates can keep replacing a first version
             // before its pods are up (their artifacts fetched a few at a time on this machine): the
-            // bound is the churn's end and then some. Missing it is a problem of the soak's report,
-            // with what the endpoint's workloads were doing, not an end of the soak.
-            await waitFor(
+            // bound is the churn's end (and the kills') and then some. Missing it is a problem of the
+            // soak's report, with what the endpoint's workloads were doing, not an end of the soak.
+            await afterChurn(
               `endpoint ${e} recreated to be InService`,
-              Math.max(churnStarted + o.churnMs - Date.now(), 0) + 180_000,
+              180_000,
               () => serving(e),
               () => stuck(e),
             );
